@@ -1,0 +1,119 @@
+import { createHash, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import jwt from 'jsonwebtoken';
+import type { GantryConfig } from '../config.js';
+import { HmacSecretSource, JwksFileSource, JwksUrlSource, type Algorithm, type KeySource } from './keys.js';
+
+/** The authenticated caller of an RPC, from a verified token. */
+export interface Principal {
+  subject: string;
+  scopes: ReadonlySet<string>;
+  expiresAtMs: number;
+}
+
+export class TokenError extends Error {}
+
+/** Bounds the verified-token cache so a flood of distinct tokens cannot grow memory. */
+const MAX_CACHED_TOKENS = 10_000;
+/** A cached verification is re-done at least this often, so a key removed from the JWKS stops working soon. */
+const CACHE_TTL_MS = 60_000;
+
+/**
+ * Verifies bearer JWTs: algorithm pinned to the key source (never `none`, never HS from a JWKS),
+ * issuer, audience, exp/nbf with a small skew, a maximum token age. Verified tokens are cached
+ * briefly by their SHA-256, since a service sees the same token on every call of a client.
+ */
+export class TokenVerifier {
+  private readonly cache = new Map<string, { principal: Principal; untilMs: number }>();
+
+  constructor(
+    private readonly source: KeySource,
+    private readonly opts: { issuer: string; audience: string; clockToleranceSec: number; maxTokenAgeSec: number },
+    private readonly nowMs: () => number = Date.now,
+  ) {}
+
+  static fromConfig(auth: GantryConfig['auth'], devJwksFile?: string): TokenVerifier {
+    let source: KeySource;
+    if (auth.jwksUrl) source = new JwksUrlSource(auth.jwksUrl);
+    else if (auth.hmacSecretFile) source = new HmacSecretSource(readFileSync(auth.hmacSecretFile));
+    else if (auth.jwksFile ?? devJwksFile) source = new JwksFileSource((auth.jwksFile ?? devJwksFile)!);
+    else throw new Error('no JWT key source: set GANTRY_JWT_JWKS_FILE, GANTRY_JWT_JWKS_URL or GANTRY_JWT_HMAC_SECRET_FILE');
+    return new TokenVerifier(source, auth);
+  }
+
+  async verify(token: string): Promise<Principal> {
+    const now = this.nowMs();
+    const cacheKey = createHash('sha256').update(token).digest('base64url');
+    const cached = this.cache.get(cacheKey);
+    if (cached && now < cached.untilMs && now < cached.principal.expiresAtMs + this.opts.clockToleranceSec * 1000) {
+      return cached.principal;
+    }
+    const decoded = jwt.decode(token, { complete: true });
+    if (!decoded || typeof decoded.payload === 'string') throw new TokenError('malformed token');
+    const alg = decoded.header.alg;
+    if (!(this.source.algorithms as readonly string[]).includes(alg)) {
+      throw new TokenError(`token algorithm ${alg} is not accepted (accepted: ${this.source.algorithms.join(', ')})`);
+    }
+    let key: { key: KeyObject; algorithm: Algorithm };
+    try {
+      key = await this.source.keyFor(decoded.header.kid, alg);
+    } catch (err) {
+      throw new TokenError((err as Error).message);
+    }
+    if (key.algorithm !== alg) throw new TokenError(`token algorithm ${alg} does not match its key (${key.algorithm})`);
+    let payload: jwt.JwtPayload;
+    try {
+      payload = jwt.verify(token, key.key, {
+        algorithms: [key.algorithm],
+        issuer: this.opts.issuer,
+        audience: this.opts.audience,
+        clockTolerance: this.opts.clockToleranceSec,
+        maxAge: `${this.opts.maxTokenAgeSec}s`,
+        clockTimestamp: Math.floor(now / 1000),
+      }) as jwt.JwtPayload;
+    } catch (err) {
+      throw new TokenError((err as Error).message);
+    }
+    if (!payload.sub) throw new TokenError('token has no sub claim');
+    if (typeof payload.exp !== 'number') throw new TokenError('token has no exp claim');
+    const principal: Principal = { subject: payload.sub, scopes: parseScopes(payload), expiresAtMs: payload.exp * 1000 };
+    if (this.cache.size >= MAX_CACHED_TOKENS) this.cache.delete(this.cache.keys().next().value!);
+    this.cache.set(cacheKey, { principal, untilMs: now + CACHE_TTL_MS });
+    return principal;
+  }
+
+  close(): void {
+    this.source.close();
+  }
+}
+
+/** OAuth scopes from `scope` (space-separated, RFC 8693) or `scp` (array). */
+function parseScopes(payload: jwt.JwtPayload): ReadonlySet<string> {
+  const scope = payload.scope as unknown;
+  const scp = payload.scp as unknown;
+  if (typeof scope === 'string') return new Set(scope.split(' ').filter(Boolean));
+  if (Array.isArray(scp)) return new Set(scp.filter((s): s is string => typeof s === 'string'));
+  return new Set();
+}
+
+export interface MintOptions {
+  subject: string;
+  scopes: string[];
+  issuer: string;
+  audience: string;
+  ttlSec: number;
+  key: KeyObject;
+  kid?: string;
+  algorithm?: Algorithm;
+  nowMs?: number;
+}
+
+/** Signs a token (dev tooling and tests; production tokens come from the platform's issuer). */
+export function mintToken(opts: MintOptions): string {
+  const iat = Math.floor((opts.nowMs ?? Date.now()) / 1000);
+  return jwt.sign(
+    { sub: opts.subject, scope: opts.scopes.join(' '), iat, exp: iat + opts.ttlSec, iss: opts.issuer, aud: opts.audience },
+    opts.key,
+    { algorithm: opts.algorithm ?? 'ES256', ...(opts.kid ? { keyid: opts.kid } : {}) },
+  );
+}

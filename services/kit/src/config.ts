@@ -1,0 +1,185 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+/** Every limit and knob of a Gantry process. Units are in the names. */
+export const configSchema = z.strictObject({
+  listen: z.strictObject({
+    host: z.string().min(1).default('0.0.0.0'),
+    port: z.coerce.number().int().min(0).max(65535).default(7443),
+    /** Plaintext port serving grpc.health.v1 only, for Kubernetes' native gRPC probes. 0 = any free port. */
+    healthPort: z.coerce.number().int().min(0).max(65535).default(7080),
+  }).prefault({}),
+  /** Where embedded-mode state lives: dev PKI, dev JWT keys, the PGlite database. */
+  dataDir: z.string().min(1).default('.gantry'),
+  tls: z.strictObject({
+    /** PEM files; when all are unset, a dev PKI is generated under dataDir/pki on first run. */
+    caFile: z.string().optional(),
+    certFile: z.string().optional(),
+    keyFile: z.string().optional(),
+    /** How often certificate files are re-read, so rotated certificates apply without a restart. */
+    reloadIntervalMs: z.coerce.number().int().min(1000).max(3_600_000).default(60_000),
+  }).prefault({}),
+  auth: z.strictObject({
+    issuer: z.string().min(1).default('gantry-dev'),
+    audience: z.string().min(1).default('gantry'),
+    /** One key source: a JWKS file (re-read on change), a JWKS URL (cached, refetched on unknown kid), or an HS256 secret file (dev only). */
+    jwksFile: z.string().optional(),
+    jwksUrl: z.url().optional(),
+    hmacSecretFile: z.string().optional(),
+    clockToleranceSec: z.coerce.number().int().min(0).max(300).default(30),
+    /** Tokens living longer than this are refused even if unexpired. */
+    maxTokenAgeSec: z.coerce.number().int().min(60).max(31 * 24 * 3600).default(24 * 3600),
+  }).prefault({}),
+  rateLimit: z.strictObject({
+    /** `memory` for one replica; `postgres` shares counters across replicas through the database. */
+    store: z.enum(['memory', 'postgres']).default('memory'),
+    /** Calls allowed per principal and method in each window, unless `methods` says otherwise. */
+    points: z.coerce.number().int().min(1).max(1_000_000).default(1000),
+    windowSec: z.coerce.number().int().min(1).max(3600).default(1),
+    /** Per-method overrides, keyed by full method path `/pkg.Service/Method`. */
+    methods: z.record(z.string().regex(/^\/[\w.]+\/\w+$/), z.strictObject({
+      points: z.number().int().min(1).max(1_000_000),
+      windowSec: z.number().int().min(1).max(3600),
+    })).default({}),
+  }).prefault({}),
+  database: z.strictObject({
+    /** PostgreSQL URL; when unset the embedded PGlite database under dataDir/db is used. */
+    url: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+    poolSize: z.coerce.number().int().min(1).max(200).default(10),
+    statementTimeoutMs: z.coerce.number().int().min(100).max(600_000).default(30_000),
+  }).prefault({}),
+  telemetry: z.strictObject({
+    /** OTLP/gRPC endpoint, e.g. http://otel-collector:4317; tracing export is off when unset. */
+    otlpEndpoint: z.url().optional(),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  }).prefault({}),
+  limits: z.strictObject({
+    maxReceiveMessageBytes: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
+    maxSendMessageBytes: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
+    maxConcurrentStreams: z.coerce.number().int().min(1).max(100_000).default(1000),
+    keepaliveTimeMs: z.coerce.number().int().min(1000).default(30_000),
+    keepaliveTimeoutMs: z.coerce.number().int().min(1000).default(10_000),
+    /** On SIGTERM: how long in-flight calls and streams get to finish before they are cancelled. */
+    shutdownGraceMs: z.coerce.number().int().min(0).max(300_000).default(15_000),
+  }).prefault({}),
+});
+
+export type GantryConfig = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+/** Environment variable → config path. The only env vars Gantry reads; documented in docs/configuration.md. */
+export const ENV_KEYS: Record<string, string> = {
+  GANTRY_HOST: 'listen.host',
+  GANTRY_PORT: 'listen.port',
+  GANTRY_HEALTH_PORT: 'listen.healthPort',
+  GANTRY_DATA_DIR: 'dataDir',
+  GANTRY_TLS_CA_FILE: 'tls.caFile',
+  GANTRY_TLS_CERT_FILE: 'tls.certFile',
+  GANTRY_TLS_KEY_FILE: 'tls.keyFile',
+  GANTRY_TLS_RELOAD_INTERVAL_MS: 'tls.reloadIntervalMs',
+  GANTRY_JWT_ISSUER: 'auth.issuer',
+  GANTRY_JWT_AUDIENCE: 'auth.audience',
+  GANTRY_JWT_JWKS_FILE: 'auth.jwksFile',
+  GANTRY_JWT_JWKS_URL: 'auth.jwksUrl',
+  GANTRY_JWT_HMAC_SECRET_FILE: 'auth.hmacSecretFile',
+  GANTRY_JWT_CLOCK_TOLERANCE_SEC: 'auth.clockToleranceSec',
+  GANTRY_RATE_LIMIT_STORE: 'rateLimit.store',
+  GANTRY_RATE_LIMIT_POINTS: 'rateLimit.points',
+  GANTRY_RATE_LIMIT_WINDOW_SEC: 'rateLimit.windowSec',
+  GANTRY_DATABASE_URL: 'database.url',
+  GANTRY_DATABASE_POOL_SIZE: 'database.poolSize',
+  GANTRY_OTLP_ENDPOINT: 'telemetry.otlpEndpoint',
+  GANTRY_LOG_LEVEL: 'telemetry.logLevel',
+  GANTRY_MAX_RECEIVE_MESSAGE_BYTES: 'limits.maxReceiveMessageBytes',
+  GANTRY_MAX_SEND_MESSAGE_BYTES: 'limits.maxSendMessageBytes',
+  GANTRY_SHUTDOWN_GRACE_MS: 'limits.shutdownGraceMs',
+};
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+type Tree = { [key: string]: unknown };
+
+function setPath(tree: Tree, path: string, value: unknown): void {
+  const keys = path.split('.');
+  let node = tree;
+  for (const key of keys.slice(0, -1)) {
+    if (typeof node[key] !== 'object' || node[key] === null) node[key] = {};
+    node = node[key] as Tree;
+  }
+  node[keys[keys.length - 1]!] = value;
+}
+
+function mergeInto(target: Tree, source: Tree): Tree {
+  for (const [key, value] of Object.entries(source)) {
+    const existing = target[key];
+    if (value && typeof value === 'object' && !Array.isArray(value) && existing && typeof existing === 'object') {
+      mergeInto(existing as Tree, value as Tree);
+    } else {
+      target[key] = value;
+    }
+  }
+  return target;
+}
+
+/**
+ * Builds the config from (lowest to highest precedence) defaults, an optional JSON file, the
+ * environment, and explicit overrides. Throws ConfigError naming the bad key and where it came from.
+ */
+export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overrides?: ConfigInput } = {}): GantryConfig {
+  const env = opts.env ?? process.env;
+  const origin = new Map<string, string>();
+  let tree: Tree = {};
+  const file = opts.file ?? env.GANTRY_CONFIG_FILE;
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
+    }
+    try {
+      tree = JSON.parse(text) as Tree;
+    } catch (err) {
+      throw new ConfigError(`config file ${file} is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  for (const [name, path] of Object.entries(ENV_KEYS)) {
+    const value = env[name];
+    if (value !== undefined && value !== '') {
+      setPath(tree, path, value);
+      origin.set(path, name);
+    }
+  }
+  const unknownEnv = Object.keys(env).filter((k) => k.startsWith('GANTRY_') && !(k in ENV_KEYS) && !IGNORED_ENV.has(k));
+  if (unknownEnv.length > 0) {
+    throw new ConfigError(`unknown environment variable ${unknownEnv[0]}; known ones: ${Object.keys(ENV_KEYS).join(', ')}`);
+  }
+  if (opts.overrides) tree = mergeInto(tree, opts.overrides as Tree);
+
+  const parsed = configSchema.safeParse(tree);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const path = issue.path.join('.');
+    const source = origin.get(path) ?? (file ? `${path} in ${file}` : path);
+    const label = origin.has(path) ? `${source} (${path})` : source;
+    throw new ConfigError(`invalid config ${label || '(root)'}: ${issue.message}`);
+  }
+  const config = parsed.data;
+  const tlsSet = [config.tls.caFile, config.tls.certFile, config.tls.keyFile].filter(Boolean).length;
+  if (tlsSet !== 0 && tlsSet !== 3) {
+    throw new ConfigError('invalid config tls: set all of caFile, certFile and keyFile (GANTRY_TLS_*), or none for the dev PKI');
+  }
+  const keySources = [config.auth.jwksFile, config.auth.jwksUrl, config.auth.hmacSecretFile].filter(Boolean).length;
+  if (keySources > 1) {
+    throw new ConfigError('invalid config auth: set only one of jwksFile, jwksUrl, hmacSecretFile');
+  }
+  return config;
+}
+
+/** GANTRY_* variables read by other parts (tests, scripts) rather than the server config. */
+const IGNORED_ENV = new Set(['GANTRY_CONFIG_FILE', 'GANTRY_TEST_DATABASE_URL', 'GANTRY_TEST_PG_PORT', 'GANTRY_TOOLS_DIR', 'GANTRY_TOKEN', 'GANTRY_ADDRESS']);

@@ -1,0 +1,35 @@
+import type { Metadata } from '@grpc/grpc-js';
+import type { Principal } from '../auth/jwt.js';
+import type { PeerIdentity } from '../tls/identity.js';
+
+export type MethodKind = 'unary' | 'serverStream' | 'clientStream' | 'bidi';
+
+export interface MethodInfo {
+  /** Full path, `/gantry.log.v1.LogService/Append`: the key of scope and rate-limit tables. */
+  path: string;
+  service: string;
+  name: string;
+  kind: MethodKind;
+}
+
+/** What a handler and each middleware know about the call in progress. */
+export interface CallContext {
+  readonly method: MethodInfo;
+  readonly metadata: Metadata;
+  readonly peer: PeerIdentity;
+  /** Aborted when the client cancels, the deadline passes, or the server drains past its grace period. */
+  readonly signal: AbortSignal;
+  /** Trailers sent with the final status (success or error). */
+  readonly trailer: Metadata;
+  /** Set by the auth middleware. */
+  principal: Principal | undefined;
+}
+
+/** Middleware wraps the whole call (for streams, its whole life). Throw a GantryError to refuse it. */
+export type Middleware = (ctx: CallContext, next: () => Promise<void>) => Promise<void>;
+
+/** Runs `middlewares` in order around `last`: the first in the list is the outermost. */
+export function compose(middlewares: readonly Middleware[], last: () => Promise<void>, ctx: CallContext): Promise<void> {
+  const run = (i: number): Promise<void> => (i === middlewares.length ? last() : middlewares[i]!(ctx, () => run(i + 1)));
+  return run(0);
+}

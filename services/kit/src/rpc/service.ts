@@ -1,0 +1,165 @@
+import { randomUUID } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
+import { Metadata, type UntypedServiceImplementation, type sendUnaryData } from '@grpc/grpc-js';
+import type { ServerDuplexStream, ServerReadableStream, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
+import { GantryError, Status, toWireStatus } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { peerIdentity } from '../tls/identity.js';
+import { compose, type CallContext, type MethodInfo, type MethodKind, type Middleware } from './context.js';
+
+type AnyMethod = { path: string; requestStream: boolean; responseStream: boolean; requestSerialize: (v: never) => Buffer; responseSerialize: (v: never) => Buffer };
+type Req<M> = M extends { requestSerialize: (v: infer R) => Buffer } ? R : never;
+type Res<M> = M extends { responseSerialize: (v: infer R) => Buffer } ? R : never;
+
+/** A handler in plain async style: unary → Promise, server stream → async generator, and so on. */
+export type Handler<M> = M extends { requestStream: false; responseStream: false }
+  ? (request: Req<M>, ctx: CallContext) => Promise<Res<M>>
+  : M extends { requestStream: false; responseStream: true }
+    ? (request: Req<M>, ctx: CallContext) => AsyncIterable<Res<M>>
+    : M extends { requestStream: true; responseStream: false }
+      ? (requests: AsyncIterable<Req<M>>, ctx: CallContext) => Promise<Res<M>>
+      : (requests: AsyncIterable<Req<M>>, ctx: CallContext) => AsyncIterable<Res<M>>;
+
+export type Handlers<D> = { [K in keyof D]: Handler<D[K]> };
+
+/** Scopes each method needs, in one table per service; `[]` means any authenticated caller. */
+export type ScopeTable<D> = { [K in keyof D]: readonly string[] };
+
+/** One gRPC service as the kit serves it. */
+export interface ServiceModule<D extends Record<string, AnyMethod> = Record<string, AnyMethod>> {
+  /** Fully qualified name, e.g. `gantry.log.v1.LogService`: also its health-check service name. */
+  name: string;
+  definition: D;
+  scopes: ScopeTable<D>;
+  /** Unimplemented methods answer UNIMPLEMENTED with this reason. */
+  handlers: Partial<Handlers<D>>;
+  unimplementedReason?: string;
+}
+
+/** Declares a service with typed handlers and its scope table. */
+export function defineService<D extends Record<string, AnyMethod>>(module: ServiceModule<D>): ServiceModule {
+  return module as unknown as ServiceModule;
+}
+
+function methodKind(m: AnyMethod): MethodKind {
+  if (m.requestStream) return m.responseStream ? 'bidi' : 'clientStream';
+  return m.responseStream ? 'serverStream' : 'unary';
+}
+
+export function methodInfo(m: AnyMethod): MethodInfo {
+  const [, service = '', name = ''] = m.path.split('/');
+  return { path: m.path, service, name, kind: methodKind(m) };
+}
+
+export interface CallTracker {
+  /** Registers a call; returns its abort controller and a function to call when it ends. */
+  begin(): { controller: AbortController; end: () => void };
+}
+
+export interface BindOptions {
+  middlewares: readonly Middleware[];
+  log: Logger;
+  tracker: CallTracker;
+}
+
+type AnyCall = ServerUnaryCall<unknown, unknown> | ServerReadableStream<unknown, unknown> | ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>;
+
+function errorStatus(err: unknown, ctx: CallContext | undefined, log: Logger) {
+  const reference = randomUUID().slice(0, 8);
+  const wire = toWireStatus(err, reference);
+  if (wire.unexpected) log.error({ err, reference, method: ctx?.method.path }, 'unexpected error in RPC');
+  const metadata = ctx?.trailer ?? new Metadata();
+  for (const [k, v] of Object.entries(wire.trailers)) metadata.set(k, v);
+  return { code: wire.code, details: wire.details, metadata };
+}
+
+/** Writes to a server stream, waiting for the transport to drain so a slow reader bounds our buffer. */
+async function writeWithBackpressure(call: ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>, message: unknown, signal: AbortSignal): Promise<void> {
+  if (call.write(message)) return;
+  await new Promise<void>((resolve, reject) => {
+    const onAbort = () => {
+      call.off('drain', onDrain);
+      reject(new GantryError(Status.CANCELLED, 'call cancelled'));
+    };
+    const onDrain = () => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    };
+    call.once('drain', onDrain);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Turns a ServiceModule into grpc-js handlers running the middleware chain. */
+export function bindService(module: ServiceModule, opts: BindOptions): UntypedServiceImplementation {
+  const impl: UntypedServiceImplementation = {};
+  for (const [key, method] of Object.entries(module.definition)) {
+    const info = methodInfo(method);
+    const handler = (module.handlers as Record<string, ((...args: never[]) => unknown) | undefined>)[key];
+    const run = async (call: AnyCall, body: (ctx: CallContext) => Promise<void>): Promise<{ ctx: CallContext; error?: unknown }> => {
+      const { controller, end } = opts.tracker.begin();
+      const onCancel = () => controller.abort(new GantryError(Status.CANCELLED, 'cancelled by the client'));
+      const events = call as unknown as EventEmitter;
+      events.on('cancelled', onCancel);
+      const auth = call.getAuthContext();
+      const ctx: CallContext = {
+        method: info,
+        metadata: call.metadata,
+        peer: peerIdentity(call.getPeer(), auth.sslPeerCertificate),
+        signal: controller.signal,
+        trailer: new Metadata(),
+        principal: undefined,
+      };
+      try {
+        await compose(opts.middlewares, async () => {
+          if (!handler) {
+            throw new GantryError(Status.UNIMPLEMENTED, `${info.path} is not implemented${module.unimplementedReason ? `: ${module.unimplementedReason}` : ''}`);
+          }
+          await body(ctx);
+        }, ctx);
+        return { ctx };
+      } catch (error) {
+        return { ctx, error };
+      } finally {
+        events.off('cancelled', onCancel);
+        end();
+      }
+    };
+
+    switch (info.kind) {
+      case 'unary':
+      case 'clientStream':
+        impl[key] = (call: ServerUnaryCall<unknown, unknown> | ServerReadableStream<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+          let response: unknown;
+          void run(call, async (ctx) => {
+            const input = info.kind === 'unary' ? (call as ServerUnaryCall<unknown, unknown>).request : (call as ServerReadableStream<unknown, unknown>);
+            response = await (handler as (i: unknown, c: CallContext) => Promise<unknown>)(input, ctx);
+          }).then(({ ctx, error }) => {
+            if (error !== undefined) callback(errorStatus(error, ctx, opts.log));
+            else callback(null, response, ctx.trailer);
+          });
+        };
+        break;
+      case 'serverStream':
+      case 'bidi':
+        impl[key] = (call: ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>) => {
+          void run(call, async (ctx) => {
+            const input = info.kind === 'serverStream' ? (call as ServerWritableStream<unknown, unknown>).request : (call as ServerDuplexStream<unknown, unknown>);
+            const output = (handler as (i: unknown, c: CallContext) => AsyncIterable<unknown>)(input, ctx);
+            for await (const message of output) {
+              if (ctx.signal.aborted) throw ctx.signal.reason;
+              await writeWithBackpressure(call, message, ctx.signal);
+            }
+          }).then(({ ctx, error }) => {
+            if (error !== undefined) {
+              if (!call.cancelled) call.emit('error', errorStatus(error, ctx, opts.log));
+            } else {
+              call.end(ctx.trailer);
+            }
+          });
+        };
+        break;
+    }
+  }
+  return impl;
+}

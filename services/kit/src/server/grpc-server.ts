@@ -1,0 +1,134 @@
+import { Server, ServerCredentials, type ServiceDefinition } from '@grpc/grpc-js';
+import type { GantryConfig } from '../config.js';
+import { GantryError, Status } from '../errors.js';
+import type { HealthState } from '../health/health.js';
+import type { Logger } from '../logger.js';
+import type { Middleware } from '../rpc/context.js';
+import { bindService, type CallTracker, type ServiceModule } from '../rpc/service.js';
+import { addReflection } from './reflection.js';
+
+export interface GrpcServerOptions {
+  modules: readonly ServiceModule[];
+  /** Applied to every service method, first = outermost. Health and reflection bypass them. */
+  middlewares: readonly Middleware[];
+  credentials: ServerCredentials;
+  host: string;
+  port: number;
+  healthPort: number;
+  limits: GantryConfig['limits'];
+  health: HealthState;
+  /** FileDescriptorSets (buf build output) for gRPC reflection, so grpcurl needs no .proto files. */
+  descriptorSetPaths?: readonly string[];
+  log: Logger;
+}
+
+/** Counts in-flight calls and can cancel them all, for draining. */
+class InFlight implements CallTracker {
+  private readonly calls = new Set<AbortController>();
+  private idleWaiters: (() => void)[] = [];
+
+  begin() {
+    const controller = new AbortController();
+    this.calls.add(controller);
+    return {
+      controller,
+      end: () => {
+        this.calls.delete(controller);
+        if (this.calls.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+      },
+    };
+  }
+
+  get size(): number {
+    return this.calls.size;
+  }
+
+  idle(): Promise<void> {
+    return this.calls.size === 0 ? Promise.resolve() : new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  abortAll(reason: unknown): void {
+    for (const c of this.calls) c.abort(reason);
+  }
+}
+
+function bindAsync(server: Server, address: string, credentials: ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) => server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port))));
+}
+
+function hostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * The gRPC server every target runs: service modules behind the middleware chain on the mTLS port,
+ * grpc.health.v1 on it and on a plaintext probe port, reflection, message and stream limits,
+ * keepalive, and a graceful drain on shutdown.
+ */
+export class GrpcServer {
+  private readonly server: Server;
+  private readonly healthServer: Server;
+  private readonly inFlight = new InFlight();
+  private shuttingDown: Promise<void> | undefined;
+  port = 0;
+  healthPort = 0;
+
+  constructor(private readonly opts: GrpcServerOptions) {
+    const { limits } = opts;
+    this.server = new Server({
+      'grpc.max_receive_message_length': limits.maxReceiveMessageBytes,
+      'grpc.max_send_message_length': limits.maxSendMessageBytes,
+      'grpc.max_concurrent_streams': limits.maxConcurrentStreams,
+      'grpc.keepalive_time_ms': limits.keepaliveTimeMs,
+      'grpc.keepalive_timeout_ms': limits.keepaliveTimeoutMs,
+      'grpc.keepalive_permit_without_calls': 1,
+    });
+    for (const module of opts.modules) {
+      this.server.addService(module.definition as unknown as ServiceDefinition, bindService(module, { middlewares: opts.middlewares, log: opts.log, tracker: this.inFlight }));
+    }
+    opts.health.implementation.addToServer(this.server);
+    if (opts.descriptorSetPaths) addReflection(this.server, opts.descriptorSetPaths, opts.modules.map((m) => m.name));
+    // The probe port serves health only: it is plaintext because kubelet's gRPC probes cannot do TLS.
+    this.healthServer = new Server({ 'grpc.max_receive_message_length': 4096, 'grpc.max_concurrent_streams': 16 });
+    opts.health.implementation.addToServer(this.healthServer);
+  }
+
+  /** Binds both ports; resolves with the ports actually bound (0 in the config = any free port). */
+  async start(): Promise<{ port: number; healthPort: number }> {
+    this.port = await bindAsync(this.server, hostPort(this.opts.host, this.opts.port), this.opts.credentials);
+    this.healthPort = await bindAsync(this.healthServer, hostPort(this.opts.host, this.opts.healthPort), ServerCredentials.createInsecure());
+    return { port: this.port, healthPort: this.healthPort };
+  }
+
+  /** Calls running right now. */
+  get inFlightCalls(): number {
+    return this.inFlight.size;
+  }
+
+  /**
+   * Drains: health turns NOT_SERVING, no new calls are accepted, in-flight calls and streams get
+   * `graceMs` to finish, then the rest are cancelled with UNAVAILABLE (clients retry elsewhere).
+   */
+  shutdown(graceMs = this.opts.limits.shutdownGraceMs): Promise<void> {
+    this.shuttingDown ??= (async () => {
+      this.opts.health.drain();
+      const stopped = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+      const pending = this.inFlight.size;
+      if (pending > 0) this.opts.log.info({ in_flight: pending, grace_ms: graceMs }, 'draining in-flight calls');
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), graceMs)));
+      const outcome = await Promise.race([this.inFlight.idle().then(() => 'idle' as const), deadline]);
+      clearTimeout(timer);
+      if (outcome === 'timeout') {
+        this.opts.log.warn({ in_flight: this.inFlight.size }, 'grace period over; cancelling remaining calls');
+        this.inFlight.abortAll(new GantryError(Status.UNAVAILABLE, 'server is shutting down; retry on another replica'));
+        await Promise.race([this.inFlight.idle(), new Promise((r) => setTimeout(r, 1000))]);
+        this.server.forceShutdown();
+      }
+      await Promise.race([stopped, new Promise((r) => setTimeout(r, 1000))]);
+      this.server.forceShutdown();
+      this.healthServer.forceShutdown();
+    })();
+    return this.shuttingDown;
+  }
+}

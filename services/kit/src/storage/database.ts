@@ -1,0 +1,30 @@
+/** Rows returned by a query. */
+export interface QueryResult<R> {
+  rows: R[];
+  rowCount: number;
+}
+
+/** Anything that runs parameterised SQL: the database, or one transaction. */
+export interface Sql {
+  query<R = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+}
+
+export type Unlisten = () => Promise<void>;
+
+/** One SQL dialect (PostgreSQL), two engines: PGlite embedded, or a PostgreSQL server. */
+export interface Database extends Sql {
+  readonly engine: 'pglite' | 'postgres';
+  /** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
+  transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T>;
+  /** Calls `onPayload` for each NOTIFY on `channel`, from this process or any other replica. */
+  listen(channel: string, onPayload: (payload: string) => void): Promise<Unlisten>;
+  notify(channel: string, payload: string): Promise<void>;
+  /** Throws when the database cannot answer (readiness). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Channel names become SQL identifiers in LISTEN; allow only plain ones. */
+export function assertChannel(channel: string): void {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(channel)) throw new Error(`invalid notification channel name: ${channel}`);
+}

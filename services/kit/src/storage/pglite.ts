@@ -1,0 +1,32 @@
+import { mkdirSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import { assertChannel, type Database, type QueryResult, type Sql } from './database.js';
+
+/** PGlite (PostgreSQL in WASM, in-process) on a data directory; `memory://` for throwaway use. */
+export async function openPglite(dataDir: string): Promise<Database> {
+  if (!dataDir.startsWith('memory://')) mkdirSync(dataDir, { recursive: true });
+  const db = await PGlite.create(dataDir);
+  const run = async <R>(sql: Pick<PGlite, 'query'>, text: string, params?: readonly unknown[]): Promise<QueryResult<R>> => {
+    const res = await sql.query<R>(text, params as unknown[] | undefined);
+    return { rows: res.rows, rowCount: res.affectedRows ?? res.rows.length };
+  };
+  return {
+    engine: 'pglite',
+    query: (text, params) => run(db, text, params),
+    // PGlite has one connection: its transaction() holds it exclusively, so other queries wait.
+    transaction: (fn) => db.transaction((tx) => fn({ query: (text, params) => run(tx, text, params) } satisfies Sql)),
+    async listen(channel, onPayload) {
+      assertChannel(channel);
+      const unsubscribe = await db.listen(channel, onPayload);
+      return unsubscribe;
+    },
+    async notify(channel, payload) {
+      assertChannel(channel);
+      await db.query('SELECT pg_notify($1, $2)', [channel, payload]);
+    },
+    async ping() {
+      await db.query('SELECT 1');
+    },
+    close: () => db.close(),
+  };
+}

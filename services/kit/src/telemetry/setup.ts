@@ -1,0 +1,56 @@
+import { context, propagation, type TextMapSetter } from '@opentelemetry/api';
+import type { InterceptingCall, Interceptor, Metadata } from '@grpc/grpc-js';
+import { InterceptingCall as GrpcInterceptingCall } from '@grpc/grpc-js';
+import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { PeriodicExportingMetricReader, type IMetricReader } from '@opentelemetry/sdk-metrics';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+
+export interface TelemetryOptions {
+  serviceName: string;
+  /** OTLP/gRPC collector endpoint; with neither this nor spanProcessors, tracing is off. */
+  otlpEndpoint?: string | undefined;
+  /** Extra span processors (tests use an in-memory exporter, benchmarks a counting one). */
+  spanProcessors?: SpanProcessor[];
+}
+
+export interface Telemetry {
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Starts the OpenTelemetry SDK: W3C trace context, AsyncLocalStorage context, OTLP export of traces
+ * and metrics when an endpoint is configured. Spans per RPC come from the kit's telemetry middleware
+ * and client interceptor rather than a require-hook instrumentation, which does not see grpc-js when
+ * it is loaded as ESM (see docs/decisions.md).
+ */
+export function startTelemetry(opts: TelemetryOptions): Telemetry {
+  const spanProcessors: SpanProcessor[] = [...(opts.spanProcessors ?? [])];
+  const metricReaders: IMetricReader[] = [];
+  if (opts.otlpEndpoint) {
+    spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: opts.otlpEndpoint }), { maxQueueSize: 4096, maxExportBatchSize: 512 }));
+    metricReaders.push(new PeriodicExportingMetricReader({ exporter: new OTLPMetricExporter({ url: opts.otlpEndpoint }), exportIntervalMillis: 15_000 }));
+  }
+  const sdk = new NodeSDK({
+    resource: resourceFromAttributes({ 'service.name': opts.serviceName }),
+    spanProcessors,
+    metricReaders,
+    logRecordProcessors: [],
+    instrumentations: [],
+  });
+  sdk.start();
+  return { shutdown: () => sdk.shutdown() };
+}
+
+const metadataSetter: TextMapSetter<Metadata> = { set: (carrier, key, value) => carrier.set(key, value) };
+
+/** Client interceptor: puts the active trace context (`traceparent`) on outgoing calls. */
+export const traceContextInterceptor: Interceptor = (options, nextCall): InterceptingCall =>
+  new GrpcInterceptingCall(nextCall(options), {
+    start(metadata, listener, next) {
+      propagation.inject(context.active(), metadata, metadataSetter);
+      next(metadata, listener);
+    },
+  });
