@@ -1,0 +1,48 @@
+import { Command, Option } from 'commander';
+import { ConfigError } from '@gantry/kit';
+import { pkiInit } from './commands/pki.js';
+import { serve } from './commands/serve.js';
+import { token } from './commands/token.js';
+import { TARGETS } from './registry.js';
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+const program = new Command('gantry')
+  .description('Gantry: gRPC platform services (log, settlement, approvals, webhooks) in one program')
+  .showHelpAfterError('(run with --help for usage)')
+  .configureHelp({ showGlobalOptions: true });
+
+program
+  .command('serve')
+  .description('run one target, or all of them in one process on the embedded database')
+  .addOption(new Option('--target <target>', 'which service to run').choices([...TARGETS]).default('all'))
+  .option('--config <file>', 'JSON config file (environment variables GANTRY_* override it)')
+  .addHelpText('after', '\nEnvironment: GANTRY_PORT, GANTRY_HEALTH_PORT, GANTRY_DATA_DIR, GANTRY_DATABASE_URL, GANTRY_TLS_*_FILE, GANTRY_JWT_*, ... (docs/configuration.md)')
+  .action(serve);
+
+program
+  .command('pki')
+  .description('manage the local development PKI')
+  .command('init')
+  .description('create a dev CA, a localhost server certificate and a client certificate')
+  .option('--dir <dir>', 'where to write them', '.gantry/pki')
+  .option('--force', 'replace an existing PKI', false)
+  .action(pkiInit);
+
+program
+  .command('token')
+  .description('mint a development JWT that the local server accepts, and print it')
+  .option('--subject <sub>', 'principal name (the rate-limit key)', 'dev')
+  .option('--scope <scope>', 'a scope to grant; repeat for more', collect, [])
+  .option('--all-scopes', 'grant every scope any RPC declares', false)
+  .option('--ttl <seconds>', 'lifetime in seconds', '3600')
+  .option('--config <file>', 'JSON config file (for dataDir, issuer, audience)')
+  .action(token);
+
+try {
+  await program.parseAsync();
+} catch (err) {
+  const message = err instanceof ConfigError || err instanceof Error ? err.message : String(err);
+  process.stderr.write(`gantry: ${message}\n`);
+  process.exit(2);
+}

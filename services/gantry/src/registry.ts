@@ -1,0 +1,33 @@
+import type { ScopeTable, ServiceFactory } from '@gantry/kit';
+import { approvalsService } from '@gantry/approvals';
+import { approvalsScopes } from '@gantry/approvals/scopes';
+import { logService } from '@gantry/log';
+import { logScopes } from '@gantry/log/scopes';
+import { settlementService } from '@gantry/settlement';
+import { settlementScopes } from '@gantry/settlement/scopes';
+import { webhooksService } from '@gantry/webhooks';
+import { webhooksScopes } from '@gantry/webhooks/scopes';
+
+/** Every target one `gantry` program can run; `all` is the monolith of the service targets. */
+export const SERVICE_TARGETS: Record<string, ServiceFactory> = {
+  log: logService,
+  settlement: settlementService,
+  approvals: approvalsService,
+  webhooks: webhooksService,
+};
+
+export const TARGETS = [...Object.keys(SERVICE_TARGETS), 'all'] as const;
+
+/** The service factories a `--target` value selects. */
+export function servicesFor(target: string): ServiceFactory[] {
+  if (target === 'all') return Object.values(SERVICE_TARGETS);
+  const factory = SERVICE_TARGETS[target];
+  if (!factory) throw new Error(`unknown target "${target}"; choose one of: ${TARGETS.join(', ')}`);
+  return [factory];
+}
+
+/** Every scope any RPC declares, for `gantry token --all-scopes`. */
+export function allScopes(): string[] {
+  const tables: ScopeTable<Record<string, unknown>>[] = [logScopes, settlementScopes, approvalsScopes, webhooksScopes];
+  return [...new Set(tables.flatMap((t) => Object.values(t).flat()))].sort();
+}

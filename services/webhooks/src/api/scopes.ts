@@ -1,0 +1,19 @@
+import type { ScopeTable } from '@gantry/kit';
+import { webhooksv1 } from '@gantry/proto';
+
+/** Every WebhooksService RPC and the scopes it needs; PublishEvent is for platform services only. */
+export const webhooksScopes: ScopeTable<typeof webhooksv1.WebhooksServiceService> = {
+  createWebhook: ['webhooks.manage'],
+  getWebhook: ['webhooks.read'],
+  listWebhooks: ['webhooks.read'],
+  updateWebhook: ['webhooks.manage'],
+  deleteWebhook: ['webhooks.manage'],
+  rotateSecret: ['webhooks.manage'],
+  watchWebhookRegistry: ['webhooks.read'],
+  publishEvent: ['webhooks.publish'],
+  triggerWebhook: ['webhooks.manage'],
+  getDeliveryHistory: ['webhooks.read'],
+  watchDeliveries: ['webhooks.read'],
+  retryFailedDeliveries: ['webhooks.manage'],
+  getWebhookStatistics: ['webhooks.read'],
+};
