@@ -4,7 +4,7 @@ import { Metadata, type UntypedServiceImplementation, type sendUnaryData } from 
 import type { ServerDuplexStream, ServerReadableStream, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import { GantryError, Status, toWireStatus } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { peerIdentity } from '../tls/identity.js';
+import { peerIdentity, type PeerIdentity } from '../tls/identity.js';
 import { compose, type CallContext, type MethodInfo, type MethodKind, type Middleware } from './context.js';
 
 type AnyMethod = { path: string; requestStream: boolean; responseStream: boolean; requestSerialize: (v: never) => Buffer; responseSerialize: (v: never) => Buffer };
@@ -90,6 +90,14 @@ async function writeWithBackpressure(call: ServerWritableStream<unknown, unknown
   });
 }
 
+/**
+ * The client's messages as an async iterable that does not destroy the call when the handler's
+ * loop ends (or breaks): the call must stay open to send the response and the final status.
+ */
+function requestStream(call: ServerReadableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>): AsyncIterable<unknown> {
+  return call.iterator({ destroyOnReturn: false });
+}
+
 /** Turns a ServiceModule into grpc-js handlers running the middleware chain. */
 export function bindService(module: ServiceModule, opts: BindOptions): UntypedServiceImplementation {
   const impl: UntypedServiceImplementation = {};
@@ -101,11 +109,15 @@ export function bindService(module: ServiceModule, opts: BindOptions): UntypedSe
       const onCancel = () => controller.abort(new GantryError(Status.CANCELLED, 'cancelled by the client'));
       const events = call as unknown as EventEmitter;
       events.on('cancelled', onCancel);
-      const auth = call.getAuthContext();
+      let peer: PeerIdentity | undefined;
       const ctx: CallContext = {
         method: info,
         metadata: call.metadata,
-        peer: peerIdentity(call.getPeer(), auth.sslPeerCertificate),
+        // Lazy: reading the peer certificate builds a new object with fingerprints on every call,
+        // and most calls are keyed by their token's subject, not by the certificate.
+        get peer() {
+          return (peer ??= peerIdentity(call.getPeer(), call.getAuthContext().sslPeerCertificate));
+        },
         signal: controller.signal,
         trailer: new Metadata(),
         principal: undefined,
@@ -132,7 +144,7 @@ export function bindService(module: ServiceModule, opts: BindOptions): UntypedSe
         impl[key] = (call: ServerUnaryCall<unknown, unknown> | ServerReadableStream<unknown, unknown>, callback: sendUnaryData<unknown>) => {
           let response: unknown;
           void run(call, async (ctx) => {
-            const input = info.kind === 'unary' ? (call as ServerUnaryCall<unknown, unknown>).request : (call as ServerReadableStream<unknown, unknown>);
+            const input = info.kind === 'unary' ? (call as ServerUnaryCall<unknown, unknown>).request : requestStream(call as ServerReadableStream<unknown, unknown>);
             response = await (handler as (i: unknown, c: CallContext) => Promise<unknown>)(input, ctx);
           }).then(({ ctx, error }) => {
             if (error !== undefined) callback(errorStatus(error, ctx, opts.log));
@@ -144,7 +156,7 @@ export function bindService(module: ServiceModule, opts: BindOptions): UntypedSe
       case 'bidi':
         impl[key] = (call: ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>) => {
           void run(call, async (ctx) => {
-            const input = info.kind === 'serverStream' ? (call as ServerWritableStream<unknown, unknown>).request : (call as ServerDuplexStream<unknown, unknown>);
+            const input = info.kind === 'serverStream' ? (call as ServerWritableStream<unknown, unknown>).request : requestStream(call as ServerDuplexStream<unknown, unknown>);
             const output = (handler as (i: unknown, c: CallContext) => AsyncIterable<unknown>)(input, ctx);
             for await (const message of output) {
               if (ctx.signal.aborted) throw ctx.signal.reason;

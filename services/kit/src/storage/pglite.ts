@@ -8,7 +8,8 @@ export async function openPglite(dataDir: string): Promise<Database> {
   const db = await PGlite.create(dataDir);
   const run = async <R>(sql: Pick<PGlite, 'query'>, text: string, params?: readonly unknown[]): Promise<QueryResult<R>> => {
     const res = await sql.query<R>(text, params as unknown[] | undefined);
-    return { rows: res.rows, rowCount: res.affectedRows ?? res.rows.length };
+    // PGlite reports affectedRows 0 (not undefined) for SELECT: fall back to the rows returned.
+    return { rows: res.rows, rowCount: res.affectedRows || res.rows.length };
   };
   return {
     engine: 'pglite',
