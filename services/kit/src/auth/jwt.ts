@@ -1,4 +1,4 @@
-import { createHash, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import jwt from 'jsonwebtoken';
 import type { GantryConfig } from '../config.js';
@@ -15,13 +15,15 @@ export class TokenError extends Error {}
 
 /** Bounds the verified-token cache so a flood of distinct tokens cannot grow memory. */
 const MAX_CACHED_TOKENS = 10_000;
+/** Longer tokens are verified every time rather than cached: the cache stays under ~40 MB. */
+const MAX_CACHED_TOKEN_CHARS = 4096;
 /** A cached verification is re-done at least this often, so a key removed from the JWKS stops working soon. */
 const CACHE_TTL_MS = 60_000;
 
 /**
  * Verifies bearer JWTs: algorithm pinned to the key source (never `none`, never HS from a JWKS),
  * issuer, audience, exp/nbf with a small skew, a maximum token age. Verified tokens are cached
- * briefly by their SHA-256, since a service sees the same token on every call of a client.
+ * briefly (bounded in count and time), since a service sees the same token on every call of a client.
  */
 export class TokenVerifier {
   private readonly cache = new Map<string, { principal: Principal; untilMs: number }>();
@@ -43,7 +45,8 @@ export class TokenVerifier {
 
   async verify(token: string): Promise<Principal> {
     const now = this.nowMs();
-    const cacheKey = createHash('sha256').update(token).digest('base64url');
+    // Keyed by the token itself: hashing it on every call would cost more than the map does.
+    const cacheKey = token;
     const cached = this.cache.get(cacheKey);
     if (cached && now < cached.untilMs && now < cached.principal.expiresAtMs + this.opts.clockToleranceSec * 1000) {
       return cached.principal;
@@ -77,8 +80,10 @@ export class TokenVerifier {
     if (!payload.sub) throw new TokenError('token has no sub claim');
     if (typeof payload.exp !== 'number') throw new TokenError('token has no exp claim');
     const principal: Principal = { subject: payload.sub, scopes: parseScopes(payload), expiresAtMs: payload.exp * 1000 };
-    if (this.cache.size >= MAX_CACHED_TOKENS) this.cache.delete(this.cache.keys().next().value!);
-    this.cache.set(cacheKey, { principal, untilMs: now + CACHE_TTL_MS });
+    if (token.length <= MAX_CACHED_TOKEN_CHARS) {
+      if (this.cache.size >= MAX_CACHED_TOKENS) this.cache.delete(this.cache.keys().next().value!);
+      this.cache.set(cacheKey, { principal, untilMs: now + CACHE_TTL_MS });
+    }
     return principal;
   }
 
