@@ -1,0 +1,89 @@
+// Client-side helpers for the kit tests: light enough for tests that only talk to a server
+// in another process (they do not load the server runtime).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createPrivateKey } from 'node:crypto';
+import { makeGenericClientConstructor, Metadata, type ChannelCredentials, type ChannelOptions, type Client, type ServiceError } from '@grpc/grpc-js';
+import { service as healthService } from 'grpc-health-check';
+import { mintToken } from '../src/auth/jwt.js';
+import { EchoClient, type EchoRequest, type EchoResponse } from './fixtures/echo.js';
+
+/** Issuer and audience of the default config, which tokens from `tokenFor` carry unless told otherwise. */
+export const DEV_ISSUER = 'gantry-dev';
+export const DEV_AUDIENCE = 'gantry';
+
+export interface TokenOptions {
+  ttlSec?: number;
+  audience?: string;
+  issuer?: string;
+  /** Signing time; a time in the past mints an already expired token. */
+  nowMs?: number;
+}
+
+/** A dev token signed with the ES256 key the platform generated under `dataDir/jwt`. */
+export function tokenFor(dataDir: string, subject: string, scopes: string[], opts: TokenOptions = {}): string {
+  const key = createPrivateKey(readFileSync(join(dataDir, 'jwt', 'signing-key.pem')));
+  const kid = (JSON.parse(readFileSync(join(dataDir, 'jwt', 'jwks.json'), 'utf8')) as { keys: { kid: string }[] }).keys[0]!.kid;
+  return mintToken({
+    subject,
+    scopes,
+    issuer: opts.issuer ?? DEV_ISSUER,
+    audience: opts.audience ?? DEV_AUDIENCE,
+    ttlSec: opts.ttlSec ?? 300,
+    key,
+    kid,
+    ...(opts.nowMs !== undefined ? { nowMs: opts.nowMs } : {}),
+  });
+}
+
+export type EchoStub = Client & {
+  echo(req: Partial<EchoRequest>, md: Metadata, cb: (err: ServiceError | null, res?: EchoResponse) => void): void;
+  [method: string]: unknown;
+};
+
+/** The dev server certificate names `localhost`; clients dial 127.0.0.1. */
+const TLS_NAME_OPTIONS: ChannelOptions = { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' };
+
+export function echoClient(address: string, creds: ChannelCredentials, options: ChannelOptions = {}): EchoStub {
+  return new EchoClient(address, creds, { ...TLS_NAME_OPTIONS, ...options }) as unknown as EchoStub;
+}
+
+export function bearer(token: string | undefined): Metadata {
+  const md = new Metadata();
+  if (token !== undefined) md.set('authorization', `Bearer ${token}`);
+  return md;
+}
+
+/** Calls Echo and resolves with the response or the ServiceError (never rejects). */
+export function callEcho(client: EchoStub, req: Partial<EchoRequest>, md: Metadata, deadlineMs = 5000): Promise<{ res?: EchoResponse; err?: ServiceError }> {
+  return new Promise((resolve) => {
+    (client as unknown as { echo: (r: unknown, m: Metadata, o: unknown, cb: (e: ServiceError | null, r?: EchoResponse) => void) => void }).echo(
+      req, md, { deadline: Date.now() + deadlineMs }, (err, res) => resolve(err ? { err } : { res: res! }),
+    );
+  });
+}
+
+const HealthClient = makeGenericClientConstructor(healthService as never, 'Health');
+
+/**
+ * One grpc.health.v1 Check on a fresh client (closed afterwards): the status name, or the error.
+ * Pass `credentials.createInsecure()` for the plaintext probe port.
+ */
+export function checkHealth(address: string, creds: ChannelCredentials, service = '', deadlineMs = 3000): Promise<{ status?: string; err?: ServiceError }> {
+  const client = new HealthClient(address, creds, TLS_NAME_OPTIONS) as unknown as Client & {
+    check(req: { service: string }, md: Metadata, opts: { deadline: number }, cb: (e: ServiceError | null, r?: { status: string }) => void): void;
+  };
+  return new Promise<{ status?: string; err?: ServiceError }>((resolve) => {
+    client.check({ service }, new Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => resolve(err ? { err } : { status: res!.status }));
+  }).finally(() => client.close());
+}
+
+/** Polls `probe` until it returns true or `timeoutMs` passes; resolves with the last result. */
+export async function eventually(probe: () => Promise<boolean> | boolean, timeoutMs: number, intervalMs = 50): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await probe()) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}

@@ -1,0 +1,139 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { ConfigError, configSchema, ENV_KEYS, loadConfig } from '../src/config.js';
+
+interface JsonSchemaNode {
+  properties?: Record<string, JsonSchemaNode>;
+}
+
+describe('loadConfig', () => {
+  let dir: string;
+
+  /** Writes `content` as a config file and returns its path. */
+  function configFile(name: string, content: unknown): string {
+    const path = join(dir, name);
+    writeFileSync(path, typeof content === 'string' ? content : JSON.stringify(content));
+    return path;
+  }
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'gantry-config-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('with nothing set, every knob has its documented default', () => {
+    const config = loadConfig({ env: {} });
+    assert.deepEqual(config.listen, { host: '0.0.0.0', port: 7443, healthPort: 7080 });
+    assert.equal(config.dataDir, '.gantry');
+    assert.equal(config.tls.reloadIntervalMs, 60_000);
+    assert.equal(config.tls.caFile, undefined);
+    assert.equal(config.auth.issuer, 'gantry-dev');
+    assert.equal(config.auth.audience, 'gantry');
+    assert.equal(config.auth.clockToleranceSec, 30);
+    assert.deepEqual(config.rateLimit, { store: 'memory', points: 1000, windowSec: 1, methods: {} });
+    assert.equal(config.database.url, undefined);
+    assert.equal(config.database.poolSize, 10);
+    assert.equal(config.limits.maxReceiveMessageBytes, 4 * 1024 * 1024);
+    assert.equal(config.limits.shutdownGraceMs, 15_000);
+    assert.equal(config.telemetry.logLevel, 'info');
+  });
+
+  test('an environment variable sets its config key, coerced to the key’s type', () => {
+    const config = loadConfig({
+      env: { GANTRY_PORT: '9443', GANTRY_HEALTH_PORT: '9080', GANTRY_RATE_LIMIT_STORE: 'postgres', GANTRY_DATABASE_URL: 'postgres://u:p@db:5432/gantry', GANTRY_LOG_LEVEL: 'debug', GANTRY_SHUTDOWN_GRACE_MS: '2500' },
+    });
+    assert.equal(config.listen.port, 9443);
+    assert.equal(config.listen.healthPort, 9080);
+    assert.equal(config.rateLimit.store, 'postgres');
+    assert.equal(config.database.url, 'postgres://u:p@db:5432/gantry');
+    assert.equal(config.telemetry.logLevel, 'debug');
+    assert.equal(config.limits.shutdownGraceMs, 2500);
+  });
+
+  test('every documented environment variable names a real config key', () => {
+    const schema = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as JsonSchemaNode;
+    for (const [name, path] of Object.entries(ENV_KEYS)) {
+      let node: JsonSchemaNode | undefined = schema;
+      for (const key of path.split('.')) node = node?.properties?.[key];
+      assert.ok(node, `${name} maps to ${path}, which is not in the config schema`);
+    }
+  });
+
+  test('a bad value is refused with an error naming the environment variable and the key', () => {
+    assert.throws(() => loadConfig({ env: { GANTRY_PORT: 'seventy' } }), (err: Error) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /GANTRY_PORT/);
+      assert.match(err.message, /listen\.port/);
+      return true;
+    });
+    assert.throws(() => loadConfig({ env: { GANTRY_RATE_LIMIT_STORE: 'redis' } }), /GANTRY_RATE_LIMIT_STORE \(rateLimit\.store\)/);
+    assert.throws(() => loadConfig({ env: { GANTRY_DATABASE_URL: 'mysql://db/gantry' } }), /GANTRY_DATABASE_URL \(database\.url\).*postgres:\/\//);
+  });
+
+  test('an unknown GANTRY_ environment variable is refused, so a typo is not silently ignored', () => {
+    assert.throws(() => loadConfig({ env: { GANTRY_PROT: '9443' } }), (err: Error) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /GANTRY_PROT/);
+      assert.match(err.message, /GANTRY_PORT/, 'the error lists the known variables');
+      return true;
+    });
+    // Variables read by tests and scripts are not server config, and not errors.
+    assert.equal(loadConfig({ env: { GANTRY_TEST_DATABASE_URL: 'postgres://x/y', OTHER_VAR: '1' } }).listen.port, 7443);
+  });
+
+  test('a partial TLS configuration is refused', () => {
+    assert.throws(() => loadConfig({ env: { GANTRY_TLS_CA_FILE: '/etc/gantry/ca.crt' } }), /caFile, certFile and keyFile/);
+    assert.throws(() => loadConfig({ env: { GANTRY_TLS_CERT_FILE: '/c', GANTRY_TLS_KEY_FILE: '/k' } }), ConfigError);
+    const full = loadConfig({ env: { GANTRY_TLS_CA_FILE: '/a', GANTRY_TLS_CERT_FILE: '/c', GANTRY_TLS_KEY_FILE: '/k' } });
+    assert.deepEqual([full.tls.caFile, full.tls.certFile, full.tls.keyFile], ['/a', '/c', '/k']);
+  });
+
+  test('more than one JWT key source is refused', () => {
+    assert.throws(() => loadConfig({ env: { GANTRY_JWT_JWKS_FILE: '/jwks.json', GANTRY_JWT_HMAC_SECRET_FILE: '/secret' } }), /only one of/);
+  });
+
+  test('a JSON config file is read, the environment overrides it, and explicit overrides win over both', () => {
+    const file = configFile('precedence.json', { listen: { host: '127.0.0.1', port: 8000 }, rateLimit: { points: 7, methods: { '/a.B/C': { points: 2, windowSec: 5 } } } });
+    const fromFile = loadConfig({ env: {}, file });
+    assert.deepEqual(fromFile.listen, { host: '127.0.0.1', port: 8000, healthPort: 7080 });
+    assert.equal(fromFile.rateLimit.points, 7);
+    assert.deepEqual(fromFile.rateLimit.methods, { '/a.B/C': { points: 2, windowSec: 5 } });
+
+    const withEnv = loadConfig({ env: { GANTRY_PORT: '9000' }, file });
+    assert.equal(withEnv.listen.port, 9000);
+    assert.equal(withEnv.listen.host, '127.0.0.1', 'keys the environment does not set keep the file value');
+
+    const withOverrides = loadConfig({ env: { GANTRY_PORT: '9000' }, file, overrides: { listen: { port: 9100 } } });
+    assert.equal(withOverrides.listen.port, 9100);
+    assert.equal(withOverrides.listen.host, '127.0.0.1');
+  });
+
+  test('GANTRY_CONFIG_FILE names the config file', () => {
+    const file = configFile('via-env.json', { dataDir: '/var/lib/gantry' });
+    assert.equal(loadConfig({ env: { GANTRY_CONFIG_FILE: file } }).dataDir, '/var/lib/gantry');
+  });
+
+  test('a bad value in the config file is refused naming the key and the file', () => {
+    const file = configFile('bad.json', { limits: { maxReceiveMessageBytes: 10 } });
+    assert.throws(() => loadConfig({ env: {}, file }), (err: Error) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /limits\.maxReceiveMessageBytes/);
+      assert.ok(err.message.includes(file), err.message);
+      return true;
+    });
+  });
+
+  test('an unknown key in the config file is refused', () => {
+    const file = configFile('unknown.json', { listen: { prot: 1 } });
+    assert.throws(() => loadConfig({ env: {}, file }), /prot/);
+  });
+
+  test('a config file that is missing or not JSON is refused saying which', () => {
+    assert.throws(() => loadConfig({ env: {}, file: join(dir, 'absent.json') }), /cannot read config file .*absent\.json/);
+    assert.throws(() => loadConfig({ env: {}, file: configFile('broken.json', '{ "listen": ') }), /broken\.json is not valid JSON/);
+  });
+});
