@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs every check and test of the repository; `npm test` and CI (.ci/run) call exactly this.
+# It installs and starts what the tests need (PostgreSQL, Go-built gRPC tools), so a fresh
+# machine needs nothing but `npm ci` first.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+export PATH="$root/node_modules/.bin:$PATH"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+started=$(date +%s)
+
+step "node $(node --version)"
+case "$(node --version)" in v22.*) ;; *) echo "Node 22 is required; run 'npm ci' so node_modules/.bin/node is Node 22" >&2; exit 1 ;; esac
+
+step "contracts: buf lint"
+buf lint proto
+
+step "contracts: buf breaking"
+# A breaking change must be a new package version, never an edit in place: compare with the
+# previous commit on this branch (on a branch other than main, with main).
+against=""
+if [ "$(git rev-parse --abbrev-ref HEAD 2>/dev/null)" != "main" ] && git rev-parse --verify -q main >/dev/null; then
+  against="main"
+elif git rev-parse --verify -q HEAD~1 >/dev/null; then
+  against="HEAD~1"
+fi
+if [ -n "$against" ] && git cat-file -e "$against:proto/buf.yaml" 2>/dev/null; then
+  buf breaking proto --against ".git#ref=$against,subdir=proto"
+  echo "no breaking changes against $against" >&2
+else
+  echo "no earlier contracts to compare with (first commit of proto/)" >&2
+fi
+
+step "contracts: generated code is up to date"
+bash scripts/proto-gen.sh >/dev/null
+if [ -n "$(git status --porcelain -- proto/src/gen)" ]; then
+  git status --porcelain -- proto/src/gen >&2
+  echo "proto/src/gen differs from what buf generates: run 'npm run proto:gen' and commit the result" >&2
+  exit 1
+fi
+
+step "typecheck"
+tsc -p tsconfig.json
+
+step "lint"
+eslint .
+
+step "test infrastructure: PostgreSQL"
+GANTRY_TEST_DATABASE_URL="$(bash scripts/test-env/postgres.sh start)"
+export GANTRY_TEST_DATABASE_URL
+trap 'bash scripts/test-env/postgres.sh stop >/dev/null 2>&1 || true' EXIT
+
+step "test infrastructure: gRPC tools (grpcurl, grpc-health-probe, ghz)"
+GANTRY_TOOLS_DIR="$(bash scripts/test-env/go-tools.sh)"
+export GANTRY_TOOLS_DIR
+
+step "tests"
+shopt -s globstar nullglob
+files=(services/*/test/**/*.test.ts operator/test/**/*.test.ts tests/**/*.test.ts)
+echo "${#files[@]} test files" >&2
+node --import tsx --test --test-concurrency=2 --test-timeout=120000 "${files[@]}"
+
+step "all checks passed in $(( $(date +%s) - started )) s"

@@ -1,0 +1,72 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+const mainScript = join(repoRoot, 'services/gantry/src/main.ts');
+
+/** Runs the gantry CLI to completion (tsx on this Node) and returns its output. */
+export function runGantry(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', mainScript, ...args], { cwd: repoRoot, env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+export interface GantryServer {
+  child: ChildProcess;
+  port: number;
+  healthPort: number;
+  dataDir: string;
+  env: NodeJS.ProcessEnv;
+  logs: string[];
+  /** Sends SIGTERM and resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/** Starts `gantry serve --target=<target>` on free ports with a fresh data dir; resolves once it serves. */
+export async function startGantry(target = 'all', extraEnv: NodeJS.ProcessEnv = {}): Promise<GantryServer> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'gantry-e2e-'));
+  const env = { GANTRY_DATA_DIR: dataDir, GANTRY_HOST: '127.0.0.1', GANTRY_PORT: '0', GANTRY_HEALTH_PORT: '0', GANTRY_LOG_LEVEL: 'info', ...extraEnv };
+  const child = spawn(process.execPath, ['--import', 'tsx', mainScript, 'serve', `--target=${target}`], { cwd: repoRoot, env: { ...process.env, ...env } });
+  const logs: string[] = [];
+  child.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const ready = await new Promise<{ port: number; health_port: number }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`gantry did not start within 60 s:\n${logs.join('')}`)), 60_000);
+    void exited.then((code) => reject(new Error(`gantry exited with ${code} before serving:\n${logs.join('')}`)));
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      logs.push(line);
+      try {
+        const entry = JSON.parse(line) as { msg?: string; port: number; health_port: number };
+        if (entry.msg === 'gantry is serving') {
+          clearTimeout(timer);
+          resolve(entry);
+        }
+      } catch {
+        // not a JSON log line
+      }
+    });
+  });
+  return {
+    child,
+    port: ready.port,
+    healthPort: ready.health_port,
+    dataDir,
+    env,
+    logs,
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      const code = await exited;
+      rmSync(dataDir, { recursive: true, force: true });
+      return code;
+    },
+  };
+}
