@@ -1,0 +1,69 @@
+// A benchmark server, run as its own process: `bare` is a plain grpc-js server, `stack` is the
+// kit's full stack (mTLS, JWT, rate limit, tracing). Both answer Echo with the same handler.
+// Prints one JSON line {port, dataDir, token} when ready; exits on SIGTERM.
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { BatchSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
+import { ensureDevPki, silentLogger, loadConfig, startRuntime, type ServiceModule, type CallContext } from '../src/index.js';
+import { echoDefinition } from '../test/fixtures/echo.js';
+import { tokenFor } from '../test/harness.js';
+
+interface EchoRequest { message: string }
+/** The one handler both servers run. */
+const echo = (req: EchoRequest, principal: string) => ({ message: req.message, principal, peerIdentity: '' });
+
+/** Counts exported spans: tracing does its real work, and nothing leaves the machine. */
+class CountingExporter implements SpanExporter {
+  exported = 0;
+  export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
+    this.exported += spans.length;
+    done({ code: ExportResultCode.SUCCESS });
+  }
+  async shutdown(): Promise<void> {}
+}
+
+const mode = process.argv[2];
+if (mode === 'bare' || mode === 'bare-tls') {
+  const server = new Server();
+  server.addService(echoDefinition, {
+    Echo: (call: ServerUnaryCall<EchoRequest, unknown>, cb: sendUnaryData<unknown>) => cb(null, echo(call.request, '')),
+  });
+  // bare-tls: the same bare server behind mTLS only, to show what TLS alone costs.
+  let dataDir: string | undefined;
+  let credentials = ServerCredentials.createInsecure();
+  if (mode === 'bare-tls') {
+    dataDir = mkdtempSync(join(tmpdir(), 'gantry-bench-'));
+    const { paths } = await ensureDevPki(join(dataDir, 'pki'));
+    credentials = ServerCredentials.createSsl(readFileSync(paths.caFile), [{ cert_chain: readFileSync(paths.serverCertFile), private_key: readFileSync(paths.serverKeyFile) }], true);
+  }
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', credentials, (e, p) => (e ? reject(e) : resolve(p))));
+  process.stdout.write(JSON.stringify({ port, dataDir }) + '\n');
+  process.on('SIGTERM', () => server.tryShutdown(() => process.exit(0)));
+} else if (mode === 'stack') {
+  const dataDir = mkdtempSync(join(tmpdir(), 'gantry-bench-'));
+  const config = loadConfig({
+    env: {},
+    overrides: { dataDir, listen: { host: '127.0.0.1', port: 0, healthPort: 0 }, telemetry: { logLevel: 'silent' }, rateLimit: { points: 1_000_000, windowSec: 1 } },
+  });
+  const module: ServiceModule = {
+    name: 'gantry.test.v1.EchoService',
+    definition: echoDefinition as unknown as ServiceModule['definition'],
+    scopes: { Echo: ['echo.read'], Count: ['echo.write'], Collect: ['echo.write'], Chat: ['echo.write'] },
+    handlers: { Echo: async (req: EchoRequest, ctx: CallContext) => echo(req, ctx.principal?.subject ?? '') } as unknown as ServiceModule['handlers'],
+  };
+  const runtime = await startRuntime({
+    config,
+    services: [{ target: 'echo', create: () => [module] }],
+    log: silentLogger(),
+    spanProcessors: [new BatchSpanProcessor(new CountingExporter(), { maxQueueSize: 8192, maxExportBatchSize: 1024, scheduledDelayMillis: 200 })],
+  });
+  const token = tokenFor(dataDir, 'bench', ['echo.read']);
+  process.stdout.write(JSON.stringify({ port: runtime.port, dataDir, token }) + '\n');
+  process.on('SIGTERM', () => void runtime.stop(1000).then(() => process.exit(0)));
+} else {
+  process.stderr.write('usage: echo-server.ts bare|bare-tls|stack\n');
+  process.exit(2);
+}

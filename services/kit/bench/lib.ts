@@ -1,0 +1,150 @@
+// Shared pieces of `npm run bench -- <name>`: argument parsing, child server processes, the ghz
+// load generator, and the result file. Figures are only ever compared within one run.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+
+const exec = promisify(execFile);
+export const repoRoot = fileURLToPath(new URL('../../..', import.meta.url));
+
+export interface BenchArgs {
+  quick: boolean;
+}
+
+export function parseBenchArgs(argv: string[]): BenchArgs {
+  const unknown = argv.filter((a) => a !== '--quick');
+  if (unknown.length > 0) throw new Error(`unknown benchmark option ${unknown[0]}; the only option is --quick (a run under 30 s)`);
+  return { quick: argv.includes('--quick') };
+}
+
+export function progress(message: string): void {
+  process.stderr.write(`[bench] ${message}\n`);
+}
+
+/** Starts a TypeScript script as a child process and resolves with the JSON line it prints when ready. */
+export async function startChild<T>(script: string, args: string[], opts: { cpu?: number } = {}): Promise<{ child: ChildProcess; ready: T; stop: () => Promise<void> }> {
+  // The same Node flags as `gantry serve` (package.json scripts), so the figures are production's.
+  const nodeArgs = ['--experimental-async-context-frame', '--import', 'tsx', script, ...args];
+  const [cmd, cmdArgs] = opts.cpu !== undefined && pinning ? ['taskset', ['-c', String(opts.cpu), process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
+  const child = spawn(cmd, cmdArgs as string[], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] });
+  const ready = await new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${script} did not start within 60 s`)), 60_000);
+    child.once('exit', (code) => reject(new Error(`${script} exited with ${code} before it was ready`)));
+    createInterface({ input: child.stdout! }).once('line', (line) => {
+      clearTimeout(timer);
+      resolve(JSON.parse(line) as T);
+    });
+  });
+  return {
+    child,
+    ready,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        const killer = setTimeout(() => child.kill('SIGKILL'), 5000);
+        child.once('exit', () => {
+          clearTimeout(killer);
+          resolve();
+        });
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+/** The ghz binary, installing the Go tools if they are missing. */
+export async function ghzPath(): Promise<string> {
+  const { stdout } = await exec('bash', [join(repoRoot, 'scripts/test-env/go-tools.sh')], { maxBuffer: 1 << 20 });
+  return join(stdout.trim(), 'ghz');
+}
+
+/**
+ * On this 2-core machine the load generator and the server would fight over both cores; each gets
+ * its own core instead (server on 0, load generator on 1) when taskset exists and there are >= 2.
+ */
+export const pinning = availableParallelism() >= 2 && existsSync('/usr/bin/taskset');
+
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces) start at ") ": utime and stime are 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SEC;
+}
+/** Linux's USER_HZ, the unit of /proc/<pid>/stat times; 100 on every mainstream kernel. */
+const CLOCK_TICKS_PER_SEC = 100;
+
+export interface LoadResult {
+  callsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Calls answered OK. */
+  calls: number;
+  /** Calls answered with any status other than OK. */
+  errors: number;
+  failures: Record<string, number>;
+  /** Server CPU time (user + system) per call, in microseconds. */
+  serverCpuUsPerCall: number;
+  /** Calls per second one fully busy core of the server could answer at that cost. */
+  serverCapacityPerCore: number;
+}
+
+export interface GhzOptions {
+  address: string;
+  proto: string;
+  call: string;
+  /** The request, already protobuf-encoded: ghz then spends no CPU on JSON-to-protobuf per call. */
+  binaryFile: string;
+  concurrency: number;
+  /** Number of calls (count-based, so no call is cut off mid-flight at the end). */
+  total: number;
+  tlsArgs?: string[];
+  metadata?: Record<string, string>;
+  /** The server's pid: its CPU time over the run gives the CPU cost per call. */
+  serverPid?: number;
+}
+
+/** Runs ghz (a Go gRPC load generator no one here wrote) against one method. */
+export async function ghz(bin: string, opts: GhzOptions): Promise<LoadResult> {
+  const args = [
+    '--proto', opts.proto,
+    '--call', opts.call,
+    '-B', opts.binaryFile,
+    '-c', String(opts.concurrency),
+    '-n', String(opts.total),
+    '--connections', '1',
+    '--format', 'json',
+    ...(opts.tlsArgs ?? ['--insecure']),
+    ...(opts.metadata ? ['-m', JSON.stringify(opts.metadata)] : []),
+    opts.address,
+  ];
+  const [cmd, cmdArgs] = pinning ? ['taskset', ['-c', '1', bin, ...args]] : [bin, args];
+  const cpuBefore = opts.serverPid ? cpuSeconds(opts.serverPid) : 0;
+  const { stdout } = await exec(cmd, cmdArgs as string[], { maxBuffer: 64 << 20 });
+  const cpuUsed = opts.serverPid ? cpuSeconds(opts.serverPid) - cpuBefore : NaN;
+  const report = JSON.parse(stdout) as {
+    count: number;
+    rps: number;
+    latencyDistribution: { percentage: number; latency: number }[] | null;
+    statusCodeDistribution: Record<string, number>;
+  };
+  const pct = (p: number) => (report.latencyDistribution?.find((d) => d.percentage === p)?.latency ?? NaN) / 1e6;
+  const { OK: ok = 0, ...failures } = report.statusCodeDistribution;
+  const errors = Object.values(failures).reduce((n, c) => n + c, 0);
+  const serverCpuUsPerCall = (cpuUsed * 1e6) / report.count;
+  return { callsPerSec: report.rps, p50Ms: pct(50), p99Ms: pct(99), calls: ok, errors, failures, serverCpuUsPerCall, serverCapacityPerCore: 1e6 / serverCpuUsPerCall };
+}
+
+export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Writes the figures as JSON beside the human summary: bench-results/<name>.json. */
+export function writeResult(name: string, result: unknown): string {
+  const dir = join(repoRoot, 'bench-results');
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `${name}.json`);
+  writeFileSync(path, JSON.stringify(result, null, 2) + '\n');
+  return path;
+}
