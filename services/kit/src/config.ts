@@ -53,6 +53,15 @@ export const configSchema = z.strictObject({
     otlpEndpoint: z.url().optional(),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   }).prefault({}),
+  /** The log target's settings. */
+  log: z.strictObject({
+    /** Checkpoint origin prefix; a partition's origin is "<origin>/<partition>". */
+    origin: z.string().regex(/^[\x21-\x7e]{1,200}$/, 'must be printable ASCII without spaces').default('gantry.local/log'),
+    /** Ed25519 private key (PKCS#8 PEM) that signs checkpoints; generated under dataDir/log when unset. */
+    signingKeyFile: z.string().optional(),
+    /** Largest payload of one entry. */
+    maxPayloadBytes: z.coerce.number().int().min(1).max(4 * 1024 * 1024).default(1024 * 1024),
+  }).prefault({}),
   limits: z.strictObject({
     maxReceiveMessageBytes: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
     maxSendMessageBytes: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
@@ -93,6 +102,9 @@ export const ENV_KEYS: Record<string, string> = {
   GANTRY_MAX_RECEIVE_MESSAGE_BYTES: 'limits.maxReceiveMessageBytes',
   GANTRY_MAX_SEND_MESSAGE_BYTES: 'limits.maxSendMessageBytes',
   GANTRY_SHUTDOWN_GRACE_MS: 'limits.shutdownGraceMs',
+  GANTRY_LOG_ORIGIN: 'log.origin',
+  GANTRY_LOG_SIGNING_KEY_FILE: 'log.signingKeyFile',
+  GANTRY_LOG_MAX_PAYLOAD_BYTES: 'log.maxPayloadBytes',
 };
 
 export class ConfigError extends Error {

@@ -19,3 +19,4 @@ export * from './storage/migrations.js';
 export * from './storage/pglite.js';
 export * from './storage/postgres.js';
 export * from './runtime.js';
+export * from './client.js';

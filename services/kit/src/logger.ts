@@ -1,5 +1,5 @@
 import { pino, type Logger } from 'pino';
-import { trace } from '@opentelemetry/api';
+import { isSpanContextValid, trace } from '@opentelemetry/api';
 
 export type { Logger };
 
@@ -15,7 +15,7 @@ export function createLogger(opts: { level?: string; name?: string } = {}): Logg
     redact: { paths: ['authorization', '*.authorization', 'token', '*.token', 'secret', '*.secret', 'privateKey'], censor: '[redacted]' },
     mixin() {
       const span = trace.getActiveSpan();
-      if (!span) return {};
+      if (!span || !isSpanContextValid(span.spanContext())) return {};
       const { traceId, spanId } = span.spanContext();
       return { trace_id: traceId, span_id: spanId };
     },

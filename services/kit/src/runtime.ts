@@ -24,6 +24,8 @@ export interface ServiceDeps {
   db: Database;
   config: GantryConfig;
   log: Logger;
+  /** Registers cleanup that runs after calls have drained and before the database closes. */
+  onShutdown(fn: () => Promise<void>): void;
 }
 
 /** A target's contribution to a process: its gRPC module(s) and the schema it owns. */
@@ -95,8 +97,11 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     if (applied.length > 0) log.info({ schema: schema.name, versions: applied }, 'applied migrations');
   }
 
+  const shutdownHooks: (() => Promise<void>)[] = [];
   const modules: ServiceModule[] = [];
-  for (const factory of opts.services) modules.push(...(await factory.create({ db, config, log })));
+  for (const factory of opts.services) {
+    modules.push(...(await factory.create({ db, config, log, onShutdown: (fn) => shutdownHooks.push(fn) })));
+  }
 
   const scopeTable = new Map<string, readonly string[]>();
   for (const m of modules) {
@@ -147,6 +152,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     async stop(graceMs) {
       clearInterval(readinessTimer);
       await server.shutdown(graceMs);
+      for (const hook of shutdownHooks.reverse()) await hook().catch((err: unknown) => log.warn({ err }, 'shutdown hook failed'));
       verifier.close();
       await db.close();
       await telemetry?.shutdown();

@@ -6,7 +6,10 @@ export interface QueryResult<R> {
 
 /** Anything that runs parameterised SQL: the database, or one transaction. */
 export interface Sql {
+  /** One parameterised statement. */
   query<R = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+  /** A script of several statements without parameters (migrations). */
+  exec(script: string): Promise<void>;
 }
 
 export type Unlisten = () => Promise<void>;

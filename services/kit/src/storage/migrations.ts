@@ -41,7 +41,7 @@ export async function migrate(db: Database, schema: string, migrations: readonly
     const done = new Set(rows.map((r) => r.version));
     for (const m of migrations) {
       if (done.has(m.version)) continue;
-      await tx.query(m.sql);
+      await tx.exec(m.sql);
       await tx.query(`INSERT INTO ${schema}.schema_migrations (version, name) VALUES ($1, $2)`, [m.version, m.name]);
       applied.push(m.version);
     }

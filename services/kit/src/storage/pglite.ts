@@ -14,8 +14,19 @@ export async function openPglite(dataDir: string): Promise<Database> {
   return {
     engine: 'pglite',
     query: (text, params) => run(db, text, params),
+    exec: async (script) => {
+      await db.exec(script);
+    },
     // PGlite has one connection: its transaction() holds it exclusively, so other queries wait.
-    transaction: (fn) => db.transaction((tx) => fn({ query: (text, params) => run(tx, text, params) } satisfies Sql)),
+    transaction: (fn) =>
+      db.transaction((tx) =>
+        fn({
+          query: (text, params) => run(tx, text, params),
+          exec: async (script) => {
+            await tx.exec(script);
+          },
+        } satisfies Sql),
+      ),
     async listen(channel, onPayload) {
       assertChannel(channel);
       const unsubscribe = await db.listen(channel, onPayload);

@@ -54,6 +54,10 @@ export async function openPostgres(opts: PostgresOptions): Promise<Database & { 
       const res = await pool.query(text, params as unknown[] | undefined);
       return { rows: res.rows, rowCount: res.rowCount ?? 0 };
     },
+    async exec(script) {
+      // Without parameters pg uses the simple query protocol, which runs several statements.
+      await pool.query(script);
+    },
     async transaction(fn) {
       const client = await pool.connect();
       try {
@@ -62,6 +66,9 @@ export async function openPostgres(opts: PostgresOptions): Promise<Database & { 
           async query(text, params) {
             const res = await client.query(text, params as unknown[] | undefined);
             return { rows: res.rows, rowCount: res.rowCount ?? 0 };
+          },
+          async exec(script) {
+            await client.query(script);
           },
         };
         const result = await fn(tx);

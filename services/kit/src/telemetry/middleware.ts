@@ -1,5 +1,5 @@
 import type { Metadata } from '@grpc/grpc-js';
-import { context, metrics, propagation, SpanKind, SpanStatusCode, trace, type TextMapGetter } from '@opentelemetry/api';
+import { context, isSpanContextValid, metrics, propagation, SpanKind, SpanStatusCode, trace, type TextMapGetter } from '@opentelemetry/api';
 import { GantryError, Status } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Middleware } from '../rpc/context.js';
@@ -46,7 +46,9 @@ export function telemetryMiddleware(log: Logger): Middleware {
       if (code !== Status.OK) span.setStatus({ code: SpanStatusCode.ERROR, message: Status[code] });
       span.end();
       duration.record(elapsedMs, { 'rpc.method': ctx.method.path, 'rpc.grpc.status_code': code });
-      const fields = { method: ctx.method.path, code: Status[code], duration_ms: Math.round(elapsedMs * 100) / 100, principal: ctx.principal?.subject, trace_id: span.spanContext().traceId };
+      // With tracing off and no incoming traceparent the span context is the all-zero invalid one.
+      const traceId = isSpanContextValid(span.spanContext()) ? span.spanContext().traceId : undefined;
+      const fields = { method: ctx.method.path, code: Status[code], duration_ms: Math.round(elapsedMs * 100) / 100, principal: ctx.principal?.subject, trace_id: traceId };
       if (code === Status.OK) log.debug(fields, 'rpc');
       else log.info({ ...fields, details: error instanceof GantryError ? error.message : undefined }, 'rpc failed');
     }

@@ -1,0 +1,48 @@
+import { readFileSync } from 'node:fs';
+import { credentials, Metadata, type CallOptions, type ChannelCredentials, type ChannelOptions, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { traceContextInterceptor } from './telemetry/setup.js';
+
+export interface ClientTls {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  /** Name to verify in the server certificate when the address is an IP or a port-forward. */
+  serverName?: string;
+}
+
+/** mTLS channel credentials from PEM files (this workload's certificate, the platform CA). */
+export function clientCredentials(tls: ClientTls): ChannelCredentials {
+  return credentials.createSsl(readFileSync(tls.caFile), readFileSync(tls.keyFile), readFileSync(tls.certFile));
+}
+
+/** Channel options every Gantry client uses: trace propagation, limits, and the TLS server name. */
+export function clientOptions(tls: ClientTls, extra: ChannelOptions = {}): ChannelOptions & { interceptors: unknown[] } {
+  return {
+    'grpc.max_receive_message_length': 8 * 1024 * 1024,
+    'grpc.keepalive_time_ms': 30_000,
+    ...(tls.serverName ? { 'grpc.ssl_target_name_override': tls.serverName, 'grpc.default_authority': tls.serverName } : {}),
+    ...extra,
+    interceptors: [traceContextInterceptor],
+  };
+}
+
+/** Metadata carrying a bearer token. */
+export function bearerMetadata(token: string | undefined): Metadata {
+  const md = new Metadata();
+  if (token) md.set('authorization', `Bearer ${token}`);
+  return md;
+}
+
+type UnaryMethod<Req, Res> = (req: Req, md: Metadata, opts: CallOptions, cb: (err: ServiceError | null, res?: Res) => void) => unknown;
+
+/** Calls a grpc-js unary method and returns a promise (rejects with the ServiceError). */
+export function unary<Req, Res>(method: UnaryMethod<Req, Res>, self: object, req: Req, md: Metadata, timeoutMs = 30_000): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    method.call(self, req, md, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res!)));
+  });
+}
+
+/** A server stream as an async iterable (grpc-js streams are Node Readables). */
+export function streamOf<T>(stream: ClientReadableStream<T>): AsyncIterable<T> {
+  return stream as unknown as AsyncIterable<T>;
+}
