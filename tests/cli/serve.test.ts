@@ -11,6 +11,7 @@ describe('gantry serve --target=all (the README start command) checked by client
   let server: GantryServer;
   let pki: { ca: string; cert: string; key: string };
   let token: string;
+  let settlementToken: string;
 
   before(async () => {
     server = await startGantry('all');
@@ -18,6 +19,9 @@ describe('gantry serve --target=all (the README start command) checked by client
     const minted = await runGantry(['token', '--scope', 'log.read', '--subject', 'e2e'], server.env);
     assert.equal(minted.code, 0, minted.stderr);
     token = minted.stdout.trim();
+    const forSettlement = await runGantry(['token', '--scope', 'settlement.read', '--subject', 'e2e'], server.env);
+    assert.equal(forSettlement.code, 0, forSettlement.stderr);
+    settlementToken = forSettlement.stdout.trim();
   });
   after(async () => {
     await server?.stop();
@@ -55,14 +59,17 @@ describe('gantry serve --target=all (the README start command) checked by client
     assert.match(described.stdout, /rpc Append/);
   });
 
-  test('grpcurl calls a service: no token is UNAUTHENTICATED, a scoped token reaches the handler', { skip: !grpcurl && 'grpcurl not installed' }, async () => {
+  test('grpcurl calls services: no token is UNAUTHENTICATED, a scoped token reaches the handler, a wrong scope is PERMISSION_DENIED', { skip: !grpcurl && 'grpcurl not installed' }, async () => {
     const method = 'gantry.log.v1.LogService/ListPartitions';
     const anonymous = await run(grpcurl!, [...tlsArgs(), '-d', '{}', `127.0.0.1:${server.port}`, method]);
     assert.match(anonymous.stderr, /Code: Unauthenticated/);
-    const authorized = await run(grpcurl!, [...tlsArgs(), '-H', `authorization: Bearer ${token}`, '-d', '{}', `127.0.0.1:${server.port}`, method]);
-    // Past auth and rate limiting, the handler answers; until issue #3 lands it says so.
-    assert.match(authorized.stderr, /Code: Unimplemented/);
-    assert.match(authorized.stderr, /issue #3/);
+    const authorized = await run(grpcurl!, [...tlsArgs(), '-H', `authorization: Bearer ${token}`, '-d', '{"prefix":"none-"}', `127.0.0.1:${server.port}`, method]);
+    assert.equal(authorized.code, 0, authorized.stderr);
+    assert.deepEqual(JSON.parse(authorized.stdout), {}, 'no partition matches the prefix: an empty response');
+    // A service whose issue has not landed answers UNIMPLEMENTED and says which issue brings it.
+    const settlement = await run(grpcurl!, [...tlsArgs(), '-H', `authorization: Bearer ${settlementToken}`, '-d', '{}', `127.0.0.1:${server.port}`, 'gantry.settlement.v1.SettlementService/GetCreditStatus']);
+    assert.match(settlement.stderr, /Code: Unimplemented/);
+    assert.match(settlement.stderr, /issue #4/);
     const wrongScope = await run(grpcurl!, [...tlsArgs(), '-H', `authorization: Bearer ${token}`, '-d', '{}', `127.0.0.1:${server.port}`, 'gantry.log.v1.LogService/Append']);
     assert.match(wrongScope.stderr, /Code: PermissionDenied/);
     assert.match(wrongScope.stderr, /log\.append/);

@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { ConfigError } from '@gantry/kit';
+import { logCommand } from './commands/log.js';
 import { pkiInit } from './commands/pki.js';
 import { serve } from './commands/serve.js';
 import { token } from './commands/token.js';
@@ -38,6 +39,8 @@ program
   .option('--ttl <seconds>', 'lifetime in seconds', '3600')
   .option('--config <file>', 'JSON config file (for dataDir, issuer, audience)')
   .action(token);
+
+program.addCommand(logCommand());
 
 try {
   await program.parseAsync();

@@ -1,17 +1,31 @@
+import { resolve } from 'node:path';
 import { defineService, type ServiceFactory } from '@gantry/kit';
 import { logv1 } from '@gantry/proto';
+import { logHandlers } from './api/handlers.js';
 import { logScopes } from './api/scopes.js';
+import { CheckpointSigner, loadOrCreateSigningKey } from './signer.js';
+import { AppendNotifier } from './store/append-notifier.js';
+import { GroupCommitter } from './store/group-commit.js';
+import { LOG_SCHEMA, LogStore, logMigrations } from './store/log-store.js';
 
-/** The log target. Its contract and scopes are served now; handlers arrive with issue #3. */
+/** The log target: an immutable, hash-chained, partitioned log with Merkle proofs and signed checkpoints. */
 export const logService: ServiceFactory = {
   target: 'log',
-  create: () => [
-    defineService({
-      name: 'gantry.log.v1.LogService',
-      definition: logv1.LogServiceService,
-      scopes: logScopes,
-      handlers: {},
-      unimplementedReason: 'the log service lands with issue #3',
-    }),
-  ],
+  schema: { name: LOG_SCHEMA, migrations: logMigrations },
+  async create({ db, config, onShutdown }) {
+    const store = new LogStore(db);
+    const notifier = new AppendNotifier(db);
+    await notifier.start();
+    onShutdown(() => notifier.stop());
+    const keyFile = config.log.signingKeyFile ?? resolve(config.dataDir, 'log', 'checkpoint-key.pem');
+    const signer = new CheckpointSigner(config.log.origin, await loadOrCreateSigningKey(keyFile, !config.log.signingKeyFile));
+    return [
+      defineService({
+        name: 'gantry.log.v1.LogService',
+        definition: logv1.LogServiceService,
+        scopes: logScopes,
+        handlers: logHandlers({ store, committer: new GroupCommitter(store), notifier, signer, maxPayloadBytes: config.log.maxPayloadBytes }),
+      }),
+    ];
+  },
 };

@@ -1,0 +1,109 @@
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { streamOf, unary } from '@gantry/kit';
+import { logv1 } from '@gantry/proto';
+import { connect, printJson, withConnection, type Connection, type ConnectionOptions } from '../connection.js';
+
+const client = (c: Connection) => new logv1.LogServiceClient(c.address, c.credentials, c.options);
+type LogClient = ReturnType<typeof client>;
+
+const hex = (b: Buffer) => b.toString('hex');
+const short = (b: Buffer) => hex(b).slice(0, 16);
+const parseSeq = (flag: string) => (v: string) => {
+  if (!/^\d+$/.test(v)) throw new Error(`${flag} must be a whole number, got ${v}`);
+  return BigInt(v);
+};
+
+function printEntry(c: Connection, e: logv1.Entry): void {
+  if (c.json) return printJson({ partition: e.partition, seq: e.seq, timestamp: e.timestamp?.toISOString(), data: e.data.toString('base64'), prevHash: hex(e.prevHash), hash: hex(e.hash) });
+  const text = e.data.toString('utf8');
+  const printable = /^[\x20-\x7e\t]*$/.test(text) ? text : `<${e.data.length} bytes> ${e.data.toString('base64')}`;
+  process.stdout.write(`${e.seq}\t${e.timestamp?.toISOString()}\t${short(e.hash)}\t${printable}\n`);
+}
+
+async function withClient<T>(opts: ConnectionOptions, scopes: string[], fn: (c: Connection, log: LogClient) => Promise<T>): Promise<T> {
+  const c = await connect(opts, scopes);
+  const log = client(c);
+  try {
+    return await fn(c, log);
+  } finally {
+    log.close();
+  }
+}
+
+/** `gantry log ...`: the log service over the network. */
+export function logCommand(): Command {
+  const cmd = new Command('log').description('append to, read, follow and verify the log service');
+
+  withConnection(cmd.command('append <partition> [data]').description('append one entry (data from the argument, or stdin when omitted)')).action(
+    async (partition: string, data: string | undefined, opts: ConnectionOptions) =>
+      withClient(opts, ['log.append'], async (c, log) => {
+        const payload = data !== undefined ? Buffer.from(data, 'utf8') : readFileSync(0);
+        const r = await unary(log.append, log, { partition, data: payload }, c.metadata());
+        if (c.json) printJson({ partition, seq: r.seq, timestamp: r.timestamp?.toISOString(), hash: hex(r.hash), prevHash: hex(r.prevHash) });
+        else process.stdout.write(`appended ${partition} seq ${r.seq} hash ${hex(r.hash)}\n`);
+      }),
+  );
+
+  withConnection(cmd.command('read <partition>').description('print entries in seq order'))
+    .option('--from <seq>', 'first seq', parseSeq('--from'), 0n)
+    .option('--limit <n>', 'most entries (0 = to the end)', parseSeq('--limit'), 0n)
+    .action(async (partition: string, opts: ConnectionOptions & { from: bigint; limit: bigint }) =>
+      withClient(opts, ['log.read'], async (c, log) => {
+        for await (const msg of streamOf(log.read({ partition, startSeq: opts.from, limit: opts.limit }, c.metadata()))) for (const e of msg.entries) printEntry(c, e);
+      }),
+    );
+
+  withConnection(cmd.command('tail <partition>').description('print the last entries; with -f keep following new ones'))
+    .option('-n, --lines <n>', 'how many existing entries to print first', '10')
+    .option('-f, --follow', 'keep the stream open and print entries as they are appended', false)
+    .action(async (partition: string, opts: ConnectionOptions & { lines: string; follow: boolean }) =>
+      withClient(opts, ['log.read'], async (c, log) => {
+        const last = Number(opts.lines);
+        if (!Number.isInteger(last) || last < 0) throw new Error('-n must be a whole number');
+        const call = log.tail({ partition, last, follow: opts.follow }, c.metadata());
+        process.once('SIGINT', () => call.cancel());
+        try {
+          for await (const msg of streamOf(call)) for (const e of msg.entries) printEntry(c, e);
+        } catch (err) {
+          if ((err as { code?: number }).code !== 1 /* CANCELLED by Ctrl-C */) throw err;
+        }
+      }),
+    );
+
+  withConnection(cmd.command('verify <partition>').description('recompute the hash chain on the server and report the first bad seq')).action(
+    async (partition: string, opts: ConnectionOptions) =>
+      withClient(opts, ['log.read'], async (c, log) => {
+        const r = await unary(log.verify, log, { partition }, c.metadata(), 600_000);
+        if (c.json) printJson({ partition, valid: r.valid, count: r.count, finalHash: hex(r.finalHash), firstBadSeq: r.firstBadSeq, reason: r.reason });
+        else if (r.valid) process.stdout.write(`${partition}: valid, ${r.count} entries, final hash ${hex(r.finalHash)}\n`);
+        else process.stdout.write(`${partition}: BROKEN at seq ${r.firstBadSeq}: ${r.reason} (${r.count} entries checked)\n`);
+        if (!r.valid) process.exitCode = 1;
+      }),
+  );
+
+  withConnection(cmd.command('partitions').description('list partitions'))
+    .option('--prefix <prefix>', 'only names starting with this', '')
+    .action(async (opts: ConnectionOptions & { prefix: string }) =>
+      withClient(opts, ['log.read'], async (c, log) => {
+        let pageToken = '';
+        do {
+          const r = await unary(log.listPartitions, log, { prefix: opts.prefix, pageSize: 1000, pageToken }, c.metadata());
+          for (const p of r.partitions) {
+            if (c.json) printJson({ name: p.name, size: p.size, lastHash: hex(p.lastHash), createdAt: p.createdAt?.toISOString(), lastAppendedAt: p.lastAppendedAt?.toISOString() });
+            else process.stdout.write(`${p.name}\t${p.size} entries\tlast ${p.lastAppendedAt?.toISOString() ?? '-'}\n`);
+          }
+          pageToken = r.nextPageToken;
+        } while (pageToken);
+      }),
+    );
+
+  withConnection(cmd.command('last <partition>').description('print the newest entry')).action(async (partition: string, opts: ConnectionOptions) =>
+    withClient(opts, ['log.read'], async (c, log) => {
+      const r = await unary(log.getLastEntry, log, { partition }, c.metadata());
+      printEntry(c, r.entry!);
+    }),
+  );
+
+  return cmd;
+}

@@ -1,0 +1,183 @@
+import { GantryError, Status, notFound, outOfRange, invalidArgument, type CallContext, type Handlers } from '@gantry/kit';
+import { logv1 } from '@gantry/proto';
+import { ChainVerifier } from '../domain/entry.js';
+import { CompactRange, buildProof, consistencyProofPlan, inclusionProofPlan, nodesNeeded } from '../domain/merkle.js';
+import type { CheckpointSigner } from '../signer.js';
+import type { AppendNotifier } from '../store/append-notifier.js';
+import type { GroupCommitter } from '../store/group-commit.js';
+import { nodeKey, type LogStore, type PartitionRow, type StoredEntry } from '../store/log-store.js';
+import { LIMITS, checkBatch, checkPageSize, checkPartition, checkPayload, decodePageToken, encodePageToken } from './validation.js';
+
+export interface LogDeps {
+  store: LogStore;
+  committer: GroupCommitter;
+  notifier: AppendNotifier;
+  signer: CheckpointSigner;
+  maxPayloadBytes: number;
+}
+
+const toEntry = (e: StoredEntry): logv1.Entry => ({
+  partition: e.partition,
+  seq: e.seq,
+  timestamp: new Date(Number(e.timestampMs)),
+  data: e.data,
+  prevHash: e.prevHash,
+  hash: e.hash,
+});
+
+const toReceipt = (e: StoredEntry): logv1.EntryReceipt => ({ seq: e.seq, timestamp: new Date(Number(e.timestampMs)), prevHash: e.prevHash, hash: e.hash });
+
+/** Splits entries into stream messages of at most maxChunkEntries entries / ~maxChunkBytes. */
+function* chunks(entries: StoredEntry[]): Generator<StoredEntry[]> {
+  let chunk: StoredEntry[] = [];
+  let bytes = 0;
+  for (const e of entries) {
+    if (chunk.length > 0 && (chunk.length >= LIMITS.maxChunkEntries || bytes + e.data.length > LIMITS.maxChunkBytes)) {
+      yield chunk;
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(e);
+    bytes += e.data.length;
+  }
+  if (chunk.length > 0) yield chunk;
+}
+
+/** Rows a single query reads: enough for a few full chunks, few enough to bound memory. */
+const READ_ROWS = 2 * LIMITS.maxChunkEntries;
+
+export function logHandlers(deps: LogDeps): Handlers<typeof logv1.LogServiceService> {
+  const { store, committer, notifier, signer } = deps;
+
+  const requirePartition = async (name: string): Promise<PartitionRow> => {
+    const row = await store.partition(checkPartition(name));
+    if (!row) throw notFound(`partition ${name} does not exist (it is created by its first append)`);
+    return row;
+  };
+
+  /** Streams entries [from, to) in chunks; `to` undefined = follow forever (Tail -f). */
+  async function* stream(partition: string, from: bigint, to: bigint | undefined, ctx: CallContext): AsyncGenerator<{ entries: logv1.Entry[] }> {
+    let next = from;
+    while (!ctx.signal.aborted && (to === undefined || next < to)) {
+      const mark = notifier.mark();
+      const rows = await store.readRange(partition, next, to ?? BigInt(Number.MAX_SAFE_INTEGER), READ_ROWS);
+      for (const chunk of chunks(rows)) yield { entries: chunk.map(toEntry) };
+      if (rows.length > 0) {
+        next = rows[rows.length - 1]!.seq + 1n;
+        continue;
+      }
+      if (to !== undefined) return;
+      await notifier.next(partition, mark, LIMITS.followPollMs, ctx.signal);
+    }
+  }
+
+  return {
+    async append(req) {
+      const partition = checkPartition(req.partition);
+      const data = checkPayload('data', req.data, deps.maxPayloadBytes);
+      const [entry] = await committer.append(partition, [data]);
+      notifier.wake(partition);
+      return toReceipt(entry!);
+    },
+
+    async appendBatch(req) {
+      const partition = checkPartition(req.partition);
+      const payloads = checkBatch(req.data, deps.maxPayloadBytes);
+      const entries = await committer.append(partition, payloads);
+      notifier.wake(partition);
+      return { receipts: entries.map(toReceipt) };
+    },
+
+    async *read(req, ctx) {
+      const head = await requirePartition(req.partition);
+      if (req.startSeq > head.size) throw outOfRange(`start_seq ${req.startSeq} is past the end of partition ${head.name} (size ${head.size})`);
+      const end = req.limit === 0n || req.startSeq + req.limit > head.size ? head.size : req.startSeq + req.limit;
+      yield* stream(head.name, req.startSeq, end, ctx);
+    },
+
+    async *tail(req, ctx) {
+      const partition = checkPartition(req.partition);
+      if (req.last > LIMITS.maxTailLast) throw invalidArgument('last', `must be at most ${LIMITS.maxTailLast}`);
+      const head = await store.partition(partition);
+      if (!head && !req.follow) throw notFound(`partition ${partition} does not exist`);
+      const size = head?.size ?? 0n;
+      let from: bigint;
+      if (req.startSeq !== undefined) {
+        if (req.startSeq > size && !req.follow) throw outOfRange(`start_seq ${req.startSeq} is past the end of partition ${partition} (size ${size})`);
+        from = req.startSeq;
+      } else {
+        from = size > BigInt(req.last) ? size - BigInt(req.last) : 0n;
+      }
+      yield* stream(partition, from, req.follow ? undefined : size, ctx);
+    },
+
+    async verify(req, ctx) {
+      const head = await requirePartition(req.partition);
+      const verifier = new ChainVerifier();
+      let after = -1n;
+      for (;;) {
+        if (ctx.signal.aborted) throw new GantryError(Status.CANCELLED, 'verify cancelled');
+        const rows = await store.scan(head.name, after, LIMITS.verifyChunkEntries);
+        if (rows.length === 0) break;
+        let intact = true;
+        for (const row of rows) if (!(intact = verifier.push(row))) break;
+        if (!intact) break;
+        after = rows[rows.length - 1]!.seq;
+      }
+      // The partition head says how many entries there must be: rows deleted from the end show here.
+      const result = verifier.result({ size: head.size, lastHash: head.size > 0n ? head.headHash : undefined });
+      return { valid: result.valid, count: BigInt(result.count), finalHash: Buffer.from(result.finalHash), firstBadSeq: result.firstBadSeq, reason: result.reason };
+    },
+
+    async listPartitions(req) {
+      const limit = checkPageSize(req.pageSize);
+      const rows = await store.listPartitions(req.prefix, decodePageToken(req.pageToken), limit + 1);
+      const page = rows.slice(0, limit);
+      return {
+        partitions: page.map((p) => ({ name: p.name, size: p.size, lastHash: p.size > 0n ? p.headHash : Buffer.alloc(0), createdAt: p.createdAt, lastAppendedAt: p.lastAppendedAt ?? undefined })),
+        nextPageToken: rows.length > limit ? encodePageToken(page[page.length - 1]!.name) : '',
+      };
+    },
+
+    async getLastEntry(req) {
+      const head = await requirePartition(req.partition);
+      const entry = await store.lastEntry(head.name);
+      if (!entry) throw notFound(`partition ${head.name} is empty`);
+      return { entry: toEntry(entry) };
+    },
+
+    async getCheckpoint(req) {
+      const head = await requirePartition(req.partition);
+      const root = CompactRange.deserialize(head.size, head.compactRange).root();
+      return signer.checkpoint(head.name, head.size, root);
+    },
+
+    async getInclusionProof(req) {
+      const head = await requirePartition(req.partition);
+      const treeSize = req.treeSize === 0n ? head.size : req.treeSize;
+      if (treeSize > head.size) throw outOfRange(`tree_size ${treeSize} is larger than partition ${head.name} (size ${head.size})`);
+      if (req.seq >= treeSize) throw outOfRange(`seq ${req.seq} is not in a tree of ${treeSize} entries`);
+      const plan = inclusionProofPlan(Number(req.seq), Number(treeSize));
+      const nodes = await store.treeNodes(head.name, [...nodesNeeded(plan), { level: 0, index: Number(req.seq) }]);
+      const lookup = (level: number, index: number) => nodes.get(nodeKey(level, index)) ?? missingNode(head.name, level, index);
+      return { seq: req.seq, treeSize, leafHash: lookup(0, Number(req.seq)), hashes: buildProof(plan, lookup) };
+    },
+
+    async getConsistencyProof(req) {
+      const head = await requirePartition(req.partition);
+      const newSize = req.newSize === 0n ? head.size : req.newSize;
+      if (req.oldSize === 0n) throw invalidArgument('old_size', 'must be at least 1 (every tree is consistent with the empty tree)');
+      if (newSize > head.size) throw outOfRange(`new_size ${newSize} is larger than partition ${head.name} (size ${head.size})`);
+      if (req.oldSize > newSize) throw outOfRange(`old_size ${req.oldSize} is larger than new_size ${newSize}`);
+      const plan = consistencyProofPlan(Number(req.oldSize), Number(newSize));
+      const nodes = await store.treeNodes(head.name, nodesNeeded(plan));
+      const lookup = (level: number, index: number) => nodes.get(nodeKey(level, index)) ?? missingNode(head.name, level, index);
+      return { oldSize: req.oldSize, newSize, hashes: buildProof(plan, lookup) };
+    },
+  };
+}
+
+function missingNode(partition: string, level: number, index: number): never {
+  // Tree nodes are written in the same transaction as their entries; a missing one is corruption.
+  throw new GantryError(Status.DATA_LOSS, `tree node ${level}/${index} of partition ${partition} is missing; run Verify`);
+}

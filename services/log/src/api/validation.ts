@@ -1,0 +1,56 @@
+import { invalidArgument } from '@gantry/kit';
+import { PARTITION_NAME_PATTERN } from '../domain/entry.js';
+
+/** Limits of the log's API; each is part of the contract (log.proto). */
+export const LIMITS = {
+  maxBatchEntries: 1000,
+  maxBatchBytes: 4 * 1024 * 1024,
+  /** One Read/Tail message: at most this many entries... */
+  maxChunkEntries: 1000,
+  /** ...or about this many payload bytes. */
+  maxChunkBytes: 1024 * 1024,
+  maxTailLast: 10_000,
+  defaultPageSize: 100,
+  maxPageSize: 1000,
+  /** A follower re-reads at least this often even without a notification (e.g. while LISTEN reconnects). */
+  followPollMs: 1000,
+  /** Entries Verify reads per query. */
+  verifyChunkEntries: 5000,
+} as const;
+
+export function checkPartition(name: string): string {
+  if (!PARTITION_NAME_PATTERN.test(name)) {
+    throw invalidArgument('partition', `must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-' (got ${JSON.stringify(name.slice(0, 140))})`);
+  }
+  return name;
+}
+
+export function checkPayload(field: string, data: Buffer, maxPayloadBytes: number): Buffer {
+  if (data.length === 0) throw invalidArgument(field, 'must not be empty');
+  if (data.length > maxPayloadBytes) throw invalidArgument(field, `is ${data.length} bytes; the maximum is ${maxPayloadBytes}`);
+  return data;
+}
+
+export function checkBatch(payloads: Buffer[], maxPayloadBytes: number): Buffer[] {
+  if (payloads.length === 0) throw invalidArgument('data', 'must hold at least one payload');
+  if (payloads.length > LIMITS.maxBatchEntries) throw invalidArgument('data', `holds ${payloads.length} payloads; the maximum is ${LIMITS.maxBatchEntries}`);
+  payloads.forEach((p, i) => checkPayload(`data[${i}]`, p, maxPayloadBytes));
+  const total = payloads.reduce((n, p) => n + p.length, 0);
+  if (total > LIMITS.maxBatchBytes) throw invalidArgument('data', `totals ${total} bytes; the maximum per batch is ${LIMITS.maxBatchBytes}`);
+  return payloads;
+}
+
+/** Page tokens are the base64url of the last name returned: opaque to clients, checked here. */
+export function decodePageToken(token: string): string {
+  if (token === '') return '';
+  const name = Buffer.from(token, 'base64url').toString('utf8');
+  if (!PARTITION_NAME_PATTERN.test(name)) throw invalidArgument('page_token', 'is not a token this service issued');
+  return name;
+}
+
+export const encodePageToken = (name: string) => Buffer.from(name, 'utf8').toString('base64url');
+
+export function checkPageSize(pageSize: number): number {
+  if (pageSize < 0 || pageSize > LIMITS.maxPageSize) throw invalidArgument('page_size', `must be between 0 and ${LIMITS.maxPageSize} (0 = ${LIMITS.defaultPageSize})`);
+  return pageSize === 0 ? LIMITS.defaultPageSize : pageSize;
+}

@@ -1,0 +1,101 @@
+import { GantryError, Status } from '@gantry/kit';
+import type { LogStore, StoredEntry } from './log-store.js';
+
+export interface GroupCommitLimits {
+  /** Most entries one transaction writes (a single request above this still goes alone). */
+  maxBatchEntries: number;
+  /** Most payload bytes one transaction writes. */
+  maxBatchBytes: number;
+  /** Most entries waiting per partition; beyond it appends get RESOURCE_EXHAUSTED. */
+  maxQueuedEntries: number;
+}
+
+export const DEFAULT_GROUP_COMMIT: GroupCommitLimits = { maxBatchEntries: 2000, maxBatchBytes: 8 * 1024 * 1024, maxQueuedEntries: 20_000 };
+
+interface Pending {
+  payloads: readonly Buffer[];
+  bytes: number;
+  resolve: (entries: StoredEntry[]) => void;
+  reject: (err: unknown) => void;
+}
+
+interface PartitionQueue {
+  items: Pending[];
+  queuedEntries: number;
+  running: boolean;
+}
+
+/**
+ * Group commit: while one transaction for a partition is in flight, later appends to it queue;
+ * the next transaction takes everything queued (within limits). Each request is acknowledged
+ * only after the transaction holding it commits, and a request is never split across two.
+ */
+export class GroupCommitter {
+  private readonly queues = new Map<string, PartitionQueue>();
+
+  constructor(
+    private readonly store: LogStore,
+    private readonly limits: GroupCommitLimits = DEFAULT_GROUP_COMMIT,
+    private readonly nowMs: () => bigint = () => BigInt(Date.now()),
+  ) {}
+
+  append(partition: string, payloads: readonly Buffer[]): Promise<StoredEntry[]> {
+    let queue = this.queues.get(partition);
+    if (!queue) this.queues.set(partition, (queue = { items: [], queuedEntries: 0, running: false }));
+    if (queue.queuedEntries + payloads.length > this.limits.maxQueuedEntries) {
+      return Promise.reject(
+        new GantryError(Status.RESOURCE_EXHAUSTED, `append queue for partition ${partition} is full (${this.limits.maxQueuedEntries} entries); retry shortly`, {
+          trailers: { 'grpc-retry-pushback-ms': '100' },
+        }),
+      );
+    }
+    const bytes = payloads.reduce((n, p) => n + p.length, 0);
+    const done = new Promise<StoredEntry[]>((resolve, reject) => queue.items.push({ payloads, bytes, resolve, reject }));
+    queue.queuedEntries += payloads.length;
+    if (!queue.running) void this.drain(partition, queue);
+    return done;
+  }
+
+  private takeBatch(queue: PartitionQueue): Pending[] {
+    const batch: Pending[] = [];
+    let entries = 0;
+    let bytes = 0;
+    while (queue.items.length > 0) {
+      const next = queue.items[0]!;
+      const fits = entries + next.payloads.length <= this.limits.maxBatchEntries && bytes + next.bytes <= this.limits.maxBatchBytes;
+      if (batch.length > 0 && !fits) break;
+      batch.push(queue.items.shift()!);
+      entries += next.payloads.length;
+      bytes += next.bytes;
+    }
+    queue.queuedEntries -= entries;
+    return batch;
+  }
+
+  private async drain(partition: string, queue: PartitionQueue): Promise<void> {
+    queue.running = true;
+    try {
+      while (queue.items.length > 0) {
+        const batch = this.takeBatch(queue);
+        try {
+          const entries = await this.store.appendBatch(partition, batch.flatMap((p) => p.payloads), this.nowMs());
+          let offset = 0;
+          for (const p of batch) {
+            p.resolve(entries.slice(offset, offset + p.payloads.length));
+            offset += p.payloads.length;
+          }
+        } catch (err) {
+          // Almost always the transaction rolled back and none of these entries exist. Only a
+          // connection lost during COMMIT leaves the outcome unknown, so the message says how to check.
+          const failure = err instanceof GantryError
+            ? err
+            : new GantryError(Status.UNAVAILABLE, 'the append was not acknowledged (database error); retry, or check GetLastEntry if the database connection dropped', { cause: err });
+          for (const p of batch) p.reject(failure);
+        }
+      }
+    } finally {
+      queue.running = false;
+      if (queue.items.length === 0) this.queues.delete(partition);
+    }
+  }
+}
