@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { streamOf, unary } from '@gantry/kit';
 import { logv1 } from '@gantry/proto';
+import { verifyCheckpoint, verifyCheckpointConsistency, verifyEntryInclusion } from '@gantry/log/client';
 import { connect, printJson, withConnection, type Connection, type ConnectionOptions } from '../connection.js';
 
 const client = (c: Connection) => new logv1.LogServiceClient(c.address, c.credentials, c.options);
@@ -104,6 +105,49 @@ export function logCommand(): Command {
       printEntry(c, r.entry!);
     }),
   );
+
+  withConnection(cmd.command('checkpoint <partition>').description("print the partition's signed checkpoint (a C2SP note); save it to check consistency later"))
+    .option('--verifier-key <vkey>', 'pinned note verifier key (env GANTRY_LOG_VERIFIER_KEY)', process.env.GANTRY_LOG_VERIFIER_KEY)
+    .action(async (partition: string, opts: ConnectionOptions & { verifierKey?: string }) =>
+      withClient(opts, ['log.read'], async (c, log) => {
+        const r = await unary(log.getCheckpoint, log, { partition }, c.metadata());
+        const verified = verifyCheckpoint(r.checkpoint, opts.verifierKey ?? r.verifierKey, { partition });
+        if (c.json) printJson({ partition, size: verified.size, rootHash: hex(verified.rootHash), checkpoint: r.checkpoint, verifierKey: r.verifierKey });
+        else process.stdout.write(r.checkpoint);
+        if (!opts.verifierKey) process.stderr.write(`note: verified with the key the server sent (${r.verifierKey}); pin it with --verifier-key\n`);
+      }),
+    );
+
+  withConnection(cmd.command('proof <partition> <seq>').description('prove, on this machine, that entry <seq> is in the signed tree (and, with --since, that the log only grew)'))
+    .option('--verifier-key <vkey>', 'pinned note verifier key (env GANTRY_LOG_VERIFIER_KEY)', process.env.GANTRY_LOG_VERIFIER_KEY)
+    .option('--since <file>', 'an earlier checkpoint note (from `gantry log checkpoint`) to prove consistency with')
+    .action(async (partition: string, seqText: string, opts: ConnectionOptions & { verifierKey?: string; since?: string }) =>
+      withClient(opts, ['log.read'], async (c, log) => {
+        const seq = parseSeq('<seq>')(seqText);
+        const cp = await unary(log.getCheckpoint, log, { partition }, c.metadata());
+        const vkey = opts.verifierKey ?? cp.verifierKey;
+        // Everything below is checked here; the server's word is only ever an input.
+        const checkpoint = verifyCheckpoint(cp.checkpoint, vkey, { partition });
+        let entry: logv1.Entry | undefined;
+        for await (const msg of streamOf(log.read({ partition, startSeq: seq, limit: 1n }, c.metadata()))) entry = msg.entries[0];
+        if (!entry) throw new Error(`partition ${partition} has no entry ${seq}`);
+        const proof = await unary(log.getInclusionProof, log, { partition, seq, treeSize: checkpoint.size }, c.metadata());
+        const included = verifyEntryInclusion(entry, { seq: proof.seq, treeSize: proof.treeSize, hashes: proof.hashes }, checkpoint);
+        let consistent: boolean | undefined;
+        if (opts.since) {
+          const older = verifyCheckpoint(readFileSync(opts.since, 'utf8'), vkey, { partition });
+          const cons = await unary(log.getConsistencyProof, log, { partition, oldSize: older.size, newSize: checkpoint.size }, c.metadata());
+          consistent = older.size === 0n || verifyCheckpointConsistency(older, checkpoint, { oldSize: cons.oldSize, newSize: cons.newSize, hashes: cons.hashes });
+        }
+        if (c.json) printJson({ partition, seq, treeSize: checkpoint.size, rootHash: hex(checkpoint.rootHash), included, consistent });
+        else {
+          process.stdout.write(`entry ${seq} of ${partition} ${included ? 'IS' : 'is NOT'} in the signed tree of ${checkpoint.size} entries (root ${hex(checkpoint.rootHash)})\n`);
+          if (consistent !== undefined) process.stdout.write(`the log ${consistent ? 'only grew' : 'was REWRITTEN'} since the checkpoint in ${opts.since}\n`);
+        }
+        if (!opts.verifierKey) process.stderr.write(`note: verified with the key the server sent (${cp.verifierKey}); pin it with --verifier-key\n`);
+        if (!included || consistent === false) process.exitCode = 1;
+      }),
+    );
 
   return cmd;
 }
