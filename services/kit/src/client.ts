@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { credentials, Metadata, type CallOptions, type ChannelCredentials, type ChannelOptions, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, type CallOptions, type ChannelCredentials, type ChannelOptions, type ClientOptions, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { traceContextInterceptor } from './telemetry/setup.js';
 
 export interface ClientTls {
@@ -16,7 +16,7 @@ export function clientCredentials(tls: ClientTls): ChannelCredentials {
 }
 
 /** Channel options every Gantry client uses: trace propagation, limits, and the TLS server name. */
-export function clientOptions(tls: ClientTls, extra: ChannelOptions = {}): ChannelOptions & { interceptors: unknown[] } {
+export function clientOptions(tls: ClientTls, extra: ChannelOptions = {}): Partial<ClientOptions> {
   return {
     'grpc.max_receive_message_length': 8 * 1024 * 1024,
     'grpc.keepalive_time_ms': 30_000,

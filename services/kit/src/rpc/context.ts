@@ -19,6 +19,11 @@ export interface CallContext {
   readonly peer: PeerIdentity;
   /** Aborted when the client cancels, the deadline passes, or the server drains past its grace period. */
   readonly signal: AbortSignal;
+  /**
+   * Aborted when the server starts draining. Long-lived streams (follow, watch) end early on it
+   * with UNAVAILABLE and a resume position, so a shutdown does not wait out its grace period.
+   */
+  readonly draining: AbortSignal;
   /** Trailers sent with the final status (success or error). */
   readonly trailer: Metadata;
   /** Set by the auth middleware. */

@@ -54,6 +54,8 @@ export function methodInfo(m: AnyMethod): MethodInfo {
 export interface CallTracker {
   /** Registers a call; returns its abort controller and a function to call when it ends. */
   begin(): { controller: AbortController; end: () => void };
+  /** Aborted when the server starts draining. */
+  readonly draining: AbortSignal;
 }
 
 export interface BindOptions {
@@ -119,6 +121,7 @@ export function bindService(module: ServiceModule, opts: BindOptions): UntypedSe
           return (peer ??= peerIdentity(call.getPeer(), call.getAuthContext().sslPeerCertificate));
         },
         signal: controller.signal,
+        draining: opts.tracker.draining,
         trailer: new Metadata(),
         principal: undefined,
       };

@@ -25,6 +25,12 @@ export interface GrpcServerOptions {
 /** Counts in-flight calls and can cancel them all, for draining. */
 class InFlight implements CallTracker {
   private readonly calls = new Set<AbortController>();
+  private readonly drainController = new AbortController();
+  readonly draining = this.drainController.signal;
+
+  startDraining(): void {
+    this.drainController.abort();
+  }
   private idleWaiters: (() => void)[] = [];
 
   begin() {
@@ -112,6 +118,7 @@ export class GrpcServer {
   shutdown(graceMs = this.opts.limits.shutdownGraceMs): Promise<void> {
     this.shuttingDown ??= (async () => {
       this.opts.health.drain();
+      this.inFlight.startDraining();
       const stopped = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
       const pending = this.inFlight.size;
       if (pending > 0) this.opts.log.info({ in_flight: pending, grace_ms: graceMs }, 'draining in-flight calls');

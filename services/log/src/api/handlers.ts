@@ -67,7 +67,12 @@ export function logHandlers(deps: LogDeps): Handlers<typeof logv1.LogServiceServ
         continue;
       }
       if (to !== undefined) return;
-      await notifier.next(partition, mark, LIMITS.followPollMs, ctx.signal);
+      if (ctx.draining.aborted) {
+        throw new GantryError(Status.UNAVAILABLE, `server is shutting down; resume the tail with start_seq ${next} on another replica`, {
+          trailers: { 'gantry-resume-seq': next.toString() },
+        });
+      }
+      await notifier.next(partition, mark, LIMITS.followPollMs, AbortSignal.any([ctx.signal, ctx.draining]));
     }
   }
 
