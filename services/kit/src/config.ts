@@ -63,7 +63,9 @@ export const configSchema = z.strictObject({
     maxPayloadBytes: z.coerce.number().int().min(1).max(4 * 1024 * 1024).default(1024 * 1024),
   }).prefault({}),
   limits: z.strictObject({
-    maxReceiveMessageBytes: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
+    // Above the largest request any contract allows (a 4 MiB log batch plus framing), so such
+    // requests reach validation and get a precise INVALID_ARGUMENT rather than a transport error.
+    maxReceiveMessageBytes: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(8 * 1024 * 1024),
     maxSendMessageBytes: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
     maxConcurrentStreams: z.coerce.number().int().min(1).max(100_000).default(1000),
     keepaliveTimeMs: z.coerce.number().int().min(1000).default(30_000),

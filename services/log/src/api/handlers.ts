@@ -108,6 +108,7 @@ export function logHandlers(deps: LogDeps): Handlers<typeof logv1.LogServiceServ
       const size = head?.size ?? 0n;
       let from: bigint;
       if (req.startSeq !== undefined) {
+        if (req.startSeq > LIMITS.maxSeq) throw outOfRange(`start_seq ${req.startSeq} is beyond the largest possible seq (${LIMITS.maxSeq})`);
         if (req.startSeq > size && !req.follow) throw outOfRange(`start_seq ${req.startSeq} is past the end of partition ${partition} (size ${size})`);
         from = req.startSeq;
       } else {

@@ -14,6 +14,8 @@ export const LIMITS = {
   maxPageSize: 1000,
   /** A follower re-reads at least this often even without a notification (e.g. while LISTEN reconnects). */
   followPollMs: 1000,
+  /** Seqs are PostgreSQL bigints: anything above can never exist. */
+  maxSeq: 2n ** 63n - 1n,
   /** Entries Verify reads per query. */
   verifyChunkEntries: 5000,
 } as const;
