@@ -5,25 +5,14 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
-import { BatchSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
-import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { ensureDevPki, silentLogger, loadConfig, startRuntime, type ServiceModule, type CallContext } from '../src/index.js';
 import { echoDefinition } from '../test/fixtures/echo.js';
 import { tokenFor } from '../test/harness.js';
+import { benchSpanProcessor } from './tracing.js';
 
 interface EchoRequest { message: string }
 /** The one handler both servers run. */
 const echo = (req: EchoRequest, principal: string) => ({ message: req.message, principal, peerIdentity: '' });
-
-/** Counts exported spans: tracing does its real work, and nothing leaves the machine. */
-class CountingExporter implements SpanExporter {
-  exported = 0;
-  export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
-    this.exported += spans.length;
-    done({ code: ExportResultCode.SUCCESS });
-  }
-  async shutdown(): Promise<void> {}
-}
 
 const mode = process.argv[2];
 if (mode === 'bare' || mode === 'bare-tls') {
@@ -58,7 +47,7 @@ if (mode === 'bare' || mode === 'bare-tls') {
     config,
     services: [{ target: 'echo', create: () => [module] }],
     log: silentLogger(),
-    spanProcessors: [new BatchSpanProcessor(new CountingExporter(), { maxQueueSize: 8192, maxExportBatchSize: 1024, scheduledDelayMillis: 200 })],
+    spanProcessors: [benchSpanProcessor()],
   });
   const token = tokenFor(dataDir, 'bench', ['echo.read']);
   process.stdout.write(JSON.stringify({ port: runtime.port, dataDir, token }) + '\n');

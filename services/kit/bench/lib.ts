@@ -1,6 +1,6 @@
 // Shared pieces of `npm run bench -- <name>`: argument parsing, child server processes, the ghz
 // load generator, and the result file. Figures are only ever compared within one run.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -67,6 +67,15 @@ export async function ghzPath(): Promise<string> {
  */
 export const pinning = availableParallelism() >= 2 && existsSync('/usr/bin/taskset');
 
+/**
+ * Pins a running process, every thread of it, to one CPU (no-op without pinning). For servers whose
+ * start-up is heavy (PGlite's initdb, module loading): they start on all cores and are pinned once
+ * ready, before any measurement; threads created later inherit the pinning.
+ */
+export function pinProcess(pid: number, cpu: number): void {
+  if (pinning) execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
+}
+
 /** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
 export function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -94,7 +103,10 @@ export interface LoadResult {
 
 export interface GhzOptions {
   address: string;
-  proto: string;
+  /** A .proto file (imports resolved beside it); give this or `protoset`. */
+  proto?: string;
+  /** A compiled FileDescriptorSet with its imports (e.g. proto/src/gen/gantry.binpb), instead of `proto`. */
+  protoset?: string;
   call: string;
   /** The request, already protobuf-encoded: ghz then spends no CPU on JSON-to-protobuf per call. */
   binaryFile: string;
@@ -109,8 +121,9 @@ export interface GhzOptions {
 
 /** Runs ghz (a Go gRPC load generator no one here wrote) against one method. */
 export async function ghz(bin: string, opts: GhzOptions): Promise<LoadResult> {
+  if (!opts.proto === !opts.protoset) throw new Error('ghz: give exactly one of proto and protoset');
   const args = [
-    '--proto', opts.proto,
+    ...(opts.proto ? ['--proto', opts.proto] : ['--protoset', opts.protoset!]),
     '--call', opts.call,
     '-B', opts.binaryFile,
     '-c', String(opts.concurrency),

@@ -1,0 +1,18 @@
+// Tracing for benchmark servers: spans are created, batched and exported as in production, to an
+// exporter that only counts them, so nothing leaves the machine.
+import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
+import { BatchSpanProcessor, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+
+class CountingExporter implements SpanExporter {
+  exported = 0;
+  export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
+    this.exported += spans.length;
+    done({ code: ExportResultCode.SUCCESS });
+  }
+  async shutdown(): Promise<void> {}
+}
+
+/** A batch span processor over a counting exporter. */
+export function benchSpanProcessor(): SpanProcessor {
+  return new BatchSpanProcessor(new CountingExporter(), { maxQueueSize: 8192, maxExportBatchSize: 1024, scheduledDelayMillis: 200 });
+}
