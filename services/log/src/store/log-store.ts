@@ -65,48 +65,39 @@ function valuesList(rows: number, types: readonly string[], from = 1): string {
 export class LogStore {
   constructor(private readonly db: Database) {}
 
+  /** Partition heads this process last wrote or read: the expected state of the next append. */
+  private readonly heads = new Map<string, PartitionHead>();
+
   /**
-   * Appends `payloads` to `partition` in one transaction and returns the stored entries. The
-   * partition row is locked FOR UPDATE, so appenders on any number of replicas take turns and
-   * seqs stay gapless; the NOTIFY is delivered only if the transaction commits.
+   * Appends `payloads` to `partition` and returns the stored entries, durable once this resolves.
+   *
+   * Optimistic and one round trip in the common case: the entries are built on the cached head,
+   * and a single statement moves the partition's size from the expected value to the new one and
+   * inserts the entries and tree nodes only if that move happened. If another replica appended in
+   * between, PostgreSQL re-checks `size = expected` after waiting for its row lock, nothing is
+   * written, and we reload the head and try again. After a few misses the append takes the row
+   * lock (SELECT … FOR UPDATE), so it cannot lose again. Seqs stay gapless either way.
    */
-  appendBatch(partition: string, payloads: readonly Buffer[], nowMs: bigint): Promise<StoredEntry[]> {
-    return this.db.transaction(async (tx) => {
+  async appendBatch(partition: string, payloads: readonly Buffer[], nowMs: bigint): Promise<StoredEntry[]> {
+    for (let attempt = 0; attempt < OPTIMISTIC_ATTEMPTS; attempt++) {
+      const head = this.heads.get(partition) ?? (await loadHead(this.db, partition));
+      const planned = planAppend(partition, head, payloads, nowMs);
+      if (await writeIfHead(this.db, partition, head.size, planned)) return this.remember(partition, planned);
+      this.heads.delete(partition);
+    }
+    const planned = await this.db.transaction(async (tx) => {
       const head = await lockPartition(tx, partition);
-      const range = CompactRange.deserialize(head.size, head.compactRange);
-      let prevHash = head.headHash;
-      const entries: StoredEntry[] = [];
-      const nodes: { level: number; index: bigint; hash: Buffer }[] = [];
-      for (const [i, data] of payloads.entries()) {
-        const e = { partition, seq: head.size + BigInt(i), timestampMs: nowMs, data, prevHash };
-        const hash = entryHash(e);
-        entries.push({ ...e, hash });
-        for (const node of range.append(entryLeafHash(e))) nodes.push({ level: node.level, index: BigInt(node.index), hash: node.hash });
-        prevHash = hash;
-      }
-      // One statement (data-modifying CTEs) instead of four: each round trip is time the
-      // partition's row lock is held, and that bounds how fast one partition can grow.
-      const entryParams = entries.flatMap((e) => [e.seq.toString(), e.timestampMs.toString(), e.data, e.prevHash, e.hash]);
-      const nodeParams = nodes.flatMap((n) => [n.level, n.index.toString(), n.hash]);
-      const nodesFrom = 6 + entryParams.length;
-      await tx.query(
-        `WITH new_entries AS (
-           INSERT INTO log.entries (${ENTRY_COLUMNS})
-           SELECT $1, v.seq, v.ts_ms, v.data, v.prev_hash, v.hash
-           FROM (VALUES ${valuesList(entries.length, ['bigint', 'bigint', 'bytea', 'bytea', 'bytea'], 6)}) AS v (seq, ts_ms, data, prev_hash, hash)
-         ), new_nodes AS (
-           INSERT INTO log.tree_nodes (partition, level, idx, hash)
-           SELECT $1, v.level, v.idx, v.hash
-           FROM (VALUES ${valuesList(nodes.length, ['smallint', 'bigint', 'bytea'], nodesFrom)}) AS v (level, idx, hash)
-         ), head AS (
-           UPDATE log.partitions SET size = $2, head_hash = $3, compact_range = $4, last_appended_at = to_timestamp($5::bigint / 1000.0)
-           WHERE name = $1
-         )
-         SELECT pg_notify('${APPENDED_CHANNEL}', $1)`,
-        [partition, (head.size + BigInt(payloads.length)).toString(), prevHash, range.serialize(), nowMs.toString(), ...entryParams, ...nodeParams],
-      );
-      return entries;
+      const plan = planAppend(partition, head, payloads, nowMs);
+      if (!(await writeIfHead(tx, partition, head.size, plan))) throw new Error(`partition ${partition} changed under its row lock`);
+      return plan;
     });
+    return this.remember(partition, planned);
+  }
+
+  private remember(partition: string, planned: PlannedAppend): StoredEntry[] {
+    if (!this.heads.has(partition) && this.heads.size >= MAX_CACHED_HEADS) this.heads.delete(this.heads.keys().next().value!);
+    this.heads.set(partition, planned.newHead);
+    return planned.entries;
   }
 
   async partition(name: string): Promise<PartitionRow | undefined> {
@@ -162,16 +153,96 @@ export class LogStore {
 
 export const nodeKey = (level: number, index: number | bigint) => `${level}/${index}`;
 
+/** Misses of the optimistic append before it takes the partition's row lock. */
+const OPTIMISTIC_ATTEMPTS = 3;
+/** Bounds the head cache; an evicted head only costs one extra read on its next append. */
+const MAX_CACHED_HEADS = 10_000;
+
+interface PartitionHead {
+  size: bigint;
+  headHash: Buffer;
+  compactRange: Buffer;
+}
+
+interface PlannedAppend {
+  entries: StoredEntry[];
+  nodes: { level: number; index: bigint; hash: Buffer }[];
+  newHead: PartitionHead;
+}
+
+/** Builds the entries, their hashes and the new tree nodes on top of `head` (pure computation). */
+function planAppend(partition: string, head: PartitionHead, payloads: readonly Buffer[], nowMs: bigint): PlannedAppend {
+  const range = CompactRange.deserialize(head.size, head.compactRange);
+  let prevHash = head.headHash;
+  const entries: StoredEntry[] = [];
+  const nodes: PlannedAppend['nodes'] = [];
+  for (const [i, data] of payloads.entries()) {
+    const e = { partition, seq: head.size + BigInt(i), timestampMs: nowMs, data, prevHash };
+    const hash = entryHash(e);
+    entries.push({ ...e, hash });
+    for (const node of range.append(entryLeafHash(e))) nodes.push({ level: node.level, index: BigInt(node.index), hash: node.hash });
+    prevHash = hash;
+  }
+  return { entries, nodes, newHead: { size: head.size + BigInt(payloads.length), headHash: prevHash, compactRange: range.serialize() } };
+}
+
+/**
+ * One statement: move the partition from `expectedSize` to the planned head and, joined to that
+ * UPDATE's result, insert the entries and nodes. Returns false (having written nothing) when the
+ * partition was not at `expectedSize`.
+ */
+async function writeIfHead(sql: Sql, partition: string, expectedSize: bigint, planned: PlannedAppend): Promise<boolean> {
+  const { entries, nodes, newHead } = planned;
+  const fixed = 6;
+  const entryParams = entries.flatMap((e) => [e.seq.toString(), e.timestampMs.toString(), e.data, e.prevHash, e.hash]);
+  const nodeParams = nodes.flatMap((n) => [n.level, n.index.toString(), n.hash]);
+  const { rows } = await sql.query<{ appended: string | number | bigint }>(
+    `WITH head AS (
+       UPDATE log.partitions SET size = $2, head_hash = $3, compact_range = $4, last_appended_at = to_timestamp($5::bigint / 1000.0)
+       WHERE name = $1 AND size = $6
+       RETURNING name
+     ), new_entries AS (
+       INSERT INTO log.entries (${ENTRY_COLUMNS})
+       SELECT head.name, v.seq, v.ts_ms, v.data, v.prev_hash, v.hash
+       FROM head, (VALUES ${valuesList(entries.length, ['bigint', 'bigint', 'bytea', 'bytea', 'bytea'], fixed + 1)}) AS v (seq, ts_ms, data, prev_hash, hash)
+       RETURNING seq
+     ), new_nodes AS (
+       INSERT INTO log.tree_nodes (partition, level, idx, hash)
+       SELECT head.name, v.level, v.idx, v.hash
+       FROM head, (VALUES ${valuesList(nodes.length, ['smallint', 'bigint', 'bytea'], fixed + 1 + entryParams.length)}) AS v (level, idx, hash)
+     )
+     SELECT (SELECT count(*) FROM new_entries) AS appended, (SELECT pg_notify('${APPENDED_CHANNEL}', name) FROM head) AS notified`,
+    [partition, newHead.size.toString(), newHead.headHash, newHead.compactRange, entries[0]!.timestampMs.toString(), expectedSize.toString(), ...entryParams, ...nodeParams],
+  );
+  return Number(rows[0]!.appended) === entries.length;
+}
+
+/** Reads the partition's head, creating the partition on first use. */
+async function loadHead(sql: Sql, partition: string): Promise<PartitionHead> {
+  const select = () => sql.query('SELECT size, head_hash, compact_range FROM log.partitions WHERE name = $1', [partition]);
+  let { rows } = await select();
+  if (!rows[0]) {
+    await createPartition(sql, partition);
+    ({ rows } = await select());
+  }
+  const r = rows[0]!;
+  return { size: big(r.size), headHash: bytes(r.head_hash), compactRange: bytes(r.compact_range) };
+}
+
+async function createPartition(sql: Sql, partition: string): Promise<void> {
+  await sql.query('INSERT INTO log.partitions (name, head_hash, compact_range) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING', [
+    partition,
+    ZERO_HASH,
+    CompactRange.empty().serialize(),
+  ]);
+}
+
 /** Locks the partition's row, creating the partition on first use. */
-async function lockPartition(tx: Sql, partition: string): Promise<{ size: bigint; headHash: Buffer; compactRange: Buffer }> {
+async function lockPartition(tx: Sql, partition: string): Promise<PartitionHead> {
   const select = () => tx.query('SELECT size, head_hash, compact_range FROM log.partitions WHERE name = $1 FOR UPDATE', [partition]);
   let { rows } = await select();
   if (!rows[0]) {
-    await tx.query('INSERT INTO log.partitions (name, head_hash, compact_range) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING', [
-      partition,
-      ZERO_HASH,
-      CompactRange.empty().serialize(),
-    ]);
+    await createPartition(tx, partition);
     ({ rows } = await select());
   }
   const r = rows[0]!;
