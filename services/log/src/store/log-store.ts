@@ -80,7 +80,10 @@ export class LogStore {
    */
   async appendBatch(partition: string, payloads: readonly Buffer[], nowMs: bigint): Promise<StoredEntry[]> {
     for (let attempt = 0; attempt < OPTIMISTIC_ATTEMPTS; attempt++) {
-      const head = this.heads.get(partition) ?? (await loadHead(this.db, partition));
+      const head = this.heads.get(partition) ?? (await readHead(this.db, partition));
+      // A new partition is created inside the locked transaction below, so a failed first
+      // append leaves no empty partition behind.
+      if (!head) break;
       const planned = planAppend(partition, head, payloads, nowMs);
       if (await writeIfHead(this.db, partition, head.size, planned)) return this.remember(partition, planned);
       this.heads.delete(partition);
@@ -217,16 +220,11 @@ async function writeIfHead(sql: Sql, partition: string, expectedSize: bigint, pl
   return Number(rows[0]!.appended) === entries.length;
 }
 
-/** Reads the partition's head, creating the partition on first use. */
-async function loadHead(sql: Sql, partition: string): Promise<PartitionHead> {
-  const select = () => sql.query('SELECT size, head_hash, compact_range FROM log.partitions WHERE name = $1', [partition]);
-  let { rows } = await select();
-  if (!rows[0]) {
-    await createPartition(sql, partition);
-    ({ rows } = await select());
-  }
-  const r = rows[0]!;
-  return { size: big(r.size), headHash: bytes(r.head_hash), compactRange: bytes(r.compact_range) };
+/** Reads the partition's head; undefined when the partition does not exist yet. */
+async function readHead(sql: Sql, partition: string): Promise<PartitionHead | undefined> {
+  const { rows } = await sql.query('SELECT size, head_hash, compact_range FROM log.partitions WHERE name = $1', [partition]);
+  const r = rows[0];
+  return r ? { size: big(r.size), headHash: bytes(r.head_hash), compactRange: bytes(r.compact_range) } : undefined;
 }
 
 async function createPartition(sql: Sql, partition: string): Promise<void> {
