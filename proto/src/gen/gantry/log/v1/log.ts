@@ -2691,8 +2691,11 @@ export const LogServiceService = {
    * open and sends entries as they are appended through any replica, like
    * `tail -f`. A consumer too slow for the server's bounded buffer is ended with
    * RESOURCE_EXHAUSTED and can resume from its last seq + 1.
+   * With follow, an unknown partition or a start_seq past the end is not an
+   * error: the stream waits for those entries to be appended.
    * Errors: INVALID_ARGUMENT (bad partition name), NOT_FOUND (unknown partition
-   * and follow = false), OUT_OF_RANGE (start_seq > partition size).
+   * and follow = false), OUT_OF_RANGE (start_seq > partition size and follow =
+   * false, or start_seq >= 2^63).
    */
   tail: {
     path: "/gantry.log.v1.LogService/Tail" as const,
@@ -2824,8 +2827,11 @@ export interface LogServiceServer extends UntypedServiceImplementation {
    * open and sends entries as they are appended through any replica, like
    * `tail -f`. A consumer too slow for the server's bounded buffer is ended with
    * RESOURCE_EXHAUSTED and can resume from its last seq + 1.
+   * With follow, an unknown partition or a start_seq past the end is not an
+   * error: the stream waits for those entries to be appended.
    * Errors: INVALID_ARGUMENT (bad partition name), NOT_FOUND (unknown partition
-   * and follow = false), OUT_OF_RANGE (start_seq > partition size).
+   * and follow = false), OUT_OF_RANGE (start_seq > partition size and follow =
+   * false, or start_seq >= 2^63).
    */
   tail: handleServerStreamingCall<TailRequest, TailResponse>;
   /**
@@ -2922,8 +2928,11 @@ export interface LogServiceClient extends Client {
    * open and sends entries as they are appended through any replica, like
    * `tail -f`. A consumer too slow for the server's bounded buffer is ended with
    * RESOURCE_EXHAUSTED and can resume from its last seq + 1.
+   * With follow, an unknown partition or a start_seq past the end is not an
+   * error: the stream waits for those entries to be appended.
    * Errors: INVALID_ARGUMENT (bad partition name), NOT_FOUND (unknown partition
-   * and follow = false), OUT_OF_RANGE (start_seq > partition size).
+   * and follow = false), OUT_OF_RANGE (start_seq > partition size and follow =
+   * false, or start_seq >= 2^63).
    */
   tail(request: TailRequest, options?: Partial<CallOptions>): ClientReadableStream<TailResponse>;
   tail(request: TailRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<TailResponse>;
