@@ -16,7 +16,7 @@ import { ghz, ghzPath, median, parseBenchArgs, pinning, progress, repoRoot, star
 
 const args = parseBenchArgs(process.argv.slice(2));
 const rounds = args.quick ? 1 : 3;
-const callsPerRound = args.quick ? 8_000 : 40_000;
+const callsPerRound = args.quick ? 5_000 : 40_000;
 const concurrency = 32;
 const proto = join(repoRoot, 'services/kit/test/fixtures/echo.proto');
 const serverScript = join(repoRoot, 'services/kit/bench/echo-server.ts');
@@ -53,7 +53,7 @@ const load = (v: Variant, total: number) =>
 const results: Record<Variant, LoadResult[]> = { bare: [], bareTls: [], stack: [] };
 try {
   progress('warming up (JIT, TLS sessions, token cache)');
-  for (const v of ['bare', 'bareTls', 'stack'] as const) await load(v, 3000);
+  for (const v of ['bare', 'bareTls', 'stack'] as const) await load(v, args.quick ? 1500 : 3000);
   for (let round = 1; round <= rounds; round++) {
     for (const v of ['bare', 'bareTls', 'stack'] as const) {
       progress(`round ${round}/${rounds}: ${label[v]}`);

@@ -38,7 +38,9 @@ const quick = args.quick;
 const rounds = quick ? 1 : 2;
 /** Target length of one measured ghz run; the call count is calibrated from a warm-up run. */
 const runSeconds = quick ? 1 : 6;
-const concurrencies = [1, 64] as const;
+// --quick (a smoke check under 30 s) measures PostgreSQL at 64 clients only: PGlite's start-up
+// alone takes several seconds per server.
+const concurrencies: readonly number[] = quick ? [64] : [1, 64];
 const batchSize = 100;
 const payloadBytes = 128;
 const readEntries = quick ? 20_000 : 100_000;
@@ -48,6 +50,7 @@ const tailWarmup = quick ? 20 : 50;
 const TARGET = { appendsPerSec: 10_000, readEntriesPerSec: 100_000, tailP99Ms: 10 };
 
 type Engine = 'pg' | 'pglite';
+const engines: readonly Engine[] = quick ? ['pg'] : ['pg', 'pglite'];
 type Kind = 'stack' | 'naive';
 type Method = 'Append' | 'AppendBatch';
 interface Ready { port: number; dataDir: string; token?: string }
@@ -104,8 +107,8 @@ let readFigures: ReturnType<typeof summariseRead> | undefined;
 let tailFigures: ReturnType<typeof summariseTail> | undefined;
 
 try {
-  step(`starting 4 servers (log service on PostgreSQL and PGlite, naive baseline on each)${pinning ? '; once ready they are pinned to CPU 0, ghz and Node clients to CPU 1' : ''}`);
-  const names = ['stack-pg', 'stack-pglite', 'naive-pg', 'naive-pglite'] as const;
+  const names = engines.flatMap((e) => [`stack-${e}`, `naive-${e}`]);
+  step(`starting ${names.length} servers (the log service and the naive baseline on ${engines.join(' and ')})${pinning ? '; once ready they are pinned to CPU 0, ghz and Node clients to CPU 1' : ''}`);
   // Start-up (module loading, PGlite's initdb: ~25 CPU-seconds for the four) runs on both cores;
   // each server is pinned to CPU 0 once ready, before anything is measured.
   const started = await Promise.all(
@@ -143,7 +146,7 @@ try {
 
   // --- Append / AppendBatch: calibrate each configuration, then measured rounds ------------------
   const configs: { engine: Engine; method: Method; c: number }[] = [];
-  for (const engine of ['pg', 'pglite'] as const) for (const method of ['Append', 'AppendBatch'] as const) for (const c of concurrencies) configs.push({ engine, method, c });
+  for (const engine of engines) for (const method of ['Append', 'AppendBatch'] as const) for (const c of concurrencies) configs.push({ engine, method, c });
   const totals = new Map<string, number>();
   step(`warm-up and calibration: ${configs.length * 2} configurations, each sized to ~${runSeconds} s per measured run`);
   for (const { engine, method, c } of configs) {
@@ -308,7 +311,7 @@ const summary = (k: string, method: Method) => {
 };
 type Summary = ReturnType<typeof summary>;
 const appendFigures: Record<string, Summary & { vsNaive?: number }> = {};
-for (const engine of ['pg', 'pglite'] as const) {
+for (const engine of engines) {
   for (const method of ['Append', 'AppendBatch'] as const) {
     for (const c of concurrencies) {
       const st = summary(key(engine, 'stack', method, c), method);
@@ -348,7 +351,7 @@ const lines = [
   '',
   '  engine  method              c   service entries/s   p50 ms   p99 ms  CPU µs/entry   naive entries/s   p50 ms   p99 ms  CPU µs/entry   service/naive  errors',
 ];
-for (const engine of ['pg', 'pglite'] as const) {
+for (const engine of engines) {
   for (const method of ['Append', 'AppendBatch'] as const) {
     for (const c of concurrencies) {
       const st = appendFigures[key(engine, 'stack', method, c)]!;
