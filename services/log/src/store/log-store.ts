@@ -196,9 +196,8 @@ function planAppend(partition: string, head: PartitionHead, payloads: readonly B
  */
 async function writeIfHead(sql: Sql, partition: string, expectedSize: bigint, planned: PlannedAppend): Promise<boolean> {
   const { entries, nodes, newHead } = planned;
-  const fixed = 6;
-  const entryParams = entries.flatMap((e) => [e.seq.toString(), e.timestampMs.toString(), e.data, e.prevHash, e.hash]);
-  const nodeParams = nodes.flatMap((n) => [n.level, n.index.toString(), n.hash]);
+  // Columns travel as arrays (unnest): PostgreSQL parses eleven parameters whatever the batch
+  // size, instead of a VALUES list with five parameters per entry and three per node.
   const { rows } = await sql.query<{ appended: string | number | bigint }>(
     `WITH head AS (
        UPDATE log.partitions SET size = $2, head_hash = $3, compact_range = $4, last_appended_at = to_timestamp($5::bigint / 1000.0)
@@ -206,16 +205,21 @@ async function writeIfHead(sql: Sql, partition: string, expectedSize: bigint, pl
        RETURNING name
      ), new_entries AS (
        INSERT INTO log.entries (${ENTRY_COLUMNS})
-       SELECT head.name, v.seq, v.ts_ms, v.data, v.prev_hash, v.hash
-       FROM head, (VALUES ${valuesList(entries.length, ['bigint', 'bigint', 'bytea', 'bytea', 'bytea'], fixed + 1)}) AS v (seq, ts_ms, data, prev_hash, hash)
+       -- Every entry of one batch has the commit timestamp $5.
+       SELECT head.name, v.seq, $5::bigint, v.data, v.prev_hash, v.hash
+       FROM head, unnest($7::bigint[], $8::bytea[], $9::bytea[], $10::bytea[]) AS v (seq, data, prev_hash, hash)
        RETURNING seq
      ), new_nodes AS (
        INSERT INTO log.tree_nodes (partition, level, idx, hash)
        SELECT head.name, v.level, v.idx, v.hash
-       FROM head, (VALUES ${valuesList(nodes.length, ['smallint', 'bigint', 'bytea'], fixed + 1 + entryParams.length)}) AS v (level, idx, hash)
+       FROM head, unnest($11::smallint[], $12::bigint[], $13::bytea[]) AS v (level, idx, hash)
      )
      SELECT (SELECT count(*) FROM new_entries) AS appended, (SELECT pg_notify('${APPENDED_CHANNEL}', name) FROM head) AS notified`,
-    [partition, newHead.size.toString(), newHead.headHash, newHead.compactRange, entries[0]!.timestampMs.toString(), expectedSize.toString(), ...entryParams, ...nodeParams],
+    [
+      partition, newHead.size.toString(), newHead.headHash, newHead.compactRange, entries[0]!.timestampMs.toString(), expectedSize.toString(),
+      entries.map((e) => e.seq.toString()), entries.map((e) => e.data), entries.map((e) => e.prevHash), entries.map((e) => e.hash),
+      nodes.map((n) => n.level), nodes.map((n) => n.index.toString()), nodes.map((n) => n.hash),
+    ],
   );
   return Number(rows[0]!.appended) === entries.length;
 }
