@@ -1,4 +1,4 @@
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { authMiddleware } from './auth/middleware.js';
 import { ensureDevSigningKey } from './auth/keys.js';
@@ -160,6 +160,3 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     },
   };
 }
-
-/** Default data locations under dataDir, for the CLI's messages. */
-export const devPaths = (dataDir: string) => ({ pki: join(dataDir, 'pki'), jwt: join(dataDir, 'jwt'), db: join(dataDir, 'db') });

@@ -1,4 +1,4 @@
-import { credentials as channelCredentials, experimental, type ChannelCredentials, type ServerCredentials } from '@grpc/grpc-js';
+import { experimental, type ServerCredentials } from '@grpc/grpc-js';
 
 export interface TlsFiles {
   caFile: string;
@@ -48,15 +48,4 @@ async function loadedProvider(files: TlsFiles): Promise<experimental.FileWatcher
 export async function mtlsServerCredentials(files: TlsFiles): Promise<ServerCredentials> {
   const provider = await loadedProvider(files);
   return experimental.createCertificateProviderServerCredentials(provider, provider, true);
-}
-
-/** Channel credentials that present this workload's certificate and trust only the platform CA. */
-export async function mtlsChannelCredentials(files: TlsFiles): Promise<ChannelCredentials> {
-  const provider = await loadedProvider(files);
-  return experimental.createCertificateProviderChannelCredentials(provider, provider);
-}
-
-/** Channel credentials from PEM bytes already in memory (CLI, tests). */
-export function mtlsChannelCredentialsFromPem(caPem: Buffer, certPem: Buffer, keyPem: Buffer): ChannelCredentials {
-  return channelCredentials.createSsl(caPem, keyPem, certPem);
 }

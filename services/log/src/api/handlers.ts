@@ -43,6 +43,9 @@ function* chunks(entries: StoredEntry[]): Generator<StoredEntry[]> {
   if (chunk.length > 0) yield chunk;
 }
 
+/** An upper bound past every seq that can exist, for reads that run to the end. */
+const END_OF_LOG = LIMITS.maxSeq;
+
 /** Rows a single query reads: enough for a few full chunks, few enough to bound memory. */
 const READ_ROWS = 2 * LIMITS.maxChunkEntries;
 
@@ -60,7 +63,7 @@ export function logHandlers(deps: LogDeps): Handlers<typeof logv1.LogServiceServ
     let next = from;
     while (!ctx.signal.aborted && (to === undefined || next < to)) {
       const mark = notifier.mark();
-      const rows = await store.readRange(partition, next, to ?? BigInt(Number.MAX_SAFE_INTEGER), READ_ROWS);
+      const rows = await store.readRange(partition, next, to ?? END_OF_LOG, READ_ROWS);
       for (const chunk of chunks(rows)) yield { entries: chunk.map(toEntry) };
       if (rows.length > 0) {
         next = rows[rows.length - 1]!.seq + 1n;
@@ -123,7 +126,7 @@ export function logHandlers(deps: LogDeps): Handlers<typeof logv1.LogServiceServ
       let after = -1n;
       for (;;) {
         if (ctx.signal.aborted) throw new GantryError(Status.CANCELLED, 'verify cancelled');
-        const rows = await store.scan(head.name, after, LIMITS.verifyChunkEntries);
+        const rows = await store.readRange(head.name, after + 1n, END_OF_LOG, LIMITS.verifyChunkEntries);
         if (rows.length === 0) break;
         let intact = true;
         for (const row of rows) if (!(intact = verifier.push(row))) break;

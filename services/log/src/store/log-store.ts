@@ -127,15 +127,6 @@ export class LogStore {
     return rows.map(toEntry);
   }
 
-  /** Stored rows in their physical seq order as they are, for Verify: it must see what an attacker left. */
-  async scan(partition: string, afterSeq: bigint, limit: number): Promise<StoredEntry[]> {
-    const { rows } = await this.db.query(
-      `SELECT ${ENTRY_COLUMNS} FROM log.entries WHERE partition = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
-      [partition, afterSeq.toString(), limit],
-    );
-    return rows.map(toEntry);
-  }
-
   async lastEntry(partition: string): Promise<StoredEntry | undefined> {
     const { rows } = await this.db.query(`SELECT ${ENTRY_COLUMNS} FROM log.entries WHERE partition = $1 ORDER BY seq DESC LIMIT 1`, [partition]);
     return rows[0] ? toEntry(rows[0]) : undefined;
@@ -224,11 +215,12 @@ async function writeIfHead(sql: Sql, partition: string, expectedSize: bigint, pl
   return Number(rows[0]!.appended) === entries.length;
 }
 
+const toHead = (r: Row): PartitionHead => ({ size: big(r.size), headHash: bytes(r.head_hash), compactRange: bytes(r.compact_range) });
+
 /** Reads the partition's head; undefined when the partition does not exist yet. */
 async function readHead(sql: Sql, partition: string): Promise<PartitionHead | undefined> {
   const { rows } = await sql.query('SELECT size, head_hash, compact_range FROM log.partitions WHERE name = $1', [partition]);
-  const r = rows[0];
-  return r ? { size: big(r.size), headHash: bytes(r.head_hash), compactRange: bytes(r.compact_range) } : undefined;
+  return rows[0] ? toHead(rows[0]) : undefined;
 }
 
 async function createPartition(sql: Sql, partition: string): Promise<void> {
@@ -247,6 +239,5 @@ async function lockPartition(tx: Sql, partition: string): Promise<PartitionHead>
     await createPartition(tx, partition);
     ({ rows } = await select());
   }
-  const r = rows[0]!;
-  return { size: big(r.size), headHash: bytes(r.head_hash), compactRange: bytes(r.compact_range) };
+  return toHead(rows[0]!);
 }
