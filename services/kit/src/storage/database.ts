@@ -8,6 +8,11 @@ export interface QueryResult<R> {
 export interface Sql {
   /** One parameterised statement. */
   query<R = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+  /**
+   * The same, with each row as an array of column values in SELECT order. For hot paths that read
+   * many rows: building one object per row costs about a third of the time of a large read.
+   */
+  queryArrays(text: string, params?: readonly unknown[]): Promise<QueryResult<unknown[]>>;
   /** A script of several statements without parameters (migrations). */
   exec(script: string): Promise<void>;
 }

