@@ -10,7 +10,8 @@ import { unary } from '@gantry/kit';
 import type { ServiceError } from '@grpc/grpc-js';
 import { freshPgliteDir, requireTestDatabaseUrl, testDatabase } from '../../services/kit/test/databases.js';
 import { entryFieldsOf, entryHash } from '../../services/log/src/client/index.js';
-import { freshPostgresDatabase, logClient, postgresSkip, metadataFor, readAll, uniquePartition, type LogClient } from '../../services/log/test/support.js';
+import { freshPostgresDatabase, postgresSkip } from '../../services/kit/test/databases.js';
+import { logClient, metadataFor, readAll, uniquePartition, type LogClient } from '../../services/log/test/support.js';
 import { startGantry, type GantryServer } from '../support/gantry-process.js';
 
 const CLIENTS = 8;
@@ -76,7 +77,7 @@ const crashEngines: Engine[] = [
     name: 'PostgreSQL',
     skip: postgresSkip(),
     async prepare() {
-      const database = await freshPostgresDatabase();
+      const database = await freshPostgresDatabase('t_log');
       const dataDir = mkdtempSync(join(tmpdir(), 'gantry-crash-'));
       return {
         env: { GANTRY_DATABASE_URL: database.url, GANTRY_DATA_DIR: dataDir },

@@ -7,7 +7,8 @@ import { unary } from '@gantry/kit';
 import type { logv1 } from '@gantry/proto';
 import { requireTestDatabaseUrl, testDatabase } from '../../services/kit/test/databases.js';
 import { entryFieldsOf, entryHash } from '../../services/log/src/client/index.js';
-import { freshPostgresDatabase, logClient, postgresSkip, metadataFor, payloads, readAll, uniquePartition, type LogClient } from '../../services/log/test/support.js';
+import { freshPostgresDatabase, postgresSkip } from '../../services/kit/test/databases.js';
+import { logClient, metadataFor, payloads, readAll, uniquePartition, type LogClient } from '../../services/log/test/support.js';
 import { startGantry, type GantryServer } from '../support/gantry-process.js';
 
 const FOLLOW_LATENCY_MS = 1000;
@@ -34,7 +35,7 @@ describe('two log replicas sharing one PostgreSQL database', { skip: postgresSki
   };
 
   before(async () => {
-    database = await freshPostgresDatabase();
+    database = await freshPostgresDatabase('t_log');
     a = await startGantry('log', { GANTRY_DATABASE_URL: database.url });
     dataDir = a.dataDir;
     b = await startGantry('log', { GANTRY_DATABASE_URL: database.url, GANTRY_DATA_DIR: dataDir });

@@ -1,5 +1,6 @@
 // Client-side helpers for the kit tests: light enough for tests that only talk to a server
 // in another process (they do not load the server runtime).
+import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createPrivateKey } from 'node:crypto';
@@ -86,4 +87,22 @@ export async function eventually(probe: () => Promise<boolean> | boolean, timeou
     if (Date.now() >= deadline) return false;
     await new Promise((r) => setTimeout(r, intervalMs));
   }
+}
+
+/** Resolves with the gRPC error `promise` fails with; fails the test when it succeeds. */
+export async function grpcError(promise: Promise<unknown>): Promise<ServiceError> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as ServiceError;
+  }
+  assert.fail('the call succeeded; expected it to fail with a gRPC status');
+}
+
+/** Asserts that `promise` fails with `code` and a message matching `pattern`. */
+export async function assertStatus(promise: Promise<unknown>, code: number, pattern?: RegExp): Promise<ServiceError> {
+  const err = await grpcError(promise);
+  assert.equal(err.code, code, `expected status ${code}, got ${err.code}: ${err.details}`);
+  if (pattern) assert.match(err.details, pattern);
+  return err;
 }

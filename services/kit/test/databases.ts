@@ -1,9 +1,13 @@
 // Database helpers for the kit tests: PGlite data directories and the optional PostgreSQL server.
+import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, renameSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openPglite } from '../src/storage/pglite.js';
+import { openPostgres } from '../src/storage/postgres.js';
+
+export type EngineName = 'PGlite' | 'PostgreSQL';
 
 /**
  * Creates a PGlite data directory at `dir`. PGlite's initdb takes several seconds, so a template is
@@ -43,4 +47,50 @@ export function requireTestDatabaseUrl(): string {
   const { url } = testDatabase();
   if (!url) throw new Error('CI=true but GANTRY_TEST_DATABASE_URL is not set: PostgreSQL tests must run in CI; start a server with scripts/test-env/postgres.sh start');
   return url;
+}
+
+/**
+ * Why PostgreSQL suites are skipped, or false. Under CI=true without a server they are skipped too,
+ * and one explicit test fails instead (`requireTestDatabaseUrl`).
+ */
+export function postgresSkip(): string | false {
+  const { url, skip } = testDatabase();
+  return url ? false : skip || 'no PostgreSQL server (GANTRY_TEST_DATABASE_URL)';
+}
+
+/** The engines a suite runs on, with the reason PostgreSQL is skipped. */
+export function engines(): { name: EngineName; skip: string | false }[] {
+  return [
+    { name: 'PGlite', skip: false },
+    { name: 'PostgreSQL', skip: postgresSkip() },
+  ];
+}
+
+/**
+ * An empty database on the test PostgreSQL server (GANTRY_TEST_DATABASE_URL), so a suite gets
+ * schemas of its own (tests may disable triggers on them) and drops them afterwards.
+ */
+export async function freshPostgresDatabase(label = 't'): Promise<{ url: string; drop(): Promise<void> }> {
+  const adminUrl = requireTestDatabaseUrl();
+  const name = `${label}_${randomBytes(6).toString('hex')}`;
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`invalid database label ${label}`);
+  const admin = await openPostgres({ url: adminUrl, poolSize: 1, statementTimeoutMs: 30_000 });
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.close();
+  }
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const db = await openPostgres({ url: adminUrl, poolSize: 1, statementTimeoutMs: 30_000 });
+      try {
+        await db.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await db.close();
+      }
+    },
+  };
 }

@@ -1,68 +1,24 @@
 // Helpers for the log's integration tests (in process here, and the multi-process tests under
 // tests/log): a log runtime on either engine, a fresh PostgreSQL database per suite, a client over
 // mTLS, and small wrappers that read streams and catch gRPC errors.
-import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Metadata, ServiceError } from '@grpc/grpc-js';
-import { bearerMetadata, clientCredentials, clientOptions, loadConfig, openPostgres, silentLogger, startRuntime, streamOf, unary, type ConfigInput, type Runtime } from '@gantry/kit';
+import type { Metadata } from '@grpc/grpc-js';
+import { bearerMetadata, clientCredentials, clientOptions, loadConfig, silentLogger, startRuntime, streamOf, unary, type ConfigInput, type Runtime } from '@gantry/kit';
 import { logv1 } from '@gantry/proto';
 import { tokenFor } from '../../kit/test/clients.js';
-import { freshPgliteDir, requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import { freshPgliteDir, freshPostgresDatabase, type EngineName } from '../../kit/test/databases.js';
+
+export { assertStatus, grpcError } from '../../kit/test/clients.js';
+export { engines, postgresSkip, type EngineName } from '../../kit/test/databases.js';
 import { logService } from '../src/index.js';
 
 export type LogClient = InstanceType<typeof logv1.LogServiceClient>;
-export type EngineName = 'PGlite' | 'PostgreSQL';
-
-/**
- * Why PostgreSQL suites are skipped, or false. Under CI=true without a server they are skipped too,
- * and one explicit test fails instead (`requireTestDatabaseUrl`), as in the kit's tests.
- */
-export function postgresSkip(): string | false {
-  const { url, skip } = testDatabase();
-  return url ? false : skip || 'no PostgreSQL server (GANTRY_TEST_DATABASE_URL)';
-}
-
-/** The engines a suite runs on, with the reason PostgreSQL is skipped. */
-export function engines(): { name: EngineName; skip: string | false }[] {
-  return [
-    { name: 'PGlite', skip: false },
-    { name: 'PostgreSQL', skip: postgresSkip() },
-  ];
-}
 
 /** A unique, valid partition name, so tests sharing one database never collide. */
 export const uniquePartition = (label: string) => `${label}-${randomBytes(5).toString('hex')}`;
-
-/**
- * An empty database on the test PostgreSQL server (GANTRY_TEST_DATABASE_URL), so a suite gets a
- * log schema of its own (tamper tests disable triggers on it) and drops it afterwards.
- */
-export async function freshPostgresDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const adminUrl = requireTestDatabaseUrl();
-  const name = `t_log_${randomBytes(6).toString('hex')}`;
-  const admin = await openPostgres({ url: adminUrl, poolSize: 1, statementTimeoutMs: 30_000 });
-  try {
-    await admin.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await admin.close();
-  }
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      const db = await openPostgres({ url: adminUrl, poolSize: 1, statementTimeoutMs: 30_000 });
-      try {
-        await db.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      } finally {
-        await db.close();
-      }
-    },
-  };
-}
 
 /** The dev server certificate names `localhost`; clients dial 127.0.0.1. */
 export function logClient(address: string, dataDir: string): LogClient {
@@ -90,7 +46,7 @@ export interface LogPlatform {
 
 /** Starts the log target in this process (mTLS, JWT, rate limits) on the engine, on free ports. */
 export async function startLogPlatform(engine: EngineName, overrides: ConfigInput = {}): Promise<LogPlatform> {
-  const database = engine === 'PostgreSQL' ? await freshPostgresDatabase() : undefined;
+  const database = engine === 'PostgreSQL' ? await freshPostgresDatabase('t_log') : undefined;
   const dataDir = mkdtempSync(join(tmpdir(), 'gantry-log-'));
   const cleanup = async () => {
     await database?.drop();
@@ -130,24 +86,6 @@ export async function startLogPlatform(engine: EngineName, overrides: ConfigInpu
       await cleanup();
     },
   };
-}
-
-/** Resolves with the gRPC error `promise` fails with; fails the test when it succeeds. */
-export async function grpcError(promise: Promise<unknown>): Promise<ServiceError> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as ServiceError;
-  }
-  assert.fail('the call succeeded; expected it to fail with a gRPC status');
-}
-
-/** Asserts that `promise` fails with `code` and a message matching `pattern`. */
-export async function assertStatus(promise: Promise<unknown>, code: number, pattern?: RegExp): Promise<ServiceError> {
-  const err = await grpcError(promise);
-  assert.equal(err.code, code, `expected status ${code}, got ${err.code}: ${err.details}`);
-  if (pattern) assert.match(err.details, pattern);
-  return err;
 }
 
 /** Reads a server stream to its end: the entries in arrival order and each message's entry count. */

@@ -1,0 +1,69 @@
+// Request checks for the settlement API: field shapes first (INVALID_ARGUMENT), then the wallet
+// signature (PERMISSION_DENIED). Nothing here touches the database.
+import { invalidArgument, permissionDenied } from '@gantry/kit';
+import type { settlementv1 } from '@gantry/proto';
+import { HOUSE_ADDRESS, MAX_AMOUNT_MINOR, MAX_MEMO_CHARS, TRANSFER_ID_PATTERN } from '../domain/ledger.js';
+import {
+  MAX_CLOCK_SKEW_MS,
+  NONCE_PATTERN,
+  PUBLIC_KEY_BYTES,
+  SIGNATURE_BYTES,
+  WALLET_ADDRESS_PATTERN,
+  canonicalMessage,
+  verifySignature,
+  walletAddress,
+  type SignedFields,
+} from '../domain/signing.js';
+
+const SESSION_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function checkWallet(field: string, address: string, opts: { allowHouse?: boolean } = {}): string {
+  if (opts.allowHouse && address === HOUSE_ADDRESS) return address;
+  if (!WALLET_ADDRESS_PATTERN.test(address)) {
+    throw invalidArgument(field, `must be a wallet address: "0x" and 40 lowercase hex digits${opts.allowHouse ? `, or "${HOUSE_ADDRESS}"` : ''} (got ${JSON.stringify(address.slice(0, 60))})`);
+  }
+  return address;
+}
+
+export function checkSessionId(id: string): string {
+  if (!SESSION_ID_PATTERN.test(id)) throw invalidArgument('session_id', `must be a session id returned by ApproveCreditLine (a lowercase UUID), got ${JSON.stringify(id.slice(0, 60))}`);
+  return id;
+}
+
+/** A positive amount (or, with `allowZero`, non-negative) no larger than MAX_AMOUNT_MINOR. */
+export function checkAmount(field: string, amount: bigint, opts: { allowZero?: boolean } = {}): bigint {
+  if (amount < 0n || (amount === 0n && !opts.allowZero)) throw invalidArgument(field, `must be ${opts.allowZero ? 'zero or more' : 'greater than zero'} (minor units), got ${amount}`);
+  if (amount > MAX_AMOUNT_MINOR) throw invalidArgument(field, `must be at most ${MAX_AMOUNT_MINOR} minor units, got ${amount}`);
+  return amount;
+}
+
+export function checkText(field: string, text: string, maxChars = MAX_MEMO_CHARS): string {
+  if (text.length > maxChars) throw invalidArgument(field, `is ${text.length} characters; the maximum is ${maxChars}`);
+  return text;
+}
+
+export function checkTransferId(id: string): string {
+  if (!TRANSFER_ID_PATTERN.test(id)) throw invalidArgument('transfer_id', `must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-' (e.g. a UUID), got ${JSON.stringify(id.slice(0, 140))}`);
+  return id;
+}
+
+/**
+ * Checks a wallet request's signature: shapes, the clock window, that the key owns the named
+ * wallet, and the Ed25519 signature over the canonical message. Returns the nonce.
+ */
+export function checkSignature(sig: settlementv1.Signature | undefined, fields: SignedFields, nowMs: number): { nonce: string } {
+  if (!sig) throw invalidArgument('signature', 'is required: sign the request with the wallet key (see the settlement client library)');
+  if (sig.publicKey.length !== PUBLIC_KEY_BYTES) throw invalidArgument('signature.public_key', `must be ${PUBLIC_KEY_BYTES} bytes (a raw Ed25519 public key), got ${sig.publicKey.length}`);
+  if (sig.signature.length !== SIGNATURE_BYTES) throw invalidArgument('signature.signature', `must be ${SIGNATURE_BYTES} bytes (an Ed25519 signature), got ${sig.signature.length}`);
+  if (!NONCE_PATTERN.test(sig.nonce)) throw invalidArgument('signature.nonce', 'must be 8 to 128 characters of A-Z, a-z, 0-9, _ or -');
+  const skewMs = Number(sig.timestampMs) - nowMs;
+  if (Math.abs(skewMs) > MAX_CLOCK_SKEW_MS) {
+    throw invalidArgument('signature.timestamp_ms', `is ${Math.round(Math.abs(skewMs) / 1000)} s ${skewMs < 0 ? 'behind' : 'ahead of'} the server clock; the window is ±${MAX_CLOCK_SKEW_MS / 60_000} minutes: sign again with the current time`);
+  }
+  const owner = walletAddress(sig.publicKey);
+  if (owner !== fields.walletAddress) throw permissionDenied(`signature.public_key belongs to wallet ${owner}, not ${fields.walletAddress}`);
+  if (!verifySignature(sig.publicKey, canonicalMessage(fields, sig.timestampMs, sig.nonce), sig.signature)) {
+    throw permissionDenied('signature does not verify for this request: sign the canonical message of exactly these fields');
+  }
+  return { nonce: sig.nonce };
+}

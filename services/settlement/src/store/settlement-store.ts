@@ -1,0 +1,227 @@
+import { fileURLToPath } from 'node:url';
+import { alreadyExists, failedPrecondition, loadMigrations, type Database, type Sql } from '@gantry/kit';
+import type { CreditLineRow } from '../domain/credit-line.js';
+import type { Outcome, PlannedTransfer } from '../domain/ledger.js';
+
+export const SETTLEMENT_SCHEMA = 'settlement';
+export const settlementMigrations = loadMigrations(fileURLToPath(new URL('./migrations', import.meta.url)));
+
+type Row = Record<string, unknown>;
+/** int8 comes back as string (pg) or bigint/number (PGlite). */
+const big = (v: unknown): bigint => BigInt(v as string | number | bigint);
+const bigOrNull = (v: unknown): bigint | null => (v === null || v === undefined ? null : big(v));
+const date = (v: unknown): Date => (v instanceof Date ? v : new Date(v as string));
+
+const LINE_COLUMNS = 'session_id, wallet_address, credit_limit_minor, drawn_minor, draw_count, created_at, expires_at, settled_at, outcome, net_pnl_minor';
+
+function toLine(r: Row): CreditLineRow {
+  return {
+    sessionId: r.session_id as string,
+    walletAddress: r.wallet_address as string,
+    creditLimitMinor: big(r.credit_limit_minor),
+    drawnMinor: big(r.drawn_minor),
+    drawCount: Number(r.draw_count),
+    createdAt: date(r.created_at),
+    expiresAt: date(r.expires_at),
+    settledAt: r.settled_at ? date(r.settled_at) : null,
+    outcome: (r.outcome as Outcome | null) ?? null,
+    netPnlMinor: bigOrNull(r.net_pnl_minor),
+  };
+}
+
+/** An idempotency key: a wallet's nonce, or an admin's transfer id. */
+export interface RequestKey {
+  owner: string;
+  key: string;
+  operation: string;
+  digest: Buffer;
+}
+
+/** PostgreSQL error fields the store maps to gRPC errors. */
+interface PgError {
+  code?: string;
+  constraint?: string;
+}
+
+/**
+ * Turns the database's own refusals into the contract's errors. The store checks first and
+ * explains better; these are the last line, for races the checks cannot see.
+ */
+function mapConstraint(err: unknown): never {
+  const e = err as PgError;
+  if (e.code === '23514' && e.constraint === 'debits_must_not_exceed_credits') throw failedPrecondition('insufficient funds: the booking would take an account below zero');
+  if (e.code === '23514' && e.constraint === 'draws_within_limit') throw failedPrecondition('the draw exceeds the credit line');
+  if (e.code === '23505' && e.constraint === 'credit_lines_one_unsettled') throw failedPrecondition('the wallet already has an unsettled credit line; settle it first');
+  throw err;
+}
+
+/** The settlement ledger's SQL. Every statement names the `settlement` schema. */
+export class SettlementStore {
+  constructor(private readonly db: Database) {}
+
+  /** Runs `fn` in one transaction; database constraint violations become contract errors. */
+  async transaction<T>(fn: (tx: LedgerTx) => Promise<T>): Promise<T> {
+    try {
+      return await this.db.transaction((sql) => fn(new LedgerTx(sql)));
+    } catch (err) {
+      return mapConstraint(err);
+    }
+  }
+
+  /** Balance (credits - debits) of each account that exists. */
+  async balances(ids: readonly string[]): Promise<Map<string, bigint>> {
+    return balancesOf(this.db, ids, false);
+  }
+
+  /** The wallet's unsettled credit line, if any. */
+  unsettledLine(walletAddress: string): Promise<CreditLineRow | undefined> {
+    return unsettledLineOf(this.db, walletAddress);
+  }
+
+  /** Lifetime totals of a wallet's credit lines. */
+  async walletTotals(walletAddress: string): Promise<{ creditExtendedMinor: bigint; draws: bigint; settlements: bigint }> {
+    const { rows } = await this.db.query(
+      `SELECT coalesce(sum(credit_limit_minor), 0) AS extended, coalesce(sum(draw_count), 0) AS draws, count(settled_at) AS settlements
+         FROM settlement.credit_lines WHERE wallet_address = $1`,
+      [walletAddress],
+    );
+    const r = rows[0]!;
+    return { creditExtendedMinor: big(r.extended), draws: big(r.draws), settlements: big(r.settlements) };
+  }
+
+  /**
+   * Checks the ledger against its transfers: each account's posted totals equal the sums of the
+   * transfers that name it, and all balances add up to zero. Returns the problems found.
+   */
+  async audit(): Promise<string[]> {
+    const { rows } = await this.db.query(
+      `WITH sums AS (
+         SELECT a.id, a.debits_posted, a.credits_posted,
+                coalesce((SELECT sum(amount_minor) FROM settlement.transfers t WHERE t.debit_account = a.id), 0) AS debits,
+                coalesce((SELECT sum(amount_minor) FROM settlement.transfers t WHERE t.credit_account = a.id), 0) AS credits
+           FROM settlement.accounts a)
+       SELECT id, debits_posted, credits_posted, debits, credits FROM sums
+        WHERE debits_posted <> debits OR credits_posted <> credits`,
+    );
+    const problems = rows.map((r) => `account ${String(r.id)}: posted ${String(r.debits_posted)}/${String(r.credits_posted)}, transfers ${String(r.debits)}/${String(r.credits)}`);
+    const total = await this.db.query(`SELECT coalesce(sum(credits_posted - debits_posted), 0) AS total FROM settlement.accounts`);
+    if (big(total.rows[0]!.total) !== 0n) problems.push(`balances add up to ${String(total.rows[0]!.total)}, not 0: money was created or destroyed`);
+    return problems;
+  }
+}
+
+async function unsettledLineOf(sql: Sql, walletAddress: string): Promise<CreditLineRow | undefined> {
+  const { rows } = await sql.query(`SELECT ${LINE_COLUMNS} FROM settlement.credit_lines WHERE wallet_address = $1 AND settled_at IS NULL`, [walletAddress]);
+  return rows[0] ? toLine(rows[0]) : undefined;
+}
+
+async function balancesOf(sql: Sql, ids: readonly string[], lock: boolean): Promise<Map<string, bigint>> {
+  const out = new Map<string, bigint>();
+  if (ids.length === 0) return out;
+  // ORDER BY id: every transaction locks shared accounts in the same order, so two bookings that
+  // touch the same pair of accounts (a deposit and a withdrawal) cannot deadlock.
+  const { rows } = await sql.query(
+    `SELECT id, credits_posted - debits_posted AS balance FROM settlement.accounts WHERE id = ANY($1::text[]) ORDER BY id${lock ? ' FOR UPDATE' : ''}`,
+    [ids],
+  );
+  for (const r of rows) out.set(r.id as string, big(r.balance));
+  return out;
+}
+
+/** The statements one booking runs inside its transaction. */
+export class LedgerTx {
+  constructor(private readonly sql: Sql) {}
+
+  /**
+   * Claims an idempotency key. Returns undefined when the key is new (the caller books, then
+   * calls `complete`), or the stored response when the same request was already booked. The same
+   * key with a different body is refused. A concurrent duplicate waits here for the first to
+   * commit or roll back, so two copies of one request never both book.
+   */
+  async claim(req: RequestKey, now: Date): Promise<unknown> {
+    const inserted = await this.sql.query(
+      `INSERT INTO settlement.requests (owner, key, operation, digest, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
+      [req.owner, req.key, req.operation, req.digest, now],
+    );
+    if (inserted.rowCount === 1) return undefined;
+    const { rows } = await this.sql.query(`SELECT operation, digest, response FROM settlement.requests WHERE owner = $1 AND key = $2`, [req.owner, req.key]);
+    const prior = rows[0]!;
+    const sameBody = prior.operation === req.operation && Buffer.from(prior.digest as Uint8Array).equals(req.digest);
+    if (!sameBody || prior.response === null) {
+      throw alreadyExists(`${req.owner === 'admin' ? 'transfer_id' : 'nonce'} ${req.key} was already used for a different request; use a new one`);
+    }
+    return prior.response;
+  }
+
+  /** Locks the line for this booking. */
+  async lockLine(sessionId: string): Promise<CreditLineRow | undefined> {
+    const { rows } = await this.sql.query(`SELECT ${LINE_COLUMNS} FROM settlement.credit_lines WHERE session_id = $1 FOR UPDATE`, [sessionId]);
+    return rows[0] ? toLine(rows[0]) : undefined;
+  }
+
+  /** Balances of the given accounts, locked in id order until the transaction ends. */
+  lockBalances(ids: readonly string[]): Promise<Map<string, bigint>> {
+    return balancesOf(this.sql, ids, true);
+  }
+
+  /** Balances without locks (the line's lock already serialises its session accounts). */
+  balances(ids: readonly string[]): Promise<Map<string, bigint>> {
+    return balancesOf(this.sql, ids, false);
+  }
+
+  /** The wallet's unsettled credit line, if any (inside the transaction: PGlite has one connection). */
+  unsettledLine(walletAddress: string): Promise<CreditLineRow | undefined> {
+    return unsettledLineOf(this.sql, walletAddress);
+  }
+
+  /** Creates accounts that do not exist yet (with a floor of zero). */
+  async openAccounts(ids: readonly string[]): Promise<void> {
+    await this.sql.query(`INSERT INTO settlement.accounts (id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, [ids]);
+  }
+
+  /** Books transfers (ids given), then stores the response of the request that booked them. */
+  async book(transfers: readonly (PlannedTransfer & { id: string })[], meta: { sessionId?: string; memo?: string; now: Date }, request: RequestKey, response: unknown): Promise<void> {
+    await this.sql.query(
+      `WITH booked AS (
+         INSERT INTO settlement.transfers (id, debit_account, credit_account, amount_minor, kind, session_id, memo, created_at)
+         SELECT id, debit, credit, amount, kind, $5, $6, $7
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $8::text[]) AS t (id, debit, credit, amount, kind)
+         RETURNING 1)
+       UPDATE settlement.requests SET response = $9 WHERE owner = $10 AND key = $11 AND (SELECT count(*) FROM booked) = $12`,
+      [
+        transfers.map((t) => t.id),
+        transfers.map((t) => t.debit),
+        transfers.map((t) => t.credit),
+        transfers.map((t) => t.amountMinor.toString()),
+        meta.sessionId ?? null,
+        meta.memo ?? '',
+        meta.now,
+        transfers.map((t) => t.kind),
+        JSON.stringify(response),
+        request.owner,
+        request.key,
+        transfers.length,
+      ],
+    );
+  }
+
+  async insertLine(line: { sessionId: string; walletAddress: string; creditLimitMinor: bigint; createdAt: Date; expiresAt: Date }): Promise<void> {
+    await this.sql.query(
+      `INSERT INTO settlement.credit_lines (session_id, wallet_address, credit_limit_minor, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
+      [line.sessionId, line.walletAddress, line.creditLimitMinor.toString(), line.createdAt, line.expiresAt],
+    );
+  }
+
+  async recordDraw(sessionId: string, amountMinor: bigint): Promise<void> {
+    await this.sql.query(`UPDATE settlement.credit_lines SET drawn_minor = drawn_minor + $2, draw_count = draw_count + 1 WHERE session_id = $1`, [sessionId, amountMinor.toString()]);
+  }
+
+  async recordSettlement(s: { sessionId: string; settledAt: Date; outcome: Outcome; netPnlMinor: bigint; finalL2BalanceMinor: bigint; lockedInBetsMinor: bigint; returnedMinor: bigint }): Promise<void> {
+    await this.sql.query(
+      `UPDATE settlement.credit_lines
+          SET settled_at = $2, outcome = $3, net_pnl_minor = $4, final_l2_balance_minor = $5, locked_in_bets_minor = $6, returned_minor = $7
+        WHERE session_id = $1`,
+      [s.sessionId, s.settledAt, s.outcome, s.netPnlMinor.toString(), s.finalL2BalanceMinor.toString(), s.lockedInBetsMinor.toString(), s.returnedMinor.toString()],
+    );
+  }
+}

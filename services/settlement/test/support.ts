@@ -1,0 +1,136 @@
+// Helpers for the settlement tests: the settlement target in this process on either engine with a
+// clock the test moves, clients with tokens per role, signed request builders and a ledger
+// snapshot to prove that a refused request booked nothing.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Metadata } from '@grpc/grpc-js';
+import { bearerMetadata, clientCredentials, clientOptions, loadConfig, silentLogger, startRuntime, unary, type Runtime } from '@gantry/kit';
+import { settlementv1 } from '@gantry/proto';
+import { tokenFor } from '../../kit/test/clients.js';
+import { freshPgliteDir, freshPostgresDatabase, type EngineName } from '../../kit/test/databases.js';
+import { generateWallet, signRequest, type SignedFields, type WalletKeys } from '../src/domain/signing.js';
+import { createSettlementService, SettlementStore } from '../src/index.js';
+
+export type SettlementClient = InstanceType<typeof settlementv1.SettlementServiceClient>;
+
+export interface SettlementPlatform {
+  runtime: Runtime;
+  client: SettlementClient;
+  /** Tokens: settlement.admin, settlement.credit, settlement.read. */
+  admin: Metadata;
+  credit: Metadata;
+  read: Metadata;
+  store: SettlementStore;
+  /** The server's clock, in ms; tests move it. */
+  clock: { nowMs: number };
+  close(): Promise<void>;
+}
+
+/** Starts the settlement target (mTLS, JWT, rate limits) on `engine` with a clock the test controls. */
+export async function startSettlementPlatform(engine: EngineName): Promise<SettlementPlatform> {
+  const database = engine === 'PostgreSQL' ? await freshPostgresDatabase('t_settle') : undefined;
+  const dataDir = mkdtempSync(join(tmpdir(), 'gantry-settlement-'));
+  const clock = { nowMs: Date.now() };
+  const cleanup = async () => {
+    await database?.drop();
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  let runtime: Runtime;
+  try {
+    if (!database) await freshPgliteDir(join(dataDir, 'db'));
+    const config = loadConfig({
+      env: {},
+      overrides: {
+        dataDir,
+        listen: { host: '127.0.0.1', port: 0, healthPort: 0 },
+        telemetry: { logLevel: 'silent' },
+        // The race and property tests send bursts well above a production default.
+        rateLimit: { points: 100_000, windowSec: 1 },
+        ...(database ? { database: { url: database.url, poolSize: 8 } } : {}),
+      },
+    });
+    runtime = await startRuntime({ config, services: [createSettlementService({ now: () => clock.nowMs })], log: silentLogger(), readinessIntervalMs: 1000 });
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+  const pki = (f: string) => join(dataDir, 'pki', f);
+  const tls = { caFile: pki('ca.crt'), certFile: pki('client.crt'), keyFile: pki('client.key'), serverName: 'localhost' };
+  const client = new settlementv1.SettlementServiceClient(`127.0.0.1:${runtime.port}`, clientCredentials(tls), clientOptions(tls));
+  const md = (subject: string, scope: string) => bearerMetadata(tokenFor(dataDir, subject, [scope]));
+  return {
+    runtime,
+    client,
+    admin: md('treasury', 'settlement.admin'),
+    credit: md('casino-l2', 'settlement.credit'),
+    read: md('auditor', 'settlement.read'),
+    store: new SettlementStore(runtime.db),
+    clock,
+    async close() {
+      client.close();
+      await runtime.stop(1000);
+      await cleanup();
+    },
+  };
+}
+
+export const newNonce = () => randomBytes(12).toString('base64url');
+
+/** Signed request builders for one wallet, on the platform's clock. */
+export class TestWallet {
+  readonly keys: WalletKeys = generateWallet();
+  constructor(private readonly p: SettlementPlatform) {}
+
+  get address(): string {
+    return this.keys.address;
+  }
+
+  sign(fields: SignedFields, opts: { nonce?: string; timestampMs?: number } = {}): settlementv1.Signature {
+    return signRequest(this.keys, fields, BigInt(opts.timestampMs ?? this.p.clock.nowMs), opts.nonce ?? newNonce());
+  }
+
+  approveRequest(creditLimitMinor: bigint, opts: { nonce?: string; timestampMs?: number; expiresInSec?: number } = {}): settlementv1.ApproveCreditLineRequest {
+    const expiresInSec = opts.expiresInSec ?? 3600;
+    const fields: SignedFields = { operation: 'ApproveCreditLine', walletAddress: this.address, creditLimitMinor, expiresInMs: BigInt(expiresInSec * 1000) };
+    return { walletAddress: this.address, creditLimitMinor, expiresIn: { seconds: BigInt(expiresInSec), nanos: 0 }, signature: this.sign(fields, opts) };
+  }
+
+  drawRequest(sessionId: string, amountMinor: bigint, opts: { nonce?: string; timestampMs?: number; reason?: string } = {}): settlementv1.CreditDrawRequest {
+    const reason = opts.reason ?? 'low_balance';
+    const fields: SignedFields = { operation: 'CreditDraw', walletAddress: this.address, sessionId, amountMinor, reason };
+    return { walletAddress: this.address, sessionId, amountMinor, reason, signature: this.sign(fields, opts) };
+  }
+
+  settleRequest(sessionId: string, finalL2BalanceMinor: bigint, lockedInBetsMinor = 0n, opts: { nonce?: string; timestampMs?: number } = {}): settlementv1.CreditSettleRequest {
+    const fields: SignedFields = { operation: 'CreditSettle', walletAddress: this.address, sessionId, finalL2BalanceMinor, lockedInBetsMinor };
+    return { walletAddress: this.address, sessionId, finalL2BalanceMinor, lockedInBetsMinor, signature: this.sign(fields, opts) };
+  }
+}
+
+/** The RPCs as promises. */
+export function rpc(p: SettlementPlatform) {
+  const c = p.client;
+  return {
+    deposit: (walletAddress: string, amountMinor: bigint, transferId = `dep-${newNonce()}`) => unary(c.deposit, c, { walletAddress, amountMinor, transferId, memo: 'test' }, p.admin),
+    withdraw: (walletAddress: string, amountMinor: bigint, transferId = `wd-${newNonce()}`) => unary(c.withdraw, c, { walletAddress, amountMinor, transferId, memo: 'test' }, p.admin),
+    approve: (req: settlementv1.ApproveCreditLineRequest) => unary(c.approveCreditLine, c, req, p.credit),
+    draw: (req: settlementv1.CreditDrawRequest) => unary(c.creditDraw, c, req, p.credit),
+    settle: (req: settlementv1.CreditSettleRequest) => unary(c.creditSettle, c, req, p.credit),
+    status: (walletAddress: string) => unary(c.getCreditStatus, c, { walletAddress }, p.read),
+  };
+}
+
+/** Every account balance, the transfer count and the credit lines: equal snapshots mean nothing was booked. */
+export async function ledgerSnapshot(p: SettlementPlatform): Promise<string> {
+  const accounts = await p.runtime.db.query('SELECT id, debits_posted::text AS d, credits_posted::text AS c FROM settlement.accounts ORDER BY id');
+  const transfers = await p.runtime.db.query('SELECT count(*)::text AS n FROM settlement.transfers');
+  const lines = await p.runtime.db.query('SELECT session_id, drawn_minor::text AS drawn, draw_count, settled_at FROM settlement.credit_lines ORDER BY session_id');
+  return JSON.stringify({ accounts: accounts.rows, transfers: transfers.rows, lines: lines.rows });
+}
+
+/** The available balance (credits - debits) of one account, 0 when it does not exist. */
+export async function accountBalance(p: SettlementPlatform, id: string): Promise<bigint> {
+  return (await p.store.balances([id])).get(id) ?? 0n;
+}
