@@ -176,26 +176,23 @@ export function settlementHandlers(deps: SettlementDeps): Partial<Handlers<typeo
       return store.transaction(async (tx) => {
         const prior = await tx.claim(request, now);
         if (prior) return settlementv1.CreditDrawResponse.fromJSON(prior);
-        const line = await tx.lockLine(fields.sessionId);
-        if (!line) throw notFound(`session ${fields.sessionId} does not exist`);
+        const locked = await tx.lockLineWithBalances(fields.sessionId);
+        if (!locked) throw notFound(`session ${fields.sessionId} does not exist`);
+        const { line } = locked;
         checkDraw(line, fields.walletAddress, fields.amountMinor, now);
-        const wallet = walletAccount(fields.walletAddress);
-        const credit = creditAccount(line.sessionId);
-        const escrow = escrowAccount(line.sessionId);
-        const balances = await tx.balances([wallet, credit, escrow]);
-        const l1Before = get(balances, wallet) + get(balances, credit);
+        const l1Before = locked.walletMinor + locked.creditMinor;
         const transferId = deps.newId();
         const response: settlementv1.CreditDrawResponse = {
           transferId,
           amountDrawnMinor: fields.amountMinor,
           l1BalanceBeforeMinor: l1Before,
           l1BalanceAfterMinor: l1Before - fields.amountMinor,
-          l2BalanceMinor: get(balances, escrow) + fields.amountMinor,
+          l2BalanceMinor: locked.escrowMinor + fields.amountMinor,
           remainingCreditMinor: remainingCredit(line) - fields.amountMinor,
           drawCount: line.drawCount + 1,
         };
-        await tx.recordDraw(line.sessionId, fields.amountMinor);
-        await tx.book([{ id: transferId, debit: credit, credit: escrow, amountMinor: fields.amountMinor, kind: 'draw' }], { sessionId: line.sessionId, memo: fields.reason, now }, request, settlementv1.CreditDrawResponse.toJSON(response));
+        const draw = { id: transferId, debit: creditAccount(line.sessionId), credit: escrowAccount(line.sessionId), amountMinor: fields.amountMinor, kind: 'draw' as const };
+        await tx.book([draw], { sessionId: line.sessionId, memo: fields.reason, now, drawnMinor: fields.amountMinor }, request, settlementv1.CreditDrawResponse.toJSON(response));
         return response;
       });
     },

@@ -159,6 +159,24 @@ export class LedgerTx {
     return rows[0] ? toLine(rows[0]) : undefined;
   }
 
+  /**
+   * Locks the line and reads the balances of its wallet, credit and escrow accounts in the same
+   * round trip (the draw's hot path).
+   */
+  async lockLineWithBalances(sessionId: string): Promise<{ line: CreditLineRow; walletMinor: bigint; creditMinor: bigint; escrowMinor: bigint } | undefined> {
+    const balance = (id: string) => `(SELECT credits_posted - debits_posted FROM settlement.accounts WHERE id = ${id})`;
+    const { rows } = await this.sql.query(
+      `SELECT ${LINE_COLUMNS},
+              ${balance("'wallet:' || wallet_address")} AS wallet_minor,
+              ${balance("'credit:' || session_id")} AS credit_minor,
+              ${balance("'escrow:' || session_id")} AS escrow_minor
+         FROM settlement.credit_lines WHERE session_id = $1 FOR UPDATE`,
+      [sessionId],
+    );
+    const r = rows[0];
+    return r ? { line: toLine(r), walletMinor: big(r.wallet_minor ?? 0), creditMinor: big(r.credit_minor ?? 0), escrowMinor: big(r.escrow_minor ?? 0) } : undefined;
+  }
+
   /** Balances of the given accounts, locked in id order until the transaction ends. */
   lockBalances(ids: readonly string[]): Promise<Map<string, bigint>> {
     return balancesOf(this.sql, ids, true);
@@ -179,10 +197,22 @@ export class LedgerTx {
     await this.sql.query(`INSERT INTO settlement.accounts (id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, [ids]);
   }
 
-  /** Books transfers (ids given), then stores the response of the request that booked them. */
-  async book(transfers: readonly (PlannedTransfer & { id: string })[], meta: { sessionId?: string; memo?: string; now: Date }, request: RequestKey, response: unknown): Promise<void> {
+  /**
+   * Books transfers (ids given) and stores the response of the request that booked them, in one
+   * statement; `drawnMinor` also adds a draw to the session's line in the same statement.
+   */
+  async book(
+    transfers: readonly (PlannedTransfer & { id: string })[],
+    meta: { sessionId?: string; memo?: string; now: Date; drawnMinor?: bigint },
+    request: RequestKey,
+    response: unknown,
+  ): Promise<void> {
     await this.sql.query(
-      `WITH booked AS (
+      `WITH drawn AS (
+         UPDATE settlement.credit_lines SET drawn_minor = drawn_minor + $13, draw_count = draw_count + 1
+          WHERE $13::bigint IS NOT NULL AND session_id = $5
+         RETURNING 1),
+       booked AS (
          INSERT INTO settlement.transfers (id, debit_account, credit_account, amount_minor, kind, session_id, memo, created_at)
          SELECT id, debit, credit, amount, kind, $5, $6, $7
            FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $8::text[]) AS t (id, debit, credit, amount, kind)
@@ -201,6 +231,7 @@ export class LedgerTx {
         request.owner,
         request.key,
         transfers.length,
+        meta.drawnMinor?.toString() ?? null,
       ],
     );
   }
@@ -210,10 +241,6 @@ export class LedgerTx {
       `INSERT INTO settlement.credit_lines (session_id, wallet_address, credit_limit_minor, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
       [line.sessionId, line.walletAddress, line.creditLimitMinor.toString(), line.createdAt, line.expiresAt],
     );
-  }
-
-  async recordDraw(sessionId: string, amountMinor: bigint): Promise<void> {
-    await this.sql.query(`UPDATE settlement.credit_lines SET drawn_minor = drawn_minor + $2, draw_count = draw_count + 1 WHERE session_id = $1`, [sessionId, amountMinor.toString()]);
   }
 
   async recordSettlement(s: { sessionId: string; settledAt: Date; outcome: Outcome; netPnlMinor: bigint; finalL2BalanceMinor: bigint; lockedInBetsMinor: bigint; returnedMinor: bigint }): Promise<void> {
