@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { loadConfig, silentLogger, startRuntime, type ConfigInput, type Runtime, devPkiPaths } from '../src/index.js';
+import { loadConfig, silentLogger, startRuntime, type ConfigInput, type Runtime, type ServiceFactory, devPkiPaths } from '../src/index.js';
 import { echoFactory } from './fixtures/echo.js';
 import { tokenFor, type TokenOptions } from './clients.js';
-import { freshPgliteDir } from './databases.js';
+import { freshPgliteDir, freshPostgresDatabase, type EngineName } from './databases.js';
 
 export * from './clients.js';
 export * from './databases.js';
@@ -39,6 +39,57 @@ export async function startEchoPlatform(overrides: ConfigInput = {}, extra: { sp
     async close() {
       await runtime.stop(1000);
       rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface ServicePlatform {
+  runtime: Runtime;
+  dataDir: string;
+  address: string;
+  /** Client TLS files from the dev PKI; the server certificate names `localhost`. */
+  tls: { caFile: string; certFile: string; keyFile: string; serverName: string };
+  close(): Promise<void>;
+}
+
+/**
+ * Starts `services` in this process with the full kit stack on free ports, on a fresh PGlite
+ * directory or a fresh PostgreSQL database (named `<dbLabel>_<random>`, dropped on close).
+ */
+export async function startServicePlatform(engine: EngineName, services: ServiceFactory[], opts: { overrides?: ConfigInput; dbLabel: string; poolSize?: number }): Promise<ServicePlatform> {
+  const database = engine === 'PostgreSQL' ? await freshPostgresDatabase(opts.dbLabel) : undefined;
+  const dataDir = mkdtempSync(join(tmpdir(), 'gantry-svc-'));
+  const cleanup = async () => {
+    await database?.drop();
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  let runtime: Runtime;
+  try {
+    if (!database) await freshPgliteDir(join(dataDir, 'db'));
+    const config = loadConfig({
+      env: {},
+      overrides: {
+        dataDir,
+        listen: { host: '127.0.0.1', port: 0, healthPort: 0 },
+        telemetry: { logLevel: 'silent' },
+        ...(database ? { database: { url: database.url, poolSize: opts.poolSize ?? 4 } } : {}),
+        ...opts.overrides,
+      },
+    });
+    runtime = await startRuntime({ config, services, log: silentLogger(), readinessIntervalMs: 1000 });
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+  const pki = (f: string) => join(dataDir, 'pki', f);
+  return {
+    runtime,
+    dataDir,
+    address: `127.0.0.1:${runtime.port}`,
+    tls: { caFile: pki('ca.crt'), certFile: pki('client.crt'), keyFile: pki('client.key'), serverName: 'localhost' },
+    async close() {
+      await runtime.stop(1000);
+      await cleanup();
     },
   };
 }

@@ -2,14 +2,13 @@
 // tests/log): a log runtime on either engine, a fresh PostgreSQL database per suite, a client over
 // mTLS, and small wrappers that read streams and catch gRPC errors.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Metadata } from '@grpc/grpc-js';
-import { bearerMetadata, clientCredentials, clientOptions, loadConfig, silentLogger, startRuntime, streamOf, unary, type ConfigInput, type Runtime } from '@gantry/kit';
+import { bearerMetadata, clientCredentials, clientOptions, streamOf, unary, type ConfigInput, type Runtime } from '@gantry/kit';
 import { logv1 } from '@gantry/proto';
 import { tokenFor } from '../../kit/test/clients.js';
-import { freshPgliteDir, freshPostgresDatabase, type EngineName } from '../../kit/test/databases.js';
+import type { EngineName } from '../../kit/test/databases.js';
+import { startServicePlatform } from '../../kit/test/harness.js';
 
 export { assertStatus, grpcError } from '../../kit/test/clients.js';
 export { engines, postgresSkip, type EngineName } from '../../kit/test/databases.js';
@@ -46,31 +45,8 @@ export interface LogPlatform {
 
 /** Starts the log target in this process (mTLS, JWT, rate limits) on the engine, on free ports. */
 export async function startLogPlatform(engine: EngineName, overrides: ConfigInput = {}): Promise<LogPlatform> {
-  const database = engine === 'PostgreSQL' ? await freshPostgresDatabase('t_log') : undefined;
-  const dataDir = mkdtempSync(join(tmpdir(), 'gantry-log-'));
-  const cleanup = async () => {
-    await database?.drop();
-    rmSync(dataDir, { recursive: true, force: true });
-  };
-  let runtime: Runtime;
-  try {
-    if (!database) await freshPgliteDir(join(dataDir, 'db'));
-    const config = loadConfig({
-      env: {},
-      overrides: {
-        dataDir,
-        listen: { host: '127.0.0.1', port: 0, healthPort: 0 },
-        telemetry: { logLevel: 'silent' },
-        ...(database ? { database: { url: database.url, poolSize: 4 } } : {}),
-        ...overrides,
-      },
-    });
-    runtime = await startRuntime({ config, services: [logService], log: silentLogger(), readinessIntervalMs: 1000 });
-  } catch (err) {
-    await cleanup();
-    throw err;
-  }
-  const address = `127.0.0.1:${runtime.port}`;
+  const platform = await startServicePlatform(engine, [logService], { overrides, dbLabel: 't_log' });
+  const { runtime, dataDir, address } = platform;
   const client = logClient(address, dataDir);
   return {
     engine,
@@ -82,8 +58,7 @@ export async function startLogPlatform(engine: EngineName, overrides: ConfigInpu
     metadata: (subject, scopes) => metadataFor(dataDir, subject, scopes),
     async close() {
       client.close();
-      await runtime.stop(1000);
-      await cleanup();
+      await platform.close();
     },
   };
 }

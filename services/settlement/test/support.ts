@@ -2,14 +2,12 @@
 // clock the test moves, clients with tokens per role, signed request builders and a ledger
 // snapshot to prove that a refused request booked nothing.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Metadata } from '@grpc/grpc-js';
-import { bearerMetadata, clientCredentials, clientOptions, loadConfig, silentLogger, startRuntime, unary, type Runtime } from '@gantry/kit';
+import { bearerMetadata, clientCredentials, clientOptions, unary, type Runtime } from '@gantry/kit';
 import { settlementv1 } from '@gantry/proto';
 import { tokenFor } from '../../kit/test/clients.js';
-import { freshPgliteDir, freshPostgresDatabase, type EngineName } from '../../kit/test/databases.js';
+import type { EngineName } from '../../kit/test/databases.js';
+import { startServicePlatform } from '../../kit/test/harness.js';
 import { generateWallet, signRequest, type SignedFields, type WalletKeys } from '../src/domain/signing.js';
 import { createSettlementService, SettlementStore } from '../src/index.js';
 
@@ -30,35 +28,11 @@ export interface SettlementPlatform {
 
 /** Starts the settlement target (mTLS, JWT, rate limits) on `engine` with a clock the test controls. */
 export async function startSettlementPlatform(engine: EngineName): Promise<SettlementPlatform> {
-  const database = engine === 'PostgreSQL' ? await freshPostgresDatabase('t_settle') : undefined;
-  const dataDir = mkdtempSync(join(tmpdir(), 'gantry-settlement-'));
   const clock = { nowMs: Date.now() };
-  const cleanup = async () => {
-    await database?.drop();
-    rmSync(dataDir, { recursive: true, force: true });
-  };
-  let runtime: Runtime;
-  try {
-    if (!database) await freshPgliteDir(join(dataDir, 'db'));
-    const config = loadConfig({
-      env: {},
-      overrides: {
-        dataDir,
-        listen: { host: '127.0.0.1', port: 0, healthPort: 0 },
-        telemetry: { logLevel: 'silent' },
-        // The race and property tests send bursts well above a production default.
-        rateLimit: { points: 100_000, windowSec: 1 },
-        ...(database ? { database: { url: database.url, poolSize: 8 } } : {}),
-      },
-    });
-    runtime = await startRuntime({ config, services: [createSettlementService({ now: () => clock.nowMs })], log: silentLogger(), readinessIntervalMs: 1000 });
-  } catch (err) {
-    await cleanup();
-    throw err;
-  }
-  const pki = (f: string) => join(dataDir, 'pki', f);
-  const tls = { caFile: pki('ca.crt'), certFile: pki('client.crt'), keyFile: pki('client.key'), serverName: 'localhost' };
-  const client = new settlementv1.SettlementServiceClient(`127.0.0.1:${runtime.port}`, clientCredentials(tls), clientOptions(tls));
+  // The race and property tests send bursts well above a production rate limit.
+  const platform = await startServicePlatform(engine, [createSettlementService({ now: () => clock.nowMs })], { dbLabel: 't_settle', poolSize: 8, overrides: { rateLimit: { points: 100_000, windowSec: 1 } } });
+  const { runtime, dataDir, tls } = platform;
+  const client = new settlementv1.SettlementServiceClient(platform.address, clientCredentials(tls), clientOptions(tls));
   const md = (subject: string, scope: string) => bearerMetadata(tokenFor(dataDir, subject, [scope]));
   return {
     runtime,
@@ -70,8 +44,7 @@ export async function startSettlementPlatform(engine: EngineName): Promise<Settl
     clock,
     async close() {
       client.close();
-      await runtime.stop(1000);
-      await cleanup();
+      await platform.close();
     },
   };
 }

@@ -17,7 +17,7 @@ import {
   type Outcome,
 } from '../domain/ledger.js';
 import { requestDigest, type SignedFields } from '../domain/signing.js';
-import type { RequestKey, SettlementStore } from '../store/settlement-store.js';
+import type { LedgerTx, RequestKey, SettlementStore } from '../store/settlement-store.js';
 import { checkAmount, checkSessionId, checkSignature, checkText, checkTransferId, checkWallet } from './validation.js';
 
 export interface SettlementDeps {
@@ -58,6 +58,12 @@ function toCreditLine(line: CreditLineRow, escrowMinor: bigint, now: Date): sett
   };
 }
 
+/** A generated message type's JSON mapping: how a booked response is stored for retries. */
+interface JsonCodec<R> {
+  fromJSON(object: unknown): R;
+  toJSON(message: R): unknown;
+}
+
 /** A wallet request's idempotency key: its nonce, scoped to the wallet, and its signed body. */
 const walletRequest = (fields: SignedFields, nonce: string): RequestKey => ({ owner: fields.walletAddress, key: nonce, operation: fields.operation, digest: requestDigest(fields) });
 
@@ -73,6 +79,26 @@ export function settlementHandlers(deps: SettlementDeps): Partial<Handlers<typeo
   const { store } = deps;
   const get = (m: Map<string, bigint>, id: string) => m.get(id) ?? 0n;
 
+  /**
+   * One idempotent booking: claims the request's key in a transaction; a retry of a booked
+   * request returns its stored response, otherwise `book` runs (and stores its response).
+   */
+  function once<R>(request: RequestKey, now: Date, codec: JsonCodec<R>, book: (tx: LedgerTx) => Promise<R>): Promise<R> {
+    return store.transaction(async (tx) => {
+      const prior = await tx.claim(request, now);
+      return prior ? codec.fromJSON(prior) : book(tx);
+    });
+  }
+
+  /** A wallet request: the signature checked before anything is read, then booked once per nonce. */
+  function signed<R>(fields: SignedFields, signature: settlementv1.Signature | undefined, codec: JsonCodec<R>, book: (tx: LedgerTx, at: { now: Date; nowMs: number; request: RequestKey }) => Promise<R>): Promise<R> {
+    const nowMs = deps.now();
+    const { nonce } = checkSignature(signature, fields, nowMs);
+    const request = walletRequest(fields, nonce);
+    const now = new Date(nowMs);
+    return once(request, now, codec, (tx) => book(tx, { now, nowMs, request }));
+  }
+
   /** Deposit and Withdraw: one transfer between the funding account and a wallet (or the house). */
   async function adminTransfer(kind: 'deposit' | 'withdraw', req: settlementv1.DepositRequest) {
     const address = checkWallet('wallet_address', req.walletAddress, { allowHouse: true });
@@ -87,9 +113,7 @@ export function settlementHandlers(deps: SettlementDeps): Partial<Handlers<typeo
       digest: Buffer.from(JSON.stringify([kind, address, amountMinor.toString(), memo])),
     };
     const now = new Date(deps.now());
-    return store.transaction(async (tx) => {
-      const prior = await tx.claim(request, now);
-      if (prior) return settlementv1.DepositResponse.fromJSON(prior);
+    return once(request, now, settlementv1.DepositResponse, async (tx) => {
       if (kind === 'deposit') await tx.openAccounts([account]);
       const balances = await tx.lockBalances([FUNDING_ACCOUNT, account]);
       if (!balances.has(account)) throw notFound(`wallet ${address} has never held funds; deposit to it first`);
@@ -123,13 +147,7 @@ export function settlementHandlers(deps: SettlementDeps): Partial<Handlers<typeo
         creditLimitMinor: checkAmount('credit_limit_minor', req.creditLimitMinor),
         expiresInMs: expiresInMs(req.expiresIn),
       };
-      const nowMs = deps.now();
-      const { nonce } = checkSignature(req.signature, fields, nowMs);
-      const request = walletRequest(fields, nonce);
-      const now = new Date(nowMs);
-      return store.transaction(async (tx) => {
-        const prior = await tx.claim(request, now);
-        if (prior) return settlementv1.ApproveCreditLineResponse.fromJSON(prior);
+      return signed(fields, req.signature, settlementv1.ApproveCreditLineResponse, async (tx, { now, nowMs, request }) => {
         const wallet = walletAccount(fields.walletAddress);
         const balances = await tx.lockBalances([wallet]);
         if (!balances.has(wallet)) throw notFound(`wallet ${fields.walletAddress} has never held funds; deposit to it first`);
@@ -169,13 +187,7 @@ export function settlementHandlers(deps: SettlementDeps): Partial<Handlers<typeo
         amountMinor: checkAmount('amount_minor', req.amountMinor),
         reason: checkText('reason', req.reason, MAX_REASON_CHARS),
       };
-      const nowMs = deps.now();
-      const { nonce } = checkSignature(req.signature, fields, nowMs);
-      const request = walletRequest(fields, nonce);
-      const now = new Date(nowMs);
-      return store.transaction(async (tx) => {
-        const prior = await tx.claim(request, now);
-        if (prior) return settlementv1.CreditDrawResponse.fromJSON(prior);
+      return signed(fields, req.signature, settlementv1.CreditDrawResponse, async (tx, { now, request }) => {
         const locked = await tx.lockLineWithBalances(fields.sessionId);
         if (!locked) throw notFound(`session ${fields.sessionId} does not exist`);
         const { line } = locked;
@@ -205,13 +217,7 @@ export function settlementHandlers(deps: SettlementDeps): Partial<Handlers<typeo
         finalL2BalanceMinor: checkAmount('final_l2_balance_minor', req.finalL2BalanceMinor, { allowZero: true }),
         lockedInBetsMinor: checkAmount('locked_in_bets_minor', req.lockedInBetsMinor, { allowZero: true }),
       };
-      const nowMs = deps.now();
-      const { nonce } = checkSignature(req.signature, fields, nowMs);
-      const request = walletRequest(fields, nonce);
-      const now = new Date(nowMs);
-      return store.transaction(async (tx) => {
-        const prior = await tx.claim(request, now);
-        if (prior) return settlementv1.CreditSettleResponse.fromJSON(prior);
+      return signed(fields, req.signature, settlementv1.CreditSettleResponse, async (tx, { now, request }) => {
         const line = await tx.lockLine(fields.sessionId);
         if (!line) throw notFound(`session ${fields.sessionId} does not exist`);
         checkSettle(line, fields.walletAddress);
