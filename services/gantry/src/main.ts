@@ -3,6 +3,7 @@ import { ConfigError } from '@gantry/kit';
 import { logCommand } from './commands/log.js';
 import { pkiInit } from './commands/pki.js';
 import { serve } from './commands/serve.js';
+import { settlementCommand } from './commands/settlement.js';
 import { token } from './commands/token.js';
 import { TARGETS } from './registry.js';
 
@@ -41,6 +42,7 @@ program
   .action(token);
 
 program.addCommand(logCommand());
+program.addCommand(settlementCommand());
 
 try {
   await program.parseAsync();

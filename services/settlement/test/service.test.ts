@@ -109,6 +109,8 @@ for (const engine of engines()) {
       const dep = await api.deposit(w.address, 10n, 'dep-retry-1');
       assert.deepEqual(await api.deposit(w.address, 10n, 'dep-retry-1'), dep);
       await assertStatus(api.deposit(w.address, 11n, 'dep-retry-1'), status.ALREADY_EXISTS, /transfer_id dep-retry-1 was already used/);
+      // Caller-chosen transfer ids live apart from the server's own: reusing a draw's id is fine.
+      assert.equal((await api.deposit(w.address, 5n, first.transferId)).transferId, first.transferId);
     });
 
     test('a replayed nonce with a different body is refused and books nothing', async () => {

@@ -126,7 +126,8 @@ export function settlementHandlers(deps: SettlementDeps): Partial<Handlers<typeo
       const reserved = line ? get(await tx.balances([creditAccount(line.sessionId)]), creditAccount(line.sessionId)) : 0n;
       const response: settlementv1.DepositResponse = { transferId, l1BalanceMinor: after + reserved, l1AvailableMinor: after };
       const [debit, credit] = kind === 'deposit' ? [FUNDING_ACCOUNT, account] : [account, FUNDING_ACCOUNT];
-      await tx.book([{ id: transferId, debit, credit, amountMinor, kind }], { memo, now }, request, settlementv1.DepositResponse.toJSON(response));
+      // Stored under "admin:<id>": the caller's ids and the server's generated UUIDs never collide.
+      await tx.book([{ id: `admin:${transferId}`, debit, credit, amountMinor, kind }], { memo, now }, request, settlementv1.DepositResponse.toJSON(response));
       return response;
     });
   }
@@ -254,24 +255,20 @@ export function settlementHandlers(deps: SettlementDeps): Partial<Handlers<typeo
     async getCreditStatus(req) {
       const address = checkWallet('wallet_address', req.walletAddress);
       const now = new Date(deps.now());
-      const wallet = walletAccount(address);
-      const line = await store.unsettledLine(address);
-      const ids = line ? [wallet, creditAccount(line.sessionId), escrowAccount(line.sessionId)] : [wallet];
-      const balances = await store.balances(ids);
-      if (!balances.has(wallet)) throw notFound(`wallet ${address} has never held funds`);
-      const available = get(balances, wallet);
-      const reserved = line ? get(balances, creditAccount(line.sessionId)) : 0n;
-      const totals = await store.walletTotals(address);
+      const st = await store.walletStatus(address);
+      if (!st) throw notFound(`wallet ${address} has never held funds`);
+      const { line } = st;
+      const reserved = line?.creditMinor ?? 0n;
       return {
         walletAddress: address,
-        l1BalanceMinor: available + reserved,
-        l1AvailableMinor: available,
+        l1BalanceMinor: st.availableMinor + reserved,
+        l1AvailableMinor: st.availableMinor,
         l1ReservedMinor: reserved,
         hasActiveCredit: line !== undefined && lineState(line, now) === 'OPEN',
-        creditLine: line ? toCreditLine(line, get(balances, escrowAccount(line.sessionId)), now) : undefined,
-        totalCreditExtendedMinor: totals.creditExtendedMinor,
-        totalDraws: totals.draws,
-        totalSettlements: totals.settlements,
+        creditLine: line ? toCreditLine(line, line.escrowMinor, now) : undefined,
+        totalCreditExtendedMinor: st.creditExtendedMinor,
+        totalDraws: st.draws,
+        totalSettlements: st.settlements,
       };
     },
   };

@@ -29,6 +29,14 @@ function toLine(r: Row): CreditLineRow {
   };
 }
 
+export interface WalletStatus {
+  availableMinor: bigint;
+  line: (CreditLineRow & { creditMinor: bigint; escrowMinor: bigint }) | undefined;
+  creditExtendedMinor: bigint;
+  draws: bigint;
+  settlements: bigint;
+}
+
 /** An idempotency key: a wallet's nonce, or an admin's transfer id. */
 export interface RequestKey {
   owner: string;
@@ -73,20 +81,36 @@ export class SettlementStore {
     return balancesOf(this.db, ids, false);
   }
 
-  /** The wallet's unsettled credit line, if any. */
-  unsettledLine(walletAddress: string): Promise<CreditLineRow | undefined> {
-    return unsettledLineOf(this.db, walletAddress);
-  }
-
-  /** Lifetime totals of a wallet's credit lines. */
-  async walletTotals(walletAddress: string): Promise<{ creditExtendedMinor: bigint; draws: bigint; settlements: bigint }> {
+  /**
+   * A wallet's balance, its unsettled line with that line's balances, and its lifetime totals, in
+   * one statement (one snapshot), so a draw committing meanwhile cannot make them disagree.
+   * Undefined when the wallet has never held funds.
+   */
+  async walletStatus(walletAddress: string): Promise<WalletStatus | undefined> {
+    const balance = (id: string) => `(SELECT credits_posted - debits_posted FROM settlement.accounts WHERE id = ${id})`;
     const { rows } = await this.db.query(
-      `SELECT coalesce(sum(credit_limit_minor), 0) AS extended, coalesce(sum(draw_count), 0) AS draws, count(settled_at) AS settlements
-         FROM settlement.credit_lines WHERE wallet_address = $1`,
+      `SELECT w.credits_posted - w.debits_posted AS available_minor,
+              ${LINE_COLUMNS.split(', ').map((c) => `l.${c}`).join(', ')},
+              ${balance("'credit:' || l.session_id")} AS credit_minor,
+              ${balance("'escrow:' || l.session_id")} AS escrow_minor,
+              t.extended, t.draws, t.settlements
+         FROM settlement.accounts w
+         LEFT JOIN settlement.credit_lines l ON l.wallet_address = $1 AND l.settled_at IS NULL
+         CROSS JOIN LATERAL (
+           SELECT coalesce(sum(credit_limit_minor), 0) AS extended, coalesce(sum(draw_count), 0) AS draws, count(settled_at) AS settlements
+             FROM settlement.credit_lines WHERE wallet_address = $1) t
+        WHERE w.id = 'wallet:' || $1`,
       [walletAddress],
     );
-    const r = rows[0]!;
-    return { creditExtendedMinor: big(r.extended), draws: big(r.draws), settlements: big(r.settlements) };
+    const r = rows[0];
+    if (!r) return undefined;
+    return {
+      availableMinor: big(r.available_minor),
+      line: r.session_id ? { ...toLine(r), creditMinor: big(r.credit_minor ?? 0), escrowMinor: big(r.escrow_minor ?? 0) } : undefined,
+      creditExtendedMinor: big(r.extended),
+      draws: big(r.draws),
+      settlements: big(r.settlements),
+    };
   }
 
   /**

@@ -1,0 +1,340 @@
+// `npm run bench -- settlement [--quick]`: signed CreditDraw throughput and latency at 32 concurrent
+// clients, beside a baseline measured in the same run on the same server, and how much of a draw's
+// server CPU is Ed25519 signature verification.
+//
+// Server: settlement-server.ts, its own process, the settlement service through the full kit stack
+// (mTLS, JWT, rate limit far above the load, tracing into a counting exporter) on PostgreSQL
+// (scripts/test-env/postgres.sh's server, fsync and synchronous_commit on; a fresh database created
+// for this run and dropped at the end); started on both cores, pinned to CPU 0 once ready.
+// Load generator: this process, pinned to CPU 1 once the server is up: 32 workers on one HTTP/2
+// connection, each sending its pre-signed requests one at a time. PostgreSQL floats over both cores.
+//
+// Figures (each configuration: 32 clients, count-based runs sized to ~runSeconds):
+//   status     baseline: GetCreditStatus (unsigned, read-only; the wallet's line, balances and
+//              totals, three SELECTs), each client asking about its own wallet.
+//   spread     CreditDraw of 1 minor unit, each client drawing on its own wallet's credit line
+//              (32 wallets, 32 lines: no two draws wait for the same line lock).
+//   contended  CreditDraw of 1 minor unit, all 32 clients drawing on ONE wallet's line (every draw
+//              queues for the same row lock).
+//   Every draw request is signed before the run (fresh timestamp, unique random nonce), so the
+//   load generator spends no CPU on signing while measuring; each wallet was funded (Deposit) and
+//   approved (ApproveCreditLine) in setup with a limit far above its draws.
+//   verify     in this process: verifySignature over a CreditDraw canonical message, key cache warm,
+//              and the server's whole signature check (checkSignature: address derivation,
+//              canonical message, verify), µs per call; compared with the server's CPU µs per draw.
+// CPU per call, from /proc/<pid>/stat: the server process, the PostgreSQL backends of its pool (found
+// in pg_stat_activity by database), and this process; their sum against the two cores says whether
+// the machine, rather than a lock or the pool, is the limit.
+// After the runs, the booked draw counts of all lines must equal the draws acknowledged.
+import { execFileSync } from 'node:child_process';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import pg from 'pg';
+import { bearerMetadata, clientCredentials, clientOptions, unary } from '@gantry/kit';
+import { settlementv1 } from '@gantry/proto';
+import { SettlementWallet, canonicalMessage, verifySignature, type SignedFields } from '../src/client/index.js';
+import { checkSignature } from '../src/api/validation.js';
+import { cpuSeconds, median, parseBenchArgs, pinProcess, pinning, progress, repoRoot, startChild, writeResult } from '../../kit/bench/lib.js';
+
+const args = parseBenchArgs(process.argv.slice(2));
+const t0Run = performance.now();
+const step = (message: string) => progress(`${((performance.now() - t0Run) / 1000).toFixed(1).padStart(5)} s  ${message}`);
+const quick = args.quick;
+const rounds = quick ? 1 : 3;
+/** Target length of one measured run; the call count is calibrated from a warm-up run. */
+const runSeconds = quick ? 2 : 6;
+const CLIENTS = 32;
+/** Warm-up calls per client before each configuration's calibration. */
+const warmupPerClient = quick ? 10 : 25;
+const verifyIterations = quick ? 3_000 : 20_000;
+const DRAW_MINOR = 1n;
+/** Funds and credit limit of every wallet: far above the draws of any run (10^12 minor units). */
+const LINE_MINOR = 1_000_000_000_000n;
+const TARGET = { drawsPerSec: 3_000, p99Ms: 20 };
+
+type Config = 'status' | 'spread' | 'contended';
+const CONFIGS: readonly Config[] = ['status', 'spread', 'contended'];
+interface Ready { port: number; dataDir: string; token: string; poolSize: number }
+
+// --- PostgreSQL: a fresh database for this run --------------------------------------------------
+step('starting PostgreSQL (scripts/test-env/postgres.sh start)');
+const adminUrl = execFileSync('bash', [join(repoRoot, 'scripts/test-env/postgres.sh'), 'start'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+const dbName = `gantry_bench_settlement_${process.pid}_${Date.now()}`;
+const admin = new pg.Client({ connectionString: adminUrl });
+await admin.connect();
+await admin.query(`CREATE DATABASE ${dbName}`);
+const benchUrl = new URL(adminUrl);
+benchUrl.pathname = `/${dbName}`;
+
+let server: Awaited<ReturnType<typeof startChild<Ready>>> | undefined;
+let cleaned = false;
+async function cleanup(): Promise<void> {
+  if (cleaned) return;
+  cleaned = true;
+  step('stopping the server, dropping the database');
+  await server?.stop();
+  await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch((err: unknown) => step(`could not drop database ${dbName}: ${(err as Error).message}`));
+  await admin.end().catch(() => {});
+}
+process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
+
+// --- The load generator ---------------------------------------------------------------------------
+interface RunResult {
+  calls: number;
+  errors: number;
+  failures: Record<string, number>;
+  callsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Server process CPU (user + system) per call. */
+  serverCpuUsPerCall: number;
+  /** CPU of the PostgreSQL backends serving this run's database, per call. */
+  pgCpuUsPerCall: number;
+  /** This process's CPU (the load generator) per call. */
+  loadCpuUsPerCall: number;
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+/** The PostgreSQL backends connected to this run's database (the server's pool). */
+async function backendPids(): Promise<number[]> {
+  const { rows } = await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = $1', [dbName]);
+  return rows.map((r) => r.pid);
+}
+/** CPU seconds of processes that may exit meanwhile (a backend the pool closed counts as 0). */
+const cpuOf = (pids: number[]) => pids.reduce((sum, pid) => {
+  try {
+    return sum + cpuSeconds(pid);
+  } catch {
+    return sum;
+  }
+}, 0);
+
+/** Runs CLIENTS workers, each sending its own requests one at a time; latency per call, CPU of the server, PostgreSQL and this process. */
+async function drive<Req>(perClient: Req[][], call: (req: Req) => Promise<unknown>, serverPid: number): Promise<RunResult> {
+  const total = perClient.reduce((n, reqs) => n + reqs.length, 0);
+  const latencies = new Float64Array(total);
+  const failures: Record<string, number> = {};
+  let done = 0;
+  let errors = 0;
+  const pgPids = await backendPids();
+  const pgCpu0 = cpuOf(pgPids);
+  const load0 = process.cpuUsage();
+  const cpu0 = cpuSeconds(serverPid);
+  const t0 = performance.now();
+  await Promise.all(
+    perClient.map(async (reqs) => {
+      for (const req of reqs) {
+        const start = performance.now();
+        try {
+          await call(req);
+        } catch (err) {
+          errors++;
+          const e = err as { code?: number; details?: string };
+          const key = `${e.code ?? '?'} ${(e.details ?? String(err)).slice(0, 120)}`;
+          failures[key] = (failures[key] ?? 0) + 1;
+        }
+        latencies[done++] = performance.now() - start;
+      }
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  const cpuUsed = cpuSeconds(serverPid) - cpu0;
+  const load = process.cpuUsage(load0);
+  const pgCpuUsed = cpuOf(pgPids) - pgCpu0;
+  latencies.sort();
+  return {
+    calls: total - errors,
+    errors,
+    failures,
+    callsPerSec: total / seconds,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+    serverCpuUsPerCall: (cpuUsed * 1e6) / total,
+    pgCpuUsPerCall: (pgCpuUsed * 1e6) / total,
+    loadCpuUsPerCall: (load.user + load.system) / total,
+  };
+}
+
+/** µs per call of `fn`: the median of 5 batches after a warm-up batch (JIT, key cache). */
+function microbench(fn: () => unknown, iterations: number): number {
+  const batch = Math.ceil(iterations / 5);
+  for (let i = 0; i < Math.min(batch, 500); i++) fn();
+  const perCall: number[] = [];
+  for (let b = 0; b < 5; b++) {
+    const t0 = performance.now();
+    for (let i = 0; i < batch; i++) fn();
+    perCall.push(((performance.now() - t0) * 1000) / batch);
+  }
+  return median(perCall);
+}
+
+const results = new Map<Config, RunResult[]>();
+let verifyFigures: { verifyUs: number; checkSignatureUs: number; signUs: number } | undefined;
+let ledgerCheck: { acknowledgedDraws: number; bookedDraws: number } | undefined;
+let poolSize = 0;
+
+try {
+  step(`starting the settlement server on PostgreSQL${pinning ? '; once ready it is pinned to CPU 0, this load generator to CPU 1' : ''}`);
+  server = await startChild<Ready>(join(repoRoot, 'services/settlement/bench/settlement-server.ts'), [benchUrl.toString()]);
+  const serverPid = server.child.pid!;
+  pinProcess(serverPid, 0);
+  pinProcess(process.pid, 1);
+  const { dataDir, token, port } = server.ready;
+  poolSize = server.ready.poolSize;
+  const tls = { caFile: join(dataDir, 'pki/ca.crt'), certFile: join(dataDir, 'pki/client.crt'), keyFile: join(dataDir, 'pki/client.key'), serverName: 'localhost' };
+  const client = new settlementv1.SettlementServiceClient(`127.0.0.1:${port}`, clientCredentials(tls), clientOptions(tls));
+  const md = bearerMetadata(token);
+
+  // --- Setup: 32 spread wallets and 1 contended wallet, each funded with an approved line --------
+  const wallets = Array.from({ length: CLIENTS + 1 }, () => SettlementWallet.generate());
+  const contendedWallet = wallets[CLIENTS]!;
+  const sessions = new Map<SettlementWallet, string>();
+  step(`setup: ${wallets.length} wallets, each a Deposit and an ApproveCreditLine of ${LINE_MINOR}`);
+  await Promise.all(
+    wallets.map(async (w, i) => {
+      await unary(client.deposit, client, { walletAddress: w.address, amountMinor: LINE_MINOR, transferId: `bench-funding-${i}`, memo: 'settlement bench' }, md);
+      const r = await unary(client.approveCreditLine, client, w.approve(LINE_MINOR, 3_600_000n), md);
+      sessions.set(w, r.sessionId);
+    }),
+  );
+
+  // --- Signature cost, in this process -------------------------------------------------------------
+  step(`Ed25519: ${verifyIterations} verifications of a CreditDraw message (key cache warm), the server's whole signature check, and signing`);
+  {
+    const w = wallets[0]!;
+    const sessionId = sessions.get(w)!;
+    const req = w.draw(sessionId, DRAW_MINOR, 'bench');
+    const sig = req.signature!;
+    const fields: SignedFields = { operation: 'CreditDraw', walletAddress: w.address, sessionId, amountMinor: DRAW_MINOR, reason: 'bench' };
+    const message = canonicalMessage(fields, sig.timestampMs, sig.nonce);
+    if (!verifySignature(sig.publicKey, message, sig.signature)) throw new Error('a freshly signed draw does not verify');
+    const verifyUs = microbench(() => verifySignature(sig.publicKey, message, sig.signature), verifyIterations);
+    const nowMs = Number(sig.timestampMs);
+    const checkSignatureUs = microbench(() => checkSignature(sig, fields, nowMs), verifyIterations);
+    const signUs = microbench(() => w.draw(sessionId, DRAW_MINOR, 'bench'), Math.ceil(verifyIterations / 4));
+    verifyFigures = { verifyUs, checkSignatureUs, signUs };
+  }
+
+  /** Pre-signed (draws) or plain (status) requests for one run of `perClient` calls per client. */
+  const requestsFor = (config: Config, perClient: number) => {
+    if (config === 'status') return wallets.slice(0, CLIENTS).map((w) => Array.from({ length: perClient }, () => ({ walletAddress: w.address })));
+    return Array.from({ length: CLIENTS }, (_, i) => {
+      const w = config === 'spread' ? wallets[i]! : contendedWallet;
+      const sessionId = sessions.get(w)!;
+      return Array.from({ length: perClient }, () => w.draw(sessionId, DRAW_MINOR, 'bench'));
+    });
+  };
+  let acknowledgedDraws = 0;
+  const run = async (config: Config, perClient: number) => {
+    const reqs = requestsFor(config, perClient);
+    const r =
+      config === 'status'
+        ? await drive(reqs as settlementv1.GetCreditStatusRequest[][], (req) => unary(client.getCreditStatus, client, req, md), serverPid)
+        : await drive(reqs as settlementv1.CreditDrawRequest[][], (req) => unary(client.creditDraw, client, req, md), serverPid);
+    if (config !== 'status') acknowledgedDraws += r.calls;
+    return r;
+  };
+
+  // --- Calibration, then measured rounds, configurations back to back -----------------------------
+  const perClientOf = new Map<Config, number>();
+  for (const config of CONFIGS) {
+    step(`warm-up and calibration: ${config}, ${warmupPerClient} calls per client`);
+    const r = await run(config, warmupPerClient);
+    if (r.errors > 0) throw new Error(`${config}: ${r.errors} failed calls in warm-up: ${JSON.stringify(r.failures)}`);
+    perClientOf.set(config, Math.max(warmupPerClient, Math.round((r.callsPerSec * runSeconds) / CLIENTS)));
+  }
+  for (let round = 1; round <= rounds; round++) {
+    for (const config of CONFIGS) {
+      const perClient = perClientOf.get(config)!;
+      step(`round ${round}/${rounds}: ${config} (${CLIENTS} clients x ${perClient} calls)`);
+      const r = await run(config, perClient);
+      results.set(config, [...(results.get(config) ?? []), r]);
+    }
+  }
+
+  // --- The ledger booked exactly the draws it acknowledged ----------------------------------------
+  step('checking the booked draw counts of every line against the acknowledged draws');
+  let bookedDraws = 0;
+  for (const w of wallets) {
+    const s = await unary(client.getCreditStatus, client, { walletAddress: w.address }, md);
+    bookedDraws += s.creditLine!.drawCount;
+  }
+  ledgerCheck = { acknowledgedDraws, bookedDraws };
+  if (bookedDraws !== acknowledgedDraws) throw new Error(`the lines record ${bookedDraws} draws but ${acknowledgedDraws} were acknowledged`);
+  client.close();
+} finally {
+  await cleanup();
+}
+
+// --- Summary ------------------------------------------------------------------------------------
+const summary = (config: Config) => {
+  const rs = results.get(config)!;
+  return {
+    callsPerSec: Math.round(median(rs.map((r) => r.callsPerSec))),
+    p50Ms: median(rs.map((r) => r.p50Ms)),
+    p99Ms: median(rs.map((r) => r.p99Ms)),
+    serverCpuUsPerCall: Math.round(median(rs.map((r) => r.serverCpuUsPerCall))),
+    pgCpuUsPerCall: Math.round(median(rs.map((r) => r.pgCpuUsPerCall))),
+    loadCpuUsPerCall: Math.round(median(rs.map((r) => r.loadCpuUsPerCall))),
+    errors: rs.reduce((n, r) => n + r.errors, 0),
+  };
+};
+const status = summary('status');
+const spread = { ...summary('spread'), vsStatus: summary('spread').callsPerSec / status.callsPerSec };
+const contended = { ...summary('contended'), vsStatus: summary('contended').callsPerSec / status.callsPerSec };
+const sig = verifyFigures!;
+const signature = {
+  ...sig,
+  verifyShareOfServerCpu: { spread: sig.verifyUs / spread.serverCpuUsPerCall, contended: sig.verifyUs / contended.serverCpuUsPerCall },
+  checkShareOfServerCpu: { spread: sig.checkSignatureUs / spread.serverCpuUsPerCall, contended: sig.checkSignatureUs / contended.serverCpuUsPerCall },
+};
+const targets = {
+  drawsPerSec32: { figure: spread.callsPerSec, target: TARGET.drawsPerSec, met: spread.callsPerSec >= TARGET.drawsPerSec },
+  drawP99Ms32: { figure: spread.p99Ms, target: TARGET.p99Ms, met: spread.p99Ms < TARGET.p99Ms },
+};
+/** Cores kept busy by the three processes measured, from their CPU per call and the call rate (cpus(): this process's own affinity is one core). */
+const busy = (s: typeof status) => ((s.serverCpuUsPerCall + s.pgCpuUsPerCall + s.loadCpuUsPerCall) * s.callsPerSec) / 1e6;
+const errorsTotal = status.errors + spread.errors + contended.errors;
+const out = writeResult('settlement', {
+  benchmark: 'settlement', quick, rounds, runSeconds, pinning, clients: CLIENTS, connections: 1, poolSize, drawAmountMinor: Number(DRAW_MINOR),
+  status, drawsSpread: spread, drawsContended: contended, signature, targets, ledgerCheck, errors: errorsTotal,
+  coresBusy: { status: busy(status), spread: busy(spread), contended: busy(contended), cores: cpus().length },
+  raw: Object.fromEntries(results),
+});
+
+const num = (x: number, w = 8) => Math.round(x).toLocaleString('en-US').padStart(w);
+const ms = (x: number) => x.toFixed(2).padStart(7);
+const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
+const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
+const row = (label: string, s: typeof status, ratio?: number) =>
+  `  ${label.padEnd(44)} ${num(s.callsPerSec, 8)}  ${ms(s.p50Ms)}  ${ms(s.p99Ms)}  ${num(s.serverCpuUsPerCall, 10)}  ${num(s.pgCpuUsPerCall, 6)}  ${num(s.loadCpuUsPerCall, 8)}  ${(ratio === undefined ? '-' : pct(ratio)).padStart(9)}  ${String(s.errors).padStart(6)}`;
+const lines = [
+  '',
+  `settlement benchmark${quick ? ' (--quick)' : ''}: median of ${rounds} round(s) of ~${runSeconds} s per configuration; ${CLIENTS} concurrent clients on one HTTP/2 connection;`,
+  `the settlement service, full stack (mTLS + JWT + rate limit + tracing) on PostgreSQL (fsync on), pool of ${poolSize} connections.`,
+  `draws are signed CreditDraw requests of ${DRAW_MINOR} minor unit, signed before the run.`,
+  `CPU µs per call: server = the service process (CPU 0); pg = the PostgreSQL backends of its pool (either core); load = this load generator (CPU 1).`,
+  '',
+  `  ${'configuration'.padEnd(44)} ${'calls/s'.padStart(8)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}  ${'server µs'.padStart(10)}  ${'pg µs'.padStart(6)}  ${'load µs'.padStart(8)}  ${'vs status'.padStart(9)}  errors`,
+  row('GetCreditStatus (baseline: unsigned, reads)', status),
+  row(`CreditDraw, ${CLIENTS} wallets, a line each`, spread, spread.vsStatus),
+  row(`CreditDraw, ${CLIENTS} clients on ONE line (contended)`, contended, contended.vsStatus),
+  '',
+  `  Ed25519 verify (verifySignature, key cache warm): ${sig.verifyUs.toFixed(1)} µs; the server's whole signature check (checkSignature): ${sig.checkSignatureUs.toFixed(1)} µs; signing a draw (client side): ${sig.signUs.toFixed(1)} µs`,
+  `  verify / server CPU per draw: ${pct(signature.verifyShareOfServerCpu.spread)} (spread), ${pct(signature.verifyShareOfServerCpu.contended)} (contended); whole check: ${pct(signature.checkShareOfServerCpu.spread)} / ${pct(signature.checkShareOfServerCpu.contended)}`,
+  `  CPU busy during the runs (server + pg + load, per call x calls/s): status ${busy(status).toFixed(2)}, spread ${busy(spread).toFixed(2)}, contended ${busy(contended).toFixed(2)} of ${cpus().length} cores`,
+  `  ledger: ${ledgerCheck!.bookedDraws.toLocaleString('en-US')} draws booked = ${ledgerCheck!.acknowledgedDraws.toLocaleString('en-US')} acknowledged`,
+  '',
+  `  targets (PostgreSQL, ${CLIENTS} clients, a line each):`,
+  `    signed draws/s   ${num(targets.drawsPerSec32.figure, 0)} >= ${num(TARGET.drawsPerSec, 0)}: ${verdict(targets.drawsPerSec32.met)}`,
+  `    draw p99         ${spread.p99Ms.toFixed(2)} ms < ${TARGET.p99Ms} ms: ${verdict(targets.drawP99Ms32.met)}`,
+  ...(errorsTotal > 0 ? [`  WARNING: ${errorsTotal} calls failed; see ${out}`] : []),
+  ...(quick ? ['  (--quick: short runs on a possibly busy machine; judge targets on a full run)'] : []),
+  `  figures: ${out}`,
+  '',
+];
+process.stdout.write(lines.join('\n'));
