@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { assertChannel, type Database, type Sql } from './database.js';
 
@@ -7,6 +8,27 @@ export interface PostgresOptions {
   statementTimeoutMs: number;
   /** Reconnect delay for the LISTEN connection after it drops. */
   listenReconnectMs?: number;
+}
+
+/**
+ * Distinct statements kept prepared per connection. Services run a fixed set of statements (a few
+ * dozen); past this bound a statement simply runs unprepared, so nothing grows without limit.
+ */
+const MAX_PREPARED_STATEMENTS = 500;
+const statementNames = new Map<string, string>();
+
+/**
+ * A query config that runs `text` as a named prepared statement, so PostgreSQL parses and plans it
+ * once per connection instead of on every call (a large share of a short transaction's server CPU).
+ * The name is a hash of the text, so one name never means two statements.
+ */
+function prepared(text: string, params: readonly unknown[] | undefined, rowMode?: 'array'): pg.QueryConfig {
+  let name = statementNames.get(text);
+  if (name === undefined && params !== undefined && statementNames.size < MAX_PREPARED_STATEMENTS) {
+    name = 'g_' + createHash('sha256').update(text).digest('hex').slice(0, 24);
+    statementNames.set(text, name);
+  }
+  return { text, values: params as unknown[] | undefined, ...(name ? { name } : {}), ...(rowMode ? { rowMode } : {}) } as pg.QueryConfig;
 }
 
 /** A PostgreSQL server through a `pg` pool, plus one dedicated connection for LISTEN. */
@@ -51,11 +73,11 @@ export async function openPostgres(opts: PostgresOptions): Promise<Database & { 
     engine: 'postgres',
     pool,
     async query(text, params) {
-      const res = await pool.query(text, params as unknown[] | undefined);
+      const res = await pool.query(prepared(text, params));
       return { rows: res.rows, rowCount: res.rowCount ?? 0 };
     },
     async queryArrays(text, params) {
-      const res = await pool.query({ text, values: params as unknown[] | undefined, rowMode: 'array' });
+      const res = await pool.query(prepared(text, params, 'array'));
       return { rows: res.rows as unknown[][], rowCount: res.rowCount ?? 0 };
     },
     async exec(script) {
@@ -68,11 +90,11 @@ export async function openPostgres(opts: PostgresOptions): Promise<Database & { 
         await client.query('BEGIN');
         const tx: Sql = {
           async query(text, params) {
-            const res = await client.query(text, params as unknown[] | undefined);
+            const res = await client.query(prepared(text, params));
             return { rows: res.rows, rowCount: res.rowCount ?? 0 };
           },
           async queryArrays(text, params) {
-            const res = await client.query({ text, values: params as unknown[] | undefined, rowMode: 'array' });
+            const res = await client.query(prepared(text, params, 'array'));
             return { rows: res.rows as unknown[][], rowCount: res.rowCount ?? 0 };
           },
           async exec(script) {
