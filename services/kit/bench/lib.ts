@@ -28,7 +28,9 @@ export function progress(message: string): void {
 /** Starts a TypeScript script as a child process and resolves with the JSON line it prints when ready. */
 export async function startChild<T>(script: string, args: string[], opts: { cpu?: number } = {}): Promise<{ child: ChildProcess; ready: T; stop: () => Promise<void> }> {
   // The same Node flags as `gantry serve` (package.json scripts), so the figures are production's.
-  const nodeArgs = ['--experimental-async-context-frame', '--import', 'tsx', script, ...args];
+  // GANTRY_BENCH_NODE_ARGS adds Node flags to the servers, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile one.
+  const extra = process.env.GANTRY_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const nodeArgs = ['--experimental-async-context-frame', ...extra, '--import', 'tsx', script, ...args];
   const [cmd, cmdArgs] = opts.cpu !== undefined && pinning ? ['taskset', ['-c', String(opts.cpu), process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
   const child = spawn(cmd, cmdArgs as string[], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] });
   const ready = await new Promise<T>((resolve, reject) => {

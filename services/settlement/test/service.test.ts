@@ -223,6 +223,23 @@ for (const engine of engines()) {
       await assertStatus(unary(c.executeSettlement, c, { sessionId, walletAddress: w.address, signature: undefined }, p.admin), status.UNIMPLEMENTED, /CreditSettle/);
     });
 
+    test('the one-round-trip draw declines, booking nothing, whatever the checked path must decide', async () => {
+      const { w, sessionId } = await fundedWallet(1_000n, 500n);
+      const { w: other } = await fundedWallet(1_000n);
+      // The digest stands for the signed body; the store compares it, it does not recompute it.
+      const attempt = (wallet: TestWallet, session: string, amountMinor: bigint, nonce = newNonce()) =>
+        p.store.tryDraw({ request: { owner: wallet.address, key: nonce, operation: 'CreditDraw', digest: Buffer.alloc(32, Number(amountMinor % 256n)) }, sessionId: session, amountMinor, reason: '', transferId: crypto.randomUUID(), now: new Date(p.clock.nowMs) });
+      const before = await ledgerSnapshot(p);
+      assert.equal(await attempt(w, sessionId, 501n), undefined, 'over the line');
+      assert.equal(await attempt(other, sessionId, 1n), undefined, 'another wallet');
+      assert.equal(await attempt(w, '00000000-0000-4000-8000-000000000000', 1n), undefined, 'unknown session');
+      assert.equal(await ledgerSnapshot(p), before);
+      const booked = await attempt(w, sessionId, 500n, 'fast-nonce-1');
+      assert.deepEqual(settlementv1.CreditDrawResponse.fromJSON(booked), { ...settlementv1.CreditDrawResponse.fromJSON(booked), l1BalanceBeforeMinor: 1_000n, l1BalanceAfterMinor: 500n, l2BalanceMinor: 500n, remainingCreditMinor: 0n, drawCount: 1 });
+      assert.equal(await attempt(w, sessionId, 1n, 'fast-nonce-1'), undefined, 'same nonce, another body');
+      assert.deepEqual(await p.store.audit(), []);
+    });
+
     test('50 concurrent draws racing against one credit line never exceed it', async () => {
       const { w, sessionId } = await fundedWallet(10_000n, 1_000n);
       const results = await Promise.allSettled(Array.from({ length: 50 }, () => api.draw(w.drawRequest(sessionId, 30n))));

@@ -90,12 +90,24 @@ export function settlementHandlers(deps: SettlementDeps): Partial<Handlers<typeo
     });
   }
 
-  /** A wallet request: the signature checked before anything is read, then booked once per nonce. */
-  function signed<R>(fields: SignedFields, signature: settlementv1.Signature | undefined, codec: JsonCodec<R>, book: (tx: LedgerTx, at: { now: Date; nowMs: number; request: RequestKey }) => Promise<R>): Promise<R> {
+  /**
+   * A wallet request: the signature checked before anything is read, then booked once per nonce.
+   * `fastPath`, when given, may book the common case in one round trip; when it declines
+   * (undefined), the checked path runs and decides.
+   */
+  async function signed<R>(
+    fields: SignedFields,
+    signature: settlementv1.Signature | undefined,
+    codec: JsonCodec<R>,
+    book: (tx: LedgerTx, at: { now: Date; nowMs: number; request: RequestKey }) => Promise<R>,
+    fastPath?: (at: { now: Date; request: RequestKey }) => Promise<unknown>,
+  ): Promise<R> {
     const nowMs = deps.now();
     const { nonce } = checkSignature(signature, fields, nowMs);
     const request = walletRequest(fields, nonce);
     const now = new Date(nowMs);
+    const fast = await fastPath?.({ now, request });
+    if (fast !== undefined) return codec.fromJSON(fast);
     return once(request, now, codec, (tx) => book(tx, { now, nowMs, request }));
   }
 
@@ -207,7 +219,7 @@ export function settlementHandlers(deps: SettlementDeps): Partial<Handlers<typeo
         const draw = { id: transferId, debit: creditAccount(line.sessionId), credit: escrowAccount(line.sessionId), amountMinor: fields.amountMinor, kind: 'draw' as const };
         await tx.book([draw], { sessionId: line.sessionId, memo: fields.reason, now, drawnMinor: fields.amountMinor }, request, settlementv1.CreditDrawResponse.toJSON(response));
         return response;
-      });
+      }, ({ now, request }) => store.tryDraw({ request, sessionId: fields.sessionId, amountMinor: fields.amountMinor, reason: fields.reason, transferId: deps.newId(), now }));
     },
 
     async creditSettle(req) {

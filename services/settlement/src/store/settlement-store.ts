@@ -45,6 +45,9 @@ export interface RequestKey {
   digest: Buffer;
 }
 
+/** SQLSTATE the fast-path functions raise to decline (and roll back their claim). */
+const FAST_PATH_DECLINED = 'GN001';
+
 /** PostgreSQL error fields the store maps to gRPC errors. */
 interface PgError {
   code?: string;
@@ -72,6 +75,31 @@ export class SettlementStore {
     try {
       return await this.db.transaction((sql) => fn(new LedgerTx(sql)));
     } catch (err) {
+      return mapConstraint(err);
+    }
+  }
+
+  /**
+   * The draw's fast path (migration 002): books a new, allowed draw in one round trip and returns
+   * its response (JSON), or the stored response of a retried one; undefined when the checked path
+   * must decide (a refusal, or a nonce reused with another body). Books nothing when it declines.
+   */
+  async tryDraw(d: { request: RequestKey; sessionId: string; amountMinor: bigint; reason: string; transferId: string; now: Date }): Promise<unknown> {
+    try {
+      const { rows } = await this.db.query(`SELECT outcome, response FROM settlement.try_draw($1, $2, $3, $4, $5, $6, $7, $8)`, [
+        d.request.owner,
+        d.sessionId,
+        d.amountMinor.toString(),
+        d.request.key,
+        d.request.digest,
+        d.transferId,
+        d.reason,
+        d.now,
+      ]);
+      const r = rows[0];
+      return r && r.outcome !== 'checked' ? r.response : undefined;
+    } catch (err) {
+      if ((err as PgError).code === FAST_PATH_DECLINED) return undefined;
       return mapConstraint(err);
     }
   }
