@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { bearerMetadata, clientCredentials, clientOptions, ensureDevSigningKey, loadConfig, mintToken, type ClientTls } from '@gantry/kit';
+import { Status, bearerMetadata, clientCredentials, clientOptions, ensureDevSigningKey, loadConfig, mintToken, type ClientTls } from '@gantry/kit';
 import type { ChannelCredentials, ChannelOptions, Metadata } from '@grpc/grpc-js';
 
 /** Options every network command takes. */
@@ -14,6 +14,8 @@ export interface ConnectionOptions {
   serverName: string;
   dataDir?: string;
   json?: boolean;
+  /** Subject of the dev token minted when no token is given (who the command acts as). */
+  as?: string;
 }
 
 /** Adds --address, --token, TLS file options and --json to a command. */
@@ -48,7 +50,7 @@ export async function connect(opts: ConnectionOptions, scopes: string[]): Promis
   let token = opts.token ?? process.env.GANTRY_TOKEN;
   if (!token) {
     const key = await ensureDevSigningKey(resolve(config.dataDir, 'jwt'));
-    token = mintToken({ subject: 'gantry-cli', scopes, issuer: config.auth.issuer, audience: config.auth.audience, ttlSec: 300, key: key.privateKey, kid: key.kid });
+    token = mintToken({ subject: opts.as ?? 'gantry-cli', scopes, issuer: config.auth.issuer, audience: config.auth.audience, ttlSec: 300, key: key.privateKey, kid: key.kid });
   }
   const bearer = token;
   return { address: opts.address, credentials: clientCredentials(tls), options: clientOptions(tls), metadata: () => bearerMetadata(bearer), json: opts.json ?? false };
@@ -57,4 +59,31 @@ export async function connect(opts: ConnectionOptions, scopes: string[]): Promis
 /** Prints a value as JSON, turning bigints into strings and buffers into hex. */
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v && typeof v === 'object' && (v as { type?: string }).type === 'Buffer' ? Buffer.from((v as { data: number[] }).data).toString('hex') : v)) + '\n');
+}
+
+/** A gRPC failure as one line: the status name, the server's reason, and what to try when the server was not reached. */
+export function explainRpcError(err: unknown, address: string): unknown {
+  const e = err as { code?: unknown; details?: unknown };
+  if (typeof e.code !== 'number' || typeof e.details !== 'string') return err;
+  const name = Status[e.code] ?? `status ${e.code}`;
+  const hint = e.code === Status.UNAVAILABLE ? `; is gantry serving at ${address}? Start it with 'gantry serve', or pass --address` : '';
+  return new Error(`${name}: ${e.details}${hint}`);
+}
+
+/** Connects, makes a service client, runs `fn`, closes the client; gRPC errors become one readable line. */
+export async function withServiceClient<C extends { close(): void }, T>(
+  opts: ConnectionOptions,
+  scopes: string[],
+  make: (c: Connection) => C,
+  fn: (c: Connection, client: C) => Promise<T>,
+): Promise<T> {
+  const c = await connect(opts, scopes);
+  const client = make(c);
+  try {
+    return await fn(c, client);
+  } catch (err) {
+    throw explainRpcError(err, c.address);
+  } finally {
+    client.close();
+  }
 }

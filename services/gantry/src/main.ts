@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { ConfigError } from '@gantry/kit';
+import { approvalsCommand } from './commands/approvals.js';
 import { logCommand } from './commands/log.js';
 import { pkiInit } from './commands/pki.js';
 import { serve } from './commands/serve.js';
@@ -43,6 +44,7 @@ program
 
 program.addCommand(logCommand());
 program.addCommand(settlementCommand());
+program.addCommand(approvalsCommand());
 
 try {
   await program.parseAsync();

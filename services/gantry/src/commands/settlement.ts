@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { Status, unary } from '@gantry/kit';
+import { unary } from '@gantry/kit';
 import { settlementv1 } from '@gantry/proto';
 import {
   HOUSE_ADDRESS,
@@ -14,7 +14,7 @@ import {
   loadWalletKey,
   saveWalletKey,
 } from '@gantry/settlement/client';
-import { connect, printJson, withConnection, type Connection, type ConnectionOptions } from '../connection.js';
+import { printJson, withConnection, withServiceClient, type Connection, type ConnectionOptions } from '../connection.js';
 
 const client = (c: Connection) => new settlementv1.SettlementServiceClient(c.address, c.credentials, c.options);
 type SettlementClient = ReturnType<typeof client>;
@@ -71,26 +71,7 @@ function creditLineJson(l: settlementv1.CreditLine) {
   };
 }
 
-/** A gRPC failure as one line: the status name, the server's reason, and what to try when the server was not reached. */
-function explain(err: unknown, address: string): unknown {
-  const e = err as { code?: unknown; details?: unknown };
-  if (typeof e.code !== 'number' || typeof e.details !== 'string') return err;
-  const name = Status[e.code] ?? `status ${e.code}`;
-  const hint = e.code === Status.UNAVAILABLE ? `; is gantry serving at ${address}? Start it with 'gantry serve', or pass --address` : '';
-  return new Error(`${name}: ${e.details}${hint}`);
-}
-
-async function withClient<T>(opts: ConnectionOptions, scopes: string[], fn: (c: Connection, s: SettlementClient) => Promise<T>): Promise<T> {
-  const c = await connect(opts, scopes);
-  const s = client(c);
-  try {
-    return await fn(c, s);
-  } catch (err) {
-    throw explain(err, c.address);
-  } finally {
-    s.close();
-  }
-}
+const withClient = <T>(opts: ConnectionOptions, scopes: string[], fn: (c: Connection, s: SettlementClient) => Promise<T>) => withServiceClient(opts, scopes, client, fn);
 
 const out = (line: string) => process.stdout.write(line + '\n');
 
