@@ -2,7 +2,7 @@
 // clients, beside a baseline measured in the same run on the same server, and how much of a draw's
 // server CPU is Ed25519 signature verification.
 //
-// Server: settlement-server.ts, its own process, the settlement service through the full kit stack
+// Server: services/gantry/bench/target-server.ts, its own process, the settlement service through the full kit stack
 // (mTLS, JWT, rate limit far above the load, tracing into a counting exporter) on PostgreSQL
 // (scripts/test-env/postgres.sh's server, fsync and synchronous_commit on; a fresh database created
 // for this run and dropped at the end); started on both cores, pinned to CPU 0 once ready.
@@ -26,16 +26,15 @@
 // in pg_stat_activity by database), and this process; their sum against the two cores says whether
 // the machine, rather than a lock or the pool, is the limit.
 // After the runs, the booked draw counts of all lines must equal the draws acknowledged.
-import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import pg from 'pg';
 import { bearerMetadata, clientCredentials, clientOptions, unary } from '@gantry/kit';
 import { settlementv1 } from '@gantry/proto';
 import { SettlementWallet, canonicalMessage, verifySignature, type SignedFields } from '../src/client/index.js';
 import { checkSignature } from '../src/api/validation.js';
-import { cpuSeconds, median, parseBenchArgs, pinProcess, pinning, progress, repoRoot, startChild, writeResult } from '../../kit/bench/lib.js';
+import { median, parseBenchArgs, pinProcess, pinning, progress, repoRoot, startChild, writeResult } from '../../kit/bench/lib.js';
+import { benchDatabase, drive, type RunResult } from '../../kit/bench/load.js';
 
 const args = parseBenchArgs(process.argv.slice(2));
 const t0Run = performance.now();
@@ -58,14 +57,8 @@ const CONFIGS: readonly Config[] = ['status', 'spread', 'contended'];
 interface Ready { port: number; dataDir: string; token: string; poolSize: number }
 
 // --- PostgreSQL: a fresh database for this run --------------------------------------------------
-step('starting PostgreSQL (scripts/test-env/postgres.sh start)');
-const adminUrl = execFileSync('bash', [join(repoRoot, 'scripts/test-env/postgres.sh'), 'start'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
-const dbName = `gantry_bench_settlement_${process.pid}_${Date.now()}`;
-const admin = new pg.Client({ connectionString: adminUrl });
-await admin.connect();
-await admin.query(`CREATE DATABASE ${dbName}`);
-const benchUrl = new URL(adminUrl);
-benchUrl.pathname = `/${dbName}`;
+step('starting PostgreSQL (scripts/test-env/postgres.sh start) and creating a database for this run');
+const db = await benchDatabase('settlement');
 
 let server: Awaited<ReturnType<typeof startChild<Ready>>> | undefined;
 let cleaned = false;
@@ -74,90 +67,9 @@ async function cleanup(): Promise<void> {
   cleaned = true;
   step('stopping the server, dropping the database');
   await server?.stop();
-  await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch((err: unknown) => step(`could not drop database ${dbName}: ${(err as Error).message}`));
-  await admin.end().catch(() => {});
+  await db.drop().catch((err: unknown) => step(`could not drop the benchmark database: ${(err as Error).message}`));
 }
 process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
-
-// --- The load generator ---------------------------------------------------------------------------
-interface RunResult {
-  calls: number;
-  errors: number;
-  failures: Record<string, number>;
-  callsPerSec: number;
-  p50Ms: number;
-  p99Ms: number;
-  /** Server process CPU (user + system) per call. */
-  serverCpuUsPerCall: number;
-  /** CPU of the PostgreSQL backends serving this run's database, per call. */
-  pgCpuUsPerCall: number;
-  /** This process's CPU (the load generator) per call. */
-  loadCpuUsPerCall: number;
-}
-
-function percentile(sorted: Float64Array, p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
-
-/** The PostgreSQL backends connected to this run's database (the server's pool). */
-async function backendPids(): Promise<number[]> {
-  const { rows } = await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = $1', [dbName]);
-  return rows.map((r) => r.pid);
-}
-/** CPU seconds of processes that may exit meanwhile (a backend the pool closed counts as 0). */
-const cpuOf = (pids: number[]) => pids.reduce((sum, pid) => {
-  try {
-    return sum + cpuSeconds(pid);
-  } catch {
-    return sum;
-  }
-}, 0);
-
-/** Runs CLIENTS workers, each sending its own requests one at a time; latency per call, CPU of the server, PostgreSQL and this process. */
-async function drive<Req>(perClient: Req[][], call: (req: Req) => Promise<unknown>, serverPid: number): Promise<RunResult> {
-  const total = perClient.reduce((n, reqs) => n + reqs.length, 0);
-  const latencies = new Float64Array(total);
-  const failures: Record<string, number> = {};
-  let done = 0;
-  let errors = 0;
-  const pgPids = await backendPids();
-  const pgCpu0 = cpuOf(pgPids);
-  const load0 = process.cpuUsage();
-  const cpu0 = cpuSeconds(serverPid);
-  const t0 = performance.now();
-  await Promise.all(
-    perClient.map(async (reqs) => {
-      for (const req of reqs) {
-        const start = performance.now();
-        try {
-          await call(req);
-        } catch (err) {
-          errors++;
-          const e = err as { code?: number; details?: string };
-          const key = `${e.code ?? '?'} ${(e.details ?? String(err)).slice(0, 120)}`;
-          failures[key] = (failures[key] ?? 0) + 1;
-        }
-        latencies[done++] = performance.now() - start;
-      }
-    }),
-  );
-  const seconds = (performance.now() - t0) / 1000;
-  const cpuUsed = cpuSeconds(serverPid) - cpu0;
-  const load = process.cpuUsage(load0);
-  const pgCpuUsed = cpuOf(pgPids) - pgCpu0;
-  latencies.sort();
-  return {
-    calls: total - errors,
-    errors,
-    failures,
-    callsPerSec: total / seconds,
-    p50Ms: percentile(latencies, 50),
-    p99Ms: percentile(latencies, 99),
-    serverCpuUsPerCall: (cpuUsed * 1e6) / total,
-    pgCpuUsPerCall: (pgCpuUsed * 1e6) / total,
-    loadCpuUsPerCall: (load.user + load.system) / total,
-  };
-}
 
 /** µs per call of `fn`: the median of 5 batches after a warm-up batch (JIT, key cache). */
 function microbench(fn: () => unknown, iterations: number): number {
@@ -179,7 +91,7 @@ let poolSize = 0;
 
 try {
   step(`starting the settlement server on PostgreSQL${pinning ? '; once ready it is pinned to CPU 0, this load generator to CPU 1' : ''}`);
-  server = await startChild<Ready>(join(repoRoot, 'services/settlement/bench/settlement-server.ts'), [benchUrl.toString()]);
+  server = await startChild<Ready>(join(repoRoot, 'services/gantry/bench/target-server.ts'), ['settlement', db.url, 'settlement.admin', 'settlement.credit', 'settlement.read']);
   const serverPid = server.child.pid!;
   pinProcess(serverPid, 0);
   pinProcess(process.pid, 1);
@@ -233,8 +145,8 @@ try {
     const reqs = requestsFor(config, perClient);
     const r =
       config === 'status'
-        ? await drive(reqs as settlementv1.GetCreditStatusRequest[][], (req) => unary(client.getCreditStatus, client, req, md), serverPid)
-        : await drive(reqs as settlementv1.CreditDrawRequest[][], (req) => unary(client.creditDraw, client, req, md), serverPid);
+        ? await drive(reqs as settlementv1.GetCreditStatusRequest[][], (req) => unary(client.getCreditStatus, client, req, md), { serverPid, db })
+        : await drive(reqs as settlementv1.CreditDrawRequest[][], (req) => unary(client.creditDraw, client, req, md), { serverPid, db });
     if (config !== 'status') acknowledgedDraws += r.calls;
     return r;
   };
