@@ -11,7 +11,7 @@ describe('gantry serve --target=all (the README start command) checked by client
   let server: GantryServer;
   let pki: { ca: string; cert: string; key: string };
   let token: string;
-  let approvalsToken: string;
+  let webhooksToken: string;
 
   before(async () => {
     server = await startGantry('all');
@@ -19,9 +19,9 @@ describe('gantry serve --target=all (the README start command) checked by client
     const minted = await runGantry(['token', '--scope', 'log.read', '--subject', 'e2e'], server.env);
     assert.equal(minted.code, 0, minted.stderr);
     token = minted.stdout.trim();
-    const forApprovals = await runGantry(['token', '--scope', 'approvals.read', '--subject', 'e2e'], server.env);
-    assert.equal(forApprovals.code, 0, forApprovals.stderr);
-    approvalsToken = forApprovals.stdout.trim();
+    const forWebhooks = await runGantry(['token', '--scope', 'webhooks.read', '--subject', 'e2e'], server.env);
+    assert.equal(forWebhooks.code, 0, forWebhooks.stderr);
+    webhooksToken = forWebhooks.stdout.trim();
   });
   after(async () => {
     await server?.stop();
@@ -67,9 +67,9 @@ describe('gantry serve --target=all (the README start command) checked by client
     assert.equal(authorized.code, 0, authorized.stderr);
     assert.deepEqual(JSON.parse(authorized.stdout), {}, 'no partition matches the prefix: an empty response');
     // A service whose issue has not landed answers UNIMPLEMENTED and says which issue brings it.
-    const approvals = await run(grpcurl!, [...tlsArgs(), '-H', `authorization: Bearer ${approvalsToken}`, '-d', '{}', `127.0.0.1:${server.port}`, 'gantry.approvals.v1.ApprovalsService/GetApprovalStatus']);
-    assert.match(approvals.stderr, /Code: Unimplemented/);
-    assert.match(approvals.stderr, /issue #5/);
+    const webhooks = await run(grpcurl!, [...tlsArgs(), '-H', `authorization: Bearer ${webhooksToken}`, '-d', '{}', `127.0.0.1:${server.port}`, 'gantry.webhooks.v1.WebhooksService/GetWebhook']);
+    assert.match(webhooks.stderr, /Code: Unimplemented/);
+    assert.match(webhooks.stderr, /issue #6/);
     const wrongScope = await run(grpcurl!, [...tlsArgs(), '-H', `authorization: Bearer ${token}`, '-d', '{}', `127.0.0.1:${server.port}`, 'gantry.log.v1.LogService/Append']);
     assert.match(wrongScope.stderr, /Code: PermissionDenied/);
     assert.match(wrongScope.stderr, /log\.append/);

@@ -1,17 +1,91 @@
+import { randomUUID } from 'node:crypto';
 import { defineService, type ServiceFactory } from '@gantry/kit';
 import { approvalsv1 } from '@gantry/proto';
+import { approvalsHandlers } from './api/handlers.js';
 import { approvalsScopes } from './api/scopes.js';
+import { APPROVALS_SCHEMA, ApprovalsStore, approvalsMigrations } from './store/approvals-store.js';
+import { ChangeFeed, type FeedLimits } from './store/change-feed.js';
+import { ExpirySweeper } from './store/expiry-sweeper.js';
 
-/** The approvals target. Its contract and scopes are served now; handlers arrive with issue #5. */
-export const approvalsService: ServiceFactory = {
-  target: 'approvals',
-  create: () => [
-    defineService({
-      name: 'gantry.approvals.v1.ApprovalsService',
-      definition: approvalsv1.ApprovalsServiceService,
-      scopes: approvalsScopes,
-      handlers: {},
-      unimplementedReason: 'the approvals service lands with issue #5',
-    }),
-  ],
-};
+export interface ApprovalsOptions {
+  /** The clock in milliseconds since the epoch; tests pass a fake one. */
+  now?: () => number;
+  /** How often each replica looks for requests past their deadline. */
+  sweepIntervalMs?: number;
+  /** Versions of history kept for watches to resume from; older from_versions get OUT_OF_RANGE. */
+  historyVersions?: number;
+  /** A stream's queue of changes not yet sent: past this many (or `streamQueueBytes`) it is cut off. */
+  streamQueueEvents?: number;
+  streamQueueBytes?: number;
+  /** A quiet watcher gets a BOOKMARK at least this often. */
+  bookmarkIntervalMs?: number;
+}
+
+/** Defaults of the tunables above; each is a bound the docs (docs/approvals.md) state. */
+export const APPROVALS_DEFAULTS = {
+  sweepIntervalMs: 1000,
+  sweepBatch: 500,
+  historyVersions: 100_000,
+  pruneBatch: 10_000,
+  streamQueueEvents: 1000,
+  streamQueueBytes: 32 * 1024 * 1024,
+  bookmarkIntervalMs: 15_000,
+  feedReadChanges: 500,
+  feedReadBytes: 4 * 1024 * 1024,
+  feedPollMs: 1000,
+  maxStreams: 10_000,
+  maxPendingPerSession: 10_000,
+  pendingPage: 200,
+} as const;
+
+/** The approvals target with injected clock and tunables (tests); `approvalsService` uses the defaults. */
+export function createApprovalsService(opts: ApprovalsOptions = {}): ServiceFactory {
+  const now = opts.now ?? Date.now;
+  const d = APPROVALS_DEFAULTS;
+  return {
+    target: 'approvals',
+    schema: { name: APPROVALS_SCHEMA, migrations: approvalsMigrations },
+    async create({ db, log, onShutdown }) {
+      const store = new ApprovalsStore(db);
+      const limits: FeedLimits = {
+        readChanges: d.feedReadChanges,
+        readBytes: d.feedReadBytes,
+        queueEvents: opts.streamQueueEvents ?? d.streamQueueEvents,
+        queueBytes: opts.streamQueueBytes ?? d.streamQueueBytes,
+        maxSubscriptions: d.maxStreams,
+        pollMs: d.feedPollMs,
+      };
+      const feed = new ChangeFeed(db, store, limits, log);
+      await feed.start();
+      const sweeper = new ExpirySweeper(
+        store,
+        { intervalMs: opts.sweepIntervalMs ?? d.sweepIntervalMs, batch: d.sweepBatch, keepVersions: opts.historyVersions ?? d.historyVersions, pruneBatch: d.pruneBatch, now, onChange: () => feed.wake() },
+        log,
+      );
+      sweeper.start();
+      onShutdown(async () => {
+        await sweeper.stop();
+        await feed.stop();
+      });
+      return [
+        defineService({
+          name: 'gantry.approvals.v1.ApprovalsService',
+          definition: approvalsv1.ApprovalsServiceService,
+          scopes: approvalsScopes,
+          handlers: approvalsHandlers({
+            store,
+            feed,
+            now,
+            newId: randomUUID,
+            limits: { ...limits, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? d.bookmarkIntervalMs, maxPendingPerSession: d.maxPendingPerSession, pendingPage: d.pendingPage },
+          }),
+        }),
+      ];
+    },
+  };
+}
+
+/** The approvals target: M-of-N validator approvals with watches, validator streams and expiry. */
+export const approvalsService: ServiceFactory = createApprovalsService();
+
+export { ApprovalsStore } from './store/approvals-store.js';

@@ -1,6 +1,6 @@
 import type { ScopeTable, ServiceFactory } from '@gantry/kit';
 import { approvalsService } from '@gantry/approvals';
-import { approvalsScopes } from '@gantry/approvals/scopes';
+import { APPROVALS_ADMIN_SCOPE, approvalsScopes } from '@gantry/approvals/scopes';
 import { logService } from '@gantry/log';
 import { logScopes } from '@gantry/log/scopes';
 import { settlementService } from '@gantry/settlement';
@@ -29,5 +29,7 @@ export function servicesFor(target: string): ServiceFactory[] {
 /** Every scope any RPC declares, for `gantry token --all-scopes`. */
 export function allScopes(): string[] {
   const tables: ScopeTable<Record<string, unknown>>[] = [logScopes, settlementScopes, approvalsScopes, webhooksScopes];
-  return [...new Set(tables.flatMap((t) => Object.values(t).flat()))].sort();
+  // Scopes a handler checks beyond its method's own (acting for someone else).
+  const extra = [APPROVALS_ADMIN_SCOPE];
+  return [...new Set([...tables.flatMap((t) => Object.values(t).flat()), ...extra])].sort();
 }

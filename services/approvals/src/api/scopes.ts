@@ -12,3 +12,6 @@ export const approvalsScopes: ScopeTable<typeof approvalsv1.ApprovalsServiceServ
   bidirectionalApprovalStream: ['approvals.vote'],
   listApprovals: ['approvals.read'],
 };
+
+/** Lets a caller submit a request on behalf of another requester. */
+export const APPROVALS_ADMIN_SCOPE = 'approvals.admin';

@@ -1,0 +1,326 @@
+import { fileURLToPath } from 'node:url';
+import { failedPrecondition, loadMigrations, type Database, type Sql } from '@gantry/kit';
+import type { ApprovalKind, ApprovalRecord, ChangeRecord, ChangeType, PriorityRank, RequestRecord, VoteRecord } from '../domain/approval.js';
+import type { ApprovalState, Decision } from '../domain/quorum.js';
+
+export const APPROVALS_SCHEMA = 'approvals';
+export const approvalsMigrations = loadMigrations(fileURLToPath(new URL('./migrations', import.meta.url)));
+
+/** NOTIFY channel of every committed change; the payload is only a hint ("look again"). */
+export const CHANGED_CHANNEL = 'approvals_changed';
+
+type Row = Record<string, unknown>;
+/** int8 comes back as string (pg) or bigint/number (PGlite). */
+const big = (v: unknown): bigint => BigInt(v as string | number | bigint);
+const date = (v: unknown): Date => (v instanceof Date ? v : new Date(v as string));
+const bytes = (v: unknown): Buffer => Buffer.from(v as Uint8Array);
+
+/** Every column of a request but its content (up to 1 MiB: fetched only for what is sent). */
+const REQUEST_COLUMNS = `r.approval_id, r.created_version, r.version, r.requester, r.type, r.priority, r.title, r.content_hash,
+  octet_length(r.content) AS content_bytes, r.validators, r.required_approvals, r.state, r.labels, r.created_at, r.expires_at, r.finalized_at`;
+
+function toRequest(r: Row): RequestRecord {
+  return {
+    id: r.approval_id as string,
+    createdVersion: big(r.created_version),
+    version: big(r.version),
+    requester: r.requester as string,
+    type: r.type as ApprovalKind,
+    priority: Number(r.priority) as PriorityRank,
+    title: r.title as string,
+    contentHash: bytes(r.content_hash),
+    contentBytes: Number(r.content_bytes),
+    validators: r.validators as string[],
+    requiredApprovals: Number(r.required_approvals),
+    state: r.state as ApprovalState,
+    labels: (typeof r.labels === 'string' ? JSON.parse(r.labels) : r.labels) as Record<string, string>,
+    createdAt: date(r.created_at),
+    expiresAt: date(r.expires_at),
+    finalizedAt: r.finalized_at ? date(r.finalized_at) : null,
+    votes: [],
+  };
+}
+
+/** Fills in each request's votes, as of the request's own version (a later snapshot may hold newer ones). */
+async function attachVotes(sql: Sql, requests: RequestRecord[]): Promise<RequestRecord[]> {
+  if (requests.length === 0) return requests;
+  const { rows } = await sql.query(
+    `SELECT approval_id, validator, decision, reason, cast_at, version FROM approvals.votes WHERE approval_id = ANY($1::text[]) ORDER BY version`,
+    [requests.map((r) => r.id)],
+  );
+  const byId = new Map(requests.map((r) => [r.id, r]));
+  for (const v of rows) {
+    const request = byId.get(v.approval_id as string)!;
+    const vote: VoteRecord = { validator: v.validator as string, decision: v.decision as Decision, reason: v.reason as string, castAt: date(v.cast_at), version: big(v.version) };
+    if (vote.version <= request.version) request.votes.push(vote);
+  }
+  return requests;
+}
+
+/** A new request as the submit handler built it. */
+export interface NewRequest {
+  id: string;
+  requester: string;
+  requestId: string | null;
+  digest: Buffer;
+  type: ApprovalKind;
+  priority: PriorityRank;
+  title: string;
+  content: Buffer;
+  contentHash: Buffer;
+  validators: string[];
+  requiredApprovals: number;
+  labels: Record<string, string>;
+  createdAt: Date;
+  expiresAt: Date;
+}
+
+/** One change to an existing request: a vote (maybe deciding it), or its expiry. */
+export interface Change {
+  approvalId: string;
+  type: Exclude<ChangeType, 'CREATED'>;
+  state: ApprovalState;
+  vote?: { validator: string; decision: Decision; reason: string };
+  at: Date;
+  finalizedAt: Date | null;
+}
+
+export interface ListFilter {
+  states: ApprovalState[];
+  types: ApprovalKind[];
+  requester: string;
+  validator: string;
+  createdAfter: Date | undefined;
+  createdBefore: Date | undefined;
+}
+
+export interface PendingQuery {
+  validator: string;
+  types: ApprovalKind[];
+  minPriority: PriorityRank;
+}
+
+/** Position in a validator's to-do list, which is ordered by priority (highest first), then age. */
+export interface PendingCursor {
+  priority: PriorityRank;
+  createdVersion: bigint;
+}
+
+/** The submit raced a retry with the same request_id: read the winner and answer as a retry. */
+export class IdempotencyRace extends Error {}
+
+/** PostgreSQL error fields the store maps. */
+interface PgError {
+  code?: string;
+  constraint?: string;
+}
+
+function mapConstraint(err: unknown): never {
+  const e = err as PgError;
+  if (e.code === '23505' && e.constraint === 'requests_idempotency') throw new IdempotencyRace('request_id taken concurrently');
+  if (e.code === '23514' && e.constraint === 'terminal_states_never_change') throw failedPrecondition('the approval is already final; votes are closed');
+  throw err;
+}
+
+/** The approvals service's SQL. Every statement names the `approvals` schema. */
+export class ApprovalsStore {
+  constructor(private readonly db: Database) {}
+
+  /** Runs `fn` in one transaction; database constraint violations become contract errors. */
+  async transaction<T>(fn: (tx: ApprovalsTx) => Promise<T>): Promise<T> {
+    try {
+      return await this.db.transaction((sql) => fn(new ApprovalsTx(sql)));
+    } catch (err) {
+      return mapConstraint(err);
+    }
+  }
+
+  /** The current service-wide version (of the last committed change). */
+  async headVersion(): Promise<bigint> {
+    const { rows } = await this.db.query(`SELECT version FROM approvals.head`);
+    return big(rows[0]!.version);
+  }
+
+  /** One request with its votes, or undefined. */
+  async request(id: string): Promise<RequestRecord | undefined> {
+    const { rows } = await this.db.query(`SELECT ${REQUEST_COLUMNS} FROM approvals.requests r WHERE r.approval_id = $1`, [id]);
+    if (!rows[0]) return undefined;
+    const [request] = await attachVotes(this.db, [toRequest(rows[0])]);
+    return request;
+  }
+
+  /** The given requests with their content (callers bound how many bytes they ask for at once). */
+  async withContent<R extends RequestRecord>(requests: R[]): Promise<(R & ApprovalRecord)[]> {
+    if (requests.length === 0) return [];
+    const ids = [...new Set(requests.map((r) => r.id))];
+    const { rows } = await this.db.query(`SELECT approval_id, content FROM approvals.requests WHERE approval_id = ANY($1::text[])`, [ids]);
+    const content = new Map(rows.map((r) => [r.approval_id as string, bytes(r.content)]));
+    return requests.map((r) => ({ ...r, content: content.get(r.id)! }));
+  }
+
+  /**
+   * Changes with version > `after` (of one request when `approvalId` is set), oldest first, with
+   * the current version and the oldest version still retained, read in one snapshot.
+   */
+  async changesAfter(after: bigint, limit: number, approvalId: string): Promise<{ changes: (ChangeRecord & { request: RequestRecord })[]; head: bigint; oldestRetained: bigint }> {
+    const { rows } = await this.db.query(
+      `WITH h AS (SELECT version AS head, (SELECT min(version) FROM approvals.events) AS oldest FROM approvals.head)
+       SELECT h.head, h.oldest, e.version, e.approval_id, e.type, e.state
+         FROM h LEFT JOIN LATERAL (
+           SELECT version, approval_id, type, state FROM approvals.events
+            WHERE version > $1 AND ($3 = '' OR approval_id = $3) ORDER BY version LIMIT $2) e ON true
+        ORDER BY e.version`,
+      [after.toString(), limit, approvalId],
+    );
+    const head = big(rows[0]!.head);
+    // With no history at all, everything up to the head has been pruned (or nothing happened yet).
+    const oldestRetained = rows[0]!.oldest === null ? head + 1n : big(rows[0]!.oldest);
+    const found = rows.filter((r) => r.version !== null);
+    const requests = await this.requests([...new Set(found.map((r) => r.approval_id as string))]);
+    const changes = found.map((r) => ({
+      version: big(r.version),
+      approvalId: r.approval_id as string,
+      type: r.type as ChangeType,
+      state: r.state as ApprovalState,
+      request: requests.get(r.approval_id as string)!,
+    }));
+    return { changes, head, oldestRetained };
+  }
+
+  /** Requests by id with every vote they have now. */
+  private async requests(ids: string[]): Promise<Map<string, RequestRecord>> {
+    if (ids.length === 0) return new Map();
+    const { rows } = await this.db.query(`SELECT ${REQUEST_COLUMNS} FROM approvals.requests r WHERE r.approval_id = ANY($1::text[])`, [ids]);
+    const found = await attachVotes(this.db, rows.map(toRequest));
+    return new Map(found.map((r) => [r.id, r]));
+  }
+
+  /**
+   * A page of requests, newest first, and the current version read in the same snapshot. States
+   * filter on the state at `now`: a PENDING request past its deadline counts as EXPIRED even
+   * before the sweeper has recorded it.
+   */
+  async list(filter: ListFilter, beforeCreatedVersion: bigint | undefined, limit: number, now: Date): Promise<{ head: bigint; requests: RequestRecord[] }> {
+    const { rows } = await this.db.query(
+      `WITH h AS (SELECT version AS head FROM approvals.head)
+       SELECT h.head, page.* FROM h LEFT JOIN LATERAL (
+         SELECT ${REQUEST_COLUMNS} FROM approvals.requests r
+          WHERE (cardinality($1::text[]) = 0 OR (CASE WHEN r.state = 'PENDING' AND r.expires_at <= $9 THEN 'EXPIRED' ELSE r.state END) = ANY($1::text[]))
+            AND (cardinality($2::text[]) = 0 OR r.type = ANY($2::text[]))
+            AND ($3 = '' OR r.requester = $3)
+            AND ($4 = '' OR r.validators @> ARRAY[$4::text])
+            AND ($5::timestamptz IS NULL OR r.created_at > $5)
+            AND ($6::timestamptz IS NULL OR r.created_at < $6)
+            AND ($7::bigint IS NULL OR r.created_version < $7)
+          ORDER BY r.created_version DESC LIMIT $8) page ON true
+        ORDER BY page.created_version DESC`,
+      [filter.states, filter.types, filter.requester, filter.validator, filter.createdAfter ?? null, filter.createdBefore ?? null, beforeCreatedVersion?.toString() ?? null, limit, now],
+    );
+    const head = big(rows[0]!.head);
+    return { head, requests: await attachVotes(this.db, rows.filter((r) => r.approval_id !== null).map(toRequest)) };
+  }
+
+  /**
+   * A page of what `q.validator` still has to decide: PENDING before `now`, in its set, not its own
+   * request, not voted on yet; highest priority first, then oldest first.
+   */
+  async pending(q: PendingQuery, after: PendingCursor | undefined, limit: number, now: Date): Promise<RequestRecord[]> {
+    const { rows } = await this.db.query(
+      `SELECT ${REQUEST_COLUMNS} FROM approvals.requests r
+        WHERE r.state = 'PENDING' AND r.expires_at > $2 AND r.validators @> ARRAY[$1::text] AND r.requester <> $1
+          AND NOT EXISTS (SELECT 1 FROM approvals.votes v WHERE v.approval_id = r.approval_id AND v.validator = $1)
+          AND (cardinality($3::text[]) = 0 OR r.type = ANY($3::text[]))
+          AND r.priority >= $4
+          AND ($5::smallint IS NULL OR r.priority < $5 OR (r.priority = $5 AND r.created_version > $6))
+        ORDER BY r.priority DESC, r.created_version ASC LIMIT $7`,
+      [q.validator, now, q.types, q.minPriority, after?.priority ?? null, after?.createdVersion.toString() ?? null, limit],
+    );
+    return attachVotes(this.db, rows.map(toRequest));
+  }
+
+  /**
+   * Records EXPIRED for up to `limit` PENDING requests past their deadline at `now`, each with its
+   * own version. SKIP LOCKED: replicas sweeping at once split the work, and a request being voted
+   * on is left to that vote (which expires it itself if the deadline has passed). Returns how many.
+   */
+  async expireDue(now: Date, limit: number): Promise<number> {
+    const { rows } = await this.db.query(
+      `WITH due AS (
+         SELECT approval_id, expires_at, row_number() OVER (ORDER BY expires_at, approval_id) AS n
+           FROM (SELECT approval_id, expires_at FROM approvals.requests
+                  WHERE state = 'PENDING' AND expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) d),
+       h AS (UPDATE approvals.head SET version = version + (SELECT count(*) FROM due)
+              WHERE EXISTS (SELECT 1 FROM due) RETURNING version - (SELECT count(*) FROM due) AS base),
+       upd AS (UPDATE approvals.requests r SET state = 'EXPIRED', finalized_at = due.expires_at, version = h.base + due.n
+                 FROM due, h WHERE r.approval_id = due.approval_id RETURNING r.approval_id, r.version),
+       ev AS (INSERT INTO approvals.events (version, approval_id, type, state, at)
+              SELECT version, approval_id, 'FINALIZED', 'EXPIRED', $1 FROM upd RETURNING version)
+       SELECT (SELECT count(*) FROM ev) AS expired, (SELECT pg_notify('${CHANGED_CHANNEL}', max(version)::text) FROM ev HAVING count(*) > 0) AS notified`,
+      [now, limit],
+    );
+    return Number(rows[0]!.expired);
+  }
+
+  /**
+   * Deletes history older than the last `keepVersions` versions, at most `limit` rows per call.
+   * Requests and votes stay; only the ability to resume a watch from that far back goes.
+   */
+  async pruneHistory(keepVersions: number, limit: number): Promise<number> {
+    const { rowCount } = await this.db.query(
+      `DELETE FROM approvals.events WHERE version IN (
+         SELECT version FROM approvals.events WHERE version <= (SELECT version - $1 FROM approvals.head) ORDER BY version LIMIT $2)`,
+      [keepVersions, limit],
+    );
+    return rowCount;
+  }
+}
+
+/** The statements one change runs inside its transaction. */
+export class ApprovalsTx {
+  constructor(private readonly sql: Sql) {}
+
+  /** The request an idempotency key was used for, with the digest of the body it came with. */
+  async byRequestId(requester: string, requestId: string): Promise<{ id: string; digest: Buffer } | undefined> {
+    const { rows } = await this.sql.query(`SELECT approval_id, request_digest FROM approvals.requests WHERE requester = $1 AND request_id = $2`, [requester, requestId]);
+    return rows[0] ? { id: rows[0].approval_id as string, digest: bytes(rows[0].request_digest) } : undefined;
+  }
+
+  /** Inserts a PENDING request as one change (CREATED); returns its version. */
+  async insert(r: NewRequest): Promise<bigint> {
+    const { rows } = await this.sql.query(
+      `WITH v AS (UPDATE approvals.head SET version = version + 1 RETURNING version),
+       req AS (INSERT INTO approvals.requests (approval_id, created_version, version, requester, request_id, request_digest, type, priority, title,
+                 content, content_hash, validators, required_approvals, state, labels, created_at, expires_at)
+               SELECT $1, v.version, v.version, $2, $3, $4, $5, $6, $7, $8, $9, $10::text[], $11, 'PENDING', $12::jsonb, $13, $14 FROM v),
+       ev AS (INSERT INTO approvals.events (version, approval_id, type, state, at) SELECT v.version, $1, 'CREATED', 'PENDING', $13 FROM v)
+       SELECT v.version, pg_notify('${CHANGED_CHANNEL}', v.version::text) AS notified FROM v`,
+      [r.id, r.requester, r.requestId, r.digest, r.type, r.priority, r.title, r.content, r.contentHash, r.validators, r.requiredApprovals, JSON.stringify(r.labels), r.createdAt, r.expiresAt],
+    );
+    return big(rows[0]!.version);
+  }
+
+  /**
+   * Locks a request for a change and reads it with its votes. The votes are read by a second
+   * statement on purpose: one that waited for the lock must see what the holder committed.
+   */
+  async lock(id: string): Promise<RequestRecord | undefined> {
+    const { rows } = await this.sql.query(`SELECT ${REQUEST_COLUMNS} FROM approvals.requests r WHERE r.approval_id = $1 FOR UPDATE`, [id]);
+    if (!rows[0]) return undefined;
+    const [request] = await attachVotes(this.sql, [toRequest(rows[0])]);
+    return request;
+  }
+
+  /** Records one change to a locked request (its vote, its new state, the history row); returns its version. */
+  async record(c: Change): Promise<bigint> {
+    const { rows } = await this.sql.query(
+      `WITH v AS (UPDATE approvals.head SET version = version + 1 RETURNING version),
+       vote AS (INSERT INTO approvals.votes (approval_id, validator, decision, reason, cast_at, version)
+                SELECT $1, $4::text, $5, $6, $7, v.version FROM v WHERE $4::text IS NOT NULL),
+       req AS (UPDATE approvals.requests r SET version = v.version, state = $3, finalized_at = $8::timestamptz FROM v WHERE r.approval_id = $1),
+       ev AS (INSERT INTO approvals.events (version, approval_id, type, state, at) SELECT v.version, $1, $2, $3, $7 FROM v)
+       SELECT v.version, pg_notify('${CHANGED_CHANNEL}', v.version::text) AS notified FROM v`,
+      [c.approvalId, c.type, c.state, c.vote?.validator ?? null, c.vote?.decision ?? null, c.vote?.reason ?? null, c.at, c.finalizedAt],
+    );
+    return big(rows[0]!.version);
+  }
+}

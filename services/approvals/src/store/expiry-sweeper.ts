@@ -1,0 +1,66 @@
+// Records EXPIRED for requests past their deadline, and prunes the change history. Every replica
+// runs one: the expiry statement takes its rows FOR UPDATE SKIP LOCKED, so replicas split the
+// due requests between them instead of queueing on each other, and each request expires once.
+import type { Logger } from '@gantry/kit';
+import type { ApprovalsStore } from './approvals-store.js';
+
+export interface SweeperOptions {
+  intervalMs: number;
+  /** Requests one statement expires at most (one transaction, one lock on the version counter). */
+  batch: number;
+  /** History versions kept for watches to resume from. */
+  keepVersions: number;
+  /** History rows one prune deletes at most. */
+  pruneBatch: number;
+  now: () => number;
+  /** Told after each batch that expired something, so local streams look at once. */
+  onChange: () => void;
+}
+
+/** Rounds of a full batch one tick runs before yielding to the next tick, so a backlog cannot monopolise a connection. */
+const MAX_BATCHES_PER_TICK = 20;
+
+export class ExpirySweeper {
+  private timer: NodeJS.Timeout | undefined;
+  private tick: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly store: ApprovalsStore,
+    private readonly opts: SweeperOptions,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.tick;
+  }
+
+  /** One sweep now: expires what is due (a bounded number of batches), then prunes history. Returns how many expired. */
+  async sweep(): Promise<number> {
+    let expired = 0;
+    for (let i = 0; i < MAX_BATCHES_PER_TICK; i++) {
+      const n = await this.store.expireDue(new Date(this.opts.now()), this.opts.batch);
+      expired += n;
+      if (n > 0) this.opts.onChange();
+      if (n < this.opts.batch) break;
+    }
+    await this.store.pruneHistory(this.opts.keepVersions, this.opts.pruneBatch);
+    return expired;
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.tick = this.sweep()
+        .then(() => undefined)
+        .catch((err: unknown) => this.log.warn({ err }, 'approvals expiry sweep failed; retrying at the next tick'))
+        .finally(() => this.schedule());
+    }, this.opts.intervalMs);
+  }
+}
