@@ -8,7 +8,7 @@ import { settlementv1 } from '@gantry/proto';
 import { tokenFor } from '../../kit/test/clients.js';
 import type { EngineName } from '../../kit/test/databases.js';
 import { startServicePlatform } from '../../kit/test/harness.js';
-import { generateWallet, signRequest, type SignedFields, type WalletKeys } from '../src/domain/signing.js';
+import { SettlementWallet, generateWallet, type WalletKeys } from '../src/client/index.js';
 import { createSettlementService, SettlementStore } from '../src/index.js';
 
 export type SettlementClient = InstanceType<typeof settlementv1.SettlementServiceClient>;
@@ -51,7 +51,10 @@ export async function startSettlementPlatform(engine: EngineName): Promise<Settl
 
 export const newNonce = () => randomBytes(12).toString('base64url');
 
-/** Signed request builders for one wallet, on the platform's clock. */
+/**
+ * A wallet for tests: the client library's SettlementWallet on the platform's clock, with a
+ * nonce or timestamp of the test's choosing when it wants to replay or skew one.
+ */
 export class TestWallet {
   readonly keys: WalletKeys = generateWallet();
   constructor(private readonly p: SettlementPlatform) {}
@@ -60,25 +63,20 @@ export class TestWallet {
     return this.keys.address;
   }
 
-  sign(fields: SignedFields, opts: { nonce?: string; timestampMs?: number } = {}): settlementv1.Signature {
-    return signRequest(this.keys, fields, BigInt(opts.timestampMs ?? this.p.clock.nowMs), opts.nonce ?? newNonce());
+  private signer(opts: { nonce?: string; timestampMs?: number }): SettlementWallet {
+    return new SettlementWallet(this.keys, { now: () => opts.timestampMs ?? this.p.clock.nowMs, nonce: () => opts.nonce ?? newNonce() });
   }
 
   approveRequest(creditLimitMinor: bigint, opts: { nonce?: string; timestampMs?: number; expiresInSec?: number } = {}): settlementv1.ApproveCreditLineRequest {
-    const expiresInSec = opts.expiresInSec ?? 3600;
-    const fields: SignedFields = { operation: 'ApproveCreditLine', walletAddress: this.address, creditLimitMinor, expiresInMs: BigInt(expiresInSec * 1000) };
-    return { walletAddress: this.address, creditLimitMinor, expiresIn: { seconds: BigInt(expiresInSec), nanos: 0 }, signature: this.sign(fields, opts) };
+    return this.signer(opts).approve(creditLimitMinor, BigInt((opts.expiresInSec ?? 3600) * 1000));
   }
 
   drawRequest(sessionId: string, amountMinor: bigint, opts: { nonce?: string; timestampMs?: number; reason?: string } = {}): settlementv1.CreditDrawRequest {
-    const reason = opts.reason ?? 'low_balance';
-    const fields: SignedFields = { operation: 'CreditDraw', walletAddress: this.address, sessionId, amountMinor, reason };
-    return { walletAddress: this.address, sessionId, amountMinor, reason, signature: this.sign(fields, opts) };
+    return this.signer(opts).draw(sessionId, amountMinor, opts.reason ?? 'low_balance');
   }
 
   settleRequest(sessionId: string, finalL2BalanceMinor: bigint, lockedInBetsMinor = 0n, opts: { nonce?: string; timestampMs?: number } = {}): settlementv1.CreditSettleRequest {
-    const fields: SignedFields = { operation: 'CreditSettle', walletAddress: this.address, sessionId, finalL2BalanceMinor, lockedInBetsMinor };
-    return { walletAddress: this.address, sessionId, finalL2BalanceMinor, lockedInBetsMinor, signature: this.sign(fields, opts) };
+    return this.signer(opts).settle(sessionId, finalL2BalanceMinor, lockedInBetsMinor);
   }
 }
 
