@@ -6,6 +6,7 @@ import { approvalsScopes } from './api/scopes.js';
 import { APPROVALS_SCHEMA, ApprovalsStore, approvalsMigrations } from './store/approvals-store.js';
 import { ChangeFeed, type FeedLimits } from './store/change-feed.js';
 import { ExpirySweeper } from './store/expiry-sweeper.js';
+import { MAX_QUEUED_VOTES, MAX_TX_IN_FLIGHT, MAX_VOTES_PER_TX, VoteCommitter } from './store/vote-committer.js';
 
 export interface ApprovalsOptions {
   /** The clock in milliseconds since the epoch; tests pass a fake one. */
@@ -19,6 +20,8 @@ export interface ApprovalsOptions {
   streamQueueBytes?: number;
   /** A quiet watcher gets a BOOKMARK at least this often. */
   bookmarkIntervalMs?: number;
+  /** Votes one replica holds waiting to commit; beyond it a vote is RESOURCE_EXHAUSTED. */
+  maxQueuedVotes?: number;
 }
 
 /** Defaults of the tunables above; each is a bound the docs (docs/approvals.md) state. */
@@ -36,6 +39,9 @@ export const APPROVALS_DEFAULTS = {
   maxStreams: 10_000,
   maxPendingPerSession: 10_000,
   pendingPage: 200,
+  maxVotesPerTx: MAX_VOTES_PER_TX,
+  maxQueuedVotes: MAX_QUEUED_VOTES,
+  maxVoteTxInFlight: MAX_TX_IN_FLIGHT,
 } as const;
 
 /** The approvals target with injected clock and tunables (tests); `approvalsService` uses the defaults. */
@@ -63,6 +69,7 @@ export function createApprovalsService(opts: ApprovalsOptions = {}): ServiceFact
         log,
       );
       sweeper.start();
+      const committer = new VoteCommitter(store, () => feed.wake(), { maxVotesPerTx: d.maxVotesPerTx, maxQueuedVotes: opts.maxQueuedVotes ?? d.maxQueuedVotes, maxTxInFlight: d.maxVoteTxInFlight });
       onShutdown(async () => {
         await sweeper.stop();
         await feed.stop();
@@ -77,6 +84,7 @@ export function createApprovalsService(opts: ApprovalsOptions = {}): ServiceFact
             feed,
             now,
             newId: randomUUID,
+            committer,
             limits: { ...limits, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? d.bookmarkIntervalMs, maxPendingPerSession: d.maxPendingPerSession, pendingPage: d.pendingPage },
           }),
         }),

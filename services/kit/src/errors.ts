@@ -55,3 +55,13 @@ export function toWireStatus(err: unknown, reference: string): WireStatus {
     unexpected: true,
   };
 }
+
+/**
+ * A free-text field: at most `maxChars` characters and no NUL (PostgreSQL text cannot store it,
+ * so it would otherwise fail deep in the database as an internal error).
+ */
+export function checkText(field: string, text: string, maxChars: number): string {
+  if (text.length > maxChars) throw invalidArgument(field, `is ${text.length} characters; the maximum is ${maxChars}`);
+  if (text.includes('\0')) throw invalidArgument(field, 'must not contain NUL characters');
+  return text;
+}

@@ -209,6 +209,7 @@ for (const engine of engines()) {
         [() => api.deposit(w.address, 10n, 'bad id with spaces'), /^transfer_id: must be 1 to 128 characters/],
         [() => api.deposit(w.address, 10n ** 16n), /^amount_minor: must be at most/],
         [() => api.settle(w.settleRequest(sessionId, -1n)), /^final_l2_balance_minor: must be zero or more/],
+        [() => api.draw(w.drawRequest(sessionId, 1n, { reason: 'a\0b' })), /^reason: must not contain NUL characters/],
       ];
       for (const [attempt, pattern] of cases) await refusedWithNothingBooked(attempt, status.INVALID_ARGUMENT, pattern);
       await refusedWithNothingBooked(() => api.draw(w.drawRequest('00000000-0000-4000-8000-000000000000', 1n)), status.NOT_FOUND, /session .* does not exist/);

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { GantryError, Status, alreadyExists, invalidArgument, notFound, outOfRange, permissionDenied, unauthenticated, type CallContext, type Handlers } from '@gantry/kit';
+import { checkText, GantryError, Status, alreadyExists, invalidArgument, notFound, outOfRange, permissionDenied, unauthenticated, type CallContext, type Handlers } from '@gantry/kit';
 import { approvalsv1 } from '@gantry/proto';
-import { quorumView, type ApprovalRecord, type RequestRecord } from '../domain/approval.js';
-import { castVote, type ApprovalState, type Decision } from '../domain/quorum.js';
+import type { ApprovalRecord, RequestRecord } from '../domain/approval.js';
+import type { ApprovalState, Decision } from '../domain/quorum.js';
 import { IdempotencyRace, type ApprovalsTx } from '../store/approvals-store.js';
+import type { VoteCommitter, VoteOutcome } from '../store/vote-committer.js';
 import { APPROVALS_ADMIN_SCOPE } from './scopes.js';
 import { toApproval, wireEventType, wireState } from './convert.js';
 import { follow, mergeUntil, pendingFor, type PendingChangeOut, type PendingFilterSpec, type StreamDeps } from './streams.js';
@@ -20,7 +21,6 @@ import {
   checkPendingFilter,
   checkPriority,
   checkRequiredApprovals,
-  checkText,
   checkValidators,
   decodePageToken,
   encodePageToken,
@@ -30,10 +30,9 @@ import {
 export interface ApprovalsDeps extends StreamDeps {
   /** New approval ids. */
   newId: () => string;
+  /** Applies votes in group transactions. */
+  committer: VoteCommitter;
 }
-
-/** The outcome of one vote: what SubmitValidatorResponse returns, or the refusal (with the state, when known). */
-type VoteOutcome = { ok: true; approval: ApprovalRecord; duplicate: boolean } | { ok: false; error: GantryError; state?: ApprovalState };
 
 const { PENDING_CHANGE_ADDED: ADDED, PENDING_CHANGE_REMOVED: REMOVED } = approvalsv1.PendingChange;
 
@@ -49,63 +48,28 @@ const presentAt = (r: ApprovalRecord, nowMs: number): ApprovalRecord =>
 const toPending = (u: PendingChangeOut): approvalsv1.PendingUpdate => ({ change: u.change === 'ADDED' ? ADDED : REMOVED, approval: toApproval(u.approval) });
 
 export function approvalsHandlers(deps: ApprovalsDeps): Handlers<typeof approvalsv1.ApprovalsServiceService> {
-  const { store, feed } = deps;
+  const { store, feed, committer } = deps;
 
   /** Records EXPIRED for a locked request whose deadline has passed; returns the new version. */
-  const expire = (tx: ApprovalsTx, r: RequestRecord, at: Date) => tx.record({ approvalId: r.id, type: 'FINALIZED', state: 'EXPIRED', at, finalizedAt: r.expiresAt });
+  const expire = (tx: ApprovalsTx, r: RequestRecord, at: Date) => tx.record([{ approvalId: r.id, type: 'FINALIZED', state: 'EXPIRED', at, finalizedAt: r.expiresAt }]);
 
   /** A request with its content; a PENDING one past its deadline is expired first (lazily, with its own version). */
   async function current(id: string): Promise<ApprovalRecord> {
-    let r = await store.request(id);
+    const r = await store.approval(id);
     if (!r) throw notFound(`approval ${id} does not exist`);
     const nowMs = deps.now();
-    if (r.state === 'PENDING' && nowMs >= r.expiresAt.getTime()) {
-      const expired = await store.transaction(async (tx) => {
-        const locked = await tx.lock(id);
-        return locked?.state === 'PENDING' && nowMs >= locked.expiresAt.getTime() ? expire(tx, locked, new Date(nowMs)) : undefined;
-      });
-      if (expired !== undefined) feed.wake();
-      r = (await store.request(id))!;
-    }
-    const [withContent] = await store.withContent([r]);
-    return withContent!;
+    if (r.state !== 'PENDING' || nowMs < r.expiresAt.getTime()) return r;
+    const expired = await store.transaction(async (tx) => {
+      const locked = await tx.lock(id);
+      return locked?.state === 'PENDING' && nowMs >= locked.expiresAt.getTime() ? expire(tx, locked, new Date(nowMs)) : undefined;
+    });
+    if (expired !== undefined) feed.wake();
+    return (await store.approval(id))!;
   }
 
-  /** One vote by `validator`, with the contract's codes; every refusal writes nothing (an expiry it discovers excepted). */
-  async function vote(validator: string, approvalId: string, decision: Decision, reason: string): Promise<VoteOutcome> {
-    const nowMs = deps.now();
-    const at = new Date(nowMs);
-    try {
-      const out = await store.transaction(async (tx): Promise<VoteOutcome & { changed?: boolean }> => {
-        const r = await tx.lock(approvalId);
-        if (!r) return { ok: false, error: notFound(`approval ${approvalId} does not exist`) };
-        let decided;
-        try {
-          decided = castVote(quorumView(r), validator, decision, nowMs);
-        } catch (err) {
-          if (err instanceof GantryError) return { ok: false, error: err, state: r.state };
-          throw err;
-        }
-        if (decided.kind === 'duplicate') return { ok: true, approval: { ...r, content: Buffer.alloc(0) }, duplicate: true };
-        if (decided.kind === 'expired') {
-          await expire(tx, r, at);
-          return { ok: false, error: new GantryError(Status.FAILED_PRECONDITION, `${approvalId} expired at ${r.expiresAt.toISOString()}; votes are closed`), state: 'EXPIRED', changed: true };
-        }
-        const terminal = decided.state !== 'PENDING';
-        const finalizedAt = terminal ? at : null;
-        const version = await tx.record({ approvalId, type: terminal ? 'FINALIZED' : 'VOTED', state: decided.state, vote: { validator, decision, reason }, at, finalizedAt });
-        const votes = [...r.votes, { validator, decision, reason, castAt: at, version }];
-        return { ok: true, approval: { ...r, content: Buffer.alloc(0), state: decided.state, version, finalizedAt, votes }, duplicate: false, changed: true };
-      });
-      if (out.changed) feed.wake();
-      if (!out.ok) return { ok: false, error: out.error, ...(out.state ? { state: out.state } : {}) };
-      const [approval] = await store.withContent([out.approval]);
-      return { ok: true, approval: approval!, duplicate: out.duplicate };
-    } catch (err) {
-      if (err instanceof GantryError) return { ok: false, error: err };
-      throw err;
-    }
-  }
+  /** One vote by `validator`, through the group commit: a refusal is an outcome with its code, not a throw. */
+  const vote = (validator: string, approvalId: string, decision: Decision, reason: string): Promise<VoteOutcome> =>
+    committer.submit({ validator, approvalId, decision, reason, nowMs: deps.now() });
 
   type StreamedVote = { approvalId: string; decision: approvalsv1.VoteDecision; reason: string };
   type CheckedVote = { approvalId: string; decision: Decision; reason: string } | { refused: approvalsv1.VoteResult };

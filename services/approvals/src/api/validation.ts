@@ -1,7 +1,7 @@
 // Request checks for the approvals API: field shapes (INVALID_ARGUMENT) before anything is read or
 // written. Nothing here touches the database.
 import { createHash } from 'node:crypto';
-import { invalidArgument } from '@gantry/kit';
+import { checkText, invalidArgument } from '@gantry/kit';
 import type { approvalsv1 } from '@gantry/proto';
 import type { ApprovalKind, PriorityRank } from '../domain/approval.js';
 import type { ApprovalState, Decision } from '../domain/quorum.js';
@@ -43,10 +43,6 @@ export function checkId(field: string, id: string, max: number = LIMITS.maxIdCha
   return id;
 }
 
-export function checkText(field: string, text: string, max: number): string {
-  if (text.length > max) throw invalidArgument(field, `is ${text.length} characters; the maximum is ${max}`);
-  return text;
-}
 
 export function checkDecision(field: string, d: approvalsv1.VoteDecision): Decision {
   const decision = DECISIONS.get(d);

@@ -149,6 +149,28 @@ export class ApprovalsStore {
     return request;
   }
 
+  /**
+   * One request with its votes and its content, or undefined: what GetApprovalStatus sends, in one
+   * statement (one snapshot, one round trip) where `request` + `withContent` take three.
+   */
+  async approval(id: string): Promise<ApprovalRecord | undefined> {
+    const { rows } = await this.db.query(
+      `SELECT ${REQUEST_COLUMNS}, r.content,
+              (SELECT json_agg(json_build_array(v.validator, v.decision, v.reason, extract(epoch FROM v.cast_at) * 1000, v.version) ORDER BY v.version)
+                 FROM approvals.votes v WHERE v.approval_id = r.approval_id AND v.version <= r.version) AS votes
+         FROM approvals.requests r WHERE r.approval_id = $1`,
+      [id],
+    );
+    const row = rows[0];
+    if (!row) return undefined;
+    const votes = (typeof row.votes === 'string' ? JSON.parse(row.votes) : (row.votes ?? [])) as [string, Decision, string, number | string, number | string][];
+    return {
+      ...toRequest(row),
+      content: bytes(row.content),
+      votes: votes.map(([validator, decision, reason, castAtMs, version]) => ({ validator, decision, reason, castAt: new Date(Number(castAtMs)), version: big(version) })),
+    };
+  }
+
   /** The given requests with their content (callers bound how many bytes they ask for at once). */
   async withContent<R extends RequestRecord>(requests: R[]): Promise<(R & ApprovalRecord)[]> {
     if (requests.length === 0) return [];
@@ -299,28 +321,51 @@ export class ApprovalsTx {
     return big(rows[0]!.version);
   }
 
-  /**
-   * Locks a request for a change and reads it with its votes. The votes are read by a second
-   * statement on purpose: one that waited for the lock must see what the holder committed.
-   */
+  /** Locks one request for a change and reads it with its votes (see `lockAll`). */
   async lock(id: string): Promise<RequestRecord | undefined> {
-    const { rows } = await this.sql.query(`SELECT ${REQUEST_COLUMNS} FROM approvals.requests r WHERE r.approval_id = $1 FOR UPDATE`, [id]);
-    if (!rows[0]) return undefined;
-    const [request] = await attachVotes(this.sql, [toRequest(rows[0])]);
-    return request;
+    return (await this.lockAll([id])).get(id);
   }
 
-  /** Records one change to a locked request (its vote, its new state, the history row); returns its version. */
-  async record(c: Change): Promise<bigint> {
+  /**
+   * Locks requests for a change, in id order (so transactions on any replica that lock several
+   * never deadlock), and reads them with their votes. The votes are read by a second statement on
+   * purpose: one that waited for a lock must see what the holder committed.
+   */
+  async lockAll(ids: string[]): Promise<Map<string, RequestRecord>> {
+    const { rows } = await this.sql.query(`SELECT ${REQUEST_COLUMNS} FROM approvals.requests r WHERE r.approval_id = ANY($1::text[]) ORDER BY r.approval_id FOR UPDATE`, [ids]);
+    const requests = await attachVotes(this.sql, rows.map(toRequest));
+    return new Map(requests.map((r) => [r.id, r]));
+  }
+
+  /**
+   * Records changes to locked requests, in order, as consecutive versions: their votes, each
+   * request's state after its last change, one history row each. One statement whatever the
+   * number of changes (arrays, not a text that varies), and the version counter is bumped once, by
+   * all of them, as the last statement of the transaction. Returns the version of the first.
+   */
+  async record(changes: Change[]): Promise<bigint> {
+    const column = <T>(f: (c: Change) => T) => changes.map(f);
     const { rows } = await this.sql.query(
-      `WITH v AS (UPDATE approvals.head SET version = version + 1 RETURNING version),
+      `WITH c AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[])
+                    WITH ORDINALITY AS c(approval_id, type, state, validator, decision, reason, at, finalized_at, n)),
+       v AS (UPDATE approvals.head SET version = version + (SELECT count(*) FROM c) RETURNING version - (SELECT count(*) FROM c) AS base),
        vote AS (INSERT INTO approvals.votes (approval_id, validator, decision, reason, cast_at, version)
-                SELECT $1, $4::text, $5, $6, $7, v.version FROM v WHERE $4::text IS NOT NULL),
-       req AS (UPDATE approvals.requests r SET version = v.version, state = $3, finalized_at = $8::timestamptz FROM v WHERE r.approval_id = $1),
-       ev AS (INSERT INTO approvals.events (version, approval_id, type, state, at) SELECT v.version, $1, $2, $3, $7 FROM v)
-       SELECT v.version, pg_notify('${CHANGED_CHANNEL}', v.version::text) AS notified FROM v`,
-      [c.approvalId, c.type, c.state, c.vote?.validator ?? null, c.vote?.decision ?? null, c.vote?.reason ?? null, c.at, c.finalizedAt],
+                SELECT c.approval_id, c.validator, c.decision, c.reason, c.at, v.base + c.n FROM c, v WHERE c.validator IS NOT NULL),
+       last AS (SELECT DISTINCT ON (approval_id) approval_id, state, finalized_at, n FROM c ORDER BY approval_id, n DESC),
+       req AS (UPDATE approvals.requests r SET version = v.base + last.n, state = last.state, finalized_at = last.finalized_at FROM last, v WHERE r.approval_id = last.approval_id),
+       ev AS (INSERT INTO approvals.events (version, approval_id, type, state, at) SELECT v.base + c.n, c.approval_id, c.type, c.state, c.at FROM c, v)
+       SELECT v.base + 1 AS first, pg_notify('${CHANGED_CHANNEL}', (v.base + (SELECT count(*) FROM c))::text) AS notified FROM v`,
+      [
+        column((c) => c.approvalId),
+        column((c) => c.type),
+        column((c) => c.state),
+        column((c) => c.vote?.validator ?? null),
+        column((c) => c.vote?.decision ?? null),
+        column((c) => c.vote?.reason ?? null),
+        column((c) => c.at),
+        column((c) => c.finalizedAt),
+      ],
     );
-    return big(rows[0]!.version);
+    return big(rows[0]!.first);
   }
 }

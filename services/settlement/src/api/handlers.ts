@@ -18,7 +18,7 @@ import {
 } from '../domain/ledger.js';
 import { requestDigest, type SignedFields } from '../domain/signing.js';
 import type { LedgerTx, RequestKey, SettlementStore } from '../store/settlement-store.js';
-import { checkAmount, checkSessionId, checkSignature, checkText, checkTransferId, checkWallet } from './validation.js';
+import { checkAmount, checkMemo, checkSessionId, checkSignature, checkTransferId, checkWallet } from './validation.js';
 
 export interface SettlementDeps {
   store: SettlementStore;
@@ -116,7 +116,7 @@ export function settlementHandlers(deps: SettlementDeps): Partial<Handlers<typeo
     const address = checkWallet('wallet_address', req.walletAddress, { allowHouse: true });
     const amountMinor = checkAmount('amount_minor', req.amountMinor);
     const transferId = checkTransferId(req.transferId);
-    const memo = checkText('memo', req.memo);
+    const memo = checkMemo('memo', req.memo);
     const account = address === HOUSE_ADDRESS ? HOUSE_ACCOUNT : walletAccount(address);
     const request: RequestKey = {
       owner: 'admin',
@@ -198,7 +198,7 @@ export function settlementHandlers(deps: SettlementDeps): Partial<Handlers<typeo
         walletAddress: checkWallet('wallet_address', req.walletAddress),
         sessionId: checkSessionId(req.sessionId),
         amountMinor: checkAmount('amount_minor', req.amountMinor),
-        reason: checkText('reason', req.reason, MAX_REASON_CHARS),
+        reason: checkMemo('reason', req.reason, MAX_REASON_CHARS),
       };
       return signed(fields, req.signature, settlementv1.CreditDrawResponse, async (tx, { now, request }) => {
         const locked = await tx.lockLineWithBalances(fields.sessionId);

@@ -1,6 +1,6 @@
 // Request checks for the settlement API: field shapes first (INVALID_ARGUMENT), then the wallet
 // signature (PERMISSION_DENIED). Nothing here touches the database.
-import { invalidArgument, permissionDenied } from '@gantry/kit';
+import { checkText, invalidArgument, permissionDenied } from '@gantry/kit';
 import type { settlementv1 } from '@gantry/proto';
 import { HOUSE_ADDRESS, MAX_AMOUNT_MINOR, MAX_MEMO_CHARS, TRANSFER_ID_PATTERN } from '../domain/ledger.js';
 import {
@@ -37,10 +37,8 @@ export function checkAmount(field: string, amount: bigint, opts: { allowZero?: b
   return amount;
 }
 
-export function checkText(field: string, text: string, maxChars = MAX_MEMO_CHARS): string {
-  if (text.length > maxChars) throw invalidArgument(field, `is ${text.length} characters; the maximum is ${maxChars}`);
-  return text;
-}
+/** A memo or reason: bounded, and storable (no NUL). */
+export const checkMemo = (field: string, text: string, maxChars = MAX_MEMO_CHARS): string => checkText(field, text, maxChars);
 
 export function checkTransferId(id: string): string {
   if (!TRANSFER_ID_PATTERN.test(id)) throw invalidArgument('transfer_id', `must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-' (e.g. a UUID), got ${JSON.stringify(id.slice(0, 140))}`);

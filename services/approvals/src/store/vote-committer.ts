@@ -1,0 +1,249 @@
+// Group commit for votes. Every change takes the next service-wide version from approvals.head,
+// whose row lock is held through COMMIT (an fsync), so one transaction per vote would let the whole
+// service commit one vote at a time. Instead, while vote transactions are in flight (at most
+// MAX_TX_IN_FLIGHT), later votes of this process queue, and the next transaction takes all of them
+// (up to MAX_VOTES_PER_TX):
+//
+//   1. lock every request involved, in id order (replicas batching at once cannot deadlock);
+//   2. decide each vote with the quorum rules (domain/quorum.ts) in arrival order, on a working
+//      copy of its request, so several votes on one request in one batch see each other;
+//   3. write the accepted votes, the requests' new states and one history row per change in one
+//      statement that bumps approvals.head once by the number of changes (consecutive versions, in
+//      order) as the transaction's last statement; commit once.
+//
+// Each caller gets its own outcome, and only after the commit. A refused vote writes nothing and
+// fails none of the others (a vote that finds its request past the deadline records the expiry,
+// as a lone vote would). If the transaction itself fails, its votes are retried one per
+// transaction, so one vote the database refuses cannot fail the votes batched with it.
+import { GantryError, Status, notFound } from '@gantry/kit';
+import { asOf, quorumView, type ApprovalRecord, type RequestRecord, type VoteRecord } from '../domain/approval.js';
+import { castVote, type ApprovalState, type Decision } from '../domain/quorum.js';
+import type { ApprovalsStore, Change } from './approvals-store.js';
+
+/** Most votes one transaction decides and writes. */
+export const MAX_VOTES_PER_TX = 256;
+/** Most votes a process holds at once (queued, in flight, or being answered); beyond it a vote is RESOURCE_EXHAUSTED. */
+export const MAX_QUEUED_VOTES = 4096;
+/**
+ * Vote transactions one process runs at once. Two overlap one's round trips (BEGIN, locks, reads)
+ * with the other's write and COMMIT; they stay correct together: votes on one request wait for each
+ * other's row lock, and versions are taken in commit order under the head lock.
+ */
+export const MAX_TX_IN_FLIGHT = 2;
+/** Request content one read loads at most when answering a batch (a request holds up to 1 MiB). */
+const ANSWER_READ_BYTES = 4 * 1024 * 1024;
+/** How long a client told the queue is full should wait before retrying. */
+const QUEUE_FULL_PUSHBACK_MS = 100;
+
+export interface VoteCommitLimits {
+  maxVotesPerTx: number;
+  maxQueuedVotes: number;
+  maxTxInFlight: number;
+}
+
+/** One validator's vote, with the service clock when it arrived (the deadline is judged at that time). */
+export interface VoteRequest {
+  validator: string;
+  approvalId: string;
+  decision: Decision;
+  reason: string;
+  nowMs: number;
+}
+
+/** The outcome of one vote: what SubmitValidatorResponse returns, or the refusal (with the state, when known). */
+export type VoteOutcome = { ok: true; approval: ApprovalRecord; duplicate: boolean } | { ok: false; error: GantryError; state?: ApprovalState };
+
+/**
+ * A vote decided in a transaction (an accepted one's request is read with content once committed),
+ * or one whose own transaction failed for another reason than a contract error (`failed`).
+ */
+type Decided = { ok: true; request: RequestRecord; duplicate: boolean } | { ok: false; error: GantryError; state?: ApprovalState } | { ok: false; failed: unknown };
+
+interface Queued {
+  vote: VoteRequest;
+  resolve: (outcome: VoteOutcome) => void;
+  reject: (err: unknown) => void;
+}
+
+/** A locked request as the batch changes it, and the index of its last change in this batch. */
+interface Working {
+  locked: RequestRecord;
+  current: RequestRecord;
+  lastChange: number | undefined;
+}
+
+export class VoteCommitter {
+  private readonly queue: Queued[] = [];
+  /** Votes submitted and not yet answered. */
+  private held = 0;
+  /** Transactions in flight (each with its own drain loop). */
+  private inFlight = 0;
+
+  constructor(
+    private readonly store: ApprovalsStore,
+    /** Called after each commit that changed something (local streams look at once). */
+    private readonly onChange: () => void,
+    private readonly limits: VoteCommitLimits = { maxVotesPerTx: MAX_VOTES_PER_TX, maxQueuedVotes: MAX_QUEUED_VOTES, maxTxInFlight: MAX_TX_IN_FLIGHT },
+  ) {}
+
+  /**
+   * Applies one vote in the next group transaction; resolves once it is committed, or with its
+   * refusal. Rejects only when the vote's own transaction failed with something other than a
+   * contract error (a database error: the kit answers INTERNAL and logs it).
+   */
+  submit(vote: VoteRequest): Promise<VoteOutcome> {
+    if (this.held >= this.limits.maxQueuedVotes) {
+      const error = new GantryError(Status.RESOURCE_EXHAUSTED, `this replica holds ${this.limits.maxQueuedVotes} votes waiting to commit; retry shortly (the vote was not recorded)`, {
+        trailers: { 'grpc-retry-pushback-ms': String(QUEUE_FULL_PUSHBACK_MS) },
+      });
+      return Promise.resolve({ ok: false, error });
+    }
+    this.held++;
+    const done = new Promise<VoteOutcome>((resolve, reject) =>
+      this.queue.push({
+        vote,
+        resolve: (outcome) => {
+          this.held--;
+          resolve(outcome);
+        },
+        reject: (err) => {
+          this.held--;
+          reject(err);
+        },
+      }),
+    );
+    if (this.inFlight < this.limits.maxTxInFlight) void this.drain();
+    return done;
+  }
+
+  private async drain(): Promise<void> {
+    this.inFlight++;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, this.limits.maxVotesPerTx);
+        const decided = await this.commitOrIsolate(batch);
+        // Answering reads content outside the transaction; the next batch need not wait for it.
+        void this.answer(batch, decided);
+      }
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  /** The batch in one transaction; if that fails, each vote in a transaction of its own. */
+  private async commitOrIsolate(batch: Queued[]): Promise<Decided[]> {
+    try {
+      return await this.commit(batch.map((q) => q.vote));
+    } catch (err) {
+      if (batch.length === 1) return [notRecorded(err)];
+    }
+    const decided: Decided[] = [];
+    for (const q of batch) {
+      try {
+        decided.push(...(await this.commit([q.vote])));
+      } catch (err) {
+        decided.push(notRecorded(err));
+      }
+    }
+    return decided;
+  }
+
+  /** Decides and records `votes` in one transaction; one result per vote, in order. */
+  private async commit(votes: VoteRequest[]): Promise<Decided[]> {
+    const { decided, changed } = await this.store.transaction(async (tx) => {
+      const locked = await tx.lockAll([...new Set(votes.map((v) => v.approvalId))]);
+      const work = new Map<string, Working>([...locked].map(([id, r]) => [id, { locked: r, current: { ...r, votes: [...r.votes] }, lastChange: undefined }]));
+      const changes: Change[] = [];
+      /** Votes of this batch, whose versions are known once the batch is written. */
+      const cast: { vote: VoteRecord; change: number }[] = [];
+      /** Per vote: refused, or accepted as of a change of this batch (undefined: as locked). */
+      const results = votes.map((v) => decide(v, work.get(v.approvalId), changes, cast));
+      if (changes.length === 0) return { decided: results.map((r) => ('error' in r ? r : { ok: true as const, request: r.w.locked, duplicate: r.duplicate })), changed: false };
+      const first = await tx.record(changes);
+      for (const c of cast) c.vote.version = first + BigInt(c.change);
+      return {
+        decided: results.map((r): Decided => {
+          if ('error' in r) return r;
+          const { w } = r;
+          const request = r.change === undefined ? w.locked : asOf(w.current, { ...changes[r.change]!, version: first + BigInt(r.change) });
+          return { ok: true, request, duplicate: r.duplicate };
+        }),
+        changed: true,
+      };
+    });
+    if (changed) this.onChange();
+    return decided;
+  }
+
+  /** Resolves each caller: refusals at once, accepted votes with their request's content. */
+  private async answer(batch: Queued[], decided: Decided[]): Promise<void> {
+    const accepted: { q: Queued; request: RequestRecord; duplicate: boolean }[] = [];
+    decided.forEach((d, i) => {
+      if (d.ok) accepted.push({ q: batch[i]!, request: d.request, duplicate: d.duplicate });
+      else if ('failed' in d) batch[i]!.reject(d.failed);
+      else batch[i]!.resolve({ ok: false, error: d.error, ...(d.state ? { state: d.state } : {}) });
+    });
+    let i = 0;
+    while (i < accepted.length) {
+      // Chunks of bounded content: a batch may touch up to MAX_VOTES_PER_TX requests of 1 MiB each.
+      const chunk: typeof accepted = [];
+      const ids = new Set<string>();
+      let bytes = 0;
+      while (i < accepted.length) {
+        const next = accepted[i]!;
+        const extra = ids.has(next.request.id) ? 0 : next.request.contentBytes;
+        if (chunk.length > 0 && bytes + extra > ANSWER_READ_BYTES) break;
+        ids.add(next.request.id);
+        bytes += extra;
+        chunk.push(next);
+        i++;
+      }
+      try {
+        const withContent = await this.store.withContent(chunk.map((a) => a.request));
+        chunk.forEach((a, k) => a.q.resolve({ ok: true, approval: withContent[k]!, duplicate: a.duplicate }));
+      } catch (err) {
+        const error = new GantryError(Status.UNAVAILABLE, 'the vote was recorded, but reading the request back failed; GetApprovalStatus shows it', { cause: err });
+        for (const a of chunk) a.q.resolve({ ok: false, error });
+      }
+    }
+  }
+}
+
+type Result = { ok: false; error: GantryError; state?: ApprovalState } | { w: Working; change: number | undefined; duplicate: boolean };
+
+/**
+ * One vote on its request's working copy, by the quorum rules: a refusal (nothing to write, but
+ * for an expiry it discovers), or an accepted vote (a new change, or a duplicate of an earlier one).
+ */
+function decide(v: VoteRequest, w: Working | undefined, changes: Change[], cast: { vote: VoteRecord; change: number }[]): Result {
+  if (!w) return { ok: false, error: notFound(`approval ${v.approvalId} does not exist`) };
+  const r = w.current;
+  const at = new Date(v.nowMs);
+  let decided;
+  try {
+    decided = castVote(quorumView(r), v.validator, v.decision, v.nowMs);
+  } catch (err) {
+    if (err instanceof GantryError) return { ok: false, error: err, state: r.state };
+    throw err;
+  }
+  if (decided.kind === 'duplicate') return { w, change: w.lastChange, duplicate: true };
+  if (decided.kind === 'expired') {
+    w.lastChange = changes.push({ approvalId: r.id, type: 'FINALIZED', state: 'EXPIRED', at, finalizedAt: r.expiresAt }) - 1;
+    r.state = 'EXPIRED';
+    r.finalizedAt = r.expiresAt;
+    return { ok: false, error: new GantryError(Status.FAILED_PRECONDITION, `${r.id} expired at ${r.expiresAt.toISOString()}; votes are closed`), state: 'EXPIRED' };
+  }
+  const terminal = decided.state !== 'PENDING';
+  const finalizedAt = terminal ? at : null;
+  w.lastChange = changes.push({ approvalId: r.id, type: terminal ? 'FINALIZED' : 'VOTED', state: decided.state, vote: { validator: v.validator, decision: v.decision, reason: v.reason }, at, finalizedAt }) - 1;
+  // Its version is set once the batch is written.
+  const vote: VoteRecord = { validator: v.validator, decision: v.decision, reason: v.reason, castAt: at, version: 0n };
+  r.votes.push(vote);
+  r.state = decided.state;
+  r.finalizedAt = finalizedAt;
+  cast.push({ vote, change: w.lastChange });
+  return { w, change: w.lastChange, duplicate: false };
+}
+
+/** A vote whose own transaction failed: a contract error is its refusal; anything else fails the call. */
+const notRecorded = (err: unknown): Decided => (err instanceof GantryError ? { ok: false, error: err } : { ok: false, failed: err });
