@@ -66,10 +66,10 @@ describe('gantry serve --target=all (the README start command) checked by client
     const authorized = await run(grpcurl!, [...tlsArgs(), '-H', `authorization: Bearer ${token}`, '-d', '{"prefix":"none-"}', `127.0.0.1:${server.port}`, method]);
     assert.equal(authorized.code, 0, authorized.stderr);
     assert.deepEqual(JSON.parse(authorized.stdout), {}, 'no partition matches the prefix: an empty response');
-    // A service whose issue has not landed answers UNIMPLEMENTED and says which issue brings it.
-    const webhooks = await run(grpcurl!, [...tlsArgs(), '-H', `authorization: Bearer ${webhooksToken}`, '-d', '{}', `127.0.0.1:${server.port}`, 'gantry.webhooks.v1.WebhooksService/GetWebhook']);
-    assert.match(webhooks.stderr, /Code: Unimplemented/);
-    assert.match(webhooks.stderr, /issue #6/);
+    // The webhooks.read token reaches the webhooks handler, which checks the request: an unknown id is NOT_FOUND.
+    const webhooks = await run(grpcurl!, [...tlsArgs(), '-H', `authorization: Bearer ${webhooksToken}`, '-d', '{"webhook_id":"wh_unknown"}', `127.0.0.1:${server.port}`, 'gantry.webhooks.v1.WebhooksService/GetWebhook']);
+    assert.match(webhooks.stderr, /Code: NotFound/);
+    assert.match(webhooks.stderr, /wh_unknown does not exist/);
     const wrongScope = await run(grpcurl!, [...tlsArgs(), '-H', `authorization: Bearer ${token}`, '-d', '{}', `127.0.0.1:${server.port}`, 'gantry.log.v1.LogService/Append']);
     assert.match(wrongScope.stderr, /Code: PermissionDenied/);
     assert.match(wrongScope.stderr, /log\.append/);

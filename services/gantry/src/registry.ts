@@ -6,7 +6,7 @@ import { logScopes } from '@gantry/log/scopes';
 import { settlementService } from '@gantry/settlement';
 import { settlementScopes } from '@gantry/settlement/scopes';
 import { webhooksService } from '@gantry/webhooks';
-import { webhooksScopes } from '@gantry/webhooks/scopes';
+import { WEBHOOKS_ADMIN_SCOPE, webhooksScopes } from '@gantry/webhooks/scopes';
 
 /** Every target one `gantry` program can run; `all` is the monolith of the service targets. */
 export const SERVICE_TARGETS: Record<string, ServiceFactory> = {
@@ -30,6 +30,6 @@ export function servicesFor(target: string): ServiceFactory[] {
 export function allScopes(): string[] {
   const tables: ScopeTable<Record<string, unknown>>[] = [logScopes, settlementScopes, approvalsScopes, webhooksScopes];
   // Scopes a handler checks beyond its method's own (acting for someone else).
-  const extra = [APPROVALS_ADMIN_SCOPE];
+  const extra = [APPROVALS_ADMIN_SCOPE, WEBHOOKS_ADMIN_SCOPE];
   return [...new Set([...tables.flatMap((t) => Object.values(t).flat()), ...extra])].sort();
 }

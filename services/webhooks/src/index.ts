@@ -1,17 +1,128 @@
-import { defineService, type ServiceFactory } from '@gantry/kit';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { defineService, type GantryConfig, type ServiceFactory } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
+import { webhooksHandlers } from './api/handlers.js';
 import { webhooksScopes } from './api/scopes.js';
+import { WebhooksStreams } from './api/streams.js';
+import { AddressGuard } from './domain/address-guard.js';
+import { KEY_BYTES, parseKeyring, SecretBox } from './domain/secret-box.js';
+import { Dispatcher } from './delivery/dispatcher.js';
+import { HttpSender, systemResolver, type Resolver } from './delivery/http.js';
+import { QUEUED_CHANNEL, WEBHOOKS_SCHEMA, WebhooksStore, webhooksMigrations } from './store/webhooks-store.js';
 
-/** The webhooks target. Its contract and scopes are served now; handlers arrive with issue #6. */
-export const webhooksService: ServiceFactory = {
-  target: 'webhooks',
-  create: () => [
-    defineService({
-      name: 'gantry.webhooks.v1.WebhooksService',
-      definition: webhooksv1.WebhooksServiceService,
-      scopes: webhooksScopes,
-      handlers: {},
-      unimplementedReason: 'the webhooks service lands with issue #6',
-    }),
-  ],
-};
+export interface WebhooksOptions {
+  /** The service clock in ms (due times, retry delays, signature timestamps); tests pass a fake one. */
+  now?: () => number;
+  /** Random source in [0, 1) for retry jitter. */
+  random?: () => number;
+  /** DNS resolution for the SSRF guard and connections; tests pass a fake one (DNS rebinding). */
+  resolver?: Resolver;
+  /** Called with each process's dispatcher once it runs (tests and benchmarks). */
+  onDispatcher?: (d: Dispatcher) => void;
+}
+
+/** Defaults of the tunables that are not config; each is a bound docs/webhooks.md states. */
+export const WEBHOOKS_DEFAULTS = {
+  registryReadChanges: 500,
+  streamPollMs: 1000,
+  bookmarkIntervalMs: 15_000,
+  streamQueueEvents: 1000,
+  maxStreams: 10_000,
+  /** Endpoints one claim looks at. */
+  claimEndpoints: 100,
+} as const;
+
+/** The key ring that seals endpoint secrets: from config, or a dev key generated under dataDir/webhooks. */
+async function loadSecretBox(config: GantryConfig): Promise<{ box: SecretBox; generated?: string }> {
+  const w = config.webhooks;
+  if (w.secretKeyFile && w.secretKeys) throw new Error('set only one of webhooks.secretKeyFile (GANTRY_WEBHOOKS_SECRET_KEY_FILE) and webhooks.secretKeys (GANTRY_WEBHOOKS_SECRET_KEYS)');
+  if (w.secretKeys) return { box: new SecretBox(parseKeyring(w.secretKeys, 'webhooks.secretKeys')) };
+  if (w.secretKeyFile) return { box: new SecretBox(parseKeyring(readFileSync(w.secretKeyFile, 'utf8'), w.secretKeyFile)) };
+  const dir = resolve(config.dataDir, 'webhooks');
+  const file = join(dir, 'secret-keys');
+  let generated: string | undefined;
+  if (!existsSync(file)) {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeFile(file, `dev-${randomBytes(4).toString('hex')}=${randomBytes(KEY_BYTES).toString('base64')}\n`, { mode: 0o600 });
+    await chmod(file, 0o600);
+    generated = file;
+  }
+  return { box: new SecretBox(parseKeyring(readFileSync(file, 'utf8'), file)), ...(generated ? { generated } : {}) };
+}
+
+/** The handlers served now: the two watches stay UNIMPLEMENTED until their tests land. */
+function servedHandlers(all: ReturnType<typeof webhooksHandlers>): ReturnType<typeof webhooksHandlers> {
+  const { watchWebhookRegistry: _registry, watchDeliveries: _deliveries, ...served } = all;
+  return served;
+}
+
+/** The webhooks target with injected clock, randomness and resolver (tests); `webhooksService` uses the real ones. */
+export function createWebhooksService(opts: WebhooksOptions = {}): ServiceFactory {
+  const now = opts.now ?? Date.now;
+  const random = opts.random ?? Math.random;
+  const resolver = opts.resolver ?? systemResolver;
+  const d = WEBHOOKS_DEFAULTS;
+  return {
+    target: 'webhooks',
+    schema: { name: WEBHOOKS_SCHEMA, migrations: webhooksMigrations },
+    async create({ db, config, log, onShutdown }) {
+      const c = config.webhooks;
+      const { box, generated } = await loadSecretBox(config);
+      if (generated) log.info({ file: generated }, 'created a dev key for webhook secrets at rest; set webhooks.secretKeyFile in production');
+      const guard = new AddressGuard(c.allowedCidrs);
+      const store = new WebhooksStore(db);
+      const streams = new WebhooksStreams(db, store, { readChanges: d.registryReadChanges, pollMs: d.streamPollMs, bookmarkIntervalMs: d.bookmarkIntervalMs, queueEvents: d.streamQueueEvents, maxStreams: d.maxStreams }, log);
+      await streams.start();
+      const dispatcher = new Dispatcher(
+        store,
+        box,
+        new HttpSender(guard, resolver, c.attemptTimeoutMs),
+        {
+          now,
+          random,
+          policy: { scheduleMs: c.retryScheduleMs, jitterRatio: c.retryJitterRatio, maxAttempts: c.maxAttempts, maxRetryAfterMs: c.maxRetryAfterMs },
+          disableRule: { failures: c.disableAfterFailures, forMs: c.disableAfterMs },
+          attemptTimeoutMs: c.attemptTimeoutMs,
+          pollIntervalMs: c.pollIntervalMs,
+          maxInFlight: c.maxInFlight,
+          claim: {
+            endpoints: d.claimEndpoints,
+            batch: c.claimBatch,
+            defaultMaxConcurrency: c.defaultMaxConcurrency,
+            defaultRateLimitPerSecond: c.defaultRateLimitPerSecond,
+            leaseMs: c.attemptTimeoutMs + c.leaseMarginMs,
+          },
+          drainTimeoutMs: c.drainTimeoutMs,
+          onDisabled: () => undefined,
+        },
+        log,
+      );
+      const unlisten = await db.listen(QUEUED_CHANNEL, () => dispatcher.wake());
+      dispatcher.start();
+      opts.onDispatcher?.(dispatcher);
+      onShutdown(async () => {
+        await unlisten();
+        await dispatcher.stop();
+        await streams.stop();
+      });
+      return [
+        defineService({
+          name: 'gantry.webhooks.v1.WebhooksService',
+          definition: webhooksv1.WebhooksServiceService,
+          scopes: webhooksScopes,
+          handlers: servedHandlers(webhooksHandlers({ store, box, guard, resolver, now, maxAttempts: () => c.maxAttempts, queued: () => dispatcher.wake(), streams })),
+          unimplementedReason: 'WatchWebhookRegistry and WatchDeliveries land with the next step of issue #6 (written in api/streams.ts, not yet tested)',
+        }),
+      ];
+    },
+  };
+}
+
+/** The webhooks target: a registry of endpoints and a durable, signed outbound delivery queue. */
+export const webhooksService: ServiceFactory = createWebhooksService();
+
+export { WebhooksStore } from './store/webhooks-store.js';
+export type { Dispatcher } from './delivery/dispatcher.js';

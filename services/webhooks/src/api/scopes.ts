@@ -17,3 +17,6 @@ export const webhooksScopes: ScopeTable<typeof webhooksv1.WebhooksServiceService
   retryFailedDeliveries: ['webhooks.manage'],
   getWebhookStatistics: ['webhooks.read'],
 };
+
+/** Acting on another owner's webhooks (create for, list, read, change) needs this scope besides the method's. */
+export const WEBHOOKS_ADMIN_SCOPE = 'webhooks.admin';

@@ -1,0 +1,332 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { GantryError, Status, alreadyExists, failedPrecondition, invalidArgument, notFound, permissionDenied, unauthenticated, type CallContext, type Handlers } from '@gantry/kit';
+import { webhooksv1 } from '@gantry/proto';
+import { LIMITS } from '../domain/limits.js';
+import type { SecretBox } from '../domain/secret-box.js';
+import { generateSecret } from '../domain/signature.js';
+import { applyMask, type Spec, type WebhookRecord } from '../domain/webhook.js';
+import { RefusedAddressError, resolveChecked, type Resolver } from '../delivery/http.js';
+import { aadFor } from '../delivery/dispatcher.js';
+import type { AddressGuard } from '../domain/address-guard.js';
+import { DELIVERY_CHANNEL, type WebhooksStore } from '../store/webhooks-store.js';
+import { WEBHOOKS_ADMIN_SCOPE } from './scopes.js';
+import { deliveryStatusFilter, statusFilter, toDelivery, toWebhook } from './convert.js';
+import {
+  checkEventType,
+  checkId,
+  checkMask,
+  checkPageSize,
+  checkPayload,
+  checkSecret,
+  checkSpec,
+  checkText,
+  decodePageToken,
+  durationMs,
+  encodePageToken,
+} from './validation.js';
+import type { WebhooksStreams } from './streams.js';
+
+export interface WebhooksDeps {
+  store: WebhooksStore;
+  box: SecretBox;
+  guard: AddressGuard;
+  resolver: Resolver;
+  now: () => number;
+  /** Attempts a new (or replayed) delivery gets. */
+  maxAttempts: () => number;
+  /** Tells this process's dispatcher that deliveries were queued. */
+  queued: () => void;
+  streams: WebhooksStreams;
+}
+
+/** PostgreSQL's unique-violation code: a create raced another with the same external_id. */
+const UNIQUE_VIOLATION = '23505';
+
+function callerOf(ctx: CallContext): string {
+  if (!ctx.principal) throw unauthenticated('no authenticated caller');
+  return ctx.principal.subject;
+}
+
+const isAdmin = (ctx: CallContext) => ctx.principal?.scopes.has(WEBHOOKS_ADMIN_SCOPE) ?? false;
+
+/** The owner a call acts for: the caller, or another owner with the admin scope. */
+function ownerFor(ctx: CallContext, requested: string): string {
+  const caller = callerOf(ctx);
+  if (requested === '' || requested === caller) return caller;
+  checkText('owner', requested, LIMITS.maxOwnerChars);
+  if (!isAdmin(ctx)) throw permissionDenied(`${caller} may act only on its own webhooks; acting for ${requested} needs scope ${WEBHOOKS_ADMIN_SCOPE}`);
+  return requested;
+}
+
+function assertAccess(ctx: CallContext, w: WebhookRecord): void {
+  const caller = callerOf(ctx);
+  if (w.owner !== caller && !isAdmin(ctx)) throw permissionDenied(`webhook ${w.id} belongs to another owner; reading or changing it needs scope ${WEBHOOKS_ADMIN_SCOPE}`);
+}
+
+export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof webhooksv1.WebhooksServiceService>> {
+  const { store, box } = deps;
+
+  /** The webhook, if it exists, is not deleted and the caller may see it. */
+  async function visible(ctx: CallContext, id: string, field = 'webhook_id'): Promise<WebhookRecord> {
+    checkId(field, id);
+    const w = await store.webhook(id);
+    if (!w || w.state === 'DELETED') throw notFound(`webhook ${id} does not exist`);
+    assertAccess(ctx, w);
+    return w;
+  }
+
+  /**
+   * Refuses a URL whose host is, or resolves to, an address deliveries may not reach. A name that
+   * does not resolve now is accepted: delivery checks again (and that check is the one that counts).
+   */
+  async function checkAddress(field: string, url: string): Promise<void> {
+    const host = new URL(url).hostname;
+    const lookup = resolveChecked(deps.resolver, deps.guard, host);
+    const timeout = new Promise<undefined>((r) => setTimeout(() => r(undefined), LIMITS.registrationLookupMs).unref());
+    try {
+      await Promise.race([lookup, timeout]);
+    } catch (err) {
+      if (err instanceof RefusedAddressError) throw invalidArgument(field, err.message);
+    }
+    lookup.catch(() => undefined);
+  }
+
+  const seal = (webhookId: string, secret: string) => box.seal(secret, aadFor(webhookId));
+
+  return {
+    async createWebhook(req, ctx) {
+      const owner = ownerFor(ctx, req.owner);
+      const externalId = checkText('external_id', req.externalId, LIMITS.maxExternalIdChars);
+      const spec = checkSpec(req.spec);
+      const given = checkSecret('secret', req.secret);
+      await checkAddress('spec.url', spec.url);
+      const secret = given || generateSecret();
+      const id = `wh_${randomUUID().replaceAll('-', '')}`;
+      const at = new Date(deps.now());
+      for (let round = 0; ; round++) {
+        try {
+          return await store.transaction(async (tx) => {
+            if (externalId !== '') {
+              const existing = await tx.byExternalId(owner, externalId);
+              if (existing) return { webhook: toWebhook(existing), secret: '', created: false };
+            }
+            if ((await tx.countOwned(owner)) >= LIMITS.maxWebhooksPerOwner) {
+              throw new GantryError(Status.RESOURCE_EXHAUSTED, `${owner} has ${LIMITS.maxWebhooksPerOwner} webhooks, the most one owner may have; delete unused ones first`);
+            }
+            const created = await tx.insert({ id, owner, externalId, spec, secret: seal(id, secret), at });
+            return { webhook: toWebhook(created), secret, created: true };
+          });
+        } catch (err) {
+          // A concurrent create with the same external_id won: answer as its retry.
+          if ((err as { code?: string }).code === UNIQUE_VIOLATION && round === 0) continue;
+          throw err;
+        }
+      }
+    },
+
+    async getWebhook(req, ctx) {
+      return { webhook: toWebhook(await visible(ctx, req.webhookId)) };
+    },
+
+    async listWebhooks(req, ctx) {
+      const caller = callerOf(ctx);
+      const owner = req.owner === '' ? (isAdmin(ctx) ? '' : caller) : ownerFor(ctx, req.owner);
+      const status = statusFilter(req.status);
+      if (status === undefined) throw invalidArgument('status', 'is not a known WebhookStatus');
+      const externalId = checkText('external_id', req.externalId, LIMITS.maxExternalIdChars);
+      const pageSize = checkPageSize(req.pageSize);
+      const filter = [owner, status, externalId];
+      const after = decodePageToken(req.pageToken, filter) ?? 0n;
+      // One more than a page says whether another page follows.
+      const { head, webhooks } = await store.list({ owner, status, externalId }, after, pageSize + 1);
+      const page = webhooks.slice(0, pageSize);
+      const more = webhooks.length > pageSize;
+      return {
+        webhooks: page.map(toWebhook),
+        nextPageToken: more ? encodePageToken(page[page.length - 1]!.createdVersion, filter) : '',
+        version: head,
+      };
+    },
+
+    async updateWebhook(req, ctx) {
+      const current = await visible(ctx, req.webhookId);
+      const fields = req.spec ? checkMask(req.updateMask) : [];
+      const merge = (base: Spec): Spec => (req.spec ? applyMask(base, { ...base, ...req.spec }, fields) : base);
+      const proposed = checkSpec(merge(current.spec));
+      if (proposed.url !== current.spec.url) await checkAddress('spec.url', proposed.url);
+      const at = new Date(deps.now());
+      const updated = await store.transaction(async (tx) => {
+        const locked = await tx.lock(req.webhookId);
+        if (!locked || locked.state === 'DELETED') throw notFound(`webhook ${req.webhookId} does not exist`);
+        if (req.expectedVersion !== undefined && req.expectedVersion !== locked.version) {
+          throw new GantryError(Status.ABORTED, `webhook ${req.webhookId} is at version ${locked.version}, not ${req.expectedVersion}: re-read it and retry`);
+        }
+        const spec = checkSpec(merge(locked.spec));
+        if (spec.url !== proposed.url) throw new GantryError(Status.ABORTED, `webhook ${req.webhookId} changed while it was being updated: re-read it and retry`);
+        return tx.update(locked.id, spec, req.reenable && locked.state === 'DISABLED', at);
+      });
+      deps.queued();
+      return { webhook: toWebhook(updated) };
+    },
+
+    async deleteWebhook(req, ctx) {
+      checkId('webhook_id', req.webhookId);
+      const w = await store.webhook(req.webhookId);
+      if (!w) throw notFound(`webhook ${req.webhookId} does not exist`);
+      assertAccess(ctx, w);
+      if (w.state === 'DELETED') return {};
+      const at = new Date(deps.now());
+      const out = await store.transaction(async (tx) => {
+        const locked = await tx.lock(req.webhookId);
+        return locked && locked.state !== 'DELETED' ? tx.delete(locked.id, at) : undefined;
+      });
+      for (const id of out?.cancelled ?? []) await store.db.notify(DELIVERY_CHANNEL, `${id} 0`);
+      return {};
+    },
+
+    async rotateSecret(req, ctx) {
+      await visible(ctx, req.webhookId);
+      const overlapMs = req.overlap ? durationMs(req.overlap) : LIMITS.defaultOverlapMs;
+      if (overlapMs < 0 || overlapMs > LIMITS.maxOverlapMs) throw invalidArgument('overlap', 'must be between 0 (revoke the previous secret at once) and 7 days');
+      const secret = checkSecret('secret', req.secret) || generateSecret();
+      const nowMs = deps.now();
+      const previousExpiresAt = overlapMs === 0 ? null : new Date(nowMs + overlapMs);
+      const rotated = await store.transaction(async (tx) => {
+        const locked = await tx.lock(req.webhookId);
+        if (!locked || locked.state === 'DELETED') throw notFound(`webhook ${req.webhookId} does not exist`);
+        return tx.rotate(locked.id, seal(locked.id, secret), previousExpiresAt, new Date(nowMs));
+      });
+      return { secret, previousSecretExpiresAt: previousExpiresAt ?? undefined, webhook: toWebhook(rotated) };
+    },
+
+    async publishEvent(req) {
+      const eventId = checkId('event_id', req.eventId, LIMITS.maxEventIdChars);
+      const eventType = checkEventType('event_type', req.eventType, false);
+      const payload = checkPayload('payload', req.payload);
+      const contentType = checkText('content_type', req.contentType, LIMITS.maxContentTypeChars) || 'application/json';
+      const owner = checkText('owner', req.owner, LIMITS.maxOwnerChars);
+      const trace = Object.entries(req.traceContext);
+      if (trace.length > LIMITS.maxTraceContextEntries || trace.some(([k, v]) => k.length > 64 || v.length > LIMITS.maxTraceContextValueChars)) {
+        throw invalidArgument('trace_context', `takes at most ${LIMITS.maxTraceContextEntries} entries (traceparent, tracestate) of up to ${LIMITS.maxTraceContextValueChars} characters`);
+      }
+      const digest = createHash('sha256').update(JSON.stringify([eventType, owner, contentType, payload.toString('base64')])).digest();
+      const at = new Date(deps.now());
+      const out = await store.transaction(async (tx) => {
+        const inserted = await tx.insertEvent({ eventId, eventType, owner, payload, contentType, digest, occurredAt: req.occurredAt ?? null, traceContext: req.traceContext }, at);
+        if (!inserted) {
+          const earlier = await tx.eventDigest(eventId);
+          if (!earlier?.equals(digest)) throw alreadyExists(`event ${eventId} was published before with another type, owner, content type or payload; use a new event_id`);
+          return { duplicate: true, deliveryIds: await tx.deliveriesOf(eventId) };
+        }
+        return { duplicate: false, deliveryIds: await tx.fanOut(eventId, eventType, owner, deps.maxAttempts(), at) };
+      });
+      if (!out.duplicate && out.deliveryIds.length > 0) deps.queued();
+      return { eventId, ...out };
+    },
+
+    async triggerWebhook(req, ctx) {
+      const w = await visible(ctx, req.webhookId);
+      if (w.state === 'DISABLED') throw failedPrecondition(`webhook ${w.id} is disabled (${w.disabledReason}); re-enable it with UpdateWebhook reenable = true first`);
+      const eventType = req.eventType === '' ? 'webhook.test' : checkEventType('event_type', req.eventType, false);
+      const nowMs = deps.now();
+      const eventId = `evt_test_${randomUUID().replaceAll('-', '')}`;
+      const payload = req.payload.length > 0
+        ? checkPayload('payload', req.payload)
+        : Buffer.from(JSON.stringify({ type: eventType, timestamp: new Date(nowMs).toISOString(), data: { webhook_id: w.id, test: true } }));
+      const deliveryId = `dlv_${randomUUID().replaceAll('-', '')}`;
+      const at = new Date(nowMs);
+      const digest = createHash('sha256').update(JSON.stringify([eventType, w.owner, 'application/json', payload.toString('base64')])).digest();
+      await store.transaction(async (tx) => {
+        await tx.insertEvent({ eventId, eventType, owner: w.owner, payload, contentType: 'application/json', digest, occurredAt: at, traceContext: {} }, at);
+        await tx.insertTestDelivery(deliveryId, w.id, eventId, eventType, deps.maxAttempts(), at);
+      });
+      deps.queued();
+      return { eventId, deliveryId };
+    },
+
+    async getDeliveryHistory(req, ctx) {
+      const caller = callerOf(ctx);
+      const webhookIds = req.webhookId === '' ? await store.webhookIdsOf(caller, LIMITS.maxHistoryWebhooks) : [await historyWebhook(ctx, req.webhookId)];
+      const eventId = checkText('event_id', req.eventId, LIMITS.maxEventIdChars);
+      const status = deliveryStatusFilter(req.status);
+      if (status === undefined) throw invalidArgument('status', 'is not a known DeliveryStatus');
+      const pageSize = checkPageSize(req.pageSize);
+      const filter = [req.webhookId, caller, eventId, status, req.since?.toISOString() ?? ''];
+      const before = decodePageToken(req.pageToken, filter) ?? null;
+      const rows = await store.history({ webhookIds, eventId, status, since: req.since ?? null }, before, pageSize + 1);
+      const page = rows.slice(0, pageSize);
+      return { deliveries: page.map(toDelivery), nextPageToken: rows.length > pageSize ? encodePageToken(page[page.length - 1]!.seq, filter) : '' };
+    },
+
+    async retryFailedDeliveries(req, ctx) {
+      const sel = req.selector;
+      if (!sel) throw invalidArgument('selector', 'set delivery_id, or since with webhook_id');
+      const nowMs = deps.now();
+      let ids: string[];
+      if (sel.$case === 'deliveryId') {
+        checkId('delivery_id', sel.value);
+        const d = await store.delivery(sel.value);
+        if (!d) throw notFound(`delivery ${sel.value} does not exist`);
+        const w = await store.webhook(d.webhookId);
+        if (!w || w.state === 'DELETED') throw notFound(`delivery ${sel.value} belongs to a deleted webhook`);
+        assertAccess(ctx, w);
+        if (w.state === 'DISABLED') throw failedPrecondition(`webhook ${w.id} is disabled (${w.disabledReason}); re-enable it first`);
+        if (d.status !== 'DEAD_LETTERED') throw failedPrecondition(`delivery ${d.id} is ${d.status}, not DEAD_LETTERED; only dead letters are replayed`);
+        ids = await store.requeue({ deliveryId: d.id }, new Date(nowMs), deps.maxAttempts(), 1);
+      } else {
+        if (req.webhookId === '') throw invalidArgument('webhook_id', 'is required with since');
+        if (sel.value.getTime() > nowMs) throw invalidArgument('since', 'is in the future');
+        const w = await visible(ctx, req.webhookId);
+        if (w.state === 'DISABLED') throw failedPrecondition(`webhook ${w.id} is disabled (${w.disabledReason}); re-enable it first`);
+        ids = await store.requeue({ webhookId: w.id, since: sel.value }, new Date(nowMs), deps.maxAttempts(), LIMITS.maxRequeue);
+      }
+      if (ids.length > 0) deps.queued();
+      return { requeued: ids.length, deliveryIds: ids.slice(0, LIMITS.maxRequeueIdsReturned) };
+    },
+
+    async getWebhookStatistics(req, ctx) {
+      const w = await historyWebhookRecord(ctx, req.webhookId);
+      const windowMs = req.window ? durationMs(req.window) : LIMITS.defaultStatsWindowMs;
+      if (windowMs <= 0 || windowMs > LIMITS.maxStatsWindowMs) throw invalidArgument('window', 'must be positive and at most 30 days');
+      const windowStart = new Date(deps.now() - windowMs);
+      const s = await store.statistics(w.id, windowStart);
+      const n = (v: unknown) => BigInt((v as string | number | bigint | null) ?? 0);
+      const succeeded = n(s.succeeded);
+      const dead = n(s.dead);
+      const decided = succeeded + dead;
+      return {
+        webhookId: w.id,
+        windowStart,
+        totalDeliveries: n(s.total),
+        succeeded,
+        deadLettered: dead,
+        pending: n(s.pending),
+        totalAttempts: n(s.attempts),
+        failedAttempts: n(s.failed),
+        successRateBp: decided === 0n ? 0 : Number((succeeded * 10_000n) / decided),
+        latencyP50Ms: Number(s.p50 ?? 0),
+        latencyP99Ms: Number(s.p99 ?? 0),
+        lastSuccessAt: s.last_success ? new Date(s.last_success as string) : undefined,
+        lastFailureAt: s.last_failure ? new Date(s.last_failure as string) : undefined,
+      };
+    },
+
+    watchWebhookRegistry: (req, ctx) => deps.streams.watchRegistry(req, ctx, ownerFor(ctx, req.owner), req.owner === '' && isAdmin(ctx)),
+    watchDeliveries: (req, ctx) => deps.streams.watchDeliveries(req, ctx, () => (req.webhookId === '' ? store.webhookIdsOf(callerOf(ctx), LIMITS.maxHistoryWebhooks) : historyWebhook(ctx, req.webhookId).then((id) => [id]))),
+  };
+
+  /** A webhook whose history the caller may read: deleted ones too (their deliveries stay readable). */
+  async function historyWebhookRecord(ctx: CallContext, id: string): Promise<WebhookRecord> {
+    checkId('webhook_id', id);
+    const w = await store.webhook(id);
+    if (!w) throw notFound(`webhook ${id} does not exist`);
+    assertAccess(ctx, w);
+    return w;
+  }
+
+  async function historyWebhook(ctx: CallContext, id: string): Promise<string> {
+    return (await historyWebhookRecord(ctx, id)).id;
+  }
+}
+
+

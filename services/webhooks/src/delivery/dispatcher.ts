@@ -1,0 +1,164 @@
+// The delivery loop every replica runs: claim due deliveries from the outbox (webhooks-store.ts
+// says how claims split work between replicas), send each attempt, record its outcome. Scheduling
+// (due times, retry delays, signature timestamps) follows the service clock `now`, which tests
+// move; leases and rate windows follow the database clock, so a moved test clock never makes a
+// live attempt look abandoned.
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '@gantry/kit';
+import { judge, parseRetryAfter, type RetryPolicy } from '../domain/retry.js';
+import type { SecretBox } from '../domain/secret-box.js';
+import { secretKeyBytes, signatureHeaders } from '../domain/signature.js';
+import type { DisableRule } from '../domain/limits.js';
+import type { ClaimedAttempt, ClaimLimits, WebhooksStore } from '../store/webhooks-store.js';
+import { DELIVERY_CHANNEL } from '../store/webhooks-store.js';
+import type { HttpSender } from './http.js';
+
+export interface DispatcherOptions {
+  now: () => number;
+  random: () => number;
+  policy: RetryPolicy;
+  disableRule: DisableRule;
+  attemptTimeoutMs: number;
+  pollIntervalMs: number;
+  maxInFlight: number;
+  claim: Omit<ClaimLimits, 'batch'> & { batch: number };
+  drainTimeoutMs: number;
+  /** Told when an endpoint was disabled by the service (410 or the failure rule). */
+  onDisabled: (webhookId: string, reason: string) => void;
+}
+
+export class Dispatcher {
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly abort = new AbortController();
+  private wakeUp: (() => void) | undefined;
+  private wakes = 0;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly store: WebhooksStore,
+    private readonly box: SecretBox,
+    private readonly http: HttpSender,
+    private readonly opts: DispatcherOptions,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.running = this.run();
+  }
+
+  /** Something was queued (here or in another replica): look now. */
+  wake(): void {
+    this.wakes++;
+    this.wakeUp?.();
+  }
+
+  /** Stops claiming, lets attempts in flight finish within the drain bound, then aborts the rest. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake();
+    await this.running;
+    const drained = Promise.all(this.inFlight).then(() => true);
+    const timedOut = new Promise<boolean>((r) => setTimeout(() => r(false), this.opts.drainTimeoutMs).unref());
+    if (!(await Promise.race([drained, timedOut]))) {
+      // Aborted attempts are not recorded: their leases expire and another replica retries them.
+      this.abort.abort(new Error('the dispatcher stopped (shutdown) during this attempt'));
+      await drained;
+    }
+    await this.http.close();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      const mark = this.wakes;
+      let full = false;
+      try {
+        full = await this.claimOnce();
+      } catch (err) {
+        this.log.warn({ err }, 'webhooks dispatcher: claiming deliveries failed; retrying');
+      }
+      if (this.stopped) break;
+      if (this.inFlight.size >= this.opts.maxInFlight) await Promise.race(this.inFlight);
+      else if (!full && this.wakes === mark) await this.sleep(this.opts.pollIntervalMs);
+    }
+  }
+
+  /** One claim and the start of its attempts; true when it took a full batch (more may be due). */
+  async claimOnce(): Promise<boolean> {
+    const room = this.opts.maxInFlight - this.inFlight.size;
+    if (room <= 0) return false;
+    const batch = Math.min(room, this.opts.claim.batch);
+    const { claimed, deadLettered } = await this.store.claim(new Date(this.opts.now()), { ...this.opts.claim, batch }, randomUUID);
+    for (const id of deadLettered) void this.store.db.notify(DELIVERY_CHANNEL, `${id} 0`).catch(() => undefined);
+    for (const c of claimed) {
+      const p: Promise<void> = this.attempt(c)
+        .catch((err: unknown) => this.log.error({ err, delivery: c.deliveryId }, 'webhooks dispatcher: an attempt failed unexpectedly; its lease will expire and it will be retried'))
+        .finally(() => this.inFlight.delete(p));
+      this.inFlight.add(p);
+    }
+    return claimed.length === batch;
+  }
+
+  private async attempt(c: ClaimedAttempt): Promise<void> {
+    const startedMs = this.opts.now();
+    const timestampSec = Math.floor(startedMs / 1000);
+    const keys = [this.box.open(c.secrets.current, aadFor(c.webhookId))];
+    if (c.secrets.previous && c.secrets.previous.expiresAt.getTime() > startedMs) keys.push(this.box.open(c.secrets.previous, aadFor(c.webhookId)));
+    const headers: Record<string, string> = {
+      ...c.headers,
+      'content-type': c.contentType,
+      'user-agent': 'gantry-webhooks/1',
+      ...signatureHeaders(keys.map((k) => secretKeyBytes(k)!), c.eventId, timestampSec, c.payload),
+    };
+    const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.opts.attemptTimeoutMs)]);
+    const res = await this.http.post(c.url, headers, c.payload, signal);
+    if (this.abort.signal.aborted) return;
+    const finishedMs = this.opts.now();
+    const retryAfterMs = parseRetryAfter(res.status, res.retryAfter, finishedMs);
+    const verdict = judge(this.opts.policy, c.attemptsInRound, { status: res.status, retryAfterMs }, this.opts.random);
+    const at = new Date(finishedMs);
+    const next =
+      verdict.kind === 'retry'
+        ? ({ status: 'PENDING', at: new Date(finishedMs + verdict.delayMs) } as const)
+        : ({ status: verdict.kind === 'succeeded' ? 'SUCCEEDED' : 'DEAD_LETTERED', at } as const);
+    const out = await this.store.recordAttempt(
+      {
+        deliveryId: c.deliveryId,
+        leaseToken: c.leaseToken,
+        attempt: { attemptNumber: c.attemptNumber, startedAt: new Date(startedMs), latencyMs: res.latencyMs, responseStatus: res.status, error: res.error, responseBodyExcerpt: res.bodyExcerpt },
+        next,
+        succeeded: verdict.kind === 'succeeded',
+        ...(verdict.kind === 'dead' && verdict.disable ? { disableReason: verdict.reason } : {}),
+        disableRule: this.opts.disableRule,
+      },
+      c.webhookId,
+      at,
+    );
+    if (!out.recorded) {
+      this.log.info({ delivery: c.deliveryId, attempt: c.attemptNumber }, 'webhooks dispatcher: outcome dropped (delivery cancelled, or its lease passed to another replica)');
+      return;
+    }
+    await this.store.db.notify(DELIVERY_CHANNEL, `${c.deliveryId} ${c.attemptNumber}`);
+    if (out.disabled) {
+      this.log.warn({ webhook: c.webhookId, reason: out.disabled.disabledReason }, 'webhook endpoint disabled');
+      this.opts.onDisabled(c.webhookId, out.disabled.disabledReason);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.wakeUp = undefined;
+        resolve();
+      }, ms);
+      this.wakeUp = () => {
+        clearTimeout(timer);
+        this.wakeUp = undefined;
+        resolve();
+      };
+    });
+  }
+}
+
+/** Additional data binding a secret's ciphertext to its webhook (not to a slot: rotation moves the current ciphertext to the previous one as is). */
+export const aadFor = (webhookId: string): string => `gantry.webhooks/${webhookId}`;

@@ -1,0 +1,285 @@
+// The webhooks service over real gRPC (mTLS, JWT) and a real local HTTP receiver, on PGlite and
+// PostgreSQL: the registry, signed deliveries the receiver verifies, retries on a fake clock,
+// Retry-After, 410, dead letters and their replay, secret rotation, and the SSRF guard.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { status } from '@grpc/grpc-js';
+import { webhooksv1 } from '@gantry/proto';
+import { assertStatus, eventually } from '../../kit/test/clients.js';
+import { engines, requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import { verifyWebhook } from '../src/client/index.js';
+import { Receiver, rpc, spec, startWebhooksPlatform, uniquePath, type WebhooksPlatform } from './support.js';
+
+if (!testDatabase().url && testDatabase().skip === false) {
+  test('a PostgreSQL server is configured for the webhooks service tests', () => {
+    requireTestDatabaseUrl();
+  });
+}
+
+const { WEBHOOK_STATUS_ACTIVE: ACTIVE, WEBHOOK_STATUS_PAUSED: PAUSED, WEBHOOK_STATUS_DISABLED: DISABLED } = webhooksv1.WebhookStatus;
+const { DELIVERY_STATUS_PENDING: D_PENDING, DELIVERY_STATUS_SUCCEEDED: D_OK, DELIVERY_STATUS_DEAD_LETTERED: D_DEAD, DELIVERY_STATUS_CANCELLED: D_CANCELLED } = webhooksv1.DeliveryStatus;
+const WAIT_MS = 5000;
+
+for (const engine of engines()) {
+  describe(`webhooks service over gRPC on ${engine.name}`, { skip: engine.skip }, () => {
+    let p: WebhooksPlatform;
+    let rx: Receiver;
+    let api: ReturnType<typeof rpc>;
+    before(async () => {
+      rx = await new Receiver().start();
+      p = await startWebhooksPlatform(engine.name);
+      api = rpc(p);
+    });
+    after(async () => {
+      await p?.close();
+      await rx?.close();
+    });
+
+    /** A new endpoint at a fresh path of the receiver; its secret and id. */
+    async function endpoint(over: Partial<webhooksv1.WebhookSpec> = {}, who = api) {
+      const path = uniquePath('hook');
+      // Each endpoint subscribes to a type of its own, so other tests' events do not reach it.
+      const type = `order.${path.slice(1).replaceAll('/', '')}`;
+      const res = await who.create({ spec: spec(rx.url(path), { eventTypes: [type], ...over }) });
+      return { path, type, id: res.webhook!.webhookId, secret: res.secret, webhook: res.webhook! };
+    }
+    const delivery = async (deliveryId: string) => (await api.history({ eventId: '' })).deliveries.find((d) => d.deliveryId === deliveryId);
+    /** Waits until the delivery's attempt `n` is recorded: only then is its next attempt scheduled, so the clock may move. */
+    const recorded = async (deliveryId: string, n: number) => assert.ok(await eventually(async () => ((await delivery(deliveryId))?.attempts.length ?? 0) >= n, WAIT_MS), `attempt ${n} recorded`);
+
+    test('CreateWebhook returns a whsec_ secret once; GetWebhook and ListWebhooks never show it, and the database holds only ciphertext', async () => {
+      const { id, secret, webhook } = await endpoint({ labels: { team: 'a' } });
+      assert.match(secret, /^whsec_[A-Za-z0-9+/]+=*$/);
+      assert.equal(webhook.status, ACTIVE);
+      const got = await api.get(id);
+      const text = (v: unknown) => JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? String(x) : x));
+      assert.equal(text(got).includes(secret), false);
+      const { rows } = await p.runtime.db.query(`SELECT * FROM webhooks.endpoints WHERE webhook_id = $1`, [id]);
+      assert.equal(text(rows[0]).includes(secret.slice(6)), false);
+      assert.ok((await api.list()).webhooks.some((w) => w.webhookId === id));
+    });
+
+    test('with external_id, a repeated create returns the existing webhook (created = false, no secret)', async () => {
+      const url = rx.url(uniquePath('ext'));
+      const a = await api.create({ externalId: 'uid-1', spec: spec(url) });
+      const b = await api.create({ externalId: 'uid-1', spec: spec(url) });
+      assert.deepEqual([a.created, b.created, b.secret, b.webhook!.webhookId], [true, false, '', a.webhook!.webhookId]);
+      const listed = await api.list({ externalId: 'uid-1' });
+      assert.deepEqual(listed.webhooks.map((w) => w.webhookId), [a.webhook!.webhookId]);
+    });
+
+    test('invalid specs are refused with INVALID_ARGUMENT naming the field, and nothing is created', async () => {
+      const before = (await api.list({ pageSize: 500 })).webhooks.length;
+      const bad: [Partial<webhooksv1.WebhookSpec>, RegExp][] = [
+        [{ url: 'ftp://x/' }, /spec.url: must be http or https/],
+        [{ url: 'not a url' }, /spec.url/],
+        [{ url: `https://example.com/${'a'.repeat(2048)}` }, /maximum is 2048/],
+        [{ eventTypes: [] }, /at least one event type/],
+        [{ eventTypes: Array.from({ length: 65 }, (_, i) => `t${i}`) }, /maximum is 64/],
+        [{ headers: { 'webhook-signature': 'x' } }, /reserved/],
+        [{ headers: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`x-h${i}`, 'v'])) }, /maximum is 32/],
+      ];
+      for (const [over, msg] of bad) await assertStatus(api.create({ spec: spec(rx.url('/x'), over) }), status.INVALID_ARGUMENT, msg);
+      await assertStatus(api.create({ spec: spec(rx.url('/x')), secret: 'whsec_short' }), status.INVALID_ARGUMENT, /secret/);
+      assert.equal((await api.list({ pageSize: 500 })).webhooks.length, before);
+    });
+
+    test('another owner\'s webhook is PERMISSION_DENIED; an unknown id NOT_FOUND; an empty id INVALID_ARGUMENT', async () => {
+      const { id } = await endpoint();
+      await assertStatus(rpc(p, 'mallory').get(id), status.PERMISSION_DENIED, /another owner/);
+      await assertStatus(api.get('wh_nope'), status.NOT_FOUND);
+      await assertStatus(api.get(''), status.INVALID_ARGUMENT);
+      assert.ok(!(await rpc(p, 'mallory').list()).webhooks.some((w) => w.webhookId === id));
+    });
+
+    test('UpdateWebhook with a mask changes only the named fields, bumps the version, and refuses a stale expected_version with ABORTED', async () => {
+      const { id, webhook } = await endpoint({ description: 'one' });
+      const updated = await api.update({ webhookId: id, spec: spec('ignored', { description: 'two', paused: true }), updateMask: ['description', 'paused'] });
+      assert.deepEqual([updated.spec!.description, updated.spec!.url, updated.status], ['two', webhook.spec!.url, PAUSED]);
+      assert.ok(updated.version > webhook.version);
+      await assertStatus(api.update({ webhookId: id, spec: spec('x'), updateMask: ['description'], expectedVersion: webhook.version }), status.ABORTED, /re-read/);
+      await assertStatus(api.update({ webhookId: id, spec: spec('x'), updateMask: ['colour'] }), status.INVALID_ARGUMENT, /update_mask/);
+    });
+
+    test('a published event reaches every subscribed endpoint once, signed so that verifyWebhook accepts it; a republish is a duplicate; another body under the same id is ALREADY_EXISTS', async () => {
+      // Owned by someone else than the other tests' endpoints: "*" would otherwise receive their events too.
+      const fan = rpc(p, 'fanout');
+      const a = await endpoint({ eventTypes: ['invoice.paid'] }, fan);
+      const b = await endpoint({ eventTypes: ['*'] }, fan);
+      const c = await endpoint({ eventTypes: ['invoice.void'] }, fan);
+      const payload = Buffer.from('{"invoice":42}');
+      const first = await api.publish({ eventId: 'evt-fanout-1', eventType: 'invoice.paid', payload, owner: 'fanout' });
+      assert.equal(first.duplicate, false);
+      assert.equal(first.deliveryIds.length, 2);
+      assert.ok(await eventually(() => rx.at(a.path).length === 1 && rx.at(b.path).length === 1, WAIT_MS));
+      for (const [e, got] of [[a, rx.at(a.path)[0]!], [b, rx.at(b.path)[0]!]] as const) {
+        assert.deepEqual(got.body, payload);
+        assert.equal(got.headers['webhook-id'], 'evt-fanout-1');
+        assert.equal(got.headers['content-type'], 'application/json');
+        const v = verifyWebhook(got.headers as Record<string, string>, got.body, e.secret, { now: () => p.clock.nowMs });
+        assert.equal(v.id, 'evt-fanout-1');
+      }
+      assert.equal(rx.at(c.path).length, 0);
+      const again = await api.publish({ eventId: 'evt-fanout-1', eventType: 'invoice.paid', payload, owner: 'fanout' });
+      assert.deepEqual([again.duplicate, again.deliveryIds.sort()], [true, first.deliveryIds.sort()]);
+      await assertStatus(api.publish({ eventId: 'evt-fanout-1', eventType: 'invoice.paid', payload: Buffer.from('{}'), owner: 'fanout' }), status.ALREADY_EXISTS);
+      assert.ok(await eventually(async () => (await fan.history({ webhookId: a.id })).deliveries[0]?.status === D_OK, WAIT_MS));
+      const [h] = (await fan.history({ webhookId: a.id })).deliveries;
+      assert.equal(h!.attempts.length, 1);
+      assert.equal(h!.attempts[0]!.responseStatus, 200);
+      assert.equal(rx.at(a.path).length, 1, 'delivered once');
+    });
+
+    test('failed attempts retry on the schedule as the fake clock moves (5 s, then 5 min), and a success ends the delivery', async () => {
+      const e = await endpoint();
+      rx.script.set(e.path, [{ status: 500 }, { status: 502 }]);
+      const { deliveryIds: [id] } = await api.publish({ eventId: `evt-retry-${e.id}`, eventType: e.type, owner: 'alice' });
+      await recorded(id!, 1);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(rx.at(e.path).length, 1, 'no retry before the clock moves');
+      p.clock.nowMs += 6_000; // 5 s ± 20 % (random = 0.5: exactly 5 s)
+      await recorded(id!, 2);
+      p.clock.nowMs += 60_000;
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(rx.at(e.path).length, 2, 'the third attempt waits 5 minutes');
+      p.clock.nowMs += 300_000;
+      assert.ok(await eventually(() => rx.at(e.path).length === 3, WAIT_MS));
+      assert.ok(await eventually(async () => (await delivery(id!))?.status === D_OK, WAIT_MS));
+      const d = (await delivery(id!))!;
+      assert.deepEqual(d.attempts.map((a) => a.responseStatus), [500, 502, 200]);
+      assert.deepEqual(d.attempts.map((a) => a.attemptNumber), [1, 2, 3]);
+      // Every attempt carries the same webhook-id, each with its own timestamp.
+      assert.deepEqual(new Set(rx.at(e.path).map((r) => r.headers['webhook-id'])).size, 1);
+    });
+
+    test('503 with Retry-After: 120 holds the next attempt for 120 s, not the schedule\'s 5 s', async () => {
+      const e = await endpoint();
+      rx.script.set(e.path, [{ status: 503, headers: { 'retry-after': '120' } }]);
+      const { deliveryIds: [id] } = await api.publish({ eventId: `evt-ra-${e.id}`, eventType: e.type, owner: 'alice' });
+      await recorded(id!, 1);
+      p.clock.nowMs += 10_000;
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(rx.at(e.path).length, 1);
+      p.clock.nowMs += 111_000;
+      assert.ok(await eventually(() => rx.at(e.path).length === 2, WAIT_MS));
+    });
+
+    test('410 Gone dead-letters the delivery at once and disables the endpoint, with the reason in the registry', async () => {
+      const e = await endpoint();
+      rx.script.set(e.path, [{ status: 410 }]);
+      const { deliveryIds: [id] } = await api.publish({ eventId: `evt-410-${e.id}`, eventType: e.type, owner: 'alice' });
+      assert.ok(await eventually(async () => (await api.get(e.id)).status === DISABLED, WAIT_MS));
+      assert.match((await api.get(e.id)).disabledReason, /410/);
+      assert.equal((await delivery(id!))!.status, D_DEAD, JSON.stringify(await delivery(id!), (_k, x: unknown) => (typeof x === "bigint" ? String(x) : x)));
+      await assertStatus(api.trigger(e.id), status.FAILED_PRECONDITION, /disabled/);
+      const back = await api.update({ webhookId: e.id, reenable: true });
+      assert.deepEqual([back.status, back.consecutiveFailures], [ACTIVE, 0]);
+    });
+
+    test('after max attempts a delivery is dead-lettered; RetryFailedDeliveries replays it with a fresh round and it succeeds', async () => {
+      const e = await endpoint();
+      rx.script.set(e.path, Array.from({ length: 8 }, () => ({ status: 500 })));
+      const { deliveryIds: [id] } = await api.publish({ eventId: `evt-dead-${e.id}`, eventType: e.type, owner: 'alice' });
+      for (let n = 1; n <= 8; n++) {
+        await recorded(id!, n);
+        p.clock.nowMs += 11 * 3600_000;
+      }
+      assert.ok(await eventually(async () => (await delivery(id!))?.status === D_DEAD, WAIT_MS));
+      await assertStatus(api.retry({ selector: { $case: 'deliveryId', value: 'dlv_nope' }, webhookId: '' }), status.NOT_FOUND);
+      const replay = await api.retry({ selector: { $case: 'deliveryId', value: id! }, webhookId: '' });
+      assert.deepEqual([replay.requeued, replay.deliveryIds], [1, [id]]);
+      assert.ok(await eventually(async () => (await delivery(id!))?.status === D_OK, WAIT_MS));
+      assert.equal((await delivery(id!))!.attempts.length, 9);
+      await assertStatus(api.retry({ selector: { $case: 'deliveryId', value: id! }, webhookId: '' }), status.FAILED_PRECONDITION, /not DEAD_LETTERED/);
+      // The clock moved 88 hours: a 30-day window still holds the delivery.
+      const stats = await api.stats(e.id, 30 * 24 * 3600);
+      assert.deepEqual([stats.totalDeliveries, stats.succeeded, stats.totalAttempts, stats.failedAttempts, stats.successRateBp], [1n, 1n, 9n, 8n, 10_000]);
+    });
+
+    test('after RotateSecret both the new and the old secret verify during the overlap; with overlap 0 only the new one', async () => {
+      const e = await endpoint();
+      const r = await api.rotate(e.id, 3600);
+      assert.ok(r.previousSecretExpiresAt);
+      await api.publish({ eventId: `evt-rot-${e.id}`, eventType: e.type, owner: 'alice' });
+      assert.ok(await eventually(() => rx.at(e.path).length === 1, WAIT_MS));
+      const got = rx.at(e.path)[0]!;
+      const h = got.headers as Record<string, string>;
+      assert.equal(h['webhook-signature']!.split(' ').length, 2);
+      verifyWebhook(h, got.body, e.secret, { now: () => p.clock.nowMs });
+      verifyWebhook(h, got.body, r.secret, { now: () => p.clock.nowMs });
+      const r2 = await api.rotate(e.id, 0);
+      assert.equal(r2.previousSecretExpiresAt, undefined);
+      await api.publish({ eventId: `evt-rot2-${e.id}`, eventType: e.type, owner: 'alice' });
+      assert.ok(await eventually(() => rx.at(e.path).length === 2, WAIT_MS));
+      const h2 = rx.at(e.path)[1]!.headers as Record<string, string>;
+      assert.equal(h2['webhook-signature']!.split(' ').length, 1);
+      assert.throws(() => verifyWebhook(h2, rx.at(e.path)[1]!.body, r.secret, { now: () => p.clock.nowMs }));
+      verifyWebhook(h2, rx.at(e.path)[1]!.body, r2.secret, { now: () => p.clock.nowMs });
+    });
+
+    test('a paused endpoint queues events and gets them on resume; TriggerWebhook reaches it while paused; DeleteWebhook cancels what is pending', async () => {
+      const e = await endpoint({ paused: true });
+      await api.publish({ eventId: `evt-pause-${e.id}`, eventType: e.type, owner: 'alice' });
+      const t = await api.trigger(e.id);
+      assert.ok(await eventually(() => rx.at(e.path).length === 1, WAIT_MS));
+      assert.equal(rx.at(e.path)[0]!.headers['webhook-id'], t.eventId);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(rx.at(e.path).length, 1);
+      await api.update({ webhookId: e.id, spec: spec('x', { paused: false }), updateMask: ['paused'] });
+      assert.ok(await eventually(() => rx.at(e.path).length === 2, WAIT_MS));
+      const f = await endpoint({ paused: true });
+      const { deliveryIds: [id] } = await api.publish({ eventId: `evt-del-${f.id}`, eventType: f.type, owner: 'alice' });
+      assert.equal((await delivery(id!))!.status, D_PENDING);
+      await api.delete(f.id);
+      await api.delete(f.id);
+      await assertStatus(api.get(f.id), status.NOT_FOUND);
+      assert.equal((await delivery(id!))!.status, D_CANCELLED);
+    });
+  });
+}
+
+describe('the SSRF guard over gRPC (no allow-list)', () => {
+  let p: WebhooksPlatform;
+  let rx: Receiver;
+  /** DNS as the test says: rebind.test resolves to a public address until `rebound`, then to 127.0.0.1. */
+  const dns = { rebound: false };
+  before(async () => {
+    rx = await new Receiver().start();
+    p = await startWebhooksPlatform('PGlite', {
+      webhooks: { allowedCidrs: [] },
+      options: {
+        resolver: async (host) => {
+          if (host === 'rebind.test') return [{ address: dns.rebound ? '127.0.0.1' : '93.184.216.34', family: 4 }];
+          if (host === 'loopback.test') return [{ address: '127.0.0.1', family: 4 }];
+          if (host === 'metadata.test') return [{ address: '169.254.169.254', family: 4 }];
+          throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND' });
+        },
+      },
+    });
+  });
+  after(async () => {
+    await p?.close();
+    await rx?.close();
+  });
+
+  test('registration refuses loopback, private, link-local (metadata) and IPv6 loopback URLs, and names that resolve to them', async () => {
+    const api = rpc(p);
+    for (const url of [rx.url('/direct'), 'http://10.0.0.5/h', 'http://169.254.169.254/latest/meta-data', 'http://[::1]/h', 'http://2130706433/h', 'http://loopback.test/h', 'http://metadata.test/h']) {
+      await assertStatus(api.create({ spec: spec(url) }), status.INVALID_ARGUMENT, /refused address/);
+    }
+  });
+
+  test('a name that resolved to a public address at registration and to 127.0.0.1 at delivery (DNS rebinding) is refused at connect time; the receiver gets nothing', async () => {
+    const api = rpc(p);
+    const url = `http://rebind.test:${rx.port}/rebind`;
+    const { webhook } = await api.create({ spec: spec(url) });
+    dns.rebound = true;
+    const { deliveryIds: [id] } = await api.publish({ eventId: 'evt-rebind', owner: 'alice' });
+    assert.ok(await eventually(async () => ((await api.history({ webhookId: webhook!.webhookId })).deliveries[0]?.attempts.length ?? 0) >= 1, WAIT_MS));
+    const [d] = (await api.history({ webhookId: webhook!.webhookId })).deliveries;
+    assert.equal(d!.deliveryId, id);
+    assert.equal(d!.attempts[0]!.responseStatus, 0);
+    assert.match(d!.attempts[0]!.error, /refused address: rebind.test resolves to 127.0.0.1 is a loopback address/);
+    assert.equal(rx.received.length, 0);
+  });
+});

@@ -1,0 +1,144 @@
+// Helpers for the webhooks tests: the webhooks target in this process on either engine (or another
+// replica on the same PostgreSQL database) with a clock the test moves, a real local HTTP receiver
+// that verifies what it gets, and clients with tokens per caller.
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Metadata } from '@grpc/grpc-js';
+import { bearerMetadata, clientCredentials, clientOptions, unary, type ConfigInput, type Runtime } from '@gantry/kit';
+import { webhooksv1 } from '@gantry/proto';
+import { tokenFor } from '../../kit/test/clients.js';
+import type { EngineName } from '../../kit/test/databases.js';
+import { startServicePlatform } from '../../kit/test/harness.js';
+import { createWebhooksService, type WebhooksOptions } from '../src/index.js';
+
+export type WebhooksClient = InstanceType<typeof webhooksv1.WebhooksServiceClient>;
+export const ALL_SCOPES = ['webhooks.manage', 'webhooks.read', 'webhooks.publish'];
+
+export interface WebhooksPlatform {
+  runtime: Runtime;
+  client: WebhooksClient;
+  databaseUrl: string | undefined;
+  as(subject: string, scopes?: string[]): Metadata;
+  clock: { nowMs: number };
+  close(): Promise<void>;
+}
+
+/** Config that keeps tests quick: the local receiver allow-listed, fast polling, short timeouts. */
+export const TEST_WEBHOOKS_CONFIG = {
+  allowedCidrs: ['127.0.0.1/32'],
+  pollIntervalMs: 50,
+  attemptTimeoutMs: 2000,
+  leaseMarginMs: 1000,
+  drainTimeoutMs: 2000,
+} satisfies ConfigInput['webhooks'];
+
+export async function startWebhooksPlatform(
+  engine: EngineName,
+  opts: { options?: WebhooksOptions; webhooks?: ConfigInput['webhooks']; sharedDatabaseUrl?: string; clock?: { nowMs: number } } = {},
+): Promise<WebhooksPlatform> {
+  const clock = opts.clock ?? { nowMs: Date.now() };
+  const factory = createWebhooksService({ random: () => 0.5, ...opts.options, now: () => clock.nowMs });
+  const overrides: ConfigInput = {
+    rateLimit: { points: 100_000, windowSec: 1 },
+    webhooks: { ...TEST_WEBHOOKS_CONFIG, ...opts.webhooks },
+    ...(opts.sharedDatabaseUrl ? { database: { url: opts.sharedDatabaseUrl, poolSize: 6 } } : {}),
+  };
+  const platform = await startServicePlatform(opts.sharedDatabaseUrl ? 'PGlite' : engine, [factory], { dbLabel: 't_hooks', poolSize: 6, overrides });
+  const { runtime, dataDir, tls } = platform;
+  const client = new webhooksv1.WebhooksServiceClient(platform.address, clientCredentials(tls), clientOptions(tls));
+  const pool = (runtime.db as { pool?: { options: { connectionString?: string } } }).pool;
+  return {
+    runtime,
+    client,
+    databaseUrl: opts.sharedDatabaseUrl ?? pool?.options.connectionString,
+    as: (subject, scopes = ALL_SCOPES) => bearerMetadata(tokenFor(dataDir, subject, scopes)),
+    clock,
+    async close() {
+      client.close();
+      await platform.close();
+    },
+  };
+}
+
+export const spec = (url: string, over: Partial<webhooksv1.WebhookSpec> = {}): webhooksv1.WebhookSpec => ({
+  url,
+  eventTypes: ['order.created'],
+  headers: {},
+  description: '',
+  paused: false,
+  rateLimitPerSecond: 0,
+  maxConcurrency: 0,
+  labels: {},
+  ...over,
+});
+
+/** The unary RPCs as promises, as `subject`. */
+export function rpc(p: WebhooksPlatform, subject = 'alice', scopes?: string[]) {
+  const c = p.client;
+  const md = p.as(subject, scopes);
+  return {
+    create: (req: Partial<webhooksv1.CreateWebhookRequest>) => unary(c.createWebhook, c, { owner: '', externalId: '', spec: undefined, secret: '', ...req }, md),
+    get: (webhookId: string) => unary(c.getWebhook, c, { webhookId }, md).then((r) => r.webhook!),
+    list: (req: Partial<webhooksv1.ListWebhooksRequest> = {}) => unary(c.listWebhooks, c, { owner: '', status: 0, externalId: '', pageSize: 0, pageToken: '', ...req }, md),
+    update: (req: Partial<webhooksv1.UpdateWebhookRequest> & { webhookId: string }) => unary(c.updateWebhook, c, { spec: undefined, updateMask: undefined, reenable: false, ...req }, md).then((r) => r.webhook!),
+    delete: (webhookId: string) => unary(c.deleteWebhook, c, { webhookId }, md),
+    rotate: (webhookId: string, overlapSec?: number, secret = '') =>
+      unary(c.rotateSecret, c, { webhookId, overlap: overlapSec === undefined ? undefined : { seconds: BigInt(overlapSec), nanos: 0 }, secret }, md),
+    publish: (req: Partial<webhooksv1.PublishEventRequest> & { eventId: string }) =>
+      unary(c.publishEvent, c, { eventType: 'order.created', payload: Buffer.from('{"order":1}'), contentType: '', owner: '', occurredAt: undefined, traceContext: {}, ...req }, md),
+    trigger: (webhookId: string) => unary(c.triggerWebhook, c, { webhookId, eventType: '', payload: Buffer.alloc(0) }, md),
+    history: (req: Partial<webhooksv1.GetDeliveryHistoryRequest> = {}) => unary(c.getDeliveryHistory, c, { webhookId: '', eventId: '', status: 0, since: undefined, pageSize: 0, pageToken: '', ...req }, md),
+    retry: (req: webhooksv1.RetryFailedDeliveriesRequest) => unary(c.retryFailedDeliveries, c, req, md),
+    stats: (webhookId: string, windowSec?: number) => unary(c.getWebhookStatistics, c, { webhookId, window: windowSec === undefined ? undefined : { seconds: BigInt(windowSec), nanos: 0 } }, md),
+  };
+}
+
+export interface Received {
+  path: string;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** A real HTTP server on 127.0.0.1 that records each request and answers as `respond` says (default 200). */
+export class Receiver {
+  readonly received: Received[] = [];
+  /** Answers per path, taken in order; when none is left, 200. */
+  readonly script = new Map<string, { status: number; headers?: Record<string, string>; delayMs?: number }[]>();
+  private server!: Server;
+  port = 0;
+
+  async start(): Promise<this> {
+    this.server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        this.received.push({ path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks) });
+        const next = this.script.get(req.url ?? '')?.shift() ?? { status: 200 };
+        setTimeout(() => {
+          res.writeHead(next.status, next.headers ?? {});
+          res.end(`answer ${next.status}`);
+        }, next.delayMs ?? 0);
+      });
+    });
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    this.port = (this.server.address() as AddressInfo).port;
+    return this;
+  }
+
+  url(path: string): string {
+    return `http://127.0.0.1:${this.port}${path}`;
+  }
+
+  at(path: string): Received[] {
+    return this.received.filter((r) => r.path === path);
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise((r) => this.server.close(r));
+  }
+}
+
+let counter = 0;
+/** A path no other test uses. */
+export const uniquePath = (name: string) => `/${name}-${process.pid}-${++counter}`;
