@@ -4,7 +4,7 @@ import { approvalsv1 } from '@gantry/proto';
 import { approvalsHandlers } from './api/handlers.js';
 import { approvalsScopes } from './api/scopes.js';
 import { APPROVALS_SCHEMA, ApprovalsStore, approvalsMigrations } from './store/approvals-store.js';
-import { ChangeFeed, type FeedLimits } from './store/change-feed.js';
+import { approvalsFeed, type FeedLimits } from './store/change-feed.js';
 import { ExpirySweeper } from './store/expiry-sweeper.js';
 import { MAX_QUEUED_VOTES, MAX_TX_IN_FLIGHT, MAX_VOTES_PER_TX, VoteCommitter } from './store/vote-committer.js';
 
@@ -61,7 +61,7 @@ export function createApprovalsService(opts: ApprovalsOptions = {}): ServiceFact
         maxSubscriptions: d.maxStreams,
         pollMs: d.feedPollMs,
       };
-      const feed = new ChangeFeed(db, store, limits, log);
+      const feed = approvalsFeed(db, store, limits, log);
       await feed.start();
       const sweeper = new ExpirySweeper(
         store,

@@ -20,3 +20,4 @@ export * from './storage/pglite.js';
 export * from './storage/postgres.js';
 export * from './runtime.js';
 export * from './client.js';
+export * from './streams/change-feed.js';
