@@ -11,6 +11,7 @@ import { AddressGuard } from './domain/address-guard.js';
 import { KEY_BYTES, parseKeyring, SecretBox } from './domain/secret-box.js';
 import { Dispatcher } from './delivery/dispatcher.js';
 import { HttpSender, systemResolver, type Resolver } from './delivery/http.js';
+import { registryFeed } from './store/registry-feed.js';
 import { QUEUED_CHANNEL, WEBHOOKS_SCHEMA, WebhooksStore, webhooksMigrations } from './store/webhooks-store.js';
 
 export interface WebhooksOptions {
@@ -22,6 +23,10 @@ export interface WebhooksOptions {
   resolver?: Resolver;
   /** Called with each process's dispatcher once it runs (tests and benchmarks). */
   onDispatcher?: (d: Dispatcher) => void;
+  /** Called with each process's watches once they run (tests wait for a watch to be live). */
+  onStreams?: (s: WebhooksStreams) => void;
+  /** A watch's queue of changes not yet sent: past this many it is cut off (tests make it small). */
+  streamQueueEvents?: number;
 }
 
 /** Defaults of the tunables that are not config; each is a bound docs/webhooks.md states. */
@@ -30,6 +35,9 @@ export const WEBHOOKS_DEFAULTS = {
   streamPollMs: 1000,
   bookmarkIntervalMs: 15_000,
   streamQueueEvents: 1000,
+  /** Bytes one registry watch may have queued (about 1,000 webhooks of full size). */
+  streamQueueBytes: 16 * 1024 * 1024,
+  /** Registry watches and, separately, delivery watches per process. */
   maxStreams: 10_000,
   /** Endpoints one claim looks at. */
   claimEndpoints: 100,
@@ -53,12 +61,6 @@ async function loadSecretBox(config: GantryConfig): Promise<{ box: SecretBox; ge
   return { box: new SecretBox(parseKeyring(readFileSync(file, 'utf8'), file)), ...(generated ? { generated } : {}) };
 }
 
-/** The handlers served now: the two watches stay UNIMPLEMENTED until their tests land. */
-function servedHandlers(all: ReturnType<typeof webhooksHandlers>): ReturnType<typeof webhooksHandlers> {
-  const { watchWebhookRegistry: _registry, watchDeliveries: _deliveries, ...served } = all;
-  return served;
-}
-
 /** The webhooks target with injected clock, randomness and resolver (tests); `webhooksService` uses the real ones. */
 export function createWebhooksService(opts: WebhooksOptions = {}): ServiceFactory {
   const now = opts.now ?? Date.now;
@@ -74,8 +76,11 @@ export function createWebhooksService(opts: WebhooksOptions = {}): ServiceFactor
       if (generated) log.info({ file: generated }, 'created a dev key for webhook secrets at rest; set webhooks.secretKeyFile in production');
       const guard = new AddressGuard(c.allowedCidrs);
       const store = new WebhooksStore(db);
-      const streams = new WebhooksStreams(db, store, { readChanges: d.registryReadChanges, pollMs: d.streamPollMs, bookmarkIntervalMs: d.bookmarkIntervalMs, queueEvents: d.streamQueueEvents, maxStreams: d.maxStreams }, log);
+      const queueEvents = opts.streamQueueEvents ?? d.streamQueueEvents;
+      const feed = registryFeed(db, store, { readChanges: d.registryReadChanges, queueEvents, queueBytes: d.streamQueueBytes, maxSubscriptions: d.maxStreams, pollMs: d.streamPollMs }, log);
+      const streams = new WebhooksStreams(db, store, feed, { readChanges: d.registryReadChanges, pollMs: d.streamPollMs, bookmarkIntervalMs: d.bookmarkIntervalMs, queueEvents, maxStreams: d.maxStreams }, log);
       await streams.start();
+      opts.onStreams?.(streams);
       const dispatcher = new Dispatcher(
         store,
         box,
@@ -113,8 +118,7 @@ export function createWebhooksService(opts: WebhooksOptions = {}): ServiceFactor
           name: 'gantry.webhooks.v1.WebhooksService',
           definition: webhooksv1.WebhooksServiceService,
           scopes: webhooksScopes,
-          handlers: servedHandlers(webhooksHandlers({ store, box, guard, resolver, now, maxAttempts: () => c.maxAttempts, queued: () => dispatcher.wake(), streams })),
-          unimplementedReason: 'WatchWebhookRegistry and WatchDeliveries land with the next step of issue #6 (written in api/streams.ts, not yet tested)',
+          handlers: webhooksHandlers({ store, box, guard, resolver, now, maxAttempts: () => c.maxAttempts, queued: () => dispatcher.wake(), streams }),
         }),
       ];
     },
@@ -126,3 +130,4 @@ export const webhooksService: ServiceFactory = createWebhooksService();
 
 export { WebhooksStore } from './store/webhooks-store.js';
 export type { Dispatcher } from './delivery/dispatcher.js';
+export { RESUME_VERSION_TRAILER, type WebhooksStreams } from './api/streams.js';

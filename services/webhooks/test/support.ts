@@ -3,13 +3,13 @@
 // that verifies what it gets, and clients with tokens per caller.
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Metadata } from '@grpc/grpc-js';
+import type { ClientReadableStream, Metadata, ServiceError } from '@grpc/grpc-js';
 import { bearerMetadata, clientCredentials, clientOptions, unary, type ConfigInput, type Runtime } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
 import { tokenFor } from '../../kit/test/clients.js';
 import type { EngineName } from '../../kit/test/databases.js';
 import { startServicePlatform } from '../../kit/test/harness.js';
-import { createWebhooksService, type WebhooksOptions } from '../src/index.js';
+import { createWebhooksService, type WebhooksOptions, type WebhooksStreams } from '../src/index.js';
 
 export type WebhooksClient = InstanceType<typeof webhooksv1.WebhooksServiceClient>;
 export const ALL_SCOPES = ['webhooks.manage', 'webhooks.read', 'webhooks.publish'];
@@ -20,6 +20,8 @@ export interface WebhooksPlatform {
   databaseUrl: string | undefined;
   as(subject: string, scopes?: string[]): Metadata;
   clock: { nowMs: number };
+  /** The watches this process serves now (set once the service runs). */
+  streams: () => { registry: number; deliveries: number };
   close(): Promise<void>;
 }
 
@@ -37,7 +39,16 @@ export async function startWebhooksPlatform(
   opts: { options?: WebhooksOptions; webhooks?: ConfigInput['webhooks']; sharedDatabaseUrl?: string; clock?: { nowMs: number } } = {},
 ): Promise<WebhooksPlatform> {
   const clock = opts.clock ?? { nowMs: Date.now() };
-  const factory = createWebhooksService({ random: () => 0.5, ...opts.options, now: () => clock.nowMs });
+  let streams: WebhooksStreams | undefined;
+  const factory = createWebhooksService({
+    random: () => 0.5,
+    ...opts.options,
+    now: () => clock.nowMs,
+    onStreams: (s) => {
+      streams = s;
+      opts.options?.onStreams?.(s);
+    },
+  });
   const overrides: ConfigInput = {
     rateLimit: { points: 100_000, windowSec: 1 },
     webhooks: { ...TEST_WEBHOOKS_CONFIG, ...opts.webhooks },
@@ -53,6 +64,7 @@ export async function startWebhooksPlatform(
     databaseUrl: opts.sharedDatabaseUrl ?? pool?.options.connectionString,
     as: (subject, scopes = ALL_SCOPES) => bearerMetadata(tokenFor(dataDir, subject, scopes)),
     clock,
+    streams: () => streams?.active ?? { registry: 0, deliveries: 0 },
     async close() {
       client.close();
       await platform.close();
@@ -93,6 +105,37 @@ export function rpc(p: WebhooksPlatform, subject = 'alice', scopes?: string[]) {
   };
 }
 
+/** Opens WatchWebhookRegistry as `subject`. */
+export function watchRegistry(p: WebhooksPlatform, req: Partial<webhooksv1.WatchWebhookRegistryRequest>, subject = 'alice', scopes?: string[]): Collector<webhooksv1.WatchWebhookRegistryResponse> {
+  return new Collector(p.client.watchWebhookRegistry({ owner: '', fromVersion: 0n, ...req }, p.as(subject, scopes), { deadline: Date.now() + 60_000 }));
+}
+
+/** Opens WatchDeliveries as `subject`. */
+export function watchDeliveries(p: WebhooksPlatform, req: Partial<webhooksv1.WatchDeliveriesRequest>, subject = 'alice'): Collector<webhooksv1.WatchDeliveriesResponse> {
+  return new Collector(p.client.watchDeliveries({ webhookId: '', eventTypes: [], ...req }, p.as(subject), { deadline: Date.now() + 60_000 }));
+}
+
+/** A server stream read into an array as messages come; `ended` resolves with its final status and trailers. */
+export class Collector<T> {
+  readonly messages: T[] = [];
+  readonly ended: Promise<{ err?: ServiceError; trailers?: Metadata }>;
+
+  constructor(readonly call: ClientReadableStream<T>) {
+    let trailers: Metadata | undefined;
+    call.on('status', (s: { metadata: Metadata }) => (trailers = s.metadata));
+    this.ended = new Promise((resolve) => {
+      call.on('data', (m: T) => this.messages.push(m));
+      // 'status' comes after 'error'/'end'; wait a tick so the trailers are in.
+      call.on('error', (err: ServiceError) => setImmediate(() => resolve({ err, trailers: trailers ?? err.metadata })));
+      call.on('end', () => setImmediate(() => resolve({ trailers })));
+    });
+  }
+
+  cancel(): void {
+    this.call.cancel();
+  }
+}
+
 export interface Received {
   path: string;
   headers: IncomingHttpHeaders;
@@ -104,20 +147,42 @@ export class Receiver {
   readonly received: Received[] = [];
   /** Answers per path, taken in order; when none is left, 200. */
   readonly script = new Map<string, { status: number; headers?: Record<string, string>; delayMs?: number }[]>();
+  /** Paths whose requests are held open until `release` (for concurrency tests). */
+  readonly hold = new Set<string>();
+  /** Requests open now, and the most ever open at once, per path. */
+  readonly open = new Map<string, number>();
+  readonly peak = new Map<string, number>();
+  private held: (() => void)[] = [];
   private server!: Server;
   port = 0;
+
+  /** Answers every held request (as scripted) and stops holding `path`. */
+  release(path: string): void {
+    this.hold.delete(path);
+    const held = this.held;
+    this.held = [];
+    for (const answer of held) answer();
+  }
 
   async start(): Promise<this> {
     this.server = createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        this.received.push({ path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks) });
-        const next = this.script.get(req.url ?? '')?.shift() ?? { status: 200 };
-        setTimeout(() => {
-          res.writeHead(next.status, next.headers ?? {});
-          res.end(`answer ${next.status}`);
-        }, next.delayMs ?? 0);
+        const path = req.url ?? '';
+        this.received.push({ path, headers: req.headers, body: Buffer.concat(chunks) });
+        const open = (this.open.get(path) ?? 0) + 1;
+        this.open.set(path, open);
+        this.peak.set(path, Math.max(open, this.peak.get(path) ?? 0));
+        const next = this.script.get(path)?.shift() ?? { status: 200 };
+        const answer = () =>
+          setTimeout(() => {
+            this.open.set(path, (this.open.get(path) ?? 1) - 1);
+            res.writeHead(next.status, next.headers ?? {});
+            res.end(`answer ${next.status}`);
+          }, next.delayMs ?? 0);
+        if (this.hold.has(path)) this.held.push(answer);
+        else answer();
       });
     });
     await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));

@@ -312,7 +312,11 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
     },
 
     watchWebhookRegistry: (req, ctx) => deps.streams.watchRegistry(req, ctx, ownerFor(ctx, req.owner), req.owner === '' && isAdmin(ctx)),
-    watchDeliveries: (req, ctx) => deps.streams.watchDeliveries(req, ctx, () => (req.webhookId === '' ? store.webhookIdsOf(callerOf(ctx), LIMITS.maxHistoryWebhooks) : historyWebhook(ctx, req.webhookId).then((id) => [id]))),
+    async *watchDeliveries(req, ctx) {
+      const caller = callerOf(ctx);
+      const scope = req.webhookId === '' ? { owner: caller } : { webhookId: await historyWebhook(ctx, req.webhookId) };
+      yield* deps.streams.watchDeliveries(req, ctx, scope);
+    },
   };
 
   /** A webhook whose history the caller may read: deleted ones too (their deliveries stay readable). */

@@ -1,62 +1,49 @@
-// The two watches. Registry watches are pull-based: each reads the change history from the
-// database at its own pace (a slow reader holds no server memory; gRPC flow control paces it), and
-// a NOTIFY, or a poll when none comes, says "look again". Delivery watches are live only: one
-// listener per process reads each changed delivery once and offers it to every matching stream,
-// through a bounded queue per stream; a stream that falls behind ends with RESOURCE_EXHAUSTED.
+// The two watches. A registry watch first reads the change history from the database (catch-up),
+// then follows the process's registry feed (store/registry-feed.ts) through a bounded queue; one
+// that falls behind ends with RESOURCE_EXHAUSTED and the version to resume from. Delivery watches
+// are live only: one listener per process reads each changed delivery once and offers it to every
+// matching stream, through a bounded queue per stream; one that falls behind ends likewise.
 import { GantryError, Status, outOfRange, type CallContext, type Database, type Logger, type Unlisten } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
 import type { AttemptRecord, DeliveryRecord } from '../domain/webhook.js';
-import { webhookFromJson } from '../domain/webhook.js';
-import { DELIVERY_CHANNEL, REGISTRY_CHANNEL, type WebhooksStore } from '../store/webhooks-store.js';
+import { readRegistryEvents, type RegistryEvent, type RegistryFeed } from '../store/registry-feed.js';
+import { DELIVERY_CHANNEL, type WebhooksStore } from '../store/webhooks-store.js';
 import { REGISTRY_EVENT, toAttempt, toDelivery, toWebhook } from './convert.js';
 
+/** Trailer carrying the version a cut-off or interrupted registry watch resumes from (from_version). */
+export const RESUME_VERSION_TRAILER = 'gantry-resume-version';
+
 export interface StreamLimits {
-  /** Registry changes one read takes at most. */
+  /** Registry changes one catch-up read takes at most. */
   readChanges: number;
-  /** A registry watch re-reads at least this often even without a NOTIFY (one that is lost while reconnecting). */
-  pollMs: number;
-  /** A quiet registry watch gets a BOOKMARK at least this often. */
+  /** A quiet registry watch gets a BOOKMARK at most this often (when the registry version moved). */
   bookmarkIntervalMs: number;
-  /** Delivery changes queued for one stream before it is cut off. */
+  /** A delivery watch re-checks its signals at least this often. */
+  pollMs: number;
+  /** Changes queued for one stream before it is cut off (the registry feed has its own copy of this bound). */
   queueEvents: number;
-  /** Streams per process. */
+  /** Delivery watches per process (registry watches are bounded by the feed). */
   maxStreams: number;
 }
 
 interface DeliveryChange {
   delivery: DeliveryRecord;
+  owner: string;
   attempt: AttemptRecord | undefined;
 }
 
-class Waiters {
-  private waiters = new Set<() => void>();
-  wakeAll(): void {
-    for (const w of this.waiters) w();
-  }
-  /** Resolves on the next wake, after `ms`, or when `signal` aborts. */
-  wait(ms: number, ...signals: AbortSignal[]): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        for (const s of signals) s.removeEventListener('abort', done);
-        this.waiters.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      for (const s of signals) s.addEventListener('abort', done, { once: true });
-      this.waiters.add(done);
-      if (signals.some((s) => s.aborted)) done();
-    });
-  }
-}
+/** Which deliveries a delivery watch wants: one webhook's, or every webhook's of one owner (those created later too). */
+export type DeliveryScope = { webhookId: string } | { owner: string };
 
 class DeliverySubscription {
   readonly queue: DeliveryChange[] = [];
   overflowed = false;
-  readonly waiters = new Waiters();
-  constructor(readonly webhookIds: Set<string>, readonly eventTypes: Set<string>, private readonly max: number) {}
+  private waiter: (() => void) | undefined;
+  constructor(readonly scope: DeliveryScope, readonly eventTypes: Set<string>, private readonly max: number) {}
+
   offer(c: DeliveryChange): void {
-    if (this.overflowed || !this.webhookIds.has(c.delivery.webhookId)) return;
+    if (this.overflowed) return;
+    if ('webhookId' in this.scope ? c.delivery.webhookId !== this.scope.webhookId : c.owner !== this.scope.owner) return;
     if (this.eventTypes.size > 0 && !this.eventTypes.has(c.delivery.eventType)) return;
     if (this.queue.length >= this.max) {
       this.overflowed = true;
@@ -64,37 +51,58 @@ class DeliverySubscription {
     } else {
       this.queue.push(c);
     }
-    this.waiters.wakeAll();
+    this.waiter?.();
+  }
+
+  /** Resolves when something arrives, after `ms`, or when `signal` aborts. */
+  wait(ms: number, signal: AbortSignal): Promise<void> {
+    if (this.queue.length > 0 || this.overflowed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.waiter = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      if (signal.aborted) return done();
+      signal.addEventListener('abort', done, { once: true });
+      this.waiter = done;
+    });
   }
 }
 
 export class WebhooksStreams {
-  private readonly registryWaiters = new Waiters();
   private readonly subscriptions = new Set<DeliverySubscription>();
-  private streams = 0;
-  private unlisten: Unlisten[] = [];
+  private unlisten: Unlisten | undefined;
   /** Delivery notifications are handled one at a time, in arrival order. */
   private chain: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly db: Database,
     private readonly store: WebhooksStore,
+    private readonly feed: RegistryFeed,
     private readonly limits: StreamLimits,
     private readonly log: Logger,
   ) {}
 
   async start(): Promise<void> {
-    this.unlisten.push(await this.db.listen(REGISTRY_CHANNEL, () => this.registryWaiters.wakeAll()));
-    this.unlisten.push(await this.db.listen(DELIVERY_CHANNEL, (payload) => {
+    await this.feed.start();
+    this.unlisten = await this.db.listen(DELIVERY_CHANNEL, (payload) => {
       if (this.subscriptions.size === 0) return;
       this.chain = this.chain.then(() => this.deliveryChanged(payload)).catch((err: unknown) => this.log.warn({ err }, 'webhooks delivery watch: reading a changed delivery failed'));
-    }));
+    });
   }
 
   async stop(): Promise<void> {
-    for (const u of this.unlisten) await u();
-    this.registryWaiters.wakeAll();
+    await this.unlisten?.();
+    await this.feed.stop();
     await this.chain;
+  }
+
+  /** Streams this process serves now: registry watches following the feed, and delivery watches (tests wait on these). */
+  get active(): { registry: number; deliveries: number } {
+    return { registry: this.feed.size, deliveries: this.subscriptions.size };
   }
 
   private async deliveryChanged(payload: string): Promise<void> {
@@ -102,59 +110,89 @@ export class WebhooksStreams {
     if (!id) return;
     const delivery = await this.store.delivery(id);
     if (!delivery) return;
+    const owner = (await this.store.webhook(delivery.webhookId))?.owner ?? '';
     const attemptNumber = Number(n);
     const attempt = attemptNumber > 0 ? delivery.attempts.find((a) => a.attemptNumber === attemptNumber) : undefined;
-    for (const s of this.subscriptions) s.offer({ delivery, attempt });
+    for (const s of this.subscriptions) s.offer({ delivery, owner, attempt });
   }
 
-  private enter(): void {
-    if (this.streams >= this.limits.maxStreams) throw new GantryError(Status.RESOURCE_EXHAUSTED, `this replica serves ${this.limits.maxStreams} watches already; retry later or on another replica`);
-    this.streams++;
-  }
-
-  /** Registry changes after from_version (a BOOKMARK first when it is 0), of `owner` unless every owner. */
+  /**
+   * Registry changes after from_version (a BOOKMARK first when it is 0) of `owner`, unless
+   * `everyOwner`: first from the history, then from the feed. Ends with OUT_OF_RANGE when the
+   * history no longer reaches back to from_version, RESOURCE_EXHAUSTED when the client falls behind
+   * the bounded queue, UNAVAILABLE when the server drains; the last two carry the version to
+   * resume from in the `gantry-resume-version` trailer.
+   */
   async *watchRegistry(req: webhooksv1.WatchWebhookRegistryRequest, ctx: CallContext, owner: string, everyOwner: boolean): AsyncGenerator<webhooksv1.WatchWebhookRegistryResponse> {
-    this.enter();
-    try {
-      const filter = everyOwner ? '' : owner;
-      let cursor = req.fromVersion;
-      if (cursor === 0n) {
-        cursor = await this.store.headVersion();
-        yield { type: webhooksv1.RegistryEventType.REGISTRY_EVENT_TYPE_BOOKMARK, webhook: undefined, version: cursor };
+    const accepts = (e: RegistryEvent) => everyOwner || e.owner === owner;
+    const filter = everyOwner ? '' : owner;
+    let after = req.fromVersion;
+    if (after === 0n) {
+      after = await this.store.headVersion();
+      yield { type: webhooksv1.RegistryEventType.REGISTRY_EVENT_TYPE_BOOKMARK, webhook: undefined, version: after };
+    }
+    let delivered = after;
+    const resumeFrom = () => ({ trailers: { [RESUME_VERSION_TRAILER]: delivered.toString() } });
+    const interrupted = () => {
+      if (ctx.draining.aborted) throw new GantryError(Status.UNAVAILABLE, `server is shutting down; watch again from version ${delivered} on another replica`, resumeFrom());
+    };
+    const event = (e: RegistryEvent): webhooksv1.WatchWebhookRegistryResponse => {
+      delivered = e.version;
+      return { type: REGISTRY_EVENT[e.type], webhook: toWebhook(e.webhook), version: e.version };
+    };
+    const checkRetained = req.fromVersion !== 0n;
+    for (;;) {
+      if (ctx.signal.aborted) return;
+      interrupted();
+      const page = await readRegistryEvents(this.store, after, this.limits.readChanges, filter);
+      if (checkRetained && after < page.oldestRetained - 1n) {
+        throw outOfRange(`version ${after} is older than the retained history (which starts at ${page.oldestRetained}); list again and watch from the list's version`);
       }
-      let lastSent = Date.now();
-      for (;;) {
-        const page = await this.store.changesAfter(cursor, this.limits.readChanges, filter);
-        if (req.fromVersion !== 0n && cursor === req.fromVersion && cursor + 1n < page.oldestRetained && cursor < page.head) {
-          throw outOfRange(`version ${cursor} is older than the retained history (oldest ${page.oldestRetained}); list again and watch from the list's version`);
-        }
-        for (const c of page.changes) {
-          yield { type: REGISTRY_EVENT[c.type], webhook: toWebhook(webhookFromJson(c.webhook)), version: c.version };
-          cursor = c.version;
-          lastSent = Date.now();
-        }
-        if (page.changes.length === this.limits.readChanges) continue;
+      for (const e of page.events) {
+        after = e.version;
+        yield event(e);
+      }
+      if (page.complete) {
         // Changes of other owners moved the head: the cursor may follow it.
-        if (page.head > cursor) cursor = page.head;
-        if (ctx.signal.aborted) return;
-        if (ctx.draining.aborted) throw new GantryError(Status.UNAVAILABLE, `server is shutting down; watch again from version ${cursor}`);
-        if (Date.now() - lastSent >= this.limits.bookmarkIntervalMs) {
-          yield { type: webhooksv1.RegistryEventType.REGISTRY_EVENT_TYPE_BOOKMARK, webhook: undefined, version: cursor };
-          lastSent = Date.now();
+        if (page.head > after) after = page.head;
+        // Synchronous from this check to the subscription: the feed cannot offer anything in between.
+        if (after >= this.feed.offeredThrough) break;
+      }
+    }
+    if (this.feed.full) throw new GantryError(Status.RESOURCE_EXHAUSTED, 'this replica follows as many registry watches as it may; retry later or on another replica', resumeFrom());
+    const sub = this.feed.subscribe(after, accepts);
+    const wakeOn = AbortSignal.any([ctx.signal, ctx.draining]);
+    try {
+      for (;;) {
+        const e = sub.take();
+        if (e) {
+          yield event(e);
+          continue;
         }
-        await this.registryWaiters.wait(Math.min(this.limits.pollMs, this.limits.bookmarkIntervalMs), ctx.signal, ctx.draining);
+        if (sub.overflowed) {
+          throw new GantryError(Status.RESOURCE_EXHAUSTED, `the watch fell behind by more than ${this.limits.queueEvents} changes; watch again from version ${delivered}`, resumeFrom());
+        }
+        if (ctx.signal.aborted) return;
+        interrupted();
+        const arrived = await sub.wait(this.limits.bookmarkIntervalMs, wakeOn);
+        if (!arrived && sub.idle && !sub.overflowed && sub.seen > delivered) {
+          delivered = sub.seen;
+          yield { type: webhooksv1.RegistryEventType.REGISTRY_EVENT_TYPE_BOOKMARK, webhook: undefined, version: delivered };
+        }
       }
     } finally {
-      this.streams--;
+      this.feed.unsubscribe(sub);
     }
   }
 
-  /** Live delivery changes of the webhooks `webhookIds` resolves to (resolved once, at the start). */
-  async *watchDeliveries(req: webhooksv1.WatchDeliveriesRequest, ctx: CallContext, webhookIds: () => Promise<string[]>): AsyncGenerator<webhooksv1.WatchDeliveriesResponse> {
-    const ids = await webhookIds();
-    this.enter();
-    const sub = new DeliverySubscription(new Set(ids), new Set(req.eventTypes), this.limits.queueEvents);
+  /** Live delivery changes in `scope` (an owner's scope takes in webhooks created after the watch began). */
+  async *watchDeliveries(req: webhooksv1.WatchDeliveriesRequest, ctx: CallContext, scope: DeliveryScope): AsyncGenerator<webhooksv1.WatchDeliveriesResponse> {
+    if (this.subscriptions.size >= this.limits.maxStreams) {
+      throw new GantryError(Status.RESOURCE_EXHAUSTED, `this replica serves ${this.limits.maxStreams} delivery watches already; retry later or on another replica`);
+    }
+    const sub = new DeliverySubscription(scope, new Set(req.eventTypes), this.limits.queueEvents);
     this.subscriptions.add(sub);
+    const wakeOn = AbortSignal.any([ctx.signal, ctx.draining]);
     try {
       for (;;) {
         for (let c = sub.queue.shift(); c; c = sub.queue.shift()) {
@@ -163,11 +201,10 @@ export class WebhooksStreams {
         if (sub.overflowed) throw new GantryError(Status.RESOURCE_EXHAUSTED, `the stream fell behind by more than ${this.limits.queueEvents} delivery changes; watch again (and read what was missed with GetDeliveryHistory)`);
         if (ctx.signal.aborted) return;
         if (ctx.draining.aborted) throw new GantryError(Status.UNAVAILABLE, 'server is shutting down; watch again on another replica');
-        await sub.waiters.wait(this.limits.pollMs, ctx.signal, ctx.draining);
+        await sub.wait(this.limits.pollMs, wakeOn);
       }
     } finally {
       this.subscriptions.delete(sub);
-      this.streams--;
     }
   }
 }

@@ -196,17 +196,17 @@ export class WebhooksStore {
   }
 
   /** Registry changes with version > `after` (of one owner unless ''), oldest first, with the head and oldest retained version. */
-  async changesAfter(after: bigint, limit: number, owner: string): Promise<{ changes: { version: bigint; type: RegistryChangeType; webhook: unknown }[]; head: bigint; oldestRetained: bigint }> {
+  async changesAfter(after: bigint, limit: number, owner: string): Promise<{ changes: { version: bigint; type: RegistryChangeType; owner: string; webhook: unknown }[]; head: bigint; oldestRetained: bigint }> {
     const { rows } = await this.db.query(
       `WITH h AS (SELECT version AS head, (SELECT min(version) FROM webhooks.registry_changes) AS oldest FROM webhooks.head)
-       SELECT h.head, h.oldest, c.version, c.type, c.webhook FROM h LEFT JOIN LATERAL (
-         SELECT version, type, webhook FROM webhooks.registry_changes WHERE version > $1 AND ($3 = '' OR owner = $3) ORDER BY version LIMIT $2) c ON true
+       SELECT h.head, h.oldest, c.version, c.type, c.owner, c.webhook FROM h LEFT JOIN LATERAL (
+         SELECT version, type, owner, webhook FROM webhooks.registry_changes WHERE version > $1 AND ($3 = '' OR owner = $3) ORDER BY version LIMIT $2) c ON true
         ORDER BY c.version`,
       [after.toString(), limit, owner],
     );
     const head = big(rows[0]!.head);
     const oldestRetained = rows[0]!.oldest === null ? head + 1n : big(rows[0]!.oldest);
-    const changes = rows.filter((r) => r.version !== null).map((r) => ({ version: big(r.version), type: r.type as RegistryChangeType, webhook: json(r.webhook) }));
+    const changes = rows.filter((r) => r.version !== null).map((r) => ({ version: big(r.version), type: r.type as RegistryChangeType, owner: r.owner as string, webhook: json(r.webhook) }));
     return { changes, head, oldestRetained };
   }
 
