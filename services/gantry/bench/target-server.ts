@@ -27,6 +27,8 @@ const config = loadConfig({
     telemetry: { logLevel: 'silent' },
     rateLimit: { points: 1_000_000, windowSec: 1 },
     database: { url },
+    // A benchmark's own settings (e.g. the webhooks receiver's allow-listed address), as JSON.
+    ...(process.env.GANTRY_BENCH_CONFIG ? (JSON.parse(process.env.GANTRY_BENCH_CONFIG) as object) : {}),
   },
 });
 const runtime = await startRuntime({ config, services: servicesFor(target), log: silentLogger(), spanProcessors: [benchSpanProcessor()] });

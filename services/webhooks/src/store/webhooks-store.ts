@@ -362,8 +362,13 @@ export class WebhooksStore {
    */
   async recordAttempt(r: AttemptResult, webhookId: string, now: Date): Promise<{ recorded: boolean; disabled?: WebhookRecord }> {
     return this.db.transaction(async (sql) => {
-      // Endpoint first, then delivery: every writer locks in this order, so none deadlock.
-      const { rows: eps } = await sql.query(`SELECT ${ENDPOINT_COLUMNS}, failing_since FROM webhooks.endpoints WHERE webhook_id = $1 FOR UPDATE`, [webhookId]);
+      // Endpoint first, then delivery: every writer locks in this order, so none deadlock. A success
+      // on an endpoint with no failure streak changes nothing on the endpoint, so it reads the row
+      // without locking it: otherwise every outcome to one endpoint would queue on that lock through
+      // its COMMIT. (A failure recorded meanwhile keeps its streak until the next success resets it.)
+      const { rows: peek } = r.succeeded ? await sql.query(`SELECT ${ENDPOINT_COLUMNS}, failing_since FROM webhooks.endpoints WHERE webhook_id = $1`, [webhookId]) : { rows: [] };
+      const unlocked = r.succeeded && peek[0] !== undefined && Number(peek[0].consecutive_failures) === 0;
+      const { rows: eps } = unlocked ? { rows: peek } : await sql.query(`SELECT ${ENDPOINT_COLUMNS}, failing_since FROM webhooks.endpoints WHERE webhook_id = $1 FOR UPDATE`, [webhookId]);
       const { rowCount } = await sql.query(
         `UPDATE webhooks.deliveries SET status = $3, next_attempt_at = $4, completed_at = $5, lease_token = NULL, lease_expires_at = NULL
           WHERE delivery_id = $1 AND lease_token = $2 AND status = 'PENDING'`,
