@@ -164,12 +164,17 @@ for (const engine of engines()) {
       assert.ok(await eventually(() => rx.at(e.path).length === 2, WAIT_MS));
     });
 
-    test('410 Gone dead-letters the delivery at once and disables the endpoint, with the reason in the registry', async () => {
+    test('410 Gone dead-letters the delivery at once and disables the endpoint, with the reason in the registry and a webhook.endpoint.disabled event to the owner', async () => {
       const e = await endpoint();
+      const ops = await endpoint({ eventTypes: ['webhook.endpoint.disabled'] });
       rx.script.set(e.path, [{ status: 410 }]);
       const { deliveryIds: [id] } = await api.publish({ eventId: `evt-410-${e.id}`, eventType: e.type, owner: 'alice' });
       assert.ok(await eventually(async () => (await api.get(e.id)).status === DISABLED, WAIT_MS));
       assert.match((await api.get(e.id)).disabledReason, /410/);
+      const announced = () => rx.at(ops.path).map((r) => JSON.parse(r.body.toString()) as { type: string; data: { webhook_id: string; reason: string } }).filter((b) => b.data.webhook_id === e.id);
+      assert.ok(await eventually(() => announced().length === 1, WAIT_MS), 'the owner is told through its other endpoint');
+      assert.equal(announced()[0]!.type, 'webhook.endpoint.disabled');
+      assert.match(announced()[0]!.data.reason, /410/);
       assert.equal((await delivery(id!))!.status, D_DEAD, JSON.stringify(await delivery(id!), (_k, x: unknown) => (typeof x === "bigint" ? String(x) : x)));
       await assertStatus(api.trigger(e.id), status.FAILED_PRECONDITION, /disabled/);
       const back = await api.update({ webhookId: e.id, reenable: true });

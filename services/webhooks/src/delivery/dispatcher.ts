@@ -130,6 +130,7 @@ export class Dispatcher {
         succeeded: verdict.kind === 'succeeded',
         ...(verdict.kind === 'dead' && verdict.disable ? { disableReason: verdict.reason } : {}),
         disableRule: this.opts.disableRule,
+        maxAttempts: this.opts.policy.maxAttempts,
       },
       c.webhookId,
       at,
@@ -142,6 +143,8 @@ export class Dispatcher {
     if (out.disabled) {
       this.log.warn({ webhook: c.webhookId, reason: out.disabled.disabledReason }, 'webhook endpoint disabled');
       this.opts.onDisabled(c.webhookId, out.disabled.disabledReason);
+      // The endpoint.disabled event it queued is due now.
+      this.wake();
     }
   }
 

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { loadMigrations, type Database, type Sql } from '@gantry/kit';
 import { webhookToJson, type AttemptRecord, type DeliveryRecord, type DeliveryState, type EndpointState, type RegistryChangeType, type Spec, type WebhookRecord } from '../domain/webhook.js';
@@ -144,7 +145,12 @@ export interface AttemptResult {
   disableReason?: string;
   /** Disable after `failures` failed attempts in a row spanning `forMs` (0 = never). */
   disableRule: { failures: number; forMs: number };
+  /** Attempts each delivery of the endpoint.disabled event gets. */
+  maxAttempts: number;
 }
+
+/** Published to the owner's endpoints (those subscribed to it) when the service disables one of theirs. */
+export const ENDPOINT_DISABLED_EVENT = 'webhook.endpoint.disabled';
 
 export interface EventRow {
   eventId: string;
@@ -407,6 +413,13 @@ export class WebhooksStore {
       );
       const disabled = toWebhook(rows[0]!);
       await tx.recordChange(disabled, 'UPDATED', now);
+      // The owner hears of it through its other endpoints, in this same transaction: no disable
+      // goes unannounced, and none is announced that did not commit. One event per disable.
+      const eventId = `evt_disabled_${webhookId}_${version}`;
+      const payload = Buffer.from(JSON.stringify({ type: ENDPOINT_DISABLED_EVENT, timestamp: now.toISOString(), data: { webhook_id: webhookId, url: disabled.spec.url, reason } }));
+      const digest = createHash('sha256').update(payload).digest();
+      await tx.insertEvent({ eventId, eventType: ENDPOINT_DISABLED_EVENT, owner: disabled.owner, payload, contentType: 'application/json', digest, occurredAt: now, traceContext: {} }, now);
+      await tx.fanOut(eventId, ENDPOINT_DISABLED_EVENT, disabled.owner, r.maxAttempts, now);
       return { recorded: true, disabled };
     });
   }
