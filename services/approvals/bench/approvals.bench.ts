@@ -23,8 +23,8 @@ import { performance } from 'node:perf_hooks';
 import type { Metadata } from '@grpc/grpc-js';
 import { bearerMetadata, clientCredentials, clientOptions, unary } from '@gantry/kit';
 import { approvalsv1 } from '@gantry/proto';
-import { median, parseBenchArgs, pinProcess, pinning, progress, repoRoot, startChild, writeResult } from '../../kit/bench/lib.js';
-import { benchDatabase, drive, percentile, type RunResult } from '../../kit/bench/load.js';
+import { median, parseBenchArgs, pinning, progress, writeResult } from '../../kit/bench/lib.js';
+import { startBenchTarget, drive, percentile, type RunResult } from '../../kit/bench/load.js';
 import { tokenFor } from '../../kit/test/clients.js';
 
 const args = parseBenchArgs(process.argv.slice(2));
@@ -41,20 +41,8 @@ const warmupPerClient = quick ? 5 : 20;
 const TARGET = { votesPerSec: 3_000, fanoutP99Ms: 20, seedEventMs: 5 };
 const { ApprovalType, ApprovalPriority, VoteDecision } = approvalsv1;
 
-interface Ready { port: number; dataDir: string; token: string; poolSize: number }
-
-step('starting PostgreSQL (scripts/test-env/postgres.sh start) and creating a database for this run');
-const db = await benchDatabase('approvals');
-let server: Awaited<ReturnType<typeof startChild<Ready>>> | undefined;
-let cleaned = false;
-async function cleanup(): Promise<void> {
-  if (cleaned) return;
-  cleaned = true;
-  step('stopping the server, dropping the database');
-  await server?.stop();
-  await db.drop().catch((err: unknown) => step(`could not drop the benchmark database: ${(err as Error).message}`));
-}
-process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
+const bench = await startBenchTarget('approvals', ['approvals.submit', 'approvals.read'], { step });
+const { db } = bench;
 
 const validators = Array.from({ length: CLIENTS }, (_, i) => `v${i}`);
 const results = new Map<'status' | 'votes', RunResult[]>();
@@ -62,16 +50,12 @@ let fanout: { events: number; p50Ms: number; p99Ms: number; maxMs: number; voteA
 let ledger: { acknowledgedVotes: number; recordedVotes: number } | undefined;
 
 try {
-  step(`starting the approvals server on PostgreSQL${pinning ? '; once ready it is pinned to CPU 0, this process to CPU 1' : ''}`);
-  server = await startChild<Ready>(join(repoRoot, 'services/gantry/bench/target-server.ts'), ['approvals', db.url, 'approvals.submit', 'approvals.read']);
-  const serverPid = server.child.pid!;
-  pinProcess(serverPid, 0);
-  pinProcess(process.pid, 1);
-  const { dataDir, port } = server.ready;
+  const { serverPid } = bench;
+  const { dataDir, port } = bench.ready;
   const tls = { caFile: join(dataDir, 'pki/ca.crt'), certFile: join(dataDir, 'pki/client.crt'), keyFile: join(dataDir, 'pki/client.key'), serverName: 'localhost' };
   const newClient = () => new approvalsv1.ApprovalsServiceClient(`127.0.0.1:${port}`, clientCredentials(tls), clientOptions(tls));
   const client = newClient();
-  const requesterMd = bearerMetadata(server.ready.token);
+  const requesterMd = bearerMetadata(bench.ready.token);
   const voterMd: Metadata[] = validators.map((v) => bearerMetadata(tokenFor(dataDir, v, ['approvals.vote', 'approvals.read'], { ttlSec: 3600 })));
 
   const content = Buffer.from('raise the daily limit to 5,000');
@@ -183,7 +167,7 @@ try {
   if (recordedVotes !== acknowledgedVotes) throw new Error(`${recordedVotes} votes are recorded but ${acknowledgedVotes} were acknowledged`);
   client.close();
 } finally {
-  await cleanup();
+  await bench.stop();
 }
 
 const summary = (key: 'status' | 'votes') => {

@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { cpuSeconds, repoRoot } from './lib.js';
+import { cpuSeconds, pinProcess, pinning, repoRoot, startChild } from './lib.js';
 
 /** The value at percentile `p` (0-100) of an ascending array. */
 export function percentile(sorted: ArrayLike<number>, p: number): number {
@@ -114,4 +114,52 @@ export async function drive<Req>(perClient: Req[][], call: (req: Req) => Promise
     pgCpuUsPerCall: (pgCpuUsed * 1e6) / total,
     loadCpuUsPerCall: (load.user + load.system) / total,
   };
+}
+
+/** What services/gantry/bench/target-server.ts prints when it serves. */
+export interface TargetReady {
+  port: number;
+  dataDir: string;
+  /** A token with the scopes the benchmark asked for. */
+  token: string;
+  poolSize: number;
+}
+
+export interface BenchTarget {
+  db: BenchDatabase;
+  ready: TargetReady;
+  serverPid: number;
+  /** Stops the server and drops the database; safe to call twice (it also runs on Ctrl-C). */
+  stop(): Promise<void>;
+}
+
+/**
+ * A fresh PostgreSQL database and one `gantry` target serving on it (target-server.ts, full kit
+ * stack, `config` merged into its settings), pinned to CPU 0 once ready and this process to CPU 1.
+ */
+export async function startBenchTarget(target: string, scopes: string[], opts: { step: (message: string) => void; config?: object }): Promise<BenchTarget> {
+  opts.step('starting PostgreSQL (scripts/test-env/postgres.sh start) and creating a database for this run');
+  const db = await benchDatabase(target);
+  let server: Awaited<ReturnType<typeof startChild<TargetReady>>> | undefined;
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    opts.step('stopping the server, dropping the database');
+    await server?.stop();
+    await db.drop().catch((err: unknown) => opts.step(`could not drop the benchmark database: ${(err as Error).message}`));
+  };
+  process.once('SIGINT', () => void stop().finally(() => process.exit(130)));
+  try {
+    opts.step(`starting the ${target} server on PostgreSQL${pinning ? '; once ready it is pinned to CPU 0, this process to CPU 1' : ''}`);
+    if (opts.config) process.env.GANTRY_BENCH_CONFIG = JSON.stringify(opts.config);
+    server = await startChild<TargetReady>(join(repoRoot, 'services/gantry/bench/target-server.ts'), [target, db.url, ...scopes]);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const serverPid = server.child.pid!;
+  pinProcess(serverPid, 0);
+  pinProcess(process.pid, 1);
+  return { db, ready: server.ready, serverPid, stop };
 }

@@ -33,8 +33,8 @@ import { bearerMetadata, clientCredentials, clientOptions, unary } from '@gantry
 import { settlementv1 } from '@gantry/proto';
 import { SettlementWallet, canonicalMessage, verifySignature, type SignedFields } from '../src/client/index.js';
 import { checkSignature } from '../src/api/validation.js';
-import { median, parseBenchArgs, pinProcess, pinning, progress, repoRoot, startChild, writeResult } from '../../kit/bench/lib.js';
-import { benchDatabase, drive, type RunResult } from '../../kit/bench/load.js';
+import { median, parseBenchArgs, pinning, progress, writeResult } from '../../kit/bench/lib.js';
+import { startBenchTarget, drive, type RunResult } from '../../kit/bench/load.js';
 
 const args = parseBenchArgs(process.argv.slice(2));
 const t0Run = performance.now();
@@ -54,22 +54,9 @@ const TARGET = { drawsPerSec: 3_000, p99Ms: 20 };
 
 type Config = 'status' | 'spread' | 'contended';
 const CONFIGS: readonly Config[] = ['status', 'spread', 'contended'];
-interface Ready { port: number; dataDir: string; token: string; poolSize: number }
 
-// --- PostgreSQL: a fresh database for this run --------------------------------------------------
-step('starting PostgreSQL (scripts/test-env/postgres.sh start) and creating a database for this run');
-const db = await benchDatabase('settlement');
-
-let server: Awaited<ReturnType<typeof startChild<Ready>>> | undefined;
-let cleaned = false;
-async function cleanup(): Promise<void> {
-  if (cleaned) return;
-  cleaned = true;
-  step('stopping the server, dropping the database');
-  await server?.stop();
-  await db.drop().catch((err: unknown) => step(`could not drop the benchmark database: ${(err as Error).message}`));
-}
-process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
+const bench = await startBenchTarget('settlement', ['settlement.admin', 'settlement.credit', 'settlement.read'], { step });
+const { db } = bench;
 
 /** µs per call of `fn`: the median of 5 batches after a warm-up batch (JIT, key cache). */
 function microbench(fn: () => unknown, iterations: number): number {
@@ -90,13 +77,9 @@ let ledgerCheck: { acknowledgedDraws: number; bookedDraws: number } | undefined;
 let poolSize = 0;
 
 try {
-  step(`starting the settlement server on PostgreSQL${pinning ? '; once ready it is pinned to CPU 0, this load generator to CPU 1' : ''}`);
-  server = await startChild<Ready>(join(repoRoot, 'services/gantry/bench/target-server.ts'), ['settlement', db.url, 'settlement.admin', 'settlement.credit', 'settlement.read']);
-  const serverPid = server.child.pid!;
-  pinProcess(serverPid, 0);
-  pinProcess(process.pid, 1);
-  const { dataDir, token, port } = server.ready;
-  poolSize = server.ready.poolSize;
+  const { serverPid } = bench;
+  const { dataDir, token, port } = bench.ready;
+  poolSize = bench.ready.poolSize;
   const tls = { caFile: join(dataDir, 'pki/ca.crt'), certFile: join(dataDir, 'pki/client.crt'), keyFile: join(dataDir, 'pki/client.key'), serverName: 'localhost' };
   const client = new settlementv1.SettlementServiceClient(`127.0.0.1:${port}`, clientCredentials(tls), clientOptions(tls));
   const md = bearerMetadata(token);
@@ -179,7 +162,7 @@ try {
   if (bookedDraws !== acknowledgedDraws) throw new Error(`the lines record ${bookedDraws} draws but ${acknowledgedDraws} were acknowledged`);
   client.close();
 } finally {
-  await cleanup();
+  await bench.stop();
 }
 
 // --- Summary ------------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ import { performance } from 'node:perf_hooks';
 import { request as httpRequest } from 'undici';
 import { bearerMetadata, clientCredentials, clientOptions, unary } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
-import { median, parseBenchArgs, pinProcess, pinning, progress, repoRoot, startChild, writeResult } from '../../kit/bench/lib.js';
-import { benchDatabase, percentile } from '../../kit/bench/load.js';
+import { median, parseBenchArgs, progress, writeResult } from '../../kit/bench/lib.js';
+import { startBenchTarget, percentile } from '../../kit/bench/load.js';
 
 const args = parseBenchArgs(process.argv.slice(2));
 const quick = args.quick;
@@ -36,8 +36,6 @@ const ENDPOINTS = 4;
 const eventsPerRound = quick ? 200 : 1000;
 const baselinePosts = quick ? 2000 : 10_000;
 const payload = Buffer.from(JSON.stringify({ type: 'bench.event', data: { amountMinor: 1234, note: 'x'.repeat(200) } }));
-
-interface Ready { port: number; dataDir: string; token: string; poolSize: number }
 
 // --- The receiver -------------------------------------------------------------------------------
 /** Arrival time of each delivery, by `path webhook-id`; a second arrival is a duplicate. */
@@ -60,19 +58,10 @@ const receiver = createServer((req: IncomingMessage, res: ServerResponse) => {
 await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
 const receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
 
-step('starting PostgreSQL (scripts/test-env/postgres.sh start) and creating a database for this run');
-const db = await benchDatabase('webhooks');
-let server: Awaited<ReturnType<typeof startChild<Ready>>> | undefined;
-let cleaned = false;
-async function cleanup(): Promise<void> {
-  if (cleaned) return;
-  cleaned = true;
-  step('stopping the server and the receiver, dropping the database');
-  await server?.stop();
-  await db.drop().catch((err: unknown) => step(`could not drop the benchmark database: ${(err as Error).message}`));
-  receiver.close();
-}
-process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
+const bench = await startBenchTarget('webhooks', ['webhooks.manage', 'webhooks.read', 'webhooks.publish'], {
+  step,
+  config: { webhooks: { allowedCidrs: ['127.0.0.1/32'], defaultRateLimitPerSecond: 100_000, defaultMaxConcurrency: 64 } },
+});
 
 interface Round { deliveriesPerSec: number; p50Ms: number; p99Ms: number; deliveries: number }
 const roundsOut: Round[] = [];
@@ -82,12 +71,7 @@ const unloaded: number[] = [];
 const baselines: number[] = [];
 
 try {
-  process.env.GANTRY_BENCH_CONFIG = JSON.stringify({ webhooks: { allowedCidrs: ['127.0.0.1/32'], defaultRateLimitPerSecond: 100_000, defaultMaxConcurrency: 64 } });
-  step(`starting the webhooks server on PostgreSQL${pinning ? '; once ready it is pinned to CPU 0, this process to CPU 1' : ''}`);
-  server = await startChild<Ready>(join(repoRoot, 'services/gantry/bench/target-server.ts'), ['webhooks', db.url, 'webhooks.manage', 'webhooks.read', 'webhooks.publish']);
-  pinProcess(server.child.pid!, 0);
-  pinProcess(process.pid, 1);
-  const { dataDir, port, token } = server.ready;
+  const { dataDir, port, token } = bench.ready;
   const tls = { caFile: join(dataDir, 'pki/ca.crt'), certFile: join(dataDir, 'pki/client.crt'), keyFile: join(dataDir, 'pki/client.key'), serverName: 'localhost' };
   const client = new webhooksv1.WebhooksServiceClient(`127.0.0.1:${port}`, clientCredentials(tls), clientOptions(tls));
   const md = bearerMetadata(token);
@@ -165,7 +149,8 @@ try {
   if (duplicates > 0) throw new Error(`${duplicates} deliveries arrived more than once`);
   client.close();
 } finally {
-  await cleanup();
+  await bench.stop();
+  receiver.close();
 }
 
 const delivery = {
