@@ -7,6 +7,7 @@ export * as settlementv1 from './gen/gantry/settlement/v1/settlement.js';
 export * as approvalsv1 from './gen/gantry/approvals/v1/approvals.js';
 export * as webhooksv1 from './gen/gantry/webhooks/v1/webhooks.js';
 export * as flagsv1 from './gen/gantry/flags/v1/flags.js';
+export * as eventsv1 from './gen/gantry/events/v1/events.js';
 
 /** Absolute path of the FileDescriptorSet (with imports) that gRPC reflection serves. */
 export const descriptorSetPath: string = fileURLToPath(new URL('./gen/gantry.binpb', import.meta.url));

@@ -46,12 +46,12 @@ function writeLoad(clients: LogClient[], dataDir: string, partition: string, onA
         if (i % 3 === 2) {
           const data = Array.from({ length: 1 + ((i + n) % 9) }, (_, j) => Buffer.from(`c${n}-${i}-${j}`));
           data.forEach((d) => sent.add(d.toString()));
-          const { receipts } = await unary(client.appendBatch, client, { partition, data }, md, CALL_DEADLINE_MS);
+          const { receipts } = await unary(client.appendBatch, client, { partition, data, idempotencyKeys: [] }, md, CALL_DEADLINE_MS);
           receipts.forEach((r, j) => acked.push({ seq: r.seq, hash: r.hash, data: data[j]! }));
         } else {
           const data = Buffer.from(`c${n}-${i}`);
           sent.add(data.toString());
-          const r = await unary(client.append, client, { partition, data }, md, CALL_DEADLINE_MS);
+          const r = await unary(client.append, client, { partition, data, idempotencyKey: '' }, md, CALL_DEADLINE_MS);
           acked.push({ seq: r.seq, hash: r.hash, data });
         }
         onAck(acked.length);
@@ -170,7 +170,7 @@ for (const engine of crashEngines) {
       t.diagnostic(`${load.acked.length} acknowledged before the kill (kill after ${killedAt}); ${entries.length} entries after restart (${unacknowledgedSurvivors} in flight at the kill landed)`);
 
       // The restarted server continues the same chain.
-      const next = await unary(client.append, client, { partition, data: Buffer.from('after the restart') }, md);
+      const next = await unary(client.append, client, { partition, data: Buffer.from('after the restart'), idempotencyKey: '' }, md);
       assert.equal(next.seq, BigInt(entries.length));
       assert.deepEqual(next.prevHash, entries[entries.length - 1]!.hash);
       assert.equal((await unary(client.verify, client, { partition }, md, 60_000)).valid, true);

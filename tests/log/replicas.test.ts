@@ -52,8 +52,8 @@ describe('two log replicas sharing one PostgreSQL database', { skip: postgresSki
     const [ca, cb] = [clientOf(a), clientOf(b)];
     const md = metadataFor(dataDir, 'replicas', ['log.append', 'log.read']);
     const partition = uniquePartition('shared');
-    await unary(ca.append, ca, { partition, data: Buffer.from('through a') }, md);
-    await unary(cb.append, cb, { partition, data: Buffer.from('through b') }, md);
+    await unary(ca.append, ca, { partition, data: Buffer.from('through a'), idempotencyKey: '' }, md);
+    await unary(cb.append, cb, { partition, data: Buffer.from('through b'), idempotencyKey: '' }, md);
     const [fromA, fromB] = await Promise.all([unary(ca.getCheckpoint, ca, { partition }, md), unary(cb.getCheckpoint, cb, { partition }, md)]);
     assert.equal(fromA.size, 2n);
     assert.equal(fromA.verifierKey, fromB.verifierKey);
@@ -64,7 +64,7 @@ describe('two log replicas sharing one PostgreSQL database', { skip: postgresSki
     const [ca, cb] = [clientOf(a), clientOf(b)];
     const md = metadataFor(dataDir, 'follower', ['log.append', 'log.read']);
     const partition = uniquePartition('follow');
-    await unary(cb.append, cb, { partition, data: Buffer.from('seq 0') }, md);
+    await unary(cb.append, cb, { partition, data: Buffer.from('seq 0'), idempotencyKey: '' }, md);
 
     const stream = ca.tail({ partition, startSeq: 1n, last: 0, follow: true }, md, { deadline: Date.now() + 60_000 });
     const received: { entry: logv1.Entry; at: number }[] = [];
@@ -82,12 +82,12 @@ describe('two log replicas sharing one PostgreSQL database', { skip: postgresSki
       // Let the Tail reach the server before the first append.
       await new Promise((r) => setTimeout(r, 200));
       for (const [i, data] of payloads(30, 'via-b').entries()) {
-        const r = await unary(cb.append, cb, { partition, data }, md);
+        const r = await unary(cb.append, cb, { partition, data, idempotencyKey: '' }, md);
         sent.push({ seq: r.seq, data, ackAt: Date.now() });
         if (i % 3 === 0) await new Promise((r) => setTimeout(r, 50)); // idle gaps: the follower must wake, not just keep reading
       }
       const batch = payloads(10, 'batch-via-b');
-      const rb = await unary(cb.appendBatch, cb, { partition, data: batch }, md);
+      const rb = await unary(cb.appendBatch, cb, { partition, data: batch, idempotencyKeys: [] }, md);
       const ackAt = Date.now();
       rb.receipts.forEach((r, i) => sent.push({ seq: r.seq, data: batch[i]!, ackAt }));
       await Promise.race([done, new Promise((_, reject) => setTimeout(() => reject(new Error(`${received.length} of ${total} entries reached the follower on A`)), 10_000))]);
@@ -116,14 +116,14 @@ describe('two log replicas sharing one PostgreSQL database', { skip: postgresSki
       for (let i = 0; i < APPENDS_PER_APPENDER; i++) {
         if (i % 4 === 3) {
           const data = payloads(1 + (i % 7), `w${n}-${i}`);
-          const { receipts } = await unary(client.appendBatch, client, { partition, data }, md);
+          const { receipts } = await unary(client.appendBatch, client, { partition, data, idempotencyKeys: [] }, md);
           receipts.forEach((r, j) => {
             assert.equal(r.seq, receipts[0]!.seq + BigInt(j), 'a batch is one consecutive run');
             acked.push({ seq: r.seq, hash: r.hash, data: data[j]! });
           });
         } else {
           const data = Buffer.from(`w${n}-${i}`);
-          const r = await unary(client.append, client, { partition, data }, md);
+          const r = await unary(client.append, client, { partition, data, idempotencyKey: '' }, md);
           acked.push({ seq: r.seq, hash: r.hash, data });
         }
       }

@@ -65,7 +65,7 @@ if (kind === 'stack') {
   server.addService(logv1.LogServiceService, {
     append: (call: ServerUnaryCall<logv1.AppendRequest, logv1.AppendResponse>, cb: sendUnaryData<logv1.AppendResponse>) => {
       db.query<{ id: string | number; created_at: string | Date }>('INSERT INTO naive_log (partition, data) VALUES ($1, $2) RETURNING id, created_at', [call.request.partition, call.request.data]).then(
-        ({ rows }) => cb(null, { seq: BigInt(rows[0]!.id), timestamp: new Date(rows[0]!.created_at), prevHash: Buffer.alloc(0), hash: Buffer.alloc(0) }),
+        ({ rows }) => cb(null, { seq: BigInt(rows[0]!.id), timestamp: new Date(rows[0]!.created_at), prevHash: Buffer.alloc(0), hash: Buffer.alloc(0), duplicate: false }),
         (err: unknown) => fail(cb, err),
       );
     },
@@ -73,7 +73,7 @@ if (kind === 'stack') {
       const { partition, data } = call.request;
       const values = data.map((_, i) => `($1, $${i + 2})`).join(', ');
       db.query<{ id: string | number; created_at: string | Date }>(`INSERT INTO naive_log (partition, data) VALUES ${values} RETURNING id, created_at`, [partition, ...data]).then(
-        ({ rows }) => cb(null, { receipts: rows.map((r) => ({ seq: BigInt(r.id), timestamp: new Date(r.created_at), prevHash: Buffer.alloc(0), hash: Buffer.alloc(0) })) }),
+        ({ rows }) => cb(null, { receipts: rows.map((r) => ({ seq: BigInt(r.id), timestamp: new Date(r.created_at), prevHash: Buffer.alloc(0), hash: Buffer.alloc(0), duplicate: false })) }),
         (err: unknown) => fail(cb, err),
       );
     },

@@ -64,8 +64,8 @@ const payload = Buffer.alloc(payloadBytes, 'gantry-log-bench ');
 function requestFile(method: Method, partition: string): string {
   const file = join(workDir, `${method}-${partition}.bin`);
   const bytes = method === 'Append'
-    ? logv1.AppendRequest.encode({ partition, data: payload }).finish()
-    : logv1.AppendBatchRequest.encode({ partition, data: Array.from({ length: batchSize }, () => payload) }).finish();
+    ? logv1.AppendRequest.encode({ partition, data: payload, idempotencyKey: '' }).finish()
+    : logv1.AppendBatchRequest.encode({ partition, data: Array.from({ length: batchSize }, () => payload), idempotencyKeys: [] }).finish();
   writeFileSync(file, bytes);
   return file;
 }
@@ -187,7 +187,7 @@ try {
     const worker = async () => {
       while (next < readEntries / 1000) {
         next++;
-        await unary(client.appendBatch, client, { partition: 'read', data: batch }, md);
+        await unary(client.appendBatch, client, { partition: 'read', data: batch, idempotencyKeys: [] }, md);
       }
     };
     await Promise.all([worker(), worker(), worker(), worker()]);
@@ -257,7 +257,7 @@ try {
       const t0 = performance.now();
       data.writeDoubleLE(t0, 0);
       data.writeUInt32LE(i, 8);
-      await unary(appender.append, appender, { partition: 'tail', data }, md);
+      await unary(appender.append, appender, { partition: 'tail', data, idempotencyKey: '' }, md);
       if (i >= tailWarmup) {
         ackedAt[i - tailWarmup] = performance.now();
         acks.push(ackedAt[i - tailWarmup]! - t0);

@@ -8,7 +8,7 @@ test('a draining server ends a follow Tail at once with UNAVAILABLE and the seq 
   const platform = await startLogPlatform('PGlite', { limits: { shutdownGraceMs: 10_000 } });
   const partition = uniquePartition('drain');
   try {
-    await unary(platform.client.append, platform.client, { partition, data: Buffer.from('first') }, platform.md);
+    await unary(platform.client.append, platform.client, { partition, data: Buffer.from('first'), idempotencyKey: '' }, platform.md);
     const call = platform.client.tail({ partition, last: 1, follow: true }, platform.md);
     const received: bigint[] = [];
     const ended = new Promise<{ err: ServiceError; resumeSeq: string | undefined }>((resolve) => {

@@ -47,8 +47,8 @@ for (const engine of engines()) {
     });
 
     const call = <Req, Res>(method: Parameters<typeof unary<Req, Res>>[0], req: Req, md: Metadata = p.md) => unary(method, p.client, req, md, 30_000);
-    const append = (partition: string, data: Buffer, md?: Metadata) => call(p.client.append, { partition, data }, md);
-    const appendBatch = (partition: string, data: Buffer[], md?: Metadata) => call(p.client.appendBatch, { partition, data }, md);
+    const append = (partition: string, data: Buffer, md?: Metadata) => call(p.client.append, { partition, data, idempotencyKey: '' }, md);
+    const appendBatch = (partition: string, data: Buffer[], md?: Metadata) => call(p.client.appendBatch, { partition, data, idempotencyKeys: [] }, md);
     const verify = (partition: string) => call(p.client.verify, { partition });
     const checkpoint = (partition: string) => call(p.client.getCheckpoint, { partition });
     const tail = (req: Partial<logv1.TailRequest> & { partition: string }, md: Metadata = p.md) =>

@@ -36,7 +36,7 @@ for (const engine of engines()) {
     /** A partition of ENTRIES entries that verifies before anyone touches it. */
     const freshPartition = async (label: string) => {
       const partition = uniquePartition(label);
-      await unary(p.client.appendBatch, p.client, { partition, data: payloads(ENTRIES) }, p.md);
+      await unary(p.client.appendBatch, p.client, { partition, data: payloads(ENTRIES), idempotencyKeys: [] }, p.md);
       const v = await verify(partition);
       assert.equal(v.valid, true, `the untouched partition verifies: ${v.reason}`);
       assert.equal(v.count, BigInt(ENTRIES));
@@ -154,7 +154,7 @@ for (const engine of engines()) {
 
     test('deleting seq 5,000 of 6,000 (the first row of Verify\'s second read) makes Verify report seq 5,000', async () => {
       const partition = uniquePartition('delete-deep');
-      for (let i = 0; i < 6; i++) await unary(p.client.appendBatch, p.client, { partition, data: payloads(1000, `b${i}`) }, p.md);
+      for (let i = 0; i < 6; i++) await unary(p.client.appendBatch, p.client, { partition, data: payloads(1000, `b${i}`), idempotencyKeys: [] }, p.md);
       const intact = await verify(partition);
       assert.deepEqual({ valid: intact.valid, count: intact.count }, { valid: true, count: 6000n });
       await asAttacker((tx) => tx.query('DELETE FROM log.entries WHERE partition = $1 AND seq = 5000', [partition]));

@@ -36,15 +36,17 @@ async function withClient<T>(opts: ConnectionOptions, scopes: string[], fn: (c: 
 export function logCommand(): Command {
   const cmd = new Command('log').description('append to, read, follow and verify the log service');
 
-  withConnection(cmd.command('append <partition> [data]').description('append one entry (data from the argument, or stdin when omitted)')).action(
-    async (partition: string, data: string | undefined, opts: ConnectionOptions) =>
+  withConnection(cmd.command('append <partition> [data]').description('append one entry (data from the argument, or stdin when omitted)'))
+    .option('--idempotency-key <key>', 'append only if this key (1-128 printable ASCII, no spaces) is new in the partition; a repeat prints the earlier entry', '')
+    .action(async (partition: string, data: string | undefined, opts: ConnectionOptions & { idempotencyKey: string }) =>
       withClient(opts, ['log.append'], async (c, log) => {
         const payload = data !== undefined ? Buffer.from(data, 'utf8') : readFileSync(0);
-        const r = await unary(log.append, log, { partition, data: payload }, c.metadata());
-        if (c.json) printJson({ partition, seq: r.seq, timestamp: r.timestamp?.toISOString(), hash: hex(r.hash), prevHash: hex(r.prevHash) });
+        const r = await unary(log.append, log, { partition, data: payload, idempotencyKey: opts.idempotencyKey }, c.metadata());
+        if (c.json) printJson({ partition, seq: r.seq, timestamp: r.timestamp?.toISOString(), hash: hex(r.hash), prevHash: hex(r.prevHash), duplicate: r.duplicate });
+        else if (r.duplicate) process.stdout.write(`already appended: ${partition} seq ${r.seq} hash ${hex(r.hash)} (key ${opts.idempotencyKey}; nothing written)\n`);
         else process.stdout.write(`appended ${partition} seq ${r.seq} hash ${hex(r.hash)}\n`);
       }),
-  );
+    );
 
   withConnection(cmd.command('read <partition>').description('print entries in seq order'))
     .option('--from <seq>', 'first seq', parseSeq('--from'), 0n)

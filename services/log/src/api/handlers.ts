@@ -4,9 +4,19 @@ import { ChainVerifier } from '../domain/entry.js';
 import { CompactRange, buildProof, consistencyProofPlan, inclusionProofPlan, nodesNeeded } from '../domain/merkle.js';
 import type { CheckpointSigner } from '../signer.js';
 import type { AppendNotifier } from '../store/append-notifier.js';
-import type { GroupCommitter } from '../store/group-commit.js';
-import { nodeKey, type LogStore, type PartitionRow, type StoredEntry } from '../store/log-store.js';
-import { LIMITS, checkBatch, checkPageSize, checkPartition, checkPayload, decodePageToken, encodePageToken } from './validation.js';
+import { appendFailure, type GroupCommitter } from '../store/group-commit.js';
+import { nodeKey, type AppendReceipt, type LogStore, type PartitionRow, type StoredEntry } from '../store/log-store.js';
+import {
+  LIMITS,
+  checkBatch,
+  checkIdempotencyKey,
+  checkIdempotencyKeys,
+  checkPageSize,
+  checkPartition,
+  checkPayload,
+  decodePageToken,
+  encodePageToken,
+} from './validation.js';
 
 export interface LogDeps {
   store: LogStore;
@@ -25,7 +35,14 @@ const toEntry = (e: StoredEntry): logv1.Entry => ({
   hash: e.hash,
 });
 
-const toReceipt = (e: StoredEntry): logv1.EntryReceipt => ({ seq: e.seq, timestamp: new Date(Number(e.timestampMs)), prevHash: e.prevHash, hash: e.hash });
+/** A new entry (StoredEntry) or an idempotent append's receipt, which may be a duplicate. */
+const toReceipt = (e: Omit<AppendReceipt, 'duplicate'> & { duplicate?: boolean }): logv1.EntryReceipt => ({
+  seq: e.seq,
+  timestamp: new Date(Number(e.timestampMs)),
+  prevHash: e.prevHash,
+  hash: e.hash,
+  duplicate: e.duplicate ?? false,
+});
 
 /** Splits entries into stream messages of at most maxChunkEntries entries / ~maxChunkBytes. */
 function* chunks(entries: StoredEntry[]): Generator<StoredEntry[]> {
@@ -51,6 +68,18 @@ const READ_ROWS = 2 * LIMITS.maxChunkEntries;
 
 export function logHandlers(deps: LogDeps): Handlers<typeof logv1.LogServiceService> {
   const { store, committer, notifier, signer } = deps;
+
+  /**
+   * Keyed appends skip group commit: each takes the partition's row lock and looks its keys up
+   * under it (LogStore.appendKeyed), which a shared transaction of unkeyed appends must not wait on.
+   */
+  const appendKeyed = async (partition: string, payloads: readonly Buffer[], keys: readonly string[]): Promise<AppendReceipt[]> => {
+    const receipts = await store.appendKeyed(partition, payloads, keys, BigInt(Date.now())).catch((err: unknown) => {
+      throw appendFailure(err);
+    });
+    if (receipts.some((r) => !r.duplicate)) notifier.wake(partition);
+    return receipts;
+  };
 
   const requirePartition = async (name: string): Promise<PartitionRow> => {
     const row = await store.partition(checkPartition(name));
@@ -95,6 +124,10 @@ export function logHandlers(deps: LogDeps): Handlers<typeof logv1.LogServiceServ
     async append(req) {
       const partition = checkPartition(req.partition);
       const data = checkPayload('data', req.data, deps.maxPayloadBytes);
+      if (req.idempotencyKey !== '') {
+        const [receipt] = await appendKeyed(partition, [data], [checkIdempotencyKey('idempotency_key', req.idempotencyKey)]);
+        return toReceipt(receipt!);
+      }
       const [entry] = await committer.append(partition, [data]);
       notifier.wake(partition);
       return toReceipt(entry!);
@@ -103,6 +136,8 @@ export function logHandlers(deps: LogDeps): Handlers<typeof logv1.LogServiceServ
     async appendBatch(req) {
       const partition = checkPartition(req.partition);
       const payloads = checkBatch(req.data, deps.maxPayloadBytes);
+      const keys = checkIdempotencyKeys(req.idempotencyKeys, payloads.length);
+      if (keys.length > 0) return { receipts: (await appendKeyed(partition, payloads, keys)).map(toReceipt) };
       const entries = await committer.append(partition, payloads);
       notifier.wake(partition);
       return { receipts: entries.map(toReceipt) };

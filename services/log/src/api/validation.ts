@@ -18,7 +18,11 @@ export const LIMITS = {
   maxSeq: 2n ** 63n - 1n,
   /** Entries Verify reads per query. */
   verifyChunkEntries: 5000,
+  maxIdempotencyKeyChars: 128,
 } as const;
+
+/** Printable ASCII without the space, so a key survives logs, headers and shells unchanged. */
+const IDEMPOTENCY_KEY_PATTERN = new RegExp(`^[\\x21-\\x7e]{1,${LIMITS.maxIdempotencyKeyChars}}$`);
 
 export function checkPartition(name: string): string {
   if (!PARTITION_NAME_PATTERN.test(name)) {
@@ -40,6 +44,29 @@ export function checkBatch(payloads: Buffer[], maxPayloadBytes: number): Buffer[
   const total = payloads.reduce((n, p) => n + p.length, 0);
   if (total > LIMITS.maxBatchBytes) throw invalidArgument('data', `totals ${total} bytes; the maximum per batch is ${LIMITS.maxBatchBytes}`);
   return payloads;
+}
+
+export function checkIdempotencyKey(field: string, key: string): string {
+  if (!IDEMPOTENCY_KEY_PATTERN.test(key)) {
+    throw invalidArgument(field, `must be 1 to ${LIMITS.maxIdempotencyKeyChars} printable ASCII characters without spaces (got ${JSON.stringify(key.slice(0, 140))})`);
+  }
+  return key;
+}
+
+/** A batch's keys: none, or one valid key per payload with no key twice. */
+export function checkIdempotencyKeys(keys: string[], payloadCount: number): string[] {
+  if (keys.length === 0) return keys;
+  if (keys.length !== payloadCount) {
+    throw invalidArgument('idempotency_keys', `holds ${keys.length} keys for ${payloadCount} payloads; send none, or one per payload in the same order`);
+  }
+  const firstIndex = new Map<string, number>();
+  keys.forEach((key, i) => {
+    checkIdempotencyKey(`idempotency_keys[${i}]`, key);
+    const first = firstIndex.get(key);
+    if (first !== undefined) throw invalidArgument(`idempotency_keys[${i}]`, `repeats idempotency_keys[${first}] (${JSON.stringify(key)}); each payload needs its own key`);
+    firstIndex.set(key, i);
+  });
+  return keys;
 }
 
 /** Page tokens are the base64url of the last name returned: opaque to clients, checked here. */

@@ -12,6 +12,16 @@ export interface GroupCommitLimits {
 
 export const DEFAULT_GROUP_COMMIT: GroupCommitLimits = { maxBatchEntries: 2000, maxBatchBytes: 8 * 1024 * 1024, maxQueuedEntries: 20_000 };
 
+/**
+ * What a client is told when an append's transaction failed. Almost always it rolled back and none
+ * of its entries exist. Only a connection lost during COMMIT leaves the outcome unknown, so the
+ * message says how to check (or, with idempotency keys, simply to retry).
+ */
+export function appendFailure(err: unknown): GantryError {
+  if (err instanceof GantryError) return err;
+  return new GantryError(Status.UNAVAILABLE, 'the append was not acknowledged (database error); retry, or check GetLastEntry if the database connection dropped', { cause: err });
+}
+
 interface Pending {
   payloads: readonly Buffer[];
   bytes: number;
@@ -85,11 +95,7 @@ export class GroupCommitter {
             offset += p.payloads.length;
           }
         } catch (err) {
-          // Almost always the transaction rolled back and none of these entries exist. Only a
-          // connection lost during COMMIT leaves the outcome unknown, so the message says how to check.
-          const failure = err instanceof GantryError
-            ? err
-            : new GantryError(Status.UNAVAILABLE, 'the append was not acknowledged (database error); retry, or check GetLastEntry if the database connection dropped', { cause: err });
+          const failure = appendFailure(err);
           for (const p of batch) p.reject(failure);
         }
       }

@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { loadMigrations, type Database, type Sql } from '@gantry/kit';
+import { GantryError, Status, loadMigrations, type Database, type Sql } from '@gantry/kit';
 import { CompactRange } from '../domain/merkle.js';
 import { ZERO_HASH, entryHash, entryLeafHash } from '../domain/entry.js';
 
@@ -16,6 +17,15 @@ export interface StoredEntry {
   data: Buffer;
   prevHash: Buffer;
   hash: Buffer;
+}
+
+/** Where an append landed; `duplicate` when its idempotency key named an earlier entry. */
+export interface AppendReceipt {
+  seq: bigint;
+  timestampMs: bigint;
+  prevHash: Buffer;
+  hash: Buffer;
+  duplicate: boolean;
 }
 
 export interface PartitionRow {
@@ -85,7 +95,7 @@ export class LogStore {
       // append leaves no empty partition behind.
       if (!head) break;
       const planned = planAppend(partition, head, payloads, nowMs);
-      if (await writeIfHead(this.db, partition, head.size, planned)) return this.remember(partition, planned);
+      if (await writeIfHead(this.db, partition, head.size, planned)) return this.remember(partition, planned.newHead, planned.entries);
       this.heads.delete(partition);
     }
     const planned = await this.db.transaction(async (tx) => {
@@ -94,13 +104,57 @@ export class LogStore {
       if (!(await writeIfHead(tx, partition, head.size, plan))) throw new Error(`partition ${partition} changed under its row lock`);
       return plan;
     });
-    return this.remember(partition, planned);
+    return this.remember(partition, planned.newHead, planned.entries);
   }
 
-  private remember(partition: string, planned: PlannedAppend): StoredEntry[] {
+  /**
+   * Appends `payloads`, each named by the idempotency key at the same index (distinct, validated),
+   * and returns one receipt per payload in request order. A payload whose key names an earlier
+   * entry is not appended again: its receipt is that entry's, with `duplicate`; the others are
+   * appended in request order with consecutive seqs. A key that names an entry with other data is
+   * ALREADY_EXISTS, and nothing is written.
+   *
+   * Always under the partition's row lock, and the keys are looked up only once it is held: a
+   * replica appending the same key has then either committed (we see its key) or not started, so
+   * one key never becomes two entries. The optimistic path cannot offer that without a lookup of
+   * its own, which is why unkeyed appends never come here.
+   */
+  async appendKeyed(partition: string, payloads: readonly Buffer[], keys: readonly string[], nowMs: bigint): Promise<AppendReceipt[]> {
+    if (keys.length !== payloads.length || new Set(keys).size !== keys.length) throw new Error('appendKeyed needs one distinct key per payload (validated by the API)');
+    const { receipts, head } = await this.db.transaction(async (tx) => {
+      const head = await lockPartition(tx, partition);
+      const earlier = await usedKeys(tx, partition, keys);
+      const fresh: number[] = [];
+      for (const [i, key] of keys.entries()) {
+        const prior = earlier.get(key);
+        if (!prior) fresh.push(i);
+        else if (!prior.dataDigest.equals(sha256(payloads[i]!))) {
+          throw new GantryError(
+            Status.ALREADY_EXISTS,
+            `idempotency key ${JSON.stringify(key)} was used for seq ${prior.seq} of partition ${partition} with different data; resend that data unchanged, or use a new key for new data`,
+          );
+        }
+      }
+      if (fresh.length === 0) return { head, receipts: keys.map((k) => duplicateOf(earlier.get(k)!)) };
+      const plan = planAppend(partition, head, fresh.map((i) => payloads[i]!), nowMs);
+      const written = await writeIfHead(tx, partition, head.size, plan, fresh.map((i) => keys[i]!));
+      if (!written) throw new Error(`partition ${partition} changed under its row lock`);
+      const entryByKey = new Map(fresh.map((i, n) => [keys[i]!, plan.entries[n]!]));
+      const receipts = keys.map((k): AppendReceipt => {
+        const e = entryByKey.get(k);
+        return e ? { seq: e.seq, timestampMs: e.timestampMs, prevHash: e.prevHash, hash: e.hash, duplicate: false } : duplicateOf(earlier.get(k)!);
+      });
+      return { head: plan.newHead, receipts };
+    });
+    // The head read under the lock is current even when nothing was written.
+    this.remember(partition, head, []);
+    return receipts;
+  }
+
+  private remember<T>(partition: string, head: PartitionHead, result: T): T {
     if (!this.heads.has(partition) && this.heads.size >= MAX_CACHED_HEADS) this.heads.delete(this.heads.keys().next().value!);
-    this.heads.set(partition, planned.newHead);
-    return planned.entries;
+    this.heads.set(partition, head);
+    return result;
   }
 
   async partition(name: string): Promise<PartitionRow | undefined> {
@@ -184,15 +238,35 @@ function planAppend(partition: string, head: PartitionHead, payloads: readonly B
 
 /**
  * One statement: move the partition from `expectedSize` to the planned head and, joined to that
- * UPDATE's result, insert the entries and nodes. Returns false (having written nothing) when the
- * partition was not at `expectedSize`.
+ * UPDATE's result, insert the entries and nodes (and, with `keys`, each new entry's idempotency
+ * key). Returns false (having written nothing) when the partition was not at `expectedSize`.
  */
-async function writeIfHead(sql: Sql, partition: string, expectedSize: bigint, planned: PlannedAppend): Promise<boolean> {
+async function writeIfHead(sql: Sql, partition: string, expectedSize: bigint, planned: PlannedAppend, keys?: readonly string[]): Promise<boolean> {
   const { entries, nodes, newHead } = planned;
-  // Columns travel as arrays (unnest): PostgreSQL parses eleven parameters whatever the batch
-  // size, instead of a VALUES list with five parameters per entry and three per node.
-  const { rows } = await sql.query<{ appended: string | number | bigint }>(
-    `WITH head AS (
+  const params = [
+    partition, newHead.size.toString(), newHead.headHash, newHead.compactRange, entries[0]!.timestampMs.toString(), expectedSize.toString(),
+    entries.map((e) => e.seq.toString()), entries.map((e) => e.data), entries.map((e) => e.prevHash), entries.map((e) => e.hash),
+    nodes.map((n) => n.level), nodes.map((n) => n.index.toString()), nodes.map((n) => n.hash),
+  ];
+  const { rows } = keys
+    ? await sql.query<{ appended: string | number | bigint }>(WRITE_KEYED_SQL, [...params, keys])
+    : await sql.query<{ appended: string | number | bigint }>(WRITE_SQL, params);
+  return Number(rows[0]!.appended) === entries.length;
+}
+
+/**
+ * The statement of `writeIfHead`; two fixed texts, so each is prepared once. Columns travel as
+ * arrays (unnest): PostgreSQL parses the same parameters whatever the batch size, instead of a
+ * VALUES list with five parameters per entry and three per node. The keyed text also inserts
+ * $14, the idempotency keys aligned with the entries' seqs in $7.
+ */
+function writeSql(withKeys: boolean): string {
+  const newKeys = `, new_keys AS (
+       INSERT INTO log.idempotency_keys (partition, key, seq)
+       SELECT head.name, v.key, v.seq
+       FROM head, unnest($14::text[], $7::bigint[]) AS v (key, seq)
+     )`;
+  return `WITH head AS (
        UPDATE log.partitions SET size = $2, head_hash = $3, compact_range = $4, last_appended_at = to_timestamp($5::bigint / 1000.0)
        WHERE name = $1 AND size = $6
        RETURNING name
@@ -206,15 +280,34 @@ async function writeIfHead(sql: Sql, partition: string, expectedSize: bigint, pl
        INSERT INTO log.tree_nodes (partition, level, idx, hash)
        SELECT head.name, v.level, v.idx, v.hash
        FROM head, unnest($11::smallint[], $12::bigint[], $13::bytea[]) AS v (level, idx, hash)
-     )
-     SELECT (SELECT count(*) FROM new_entries) AS appended, (SELECT pg_notify('${APPENDED_CHANNEL}', name) FROM head) AS notified`,
-    [
-      partition, newHead.size.toString(), newHead.headHash, newHead.compactRange, entries[0]!.timestampMs.toString(), expectedSize.toString(),
-      entries.map((e) => e.seq.toString()), entries.map((e) => e.data), entries.map((e) => e.prevHash), entries.map((e) => e.hash),
-      nodes.map((n) => n.level), nodes.map((n) => n.index.toString()), nodes.map((n) => n.hash),
-    ],
+     )${withKeys ? newKeys : ''}
+     SELECT (SELECT count(*) FROM new_entries) AS appended, (SELECT pg_notify('${APPENDED_CHANNEL}', name) FROM head) AS notified`;
+}
+
+const WRITE_SQL = writeSql(false);
+const WRITE_KEYED_SQL = writeSql(true);
+
+const sha256 = (data: Buffer): Buffer => createHash('sha256').update(data).digest();
+
+type EarlierEntry = Omit<AppendReceipt, 'duplicate'> & { dataDigest: Buffer };
+
+const duplicateOf = (e: EarlierEntry): AppendReceipt => ({ seq: e.seq, timestampMs: e.timestampMs, prevHash: e.prevHash, hash: e.hash, duplicate: true });
+
+/**
+ * The entries that `keys` already name in `partition`, by key, each with the SHA-256 of its data:
+ * the digest is compared instead of the data, so a re-sent batch does not read its payloads back.
+ * One text for any number of keys (an array parameter), so it is prepared once.
+ */
+async function usedKeys(sql: Sql, partition: string, keys: readonly string[]): Promise<Map<string, EarlierEntry>> {
+  const { rows } = await sql.query(
+    `SELECT k.key, e.seq, e.ts_ms, e.prev_hash, e.hash, sha256(e.data) AS data_digest
+     FROM log.idempotency_keys k JOIN log.entries e ON e.partition = k.partition AND e.seq = k.seq
+     WHERE k.partition = $1 AND k.key = ANY($2::text[])`,
+    [partition, keys],
   );
-  return Number(rows[0]!.appended) === entries.length;
+  return new Map(
+    rows.map((r) => [r.key as string, { seq: big(r.seq), timestampMs: big(r.ts_ms), prevHash: bytes(r.prev_hash), hash: bytes(r.hash), dataDigest: bytes(r.data_digest) }]),
+  );
 }
 
 const toHead = (r: Row): PartitionHead => ({ size: big(r.size), headHash: bytes(r.head_hash), compactRange: bytes(r.compact_range) });

@@ -52,6 +52,11 @@ export interface EntryReceipt {
   timestamp: Date | undefined;
   prevHash: Buffer;
   hash: Buffer;
+  /**
+   * True when the entry's idempotency key had been used before: nothing was
+   * written and this is the receipt of the entry appended then.
+   */
+  duplicate: boolean;
 }
 
 /** PartitionInfo summarises one partition. */
@@ -69,6 +74,13 @@ export interface AppendRequest {
   partition: string;
   /** Payload; 1 byte up to the configured maximum (default 1 MiB). */
   data: Buffer;
+  /**
+   * Optional, 1-128 printable ASCII characters, unique per partition. An
+   * append whose key was used before writes nothing and returns the earlier
+   * entry's receipt with duplicate = true (ALREADY_EXISTS if its data
+   * differs), so a producer can re-send after a crash or timeout.
+   */
+  idempotencyKey: string;
 }
 
 export interface AppendResponse {
@@ -76,12 +88,21 @@ export interface AppendResponse {
   timestamp: Date | undefined;
   prevHash: Buffer;
   hash: Buffer;
+  /** See EntryReceipt.duplicate. */
+  duplicate: boolean;
 }
 
 export interface AppendBatchRequest {
   partition: string;
   /** 1 to 1,000 payloads, appended in this order. */
   data: Buffer[];
+  /**
+   * Empty, or one distinct key per payload (see AppendRequest.idempotency_key).
+   * Payloads whose key was used before are not appended again: their
+   * receipts are the earlier ones, with duplicate = true; the others are
+   * appended in request order with consecutive seqs.
+   */
+  idempotencyKeys: string[];
 }
 
 export interface AppendBatchResponse {
@@ -385,7 +406,7 @@ export const Entry: MessageFns<Entry> = {
 };
 
 function createBaseEntryReceipt(): EntryReceipt {
-  return { seq: 0n, timestamp: undefined, prevHash: Buffer.alloc(0), hash: Buffer.alloc(0) };
+  return { seq: 0n, timestamp: undefined, prevHash: Buffer.alloc(0), hash: Buffer.alloc(0), duplicate: false };
 }
 
 export const EntryReceipt: MessageFns<EntryReceipt> = {
@@ -404,6 +425,9 @@ export const EntryReceipt: MessageFns<EntryReceipt> = {
     }
     if (message.hash.length !== 0) {
       writer.uint32(34).bytes(message.hash);
+    }
+    if (message.duplicate !== false) {
+      writer.uint32(40).bool(message.duplicate);
     }
     return writer;
   },
@@ -453,6 +477,14 @@ export const EntryReceipt: MessageFns<EntryReceipt> = {
             message.hash = Buffer.from(reader.bytes());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.duplicate = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -475,6 +507,7 @@ export const EntryReceipt: MessageFns<EntryReceipt> = {
         ? Buffer.from(bytesFromBase64(object.prev_hash))
         : Buffer.alloc(0),
       hash: isSet(object.hash) ? Buffer.from(bytesFromBase64(object.hash)) : Buffer.alloc(0),
+      duplicate: isSet(object.duplicate) ? globalThis.Boolean(object.duplicate) : false,
     };
   },
 
@@ -492,6 +525,9 @@ export const EntryReceipt: MessageFns<EntryReceipt> = {
     if (message.hash.length !== 0) {
       obj.hash = base64FromBytes(message.hash);
     }
+    if (message.duplicate !== false) {
+      obj.duplicate = message.duplicate;
+    }
     return obj;
   },
 
@@ -504,6 +540,7 @@ export const EntryReceipt: MessageFns<EntryReceipt> = {
     message.timestamp = object.timestamp ?? undefined;
     message.prevHash = object.prevHash ?? Buffer.alloc(0);
     message.hash = object.hash ?? Buffer.alloc(0);
+    message.duplicate = object.duplicate ?? false;
     return message;
   },
 };
@@ -657,7 +694,7 @@ export const PartitionInfo: MessageFns<PartitionInfo> = {
 };
 
 function createBaseAppendRequest(): AppendRequest {
-  return { partition: "", data: Buffer.alloc(0) };
+  return { partition: "", data: Buffer.alloc(0), idempotencyKey: "" };
 }
 
 export const AppendRequest: MessageFns<AppendRequest> = {
@@ -667,6 +704,9 @@ export const AppendRequest: MessageFns<AppendRequest> = {
     }
     if (message.data.length !== 0) {
       writer.uint32(18).bytes(message.data);
+    }
+    if (message.idempotencyKey !== "") {
+      writer.uint32(26).string(message.idempotencyKey);
     }
     return writer;
   },
@@ -700,6 +740,14 @@ export const AppendRequest: MessageFns<AppendRequest> = {
             message.data = Buffer.from(reader.bytes());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.idempotencyKey = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -716,6 +764,11 @@ export const AppendRequest: MessageFns<AppendRequest> = {
     return {
       partition: isSet(object.partition) ? globalThis.String(object.partition) : "",
       data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      idempotencyKey: isSet(object.idempotencyKey)
+        ? globalThis.String(object.idempotencyKey)
+        : isSet(object.idempotency_key)
+        ? globalThis.String(object.idempotency_key)
+        : "",
     };
   },
 
@@ -727,6 +780,9 @@ export const AppendRequest: MessageFns<AppendRequest> = {
     if (message.data.length !== 0) {
       obj.data = base64FromBytes(message.data);
     }
+    if (message.idempotencyKey !== "") {
+      obj.idempotencyKey = message.idempotencyKey;
+    }
     return obj;
   },
 
@@ -737,12 +793,13 @@ export const AppendRequest: MessageFns<AppendRequest> = {
     const message = createBaseAppendRequest();
     message.partition = object.partition ?? "";
     message.data = object.data ?? Buffer.alloc(0);
+    message.idempotencyKey = object.idempotencyKey ?? "";
     return message;
   },
 };
 
 function createBaseAppendResponse(): AppendResponse {
-  return { seq: 0n, timestamp: undefined, prevHash: Buffer.alloc(0), hash: Buffer.alloc(0) };
+  return { seq: 0n, timestamp: undefined, prevHash: Buffer.alloc(0), hash: Buffer.alloc(0), duplicate: false };
 }
 
 export const AppendResponse: MessageFns<AppendResponse> = {
@@ -761,6 +818,9 @@ export const AppendResponse: MessageFns<AppendResponse> = {
     }
     if (message.hash.length !== 0) {
       writer.uint32(34).bytes(message.hash);
+    }
+    if (message.duplicate !== false) {
+      writer.uint32(40).bool(message.duplicate);
     }
     return writer;
   },
@@ -810,6 +870,14 @@ export const AppendResponse: MessageFns<AppendResponse> = {
             message.hash = Buffer.from(reader.bytes());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.duplicate = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -832,6 +900,7 @@ export const AppendResponse: MessageFns<AppendResponse> = {
         ? Buffer.from(bytesFromBase64(object.prev_hash))
         : Buffer.alloc(0),
       hash: isSet(object.hash) ? Buffer.from(bytesFromBase64(object.hash)) : Buffer.alloc(0),
+      duplicate: isSet(object.duplicate) ? globalThis.Boolean(object.duplicate) : false,
     };
   },
 
@@ -849,6 +918,9 @@ export const AppendResponse: MessageFns<AppendResponse> = {
     if (message.hash.length !== 0) {
       obj.hash = base64FromBytes(message.hash);
     }
+    if (message.duplicate !== false) {
+      obj.duplicate = message.duplicate;
+    }
     return obj;
   },
 
@@ -861,12 +933,13 @@ export const AppendResponse: MessageFns<AppendResponse> = {
     message.timestamp = object.timestamp ?? undefined;
     message.prevHash = object.prevHash ?? Buffer.alloc(0);
     message.hash = object.hash ?? Buffer.alloc(0);
+    message.duplicate = object.duplicate ?? false;
     return message;
   },
 };
 
 function createBaseAppendBatchRequest(): AppendBatchRequest {
-  return { partition: "", data: [] };
+  return { partition: "", data: [], idempotencyKeys: [] };
 }
 
 export const AppendBatchRequest: MessageFns<AppendBatchRequest> = {
@@ -876,6 +949,9 @@ export const AppendBatchRequest: MessageFns<AppendBatchRequest> = {
     }
     for (const v of message.data) {
       writer.uint32(18).bytes(v!);
+    }
+    for (const v of message.idempotencyKeys) {
+      writer.uint32(26).string(v!);
     }
     return writer;
   },
@@ -909,6 +985,14 @@ export const AppendBatchRequest: MessageFns<AppendBatchRequest> = {
             message.data.push(Buffer.from(reader.bytes()));
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.idempotencyKeys.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -925,6 +1009,11 @@ export const AppendBatchRequest: MessageFns<AppendBatchRequest> = {
     return {
       partition: isSet(object.partition) ? globalThis.String(object.partition) : "",
       data: globalThis.Array.isArray(object?.data) ? object.data.map((e: any) => Buffer.from(bytesFromBase64(e))) : [],
+      idempotencyKeys: globalThis.Array.isArray(object?.idempotencyKeys)
+        ? object.idempotencyKeys.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.idempotency_keys)
+        ? object.idempotency_keys.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -936,6 +1025,9 @@ export const AppendBatchRequest: MessageFns<AppendBatchRequest> = {
     if (message.data?.length) {
       obj.data = message.data.map((e) => base64FromBytes(e));
     }
+    if (message.idempotencyKeys?.length) {
+      obj.idempotencyKeys = message.idempotencyKeys;
+    }
     return obj;
   },
 
@@ -946,6 +1038,7 @@ export const AppendBatchRequest: MessageFns<AppendBatchRequest> = {
     const message = createBaseAppendBatchRequest();
     message.partition = object.partition ?? "";
     message.data = object.data?.map((e) => e) || [];
+    message.idempotencyKeys = object.idempotencyKeys?.map((e) => e) || [];
     return message;
   },
 };
@@ -2645,7 +2738,8 @@ export const LogServiceService = {
   /**
    * Append adds one entry to a partition, creating the partition on first use.
    * Errors: INVALID_ARGUMENT (bad partition name, empty data or data over the
-   * configured maximum payload size). Nothing is written on error.
+   * configured maximum payload size, bad idempotency key); ALREADY_EXISTS (the
+   * idempotency key was used for different data). Nothing is written on error.
    */
   append: {
     path: "/gantry.log.v1.LogService/Append" as const,
@@ -2660,7 +2754,9 @@ export const LogServiceService = {
    * AppendBatch adds up to 1,000 entries to one partition atomically: they get
    * consecutive seqs and either all are written or none is.
    * Errors: INVALID_ARGUMENT (bad partition name, empty batch, too many entries,
-   * any entry empty or over the maximum payload size, batch over 4 MiB).
+   * any entry empty or over the maximum payload size, batch over 4 MiB,
+   * idempotency_keys neither empty nor one distinct key per entry);
+   * ALREADY_EXISTS (a key was used for different data).
    */
   appendBatch: {
     path: "/gantry.log.v1.LogService/AppendBatch" as const,
@@ -2805,14 +2901,17 @@ export interface LogServiceServer extends UntypedServiceImplementation {
   /**
    * Append adds one entry to a partition, creating the partition on first use.
    * Errors: INVALID_ARGUMENT (bad partition name, empty data or data over the
-   * configured maximum payload size). Nothing is written on error.
+   * configured maximum payload size, bad idempotency key); ALREADY_EXISTS (the
+   * idempotency key was used for different data). Nothing is written on error.
    */
   append: handleUnaryCall<AppendRequest, AppendResponse>;
   /**
    * AppendBatch adds up to 1,000 entries to one partition atomically: they get
    * consecutive seqs and either all are written or none is.
    * Errors: INVALID_ARGUMENT (bad partition name, empty batch, too many entries,
-   * any entry empty or over the maximum payload size, batch over 4 MiB).
+   * any entry empty or over the maximum payload size, batch over 4 MiB,
+   * idempotency_keys neither empty nor one distinct key per entry);
+   * ALREADY_EXISTS (a key was used for different data).
    */
   appendBatch: handleUnaryCall<AppendBatchRequest, AppendBatchResponse>;
   /**
@@ -2877,7 +2976,8 @@ export interface LogServiceClient extends Client {
   /**
    * Append adds one entry to a partition, creating the partition on first use.
    * Errors: INVALID_ARGUMENT (bad partition name, empty data or data over the
-   * configured maximum payload size). Nothing is written on error.
+   * configured maximum payload size, bad idempotency key); ALREADY_EXISTS (the
+   * idempotency key was used for different data). Nothing is written on error.
    */
   append(
     request: AppendRequest,
@@ -2898,7 +2998,9 @@ export interface LogServiceClient extends Client {
    * AppendBatch adds up to 1,000 entries to one partition atomically: they get
    * consecutive seqs and either all are written or none is.
    * Errors: INVALID_ARGUMENT (bad partition name, empty batch, too many entries,
-   * any entry empty or over the maximum payload size, batch over 4 MiB).
+   * any entry empty or over the maximum payload size, batch over 4 MiB,
+   * idempotency_keys neither empty nor one distinct key per entry);
+   * ALREADY_EXISTS (a key was used for different data).
    */
   appendBatch(
     request: AppendBatchRequest,

@@ -459,6 +459,15 @@ export interface PublishEventResponse {
   deliveryIds: string[];
 }
 
+export interface PublishEventsRequest {
+  events: PublishEventRequest[];
+}
+
+export interface PublishEventsResponse {
+  /** One per event, in request order. */
+  results: PublishEventResponse[];
+}
+
 export interface TriggerWebhookRequest {
   webhookId: string;
   /** Default "webhook.test". */
@@ -3520,6 +3529,148 @@ export const PublishEventResponse: MessageFns<PublishEventResponse> = {
   },
 };
 
+function createBasePublishEventsRequest(): PublishEventsRequest {
+  return { events: [] };
+}
+
+export const PublishEventsRequest: MessageFns<PublishEventsRequest> = {
+  encode(message: PublishEventsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.events) {
+      PublishEventRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PublishEventsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePublishEventsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.events.push(PublishEventRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PublishEventsRequest {
+    return {
+      events: globalThis.Array.isArray(object?.events)
+        ? object.events.map((e: any) => PublishEventRequest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: PublishEventsRequest): unknown {
+    const obj: any = {};
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => PublishEventRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PublishEventsRequest>): PublishEventsRequest {
+    return PublishEventsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PublishEventsRequest>): PublishEventsRequest {
+    const message = createBasePublishEventsRequest();
+    message.events = object.events?.map((e) => PublishEventRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBasePublishEventsResponse(): PublishEventsResponse {
+  return { results: [] };
+}
+
+export const PublishEventsResponse: MessageFns<PublishEventsResponse> = {
+  encode(message: PublishEventsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      PublishEventResponse.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PublishEventsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePublishEventsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(PublishEventResponse.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PublishEventsResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => PublishEventResponse.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: PublishEventsResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => PublishEventResponse.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PublishEventsResponse>): PublishEventsResponse {
+    return PublishEventsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PublishEventsResponse>): PublishEventsResponse {
+    const message = createBasePublishEventsResponse();
+    message.results = object.results?.map((e) => PublishEventResponse.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseTriggerWebhookRequest(): TriggerWebhookRequest {
   return { webhookId: "", eventType: "", payload: Buffer.alloc(0) };
 }
@@ -4961,6 +5112,25 @@ export const WebhooksServiceService = {
     responseDeserialize: (value: Buffer): PublishEventResponse => PublishEventResponse.decode(value),
   },
   /**
+   * PublishEvents (internal) is PublishEvent for 1 to 500 events in one
+   * transaction: the outbox relays of other services send their events this
+   * way. Each event is checked and deduplicated as by PublishEvent; the
+   * results are in request order. An invalid event fails the whole call and
+   * nothing is queued.
+   * Errors: those of PublishEvent, naming the event's index; INVALID_ARGUMENT
+   * (no events, more than 500, or the same event_id twice).
+   */
+  publishEvents: {
+    path: "/gantry.webhooks.v1.WebhooksService/PublishEvents" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PublishEventsRequest): Buffer => Buffer.from(PublishEventsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PublishEventsRequest => PublishEventsRequest.decode(value),
+    responseSerialize: (value: PublishEventsResponse): Buffer =>
+      Buffer.from(PublishEventsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PublishEventsResponse => PublishEventsResponse.decode(value),
+  },
+  /**
    * TriggerWebhook sends a test event to one endpoint, even a paused one.
    * Errors: INVALID_ARGUMENT (payload over 256 KiB); NOT_FOUND (unknown id);
    * FAILED_PRECONDITION (endpoint disabled).
@@ -5105,6 +5275,16 @@ export interface WebhooksServiceServer extends UntypedServiceImplementation {
    * body).
    */
   publishEvent: handleUnaryCall<PublishEventRequest, PublishEventResponse>;
+  /**
+   * PublishEvents (internal) is PublishEvent for 1 to 500 events in one
+   * transaction: the outbox relays of other services send their events this
+   * way. Each event is checked and deduplicated as by PublishEvent; the
+   * results are in request order. An invalid event fails the whole call and
+   * nothing is queued.
+   * Errors: those of PublishEvent, naming the event's index; INVALID_ARGUMENT
+   * (no events, more than 500, or the same event_id twice).
+   */
+  publishEvents: handleUnaryCall<PublishEventsRequest, PublishEventsResponse>;
   /**
    * TriggerWebhook sends a test event to one endpoint, even a paused one.
    * Errors: INVALID_ARGUMENT (payload over 256 KiB); NOT_FOUND (unknown id);
@@ -5305,6 +5485,30 @@ export interface WebhooksServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PublishEventResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * PublishEvents (internal) is PublishEvent for 1 to 500 events in one
+   * transaction: the outbox relays of other services send their events this
+   * way. Each event is checked and deduplicated as by PublishEvent; the
+   * results are in request order. An invalid event fails the whole call and
+   * nothing is queued.
+   * Errors: those of PublishEvent, naming the event's index; INVALID_ARGUMENT
+   * (no events, more than 500, or the same event_id twice).
+   */
+  publishEvents(
+    request: PublishEventsRequest,
+    callback: (error: ServiceError | null, response: PublishEventsResponse) => void,
+  ): ClientUnaryCall;
+  publishEvents(
+    request: PublishEventsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PublishEventsResponse) => void,
+  ): ClientUnaryCall;
+  publishEvents(
+    request: PublishEventsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PublishEventsResponse) => void,
   ): ClientUnaryCall;
   /**
    * TriggerWebhook sends a test event to one endpoint, even a paused one.
