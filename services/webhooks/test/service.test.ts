@@ -8,8 +8,11 @@ import { status } from '@grpc/grpc-js';
 import { webhooksv1 } from '@gantry/proto';
 import { assertStatus, eventually } from '../../kit/test/clients.js';
 import { engines, requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import type { Database, Sql } from '@gantry/kit';
+import { checkEvent, publishEvents } from '../src/api/publish.js';
 import { verifyWebhook } from '../src/client/index.js';
-import { Receiver, rpc, spec, startWebhooksPlatform, uniquePath, type WebhooksPlatform } from './support.js';
+import { WebhooksStore } from '../src/store/webhooks-store.js';
+import { event, Receiver, rpc, spec, startWebhooksPlatform, uniquePath, type WebhooksPlatform } from './support.js';
 
 if (!testDatabase().url && testDatabase().skip === false) {
   test('a PostgreSQL server is configured for the webhooks service tests', () => {
@@ -240,6 +243,137 @@ for (const engine of engines()) {
       await api.delete(f.id);
       await assertStatus(api.get(f.id), status.NOT_FOUND);
       assert.equal((await delivery(id!))!.status, D_CANCELLED);
+    });
+
+    /** The webhook each delivery goes to. */
+    async function targets(deliveryIds: string[]): Promise<string[]> {
+      const { rows } = await p.runtime.db.query(`SELECT webhook_id FROM webhooks.deliveries WHERE delivery_id = ANY($1::text[])`, [deliveryIds]);
+      return rows.map((r) => r.webhook_id as string).sort();
+    }
+    const deliveriesOfEvents = async (eventIds: string[]) =>
+      Number((await p.runtime.db.query(`SELECT count(*) AS n FROM webhooks.deliveries WHERE event_id = ANY($1::text[])`, [eventIds])).rows[0]!.n);
+    const storedEvents = async (eventIds: string[]) => Number((await p.runtime.db.query(`SELECT count(*) AS n FROM webhooks.events WHERE event_id = ANY($1::text[])`, [eventIds])).rows[0]!.n);
+
+    test('PublishEvents queues each event to the endpoints subscribed to its type (and of its owner), answers in request order, and every delivery reaches the receiver', async () => {
+      const owner = `batch-${engine.name}`;
+      const mine = rpc(p, owner);
+      const other = rpc(p, `${owner}-other`);
+      const tag = uniquePath('batch').slice(1).replaceAll('/', '');
+      const paid = `invoice.paid.${tag}`;
+      const void_ = `invoice.void.${tag}`;
+      const a = await endpoint({ eventTypes: [paid] }, mine);
+      const b = await endpoint({ eventTypes: ['*'] }, mine);
+      const c = await endpoint({ eventTypes: [paid] }, other);
+      const ids = [`evt-b1-${tag}`, `evt-b2-${tag}`, `evt-b3-${tag}`, `evt-b4-${tag}`];
+      const out = await api.publishBatch([
+        { eventId: ids[0]!, eventType: paid, owner, payload: Buffer.from('{"n":0}') },
+        { eventId: ids[1]!, eventType: void_, owner, payload: Buffer.from('{"n":1}') },
+        { eventId: ids[2]!, eventType: paid, owner: `${owner}-other`, payload: Buffer.from('{"n":2}') },
+        { eventId: ids[3]!, eventType: `nobody.${tag}`, owner: `${owner}-other`, payload: Buffer.from('{"n":3}') },
+      ]);
+      assert.deepEqual(out.results.map((r) => [r.eventId, r.duplicate]), ids.map((id) => [id, false]));
+      assert.deepEqual(await targets(out.results[0]!.deliveryIds), [a.id, b.id].sort(), 'owner and type: a (paid) and b (*), not c (another owner)');
+      assert.deepEqual(await targets(out.results[1]!.deliveryIds), [b.id], 'only "*" takes invoice.void');
+      assert.deepEqual(await targets(out.results[2]!.deliveryIds), [c.id], 'the other owner\'s paid subscriber only');
+      assert.deepEqual(out.results[3]!.deliveryIds, [], 'no subscriber');
+      assert.ok(await eventually(() => rx.at(a.path).length === 1 && rx.at(b.path).length === 2 && rx.at(c.path).length === 1, WAIT_MS), 'every delivery is made');
+      assert.deepEqual(rx.at(b.path).map((r) => r.headers['webhook-id']).sort(), [ids[0], ids[1]]);
+      const got = rx.at(c.path)[0]!;
+      assert.deepEqual([got.headers['webhook-id'], got.body.toString()], [ids[2], '{"n":2}']);
+      verifyWebhook(got.headers as Record<string, string>, got.body, c.secret, { now: () => p.clock.nowMs });
+      assert.ok(await eventually(async () => (await mine.history({ webhookId: a.id })).deliveries[0]?.status === D_OK, WAIT_MS));
+    });
+
+    test('a re-sent batch answers duplicate = true with the same delivery ids and queues nothing; a batch of old and new events queues only the new ones', async () => {
+      const e = await endpoint();
+      const first = await api.publishBatch([0, 1, 2].map((n) => ({ eventId: `evt-rs${n}-${e.id}`, eventType: e.type, owner: 'alice' })));
+      assert.deepEqual(first.results.map((r) => [r.duplicate, r.deliveryIds.length]), [[false, 1], [false, 1], [false, 1]]);
+      assert.ok(await eventually(() => rx.at(e.path).length === 3, WAIT_MS));
+      const again = await api.publishBatch([0, 1, 2].map((n) => ({ eventId: `evt-rs${n}-${e.id}`, eventType: e.type, owner: 'alice' })));
+      assert.deepEqual(again.results, first.results.map((r) => ({ ...r, duplicate: true })));
+      const mixed = await api.publishBatch([
+        { eventId: `evt-rs3-${e.id}`, eventType: e.type, owner: 'alice' },
+        { eventId: `evt-rs1-${e.id}`, eventType: e.type, owner: 'alice' },
+      ]);
+      assert.deepEqual(mixed.results.map((r) => [r.eventId, r.duplicate]), [[`evt-rs3-${e.id}`, false], [`evt-rs1-${e.id}`, true]]);
+      assert.deepEqual(mixed.results[1]!.deliveryIds, first.results[1]!.deliveryIds);
+      // A single PublishEvent of a batch's event is a repeat too: one idempotency rule for both RPCs.
+      const single = await api.publish({ eventId: `evt-rs0-${e.id}`, eventType: e.type, owner: 'alice' });
+      assert.deepEqual([single.duplicate, single.deliveryIds], [true, first.results[0]!.deliveryIds]);
+      assert.equal(await deliveriesOfEvents([0, 1, 2, 3].map((n) => `evt-rs${n}-${e.id}`)), 4);
+      assert.ok(await eventually(() => rx.at(e.path).length === 4, WAIT_MS));
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(rx.at(e.path).length, 4, 'each event delivered once');
+    });
+
+    test('an event_id reused with another payload fails the whole batch with ALREADY_EXISTS naming its index, and nothing of the batch is stored or queued', async () => {
+      const e = await endpoint();
+      await api.publish({ eventId: `evt-reuse-${e.id}`, eventType: e.type, owner: 'alice', payload: Buffer.from('{"v":1}') });
+      assert.ok(await eventually(() => rx.at(e.path).length === 1, WAIT_MS));
+      const fresh = [`evt-reuse-a-${e.id}`, `evt-reuse-b-${e.id}`];
+      await assertStatus(
+        api.publishBatch([
+          { eventId: fresh[0]!, eventType: e.type, owner: 'alice' },
+          { eventId: `evt-reuse-${e.id}`, eventType: e.type, owner: 'alice', payload: Buffer.from('{"v":2}') },
+          { eventId: fresh[1]!, eventType: e.type, owner: 'alice' },
+        ]),
+        status.ALREADY_EXISTS,
+        /^events\[1\]: event evt-reuse-.* was published before/,
+      );
+      assert.equal(await storedEvents(fresh), 0);
+      assert.equal(await deliveriesOfEvents(fresh), 0);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(rx.at(e.path).length, 1, 'nothing of the failed batch is delivered');
+    });
+
+    test('PublishEvents with no events, 501 events, one event_id twice or an invalid event is INVALID_ARGUMENT naming the index, and nothing is stored', async () => {
+      const e = await endpoint();
+      const ev = (n: number) => ({ eventId: `evt-inv${n}-${e.id}`, eventType: e.type, owner: 'alice' });
+      await assertStatus(api.publishBatch([]), status.INVALID_ARGUMENT, /^events: holds 0 events; send 1 to 500/);
+      await assertStatus(api.publishBatch(Array.from({ length: 501 }, (_, n) => ev(n))), status.INVALID_ARGUMENT, /^events: holds 501 events/);
+      await assertStatus(api.publishBatch([ev(0), ev(1), ev(0)]), status.INVALID_ARGUMENT, /^events\[2\]\.event_id: .* is also events\[0\]'s/);
+      await assertStatus(api.publishBatch([ev(0), ev(1), { ...ev(2), eventType: 'bad type' }]), status.INVALID_ARGUMENT, /^events\[2\]\.event_type:/);
+      await assertStatus(api.publishBatch([ev(0), { ...ev(1), payload: Buffer.alloc(256 * 1024 + 1) }]), status.INVALID_ARGUMENT, /^events\[1\]\.payload:/);
+      await assertStatus(api.publishBatch([{ ...ev(0), eventId: '' }]), status.INVALID_ARGUMENT, /^events\[0\]\.event_id: is required/);
+      assert.equal(await storedEvents([0, 1, 2].map((n) => `evt-inv${n}-${e.id}`)), 0);
+      // 500 is allowed (of a type no endpoint takes: what is stored is the point here, not delivery).
+      const full = await api.publishBatch(Array.from({ length: 500 }, (_, n) => ({ ...ev(n), eventType: `nobody.${e.id}` })));
+      assert.ok(full.results.length === 500 && full.results.every((r, n) => r.eventId === `evt-inv${n}-${e.id}` && !r.duplicate));
+      assert.equal(await storedEvents(full.results.map((r) => r.eventId)), 500);
+    });
+
+    test('PublishEvents without the webhooks.publish scope is PERMISSION_DENIED', async () => {
+      const e = await endpoint();
+      const manager = rpc(p, 'alice', ['webhooks.manage', 'webhooks.read']);
+      await assertStatus(manager.publishBatch([{ eventId: `evt-scope-${e.id}`, eventType: e.type, owner: 'alice' }]), status.PERMISSION_DENIED);
+      assert.equal(await storedEvents([`evt-scope-${e.id}`]), 0);
+    });
+
+    test('a batch is one transaction of at most three statements, with the same SQL texts for 1 event and for 300', async () => {
+      const e = await endpoint();
+      const statements: string[][] = [];
+      const db = p.runtime.db;
+      const counting: Database = Object.create(db, {
+        transaction: {
+          value: <T>(fn: (tx: Sql) => Promise<T>) => {
+            const texts: string[] = [];
+            statements.push(texts);
+            return db.transaction((tx) => fn({ ...tx, query: (text, params) => (texts.push(text), tx.query(text, params)), queryArrays: (text, params) => (texts.push(text), tx.queryArrays(text, params)) }));
+          },
+        },
+      }) as Database;
+      const store = new WebhooksStore(counting);
+      const batch = (n: number, from = 0) => Array.from({ length: n }, (_, i) => checkEvent(event({ eventId: `evt-sql${from + i}-${e.id}`, eventType: e.type, owner: 'alice' }), ''));
+      const at = new Date(p.clock.nowMs);
+      await publishEvents(store, batch(1), 8, at, () => '');
+      await publishEvents(store, batch(300, 1), 8, at, () => '');
+      // A repeat of all: insert, then the read-back; mixed: all three.
+      await publishEvents(store, batch(301), 8, at, () => '');
+      await publishEvents(store, batch(302), 8, at, () => '');
+      assert.deepEqual(statements.map((s) => s.length), [2, 2, 2, 3]);
+      assert.equal(statements[0]!.join('\n'), statements[1]!.join('\n'));
+      assert.equal(new Set(statements.flat()).size, 3);
+      assert.equal(await deliveriesOfEvents(batch(302).map((x) => x.eventId)), 302);
     });
   });
 }

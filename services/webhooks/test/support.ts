@@ -84,6 +84,17 @@ export const spec = (url: string, over: Partial<webhooksv1.WebhookSpec> = {}): w
   ...over,
 });
 
+/** A PublishEventRequest with defaults for what `req` leaves out. */
+export const event = (req: Partial<webhooksv1.PublishEventRequest> & { eventId: string }): webhooksv1.PublishEventRequest => ({
+  eventType: 'order.created',
+  payload: Buffer.from('{"order":1}'),
+  contentType: '',
+  owner: '',
+  occurredAt: undefined,
+  traceContext: {},
+  ...req,
+});
+
 /** The unary RPCs as promises, as `subject`. */
 export function rpc(p: WebhooksPlatform, subject = 'alice', scopes?: string[]) {
   const c = p.client;
@@ -96,8 +107,8 @@ export function rpc(p: WebhooksPlatform, subject = 'alice', scopes?: string[]) {
     delete: (webhookId: string) => unary(c.deleteWebhook, c, { webhookId }, md),
     rotate: (webhookId: string, overlapSec?: number, secret = '') =>
       unary(c.rotateSecret, c, { webhookId, overlap: overlapSec === undefined ? undefined : { seconds: BigInt(overlapSec), nanos: 0 }, secret }, md),
-    publish: (req: Partial<webhooksv1.PublishEventRequest> & { eventId: string }) =>
-      unary(c.publishEvent, c, { eventType: 'order.created', payload: Buffer.from('{"order":1}'), contentType: '', owner: '', occurredAt: undefined, traceContext: {}, ...req }, md),
+    publish: (req: Partial<webhooksv1.PublishEventRequest> & { eventId: string }) => unary(c.publishEvent, c, event(req), md),
+    publishBatch: (events: (Partial<webhooksv1.PublishEventRequest> & { eventId: string })[]) => unary(c.publishEvents, c, { events: events.map(event) }, md),
     trigger: (webhookId: string) => unary(c.triggerWebhook, c, { webhookId, eventType: '', payload: Buffer.alloc(0) }, md),
     history: (req: Partial<webhooksv1.GetDeliveryHistoryRequest> = {}) => unary(c.getDeliveryHistory, c, { webhookId: '', eventId: '', status: 0, since: undefined, pageSize: 0, pageToken: '', ...req }, md),
     retry: (req: webhooksv1.RetryFailedDeliveriesRequest) => unary(c.retryFailedDeliveries, c, req, md),

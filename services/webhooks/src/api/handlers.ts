@@ -1,5 +1,5 @@
-import { createHash, randomUUID } from 'node:crypto';
-import { GantryError, Status, alreadyExists, failedPrecondition, invalidArgument, notFound, permissionDenied, unauthenticated, type CallContext, type Handlers } from '@gantry/kit';
+import { randomUUID } from 'node:crypto';
+import { GantryError, Status, failedPrecondition, invalidArgument, notFound, permissionDenied, unauthenticated, type CallContext, type Handlers } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
 import { LIMITS } from '../domain/limits.js';
 import type { SecretBox } from '../domain/secret-box.js';
@@ -25,6 +25,7 @@ import {
   encodePageToken,
 } from './validation.js';
 import type { WebhooksStreams } from './streams.js';
+import { checkBatch, checkEvent, eventDigest, publishEvents } from './publish.js';
 
 export interface WebhooksDeps {
   store: WebhooksStore;
@@ -200,28 +201,15 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
     },
 
     async publishEvent(req) {
-      const eventId = checkId('event_id', req.eventId, LIMITS.maxEventIdChars);
-      const eventType = checkEventType('event_type', req.eventType, false);
-      const payload = checkPayload('payload', req.payload);
-      const contentType = checkText('content_type', req.contentType, LIMITS.maxContentTypeChars) || 'application/json';
-      const owner = checkText('owner', req.owner, LIMITS.maxOwnerChars);
-      const trace = Object.entries(req.traceContext);
-      if (trace.length > LIMITS.maxTraceContextEntries || trace.some(([k, v]) => k.length > 64 || v.length > LIMITS.maxTraceContextValueChars)) {
-        throw invalidArgument('trace_context', `takes at most ${LIMITS.maxTraceContextEntries} entries (traceparent, tracestate) of up to ${LIMITS.maxTraceContextValueChars} characters`);
-      }
-      const digest = createHash('sha256').update(JSON.stringify([eventType, owner, contentType, payload.toString('base64')])).digest();
-      const at = new Date(deps.now());
-      const out = await store.transaction(async (tx) => {
-        const inserted = await tx.insertEvent({ eventId, eventType, owner, payload, contentType, digest, occurredAt: req.occurredAt ?? null, traceContext: req.traceContext }, at);
-        if (!inserted) {
-          const earlier = await tx.eventDigest(eventId);
-          if (!earlier?.equals(digest)) throw alreadyExists(`event ${eventId} was published before with another type, owner, content type or payload; use a new event_id`);
-          return { duplicate: true, deliveryIds: await tx.deliveriesOf(eventId) };
-        }
-        return { duplicate: false, deliveryIds: await tx.fanOut(eventId, eventType, owner, deps.maxAttempts(), at) };
-      });
-      if (!out.duplicate && out.deliveryIds.length > 0) deps.queued();
-      return { eventId, ...out };
+      const result = (await publishEvents(store, [checkEvent(req, '')], deps.maxAttempts(), new Date(deps.now()), () => ''))[0]!;
+      if (!result.duplicate && result.deliveryIds.length > 0) deps.queued();
+      return result;
+    },
+
+    async publishEvents(req) {
+      const results = await publishEvents(store, checkBatch(req.events), deps.maxAttempts(), new Date(deps.now()), (i) => `events[${i}]: `);
+      if (results.some((r) => !r.duplicate && r.deliveryIds.length > 0)) deps.queued();
+      return { results };
     },
 
     async triggerWebhook(req, ctx) {
@@ -235,9 +223,9 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
         : Buffer.from(JSON.stringify({ type: eventType, timestamp: new Date(nowMs).toISOString(), data: { webhook_id: w.id, test: true } }));
       const deliveryId = `dlv_${randomUUID().replaceAll('-', '')}`;
       const at = new Date(nowMs);
-      const digest = createHash('sha256').update(JSON.stringify([eventType, w.owner, 'application/json', payload.toString('base64')])).digest();
+      const digest = eventDigest(eventType, w.owner, 'application/json', payload);
       await store.transaction(async (tx) => {
-        await tx.insertEvent({ eventId, eventType, owner: w.owner, payload, contentType: 'application/json', digest, occurredAt: at, traceContext: {} }, at);
+        await tx.insertEvents([{ eventId, eventType, owner: w.owner, payload, contentType: 'application/json', digest, occurredAt: at, traceContext: {} }], at);
         await tx.insertTestDelivery(deliveryId, w.id, eventId, eventType, deps.maxAttempts(), at);
       });
       deps.queued();

@@ -1,7 +1,7 @@
 import type { ScopeTable } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
 
-/** Every WebhooksService RPC and the scopes it needs; PublishEvent is for platform services only. */
+/** Every WebhooksService RPC and the scopes it needs; PublishEvent(s) are for platform services only. */
 export const webhooksScopes: ScopeTable<typeof webhooksv1.WebhooksServiceService> = {
   createWebhook: ['webhooks.manage'],
   getWebhook: ['webhooks.read'],
@@ -11,6 +11,7 @@ export const webhooksScopes: ScopeTable<typeof webhooksv1.WebhooksServiceService
   rotateSecret: ['webhooks.manage'],
   watchWebhookRegistry: ['webhooks.read'],
   publishEvent: ['webhooks.publish'],
+  publishEvents: ['webhooks.publish'],
   triggerWebhook: ['webhooks.manage'],
   getDeliveryHistory: ['webhooks.read'],
   watchDeliveries: ['webhooks.read'],

@@ -4,6 +4,7 @@
 // move; leases and rate windows follow the database clock, so a moved test clock never makes a
 // live attempt look abandoned.
 import { randomUUID } from 'node:crypto';
+import { context } from '@opentelemetry/api';
 import type { Logger } from '@gantry/kit';
 import { judge, parseRetryAfter, type RetryPolicy } from '../domain/retry.js';
 import type { SecretBox } from '../domain/secret-box.js';
@@ -11,7 +12,8 @@ import { secretKeyBytes, signatureHeaders } from '../domain/signature.js';
 import type { DisableRule } from '../domain/limits.js';
 import type { ClaimedAttempt, ClaimLimits, WebhooksStore } from '../store/webhooks-store.js';
 import { DELIVERY_CHANNEL } from '../store/webhooks-store.js';
-import type { HttpSender } from './http.js';
+import type { HttpResult, HttpSender } from './http.js';
+import { endAttemptSpan, startAttemptSpan } from './attempt-span.js';
 
 export interface DispatcherOptions {
   now: () => number;
@@ -111,7 +113,13 @@ export class Dispatcher {
       ...signatureHeaders(keys.map((k) => secretKeyBytes(k)!), c.eventId, timestampSec, c.payload),
     };
     const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.opts.attemptTimeoutMs)]);
-    const res = await this.http.post(c.url, headers, c.payload, signal);
+    const { span, context: traced } = startAttemptSpan(c, headers);
+    let res: HttpResult | undefined;
+    try {
+      res = await context.with(traced, () => this.http.post(c.url, headers, c.payload, signal));
+    } finally {
+      endAttemptSpan(span, res);
+    }
     if (this.abort.signal.aborted) return;
     const finishedMs = this.opts.now();
     const retryAfterMs = parseRetryAfter(res.status, res.retryAfter, finishedMs);

@@ -19,6 +19,8 @@ export const LIMITS = {
   maxContentTypeChars: 256,
   maxTraceContextEntries: 8,
   maxTraceContextValueChars: 512,
+  /** Events one PublishEvents call takes (one transaction). */
+  maxPublishBatch: 500,
   maxRateLimitPerSecond: 10_000,
   maxMaxConcurrency: 1000,
   /** Endpoints one owner may have (not counting deleted ones). */

@@ -119,6 +119,8 @@ export interface ClaimedAttempt {
   headers: Record<string, string>;
   payload: Buffer;
   contentType: string;
+  /** W3C trace context of what caused the event (traceparent, tracestate), or {}. */
+  traceContext: Record<string, string>;
   secrets: { current: SealedSecret; previous: (SealedSecret & { expiresAt: Date }) | null };
 }
 
@@ -323,7 +325,7 @@ export class WebhooksStore {
                    FROM c WHERE d.delivery_id = c.id
                  RETURNING d.delivery_id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.round_start, d.lease_token)
          SELECT upd.*, e.url, e.headers, e.secret_key_id, e.secret_ciphertext, e.previous_key_id, e.previous_ciphertext, e.previous_expires_at,
-                ev.payload, ev.content_type
+                ev.payload, ev.content_type, ev.trace_context
            FROM upd JOIN webhooks.endpoints e ON e.webhook_id = upd.webhook_id JOIN webhooks.events ev ON ev.event_id = upd.event_id`,
         [toSend, tokens, limits.leaseMs],
       );
@@ -349,6 +351,7 @@ export class WebhooksStore {
           headers: json(c.headers),
           payload: Buffer.from(c.payload as Uint8Array),
           contentType: c.content_type as string,
+          traceContext: json(c.trace_context),
           secrets: {
             current: { keyId: c.secret_key_id as string, ciphertext: Buffer.from(c.secret_ciphertext as Uint8Array) },
             previous: c.previous_ciphertext
@@ -418,8 +421,9 @@ export class WebhooksStore {
       const eventId = `evt_disabled_${webhookId}_${version}`;
       const payload = Buffer.from(JSON.stringify({ type: ENDPOINT_DISABLED_EVENT, timestamp: now.toISOString(), data: { webhook_id: webhookId, url: disabled.spec.url, reason } }));
       const digest = createHash('sha256').update(payload).digest();
-      await tx.insertEvent({ eventId, eventType: ENDPOINT_DISABLED_EVENT, owner: disabled.owner, payload, contentType: 'application/json', digest, occurredAt: now, traceContext: {} }, now);
-      await tx.fanOut(eventId, ENDPOINT_DISABLED_EVENT, disabled.owner, r.maxAttempts, now);
+      const event = { eventId, eventType: ENDPOINT_DISABLED_EVENT, owner: disabled.owner, payload, contentType: 'application/json', digest, occurredAt: now, traceContext: {} };
+      await tx.insertEvents([event], now);
+      await tx.fanOut([event], r.maxAttempts, now);
       return { recorded: true, disabled };
     });
   }
@@ -581,42 +585,58 @@ export class WebhooksTx {
     return rotated;
   }
 
-  /** Stores the event; false when its id exists already (nothing written). */
-  async insertEvent(e: EventRow, at: Date): Promise<boolean> {
-    const { rowCount } = await this.sql.query(
+  /**
+   * Stores the events whose ids are new, in one statement whatever their number (array parameters
+   * keep its text, and so its prepared statement, the same); returns the ids it stored. Rows go in
+   * event id order, so two batches sharing ids wait on each other in one order and never deadlock.
+   */
+  async insertEvents(events: readonly EventRow[], at: Date): Promise<Set<string>> {
+    const { rows } = await this.sql.query(
       `INSERT INTO webhooks.events (event_id, event_type, owner, payload, content_type, digest, occurred_at, trace_context, created_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9) ON CONFLICT (event_id) DO NOTHING`,
-      [e.eventId, e.eventType, e.owner, e.payload, e.contentType, e.digest, e.occurredAt, JSON.stringify(e.traceContext), at],
+       SELECT e.event_id, e.event_type, e.owner, e.payload, e.content_type, e.digest, e.occurred_at, e.trace_context::jsonb, $9
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::bytea[], $7::timestamptz[], $8::text[])
+              AS e(event_id, event_type, owner, payload, content_type, digest, occurred_at, trace_context)
+        ORDER BY e.event_id
+       ON CONFLICT (event_id) DO NOTHING RETURNING event_id`,
+      [
+        events.map((e) => e.eventId), events.map((e) => e.eventType), events.map((e) => e.owner), events.map((e) => e.payload),
+        events.map((e) => e.contentType), events.map((e) => e.digest), events.map((e) => e.occurredAt), events.map((e) => JSON.stringify(e.traceContext)), at,
+      ],
     );
-    return rowCount === 1;
+    return new Set(rows.map((r) => r.event_id as string));
   }
 
-  async eventDigest(eventId: string): Promise<Buffer | undefined> {
-    const { rows } = await this.sql.query(`SELECT digest FROM webhooks.events WHERE event_id = $1`, [eventId]);
-    return rows[0] ? Buffer.from(rows[0].digest as Uint8Array) : undefined;
+  /** Events stored before: each one's digest and the delivery ids it was fanned out to, oldest first. */
+  async publishedBefore(eventIds: readonly string[]): Promise<Map<string, { digest: Buffer; deliveryIds: string[] }>> {
+    const { rows } = await this.sql.query(
+      `SELECT ev.event_id, ev.digest,
+              ARRAY(SELECT d.delivery_id FROM webhooks.deliveries d WHERE d.event_id = ev.event_id ORDER BY d.seq) AS delivery_ids
+         FROM webhooks.events ev WHERE ev.event_id = ANY($1::text[])`,
+      [eventIds],
+    );
+    return new Map(rows.map((r) => [r.event_id as string, { digest: Buffer.from(r.digest as Uint8Array), deliveryIds: r.delivery_ids as string[] }]));
   }
 
   /**
-   * One PENDING delivery of the event per enabled endpoint (of `owner` unless '') subscribed to
-   * its type or to "*", due at `at`. Returns their ids, oldest endpoint first.
+   * One PENDING delivery of each event per enabled endpoint (of the event's owner unless '')
+   * subscribed to its type or to "*", due at `at`, in one statement whatever the number of events.
+   * Returns each event's delivery ids, oldest endpoint first (events without any are absent).
    */
-  async fanOut(eventId: string, eventType: string, owner: string, maxAttempts: number, at: Date): Promise<string[]> {
+  async fanOut(events: readonly Pick<EventRow, 'eventId' | 'eventType' | 'owner'>[], maxAttempts: number, at: Date): Promise<Map<string, string[]>> {
     const { rows } = await this.sql.query(
-      `INSERT INTO webhooks.deliveries (delivery_id, webhook_id, event_id, event_type, status, max_attempts, next_attempt_at, created_at)
-       SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), e.webhook_id, $1, $2, 'PENDING', $4, $5, $5
-         FROM webhooks.endpoints e
-        WHERE e.state = 'ENABLED' AND ($3 = '' OR e.owner = $3) AND (e.event_types @> ARRAY[$2::text] OR e.event_types @> ARRAY['*'])
-        ORDER BY e.created_version
-       RETURNING delivery_id, pg_notify('${QUEUED_CHANNEL}', '') AS notified`,
-      [eventId, eventType, owner, maxAttempts, at],
+      `WITH ev AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS ev(event_id, event_type, owner, ord)),
+       ep AS (SELECT webhook_id, owner, event_types, created_version FROM webhooks.endpoints
+               WHERE state = 'ENABLED' AND event_types && $6::text[]),
+       ins AS (INSERT INTO webhooks.deliveries (delivery_id, webhook_id, event_id, event_type, status, max_attempts, next_attempt_at, created_at)
+               SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), ep.webhook_id, ev.event_id, ev.event_type, 'PENDING', $4, $5, $5
+                 FROM ev JOIN ep ON (ev.owner = '' OR ep.owner = ev.owner) AND (ev.event_type = ANY(ep.event_types) OR '*' = ANY(ep.event_types))
+                ORDER BY ev.ord, ep.created_version
+               RETURNING delivery_id, event_id, seq)
+       SELECT event_id, array_agg(delivery_id ORDER BY seq) AS delivery_ids, pg_notify('${QUEUED_CHANNEL}', '') AS notified FROM ins GROUP BY event_id`,
+      // The endpoints are narrowed first by the distinct types (an overlap test with a few elements, not hundreds).
+      [events.map((e) => e.eventId), events.map((e) => e.eventType), events.map((e) => e.owner), maxAttempts, at, [...new Set(events.map((e) => e.eventType)), '*']],
     );
-    return rows.map((r) => r.delivery_id as string);
-  }
-
-  /** The delivery ids an event was fanned out to. */
-  async deliveriesOf(eventId: string): Promise<string[]> {
-    const { rows } = await this.sql.query(`SELECT delivery_id FROM webhooks.deliveries WHERE event_id = $1 ORDER BY seq`, [eventId]);
-    return rows.map((r) => r.delivery_id as string);
+    return new Map(rows.map((r) => [r.event_id as string, r.delivery_ids as string[]]));
   }
 
   /** One test delivery to one endpoint, paused or not. */
