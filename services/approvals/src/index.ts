@@ -44,6 +44,9 @@ export const APPROVALS_DEFAULTS = {
   maxVoteTxInFlight: MAX_TX_IN_FLIGHT,
 } as const;
 
+/** The `source` of approvals' domain events. */
+export const APPROVALS_EVENT_SOURCE = 'gantry.approvals';
+
 /** The approvals target with injected clock and tunables (tests); `approvalsService` uses the defaults. */
 export function createApprovalsService(opts: ApprovalsOptions = {}): ServiceFactory {
   const now = opts.now ?? Date.now;
@@ -51,8 +54,9 @@ export function createApprovalsService(opts: ApprovalsOptions = {}): ServiceFact
   return {
     target: 'approvals',
     schema: { name: APPROVALS_SCHEMA, migrations: approvalsMigrations },
-    async create({ db, log, onShutdown }) {
-      const store = new ApprovalsStore(db);
+    events: { source: APPROVALS_EVENT_SOURCE },
+    async create({ db, log, outbox, onShutdown }) {
+      const store = new ApprovalsStore(db, outbox);
       const limits: FeedLimits = {
         readChanges: d.feedReadChanges,
         readBytes: d.feedReadBytes,
@@ -96,4 +100,4 @@ export function createApprovalsService(opts: ApprovalsOptions = {}): ServiceFact
 /** The approvals target: M-of-N validator approvals with watches, validator streams and expiry. */
 export const approvalsService: ServiceFactory = createApprovalsService();
 
-export { ApprovalsStore } from './store/approvals-store.js';
+export { APPROVALS_SCHEMA, ApprovalsStore } from './store/approvals-store.js';

@@ -7,7 +7,7 @@ import { status } from '@grpc/grpc-js';
 import { approvalsv1 } from '@gantry/proto';
 import { assertStatus } from '../../kit/test/clients.js';
 import { engines, requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
-import { ABSTAIN, APPROVE, APPROVED, EXPIRED, PENDING, REJECT, REJECTED, newRequest, rpc, sha256, startApprovalsPlatform, tablesSnapshot, type ApprovalsPlatform } from './support.js';
+import { ABSTAIN, APPROVE, APPROVED, EXPIRED, PENDING, REJECT, REJECTED, newRequest, outboxEvents, rpc, sha256, startApprovalsPlatform, tablesSnapshot, type ApprovalsPlatform } from './support.js';
 
 if (!testDatabase().url && testDatabase().skip === false) {
   test('a PostgreSQL server is configured for the approvals service tests', () => {
@@ -62,6 +62,40 @@ for (const engine of engines()) {
       assert.deepEqual(second.approval!.votes.map((v) => [v.validator, v.reason]), [['v0', 'looks right'], ['v1', '']]);
       await refusedWithNothingWritten(() => rpc(p, 'v2').vote(a.approvalId, REJECT), status.FAILED_PRECONDITION, /already APPROVED/);
       assert.equal((await rpc(p).get(a.approvalId)).state, APPROVED, 'terminal states never change');
+    });
+
+    test('created, each vote cast and the decision are domain events in the outbox, written with their change; a repeated vote announces nothing', async () => {
+      const a = await rpc(p).submit(newRequest({ n: 3, m: 2, labels: { team: 'payments' } }));
+      await rpc(p, 'v0').vote(a.approvalId, REJECT, 'too big');
+      await rpc(p, 'v0').vote(a.approvalId, REJECT, 'too big');
+      await rpc(p, 'v1').vote(a.approvalId, APPROVE);
+      const decided = await rpc(p, 'v2').vote(a.approvalId, APPROVE);
+      const events = await outboxEvents(p, a.approvalId);
+      assert.deepEqual(events.map((e) => e.type), ['approvals.approval.created', 'approvals.vote.cast', 'approvals.vote.cast', 'approvals.vote.cast', 'approvals.approval.finalized']);
+      assert.ok(events.every((e) => e.source === 'gantry.approvals' && e.subject === a.approvalId));
+      assert.deepEqual(events[0]!.data, {
+        $case: 'approvalCreated',
+        value: { approvalId: a.approvalId, type: a.type, priority: a.priority, requester: 'alice', title: a.title, contentHash: a.contentHash, validators: a.validators, requiredApprovals: 2, expiresAt: a.expiresAt, labels: { team: 'payments' } },
+      });
+      assert.deepEqual(events[1]!.data, { $case: 'approvalVoteCast', value: { approvalId: a.approvalId, validator: 'v0', decision: REJECT, reason: 'too big', tally: { approvals: 0, rejections: 1, abstentions: 0, outstanding: 2 } } });
+      assert.deepEqual(events[4]!.data, { $case: 'approvalFinalized', value: { approvalId: a.approvalId, state: APPROVED, tally: { approvals: 2, rejections: 1, abstentions: 0, outstanding: 0 }, finalizedAt: decided.approval!.finalizedAt } });
+    });
+
+    test('an expiry, noticed lazily or by the sweeper, is one approvals.approval.expired event', async () => {
+      const ttl = { $case: 'ttl' as const, value: { seconds: 60n, nanos: 0 } };
+      const [a, b] = [await rpc(p).submit(newRequest({ expiry: ttl })), await rpc(p).submit(newRequest({ expiry: ttl }))];
+      await rpc(p, 'v0').vote(b.approvalId, ABSTAIN);
+      p.clock.nowMs += 61_000;
+      await rpc(p).get(a.approvalId);
+      await p.store.expireDue(new Date(p.clock.nowMs), 100);
+      await p.store.expireDue(new Date(p.clock.nowMs), 100);
+      for (const r of [a, b]) {
+        const expired = (await outboxEvents(p, r.approvalId)).filter((e) => e.type === 'approvals.approval.expired');
+        assert.equal(expired.length, 1, `one expiry event for ${r.approvalId}`);
+        assert.deepEqual(expired[0]!.data?.$case === 'approvalExpired' && expired[0]!.data.value.expiredAt, r.expiresAt);
+      }
+      const bExpired = (await outboxEvents(p, b.approvalId)).at(-1)!;
+      assert.deepEqual(bExpired.data?.$case === 'approvalExpired' && bExpired.data.value.tally, { approvals: 0, rejections: 0, abstentions: 1, outstanding: 2 });
     });
 
     test('it is REJECTED as soon as M approvals are out of reach (an abstention is a cast vote)', async () => {

@@ -4,12 +4,12 @@
 // refused call wrote nothing.
 import { createHash, randomBytes } from 'node:crypto';
 import type { ClientDuplexStream, ClientReadableStream, Metadata, ServiceError } from '@grpc/grpc-js';
-import { bearerMetadata, clientCredentials, clientOptions, unary, type Runtime } from '@gantry/kit';
-import { approvalsv1 } from '@gantry/proto';
+import { bearerMetadata, clientCredentials, clientOptions, Outbox, unary, type Runtime } from '@gantry/kit';
+import { approvalsv1, eventsv1 } from '@gantry/proto';
 import { tokenFor } from '../../kit/test/clients.js';
 import type { EngineName } from '../../kit/test/databases.js';
 import { startServicePlatform } from '../../kit/test/harness.js';
-import { createApprovalsService, ApprovalsStore, type ApprovalsOptions } from '../src/index.js';
+import { APPROVALS_EVENT_SOURCE, APPROVALS_SCHEMA, createApprovalsService, ApprovalsStore, type ApprovalsOptions } from '../src/index.js';
 
 export type ApprovalsClient = InstanceType<typeof approvalsv1.ApprovalsServiceClient>;
 
@@ -50,7 +50,7 @@ export async function startApprovalsPlatform(engine: EngineName, opts: { options
     client,
     databaseUrl: opts.sharedDatabaseUrl ?? (runtime.db.engine === 'postgres' ? databaseUrlOf(runtime) : undefined),
     as: (subject, scopes = ALL_SCOPES) => bearerMetadata(tokenFor(dataDir, subject, scopes)),
-    store: new ApprovalsStore(runtime.db),
+    store: new ApprovalsStore(runtime.db, new Outbox(APPROVALS_SCHEMA, APPROVALS_EVENT_SOURCE, true)),
     clock,
     async close() {
       client.close();
@@ -159,5 +159,12 @@ export async function tablesSnapshot(p: ApprovalsPlatform): Promise<string> {
     requests: await q('SELECT approval_id, state, version::text AS v FROM approvals.requests ORDER BY approval_id'),
     votes: await q('SELECT approval_id, validator, decision FROM approvals.votes ORDER BY approval_id, validator'),
     events: await q('SELECT version::text AS v, type, state FROM approvals.events ORDER BY version'),
+    outbox: await q('SELECT event_id FROM approvals.outbox ORDER BY seq'),
   });
+}
+
+/** The domain events in the outbox about `approvalId`, decoded, in commit order. */
+export async function outboxEvents(p: ApprovalsPlatform, approvalId: string): Promise<eventsv1.Event[]> {
+  const { rows } = await p.runtime.db.query<{ payload: Buffer }>('SELECT payload FROM approvals.outbox ORDER BY seq');
+  return rows.map((r) => eventsv1.Event.decode(r.payload)).filter((e) => e.subject === approvalId);
 }

@@ -26,6 +26,20 @@ export function clientOptions(tls: ClientTls, extra: ChannelOptions = {}): Parti
   };
 }
 
+/**
+ * Channel options for calls between services: spread over every address a `dns:///` target
+ * resolves to (a headless Service's pods) with round_robin, rather than pinning one pod.
+ */
+export function peerChannelOptions(serverName?: string): Partial<ClientOptions> {
+  return {
+    'grpc.max_receive_message_length': 8 * 1024 * 1024,
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }),
+    ...(serverName ? { 'grpc.ssl_target_name_override': serverName, 'grpc.default_authority': serverName } : {}),
+    interceptors: [traceContextInterceptor],
+  };
+}
+
 /** Metadata carrying a bearer token. */
 export function bearerMetadata(token: string | undefined): Metadata {
   const md = new Metadata();

@@ -106,6 +106,39 @@ export const configSchema = z.strictObject({
     /** On shutdown, how long in-flight attempts get to finish before they are aborted (and retried by another replica). */
     drainTimeoutMs: z.coerce.number().int().min(0).max(300_000).default(10_000),
   }).prefault({}),
+  /**
+   * Other Gantry services this process calls (the outbox relay: log and webhooks). An address is
+   * `host:port` or a gRPC target such as `dns:///gantry-log-headless.gantry.svc:7443` (balanced
+   * round_robin over every address the name resolves to). Unset: the target in this process when
+   * it runs that target, else nobody (its events wait in the outbox until one is set).
+   */
+  peers: z.strictObject({
+    log: z.strictObject({ address: z.string().min(1).max(512).optional() }).prefault({}),
+    webhooks: z.strictObject({ address: z.string().min(1).max(512).optional() }).prefault({}),
+    /** Name to verify in the peers' certificates when it differs from the address's host. */
+    serverName: z.string().min(1).max(253).optional(),
+    /**
+     * A JWT (file, re-read when it changes) this service presents to its peers, with the scopes
+     * log.append and webhooks.publish. Unset in dev: minted with the dev signing key.
+     */
+    tokenFile: z.string().optional(),
+    /** Deadline of each call to a peer. */
+    callTimeoutMs: z.coerce.number().int().min(100).max(120_000).default(10_000),
+  }).prefault({}),
+  /** Domain events: the transactional outbox and its relay (docs/events.md). */
+  events: z.strictObject({
+    /** Off: services write no events (nothing is announced or audited). */
+    enabled: z.preprocess((v) => (v === 'false' ? false : v === 'true' ? true : v), z.boolean()).default(true),
+    /** Events per relay call (AppendBatch, PublishEvents). */
+    batchSize: z.coerce.number().int().min(1).max(500).default(200),
+    /** How often an idle relay looks for events other replicas committed (this process's commits wake it at once). */
+    pollIntervalMs: z.coerce.number().int().min(10).max(60_000).default(500),
+    /** A batch claimed by a replica that died is sent again by another after this long. */
+    leaseMs: z.coerce.number().int().min(1000).max(600_000).default(30_000),
+    /** Retry delay while a peer is down: doubles from min to max. */
+    minBackoffMs: z.coerce.number().int().min(10).max(60_000).default(200),
+    maxBackoffMs: z.coerce.number().int().min(100).max(600_000).default(30_000),
+  }).prefault({}),
   limits: z.strictObject({
     // Above the largest request any contract allows (a 4 MiB log batch plus framing), so such
     // requests reach validation and get a precise INVALID_ARGUMENT rather than a transport error.
@@ -151,6 +184,14 @@ export const ENV_KEYS: Record<string, string> = {
   GANTRY_LOG_ORIGIN: 'log.origin',
   GANTRY_LOG_SIGNING_KEY_FILE: 'log.signingKeyFile',
   GANTRY_LOG_MAX_PAYLOAD_BYTES: 'log.maxPayloadBytes',
+  GANTRY_PEERS_LOG_ADDRESS: 'peers.log.address',
+  GANTRY_PEERS_WEBHOOKS_ADDRESS: 'peers.webhooks.address',
+  GANTRY_PEERS_SERVER_NAME: 'peers.serverName',
+  GANTRY_PEERS_TOKEN_FILE: 'peers.tokenFile',
+  GANTRY_EVENTS_ENABLED: 'events.enabled',
+  GANTRY_EVENTS_BATCH_SIZE: 'events.batchSize',
+  GANTRY_EVENTS_POLL_INTERVAL_MS: 'events.pollIntervalMs',
+  GANTRY_EVENTS_MAX_BACKOFF_MS: 'events.maxBackoffMs',
   GANTRY_WEBHOOKS_SECRET_KEY_FILE: 'webhooks.secretKeyFile',
   GANTRY_WEBHOOKS_SECRET_KEYS: 'webhooks.secretKeys',
   GANTRY_WEBHOOKS_ALLOWED_CIDRS: 'webhooks.allowedCidrs',

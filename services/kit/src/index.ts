@@ -21,3 +21,7 @@ export * from './storage/postgres.js';
 export * from './runtime.js';
 export * from './client.js';
 export * from './streams/change-feed.js';
+export * from './auth/service-token.js';
+export * from './events/outbox.js';
+export * from './events/relay.js';
+export * from './events/sinks.js';

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { authMiddleware } from './auth/middleware.js';
-import { ensureDevSigningKey } from './auth/keys.js';
+import { ensureDevSigningKey, type DevSigningKey } from './auth/keys.js';
 import { TokenVerifier } from './auth/jwt.js';
 import type { GantryConfig } from './config.js';
 import { HealthState } from './health/health.js';
@@ -10,6 +10,8 @@ import { MethodRateLimiter, rateLimitMiddleware } from './ratelimit/middleware.j
 import type { Middleware } from './rpc/context.js';
 import type { ServiceModule } from './rpc/service.js';
 import { GrpcServer } from './server/grpc-server.js';
+import { Outbox } from './events/outbox.js';
+import { startRelays } from './events/wiring.js';
 import type { Database } from './storage/database.js';
 import { migrate, migrationsApplied, type Migration } from './storage/migrations.js';
 import { openPglite } from './storage/pglite.js';
@@ -24,6 +26,8 @@ export interface ServiceDeps {
   db: Database;
   config: GantryConfig;
   log: Logger;
+  /** Where the service writes its domain events (disabled unless its factory declares `events`). */
+  outbox: Outbox;
   /** Registers cleanup that runs after calls have drained and before the database closes. */
   onShutdown(fn: () => Promise<void>): void;
 }
@@ -33,6 +37,11 @@ export interface ServiceFactory {
   target: string;
   /** The schema this service owns, migrated at start-up before it reports SERVING. */
   schema?: { name: string; migrations: readonly Migration[] };
+  /**
+   * The service emits domain events: its migrations create `<schema>.outbox`, and this process
+   * relays it to the log (partition `audit.<target>`) and to webhooks. `source` names the emitter.
+   */
+  events?: { source: string };
   create(deps: ServiceDeps): Promise<ServiceModule[]> | ServiceModule[];
 }
 
@@ -85,8 +94,10 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   }
 
   let jwksFile = config.auth.jwksFile;
+  let devKey: DevSigningKey | undefined;
   if (!config.auth.jwksFile && !config.auth.jwksUrl && !config.auth.hmacSecretFile) {
-    jwksFile = (await ensureDevSigningKey(resolve(config.dataDir, 'jwt'))).jwksFile;
+    devKey = await ensureDevSigningKey(resolve(config.dataDir, 'jwt'));
+    jwksFile = devKey.jwksFile;
   }
   const verifier = TokenVerifier.fromConfig(config.auth, jwksFile);
 
@@ -99,8 +110,12 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
 
   const shutdownHooks: (() => Promise<void>)[] = [];
   const modules: ServiceModule[] = [];
+  const outboxes: { target: string; outbox: Outbox }[] = [];
   for (const factory of opts.services) {
-    modules.push(...(await factory.create({ db, config, log, onShutdown: (fn) => shutdownHooks.push(fn) })));
+    const emits = factory.events !== undefined && factory.schema !== undefined;
+    const outbox = new Outbox(factory.schema?.name ?? 'none', factory.events?.source ?? factory.target, emits && config.events.enabled);
+    if (outbox.enabled) outboxes.push({ target: factory.target, outbox });
+    modules.push(...(await factory.create({ db, config, log, outbox, onShutdown: (fn) => shutdownHooks.push(fn) })));
   }
 
   const scopeTable = new Map<string, readonly string[]>();
@@ -127,6 +142,14 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     log,
   });
   const ports = await server.start();
+  let relays: { stop(): Promise<void> } | undefined;
+  try {
+    if (outboxes.length > 0) relays = await startRelays({ config, db, log, tls, outboxes, devKey, port: ports.port, targets: opts.services.map((s) => s.target) });
+  } catch (err) {
+    await server.shutdown(0);
+    await db.close();
+    throw err;
+  }
 
   const checkReadiness = async () => {
     try {
@@ -151,6 +174,8 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     jwksFile,
     async stop(graceMs) {
       clearInterval(readinessTimer);
+      // Events committed by calls still draining wait in the outbox for the next start (or another replica).
+      await relays?.stop();
       await server.shutdown(graceMs);
       for (const hook of shutdownHooks.reverse()) await hook().catch((err: unknown) => log.warn({ err }, 'shutdown hook failed'));
       verifier.close();

@@ -56,7 +56,11 @@ export interface ServicePlatform {
  * Starts `services` in this process with the full kit stack on free ports, on a fresh PGlite
  * directory or a fresh PostgreSQL database (named `<dbLabel>_<random>`, dropped on close).
  */
-export async function startServicePlatform(engine: EngineName, services: ServiceFactory[], opts: { overrides?: ConfigInput; dbLabel: string; poolSize?: number }): Promise<ServicePlatform> {
+export async function startServicePlatform(
+  engine: EngineName,
+  services: ServiceFactory[],
+  opts: { overrides?: ConfigInput; dbLabel: string; poolSize?: number; spanProcessors?: SpanProcessor[] },
+): Promise<ServicePlatform> {
   const database = engine === 'PostgreSQL' ? await freshPostgresDatabase(opts.dbLabel) : undefined;
   const dataDir = mkdtempSync(join(tmpdir(), 'gantry-svc-'));
   const cleanup = async () => {
@@ -76,7 +80,7 @@ export async function startServicePlatform(engine: EngineName, services: Service
         ...opts.overrides,
       },
     });
-    runtime = await startRuntime({ config, services, log: silentLogger(), readinessIntervalMs: 1000 });
+    runtime = await startRuntime({ config, services, log: silentLogger(), readinessIntervalMs: 1000, spanProcessors: opts.spanProcessors });
   } catch (err) {
     await cleanup();
     throw err;

@@ -10,17 +10,21 @@ export interface SettlementOptions {
   now?: () => number;
 }
 
+/** The `source` of settlement's domain events. */
+export const SETTLEMENT_EVENT_SOURCE = 'gantry.settlement';
+
 /** The settlement target with an injected clock (tests); `settlementService` uses the real one. */
 export function createSettlementService(opts: SettlementOptions = {}): ServiceFactory {
   return {
     target: 'settlement',
     schema: { name: SETTLEMENT_SCHEMA, migrations: settlementMigrations },
-    create: ({ db }) => [
+    events: { source: SETTLEMENT_EVENT_SOURCE },
+    create: ({ db, outbox }) => [
       defineService({
         name: 'gantry.settlement.v1.SettlementService',
         definition: settlementv1.SettlementServiceService,
         scopes: settlementScopes,
-        handlers: settlementHandlers({ store: new SettlementStore(db), now: opts.now ?? Date.now, newId: randomUUID }),
+        handlers: settlementHandlers({ store: new SettlementStore(db, outbox), events: outbox, now: opts.now ?? Date.now, newId: randomUUID }),
         unimplementedReason: 'ExecuteSettlement and RequestReimbursement are kept only for wire compatibility: settle a session with CreditSettle, which returns its funds to L1',
       }),
     ],
@@ -30,4 +34,4 @@ export function createSettlementService(opts: SettlementOptions = {}): ServiceFa
 /** The settlement target: credit lines between wallets' L1 balances and game sessions on a double-entry ledger. */
 export const settlementService: ServiceFactory = createSettlementService();
 
-export { SettlementStore } from './store/settlement-store.js';
+export { SETTLEMENT_SCHEMA, SettlementStore } from './store/settlement-store.js';

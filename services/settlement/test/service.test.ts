@@ -4,8 +4,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
-import { unary } from '@gantry/kit';
-import { settlementv1 } from '@gantry/proto';
+import { domainEvent, unary } from '@gantry/kit';
+import { eventsv1, settlementv1 } from '@gantry/proto';
 import { assertStatus } from '../../kit/test/clients.js';
 import { engines, requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
 import { HOUSE_ACCOUNT } from '../src/domain/ledger.js';
@@ -44,6 +44,24 @@ for (const engine of engines()) {
       await assertStatus(attempt(), code, pattern);
       assert.equal(await ledgerSnapshot(p), before, 'a refused request changed the ledger');
     }
+
+    test('approve, draw and settle each write their domain event, once, in the booking transaction', async () => {
+      const { w, sessionId } = await fundedWallet(2_000n, 1_000n);
+      const draw = w.drawRequest(sessionId, 400n, { reason: 'spin' });
+      const drawn = await api.draw(draw);
+      await api.draw(draw); // a retried draw returns the booked answer and announces nothing new
+      const settled = await api.settle(w.settleRequest(sessionId, 900n));
+      const { rows } = await p.runtime.db.query<{ event_type: string; payload: Buffer }>('SELECT event_type, payload FROM settlement.outbox ORDER BY seq');
+      const events = rows.map((r) => eventsv1.Event.decode(r.payload)).filter((e) => e.subject === sessionId);
+      assert.deepEqual(events.map((e) => e.type), ['settlement.credit_line.approved', 'settlement.credit.drawn', 'settlement.credit_line.settled']);
+      assert.ok(events.every((e) => e.source === 'gantry.settlement' && /^evt_[0-9a-f]{32}$/.test(e.id)));
+      assert.deepEqual(events[0]!.data, { $case: 'creditLineApproved', value: { sessionId, walletAddress: w.address, creditLimitMinor: 1_000n, expiresAt: events[0]!.data?.$case === 'creditLineApproved' ? events[0]!.data.value.expiresAt : undefined } });
+      assert.deepEqual(events[1]!.data, { $case: 'creditDrawn', value: { sessionId, walletAddress: w.address, transferId: drawn.transferId, amountMinor: 400n, reason: 'spin' } });
+      assert.deepEqual(events[2]!.data, {
+        $case: 'creditLineSettled',
+        value: { sessionId, walletAddress: w.address, settlementId: settled.settlementId, outcome: settled.outcome, netPnlMinor: 500n, totalDrawnMinor: 400n, returnedToL1Minor: settled.returnedToL1Minor, drawCount: 1 },
+      });
+    });
 
     test('approve → draw → draw → settle books exact balances on L1, L2 and the house', async () => {
       const w = new TestWallet(p);
@@ -228,8 +246,11 @@ for (const engine of engines()) {
       const { w, sessionId } = await fundedWallet(1_000n, 500n);
       const { w: other } = await fundedWallet(1_000n);
       // The digest stands for the signed body; the store compares it, it does not recompute it.
-      const attempt = (wallet: TestWallet, session: string, amountMinor: bigint, nonce = newNonce()) =>
-        p.store.tryDraw({ request: { owner: wallet.address, key: nonce, operation: 'CreditDraw', digest: Buffer.alloc(32, Number(amountMinor % 256n)) }, sessionId: session, amountMinor, reason: '', transferId: crypto.randomUUID(), now: new Date(p.clock.nowMs) });
+      const attempt = (wallet: TestWallet, session: string, amountMinor: bigint, nonce = newNonce()) => {
+        const [transferId, now] = [crypto.randomUUID(), new Date(p.clock.nowMs)];
+        const event = domainEvent('gantry.settlement', session, now, { $case: 'creditDrawn', value: { sessionId: session, walletAddress: wallet.address, transferId, amountMinor, reason: '' } }, `evt_fast_${nonce}`);
+        return p.store.tryDraw({ request: { owner: wallet.address, key: nonce, operation: 'CreditDraw', digest: Buffer.alloc(32, Number(amountMinor % 256n)) }, sessionId: session, amountMinor, reason: '', transferId, now, event });
+      };
       const before = await ledgerSnapshot(p);
       assert.equal(await attempt(w, sessionId, 501n), undefined, 'over the line');
       assert.equal(await attempt(other, sessionId, 1n), undefined, 'another wallet');
@@ -238,6 +259,8 @@ for (const engine of engines()) {
       const booked = await attempt(w, sessionId, 500n, 'fast-nonce-1');
       assert.deepEqual(settlementv1.CreditDrawResponse.fromJSON(booked), { ...settlementv1.CreditDrawResponse.fromJSON(booked), l1BalanceBeforeMinor: 1_000n, l1BalanceAfterMinor: 500n, l2BalanceMinor: 500n, remainingCreditMinor: 0n, drawCount: 1 });
       assert.equal(await attempt(w, sessionId, 1n, 'fast-nonce-1'), undefined, 'same nonce, another body');
+      const { rows } = await p.runtime.db.query<{ event_id: string }>(`SELECT event_id FROM settlement.outbox WHERE event_id LIKE 'evt_fast_%'`);
+      assert.deepEqual(rows.map((r) => r.event_id), ['evt_fast_fast-nonce-1'], 'only the booked draw wrote its event');
       assert.deepEqual(await p.store.audit(), []);
     });
 

@@ -3,13 +3,13 @@
 // snapshot to prove that a refused request booked nothing.
 import { randomBytes } from 'node:crypto';
 import type { Metadata } from '@grpc/grpc-js';
-import { bearerMetadata, clientCredentials, clientOptions, unary, type Runtime } from '@gantry/kit';
+import { bearerMetadata, clientCredentials, clientOptions, Outbox, unary, type Runtime } from '@gantry/kit';
 import { settlementv1 } from '@gantry/proto';
 import { tokenFor } from '../../kit/test/clients.js';
 import type { EngineName } from '../../kit/test/databases.js';
 import { startServicePlatform } from '../../kit/test/harness.js';
 import { SettlementWallet, generateWallet, type WalletKeys } from '../src/client/index.js';
-import { createSettlementService, SettlementStore } from '../src/index.js';
+import { createSettlementService, SETTLEMENT_EVENT_SOURCE, SETTLEMENT_SCHEMA, SettlementStore } from '../src/index.js';
 
 export type SettlementClient = InstanceType<typeof settlementv1.SettlementServiceClient>;
 
@@ -40,7 +40,7 @@ export async function startSettlementPlatform(engine: EngineName): Promise<Settl
     admin: md('treasury', 'settlement.admin'),
     credit: md('casino-l2', 'settlement.credit'),
     read: md('auditor', 'settlement.read'),
-    store: new SettlementStore(runtime.db),
+    store: new SettlementStore(runtime.db, new Outbox(SETTLEMENT_SCHEMA, SETTLEMENT_EVENT_SOURCE, true)),
     clock,
     async close() {
       client.close();
@@ -93,12 +93,13 @@ export function rpc(p: SettlementPlatform) {
   };
 }
 
-/** Every account balance, the transfer count and the credit lines: equal snapshots mean nothing was booked. */
+/** Every account balance, the transfer count, the credit lines and the outbox's events: equal snapshots mean nothing was booked or announced. */
 export async function ledgerSnapshot(p: SettlementPlatform): Promise<string> {
   const accounts = await p.runtime.db.query('SELECT id, debits_posted::text AS d, credits_posted::text AS c FROM settlement.accounts ORDER BY id');
   const transfers = await p.runtime.db.query('SELECT count(*)::text AS n FROM settlement.transfers');
   const lines = await p.runtime.db.query('SELECT session_id, drawn_minor::text AS drawn, draw_count, settled_at FROM settlement.credit_lines ORDER BY session_id');
-  return JSON.stringify({ accounts: accounts.rows, transfers: transfers.rows, lines: lines.rows });
+  const events = await p.runtime.db.query('SELECT event_id FROM settlement.outbox ORDER BY seq');
+  return JSON.stringify({ accounts: accounts.rows, transfers: transfers.rows, lines: lines.rows, events: events.rows });
 }
 
 /** The available balance (credits - debits) of one account, 0 when it does not exist. */

@@ -44,15 +44,23 @@ const CHANGE_TO_WIRE: Record<ChangeType, approvalsv1.ApprovalEventType> = {
 };
 
 export const wireState = (s: ApprovalState): approvalsv1.ApprovalState => STATE_TO_WIRE.get(s)!;
+export const wireKind = (k: ApprovalKind): approvalsv1.ApprovalType => KIND_TO_WIRE.get(k)!;
+export const wirePriority = (p: PriorityRank): approvalsv1.ApprovalPriority => PRIORITY_TO_WIRE.get(p)!;
+export const wireDecision = (d: Decision): approvalsv1.VoteDecision => DECISION_TO_WIRE.get(d)!;
+
+/** The contract's Tally of `votes` among `validatorCount` validators. */
+export function wireTally(votes: ReadonlyMap<string, Decision>, validatorCount: number): approvalsv1.Tally {
+  const t = tally(votes);
+  return { approvals: t.approvals, rejections: t.rejections, abstentions: t.abstentions, outstanding: validatorCount - votes.size };
+}
 export const wireEventType = (t: ChangeType): approvalsv1.ApprovalEventType => CHANGE_TO_WIRE[t];
 
 /** The contract's Approval for a record (state and votes as the record has them). */
 export function toApproval(r: ApprovalRecord): approvalsv1.Approval {
-  const t = tally(new Map(r.votes.map((v) => [v.validator, v.decision])));
   return {
     approvalId: r.id,
-    type: KIND_TO_WIRE.get(r.type)!,
-    priority: PRIORITY_TO_WIRE.get(r.priority)!,
+    type: wireKind(r.type),
+    priority: wirePriority(r.priority),
     requester: r.requester,
     title: r.title,
     content: r.content,
@@ -60,8 +68,8 @@ export function toApproval(r: ApprovalRecord): approvalsv1.Approval {
     validators: r.validators,
     requiredApprovals: r.requiredApprovals,
     state: wireState(r.state),
-    votes: r.votes.map((v) => ({ validator: v.validator, decision: DECISION_TO_WIRE.get(v.decision)!, reason: v.reason, castAt: v.castAt })),
-    tally: { approvals: t.approvals, rejections: t.rejections, abstentions: t.abstentions, outstanding: r.validators.length - r.votes.length },
+    votes: r.votes.map((v) => ({ validator: v.validator, decision: wireDecision(v.decision), reason: v.reason, castAt: v.castAt })),
+    tally: wireTally(new Map(r.votes.map((v) => [v.validator, v.decision])), r.validators.length),
     version: r.version,
     createdAt: r.createdAt,
     expiresAt: r.expiresAt,

@@ -51,7 +51,7 @@ export function approvalsHandlers(deps: ApprovalsDeps): Handlers<typeof approval
   const { store, feed, committer } = deps;
 
   /** Records EXPIRED for a locked request whose deadline has passed; returns the new version. */
-  const expire = (tx: ApprovalsTx, r: RequestRecord, at: Date) => tx.record([{ approvalId: r.id, type: 'FINALIZED', state: 'EXPIRED', at, finalizedAt: r.expiresAt }]);
+  const expire = (tx: ApprovalsTx, r: RequestRecord, at: Date) => tx.record([{ approvalId: r.id, type: 'FINALIZED', state: 'EXPIRED', at, finalizedAt: r.expiresAt }], new Map([[r.id, r]]));
 
   /** A request with its content; a PENDING one past its deadline is expired first (lazily, with its own version). */
   async function current(id: string): Promise<ApprovalRecord> {

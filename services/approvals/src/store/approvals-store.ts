@@ -1,7 +1,8 @@
 import { fileURLToPath } from 'node:url';
-import { failedPrecondition, loadMigrations, type Database, type Sql } from '@gantry/kit';
+import { failedPrecondition, loadMigrations, type Database, type Outbox, type OutboxEvent, type Sql } from '@gantry/kit';
 import type { ApprovalKind, ApprovalRecord, ChangeRecord, ChangeType, PriorityRank, RequestRecord, VoteRecord } from '../domain/approval.js';
 import type { ApprovalState, Decision } from '../domain/quorum.js';
+import { changeEvents, createdEvent } from './change-events.js';
 
 export const APPROVALS_SCHEMA = 'approvals';
 export const approvalsMigrations = loadMigrations(fileURLToPath(new URL('./migrations', import.meta.url)));
@@ -124,12 +125,21 @@ function mapConstraint(err: unknown): never {
 
 /** The approvals service's SQL. Every statement names the `approvals` schema. */
 export class ApprovalsStore {
-  constructor(private readonly db: Database) {}
+  constructor(
+    private readonly db: Database,
+    private readonly outbox: Outbox,
+  ) {}
 
-  /** Runs `fn` in one transaction; database constraint violations become contract errors. */
+  /**
+   * Runs `fn` in one transaction; database constraint violations become contract errors. The
+   * domain events of its changes are written in it and handed to the relay once it commits.
+   */
   async transaction<T>(fn: (tx: ApprovalsTx) => Promise<T>): Promise<T> {
+    let tx: ApprovalsTx | undefined;
     try {
-      return await this.db.transaction((sql) => fn(new ApprovalsTx(sql)));
+      const result = await this.db.transaction((sql) => fn((tx = new ApprovalsTx(sql, this.outbox))));
+      if (tx?.emitted) this.outbox.committed();
+      return result;
     } catch (err) {
       return mapConstraint(err);
     }
@@ -262,25 +272,17 @@ export class ApprovalsStore {
 
   /**
    * Records EXPIRED for up to `limit` PENDING requests past their deadline at `now`, each with its
-   * own version. SKIP LOCKED: replicas sweeping at once split the work, and a request being voted
-   * on is left to that vote (which expires it itself if the deadline has passed). Returns how many.
+   * own version and its event. SKIP LOCKED: replicas sweeping at once split the work, and a request
+   * being voted on is left to that vote (which expires it itself if the deadline has passed).
+   * Returns how many.
    */
   async expireDue(now: Date, limit: number): Promise<number> {
-    const { rows } = await this.db.query(
-      `WITH due AS (
-         SELECT approval_id, expires_at, row_number() OVER (ORDER BY expires_at, approval_id) AS n
-           FROM (SELECT approval_id, expires_at FROM approvals.requests
-                  WHERE state = 'PENDING' AND expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) d),
-       h AS (UPDATE approvals.head SET version = version + (SELECT count(*) FROM due)
-              WHERE EXISTS (SELECT 1 FROM due) RETURNING version - (SELECT count(*) FROM due) AS base),
-       upd AS (UPDATE approvals.requests r SET state = 'EXPIRED', finalized_at = due.expires_at, version = h.base + due.n
-                 FROM due, h WHERE r.approval_id = due.approval_id RETURNING r.approval_id, r.version),
-       ev AS (INSERT INTO approvals.events (version, approval_id, type, state, at)
-              SELECT version, approval_id, 'FINALIZED', 'EXPIRED', $1 FROM upd RETURNING version)
-       SELECT (SELECT count(*) FROM ev) AS expired, (SELECT pg_notify('${CHANGED_CHANNEL}', max(version)::text) FROM ev HAVING count(*) > 0) AS notified`,
-      [now, limit],
-    );
-    return Number(rows[0]!.expired);
+    return this.transaction(async (tx) => {
+      const due = await tx.lockDue(now, limit);
+      if (due.length === 0) return 0;
+      await tx.record(due.map((r) => ({ approvalId: r.id, type: 'FINALIZED', state: 'EXPIRED', at: now, finalizedAt: r.expiresAt })), new Map(due.map((r) => [r.id, r])));
+      return due.length;
+    });
   }
 
   /**
@@ -299,7 +301,18 @@ export class ApprovalsStore {
 
 /** The statements one change runs inside its transaction. */
 export class ApprovalsTx {
-  constructor(private readonly sql: Sql) {}
+  /** Whether this transaction wrote events (the relay is woken after the commit). */
+  emitted = false;
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly outbox: Outbox,
+  ) {}
+
+  private async emit(events: readonly OutboxEvent[], now: Date): Promise<void> {
+    await this.outbox.add(this.sql, events, now);
+    this.emitted ||= this.outbox.enabled && events.length > 0;
+  }
 
   /** The request an idempotency key was used for, with the digest of the body it came with. */
   async byRequestId(requester: string, requestId: string): Promise<{ id: string; digest: Buffer } | undefined> {
@@ -318,6 +331,7 @@ export class ApprovalsTx {
        SELECT v.version, pg_notify('${CHANGED_CHANNEL}', v.version::text) AS notified FROM v`,
       [r.id, r.requester, r.requestId, r.digest, r.type, r.priority, r.title, r.content, r.contentHash, r.validators, r.requiredApprovals, JSON.stringify(r.labels), r.createdAt, r.expiresAt],
     );
+    await this.emit([createdEvent(this.outbox, r)], r.createdAt);
     return big(rows[0]!.version);
   }
 
@@ -331,6 +345,15 @@ export class ApprovalsTx {
    * never deadlock), and reads them with their votes. The votes are read by a second statement on
    * purpose: one that waited for a lock must see what the holder committed.
    */
+  /** Locks up to `limit` PENDING requests past their deadline at `now`, oldest deadline first, skipping locked ones. */
+  async lockDue(now: Date, limit: number): Promise<RequestRecord[]> {
+    const { rows } = await this.sql.query(
+      `SELECT ${REQUEST_COLUMNS} FROM approvals.requests r WHERE r.state = 'PENDING' AND r.expires_at <= $1 ORDER BY r.expires_at, r.approval_id LIMIT $2 FOR UPDATE SKIP LOCKED`,
+      [now, limit],
+    );
+    return attachVotes(this.sql, rows.map(toRequest));
+  }
+
   async lockAll(ids: string[]): Promise<Map<string, RequestRecord>> {
     const { rows } = await this.sql.query(`SELECT ${REQUEST_COLUMNS} FROM approvals.requests r WHERE r.approval_id = ANY($1::text[]) ORDER BY r.approval_id FOR UPDATE`, [ids]);
     const requests = await attachVotes(this.sql, rows.map(toRequest));
@@ -341,9 +364,11 @@ export class ApprovalsTx {
    * Records changes to locked requests, in order, as consecutive versions: their votes, each
    * request's state after its last change, one history row each. One statement whatever the
    * number of changes (arrays, not a text that varies), and the version counter is bumped once, by
-   * all of them, as the last statement of the transaction. Returns the version of the first.
+   * all of them, as the last statement of the transaction. Their domain events are written too:
+   * `locked` has each changed request as it was before. Returns the version of the first.
    */
-  async record(changes: Change[]): Promise<bigint> {
+  async record(changes: Change[], locked: ReadonlyMap<string, RequestRecord>): Promise<bigint> {
+    await this.emit(changeEvents(this.outbox, changes, locked), changes[0]!.at);
     const column = <T>(f: (c: Change) => T) => changes.map(f);
     const { rows } = await this.sql.query(
       `WITH c AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[])

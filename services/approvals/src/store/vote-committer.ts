@@ -159,7 +159,7 @@ export class VoteCommitter {
       /** Per vote: refused, or accepted as of a change of this batch (undefined: as locked). */
       const results = votes.map((v) => decide(v, work.get(v.approvalId), changes, cast));
       if (changes.length === 0) return { decided: results.map((r) => ('error' in r ? r : { ok: true as const, request: r.w.locked, duplicate: r.duplicate })), changed: false };
-      const first = await tx.record(changes);
+      const first = await tx.record(changes, locked);
       for (const c of cast) c.vote.version = first + BigInt(c.change);
       return {
         decided: results.map((r): Decided => {

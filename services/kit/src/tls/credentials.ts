@@ -1,4 +1,4 @@
-import { experimental, type ServerCredentials } from '@grpc/grpc-js';
+import { experimental, type ChannelCredentials, type ServerCredentials } from '@grpc/grpc-js';
 
 export interface TlsFiles {
   caFile: string;
@@ -48,4 +48,13 @@ async function loadedProvider(files: TlsFiles): Promise<experimental.FileWatcher
 export async function mtlsServerCredentials(files: TlsFiles): Promise<ServerCredentials> {
   const provider = await loadedProvider(files);
   return experimental.createCertificateProviderServerCredentials(provider, provider, true);
+}
+
+/**
+ * Channel credentials for calls between services: this workload's own certificate (its identity)
+ * and the platform CA, re-read as they rotate, like the server's.
+ */
+export async function mtlsChannelCredentials(files: TlsFiles): Promise<ChannelCredentials> {
+  const provider = await loadedProvider(files);
+  return experimental.createCertificateProviderChannelCredentials(provider, provider);
 }

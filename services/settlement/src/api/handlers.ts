@@ -1,4 +1,4 @@
-import { GantryError, Status, invalidArgument, notFound, type Handlers } from '@gantry/kit';
+import { GantryError, Status, invalidArgument, notFound, type Handlers, type Outbox } from '@gantry/kit';
 import { settlementv1 } from '@gantry/proto';
 import { checkDraw, checkSettle, remainingCredit, type CreditLineRow } from '../domain/credit-line.js';
 import {
@@ -22,6 +22,8 @@ import { checkAmount, checkMemo, checkSessionId, checkSignature, checkTransferId
 
 export interface SettlementDeps {
   store: SettlementStore;
+  /** Builds domain events (written through the store's transactions). */
+  events: Pick<Outbox, 'event'>;
   /** The clock (milliseconds since the epoch); tests move it. */
   now: () => number;
   /** New ids for sessions, transfers and settlements. */
@@ -188,6 +190,8 @@ export function settlementHandlers(deps: SettlementDeps): Partial<Handlers<typeo
         const response: settlementv1.ApproveCreditLineResponse = { sessionId, creditLine: toCreditLine(line, 0n, now), l1AvailableMinor: available - fields.creditLimitMinor };
         const reserve = { id: deps.newId(), debit: wallet, credit: creditAccount(sessionId), amountMinor: fields.creditLimitMinor, kind: 'reserve' as const };
         await tx.book([reserve], { sessionId, now }, request, settlementv1.ApproveCreditLineResponse.toJSON(response));
+        const approved = { sessionId, walletAddress: fields.walletAddress, creditLimitMinor: fields.creditLimitMinor, expiresAt: line.expiresAt };
+        await tx.emit([deps.events.event(sessionId, now, { $case: 'creditLineApproved', value: approved })], now);
         return response;
       });
     },
@@ -200,6 +204,12 @@ export function settlementHandlers(deps: SettlementDeps): Partial<Handlers<typeo
         amountMinor: checkAmount('amount_minor', req.amountMinor),
         reason: checkMemo('reason', req.reason, MAX_REASON_CHARS),
       };
+      // The same event whichever path books the draw.
+      const drawnEvent = (transferId: string, now: Date) =>
+        deps.events.event(fields.sessionId, now, {
+          $case: 'creditDrawn',
+          value: { sessionId: fields.sessionId, walletAddress: fields.walletAddress, transferId, amountMinor: fields.amountMinor, reason: fields.reason },
+        });
       return signed(fields, req.signature, settlementv1.CreditDrawResponse, async (tx, { now, request }) => {
         const locked = await tx.lockLineWithBalances(fields.sessionId);
         if (!locked) throw notFound(`session ${fields.sessionId} does not exist`);
@@ -218,8 +228,12 @@ export function settlementHandlers(deps: SettlementDeps): Partial<Handlers<typeo
         };
         const draw = { id: transferId, debit: creditAccount(line.sessionId), credit: escrowAccount(line.sessionId), amountMinor: fields.amountMinor, kind: 'draw' as const };
         await tx.book([draw], { sessionId: line.sessionId, memo: fields.reason, now, drawnMinor: fields.amountMinor }, request, settlementv1.CreditDrawResponse.toJSON(response));
+        await tx.emit([drawnEvent(transferId, now)], now);
         return response;
-      }, ({ now, request }) => store.tryDraw({ request, sessionId: fields.sessionId, amountMinor: fields.amountMinor, reason: fields.reason, transferId: deps.newId(), now }));
+      }, ({ now, request }) => {
+        const transferId = deps.newId();
+        return store.tryDraw({ request, sessionId: fields.sessionId, amountMinor: fields.amountMinor, reason: fields.reason, transferId, now, event: drawnEvent(transferId, now) });
+      });
     },
 
     async creditSettle(req) {
@@ -260,6 +274,17 @@ export function settlementHandlers(deps: SettlementDeps): Partial<Handlers<typeo
         await tx.recordSettlement({ sessionId: line.sessionId, settledAt: now, outcome: plan.outcome, netPnlMinor: plan.netPnlMinor, finalL2BalanceMinor: fields.finalL2BalanceMinor, lockedInBetsMinor: fields.lockedInBetsMinor, returnedMinor: plan.returnedToL1Minor });
         const transfers = plan.transfers.map((t) => ({ ...t, id: deps.newId() }));
         await tx.book(transfers, { sessionId: line.sessionId, now }, request, settlementv1.CreditSettleResponse.toJSON(response));
+        const settled = {
+          sessionId: line.sessionId,
+          walletAddress: fields.walletAddress,
+          settlementId: response.settlementId,
+          outcome: response.outcome,
+          netPnlMinor: plan.netPnlMinor,
+          totalDrawnMinor: line.drawnMinor,
+          returnedToL1Minor: plan.returnedToL1Minor,
+          drawCount: line.drawCount,
+        };
+        await tx.emit([deps.events.event(line.sessionId, now, { $case: 'creditLineSettled', value: settled })], now);
         return response;
       });
     },

@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { alreadyExists, failedPrecondition, loadMigrations, type Database, type Sql } from '@gantry/kit';
+import { activeTraceContext, alreadyExists, failedPrecondition, loadMigrations, type Database, type Outbox, type OutboxEvent, type Sql } from '@gantry/kit';
 import type { CreditLineRow } from '../domain/credit-line.js';
 import type { Outcome, PlannedTransfer } from '../domain/ledger.js';
 
@@ -68,12 +68,21 @@ function mapConstraint(err: unknown): never {
 
 /** The settlement ledger's SQL. Every statement names the `settlement` schema. */
 export class SettlementStore {
-  constructor(private readonly db: Database) {}
+  constructor(
+    private readonly db: Database,
+    private readonly outbox: Outbox,
+  ) {}
 
-  /** Runs `fn` in one transaction; database constraint violations become contract errors. */
+  /**
+   * Runs `fn` in one transaction; database constraint violations become contract errors. Events
+   * the transaction emitted go to the relay once it has committed.
+   */
   async transaction<T>(fn: (tx: LedgerTx) => Promise<T>): Promise<T> {
+    let tx: LedgerTx | undefined;
     try {
-      return await this.db.transaction((sql) => fn(new LedgerTx(sql)));
+      const result = await this.db.transaction((sql) => fn((tx = new LedgerTx(sql, this.outbox))));
+      if (tx?.emitted) this.outbox.committed();
+      return result;
     } catch (err) {
       return mapConstraint(err);
     }
@@ -84,9 +93,10 @@ export class SettlementStore {
    * its response (JSON), or the stored response of a retried one; undefined when the checked path
    * must decide (a refusal, or a nonce reused with another body). Books nothing when it declines.
    */
-  async tryDraw(d: { request: RequestKey; sessionId: string; amountMinor: bigint; reason: string; transferId: string; now: Date }): Promise<unknown> {
+  async tryDraw(d: { request: RequestKey; sessionId: string; amountMinor: bigint; reason: string; transferId: string; now: Date; event: OutboxEvent }): Promise<unknown> {
+    const event = this.outbox.enabled ? d.event : undefined;
     try {
-      const { rows } = await this.db.query(`SELECT outcome, response FROM settlement.try_draw($1, $2, $3, $4, $5, $6, $7, $8)`, [
+      const { rows } = await this.db.query(`SELECT outcome, response FROM settlement.try_draw($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, [
         d.request.owner,
         d.sessionId,
         d.amountMinor.toString(),
@@ -95,8 +105,13 @@ export class SettlementStore {
         d.transferId,
         d.reason,
         d.now,
+        event?.id ?? null,
+        event?.type ?? null,
+        event?.payload ?? null,
+        event ? JSON.stringify(activeTraceContext()) : null,
       ]);
       const r = rows[0];
+      if (r?.outcome === 'booked' && event) this.outbox.committed();
       return r && r.outcome !== 'checked' ? r.response : undefined;
     } catch (err) {
       if ((err as PgError).code === FAST_PATH_DECLINED) return undefined;
@@ -182,7 +197,19 @@ async function balancesOf(sql: Sql, ids: readonly string[], lock: boolean): Prom
 
 /** The statements one booking runs inside its transaction. */
 export class LedgerTx {
-  constructor(private readonly sql: Sql) {}
+  /** Whether this transaction wrote events (the relay is woken after the commit). */
+  emitted = false;
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly outbox: Outbox,
+  ) {}
+
+  /** Writes domain events in this transaction: they are relayed if, and only if, it commits. */
+  async emit(events: readonly OutboxEvent[], now: Date): Promise<void> {
+    await this.outbox.add(this.sql, events, now);
+    this.emitted ||= this.outbox.enabled && events.length > 0;
+  }
 
   /**
    * Claims an idempotency key. Returns undefined when the key is new (the caller books, then

@@ -1,0 +1,250 @@
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags } from '@opentelemetry/api';
+import type { Database } from '../storage/database.js';
+import type { Logger } from '../logger.js';
+
+/** One outbox row as the relay hands it to a sink. */
+export interface RelayedEvent {
+  seq: bigint;
+  id: string;
+  type: string;
+  /** The binary gantry.events.v1.Event. */
+  payload: Buffer;
+  /** W3C trace context to send with the event (the relay span's when the event's trace is sampled). */
+  traceContext: Record<string, string>;
+}
+
+/** Where events go: the log (audit trail) or webhooks (subscribers). */
+export interface RelaySink {
+  readonly name: 'log' | 'webhooks';
+  /**
+   * Sends `events` in order and resolves once the peer has durably accepted all of them. Must be
+   * idempotent on the event id: after a crash or a timeout the same events are sent again.
+   */
+  send(events: readonly RelayedEvent[]): Promise<void>;
+}
+
+export interface RelayOptions {
+  db: Database;
+  /** The schema whose `outbox` table is relayed. */
+  schema: string;
+  sinks: readonly RelaySink[];
+  log: Logger;
+  /** Rows one claim takes at most (one call to each sink). */
+  batchSize: number;
+  /** How often an idle relay looks for rows (a commit in this process wakes it sooner; other replicas' rows wait for this). */
+  pollIntervalMs: number;
+  /** A claimed batch not marked sent within this long is presumed lost (crashed replica) and claimed again. */
+  leaseMs: number;
+  /** Retry delay after a failed send: doubles from min to max, with ±20% jitter. */
+  minBackoffMs: number;
+  maxBackoffMs: number;
+  now?: () => number;
+  random?: () => number;
+}
+
+/** The SQL of one sink, over the sink's own columns of the outbox. */
+function sinkSql(schema: string, sink: RelaySink['name']) {
+  const table = `${schema}.outbox`;
+  const [done, lease] = [`${sink}_done_at`, `${sink}_lease_until`];
+  const other = sink === 'log' ? 'webhooks_done_at' : 'log_done_at';
+  return {
+    // SKIP LOCKED: replicas claiming at the same moment take different rows instead of waiting.
+    claim: `UPDATE ${table} SET ${lease} = $2
+             WHERE seq IN (SELECT seq FROM ${table}
+                            WHERE ${done} IS NULL AND (${lease} IS NULL OR ${lease} < $1)
+                            ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
+            RETURNING seq, event_id, event_type, payload, trace_context`,
+    done: `UPDATE ${table} SET ${done} = $2, ${lease} = NULL WHERE seq = ANY($1::bigint[])`,
+    release: `UPDATE ${table} SET ${lease} = NULL WHERE seq = ANY($1::bigint[]) AND ${done} IS NULL`,
+    // Runs after the sink's own commit: whichever sink commits last sees both marks and deletes.
+    prune: `DELETE FROM ${table} WHERE seq = ANY($1::bigint[]) AND ${done} IS NOT NULL AND ${other} IS NOT NULL`,
+  };
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+
+function isSampled(traceContext: Record<string, string>): boolean {
+  const parts = traceContext.traceparent?.split('-');
+  return parts?.length === 4 && (Number.parseInt(parts[3]!, 16) & TraceFlags.SAMPLED) === TraceFlags.SAMPLED;
+}
+
+function describe(err: unknown): string {
+  const e = err as { code?: number; details?: string; message?: string };
+  return e.details !== undefined ? `gRPC status ${e.code}: ${e.details}` : (e.message ?? String(err));
+}
+
+/**
+ * Sends a service's outbox to its sinks, each sink on its own loop so an outage of one does not
+ * hold up the other: claim a batch (a lease, so replicas share the work), send it, mark it sent,
+ * delete rows every sink has sent. A failed send releases the batch and backs off; nothing is
+ * lost and, since sinks are idempotent on event ids, nothing is duplicated by a re-send.
+ */
+export class OutboxRelay {
+  private readonly stopping = new AbortController();
+  private readonly loops: Promise<void>[] = [];
+  private readonly wakers = new Set<() => void>();
+  private readonly now: () => number;
+  private readonly random: () => number;
+  /** Events each sink has had accepted by this process (tests and logs). */
+  readonly sent: Record<string, number> = {};
+
+  constructor(private readonly opts: RelayOptions) {
+    this.now = opts.now ?? Date.now;
+    this.random = opts.random ?? Math.random;
+  }
+
+  start(): void {
+    for (const sink of this.opts.sinks) {
+      this.sent[sink.name] = 0;
+      this.loops.push(this.run(sink));
+    }
+  }
+
+  /** Events were committed: look now rather than at the next poll. */
+  wake(): void {
+    for (const wake of this.wakers) wake();
+  }
+
+  /** Stops claiming; waits for batches in flight (each bounded by the sinks' call deadlines). */
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    await Promise.all(this.loops);
+  }
+
+  private async run(sink: RelaySink): Promise<void> {
+    const sql = sinkSql(this.opts.schema, sink.name);
+    const { log } = this.opts;
+    let backoffMs = 0;
+    let failingSince: number | undefined;
+    let lastError = '';
+    // Set by a wake-up that arrives while a batch is in flight, so the loop claims again at once.
+    let pending = false;
+    let wakeIdle: (() => void) | undefined;
+    const waker = () => {
+      pending = true;
+      wakeIdle?.();
+    };
+    this.wakers.add(waker);
+    try {
+      while (!this.stopping.signal.aborted) {
+        pending = false;
+        let events: RelayedEvent[];
+        try {
+          events = await this.claim(sql.claim);
+        } catch (err) {
+          log.warn({ sink: sink.name, err: describe(err) }, 'outbox relay cannot read its outbox; retrying');
+          await sleep(this.opts.pollIntervalMs, this.stopping.signal);
+          continue;
+        }
+        if (events.length === 0) {
+          if (!pending) await this.idle((wake) => (wakeIdle = wake));
+          wakeIdle = undefined;
+          continue;
+        }
+        const seqs = events.map((e) => e.seq.toString());
+        try {
+          await this.send(sink, events);
+          await this.opts.db.query(sql.done, [seqs, new Date(this.now())]);
+          await this.opts.db.query(sql.prune, [seqs]);
+          this.sent[sink.name]! += events.length;
+          if (failingSince !== undefined) {
+            log.info({ sink: sink.name, down_ms: this.now() - failingSince }, `outbox relay reaches ${sink.name} again; sending the events that waited`);
+          }
+          failingSince = undefined;
+          backoffMs = 0;
+        } catch (err) {
+          await this.opts.db.query(sql.release, [seqs]).catch(() => {});
+          const message = describe(err);
+          backoffMs = Math.min(this.opts.maxBackoffMs, Math.max(this.opts.minBackoffMs, backoffMs * 2));
+          if (failingSince === undefined || message !== lastError) {
+            log.warn(
+              { sink: sink.name, err: message, retry_in_ms: backoffMs },
+              `outbox relay cannot send events to ${sink.name}; they stay in the outbox and are retried with backoff (check that ${sink.name} is running and reachable)`,
+            );
+          }
+          failingSince ??= this.now();
+          lastError = message;
+          await sleep(backoffMs * (0.8 + 0.4 * this.random()), this.stopping.signal);
+        }
+      }
+    } finally {
+      this.wakers.delete(waker);
+    }
+  }
+
+  /** Waits for the poll interval, a wake-up (through the function given to `register`) or stop. */
+  private idle(register: (wake: () => void) => void): Promise<void> {
+    const { signal } = this.stopping;
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, this.opts.pollIntervalMs);
+      function done() {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        resolve();
+      }
+      signal.addEventListener('abort', done, { once: true });
+      register(done);
+    });
+  }
+
+  private async claim(claimSql: string): Promise<RelayedEvent[]> {
+    const nowMs = this.now();
+    const { rows } = await this.opts.db.query<{ seq: string; event_id: string; event_type: string; payload: Buffer; trace_context: Record<string, string> | string }>(claimSql, [
+      new Date(nowMs),
+      new Date(nowMs + this.opts.leaseMs),
+      this.opts.batchSize,
+    ]);
+    return rows
+      .map((r) => ({
+        seq: BigInt(r.seq),
+        id: r.event_id,
+        type: r.event_type,
+        payload: Buffer.from(r.payload),
+        traceContext: typeof r.trace_context === 'string' ? (JSON.parse(r.trace_context) as Record<string, string>) : r.trace_context,
+      }))
+      .sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
+  }
+
+  /**
+   * Sends in outbox order. Runs of events without a sampled trace go in one call; an event whose
+   * trace is sampled goes alone, inside a relay span that continues its trace, so that one trace
+   * shows the originating call, the relay, and the sink's handling (log append, webhook delivery).
+   */
+  private async send(sink: RelaySink, events: readonly RelayedEvent[]): Promise<void> {
+    const tracer = trace.getTracer('gantry');
+    let run: RelayedEvent[] = [];
+    for (const event of events) {
+      if (!isSampled(event.traceContext)) {
+        // Passed on as it is: an unsampled parent keeps the sink's spans unsampled too.
+        run.push(event);
+        continue;
+      }
+      if (run.length > 0) await sink.send(run);
+      run = [];
+      const parent = propagation.extract(ROOT_CONTEXT, event.traceContext);
+      const span = tracer.startSpan(`outbox.relay ${sink.name}`, { kind: SpanKind.PRODUCER, attributes: { 'messaging.system': 'gantry.outbox', 'messaging.destination.name': sink.name, 'messaging.message.id': event.id, 'gantry.event.type': event.type } }, parent);
+      const active = trace.setSpan(parent, span);
+      const carrier: Record<string, string> = {};
+      propagation.inject(active, carrier);
+      try {
+        await context.with(active, () => sink.send([{ ...event, traceContext: carrier }]));
+      } catch (err) {
+        span.setStatus({ code: SpanStatusCode.ERROR, message: describe(err) });
+        throw err;
+      } finally {
+        span.end();
+      }
+    }
+    if (run.length > 0) await sink.send(run);
+  }
+}
