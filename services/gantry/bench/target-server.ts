@@ -2,7 +2,7 @@
 // kit stack: mTLS, JWT, a rate limit far above the load, tracing into a counting exporter) on the
 // PostgreSQL database named by the URL argument, with the default pool size. Run as its own
 // process by the benchmarks (which pin it to one core).
-// Usage: target-server.ts <target> <postgres-url> <scope>...
+// Usage: target-server.ts <target>[+<target>...] <postgres-url> <scope>...
 // Prints one JSON line {port, dataDir, token, poolSize} when ready (the token carries the scopes
 // given, for an hour); exits on SIGTERM.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -31,10 +31,10 @@ const config = loadConfig({
     ...(process.env.GANTRY_BENCH_CONFIG ? (JSON.parse(process.env.GANTRY_BENCH_CONFIG) as object) : {}),
   },
 });
-const runtime = await startRuntime({ config, services: servicesFor(target), log: silentLogger(), spanProcessors: [benchSpanProcessor()] });
+const runtime = await startRuntime({ config, services: target.split('+').flatMap(servicesFor), log: silentLogger(), spanProcessors: [benchSpanProcessor()] });
 // An hour, so a full run never outlives its token.
-const token = tokenFor(dataDir, 'bench', scopes, { ttlSec: 3600 });
-process.stdout.write(JSON.stringify({ port: runtime.port, dataDir, token, poolSize: config.database.poolSize }) + '\n');
+const token = tokenFor(config.dataDir, 'bench', scopes, { ttlSec: 3600 });
+process.stdout.write(JSON.stringify({ port: runtime.port, dataDir: config.dataDir, token, poolSize: config.database.poolSize }) + '\n');
 process.on('SIGTERM', () =>
   void runtime.stop(1000).finally(() => {
     rmSync(dataDir, { recursive: true, force: true });

@@ -17,6 +17,8 @@ export interface BenchDatabase {
   url: string;
   /** The PostgreSQL backends connected to it (the server's pool). */
   backendPids(): Promise<number[]>;
+  /** One statement in the benchmark database (checks after the runs). */
+  query(text: string): Promise<{ rows: Record<string, unknown>[] }>;
   drop(): Promise<void>;
 }
 
@@ -32,13 +34,22 @@ export async function benchDatabase(label: string): Promise<BenchDatabase> {
   await admin.query(`CREATE DATABASE ${name}`);
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
+  let own: pg.Client | undefined;
   return {
     url: url.toString(),
+    async query(text) {
+      if (!own) {
+        own = new pg.Client({ connectionString: url.toString() });
+        await own.connect();
+      }
+      return own.query(text);
+    },
     async backendPids() {
       const { rows } = await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = $1', [name]);
       return rows.map((r) => r.pid);
     },
     async drop() {
+      await own?.end().catch(() => {});
       await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await admin.end().catch(() => {});
     },
@@ -137,6 +148,29 @@ export interface BenchTarget {
  * A fresh PostgreSQL database and one `gantry` target serving on it (target-server.ts, full kit
  * stack, `config` merged into its settings), pinned to CPU 0 once ready and this process to CPU 1.
  */
+export interface BenchServer {
+  ready: TargetReady;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * One more `gantry` target on an existing benchmark database (target-server.ts; `target` may join
+ * several with "+", e.g. "log+webhooks"), `config` merged into its settings; pinned to `cpu` if given.
+ */
+export async function startBenchServer(target: string, dbUrl: string, scopes: string[], opts: { config?: object; cpu?: number } = {}): Promise<BenchServer> {
+  const previous = process.env.GANTRY_BENCH_CONFIG;
+  process.env.GANTRY_BENCH_CONFIG = JSON.stringify(opts.config ?? {});
+  try {
+    const server = await startChild<TargetReady>(join(repoRoot, 'services/gantry/bench/target-server.ts'), [target, dbUrl, ...scopes]);
+    if (opts.cpu !== undefined) pinProcess(server.child.pid!, opts.cpu);
+    return { ready: server.ready, pid: server.child.pid!, stop: server.stop };
+  } finally {
+    if (previous === undefined) delete process.env.GANTRY_BENCH_CONFIG;
+    else process.env.GANTRY_BENCH_CONFIG = previous;
+  }
+}
+
 export async function startBenchTarget(target: string, scopes: string[], opts: { step: (message: string) => void; config?: object }): Promise<BenchTarget> {
   opts.step('starting PostgreSQL (scripts/test-env/postgres.sh start) and creating a database for this run');
   const db = await benchDatabase(target);

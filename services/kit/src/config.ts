@@ -131,6 +131,8 @@ export const configSchema = z.strictObject({
     enabled: z.preprocess((v) => (v === 'false' ? false : v === 'true' ? true : v), z.boolean()).default(true),
     /** Events per relay call (AppendBatch, PublishEvents). */
     batchSize: z.coerce.number().int().min(1).max(500).default(200),
+    /** After a partial batch the relay waits this long before the next, so events under load go in fuller batches; the first event after a quiet spell goes at once. */
+    lingerMs: z.coerce.number().int().min(0).max(10_000).default(100),
     /** How often an idle relay looks for events other replicas committed (this process's commits wake it at once). */
     pollIntervalMs: z.coerce.number().int().min(10).max(60_000).default(500),
     /** A batch claimed by a replica that died is sent again by another after this long. */

@@ -16,6 +16,12 @@
 //              (32 wallets, 32 lines: no two draws wait for the same line lock).
 //   contended  CreditDraw of 1 minor unit, all 32 clients drawing on ONE wallet's line (every draw
 //              queues for the same row lock).
+//   relay      `spread` again, on a second settlement server (same database, same lines, also
+//              pinned to CPU 0) that writes each draw's domain event to its outbox and relays it to
+//              a log+webhooks server (a third process, not pinned: it competes for both cores like
+//              PostgreSQL) — AppendBatch to audit.settlement and PublishEvents, batched. The other
+//              configurations run with events off, so relay / spread is the cost of the events.
+//              After the runs the outbox must drain and the audit partition hold every relayed draw.
 //   Every draw request is signed before the run (fresh timestamp, unique random nonce), so the
 //   load generator spends no CPU on signing while measuring; each wallet was funded (Deposit) and
 //   approved (ApproveCreditLine) in setup with a limit far above its draws.
@@ -34,7 +40,7 @@ import { settlementv1 } from '@gantry/proto';
 import { SettlementWallet, canonicalMessage, verifySignature, type SignedFields } from '../src/client/index.js';
 import { checkSignature } from '../src/api/validation.js';
 import { median, parseBenchArgs, pinning, progress, writeResult } from '../../kit/bench/lib.js';
-import { startBenchTarget, drive, type RunResult } from '../../kit/bench/load.js';
+import { cpuOf, startBenchServer, startBenchTarget, drive, type BenchServer, type RunResult } from '../../kit/bench/load.js';
 
 const args = parseBenchArgs(process.argv.slice(2));
 const t0Run = performance.now();
@@ -52,11 +58,15 @@ const DRAW_MINOR = 1n;
 const LINE_MINOR = 1_000_000_000_000n;
 const TARGET = { drawsPerSec: 3_000, p99Ms: 20 };
 
-type Config = 'status' | 'spread' | 'contended';
-const CONFIGS: readonly Config[] = ['status', 'spread', 'contended'];
+type Config = 'status' | 'spread' | 'relay' | 'contended';
+const CONFIGS: readonly Config[] = ['status', 'spread', 'relay', 'contended'];
+const TARGET_RELAY_RATIO = 0.9;
+const SCOPES = ['settlement.admin', 'settlement.credit', 'settlement.read'];
 
-const bench = await startBenchTarget('settlement', ['settlement.admin', 'settlement.credit', 'settlement.read'], { step });
+const bench = await startBenchTarget('settlement', SCOPES, { step, config: { events: { enabled: false } } });
 const { db } = bench;
+let peers: BenchServer | undefined;
+let relaying: BenchServer | undefined;
 
 /** µs per call of `fn`: the median of 5 batches after a warm-up batch (JIT, key cache). */
 function microbench(fn: () => unknown, iterations: number): number {
@@ -74,6 +84,7 @@ function microbench(fn: () => unknown, iterations: number): number {
 const results = new Map<Config, RunResult[]>();
 let verifyFigures: { verifyUs: number; checkSignatureUs: number; signUs: number } | undefined;
 let ledgerCheck: { acknowledgedDraws: number; bookedDraws: number } | undefined;
+let relayCheck: { relayedDraws: number; auditEntries: number; publishedEvents: number; outboxLeft: number; drainMs: number; peerCpuUsPerDraw: number } | undefined;
 let poolSize = 0;
 
 try {
@@ -83,6 +94,20 @@ try {
   const tls = { caFile: join(dataDir, 'pki/ca.crt'), certFile: join(dataDir, 'pki/client.crt'), keyFile: join(dataDir, 'pki/client.key'), serverName: 'localhost' };
   const client = new settlementv1.SettlementServiceClient(`127.0.0.1:${port}`, clientCredentials(tls), clientOptions(tls));
   const md = bearerMetadata(token);
+
+  // The relay's peers, then a settlement server with events on that relays to them. It shares the
+  // peers' data dir: the same dev CA (mTLS between them) and JWT key (its service token).
+  step('starting a log+webhooks server (not pinned) and a second settlement server with events on, relaying to it (CPU 0)');
+  peers = await startBenchServer('log+webhooks', db.url, ['log.read']);
+  relaying = await startBenchServer('settlement', db.url, SCOPES, {
+    cpu: 0,
+    config: { dataDir: peers.ready.dataDir, peers: { log: { address: `127.0.0.1:${peers.ready.port}` }, webhooks: { address: `127.0.0.1:${peers.ready.port}` } } },
+  });
+  const peerDir = peers.ready.dataDir;
+  const peerTls = { caFile: join(peerDir, 'pki/ca.crt'), certFile: join(peerDir, 'pki/client.crt'), keyFile: join(peerDir, 'pki/client.key'), serverName: 'localhost' };
+  const relayClient = new settlementv1.SettlementServiceClient(`127.0.0.1:${relaying.ready.port}`, clientCredentials(peerTls), clientOptions(peerTls));
+  const relayMd = bearerMetadata(relaying.ready.token);
+  const peerCpu = new Map<string, number[]>();
 
   // --- Setup: 32 spread wallets and 1 contended wallet, each funded with an approved line --------
   const wallets = Array.from({ length: CLIENTS + 1 }, () => SettlementWallet.generate());
@@ -124,13 +149,19 @@ try {
     });
   };
   let acknowledgedDraws = 0;
+  let relayedDraws = 0;
   const run = async (config: Config, perClient: number) => {
     const reqs = requestsFor(config, perClient);
+    const peerCpuBefore = cpuOf([peers!.pid]);
     const r =
       config === 'status'
         ? await drive(reqs as settlementv1.GetCreditStatusRequest[][], (req) => unary(client.getCreditStatus, client, req, md), { serverPid, db })
-        : await drive(reqs as settlementv1.CreditDrawRequest[][], (req) => unary(client.creditDraw, client, req, md), { serverPid, db });
+        : config === 'relay'
+          ? await drive(reqs as settlementv1.CreditDrawRequest[][], (req) => unary(relayClient.creditDraw, relayClient, req, relayMd), { serverPid: relaying!.pid, db })
+          : await drive(reqs as settlementv1.CreditDrawRequest[][], (req) => unary(client.creditDraw, client, req, md), { serverPid, db });
     if (config !== 'status') acknowledgedDraws += r.calls;
+    if (config === 'relay') relayedDraws += r.calls;
+    peerCpu.set(config, [...(peerCpu.get(config) ?? []), ((cpuOf([peers!.pid]) - peerCpuBefore) * 1e6) / Math.max(1, r.calls)]);
     return r;
   };
 
@@ -160,8 +191,22 @@ try {
   }
   ledgerCheck = { acknowledgedDraws, bookedDraws };
   if (bookedDraws !== acknowledgedDraws) throw new Error(`the lines record ${bookedDraws} draws but ${acknowledgedDraws} were acknowledged`);
+
+  // --- The relay kept up: its outbox drains, the audit trail holds every relayed draw --------------
+  step('waiting for the outbox to drain; counting audit entries');
+  const drainStart = performance.now();
+  const backlog = async () => Number((await db.query(`SELECT count(*)::int AS n FROM settlement.outbox`)).rows[0]!.n);
+  while ((await backlog()) > 0 && performance.now() - drainStart < 120_000) await new Promise((r) => setTimeout(r, 100));
+  const left = await backlog();
+  const audited = Number((await db.query(`SELECT coalesce((SELECT size FROM log.partitions WHERE name = 'audit.settlement'), 0)::bigint AS n`)).rows[0]!.n);
+  const published = Number((await db.query(`SELECT count(*)::int AS n FROM webhooks.events WHERE event_type = 'settlement.credit.drawn'`)).rows[0]!.n);
+  relayCheck = { relayedDraws, auditEntries: audited, publishedEvents: published, outboxLeft: left, drainMs: Math.round(performance.now() - drainStart), peerCpuUsPerDraw: Math.round(median(peerCpu.get('relay') ?? [0])) };
+  if (left > 0 || audited !== relayedDraws || published !== relayedDraws) throw new Error(`the relay lost events: ${JSON.stringify(relayCheck)}`);
   client.close();
+  relayClient.close();
 } finally {
+  await relaying?.stop();
+  await peers?.stop();
   await bench.stop();
 }
 
@@ -181,6 +226,7 @@ const summary = (config: Config) => {
 const status = summary('status');
 const spread = { ...summary('spread'), vsStatus: summary('spread').callsPerSec / status.callsPerSec };
 const contended = { ...summary('contended'), vsStatus: summary('contended').callsPerSec / status.callsPerSec };
+const relay = { ...summary('relay'), vsStatus: summary('relay').callsPerSec / status.callsPerSec, vsSpread: summary('relay').callsPerSec / spread.callsPerSec };
 const sig = verifyFigures!;
 const signature = {
   ...sig,
@@ -190,13 +236,14 @@ const signature = {
 const targets = {
   drawsPerSec32: { figure: spread.callsPerSec, target: TARGET.drawsPerSec, met: spread.callsPerSec >= TARGET.drawsPerSec },
   drawP99Ms32: { figure: spread.p99Ms, target: TARGET.p99Ms, met: spread.p99Ms < TARGET.p99Ms },
+  relayKeeps: { figure: relay.vsSpread, target: TARGET_RELAY_RATIO, met: relay.vsSpread >= TARGET_RELAY_RATIO },
 };
 /** Cores kept busy by the three processes measured, from their CPU per call and the call rate (cpus(): this process's own affinity is one core). */
 const busy = (s: typeof status) => ((s.serverCpuUsPerCall + s.pgCpuUsPerCall + s.loadCpuUsPerCall) * s.callsPerSec) / 1e6;
-const errorsTotal = status.errors + spread.errors + contended.errors;
+const errorsTotal = status.errors + spread.errors + relay.errors + contended.errors;
 const out = writeResult('settlement', {
   benchmark: 'settlement', quick, rounds, runSeconds, pinning, clients: CLIENTS, connections: 1, poolSize, drawAmountMinor: Number(DRAW_MINOR),
-  status, drawsSpread: spread, drawsContended: contended, signature, targets, ledgerCheck, errors: errorsTotal,
+  status, drawsSpread: spread, drawsRelay: relay, drawsContended: contended, signature, targets, ledgerCheck, relayCheck, errors: errorsTotal,
   coresBusy: { status: busy(status), spread: busy(spread), contended: busy(contended), cores: cpus().length },
   raw: Object.fromEntries(results),
 });
@@ -217,16 +264,19 @@ const lines = [
   `  ${'configuration'.padEnd(44)} ${'calls/s'.padStart(8)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}  ${'server µs'.padStart(10)}  ${'pg µs'.padStart(6)}  ${'load µs'.padStart(8)}  ${'vs status'.padStart(9)}  errors`,
   row('GetCreditStatus (baseline: unsigned, reads)', status),
   row(`CreditDraw, ${CLIENTS} wallets, a line each`, spread, spread.vsStatus),
+  row(`CreditDraw, a line each, events relayed`, relay, relay.vsStatus),
   row(`CreditDraw, ${CLIENTS} clients on ONE line (contended)`, contended, contended.vsStatus),
   '',
   `  Ed25519 verify (verifySignature, key cache warm): ${sig.verifyUs.toFixed(1)} µs; the server's whole signature check (checkSignature): ${sig.checkSignatureUs.toFixed(1)} µs; signing a draw (client side): ${sig.signUs.toFixed(1)} µs`,
   `  verify / server CPU per draw: ${pct(signature.verifyShareOfServerCpu.spread)} (spread), ${pct(signature.verifyShareOfServerCpu.contended)} (contended); whole check: ${pct(signature.checkShareOfServerCpu.spread)} / ${pct(signature.checkShareOfServerCpu.contended)}`,
   `  CPU busy during the runs (server + pg + load, per call x calls/s): status ${busy(status).toFixed(2)}, spread ${busy(spread).toFixed(2)}, contended ${busy(contended).toFixed(2)} of ${cpus().length} cores`,
   `  ledger: ${ledgerCheck!.bookedDraws.toLocaleString('en-US')} draws booked = ${ledgerCheck!.acknowledgedDraws.toLocaleString('en-US')} acknowledged`,
+  `  relay: ${relayCheck!.relayedDraws.toLocaleString('en-US')} draws relayed = ${relayCheck!.auditEntries.toLocaleString('en-US')} audit entries = ${relayCheck!.publishedEvents.toLocaleString('en-US')} events published; outbox drained ${relayCheck!.drainMs} ms after the last run; log+webhooks server CPU ${relayCheck!.peerCpuUsPerDraw} µs per draw`,
   '',
   `  targets (PostgreSQL, ${CLIENTS} clients, a line each):`,
   `    signed draws/s   ${num(targets.drawsPerSec32.figure, 0)} >= ${num(TARGET.drawsPerSec, 0)}: ${verdict(targets.drawsPerSec32.met)}`,
   `    draw p99         ${spread.p99Ms.toFixed(2)} ms < ${TARGET.p99Ms} ms: ${verdict(targets.drawP99Ms32.met)}`,
+  `    with the relay   ${pct(relay.vsSpread)} of the draws/s without it >= ${pct(TARGET_RELAY_RATIO)}: ${verdict(targets.relayKeeps.met)}`,
   ...(errorsTotal > 0 ? [`  WARNING: ${errorsTotal} calls failed; see ${out}`] : []),
   ...(quick ? ['  (--quick: short runs on a possibly busy machine; judge targets on a full run)'] : []),
   `  figures: ${out}`,

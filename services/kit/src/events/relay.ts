@@ -42,22 +42,30 @@ export interface RelayOptions {
   random?: () => number;
 }
 
-/** The SQL of one sink, over the sink's own columns of the outbox. */
+/**
+ * The SQL of one sink, over the sink's own columns of the outbox. Statements that wait for row locks
+ * (done, release, prune) take them in seq order, as claims do: replicas marking overlapping batches
+ * for the two sinks would otherwise lock in heap order and could deadlock (one batch then fails
+ * and is sent again).
+ */
 function sinkSql(schema: string, sink: RelaySink['name']) {
   const table = `${schema}.outbox`;
   const [done, lease] = [`${sink}_done_at`, `${sink}_lease_until`];
   const other = sink === 'log' ? 'webhooks_done_at' : 'log_done_at';
+  const inSeqOrder = (where: string) => `seq IN (SELECT seq FROM ${table} WHERE seq = ANY($1::bigint[])${where} ORDER BY seq FOR UPDATE)`;
   return {
     // SKIP LOCKED: replicas claiming at the same moment take different rows instead of waiting.
+    // It also skips rows the other sink's statements have locked (a row lock covers every
+    // column), which is why one relay runs its sinks' statements one at a time (OutboxRelay.turn).
     claim: `UPDATE ${table} SET ${lease} = $2
              WHERE seq IN (SELECT seq FROM ${table}
                             WHERE ${done} IS NULL AND (${lease} IS NULL OR ${lease} < $1)
                             ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
             RETURNING seq, event_id, event_type, payload, trace_context`,
-    done: `UPDATE ${table} SET ${done} = $2, ${lease} = NULL WHERE seq = ANY($1::bigint[])`,
-    release: `UPDATE ${table} SET ${lease} = NULL WHERE seq = ANY($1::bigint[]) AND ${done} IS NULL`,
+    done: `UPDATE ${table} SET ${done} = $2, ${lease} = NULL WHERE ${inSeqOrder('')}`,
+    release: `UPDATE ${table} SET ${lease} = NULL WHERE ${inSeqOrder(` AND ${done} IS NULL`)}`,
     // Runs after the sink's own commit: whichever sink commits last sees both marks and deletes.
-    prune: `DELETE FROM ${table} WHERE seq = ANY($1::bigint[]) AND ${done} IS NOT NULL AND ${other} IS NOT NULL`,
+    prune: `DELETE FROM ${table} WHERE ${inSeqOrder(` AND ${done} IS NOT NULL AND ${other} IS NOT NULL`)}`,
   };
 }
 
@@ -95,6 +103,12 @@ export class OutboxRelay {
   private readonly wakers = new Set<() => void>();
   private readonly now: () => number;
   private readonly random: () => number;
+  /**
+   * The outbox statements of this relay's sinks, one at a time. Both sinks lock the same rows, and a
+   * claim skips locked rows: overlapping with the other sink's claim or mark, it would send later
+   * rows first and leave the skipped ones, just committed and woken for, until the next poll.
+   */
+  private turn: Promise<unknown> = Promise.resolve();
   /** Events each sink has had accepted by this process (tests and logs). */
   readonly sent: Record<string, number> = {};
 
@@ -140,7 +154,7 @@ export class OutboxRelay {
         pending = false;
         let events: RelayedEvent[];
         try {
-          events = await this.claim(sql.claim);
+          events = await this.exclusive(() => this.claim(sql.claim));
         } catch (err) {
           log.warn({ sink: sink.name, err: describe(err) }, 'outbox relay cannot read its outbox; retrying');
           await sleep(this.opts.pollIntervalMs, this.stopping.signal);
@@ -154,8 +168,10 @@ export class OutboxRelay {
         const seqs = events.map((e) => e.seq.toString());
         try {
           await this.send(sink, events);
-          await this.opts.db.query(sql.done, [seqs, new Date(this.now())]);
-          await this.opts.db.query(sql.prune, [seqs]);
+          await this.exclusive(async () => {
+            await this.opts.db.query(sql.done, [seqs, new Date(this.now())]);
+            await this.opts.db.query(sql.prune, [seqs]);
+          });
           this.sent[sink.name]! += events.length;
           if (failingSince !== undefined) {
             log.info({ sink: sink.name, down_ms: this.now() - failingSince }, `outbox relay reaches ${sink.name} again; sending the events that waited`);
@@ -163,7 +179,7 @@ export class OutboxRelay {
           failingSince = undefined;
           backoffMs = 0;
         } catch (err) {
-          await this.opts.db.query(sql.release, [seqs]).catch(() => {});
+          await this.exclusive(() => this.opts.db.query(sql.release, [seqs])).catch(() => {});
           const message = describe(err);
           backoffMs = Math.min(this.opts.maxBackoffMs, Math.max(this.opts.minBackoffMs, backoffMs * 2));
           if (failingSince === undefined || message !== lastError) {
@@ -180,6 +196,13 @@ export class OutboxRelay {
     } finally {
       this.wakers.delete(waker);
     }
+  }
+
+  /** Runs `fn` once the statements queued before it have finished (see `turn`). */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.turn.then(fn, fn);
+    this.turn = run.catch(() => {});
+    return run;
   }
 
   /** Waits for the poll interval, a wake-up (through the function given to `register`) or stop. */
