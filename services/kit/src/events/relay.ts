@@ -1,4 +1,4 @@
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags } from '@opentelemetry/api';
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { Database } from '../storage/database.js';
 import type { Logger } from '../logger.js';
 
@@ -35,6 +35,8 @@ export interface RelayOptions {
   pollIntervalMs: number;
   /** A claimed batch not marked sent within this long is presumed lost (crashed replica) and claimed again. */
   leaseMs: number;
+  /** After a batch smaller than batchSize, wait this long before the next claim so a busy outbox sends fuller batches. */
+  lingerMs: number;
   /** Retry delay after a failed send: doubles from min to max, with ±20% jitter. */
   minBackoffMs: number;
   maxBackoffMs: number;
@@ -80,11 +82,6 @@ const sleep = (ms: number, signal: AbortSignal) =>
     }
     signal.addEventListener('abort', done, { once: true });
   });
-
-function isSampled(traceContext: Record<string, string>): boolean {
-  const parts = traceContext.traceparent?.split('-');
-  return parts?.length === 4 && (Number.parseInt(parts[3]!, 16) & TraceFlags.SAMPLED) === TraceFlags.SAMPLED;
-}
 
 function describe(err: unknown): string {
   const e = err as { code?: number; details?: string; message?: string };
@@ -178,6 +175,10 @@ export class OutboxRelay {
           }
           failingSince = undefined;
           backoffMs = 0;
+          // Under load, let events gather for a moment rather than paying a claim, two calls and
+          // two updates for every one or two (Kafka's linger.ms). After an idle spell the first
+          // event goes at once, so a quiet system gets no added delay.
+          if (events.length < this.opts.batchSize && this.opts.lingerMs > 0) await sleep(this.opts.lingerMs, this.stopping.signal);
         } catch (err) {
           await this.exclusive(() => this.opts.db.query(sql.release, [seqs])).catch(() => {});
           const message = describe(err);
@@ -239,35 +240,34 @@ export class OutboxRelay {
   }
 
   /**
-   * Sends in outbox order. Runs of events without a sampled trace go in one call; an event whose
-   * trace is sampled goes alone, inside a relay span that continues its trace, so that one trace
-   * shows the originating call, the relay, and the sink's handling (log append, webhook delivery).
+   * Sends a batch in one call. Each event with a trace context gets a PRODUCER span continuing the
+   * trace of the call that caused it, and goes to the sink with that span's context, so its webhook
+   * deliveries join its trace. The call itself runs in the first traced event's relay span: one RPC can
+   * have one parent, so the sink's server span (the log append, the publish) joins the first
+   * event's trace; with one event per batch, the usual case below saturation, each trace is whole.
    */
   private async send(sink: RelaySink, events: readonly RelayedEvent[]): Promise<void> {
     const tracer = trace.getTracer('gantry');
-    let run: RelayedEvent[] = [];
-    for (const event of events) {
-      if (!isSampled(event.traceContext)) {
-        // Passed on as it is: an unsampled parent keeps the sink's spans unsampled too.
-        run.push(event);
-        continue;
-      }
-      if (run.length > 0) await sink.send(run);
-      run = [];
+    const traced = events.map((event) => {
+      if (!event.traceContext.traceparent) return { event, span: undefined, active: undefined };
       const parent = propagation.extract(ROOT_CONTEXT, event.traceContext);
-      const span = tracer.startSpan(`outbox.relay ${sink.name}`, { kind: SpanKind.PRODUCER, attributes: { 'messaging.system': 'gantry.outbox', 'messaging.destination.name': sink.name, 'messaging.message.id': event.id, 'gantry.event.type': event.type } }, parent);
+      const span = tracer.startSpan(
+        `outbox.relay ${sink.name}`,
+        { kind: SpanKind.PRODUCER, attributes: { 'messaging.system': 'gantry.outbox', 'messaging.destination.name': sink.name, 'messaging.message.id': event.id, 'messaging.batch.message_count': events.length, 'gantry.event.type': event.type } },
+        parent,
+      );
       const active = trace.setSpan(parent, span);
       const carrier: Record<string, string> = {};
       propagation.inject(active, carrier);
-      try {
-        await context.with(active, () => sink.send([{ ...event, traceContext: carrier }]));
-      } catch (err) {
-        span.setStatus({ code: SpanStatusCode.ERROR, message: describe(err) });
-        throw err;
-      } finally {
-        span.end();
-      }
+      return { event: { ...event, traceContext: carrier }, span, active };
+    });
+    try {
+      await context.with(traced.find((t) => t.active)?.active ?? ROOT_CONTEXT, () => sink.send(traced.map((t) => t.event)));
+    } catch (err) {
+      for (const t of traced) t.span?.setStatus({ code: SpanStatusCode.ERROR, message: describe(err) });
+      throw err;
+    } finally {
+      for (const t of traced) t.span?.end();
     }
-    if (run.length > 0) await sink.send(run);
   }
 }
