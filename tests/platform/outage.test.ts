@@ -53,7 +53,8 @@ describe('the platform as one process per service: peers stopped mid-flow and re
     dataDir = log.dataDir;
     ports.log = log.port;
     ports.webhooks = (await start('webhooks')).port;
-    baseEnv.GANTRY_PEERS_LOG_ADDRESS = `127.0.0.1:${ports.log}`;
+    // The log by a DNS name, as the chart wires a headless Service (round_robin over what it resolves to).
+    baseEnv.GANTRY_PEERS_LOG_ADDRESS = `dns:///localhost:${ports.log}`;
     baseEnv.GANTRY_PEERS_WEBHOOKS_ADDRESS = `127.0.0.1:${ports.webhooks}`;
     await start('settlement');
     await start('approvals');

@@ -74,7 +74,8 @@ export const pinning = availableParallelism() >= 2 && existsSync('/usr/bin/tasks
  * start-up is heavy (PGlite's initdb, module loading): they start on all cores and are pinned once
  * ready, before any measurement; threads created later inherit the pinning.
  */
-export function pinProcess(pid: number, cpu: number): void {
+/** Pins every thread of `pid` to `cpu` (a CPU number or a taskset list such as "0,1"). */
+export function pinProcess(pid: number, cpu: number | string): void {
   if (pinning) execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
 }
 

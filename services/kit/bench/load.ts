@@ -156,9 +156,10 @@ export interface BenchServer {
 
 /**
  * One more `gantry` target on an existing benchmark database (target-server.ts; `target` may join
- * several with "+", e.g. "log+webhooks"), `config` merged into its settings; pinned to `cpu` if given.
+ * several with "+", e.g. "log+webhooks"), `config` merged into its settings; pinned to `cpu` if given
+ * ("0,1" for both cores: a child would otherwise inherit this process's pinning to CPU 1).
  */
-export async function startBenchServer(target: string, dbUrl: string, scopes: string[], opts: { config?: object; cpu?: number } = {}): Promise<BenchServer> {
+export async function startBenchServer(target: string, dbUrl: string, scopes: string[], opts: { config?: object; cpu?: number | string } = {}): Promise<BenchServer> {
   const previous = process.env.GANTRY_BENCH_CONFIG;
   process.env.GANTRY_BENCH_CONFIG = JSON.stringify(opts.config ?? {});
   try {

@@ -86,14 +86,19 @@ export async function startServicePlatform(
     throw err;
   }
   const pki = (f: string) => join(dataDir, 'pki', f);
+  let closing: Promise<void> | undefined;
   return {
     runtime,
     dataDir,
     address: `127.0.0.1:${runtime.port}`,
     tls: { caFile: pki('ca.crt'), certFile: pki('client.crt'), keyFile: pki('client.key'), serverName: 'localhost' },
-    async close() {
-      await runtime.stop(1000);
-      await cleanup();
+    // Idempotent: a test may stop the platform itself (a drain) before its `after` hook does.
+    close: async () => {
+      closing ??= (async () => {
+        await runtime.stop(1000);
+        await cleanup();
+      })();
+      await closing;
     },
   };
 }

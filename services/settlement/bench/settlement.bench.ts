@@ -101,7 +101,7 @@ try {
   // The relay's peers, then a settlement server with events on that relays to them. It shares the
   // peers' data dir: the same dev CA (mTLS between them) and JWT key (its service token).
   step('starting a log+webhooks server (not pinned), and two more settlement servers relaying to it (CPU 0): one with events off, one with events on');
-  peers = await startBenchServer('log+webhooks', db.url, ['log.read']);
+  peers = await startBenchServer('log+webhooks', db.url, ['log.read'], { cpu: '0,1' });
   const peerConfig = { dataDir: peers.ready.dataDir, peers: { log: { address: `127.0.0.1:${peers.ready.port}` }, webhooks: { address: `127.0.0.1:${peers.ready.port}` } } };
   notRelaying = await startBenchServer('settlement', db.url, SCOPES, { cpu: 0, config: { ...peerConfig, events: { enabled: false } } });
   relaying = await startBenchServer('settlement', db.url, SCOPES, { cpu: 0, config: peerConfig });

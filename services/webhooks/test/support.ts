@@ -10,6 +10,7 @@ import { tokenFor } from '../../kit/test/clients.js';
 import type { EngineName } from '../../kit/test/databases.js';
 import { startServicePlatform } from '../../kit/test/harness.js';
 import { createWebhooksService, type WebhooksOptions, type WebhooksStreams } from '../src/index.js';
+import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 
 export type WebhooksClient = InstanceType<typeof webhooksv1.WebhooksServiceClient>;
 export const ALL_SCOPES = ['webhooks.manage', 'webhooks.read', 'webhooks.publish'];
@@ -36,7 +37,7 @@ export const TEST_WEBHOOKS_CONFIG = {
 
 export async function startWebhooksPlatform(
   engine: EngineName,
-  opts: { options?: WebhooksOptions; webhooks?: ConfigInput['webhooks']; sharedDatabaseUrl?: string; clock?: { nowMs: number } } = {},
+  opts: { options?: WebhooksOptions; webhooks?: ConfigInput['webhooks']; sharedDatabaseUrl?: string; clock?: { nowMs: number }; spanProcessors?: SpanProcessor[] } = {},
 ): Promise<WebhooksPlatform> {
   const clock = opts.clock ?? { nowMs: Date.now() };
   let streams: WebhooksStreams | undefined;
@@ -54,7 +55,7 @@ export async function startWebhooksPlatform(
     webhooks: { ...TEST_WEBHOOKS_CONFIG, ...opts.webhooks },
     ...(opts.sharedDatabaseUrl ? { database: { url: opts.sharedDatabaseUrl, poolSize: 6 } } : {}),
   };
-  const platform = await startServicePlatform(opts.sharedDatabaseUrl ? 'PGlite' : engine, [factory], { dbLabel: 't_hooks', poolSize: 6, overrides });
+  const platform = await startServicePlatform(opts.sharedDatabaseUrl ? 'PGlite' : engine, [factory], { dbLabel: 't_hooks', poolSize: 6, overrides, spanProcessors: opts.spanProcessors });
   const { runtime, dataDir, tls } = platform;
   const client = new webhooksv1.WebhooksServiceClient(platform.address, clientCredentials(tls), clientOptions(tls));
   const pool = (runtime.db as { pool?: { options: { connectionString?: string } } }).pool;

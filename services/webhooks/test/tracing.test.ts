@@ -2,65 +2,16 @@
 // receiver gets that span's traceparent. Its own file: the runtime registers the global tracer
 // provider once per process, so only the first runtime of a process gets the test's span processor.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { bearerMetadata, clientCredentials, clientOptions, loadConfig, silentLogger, startRuntime } from '@gantry/kit';
-import { webhooksv1 } from '@gantry/proto';
-import { eventually, tokenFor } from '../../kit/test/clients.js';
-import { freshPgliteDir } from '../../kit/test/databases.js';
-import { createWebhooksService, type WebhooksOptions } from '../src/index.js';
-import { Receiver, rpc, spec, TEST_WEBHOOKS_CONFIG, uniquePath, type WebhooksPlatform } from './support.js';
+import { eventually } from '../../kit/test/clients.js';
+import { Receiver, rpc, spec, startWebhooksPlatform, TEST_WEBHOOKS_CONFIG, uniquePath, type WebhooksPlatform } from './support.js';
 
 const WAIT_MS = 5000;
 /** An attempt outlasts the drain bound, so a stop aborts it rather than letting it time out. */
 const WEBHOOKS_CONFIG = { ...TEST_WEBHOOKS_CONFIG, attemptTimeoutMs: 3000, drainTimeoutMs: 300 };
-
-/**
- * startWebhooksPlatform on PGlite with span processors. A local variant because the kit's
- * startServicePlatform (services/kit/test/harness.ts) does not pass `spanProcessors` to
- * startRuntime yet; once it does, use startWebhooksPlatform with them instead.
- */
-async function startTracedPlatform(exporter: InMemorySpanExporter, options: WebhooksOptions): Promise<WebhooksPlatform> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'gantry-svc-'));
-  await freshPgliteDir(join(dataDir, 'db'));
-  const clock = { nowMs: Date.now() };
-  const config = loadConfig({
-    env: {},
-    overrides: {
-      dataDir,
-      listen: { host: '127.0.0.1', port: 0, healthPort: 0 },
-      telemetry: { logLevel: 'silent' },
-      rateLimit: { points: 100_000, windowSec: 1 },
-      webhooks: WEBHOOKS_CONFIG,
-    },
-  });
-  const factory = createWebhooksService({ random: () => 0.5, ...options, now: () => clock.nowMs });
-  const runtime = await startRuntime({ config, services: [factory], log: silentLogger(), readinessIntervalMs: 1000, spanProcessors: [new SimpleSpanProcessor(exporter)] });
-  const pki = (f: string) => join(dataDir, 'pki', f);
-  const tls = { caFile: pki('ca.crt'), certFile: pki('client.crt'), keyFile: pki('client.key'), serverName: 'localhost' };
-  const client = new webhooksv1.WebhooksServiceClient(`127.0.0.1:${runtime.port}`, clientCredentials(tls), clientOptions(tls));
-  let closed = false;
-  return {
-    runtime,
-    client,
-    databaseUrl: undefined,
-    as: (subject, scopes = ['webhooks.manage', 'webhooks.read', 'webhooks.publish']) => bearerMetadata(tokenFor(dataDir, subject, scopes)),
-    clock,
-    streams: () => ({ registry: 0, deliveries: 0 }),
-    async close() {
-      if (closed) return;
-      closed = true;
-      client.close();
-      await runtime.stop(1000);
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-}
 
 describe('delivery attempts as traced outbound HTTP calls (PGlite)', () => {
   const exporter = new InMemorySpanExporter();
@@ -71,9 +22,9 @@ describe('delivery attempts as traced outbound HTTP calls (PGlite)', () => {
   const dns = { rebound: false };
   before(async () => {
     rx = await new Receiver().start();
-    p = await startTracedPlatform(exporter, {
+    p = await startWebhooksPlatform('PGlite', { webhooks: WEBHOOKS_CONFIG, spanProcessors: [new SimpleSpanProcessor(exporter)], options: {
       resolver: async (host) => [{ address: host === 'rebind.test' && !dns.rebound ? '93.184.216.34' : '10.0.0.1', family: 4 }],
-    });
+    } });
     api = rpc(p);
   });
   after(async () => {
