@@ -68,8 +68,13 @@ function sinkSql(schema: string, sink: RelaySink['name']) {
     release: `UPDATE ${table} SET ${lease} = NULL WHERE ${inSeqOrder(` AND ${done} IS NULL`)}`,
     // Runs after the sink's own commit: whichever sink commits last sees both marks and deletes.
     prune: `DELETE FROM ${table} WHERE ${inSeqOrder(` AND ${done} IS NOT NULL AND ${other} IS NOT NULL`)}`,
+    // For the operator's log lines: how many wait for this sink (counted up to a bound).
+    waiting: `SELECT count(*)::int AS n FROM (SELECT 1 FROM ${table} WHERE ${done} IS NULL LIMIT ${MAX_COUNTED}) w`,
   };
 }
+
+/** Waiting events are counted up to this many for log lines (a count past it reads "at least"). */
+const MAX_COUNTED = 100_000;
 
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
@@ -184,8 +189,9 @@ export class OutboxRelay {
           const message = describe(err);
           backoffMs = Math.min(this.opts.maxBackoffMs, Math.max(this.opts.minBackoffMs, backoffMs * 2));
           if (failingSince === undefined || message !== lastError) {
+            const waiting = await this.opts.db.query<{ n: number }>(sql.waiting).then((r) => Number(r.rows[0]?.n), () => undefined);
             log.warn(
-              { sink: sink.name, err: message, retry_in_ms: backoffMs },
+              { sink: sink.name, err: message, retry_in_ms: backoffMs, waiting_events: waiting, waiting_events_at_least: waiting === MAX_COUNTED },
               `outbox relay cannot send events to ${sink.name}; they stay in the outbox and are retried with backoff (check that ${sink.name} is running and reachable)`,
             );
           }
