@@ -1,4 +1,4 @@
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { context, metrics, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { Database } from '../storage/database.js';
 import type { Logger } from '../logger.js';
 
@@ -11,6 +11,8 @@ export interface RelayedEvent {
   payload: Buffer;
   /** W3C trace context to send with the event (the relay span's when the event's trace is sampled). */
   traceContext: Record<string, string>;
+  /** When its transaction wrote it (the relay's lag is measured from here). */
+  createdAt?: Date;
 }
 
 /** Where events go: the log (audit trail) or webhooks (subscribers). */
@@ -63,13 +65,27 @@ function sinkSql(schema: string, sink: RelaySink['name']) {
              WHERE seq IN (SELECT seq FROM ${table}
                             WHERE ${done} IS NULL AND (${lease} IS NULL OR ${lease} < $1)
                             ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
-            RETURNING seq, event_id, event_type, payload, trace_context`,
+            RETURNING seq, event_id, event_type, payload, trace_context, created_at`,
     done: `UPDATE ${table} SET ${done} = $2, ${lease} = NULL WHERE ${inSeqOrder('')}`,
     release: `UPDATE ${table} SET ${lease} = NULL WHERE ${inSeqOrder(` AND ${done} IS NULL`)}`,
     // Runs after the sink's own commit: whichever sink commits last sees both marks and deletes.
     prune: `DELETE FROM ${table} WHERE ${inSeqOrder(` AND ${done} IS NOT NULL AND ${other} IS NOT NULL`)}`,
     // For the operator's log lines: how many wait for this sink (counted up to a bound).
     waiting: `SELECT count(*)::int AS n FROM (SELECT 1 FROM ${table} WHERE ${done} IS NULL LIMIT ${MAX_COUNTED}) w`,
+  };
+}
+
+/**
+ * What operators watch: events sent, failed calls, and how long after its commit an event reached
+ * each sink. Made per relay, after the runtime has started the SDK: the metrics API has no proxy, so
+ * a meter taken at import time would stay a no-op.
+ */
+function relayMetrics() {
+  const meter = metrics.getMeter('gantry');
+  return {
+    sent: meter.createCounter('gantry.outbox.events_sent', { description: 'Events a sink acknowledged' }),
+    failures: meter.createCounter('gantry.outbox.send_failures', { description: 'Relay calls that failed (the batch is retried with backoff)' }),
+    lag: meter.createHistogram('gantry.outbox.relay_lag', { unit: 'ms', description: 'From the commit that wrote an event to its sink acknowledging it' }),
   };
 }
 
@@ -113,6 +129,7 @@ export class OutboxRelay {
   private turn: Promise<unknown> = Promise.resolve();
   /** Events each sink has had accepted by this process (tests and logs). */
   readonly sent: Record<string, number> = {};
+  private readonly metrics = relayMetrics();
 
   constructor(private readonly opts: RelayOptions) {
     this.now = opts.now ?? Date.now;
@@ -175,6 +192,10 @@ export class OutboxRelay {
             await this.opts.db.query(sql.prune, [seqs]);
           });
           this.sent[sink.name]! += events.length;
+          const attributes = { 'gantry.outbox': this.opts.schema, 'gantry.sink': sink.name };
+          this.metrics.sent.add(events.length, attributes);
+          const ackedMs = this.now();
+          for (const e of events) if (e.createdAt) this.metrics.lag.record(ackedMs - e.createdAt.getTime(), attributes);
           if (failingSince !== undefined) {
             log.info({ sink: sink.name, down_ms: this.now() - failingSince }, `outbox relay reaches ${sink.name} again; sending the events that waited`);
           }
@@ -187,6 +208,7 @@ export class OutboxRelay {
         } catch (err) {
           await this.exclusive(() => this.opts.db.query(sql.release, [seqs])).catch(() => {});
           const message = describe(err);
+          this.metrics.failures.add(1, { 'gantry.outbox': this.opts.schema, 'gantry.sink': sink.name });
           backoffMs = Math.min(this.opts.maxBackoffMs, Math.max(this.opts.minBackoffMs, backoffMs * 2));
           if (failingSince === undefined || message !== lastError) {
             const waiting = await this.opts.db.query<{ n: number }>(sql.waiting).then((r) => Number(r.rows[0]?.n), () => undefined);
@@ -229,7 +251,7 @@ export class OutboxRelay {
 
   private async claim(claimSql: string): Promise<RelayedEvent[]> {
     const nowMs = this.now();
-    const { rows } = await this.opts.db.query<{ seq: string; event_id: string; event_type: string; payload: Buffer; trace_context: Record<string, string> | string }>(claimSql, [
+    const { rows } = await this.opts.db.query<{ seq: string; event_id: string; event_type: string; payload: Buffer; trace_context: Record<string, string> | string; created_at: Date | string }>(claimSql, [
       new Date(nowMs),
       new Date(nowMs + this.opts.leaseMs),
       this.opts.batchSize,
@@ -241,6 +263,7 @@ export class OutboxRelay {
         type: r.event_type,
         payload: Buffer.from(r.payload),
         traceContext: typeof r.trace_context === 'string' ? (JSON.parse(r.trace_context) as Record<string, string>) : r.trace_context,
+        createdAt: new Date(r.created_at),
       }))
       .sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
   }
