@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/node_modules/**', '**/dist/**', 'proto/src/gen/**', '.gantry/**', '.tools/**', 'bench-results/**'] },
+  { ignores: ['**/node_modules/**', '**/dist/**', 'proto/src/gen/**', '.gantry/**', '.tools/**', 'bench-results/**', 'build/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

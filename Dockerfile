@@ -1,0 +1,37 @@
+# The gantry program: every target (log, settlement, approvals, webhooks, all) in one image.
+# Build with scripts/image/build.sh, which first bundles the program into build/image/app
+# (scripts/image/bundle.ts); this file only copies that bundle, so no npm runs in the image.
+# BASE_IMAGE defaults to the official Node image; machines without a registry build
+# gantry-base:node22 locally (scripts/image/base.sh) and pass it.
+ARG BASE_IMAGE=node:22-bookworm-slim
+FROM ${BASE_IMAGE}
+
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="gantry" \
+      org.opencontainers.image.description="Gantry: gRPC platform services (log, settlement, approvals, webhooks) in one program; --target selects the role" \
+      org.opencontainers.image.source="https://github.com/gantry/gantry" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
+
+# A numeric non-root user (no passwd entry needed, so Kubernetes' runAsNonRoot can check it).
+# The data directory is the only place the program writes (dev PKI, dev keys, the embedded
+# database); it is a volume, so the root filesystem can be read-only.
+ENV NODE_ENV=production \
+    HOME=/tmp \
+    GANTRY_DATA_DIR=/var/lib/gantry
+RUN mkdir -p /var/lib/gantry && chown 10001:10001 /var/lib/gantry && chmod 0700 /var/lib/gantry
+VOLUME ["/var/lib/gantry"]
+
+COPY --chown=0:0 build/image/app /app
+WORKDIR /app
+USER 10001:10001
+
+# 7443: gRPC over mTLS; 7080: plaintext grpc.health.v1 for probes.
+EXPOSE 7443 7080
+# Node is PID 1 and handles SIGTERM itself: health NOT_SERVING, drain calls, exit 0
+# (services/gantry/src/commands/serve.ts); tests/containers proves it. No init process needed.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["node", "--experimental-async-context-frame", "/app/gantry.mjs"]
+CMD ["serve", "--target=all"]
