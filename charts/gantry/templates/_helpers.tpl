@@ -1,0 +1,234 @@
+{{/* Prefix of every object name: the release name (headless Services are <release>-<target>-headless). */}}
+{{- define "gantry.prefix" -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "gantry.targetNames" -}}
+{{- list "log" "settlement" "approvals" "webhooks" | toJson -}}
+{{- end -}}
+
+{{/* The targets that call log and webhooks through the outbox relay. */}}
+{{- define "gantry.relayTargets" -}}
+{{- list "settlement" "approvals" | toJson -}}
+{{- end -}}
+
+{{- define "gantry.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: gantry
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: gantry
+{{- end -}}
+
+{{/* Selector labels of one component: (dict "root" $ "component" "log"). */}}
+{{- define "gantry.selectorLabels" -}}
+app.kubernetes.io/name: gantry
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "gantry.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* DNS names a component's Services answer to: short, namespaced and FQDN, ClusterIP and headless. */}}
+{{- define "gantry.dnsNames" -}}
+{{- $ns := .root.Release.Namespace -}}
+{{- $names := list -}}
+{{- range $svc := list .name (printf "%s-headless" .name) -}}
+{{- $names = concat $names (list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns)) -}}
+{{- end -}}
+{{- toJson $names -}}
+{{- end -}}
+
+{{- define "gantry.externalAuth" -}}
+{{- if or .Values.auth.existingSecret .Values.auth.jwksUrl }}true{{ end -}}
+{{- end -}}
+
+{{/* Checks what the schema cannot: combinations of values. */}}
+{{- define "gantry.validate" -}}
+{{- $sources := 0 -}}
+{{- if .Values.auth.existingSecret }}{{ $sources = add1 $sources }}{{ end -}}
+{{- if .Values.auth.jwksUrl }}{{ $sources = add1 $sources }}{{ end -}}
+{{- if .Values.auth.generateDevKey }}{{ $sources = add1 $sources }}{{ end -}}
+{{- if ne $sources 1 -}}
+{{- fail "auth: set exactly one of auth.existingSecret (a JWKS Secret), auth.jwksUrl, or auth.generateDevKey=true (development)" -}}
+{{- end -}}
+{{- if and (include "gantry.externalAuth" .) .Values.events.enabled (not .Values.auth.serviceTokenSecret) -}}
+{{- fail "auth.serviceTokenSecret: with an external issuer the relays need a service token (a JWT with scopes log.append webhooks.publish) from a Secret; set auth.serviceTokenSecret, or events.enabled=false" -}}
+{{- end -}}
+{{- if and (eq .Values.mode "microservices") (not .Values.database.url) (not .Values.database.existingSecret) -}}
+{{- fail "database: microservices need PostgreSQL; set database.url or database.existingSecret" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+One pod spec: (dict "root" $ "component" "log" "args" (list ...) "cfg" <target values> "tlsSecret" "..."
+"env" (list of env vars) "dataVolume" <volume> "devKeyInit" bool "replicas" int).
+*/}}
+{{- define "gantry.podSpec" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+{{- $prefix := include "gantry.prefix" $root -}}
+{{- $resources := .cfg.resources | default $v.defaultResources -}}
+serviceAccountName: {{ printf "%s-%s" $prefix .component }}
+automountServiceAccountToken: false
+enableServiceLinks: false
+terminationGracePeriodSeconds: {{ add (div $v.shutdownGraceMs 1000) $v.terminationGraceMarginSeconds }}
+securityContext:
+  {{- toYaml $v.podSecurityContext | nindent 2 }}
+{{- with $v.image.pullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if and $v.topologySpread.enabled (gt (int .replicas) 1) }}
+topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: {{ $v.topologySpread.topologyKey }}
+    whenUnsatisfiable: {{ $v.topologySpread.whenUnsatisfiable }}
+    labelSelector:
+      matchLabels:
+        {{- include "gantry.selectorLabels" (dict "root" $root "component" .component) | nindent 8 }}
+{{- end }}
+{{- with .cfg.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .cfg.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .cfg.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if .devKeyInit }}
+initContainers:
+  # Writes the chart's dev signing key and its JWKS where the process looks for its dev key
+  # (GANTRY_DATA_DIR/jwt), the way `ensureDevSigningKey` lays them out; templates cannot derive a
+  # public JWK, so this runs node from the gantry image.
+  - name: dev-key
+    image: {{ include "gantry.image" $root }}
+    imagePullPolicy: {{ $v.image.pullPolicy }}
+    command:
+      - node
+      - -e
+      - |
+        const fs = require('node:fs'), crypto = require('node:crypto'), path = require('node:path');
+        const dir = path.join(process.env.DATA_DIR, 'jwt');
+        fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+        const key = crypto.createPrivateKey(fs.readFileSync(process.env.DEV_KEY_FILE));
+        const jwk = crypto.createPublicKey(key).export({ format: 'jwk' });
+        const kid = crypto.createHash('sha256').update(JSON.stringify([jwk.crv, jwk.kty, jwk.x, jwk.y])).digest('base64url').slice(0, 16);
+        fs.writeFileSync(path.join(dir, 'signing-key.pem'), key.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
+        fs.writeFileSync(path.join(dir, 'jwks.json'), JSON.stringify({ keys: [{ ...jwk, kid, alg: 'ES256', use: 'sig' }] }, null, 2));
+    env:
+      - name: DATA_DIR
+        value: /var/lib/gantry
+      - name: DEV_KEY_FILE
+        value: /etc/gantry/dev-key/signing-key.pem
+    securityContext:
+      {{- toYaml $v.securityContext | nindent 6 }}
+    resources:
+      requests: {cpu: 10m, memory: 64Mi}
+      limits: {memory: 128Mi}
+    volumeMounts:
+      - {name: data, mountPath: /var/lib/gantry}
+      - {name: dev-key, mountPath: /etc/gantry/dev-key, readOnly: true}
+{{- end }}
+containers:
+  - name: gantry
+    image: {{ include "gantry.image" $root }}
+    imagePullPolicy: {{ $v.image.pullPolicy }}
+    args:
+      {{- toYaml .args | nindent 6 }}
+    ports:
+      - {name: grpc, containerPort: 7443, protocol: TCP}
+      - {name: health, containerPort: 7080, protocol: TCP}
+    env:
+      - {name: GANTRY_PORT, value: "7443"}
+      - {name: GANTRY_HEALTH_PORT, value: "7080"}
+      - {name: GANTRY_DATA_DIR, value: /var/lib/gantry}
+      - {name: GANTRY_TLS_CA_FILE, value: /etc/gantry/tls/ca.crt}
+      - {name: GANTRY_TLS_CERT_FILE, value: /etc/gantry/tls/tls.crt}
+      - {name: GANTRY_TLS_KEY_FILE, value: /etc/gantry/tls/tls.key}
+      - {name: GANTRY_TLS_RELOAD_INTERVAL_MS, value: {{ $v.tls.reloadIntervalMs | quote }}}
+      - {name: GANTRY_JWT_ISSUER, value: {{ $v.auth.issuer | quote }}}
+      - {name: GANTRY_JWT_AUDIENCE, value: {{ $v.auth.audience | quote }}}
+      {{- if $v.auth.existingSecret }}
+      - {name: GANTRY_JWT_JWKS_FILE, value: {{ printf "/etc/gantry/jwks/%s" $v.auth.existingSecretKey | quote }}}
+      {{- else if $v.auth.jwksUrl }}
+      - {name: GANTRY_JWT_JWKS_URL, value: {{ $v.auth.jwksUrl | quote }}}
+      {{- end }}
+      {{- if and .relay $v.auth.serviceTokenSecret }}
+      - {name: GANTRY_PEERS_TOKEN_FILE, value: {{ printf "/etc/gantry/peer-token/%s" $v.auth.serviceTokenSecretKey | quote }}}
+      {{- end }}
+      - {name: GANTRY_RATE_LIMIT_STORE, value: {{ .rateLimitStore | quote }}}
+      - {name: GANTRY_RATE_LIMIT_POINTS, value: {{ $v.rateLimit.points | quote }}}
+      - {name: GANTRY_RATE_LIMIT_WINDOW_SEC, value: {{ $v.rateLimit.windowSec | quote }}}
+      - {name: GANTRY_LOG_LEVEL, value: {{ $v.telemetry.logLevel | quote }}}
+      {{- with $v.telemetry.otlpEndpoint }}
+      - {name: GANTRY_OTLP_ENDPOINT, value: {{ . | quote }}}
+      {{- end }}
+      - {name: GANTRY_SHUTDOWN_GRACE_MS, value: {{ $v.shutdownGraceMs | quote }}}
+      - {name: GANTRY_EVENTS_ENABLED, value: {{ $v.events.enabled | quote }}}
+      {{- with .env }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+      {{- range $name, $value := $v.extraEnv }}
+      - {name: {{ $name }}, value: {{ $value | quote }}}
+      {{- end }}
+    startupProbe:
+      grpc: {port: 7080}
+      periodSeconds: {{ $v.probes.startup.periodSeconds }}
+      failureThreshold: {{ $v.probes.startup.failureThreshold }}
+    readinessProbe:
+      grpc: {port: 7080}
+      periodSeconds: {{ $v.probes.readiness.periodSeconds }}
+      failureThreshold: {{ $v.probes.readiness.failureThreshold }}
+    livenessProbe:
+      grpc: {port: 7080}
+      periodSeconds: {{ $v.probes.liveness.periodSeconds }}
+      failureThreshold: {{ $v.probes.liveness.failureThreshold }}
+    {{- with $resources }}
+    resources:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    securityContext:
+      {{- toYaml $v.securityContext | nindent 6 }}
+    volumeMounts:
+      - {name: tmp, mountPath: /tmp}
+      - {name: data, mountPath: /var/lib/gantry}
+      - {name: tls, mountPath: /etc/gantry/tls, readOnly: true}
+      {{- if $v.auth.existingSecret }}
+      - {name: jwks, mountPath: /etc/gantry/jwks, readOnly: true}
+      {{- end }}
+      {{- if and .relay $v.auth.serviceTokenSecret }}
+      - {name: peer-token, mountPath: /etc/gantry/peer-token, readOnly: true}
+      {{- end }}
+      {{- with .extraMounts }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+volumes:
+  - name: tmp
+    emptyDir: {sizeLimit: 256Mi}
+  {{- toYaml (list .dataVolume) | nindent 2 }}
+  - name: tls
+    secret: {secretName: {{ .tlsSecret }}, defaultMode: 288}
+  {{- if $v.auth.existingSecret }}
+  - name: jwks
+    secret: {secretName: {{ $v.auth.existingSecret }}, defaultMode: 288}
+  {{- end }}
+  {{- if and .relay $v.auth.serviceTokenSecret }}
+  - name: peer-token
+    secret: {secretName: {{ $v.auth.serviceTokenSecret }}, defaultMode: 288}
+  {{- end }}
+  {{- if .devKeyInit }}
+  - name: dev-key
+    secret: {secretName: {{ printf "%s-dev-jwt" $prefix }}, defaultMode: 288}
+  {{- end }}
+  {{- with .extraVolumes }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end -}}
