@@ -149,10 +149,10 @@ describe('charts/gantry', () => {
       assert.equal(grpc.length, 1);
       return (grpc[0]!.from as Obj[]).map((f) => f.podSelector.matchLabels['app.kubernetes.io/component'] ?? f.podSelector.matchLabels['app.kubernetes.io/name']);
     };
-    assert.deepEqual(callers('log'), ['settlement', 'approvals', 'gantry-clients']);
-    assert.deepEqual(callers('webhooks'), ['settlement', 'approvals', 'gantry-clients']);
-    assert.deepEqual(callers('settlement'), ['gantry-clients']);
-    assert.deepEqual(callers('approvals'), ['gantry-clients']);
+    assert.deepEqual(callers('log'), ['settlement', 'approvals', 'helm-test', 'gantry-clients']);
+    assert.deepEqual(callers('webhooks'), ['settlement', 'approvals', 'helm-test', 'gantry-clients']);
+    assert.deepEqual(callers('settlement'), ['helm-test', 'gantry-clients']);
+    assert.deepEqual(callers('approvals'), ['helm-test', 'gantry-clients']);
   });
 
   test('cert-manager: a CA Issuer bootstrap and one Certificate per target naming its Services, headless included', async (t) => {
@@ -257,7 +257,31 @@ describe('charts/gantry', () => {
     const policies = ofKind(docs, 'NetworkPolicy');
     assert.equal(policies.length, 1);
     const from = (policies[0]!.spec.ingress as Obj[]).flatMap((r) => (r.from ?? []) as Obj[]);
-    assert.deepEqual(from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'clients' } } }], 'only allowedClients, no peer selectors');
+    assert.deepEqual(
+      from,
+      [{ podSelector: { matchLabels: { 'app.kubernetes.io/instance': release, 'app.kubernetes.io/component': 'helm-test' } } }, { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'clients' } } }],
+      'only the helm test Pods and allowedClients, no peer selectors',
+    );
+  });
+
+  test('helm test: one Pod per served target runs gantry health over mTLS against its Service, for its gRPC service, hardened like the Deployments', async (t) => {
+    if (needsHelm(t)) return;
+    const micro = await render(['microservices-certmanager-values.yaml']);
+    const pods = ofKind(micro, 'Pod');
+    assert.deepEqual(pods.map((p) => p.metadata.name).sort(), ['log', 'settlement', 'approvals', 'webhooks'].map((x) => `${release}-${x}-test-health`).sort());
+    for (const [target, service] of [['log', 'gantry.log.v1.LogService'], ['webhooks', 'gantry.webhooks.v1.WebhooksService']]) {
+      const pod = named(micro, 'Pod', `${release}-${target}-test-health`);
+      assert.equal(pod.metadata.annotations['helm.sh/hook'], 'test');
+      assert.equal(pod.metadata.labels['app.kubernetes.io/component'], 'helm-test');
+      const [c] = pod.spec.containers as Obj[];
+      const host = `${release}-${target}.${ns}.svc.cluster.local`;
+      assert.deepEqual(c!.args.slice(0, 3), ['health', `--address=${host}:7443`, `--server-name=${host}`]);
+      assert.ok(c!.args.includes(`--service=${service}`));
+      assert.equal(c!.securityContext.readOnlyRootFilesystem, true);
+      assert.equal(pod.spec.volumes.find((v: Obj) => v.name === 'tls').secret.secretName, `${release}-${target}-tls`);
+    }
+    const mono = ofKind(await render(['monolithic-values.yaml']), 'Pod');
+    assert.deepEqual(mono.map((p) => p.metadata.name), [`${release}-gantry-test-health`]);
   });
 
   test('values that break the schema fail helm template and helm lint with a schema error', async (t) => {

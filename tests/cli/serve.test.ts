@@ -48,6 +48,21 @@ describe('gantry serve --target=all (the README start command) checked by client
     assert.notEqual(res.code, 0);
   });
 
+  test('gantry health answers SERVING over mTLS and on the probe port (exit 0), and an unknown service exits 1 naming it', async () => {
+    const mtls = ['--ca', pki.ca, '--cert', pki.cert, '--key', pki.key, '--server-name', 'localhost'];
+    const whole = await runGantry(['health', '--address', `127.0.0.1:${server.port}`, ...mtls], server.env);
+    assert.equal(whole.code, 0, whole.stderr);
+    assert.match(whole.stdout, /server at 127\.0\.0\.1:\d+: SERVING/);
+    const one = await runGantry(['health', '--address', `127.0.0.1:${server.port}`, ...mtls, '--service', 'gantry.settlement.v1.SettlementService', '--json'], server.env);
+    assert.equal(one.code, 0, one.stderr);
+    assert.equal(JSON.parse(one.stdout).status, 'SERVING');
+    const probe = await runGantry(['health', '--plaintext', '--address', `127.0.0.1:${server.healthPort}`], server.env);
+    assert.equal(probe.code, 0, probe.stderr);
+    const unknown = await runGantry(['health', '--plaintext', '--address', `127.0.0.1:${server.healthPort}`, '--service', 'gantry.nope.v1.Nope'], server.env);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /gantry\.nope\.v1\.Nope at .*gRPC status 5/);
+  });
+
   test('grpcurl lists every service through reflection, with no .proto files', { skip: !grpcurl && 'grpcurl not installed' }, async () => {
     const res = await run(grpcurl!, [...tlsArgs(), `127.0.0.1:${server.port}`, 'list']);
     assert.equal(res.code, 0, res.stderr);

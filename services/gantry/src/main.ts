@@ -1,12 +1,14 @@
 import { Command, Option } from 'commander';
 import { ConfigError } from '@gantry/kit';
 import { approvalsCommand } from './commands/approvals.js';
+import { health } from './commands/health.js';
 import { logCommand } from './commands/log.js';
 import { pkiInit } from './commands/pki.js';
 import { serve } from './commands/serve.js';
 import { settlementCommand } from './commands/settlement.js';
 import { token } from './commands/token.js';
 import { TARGETS } from './registry.js';
+import { withConnection } from './connection.js';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
@@ -41,6 +43,12 @@ program
   .option('--ttl <seconds>', 'lifetime in seconds', '3600')
   .option('--config <file>', 'JSON config file (for dataDir, issuer, audience)')
   .action(token);
+
+withConnection(program.command('health').description('check a server with grpc.health.v1 (exit 0 only when SERVING): for probes and helm test'))
+  .option('--service <name>', "a service's full name, e.g. gantry.log.v1.LogService (default: the whole server)", '')
+  .option('--plaintext', 'plaintext, for the health port (7080) rather than the mTLS port', false)
+  .option('--timeout <ms>', 'deadline of the check', '3000')
+  .action(health);
 
 program.addCommand(logCommand());
 program.addCommand(settlementCommand());

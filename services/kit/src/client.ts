@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { credentials, Metadata, type CallOptions, type ChannelCredentials, type ChannelOptions, type ClientOptions, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, Metadata, type CallOptions, type ChannelCredentials, type ChannelOptions, type ClientOptions, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { service as healthService } from 'grpc-health-check';
 import { traceContextInterceptor } from './telemetry/setup.js';
 
 export interface ClientTls {
@@ -59,4 +60,18 @@ export function unary<Req, Res>(method: UnaryMethod<Req, Res>, self: object, req
 /** A server stream as an async iterable (grpc-js streams are Node Readables). */
 export function streamOf<T>(stream: ClientReadableStream<T>): AsyncIterable<T> {
   return stream as unknown as AsyncIterable<T>;
+}
+
+const HealthClient = makeGenericClientConstructor(healthService as never, 'Health');
+type HealthCheckClient = { check(req: { service: string }, md: Metadata, opts: CallOptions, cb: (err: ServiceError | null, res?: { status: string }) => void): void; close(): void };
+
+/**
+ * grpc.health.v1 Check of `service` ('' = the whole server): its status (SERVING, NOT_SERVING, …),
+ * or the gRPC error (NOT_FOUND for a service the server does not have).
+ */
+export function checkHealth(address: string, creds: ChannelCredentials, opts: Partial<ClientOptions> = {}, service = '', timeoutMs = 3000): Promise<{ status?: string; err?: ServiceError }> {
+  const client = new HealthClient(address, creds, opts) as unknown as HealthCheckClient;
+  return new Promise<{ status?: string; err?: ServiceError }>((resolve) => {
+    client.check({ service }, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => resolve(err ? { err } : { status: res!.status }));
+  }).finally(() => client.close());
 }

@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createPrivateKey } from 'node:crypto';
-import { makeGenericClientConstructor, Metadata, type ChannelCredentials, type ChannelOptions, type Client, type ServiceError } from '@grpc/grpc-js';
-import { service as healthService } from 'grpc-health-check';
+import { Metadata, type ChannelCredentials, type ChannelOptions, type Client, type ServiceError } from '@grpc/grpc-js';
+import { checkHealth as kitCheckHealth } from '../src/client.js';
 import { mintToken } from '../src/auth/jwt.js';
 import { EchoClient, type EchoRequest, type EchoResponse } from './fixtures/echo.js';
 
@@ -64,19 +64,12 @@ export function callEcho(client: EchoStub, req: Partial<EchoRequest>, md: Metada
   });
 }
 
-const HealthClient = makeGenericClientConstructor(healthService as never, 'Health');
-
 /**
  * One grpc.health.v1 Check on a fresh client (closed afterwards): the status name, or the error.
  * Pass `credentials.createInsecure()` for the plaintext probe port.
  */
 export function checkHealth(address: string, creds: ChannelCredentials, service = '', deadlineMs = 3000): Promise<{ status?: string; err?: ServiceError }> {
-  const client = new HealthClient(address, creds, TLS_NAME_OPTIONS) as unknown as Client & {
-    check(req: { service: string }, md: Metadata, opts: { deadline: number }, cb: (e: ServiceError | null, r?: { status: string }) => void): void;
-  };
-  return new Promise<{ status?: string; err?: ServiceError }>((resolve) => {
-    client.check({ service }, new Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => resolve(err ? { err } : { status: res!.status }));
-  }).finally(() => client.close());
+  return kitCheckHealth(address, creds, TLS_NAME_OPTIONS, service, deadlineMs);
 }
 
 /** Polls `probe` until it returns true or `timeoutMs` passes; resolves with the last result. */
