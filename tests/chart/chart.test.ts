@@ -197,7 +197,6 @@ describe('charts/gantry', () => {
     assert.ok(!verbs('webhooks').includes('delete') && !verbs('webhooks').includes('create'));
     assert.deepEqual(verbs('leases').sort(), ['create', 'get', 'update']);
     assert.deepEqual(verbs('events').sort(), ['create', 'patch']);
-    assert.equal(ofKind(docs, 'CustomResourceDefinition').length, 0, 'CRDs come with issue #9');
     assert.equal(ofKind(docs, 'ClusterRole').length, 0, 'namespace-scoped rights only');
   });
 
@@ -282,6 +281,25 @@ describe('charts/gantry', () => {
     }
     const mono = ofKind(await render(['monolithic-values.yaml']), 'Pod');
     assert.deepEqual(mono.map((p) => p.metadata.name), [`${release}-gantry-test-health`]);
+  });
+
+  test('the Webhook and FeatureFlag CRDs are templates behind crds.enabled, kept on uninstall with crds.keep, with status subresources and CEL rules', async (t) => {
+    if (needsHelm(t)) return;
+    const crds = ofKind(await render(), 'CustomResourceDefinition');
+    assert.deepEqual(crds.map((c) => c.metadata.name).sort(), ['featureflags.gantry.dev', 'webhooks.gantry.dev']);
+    for (const crd of crds) {
+      assert.equal(crd.metadata.annotations['helm.sh/resource-policy'], 'keep');
+      const [v] = crd.spec.versions as Obj[];
+      assert.equal(v!.name, 'v1alpha1');
+      assert.deepEqual(v!.subresources, { status: {} });
+      assert.equal(v!.schema.openAPIV3Schema.type, 'object');
+    }
+    const ff = named(crds, 'CustomResourceDefinition', 'featureflags.gantry.dev');
+    assert.deepEqual(ff.spec.names.shortNames, ['ff']);
+    assert.match(JSON.stringify(ff.spec.versions[0].schema), /self\.defaultVariant in self\.variants/);
+    assert.equal(ofKind(await render([], ['crds.enabled=false']), 'CustomResourceDefinition').length, 0);
+    const unkept = ofKind(await render([], ['crds.keep=false']), 'CustomResourceDefinition');
+    assert.ok(unkept.every((c) => !c.metadata.annotations?.['helm.sh/resource-policy']));
   });
 
   test('values that break the schema fail helm template and helm lint with a schema error', async (t) => {
