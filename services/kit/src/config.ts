@@ -294,4 +294,4 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
 }
 
 /** GANTRY_* variables read by other parts (tests, scripts) rather than the server config. */
-const IGNORED_ENV = new Set(['GANTRY_CONFIG_FILE', 'GANTRY_TEST_DATABASE_URL', 'GANTRY_TEST_PG_PORT', 'GANTRY_TOOLS_DIR', 'GANTRY_TOKEN', 'GANTRY_ADDRESS']);
+const IGNORED_ENV = new Set(['GANTRY_CONFIG_FILE', 'GANTRY_TEST_DATABASE_URL', 'GANTRY_TEST_PG_PORT', 'GANTRY_TEST_KUBE_PORT', 'GANTRY_KUBE_CACHE_DIR', 'GANTRY_TOOLS_DIR', 'GANTRY_TOKEN', 'GANTRY_ADDRESS']);

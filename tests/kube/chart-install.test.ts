@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { before, describe, test, type TestContext } from 'node:test';
+// `yaml` is in node_modules (hoisted from the workspace's dependencies); helm template has no JSON output.
+import { parse, parseAllDocuments, stringify } from 'yaml';
+import { repoRoot } from '../support/gantry-process.js';
+import { ok, testKube, type TestKube } from '../support/kube.js';
+
+// charts/gantry installed by helm into a real API server (tests/support/kube.ts): the server
+// validates every object, allocates Service IPs, enforces the schema of each kind, and answers the
+// chart's `lookup`s. No kubelet runs, so pods never start: nothing here waits for readiness.
+
+const chart = join(repoRoot, 'charts/gantry');
+const release = 'gy';
+const targets = ['log', 'settlement', 'approvals', 'webhooks'];
+
+type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- API objects are untyped JSON here
+
+// The chart's CustomResourceDefinitions (when it has them) are cluster-scoped: in one shared test
+// cluster only one release may own them, so these namespaced installs leave them out.
+const chartValues = parse(readFileSync(join(chart, 'values.yaml'), 'utf8')) as Obj;
+const common = 'crds' in chartValues ? ['--set', 'crds.enabled=false'] : [];
+
+let kube: TestKube | undefined;
+let skipReason = '';
+
+/** Skips (locally) or fails (CI=true, inside testKube) when the API server is not there. */
+function needsKube(t: TestContext): TestKube | undefined {
+  if (!kube) t.skip(skipReason);
+  return kube;
+}
+
+async function getAll(k: TestKube, ns: string, kinds: string): Promise<Obj[]> {
+  return (JSON.parse(ok(await k.kubectl(['get', kinds, '--namespace', ns, '-o', 'json']), `kubectl get ${kinds}`)) as Obj).items as Obj[];
+}
+
+const names = (items: Obj[], kind: string) => items.filter((o) => o.kind === kind).map((o) => o.metadata.name as string).sort();
+const byName = (items: Obj[], kind: string, name: string) => {
+  const found = items.find((o) => o.kind === kind && o.metadata.name === name);
+  assert.ok(found, `${kind} ${name} exists`);
+  return found;
+};
+const secretData = (secrets: Obj[]) => new Map(secrets.map((s) => [s.metadata.name as string, JSON.stringify(s.data)]));
+
+describe('charts/gantry on a real Kubernetes API server', () => {
+  before(async () => {
+    const k = await testKube();
+    if (typeof k === 'string') skipReason = k;
+    else kube = k;
+  });
+
+  test('default values: every object is accepted, Services get cluster IPs, and an upgrade keeps the generated CA, certificates and keys', async (t) => {
+    const k = needsKube(t);
+    if (!k) return;
+    const ns = await k.namespace(t, 'chart-default');
+    ok(await k.kubectl(['create', 'secret', 'generic', 'gantry-database', '--namespace', ns, '--from-literal=url=postgres://gantry:gantry@db:5432/gantry']), 'creating the database Secret');
+    ok(await k.helm(['install', release, chart, '--namespace', ns, ...common]), 'helm install');
+
+    const objects = await getAll(k, ns, 'deployments,services,networkpolicies,serviceaccounts,poddisruptionbudgets,secrets');
+    assert.deepEqual(names(objects, 'Deployment'), targets.map((x) => `${release}-${x}`).sort());
+    assert.deepEqual(names(objects, 'NetworkPolicy'), targets.map((x) => `${release}-${x}`).sort());
+    assert.deepEqual(names(objects, 'PodDisruptionBudget'), targets.map((x) => `${release}-${x}`).sort());
+    for (const target of targets) {
+      const svc = byName(objects, 'Service', `${release}-${target}`);
+      assert.match(svc.spec.clusterIP, /^10\.0\.0\.\d+$/, `${target}: the server allocated an IP from --service-cluster-ip-range`);
+      assert.equal(byName(objects, 'Service', `${release}-${target}-headless`).spec.clusterIP, 'None');
+      assert.equal(byName(objects, 'ServiceAccount', `${release}-${target}`).automountServiceAccountToken, false);
+      const deployment = byName(objects, 'Deployment', `${release}-${target}`);
+      assert.equal(deployment.spec.replicas, 2);
+      assert.equal(deployment.spec.template.spec.serviceAccountName, `${release}-${target}`);
+    }
+
+    const secrets = objects.filter((o) => o.kind === 'Secret' && o.type !== 'helm.sh/release.v1');
+    const kept = [`${release}-ca`, ...targets.map((x) => `${release}-${x}-tls`), `${release}-dev-jwt`, `${release}-log-signing-key`, `${release}-webhooks-keys`];
+    assert.deepEqual(names(secrets, 'Secret'), ['gantry-database', ...kept].sort());
+    const decode = (s: Obj, key: string) => Buffer.from(s.data[key], 'base64').toString();
+    const ca = new X509Certificate(decode(byName(secrets, 'Secret', `${release}-ca`), 'tls.crt'));
+    for (const target of targets) {
+      const leaf = new X509Certificate(decode(byName(secrets, 'Secret', `${release}-${target}-tls`), 'tls.crt'));
+      assert.ok(leaf.verify(ca.publicKey), `${target}'s certificate is signed by the chart's CA`);
+      assert.ok(leaf.subjectAltName?.includes(`DNS:${release}-${target}-headless.${ns}.svc.cluster.local`), leaf.subjectAltName);
+    }
+
+    // lookup against the server returns the Secrets just installed: the upgrade re-renders them unchanged.
+    ok(await k.helm(['upgrade', release, chart, '--namespace', ns, ...common]), 'helm upgrade');
+    const after = (await getAll(k, ns, 'secrets')).filter((s) => kept.includes(s.metadata.name));
+    const before = secretData(secrets.filter((s) => kept.includes(s.metadata.name)));
+    assert.equal(after.length, kept.length);
+    for (const [name, data] of secretData(after)) assert.equal(data, before.get(name), `${name} is unchanged by helm upgrade`);
+    const history = JSON.parse(ok(await k.helm(['history', release, '--namespace', ns, '-o', 'json']), 'helm history')) as Obj[];
+    assert.deepEqual(history.map((h) => h.status), ['superseded', 'deployed']);
+  });
+
+  test('monolithic values: one Recreate Deployment with its PVC, Services and NetworkPolicy', async (t) => {
+    const k = needsKube(t);
+    if (!k) return;
+    const ns = await k.namespace(t, 'chart-monolithic');
+    ok(await k.helm(['install', release, chart, '--namespace', ns, '-f', join(chart, 'ci/monolithic-values.yaml'), ...common]), 'helm install');
+
+    const objects = await getAll(k, ns, 'deployments,services,networkpolicies,persistentvolumeclaims,secrets');
+    assert.deepEqual(names(objects, 'Deployment'), [`${release}-gantry`]);
+    const deployment = byName(objects, 'Deployment', `${release}-gantry`);
+    assert.equal(deployment.spec.replicas, 1);
+    assert.equal(deployment.spec.strategy.type, 'Recreate');
+    const pvc = byName(objects, 'PersistentVolumeClaim', `${release}-gantry-data`);
+    assert.equal(pvc.spec.resources.requests.storage, '2Gi');
+    assert.equal(pvc.status.phase, 'Pending', 'no storage provisioner runs: the claim stays Pending, which is fine');
+    assert.match(byName(objects, 'Service', `${release}-gantry`).spec.clusterIP, /^10\.0\.0\.\d+$/);
+    assert.deepEqual(names(objects, 'NetworkPolicy'), [`${release}-gantry`]);
+    const policy = byName(objects, 'NetworkPolicy', `${release}-gantry`);
+    assert.ok(JSON.stringify(policy.spec.ingress).includes('"kubernetes.io/metadata.name":"clients"'), 'allowedClients reach the server as written');
+    assert.ok(names(objects, 'Secret').includes(`${release}-ca`));
+  });
+
+  test('values breaking the schema (a misspelt key, a wrong type) are refused with a schema error and create nothing', async (t) => {
+    const k = needsKube(t);
+    if (!k) return;
+    const ns = await k.namespace(t, 'chart-schema');
+    ok(await k.kubectl(['create', 'secret', 'generic', 'gantry-database', '--namespace', ns, '--from-literal=url=postgres://gantry:gantry@db:5432/gantry']), 'creating the database Secret');
+    for (const bad of ['targets.log.replica=3', 'shutdownGraceMs=soon']) {
+      const r = await k.helm(['install', release, chart, '--namespace', ns, '--set', bad, ...common]);
+      assert.notEqual(r.code, 0, `${bad} is refused`);
+      assert.match(r.stderr, /schema/i, `${bad}: ${r.stderr}`);
+    }
+    const left = ok(await k.kubectl(['get', 'all,secrets,configmaps,networkpolicies,serviceaccounts,persistentvolumeclaims', '--namespace', ns, '-o', 'name']), 'kubectl get');
+    assert.deepEqual(left.split('\n').filter(Boolean), ['secret/gantry-database'], 'only the Secret made before the installs');
+    assert.deepEqual(JSON.parse(ok(await k.helm(['list', '--namespace', ns, '--deployed', '--failed', '--pending', '-o', 'json']), 'helm list')), [], 'no release recorded');
+  });
+
+  test('cert-manager values: the server accepts every rendered object but the cert-manager kinds (a dry run: no cert-manager CRDs offline)', async (t) => {
+    const k = needsKube(t);
+    if (!k) return;
+    const ns = await k.namespace(t, 'chart-certmanager');
+    const rendered = ok(await k.helm(['template', release, chart, '--namespace', ns, '-f', join(chart, 'ci/microservices-certmanager-values.yaml'), ...common]), 'helm template');
+    const docs = parseAllDocuments(rendered).map((d) => d.toJSON() as Obj).filter(Boolean);
+    const certManager = docs.filter((d) => String(d.apiVersion).startsWith('cert-manager.io/'));
+    const rest = docs.filter((d) => !certManager.includes(d));
+    assert.ok(certManager.length > targets.length, 'the Issuers and Certificates are rendered (and left out here)');
+    const applied = await k.kubectl(['apply', '--dry-run=server', '--namespace', ns, '-f', '-'], rest.map((d) => stringify(d)).join('---\n'));
+    assert.equal(applied.code, 0, applied.stderr);
+    const accepted = applied.stdout.split('\n').filter((l) => l.endsWith('(server dry run)'));
+    assert.equal(accepted.length, rest.length, applied.stdout);
+    for (const kind of ['deployment.apps', 'horizontalpodautoscaler.autoscaling', 'networkpolicy.networking.k8s.io', 'role.rbac.authorization.k8s.io', 'rolebinding.rbac.authorization.k8s.io']) {
+      assert.ok(accepted.some((l) => l.startsWith(`${kind}/`)), `${kind} accepted: ${applied.stdout}`);
+    }
+    assert.deepEqual(ok(await k.kubectl(['get', 'all', '--namespace', ns, '-o', 'name']), 'kubectl get').trim(), '', 'a dry run creates nothing');
+  });
+});
