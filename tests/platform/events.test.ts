@@ -9,6 +9,7 @@ import { unary } from '@gantry/kit';
 import { approvalsService } from '@gantry/approvals';
 import { logService } from '@gantry/log';
 import { settlementService } from '@gantry/settlement';
+import { SettlementWallet } from '@gantry/settlement/client';
 import { webhooksService } from '@gantry/webhooks';
 import { eventually } from '../../services/kit/test/clients.js';
 import { startServicePlatform, type ServicePlatform } from '../../services/kit/test/harness.js';
@@ -73,7 +74,6 @@ describe('the platform in one process: events, audit trail and one trace across 
     const root = tracer.startSpan('user settles a session', { kind: SpanKind.CLIENT });
     const traceId = root.spanContext().traceId;
     const c = clients.settlement;
-    const { SettlementWallet } = await import('@gantry/settlement/client');
     const wallet = SettlementWallet.generate();
     await unary(c.deposit, c, { walletAddress: wallet.address, amountMinor: 500n, transferId: `tr-${wallet.address}`, memo: '' }, clients.as('treasury', ['settlement.admin']));
     const { sessionId } = await context.with(trace.setSpan(context.active(), root), () => unary(c.approveCreditLine, c, wallet.approve(100n), clients.as('casino-l2', ['settlement.credit'])));

@@ -1,6 +1,7 @@
 // The whole platform as its users see it: a settlement flow and an approval flow, a local HTTP
 // receiver subscribed to every domain event, and the audit partitions in the log.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { bearerMetadata, clientCredentials, clientOptions, streamOf, unary, type ClientTls } from '@gantry/kit';
@@ -113,7 +114,6 @@ export class PlatformClients {
   async approvalFlow(): Promise<string> {
     const c = this.approvals;
     const content = Buffer.from(`raise limit ${Math.random()}`);
-    const { createHash } = await import('node:crypto');
     const req: approvalsv1.SubmitApprovalRequestRequest = {
       requestId: '',
       type: approvalsv1.ApprovalType.APPROVAL_TYPE_PARAMETER_CHANGE,
