@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { failedPrecondition, loadMigrations, type Database, type Outbox, type OutboxEvent, type Sql } from '@gantry/kit';
+import { EventWriter, failedPrecondition, loadMigrations, type Database, type Outbox, type Sql } from '@gantry/kit';
 import type { ApprovalKind, ApprovalRecord, ChangeRecord, ChangeType, PriorityRank, RequestRecord, VoteRecord } from '../domain/approval.js';
 import type { ApprovalState, Decision } from '../domain/quorum.js';
 import { changeEvents, createdEvent } from './change-events.js';
@@ -135,11 +135,8 @@ export class ApprovalsStore {
    * domain events of its changes are written in it and handed to the relay once it commits.
    */
   async transaction<T>(fn: (tx: ApprovalsTx) => Promise<T>): Promise<T> {
-    let tx: ApprovalsTx | undefined;
     try {
-      const result = await this.db.transaction((sql) => fn((tx = new ApprovalsTx(sql, this.outbox))));
-      if (tx?.emitted) this.outbox.committed();
-      return result;
+      return await this.outbox.transaction(this.db, (sql) => new ApprovalsTx(sql, this.outbox), fn);
     } catch (err) {
       return mapConstraint(err);
     }
@@ -300,20 +297,7 @@ export class ApprovalsStore {
 }
 
 /** The statements one change runs inside its transaction. */
-export class ApprovalsTx {
-  /** Whether this transaction wrote events (the relay is woken after the commit). */
-  emitted = false;
-
-  constructor(
-    private readonly sql: Sql,
-    private readonly outbox: Outbox,
-  ) {}
-
-  private async emit(events: readonly OutboxEvent[], now: Date): Promise<void> {
-    await this.outbox.add(this.sql, events, now);
-    this.emitted ||= this.outbox.enabled && events.length > 0;
-  }
-
+export class ApprovalsTx extends EventWriter {
   /** The request an idempotency key was used for, with the digest of the body it came with. */
   async byRequestId(requester: string, requestId: string): Promise<{ id: string; digest: Buffer } | undefined> {
     const { rows } = await this.sql.query(`SELECT approval_id, request_digest FROM approvals.requests WHERE requester = $1 AND request_id = $2`, [requester, requestId]);

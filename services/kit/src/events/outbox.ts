@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { context, propagation } from '@opentelemetry/api';
 import { eventsv1 } from '@gantry/proto';
-import type { Sql } from '../storage/database.js';
+import type { Database, Sql } from '../storage/database.js';
 
 /**
  * A service's transactional outbox: domain events written in the same transaction as the change
@@ -84,6 +84,17 @@ export class Outbox {
     await tx.query(this.insertSql, [events.map((e) => e.id), events.map((e) => e.type), events.map((e) => e.payload), JSON.stringify(activeTraceContext()), now]);
   }
 
+  /**
+   * Runs `fn` in one transaction of `db` on the store's transaction object (`begin`), and hands the
+   * events it emitted to the relay once it has committed.
+   */
+  async transaction<X extends EventWriter, T>(db: Database, begin: (sql: Sql) => X, fn: (tx: X) => Promise<T>): Promise<T> {
+    let tx: X | undefined;
+    const result = await db.transaction((sql) => fn((tx = begin(sql))));
+    if (tx?.emitted) this.committed();
+    return result;
+  }
+
   /** Tells this process's relay that events were committed, so it sends them now rather than at its next poll. */
   committed(): void {
     if (this.enabled) this.wakeRelay();
@@ -92,5 +103,22 @@ export class Outbox {
   /** The relay registers here (runtime wiring). */
   onCommitted(wake: () => void): void {
     this.wakeRelay = wake;
+  }
+}
+
+/** What a store's transaction object extends to write domain events in that transaction. */
+export class EventWriter {
+  /** Whether this transaction wrote events (the relay is woken after the commit). */
+  emitted = false;
+
+  constructor(
+    protected readonly sql: Sql,
+    protected readonly outbox: Outbox,
+  ) {}
+
+  /** Writes domain events in this transaction: they are relayed if, and only if, it commits. */
+  async emit(events: readonly OutboxEvent[], now: Date): Promise<void> {
+    await this.outbox.add(this.sql, events, now);
+    this.emitted ||= this.outbox.enabled && events.length > 0;
   }
 }

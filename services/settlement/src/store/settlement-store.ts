@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { activeTraceContext, alreadyExists, failedPrecondition, loadMigrations, type Database, type Outbox, type OutboxEvent, type Sql } from '@gantry/kit';
+import { activeTraceContext, alreadyExists, EventWriter, failedPrecondition, loadMigrations, type Database, type Outbox, type OutboxEvent, type Sql } from '@gantry/kit';
 import type { CreditLineRow } from '../domain/credit-line.js';
 import type { Outcome, PlannedTransfer } from '../domain/ledger.js';
 
@@ -78,11 +78,8 @@ export class SettlementStore {
    * the transaction emitted go to the relay once it has committed.
    */
   async transaction<T>(fn: (tx: LedgerTx) => Promise<T>): Promise<T> {
-    let tx: LedgerTx | undefined;
     try {
-      const result = await this.db.transaction((sql) => fn((tx = new LedgerTx(sql, this.outbox))));
-      if (tx?.emitted) this.outbox.committed();
-      return result;
+      return await this.outbox.transaction(this.db, (sql) => new LedgerTx(sql, this.outbox), fn);
     } catch (err) {
       return mapConstraint(err);
     }
@@ -196,21 +193,7 @@ async function balancesOf(sql: Sql, ids: readonly string[], lock: boolean): Prom
 }
 
 /** The statements one booking runs inside its transaction. */
-export class LedgerTx {
-  /** Whether this transaction wrote events (the relay is woken after the commit). */
-  emitted = false;
-
-  constructor(
-    private readonly sql: Sql,
-    private readonly outbox: Outbox,
-  ) {}
-
-  /** Writes domain events in this transaction: they are relayed if, and only if, it commits. */
-  async emit(events: readonly OutboxEvent[], now: Date): Promise<void> {
-    await this.outbox.add(this.sql, events, now);
-    this.emitted ||= this.outbox.enabled && events.length > 0;
-  }
-
+export class LedgerTx extends EventWriter {
   /**
    * Claims an idempotency key. Returns undefined when the key is new (the caller books, then
    * calls `complete`), or the stored response when the same request was already booked. The same
