@@ -1,0 +1,11 @@
+// The operator's controller runtime: informers, a rate-limited work queue, controllers, Lease leader
+// election, Kubernetes Events and a manager tying them together. Reconcilers code against this file.
+export { type ObjectKey, type ResourceType, keyOf, parseKey, apiVersionOf, collectionPath } from './keys.js';
+export { type Clock, realClock, Backoff } from './clock.js';
+export { Informer, type InformerEvent, type InformerHandler, type InformerOptions } from './informer.js';
+export { WorkQueue, type WorkQueueOptions } from './queue.js';
+export { Controller, type ControllerOptions, type Reconciler, type ReconcileResult, type Watch } from './controller.js';
+export { LeaderElector, type LeaderCallbacks, type LeaderElectorOptions } from './leader.js';
+export { EventRecorder, type EventType } from './events.js';
+export { Manager, LeadershipLostError, type ManagerOptions } from './manager.js';
+export { KubeApiError, isGone } from './kube-http.js';
