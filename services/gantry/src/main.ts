@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { ConfigError } from '@gantry/kit';
 import { approvalsCommand } from './commands/approvals.js';
+import { flagsCommand } from './commands/flags.js';
 import { health } from './commands/health.js';
 import { logCommand } from './commands/log.js';
 import { pkiInit } from './commands/pki.js';
@@ -53,6 +54,7 @@ withConnection(program.command('health').description('check a server with grpc.h
 program.addCommand(logCommand());
 program.addCommand(settlementCommand());
 program.addCommand(approvalsCommand());
+program.addCommand(flagsCommand());
 
 try {
   await program.parseAsync();

@@ -25,3 +25,6 @@ export * from './auth/service-token.js';
 export * from './events/outbox.js';
 export * from './events/relay.js';
 export * from './events/sinks.js';
+export * from './flags/index.js';
+export type { Client as OpenFeatureClient, EvaluationContext, EvaluationDetails } from '@openfeature/server-sdk';
+export { ProviderEvents } from '@openfeature/server-sdk';

@@ -1,9 +1,13 @@
 import { resolve } from 'node:path';
+import { OpenFeature, type Client as OpenFeatureClient } from '@openfeature/server-sdk';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { authMiddleware } from './auth/middleware.js';
 import { ensureDevSigningKey, type DevSigningKey } from './auth/keys.js';
 import { TokenVerifier } from './auth/jwt.js';
 import type { GantryConfig } from './config.js';
+import { startFlags, type FlagsRuntime } from './flags/flags.js';
+import type { FlagsLimits } from './flags/limits.js';
+import { flagsMigrations, flagsSchemaFor } from './flags/store.js';
 import { HealthState } from './health/health.js';
 import type { Logger } from './logger.js';
 import { MethodRateLimiter, rateLimitMiddleware } from './ratelimit/middleware.js';
@@ -30,6 +34,11 @@ export interface ServiceDeps {
   outbox: Outbox;
   /** Registers cleanup that runs after calls have drained and before the database closes. */
   onShutdown(fn: () => Promise<void>): void;
+  /**
+   * This process's feature flags (OpenFeature, flagd rules), evaluated in memory from the flags
+   * store every replica follows, e.g. `await flags.getBooleanValue('webhooks.delivery.paused', false)`.
+   */
+  flags: OpenFeatureClient;
 }
 
 /** A target's contribution to a process: its gRPC module(s) and the schema it owns. */
@@ -55,6 +64,8 @@ export interface RuntimeOptions {
   spanProcessors?: SpanProcessor[];
   /** How often readiness (database reachable, migrations applied) is re-checked. */
   readinessIntervalMs?: number;
+  /** Bounds of the flags store and its watches (tests shrink them; defaults FLAGS_LIMITS). */
+  flagsLimits?: Partial<FlagsLimits>;
 }
 
 export interface Runtime {
@@ -67,6 +78,10 @@ export interface Runtime {
   tls: TlsFiles;
   /** JWKS file the server verifies with, when it is a local file (dev). */
   jwksFile: string | undefined;
+  /** The flags client services get (defaults only when the runtime has no services). */
+  flags: OpenFeatureClient;
+  /** The flags schema this process serves FlagsService from (`flags_<targets>`), or undefined without services. */
+  flagsSchema: string | undefined;
   stop(graceMs?: number): Promise<void>;
 }
 
@@ -102,20 +117,38 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const verifier = TokenVerifier.fromConfig(config.auth, jwksFile);
 
   const db = await openDatabase(config);
-  const schemas = opts.services.flatMap((s) => (s.schema ? [s.schema] : []));
-  for (const schema of schemas) {
-    const applied = await migrate(db, schema.name, schema.migrations);
-    if (applied.length > 0) log.info({ schema: schema.name, versions: applied }, 'applied migrations');
-  }
-
+  // Every process with services serves flags from a schema of its own (replicas share it).
+  const flagsSchema = opts.services.length > 0 ? flagsSchemaFor(opts.services.map((s) => s.target)) : undefined;
+  const schemas = [
+    ...opts.services.flatMap((s) => (s.schema ? [s.schema] : [])),
+    ...(flagsSchema ? [{ name: flagsSchema, migrations: flagsMigrations(flagsSchema) }] : []),
+  ];
+  let flags: FlagsRuntime | undefined;
+  // Without services there are no flags: a client of a domain no provider serves answers the defaults.
+  let flagsClient: OpenFeatureClient = OpenFeature.getClient('gantry-flags/none');
   const shutdownHooks: (() => Promise<void>)[] = [];
   const modules: ServiceModule[] = [];
   const outboxes: { target: string; outbox: Outbox }[] = [];
-  for (const factory of opts.services) {
-    const emits = factory.events !== undefined && factory.schema !== undefined;
-    const outbox = new Outbox(factory.schema?.name ?? 'none', factory.events?.source ?? factory.target, emits && config.events.enabled);
-    if (outbox.enabled) outboxes.push({ target: factory.target, outbox });
-    modules.push(...(await factory.create({ db, config, log, outbox, onShutdown: (fn) => shutdownHooks.push(fn) })));
+  try {
+    for (const schema of schemas) {
+      const applied = await migrate(db, schema.name, schema.migrations);
+      if (applied.length > 0) log.info({ schema: schema.name, versions: applied }, 'applied migrations');
+    }
+    if (flagsSchema) {
+      flags = await startFlags({ db, schema: flagsSchema, log, limits: opts.flagsLimits });
+      flagsClient = flags.client;
+      modules.push(flags.module);
+    }
+    for (const factory of opts.services) {
+      const emits = factory.events !== undefined && factory.schema !== undefined;
+      const outbox = new Outbox(factory.schema?.name ?? 'none', factory.events?.source ?? factory.target, emits && config.events.enabled);
+      if (outbox.enabled) outboxes.push({ target: factory.target, outbox });
+      modules.push(...(await factory.create({ db, config, log, outbox, onShutdown: (fn) => shutdownHooks.push(fn), flags: flagsClient })));
+    }
+  } catch (err) {
+    await flags?.stop();
+    await db.close();
+    throw err;
   }
 
   const scopeTable = new Map<string, readonly string[]>();
@@ -147,6 +180,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     if (outboxes.length > 0) relays = await startRelays({ config, db, log, tls, outboxes, devKey, port: ports.port, targets: opts.services.map((s) => s.target) });
   } catch (err) {
     await server.shutdown(0);
+    await flags?.stop();
     await db.close();
     throw err;
   }
@@ -172,12 +206,15 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     db,
     tls,
     jwksFile,
+    flags: flagsClient,
+    flagsSchema,
     async stop(graceMs) {
       clearInterval(readinessTimer);
       // Events committed by calls still draining wait in the outbox for the next start (or another replica).
       await relays?.stop();
       await server.shutdown(graceMs);
       for (const hook of shutdownHooks.reverse()) await hook().catch((err: unknown) => log.warn({ err }, 'shutdown hook failed'));
+      await flags?.stop().catch((err: unknown) => log.warn({ err }, 'stopping flags failed'));
       verifier.close();
       await db.close();
       await telemetry?.shutdown();

@@ -1475,10 +1475,14 @@ export const FlagsServiceService = {
   /**
    * PutFlag creates or replaces a flag.
    * Errors: INVALID_ARGUMENT (key not 1-128 chars of [A-Za-z0-9._-], state
-   * unspecified, no variants or more than 64, variant values of mixed types,
-   * default_variant not among the variants, targeting not valid JSONLogic or
-   * over 64 KiB); ABORTED (expected_version does not match: re-read and
-   * retry); RESOURCE_EXHAUSTED (more than 1,000 flags).
+   * unspecified, no variants or more than 64, a variant name not 1-128 chars,
+   * variant values of mixed types, default_variant not among the variants,
+   * targeting not valid JSONLogic or over 64 KiB, more than 64 metadata
+   * entries or a metadata string over 1,024 chars, source over 256 chars, the
+   * whole flag over 128 KiB); ABORTED (expected_version does not match:
+   * re-read and retry); RESOURCE_EXHAUSTED (more than 1,000 flags, or all
+   * flags together over 4 MiB).
+   * Returns once this replica evaluates the new version.
    */
   putFlag: {
     path: "/gantry.flags.v1.FlagsService/PutFlag" as const,
@@ -1534,8 +1538,8 @@ export const FlagsServiceService = {
    * replica. The first message is a BOOKMARK with the current version when
    * from_version = 0. Slow consumers end with RESOURCE_EXHAUSTED and resume
    * from their last version.
-   * Errors: OUT_OF_RANGE (from_version older than the retained history:
-   * re-list and watch from the list's version).
+   * Errors: OUT_OF_RANGE (from_version older than the retained history, or
+   * newer than the store's head: re-list and watch from the list's version).
    */
   watchFlags: {
     path: "/gantry.flags.v1.FlagsService/WatchFlags" as const,
@@ -1552,10 +1556,14 @@ export interface FlagsServiceServer extends UntypedServiceImplementation {
   /**
    * PutFlag creates or replaces a flag.
    * Errors: INVALID_ARGUMENT (key not 1-128 chars of [A-Za-z0-9._-], state
-   * unspecified, no variants or more than 64, variant values of mixed types,
-   * default_variant not among the variants, targeting not valid JSONLogic or
-   * over 64 KiB); ABORTED (expected_version does not match: re-read and
-   * retry); RESOURCE_EXHAUSTED (more than 1,000 flags).
+   * unspecified, no variants or more than 64, a variant name not 1-128 chars,
+   * variant values of mixed types, default_variant not among the variants,
+   * targeting not valid JSONLogic or over 64 KiB, more than 64 metadata
+   * entries or a metadata string over 1,024 chars, source over 256 chars, the
+   * whole flag over 128 KiB); ABORTED (expected_version does not match:
+   * re-read and retry); RESOURCE_EXHAUSTED (more than 1,000 flags, or all
+   * flags together over 4 MiB).
+   * Returns once this replica evaluates the new version.
    */
   putFlag: handleUnaryCall<PutFlagRequest, PutFlagResponse>;
   /**
@@ -1579,8 +1587,8 @@ export interface FlagsServiceServer extends UntypedServiceImplementation {
    * replica. The first message is a BOOKMARK with the current version when
    * from_version = 0. Slow consumers end with RESOURCE_EXHAUSTED and resume
    * from their last version.
-   * Errors: OUT_OF_RANGE (from_version older than the retained history:
-   * re-list and watch from the list's version).
+   * Errors: OUT_OF_RANGE (from_version older than the retained history, or
+   * newer than the store's head: re-list and watch from the list's version).
    */
   watchFlags: handleServerStreamingCall<WatchFlagsRequest, WatchFlagsResponse>;
 }
@@ -1589,10 +1597,14 @@ export interface FlagsServiceClient extends Client {
   /**
    * PutFlag creates or replaces a flag.
    * Errors: INVALID_ARGUMENT (key not 1-128 chars of [A-Za-z0-9._-], state
-   * unspecified, no variants or more than 64, variant values of mixed types,
-   * default_variant not among the variants, targeting not valid JSONLogic or
-   * over 64 KiB); ABORTED (expected_version does not match: re-read and
-   * retry); RESOURCE_EXHAUSTED (more than 1,000 flags).
+   * unspecified, no variants or more than 64, a variant name not 1-128 chars,
+   * variant values of mixed types, default_variant not among the variants,
+   * targeting not valid JSONLogic or over 64 KiB, more than 64 metadata
+   * entries or a metadata string over 1,024 chars, source over 256 chars, the
+   * whole flag over 128 KiB); ABORTED (expected_version does not match:
+   * re-read and retry); RESOURCE_EXHAUSTED (more than 1,000 flags, or all
+   * flags together over 4 MiB).
+   * Returns once this replica evaluates the new version.
    */
   putFlag(
     request: PutFlagRequest,
@@ -1672,8 +1684,8 @@ export interface FlagsServiceClient extends Client {
    * replica. The first message is a BOOKMARK with the current version when
    * from_version = 0. Slow consumers end with RESOURCE_EXHAUSTED and resume
    * from their last version.
-   * Errors: OUT_OF_RANGE (from_version older than the retained history:
-   * re-list and watch from the list's version).
+   * Errors: OUT_OF_RANGE (from_version older than the retained history, or
+   * newer than the store's head: re-list and watch from the list's version).
    */
   watchFlags(request: WatchFlagsRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchFlagsResponse>;
   watchFlags(
