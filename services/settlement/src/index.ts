@@ -19,12 +19,12 @@ export function createSettlementService(opts: SettlementOptions = {}): ServiceFa
     target: 'settlement',
     schema: { name: SETTLEMENT_SCHEMA, migrations: settlementMigrations },
     events: { source: SETTLEMENT_EVENT_SOURCE },
-    create: ({ db, outbox }) => [
+    create: ({ db, outbox, flags }) => [
       defineService({
         name: 'gantry.settlement.v1.SettlementService',
         definition: settlementv1.SettlementServiceService,
         scopes: settlementScopes,
-        handlers: settlementHandlers({ store: new SettlementStore(db, outbox), events: outbox, now: opts.now ?? Date.now, newId: randomUUID }),
+        handlers: settlementHandlers({ store: new SettlementStore(db, outbox), events: outbox, now: opts.now ?? Date.now, newId: randomUUID, flags }),
         unimplementedReason: 'ExecuteSettlement and RequestReimbursement are kept only for wire compatibility: settle a session with CreditSettle, which returns its funds to L1',
       }),
     ],

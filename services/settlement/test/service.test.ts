@@ -5,8 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
 import { domainEvent, unary } from '@gantry/kit';
-import { eventsv1, settlementv1 } from '@gantry/proto';
-import { assertStatus } from '../../kit/test/clients.js';
+import { eventsv1, flagsv1, settlementv1 } from '@gantry/proto';
+import { assertStatus, eventually } from '../../kit/test/clients.js';
 import { engines, requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
 import { HOUSE_ACCOUNT } from '../src/domain/ledger.js';
 import { accountBalance, ledgerSnapshot, newNonce, rpc, startSettlementPlatform, TestWallet, type SettlementPlatform } from './support.js';
@@ -172,6 +172,27 @@ for (const engine of engines()) {
       const { w, sessionId } = await fundedWallet(1_000n, 500n);
       await api.draw(w.drawRequest(sessionId, 400n));
       await refusedWithNothingBooked(() => api.draw(w.drawRequest(sessionId, 101n)), status.FAILED_PRECONDITION, /exceeds the remaining credit of 100/);
+    });
+
+    test('the kill switch settlement.draws.disabled refuses draws with FAILED_PRECONDITION and books nothing; a targeting rule stops one wallet only; turning it off restores draws', async () => {
+      const { w, sessionId } = await fundedWallet(1_000n, 500n);
+      const other = await fundedWallet(1_000n, 500n);
+      const flag = (defaultVariant: 'on' | 'off', targeting?: object) =>
+        p.flags.put({ key: 'settlement.draws.disabled', state: flagsv1.FlagState.FLAG_STATE_ENABLED, variants: { on: true, off: false }, defaultVariant, targeting, metadata: {}, source: 'test', version: 0n, updatedAt: undefined });
+      await flag('on');
+      // The store notifies this process's snapshot; evaluation follows within moments.
+      await eventually(() => p.runtime.flags.getBooleanValue('settlement.draws.disabled', false), 2000);
+      await refusedWithNothingBooked(() => api.draw(w.drawRequest(sessionId, 10n)), status.FAILED_PRECONDITION, /switched off by the feature flag settlement\.draws\.disabled/);
+
+      // Only the wallet the rule names is stopped.
+      await flag('off', { if: [{ '===': [{ var: 'targetingKey' }, w.address] }, 'on', 'off'] });
+      await eventually(async () => !(await p.runtime.flags.getBooleanValue('settlement.draws.disabled', false, { targetingKey: other.w.address })), 2000);
+      await refusedWithNothingBooked(() => api.draw(w.drawRequest(sessionId, 10n)), status.FAILED_PRECONDITION, /switched off/);
+      assert.equal((await api.draw(other.w.drawRequest(other.sessionId, 10n))).amountDrawnMinor, 10n);
+
+      await p.flags.delete('settlement.draws.disabled');
+      await eventually(async () => !(await p.runtime.flags.getBooleanValue('settlement.draws.disabled', false, { targetingKey: w.address })), 2000);
+      assert.equal((await api.draw(w.drawRequest(sessionId, 10n))).amountDrawnMinor, 10n);
     });
 
     test('a session settles once', async () => {

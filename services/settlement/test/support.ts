@@ -3,7 +3,7 @@
 // snapshot to prove that a refused request booked nothing.
 import { randomBytes } from 'node:crypto';
 import type { Metadata } from '@grpc/grpc-js';
-import { bearerMetadata, clientCredentials, clientOptions, Outbox, unary, type Runtime } from '@gantry/kit';
+import { bearerMetadata, clientCredentials, clientOptions, FlagsClient, Outbox, unary, type Runtime } from '@gantry/kit';
 import { settlementv1 } from '@gantry/proto';
 import { tokenFor } from '../../kit/test/clients.js';
 import type { EngineName } from '../../kit/test/databases.js';
@@ -23,6 +23,8 @@ export interface SettlementPlatform {
   store: SettlementStore;
   /** The server's clock, in ms; tests move it. */
   clock: { nowMs: number };
+  /** The process's FlagsService, with a flags.write token (kill switches). */
+  flags: FlagsClient;
   close(): Promise<void>;
 }
 
@@ -34,6 +36,8 @@ export async function startSettlementPlatform(engine: EngineName): Promise<Settl
   const { runtime, dataDir, tls } = platform;
   const client = new settlementv1.SettlementServiceClient(platform.address, clientCredentials(tls), clientOptions(tls));
   const md = (subject: string, scope: string) => bearerMetadata(tokenFor(dataDir, subject, [scope]));
+  const flagsToken = md('sre', 'flags.write');
+  const flags = new FlagsClient(platform.address, clientCredentials(tls), clientOptions(tls), () => flagsToken);
   return {
     runtime,
     client,
@@ -42,8 +46,10 @@ export async function startSettlementPlatform(engine: EngineName): Promise<Settl
     read: md('auditor', 'settlement.read'),
     store: new SettlementStore(runtime.db, new Outbox(SETTLEMENT_SCHEMA, SETTLEMENT_EVENT_SOURCE, true)),
     clock,
+    flags,
     async close() {
       client.close();
+      flags.close();
       await platform.close();
     },
   };

@@ -2,12 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { defineService, type GantryConfig, type ServiceFactory } from '@gantry/kit';
+import { defineService, ProviderEvents, type GantryConfig, type ServiceFactory } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
 import { webhooksHandlers } from './api/handlers.js';
 import { webhooksScopes } from './api/scopes.js';
 import { WebhooksStreams } from './api/streams.js';
 import { AddressGuard } from './domain/address-guard.js';
+import { DELIVERY_PAUSED_FLAG } from './domain/flags.js';
 import { KEY_BYTES, parseKeyring, SecretBox } from './domain/secret-box.js';
 import { Dispatcher } from './delivery/dispatcher.js';
 import { HttpSender, systemResolver, type Resolver } from './delivery/http.js';
@@ -70,7 +71,7 @@ export function createWebhooksService(opts: WebhooksOptions = {}): ServiceFactor
   return {
     target: 'webhooks',
     schema: { name: WEBHOOKS_SCHEMA, migrations: webhooksMigrations },
-    async create({ db, config, log, onShutdown }) {
+    async create({ db, config, log, onShutdown, flags }) {
       const c = config.webhooks;
       const { box, generated } = await loadSecretBox(config);
       if (generated) log.info({ file: generated }, 'created a dev key for webhook secrets at rest; set webhooks.secretKeyFile in production');
@@ -102,14 +103,19 @@ export function createWebhooksService(opts: WebhooksOptions = {}): ServiceFactor
           },
           drainTimeoutMs: c.drainTimeoutMs,
           onDisabled: () => undefined,
+          paused: () => flags.getBooleanValue(DELIVERY_PAUSED_FLAG, false),
         },
         log,
       );
       const unlisten = await db.listen(QUEUED_CHANNEL, () => dispatcher.wake());
+      // A flag change (turning the kill switch off) resumes delivery at once, not at the next poll.
+      const onFlagsChanged = () => dispatcher.wake();
+      flags.addHandler(ProviderEvents.ConfigurationChanged, onFlagsChanged);
       dispatcher.start();
       opts.onDispatcher?.(dispatcher);
       onShutdown(async () => {
         await unlisten();
+        flags.removeHandler(ProviderEvents.ConfigurationChanged, onFlagsChanged);
         await dispatcher.stop();
         await streams.stop();
       });

@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
-import { webhooksv1 } from '@gantry/proto';
+import { flagsv1, webhooksv1 } from '@gantry/proto';
 import { assertStatus, eventually } from '../../kit/test/clients.js';
 import { engines, requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
 import { Receiver, rpc, spec, startWebhooksPlatform, uniquePath, type WebhooksPlatform } from './support.js';
@@ -50,6 +50,24 @@ for (const engine of engines()) {
     }
     const deliveries = async (webhookId: string) => (await api.history({ webhookId, pageSize: 500 })).deliveries;
     const statusOf = async (webhookId: string, deliveryId: string) => (await deliveries(webhookId)).find((d) => d.deliveryId === deliveryId)?.status;
+
+    test('the kill switch webhooks.delivery.paused holds every delivery: events queue while it is on and go out once it is off', async () => {
+      const e = await endpoint();
+      const paused = (defaultVariant: 'on' | 'off') =>
+        p.flags.put({ key: 'webhooks.delivery.paused', state: flagsv1.FlagState.FLAG_STATE_ENABLED, variants: { on: true, off: false }, defaultVariant, targeting: undefined, metadata: {}, source: 'test', version: 0n, updatedAt: undefined });
+      await paused('on');
+      assert.ok(await eventually(() => p.runtime.flags.getBooleanValue('webhooks.delivery.paused', false), WAIT_MS));
+      const ids = [];
+      for (let i = 0; i < 3; i++) ids.push((await api.publish({ eventId: `evt-pause-${i}-${e.id}`, eventType: e.type, owner: 'rules' })).deliveryIds[0]!);
+      // Several poll intervals (50 ms) pass without an attempt.
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(rx.at(e.path).length, 0, 'nothing was delivered while paused');
+      assert.ok((await deliveries(e.id)).every((d) => d.attempts.length === 0), 'no attempt was made while paused');
+      await paused('off');
+      assert.ok(await eventually(async () => rx.at(e.path).length === 3, WAIT_MS), 'the queued deliveries went out after resume');
+      for (const id of ids) assert.equal(await statusOf(e.id, id), D_OK);
+      await p.flags.delete('webhooks.delivery.paused');
+    });
 
     test(`an endpoint is disabled after ${DISABLE_AFTER_FAILURES} failures in a row only once they span 10 minutes of the clock`, async () => {
       const e = await endpoint();

@@ -4,7 +4,7 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ClientReadableStream, Metadata, ServiceError } from '@grpc/grpc-js';
-import { bearerMetadata, clientCredentials, clientOptions, unary, type ConfigInput, type Runtime } from '@gantry/kit';
+import { bearerMetadata, clientCredentials, clientOptions, FlagsClient, unary, type ConfigInput, type Runtime } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
 import { tokenFor } from '../../kit/test/clients.js';
 import type { EngineName } from '../../kit/test/databases.js';
@@ -23,6 +23,8 @@ export interface WebhooksPlatform {
   clock: { nowMs: number };
   /** The watches this process serves now (set once the service runs). */
   streams: () => { registry: number; deliveries: number };
+  /** The process's FlagsService, with a flags.write token (kill switches). */
+  flags: FlagsClient;
   close(): Promise<void>;
 }
 
@@ -59,6 +61,8 @@ export async function startWebhooksPlatform(
   const { runtime, dataDir, tls } = platform;
   const client = new webhooksv1.WebhooksServiceClient(platform.address, clientCredentials(tls), clientOptions(tls));
   const pool = (runtime.db as { pool?: { options: { connectionString?: string } } }).pool;
+  const flagsToken = bearerMetadata(tokenFor(dataDir, 'sre', ['flags.write']));
+  const flags = new FlagsClient(platform.address, clientCredentials(tls), clientOptions(tls), () => flagsToken);
   return {
     runtime,
     client,
@@ -66,8 +70,10 @@ export async function startWebhooksPlatform(
     as: (subject, scopes = ALL_SCOPES) => bearerMetadata(tokenFor(dataDir, subject, scopes)),
     clock,
     streams: () => streams?.active ?? { registry: 0, deliveries: 0 },
+    flags,
     async close() {
       client.close();
+      flags.close();
       await platform.close();
     },
   };

@@ -1,4 +1,4 @@
-import { GantryError, Status, invalidArgument, notFound, type Handlers, type Outbox } from '@gantry/kit';
+import { GantryError, Status, failedPrecondition, invalidArgument, notFound, type Handlers, type OpenFeatureClient, type Outbox } from '@gantry/kit';
 import { settlementv1 } from '@gantry/proto';
 import { checkDraw, checkSettle, remainingCredit, type CreditLineRow } from '../domain/credit-line.js';
 import {
@@ -16,6 +16,7 @@ import {
   walletAccount,
   type Outcome,
 } from '../domain/ledger.js';
+import { DRAWS_DISABLED_FLAG } from '../domain/flags.js';
 import { requestDigest, type SignedFields } from '../domain/signing.js';
 import type { LedgerTx, RequestKey, SettlementStore } from '../store/settlement-store.js';
 import { checkAmount, checkMemo, checkSessionId, checkSignature, checkTransferId, checkWallet } from './validation.js';
@@ -28,6 +29,8 @@ export interface SettlementDeps {
   now: () => number;
   /** New ids for sessions, transfers and settlements. */
   newId: () => string;
+  /** Feature flags (kill switches), evaluated in memory. */
+  flags: Pick<OpenFeatureClient, 'getBooleanValue'>;
 }
 
 const OUTCOMES: Record<Outcome, settlementv1.SettlementOutcome> = {
@@ -210,6 +213,9 @@ export function settlementHandlers(deps: SettlementDeps): Partial<Handlers<typeo
           $case: 'creditDrawn',
           value: { sessionId: fields.sessionId, walletAddress: fields.walletAddress, transferId, amountMinor: fields.amountMinor, reason: fields.reason },
         });
+      if (await deps.flags.getBooleanValue(DRAWS_DISABLED_FLAG, false, { targetingKey: fields.walletAddress, sessionId: fields.sessionId })) {
+        throw failedPrecondition(`credit draws are switched off by the feature flag ${DRAWS_DISABLED_FLAG}; retry once an operator turns it off (gantry flags get ${DRAWS_DISABLED_FLAG})`);
+      }
       return signed(fields, req.signature, settlementv1.CreditDrawResponse, async (tx, { now, request }) => {
         const locked = await tx.lockLineWithBalances(fields.sessionId);
         if (!locked) throw notFound(`session ${fields.sessionId} does not exist`);

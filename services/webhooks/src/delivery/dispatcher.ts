@@ -27,6 +27,8 @@ export interface DispatcherOptions {
   drainTimeoutMs: number;
   /** Told when an endpoint was disabled by the service (410 or the failure rule). */
   onDisabled: (webhookId: string, reason: string) => void;
+  /** The delivery kill switch (webhooks.delivery.paused): while true nothing is claimed. */
+  paused?: () => Promise<boolean>;
 }
 
 export class Dispatcher {
@@ -36,6 +38,7 @@ export class Dispatcher {
   private wakes = 0;
   private running: Promise<void> | undefined;
   private stopped = false;
+  private pausedByFlag = false;
 
   constructor(
     private readonly store: WebhooksStore,
@@ -74,6 +77,10 @@ export class Dispatcher {
     while (!this.stopped) {
       const mark = this.wakes;
       let full = false;
+      if (await this.paused()) {
+        await this.sleep(this.opts.pollIntervalMs);
+        continue;
+      }
       try {
         full = await this.claimOnce();
       } catch (err) {
@@ -83,6 +90,17 @@ export class Dispatcher {
       if (this.inFlight.size >= this.opts.maxInFlight) await Promise.race(this.inFlight);
       else if (!full && this.wakes === mark) await this.sleep(this.opts.pollIntervalMs);
     }
+  }
+
+  /** Reads the kill switch, logging each change once; a failing evaluation counts as not paused. */
+  private async paused(): Promise<boolean> {
+    const paused = (await this.opts.paused?.().catch(() => false)) ?? false;
+    if (paused !== this.pausedByFlag) {
+      this.pausedByFlag = paused;
+      if (paused) this.log.warn('webhooks dispatcher: delivery paused by the feature flag webhooks.delivery.paused; deliveries queue until it is turned off');
+      else this.log.info('webhooks dispatcher: delivery resumed (webhooks.delivery.paused is off)');
+    }
+    return paused;
   }
 
   /** One claim and the start of its attempts; true when it took a full batch (more may be due). */
