@@ -94,9 +94,13 @@ async function setUp(): Promise<TestKube | string> {
  * terminating namespace or removes its `kubernetes` finalizer, so this does both, as the namespace
  * controller would: delete every namespaced kind, then finalize the namespace.
  */
-async function deleteNamespace(kubectl: TestKube['kubectl'], name: string): Promise<void> {
+export async function deleteNamespace(kubectl: TestKube['kubectl'], name: string): Promise<void> {
   const kinds = ok(await kubectl(['api-resources', '--namespaced', '--verbs=delete', '-o', 'name']), 'kubectl api-resources').split('\n').filter(Boolean);
   ok(await kubectl(['delete', kinds.join(','), '--all', '--namespace', name, '--wait=false', '--ignore-not-found']), `emptying namespace ${name}`);
+  // What is left waits for a finalizer whose controller (a test's operator) has stopped; finalizing
+  // the namespace over it would orphan it in etcd, where its CRD could never be deleted.
+  const left = ok(await kubectl(['get', kinds.join(','), '--namespace', name, '-o', 'name', '--ignore-not-found']), `listing what is left in ${name}`).split('\n').filter(Boolean);
+  for (const object of left) await kubectl(['patch', object, '--namespace', name, '--type=merge', '-p', '{"metadata":{"finalizers":null}}']);
   ok(await kubectl(['delete', 'namespace', name, '--wait=false']), `kubectl delete namespace ${name}`);
   const ns = JSON.parse(ok(await kubectl(['get', 'namespace', name, '-o', 'json']), `kubectl get namespace ${name}`)) as { spec?: { finalizers?: string[] } };
   ns.spec = { ...ns.spec, finalizers: [] };

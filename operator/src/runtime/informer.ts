@@ -2,7 +2,7 @@ import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from '@gantry/kit';
 import { Backoff, realClock, type Clock } from './clock.js';
 import { keyOf, collectionPath, type ResourceType } from './keys.js';
-import { getJson, isGone, statusError, watch, type WatchEvent } from './kube-http.js';
+import { getJson, isGone, KubeApiError, statusError, watch, type WatchEvent } from './kube-http.js';
 import { runtimeMetrics } from './metrics.js';
 
 /** The server closes each watch after a random timeout in this range, spreading re-watches out. */
@@ -149,7 +149,8 @@ export class Informer<T extends KubernetesObject> {
         }
         const delayMs = this.backoff.next();
         this.metrics.watchRestarts.add(1, { resource: resource.plural, reason: 'error' });
-        log.warn({ resource: resource.plural, err: String(err), retryInMs: Math.round(delayMs), relist: needList }, needList ? 'list failed; retrying' : 'watch broke; resuming from the last resourceVersion');
+        const hint = err instanceof KubeApiError && err.statusCode === 404 ? `; the API server does not serve ${resource.plural}${resource.group ? `.${resource.group}` : ''}: install its CRD (the chart's crds.enabled)` : '';
+        log.warn({ resource: resource.plural, err: String(err), retryInMs: Math.round(delayMs), relist: needList }, needList ? `list failed; retrying${hint}` : 'watch broke; resuming from the last resourceVersion');
         await this.clock.sleep(delayMs, signal);
       }
     }

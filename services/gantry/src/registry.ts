@@ -1,4 +1,4 @@
-import type { ScopeTable, ServiceFactory } from '@gantry/kit';
+import { flagsScopes, type ScopeTable, type ServiceFactory } from '@gantry/kit';
 import { approvalsService } from '@gantry/approvals';
 import { APPROVALS_ADMIN_SCOPE, approvalsScopes } from '@gantry/approvals/scopes';
 import { logService } from '@gantry/log';
@@ -16,7 +16,8 @@ export const SERVICE_TARGETS: Record<string, ServiceFactory> = {
   webhooks: webhooksService,
 };
 
-export const TARGETS = [...Object.keys(SERVICE_TARGETS), 'all'] as const;
+/** `operator` reconciles Kubernetes resources into the services; it has no service module of its own. */
+export const TARGETS = [...Object.keys(SERVICE_TARGETS), 'all', 'operator'] as const;
 
 /** The service factories a `--target` value selects. */
 export function servicesFor(target: string): ServiceFactory[] {
@@ -28,7 +29,7 @@ export function servicesFor(target: string): ServiceFactory[] {
 
 /** Every scope any RPC declares, for `gantry token --all-scopes`. */
 export function allScopes(): string[] {
-  const tables: ScopeTable<Record<string, unknown>>[] = [logScopes, settlementScopes, approvalsScopes, webhooksScopes];
+  const tables: ScopeTable<Record<string, unknown>>[] = [logScopes, settlementScopes, approvalsScopes, webhooksScopes, flagsScopes];
   // Scopes a handler checks beyond its method's own (acting for someone else).
   const extra = [APPROVALS_ADMIN_SCOPE, WEBHOOKS_ADMIN_SCOPE];
   return [...new Set([...tables.flatMap((t) => Object.values(t).flat()), ...extra])].sort();

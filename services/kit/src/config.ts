@@ -115,6 +115,9 @@ export const configSchema = z.strictObject({
   peers: z.strictObject({
     log: z.strictObject({ address: z.string().min(1).max(512).optional() }).prefault({}),
     webhooks: z.strictObject({ address: z.string().min(1).max(512).optional() }).prefault({}),
+    /** Only the operator calls these (it pushes feature flags to every service). */
+    settlement: z.strictObject({ address: z.string().min(1).max(512).optional() }).prefault({}),
+    approvals: z.strictObject({ address: z.string().min(1).max(512).optional() }).prefault({}),
     /** Name to verify in the peers' certificates when it differs from the address's host. */
     serverName: z.string().min(1).max(253).optional(),
     /**
@@ -141,6 +144,28 @@ export const configSchema = z.strictObject({
     minBackoffMs: z.coerce.number().int().min(10).max(60_000).default(200),
     maxBackoffMs: z.coerce.number().int().min(100).max(600_000).default(30_000),
   }).prefault({}),
+  /** The operator target (`gantry serve --target=operator`, docs/operator.md). */
+  operator: z.strictObject({
+    /** A kubeconfig file; unset: the in-cluster service account when running in a pod, else $KUBECONFIG or ~/.kube/config. */
+    kubeconfig: z.string().min(1).optional(),
+    /** The namespace whose Webhooks and FeatureFlags it reconciles; unset: its own pod's namespace (else the kubeconfig context's, else "default"). */
+    namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a namespace name').optional(),
+    /** The Lease replicas elect a leader with (in `namespace`); only the leader reconciles. */
+    leaseName: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'must be a Kubernetes object name').default('gantry-operator'),
+    /** This replica's name in the Lease; unset: the pod name (hostname) plus a random suffix. */
+    identity: z.string().min(1).max(128).optional(),
+    leaderElection: z.preprocess((v) => (v === 'false' ? false : v === 'true' ? true : v), z.boolean()).default(true),
+    /** A standby takes over this long after the leader stopped renewing. */
+    leaseDurationMs: z.coerce.number().int().min(1000).max(300_000).default(15_000),
+    /** The leader stops reconciling when it could not renew for this long (less than leaseDurationMs). */
+    renewDeadlineMs: z.coerce.number().int().min(500).max(300_000).default(10_000),
+    /** How often the leader renews and a standby retries. */
+    retryPeriodMs: z.coerce.number().int().min(100).max(60_000).default(2_000),
+    /** Every object is reconciled again this often, which corrects drift in the services. */
+    resyncMs: z.coerce.number().int().min(1000).max(24 * 3600 * 1000).default(300_000),
+    /** Objects of one kind reconciled at once. */
+    workers: z.coerce.number().int().min(1).max(64).default(2),
+  }).prefault({}).refine((o) => o.renewDeadlineMs < o.leaseDurationMs, { message: 'renewDeadlineMs must be less than leaseDurationMs', path: ['renewDeadlineMs'] }),
   limits: z.strictObject({
     // Above the largest request any contract allows (a 4 MiB log batch plus framing), so such
     // requests reach validation and get a precise INVALID_ARGUMENT rather than a transport error.
@@ -188,8 +213,20 @@ export const ENV_KEYS: Record<string, string> = {
   GANTRY_LOG_MAX_PAYLOAD_BYTES: 'log.maxPayloadBytes',
   GANTRY_PEERS_LOG_ADDRESS: 'peers.log.address',
   GANTRY_PEERS_WEBHOOKS_ADDRESS: 'peers.webhooks.address',
+  GANTRY_PEERS_SETTLEMENT_ADDRESS: 'peers.settlement.address',
+  GANTRY_PEERS_APPROVALS_ADDRESS: 'peers.approvals.address',
   GANTRY_PEERS_SERVER_NAME: 'peers.serverName',
   GANTRY_PEERS_TOKEN_FILE: 'peers.tokenFile',
+  GANTRY_OPERATOR_KUBECONFIG: 'operator.kubeconfig',
+  GANTRY_OPERATOR_NAMESPACE: 'operator.namespace',
+  GANTRY_OPERATOR_LEASE_NAME: 'operator.leaseName',
+  GANTRY_OPERATOR_IDENTITY: 'operator.identity',
+  GANTRY_OPERATOR_LEADER_ELECTION: 'operator.leaderElection',
+  GANTRY_OPERATOR_LEASE_DURATION_MS: 'operator.leaseDurationMs',
+  GANTRY_OPERATOR_RENEW_DEADLINE_MS: 'operator.renewDeadlineMs',
+  GANTRY_OPERATOR_RETRY_PERIOD_MS: 'operator.retryPeriodMs',
+  GANTRY_OPERATOR_RESYNC_MS: 'operator.resyncMs',
+  GANTRY_OPERATOR_WORKERS: 'operator.workers',
   GANTRY_EVENTS_ENABLED: 'events.enabled',
   GANTRY_EVENTS_BATCH_SIZE: 'events.batchSize',
   GANTRY_EVENTS_POLL_INTERVAL_MS: 'events.pollIntervalMs',

@@ -2,6 +2,7 @@ import { relative, resolve } from 'node:path';
 import { descriptorSetPath, healthDescriptorSetPath } from '@gantry/proto';
 import { createLogger, loadConfig, startRuntime } from '@gantry/kit';
 import { servicesFor } from '../registry.js';
+import { serveOperator } from './operator.js';
 
 export interface ServeOptions {
   target: string;
@@ -10,6 +11,7 @@ export interface ServeOptions {
 
 /** `gantry serve`: runs the chosen targets until SIGTERM/SIGINT, then drains and exits 0. */
 export async function serve(opts: ServeOptions): Promise<void> {
+  if (opts.target === 'operator') return serveOperator(opts);
   const services = servicesFor(opts.target);
   const config = loadConfig({ file: opts.config });
   const log = createLogger({ level: config.telemetry.logLevel, name: `gantry-${opts.target}` });

@@ -1,4 +1,5 @@
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
 
 /** The overall status lives under the empty service name, per the grpc.health.v1 protocol. */
 export const OVERALL = '';
@@ -38,4 +39,16 @@ export class HealthState {
   status(service = OVERALL): ServingStatus {
     return this.statuses.get(service) ?? 'UNKNOWN';
   }
+}
+
+/**
+ * grpc.health.v1 alone on a plaintext port, for a process without service modules (the operator),
+ * so kubelet's gRPC probes work the same for every target.
+ */
+export async function startHealthServer(host: string, port: number, health: HealthState): Promise<{ port: number; close(): void }> {
+  const server = new Server({ 'grpc.max_receive_message_length': 4096, 'grpc.max_concurrent_streams': 16 });
+  health.implementation.addToServer(server);
+  const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  const bound = await new Promise<number>((resolve, reject) => server.bindAsync(address, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  return { port: bound, close: () => server.forceShutdown() };
 }

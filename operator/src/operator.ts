@@ -1,0 +1,145 @@
+// `gantry serve --target=operator`: informers on Webhooks, FeatureFlags and the Secrets the
+// operator writes, one controller per kind, all behind Lease leader election.
+import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { KubeConfig, type KubernetesObject, type V1Secret } from '@kubernetes/client-node';
+import type { GantryConfig, Logger } from '@gantry/kit';
+import { KubeApi } from './kube.js';
+import { connectPeers, type Peers } from './peers.js';
+import { FeatureFlagReconciler } from './reconcilers/featureflag.js';
+import { WebhookReconciler } from './reconcilers/webhook.js';
+import { FEATURE_FLAGS, MANAGED_BY, MANAGED_BY_LABEL, SECRETS, WEBHOOKS, type FeatureFlagResource, type WebhookResource } from './resources.js';
+import { Controller, EventRecorder, Informer, Manager, WorkQueue } from './runtime/index.js';
+
+/** Where a pod finds its own namespace. */
+const SERVICE_ACCOUNT_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+
+export interface OperatorOptions {
+  config: GantryConfig;
+  log: Logger;
+  /** Tests pass a kubeconfig; otherwise config.operator.kubeconfig, in-cluster, or the default. */
+  kubeConfig?: KubeConfig;
+  /** Tests pass peers; otherwise connected from config.peers. */
+  peers?: Peers;
+  /** Tests shorten the work queues' backoff cap. */
+  maxBackoffMs?: number;
+}
+
+export interface Operator {
+  identity: string;
+  namespace: string;
+  readonly isLeader: boolean;
+  /** Resolves when the informers have listed (the operator is useful even as a standby). */
+  synced(): Promise<void>;
+  /**
+   * Rejects when the operator stops by itself: it lost the leader Lease (LeadershipLostError).
+   * `gantry serve` then exits non-zero so the pod restarts and campaigns again, as controller-runtime does.
+   */
+  readonly failed: Promise<never>;
+  /** Graceful: in-flight reconciles finish, the lease is released, watches close. */
+  stop(): Promise<void>;
+}
+
+export function loadKubeConfig(config: GantryConfig): KubeConfig {
+  const kc = new KubeConfig();
+  if (config.operator.kubeconfig) kc.loadFromFile(config.operator.kubeconfig);
+  else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
+  else kc.loadFromDefault();
+  if (!kc.getCurrentCluster()) throw new Error('no Kubernetes cluster configured: set GANTRY_OPERATOR_KUBECONFIG (or KUBECONFIG), or run the operator in a pod');
+  return kc;
+}
+
+function watchedNamespace(config: GantryConfig, kc: KubeConfig): string {
+  if (config.operator.namespace) return config.operator.namespace;
+  if (existsSync(SERVICE_ACCOUNT_NAMESPACE_FILE)) return readFileSync(SERVICE_ACCOUNT_NAMESPACE_FILE, 'utf8').trim();
+  return kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
+}
+
+/** The Webhook that owns a Secret the operator wrote, as a work-queue key. */
+function ownerWebhook(o: KubernetesObject): string[] {
+  const owner = o.metadata?.ownerReferences?.find((r) => r.controller && r.kind === WEBHOOKS.kind && r.apiVersion.startsWith(`${WEBHOOKS.group}/`));
+  return owner ? [`${o.metadata!.namespace}/${owner.name}`] : [];
+}
+
+export async function startOperator(opts: OperatorOptions): Promise<Operator> {
+  const { config, log } = opts;
+  const kc = opts.kubeConfig ?? loadKubeConfig(config);
+  const namespace = watchedNamespace(config, kc);
+  const identity = config.operator.identity ?? `${hostname()}-${randomBytes(3).toString('hex')}`;
+  const peers = opts.peers ?? (await connectPeers(config));
+  const kube = new KubeApi(kc);
+  const events = new EventRecorder({ kc, component: 'gantry-operator', instance: identity, log: log.child({ component: 'events' }) });
+  const resyncMs = config.operator.resyncMs;
+
+  const webhooks = new Informer<WebhookResource>({ kc, resource: WEBHOOKS, namespace, log });
+  const flags = new Informer<FeatureFlagResource>({ kc, resource: FEATURE_FLAGS, namespace, log });
+  // Only the Secrets it wrote: a deleted or edited signing Secret is put back.
+  const secrets = new Informer<V1Secret & KubernetesObject>({ kc, resource: SECRETS, namespace, labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}`, log });
+
+  const manager = new Manager({
+    kc,
+    namespace,
+    leaseName: config.operator.leaseName,
+    identity,
+    log,
+    leaderElection: config.operator.leaderElection,
+    leaseDurationMs: config.operator.leaseDurationMs,
+    renewDeadlineMs: config.operator.renewDeadlineMs,
+    retryPeriodMs: config.operator.retryPeriodMs,
+  });
+  const queueOptions = opts.maxBackoffMs !== undefined ? { maxDelayMs: opts.maxBackoffMs } : {};
+  manager.add(
+    new Controller({
+      name: 'webhook',
+      informer: webhooks,
+      watches: [{ informer: secrets, map: ownerWebhook }],
+      reconciler: new WebhookReconciler({ get: (k) => webhooks.get(k), kube, peers, events, log: log.child({ controller: 'webhook' }) }),
+      workers: config.operator.workers,
+      resyncMs,
+      queue: new WorkQueue(queueOptions),
+      log,
+      events,
+    }),
+  );
+  manager.add(
+    new Controller({
+      name: 'featureflag',
+      informer: flags,
+      reconciler: new FeatureFlagReconciler({ get: (k) => flags.get(k), kube, peers, events, log: log.child({ controller: 'featureflag' }) }),
+      workers: config.operator.workers,
+      resyncMs,
+      queue: new WorkQueue(queueOptions),
+      log,
+      events,
+    }),
+  );
+
+  const stopping = new AbortController();
+  const running = manager.start(stopping.signal);
+  const failed = running.then(
+    () => new Promise<never>(() => undefined), // a requested stop is not a failure
+    (err: unknown) => {
+      log.error({ err: (err as Error).message }, 'the operator stopped by itself');
+      throw err;
+    },
+  );
+  failed.catch(() => undefined); // observed by whoever awaits it
+  log.info({ namespace, identity, lease: config.operator.leaseName }, 'operator started; waiting to lead');
+  return {
+    identity,
+    namespace,
+    get isLeader() {
+      return manager.isLeader;
+    },
+    failed,
+    synced: async () => {
+      await Promise.all([webhooks.synced(), flags.synced(), secrets.synced()]);
+    },
+    async stop() {
+      stopping.abort();
+      await running.catch(() => undefined);
+      if (!opts.peers) peers.close();
+    },
+  };
+}

@@ -1,0 +1,101 @@
+// The operator's gRPC clients: the webhooks service (endpoint registrations) and every service's
+// FlagsService. Calls go over mTLS with the operator's own certificate and a service token.
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Metadata } from '@grpc/grpc-js';
+import {
+  bearerMetadata,
+  ConfigError,
+  devTokenSource,
+  ensureDevSigningKey,
+  fileTokenSource,
+  mtlsChannelCredentials,
+  peerChannelOptions,
+  unary,
+  type GantryConfig,
+  type ServiceTokenSource,
+  type TlsFiles,
+} from '@gantry/kit';
+import { flagsv1, webhooksv1 } from '@gantry/proto';
+import { FLAG_TARGETS, type FlagTarget } from './resources.js';
+
+/** What the operator's token must carry. */
+export const OPERATOR_SCOPES = ['webhooks.read', 'webhooks.manage', 'flags.read', 'flags.write'] as const;
+/** The subject of dev tokens (embedded mode); with an external issuer it is whatever the token says. */
+export const OPERATOR_SUBJECT = 'service:operator';
+
+type Unary<Req, Res> = (req: Req, md: Metadata, opts: object, cb: (err: import('@grpc/grpc-js').ServiceError | null, res?: Res) => void) => unknown;
+
+/** A gRPC client whose unary methods are called as promises with the token and deadline filled in. */
+export interface Peer<C> {
+  address: string;
+  call<Req, Res>(method: (c: C) => Unary<Req, Res>, req: Req): Promise<Res>;
+}
+
+export interface Peers {
+  /** Undefined when no address is configured: reconcilers report that in status. */
+  webhooks: Peer<webhooksv1.WebhooksServiceClient> | undefined;
+  flags(target: FlagTarget): Peer<flagsv1.FlagsServiceClient> | undefined;
+  close(): void;
+}
+
+async function tokenSource(config: GantryConfig): Promise<ServiceTokenSource> {
+  if (config.peers.tokenFile) return fileTokenSource(resolve(config.peers.tokenFile));
+  const jwtDir = resolve(config.dataDir, 'jwt');
+  // Only an existing dev key: a new one would be trusted by no service.
+  if (existsSync(resolve(jwtDir, 'signing-key.pem'))) {
+    const key = await ensureDevSigningKey(jwtDir);
+    return devTokenSource({ key: key.privateKey, kid: key.kid, issuer: config.auth.issuer, audience: config.auth.audience, subject: OPERATOR_SUBJECT, scopes: OPERATOR_SCOPES });
+  }
+  throw new ConfigError(
+    `invalid config peers.tokenFile: the operator calls the services with a service token; set GANTRY_PEERS_TOKEN_FILE to a JWT with scopes ${OPERATOR_SCOPES.join(' ')} (or, in dev, point GANTRY_DATA_DIR at the embedded gantry's data dir, whose signing key is then used)`,
+  );
+}
+
+/** The operator's TLS identity: the configured files, else the dev PKI's client certificate. */
+export function operatorTls(config: GantryConfig): TlsFiles {
+  if (config.tls.caFile && config.tls.certFile && config.tls.keyFile) {
+    return { caFile: config.tls.caFile, certFile: config.tls.certFile, keyFile: config.tls.keyFile, reloadIntervalMs: config.tls.reloadIntervalMs };
+  }
+  const dir = resolve(config.dataDir, 'pki');
+  const files = { caFile: resolve(dir, 'ca.crt'), certFile: resolve(dir, 'client.crt'), keyFile: resolve(dir, 'client.key') };
+  if (!Object.values(files).every(existsSync)) {
+    throw new ConfigError(`invalid config tls: the operator needs a client certificate; set GANTRY_TLS_CA_FILE, GANTRY_TLS_CERT_FILE and GANTRY_TLS_KEY_FILE (or, in dev, point GANTRY_DATA_DIR at the embedded gantry's data dir, whose dev PKI is then used)`);
+  }
+  return { ...files, reloadIntervalMs: config.tls.reloadIntervalMs };
+}
+
+/** Connects lazily (grpc-js channels connect on first call); one channel per distinct address. */
+export async function connectPeers(config: GantryConfig, tls: TlsFiles = operatorTls(config)): Promise<Peers> {
+  const tokens = await tokenSource(config);
+  tokens.token(); // a missing or empty token file is a start-up error, not a reconcile error
+  const creds = await mtlsChannelCredentials(tls);
+  const options = peerChannelOptions(config.peers.serverName);
+  const closers: (() => void)[] = [];
+  const cache = new Map<string, unknown>();
+
+  function peer<C extends { close(): void }>(address: string | undefined, kind: string, make: (address: string) => C): Peer<C> | undefined {
+    if (!address) return undefined;
+    const cacheKey = `${kind} ${address}`;
+    let client = cache.get(cacheKey) as C | undefined;
+    if (!client) {
+      client = make(address);
+      cache.set(cacheKey, client);
+      closers.push(() => client!.close());
+    }
+    const c = client;
+    return {
+      address,
+      call: (method, req) => unary(method(c) as never, c, req, bearerMetadata(tokens.token()), config.peers.callTimeoutMs),
+    };
+  }
+
+  const addressOf = (target: FlagTarget) => config.peers[target].address;
+  const webhooks = peer(config.peers.webhooks.address, 'webhooks', (a) => new webhooksv1.WebhooksServiceClient(a, creds, options));
+  const flags = new Map(FLAG_TARGETS.map((t) => [t, peer(addressOf(t), 'flags', (a) => new flagsv1.FlagsServiceClient(a, creds, options))]));
+  return {
+    webhooks,
+    flags: (target) => flags.get(target),
+    close: () => closers.forEach((close) => close()),
+  };
+}

@@ -1,0 +1,256 @@
+// Webhook → an endpoint in the webhooks service, and its signing secret in a Secret the Webhook
+// owns. Level-triggered: every pass reads the resource, the registration and the Secret, and
+// converges whatever differs (drift included), so a missed event or a lost write heals itself.
+import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
+import type { V1Secret } from '@kubernetes/client-node';
+import type { Logger } from '@gantry/kit';
+import { webhooksv1 } from '@gantry/proto';
+import { sameStatus, setCondition, type ConditionUpdate } from '../conditions.js';
+import type { KubeApi } from '../kube.js';
+import type { Peers } from '../peers.js';
+import { API_VERSION, FINALIZER, MANAGED_BY, MANAGED_BY_LABEL, WEBHOOKS, type WebhookResource, type WebhookStatus } from '../resources.js';
+import type { EventRecorder, ObjectKey, Reconciler, ReconcileResult } from '../runtime/index.js';
+
+/** Re-checked this often while the webhooks service has no configured address. */
+const NO_ADDRESS_RETRY_MS = 60_000;
+const DEFAULT_SECRET_KEY = 'secret';
+
+export interface WebhookReconcilerDeps {
+  /** The informer's cache of Webhooks. */
+  get(key: string): WebhookResource | undefined;
+  kube: KubeApi;
+  peers: Peers;
+  events: EventRecorder;
+  log: Logger;
+  now?: () => Date;
+}
+
+/** The registration's stable key in the webhooks service: the resource's uid, never reused. */
+export const externalIdOf = (wh: WebhookResource) => `k8s:${wh.metadata.uid}`;
+export const secretNameOf = (wh: WebhookResource) => wh.spec.secret?.name ?? `${wh.metadata.name}-webhook`;
+const secretKeyOf = (wh: WebhookResource) => wh.spec.secret?.key ?? DEFAULT_SECRET_KEY;
+
+/** A failure whose condition has been written; `retry` says whether backing off can help. */
+class SyncError extends Error {
+  constructor(readonly reason: string, message: string, readonly retry: boolean) {
+    super(message);
+  }
+}
+
+function grpcCode(err: unknown): number | undefined {
+  return typeof (err as ServiceError)?.code === 'number' ? (err as ServiceError).code : undefined;
+}
+
+/** Turns a failed call into the condition reason users see, and whether a retry can help. */
+function classify(err: unknown, what: string): SyncError {
+  if (err instanceof SyncError) return err;
+  const code = grpcCode(err);
+  const detail = (err as ServiceError)?.details || (err as Error)?.message || String(err);
+  if (code === GrpcStatus.INVALID_ARGUMENT) return new SyncError('Rejected', `the webhooks service refused the spec: ${detail}; fix the Webhook`, false);
+  if (code === GrpcStatus.UNAVAILABLE || code === GrpcStatus.DEADLINE_EXCEEDED) {
+    return new SyncError('WebhooksUnavailable', `the webhooks service cannot be reached (${detail}); retrying with backoff`, true);
+  }
+  if (code === GrpcStatus.UNAUTHENTICATED || code === GrpcStatus.PERMISSION_DENIED) {
+    return new SyncError('Unauthorized', `the webhooks service refused the operator's token (${detail}); it needs scopes webhooks.read and webhooks.manage`, true);
+  }
+  return new SyncError('SyncFailed', `${what} failed: ${detail}`, true);
+}
+
+function desiredSpec(wh: WebhookResource): webhooksv1.WebhookSpec {
+  const s = wh.spec;
+  return {
+    url: s.url,
+    eventTypes: [...new Set(s.eventTypes)].sort(),
+    // The service stores header names lower-cased; compare and send them that way.
+    headers: Object.fromEntries(Object.entries(s.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v])),
+    description: s.description ?? '',
+    paused: s.paused ?? false,
+    rateLimitPerSecond: s.rateLimitPerSecond ?? 0,
+    maxConcurrency: s.maxConcurrency ?? 0,
+    labels: { 'k8s.namespace': wh.metadata.namespace, 'k8s.name': wh.metadata.name },
+  };
+}
+
+function sameSpec(a: webhooksv1.WebhookSpec, b: webhooksv1.WebhookSpec | undefined): boolean {
+  return b !== undefined && sameStatus({ ...a, eventTypes: [...a.eventTypes].sort() }, { ...b, eventTypes: [...b.eventTypes].sort() });
+}
+
+export class WebhookReconciler implements Reconciler {
+  private readonly now: () => Date;
+
+  constructor(private readonly deps: WebhookReconcilerDeps) {
+    this.now = deps.now ?? (() => new Date());
+  }
+
+  async reconcile(key: ObjectKey): Promise<ReconcileResult | void> {
+    const wh = this.deps.get(`${key.namespace}/${key.name}`);
+    if (!wh) return; // gone: its finalizer already ran
+    const finalizers = wh.metadata.finalizers ?? [];
+    if (wh.metadata.deletionTimestamp) {
+      if (finalizers.includes(FINALIZER)) await this.finalize(wh, finalizers);
+      return;
+    }
+    if (!finalizers.includes(FINALIZER)) {
+      // The update wakes this key again, with the finalizer in place.
+      await this.deps.kube.setFinalizers(WEBHOOKS, key.namespace, key.name, [...finalizers, FINALIZER], wh.metadata.resourceVersion!);
+      return;
+    }
+    const webhooks = this.deps.peers.webhooks;
+    if (!webhooks) {
+      await this.writeStatus(wh, {}, { type: 'Synced', status: 'False', reason: 'NoAddress', message: 'the operator has no address for the webhooks service; set GANTRY_PEERS_WEBHOOKS_ADDRESS' });
+      return { requeueAfterMs: NO_ADDRESS_RETRY_MS };
+    }
+
+    let remote: webhooksv1.Webhook;
+    let secretName: string;
+    try {
+      const registered = await this.register(wh);
+      remote = registered.webhook;
+      secretName = await this.ensureSecret(wh, remote, registered.secret);
+    } catch (err) {
+      const failure = classify(err, 'registering the endpoint');
+      await this.writeStatus(wh, {}, { type: 'Synced', status: 'False', reason: failure.reason, message: failure.message });
+      this.deps.events.event(wh, 'Warning', failure.reason, failure.message);
+      if (failure.retry) throw failure;
+      return;
+    }
+
+    const disabled = remote.status === webhooksv1.WebhookStatus.WEBHOOK_STATUS_DISABLED;
+    await this.writeStatus(
+      wh,
+      { webhookId: remote.webhookId, secretName },
+      { type: 'Synced', status: 'True', reason: 'Registered', message: `registered as ${remote.webhookId}` },
+      disabled
+        ? { type: 'Ready', status: 'False', reason: 'Disabled', message: `the webhooks service disabled the endpoint (${remote.disabledReason || 'sustained failures'}); edit the Webhook to re-enable it` }
+        : { type: 'Ready', status: 'True', reason: wh.spec.paused ? 'Paused' : 'Active', message: wh.spec.paused ? 'registered; deliveries are paused' : 'registered; deliveries are active' },
+    );
+  }
+
+  /**
+   * The registration, created or corrected. CreateWebhook with the resource's uid as external_id
+   * is idempotent, so a pass that died between the call and the status write finds the same one.
+   */
+  private async register(wh: WebhookResource): Promise<{ webhook: webhooksv1.Webhook; secret?: string }> {
+    const webhooks = this.deps.peers.webhooks!;
+    const spec = desiredSpec(wh);
+    let existing: webhooksv1.Webhook | undefined;
+    if (wh.status?.webhookId) {
+      try {
+        existing = (await webhooks.call((c) => c.getWebhook, { webhookId: wh.status.webhookId })).webhook;
+      } catch (err) {
+        if (grpcCode(err) !== GrpcStatus.NOT_FOUND) throw err;
+        this.deps.log.warn({ webhook: `${wh.metadata.namespace}/${wh.metadata.name}`, webhook_id: wh.status.webhookId }, 'registration deleted outside the operator; registering again');
+      }
+      if (existing && existing.externalId !== externalIdOf(wh)) existing = undefined;
+    }
+    if (!existing) {
+      const created = await webhooks.call((c) => c.createWebhook, { owner: '', externalId: externalIdOf(wh), spec, secret: '' });
+      if (created.created) {
+        this.deps.events.event(wh, 'Normal', 'Registered', `registered in the webhooks service as ${created.webhook!.webhookId}`);
+        return { webhook: created.webhook!, secret: created.secret };
+      }
+      existing = created.webhook!;
+    }
+    // Edits re-enable an endpoint the service disabled: the user changed something to fix it.
+    const reenable = existing.status === webhooksv1.WebhookStatus.WEBHOOK_STATUS_DISABLED && (wh.status?.observedGeneration ?? 0) < (wh.metadata.generation ?? 0);
+    if (!sameSpec(spec, existing.spec) || reenable) {
+      const updated = await webhooks.call((c) => c.updateWebhook, { webhookId: existing.webhookId, spec, updateMask: undefined, reenable });
+      this.deps.events.event(wh, 'Normal', 'Updated', reenable ? 're-enabled and updated the registration' : 'updated the registration to match the spec');
+      existing = updated.webhook!;
+    }
+    return { webhook: existing };
+  }
+
+  /**
+   * Writes the signing secret to the owned Secret. A secret the service returned now (a new
+   * registration) is written as is; when the Secret is missing or lost its key, the only way to
+   * learn a secret again is to rotate it. A Secret of that name the Webhook does not own is left
+   * alone and reported.
+   */
+  private async ensureSecret(wh: WebhookResource, remote: webhooksv1.Webhook, fresh: string | undefined): Promise<string> {
+    const { namespace, uid } = wh.metadata;
+    const name = secretNameOf(wh);
+    const key = secretKeyOf(wh);
+    const current = await this.deps.kube.readSecret(namespace, name);
+    if (current && !current.metadata?.ownerReferences?.some((o) => o.uid === uid)) {
+      throw new SyncError('SecretConflict', `Secret ${name} exists and is not owned by this Webhook; delete it or choose another spec.secret.name`, false);
+    }
+    let secret = fresh;
+    if (!secret && current?.data?.[key]) return name; // already holds the secret
+    if (!secret) {
+      const rotated = await this.deps.peers.webhooks!.call((c) => c.rotateSecret, { webhookId: remote.webhookId, overlap: undefined, secret: '' });
+      secret = rotated.secret;
+      this.deps.events.event(wh, 'Normal', 'SecretRotated', `Secret ${name} had no signing secret; rotated it and wrote the new one`);
+    }
+    const body: V1Secret = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: {
+        name,
+        namespace,
+        labels: { [MANAGED_BY_LABEL]: MANAGED_BY },
+        ownerReferences: [{ apiVersion: API_VERSION, kind: 'Webhook', name: wh.metadata.name, uid, controller: true, blockOwnerDeletion: true }],
+        ...(current ? { resourceVersion: current.metadata!.resourceVersion } : {}),
+      },
+      type: 'Opaque',
+      data: { [key]: Buffer.from(secret).toString('base64') },
+    };
+    if (current) await this.deps.kube.replaceSecret(namespace, body);
+    else await this.deps.kube.createSecret(namespace, body);
+    await this.removeStaleSecrets(wh, name);
+    return name;
+  }
+
+  /** Secrets this Webhook owns under an earlier spec.secret.name. */
+  private async removeStaleSecrets(wh: WebhookResource, keep: string): Promise<void> {
+    const previous = wh.status?.secretName;
+    if (!previous || previous === keep) return;
+    const old = await this.deps.kube.readSecret(wh.metadata.namespace, previous);
+    if (old?.metadata?.ownerReferences?.some((o) => o.uid === wh.metadata.uid)) await this.deps.kube.deleteSecret(wh.metadata.namespace, previous, old.metadata.uid!);
+  }
+
+  /** Deregisters, deletes the owned Secret, then lets the API server delete the resource. */
+  private async finalize(wh: WebhookResource, finalizers: string[]): Promise<void> {
+    const webhooks = this.deps.peers.webhooks;
+    if (!webhooks) {
+      await this.writeStatus(wh, {}, { type: 'Synced', status: 'False', reason: 'NoAddress', message: 'cannot deregister: the operator has no address for the webhooks service (GANTRY_PEERS_WEBHOOKS_ADDRESS)' });
+      throw new Error('cannot deregister without a webhooks address');
+    }
+    try {
+      const found = await webhooks.call((c) => c.listWebhooks, { owner: '', status: webhooksv1.WebhookStatus.WEBHOOK_STATUS_UNSPECIFIED, externalId: externalIdOf(wh), pageSize: 10, pageToken: '' });
+      for (const w of found.webhooks) {
+        try {
+          await webhooks.call((c) => c.deleteWebhook, { webhookId: w.webhookId });
+        } catch (err) {
+          if (grpcCode(err) !== GrpcStatus.NOT_FOUND) throw err;
+        }
+      }
+    } catch (err) {
+      const failure = classify(err, 'deregistering the endpoint');
+      await this.writeStatus(wh, {}, { type: 'Synced', status: 'False', reason: failure.reason, message: `deletion waits: ${failure.message}` });
+      throw failure;
+    }
+    const name = wh.status?.secretName ?? secretNameOf(wh);
+    const secret = await this.deps.kube.readSecret(wh.metadata.namespace, name);
+    // Garbage collection would delete it too; doing it here does not depend on a controller manager.
+    if (secret?.metadata?.ownerReferences?.some((o) => o.uid === wh.metadata.uid)) await this.deps.kube.deleteSecret(wh.metadata.namespace, name, secret.metadata.uid!);
+    await this.deps.kube.setFinalizers(WEBHOOKS, wh.metadata.namespace, wh.metadata.name, finalizers.filter((f) => f !== FINALIZER), wh.metadata.resourceVersion!);
+    this.deps.events.event(wh, 'Normal', 'Deregistered', 'removed the endpoint from the webhooks service');
+  }
+
+  /** Writes status when it differs from what is there; the conditions given replace theirs. */
+  private async writeStatus(wh: WebhookResource, fields: Partial<WebhookStatus>, ...conditions: ConditionUpdate[]): Promise<void> {
+    const generation = wh.metadata.generation ?? 0;
+    let list = wh.status?.conditions ?? [];
+    for (const c of conditions) list = setCondition(list, c, generation, this.now());
+    // A failed sync leaves Ready as it was only when it was already False; a working endpoint whose
+    // spec can no longer be applied is not Ready for this generation.
+    if (!conditions.some((c) => c.type === 'Ready')) {
+      const synced = conditions.find((c) => c.type === 'Synced');
+      if (synced) list = setCondition(list, { type: 'Ready', status: 'False', reason: synced.reason, message: synced.message }, generation, this.now());
+    }
+    const next: WebhookStatus = { ...wh.status, ...fields, observedGeneration: generation, conditions: list };
+    if (sameStatus(next, wh.status)) return;
+    await this.deps.kube.patchStatus(WEBHOOKS, wh.metadata.namespace, wh.metadata.name, next);
+  }
+}
