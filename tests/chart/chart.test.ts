@@ -60,6 +60,9 @@ const named = (docs: Obj[], kind: string, name: string) => {
 };
 const envOf = (deployment: Obj) => new Map<string, Obj>((deployment.spec.template.spec.containers[0].env as Obj[]).map((e) => [e.name, e]));
 const headless = (target: string) => `${release}-${target}-headless.${ns}.svc.cluster.local`;
+const operator = `${release}-operator`;
+const component = (o: Obj) => o.metadata.labels?.['app.kubernetes.io/component'] as string | undefined;
+const rulesOf = (role: Obj) => (role.rules as Obj[]).map((r) => ({ apiGroups: r.apiGroups, resources: r.resources, verbs: r.verbs }));
 
 describe('charts/gantry', () => {
   before(async () => {
@@ -89,7 +92,7 @@ describe('charts/gantry', () => {
         assert.equal(pod.securityContext.runAsUser, 10001, where);
         assert.equal(pod.securityContext.fsGroup, 10001, where);
         assert.equal(pod.securityContext.seccompProfile.type, 'RuntimeDefault', where);
-        assert.equal(pod.automountServiceAccountToken, false, where);
+        assert.equal(pod.automountServiceAccountToken, d.metadata.name === operator, `${where}: only the operator gets an API token`);
         const graceMs = Number(envOf(d).get('GANTRY_SHUTDOWN_GRACE_MS')!.value);
         assert.ok(pod.terminationGracePeriodSeconds * 1000 > graceMs, `${where}: terminationGracePeriodSeconds above the shutdown grace`);
         for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) {
@@ -113,7 +116,7 @@ describe('charts/gantry', () => {
   test('microservices: relays reach log and webhooks through their headless Services, from the database Secret', async (t) => {
     if (needsHelm(t)) return;
     const docs = await render();
-    assert.deepEqual(ofKind(docs, 'Deployment').map((d) => d.metadata.name).sort(), ['approvals', 'log', 'settlement', 'webhooks'].map((x) => `${release}-${x}`));
+    assert.deepEqual(ofKind(docs, 'Deployment').map((d) => d.metadata.name).sort(), ['approvals', 'log', 'operator', 'settlement', 'webhooks'].map((x) => `${release}-${x}`));
     for (const target of ['log', 'settlement', 'approvals', 'webhooks']) {
       const svc = named(docs, 'Service', `${release}-${target}-headless`);
       assert.equal(svc.spec.clusterIP, 'None');
@@ -138,21 +141,27 @@ describe('charts/gantry', () => {
     assert.ok(!ofKind(one, 'PodDisruptionBudget').some((p) => p.metadata.name === `${release}-log`), 'no PDB for a single replica');
   });
 
-  test('NetworkPolicies let only the declared peers and allowedClients reach 7443, and anyone reach 7080', async (t) => {
+  test('NetworkPolicies let only the declared peers, the operator and allowedClients reach 7443, and anyone reach 7080', async (t) => {
     if (needsHelm(t)) return;
     const docs = await render(['microservices-certmanager-values.yaml']);
-    const callers = (target: string) => {
-      const policy = named(docs, 'NetworkPolicy', `${release}-${target}`);
+    const callers = (target: string, from = docs) => {
+      const policy = named(from, 'NetworkPolicy', `${release}-${target}`);
       const rules = policy.spec.ingress as Obj[];
       assert.deepEqual(rules.find((r) => r.ports[0].port === 7080), { ports: [{ port: 7080, protocol: 'TCP' }] });
       const grpc = rules.filter((r) => r.ports.some((p: Obj) => p.port === 7443));
       assert.equal(grpc.length, 1);
       return (grpc[0]!.from as Obj[]).map((f) => f.podSelector.matchLabels['app.kubernetes.io/component'] ?? f.podSelector.matchLabels['app.kubernetes.io/name']);
     };
-    assert.deepEqual(callers('log'), ['settlement', 'approvals', 'helm-test', 'gantry-clients']);
-    assert.deepEqual(callers('webhooks'), ['settlement', 'approvals', 'helm-test', 'gantry-clients']);
-    assert.deepEqual(callers('settlement'), ['helm-test', 'gantry-clients']);
-    assert.deepEqual(callers('approvals'), ['helm-test', 'gantry-clients']);
+    assert.deepEqual(callers('log'), ['settlement', 'approvals', 'operator', 'helm-test', 'gantry-clients']);
+    assert.deepEqual(callers('webhooks'), ['settlement', 'approvals', 'operator', 'helm-test', 'gantry-clients']);
+    assert.deepEqual(callers('settlement'), ['operator', 'helm-test', 'gantry-clients']);
+    assert.deepEqual(callers('approvals'), ['operator', 'helm-test', 'gantry-clients']);
+    const operatorPeer = (named(docs, 'NetworkPolicy', `${release}-log`).spec.ingress as Obj[])[1]!.from.find((f: Obj) => f.podSelector.matchLabels['app.kubernetes.io/component'] === 'operator');
+    assert.deepEqual(operatorPeer.podSelector.matchLabels, named(docs, 'Deployment', operator).spec.selector.matchLabels, 'the peer selects exactly the operator pods');
+    assert.deepEqual(named(docs, 'NetworkPolicy', operator).spec.ingress, [{ ports: [{ port: 7080, protocol: 'TCP' }] }], 'the operator takes no gRPC: health port only');
+    const without = await render(['microservices-certmanager-values.yaml'], ['operator.enabled=false']);
+    assert.deepEqual(callers('settlement', without), ['helm-test', 'gantry-clients']);
+    assert.ok(!ofKind(without, 'NetworkPolicy').some((p) => p.metadata.name === operator));
   });
 
   test('cert-manager: a CA Issuer bootstrap and one Certificate per target naming its Services, headless included', async (t) => {
@@ -170,6 +179,10 @@ describe('charts/gantry', () => {
       assert.equal(cert.spec.issuerRef.name, `${release}-ca`);
       assert.equal(named(docs, 'Deployment', `${release}-${target}`).spec.template.spec.volumes.find((v: Obj) => v.name === 'tls').secret.secretName, cert.spec.secretName);
     }
+    const opCert = named(docs, 'Certificate', `${operator}-tls`);
+    assert.deepEqual(opCert.spec.usages, ['client auth', 'digital signature'], 'the operator only calls');
+    assert.deepEqual(opCert.spec.dnsNames, [operator]);
+    assert.equal(opCert.spec.issuerRef.name, `${release}-ca`);
     assert.ok(!ofKind(docs, 'Secret').some((s) => s.metadata.name.endsWith('-tls')), 'no chart-generated certificates');
     const byRef = await render(['microservices-certmanager-values.yaml'], ['tls.certManager.issuerRef.name=corp-ca', 'tls.certManager.issuerRef.kind=ClusterIssuer']);
     assert.equal(ofKind(byRef, 'Issuer').length, 0);
@@ -191,13 +204,6 @@ describe('charts/gantry', () => {
     assert.equal(named(docs, 'HorizontalPodAutoscaler', `${release}-settlement`).spec.maxReplicas, 10);
     assert.equal(envOf(named(docs, 'Deployment', `${release}-approvals`)).get('GANTRY_RATE_LIMIT_STORE')!.value, 'memory');
     assert.ok(!ofKind(docs, 'Secret').some((s) => s.metadata.name === `${release}-dev-jwt`));
-    const role = named(docs, 'Role', `${release}-operator`);
-    const verbs = (resource: string) => (role.rules as Obj[]).filter((r) => r.resources.includes(resource)).flatMap((r) => r.verbs as string[]);
-    assert.ok(verbs('webhooks').includes('watch') && verbs('featureflags').includes('patch') && verbs('webhooks/status').includes('patch'));
-    assert.ok(!verbs('webhooks').includes('delete') && !verbs('webhooks').includes('create'));
-    assert.deepEqual(verbs('leases').sort(), ['create', 'get', 'update']);
-    assert.deepEqual(verbs('events').sort(), ['create', 'patch']);
-    assert.equal(ofKind(docs, 'ClusterRole').length, 0, 'namespace-scoped rights only');
   });
 
   test('generated PKI: leaf certificates are signed by the chart CA for server and client auth and name the headless Service', async (t) => {
@@ -215,6 +221,12 @@ describe('charts/gantry', () => {
       assert.ok(leaf.checkPrivateKey(createPrivateKey(pem(secret, 'tls.key'))));
       assert.deepEqual([...(leaf.keyUsage ?? [])].sort(), ['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']);
     }
+    const secret = named(docs, 'Secret', `${operator}-tls`);
+    const leaf = new X509Certificate(pem(secret, 'tls.crt'));
+    assert.ok(leaf.verify(ca.publicKey), "the operator's certificate is signed by the CA");
+    assert.ok(leaf.keyUsage?.includes('1.3.6.1.5.5.7.3.2'), 'client auth');
+    assert.equal(leaf.subjectAltName, `DNS:${operator}`, 'it names no Service: the operator serves nothing');
+    assert.equal(named(docs, 'Deployment', operator).spec.template.spec.volumes.find((v: Obj) => v.name === 'tls').secret.secretName, `${operator}-tls`);
   });
 
   test("the dev key init script lays out a key the process trusts: a token minted with it verifies", async (t) => {
@@ -241,7 +253,7 @@ describe('charts/gantry', () => {
   test('monolithic: one Deployment of every target on a PVC, Recreate, and no NetworkPolicy to peers', async (t) => {
     if (needsHelm(t)) return;
     const docs = await render(['monolithic-values.yaml']);
-    const [d, ...rest] = ofKind(docs, 'Deployment');
+    const [d, ...rest] = ofKind(docs, 'Deployment').filter((x) => x.metadata.name !== operator);
     assert.equal(rest.length, 0);
     assert.equal(d!.spec.replicas, 1);
     assert.equal(d!.spec.strategy.type, 'Recreate');
@@ -252,14 +264,18 @@ describe('charts/gantry', () => {
     const env = envOf(d!);
     assert.ok(!env.has('GANTRY_DATABASE_URL') && !env.has('GANTRY_PEERS_LOG_ADDRESS') && !env.has('GANTRY_PEERS_WEBHOOKS_ADDRESS'));
     assert.equal(env.get('GANTRY_RATE_LIMIT_STORE')!.value, 'memory');
-    for (const kind of ['PodDisruptionBudget', 'HorizontalPodAutoscaler']) assert.equal(ofKind(docs, kind).length, 0, kind);
-    const policies = ofKind(docs, 'NetworkPolicy');
+    for (const kind of ['PodDisruptionBudget', 'HorizontalPodAutoscaler']) assert.equal(ofKind(docs, kind).filter((o) => component(o) !== 'operator').length, 0, kind);
+    const policies = ofKind(docs, 'NetworkPolicy').filter((p) => component(p) !== 'operator');
     assert.equal(policies.length, 1);
     const from = (policies[0]!.spec.ingress as Obj[]).flatMap((r) => (r.from ?? []) as Obj[]);
     assert.deepEqual(
       from,
-      [{ podSelector: { matchLabels: { 'app.kubernetes.io/instance': release, 'app.kubernetes.io/component': 'helm-test' } } }, { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'clients' } } }],
-      'only the helm test Pods and allowedClients, no peer selectors',
+      [
+        { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'gantry', 'app.kubernetes.io/instance': release, 'app.kubernetes.io/component': 'operator' } } },
+        { podSelector: { matchLabels: { 'app.kubernetes.io/instance': release, 'app.kubernetes.io/component': 'helm-test' } } },
+        { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'clients' } } },
+      ],
+      'only the operator, the helm test Pods and allowedClients, no peer selectors',
     );
   });
 
@@ -281,6 +297,98 @@ describe('charts/gantry', () => {
     }
     const mono = ofKind(await render(['monolithic-values.yaml']), 'Pod');
     assert.deepEqual(mono.map((p) => p.metadata.name), [`${release}-gantry-test-health`]);
+  });
+
+  test('the operator runs serve --target=operator with 2 replicas, a PDB, an API token, health probes on 7080 and no gRPC port or Service', async (t) => {
+    if (needsHelm(t)) return;
+    const docs = await render();
+    const d = named(docs, 'Deployment', operator);
+    const pod = d.spec.template.spec;
+    const [main] = pod.containers as Obj[];
+    assert.deepEqual(main!.args, ['serve', '--target=operator']);
+    assert.equal(d.spec.replicas, 2, 'leader election: one leads, one stands by');
+    assert.equal(pod.serviceAccountName, operator);
+    assert.equal(pod.automountServiceAccountToken, true, 'it talks to the API server with its ServiceAccount');
+    assert.deepEqual(main!.ports, [{ name: 'health', containerPort: 7080, protocol: 'TCP' }], 'no 7443 listener');
+    for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) assert.deepEqual(main![probe].grpc, { port: 7080 }, probe);
+    assert.equal(pod.topologySpreadConstraints[0].labelSelector.matchLabels['app.kubernetes.io/component'], 'operator');
+    assert.ok(!ofKind(docs, 'Service').some((svc) => component(svc) === 'operator'), 'nothing to call: no Service');
+    assert.equal(named(docs, 'PodDisruptionBudget', operator).spec.maxUnavailable, 1);
+
+    const env = envOf(d);
+    const value = (name: string) => env.get(name)?.value as string | undefined;
+    assert.equal(value('GANTRY_OPERATOR_NAMESPACE'), ns);
+    assert.equal(value('GANTRY_OPERATOR_LEASE_NAME'), operator);
+    assert.deepEqual(env.get('GANTRY_OPERATOR_IDENTITY')!.valueFrom, { fieldRef: { fieldPath: 'metadata.name' } });
+    assert.equal(value('GANTRY_OPERATOR_RESYNC_MS'), '300000');
+    assert.equal(value('GANTRY_OPERATOR_WORKERS'), '2');
+    assert.equal(value('GANTRY_OPERATOR_RENEW_DEADLINE_MS'), '10000');
+    assert.equal(value('GANTRY_HEALTH_PORT'), '7080');
+    for (const name of ['GANTRY_PORT', 'GANTRY_RATE_LIMIT_STORE', 'GANTRY_DATABASE_URL', 'GANTRY_PEERS_TOKEN_FILE']) assert.ok(!env.has(name), `${name} is not set`);
+    for (const target of ['log', 'settlement', 'approvals', 'webhooks']) {
+      assert.equal(value(`GANTRY_PEERS_${target.toUpperCase()}_ADDRESS`), `dns:///${headless(target)}:7443`, target);
+    }
+    const init = (pod.initContainers as Obj[]).find((c) => c.name === 'dev-key');
+    assert.deepEqual(init, (named(docs, 'Deployment', `${release}-log`).spec.template.spec.initContainers as Obj[])[0], 'the same dev-key init container as the services: it mints its own tokens');
+    assert.equal(pod.volumes.find((v: Obj) => v.name === 'dev-key').secret.secretName, `${release}-dev-jwt`);
+
+    const sized = await render([], ['operator.replicas=1', 'targets.approvals.enabled=false', 'operator.resyncMs=60000', 'operator.resources.requests.cpu=20m']);
+    const small = named(sized, 'Deployment', operator);
+    assert.equal(small.spec.template.spec.topologySpreadConstraints, undefined);
+    assert.deepEqual(small.spec.template.spec.containers[0].resources, { requests: { cpu: '20m' } });
+    assert.equal(envOf(small).get('GANTRY_OPERATOR_RESYNC_MS')!.value, '60000');
+    assert.ok(!envOf(small).has('GANTRY_PEERS_APPROVALS_ADDRESS'), 'only enabled targets are peers');
+    assert.ok(!ofKind(sized, 'PodDisruptionBudget').some((p) => p.metadata.name === operator), 'no PDB for a single replica');
+
+    const off = await render([], ['operator.enabled=false']);
+    assert.deepEqual(off.filter((o) => component(o) === 'operator' || o.metadata.name.startsWith(operator)), [], 'operator.enabled=false renders nothing of it');
+  });
+
+  test('monolithic: the operator calls the monolith for every peer, and both trust the chart dev key', async (t) => {
+    if (needsHelm(t)) return;
+    const docs = await render(['monolithic-values.yaml']);
+    const env = envOf(named(docs, 'Deployment', operator));
+    const monolith = `dns:///${release}-gantry.${ns}.svc.cluster.local:7443`;
+    for (const target of ['LOG', 'SETTLEMENT', 'APPROVALS', 'WEBHOOKS']) assert.equal(env.get(`GANTRY_PEERS_${target}_ADDRESS`)!.value, monolith, target);
+    assert.ok(named(docs, 'Service', `${release}-gantry`));
+    assert.ok(named(docs, 'Secret', `${release}-dev-jwt`));
+    for (const name of [`${release}-gantry`, operator]) {
+      const spec = named(docs, 'Deployment', name).spec.template.spec;
+      assert.deepEqual((spec.initContainers as Obj[]).map((c) => c.name), ['dev-key'], name);
+    }
+    const alone = await render(['monolithic-values.yaml'], ['operator.enabled=false']);
+    assert.equal(named(alone, 'Deployment', `${release}-gantry`).spec.template.spec.initContainers, undefined, 'without the operator the monolith makes its own key');
+    assert.ok(!ofKind(alone, 'Secret').some((s) => s.metadata.name === `${release}-dev-jwt`));
+  });
+
+  test("external issuer: the operator's service token comes from operator.serviceTokenSecret, else auth.serviceTokenSecret", async (t) => {
+    if (needsHelm(t)) return;
+    const token = (docs: Obj[]) => {
+      const spec = named(docs, 'Deployment', operator).spec.template.spec;
+      assert.equal(envOf(named(docs, 'Deployment', operator)).get('GANTRY_PEERS_TOKEN_FILE')!.value, '/etc/gantry/peer-token/token');
+      assert.equal(spec.initContainers, undefined, 'no dev key');
+      return spec.volumes.find((v: Obj) => v.name === 'peer-token').secret.secretName as string;
+    };
+    assert.equal(token(await render(['microservices-certmanager-values.yaml'])), 'gantry-operator-token');
+    assert.equal(token(await render(['microservices-certmanager-values.yaml'], ['operator.serviceTokenSecret='])), 'gantry-relay-token');
+  });
+
+  test("the operator's Role grants exactly the calls its code makes, in the release namespace only", async (t) => {
+    if (needsHelm(t)) return;
+    const docs = await render();
+    assert.deepEqual(rulesOf(named(docs, 'Role', operator)), [
+      { apiGroups: ['gantry.dev'], resources: ['webhooks', 'featureflags'], verbs: ['get', 'list', 'watch', 'patch'] },
+      { apiGroups: ['gantry.dev'], resources: ['webhooks/status', 'featureflags/status'], verbs: ['patch'] },
+      { apiGroups: ['gantry.dev'], resources: ['webhooks/finalizers'], verbs: ['update'] },
+      { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'] },
+      { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
+      { apiGroups: ['', 'events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] },
+    ]);
+    const binding = named(docs, 'RoleBinding', operator);
+    assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: operator });
+    assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: operator, namespace: ns }]);
+    assert.equal(named(docs, 'Role', operator).metadata.namespace, ns);
+    for (const kind of ['ClusterRole', 'ClusterRoleBinding']) assert.equal(ofKind(docs, kind).length, 0, 'namespace-scoped rights only');
   });
 
   test('the Webhook and FeatureFlag CRDs are templates behind crds.enabled, kept on uninstall with crds.keep, with status subresources and closed enums', async (t) => {
@@ -310,6 +418,8 @@ describe('charts/gantry', () => {
       [['mode=hybrid'], /at '\/mode': value must be one of 'microservices', 'monolithic'/],
       [['securityContext.readOnlyRootFilesystem=false'], /readOnlyRootFilesystem/],
       [['extraEnv.FOO=bar'], /'FOO' does not match pattern/],
+      [['operator.replica=3'], /at '\/operator': additional properties 'replica' not allowed/],
+      [['operator.workers=0'], /at '\/operator\/workers'/],
     ];
     await Promise.all(cases.map(async ([set, message]) => {
       for (const cmd of [['template', release, chart], ['lint', chart]]) {
@@ -327,6 +437,8 @@ describe('charts/gantry', () => {
       [['auth.existingSecret=jwks'], /set exactly one of auth.existingSecret/],
       [['auth.generateDevKey=false', 'auth.jwksUrl=https://idp.example.com/jwks'], /auth.serviceTokenSecret: with an external issuer/],
       [['database.existingSecret='], /set database.url or database.existingSecret/],
+      [['auth.generateDevKey=false', 'auth.jwksUrl=https://idp.example.com/jwks', 'events.enabled=false'], /operator.serviceTokenSecret: with an external issuer the operator needs a service token/],
+      [['operator.leaderElection.renewDeadlineMs=20000'], /renewDeadlineMs must be less than leaseDurationMs/],
     ];
     await Promise.all(cases.map(async ([set, message]) => {
       const r = await runHelm(['template', release, chart, ...valuesArgs([], set)]);

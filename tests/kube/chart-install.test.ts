@@ -15,6 +15,7 @@ import { ok, testKube, type TestKube } from '../support/kube.js';
 const chart = join(repoRoot, 'charts/gantry');
 const release = 'gy';
 const targets = ['log', 'settlement', 'approvals', 'webhooks'];
+const operator = `${release}-operator`;
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- API objects are untyped JSON here
 
@@ -44,6 +45,78 @@ const byName = (items: Obj[], kind: string, name: string) => {
 };
 const secretData = (secrets: Obj[]) => new Map(secrets.map((s) => [s.metadata.name as string, JSON.stringify(s.data)]));
 
+interface Access {
+  verb: string;
+  resource: string;
+  group?: string;
+  subresource?: string;
+  /** Default: the release namespace; '' asks cluster-wide. */
+  namespace?: string;
+}
+
+/**
+ * Whether the server's RBAC authorizer lets the operator's ServiceAccount do it: a SubjectAccessReview,
+ * what `kubectl auth can-i --as=system:serviceaccount:...` sends, with the group spelt out, since
+ * kubectl maps `webhooks.gantry.dev` through discovery and these installs leave the CRDs out.
+ */
+async function operatorCan(k: TestKube, ns: string, a: Access): Promise<boolean> {
+  const review = {
+    apiVersion: 'authorization.k8s.io/v1',
+    kind: 'SubjectAccessReview',
+    spec: {
+      user: `system:serviceaccount:${ns}:${operator}`,
+      groups: ['system:serviceaccounts', `system:serviceaccounts:${ns}`, 'system:authenticated'],
+      resourceAttributes: { verb: a.verb, group: a.group ?? '', resource: a.resource, subresource: a.subresource ?? '', namespace: a.namespace ?? ns },
+    },
+  };
+  const answer = JSON.parse(ok(await k.kubectl(['create', '-f', '-', '-o', 'json'], JSON.stringify(review)), 'creating a SubjectAccessReview')) as Obj;
+  return answer.status.allowed === true;
+}
+
+/** The operator's Deployment, ServiceAccount, Role and RoleBinding exist, and its rights are exactly what it needs. */
+async function assertOperatorInstalled(k: TestKube, ns: string): Promise<void> {
+  const objects = await getAll(k, ns, 'deployments,serviceaccounts,roles,rolebindings');
+  const deployment = byName(objects, 'Deployment', operator);
+  assert.deepEqual(deployment.spec.template.spec.containers[0].args, ['serve', '--target=operator']);
+  assert.equal(deployment.spec.template.spec.serviceAccountName, operator);
+  assert.equal(deployment.spec.template.spec.automountServiceAccountToken, true);
+  byName(objects, 'ServiceAccount', operator);
+  byName(objects, 'Role', operator);
+  assert.deepEqual(byName(objects, 'RoleBinding', operator).subjects, [{ kind: 'ServiceAccount', name: operator, namespace: ns }]);
+  const gantry = (verb: string, resource: string, subresource?: string, namespace?: string): Access => ({ verb, group: 'gantry.dev', resource, subresource, namespace });
+  const lease = (verb: string, namespace?: string): Access => ({ verb, group: 'coordination.k8s.io', resource: 'leases', namespace });
+  const allowed: Access[] = [
+    gantry('patch', 'webhooks', 'status'),
+    gantry('patch', 'featureflags', 'status'),
+    gantry('watch', 'featureflags'),
+    gantry('patch', 'webhooks'),
+    gantry('update', 'webhooks', 'finalizers'),
+    { verb: 'create', resource: 'secrets' },
+    { verb: 'delete', resource: 'secrets' },
+    lease('create'),
+    lease('update'),
+    { verb: 'create', resource: 'events' },
+    { verb: 'patch', group: 'events.k8s.io', resource: 'events' },
+  ];
+  const refused: Access[] = [
+    gantry('delete', 'webhooks'),
+    gantry('create', 'featureflags'),
+    gantry('update', 'webhooks'),
+    gantry('update', 'featureflags', 'status'),
+    { verb: 'patch', resource: 'secrets' },
+    lease('list'),
+    { verb: 'list', resource: 'pods' },
+    { verb: 'get', resource: 'configmaps' },
+    gantry('watch', 'featureflags', undefined, 'default'),
+    gantry('patch', 'webhooks', 'status', 'default'),
+    lease('create', 'kube-system'),
+    { verb: 'list', resource: 'secrets', namespace: '' },
+  ];
+  const show = (a: Access) => `${a.verb} ${[a.resource, a.group].filter(Boolean).join('.')}${a.subresource ? `/${a.subresource}` : ''} in ${a.namespace ?? ns}`;
+  const answers = await Promise.all([...allowed, ...refused].map(async (a) => `${(await operatorCan(k, ns, a)) ? 'yes' : 'no'}: ${show(a)}`));
+  assert.deepEqual(answers, [...allowed.map((a) => `yes: ${show(a)}`), ...refused.map((a) => `no: ${show(a)}`)]);
+}
+
 describe('charts/gantry on a real Kubernetes API server', () => {
   before(async () => {
     const k = await testKube();
@@ -51,7 +124,7 @@ describe('charts/gantry on a real Kubernetes API server', () => {
     else kube = k;
   });
 
-  test('default values: every object is accepted, Services get cluster IPs, and an upgrade keeps the generated CA, certificates and keys', async (t) => {
+  test('default values: every object is accepted, Services get cluster IPs, the operator gets only its rights, and an upgrade keeps the generated CA, certificates and keys', async (t) => {
     const k = needsKube(t);
     if (!k) return;
     const ns = await k.namespace(t, 'chart-default');
@@ -59,9 +132,12 @@ describe('charts/gantry on a real Kubernetes API server', () => {
     ok(await k.helm(['install', release, chart, '--namespace', ns, ...common]), 'helm install');
 
     const objects = await getAll(k, ns, 'deployments,services,networkpolicies,serviceaccounts,poddisruptionbudgets,secrets');
-    assert.deepEqual(names(objects, 'Deployment'), targets.map((x) => `${release}-${x}`).sort());
-    assert.deepEqual(names(objects, 'NetworkPolicy'), targets.map((x) => `${release}-${x}`).sort());
-    assert.deepEqual(names(objects, 'PodDisruptionBudget'), targets.map((x) => `${release}-${x}`).sort());
+    const components = [...targets, 'operator'].map((x) => `${release}-${x}`).sort();
+    assert.deepEqual(names(objects, 'Deployment'), components);
+    assert.deepEqual(names(objects, 'NetworkPolicy'), components);
+    assert.deepEqual(names(objects, 'PodDisruptionBudget'), components);
+    assert.ok(!names(objects, 'Service').includes(operator), 'the operator serves nothing');
+    await assertOperatorInstalled(k, ns);
     for (const target of targets) {
       const svc = byName(objects, 'Service', `${release}-${target}`);
       assert.match(svc.spec.clusterIP, /^10\.0\.0\.\d+$/, `${target}: the server allocated an IP from --service-cluster-ip-range`);
@@ -73,7 +149,7 @@ describe('charts/gantry on a real Kubernetes API server', () => {
     }
 
     const secrets = objects.filter((o) => o.kind === 'Secret' && o.type !== 'helm.sh/release.v1');
-    const kept = [`${release}-ca`, ...targets.map((x) => `${release}-${x}-tls`), `${release}-dev-jwt`, `${release}-log-signing-key`, `${release}-webhooks-keys`];
+    const kept = [`${release}-ca`, ...targets.map((x) => `${release}-${x}-tls`), `${operator}-tls`, `${release}-dev-jwt`, `${release}-log-signing-key`, `${release}-webhooks-keys`];
     assert.deepEqual(names(secrets, 'Secret'), ['gantry-database', ...kept].sort());
     const decode = (s: Obj, key: string) => Buffer.from(s.data[key], 'base64').toString();
     const ca = new X509Certificate(decode(byName(secrets, 'Secret', `${release}-ca`), 'tls.crt'));
@@ -93,14 +169,14 @@ describe('charts/gantry on a real Kubernetes API server', () => {
     assert.deepEqual(history.map((h) => h.status), ['superseded', 'deployed']);
   });
 
-  test('monolithic values: one Recreate Deployment with its PVC, Services and NetworkPolicy', async (t) => {
+  test('monolithic values: one Recreate Deployment with its PVC, Services and NetworkPolicy, and the operator beside it', async (t) => {
     const k = needsKube(t);
     if (!k) return;
     const ns = await k.namespace(t, 'chart-monolithic');
     ok(await k.helm(['install', release, chart, '--namespace', ns, '-f', join(chart, 'ci/monolithic-values.yaml'), ...common]), 'helm install');
 
     const objects = await getAll(k, ns, 'deployments,services,networkpolicies,persistentvolumeclaims,secrets');
-    assert.deepEqual(names(objects, 'Deployment'), [`${release}-gantry`]);
+    assert.deepEqual(names(objects, 'Deployment'), [`${release}-gantry`, operator]);
     const deployment = byName(objects, 'Deployment', `${release}-gantry`);
     assert.equal(deployment.spec.replicas, 1);
     assert.equal(deployment.spec.strategy.type, 'Recreate');
@@ -108,10 +184,12 @@ describe('charts/gantry on a real Kubernetes API server', () => {
     assert.equal(pvc.spec.resources.requests.storage, '2Gi');
     assert.equal(pvc.status.phase, 'Pending', 'no storage provisioner runs: the claim stays Pending, which is fine');
     assert.match(byName(objects, 'Service', `${release}-gantry`).spec.clusterIP, /^10\.0\.0\.\d+$/);
-    assert.deepEqual(names(objects, 'NetworkPolicy'), [`${release}-gantry`]);
+    assert.deepEqual(names(objects, 'NetworkPolicy'), [`${release}-gantry`, operator]);
     const policy = byName(objects, 'NetworkPolicy', `${release}-gantry`);
     assert.ok(JSON.stringify(policy.spec.ingress).includes('"kubernetes.io/metadata.name":"clients"'), 'allowedClients reach the server as written');
     assert.ok(names(objects, 'Secret').includes(`${release}-ca`));
+    for (const name of [`${release}-dev-jwt`, `${operator}-tls`]) assert.ok(names(objects, 'Secret').includes(name), name);
+    await assertOperatorInstalled(k, ns);
   });
 
   test('values breaking the schema (a misspelt key, a wrong type) are refused with a schema error and create nothing', async (t) => {

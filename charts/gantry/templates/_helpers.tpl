@@ -54,6 +54,12 @@ podSelector:
 {{- if or .Values.auth.existingSecret .Values.auth.jwksUrl }}true{{ end -}}
 {{- end -}}
 
+{{/* The chart's dev key (Secret <release>-dev-jwt, written by the dev-key init container): every
+microservices pod, and the monolith when the operator runs beside it, must trust the same key. */}}
+{{- define "gantry.sharedDevKey" -}}
+{{- if and .Values.auth.generateDevKey (or (eq .Values.mode "microservices") .Values.operator.enabled) }}true{{ end -}}
+{{- end -}}
+
 {{/* Checks what the schema cannot: combinations of values. */}}
 {{- define "gantry.validate" -}}
 {{- $sources := 0 -}}
@@ -66,6 +72,14 @@ podSelector:
 {{- if and (include "gantry.externalAuth" .) .Values.events.enabled (not .Values.auth.serviceTokenSecret) -}}
 {{- fail "auth.serviceTokenSecret: with an external issuer the relays need a service token (a JWT with scopes log.append webhooks.publish) from a Secret; set auth.serviceTokenSecret, or events.enabled=false" -}}
 {{- end -}}
+{{- if and (include "gantry.externalAuth" .) .Values.operator.enabled (not .Values.operator.serviceTokenSecret) (not .Values.auth.serviceTokenSecret) -}}
+{{- fail "operator.serviceTokenSecret: with an external issuer the operator needs a service token (a JWT with scopes webhooks.read webhooks.manage flags.read flags.write) from a Secret; set operator.serviceTokenSecret (or auth.serviceTokenSecret with those scopes too), or operator.enabled=false" -}}
+{{- end -}}
+{{- with .Values.operator.leaderElection -}}
+{{- if ge (int .renewDeadlineMs) (int .leaseDurationMs) -}}
+{{- fail "operator.leaderElection: renewDeadlineMs must be less than leaseDurationMs (a leader gives up before a standby may take over)" -}}
+{{- end -}}
+{{- end -}}
 {{- if and (eq .Values.mode "microservices") (not .Values.database.url) (not .Values.database.existingSecret) -}}
 {{- fail "database: microservices need PostgreSQL; set database.url or database.existingSecret" -}}
 {{- end -}}
@@ -74,14 +88,20 @@ podSelector:
 {{/*
 One pod spec: (dict "root" $ "component" "log" "args" (list ...) "cfg" <target values> "tlsSecret" "..."
 "env" (list of env vars) "dataVolume" <volume> "devKeyInit" bool "replicas" int).
+"relay": mounts auth.serviceTokenSecret as GANTRY_PEERS_TOKEN_FILE; "tokenSecret" (dict "name" "key")
+mounts that Secret instead. "clientOnly": no gRPC listener (the operator: health port only).
+"kubeApi": mounts the ServiceAccount token (only the operator talks to the API server).
 */}}
 {{- define "gantry.podSpec" -}}
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
 {{- $prefix := include "gantry.prefix" $root -}}
 {{- $resources := .cfg.resources | default $v.defaultResources -}}
+{{- $tokenSecret := ternary $v.auth.serviceTokenSecret "" (not (empty .relay)) -}}
+{{- $tokenKey := $v.auth.serviceTokenSecretKey -}}
+{{- with .tokenSecret }}{{ $tokenSecret = .name }}{{ $tokenKey = .key }}{{ end -}}
 serviceAccountName: {{ printf "%s-%s" $prefix .component }}
-automountServiceAccountToken: false
+automountServiceAccountToken: {{ not (empty .kubeApi) }}
 enableServiceLinks: false
 terminationGracePeriodSeconds: {{ add (div $v.shutdownGraceMs 1000) $v.terminationGraceMarginSeconds }}
 securityContext:
@@ -152,10 +172,14 @@ containers:
     args:
       {{- toYaml .args | nindent 6 }}
     ports:
+      {{- if not .clientOnly }}
       - {name: grpc, containerPort: 7443, protocol: TCP}
+      {{- end }}
       - {name: health, containerPort: 7080, protocol: TCP}
     env:
+      {{- if not .clientOnly }}
       - {name: GANTRY_PORT, value: "7443"}
+      {{- end }}
       - {name: GANTRY_HEALTH_PORT, value: "7080"}
       - {name: GANTRY_DATA_DIR, value: /var/lib/gantry}
       - {name: GANTRY_TLS_CA_FILE, value: /etc/gantry/tls/ca.crt}
@@ -169,18 +193,22 @@ containers:
       {{- else if $v.auth.jwksUrl }}
       - {name: GANTRY_JWT_JWKS_URL, value: {{ $v.auth.jwksUrl | quote }}}
       {{- end }}
-      {{- if and .relay $v.auth.serviceTokenSecret }}
-      - {name: GANTRY_PEERS_TOKEN_FILE, value: {{ printf "/etc/gantry/peer-token/%s" $v.auth.serviceTokenSecretKey | quote }}}
+      {{- if $tokenSecret }}
+      - {name: GANTRY_PEERS_TOKEN_FILE, value: {{ printf "/etc/gantry/peer-token/%s" $tokenKey | quote }}}
       {{- end }}
+      {{- if not .clientOnly }}
       - {name: GANTRY_RATE_LIMIT_STORE, value: {{ .rateLimitStore | quote }}}
       - {name: GANTRY_RATE_LIMIT_POINTS, value: {{ $v.rateLimit.points | quote }}}
       - {name: GANTRY_RATE_LIMIT_WINDOW_SEC, value: {{ $v.rateLimit.windowSec | quote }}}
+      {{- end }}
       - {name: GANTRY_LOG_LEVEL, value: {{ $v.telemetry.logLevel | quote }}}
       {{- with $v.telemetry.otlpEndpoint }}
       - {name: GANTRY_OTLP_ENDPOINT, value: {{ . | quote }}}
       {{- end }}
       - {name: GANTRY_SHUTDOWN_GRACE_MS, value: {{ $v.shutdownGraceMs | quote }}}
+      {{- if not .clientOnly }}
       - {name: GANTRY_EVENTS_ENABLED, value: {{ $v.events.enabled | quote }}}
+      {{- end }}
       {{- with .env }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
@@ -212,7 +240,7 @@ containers:
       {{- if $v.auth.existingSecret }}
       - {name: jwks, mountPath: /etc/gantry/jwks, readOnly: true}
       {{- end }}
-      {{- if and .relay $v.auth.serviceTokenSecret }}
+      {{- if $tokenSecret }}
       - {name: peer-token, mountPath: /etc/gantry/peer-token, readOnly: true}
       {{- end }}
       {{- with .extraMounts }}
@@ -228,9 +256,9 @@ volumes:
   - name: jwks
     secret: {secretName: {{ $v.auth.existingSecret }}, defaultMode: 288}
   {{- end }}
-  {{- if and .relay $v.auth.serviceTokenSecret }}
+  {{- if $tokenSecret }}
   - name: peer-token
-    secret: {secretName: {{ $v.auth.serviceTokenSecret }}, defaultMode: 288}
+    secret: {secretName: {{ $tokenSecret }}, defaultMode: 288}
   {{- end }}
   {{- if .devKeyInit }}
   - name: dev-key
@@ -239,4 +267,83 @@ volumes:
   {{- with .extraVolumes }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
+{{- end -}}
+
+{{/* Metadata of one component's object: (dict "root" $ "name" "..." "component" "log"). */}}
+{{- define "gantry.metadata" -}}
+metadata:
+  name: {{ .name }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "gantry.labels" .root | nindent 4 }}
+    app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/*
+A rolling Deployment of one component: (dict "root" $ "name" "..." "component" "log" "pod" <gantry.podSpec
+arguments>), "replicas" int unless an HPA sets them.
+*/}}
+{{- define "gantry.deployment" -}}
+apiVersion: apps/v1
+kind: Deployment
+{{ include "gantry.metadata" . }}
+spec:
+  {{- if hasKey . "replicas" }}
+  replicas: {{ .replicas }}
+  {{- end }}
+  revisionHistoryLimit: 5
+  strategy:
+    type: RollingUpdate
+    rollingUpdate: {maxUnavailable: 0, maxSurge: 1}
+  selector:
+    matchLabels:
+      {{- include "gantry.selectorLabels" (dict "root" .root "component" .component) | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "gantry.labels" .root | nindent 8 }}
+        app.kubernetes.io/component: {{ .component }}
+    spec:
+      {{- include "gantry.podSpec" .pod | nindent 6 }}
+{{- end -}}
+
+{{/* At most one pod of a component down at a time: (dict "root" $ "name" "..." "component" "log"). */}}
+{{- define "gantry.pdb" -}}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+{{ include "gantry.metadata" . }}
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels:
+      {{- include "gantry.selectorLabels" (dict "root" .root "component" .component) | nindent 6 }}
+{{- end -}}
+
+{{/*
+Ingress of one component: the plaintext health port from anywhere (kubelet probes), gRPC (7443) only
+from "from" (NetworkPolicyPeers; none: no gRPC ingress). (dict "root" $ "name" "..." "component" "log" "from" (list ...)).
+*/}}
+{{- define "gantry.networkPolicy" -}}
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+{{ include "gantry.metadata" . }}
+spec:
+  podSelector:
+    matchLabels:
+      {{- include "gantry.selectorLabels" (dict "root" .root "component" .component) | nindent 6 }}
+  policyTypes: [Ingress]
+  ingress:
+    - ports: [{port: 7080, protocol: TCP}]
+    {{- with .from }}
+    - ports: [{port: 7443, protocol: TCP}]
+      from:
+        {{- toYaml . | nindent 8 }}
+    {{- end }}
+{{- end -}}
+
+{{/* The NetworkPolicy peer of this release's operator pods. */}}
+{{- define "gantry.operatorClients" -}}
+podSelector:
+  matchLabels:
+    {{- include "gantry.selectorLabels" (dict "root" . "component" "operator") | nindent 4 }}
 {{- end -}}
