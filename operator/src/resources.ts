@@ -2,6 +2,7 @@
 // types. The API server has already checked them against the CRD schema; the reconcilers check
 // only what the schema cannot express.
 import type { KubernetesObject, V1ObjectMeta } from '@kubernetes/client-node';
+import type { FeatureFlagSpec as KitFeatureFlagSpec } from '@gantry/kit';
 import type { ResourceType } from './runtime/index.js';
 
 export const GROUP = 'gantry.dev';
@@ -55,13 +56,8 @@ export interface WebhookResource extends KubernetesObject {
 export const FLAG_TARGETS = ['log', 'settlement', 'approvals', 'webhooks'] as const;
 export type FlagTarget = (typeof FLAG_TARGETS)[number];
 
-export interface FeatureFlagSpec {
-  key?: string;
-  state: 'ENABLED' | 'DISABLED';
-  type?: 'boolean' | 'string' | 'number' | 'object';
-  variants: Record<string, unknown>;
-  defaultVariant: string;
-  targeting?: Record<string, unknown>;
+/** The kit's FeatureFlag spec (what becomes the flag), with the targets the operator pushes it to. */
+export interface FeatureFlagSpec extends Omit<KitFeatureFlagSpec, 'targets'> {
   targets: FlagTarget[];
 }
 

@@ -2,13 +2,14 @@
 // whether it holds this generation; a service that is down is retried with backoff while the others
 // keep theirs. Flags are written with source "operator:<namespace>/<name>", which is how the
 // operator tells its own flags from those set with the CLI or by another FeatureFlag.
-import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import { flagFromSpec, GantryError, validateFlag, type Logger } from '@gantry/kit';
 import { flagsv1 } from '@gantry/proto';
 import { sameStatus, setCondition, type ConditionUpdate } from '../conditions.js';
 import type { KubeApi } from '../kube.js';
 import type { Peers } from '../peers.js';
 import { FEATURE_FLAGS, FINALIZER, FLAG_TARGETS, type FeatureFlagResource, type FeatureFlagStatus, type FlagServiceStatus, type FlagTarget } from '../resources.js';
+import { describeError, grpcCode } from './grpc-errors.js';
 import type { EventRecorder, ObjectKey, Reconciler, ReconcileResult } from '../runtime/index.js';
 
 export interface FeatureFlagReconcilerDeps {
@@ -32,14 +33,6 @@ const failed = (name: FlagTarget, reason: Outcome['reason'], message: string, re
 
 export const flagKeyOf = (ff: FeatureFlagResource) => ff.spec.key ?? ff.metadata.name;
 export const sourceOf = (ff: FeatureFlagResource) => `operator:${ff.metadata.namespace}/${ff.metadata.name}`;
-
-function grpcCode(err: unknown): number | undefined {
-  return typeof (err as ServiceError)?.code === 'number' ? (err as ServiceError).code : undefined;
-}
-
-function describe(err: unknown): string {
-  return (err as ServiceError)?.details || (err as Error)?.message || String(err);
-}
 
 /**
  * The flag as the services store it, or what is wrong with the spec: the checks the CRD schema
@@ -132,8 +125,8 @@ export class FeatureFlagReconciler implements Reconciler {
       this.deps.events.event(ff, 'Normal', 'Synced', `${target} now has flag ${flag.key} at version ${put.flag!.version}`);
       return synced(target, put.flag!.version);
     } catch (err) {
-      if (grpcCode(err) === GrpcStatus.INVALID_ARGUMENT) return failed(target, 'Rejected', `${target} refused the flag: ${describe(err)}; fix the FeatureFlag`, false);
-      return failed(target, 'Unavailable', `${target} could not be updated (${describe(err)}); retrying with backoff`, true);
+      if (grpcCode(err) === GrpcStatus.INVALID_ARGUMENT) return failed(target, 'Rejected', `${target} refused the flag: ${describeError(err)}; fix the FeatureFlag`, false);
+      return failed(target, 'Unavailable', `${target} could not be updated (${describeError(err)}); retrying with backoff`, true);
     }
   }
 
@@ -155,7 +148,7 @@ export class FeatureFlagReconciler implements Reconciler {
       if (current && current.source === sourceOf(ff)) await peer.call((c) => c.deleteFlag, { key: current.key, expectedVersion: current.version });
       return synced(target);
     } catch (err) {
-      return failed(target, 'Unavailable', `the flag could not be removed from ${target} (${describe(err)}); retrying with backoff`, true);
+      return failed(target, 'Unavailable', `the flag could not be removed from ${target} (${describeError(err)}); retrying with backoff`, true);
     }
   }
 

@@ -1,7 +1,7 @@
 // Webhook → an endpoint in the webhooks service, and its signing secret in a Secret the Webhook
 // owns. Level-triggered: every pass reads the resource, the registration and the Secret, and
 // converges whatever differs (drift included), so a missed event or a lost write heals itself.
-import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { V1Secret } from '@kubernetes/client-node';
 import type { Logger } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
@@ -9,6 +9,7 @@ import { sameStatus, setCondition, type ConditionUpdate } from '../conditions.js
 import type { KubeApi } from '../kube.js';
 import type { Peers } from '../peers.js';
 import { API_VERSION, FINALIZER, MANAGED_BY, MANAGED_BY_LABEL, WEBHOOKS, type WebhookResource, type WebhookStatus } from '../resources.js';
+import { describeError, grpcCode } from './grpc-errors.js';
 import type { EventRecorder, ObjectKey, Reconciler, ReconcileResult } from '../runtime/index.js';
 
 /** Re-checked this often while the webhooks service has no configured address. */
@@ -37,15 +38,11 @@ class SyncError extends Error {
   }
 }
 
-function grpcCode(err: unknown): number | undefined {
-  return typeof (err as ServiceError)?.code === 'number' ? (err as ServiceError).code : undefined;
-}
-
 /** Turns a failed call into the condition reason users see, and whether a retry can help. */
 function classify(err: unknown, what: string): SyncError {
   if (err instanceof SyncError) return err;
   const code = grpcCode(err);
-  const detail = (err as ServiceError)?.details || (err as Error)?.message || String(err);
+  const detail = describeError(err);
   if (code === GrpcStatus.INVALID_ARGUMENT) return new SyncError('Rejected', `the webhooks service refused the spec: ${detail}; fix the Webhook`, false);
   if (code === GrpcStatus.UNAVAILABLE || code === GrpcStatus.DEADLINE_EXCEEDED) {
     return new SyncError('WebhooksUnavailable', `the webhooks service cannot be reached (${detail}); retrying with backoff`, true);

@@ -1,12 +1,13 @@
 import { createLogger, HealthState, loadConfig, startHealthServer, startTelemetry } from '@gantry/kit';
 import { startOperator } from '@gantry/operator';
+import { exitOnSignals } from '../shutdown.js';
 
 /** `gantry serve --target=operator`: reconciles Webhooks and FeatureFlags until SIGTERM/SIGINT. */
 export async function serveOperator(opts: { config?: string }): Promise<void> {
   const config = loadConfig({ file: opts.config });
   const log = createLogger({ level: config.telemetry.logLevel, name: 'gantry-operator' });
   // Before the operator starts: its metrics (queue depth, reconciles, leadership) take meters now.
-  const telemetry = startTelemetry({ serviceName: 'gantry-operator', otlpEndpoint: config.telemetry.otlpEndpoint });
+  const telemetry = await startTelemetry({ serviceName: 'gantry-operator', otlpEndpoint: config.telemetry.otlpEndpoint });
   const health = new HealthState(['gantry.operator']);
   const probe = await startHealthServer(config.listen.host, config.listen.healthPort, health);
   const operator = await startOperator({ config, log });
@@ -22,28 +23,10 @@ export async function serveOperator(opts: { config?: string }): Promise<void> {
     process.exit(1);
   });
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) {
-      log.warn({ signal }, 'second signal: exiting without waiting');
-      process.exit(1);
-    }
-    stopping = true;
+  exitOnSignals(log, 'shutting down: finishing reconciles and releasing the lease', {}, async () => {
     health.drain();
-    log.info({ signal }, 'shutting down: finishing reconciles and releasing the lease');
-    operator.stop().then(
-      async () => {
-        probe.close();
-        await telemetry.shutdown();
-        log.info('stopped cleanly');
-        process.exit(0);
-      },
-      (err: unknown) => {
-        log.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+    await operator.stop();
+    probe.close();
+    await telemetry.shutdown();
+  });
 }

@@ -2,7 +2,7 @@ import { relative, resolve } from 'node:path';
 import { descriptorSetPath, healthDescriptorSetPath } from '@gantry/proto';
 import { createLogger, loadConfig, startRuntime } from '@gantry/kit';
 import { servicesFor } from '../registry.js';
-import { serveOperator } from './operator.js';
+import { exitOnSignals } from '../shutdown.js';
 
 export interface ServeOptions {
   target: string;
@@ -11,7 +11,8 @@ export interface ServeOptions {
 
 /** `gantry serve`: runs the chosen targets until SIGTERM/SIGINT, then drains and exits 0. */
 export async function serve(opts: ServeOptions): Promise<void> {
-  if (opts.target === 'operator') return serveOperator(opts);
+  // Loaded only for this target: the Kubernetes client is a large import every other command would pay for.
+  if (opts.target === 'operator') return (await import('./operator.js')).serveOperator(opts);
   const services = servicesFor(opts.target);
   const config = loadConfig({ file: opts.config });
   const log = createLogger({ level: config.telemetry.logLevel, name: `gantry-${opts.target}` });
@@ -36,25 +37,5 @@ export async function serve(opts: ServeOptions): Promise<void> {
     ].join('\n'),
   );
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) {
-      log.warn({ signal }, 'second signal: exiting without waiting for the drain');
-      process.exit(1);
-    }
-    stopping = true;
-    log.info({ signal, grace_ms: config.limits.shutdownGraceMs }, 'shutting down: health NOT_SERVING, draining calls');
-    runtime.stop().then(
-      () => {
-        log.info('stopped cleanly');
-        process.exit(0);
-      },
-      (err: unknown) => {
-        log.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  exitOnSignals(log, 'shutting down: health NOT_SERVING, draining calls', { grace_ms: config.limits.shutdownGraceMs }, () => runtime.stop());
 }
