@@ -97,7 +97,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const { config, log } = opts;
   let telemetry: Telemetry | undefined;
   const serviceName = `gantry-${opts.services.map((s) => s.target).join('+') || 'none'}`;
-  telemetry = startTelemetry({ serviceName, otlpEndpoint: config.telemetry.otlpEndpoint, spanProcessors: opts.spanProcessors });
+  telemetry = await startTelemetry({ serviceName, otlpEndpoint: config.telemetry.otlpEndpoint, spanProcessors: opts.spanProcessors });
 
   let tls: TlsFiles;
   if (config.tls.caFile && config.tls.certFile && config.tls.keyFile) {

@@ -168,8 +168,8 @@ const INFO = 30;
 // Sampled rows are relayed inside spans of the global tracer provider: one for the whole file.
 const spans = new InMemorySpanExporter();
 let telemetry: Telemetry | undefined;
-before(() => {
-  telemetry = startTelemetry({ serviceName: 'relay-test', spanProcessors: [new SimpleSpanProcessor(spans)] });
+before(async () => {
+  telemetry = await startTelemetry({ serviceName: 'relay-test', spanProcessors: [new SimpleSpanProcessor(spans)] });
 });
 after(async () => telemetry?.shutdown());
 

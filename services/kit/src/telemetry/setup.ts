@@ -1,12 +1,8 @@
 import { context, propagation, type TextMapSetter } from '@opentelemetry/api';
 import type { InterceptingCall, Interceptor, Metadata } from '@grpc/grpc-js';
 import { InterceptingCall as GrpcInterceptingCall } from '@grpc/grpc-js';
-import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { PeriodicExportingMetricReader, type IMetricReader } from '@opentelemetry/sdk-metrics';
-import { NodeSDK } from '@opentelemetry/sdk-node';
-import { BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { IMetricReader } from '@opentelemetry/sdk-metrics';
+import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 
 export interface TelemetryOptions {
   serviceName: string;
@@ -25,11 +21,21 @@ export interface Telemetry {
  * and metrics when an endpoint is configured. Spans per RPC come from the kit's telemetry middleware
  * and client interceptor rather than a require-hook instrumentation, which does not see grpc-js when
  * it is loaded as ESM (see docs/decisions.md).
+ *
+ * The SDK and exporters are imported here rather than at the top: they take about a second to load,
+ * which every CLI command importing the kit for its client helpers would otherwise pay.
  */
-export function startTelemetry(opts: TelemetryOptions): Telemetry {
+export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry> {
+  const [{ NodeSDK }, { resourceFromAttributes }] = await Promise.all([import('@opentelemetry/sdk-node'), import('@opentelemetry/resources')]);
   const spanProcessors: SpanProcessor[] = [...(opts.spanProcessors ?? [])];
   const metricReaders: IMetricReader[] = [];
   if (opts.otlpEndpoint) {
+    const [{ OTLPTraceExporter }, { OTLPMetricExporter }, { BatchSpanProcessor }, { PeriodicExportingMetricReader }] = await Promise.all([
+      import('@opentelemetry/exporter-trace-otlp-grpc'),
+      import('@opentelemetry/exporter-metrics-otlp-grpc'),
+      import('@opentelemetry/sdk-trace-base'),
+      import('@opentelemetry/sdk-metrics'),
+    ]);
     spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: opts.otlpEndpoint }), { maxQueueSize: 4096, maxExportBatchSize: 512 }));
     metricReaders.push(new PeriodicExportingMetricReader({ exporter: new OTLPMetricExporter({ url: opts.otlpEndpoint }), exportIntervalMillis: 15_000 }));
   }
