@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { before, describe, test, type TestContext } from 'node:test';
 // `yaml` is in node_modules (hoisted from the workspace's dependencies); helm template has no JSON output.
@@ -13,6 +15,7 @@ import { ok, testKube, type TestKube } from '../support/kube.js';
 // chart's `lookup`s. No kubelet runs, so pods never start: nothing here waits for readiness.
 
 const chart = join(repoRoot, 'charts/gantry');
+const execFileAsync = promisify(execFile);
 const release = 'gy';
 const targets = ['log', 'settlement', 'approvals', 'webhooks'];
 const operator = `${release}-operator`;
@@ -207,22 +210,35 @@ describe('charts/gantry on a real Kubernetes API server', () => {
     assert.deepEqual(JSON.parse(ok(await k.helm(['list', '--namespace', ns, '--deployed', '--failed', '--pending', '-o', 'json']), 'helm list')), [], 'no release recorded');
   });
 
-  test('cert-manager values: the server accepts every rendered object but the cert-manager kinds (a dry run: no cert-manager CRDs offline)', async (t) => {
+  test("cert-manager values: with cert-manager's own CRDs installed, the server accepts every rendered object, Issuers and Certificates included (a dry run)", async (t) => {
     const k = needsKube(t);
     if (!k) return;
+    // cert-manager's CRDs from its Go module (scripts/test-env/cert-manager-crds.sh): the API server
+    // then checks the Issuers and Certificates against cert-manager's real schemas.
+    const crdDir = (await execFileAsync('bash', [join(repoRoot, 'scripts/test-env/cert-manager-crds.sh')], { timeout: 300_000 })).stdout.trim();
+    const crdFiles = readdirSync(crdDir).filter((f) => f.endsWith('.yaml')).map((f) => join(crdDir, f));
+    ok(await k.kubectl(['apply', '--server-side', ...crdFiles.flatMap((f) => ['-f', f])]), "applying cert-manager's CRDs");
+    t.after(async () => ok(await k.kubectl(['delete', ...crdFiles.flatMap((f) => ['-f', f]), '--ignore-not-found', '--wait=false']), "deleting cert-manager's CRDs"));
+    ok(await k.kubectl(['wait', '--for=condition=Established', 'crd/certificates.cert-manager.io', 'crd/issuers.cert-manager.io', '--timeout=30s']), 'cert-manager CRDs established');
     const ns = await k.namespace(t, 'chart-certmanager');
     const rendered = ok(await k.helm(['template', release, chart, '--namespace', ns, '-f', join(chart, 'ci/microservices-certmanager-values.yaml'), ...common]), 'helm template');
     const docs = parseAllDocuments(rendered).map((d) => d.toJSON() as Obj).filter(Boolean);
     const certManager = docs.filter((d) => String(d.apiVersion).startsWith('cert-manager.io/'));
-    const rest = docs.filter((d) => !certManager.includes(d));
-    assert.ok(certManager.length > targets.length, 'the Issuers and Certificates are rendered (and left out here)');
-    const applied = await k.kubectl(['apply', '--dry-run=server', '--namespace', ns, '-f', '-'], rest.map((d) => stringify(d)).join('---\n'));
+    assert.ok(certManager.length > targets.length, 'the Issuers and Certificates are rendered');
+    const applied = await k.kubectl(['apply', '--dry-run=server', '--namespace', ns, '-f', '-'], docs.map((d) => stringify(d)).join('---\n'));
     assert.equal(applied.code, 0, applied.stderr);
     const accepted = applied.stdout.split('\n').filter((l) => l.endsWith('(server dry run)'));
-    assert.equal(accepted.length, rest.length, applied.stdout);
-    for (const kind of ['deployment.apps', 'horizontalpodautoscaler.autoscaling', 'networkpolicy.networking.k8s.io', 'role.rbac.authorization.k8s.io', 'rolebinding.rbac.authorization.k8s.io']) {
+    assert.equal(accepted.length, docs.length, applied.stdout);
+    for (const kind of ['certificate.cert-manager.io', 'issuer.cert-manager.io', 'deployment.apps', 'horizontalpodautoscaler.autoscaling', 'networkpolicy.networking.k8s.io', 'role.rbac.authorization.k8s.io', 'rolebinding.rbac.authorization.k8s.io']) {
       assert.ok(accepted.some((l) => l.startsWith(`${kind}/`)), `${kind} accepted: ${applied.stdout}`);
     }
-    assert.deepEqual(ok(await k.kubectl(['get', 'all', '--namespace', ns, '-o', 'name']), 'kubectl get').trim(), '', 'a dry run creates nothing');
+    assert.deepEqual(ok(await k.kubectl(['get', 'all,certificates,issuers', '--namespace', ns, '-o', 'name']), 'kubectl get').trim(), '', 'a dry run creates nothing');
+
+    // The schemas bite: a Certificate cert-manager would refuse is refused here too.
+    const certificate = certManager.find((d) => d.kind === 'Certificate')!;
+    const { secretName: _dropped, ...withoutSecret } = certificate.spec as Obj;
+    const refused = await k.kubectl(['apply', '--dry-run=server', '--namespace', ns, '-f', '-'], stringify({ ...certificate, spec: withoutSecret }));
+    assert.notEqual(refused.code, 0, 'a Certificate without secretName is refused');
+    assert.match(refused.stderr, /secretName: Required value/);
   });
 });

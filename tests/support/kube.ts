@@ -95,14 +95,25 @@ async function setUp(): Promise<TestKube | string> {
  * controller would: delete every namespaced kind, then finalize the namespace.
  */
 export async function deleteNamespace(kubectl: TestKube['kubectl'], name: string): Promise<void> {
-  const kinds = ok(await kubectl(['api-resources', '--namespaced', '--verbs=delete', '-o', 'name']), 'kubectl api-resources').split('\n').filter(Boolean);
-  ok(await kubectl(['delete', kinds.join(','), '--all', '--namespace', name, '--wait=false', '--ignore-not-found']), `emptying namespace ${name}`);
+  await withEveryKind(kubectl, (kinds) => kubectl(['delete', kinds, '--all', '--namespace', name, '--wait=false', '--ignore-not-found']), `emptying namespace ${name}`);
   // What is left waits for a finalizer whose controller (a test's operator) has stopped; finalizing
   // the namespace over it would orphan it in etcd, where its CRD could never be deleted.
-  const left = ok(await kubectl(['get', kinds.join(','), '--namespace', name, '-o', 'name', '--ignore-not-found']), `listing what is left in ${name}`).split('\n').filter(Boolean);
+  const left = (await withEveryKind(kubectl, (kinds) => kubectl(['get', kinds, '--namespace', name, '-o', 'name', '--ignore-not-found']), `listing what is left in ${name}`)).split('\n').filter(Boolean);
   for (const object of left) await kubectl(['patch', object, '--namespace', name, '--type=merge', '-p', '{"metadata":{"finalizers":null}}']);
   ok(await kubectl(['delete', 'namespace', name, '--wait=false']), `kubectl delete namespace ${name}`);
   const ns = JSON.parse(ok(await kubectl(['get', 'namespace', name, '-o', 'json']), `kubectl get namespace ${name}`)) as { spec?: { finalizers?: string[] } };
   ns.spec = { ...ns.spec, finalizers: [] };
   ok(await kubectl(['replace', '--raw', `/api/v1/namespaces/${name}/finalize`, '-f', '-'], JSON.stringify(ns)), `finalizing namespace ${name}`);
+}
+
+/**
+ * Runs a kubectl command over every namespaced kind the server serves. Another test may delete a
+ * CRD between listing the kinds and using them ("doesn't have a resource type"): list again and retry.
+ */
+async function withEveryKind(kubectl: TestKube['kubectl'], run: (kinds: string) => Promise<Result>, what: string): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    const kinds = ok(await kubectl(['api-resources', '--namespaced', '--verbs=delete', '-o', 'name']), 'kubectl api-resources').split('\n').filter(Boolean);
+    const r = await run(kinds.join(','));
+    if (r.code === 0 || attempt === 3 || !/doesn't have a resource type/.test(r.stderr)) return ok(r, what);
+  }
 }
