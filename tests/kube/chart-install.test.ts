@@ -8,7 +8,7 @@ import { before, describe, test, type TestContext } from 'node:test';
 // `yaml` is in node_modules (hoisted from the workspace's dependencies); helm template has no JSON output.
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import { repoRoot } from '../support/gantry-process.js';
-import { ok, testKube, type TestKube } from '../support/kube.js';
+import { ok, testKube, waitForCrds, type TestKube } from '../support/kube.js';
 
 // charts/gantry installed by helm into a real API server (tests/support/kube.ts): the server
 // validates every object, allocates Service IPs, enforces the schema of each kind, and answers the
@@ -219,7 +219,7 @@ describe('charts/gantry on a real Kubernetes API server', () => {
     const crdFiles = readdirSync(crdDir).filter((f) => f.endsWith('.yaml')).map((f) => join(crdDir, f));
     ok(await k.kubectl(['apply', '--server-side', ...crdFiles.flatMap((f) => ['-f', f])]), "applying cert-manager's CRDs");
     t.after(async () => ok(await k.kubectl(['delete', ...crdFiles.flatMap((f) => ['-f', f]), '--ignore-not-found', '--wait=false']), "deleting cert-manager's CRDs"));
-    ok(await k.kubectl(['wait', '--for=condition=Established', 'crd/certificates.cert-manager.io', 'crd/issuers.cert-manager.io', '--timeout=30s']), 'cert-manager CRDs established');
+    await waitForCrds(k.kubectl, ['certificates.cert-manager.io', 'issuers.cert-manager.io']);
     const ns = await k.namespace(t, 'chart-certmanager');
     const rendered = ok(await k.helm(['template', release, chart, '--namespace', ns, '-f', join(chart, 'ci/microservices-certmanager-values.yaml'), ...common]), 'helm template');
     const docs = parseAllDocuments(rendered).map((d) => d.toJSON() as Obj).filter(Boolean);

@@ -11,7 +11,7 @@ import { loadConfig, silentLogger, startRuntime, type ConfigInput, type GantryCo
 import { startOperator, type Operator } from '@gantry/operator';
 import { freshPgliteDir } from '../../services/kit/test/databases.js';
 import { repoRoot } from '../support/gantry-process.js';
-import { deleteNamespace, ok, type TestKube } from '../support/kube.js';
+import { deleteNamespace, ok, waitForCrds, type TestKube } from '../support/kube.js';
 
 const chart = join(repoRoot, 'charts/gantry');
 export const CRDS = ['webhooks.gantry.dev', 'featureflags.gantry.dev'];
@@ -20,7 +20,7 @@ export const CRDS = ['webhooks.gantry.dev', 'featureflags.gantry.dev'];
 export async function installCrds(k: TestKube): Promise<void> {
   const rendered = ok(await k.helm(['template', 'crds', chart, '--show-only', 'templates/crds/webhooks.gantry.dev.yaml', '--show-only', 'templates/crds/featureflags.gantry.dev.yaml']), 'helm template CRDs');
   ok(await k.kubectl(['apply', '--server-side', '-f', '-'], rendered), 'kubectl apply CRDs');
-  ok(await k.kubectl(['wait', '--for=condition=Established', ...CRDS.map((c) => `crd/${c}`), '--timeout=30s']), 'CRDs established');
+  await waitForCrds(k.kubectl, CRDS);
 }
 
 /**

@@ -117,3 +117,18 @@ async function withEveryKind(kubectl: TestKube['kubectl'], run: (kinds: string) 
     if (r.code === 0 || attempt === 3 || !/doesn't have a resource type/.test(r.stderr)) return ok(r, what);
   }
 }
+
+/**
+ * Waits until the CRDs are served. `kubectl wait --for=condition=Established` errors instead of
+ * waiting when a CRD applied a moment ago has no status yet, so this polls.
+ */
+export async function waitForCrds(kubectl: TestKube['kubectl'], names: readonly string[], timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await kubectl(['get', 'crd', ...names, '-o', 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Established")].status}{"\\n"}{end}']);
+    const established = r.code === 0 ? r.stdout.split('\n').filter((l) => l === 'True').length : 0;
+    if (established === names.length) return;
+    if (Date.now() > deadline) throw new Error(`CRDs ${names.join(', ')} not established within ${timeoutMs} ms: ${r.stderr}${r.stdout}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
