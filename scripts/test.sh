@@ -90,6 +90,11 @@ step "test infrastructure: Docker and the local base image (tests/containers)"
 # (No GANTRY_* flag is exported: the gantry processes other tests start refuse unknown GANTRY_* names.)
 provide "Docker" tests/containers bash -c 'bash scripts/test-env/docker.sh start && bash scripts/image/base.sh >/dev/null'
 
+step "test infrastructure: skaffold and its Helm 3 (tests/kube/skaffold.test.ts)"
+# Built with Go from the module proxy into ~/.cache/gantry/skaffold-<version> once (see the script's
+# header for the cold time), then reused; the test finds it through the script (a no-op then).
+provide "skaffold" tests/kube/skaffold.test.ts bash -c 'bash scripts/test-env/skaffold.sh >/dev/null'
+
 step "tests"
 shopt -s globstar nullglob
 files=(services/*/test/**/*.test.ts operator/test/**/*.test.ts tests/**/*.test.ts)

@@ -14,6 +14,11 @@ log() { printf 'build.sh: %s\n' "$*" >&2; }
 started=$(date +%s)
 
 base="${BASE_IMAGE:-$(bash scripts/image/base.sh)}"
+# One build at a time per checkout: tests may build concurrently (tests/containers, skaffold), and
+# both would rewrite build/image/app under each other's docker build.
+mkdir -p build
+exec 9>build/.image-build.lock
+flock 9
 log "bundling the gantry program"
 bash scripts/image/bundle.sh
 log "docker build -t $IMAGE (base $base)"
