@@ -12,12 +12,10 @@ readonly MODULE=github.com/cert-manager/cert-manager
 # The release the chart's cert-manager values are written for (cert-manager.io/v1).
 readonly VERSION=v1.19.1
 
-GO="$(command -v go || true)"
-if [ -z "$GO" ] && [ -x /usr/local/go/bin/go ]; then GO=/usr/local/go/bin/go; fi
-if [ -z "$GO" ]; then
-  echo "cert-manager-crds.sh: 'go' not found; install Go >= 1.26 to fetch cert-manager's CRDs" >&2
-  exit 3
-fi
+log() { printf 'cert-manager-crds.sh: %s\n' "$*" >&2; }
+# shellcheck source=go-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-lib.sh"
+find_go "fetching cert-manager's CRDs"
 
 # `go mod download` needs no go.mod when given module@version; run it outside the repository's
 # Go modules so none of them is touched.
@@ -26,7 +24,7 @@ trap 'rm -rf "$work"' EXIT
 cd "$work"
 dir="$(GOFLAGS=-mod=mod "$GO" mod download -json "$MODULE@$VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
 if [ -z "$dir" ] || [ ! -d "$dir/deploy/crds" ]; then
-  echo "cert-manager-crds.sh: $MODULE@$VERSION has no deploy/crds (go mod download gave '${dir}')" >&2
+  log "$MODULE@$VERSION has no deploy/crds (go mod download gave '${dir}')"
   exit 1
 fi
 echo "$dir/deploy/crds"

@@ -38,28 +38,14 @@ READY_TIMEOUT_S=60     # etcd + kube-apiserver to /readyz; about 5 s here
 STOP_TIMEOUT_S=15
 
 log() { printf 'kube-apiserver.sh: %s\n' "$*" >&2; }
+# shellcheck source=go-lib.sh
+source "$ROOT/scripts/test-env/go-lib.sh"
 die() { log "error: $*"; exit 1; }
-
-find_go() {
-  GO="$(command -v go || true)"
-  if [ -z "$GO" ] && [ -x /usr/local/go/bin/go ]; then GO=/usr/local/go/bin/go; fi
-  [ -n "$GO" ] || { log "error: 'go' not found on PATH (nor /usr/local/go/bin/go); install Go >= 1.24 to build kube-apiserver"; exit 3; }
-}
-
-progress() { # total start; reads `go build -v` output
-  local n=0 line
-  while IFS= read -r line; do
-    case "$line" in
-      '#'* | *': '* | go:*) printf '%s\n' "$line" >&2 ;;
-      *) n=$((n + 1)); [ $((n % 100)) -ne 0 ] || log "compiled $n of $1 packages ($(( $(date +%s) - $2 )) s)" ;;
-    esac
-  done
-}
 
 build() {
   [ -n "$KUBE_VERSION" ] || die "$MOD_DIR/go.mod does not require k8s.io/kubernetes"
   if [ -x "$BIN" ]; then echo "$BIN"; return 0; fi
-  find_go
+  find_go kube-apiserver
   mkdir -p "$CACHE_DIR"
   exec 8>"$CACHE_DIR/.kube-apiserver.lock"
   flock 8
@@ -77,7 +63,7 @@ build() {
   local total; total="$("$GO" list -deps "$pkg" 8>&- | wc -l)"
   local tmp="$BIN.tmp.$$"
   # -v names each package as it is compiled (cached ones are not): shown as a counter, not a wall of names.
-  if ! "$GO" build -v -ldflags="$ldflags" -o "$tmp" "$pkg" 2>&1 8>&- | progress "$total" "$start"; then
+  if ! "$GO" build -v -ldflags="$ldflags" -o "$tmp" "$pkg" 2>&1 8>&- | go_progress kube-apiserver "$total" "$start"; then
     rm -f "$tmp"
     die "go build of $pkg failed (see above)"
   fi
@@ -89,7 +75,7 @@ build() {
 
 pin() {
   local version="${1:?usage: kube-apiserver.sh pin v1.X.Y}"
-  find_go
+  find_go kube-apiserver
   local staging="v0.${version#v1.}"
   local upstream; upstream="$(mktemp)"
   curl -fsS "$("$GO" env GOPROXY | cut -d, -f1)/k8s.io/kubernetes/@v/$version.mod" -o "$upstream" || die "the module proxy has no k8s.io/kubernetes $version"

@@ -31,23 +31,9 @@ BIN="$DIR/skaffold"
 BUILD_MINUTES=9 # skaffold (6 min) then helm (3.5 min), cold on 2 cores: 552 s measured, 103 + 58 MiB
 
 log() { printf 'skaffold.sh: %s\n' "$*" >&2; }
+# shellcheck source=go-lib.sh
+source "$ROOT/scripts/test-env/go-lib.sh"
 die() { log "error: $*"; exit 1; }
-
-find_go() {
-  GO="$(command -v go || true)"
-  if [ -z "$GO" ] && [ -x /usr/local/go/bin/go ]; then GO=/usr/local/go/bin/go; fi
-  [ -n "$GO" ] || { log "error: 'go' not found on PATH (nor /usr/local/go/bin/go); install Go >= 1.24 to build skaffold"; exit 3; }
-}
-
-progress() { # what total start; reads `go build -v` output
-  local n=0 line
-  while IFS= read -r line; do
-    case "$line" in
-      '#'* | *': '* | go:*) printf '%s\n' "$line" >&2 ;;
-      *) n=$((n + 1)); [ $((n % 200)) -ne 0 ] || log "$1: compiled $n of $2 packages ($(( $(date +%s) - $3 )) s)" ;;
-    esac
-  done
-}
 
 # go_build MODULE_DIR PACKAGE OUTPUT LDFLAGS: a static, -trimpath build; -v output as a counter.
 go_build() {
@@ -58,7 +44,7 @@ go_build() {
     "$GO" mod download >&2
     local total; total="$("$GO" list -deps "$pkg" | wc -l)"
     # As skaffold's Makefile does for its Linux releases (these tags), but without cgo.
-    "$GO" build -v -tags timetzdata,osusergo,netgo -ldflags="$ldflags" -o "$out" "$pkg" 2>&1 | progress "${pkg##*/}" "$total" "$start"
+    "$GO" build -v -tags timetzdata,osusergo,netgo -ldflags="$ldflags" -o "$out" "$pkg" 2>&1 | go_progress "${pkg##*/}" "$total" "$start"
     [ "${PIPESTATUS[0]}" -eq 0 ]
   ) 8>&- || { rm -f "$out"; die "go build of $pkg failed (see above)"; }
   log "built ${out##*/} ($(( $(stat -c %s "$out") / 1024 / 1024 )) MiB) in $(( $(date +%s) - start )) s"
@@ -68,7 +54,7 @@ build() {
   [ -n "$VERSION" ] || die "$MOD_DIR/go.mod does not require $MODULE"
   [ -n "$HELM_VERSION" ] || die "$MOD_DIR/helm3/go.mod does not require $HELM_MODULE"
   if [ -x "$BIN" ] && [ -x "$DIR/helm" ]; then echo "$BIN"; return 0; fi
-  find_go
+  find_go skaffold
   mkdir -p "$CACHE_DIR"
   exec 8>"$CACHE_DIR/.skaffold.lock"
   flock 8
@@ -76,7 +62,7 @@ build() {
   local start; start=$(date +%s)
   local tmp="$DIR.tmp.$$"
   rm -rf "$tmp"; mkdir -p "$tmp"
-  log "building skaffold $VERSION and helm $HELM_VERSION with $("$GO" env GOVERSION) into $DIR (cold: about $BUILD_MINUTES min on 2 cores; progress every 200 packages)"
+  log "building skaffold $VERSION and helm $HELM_VERSION with $("$GO" env GOVERSION) into $DIR (cold: about $BUILD_MINUTES min on 2 cores; progress every 100 packages)"
   local vpkg="$MODULE/pkg/skaffold/version"
   go_build "$MOD_DIR" "$MODULE/cmd/skaffold" "$tmp/skaffold" "-s -w -X $vpkg.version=$VERSION -X $vpkg.buildDate=unknown"
   # As helm's Makefile: skaffold parses `helm version --client`, so the real version; and the
