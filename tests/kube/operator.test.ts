@@ -187,6 +187,13 @@ describe('the operator on a real API server', () => {
       return condition(wh, 'Ready')?.status === 'True' ? wh : undefined;
     });
     assert.equal((await remote(ready.status!.webhookId!)).webhook!.externalId, `k8s:${ready.metadata.uid}`);
+
+    // This operator resyncs once a minute: a Secret put back within seconds was woken by the
+    // watch on the Secrets it owns, mapped to their Webhook.
+    ok(await k.kubectl(['delete', 'secret', 'late-webhook', '--namespace', ns]), 'delete Secret');
+    const deletedAt = Date.now();
+    await until('the owned Secret to be written again', async () => Boolean((await getObject<SecretObject>(k, 'secret', 'late-webhook', ns))?.data?.secret), 10_000);
+    t.diagnostic(`owned Secret re-created ${Date.now() - deletedAt} ms after its deletion (resync: 60 s)`);
   });
 
   test('two operators elect one leader; killing the leader with SIGKILL hands over within the lease duration, and the new leader reconciles', async (t) => {
