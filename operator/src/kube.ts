@@ -1,7 +1,7 @@
 // The few API calls the reconcilers make, on @kubernetes/client-node's typed clients. Status goes
 // through the status subresource only; metadata changes carry the resourceVersion they were
 // computed from, so a concurrent change makes them fail (409) and the key is reconciled again.
-import { ApiException, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
+import { ApiException, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig, type KubernetesObject, type V1Secret } from '@kubernetes/client-node';
 import type { ResourceType } from './runtime/index.js';
 
 const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
@@ -59,4 +59,25 @@ export class KubeApi {
       if (httpStatus(err) !== 404) throw err;
     }
   }
+}
+
+/**
+ * The finalizer protocol both reconcilers follow. A deleted object still carrying `finalizer` is
+ * cleaned up by `finalize` (which throws to retry), then released so the API server deletes it. A
+ * live object without it gets it first; that update wakes the key again. Returns true only for a
+ * live object that carries the finalizer: the one to converge.
+ */
+export async function followFinalizer<T extends KubernetesObject>(kube: KubeApi, resource: ResourceType, obj: T, finalizer: string, finalize: (obj: T) => Promise<void>): Promise<boolean> {
+  const meta = obj.metadata!;
+  const finalizers = meta.finalizers ?? [];
+  const has = finalizers.includes(finalizer);
+  if (meta.deletionTimestamp) {
+    if (has) {
+      await finalize(obj);
+      await kube.setFinalizers(resource, meta.namespace!, meta.name!, finalizers.filter((f) => f !== finalizer), meta.resourceVersion!);
+    }
+    return false;
+  }
+  if (!has) await kube.setFinalizers(resource, meta.namespace!, meta.name!, [...finalizers, finalizer], meta.resourceVersion!);
+  return has;
 }

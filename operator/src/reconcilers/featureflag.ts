@@ -6,7 +6,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import { flagFromSpec, GantryError, validateFlag, type Logger } from '@gantry/kit';
 import { flagsv1 } from '@gantry/proto';
 import { sameStatus, setCondition, type ConditionUpdate } from '../conditions.js';
-import type { KubeApi } from '../kube.js';
+import { followFinalizer, type KubeApi } from '../kube.js';
 import type { Peers } from '../peers.js';
 import { FEATURE_FLAGS, FINALIZER, FLAG_TARGETS, type FeatureFlagResource, type FeatureFlagStatus, type FlagServiceStatus, type FlagTarget } from '../resources.js';
 import { describeError, grpcCode } from './grpc-errors.js';
@@ -64,15 +64,7 @@ export class FeatureFlagReconciler implements Reconciler {
   async reconcile(key: ObjectKey): Promise<ReconcileResult | void> {
     const ff = this.deps.get(`${key.namespace}/${key.name}`);
     if (!ff) return;
-    const finalizers = ff.metadata.finalizers ?? [];
-    if (ff.metadata.deletionTimestamp) {
-      if (finalizers.includes(FINALIZER)) await this.finalize(ff, finalizers);
-      return;
-    }
-    if (!finalizers.includes(FINALIZER)) {
-      await this.deps.kube.setFinalizers(FEATURE_FLAGS, key.namespace, key.name, [...finalizers, FINALIZER], ff.metadata.resourceVersion!);
-      return;
-    }
+    if (!(await followFinalizer(this.deps.kube, FEATURE_FLAGS, ff, FINALIZER, (f) => this.finalize(f)))) return;
     const flag = flagOf(ff);
     if ('problem' in flag) {
       await this.writeStatus(ff, ff.status?.services ?? [], { type: 'Synced', status: 'False', reason: 'InvalidSpec', message: `${flag.problem}; fix the FeatureFlag` });
@@ -152,7 +144,7 @@ export class FeatureFlagReconciler implements Reconciler {
     }
   }
 
-  private async finalize(ff: FeatureFlagResource, finalizers: string[]): Promise<void> {
+  private async finalize(ff: FeatureFlagResource): Promise<void> {
     const targets = new Set<FlagTarget>([...ff.spec.targets, ...(ff.status?.services ?? []).map((s) => s.name as FlagTarget)].filter((t) => FLAG_TARGETS.includes(t)));
     const problems: Outcome[] = [];
     for (const target of targets) {
@@ -164,7 +156,6 @@ export class FeatureFlagReconciler implements Reconciler {
       await this.writeStatus(ff, ff.status?.services ?? [], { type: 'Synced', status: 'False', reason: 'SyncFailed', message });
       throw new Error(message);
     }
-    await this.deps.kube.setFinalizers(FEATURE_FLAGS, ff.metadata.namespace, ff.metadata.name, finalizers.filter((f) => f !== FINALIZER), ff.metadata.resourceVersion!);
     this.deps.events.event(ff, 'Normal', 'Removed', `removed flag ${flagKeyOf(ff)} from ${[...targets].join(', ')}`);
   }
 

@@ -6,7 +6,7 @@ import type { V1Secret } from '@kubernetes/client-node';
 import type { Logger } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
 import { sameStatus, setCondition, type ConditionUpdate } from '../conditions.js';
-import type { KubeApi } from '../kube.js';
+import { followFinalizer, type KubeApi } from '../kube.js';
 import type { Peers } from '../peers.js';
 import { API_VERSION, FINALIZER, MANAGED_BY, MANAGED_BY_LABEL, WEBHOOKS, type WebhookResource, type WebhookStatus } from '../resources.js';
 import { describeError, grpcCode } from './grpc-errors.js';
@@ -82,16 +82,7 @@ export class WebhookReconciler implements Reconciler {
   async reconcile(key: ObjectKey): Promise<ReconcileResult | void> {
     const wh = this.deps.get(`${key.namespace}/${key.name}`);
     if (!wh) return; // gone: its finalizer already ran
-    const finalizers = wh.metadata.finalizers ?? [];
-    if (wh.metadata.deletionTimestamp) {
-      if (finalizers.includes(FINALIZER)) await this.finalize(wh, finalizers);
-      return;
-    }
-    if (!finalizers.includes(FINALIZER)) {
-      // The update wakes this key again, with the finalizer in place.
-      await this.deps.kube.setFinalizers(WEBHOOKS, key.namespace, key.name, [...finalizers, FINALIZER], wh.metadata.resourceVersion!);
-      return;
-    }
+    if (!(await followFinalizer(this.deps.kube, WEBHOOKS, wh, FINALIZER, (w) => this.finalize(w)))) return;
     const webhooks = this.deps.peers.webhooks;
     if (!webhooks) {
       await this.writeStatus(wh, {}, { type: 'Synced', status: 'False', reason: 'NoAddress', message: 'the operator has no address for the webhooks service; set GANTRY_PEERS_WEBHOOKS_ADDRESS' });
@@ -206,8 +197,8 @@ export class WebhookReconciler implements Reconciler {
     if (old?.metadata?.ownerReferences?.some((o) => o.uid === wh.metadata.uid)) await this.deps.kube.deleteSecret(wh.metadata.namespace, previous, old.metadata.uid!);
   }
 
-  /** Deregisters, deletes the owned Secret, then lets the API server delete the resource. */
-  private async finalize(wh: WebhookResource, finalizers: string[]): Promise<void> {
+  /** Deregisters and deletes the owned Secret; the finalizer is released after. */
+  private async finalize(wh: WebhookResource): Promise<void> {
     const webhooks = this.deps.peers.webhooks;
     if (!webhooks) {
       await this.writeStatus(wh, {}, { type: 'Synced', status: 'False', reason: 'NoAddress', message: 'cannot deregister: the operator has no address for the webhooks service (GANTRY_PEERS_WEBHOOKS_ADDRESS)' });
@@ -231,7 +222,6 @@ export class WebhookReconciler implements Reconciler {
     const secret = await this.deps.kube.readSecret(wh.metadata.namespace, name);
     // Garbage collection would delete it too; doing it here does not depend on a controller manager.
     if (secret?.metadata?.ownerReferences?.some((o) => o.uid === wh.metadata.uid)) await this.deps.kube.deleteSecret(wh.metadata.namespace, name, secret.metadata.uid!);
-    await this.deps.kube.setFinalizers(WEBHOOKS, wh.metadata.namespace, wh.metadata.name, finalizers.filter((f) => f !== FINALIZER), wh.metadata.resourceVersion!);
     this.deps.events.event(wh, 'Normal', 'Deregistered', 'removed the endpoint from the webhooks service');
   }
 
