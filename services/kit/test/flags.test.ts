@@ -4,9 +4,6 @@
 // through the OpenFeature client with flagd's rules (DISABLED, fractional, context targeting); and
 // a change through one replica reaches another replica's evaluation within a second.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, test } from 'node:test';
 import type { ServiceError } from '@grpc/grpc-js';
@@ -22,15 +19,13 @@ import {
   clientOptions,
   flagFromSpec,
   flagsSchemaFor,
-  loadConfig,
-  silentLogger,
-  startRuntime,
   type FlagsLimits,
   type OpenFeatureClient,
   type Runtime,
 } from '../src/index.js';
-import { eventually, tokenFor } from './clients.js';
-import { engines, freshPgliteDir, freshPostgresDatabase, requireTestDatabaseUrl, testDatabase } from './databases.js';
+import { assertStatus, eventually, tokenFor } from './clients.js';
+import { startServicePlatform } from './harness.js';
+import { engines, freshPostgresDatabase, requireTestDatabaseUrl, testDatabase } from './databases.js';
 
 /** Small bounds so the tests reach them quickly. */
 const TEST_LIMITS: Partial<FlagsLimits> = { retainedChanges: 10, maxFlags: 12, pollMs: 1000 };
@@ -45,37 +40,22 @@ interface Replica {
 
 /** A runtime with one (module-less) service target `flagtest`, on `databaseUrl` or a fresh PGlite. */
 async function startReplica(databaseUrl: string | undefined): Promise<Replica> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'gantry-flags-'));
-  if (!databaseUrl) await freshPgliteDir(join(dataDir, 'db'));
-  const config = loadConfig({
-    env: {},
-    overrides: {
-      dataDir,
-      listen: { host: '127.0.0.1', port: 0, healthPort: 0 },
-      telemetry: { logLevel: 'silent' },
-      rateLimit: { points: 100_000, windowSec: 1 },
-      ...(databaseUrl ? { database: { url: databaseUrl, poolSize: 4 } } : {}),
-    },
-  });
   let depsFlags: OpenFeatureClient | undefined;
-  const runtime = await startRuntime({
-    config,
-    services: [{ target: 'flagtest', create: (deps) => ((depsFlags = deps.flags), []) }],
-    log: silentLogger(),
-    readinessIntervalMs: 1000,
+  const platform = await startServicePlatform('PGlite', [{ target: 'flagtest', create: (deps) => ((depsFlags = deps.flags), []) }], {
+    dbLabel: 't_flags',
+    overrides: { rateLimit: { points: 100_000, windowSec: 1 } },
     flagsLimits: TEST_LIMITS,
+    ...(databaseUrl ? { sharedDatabaseUrl: databaseUrl } : {}),
   });
-  const tls = { caFile: join(dataDir, 'pki/ca.crt'), certFile: join(dataDir, 'pki/client.crt'), keyFile: join(dataDir, 'pki/client.key'), serverName: 'localhost' };
-  const token = tokenFor(dataDir, 'flags-test', [FLAGS_READ_SCOPE, FLAGS_WRITE_SCOPE]);
-  const client = new FlagsClient(`127.0.0.1:${runtime.port}`, clientCredentials(tls), clientOptions(tls), () => bearerMetadata(token));
+  const token = tokenFor(platform.dataDir, 'flags-test', [FLAGS_READ_SCOPE, FLAGS_WRITE_SCOPE]);
+  const client = new FlagsClient(platform.address, clientCredentials(platform.tls), clientOptions(platform.tls), () => bearerMetadata(token));
   return {
-    runtime,
+    runtime: platform.runtime,
     client,
     depsFlags: depsFlags!,
     async close() {
       client.close();
-      await runtime.stop(500);
-      rmSync(dataDir, { recursive: true, force: true });
+      await platform.close();
     },
   };
 }
@@ -86,17 +66,6 @@ function flag(key: string, f: { variants: Record<string, unknown>; defaultVarian
 }
 const boolFlag = (key: string, on: boolean, state: 'ENABLED' | 'DISABLED' = 'ENABLED') => flag(key, { variants: { on: true, off: false }, defaultVariant: on ? 'on' : 'off', state });
 
-async function rejects(p: Promise<unknown>, code: Status, message?: RegExp): Promise<ServiceError> {
-  try {
-    await p;
-  } catch (err) {
-    const e = err as ServiceError;
-    assert.equal(e.code, code, `expected ${Status[code]}, got ${Status[e.code]}: ${e.details}`);
-    if (message) assert.match(e.details, message);
-    return e;
-  }
-  assert.fail(`expected ${Status[code]}, but the call succeeded`);
-}
 
 /** Reads a watch into `events` until aborted; resolves with its end (undefined when cancelled by us). */
 function collect(stream: AsyncIterable<flagsv1.WatchFlagsResponse>, events: flagsv1.WatchFlagsResponse[]): Promise<ServiceError | undefined> {
@@ -160,9 +129,9 @@ for (const engine of engines()) {
         [{ ...boolFlag('bad.metadata', true), metadata: { owner: { team: 'x' } } }, /flag\.metadata\.owner: is a object/],
         [{ ...boolFlag('long.source', true), source: 's'.repeat(257) }, /flag\.source: is 257 characters/],
       ];
-      for (const [f, message] of cases) await rejects(a.client.put(f), Status.INVALID_ARGUMENT, message);
-      await rejects(a.client.get('bad key!'), Status.INVALID_ARGUMENT, /key: must be/);
-      await rejects(a.client.delete(''), Status.INVALID_ARGUMENT, /key: must be/);
+      for (const [f, message] of cases) await assertStatus(a.client.put(f), Status.INVALID_ARGUMENT, message);
+      await assertStatus(a.client.get('bad key!'), Status.INVALID_ARGUMENT, /key: must be/);
+      await assertStatus(a.client.delete(''), Status.INVALID_ARGUMENT, /key: must be/);
       assert.deepEqual(await a.client.list(), before);
     });
 
@@ -173,8 +142,8 @@ for (const engine of engines()) {
       assert.equal(created.flag!.version, head + 1n);
       assert.equal(created.flag!.source, 'test');
       assert.ok(created.flag!.updatedAt instanceof Date);
-      await rejects(a.client.put(boolFlag('checkout.new-flow', true), 0n), Status.ABORTED, /is at version \d+, not 0: re-read it and retry/);
-      await rejects(a.client.put(boolFlag('checkout.new-flow', true), head), Status.ABORTED);
+      await assertStatus(a.client.put(boolFlag('checkout.new-flow', true), 0n), Status.ABORTED, /is at version \d+, not 0: re-read it and retry/);
+      await assertStatus(a.client.put(boolFlag('checkout.new-flow', true), head), Status.ABORTED);
       const replaced = await a.client.put({ ...boolFlag('checkout.new-flow', true), source: '' }, head + 1n);
       assert.equal(replaced.created, false);
       assert.equal(replaced.flag!.version, head + 2n);
@@ -183,11 +152,11 @@ for (const engine of engines()) {
       assert.equal(got.defaultVariant, 'on');
       assert.equal(got.version, head + 2n);
       assert.deepEqual(got.variants, { on: true, off: false });
-      await rejects(a.client.delete('checkout.new-flow', head + 1n), Status.ABORTED);
+      await assertStatus(a.client.delete('checkout.new-flow', head + 1n), Status.ABORTED);
       assert.equal(await a.client.delete('checkout.new-flow', head + 2n), true);
       assert.equal(await a.client.delete('checkout.new-flow'), false, 'deleting a missing flag succeeds with existed = false');
       assert.equal((await a.client.list()).version, head + 3n, 'the failed writes and the no-op delete took no version');
-      await rejects(a.client.get('checkout.new-flow'), Status.NOT_FOUND, /does not exist/);
+      await assertStatus(a.client.get('checkout.new-flow'), Status.NOT_FOUND, /does not exist/);
     });
 
     test('ListFlags returns every flag in key order with the store version', async () => {
@@ -201,7 +170,7 @@ for (const engine of engines()) {
     test('a store holds at most maxFlags flags: one more is RESOURCE_EXHAUSTED, replacing one is not', async () => {
       const keys = Array.from({ length: 12 }, (_, i) => `fill.${i}`);
       for (const key of keys) await a.client.put(boolFlag(key, true));
-      await rejects(a.client.put(boolFlag('fill.one-too-many', true)), Status.RESOURCE_EXHAUSTED, /holds 12 flags, the most it may \(12\); delete unused flags first/);
+      await assertStatus(a.client.put(boolFlag('fill.one-too-many', true)), Status.RESOURCE_EXHAUSTED, /holds 12 flags, the most it may \(12\); delete unused flags first/);
       await a.client.put(boolFlag('fill.0', false));
       for (const key of keys) await a.client.delete(key);
     });

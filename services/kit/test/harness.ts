@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { loadConfig, silentLogger, startRuntime, type ConfigInput, type Runtime, type ServiceFactory, devPkiPaths } from '../src/index.js';
+import { loadConfig, silentLogger, startRuntime, type ConfigInput, type Runtime, type RuntimeOptions, type ServiceFactory, devPkiPaths } from '../src/index.js';
 import { echoFactory } from './fixtures/echo.js';
 import { tokenFor, type TokenOptions } from './clients.js';
 import { freshPgliteDir, freshPostgresDatabase, type EngineName } from './databases.js';
@@ -59,9 +59,17 @@ export interface ServicePlatform {
 export async function startServicePlatform(
   engine: EngineName,
   services: ServiceFactory[],
-  opts: { overrides?: ConfigInput; dbLabel: string; poolSize?: number; spanProcessors?: SpanProcessor[] },
+  opts: {
+    overrides?: ConfigInput;
+    dbLabel: string;
+    poolSize?: number;
+    spanProcessors?: SpanProcessor[];
+    /** A PostgreSQL database another platform uses too (replicas); kept on close. `engine` is then ignored. */
+    sharedDatabaseUrl?: string;
+    flagsLimits?: RuntimeOptions['flagsLimits'];
+  },
 ): Promise<ServicePlatform> {
-  const database = engine === 'PostgreSQL' ? await freshPostgresDatabase(opts.dbLabel) : undefined;
+  const database = opts.sharedDatabaseUrl ? { url: opts.sharedDatabaseUrl, drop: async () => undefined } : engine === 'PostgreSQL' ? await freshPostgresDatabase(opts.dbLabel) : undefined;
   const dataDir = mkdtempSync(join(tmpdir(), 'gantry-svc-'));
   const cleanup = async () => {
     await database?.drop();
@@ -80,7 +88,7 @@ export async function startServicePlatform(
         ...opts.overrides,
       },
     });
-    runtime = await startRuntime({ config, services, log: silentLogger(), readinessIntervalMs: 1000, spanProcessors: opts.spanProcessors });
+    runtime = await startRuntime({ config, services, log: silentLogger(), readinessIntervalMs: 1000, spanProcessors: opts.spanProcessors, flagsLimits: opts.flagsLimits });
   } catch (err) {
     await cleanup();
     throw err;

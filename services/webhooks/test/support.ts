@@ -55,9 +55,8 @@ export async function startWebhooksPlatform(
   const overrides: ConfigInput = {
     rateLimit: { points: 100_000, windowSec: 1 },
     webhooks: { ...TEST_WEBHOOKS_CONFIG, ...opts.webhooks },
-    ...(opts.sharedDatabaseUrl ? { database: { url: opts.sharedDatabaseUrl, poolSize: 6 } } : {}),
   };
-  const platform = await startServicePlatform(opts.sharedDatabaseUrl ? 'PGlite' : engine, [factory], { dbLabel: 't_hooks', poolSize: 6, overrides, spanProcessors: opts.spanProcessors });
+  const platform = await startServicePlatform(engine, [factory], { dbLabel: 't_hooks', poolSize: 6, overrides, spanProcessors: opts.spanProcessors, sharedDatabaseUrl: opts.sharedDatabaseUrl });
   const { runtime, dataDir, tls } = platform;
   const client = new webhooksv1.WebhooksServiceClient(platform.address, clientCredentials(tls), clientOptions(tls));
   const pool = (runtime.db as { pool?: { options: { connectionString?: string } } }).pool;
