@@ -1,55 +1,8 @@
-import net from 'node:net';
 import type { Logger } from '@gantry/kit';
 import { KubeConfig } from '@kubernetes/client-node';
 
-/** A TCP proxy in front of the API server that a test can cut (every connection dropped, new ones refused) and restore. */
-export class CuttableProxy {
-  private readonly sockets = new Set<net.Socket>();
-  private cut = false;
-  private readonly server: net.Server;
-  private constructor(target: URL) {
-    this.server = net.createServer((client) => this.accept(client, target));
-  }
-
-  /** The port the proxy listens on (127.0.0.1). */
-  get port(): number {
-    return (this.server.address() as net.AddressInfo).port;
-  }
-
-  static async start(target: URL): Promise<CuttableProxy> {
-    const proxy = new CuttableProxy(target);
-    await new Promise<void>((resolve) => proxy.server.listen(0, '127.0.0.1', resolve));
-    return proxy;
-  }
-
-  private accept(client: net.Socket, target: URL): void {
-    if (this.cut) return void client.destroy();
-    const upstream = net.connect(Number(target.port), target.hostname);
-    for (const s of [client, upstream]) {
-      this.sockets.add(s);
-      s.on('close', () => this.sockets.delete(s));
-      s.on('error', () => {});
-    }
-    client.pipe(upstream).pipe(client);
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-  }
-
-  /** Drops every open connection and refuses new ones until restore(). */
-  sever(): void {
-    this.cut = true;
-    for (const s of this.sockets) s.destroy();
-  }
-
-  restore(): void {
-    this.cut = false;
-  }
-
-  async close(): Promise<void> {
-    this.sever();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
+// The TCP proxy tests cut is shared with the kit's tests (PostgreSQL behind it there).
+export { CuttableProxy } from '../../../services/kit/test/proxy.js';
 
 /** The admin kubeconfig, optionally pointed at a proxy on 127.0.0.1:port instead of the server. */
 export function loadKubeConfig(path: string, proxyPort?: number): KubeConfig {
