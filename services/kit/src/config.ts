@@ -52,6 +52,11 @@ export const configSchema = z.strictObject({
     url: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
     poolSize: z.coerce.number().int().min(1).max(200).default(10),
     statementTimeoutMs: z.coerce.number().int().min(100).max(600_000).default(30_000),
+    /**
+     * At start-up, how long an unreachable database is waited for (retries with backoff, the
+     * health port answering liveness meanwhile) before the process exits non-zero. 0: one attempt.
+     */
+    startupTimeoutMs: z.coerce.number().int().min(0).max(3_600_000).default(300_000),
   }).prefault({}),
   telemetry: z.strictObject({
     /** OTLP/gRPC endpoint, e.g. http://otel-collector:4317; tracing export is off when unset. */
@@ -203,6 +208,7 @@ export const ENV_KEYS: Record<string, string> = {
   GANTRY_RATE_LIMIT_WINDOW_SEC: 'rateLimit.windowSec',
   GANTRY_DATABASE_URL: 'database.url',
   GANTRY_DATABASE_POOL_SIZE: 'database.poolSize',
+  GANTRY_DATABASE_STARTUP_TIMEOUT_MS: 'database.startupTimeoutMs',
   GANTRY_OTLP_ENDPOINT: 'telemetry.otlpEndpoint',
   GANTRY_LOG_LEVEL: 'telemetry.logLevel',
   GANTRY_MAX_RECEIVE_MESSAGE_BYTES: 'limits.maxReceiveMessageBytes',

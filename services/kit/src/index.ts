@@ -18,6 +18,7 @@ export * from './storage/database.js';
 export * from './storage/migrations.js';
 export * from './storage/pglite.js';
 export * from './storage/postgres.js';
+export * from './storage/startup.js';
 export * from './runtime.js';
 export * from './client.js';
 export * from './streams/change-feed.js';

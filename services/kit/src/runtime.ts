@@ -8,7 +8,7 @@ import type { GantryConfig } from './config.js';
 import { startFlags, type FlagsRuntime } from './flags/flags.js';
 import type { FlagsLimits } from './flags/limits.js';
 import { flagsMigrations, flagsSchemaFor } from './flags/store.js';
-import { HealthState } from './health/health.js';
+import { HealthState, startHealthServer } from './health/health.js';
 import type { Logger } from './logger.js';
 import { MethodRateLimiter, rateLimitMiddleware } from './ratelimit/middleware.js';
 import type { Middleware } from './rpc/context.js';
@@ -20,6 +20,7 @@ import type { Database } from './storage/database.js';
 import { migrate, migrationsApplied, type Migration } from './storage/migrations.js';
 import { openPglite } from './storage/pglite.js';
 import { openPostgres } from './storage/postgres.js';
+import { describeDatabaseUrl, retryDatabaseStartup } from './storage/startup.js';
 import { telemetryMiddleware } from './telemetry/middleware.js';
 import { startTelemetry, type Telemetry } from './telemetry/setup.js';
 import { mtlsServerCredentials, type TlsFiles } from './tls/credentials.js';
@@ -66,6 +67,8 @@ export interface RuntimeOptions {
   readinessIntervalMs?: number;
   /** Bounds of the flags store and its watches (tests shrink them; defaults FLAGS_LIMITS). */
   flagsLimits?: Partial<FlagsLimits>;
+  /** Pauses between start-up attempts to reach a late database (tests shrink them; default DATABASE_STARTUP_BACKOFF). */
+  databaseStartupBackoff?: { minDelayMs: number; maxDelayMs: number };
 }
 
 export interface Runtime {
@@ -92,13 +95,24 @@ async function openDatabase(config: GantryConfig): Promise<Database & { pool?: i
   return openPglite(resolve(config.dataDir, 'db'));
 }
 
-/** Starts one Gantry process: the chosen targets on one mTLS port, health on a plaintext port. */
-export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
-  const { config, log } = opts;
-  let telemetry: Telemetry | undefined;
-  const serviceName = `gantry-${opts.services.map((s) => s.target).join('+') || 'none'}`;
-  telemetry = await startTelemetry({ serviceName, otlpEndpoint: config.telemetry.otlpEndpoint, spanProcessors: opts.spanProcessors });
+/** A schema and its migrations, applied at start-up. */
+type Schema = { name: string; migrations: readonly Migration[] };
 
+/** Undo steps of a start-up in progress, run last first when a later step fails. */
+type Cleanups = (() => Promise<void> | void)[];
+
+async function unwind(cleanups: Cleanups, log: Logger): Promise<void> {
+  for (const undo of cleanups.reverse()) {
+    try {
+      await undo();
+    } catch (err) {
+      log.warn({ err }, 'cleaning up a failed start-up failed');
+    }
+  }
+}
+
+/** TLS files (the dev PKI's when none are configured) and the JWT verifier (the dev key's when no source is configured). */
+async function loadCredentials(config: GantryConfig, log: Logger): Promise<{ tls: TlsFiles; jwksFile: string | undefined; devKey: DevSigningKey | undefined; verifier: TokenVerifier }> {
   let tls: TlsFiles;
   if (config.tls.caFile && config.tls.certFile && config.tls.keyFile) {
     tls = { caFile: config.tls.caFile, certFile: config.tls.certFile, keyFile: config.tls.keyFile, reloadIntervalMs: config.tls.reloadIntervalMs };
@@ -107,50 +121,70 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     if (created) log.info({ dir: paths.dir }, 'created a dev PKI (CA, server and client certificates) for local use');
     tls = { caFile: paths.caFile, certFile: paths.serverCertFile, keyFile: paths.serverKeyFile, reloadIntervalMs: config.tls.reloadIntervalMs };
   }
-
   let jwksFile = config.auth.jwksFile;
   let devKey: DevSigningKey | undefined;
   if (!config.auth.jwksFile && !config.auth.jwksUrl && !config.auth.hmacSecretFile) {
     devKey = await ensureDevSigningKey(resolve(config.dataDir, 'jwt'));
     jwksFile = devKey.jwksFile;
   }
-  const verifier = TokenVerifier.fromConfig(config.auth, jwksFile);
+  return { tls, jwksFile, devKey, verifier: TokenVerifier.fromConfig(config.auth, jwksFile) };
+}
 
-  const db = await openDatabase(config);
-  // Every process with services serves flags from a schema of its own (replicas share it).
-  const flagsSchema = opts.services.length > 0 ? flagsSchemaFor(opts.services.map((s) => s.target)) : undefined;
-  const schemas = [
-    ...opts.services.flatMap((s) => (s.schema ? [s.schema] : [])),
-    ...(flagsSchema ? [{ name: flagsSchema, migrations: flagsMigrations(flagsSchema) }] : []),
-  ];
+/**
+ * Opens the database and applies every schema's migrations. A database that is late (not up, not
+ * reachable yet) is waited for up to database.startupTimeoutMs, with a log line per failed attempt;
+ * errors that waiting cannot fix fail at once.
+ */
+async function openMigratedDatabase(opts: RuntimeOptions, schemas: readonly Schema[]): Promise<Database & { pool?: import('pg').Pool }> {
+  const { config, log } = opts;
+  const where = config.database.url ? `PostgreSQL at ${describeDatabaseUrl(config.database.url)}` : `the embedded database in ${resolve(config.dataDir, 'db')}`;
+  const fatalHint = config.database.url
+    ? 'check database.url (GANTRY_DATABASE_URL): its syntax, user and password, database name and TLS settings (or, when a migration failed, its SQL)'
+    : 'check the data directory (GANTRY_DATA_DIR) and its permissions (or, when a migration failed, its SQL)';
+  let db: (Database & { pool?: import('pg').Pool }) | undefined;
+  try {
+    return await retryDatabaseStartup(
+      async () => {
+        db ??= await openDatabase(config);
+        for (const schema of schemas) {
+          const applied = await migrate(db, schema.name, schema.migrations);
+          if (applied.length > 0) log.info({ schema: schema.name, versions: applied }, 'applied migrations');
+        }
+        return db;
+      },
+      { timeoutMs: config.database.startupTimeoutMs, where, fatalHint, log, backoff: opts.databaseStartupBackoff },
+    );
+  } catch (err) {
+    await db?.close().catch(() => {});
+    throw err;
+  }
+}
+
+/** The flags store (a process with services serves FlagsService) and each target's modules, on an opened database. */
+async function createModules(opts: RuntimeOptions, db: Database, flagsSchema: string | undefined, cleanups: Cleanups, shutdownHooks: (() => Promise<void>)[]) {
+  const { config, log } = opts;
+  const modules: ServiceModule[] = [];
+  const outboxes: { target: string; outbox: Outbox }[] = [];
   let flags: FlagsRuntime | undefined;
   // Without services there are no flags: a client of a domain no provider serves answers the defaults.
   let flagsClient: OpenFeatureClient = OpenFeature.getClient('gantry-flags/none');
-  const shutdownHooks: (() => Promise<void>)[] = [];
-  const modules: ServiceModule[] = [];
-  const outboxes: { target: string; outbox: Outbox }[] = [];
-  try {
-    for (const schema of schemas) {
-      const applied = await migrate(db, schema.name, schema.migrations);
-      if (applied.length > 0) log.info({ schema: schema.name, versions: applied }, 'applied migrations');
-    }
-    if (flagsSchema) {
-      flags = await startFlags({ db, schema: flagsSchema, log, limits: opts.flagsLimits });
-      flagsClient = flags.client;
-      modules.push(flags.module);
-    }
-    for (const factory of opts.services) {
-      const emits = factory.events !== undefined && factory.schema !== undefined;
-      const outbox = new Outbox(factory.schema?.name ?? 'none', factory.events?.source ?? factory.target, emits && config.events.enabled);
-      if (outbox.enabled) outboxes.push({ target: factory.target, outbox });
-      modules.push(...(await factory.create({ db, config, log, outbox, onShutdown: (fn) => shutdownHooks.push(fn), flags: flagsClient })));
-    }
-  } catch (err) {
-    await flags?.stop();
-    await db.close();
-    throw err;
+  if (flagsSchema) {
+    flags = await startFlags({ db, schema: flagsSchema, log, limits: opts.flagsLimits });
+    cleanups.push(() => flags!.stop());
+    flagsClient = flags.client;
+    modules.push(flags.module);
   }
+  for (const factory of opts.services) {
+    const emits = factory.events !== undefined && factory.schema !== undefined;
+    const outbox = new Outbox(factory.schema?.name ?? 'none', factory.events?.source ?? factory.target, emits && config.events.enabled);
+    if (outbox.enabled) outboxes.push({ target: factory.target, outbox });
+    modules.push(...(await factory.create({ db, config, log, outbox, onShutdown: (fn) => shutdownHooks.push(fn), flags: flagsClient })));
+  }
+  return { modules, outboxes, flags, flagsClient };
+}
 
+/** The middleware chain every service method runs through: telemetry → auth → rate limit. */
+function middlewaresFor(config: GantryConfig, log: Logger, modules: readonly ServiceModule[], verifier: TokenVerifier, db: Database & { pool?: import('pg').Pool }): Middleware[] {
   const scopeTable = new Map<string, readonly string[]>();
   for (const m of modules) {
     for (const [key, method] of Object.entries(m.definition)) scopeTable.set(method.path, (m.scopes as Record<string, readonly string[]>)[key]!);
@@ -159,40 +193,79 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     throw new Error('rateLimit.store=postgres needs database.url (GANTRY_DATABASE_URL): the embedded database is not shared between replicas');
   }
   const limiter = new MethodRateLimiter(config.rateLimit, config.rateLimit.store === 'postgres' ? { kind: 'postgres', pool: db.pool! } : { kind: 'memory' });
-  const middlewares: Middleware[] = [telemetryMiddleware(log), authMiddleware(verifier, (path) => scopeTable.get(path)), rateLimitMiddleware(limiter)];
+  return [telemetryMiddleware(log), authMiddleware(verifier, (path) => scopeTable.get(path)), rateLimitMiddleware(limiter)];
+}
 
-  const health = new HealthState(modules.map((m) => m.name));
+/**
+ * Starts one Gantry process: the chosen targets on one mTLS port, health on a plaintext port.
+ * The health port is bound first and answers `liveness` SERVING at once; the database (waited for
+ * when late), migrations, modules and the mTLS port follow, then `startup` turns SERVING and
+ * `readiness` follows the periodic checks (docs/helm.md, Probes).
+ */
+export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
+  const { config, log } = opts;
+  const health = new HealthState();
+  const probe = await startHealthServer(config.listen.host, config.listen.healthPort, health);
+  log.info({ health_port: probe.port }, 'health port listening (liveness SERVING); starting up: database, migrations, services');
+  const cleanups: Cleanups = [() => probe.close()];
+  try {
+    return await startServing(opts, health, probe, cleanups);
+  } catch (err) {
+    await unwind(cleanups, log);
+    throw err;
+  }
+}
+
+async function startServing(opts: RuntimeOptions, health: HealthState, probe: { port: number; close(): void }, cleanups: Cleanups): Promise<Runtime> {
+  const { config, log } = opts;
+  const serviceName = `gantry-${opts.services.map((s) => s.target).join('+') || 'none'}`;
+  let telemetry: Telemetry | undefined = await startTelemetry({ serviceName, otlpEndpoint: config.telemetry.otlpEndpoint, spanProcessors: opts.spanProcessors });
+  cleanups.push(() => telemetry?.shutdown());
+  const { tls, jwksFile, devKey, verifier } = await loadCredentials(config, log);
+  cleanups.push(() => verifier.close());
+
+  // Every process with services serves flags from a schema of its own (replicas share it).
+  const flagsSchema = opts.services.length > 0 ? flagsSchemaFor(opts.services.map((s) => s.target)) : undefined;
+  const schemas: Schema[] = [
+    ...opts.services.flatMap((s) => (s.schema ? [s.schema] : [])),
+    ...(flagsSchema ? [{ name: flagsSchema, migrations: flagsMigrations(flagsSchema) }] : []),
+  ];
+  const db = await openMigratedDatabase(opts, schemas);
+  cleanups.push(() => db.close());
+  const shutdownHooks: (() => Promise<void>)[] = [];
+  const { modules, outboxes, flags, flagsClient } = await createModules(opts, db, flagsSchema, cleanups, shutdownHooks);
+  health.addServices(modules.map((m) => m.name));
+
   const server = new GrpcServer({
     modules,
-    middlewares,
+    middlewares: middlewaresFor(config, log, modules, verifier, db),
     credentials: await mtlsServerCredentials(tls),
     host: config.listen.host,
     port: config.listen.port,
-    healthPort: config.listen.healthPort,
     limits: config.limits,
     health,
     descriptorSetPaths: opts.descriptorSetPaths,
     log,
   });
-  const ports = await server.start();
-  let relays: { stop(): Promise<void> } | undefined;
-  try {
-    if (outboxes.length > 0) relays = await startRelays({ config, db, log, tls, outboxes, devKey, port: ports.port, targets: opts.services.map((s) => s.target) });
-  } catch (err) {
-    await server.shutdown(0);
-    await flags?.stop();
-    await db.close();
-    throw err;
-  }
+  const { port } = await server.start();
+  cleanups.push(() => server.shutdown(0));
+  const relays = outboxes.length > 0 ? await startRelays({ config, db, log, tls, outboxes, devKey, port, targets: opts.services.map((s) => s.target) }) : undefined;
+  health.markStarted();
 
+  let checking = false;
   const checkReadiness = async () => {
+    // A check that outlasts the interval (a database that stopped answering) is not stacked up.
+    if (checking) return;
+    checking = true;
     try {
       await db.ping();
       const migrated = await Promise.all(schemas.map((s) => migrationsApplied(db, s.name, s.migrations)));
       health.setReady(migrated.every(Boolean));
     } catch (err) {
-      log.warn({ err: (err as Error).message }, 'readiness check failed');
+      log.warn({ err: (err as Error).message }, 'readiness check failed: the database does not answer; readiness NOT_SERVING until it does');
       health.setReady(false);
+    } finally {
+      checking = false;
     }
   };
   await checkReadiness();
@@ -200,7 +273,8 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   readinessTimer.unref();
 
   return {
-    ...ports,
+    port,
+    healthPort: probe.port,
     server,
     health,
     db,
@@ -217,6 +291,8 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
       await flags?.stop().catch((err: unknown) => log.warn({ err }, 'stopping flags failed'));
       verifier.close();
       await db.close();
+      // Liveness answers SERVING to the end of the drain; the probe port goes last.
+      probe.close();
       await telemetry?.shutdown();
       telemetry = undefined;
     },

@@ -37,6 +37,7 @@ describe('loadConfig', () => {
     assert.deepEqual(config.rateLimit, { store: 'memory', points: 1000, windowSec: 1, methods: {} });
     assert.equal(config.database.url, undefined);
     assert.equal(config.database.poolSize, 10);
+    assert.equal(config.database.startupTimeoutMs, 300_000);
     assert.equal(config.limits.maxReceiveMessageBytes, 8 * 1024 * 1024);
     assert.equal(config.limits.shutdownGraceMs, 15_000);
     assert.equal(config.telemetry.logLevel, 'info');

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { pino, type Logger } from 'pino';
 import { loadConfig, silentLogger, startRuntime, type ConfigInput, type Runtime, type RuntimeOptions, type ServiceFactory, devPkiPaths } from '../src/index.js';
 import { echoFactory } from './fixtures/echo.js';
 import { tokenFor, type TokenOptions } from './clients.js';
@@ -109,4 +110,42 @@ export async function startServicePlatform(
       await closing;
     },
   };
+}
+
+/** One JSON log line as pino wrote it. */
+export interface LogLine {
+  level: number;
+  msg: string;
+  [field: string]: unknown;
+}
+
+/** A logger keeping every line it writes (info and up) in `lines`, for tests that read what was logged. */
+export function capturingLogger(onLine: (line: LogLine) => void = () => undefined): { log: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const log = pino({ level: 'info', base: undefined }, {
+    write: (text: string) => {
+      const line = JSON.parse(text) as LogLine;
+      lines.push(line);
+      onLine(line);
+    },
+  });
+  return { log, lines };
+}
+
+/**
+ * Starts a runtime without waiting for its start-up to finish: resolves as soon as the health port
+ * is bound (the runtime's first log line says which), with that port, the promise of the started
+ * runtime, and the runtime's log lines so far and to come.
+ */
+export async function startRuntimeEarly(opts: Omit<RuntimeOptions, 'log'>): Promise<{ healthPort: number; started: Promise<Runtime>; lines: LogLine[] }> {
+  let onHealthPort!: (port: number) => void;
+  const bound = new Promise<number>((resolve) => (onHealthPort = resolve));
+  const { log, lines } = capturingLogger((line) => {
+    if (typeof line.health_port === 'number') onHealthPort(line.health_port);
+  });
+  const started = startRuntime({ ...opts, log });
+  // Observed here so a start-up that fails before the test looks is not an unhandled rejection.
+  started.catch(() => undefined);
+  const healthPort = await Promise.race([bound, started.then(() => bound)]);
+  return { healthPort, started, lines };
 }

@@ -1,9 +1,25 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { credentials, status } from '@grpc/grpc-js';
-import { bearer, callEcho, checkHealth, echoClient, eventually, startEchoPlatform, type TestPlatform } from './harness.js';
+import { HealthState, LIVENESS, loadConfig, READINESS, startHealthServer, STARTUP, type ServiceFactory } from '../src/index.js';
+import { echoModule } from './fixtures/echo.js';
+import { bearer, callEcho, checkHealth, echoClient, eventually, freshPgliteDir, startEchoPlatform, startRuntimeEarly, type TestPlatform } from './harness.js';
 
 const ECHO_SERVICE = 'gantry.test.v1.EchoService';
+const PROBES = [LIVENESS, STARTUP, READINESS] as const;
+
+/** What the plaintext probe port answers for each name: the status, or the gRPC error code. */
+async function probeAnswers(healthPort: number, names: readonly string[]): Promise<Record<string, string>> {
+  const answers: Record<string, string> = {};
+  for (const name of names) {
+    const { status: serving, err } = await checkHealth(`127.0.0.1:${healthPort}`, credentials.createInsecure(), name);
+    answers[name] = serving ?? `error ${err?.code}`;
+  }
+  return answers;
+}
 
 describe('health', () => {
   let platform: TestPlatform;
@@ -34,6 +50,11 @@ describe('health', () => {
     assert.equal(unknown.err?.code, status.NOT_FOUND);
   });
 
+  test('once started, liveness, startup and readiness are SERVING under their own names, on both ports', async () => {
+    assert.deepEqual(await probeAnswers(platform.runtime.healthPort, PROBES), { liveness: 'SERVING', startup: 'SERVING', readiness: 'SERVING' });
+    for (const name of PROBES) assert.equal((await checkHealth(platform.address, platform.clientCredentials, name)).status, 'SERVING', name);
+  });
+
   test('the probe port serves health only: the echo service is not reachable there', async () => {
     const client = echoClient(probeAddress, credentials.createInsecure());
     try {
@@ -59,6 +80,8 @@ describe('health', () => {
       const probe = await checkHealth(probeAddress, credentials.createInsecure());
       assert.equal(probe.status, 'NOT_SERVING');
       assert.equal(platform.runtime.health.status(ECHO_SERVICE), 'NOT_SERVING');
+      // Draining is no reason to restart the process: liveness stays SERVING, and start-up stays done.
+      assert.deepEqual(await probeAnswers(platform.runtime.healthPort, PROBES), { liveness: 'SERVING', startup: 'SERVING', readiness: 'NOT_SERVING' });
 
       const { res, err } = await inFlight;
       assert.equal(err, undefined);
@@ -70,3 +93,54 @@ describe('health', () => {
   });
 });
 
+
+describe('health during start-up', () => {
+  test('the health port answers before start-up finishes: liveness SERVING, startup and readiness NOT_SERVING; all SERVING once started', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'gantry-kit-'));
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    // A service whose creation waits for the test: start-up is held after the database and migrations.
+    const slow: ServiceFactory = { target: 'echo', create: async () => (await gate, [echoModule]) };
+    try {
+      await freshPgliteDir(join(dataDir, 'db'));
+      const config = loadConfig({ env: {}, overrides: { dataDir, listen: { host: '127.0.0.1', port: 0, healthPort: 0 }, telemetry: { logLevel: 'silent' } } });
+      const { healthPort, started } = await startRuntimeEarly({ config, services: [slow], readinessIntervalMs: 500 });
+      assert.deepEqual(await probeAnswers(healthPort, ['', ...PROBES]), { '': 'NOT_SERVING', liveness: 'SERVING', startup: 'NOT_SERVING', readiness: 'NOT_SERVING' });
+      // Service names appear once their modules exist.
+      assert.equal((await probeAnswers(healthPort, [ECHO_SERVICE]))[ECHO_SERVICE], `error ${status.NOT_FOUND}`);
+
+      openGate();
+      const runtime = await started;
+      try {
+        assert.equal(runtime.healthPort, healthPort, 'the port bound first is the one the runtime keeps');
+        assert.deepEqual(await probeAnswers(healthPort, ['', ECHO_SERVICE, ...PROBES]), { '': 'SERVING', [ECHO_SERVICE]: 'SERVING', liveness: 'SERVING', startup: 'SERVING', readiness: 'SERVING' });
+      } finally {
+        await runtime.stop(1000);
+      }
+    } finally {
+      openGate();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  test('without modules (the operator): liveness SERVING at once, startup once marked, readiness once ready, and only readiness drains', async () => {
+    const health = new HealthState(['gantry.operator']);
+    const probe = await startHealthServer('127.0.0.1', 0, health);
+    const names = ['', 'gantry.operator', ...PROBES];
+    try {
+      assert.deepEqual(await probeAnswers(probe.port, names), { '': 'NOT_SERVING', 'gantry.operator': 'NOT_SERVING', liveness: 'SERVING', startup: 'NOT_SERVING', readiness: 'NOT_SERVING' });
+      health.setReady(true);
+      assert.equal(health.status(READINESS), 'NOT_SERVING', 'not ready before start-up is done');
+      health.markStarted();
+      assert.deepEqual(await probeAnswers(probe.port, names), { '': 'SERVING', 'gantry.operator': 'SERVING', liveness: 'SERVING', startup: 'SERVING', readiness: 'SERVING' });
+      health.setReady(false);
+      assert.deepEqual(await probeAnswers(probe.port, names), { '': 'NOT_SERVING', 'gantry.operator': 'NOT_SERVING', liveness: 'SERVING', startup: 'SERVING', readiness: 'NOT_SERVING' });
+      health.setReady(true);
+      health.drain();
+      health.setReady(true);
+      assert.deepEqual(await probeAnswers(probe.port, names), { '': 'NOT_SERVING', 'gantry.operator': 'NOT_SERVING', liveness: 'SERVING', startup: 'SERVING', readiness: 'NOT_SERVING' });
+    } finally {
+      probe.close();
+    }
+  });
+});

@@ -52,7 +52,7 @@ describe('graceful shutdown on SIGTERM', () => {
     if (served) rmSync(served.dataDir, { recursive: true, force: true });
   });
 
-  test('an in-flight call completes, a call started after SIGTERM is refused, and the process exits 0', async () => {
+  test('an in-flight call completes, a call started after SIGTERM is refused, liveness stays SERVING meanwhile, and the process exits 0', async () => {
     const { pki } = served;
     const creds = () => credentials.createSsl(readFileSync(pki.caFile), readFileSync(pki.clientKeyFile), readFileSync(pki.clientCertFile));
     const address = `127.0.0.1:${served.port}`;
@@ -68,6 +68,8 @@ describe('graceful shutdown on SIGTERM', () => {
       // The probe port stays up during the drain and says so: from then on, new calls are not accepted.
       const draining = await eventually(async () => (await checkHealth(`127.0.0.1:${served.healthPort}`, credentials.createInsecure(), '', 500)).status === 'NOT_SERVING', 1000, 20);
       assert.ok(draining, `the server did not start draining within 1 s of SIGTERM: ${stderr}`);
+      const liveness = await checkHealth(`127.0.0.1:${served.healthPort}`, credentials.createInsecure(), 'liveness', 500);
+      assert.equal(liveness.status, 'SERVING', 'a draining process is alive: kubelet must not restart it');
       const refused = await callEcho(late, { message: 'too late' }, md, 2000);
       assert.equal(refused.res, undefined, 'a call started after SIGTERM must not be served');
       assert.equal(refused.err?.code, status.UNAVAILABLE);

@@ -9,9 +9,11 @@ export async function serveOperator(opts: { config?: string }): Promise<void> {
   // Before the operator starts: its metrics (queue depth, reconciles, leadership) take meters now.
   const telemetry = await startTelemetry({ serviceName: 'gantry-operator', otlpEndpoint: config.telemetry.otlpEndpoint });
   const health = new HealthState(['gantry.operator']);
+  // liveness SERVING from here on; startup once the operator runs; readiness once its caches are filled.
   const probe = await startHealthServer(config.listen.host, config.listen.healthPort, health);
   const operator = await startOperator({ config, log });
-  // A standby is healthy too: it is ready to take over the moment the leader's lease runs out.
+  health.markStarted();
+  // A standby is ready too: it is ready to take over the moment the leader's lease runs out.
   operator.synced().then(
     () => health.setReady(true),
     (err: unknown) => log.error({ err }, 'informers did not sync'),

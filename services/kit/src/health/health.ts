@@ -4,17 +4,35 @@ import { Server, ServerCredentials } from '@grpc/grpc-js';
 /** The overall status lives under the empty service name, per the grpc.health.v1 protocol. */
 export const OVERALL = '';
 
+// Kubernetes' three probes each ask a health name of their own (`grpc: {port: 7080, service: …}`),
+// so that one failing check does not do another's job: a database outage takes a pod out of its
+// Services (readiness) but never gets it restarted (liveness), since a restart brings no database back.
+
+/** SERVING from the moment the health port answers until the process exits, draining included; never depends on the database or a peer. */
+export const LIVENESS = 'liveness';
+/** NOT_SERVING until start-up is done (database opened, migrations applied, modules created, server listening), then SERVING for good. */
+export const STARTUP = 'startup';
+/** SERVING only while the process can serve now (started, database reachable, migrations applied); NOT_SERVING for good once draining. `""` and each service's own name mean the same. */
+export const READINESS = 'readiness';
+
+/** What the health port answers the moment it is bound. */
+const INITIAL_STATUS: Readonly<Record<string, ServingStatus>> = { [OVERALL]: 'NOT_SERVING', [LIVENESS]: 'SERVING', [STARTUP]: 'NOT_SERVING', [READINESS]: 'NOT_SERVING' };
+
 /**
- * Serving status per service, driven by real readiness checks (database reachable, migrations
- * applied). Shared by the mTLS port and the plaintext probe port.
+ * Serving status per service name, driven by real checks (start-up done, database reachable,
+ * migrations applied). Shared by the mTLS port and the plaintext probe port.
  */
 export class HealthState {
-  readonly implementation = new HealthImplementation({ [OVERALL]: 'NOT_SERVING' });
-  private readonly statuses = new Map<string, ServingStatus>([[OVERALL, 'NOT_SERVING']]);
+  readonly implementation = new HealthImplementation({ ...INITIAL_STATUS });
+  private readonly statuses = new Map<string, ServingStatus>(Object.entries(INITIAL_STATUS));
+  /** The names that mean readiness: the overall one, `readiness` and every service's. */
+  private readonly readinessNames: string[] = [OVERALL, READINESS];
+  private started = false;
+  private ready = false;
   private draining = false;
 
-  constructor(private readonly services: readonly string[]) {
-    for (const s of services) this.set(s, 'NOT_SERVING');
+  constructor(services: readonly string[] = []) {
+    this.addServices(services);
   }
 
   private set(service: string, status: ServingStatus): void {
@@ -23,17 +41,42 @@ export class HealthState {
     this.implementation.setStatus(service, status);
   }
 
-  /** Marks every service SERVING or NOT_SERVING after a readiness check; ignored once draining. */
-  setReady(ready: boolean): void {
-    if (this.draining) return;
-    const status: ServingStatus = ready ? 'SERVING' : 'NOT_SERVING';
-    for (const s of [OVERALL, ...this.services]) this.set(s, status);
+  /** Readiness as probes see it: only after start-up, and never again once draining. */
+  private get readiness(): ServingStatus {
+    return this.started && this.ready && !this.draining ? 'SERVING' : 'NOT_SERVING';
   }
 
-  /** On shutdown: NOT_SERVING for good, so load balancers stop sending new calls. */
+  private publishReadiness(): void {
+    for (const s of this.readinessNames) this.set(s, this.readiness);
+  }
+
+  /** Adds service names (a process's gRPC services, known once their modules exist) that report readiness. */
+  addServices(services: readonly string[]): void {
+    for (const s of services) {
+      if (this.readinessNames.includes(s)) continue;
+      if (s === LIVENESS || s === STARTUP) throw new Error(`"${s}" is a probe's health name, not a service name`);
+      this.readinessNames.push(s);
+    }
+    this.publishReadiness();
+  }
+
+  /** Start-up is done: `startup` turns SERVING for good, and readiness may follow. */
+  markStarted(): void {
+    this.started = true;
+    this.set(STARTUP, 'SERVING');
+    this.publishReadiness();
+  }
+
+  /** The outcome of a readiness check (database reachable, migrations applied); ignored once draining. */
+  setReady(ready: boolean): void {
+    this.ready = ready;
+    this.publishReadiness();
+  }
+
+  /** On shutdown: readiness NOT_SERVING for good, so load balancers stop sending new calls; liveness stays SERVING. */
   drain(): void {
-    this.setReady(false);
     this.draining = true;
+    this.publishReadiness();
   }
 
   status(service = OVERALL): ServingStatus {
@@ -41,12 +84,15 @@ export class HealthState {
   }
 }
 
+/** Largest health request the probe port reads, and the streams (Watch) one connection may open. */
+const PROBE_SERVER_OPTIONS = { 'grpc.max_receive_message_length': 4096, 'grpc.max_concurrent_streams': 16 };
+
 /**
- * grpc.health.v1 alone on a plaintext port, for a process without service modules (the operator),
- * so kubelet's gRPC probes work the same for every target.
+ * grpc.health.v1 alone on a plaintext port: kubelet's gRPC probes cannot do TLS. Every process
+ * binds it first, before its database and its mTLS port, so liveness answers during start-up.
  */
 export async function startHealthServer(host: string, port: number, health: HealthState): Promise<{ port: number; close(): void }> {
-  const server = new Server({ 'grpc.max_receive_message_length': 4096, 'grpc.max_concurrent_streams': 16 });
+  const server = new Server(PROBE_SERVER_OPTIONS);
   health.implementation.addToServer(server);
   const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
   const bound = await new Promise<number>((resolve, reject) => server.bindAsync(address, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));

@@ -1,4 +1,4 @@
-import { Server, ServerCredentials, type ServiceDefinition } from '@grpc/grpc-js';
+import { Server, type ServerCredentials, type ServiceDefinition } from '@grpc/grpc-js';
 import type { GantryConfig } from '../config.js';
 import { GantryError, Status } from '../errors.js';
 import type { HealthState } from '../health/health.js';
@@ -14,7 +14,6 @@ export interface GrpcServerOptions {
   credentials: ServerCredentials;
   host: string;
   port: number;
-  healthPort: number;
   limits: GantryConfig['limits'];
   health: HealthState;
   /** FileDescriptorSets (buf build output) for gRPC reflection, so grpcurl needs no .proto files. */
@@ -68,16 +67,15 @@ function hostPort(host: string, port: number): string {
 
 /**
  * The gRPC server every target runs: service modules behind the middleware chain on the mTLS port,
- * grpc.health.v1 on it and on a plaintext probe port, reflection, message and stream limits,
- * keepalive, and a graceful drain on shutdown.
+ * grpc.health.v1 and reflection beside them, message and stream limits, keepalive, and a graceful
+ * drain on shutdown. The plaintext probe port is the runtime's: it is bound before start-up
+ * (startHealthServer).
  */
 export class GrpcServer {
   private readonly server: Server;
-  private readonly healthServer: Server;
   private readonly inFlight = new InFlight();
   private shuttingDown: Promise<void> | undefined;
   port = 0;
-  healthPort = 0;
 
   constructor(private readonly opts: GrpcServerOptions) {
     const { limits } = opts;
@@ -94,16 +92,12 @@ export class GrpcServer {
     }
     opts.health.implementation.addToServer(this.server);
     if (opts.descriptorSetPaths) addReflection(this.server, opts.descriptorSetPaths, opts.modules.map((m) => m.name));
-    // The probe port serves health only: it is plaintext because kubelet's gRPC probes cannot do TLS.
-    this.healthServer = new Server({ 'grpc.max_receive_message_length': 4096, 'grpc.max_concurrent_streams': 16 });
-    opts.health.implementation.addToServer(this.healthServer);
   }
 
-  /** Binds both ports; resolves with the ports actually bound (0 in the config = any free port). */
-  async start(): Promise<{ port: number; healthPort: number }> {
+  /** Binds the mTLS port; resolves with the port actually bound (0 in the config = any free port). */
+  async start(): Promise<{ port: number }> {
     this.port = await bindAsync(this.server, hostPort(this.opts.host, this.opts.port), this.opts.credentials);
-    this.healthPort = await bindAsync(this.healthServer, hostPort(this.opts.host, this.opts.healthPort), ServerCredentials.createInsecure());
-    return { port: this.port, healthPort: this.healthPort };
+    return { port: this.port };
   }
 
   /** Calls running right now. */
@@ -112,8 +106,9 @@ export class GrpcServer {
   }
 
   /**
-   * Drains: health turns NOT_SERVING, no new calls are accepted, in-flight calls and streams get
-   * `graceMs` to finish, then the rest are cancelled with UNAVAILABLE (clients retry elsewhere).
+   * Drains: readiness turns NOT_SERVING (liveness stays SERVING), no new calls are accepted,
+   * in-flight calls and streams get `graceMs` to finish, then the rest are cancelled with
+   * UNAVAILABLE (clients retry elsewhere).
    */
   shutdown(graceMs = this.opts.limits.shutdownGraceMs): Promise<void> {
     this.shuttingDown ??= (async () => {
@@ -134,7 +129,6 @@ export class GrpcServer {
       }
       await Promise.race([stopped, new Promise((r) => setTimeout(r, 1000))]);
       this.server.forceShutdown();
-      this.healthServer.forceShutdown();
     })();
     return this.shuttingDown;
   }

@@ -42,7 +42,13 @@ export async function openPostgres(opts: PostgresOptions): Promise<Database & { 
   });
   // An idle client that errors (server restart) must not crash the process; the pool replaces it.
   pool.on('error', () => {});
-  await pool.query('SELECT 1');
+  try {
+    await pool.query('SELECT 1');
+  } catch (err) {
+    // Start-up retries this; a pool left behind per attempt would hold its sockets and timers.
+    await pool.end().catch(() => {});
+    throw err;
+  }
 
   const handlers = new Map<string, Set<(payload: string) => void>>();
   let listener: pg.Client | undefined;
