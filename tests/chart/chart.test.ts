@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { TokenVerifier, ensureDevSigningKey, mintToken } from '@gantry/kit';
+import { LIVENESS, READINESS, STARTUP, TokenVerifier, ensureDevSigningKey, mintToken } from '@gantry/kit';
 // `yaml` is in node_modules (hoisted from the workspace's dependencies); helm template has no JSON output.
 import { parseAllDocuments } from 'yaml';
 
@@ -50,6 +50,20 @@ async function render(values: string[] = [], set: string[] = []): Promise<Obj[]>
   const r = await runHelm(['template', release, chart, '--namespace', ns, ...valuesArgs(values, set)]);
   assert.equal(r.code, 0, r.stderr);
   return parseAllDocuments(r.stdout).map((d) => d.toJSON() as Obj).filter(Boolean);
+}
+
+/**
+ * Each probe asks the health port for its own name (the kit's LIVENESS, STARTUP, READINESS), and the
+ * startup probe's budget outlasts the database start-up timeout the process waits for.
+ */
+function assertProbes(container: Obj, where: string): void {
+  assert.deepEqual(container.startupProbe.grpc, { port: 7080, service: STARTUP }, `${where} startupProbe`);
+  assert.deepEqual(container.readinessProbe.grpc, { port: 7080, service: READINESS }, `${where} readinessProbe`);
+  assert.deepEqual(container.livenessProbe.grpc, { port: 7080, service: LIVENESS }, `${where} livenessProbe`);
+  const env = new Map<string, Obj>((container.env as Obj[]).map((e) => [e.name, e]));
+  const startupTimeoutMs = Number(env.get('GANTRY_DATABASE_STARTUP_TIMEOUT_MS')?.value ?? 0);
+  const budgetMs = container.startupProbe.periodSeconds * container.startupProbe.failureThreshold * 1000;
+  assert.ok(budgetMs > startupTimeoutMs, `${where}: the startup probe (${budgetMs} ms) outlasts the database start-up timeout (${startupTimeoutMs} ms)`);
 }
 
 const ofKind = (docs: Obj[], kind: string) => docs.filter((d) => d.kind === kind);
@@ -101,7 +115,7 @@ describe('charts/gantry', () => {
           assert.deepEqual(c.securityContext.capabilities.drop, ['ALL'], where);
         }
         const main = pod.containers[0];
-        for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) assert.deepEqual(main[probe].grpc, { port: 7080 }, `${where} ${probe}`);
+        assertProbes(main, where);
         const mounts = new Map<string, Obj>(main.volumeMounts.map((m: Obj) => [m.mountPath, m]));
         assert.ok(mounts.has('/tmp') && mounts.has('/var/lib/gantry'), `${where}: writable /tmp and data dir`);
         assert.equal(mounts.get('/etc/gantry/tls')!.readOnly, true, where);
@@ -125,6 +139,7 @@ describe('charts/gantry', () => {
       assert.equal(named(docs, 'ServiceAccount', `${release}-${target}`).automountServiceAccountToken, false);
       const env = envOf(named(docs, 'Deployment', `${release}-${target}`));
       assert.deepEqual(env.get('GANTRY_DATABASE_URL')!.valueFrom.secretKeyRef, { name: 'gantry-database', key: 'url' });
+      assert.equal(env.get('GANTRY_DATABASE_STARTUP_TIMEOUT_MS')!.value, '300000', `${target}: a late database is waited for`);
       assert.equal(env.get('GANTRY_RATE_LIMIT_STORE')!.value, 'postgres', `${target}: 2 replicas share rate-limit counters`);
       if (target === 'settlement' || target === 'approvals') {
         assert.equal(env.get('GANTRY_PEERS_LOG_ADDRESS')!.value, `dns:///${headless('log')}:7443`);
@@ -310,7 +325,7 @@ describe('charts/gantry', () => {
     assert.equal(pod.serviceAccountName, operator);
     assert.equal(pod.automountServiceAccountToken, true, 'it talks to the API server with its ServiceAccount');
     assert.deepEqual(main!.ports, [{ name: 'health', containerPort: 7080, protocol: 'TCP' }], 'no 7443 listener');
-    for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) assert.deepEqual(main![probe].grpc, { port: 7080 }, probe);
+    assertProbes(main!, 'operator');
     assert.equal(pod.topologySpreadConstraints[0].labelSelector.matchLabels['app.kubernetes.io/component'], 'operator');
     assert.ok(!ofKind(docs, 'Service').some((svc) => component(svc) === 'operator'), 'nothing to call: no Service');
     assert.equal(named(docs, 'PodDisruptionBudget', operator).spec.maxUnavailable, 1);
@@ -439,6 +454,7 @@ describe('charts/gantry', () => {
       [['database.existingSecret='], /set database.url or database.existingSecret/],
       [['auth.generateDevKey=false', 'auth.jwksUrl=https://idp.example.com/jwks', 'events.enabled=false'], /operator.serviceTokenSecret: with an external issuer the operator needs a service token/],
       [['operator.leaderElection.renewDeadlineMs=20000'], /renewDeadlineMs must be less than leaseDurationMs/],
+      [['probes.startup.failureThreshold=60'], /probes.startup: periodSeconds × failureThreshold \(120 s\) must exceed database.startupTimeoutMs \(300 s\)/],
     ];
     await Promise.all(cases.map(async ([set, message]) => {
       const r = await runHelm(['template', release, chart, ...valuesArgs([], set)]);

@@ -83,6 +83,10 @@ microservices pod, and the monolith when the operator runs beside it, must trust
 {{- if and (eq .Values.mode "microservices") (not .Values.database.url) (not .Values.database.existingSecret) -}}
 {{- fail "database: microservices need PostgreSQL; set database.url or database.existingSecret" -}}
 {{- end -}}
+{{- $startupBudgetMs := mul .Values.probes.startup.periodSeconds .Values.probes.startup.failureThreshold 1000 -}}
+{{- if and (eq .Values.mode "microservices") (le (int64 $startupBudgetMs) (int64 .Values.database.startupTimeoutMs)) -}}
+{{- fail (printf "probes.startup: periodSeconds × failureThreshold (%d s) must exceed database.startupTimeoutMs (%d s), or kubelet restarts pods still waiting for their database before they give up with a message; raise probes.startup.failureThreshold or lower database.startupTimeoutMs" (div $startupBudgetMs 1000) (div (int64 .Values.database.startupTimeoutMs) 1000)) -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
@@ -215,16 +219,19 @@ containers:
       {{- range $name, $value := $v.extraEnv }}
       - {name: {{ $name }}, value: {{ $value | quote }}}
       {{- end }}
+    # Each probe asks its own grpc.health.v1 name (docs/helm.md, Probes): startup until start-up is
+    # done (a late database included), readiness while the database answers, liveness whatever the
+    # database does, so an outage takes pods out of Services but never restarts them.
     startupProbe:
-      grpc: {port: 7080}
+      grpc: {port: 7080, service: startup}
       periodSeconds: {{ $v.probes.startup.periodSeconds }}
       failureThreshold: {{ $v.probes.startup.failureThreshold }}
     readinessProbe:
-      grpc: {port: 7080}
+      grpc: {port: 7080, service: readiness}
       periodSeconds: {{ $v.probes.readiness.periodSeconds }}
       failureThreshold: {{ $v.probes.readiness.failureThreshold }}
     livenessProbe:
-      grpc: {port: 7080}
+      grpc: {port: 7080, service: liveness}
       periodSeconds: {{ $v.probes.liveness.periodSeconds }}
       failureThreshold: {{ $v.probes.liveness.failureThreshold }}
     {{- with $resources }}
