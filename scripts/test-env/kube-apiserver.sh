@@ -6,11 +6,11 @@
 #   scripts/test-env/kube-apiserver.sh env                 # prints KUBECONFIG=<path> (exit 1 if not running)
 #   scripts/test-env/kube-apiserver.sh stop                # stops both (no-op if not running)
 #   scripts/test-env/kube-apiserver.sh build               # only builds kube-apiserver; prints the binary path
-#   scripts/test-env/kube-apiserver.sh pin v1.33.N         # rewrites kube-apiserver/go.mod for another release
+#   scripts/test-env/kube-apiserver.sh pin v1.33.N         # rewrites kubernetes/go.mod for another release
 #
-# kube-apiserver is built with Go from the module proxy by the module in kube-apiserver/ (its go.mod
-# pins the version) into ${XDG_CACHE_HOME:-~/.cache}/gantry/kube-apiserver-<version>, once: about
-# 7 minutes cold on 2 cores (95 MiB), then reused. `start --no-build` exits 4 instead of building.
+# kube-apiserver is built with Go from the module proxy by the module in kubernetes/ (its go.mod
+# pins the version; see k8s-lib.sh) into ${XDG_CACHE_HOME:-~/.cache}/gantry/kubernetes-<version>/, once:
+# about 6 minutes cold on 2 cores (95 MiB), then reused. `start --no-build` exits 4 instead of building.
 # etcd comes from Debian's etcd-server (installed with apt-get when missing and root).
 #
 # Env: GANTRY_TEST_KUBE_PORT (the API server's port, default 56443; etcd takes the two ports below it),
@@ -21,10 +21,6 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 readonly ROOT
-MOD_DIR="$ROOT/scripts/test-env/kube-apiserver"
-KUBE_VERSION="$(awk '$1 == "k8s.io/kubernetes" { print $2; exit }' "$MOD_DIR/go.mod")"
-CACHE_DIR="${GANTRY_KUBE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gantry}"
-BIN="$CACHE_DIR/kube-apiserver-$KUBE_VERSION"
 
 # PORTS: the API server's secure port, etcd's client and peer ports just below it (all on 127.0.0.1).
 API_PORT="${GANTRY_TEST_KUBE_PORT:-56443}"
@@ -38,38 +34,14 @@ READY_TIMEOUT_S=60     # etcd + kube-apiserver to /readyz; about 5 s here
 STOP_TIMEOUT_S=15
 
 log() { printf 'kube-apiserver.sh: %s\n' "$*" >&2; }
-# shellcheck source=go-lib.sh
-source "$ROOT/scripts/test-env/go-lib.sh"
 die() { log "error: $*"; exit 1; }
+# shellcheck source=k8s-lib.sh
+source "$ROOT/scripts/test-env/k8s-lib.sh"
+MOD_DIR="$K8S_MOD_DIR"
+BIN="$K8S_BIN_DIR/kube-apiserver"
 
 build() {
-  [ -n "$KUBE_VERSION" ] || die "$MOD_DIR/go.mod does not require k8s.io/kubernetes"
-  if [ -x "$BIN" ]; then echo "$BIN"; return 0; fi
-  find_go kube-apiserver
-  mkdir -p "$CACHE_DIR"
-  exec 8>"$CACHE_DIR/.kube-apiserver.lock"
-  flock 8
-  if [ -x "$BIN" ]; then echo "$BIN"; return 0; fi
-  local minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
-  local pkg=k8s.io/kubernetes/cmd/kube-apiserver
-  # The version the server reports (/version): helm checks the chart's kubeVersion against it.
-  local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1"
-  ldflags+=" -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
-  local start; start=$(date +%s)
-  log "building kube-apiserver $KUBE_VERSION with $("$GO" env GOVERSION) into $BIN (cold: about 7 min on 2 cores; progress every 100 packages)"
-  cd "$MOD_DIR"
-  export GOFLAGS="-trimpath -buildvcs=false -mod=readonly"
-  "$GO" mod download >&2 8>&-
-  local total; total="$("$GO" list -deps "$pkg" 8>&- | wc -l)"
-  local tmp="$BIN.tmp.$$"
-  # -v names each package as it is compiled (cached ones are not): shown as a counter, not a wall of names.
-  if ! "$GO" build -v -ldflags="$ldflags" -o "$tmp" "$pkg" 2>&1 8>&- | go_progress kube-apiserver "$total" "$start"; then
-    rm -f "$tmp"
-    die "go build of $pkg failed (see above)"
-  fi
-  mv -f "$tmp" "$BIN"
-  log "built $BIN ($(( $(stat -c %s "$BIN") / 1024 / 1024 )) MiB) in $(( $(date +%s) - start )) s"
-  exec 8>&-
+  k8s_build kube-apiserver
   echo "$BIN"
 }
 
@@ -81,11 +53,11 @@ pin() {
   curl -fsS "$("$GO" env GOPROXY | cut -d, -f1)/k8s.io/kubernetes/@v/$version.mod" -o "$upstream" || die "the module proxy has no k8s.io/kubernetes $version"
   {
     sed -n '1,/^module /p' "$MOD_DIR/go.mod" | sed '$d'
-    echo "module gantry.local/test-env/kube-apiserver"
+    echo "module gantry.local/test-env/kubernetes"
     echo
     grep -E '^(go|godebug) ' "$upstream"
     echo
-    echo "tool k8s.io/kubernetes/cmd/kube-apiserver"
+    sed -n '/^tool (/,/^)/p' "$MOD_DIR/go.mod"
     echo
     echo "require k8s.io/kubernetes $version"
     echo
@@ -194,7 +166,7 @@ start() {
   if ready; then echo "$KUBECONFIG_PATH"; return 0; fi
   local bin
   if [ "$no_build" = "--no-build" ] && [ ! -x "$BIN" ]; then
-    log "kube-apiserver $KUBE_VERSION is not built yet ($BIN); run 'bash scripts/test-env/kube-apiserver.sh start' (about 7 min cold)"
+    log "kube-apiserver $KUBE_VERSION is not built yet ($BIN); run 'bash scripts/test-env/kube-apiserver.sh start' (about 6 min cold)"
     exit 4
   fi
   bin="$(build)"
