@@ -181,6 +181,18 @@ export const configSchema = z.strictObject({
     keepaliveTimeoutMs: z.coerce.number().int().min(1000).default(10_000),
     /** On SIGTERM: how long in-flight calls and streams get to finish before they are cancelled. */
     shutdownGraceMs: z.coerce.number().int().min(0).max(300_000).default(15_000),
+    /**
+     * A client connection older than this (±10%, grpc-js's jitter) gets a GOAWAY: its calls
+     * finish, new ones go over a new connection, and a `dns:///` round_robin client re-resolves,
+     * so it spreads over pods added since it connected. 0 = connections never age out.
+     */
+    maxConnectionAgeMs: z.coerce.number().int().min(0).max(24 * 3600 * 1000).default(300_000),
+    /**
+     * After that GOAWAY, how long calls and streams still open on the old connection get before it
+     * is closed under them (UNAVAILABLE). 0 = no limit: long streams (log Tail, watches) run on
+     * until they end or the process drains, since our stream clients do not resume by themselves.
+     */
+    maxConnectionAgeGraceMs: z.coerce.number().int().min(0).max(24 * 3600 * 1000).default(0),
   }).prefault({}),
 });
 
@@ -214,6 +226,8 @@ export const ENV_KEYS: Record<string, string> = {
   GANTRY_MAX_RECEIVE_MESSAGE_BYTES: 'limits.maxReceiveMessageBytes',
   GANTRY_MAX_SEND_MESSAGE_BYTES: 'limits.maxSendMessageBytes',
   GANTRY_SHUTDOWN_GRACE_MS: 'limits.shutdownGraceMs',
+  GANTRY_MAX_CONNECTION_AGE_MS: 'limits.maxConnectionAgeMs',
+  GANTRY_MAX_CONNECTION_AGE_GRACE_MS: 'limits.maxConnectionAgeGraceMs',
   GANTRY_LOG_ORIGIN: 'log.origin',
   GANTRY_LOG_SIGNING_KEY_FILE: 'log.signingKeyFile',
   GANTRY_LOG_MAX_PAYLOAD_BYTES: 'log.maxPayloadBytes',

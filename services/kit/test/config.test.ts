@@ -40,6 +40,8 @@ describe('loadConfig', () => {
     assert.equal(config.database.startupTimeoutMs, 300_000);
     assert.equal(config.limits.maxReceiveMessageBytes, 8 * 1024 * 1024);
     assert.equal(config.limits.shutdownGraceMs, 15_000);
+    assert.equal(config.limits.maxConnectionAgeMs, 300_000);
+    assert.equal(config.limits.maxConnectionAgeGraceMs, 0, 'no grace limit: streams run on past the age');
     assert.equal(config.telemetry.logLevel, 'info');
   });
 

@@ -30,12 +30,15 @@ export async function startEchoPlatform(overrides: ConfigInput = {}, extra: { sp
   if (!config.database.url) await freshPgliteDir(join(dataDir, 'db'));
   const runtime = await startRuntime({ config, services: [echoFactory], log: silentLogger(), readinessIntervalMs: 500, ...extra });
   const pki = devPkiPaths(join(dataDir, 'pki'));
-  const clientCredentials = credentials.createSsl(readFileSync(pki.caFile), readFileSync(pki.clientKeyFile), readFileSync(pki.clientCertFile));
+  let clientCredentials: ChannelCredentials | undefined;
   return {
     runtime,
     dataDir,
     address: `127.0.0.1:${runtime.port}`,
-    clientCredentials,
+    // Read when first used: a platform given TLS files of its own (overrides.tls) has no dev PKI.
+    get clientCredentials() {
+      return (clientCredentials ??= credentials.createSsl(readFileSync(pki.caFile), readFileSync(pki.clientKeyFile), readFileSync(pki.clientCertFile)));
+    },
     token: (subject, scopes, opts = {}) => tokenFor(dataDir, subject, scopes, { issuer: config.auth.issuer, audience: config.auth.audience, ...opts }),
     async close() {
       await runtime.stop(1000);

@@ -65,11 +65,26 @@ function hostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+/** grpc-js's value for "never" (its UNLIMITED_CONNECTION_AGE_MS); our config says 0. */
+const GRPC_UNLIMITED_MS = 2 ** 31 - 1;
+
+/**
+ * grpc-js server options for the connection age. After `maxConnectionAgeMs` (grpc-js adds ±10%
+ * jitter) the server sends a GOAWAY that lets open calls finish; after the grace it closes the
+ * connection under those still open.
+ */
+function connectionAgeOptions(limits: Pick<GantryConfig['limits'], 'maxConnectionAgeMs' | 'maxConnectionAgeGraceMs'>): Record<string, number> {
+  return {
+    'grpc.max_connection_age_ms': limits.maxConnectionAgeMs || GRPC_UNLIMITED_MS,
+    'grpc.max_connection_age_grace_ms': limits.maxConnectionAgeGraceMs || GRPC_UNLIMITED_MS,
+  };
+}
+
 /**
  * The gRPC server every target runs: service modules behind the middleware chain on the mTLS port,
- * grpc.health.v1 and reflection beside them, message and stream limits, keepalive, and a graceful
- * drain on shutdown. The plaintext probe port is the runtime's: it is bound before start-up
- * (startHealthServer).
+ * grpc.health.v1 and reflection beside them, message and stream limits, keepalive, a maximum
+ * connection age, and a graceful drain on shutdown. The plaintext probe port is the runtime's: it
+ * is bound before start-up (startHealthServer).
  */
 export class GrpcServer {
   private readonly server: Server;
@@ -86,6 +101,9 @@ export class GrpcServer {
       'grpc.keepalive_time_ms': limits.keepaliveTimeMs,
       'grpc.keepalive_timeout_ms': limits.keepaliveTimeoutMs,
       'grpc.keepalive_permit_without_calls': 1,
+      // A round_robin client over a headless Service re-resolves only when one of its connections
+      // ends: aged-out connections make it find the pods added since (scale-up, rollout).
+      ...connectionAgeOptions(limits),
     });
     for (const module of opts.modules) {
       this.server.addService(module.definition as unknown as ServiceDefinition, bindService(module, { middlewares: opts.middlewares, log: opts.log, tracker: this.inFlight }));
