@@ -123,6 +123,11 @@ describe('charts/gantry', () => {
         assert.equal(env.get('GANTRY_DATA_DIR')!.value, '/var/lib/gantry');
         assert.equal(env.get('GANTRY_TLS_CERT_FILE')!.value, '/etc/gantry/tls/tls.crt');
         for (const name of env.keys()) assert.match(name, /^GANTRY_/, `${where}: only GANTRY_* configuration`);
+        if (d.metadata.name !== operator) {
+          // Connections age out so round_robin clients re-resolve; streams keep running (no grace limit).
+          assert.equal(env.get('GANTRY_MAX_CONNECTION_AGE_MS')?.value, '300000', where);
+          assert.equal(env.get('GANTRY_MAX_CONNECTION_AGE_GRACE_MS')?.value, '0', where);
+        }
       }
     }
   });
@@ -339,7 +344,7 @@ describe('charts/gantry', () => {
     assert.equal(value('GANTRY_OPERATOR_WORKERS'), '2');
     assert.equal(value('GANTRY_OPERATOR_RENEW_DEADLINE_MS'), '10000');
     assert.equal(value('GANTRY_HEALTH_PORT'), '7080');
-    for (const name of ['GANTRY_PORT', 'GANTRY_RATE_LIMIT_STORE', 'GANTRY_DATABASE_URL', 'GANTRY_PEERS_TOKEN_FILE']) assert.ok(!env.has(name), `${name} is not set`);
+    for (const name of ['GANTRY_PORT', 'GANTRY_RATE_LIMIT_STORE', 'GANTRY_DATABASE_URL', 'GANTRY_PEERS_TOKEN_FILE', 'GANTRY_MAX_CONNECTION_AGE_MS']) assert.ok(!env.has(name), `${name} is not set`);
     for (const target of ['log', 'settlement', 'approvals', 'webhooks']) {
       assert.equal(value(`GANTRY_PEERS_${target.toUpperCase()}_ADDRESS`), `dns:///${headless(target)}:7443`, target);
     }
@@ -435,6 +440,8 @@ describe('charts/gantry', () => {
       [['extraEnv.FOO=bar'], /'FOO' does not match pattern/],
       [['operator.replica=3'], /at '\/operator': additional properties 'replica' not allowed/],
       [['operator.workers=0'], /at '\/operator\/workers'/],
+      [['grpc.maxConnectionAgeMs=-1'], /at '\/grpc\/maxConnectionAgeMs'/],
+      [['database.startupTimeoutMs=soon'], /at '\/database\/startupTimeoutMs': got string, want integer/],
     ];
     await Promise.all(cases.map(async ([set, message]) => {
       for (const cmd of [['template', release, chart], ['lint', chart]]) {

@@ -212,6 +212,8 @@ containers:
       - {name: GANTRY_SHUTDOWN_GRACE_MS, value: {{ $v.shutdownGraceMs | quote }}}
       {{- if not .clientOnly }}
       - {name: GANTRY_EVENTS_ENABLED, value: {{ $v.events.enabled | quote }}}
+      - {name: GANTRY_MAX_CONNECTION_AGE_MS, value: {{ $v.grpc.maxConnectionAgeMs | int64 | quote }}}
+      - {name: GANTRY_MAX_CONNECTION_AGE_GRACE_MS, value: {{ $v.grpc.maxConnectionAgeGraceMs | int64 | quote }}}
       {{- end }}
       {{- with .env }}
       {{- toYaml . | nindent 6 }}
