@@ -141,6 +141,22 @@ for (const engine of [pgliteEngine(), postgresEngine()]) {
       assert.deepEqual(rows.map((r) => [Number(r.id), r.name]), [[1, 'kept']]);
     });
 
+    test('a connection the server ends inside a transaction fails that transaction only: the process lives on and the next one commits', { skip: engine.shared ? false : 'PGlite has no server to end a connection' }, async () => {
+      const s = nextSchema();
+      await migrate(db, s, migrationsFor(s));
+      const other = await open();
+      const inside = db.transaction(async (tx) => {
+        const { rows } = await tx.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+        // What a fast shutdown or restart does to every session: FATAL 57P01, then the socket closes.
+        await other.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]);
+        await tx.query('SELECT pg_sleep(5)');
+      });
+      await assert.rejects(inside, /terminat/i);
+      await db.transaction((tx) => tx.query(`INSERT INTO ${s}.items (id, name) VALUES (1, 'after')`));
+      const { rows } = await db.query<{ name: string }>(`SELECT name FROM ${s}.items`);
+      assert.deepEqual(rows.map((r) => r.name), ['after']);
+    });
+
     test(engine.shared ? 'a NOTIFY from one handle reaches a listener on another' : 'a NOTIFY reaches a listener on the same handle', async () => {
       const channel = `${schema}_chan`;
       const sender = engine.shared ? await open() : db;

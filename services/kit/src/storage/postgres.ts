@@ -92,6 +92,15 @@ export async function openPostgres(opts: PostgresOptions): Promise<Database & { 
     },
     async transaction(fn) {
       const client = await pool.connect();
+      // pg-pool takes its own 'error' listener off a client it lends out, and pg emits 'error' when
+      // the server ends the connection (a restart, a fast shutdown: 57P01): unheard, that event
+      // would crash the process. The statement in flight fails with the same error; the broken
+      // connection is destroyed on release instead of going back to the pool.
+      let broken = false;
+      const onError = () => {
+        broken = true;
+      };
+      client.on('error', onError);
       try {
         await client.query('BEGIN');
         const tx: Sql = {
@@ -114,7 +123,8 @@ export async function openPostgres(opts: PostgresOptions): Promise<Database & { 
         await client.query('ROLLBACK').catch(() => {});
         throw err;
       } finally {
-        client.release();
+        client.removeListener('error', onError);
+        client.release(broken);
       }
     },
     async listen(channel, onPayload) {
