@@ -49,6 +49,7 @@ withConnection(program.command('health').description('check a server with grpc.h
   .option('--service <name>', "a service's full name, e.g. gantry.log.v1.LogService (default: the whole server)", '')
   .option('--plaintext', 'plaintext, for the health port (7080) rather than the mTLS port', false)
   .option('--timeout <ms>', 'deadline of the check', '3000')
+  .option('--wait', 'keep trying to reach the server until the deadline instead of failing at once (a server starting, a NetworkPolicy not yet programmed)', false)
   .action(health);
 
 program.addCommand(logCommand());

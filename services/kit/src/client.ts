@@ -67,11 +67,22 @@ type HealthCheckClient = { check(req: { service: string }, md: Metadata, opts: C
 
 /**
  * grpc.health.v1 Check of `service` ('' = the whole server): its status (SERVING, NOT_SERVING, …),
- * or the gRPC error (NOT_FOUND for a service the server does not have).
+ * or the gRPC error (NOT_FOUND for a service the server does not have). `waitForReady`: a server
+ * that cannot be reached yet (starting, or a NetworkPolicy not programmed yet for a new Pod) is
+ * tried again until the deadline instead of failing at once with UNAVAILABLE.
  */
-export function checkHealth(address: string, creds: ChannelCredentials, opts: Partial<ClientOptions> = {}, service = '', timeoutMs = 3000): Promise<{ status?: string; err?: ServiceError }> {
+export function checkHealth(
+  address: string,
+  creds: ChannelCredentials,
+  opts: Partial<ClientOptions> = {},
+  service = '',
+  timeoutMs = 3000,
+  waitForReady = false,
+): Promise<{ status?: string; err?: ServiceError }> {
   const client = new HealthClient(address, creds, opts) as unknown as HealthCheckClient;
+  const md = new Metadata();
+  if (waitForReady) md.setOptions({ waitForReady: true });
   return new Promise<{ status?: string; err?: ServiceError }>((resolve) => {
-    client.check({ service }, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => resolve(err ? { err } : { status: res!.status }));
+    client.check({ service }, md, { deadline: Date.now() + timeoutMs }, (err, res) => resolve(err ? { err } : { status: res!.status }));
   }).finally(() => client.close());
 }

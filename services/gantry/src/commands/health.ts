@@ -8,18 +8,20 @@ export interface HealthOptions extends ConnectionOptions {
   service: string;
   plaintext?: boolean;
   timeout: string;
+  wait?: boolean;
 }
 
 /**
  * `gantry health`: one grpc.health.v1 Check, over mTLS (the service port) or plaintext (the probe
  * port). Prints the status; exits 0 only when SERVING, so it serves as a probe or a `helm test`.
+ * --wait keeps trying to reach the server until --timeout, rather than failing at once.
  */
 export async function health(opts: HealthOptions): Promise<void> {
   const timeoutMs = Number(opts.timeout);
   if (!Number.isInteger(timeoutMs) || timeoutMs < 100 || timeoutMs > 60_000) throw new Error('--timeout must be a whole number of milliseconds between 100 and 60000');
   let result: Awaited<ReturnType<typeof checkHealth>>;
   if (opts.plaintext) {
-    result = await checkHealth(opts.address, credentials.createInsecure(), {}, opts.service, timeoutMs);
+    result = await checkHealth(opts.address, credentials.createInsecure(), {}, opts.service, timeoutMs, opts.wait);
   } else {
     const config = loadConfig({ overrides: opts.dataDir ? { dataDir: opts.dataDir } : {} });
     const pki = (f: string) => resolve(config.dataDir, 'pki', f);
@@ -27,7 +29,7 @@ export async function health(opts: HealthOptions): Promise<void> {
     for (const [flag, file] of [['--ca', tls.caFile], ['--cert', tls.certFile], ['--key', tls.keyFile]] as const) {
       if (!existsSync(file)) throw new Error(`${file} does not exist: pass ${flag} (or --plaintext for the probe port)`);
     }
-    result = await checkHealth(opts.address, clientCredentials(tls), clientOptions(tls), opts.service, timeoutMs);
+    result = await checkHealth(opts.address, clientCredentials(tls), clientOptions(tls), opts.service, timeoutMs, opts.wait);
   }
   const what = `${opts.service || 'server'} at ${opts.address}`;
   if (result.err) {
