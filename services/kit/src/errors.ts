@@ -1,4 +1,5 @@
 import { status as Status } from '@grpc/grpc-js';
+import { isTransientDatabaseError } from './storage/startup.js';
 
 export { Status };
 
@@ -41,12 +42,18 @@ export interface WireStatus {
 }
 
 /**
- * The single place that turns a thrown value into what the caller sees. Anything that is not a
- * GantryError is INTERNAL with a reference the operator can find in the logs; internals never leak.
+ * The single place that turns a thrown value into what the caller sees. A database that is down or
+ * restarting is UNAVAILABLE, which clients retry with backoff (every Gantry write is idempotent on
+ * its key or nonce, so a retry of an unknown outcome is safe). Anything else that is not a
+ * GantryError is INTERNAL. Both carry a reference the operator can find in the logs; internals
+ * never leak.
  */
 export function toWireStatus(err: unknown, reference: string): WireStatus {
   if (err instanceof GantryError) {
     return { code: err.code, details: err.message, trailers: err.trailers, unexpected: false };
+  }
+  if (isTransientDatabaseError(err)) {
+    return { code: Status.UNAVAILABLE, details: `the database is unavailable right now (reference ${reference}); retry with backoff`, trailers: {}, unexpected: true };
   }
   return {
     code: Status.INTERNAL,

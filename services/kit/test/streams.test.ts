@@ -126,6 +126,13 @@ describe('streaming calls and errors', () => {
     assert.match(err.details, /reference [0-9a-f]{8}/);
   });
 
+  test('a database that went away is UNAVAILABLE (retry), with a reference and without its message', async () => {
+    const { err } = await callEcho(client, { message: 'x', fail: 'database-down' }, reader);
+    assert.equal(err?.code, status.UNAVAILABLE);
+    assert.doesNotMatch(err.details, /hunter2/);
+    assert.match(err.details, /database is unavailable.*reference [0-9a-f]{8}/);
+  });
+
   test('an unexpected error in a server stream is INTERNAL without its message', async () => {
     const { messages, err } = await drain(stub.count({ message: 's', count: 3, fail: 'unexpected' }, writer, deadline()));
     assert.equal(messages.length, 0);

@@ -69,7 +69,8 @@ type AnyCall = ServerUnaryCall<unknown, unknown> | ServerReadableStream<unknown,
 function errorStatus(err: unknown, ctx: CallContext | undefined, log: Logger) {
   const reference = randomUUID().slice(0, 8);
   const wire = toWireStatus(err, reference);
-  if (wire.unexpected) log.error({ err, reference, method: ctx?.method.path }, 'unexpected error in RPC');
+  if (wire.code === Status.UNAVAILABLE && wire.unexpected) log.warn({ err: (err as Error).message, reference, method: ctx?.method.path }, 'the database is unavailable; the call failed with UNAVAILABLE');
+  else if (wire.unexpected) log.error({ err, reference, method: ctx?.method.path }, 'unexpected error in RPC');
   const metadata = ctx?.trailer ?? new Metadata();
   for (const [k, v] of Object.entries(wire.trailers)) metadata.set(k, v);
   return { code: wire.code, details: wire.details, metadata };
