@@ -278,6 +278,8 @@ describe('charts/gantry', () => {
     assert.equal(d!.spec.replicas, 1);
     assert.equal(d!.spec.strategy.type, 'Recreate');
     assert.deepEqual(d!.spec.template.spec.containers[0].args, ['serve', '--target=all']);
+    // PGlite's initdb peaks near 840 MiB on the first start (a 512Mi limit had it OOM-killed on a real node).
+    assert.deepEqual(d!.spec.template.spec.containers[0].resources, { requests: { cpu: '100m', memory: '512Mi' }, limits: { memory: '1Gi' } });
     const pvc = named(docs, 'PersistentVolumeClaim', `${release}-gantry-data`);
     assert.equal(pvc.spec.resources.requests.storage, '2Gi');
     assert.equal(d!.spec.template.spec.volumes.find((v: Obj) => v.name === 'data').persistentVolumeClaim.claimName, pvc.metadata.name);
