@@ -15,22 +15,12 @@ import { build, type Plugin } from 'esbuild';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { EXTERNAL } from './externals.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const outDir = resolve(process.argv[2] ?? join(root, 'build/image/app'));
 const entry = join(root, 'services/gantry/src/main.ts');
 
-/**
- * Packages left out of the bundle, and why: each loads files by path relative to its own module
- * (`__dirname`), which a bundle cannot keep. grpc-js is external too so that it stays one instance
- * with @grpc/reflection and grpc-health-check, which require it themselves.
- */
-const EXTERNAL = [
-  '@electric-sql/pglite', // postgres.wasm and its data files
-  '@grpc/grpc-js', // channelz and ORCA .proto files
-  '@grpc/reflection', // reflection .proto files
-  'grpc-health-check', // health.proto
-];
 /** Optional native modules that are never installed; their importers fall back without them. */
 const ABSENT = ['pg-native'];
 

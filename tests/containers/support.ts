@@ -41,11 +41,12 @@ export function buildGantryImage(): string {
   return script('scripts/image/build.sh', { GANTRY_IMAGE: process.env.GANTRY_IMAGE ?? 'gantry:test' });
 }
 
-/** The PostgreSQL test image, tagged by its Dockerfile's hash so an edit rebuilds it. */
+/** The PostgreSQL test image, tagged by a hash of its directory (Dockerfile, entrypoint) so an edit rebuilds it. */
 export function buildPostgresImage(base = 'gantry-base:node22'): string {
   const dir = join(root, 'tests/containers/postgres');
-  const hash = createHash('sha256').update(readFileSync(join(dir, 'Dockerfile'))).update(base).digest('hex').slice(0, 12);
-  const tag = `gantry-test-postgres:15-${hash}`;
+  const hash = createHash('sha256');
+  for (const file of readdirSync(dir).sort()) hash.update(file).update(readFileSync(join(dir, file)));
+  const tag = `gantry-test-postgres:15-${hash.update(base).digest('hex').slice(0, 12)}`;
   try {
     execFileSync('docker', ['image', 'inspect', tag], { stdio: 'ignore' });
   } catch {

@@ -28,7 +28,7 @@ export async function installCrds(k: TestKube): Promise<void> {
  * objects' finalizers, and a CRD is not deleted while objects of it remain (a later create fails
  * with "terminating"), so the finalizers are cleared first, as an administrator would.
  */
-export async function deleteCrds(k: TestKube): Promise<void> {
+export async function deleteCrds(k: Pick<TestKube, 'kubectl'>): Promise<void> {
   const present = ok(await k.kubectl(['get', 'crd', ...CRDS, '--ignore-not-found', '-o', 'name']), 'kubectl get crd').trim();
   if (!present) return;
   for (const kind of present.split('\n').map((line) => line.replace(/^.*\//, ''))) {

@@ -34,7 +34,8 @@ export interface TestKube {
   namespace(t: TestContext, prefix?: string): Promise<string>;
 }
 
-async function run(file: string, args: string[], env: NodeJS.ProcessEnv, input?: string, timeoutMs = COMMAND_TIMEOUT_MS): Promise<Result> {
+/** Runs a program; resolves with its exit code and output instead of throwing. */
+export async function run(file: string, args: string[], env: NodeJS.ProcessEnv, input?: string | Buffer, timeoutMs = COMMAND_TIMEOUT_MS): Promise<Result> {
   return new Promise((resolve) => {
     const child = execFile(file, args, { env, timeout: timeoutMs, maxBuffer: OUTPUT_LIMIT_BYTES }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;

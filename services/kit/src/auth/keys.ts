@@ -127,6 +127,11 @@ export interface DevSigningKey {
   jwksFile: string;
 }
 
+/** The kid of a dev key: a digest of its public JWK (the chart's dev-key init container derives it alike). */
+export function devKeyId(jwk: JsonWebKey): string {
+  return createHash('sha256').update(JSON.stringify([jwk.crv, jwk.kty, jwk.x, jwk.y])).digest('base64url').slice(0, 16);
+}
+
 /**
  * An ES256 signing key for local use: the private key for `gantry token`, the public half as a
  * JWKS file the server verifies with. Created once under `dir`.
@@ -138,7 +143,7 @@ export async function ensureDevSigningKey(dir: string): Promise<DevSigningKey> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const jwk = publicKey.export({ format: 'jwk' });
-    const kid = createHash('sha256').update(JSON.stringify([jwk.crv, jwk.kty, jwk.x, jwk.y])).digest('base64url').slice(0, 16);
+    const kid = devKeyId(jwk);
     await writeFile(keyFile, privateKey.export({ format: 'pem', type: 'pkcs8' }) as string, { mode: 0o600 });
     await chmod(keyFile, 0o600);
     await writeFile(jwksFile, JSON.stringify({ keys: [{ ...jwk, kid, alg: 'ES256', use: 'sig' }] }, null, 2));
