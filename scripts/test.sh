@@ -90,7 +90,17 @@ step "test infrastructure: Docker and the local base image (tests/containers)"
 # (No GANTRY_* flag is exported: the gantry processes other tests start refuse unknown GANTRY_* names.)
 provide "Docker" tests/containers bash -c 'bash scripts/test-env/docker.sh start && bash scripts/image/base.sh >/dev/null'
 
-step "test infrastructure: skaffold and its Helm 3 (tests/kube/skaffold.test.ts)"
+step "test infrastructure: the Kubernetes test cluster (tests/cluster)"
+# A real node (scripts/test-env/cluster.sh): the remaining Kubernetes components and the add-ons are
+# built into ~/.cache/gantry once (minutes cold, with progress), then it starts in seconds. It needs
+# root and the Docker engine above. Stopped at exit when this run started it.
+cluster_was_running=0
+bash scripts/test-env/cluster.sh env >/dev/null 2>&1 && cluster_was_running=1
+stop_cluster() { [ "$cluster_was_running" = 1 ] || bash scripts/test-env/cluster.sh stop >/dev/null 2>&1 || true; }
+trap 'bash scripts/test-env/postgres.sh stop >/dev/null 2>&1 || true; bash scripts/test-env/kube-apiserver.sh stop >/dev/null 2>&1 || true; stop_cluster' EXIT
+provide "the Kubernetes test cluster" tests/cluster bash -c 'bash scripts/test-env/cluster.sh start >/dev/null'
+
+step "test infrastructure: skaffold and its Helm 3 (tests/kube/skaffold.test.ts, tests/cluster/skaffold.test.ts)"
 # Built with Go from the module proxy into ~/.cache/gantry/skaffold-<version> once (see the script's
 # header for the cold time), then reused; the test finds it through the script (a no-op then).
 provide "skaffold" tests/kube/skaffold.test.ts bash -c 'bash scripts/test-env/skaffold.sh >/dev/null'

@@ -4,6 +4,7 @@
 #
 #   GANTRY_IMAGE=gantry:dev                 tag to build
 #   BASE_IMAGE=node:22-bookworm-slim        use a registry image instead of the local base
+#   PUSH_IMAGE=true                         docker push it afterwards (skaffold sets this with --push)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -28,4 +29,9 @@ docker build -q --build-arg "BASE_IMAGE=$base" --build-arg "REVISION=$revision" 
   -t "$IMAGE" . >/dev/null
 size="$(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
 log "built $IMAGE in $(( $(date +%s) - started )) s: $size"
+# skaffold's contract for custom builders: push when it sets PUSH_IMAGE=true (--push, a remote cluster).
+if [ "${PUSH_IMAGE:-false}" = true ]; then
+  log "docker push $IMAGE"
+  docker push -q "$IMAGE" >/dev/null
+fi
 echo "$IMAGE"

@@ -5,6 +5,7 @@
 #   scripts/test-env/cluster.sh start [--no-build]  # build what is missing, start; prints the admin kubeconfig path
 #   scripts/test-env/cluster.sh env                 # prints KUBECONFIG=<path> (exit 1 if not running)
 #   scripts/test-env/cluster.sh load IMAGE...       # copies Docker images into the node (skips those already there)
+#                                                   # (or push them to the cluster's registry, localhost:5000)
 #   scripts/test-env/cluster.sh stop                # removes every pod, rule and the bridge; stops everything
 #   scripts/test-env/cluster.sh build               # only builds the components
 #   scripts/test-env/cluster.sh status              # one line per component; exit 0 when all run
@@ -57,7 +58,10 @@ readonly DNS_IP=10.96.0.10
 readonly CLUSTER_DOMAIN=cluster.local
 API_PORT="${GANTRY_CLUSTER_API_PORT:-6443}"
 ETCD_PORT="${GANTRY_CLUSTER_ETCD_PORT:-12379}"
-readonly API_PORT ETCD_PORT
+# An image registry on the host's loopback: `docker push localhost:$REGISTRY_PORT/<image>` and the
+# node pulls it from there (containerd is told it speaks plain HTTP).
+REGISTRY_PORT="${GANTRY_CLUSTER_REGISTRY_PORT:-5000}"
+readonly API_PORT ETCD_PORT REGISTRY_PORT
 
 BASE="${GANTRY_CLUSTER_DIR:-/var/lib/gantry-cluster}"
 PKI="$BASE/pki"
@@ -69,14 +73,18 @@ CONTAINERD_SOCK="$BASE/containerd/containerd.sock"
 readonly BASE PKI ETC RUN LOGS KUBECONFIG_PATH CONTAINERD_SOCK
 
 # name|module package|version. CoreDNS at kubeadm 1.33's pin; kube-router v2.1.0 is the only v2 the
-# module proxy serves; crictl v1.33.0 is refused by the proxy, v1.34.0 speaks the same CRI.
+# module proxy serves; crictl v1.33.0 is refused by the proxy, v1.34.0 speaks the same CRI; the
+# registry is CNCF Distribution's, for images pushed from the host (skaffold --default-repo).
 ADDONS=(
   "coredns|github.com/coredns/coredns|v1.12.0"
   "kube-router|github.com/cloudnativelabs/kube-router/v2/cmd/kube-router|v2.1.0"
   "local-path-provisioner|github.com/rancher/local-path-provisioner|v0.0.30"
   "crictl|sigs.k8s.io/cri-tools/cmd/crictl|v1.34.0"
+  "registry|github.com/distribution/distribution/v3/cmd/registry|v3.1.2"
 )
 K8S_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+# Every process `start` runs (status and readiness look at each).
+COMPONENTS="etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy kube-router local-path-provisioner registry"
 PAUSE_VERSION=3.10.1 # build/pause/Makefile's TAG in this release
 PAUSE_IMAGE="gantry.local/pause:$PAUSE_VERSION"
 COREDNS_IMAGE="gantry.local/coredns:$(awk -F'|' '$1 == "coredns" { print $3 }' < <(printf '%s\n' "${ADDONS[@]}"))"
@@ -204,7 +212,7 @@ api_ready() {
 
 running() {
   local p
-  for p in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy kube-router local-path-provisioner; do
+  for p in $COMPONENTS; do
     alive "$p" || return 1
   done
   [ -f "$KUBECONFIG_PATH" ] && api_ready
@@ -451,6 +459,8 @@ state = "$BASE/containerd/state"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$ETC/cni"
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."localhost:$REGISTRY_PORT"]
+    endpoint = ["http://localhost:$REGISTRY_PORT"]
 EOF
   launch containerd containerd --config "$ETC/containerd.toml"
   wait_for containerd 30 ctr --address "$CONTAINERD_SOCK" version
@@ -523,6 +533,22 @@ start_local_path_provisioner() {
     --config "$dir/config.json" --service-account-name local-path-helper --helper-image "$HELPER_IMAGE"
 }
 
+start_registry() {
+  mkdir -p "$BASE/registry"
+  cat >"$ETC/registry.yaml" <<EOF
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: $BASE/registry}
+  delete: {enabled: true}
+http:
+  addr: 127.0.0.1:$REGISTRY_PORT
+EOF
+  # No OpenTelemetry collector here: the registry would log a failed export every few seconds.
+  OTEL_TRACES_EXPORTER=none launch registry "$(addon_bin registry)" serve "$ETC/registry.yaml"
+  wait_for "the registry on 127.0.0.1:$REGISTRY_PORT" 30 curl -fsS --max-time 1 "http://127.0.0.1:$REGISTRY_PORT/v2/"
+}
+
 # addon FILE: applies cluster/FILE with its @PLACEHOLDERS@ filled in.
 addon() {
   sed -e "s|@DNS_IP@|$DNS_IP|g" -e "s|@CLUSTER_DOMAIN@|$CLUSTER_DOMAIN|g" -e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|g" \
@@ -568,6 +594,7 @@ start() {
   start_controller_manager
   start_scheduler
 
+  start_registry
   start_containerd
   docker_image_from_binary "$PAUSE_IMAGE" "$(pause_bin)"
   docker_image_from_binary "$COREDNS_IMAGE" "$(addon_bin coredns)"
@@ -624,7 +651,7 @@ teardown() {
   procs="$( { find /sys/fs/cgroup/pids/kubepods -name cgroup.procs -exec cat {} + 2>/dev/null || true; } | sort -u | xargs)"
   [ -z "$procs" ] || { log "killing leftover container processes: $procs"; kill -9 $procs 2>/dev/null || true; }
   pkill -9 -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
-  for name in local-path-provisioner kube-router kube-proxy kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_one "$name" KILL; done
+  for name in registry local-path-provisioner kube-router kube-proxy kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_one "$name" KILL; done
   # Rules: kube-proxy's own clean-up, then every KUBE-* and CNI-* chain left (the kubelet's canaries,
   # kube-router's firewall, whose --cleanup-config leaves its rules in place) and kube-router's ipsets.
   [ -x "$(k8s_bin kube-proxy)" ] && "$(k8s_bin kube-proxy)" --cleanup >/dev/null 2>&1 || true
@@ -652,7 +679,7 @@ stop() {
 
 status() {
   local p ok=0
-  for p in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy kube-router local-path-provisioner; do
+  for p in $COMPONENTS; do
     if alive "$p"; then printf '%-24s running (pid %s)\n' "$p" "$(cat "$RUN/$p.pid")" >&2; else printf '%-24s stopped\n' "$p" >&2; ok=1; fi
   done
   return "$ok"
