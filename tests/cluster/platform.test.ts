@@ -90,6 +90,13 @@ describe('the chart on a real cluster: default values (microservices on PostgreS
       };
       return wh.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True') ? wh.status.secretName : undefined;
     });
+    // The operator acts with its own ServiceAccount (the chart's least-privilege Role), not an admin's.
+    const operatorSa = ok(await c.kubectl(['get', 'deployment', `${r.name}-operator`, '--namespace', r.namespace, '-o', 'jsonpath={.spec.template.spec.serviceAccountName}']), 'kubectl get deployment').trim();
+    assert.equal(operatorSa, `${r.name}-operator`);
+    const bound = ok(await c.kubectl(['get', 'rolebindings,clusterrolebindings', '-A', '-o', 'json']), 'kubectl get bindings');
+    const bindings = (JSON.parse(bound) as { items: { kind: string; roleRef: { kind: string; name: string }; subjects?: { kind: string; name: string; namespace?: string }[] }[] }).items;
+    const granted = bindings.filter((b) => b.subjects?.some((s) => s.kind === 'ServiceAccount' && s.name === operatorSa && s.namespace === r.namespace));
+    assert.deepEqual(granted.map((b) => `${b.kind}/${b.roleRef.kind}`), ['RoleBinding/Role'], 'the operator holds one namespaced Role and nothing cluster-wide');
     // The receiver is a plain Pod: only the webhooks pods' egress reaches it (no policy selects it).
     const receiver = await startDriverPod(c, r.namespace, 'receiver', { labels: {}, receiveSecret: secretName });
 
@@ -172,6 +179,19 @@ describe('the chart on a real cluster: default values (microservices on PostgreS
       assert.equal(await probe(stranger, p.ip, 7443), 'ECONNREFUSED', `${p.name} gRPC from an unlabelled Pod`);
       assert.equal(await probe(stranger, p.ip, 7080), 'open', `${p.name} health port from an unlabelled Pod`);
       assert.equal(await probe(driver, p.ip, 7443), 'open', `${p.name} gRPC from an allowed client`);
+    }
+    // The declared peers (settlement and approvals call log and webhooks), and only those.
+    const inPod = (p: (typeof targets)[number]): DriverPod => ({ name: p.name, exec: (args, input, timeoutMs) => c.kubectl(['exec', '--namespace', r.namespace, p.name, '-c', 'gantry', '-i', '--', ...args], input, timeoutMs) }) as DriverPod;
+    const one = (component: string) => targets.find((p) => p.component === component)!;
+    for (const [from, to, expected] of [
+      ['settlement', 'log', 'open'],
+      ['settlement', 'webhooks', 'open'],
+      ['approvals', 'log', 'open'],
+      ['approvals', 'webhooks', 'open'],
+      ['log', 'settlement', 'ECONNREFUSED'],
+      ['webhooks', 'approvals', 'ECONNREFUSED'],
+    ] as const) {
+      assert.equal(await probe(inPod(one(from)), one(to).ip, 7443), expected, `${from} -> ${to}:7443`);
     }
     for (const target of TARGETS) {
       const service = `${r.name}-${target}.${r.namespace}.svc.cluster.local`;
