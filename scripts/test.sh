@@ -107,8 +107,20 @@ provide "skaffold" tests/kube/skaffold.test.ts bash -c 'bash scripts/test-env/sk
 
 step "tests"
 shopt -s globstar nullglob
-files=(services/*/test/**/*.test.ts operator/test/**/*.test.ts tests/**/*.test.ts)
-echo "${#files[@]} test files" >&2
-node --import tsx --test --test-concurrency=2 --test-timeout=120000 "${files[@]}"
+files=()
+for f in services/*/test/**/*.test.ts operator/test/**/*.test.ts tests/**/*.test.ts; do
+  case "$f" in tests/cluster/*) ;; *) files+=("$f") ;; esac
+done
+echo "${#files[@]} test files, two at a time, each within 120 s" >&2
+failed=0
+node --import tsx --test --test-concurrency=2 --test-timeout=120000 "${files[@]}" || failed=1
 
+step "cluster tests (tests/cluster: one file at a time, each within 15 min)"
+# Each file installs a release into the real cluster and runs outages, upgrades and forced deletions
+# under load: minutes per file, with the node's two cores to itself, after the other tests.
+cluster_started=$(date +%s)
+node --import tsx --test --test-concurrency=1 --test-timeout=900000 tests/cluster/*.test.ts || failed=1
+echo "cluster tests took $(( $(date +%s) - cluster_started )) s" >&2
+
+[ "$failed" = 0 ] || { echo "tests failed: see the 'not ok' lines above" >&2; exit 1; }
 step "all checks passed in $(( $(date +%s) - started )) s"
