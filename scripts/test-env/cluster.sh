@@ -141,9 +141,10 @@ build_addons() {
     log "building $name $ver ($pkg@$ver) with go install"
     # Static binaries (CGO off): CoreDNS runs alone in an image holding nothing else.
     # (The module downloads, a few hundred lines, are left out of the output.)
-    GOBIN="$(dirname "$bin")" CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false" "$GO" install -ldflags="-s -w" "$pkg@$ver" 2>&1 |
-      { grep -v '^go: downloading' || true; } >&2
-    [ "${PIPESTATUS[0]}" -eq 0 ] || die "go install $pkg@$ver failed (see above)"
+    if ! GOBIN="$(dirname "$bin")" CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false" "$GO" install -ldflags="-s -w" "$pkg@$ver" 2>&1 |
+      { grep -v '^go: downloading' || true; } >&2; then
+      die "go install $pkg@$ver failed (see above)"
+    fi
     [ -x "$bin" ] || die "$bin missing after go install of $pkg@$ver"
     log "built $name in $(( $(date +%s) - start )) s"
   done
