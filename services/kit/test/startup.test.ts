@@ -39,7 +39,7 @@ const waitingLines = (lines: LogLine[]) => lines.filter((l) => /not reachable ye
 describe('which database errors start-up waits out', () => {
   test('a server not up or not reachable yet is transient; credentials, a missing database, bad SQL and a malformed URL are not', () => {
     const withCode = (code: string, message = code) => Object.assign(new Error(message), { code });
-    for (const err of [withCode('ECONNREFUSED'), withCode('ENOTFOUND'), withCode('EAI_AGAIN'), withCode('ETIMEDOUT'), withCode('57P03', 'the database system is starting up'), withCode('53300'), withCode('08006'), new Error('Connection terminated unexpectedly'), new Error('timeout exceeded when trying to connect'), new AggregateError([withCode('ECONNREFUSED'), withCode('ECONNREFUSED')])]) {
+    for (const err of [withCode('ECONNREFUSED'), withCode('ENOTFOUND'), withCode('EAI_AGAIN'), withCode('ETIMEDOUT'), withCode('57P03', 'the database system is starting up'), withCode('53300'), withCode('08006'), new Error('Connection terminated unexpectedly'), new Error('timeout exceeded when trying to connect'), new Error('Client has encountered a connection error and is not queryable'), new AggregateError([withCode('ECONNREFUSED'), withCode('ECONNREFUSED')])]) {
       assert.equal(isTransientDatabaseError(err), true, `${err.message} is waited out`);
     }
     for (const err of [withCode('28P01', 'password authentication failed'), withCode('28000'), withCode('3D000', 'database "x" does not exist'), withCode('42601', 'syntax error'), new TypeError('Invalid URL'), withCode('ERR_SOCKET_BAD_PORT'), new Error('The server does not support SSL connections'), 'not an error']) {

@@ -8,6 +8,7 @@ import type { Database } from '../src/storage/database.js';
 import { loadMigrations, migrate, migrationsApplied, type Migration } from '../src/storage/migrations.js';
 import { openPglite } from '../src/storage/pglite.js';
 import { openPostgres } from '../src/storage/postgres.js';
+import { isTransientDatabaseError } from '../src/storage/startup.js';
 import { freshPgliteDir, requireTestDatabaseUrl, testDatabase } from './databases.js';
 
 /** Plain CREATE TABLE (no IF NOT EXISTS): applying a migration twice would fail loudly. */
@@ -151,7 +152,14 @@ for (const engine of [pgliteEngine(), postgresEngine()]) {
         await other.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]);
         await tx.query('SELECT pg_sleep(5)');
       });
-      await assert.rejects(inside, /terminat/i);
+      // The ended connection fails the statement in flight, or the next one when the end came first:
+      // either way an error the RPC layer reports as UNAVAILABLE (retry), not INTERNAL.
+      const err = await inside.then(
+        () => assert.fail('the transaction committed on an ended connection'),
+        (e: unknown) => e as Error,
+      );
+      assert.match(err.message, /terminat|connection error/i);
+      assert.ok(isTransientDatabaseError(err), `transient: ${err.message}`);
       await db.transaction((tx) => tx.query(`INSERT INTO ${s}.items (id, name) VALUES (1, 'after')`));
       const { rows } = await db.query<{ name: string }>(`SELECT name FROM ${s}.items`);
       assert.deepEqual(rows.map((r) => r.name), ['after']);

@@ -14,8 +14,11 @@ const TRANSIENT_SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABOR
  */
 const TRANSIENT_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300']);
 
-/** pg's own messages for a connection that dropped or did not open in time (they carry no code). */
-const TRANSIENT_PG_MESSAGES = /^(Connection terminated|timeout exceeded when trying to connect)/;
+/**
+ * pg's own messages for a connection that dropped or did not open in time (they carry no code),
+ * including a query sent on a client whose connection the server has just ended.
+ */
+const TRANSIENT_PG_MESSAGES = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/;
 
 /**
  * True for errors that waiting can fix: the database is not up or not reachable yet. Everything
