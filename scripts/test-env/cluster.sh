@@ -90,7 +90,7 @@ PAUSE_IMAGE="gantry.local/pause:$PAUSE_VERSION"
 COREDNS_IMAGE="gantry.local/coredns:$(awk -F'|' '$1 == "coredns" { print $3 }' < <(printf '%s\n' "${ADDONS[@]}"))"
 # The local-path helper Pods need a shell: the image base Gantry's image is built on (scripts/image/base.sh).
 HELPER_IMAGE="${GANTRY_BASE_IMAGE:-gantry-base:node22}"
-BUILD_MINUTES=12 # cold on 2 cores, measured: see docs/testing.md
+BUILD_MINUTES=12 # cold on 2 cores with kube-apiserver (4 min) and the add-ons (6 min): docs/testing.md
 READY_TIMEOUT_S=120
 STOP_TIMEOUT_S=15
 # The kubelet sets these on the host (it expects them for its OOM and panic handling); stop puts them back.

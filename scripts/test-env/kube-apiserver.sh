@@ -10,7 +10,7 @@
 #
 # kube-apiserver is built with Go from the module proxy by the module in kubernetes/ (its go.mod
 # pins the version; see k8s-lib.sh) into ${XDG_CACHE_HOME:-~/.cache}/gantry/kubernetes-<version>/, once:
-# about 6 minutes cold on 2 cores (95 MiB), then reused. `start --no-build` exits 4 instead of building.
+# about 4 minutes cold on 2 cores (96 MiB), then reused. `start --no-build` exits 4 instead of building.
 # etcd comes from Debian's etcd-server (installed with apt-get when missing and root).
 #
 # Env: GANTRY_TEST_KUBE_PORT (the API server's port, default 56443; etcd takes the two ports below it),
@@ -166,7 +166,7 @@ start() {
   if ready; then echo "$KUBECONFIG_PATH"; return 0; fi
   local bin
   if [ "$no_build" = "--no-build" ] && [ ! -x "$BIN" ]; then
-    log "kube-apiserver $KUBE_VERSION is not built yet ($BIN); run 'bash scripts/test-env/kube-apiserver.sh start' (about 6 min cold)"
+    log "kube-apiserver $KUBE_VERSION is not built yet ($BIN); run 'bash scripts/test-env/kube-apiserver.sh start' (about 4 min cold)"
     exit 4
   fi
   bin="$(build)"

@@ -10,7 +10,7 @@ import { repoRoot } from './gantry-process.js';
 
 const script = join(repoRoot, 'scripts/test-env/kube-apiserver.sh');
 const START_COMMAND = 'bash scripts/test-env/kube-apiserver.sh start';
-/** Attaching or starting takes seconds; under CI a missing binary is built here (about 7 min cold). */
+/** Attaching or starting takes seconds; under CI a missing binary is built here (about 4 min cold). */
 const START_TIMEOUT_MS = process.env.CI === 'true' ? 40 * 60_000 : 120_000;
 const COMMAND_TIMEOUT_MS = 60_000;
 const OUTPUT_LIMIT_BYTES = 32 * 1024 * 1024;
