@@ -6,7 +6,8 @@
 #   scripts/test-env/postgres.sh url     # prints the URL
 #   scripts/test-env/postgres.sh stop    # stops the server (no-op if not running)
 #
-# Env: GANTRY_TEST_PG_PORT (default 55432).
+# Env: GANTRY_TEST_PG_PORT (default 55432), GANTRY_TEST_PG_DIR (default /tmp/gantry-pg-<uid>): a
+# second checkout gives both to run its own server beside the first.
 # State: /tmp/gantry-pg-<uid>/{data,run,postgres.log}. Only the URL goes to stdout.
 set -euo pipefail
 
@@ -16,7 +17,7 @@ cd "$ROOT"
 
 PG_MAJOR=15
 PORT="${GANTRY_TEST_PG_PORT:-55432}"
-BASE="/tmp/gantry-pg-$(id -u)"
+BASE="${GANTRY_TEST_PG_DIR:-/tmp/gantry-pg-$(id -u)}"
 DATA="$BASE/data"
 SOCK="$BASE/run"
 LOG="$BASE/postgres.log"
