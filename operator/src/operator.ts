@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { KubeConfig, type KubernetesObject, type V1Secret } from '@kubernetes/client-node';
 import type { GantryConfig, Logger } from '@gantry/kit';
+import type { OperatorConfig } from './config.js';
 import { KubeApi } from './kube.js';
 import { connectPeers, type Peers } from './peers.js';
 import { FeatureFlagReconciler } from './reconcilers/featureflag.js';
@@ -15,8 +16,11 @@ import { Controller, EventRecorder, Informer, Manager, WorkQueue } from './runti
 /** Where a pod finds its own namespace. */
 const SERVICE_ACCOUNT_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
+/** The program's config as the operator reads it: the kit's settings and its own slice. */
+export type OperatorProcessConfig = GantryConfig & { operator: OperatorConfig };
+
 export interface OperatorOptions {
-  config: GantryConfig;
+  config: OperatorProcessConfig;
   log: Logger;
   /** Tests pass a kubeconfig; otherwise config.operator.kubeconfig, in-cluster, or the default. */
   kubeConfig?: KubeConfig;
@@ -41,7 +45,7 @@ export interface Operator {
   stop(): Promise<void>;
 }
 
-export function loadKubeConfig(config: GantryConfig): KubeConfig {
+export function loadKubeConfig(config: OperatorProcessConfig): KubeConfig {
   const kc = new KubeConfig();
   if (config.operator.kubeconfig) kc.loadFromFile(config.operator.kubeconfig);
   else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
@@ -50,7 +54,7 @@ export function loadKubeConfig(config: GantryConfig): KubeConfig {
   return kc;
 }
 
-function watchedNamespace(config: GantryConfig, kc: KubeConfig): string {
+function watchedNamespace(config: OperatorProcessConfig, kc: KubeConfig): string {
   if (config.operator.namespace) return config.operator.namespace;
   if (existsSync(SERVICE_ACCOUNT_NAMESPACE_FILE)) return readFileSync(SERVICE_ACCOUNT_NAMESPACE_FILE, 'utf8').trim();
   return kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';

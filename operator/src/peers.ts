@@ -12,6 +12,7 @@ import {
   mtlsChannelCredentials,
   peerChannelOptions,
   unary,
+  peerAddressOf,
   type GantryConfig,
   type ServiceTokenSource,
   type TlsFiles,
@@ -90,8 +91,8 @@ export async function connectPeers(config: GantryConfig, tls: TlsFiles = operato
     };
   }
 
-  const addressOf = (target: FlagTarget) => config.peers[target].address;
-  const webhooks = peer(config.peers.webhooks.address, 'webhooks', (a) => new webhooksv1.WebhooksServiceClient(a, creds, options));
+  const addressOf = (target: FlagTarget) => peerAddressOf(config, target);
+  const webhooks = peer(peerAddressOf(config, 'webhooks'), 'webhooks', (a) => new webhooksv1.WebhooksServiceClient(a, creds, options));
   const flags = new Map(FLAG_TARGETS.map((t) => [t, peer(addressOf(t), 'flags', (a) => new flagsv1.FlagsServiceClient(a, creds, options))]));
   return {
     webhooks,

@@ -19,7 +19,7 @@
 #                   modules; kube-router's NetworkPolicy firewall (docs/decisions.md says why it);
 #                   crictl; the pause image from k8s.io/kubernetes' pause.c, built with gcc -static
 # Kubernetes components are built by k8s-lib.sh, the add-ons by `go install`, into
-# ${GANTRY_KUBE_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/gantry}, once (cold, 2 cores: see BUILD_MINUTES).
+# ${GANTRY_TEST_KUBE_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/gantry}, once (cold, 2 cores: see BUILD_MINUTES).
 # Images are made with Docker (`docker import` of a static binary; Gantry's own with
 # scripts/image/build.sh) and imported into the node's containerd, which keeps them across restarts.
 #

@@ -4,7 +4,7 @@
 #
 #   scripts/test-env/go-tools.sh          # prints only the bin dir on stdout
 #
-# Env: GANTRY_TOOLS_DIR (default <repo>/.tools/bin).
+# Env: GANTRY_TEST_TOOLS_DIR (default <repo>/.tools/bin).
 # Each tool gets a stamp file <bin>/.<tool>.version; a tool whose binary exists and whose stamp
 # matches the pinned version is skipped. Exit 3 if `go` is missing.
 set -euo pipefail
@@ -23,7 +23,7 @@ TOOLS=(
   "ghz|github.com/bojand/ghz/cmd/ghz|v0.121.0|main.version"
 )
 
-BIN_DIR="${GANTRY_TOOLS_DIR:-$ROOT/.tools/bin}"
+BIN_DIR="${GANTRY_TEST_TOOLS_DIR:-$ROOT/.tools/bin}"
 
 log() { printf 'go-tools.sh: %s\n' "$*" >&2; }
 

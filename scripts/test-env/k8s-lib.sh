@@ -3,14 +3,14 @@
 #
 # The module in kubernetes/ (its go.mod pins k8s.io/kubernetes and repeats its replace lines, since
 # k8s.io/kubernetes cannot be `go install`ed) lists every component as a `tool`. Binaries go to
-# ${GANTRY_KUBE_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/gantry}/kubernetes-<version>/, built once and
+# ${GANTRY_TEST_KUBE_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/gantry}/kubernetes-<version>/, built once and
 # reused. Components asked for together are built by one `go build`, so shared packages compile once.
 # Cold on 2 cores (measured in a fresh CI-like run, module downloads included): kube-apiserver alone
 # 243 s; kube-controller-manager, kube-scheduler, kubelet and kube-proxy after it 88 s more.
 
 K8S_MOD_DIR="$ROOT/scripts/test-env/kubernetes"
 KUBE_VERSION="$(awk '$1 == "k8s.io/kubernetes" { print $2; exit }' "$K8S_MOD_DIR/go.mod")"
-K8S_CACHE_DIR="${GANTRY_KUBE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gantry}"
+K8S_CACHE_DIR="${GANTRY_TEST_KUBE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gantry}"
 K8S_BIN_DIR="$K8S_CACHE_DIR/kubernetes-$KUBE_VERSION"
 # shellcheck source=go-lib.sh
 source "$ROOT/scripts/test-env/go-lib.sh"

@@ -14,7 +14,7 @@
 # etcd comes from Debian's etcd-server (installed with apt-get when missing and root).
 #
 # Env: GANTRY_TEST_KUBE_PORT (the API server's port, default 56443; etcd takes the two ports below it),
-#      GANTRY_KUBE_CACHE_DIR (default ${XDG_CACHE_HOME:-$HOME/.cache}/gantry).
+#      GANTRY_TEST_KUBE_CACHE_DIR (default ${XDG_CACHE_HOME:-$HOME/.cache}/gantry).
 # State: /tmp/gantry-kube-<uid>/{pki,etcd,kubeconfig,*.log,*.pid}; every start begins with empty etcd
 # data, so a stop/start clears the cluster. Only paths go to stdout; progress goes to stderr.
 set -euo pipefail

@@ -7,7 +7,7 @@
 # No skaffold download site answers here, but the Go module proxy serves the release's source:
 # the module in skaffold/ (its go.mod pins the version and repeats skaffold's replace and exclude
 # lines, which `go install` refuses) builds it with -trimpath into the directory
-# ${GANTRY_KUBE_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/gantry}/skaffold-<version>, once, then it is
+# ${GANTRY_TEST_KUBE_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/gantry}/skaffold-<version>, once, then it is
 # reused. Beside it goes a Helm 3 `helm` (module skaffold/helm3): skaffold v2.16 cannot drive Helm 4,
 # the helm of scripts/test-env/helm.sh. So put that directory first on PATH, before the one holding
 # kubectl (also needed, with docker):
@@ -25,7 +25,7 @@ HELM_MODULE=helm.sh/helm/v3
 required() { awk -v m="$1" '($1 == "require" && $2 == m) { print $3; exit } ($1 == m && $2 ~ /^v/) { print $2; exit }' "$2"; }
 VERSION="$(required "$MODULE" "$MOD_DIR/go.mod")"
 HELM_VERSION="$(required "$HELM_MODULE" "$MOD_DIR/helm3/go.mod")"
-CACHE_DIR="${GANTRY_KUBE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gantry}"
+CACHE_DIR="${GANTRY_TEST_KUBE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gantry}"
 DIR="$CACHE_DIR/skaffold-$VERSION"
 BIN="$DIR/skaffold"
 BUILD_MINUTES=9 # skaffold (6 min) then helm (3.5 min), cold on 2 cores: 552 s measured, 103 + 58 MiB

@@ -104,9 +104,9 @@ describe('gantry CLI errors say what to do next', () => {
   });
 
   test('a bad environment value names the variable and the key', async () => {
-    const res = await runGantry(['serve'], { GANTRY_PORT: 'eighty' });
+    const res = await runGantry(['serve'], { GANTRY_LISTEN_PORT: 'eighty' });
     assert.equal(res.code, 2);
-    assert.match(res.stderr, /GANTRY_PORT \(listen\.port\)/);
+    assert.match(res.stderr, /GANTRY_LISTEN_PORT \(listen\.port\)/);
   });
 
   test('gantry token without a scope explains how to ask for one', async () => {

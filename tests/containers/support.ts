@@ -103,7 +103,7 @@ export const secretsEnv = (): Record<string, string> => ({
   GANTRY_TLS_CA_FILE: `${SECRETS}/pki/ca.crt`,
   GANTRY_TLS_CERT_FILE: `${SECRETS}/pki/server.crt`,
   GANTRY_TLS_KEY_FILE: `${SECRETS}/pki/server.key`,
-  GANTRY_JWT_JWKS_FILE: `${SECRETS}/jwt/jwks.json`,
+  GANTRY_AUTH_JWKS_FILE: `${SECRETS}/jwt/jwks.json`,
   GANTRY_PEERS_TOKEN_FILE: `${SECRETS}/relay.token`,
 });
 

@@ -7,8 +7,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
-import { loadConfig, silentLogger, startRuntime, type ConfigInput, type GantryConfig, type Runtime, type ServiceFactory } from '@gantry/kit';
-import { startOperator, type Operator } from '@gantry/operator';
+import { configSources, loadConfig, silentLogger, startRuntime, type ConfigInput, type GantryConfig, type GantryModule, type Runtime } from '@gantry/kit';
+import { operatorModule, startOperator, type Operator, type OperatorProcessConfig } from '@gantry/operator';
 import { freshPgliteDir } from '../../services/kit/test/databases.js';
 import { repoRoot } from '../support/gantry-process.js';
 import { deleteNamespace, ok, waitForCrds, type TestKube } from '../support/kube.js';
@@ -70,7 +70,7 @@ export class Services {
 
   /** `dataDir` shares another's dev PKI and signing key (replicas, and the operator, trust them). */
   constructor(
-    private readonly services: ServiceFactory[],
+    private readonly services: GantryModule[],
     private readonly overrides: ConfigInput = {},
     dataDir?: string,
   ) {
@@ -86,9 +86,9 @@ export class Services {
     if (!this.config) {
       this.port = await freePort();
       if (!this.overrides.database?.url) await freshPgliteDir(join(this.dataDir, 'db'));
-      this.config = loadConfig({ env: {}, overrides: { dataDir: this.dataDir, listen: { host: '127.0.0.1', port: this.port, healthPort: 0 }, telemetry: { logLevel: 'silent' }, rateLimit: { points: 100_000 }, ...this.overrides } });
+      this.config = loadConfig({ env: {}, modules: configSources(this.services), overrides: { dataDir: this.dataDir, listen: { host: '127.0.0.1', port: this.port, healthPort: 0 }, telemetry: { logLevel: 'silent' }, rateLimit: { points: 100_000 }, ...this.overrides } });
     }
-    this.runtime = await startRuntime({ config: this.config, services: this.services, log: silentLogger(), readinessIntervalMs: 500 });
+    this.runtime = await startRuntime({ config: this.config, modules: this.services, log: silentLogger(), readinessIntervalMs: 500 });
   }
 
   async stop(): Promise<void> {
@@ -115,9 +115,9 @@ export interface OperatorSettings {
 export function operatorEnv(kube: TestKube, s: OperatorSettings): Record<string, string> {
   const env: Record<string, string> = {
     GANTRY_DATA_DIR: s.dataDir,
-    GANTRY_HOST: '127.0.0.1',
-    GANTRY_HEALTH_PORT: '0',
-    GANTRY_LOG_LEVEL: 'info',
+    GANTRY_LISTEN_HOST: '127.0.0.1',
+    GANTRY_LISTEN_HEALTH_PORT: '0',
+    GANTRY_TELEMETRY_LOG_LEVEL: 'info',
     GANTRY_PEERS_SERVER_NAME: 'localhost',
     GANTRY_OPERATOR_KUBECONFIG: kube.kubeconfig,
     GANTRY_OPERATOR_NAMESPACE: s.namespace,
@@ -135,7 +135,9 @@ export function operatorEnv(kube: TestKube, s: OperatorSettings): Record<string,
 
 /** An operator in this process. */
 export async function operatorInProcess(kube: TestKube, s: OperatorSettings): Promise<Operator> {
-  const config = loadConfig({ env: operatorEnv(kube, s) });
+  // The operator's slice, and the peer addresses of the service targets it calls.
+  const peers = ['log', 'settlement', 'approvals', 'webhooks'].map((name) => ({ name, servesGrpc: true }));
+  const config = loadConfig({ env: operatorEnv(kube, s), modules: [...configSources([operatorModule]), ...peers] }) as OperatorProcessConfig;
   const kc = new KubeConfig();
   kc.loadFromFile(kube.kubeconfig);
   const operator = await startOperator({ config, log: silentLogger(), kubeConfig: kc, maxBackoffMs: 1000 });
@@ -147,7 +149,7 @@ export async function operatorInProcess(kube: TestKube, s: OperatorSettings): Pr
 export function operatorProcess(kube: TestKube, s: OperatorSettings): { child: ChildProcess; logs: string[]; exited: Promise<number | null> } {
   const main = join(repoRoot, 'services/gantry/src/main.ts');
   const env = { ...process.env, ...operatorEnv(kube, s) };
-  for (const name of Object.keys(env)) if (name.startsWith('GANTRY_TEST_') || name === 'GANTRY_TOOLS_DIR') delete env[name];
+  for (const name of Object.keys(env)) if (name.startsWith('GANTRY_TEST_')) delete env[name];
   const child = spawn(process.execPath, ['--import', 'tsx', main, 'serve', '--target=operator'], { cwd: repoRoot, env });
   const logs: string[] = [];
   child.stdout!.on('data', (d: Buffer) => logs.push(d.toString()));

@@ -30,7 +30,7 @@ describe('the platform as one process per service: peers stopped mid-flow and re
 
   /** Starts a target on the shared data dir (dev CA, JWT key, log and webhook keys) and database. */
   const start = async (target: keyof typeof servers, port = 0) => {
-    const server = await startGantry(target, { ...baseEnv, GANTRY_DATA_DIR: dataDir, GANTRY_PORT: String(port) });
+    const server = await startGantry(target, { ...baseEnv, GANTRY_DATA_DIR: dataDir, GANTRY_LISTEN_PORT: String(port) });
     servers[target] = server;
     return server;
   };
@@ -45,7 +45,7 @@ describe('the platform as one process per service: peers stopped mid-flow and re
       GANTRY_WEBHOOKS_ALLOWED_CIDRS: '127.0.0.1/32',
       GANTRY_WEBHOOKS_POLL_INTERVAL_MS: '100',
       GANTRY_EVENTS_MAX_BACKOFF_MS: '1000',
-      GANTRY_SHUTDOWN_GRACE_MS: '5000',
+      GANTRY_LIMITS_SHUTDOWN_GRACE_MS: '5000',
     };
     // The first process creates the shared keys; the others start after it, so none races it.
     const log = await startGantry('log', baseEnv);

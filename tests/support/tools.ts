@@ -10,10 +10,10 @@ const exec = promisify(execFile);
  * undefined. Under CI a missing tool is an error, never a silent skip.
  */
 export function tool(name: string): string | undefined {
-  const dir = process.env.GANTRY_TOOLS_DIR;
+  const dir = process.env.GANTRY_TEST_TOOLS_DIR;
   const path = dir ? join(dir, name) : undefined;
   if (path && existsSync(path)) return path;
-  if (process.env.CI === 'true') throw new Error(`${name} is missing: scripts/test-env/go-tools.sh should have installed it into GANTRY_TOOLS_DIR`);
+  if (process.env.CI === 'true') throw new Error(`${name} is missing: scripts/test-env/go-tools.sh should have installed it into GANTRY_TEST_TOOLS_DIR`);
   return undefined;
 }
 

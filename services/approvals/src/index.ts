@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { defineService, type ServiceFactory } from '@gantry/kit';
+import { defineModule, defineService, scopesOf, type GantryModule } from '@gantry/kit';
 import { approvalsv1 } from '@gantry/proto';
 import { approvalsHandlers } from './api/handlers.js';
-import { approvalsScopes } from './api/scopes.js';
+import { APPROVALS_ADMIN_SCOPE, approvalsScopes } from './api/scopes.js';
+import { APPROVALS_EVENT_SOURCE, APPROVALS_EVENT_TYPES } from './events.js';
 import { APPROVALS_SCHEMA, ApprovalsStore, approvalsMigrations } from './store/approvals-store.js';
 import { approvalsFeed, type FeedLimits } from './store/change-feed.js';
 import { ExpirySweeper } from './store/expiry-sweeper.js';
@@ -44,17 +45,17 @@ export const APPROVALS_DEFAULTS = {
   maxVoteTxInFlight: MAX_TX_IN_FLIGHT,
 } as const;
 
-/** The `source` of approvals' domain events. */
-export const APPROVALS_EVENT_SOURCE = 'gantry.approvals';
-
 /** The approvals target with injected clock and tunables (tests); `approvalsService` uses the defaults. */
-export function createApprovalsService(opts: ApprovalsOptions = {}): ServiceFactory {
+export function createApprovalsService(opts: ApprovalsOptions = {}): GantryModule {
   const now = opts.now ?? Date.now;
   const d = APPROVALS_DEFAULTS;
-  return {
-    target: 'approvals',
+  return defineModule({
+    name: 'approvals',
+    // Its events go out through the relay, which starts once the process serves.
+    dependencies: ['events'],
+    scopes: scopesOf([approvalsScopes], [APPROVALS_ADMIN_SCOPE]),
     schema: { name: APPROVALS_SCHEMA, migrations: approvalsMigrations },
-    events: { source: APPROVALS_EVENT_SOURCE },
+    events: { source: APPROVALS_EVENT_SOURCE, types: APPROVALS_EVENT_TYPES },
     async create({ db, log, outbox, onShutdown }) {
       const store = new ApprovalsStore(db, outbox);
       const limits: FeedLimits = {
@@ -94,10 +95,11 @@ export function createApprovalsService(opts: ApprovalsOptions = {}): ServiceFact
         }),
       ];
     },
-  };
+  });
 }
 
 /** The approvals target: M-of-N validator approvals with watches, validator streams and expiry. */
-export const approvalsService: ServiceFactory = createApprovalsService();
+export const approvalsService: GantryModule = createApprovalsService();
 
 export { APPROVALS_SCHEMA, ApprovalsStore } from './store/approvals-store.js';
+export { APPROVALS_EVENT_SOURCE, APPROVALS_EVENT_TYPES } from './events.js';

@@ -8,8 +8,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig, silentLogger, startRuntime } from '@gantry/kit';
-import { servicesFor } from '../src/registry.js';
+import { silentLogger, startRuntime } from '@gantry/kit';
+import { loadProgramConfig } from '../src/config.js';
+import { registry } from '../src/registry.js';
 import { tokenFor } from '../../kit/test/clients.js';
 import { benchSpanProcessor } from '../../kit/bench/tracing.js';
 
@@ -19,7 +20,7 @@ if (!target || !url) {
   process.exit(2);
 }
 const dataDir = mkdtempSync(join(tmpdir(), `gantry-bench-${target}-`));
-const config = loadConfig({
+const config = loadProgramConfig({
   env: {},
   overrides: {
     dataDir,
@@ -31,7 +32,7 @@ const config = loadConfig({
     ...(process.env.GANTRY_BENCH_CONFIG ? (JSON.parse(process.env.GANTRY_BENCH_CONFIG) as object) : {}),
   },
 });
-const runtime = await startRuntime({ config, services: target.split('+').flatMap(servicesFor), log: silentLogger(), spanProcessors: [benchSpanProcessor()] });
+const runtime = await startRuntime({ config, modules: registry.resolve(target.split('+')), log: silentLogger(), spanProcessors: [benchSpanProcessor()] });
 // An hour, so a full run never outlives its token.
 const token = tokenFor(config.dataDir, 'bench', scopes, { ttlSec: 3600 });
 process.stdout.write(JSON.stringify({ port: runtime.port, dataDir: config.dataDir, token, poolSize: config.database.poolSize }) + '\n');

@@ -1,8 +1,9 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { Status, bearerMetadata, clientCredentials, clientOptions, ensureDevSigningKey, loadConfig, mintToken, type ClientTls } from '@gantry/kit';
+import { Status, bearerMetadata, clientCredentials, clientOptions, ensureDevSigningKey, mintToken, type ClientTls } from '@gantry/kit';
 import type { ChannelCredentials, ChannelOptions, Metadata } from '@grpc/grpc-js';
+import { loadProgramConfig } from './config.js';
 
 /** Options every network command takes. */
 export interface ConnectionOptions {
@@ -41,7 +42,7 @@ export interface Connection {
 
 /** Resolves credentials and a token for a command that needs `scopes`. */
 export async function connect(opts: ConnectionOptions, scopes: string[]): Promise<Connection> {
-  const config = loadConfig({ overrides: opts.dataDir ? { dataDir: opts.dataDir } : {} });
+  const config = loadProgramConfig({ overrides: opts.dataDir ? { dataDir: opts.dataDir } : {} });
   const pki = (f: string) => resolve(config.dataDir, 'pki', f);
   const tls: ClientTls = { caFile: opts.ca ?? pki('ca.crt'), certFile: opts.cert ?? pki('client.crt'), keyFile: opts.key ?? pki('client.key'), serverName: opts.serverName };
   for (const [flag, file] of [['--ca', tls.caFile], ['--cert', tls.certFile], ['--key', tls.keyFile]] as const) {

@@ -23,7 +23,7 @@ program
   .description('run one target, or all of them in one process on the embedded database')
   .addOption(new Option('--target <target>', 'which service to run').choices([...TARGETS]).default('all'))
   .option('--config <file>', 'JSON config file (environment variables GANTRY_* override it)')
-  .addHelpText('after', '\nEnvironment: GANTRY_PORT, GANTRY_HEALTH_PORT, GANTRY_DATA_DIR, GANTRY_DATABASE_URL, GANTRY_TLS_*_FILE, GANTRY_JWT_*, ... (docs/configuration.md)')
+  .addHelpText('after', '\nEnvironment: GANTRY_<CONFIG_PATH>, e.g. GANTRY_LISTEN_PORT, GANTRY_DATA_DIR, GANTRY_DATABASE_URL, GANTRY_TLS_CA_FILE, GANTRY_AUTH_JWKS_FILE (docs/configuration.md)')
   .action(serve);
 
 program

@@ -1,36 +1,38 @@
-import { flagsScopes, type ScopeTable, type ServiceFactory } from '@gantry/kit';
+import { flagsScopes, ModuleRegistry, scopesOf, type GantryModule } from '@gantry/kit';
 import { approvalsService } from '@gantry/approvals';
-import { APPROVALS_ADMIN_SCOPE, approvalsScopes } from '@gantry/approvals/scopes';
 import { logService } from '@gantry/log';
-import { logScopes } from '@gantry/log/scopes';
+import { operatorModule } from '@gantry/operator';
 import { settlementService } from '@gantry/settlement';
-import { settlementScopes } from '@gantry/settlement/scopes';
 import { webhooksService } from '@gantry/webhooks';
-import { WEBHOOKS_ADMIN_SCOPE, webhooksScopes } from '@gantry/webhooks/scopes';
+import { eventsModule } from './modules/events.js';
 
-/** Every target one `gantry` program can run; `all` is the monolith of the service targets. */
-export const SERVICE_TARGETS: Record<string, ServiceFactory> = {
-  log: logService,
-  settlement: settlementService,
-  approvals: approvalsService,
-  webhooks: webhooksService,
-};
+/** The service targets `all` runs in one process (the monolith). */
+const ALL = ['log', 'settlement', 'approvals', 'webhooks'];
 
-/** `operator` reconciles Kubernetes resources into the services; it has no service module of its own. */
-export const TARGETS = [...Object.keys(SERVICE_TARGETS), 'all', 'operator'] as const;
+/**
+ * Every module of the `gantry` program: the one place a new service is registered (its folder
+ * holds the rest; the chart lists its target). `--target` names one of them.
+ */
+export const registry = new ModuleRegistry().register(
+  eventsModule,
+  logService,
+  settlementService,
+  approvalsService,
+  webhooksService,
+  operatorModule,
+  { name: 'all', dependencies: ALL },
+);
 
-/** The service factories a `--target` value selects. */
-export function servicesFor(target: string): ServiceFactory[] {
-  if (target === 'all') return Object.values(SERVICE_TARGETS);
-  const factory = SERVICE_TARGETS[target];
-  if (!factory) throw new Error(`unknown target "${target}"; choose one of: ${TARGETS.join(', ')}`);
-  return [factory];
+/** What `--target` may be: every registered module but internal ones (the event relay comes with its dependents). */
+export const TARGETS = registry.names().filter((name) => name !== 'events');
+
+/** The modules a `--target` value selects, dependencies first. */
+export function modulesFor(target: string): GantryModule[] {
+  if (!TARGETS.includes(target)) throw new Error(`unknown target "${target}"; choose one of: ${TARGETS.join(', ')}`);
+  return registry.resolve([target]);
 }
 
-/** Every scope any RPC declares, for `gantry token --all-scopes`. */
+/** Every scope any RPC requires or handler checks, for `gantry token --all-scopes`: each module's and the flags service's (in every process). */
 export function allScopes(): string[] {
-  const tables: ScopeTable<Record<string, unknown>>[] = [logScopes, settlementScopes, approvalsScopes, webhooksScopes, flagsScopes];
-  // Scopes a handler checks beyond its method's own (acting for someone else).
-  const extra = [APPROVALS_ADMIN_SCOPE, WEBHOOKS_ADMIN_SCOPE];
-  return [...new Set([...tables.flatMap((t) => Object.values(t).flat()), ...extra])].sort();
+  return [...new Set([...registry.scopes(), ...scopesOf([flagsScopes])])].sort();
 }

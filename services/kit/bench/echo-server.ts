@@ -45,7 +45,7 @@ if (mode === 'bare' || mode === 'bare-tls') {
   };
   const runtime = await startRuntime({
     config,
-    services: [{ target: 'echo', create: () => [module] }],
+    modules: [{ name: 'echo', create: () => [module] }],
     log: silentLogger(),
     spanProcessors: [benchSpanProcessor()],
   });

@@ -2,11 +2,21 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 
 /** A list given as one string (an environment variable): comma- or newline-separated, blanks dropped. */
-function splitList(v: unknown): unknown {
+export function splitList(v: unknown): unknown {
   return typeof v === 'string' ? v.split(/[,\n]/).map((x) => x.trim()).filter((x) => x !== '') : v;
 }
 
-/** Every limit and knob of a Gantry process. Units are in the names. */
+/** A boolean that also reads the strings "true" and "false" (environment variables). */
+export const booleanFlag = () => z.preprocess((v) => (v === 'false' ? false : v === 'true' ? true : v), z.boolean());
+
+/** An address of a peer target: `host:port` or a gRPC target such as `dns:///name:port`. */
+const peerAddress = z.strictObject({ address: z.string().min(1).max(512).optional() }).prefault({});
+
+/**
+ * The settings every Gantry process has: listeners, credentials, database, telemetry, limits,
+ * peers and events. Each module adds its own slice (log, webhooks, operator) under its key
+ * ({@link configSchemaFor}); this kit knows none of them. Units are in the names.
+ */
 export const configSchema = z.strictObject({
   listen: z.strictObject({
     host: z.string().min(1).default('0.0.0.0'),
@@ -63,66 +73,14 @@ export const configSchema = z.strictObject({
     otlpEndpoint: z.url().optional(),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   }).prefault({}),
-  /** The log target's settings. */
-  log: z.strictObject({
-    /** Checkpoint origin prefix; a partition's origin is "<origin>/<partition>". */
-    origin: z.string().regex(/^[\x21-\x7e]{1,200}$/, 'must be printable ASCII without spaces').default('gantry.local/log'),
-    /** Ed25519 private key (PKCS#8 PEM) that signs checkpoints; generated under dataDir/log when unset. */
-    signingKeyFile: z.string().optional(),
-    /** Largest payload of one entry. */
-    maxPayloadBytes: z.coerce.number().int().min(1).max(4 * 1024 * 1024).default(1024 * 1024),
-  }).prefault({}),
-  /** The webhooks target's settings (docs/webhooks.md). */
-  webhooks: z.strictObject({
-    /**
-     * Keys that encrypt endpoint secrets at rest (AES-256-GCM): lines or comma-separated entries
-     * `<keyId>=<base64 of 32 bytes>`; the first encrypts, every one decrypts (rotation). A file,
-     * or the value itself; when both are unset a dev key is generated under dataDir/webhooks.
-     */
-    secretKeyFile: z.string().optional(),
-    secretKeys: z.string().optional(),
-    /** CIDRs deliveries may reach even though they are loopback, private, link-local or metadata addresses. */
-    allowedCidrs: z.preprocess(splitList, z.array(z.string().min(1).max(64)).max(100)).default([]),
-    /** Delay before each attempt (the first is normally 0): Svix's schedule by default. */
-    retryScheduleMs: z.preprocess(splitList, z.array(z.coerce.number().int().min(0).max(7 * 24 * 3600 * 1000)).min(1).max(50))
-      .default([0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]),
-    /** Each delay is spread uniformly over ±this fraction of itself, so retries of many deliveries do not arrive together. */
-    retryJitterRatio: z.coerce.number().min(0).max(1).default(0.2),
-    /** Attempts per delivery before it is dead-lettered; past the schedule's end the last delay repeats. */
-    maxAttempts: z.coerce.number().int().min(1).max(50).default(8),
-    /** One HTTP attempt, connect to last response byte read. */
-    attemptTimeoutMs: z.coerce.number().int().min(100).max(120_000).default(15_000),
-    /** Longest Retry-After (429/503) honoured; a longer one is cut to this. */
-    maxRetryAfterMs: z.coerce.number().int().min(0).max(7 * 24 * 3600 * 1000).default(36_000_000),
-    /** An endpoint is disabled after this many failed attempts in a row spanning at least `disableAfterMs` (0 = never). */
-    disableAfterFailures: z.coerce.number().int().min(0).max(1_000_000).default(50),
-    disableAfterMs: z.coerce.number().int().min(0).max(90 * 24 * 3600 * 1000).default(5 * 24 * 3600 * 1000),
-    /** How often an idle dispatcher looks for due deliveries (a publish in any replica wakes it sooner). */
-    pollIntervalMs: z.coerce.number().int().min(10).max(60_000).default(1000),
-    /** Deliveries one claim takes at most. */
-    claimBatch: z.coerce.number().int().min(1).max(1000).default(100),
-    /** Attempts one process runs at once, over every endpoint. */
-    maxInFlight: z.coerce.number().int().min(1).max(10_000).default(256),
-    /** A claimed attempt not finished this long after its timeout is presumed lost (crashed replica) and retried elsewhere. */
-    leaseMarginMs: z.coerce.number().int().min(100).max(600_000).default(10_000),
-    /** Per-endpoint defaults when its spec says 0. */
-    defaultMaxConcurrency: z.coerce.number().int().min(1).max(1000).default(10),
-    defaultRateLimitPerSecond: z.coerce.number().int().min(1).max(100_000).default(100),
-    /** On shutdown, how long in-flight attempts get to finish before they are aborted (and retried by another replica). */
-    drainTimeoutMs: z.coerce.number().int().min(0).max(300_000).default(10_000),
-  }).prefault({}),
   /**
-   * Other Gantry services this process calls (the outbox relay: log and webhooks). An address is
-   * `host:port` or a gRPC target such as `dns:///gantry-log-headless.gantry.svc:7443` (balanced
-   * round_robin over every address the name resolves to). Unset: the target in this process when
-   * it runs that target, else nobody (its events wait in the outbox until one is set).
+   * Other Gantry services this process calls (the outbox relay: log and webhooks; the operator:
+   * every service). {@link configSchemaFor} adds `peers.<target>.address` for every target that
+   * serves gRPC: `host:port` or a gRPC target such as `dns:///gantry-log-headless.gantry.svc:7443`
+   * (balanced round_robin over every address the name resolves to). Unset: the target in this
+   * process when it runs that target, else nobody (events wait in the outbox until one is set).
    */
   peers: z.strictObject({
-    log: z.strictObject({ address: z.string().min(1).max(512).optional() }).prefault({}),
-    webhooks: z.strictObject({ address: z.string().min(1).max(512).optional() }).prefault({}),
-    /** Only the operator calls these (it pushes feature flags to every service). */
-    settlement: z.strictObject({ address: z.string().min(1).max(512).optional() }).prefault({}),
-    approvals: z.strictObject({ address: z.string().min(1).max(512).optional() }).prefault({}),
     /** Name to verify in the peers' certificates when it differs from the address's host. */
     serverName: z.string().min(1).max(253).optional(),
     /**
@@ -136,7 +94,7 @@ export const configSchema = z.strictObject({
   /** Domain events: the transactional outbox and its relay (docs/events.md). */
   events: z.strictObject({
     /** Off: services write no events (nothing is announced or audited). */
-    enabled: z.preprocess((v) => (v === 'false' ? false : v === 'true' ? true : v), z.boolean()).default(true),
+    enabled: booleanFlag().default(true),
     /** Events per relay call (AppendBatch, PublishEvents). */
     batchSize: z.coerce.number().int().min(1).max(500).default(200),
     /** After a partial batch the relay waits this long before the next, so events under load go in fuller batches; the first event after a quiet spell goes at once. */
@@ -149,28 +107,6 @@ export const configSchema = z.strictObject({
     minBackoffMs: z.coerce.number().int().min(10).max(60_000).default(200),
     maxBackoffMs: z.coerce.number().int().min(100).max(600_000).default(30_000),
   }).prefault({}),
-  /** The operator target (`gantry serve --target=operator`, docs/operator.md). */
-  operator: z.strictObject({
-    /** A kubeconfig file; unset: the in-cluster service account when running in a pod, else $KUBECONFIG or ~/.kube/config. */
-    kubeconfig: z.string().min(1).optional(),
-    /** The namespace whose Webhooks and FeatureFlags it reconciles; unset: its own pod's namespace (else the kubeconfig context's, else "default"). */
-    namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a namespace name').optional(),
-    /** The Lease replicas elect a leader with (in `namespace`); only the leader reconciles. */
-    leaseName: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'must be a Kubernetes object name').default('gantry-operator'),
-    /** This replica's name in the Lease; unset: the pod name (hostname) plus a random suffix. */
-    identity: z.string().min(1).max(128).optional(),
-    leaderElection: z.preprocess((v) => (v === 'false' ? false : v === 'true' ? true : v), z.boolean()).default(true),
-    /** A standby takes over this long after the leader stopped renewing. */
-    leaseDurationMs: z.coerce.number().int().min(1000).max(300_000).default(15_000),
-    /** The leader stops reconciling when it could not renew for this long (less than leaseDurationMs). */
-    renewDeadlineMs: z.coerce.number().int().min(500).max(300_000).default(10_000),
-    /** How often the leader renews and a standby retries. */
-    retryPeriodMs: z.coerce.number().int().min(100).max(60_000).default(2_000),
-    /** Every object is reconciled again this often, which corrects drift in the services. */
-    resyncMs: z.coerce.number().int().min(1000).max(24 * 3600 * 1000).default(300_000),
-    /** Objects of one kind reconciled at once. */
-    workers: z.coerce.number().int().min(1).max(64).default(2),
-  }).prefault({}).refine((o) => o.renewDeadlineMs < o.leaseDurationMs, { message: 'renewDeadlineMs must be less than leaseDurationMs', path: ['renewDeadlineMs'] }),
   limits: z.strictObject({
     // Above the largest request any contract allows (a 4 MiB log batch plus framing), so such
     // requests reach validation and get a precise INVALID_ARGUMENT rather than a transport error.
@@ -197,72 +133,103 @@ export const configSchema = z.strictObject({
 });
 
 export type GantryConfig = z.infer<typeof configSchema>;
-export type ConfigInput = z.input<typeof configSchema>;
+/** Config as given (file, overrides): the kit's keys, plus module slices checked by the composed schema. */
+export type ConfigInput = z.input<typeof configSchema> & Record<string, unknown>;
 
-/** Environment variable → config path. The only env vars Gantry reads; documented in docs/configuration.md. */
-export const ENV_KEYS: Record<string, string> = {
-  GANTRY_HOST: 'listen.host',
-  GANTRY_PORT: 'listen.port',
-  GANTRY_HEALTH_PORT: 'listen.healthPort',
-  GANTRY_DATA_DIR: 'dataDir',
-  GANTRY_TLS_CA_FILE: 'tls.caFile',
-  GANTRY_TLS_CERT_FILE: 'tls.certFile',
-  GANTRY_TLS_KEY_FILE: 'tls.keyFile',
-  GANTRY_TLS_RELOAD_INTERVAL_MS: 'tls.reloadIntervalMs',
-  GANTRY_JWT_ISSUER: 'auth.issuer',
-  GANTRY_JWT_AUDIENCE: 'auth.audience',
-  GANTRY_JWT_JWKS_FILE: 'auth.jwksFile',
-  GANTRY_JWT_JWKS_URL: 'auth.jwksUrl',
-  GANTRY_JWT_HMAC_SECRET_FILE: 'auth.hmacSecretFile',
-  GANTRY_JWT_CLOCK_TOLERANCE_SEC: 'auth.clockToleranceSec',
-  GANTRY_RATE_LIMIT_STORE: 'rateLimit.store',
-  GANTRY_RATE_LIMIT_POINTS: 'rateLimit.points',
-  GANTRY_RATE_LIMIT_WINDOW_SEC: 'rateLimit.windowSec',
-  GANTRY_DATABASE_URL: 'database.url',
-  GANTRY_DATABASE_POOL_SIZE: 'database.poolSize',
-  GANTRY_DATABASE_STARTUP_TIMEOUT_MS: 'database.startupTimeoutMs',
-  GANTRY_OTLP_ENDPOINT: 'telemetry.otlpEndpoint',
-  GANTRY_LOG_LEVEL: 'telemetry.logLevel',
-  GANTRY_MAX_RECEIVE_MESSAGE_BYTES: 'limits.maxReceiveMessageBytes',
-  GANTRY_MAX_SEND_MESSAGE_BYTES: 'limits.maxSendMessageBytes',
-  GANTRY_SHUTDOWN_GRACE_MS: 'limits.shutdownGraceMs',
-  GANTRY_MAX_CONNECTION_AGE_MS: 'limits.maxConnectionAgeMs',
-  GANTRY_MAX_CONNECTION_AGE_GRACE_MS: 'limits.maxConnectionAgeGraceMs',
-  GANTRY_LOG_ORIGIN: 'log.origin',
-  GANTRY_LOG_SIGNING_KEY_FILE: 'log.signingKeyFile',
-  GANTRY_LOG_MAX_PAYLOAD_BYTES: 'log.maxPayloadBytes',
-  GANTRY_PEERS_LOG_ADDRESS: 'peers.log.address',
-  GANTRY_PEERS_WEBHOOKS_ADDRESS: 'peers.webhooks.address',
-  GANTRY_PEERS_SETTLEMENT_ADDRESS: 'peers.settlement.address',
-  GANTRY_PEERS_APPROVALS_ADDRESS: 'peers.approvals.address',
-  GANTRY_PEERS_SERVER_NAME: 'peers.serverName',
-  GANTRY_PEERS_TOKEN_FILE: 'peers.tokenFile',
-  GANTRY_OPERATOR_KUBECONFIG: 'operator.kubeconfig',
-  GANTRY_OPERATOR_NAMESPACE: 'operator.namespace',
-  GANTRY_OPERATOR_LEASE_NAME: 'operator.leaseName',
-  GANTRY_OPERATOR_IDENTITY: 'operator.identity',
-  GANTRY_OPERATOR_LEADER_ELECTION: 'operator.leaderElection',
-  GANTRY_OPERATOR_LEASE_DURATION_MS: 'operator.leaseDurationMs',
-  GANTRY_OPERATOR_RENEW_DEADLINE_MS: 'operator.renewDeadlineMs',
-  GANTRY_OPERATOR_RETRY_PERIOD_MS: 'operator.retryPeriodMs',
-  GANTRY_OPERATOR_RESYNC_MS: 'operator.resyncMs',
-  GANTRY_OPERATOR_WORKERS: 'operator.workers',
-  GANTRY_EVENTS_ENABLED: 'events.enabled',
-  GANTRY_EVENTS_BATCH_SIZE: 'events.batchSize',
-  GANTRY_EVENTS_POLL_INTERVAL_MS: 'events.pollIntervalMs',
-  GANTRY_EVENTS_MAX_BACKOFF_MS: 'events.maxBackoffMs',
-  GANTRY_WEBHOOKS_SECRET_KEY_FILE: 'webhooks.secretKeyFile',
-  GANTRY_WEBHOOKS_SECRET_KEYS: 'webhooks.secretKeys',
-  GANTRY_WEBHOOKS_ALLOWED_CIDRS: 'webhooks.allowedCidrs',
-  GANTRY_WEBHOOKS_RETRY_SCHEDULE_MS: 'webhooks.retryScheduleMs',
-  GANTRY_WEBHOOKS_MAX_ATTEMPTS: 'webhooks.maxAttempts',
-  GANTRY_WEBHOOKS_ATTEMPT_TIMEOUT_MS: 'webhooks.attemptTimeoutMs',
-  GANTRY_WEBHOOKS_DISABLE_AFTER_FAILURES: 'webhooks.disableAfterFailures',
-  GANTRY_WEBHOOKS_DISABLE_AFTER_MS: 'webhooks.disableAfterMs',
-  GANTRY_WEBHOOKS_POLL_INTERVAL_MS: 'webhooks.pollIntervalMs',
-  GANTRY_WEBHOOKS_CLAIM_BATCH: 'webhooks.claimBatch',
-  GANTRY_WEBHOOKS_LEASE_MARGIN_MS: 'webhooks.leaseMarginMs',
+/** A module's slice of the config: its key at the top level and its schema (defaults included). */
+export interface ConfigSlice {
+  key: string;
+  schema: z.ZodType;
+}
+
+/** What {@link configSchemaFor} needs of a module: its slice, and whether it serves gRPC (so others may call it). */
+export interface ConfigSource {
+  name: string;
+  config?: ConfigSlice;
+  /** A target that serves gRPC gets `peers.<name>.address`. */
+  servesGrpc: boolean;
+}
+
+/** The config schema of a program: the kit's settings, each module's slice, and an address for every gRPC target. */
+export function configSchemaFor(modules: readonly ConfigSource[]): z.ZodType<GantryConfig> {
+  const peers = configSchema.shape.peers.unwrap();
+  const addresses = Object.fromEntries(modules.filter((m) => m.servesGrpc).map((m) => [m.name, peerAddress]));
+  const slices: Record<string, z.ZodType> = {};
+  for (const m of modules) {
+    if (!m.config) continue;
+    const { key, schema } = m.config;
+    if (key in configSchema.shape || key in slices) throw new Error(`config key "${key}" of module ${m.name} is taken`);
+    slices[key] = schema;
+  }
+  return configSchema.extend({ peers: peers.extend(addresses).prefault({}), ...slices }) as unknown as z.ZodType<GantryConfig>;
+}
+
+/** The address configured for a peer target, if any. */
+export function peerAddressOf(config: GantryConfig, target: string): string | undefined {
+  return (config.peers as unknown as Record<string, { address?: string } | undefined>)[target]?.address;
+}
+
+/** A module's slice of a loaded config. */
+export function configSlice<T>(config: GantryConfig, key: string): T {
+  const slice = (config as unknown as Record<string, unknown>)[key];
+  if (slice === undefined) throw new Error(`invariant: config has no "${key}" slice; was its module given to loadConfig?`);
+  return slice as T;
+}
+
+/** `logLevel` → `LOG_LEVEL`. */
+function envSegment(key: string): string {
+  return key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
+}
+
+type ZodDef = { type: string; shape?: Record<string, z.ZodType>; innerType?: z.ZodType; out?: z.ZodType };
+const defOf = (t: z.ZodType) => (t as unknown as { _zod: { def: ZodDef } })._zod.def;
+
+/**
+ * Every settable key of `schema` and its environment variable: `GANTRY_` and the path in upper
+ * snake case (`listen.healthPort` → `GANTRY_LISTEN_HEALTH_PORT`), so a new key has one at once.
+ * A record (per-method rate limits) takes JSON.
+ */
+export function envNamesOf(schema: z.ZodType): Map<string, string> {
+  const names = new Map<string, string>();
+  const walk = (node: z.ZodType, path: string[]): void => {
+    const def = defOf(node);
+    if (def.type === 'object' && def.shape) {
+      for (const [key, child] of Object.entries(def.shape)) walk(child, [...path, key]);
+    } else if (['default', 'prefault', 'optional', 'nullable'].includes(def.type) && def.innerType) {
+      walk(def.innerType, path);
+    } else {
+      const name = `GANTRY_${path.map(envSegment).join('_')}`;
+      const taken = names.get(name);
+      if (taken) throw new Error(`invariant: config keys ${taken} and ${path.join('.')} both map to ${name}`);
+      names.set(name, path.join('.'));
+    }
+  };
+  walk(schema, []);
+  return names;
+}
+
+/** Names from before the environment variables were derived from the schema, with their successors. */
+const RENAMED_ENV: Record<string, string> = {
+  GANTRY_HOST: 'GANTRY_LISTEN_HOST',
+  GANTRY_PORT: 'GANTRY_LISTEN_PORT',
+  GANTRY_HEALTH_PORT: 'GANTRY_LISTEN_HEALTH_PORT',
+  GANTRY_JWT_ISSUER: 'GANTRY_AUTH_ISSUER',
+  GANTRY_JWT_AUDIENCE: 'GANTRY_AUTH_AUDIENCE',
+  GANTRY_JWT_JWKS_FILE: 'GANTRY_AUTH_JWKS_FILE',
+  GANTRY_JWT_JWKS_URL: 'GANTRY_AUTH_JWKS_URL',
+  GANTRY_JWT_HMAC_SECRET_FILE: 'GANTRY_AUTH_HMAC_SECRET_FILE',
+  GANTRY_JWT_CLOCK_TOLERANCE_SEC: 'GANTRY_AUTH_CLOCK_TOLERANCE_SEC',
+  GANTRY_OTLP_ENDPOINT: 'GANTRY_TELEMETRY_OTLP_ENDPOINT',
+  GANTRY_LOG_LEVEL: 'GANTRY_TELEMETRY_LOG_LEVEL',
+  GANTRY_MAX_RECEIVE_MESSAGE_BYTES: 'GANTRY_LIMITS_MAX_RECEIVE_MESSAGE_BYTES',
+  GANTRY_MAX_SEND_MESSAGE_BYTES: 'GANTRY_LIMITS_MAX_SEND_MESSAGE_BYTES',
+  GANTRY_SHUTDOWN_GRACE_MS: 'GANTRY_LIMITS_SHUTDOWN_GRACE_MS',
+  GANTRY_MAX_CONNECTION_AGE_MS: 'GANTRY_LIMITS_MAX_CONNECTION_AGE_MS',
+  GANTRY_MAX_CONNECTION_AGE_GRACE_MS: 'GANTRY_LIMITS_MAX_CONNECTION_AGE_GRACE_MS',
 };
+
+/** Names under this prefix belong to test tooling (scripts/test-env, the test suites): never config. */
+const TEST_ENV_PREFIX = 'GANTRY_TEST_';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -295,42 +262,71 @@ function mergeInto(target: Tree, source: Tree): Tree {
   return target;
 }
 
+function readConfigFile(file: string): Tree {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
+  }
+  try {
+    return JSON.parse(text) as Tree;
+  } catch (err) {
+    throw new ConfigError(`config file ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/** A record-valued key (per-method limits) given in the environment is JSON. */
+function envValue(name: string, value: string, isRecord: boolean): unknown {
+  if (!isRecord) return value;
+  try {
+    return JSON.parse(value);
+  } catch (err) {
+    throw new ConfigError(`invalid config ${name}: not valid JSON (${(err as Error).message})`);
+  }
+}
+
+/** Applies the GANTRY_* variables of `env` to `tree`; refuses unknown and renamed names. */
+function applyEnv(tree: Tree, env: NodeJS.ProcessEnv, schema: z.ZodType, otherNames: ReadonlySet<string>, origin: Map<string, string>): void {
+  const names = envNamesOf(schema);
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith('GANTRY_') || value === undefined || name.startsWith(TEST_ENV_PREFIX) || otherNames.has(name)) continue;
+    const path = names.get(name);
+    if (path === undefined) {
+      const successor = RENAMED_ENV[name];
+      if (successor) throw new ConfigError(`environment variable ${name} was renamed to ${successor}: rename it where it is set`);
+      throw new ConfigError(`unknown environment variable ${name}; known ones: ${[...names.keys()].join(', ')} (docs/configuration.md)`);
+    }
+    if (value === '') continue;
+    setPath(tree, path, envValue(name, value, path === 'rateLimit.methods'));
+    origin.set(path, name);
+  }
+}
+
+export interface LoadConfigOptions {
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  overrides?: ConfigInput;
+  /** The program's modules, whose slices and peer addresses the config holds (none: the kit's settings only). */
+  modules?: readonly ConfigSource[];
+  /** GANTRY_* variables the program reads itself (the CLI's GANTRY_TOKEN), not config. */
+  otherEnv?: readonly string[];
+}
+
 /**
  * Builds the config from (lowest to highest precedence) defaults, an optional JSON file, the
  * environment, and explicit overrides. Throws ConfigError naming the bad key and where it came from.
  */
-export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overrides?: ConfigInput } = {}): GantryConfig {
+export function loadConfig(opts: LoadConfigOptions = {}): GantryConfig {
   const env = opts.env ?? process.env;
+  const schema = configSchemaFor(opts.modules ?? []);
   const origin = new Map<string, string>();
-  let tree: Tree = {};
   const file = opts.file ?? env.GANTRY_CONFIG_FILE;
-  if (file) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (err) {
-      throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
-    }
-    try {
-      tree = JSON.parse(text) as Tree;
-    } catch (err) {
-      throw new ConfigError(`config file ${file} is not valid JSON: ${(err as Error).message}`);
-    }
-  }
-  for (const [name, path] of Object.entries(ENV_KEYS)) {
-    const value = env[name];
-    if (value !== undefined && value !== '') {
-      setPath(tree, path, value);
-      origin.set(path, name);
-    }
-  }
-  const unknownEnv = Object.keys(env).filter((k) => k.startsWith('GANTRY_') && !(k in ENV_KEYS) && !IGNORED_ENV.has(k));
-  if (unknownEnv.length > 0) {
-    throw new ConfigError(`unknown environment variable ${unknownEnv[0]}; known ones: ${Object.keys(ENV_KEYS).join(', ')}`);
-  }
+  let tree: Tree = file ? readConfigFile(file) : {};
+  applyEnv(tree, env, schema, new Set(['GANTRY_CONFIG_FILE', ...(opts.otherEnv ?? [])]), origin);
   if (opts.overrides) tree = mergeInto(tree, opts.overrides as Tree);
 
-  const parsed = configSchema.safeParse(tree);
+  const parsed = schema.safeParse(tree);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const path = issue.path.join('.');
@@ -338,7 +334,12 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
     const label = origin.has(path) ? `${source} (${path})` : source;
     throw new ConfigError(`invalid config ${label || '(root)'}: ${issue.message}`);
   }
-  const config = parsed.data;
+  checkKeySources(parsed.data);
+  return parsed.data;
+}
+
+/** Choices the schema cannot express: all TLS files or none, at most one JWT key source. */
+function checkKeySources(config: GantryConfig): void {
   const tlsSet = [config.tls.caFile, config.tls.certFile, config.tls.keyFile].filter(Boolean).length;
   if (tlsSet !== 0 && tlsSet !== 3) {
     throw new ConfigError('invalid config tls: set all of caFile, certFile and keyFile (GANTRY_TLS_*), or none for the dev PKI');
@@ -347,8 +348,4 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
   if (keySources > 1) {
     throw new ConfigError('invalid config auth: set only one of jwksFile, jwksUrl, hmacSecretFile');
   }
-  return config;
 }
-
-/** GANTRY_* variables read by other parts (tests, scripts) rather than the server config. */
-const IGNORED_ENV = new Set(['GANTRY_CONFIG_FILE', 'GANTRY_TEST_DATABASE_URL', 'GANTRY_TEST_PG_PORT', 'GANTRY_TEST_KUBE_PORT', 'GANTRY_KUBE_CACHE_DIR', 'GANTRY_TOOLS_DIR', 'GANTRY_TOKEN', 'GANTRY_ADDRESS']);

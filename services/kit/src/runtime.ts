@@ -1,69 +1,44 @@
 import { resolve } from 'node:path';
-import { OpenFeature, type Client as OpenFeatureClient } from '@openfeature/server-sdk';
+import type { Client as OpenFeatureClient } from '@openfeature/server-sdk';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { authMiddleware } from './auth/middleware.js';
 import { ensureDevSigningKey, type DevSigningKey } from './auth/keys.js';
 import { TokenVerifier } from './auth/jwt.js';
-import type { GantryConfig } from './config.js';
-import { startFlags, type FlagsRuntime } from './flags/flags.js';
+import { configSlice, type GantryConfig } from './config.js';
+import { startFlags } from './flags/flags.js';
 import type { FlagsLimits } from './flags/limits.js';
 import { flagsMigrations, flagsSchemaFor } from './flags/store.js';
 import { HealthState, startHealthServer } from './health/health.js';
 import type { Logger } from './logger.js';
 import { MethodRateLimiter, rateLimitMiddleware } from './ratelimit/middleware.js';
+import { CleanupStack } from './modules/cleanup.js';
+import type { EmittingModule, GantryModule, StartContext } from './modules/module.js';
 import type { Middleware } from './rpc/context.js';
 import type { ServiceModule } from './rpc/service.js';
 import { GrpcServer } from './server/grpc-server.js';
 import { Outbox } from './events/outbox.js';
-import { startRelays } from './events/wiring.js';
 import type { Database } from './storage/database.js';
 import { migrate, migrationsApplied, type Migration } from './storage/migrations.js';
 import { openPglite } from './storage/pglite.js';
 import { openPostgres } from './storage/postgres.js';
 import { describeDatabaseUrl, retryDatabaseStartup } from './storage/startup.js';
 import { telemetryMiddleware } from './telemetry/middleware.js';
-import { startTelemetry, type Telemetry } from './telemetry/setup.js';
+import { startTelemetry } from './telemetry/setup.js';
 import { mtlsServerCredentials, type TlsFiles } from './tls/credentials.js';
 import { ensureDevPki } from './tls/pki.js';
 
-/** What a service gets to build itself. */
-export interface ServiceDeps {
-  db: Database;
-  config: GantryConfig;
-  log: Logger;
-  /** Where the service writes its domain events (disabled unless its factory declares `events`). */
-  outbox: Outbox;
-  /** Registers cleanup that runs after calls have drained and before the database closes. */
-  onShutdown(fn: () => Promise<void>): void;
-  /**
-   * This process's feature flags (OpenFeature, flagd rules), evaluated in memory from the flags
-   * store every replica follows, e.g. `await flags.getBooleanValue('webhooks.delivery.paused', false)`.
-   */
-  flags: OpenFeatureClient;
-}
-
-/** A target's contribution to a process: its gRPC module(s) and the schema it owns. */
-export interface ServiceFactory {
-  target: string;
-  /** The schema this service owns, migrated at start-up before it reports SERVING. */
-  schema?: { name: string; migrations: readonly Migration[] };
-  /**
-   * The service emits domain events: its migrations create `<schema>.outbox`, and this process
-   * relays it to the log (partition `audit.<target>`) and to webhooks. `source` names the emitter.
-   */
-  events?: { source: string };
-  create(deps: ServiceDeps): Promise<ServiceModule[]> | ServiceModule[];
-}
-
 export interface RuntimeOptions {
   config: GantryConfig;
-  services: readonly ServiceFactory[];
+  /** The modules to run, dependencies first (ModuleRegistry.resolve). */
+  modules: readonly GantryModule[];
   log: Logger;
+  /** Names the process in telemetry; default `gantry-<module names>`. */
+  serviceName?: string;
   /** FileDescriptorSets to serve over gRPC reflection. */
   descriptorSetPaths?: readonly string[];
   /** Tests and benchmarks plug span processors in here. */
   spanProcessors?: SpanProcessor[];
-  /** How often readiness (database reachable, migrations applied) is re-checked. */
+  /** How often readiness (database reachable, migrations applied, modules ready) is re-checked. */
   readinessIntervalMs?: number;
   /** Bounds of the flags store and its watches (tests shrink them; defaults FLAGS_LIMITS). */
   flagsLimits?: Partial<FlagsLimits>;
@@ -71,20 +46,27 @@ export interface RuntimeOptions {
   databaseStartupBackoff?: { minDelayMs: number; maxDelayMs: number };
 }
 
-export interface Runtime {
+/** A process that serves gRPC: its port, server, database and credentials. */
+export interface GrpcRuntime {
   port: number;
-  healthPort: number;
   server: GrpcServer;
-  health: HealthState;
   db: Database;
   /** TLS files in use (the dev PKI's when none were configured). */
   tls: TlsFiles;
   /** JWKS file the server verifies with, when it is a local file (dev). */
   jwksFile: string | undefined;
-  /** The flags client services get (defaults only when the runtime has no services). */
+  /** The flags client modules get. */
   flags: OpenFeatureClient;
-  /** The flags schema this process serves FlagsService from (`flags_<targets>`), or undefined without services. */
-  flagsSchema: string | undefined;
+  /** The flags schema this process serves FlagsService from (`flags_<targets>`). */
+  flagsSchema: string;
+}
+
+export interface Runtime extends GrpcRuntime {
+  healthPort: number;
+  health: HealthState;
+  /** Rejects when a module can no longer do its job (StartContext.fail); the process should exit non-zero. */
+  failed: Promise<never>;
+  /** Drains calls (up to `graceMs`) and stops every module and part, last started first. */
   stop(graceMs?: number): Promise<void>;
 }
 
@@ -97,19 +79,6 @@ async function openDatabase(config: GantryConfig): Promise<Database & { pool?: i
 
 /** A schema and its migrations, applied at start-up. */
 type Schema = { name: string; migrations: readonly Migration[] };
-
-/** Undo steps of a start-up in progress, run last first when a later step fails. */
-type Cleanups = (() => Promise<void> | void)[];
-
-async function unwind(cleanups: Cleanups, log: Logger): Promise<void> {
-  for (const undo of cleanups.reverse()) {
-    try {
-      await undo();
-    } catch (err) {
-      log.warn({ err }, 'cleaning up a failed start-up failed');
-    }
-  }
-}
 
 /** TLS files (the dev PKI's when none are configured) and the JWT verifier (the dev key's when no source is configured). */
 async function loadCredentials(config: GantryConfig, log: Logger): Promise<{ tls: TlsFiles; jwksFile: string | undefined; devKey: DevSigningKey | undefined; verifier: TokenVerifier }> {
@@ -160,29 +129,6 @@ async function openMigratedDatabase(opts: RuntimeOptions, schemas: readonly Sche
   }
 }
 
-/** The flags store (a process with services serves FlagsService) and each target's modules, on an opened database. */
-async function createModules(opts: RuntimeOptions, db: Database, flagsSchema: string | undefined, cleanups: Cleanups, shutdownHooks: (() => Promise<void>)[]) {
-  const { config, log } = opts;
-  const modules: ServiceModule[] = [];
-  const outboxes: { target: string; outbox: Outbox }[] = [];
-  let flags: FlagsRuntime | undefined;
-  // Without services there are no flags: a client of a domain no provider serves answers the defaults.
-  let flagsClient: OpenFeatureClient = OpenFeature.getClient('gantry-flags/none');
-  if (flagsSchema) {
-    flags = await startFlags({ db, schema: flagsSchema, log, limits: opts.flagsLimits });
-    cleanups.push(() => flags!.stop());
-    flagsClient = flags.client;
-    modules.push(flags.module);
-  }
-  for (const factory of opts.services) {
-    const emits = factory.events !== undefined && factory.schema !== undefined;
-    const outbox = new Outbox(factory.schema?.name ?? 'none', factory.events?.source ?? factory.target, emits && config.events.enabled);
-    if (outbox.enabled) outboxes.push({ target: factory.target, outbox });
-    modules.push(...(await factory.create({ db, config, log, outbox, onShutdown: (fn) => shutdownHooks.push(fn), flags: flagsClient })));
-  }
-  return { modules, outboxes, flags, flagsClient };
-}
-
 /** The middleware chain every service method runs through: telemetry → auth → rate limit. */
 function middlewaresFor(config: GantryConfig, log: Logger, modules: readonly ServiceModule[], verifier: TokenVerifier, db: Database & { pool?: import('pg').Pool }): Middleware[] {
   const scopeTable = new Map<string, readonly string[]>();
@@ -196,49 +142,63 @@ function middlewaresFor(config: GantryConfig, log: Logger, modules: readonly Ser
   return [telemetryMiddleware(log), authMiddleware(verifier, (path) => scopeTable.get(path)), rateLimitMiddleware(limiter)];
 }
 
-/**
- * Starts one Gantry process: the chosen targets on one mTLS port, health on a plaintext port.
- * The health port is bound first and answers `liveness` SERVING at once; the database (waited for
- * when late), migrations, modules and the mTLS port follow, then `startup` turns SERVING and
- * `readiness` follows the periodic checks (docs/helm.md, Probes).
- */
-export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
-  const { config, log } = opts;
-  const health = new HealthState();
-  const probe = await startHealthServer(config.listen.host, config.listen.healthPort, health);
-  log.info({ health_port: probe.port }, 'health port listening (liveness SERVING); starting up: database, migrations, services');
-  const cleanups: Cleanups = [() => probe.close()];
-  try {
-    return await startServing(opts, health, probe, cleanups);
-  } catch (err) {
-    await unwind(cleanups, log);
-    throw err;
+/** The readiness checks: the database answers, every schema is migrated, every module is ready. */
+class Readiness {
+  private checking = false;
+  readonly parts: (() => Promise<boolean> | boolean)[] = [];
+
+  constructor(
+    private readonly health: HealthState,
+    private readonly log: Logger,
+  ) {}
+
+  /** Runs the checks and sets readiness; a check that outlasts the interval is not stacked up. */
+  async check(): Promise<void> {
+    if (this.checking) return;
+    this.checking = true;
+    try {
+      const results = await Promise.all(this.parts.map((part) => part()));
+      this.health.setReady(results.every(Boolean));
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'readiness check failed: the database does not answer; readiness NOT_SERVING until it does');
+      this.health.setReady(false);
+    } finally {
+      this.checking = false;
+    }
   }
 }
 
-async function startServing(opts: RuntimeOptions, health: HealthState, probe: { port: number; close(): void }, cleanups: Cleanups): Promise<Runtime> {
+/** The gRPC half of a process: credentials, database, flags, each module's services, the mTLS port. */
+async function startGrpc(opts: RuntimeOptions, stack: CleanupStack, health: HealthState, readiness: Readiness): Promise<GrpcRuntime & { devKey: DevSigningKey | undefined; emitters: EmittingModule[] }> {
   const { config, log } = opts;
-  const serviceName = `gantry-${opts.services.map((s) => s.target).join('+') || 'none'}`;
-  let telemetry: Telemetry | undefined = await startTelemetry({ serviceName, otlpEndpoint: config.telemetry.otlpEndpoint, spanProcessors: opts.spanProcessors });
-  cleanups.push(() => telemetry?.shutdown());
   const { tls, jwksFile, devKey, verifier } = await loadCredentials(config, log);
-  cleanups.push(() => verifier.close());
-
+  stack.push('token verifier', () => verifier.close());
   // Every process with services serves flags from a schema of its own (replicas share it).
-  const flagsSchema = opts.services.length > 0 ? flagsSchemaFor(opts.services.map((s) => s.target)) : undefined;
-  const schemas: Schema[] = [
-    ...opts.services.flatMap((s) => (s.schema ? [s.schema] : [])),
-    ...(flagsSchema ? [{ name: flagsSchema, migrations: flagsMigrations(flagsSchema) }] : []),
-  ];
+  const flagsSchema = flagsSchemaFor(opts.modules.filter((m) => m.create).map((m) => m.name));
+  const schemas: Schema[] = [...opts.modules.flatMap((m) => (m.schema ? [m.schema] : [])), { name: flagsSchema, migrations: flagsMigrations(flagsSchema) }];
   const db = await openMigratedDatabase(opts, schemas);
-  cleanups.push(() => db.close());
-  const shutdownHooks: (() => Promise<void>)[] = [];
-  const { modules, outboxes, flags, flagsClient } = await createModules(opts, db, flagsSchema, cleanups, shutdownHooks);
-  health.addServices(modules.map((m) => m.name));
-
+  stack.push('database', () => db.close());
+  readiness.parts.push(async () => {
+    await db.ping();
+    return (await Promise.all(schemas.map((s) => migrationsApplied(db, s.name, s.migrations)))).every(Boolean);
+  });
+  const flags = await startFlags({ db, schema: flagsSchema, log, limits: opts.flagsLimits });
+  stack.push('flags', () => flags.stop());
+  const services: ServiceModule[] = [flags.module];
+  const emitters: EmittingModule[] = [];
+  for (const m of opts.modules) {
+    const outbox = new Outbox(m.schema?.name ?? 'none', m.events?.source ?? m.name, m.events !== undefined && m.schema !== undefined && config.events.enabled, m.events?.types);
+    if (outbox.enabled) emitters.push({ name: m.name, outbox });
+    if (!m.create) continue;
+    const settings = m.config ? configSlice(config, m.config.key) : undefined;
+    const created = await m.create({ db, config, settings, log, outbox, onShutdown: (fn) => stack.push(m.name, fn), flags: flags.client });
+    assertDeclaredScopes(m, created);
+    services.push(...created);
+  }
+  health.addServices(services.map((s) => s.name));
   const server = new GrpcServer({
-    modules,
-    middlewares: middlewaresFor(config, log, modules, verifier, db),
+    modules: services,
+    middlewares: middlewaresFor(config, log, services, verifier, db),
     credentials: await mtlsServerCredentials(tls),
     host: config.listen.host,
     port: config.listen.port,
@@ -248,53 +208,94 @@ async function startServing(opts: RuntimeOptions, health: HealthState, probe: { 
     log,
   });
   const { port } = await server.start();
-  cleanups.push(() => server.shutdown(0));
-  const relays = outboxes.length > 0 ? await startRelays({ config, db, log, tls, outboxes, devKey, port, targets: opts.services.map((s) => s.target) }) : undefined;
-  health.markStarted();
+  stack.push('gRPC server', (graceMs) => server.shutdown(graceMs));
+  return { port, server, db, tls, jwksFile, flags: flags.client, flagsSchema, devKey, emitters };
+}
 
-  let checking = false;
-  const checkReadiness = async () => {
-    // A check that outlasts the interval (a database that stopped answering) is not stacked up.
-    if (checking) return;
-    checking = true;
-    try {
-      await db.ping();
-      const migrated = await Promise.all(schemas.map((s) => migrationsApplied(db, s.name, s.migrations)));
-      health.setReady(migrated.every(Boolean));
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, 'readiness check failed: the database does not answer; readiness NOT_SERVING until it does');
-      health.setReady(false);
-    } finally {
-      checking = false;
+/** A module's services may require only scopes it declares (so `gantry token --all-scopes` and the docs know them all). */
+function assertDeclaredScopes(m: GantryModule, services: readonly ServiceModule[]): void {
+  if (!m.scopes) return;
+  const declared = new Set(m.scopes);
+  for (const s of services) {
+    for (const scope of Object.values(s.scopes as Record<string, readonly string[]>).flat()) {
+      if (!declared.has(scope)) throw new Error(`invariant: ${s.name} requires scope ${scope}, which module ${m.name} does not declare`);
     }
-  };
-  await checkReadiness();
-  const readinessTimer = setInterval(() => void checkReadiness(), opts.readinessIntervalMs ?? 5000);
-  readinessTimer.unref();
+  }
+}
 
-  return {
-    port,
-    healthPort: probe.port,
-    server,
-    health,
-    db,
-    tls,
-    jwksFile,
-    flags: flagsClient,
-    flagsSchema,
-    async stop(graceMs) {
-      clearInterval(readinessTimer);
-      // Events committed by calls still draining wait in the outbox for the next start (or another replica).
-      await relays?.stop();
-      await server.shutdown(graceMs);
-      for (const hook of shutdownHooks.reverse()) await hook().catch((err: unknown) => log.warn({ err }, 'shutdown hook failed'));
-      await flags?.stop().catch((err: unknown) => log.warn({ err }, 'stopping flags failed'));
-      verifier.close();
-      await db.close();
-      // Liveness answers SERVING to the end of the drain; the probe port goes last.
-      probe.close();
-      await telemetry?.shutdown();
-      telemetry = undefined;
-    },
-  };
+/** Runs each module's `start` in order; their handles join readiness and the cleanup stack. */
+async function startModules(opts: RuntimeOptions, stack: CleanupStack, ctx: Omit<StartContext, 'settings'>, readiness: Readiness): Promise<void> {
+  for (const m of opts.modules) {
+    if (!m.start) continue;
+    const settings = m.config ? configSlice(opts.config, m.config.key) : undefined;
+    const handle = await m.start({ ...ctx, settings, log: opts.log });
+    if (handle?.ready) readiness.parts.push(handle.ready.bind(handle));
+    if (handle?.stop) stack.push(m.name, handle.stop.bind(handle));
+  }
+}
+
+/** `gantry-<targets>`: the modules serving gRPC, else those doing work (the operator); not groups or the relay. */
+function defaultServiceName(modules: readonly GantryModule[]): string {
+  const serving = modules.filter((m) => m.create);
+  const named = serving.length > 0 ? serving : modules.filter((m) => m.start && m.name !== 'events');
+  return `gantry-${named.map((m) => m.name).join('+') || 'none'}`;
+}
+
+/** Fields of the gRPC half, asserted present: a process without gRPC modules (the operator alone) has none. */
+function grpcOf(grpc: GrpcRuntime | undefined): GrpcRuntime {
+  if (!grpc) throw new Error('invariant: this process serves no gRPC (none of its modules has services)');
+  return grpc;
+}
+
+/**
+ * Starts one Gantry process: its modules in dependency order, the gRPC ones on one mTLS port, and
+ * health on a plaintext port. The health port is bound first and answers `liveness` SERVING at
+ * once; telemetry, the database (waited for when late), migrations, services, the mTLS port and
+ * the modules' background work follow, then `startup` turns SERVING and `readiness` follows the
+ * periodic checks (docs/helm.md, Probes). Everything started is stopped last-first by one
+ * cleanup stack, on a failed start-up as on stop.
+ */
+export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
+  const { config, log } = opts;
+  const health = new HealthState();
+  const stack = new CleanupStack(log);
+  const probe = await startHealthServer(config.listen.host, config.listen.healthPort, health);
+  stack.push('health port', () => probe.close());
+  log.info({ health_port: probe.port }, 'health port listening (liveness SERVING); starting up');
+  let fail!: (err: Error) => void;
+  const failed = new Promise<never>((_, reject) => (fail = reject));
+  failed.catch(() => undefined);
+  try {
+    const telemetry = await startTelemetry({ serviceName: opts.serviceName ?? defaultServiceName(opts.modules), otlpEndpoint: config.telemetry.otlpEndpoint, spanProcessors: opts.spanProcessors });
+    stack.push('telemetry', () => telemetry.shutdown());
+    const readiness = new Readiness(health, log);
+    const grpc = opts.modules.some((m) => m.create) ? await startGrpc(opts, stack, health, readiness) : undefined;
+    const serving = grpc && { db: grpc.db, port: grpc.port, targets: opts.modules.filter((m) => m.create).map((m) => m.name), tls: grpc.tls, devKey: grpc.devKey, emitters: grpc.emitters };
+    await startModules(opts, stack, { config, log, health, serving, recheckReadiness: () => void readiness.check(), fail }, readiness);
+    health.markStarted();
+    await readiness.check();
+    const timer = setInterval(() => void readiness.check(), opts.readinessIntervalMs ?? 5000);
+    timer.unref();
+    stack.push('readiness checks', () => clearInterval(timer));
+    return {
+      healthPort: probe.port,
+      health,
+      failed,
+      get port() { return grpcOf(grpc).port; },
+      get server() { return grpcOf(grpc).server; },
+      get db() { return grpcOf(grpc).db; },
+      get tls() { return grpcOf(grpc).tls; },
+      get jwksFile() { return grpcOf(grpc).jwksFile; },
+      get flags() { return grpcOf(grpc).flags; },
+      get flagsSchema() { return grpcOf(grpc).flagsSchema; },
+      async stop(graceMs) {
+        // Readiness NOT_SERVING for good; liveness answers to the end, the probe port going last.
+        health.drain();
+        await stack.unwind(graceMs);
+      },
+    };
+  } catch (err) {
+    await stack.unwind(0);
+    throw err;
+  }
 }

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { ConfigError, configSchema, ENV_KEYS, loadConfig } from '../src/config.js';
+import { ConfigError, configSchema, configSchemaFor, envNamesOf, loadConfig, peerAddressOf } from '../src/config.js';
 
 interface JsonSchemaNode {
   properties?: Record<string, JsonSchemaNode>;
@@ -47,7 +47,7 @@ describe('loadConfig', () => {
 
   test('an environment variable sets its config key, coerced to the key’s type', () => {
     const config = loadConfig({
-      env: { GANTRY_PORT: '9443', GANTRY_HEALTH_PORT: '9080', GANTRY_RATE_LIMIT_STORE: 'postgres', GANTRY_DATABASE_URL: 'postgres://u:p@db:5432/gantry', GANTRY_LOG_LEVEL: 'debug', GANTRY_SHUTDOWN_GRACE_MS: '2500' },
+      env: { GANTRY_LISTEN_PORT: '9443', GANTRY_LISTEN_HEALTH_PORT: '9080', GANTRY_RATE_LIMIT_STORE: 'postgres', GANTRY_DATABASE_URL: 'postgres://u:p@db:5432/gantry', GANTRY_TELEMETRY_LOG_LEVEL: 'debug', GANTRY_LIMITS_SHUTDOWN_GRACE_MS: '2500' },
     });
     assert.equal(config.listen.port, 9443);
     assert.equal(config.listen.healthPort, 9080);
@@ -57,19 +57,55 @@ describe('loadConfig', () => {
     assert.equal(config.limits.shutdownGraceMs, 2500);
   });
 
-  test('every documented environment variable names a real config key', () => {
+  test('every config key has an environment variable named after its path, and each names a real key', () => {
+    const names = envNamesOf(configSchema);
     const schema = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as JsonSchemaNode;
-    for (const [name, path] of Object.entries(ENV_KEYS)) {
+    for (const [name, path] of names) {
+      assert.equal(name, `GANTRY_${path.replace(/([a-z0-9])([A-Z])/g, '$1_$2').replace(/\./g, '_').toUpperCase()}`);
       let node: JsonSchemaNode | undefined = schema;
       for (const key of path.split('.')) node = node?.properties?.[key];
       assert.ok(node, `${name} maps to ${path}, which is not in the config schema`);
     }
+    assert.equal(names.get('GANTRY_LISTEN_HEALTH_PORT'), 'listen.healthPort');
+    assert.equal(names.get('GANTRY_TELEMETRY_LOG_LEVEL'), 'telemetry.logLevel');
+    assert.equal(names.get('GANTRY_RATE_LIMIT_METHODS'), 'rateLimit.methods');
+    assert.equal(names.get('GANTRY_EVENTS_LINGER_MS'), 'events.lingerMs');
+  });
+
+  test('a renamed environment variable is refused with the name that replaced it', () => {
+    assert.throws(() => loadConfig({ env: { GANTRY_PORT: '9443' } }), /GANTRY_PORT was renamed to GANTRY_LISTEN_PORT/);
+    assert.throws(() => loadConfig({ env: { GANTRY_LOG_LEVEL: 'debug' } }), /GANTRY_LOG_LEVEL was renamed to GANTRY_TELEMETRY_LOG_LEVEL/);
+  });
+
+  test('a record-valued key takes JSON from the environment', () => {
+    const config = loadConfig({ env: { GANTRY_RATE_LIMIT_METHODS: '{"/gantry.log.v1.LogService/Append":{"points":5,"windowSec":2}}' } });
+    assert.deepEqual(config.rateLimit.methods, { '/gantry.log.v1.LogService/Append': { points: 5, windowSec: 2 } });
+    assert.throws(() => loadConfig({ env: { GANTRY_RATE_LIMIT_METHODS: '{' } }), /GANTRY_RATE_LIMIT_METHODS: not valid JSON/);
+  });
+
+  test('a module slice is composed in with its defaults and environment variables, and gRPC targets get a peer address', () => {
+    const modules = [
+      { name: 'widgets', servesGrpc: true, config: { key: 'widgets', schema: z.strictObject({ sizeBytes: z.coerce.number().int().default(7) }).prefault({}) } },
+      { name: 'relay', servesGrpc: false },
+    ];
+    const config = loadConfig({ env: { GANTRY_WIDGETS_SIZE_BYTES: '9', GANTRY_PEERS_WIDGETS_ADDRESS: 'dns:///widgets:7443' }, modules });
+    assert.deepEqual((config as unknown as { widgets: unknown }).widgets, { sizeBytes: 9 });
+    assert.equal(peerAddressOf(config, 'widgets'), 'dns:///widgets:7443');
+    assert.equal(peerAddressOf(config, 'relay'), undefined);
+    assert.deepEqual((loadConfig({ env: {}, modules }) as unknown as { widgets: unknown }).widgets, { sizeBytes: 7 });
+    assert.throws(() => loadConfig({ env: { GANTRY_PEERS_RELAY_ADDRESS: 'x:1' }, modules }), /unknown environment variable GANTRY_PEERS_RELAY_ADDRESS/);
+    assert.throws(() => configSchemaFor([{ name: 'bad', servesGrpc: false, config: { key: 'listen', schema: z.strictObject({}) } }]), /config key "listen" of module bad is taken/);
+  });
+
+  test('GANTRY_TEST_* names belong to test tooling and are never read as config', () => {
+    const config = loadConfig({ env: { GANTRY_TEST_DATABASE_URL: 'postgres://x/y' } });
+    assert.equal(config.database.url, undefined);
   });
 
   test('a bad value is refused with an error naming the environment variable and the key', () => {
-    assert.throws(() => loadConfig({ env: { GANTRY_PORT: 'seventy' } }), (err: Error) => {
+    assert.throws(() => loadConfig({ env: { GANTRY_LISTEN_PORT: 'seventy' } }), (err: Error) => {
       assert.ok(err instanceof ConfigError);
-      assert.match(err.message, /GANTRY_PORT/);
+      assert.match(err.message, /GANTRY_LISTEN_PORT/);
       assert.match(err.message, /listen\.port/);
       return true;
     });
@@ -81,7 +117,7 @@ describe('loadConfig', () => {
     assert.throws(() => loadConfig({ env: { GANTRY_PROT: '9443' } }), (err: Error) => {
       assert.ok(err instanceof ConfigError);
       assert.match(err.message, /GANTRY_PROT/);
-      assert.match(err.message, /GANTRY_PORT/, 'the error lists the known variables');
+      assert.match(err.message, /GANTRY_LISTEN_PORT/, 'the error lists the known variables');
       return true;
     });
     // Variables read by tests and scripts are not server config, and not errors.
@@ -96,7 +132,7 @@ describe('loadConfig', () => {
   });
 
   test('more than one JWT key source is refused', () => {
-    assert.throws(() => loadConfig({ env: { GANTRY_JWT_JWKS_FILE: '/jwks.json', GANTRY_JWT_HMAC_SECRET_FILE: '/secret' } }), /only one of/);
+    assert.throws(() => loadConfig({ env: { GANTRY_AUTH_JWKS_FILE: '/jwks.json', GANTRY_AUTH_HMAC_SECRET_FILE: '/secret' } }), /only one of/);
   });
 
   test('a JSON config file is read, the environment overrides it, and explicit overrides win over both', () => {
@@ -106,11 +142,11 @@ describe('loadConfig', () => {
     assert.equal(fromFile.rateLimit.points, 7);
     assert.deepEqual(fromFile.rateLimit.methods, { '/a.B/C': { points: 2, windowSec: 5 } });
 
-    const withEnv = loadConfig({ env: { GANTRY_PORT: '9000' }, file });
+    const withEnv = loadConfig({ env: { GANTRY_LISTEN_PORT: '9000' }, file });
     assert.equal(withEnv.listen.port, 9000);
     assert.equal(withEnv.listen.host, '127.0.0.1', 'keys the environment does not set keep the file value');
 
-    const withOverrides = loadConfig({ env: { GANTRY_PORT: '9000' }, file, overrides: { listen: { port: 9100 } } });
+    const withOverrides = loadConfig({ env: { GANTRY_LISTEN_PORT: '9000' }, file, overrides: { listen: { port: 9100 } } });
     assert.equal(withOverrides.listen.port, 9100);
     assert.equal(withOverrides.listen.host, '127.0.0.1');
   });

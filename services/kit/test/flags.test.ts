@@ -41,7 +41,7 @@ interface Replica {
 /** A runtime with one (module-less) service target `flagtest`, on `databaseUrl` or a fresh PGlite. */
 async function startReplica(databaseUrl: string | undefined): Promise<Replica> {
   let depsFlags: OpenFeatureClient | undefined;
-  const platform = await startServicePlatform('PGlite', [{ target: 'flagtest', create: (deps) => ((depsFlags = deps.flags), []) }], {
+  const platform = await startServicePlatform('PGlite', [{ name: 'flagtest', create: (deps) => ((depsFlags = deps.flags), []) }], {
     dbLabel: 't_flags',
     overrides: { rateLimit: { points: 100_000, windowSec: 1 } },
     flagsLimits: TEST_LIMITS,

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { pino, type Logger } from 'pino';
-import { loadConfig, silentLogger, startRuntime, type ConfigInput, type Runtime, type RuntimeOptions, type ServiceFactory, devPkiPaths } from '../src/index.js';
+import { configSources, loadConfig, silentLogger, startRuntime, type ConfigInput, type GantryModule, type Runtime, type RuntimeOptions, devPkiPaths } from '../src/index.js';
 import { echoFactory } from './fixtures/echo.js';
 import { tokenFor, type TokenOptions } from './clients.js';
 import { freshPgliteDir, freshPostgresDatabase, type EngineName } from './databases.js';
@@ -28,7 +28,7 @@ export async function startEchoPlatform(overrides: ConfigInput = {}, extra: { sp
   const dataDir = mkdtempSync(join(tmpdir(), 'gantry-kit-'));
   const config = loadConfig({ env: {}, overrides: { dataDir, listen: { host: '127.0.0.1', port: 0, healthPort: 0 }, telemetry: { logLevel: 'silent' }, ...overrides } });
   if (!config.database.url) await freshPgliteDir(join(dataDir, 'db'));
-  const runtime = await startRuntime({ config, services: [echoFactory], log: silentLogger(), readinessIntervalMs: 500, ...extra });
+  const runtime = await startRuntime({ config, modules: [echoFactory], log: silentLogger(), readinessIntervalMs: 500, ...extra });
   const pki = devPkiPaths(join(dataDir, 'pki'));
   let clientCredentials: ChannelCredentials | undefined;
   return {
@@ -62,7 +62,7 @@ export interface ServicePlatform {
  */
 export async function startServicePlatform(
   engine: EngineName,
-  services: ServiceFactory[],
+  services: GantryModule[],
   opts: {
     overrides?: ConfigInput;
     dbLabel: string;
@@ -84,6 +84,7 @@ export async function startServicePlatform(
     if (!database) await freshPgliteDir(join(dataDir, 'db'));
     const config = loadConfig({
       env: {},
+      modules: configSources(services),
       overrides: {
         dataDir,
         listen: { host: '127.0.0.1', port: 0, healthPort: 0 },
@@ -92,7 +93,7 @@ export async function startServicePlatform(
         ...opts.overrides,
       },
     });
-    runtime = await startRuntime({ config, services, log: silentLogger(), readinessIntervalMs: 1000, spanProcessors: opts.spanProcessors, flagsLimits: opts.flagsLimits });
+    runtime = await startRuntime({ config, modules: services, log: silentLogger(), readinessIntervalMs: 1000, spanProcessors: opts.spanProcessors, flagsLimits: opts.flagsLimits });
   } catch (err) {
     await cleanup();
     throw err;

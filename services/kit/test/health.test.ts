@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, status } from '@grpc/grpc-js';
-import { HealthState, LIVENESS, loadConfig, READINESS, startHealthServer, STARTUP, type ServiceFactory } from '../src/index.js';
+import { HealthState, LIVENESS, loadConfig, READINESS, startHealthServer, STARTUP, type GantryModule } from '../src/index.js';
 import { echoModule } from './fixtures/echo.js';
 import { bearer, callEcho, checkHealth, echoClient, eventually, freshPgliteDir, startEchoPlatform, startRuntimeEarly, type TestPlatform } from './harness.js';
 
@@ -100,11 +100,11 @@ describe('health during start-up', () => {
     let openGate!: () => void;
     const gate = new Promise<void>((resolve) => (openGate = resolve));
     // A service whose creation waits for the test: start-up is held after the database and migrations.
-    const slow: ServiceFactory = { target: 'echo', create: async () => (await gate, [echoModule]) };
+    const slow: GantryModule = { name: 'echo', create: async () => (await gate, [echoModule]) };
     try {
       await freshPgliteDir(join(dataDir, 'db'));
       const config = loadConfig({ env: {}, overrides: { dataDir, listen: { host: '127.0.0.1', port: 0, healthPort: 0 }, telemetry: { logLevel: 'silent' } } });
-      const { healthPort, started } = await startRuntimeEarly({ config, services: [slow], readinessIntervalMs: 500 });
+      const { healthPort, started } = await startRuntimeEarly({ config, modules: [slow], readinessIntervalMs: 500 });
       assert.deepEqual(await probeAnswers(healthPort, ['', ...PROBES]), { '': 'NOT_SERVING', liveness: 'SERVING', startup: 'NOT_SERVING', readiness: 'NOT_SERVING' });
       // Service names appear once their modules exist.
       assert.equal((await probeAnswers(healthPort, [ECHO_SERVICE]))[ECHO_SERVICE], `error ${status.NOT_FOUND}`);

@@ -32,7 +32,7 @@ import { eventually } from './clients.js';
 import { engines, freshPgliteDir, freshPostgresDatabase, requireTestDatabaseUrl, testDatabase, type EngineName } from './databases.js';
 
 const SCHEMA = 'relay_test';
-const outbox = new Outbox(SCHEMA, 'gantry.relay-test', true);
+const outbox = new Outbox(SCHEMA, 'gantry.relay-test', true, { creditDrawn: 'settlement.credit.drawn' });
 
 /** The outbox of services/settlement/src/store/migrations/003_outbox.sql, in the test schema. */
 const OUTBOX_DDL = `

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials } from '@grpc/grpc-js';
-import { DatabaseStartupError, devPkiPaths, isTransientDatabaseError, LIVENESS, loadConfig, READINESS, silentLogger, startRuntime, STARTUP, type ConfigInput, type Runtime, type ServiceFactory } from '../src/index.js';
+import { DatabaseStartupError, devPkiPaths, isTransientDatabaseError, LIVENESS, loadConfig, READINESS, silentLogger, startRuntime, STARTUP, type ConfigInput, type Runtime, type GantryModule } from '../src/index.js';
 import { echoFactory } from './fixtures/echo.js';
 import { bearer, callEcho, checkHealth, echoClient, eventually, freshPgliteDir, freshPostgresDatabase, postgresSkip, requireTestDatabaseUrl, startRuntimeEarly, testDatabase, tokenFor, type LogLine } from './harness.js';
 import { CuttableProxy } from './proxy.js';
@@ -51,10 +51,10 @@ describe('which database errors start-up waits out', () => {
 describe('start-up stops at once on an error waiting cannot fix', () => {
   test('a migration whose SQL fails stops start-up without a retry, saying what to check, and the health port closes', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'gantry-kit-'));
-    const broken: ServiceFactory = { target: 'broken', schema: { name: 'broken', migrations: [{ version: 1, name: 'typo', sql: 'CREATE TABLE broken.t (id int,);' }] }, create: () => [] };
+    const broken: GantryModule = { name: 'broken', schema: { name: 'broken', migrations: [{ version: 1, name: 'typo', sql: 'CREATE TABLE broken.t (id int,);' }] }, create: () => [] };
     try {
       await freshPgliteDir(join(dataDir, 'db'));
-      const { healthPort, started, lines } = await startRuntimeEarly({ config: configFor(dataDir, { database: { startupTimeoutMs: 60_000 } }), services: [broken], databaseStartupBackoff: BACKOFF });
+      const { healthPort, started, lines } = await startRuntimeEarly({ config: configFor(dataDir, { database: { startupTimeoutMs: 60_000 } }), modules: [broken], databaseStartupBackoff: BACKOFF });
       const t0 = Date.now();
       await assert.rejects(started, (err: Error) => {
         assert.ok(err instanceof DatabaseStartupError, String(err));
@@ -106,7 +106,7 @@ describe('start-up and readiness with PostgreSQL late, then cut', { skip: postgr
       proxy.sever();
       dataDir = freshDataDir();
       const config = configFor(dataDir, { database: { url: throughProxy(database.url, proxy), poolSize: 2, startupTimeoutMs: 60_000 } });
-      const { healthPort, started, lines } = await startRuntimeEarly({ config, services: [echoFactory], readinessIntervalMs: 200, databaseStartupBackoff: BACKOFF });
+      const { healthPort, started, lines } = await startRuntimeEarly({ config, modules: [echoFactory], readinessIntervalMs: 200, databaseStartupBackoff: BACKOFF });
       let settled = false;
       started.then(() => (settled = true), () => (settled = true));
 
@@ -151,7 +151,7 @@ describe('start-up and readiness with PostgreSQL late, then cut', { skip: postgr
     proxy.sever();
     try {
       const config = configFor(freshDataDir(), { database: { url: throughProxy(database.url, proxy), poolSize: 2, startupTimeoutMs: 1500 } });
-      const { healthPort, started, lines } = await startRuntimeEarly({ config, services: [echoFactory], databaseStartupBackoff: BACKOFF });
+      const { healthPort, started, lines } = await startRuntimeEarly({ config, modules: [echoFactory], databaseStartupBackoff: BACKOFF });
       assert.equal((await probeAnswers(healthPort)).liveness, 'SERVING');
       const t0 = Date.now();
       await assert.rejects(started, (err: Error) => {
@@ -177,7 +177,7 @@ describe('start-up and readiness with PostgreSQL late, then cut', { skip: postgr
       change(url);
       const config = configFor(freshDataDir(), { database: { url: url.toString(), poolSize: 2, startupTimeoutMs: 60_000 } });
       const t0 = Date.now();
-      await assert.rejects(startRuntime({ config, services: [echoFactory], log: silentLogger(), databaseStartupBackoff: BACKOFF }), (err: Error) => {
+      await assert.rejects(startRuntime({ config, modules: [echoFactory], log: silentLogger(), databaseStartupBackoff: BACKOFF }), (err: Error) => {
         assert.ok(err instanceof DatabaseStartupError, String(err));
         assert.match(err.message, pattern);
         assert.match(err.message, /check database\.url \(GANTRY_DATABASE_URL\): its syntax, user and password, database name/);

@@ -27,7 +27,7 @@ const exit = () => {
 };
 
 if (kind === 'stack') {
-  const [{ loadConfig, silentLogger, startRuntime }, { logService }, { tokenFor }, { benchSpanProcessor }] = await Promise.all([
+  const [{ configSources, loadConfig, silentLogger, startRuntime }, { logService }, { tokenFor }, { benchSpanProcessor }] = await Promise.all([
     import('@gantry/kit'),
     import('../src/index.js'),
     import('../../kit/test/clients.js'),
@@ -35,6 +35,7 @@ if (kind === 'stack') {
   ]);
   const config = loadConfig({
     env: {},
+    modules: configSources([logService]),
     overrides: {
       dataDir,
       listen: { host: '127.0.0.1', port: 0, healthPort: 0 },
@@ -45,7 +46,7 @@ if (kind === 'stack') {
   });
   const runtime = await startRuntime({
     config,
-    services: [logService],
+    modules: [logService],
     log: silentLogger(),
     spanProcessors: [benchSpanProcessor()],
   });

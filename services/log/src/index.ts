@@ -1,7 +1,8 @@
 import { resolve } from 'node:path';
-import { defineService, type ServiceFactory } from '@gantry/kit';
+import { defineModule, defineService, scopesOf } from '@gantry/kit';
 import { logv1 } from '@gantry/proto';
 import { logHandlers } from './api/handlers.js';
+import { logConfig, type LogConfig } from './config.js';
 import { logScopes } from './api/scopes.js';
 import { CheckpointSigner, loadOrCreateSigningKey } from './signer.js';
 import { AppendNotifier } from './store/append-notifier.js';
@@ -9,23 +10,28 @@ import { GroupCommitter } from './store/group-commit.js';
 import { LOG_SCHEMA, LogStore, logMigrations } from './store/log-store.js';
 
 /** The log target: an immutable, hash-chained, partitioned log with Merkle proofs and signed checkpoints. */
-export const logService: ServiceFactory = {
-  target: 'log',
+export const logService = defineModule<LogConfig>({
+  name: 'log',
+  config: logConfig,
+  scopes: scopesOf([logScopes]),
   schema: { name: LOG_SCHEMA, migrations: logMigrations },
-  async create({ db, config, onShutdown }) {
+  async create({ db, config, settings, onShutdown }) {
     const store = new LogStore(db);
     const notifier = new AppendNotifier(db);
     await notifier.start();
     onShutdown(() => notifier.stop());
-    const keyFile = config.log.signingKeyFile ?? resolve(config.dataDir, 'log', 'checkpoint-key.pem');
-    const signer = new CheckpointSigner(config.log.origin, await loadOrCreateSigningKey(keyFile, !config.log.signingKeyFile));
+    const keyFile = settings.signingKeyFile ?? resolve(config.dataDir, 'log', 'checkpoint-key.pem');
+    const signer = new CheckpointSigner(settings.origin, await loadOrCreateSigningKey(keyFile, !settings.signingKeyFile));
     return [
       defineService({
         name: 'gantry.log.v1.LogService',
         definition: logv1.LogServiceService,
         scopes: logScopes,
-        handlers: logHandlers({ store, committer: new GroupCommitter(store), notifier, signer, maxPayloadBytes: config.log.maxPayloadBytes }),
+        handlers: logHandlers({ store, committer: new GroupCommitter(store), notifier, signer, maxPayloadBytes: settings.maxPayloadBytes }),
       }),
     ];
   },
-};
+});
+
+export { logConfig, logConfigSchema, type LogConfig } from './config.js';
+export { logSink, auditPartition } from './sink.js';

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { defineService, type ServiceFactory } from '@gantry/kit';
+import { defineModule, defineService, scopesOf, type GantryModule } from '@gantry/kit';
 import { settlementv1 } from '@gantry/proto';
 import { settlementHandlers } from './api/handlers.js';
 import { settlementScopes } from './api/scopes.js';
+import { SETTLEMENT_EVENT_SOURCE, SETTLEMENT_EVENT_TYPES } from './events.js';
 import { SETTLEMENT_SCHEMA, SettlementStore, settlementMigrations } from './store/settlement-store.js';
 
 export interface SettlementOptions {
@@ -10,15 +11,15 @@ export interface SettlementOptions {
   now?: () => number;
 }
 
-/** The `source` of settlement's domain events. */
-export const SETTLEMENT_EVENT_SOURCE = 'gantry.settlement';
-
 /** The settlement target with an injected clock (tests); `settlementService` uses the real one. */
-export function createSettlementService(opts: SettlementOptions = {}): ServiceFactory {
-  return {
-    target: 'settlement',
+export function createSettlementService(opts: SettlementOptions = {}): GantryModule {
+  return defineModule({
+    name: 'settlement',
+    // Its events go out through the relay, which starts once the process serves.
+    dependencies: ['events'],
+    scopes: scopesOf([settlementScopes]),
     schema: { name: SETTLEMENT_SCHEMA, migrations: settlementMigrations },
-    events: { source: SETTLEMENT_EVENT_SOURCE },
+    events: { source: SETTLEMENT_EVENT_SOURCE, types: SETTLEMENT_EVENT_TYPES },
     create: ({ db, outbox, flags }) => [
       defineService({
         name: 'gantry.settlement.v1.SettlementService',
@@ -28,10 +29,11 @@ export function createSettlementService(opts: SettlementOptions = {}): ServiceFa
         unimplementedReason: 'ExecuteSettlement and RequestReimbursement are kept only for wire compatibility: settle a session with CreditSettle, which returns its funds to L1',
       }),
     ],
-  };
+  });
 }
 
 /** The settlement target: credit lines between wallets' L1 balances and game sessions on a double-entry ledger. */
-export const settlementService: ServiceFactory = createSettlementService();
+export const settlementService: GantryModule = createSettlementService();
 
 export { SETTLEMENT_SCHEMA, SettlementStore } from './store/settlement-store.js';
+export { SETTLEMENT_EVENT_SOURCE, SETTLEMENT_EVENT_TYPES } from './events.js';

@@ -269,7 +269,7 @@ for (const engine of engines()) {
       // The digest stands for the signed body; the store compares it, it does not recompute it.
       const attempt = (wallet: TestWallet, session: string, amountMinor: bigint, nonce = newNonce()) => {
         const [transferId, now] = [crypto.randomUUID(), new Date(p.clock.nowMs)];
-        const event = domainEvent('gantry.settlement', session, now, { $case: 'creditDrawn', value: { sessionId: session, walletAddress: wallet.address, transferId, amountMinor, reason: '' } }, `evt_fast_${nonce}`);
+        const event = domainEvent('gantry.settlement', 'settlement.credit.drawn', session, now, { $case: 'creditDrawn', value: { sessionId: session, walletAddress: wallet.address, transferId, amountMinor, reason: '' } }, `evt_fast_${nonce}`);
         return p.store.tryDraw({ request: { owner: wallet.address, key: nonce, operation: 'CreditDraw', digest: Buffer.alloc(32, Number(amountMinor % 256n)) }, sessionId: session, amountMinor, reason: '', transferId, now, event });
       };
       const before = await ledgerSnapshot(p);

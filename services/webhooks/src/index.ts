@@ -2,10 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { defineService, ProviderEvents, type GantryConfig, type ServiceFactory } from '@gantry/kit';
+import { defineModule, defineService, ProviderEvents, scopesOf, type GantryModule } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
 import { webhooksHandlers } from './api/handlers.js';
-import { webhooksScopes } from './api/scopes.js';
+import { WEBHOOKS_ADMIN_SCOPE, webhooksScopes } from './api/scopes.js';
+import { webhooksConfig, type WebhooksConfig } from './config.js';
 import { WebhooksStreams } from './api/streams.js';
 import { AddressGuard } from './domain/address-guard.js';
 import { DELIVERY_PAUSED_FLAG } from './domain/flags.js';
@@ -45,12 +46,11 @@ export const WEBHOOKS_DEFAULTS = {
 } as const;
 
 /** The key ring that seals endpoint secrets: from config, or a dev key generated under dataDir/webhooks. */
-async function loadSecretBox(config: GantryConfig): Promise<{ box: SecretBox; generated?: string }> {
-  const w = config.webhooks;
+async function loadSecretBox(w: WebhooksConfig, dataDir: string): Promise<{ box: SecretBox; generated?: string }> {
   if (w.secretKeyFile && w.secretKeys) throw new Error('set only one of webhooks.secretKeyFile (GANTRY_WEBHOOKS_SECRET_KEY_FILE) and webhooks.secretKeys (GANTRY_WEBHOOKS_SECRET_KEYS)');
   if (w.secretKeys) return { box: new SecretBox(parseKeyring(w.secretKeys, 'webhooks.secretKeys')) };
   if (w.secretKeyFile) return { box: new SecretBox(parseKeyring(readFileSync(w.secretKeyFile, 'utf8'), w.secretKeyFile)) };
-  const dir = resolve(config.dataDir, 'webhooks');
+  const dir = resolve(dataDir, 'webhooks');
   const file = join(dir, 'secret-keys');
   let generated: string | undefined;
   if (!existsSync(file)) {
@@ -63,17 +63,18 @@ async function loadSecretBox(config: GantryConfig): Promise<{ box: SecretBox; ge
 }
 
 /** The webhooks target with injected clock, randomness and resolver (tests); `webhooksService` uses the real ones. */
-export function createWebhooksService(opts: WebhooksOptions = {}): ServiceFactory {
+export function createWebhooksService(opts: WebhooksOptions = {}): GantryModule {
   const now = opts.now ?? Date.now;
   const random = opts.random ?? Math.random;
   const resolver = opts.resolver ?? systemResolver;
   const d = WEBHOOKS_DEFAULTS;
-  return {
-    target: 'webhooks',
+  return defineModule<WebhooksConfig>({
+    name: 'webhooks',
+    config: webhooksConfig,
+    scopes: scopesOf([webhooksScopes], [WEBHOOKS_ADMIN_SCOPE]),
     schema: { name: WEBHOOKS_SCHEMA, migrations: webhooksMigrations },
-    async create({ db, config, log, onShutdown, flags }) {
-      const c = config.webhooks;
-      const { box, generated } = await loadSecretBox(config);
+    async create({ db, config, settings: c, log, onShutdown, flags }) {
+      const { box, generated } = await loadSecretBox(c, config.dataDir);
       if (generated) log.info({ file: generated }, 'created a dev key for webhook secrets at rest; set webhooks.secretKeyFile in production');
       const guard = new AddressGuard(c.allowedCidrs);
       const store = new WebhooksStore(db);
@@ -128,12 +129,14 @@ export function createWebhooksService(opts: WebhooksOptions = {}): ServiceFactor
         }),
       ];
     },
-  };
+  });
 }
 
 /** The webhooks target: a registry of endpoints and a durable, signed outbound delivery queue. */
-export const webhooksService: ServiceFactory = createWebhooksService();
+export const webhooksService: GantryModule = createWebhooksService();
 
 export { WebhooksStore } from './store/webhooks-store.js';
 export type { Dispatcher } from './delivery/dispatcher.js';
 export { RESUME_VERSION_TRAILER, type WebhooksStreams } from './api/streams.js';
+export { webhooksConfig, webhooksConfigSchema, type WebhooksConfig, type WebhooksConfigInput } from './config.js';
+export { webhooksSink } from './sink.js';

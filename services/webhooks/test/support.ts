@@ -9,7 +9,7 @@ import { webhooksv1 } from '@gantry/proto';
 import { tokenFor } from '../../kit/test/clients.js';
 import type { EngineName } from '../../kit/test/databases.js';
 import { startServicePlatform } from '../../kit/test/harness.js';
-import { createWebhooksService, type WebhooksOptions, type WebhooksStreams } from '../src/index.js';
+import { createWebhooksService, type WebhooksConfigInput, type WebhooksOptions, type WebhooksStreams } from '../src/index.js';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 
 export type WebhooksClient = InstanceType<typeof webhooksv1.WebhooksServiceClient>;
@@ -35,11 +35,11 @@ export const TEST_WEBHOOKS_CONFIG = {
   attemptTimeoutMs: 2000,
   leaseMarginMs: 1000,
   drainTimeoutMs: 2000,
-} satisfies ConfigInput['webhooks'];
+} satisfies WebhooksConfigInput;
 
 export async function startWebhooksPlatform(
   engine: EngineName,
-  opts: { options?: WebhooksOptions; webhooks?: ConfigInput['webhooks']; sharedDatabaseUrl?: string; clock?: { nowMs: number }; spanProcessors?: SpanProcessor[] } = {},
+  opts: { options?: WebhooksOptions; webhooks?: WebhooksConfigInput; sharedDatabaseUrl?: string; clock?: { nowMs: number }; spanProcessors?: SpanProcessor[] } = {},
 ): Promise<WebhooksPlatform> {
   const clock = opts.clock ?? { nowMs: Date.now() };
   let streams: WebhooksStreams | undefined;

@@ -1,8 +1,9 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { credentials } from '@grpc/grpc-js';
-import { checkHealth, clientCredentials, clientOptions, loadConfig } from '@gantry/kit';
+import { checkHealth, clientCredentials, clientOptions } from '@gantry/kit';
 import type { ConnectionOptions } from '../connection.js';
+import { loadProgramConfig } from '../config.js';
 
 export interface HealthOptions extends ConnectionOptions {
   service: string;
@@ -23,7 +24,7 @@ export async function health(opts: HealthOptions): Promise<void> {
   if (opts.plaintext) {
     result = await checkHealth(opts.address, credentials.createInsecure(), {}, opts.service, timeoutMs, opts.wait);
   } else {
-    const config = loadConfig({ overrides: opts.dataDir ? { dataDir: opts.dataDir } : {} });
+    const config = loadProgramConfig({ overrides: opts.dataDir ? { dataDir: opts.dataDir } : {} });
     const pki = (f: string) => resolve(config.dataDir, 'pki', f);
     const tls = { caFile: opts.ca ?? pki('ca.crt'), certFile: opts.cert ?? pki('client.crt'), keyFile: opts.key ?? pki('client.key'), serverName: opts.serverName };
     for (const [flag, file] of [['--ca', tls.caFile], ['--cert', tls.certFile], ['--key', tls.keyFile]] as const) {

@@ -1,7 +1,8 @@
 import { relative, resolve } from 'node:path';
 import { descriptorSetPath, healthDescriptorSetPath } from '@gantry/proto';
-import { createLogger, loadConfig, startRuntime } from '@gantry/kit';
-import { servicesFor } from '../registry.js';
+import { createLogger, startRuntime, type GantryConfig, type Runtime } from '@gantry/kit';
+import { loadProgramConfig } from '../config.js';
+import { modulesFor } from '../registry.js';
 import { exitOnSignals } from '../shutdown.js';
 
 export interface ServeOptions {
@@ -9,23 +10,37 @@ export interface ServeOptions {
   config?: string;
 }
 
-/** `gantry serve`: runs the chosen targets until SIGTERM/SIGINT, then drains and exits 0. */
+/** `gantry serve`: runs the chosen target's modules until SIGTERM/SIGINT, then drains and exits 0. */
 export async function serve(opts: ServeOptions): Promise<void> {
-  // Loaded only for this target: the Kubernetes client is a large import every other command would pay for.
-  if (opts.target === 'operator') return (await import('./operator.js')).serveOperator(opts);
-  const services = servicesFor(opts.target);
-  const config = loadConfig({ file: opts.config });
+  const modules = modulesFor(opts.target);
+  const config = loadProgramConfig({ file: opts.config });
   const log = createLogger({ level: config.telemetry.logLevel, name: `gantry-${opts.target}` });
-  const runtime = await startRuntime({ config, services, log, descriptorSetPaths: [descriptorSetPath, healthDescriptorSetPath] });
+  const runtime = await startRuntime({ config, modules, log, descriptorSetPaths: [descriptorSetPath, healthDescriptorSetPath] });
+  const serving = modules.filter((m) => m.create).map((m) => m.name);
+  if (serving.length > 0) {
+    log.info({ targets: serving, port: runtime.port, health_port: runtime.healthPort, engine: runtime.db.engine }, 'gantry is serving');
+    printWelcome(config, runtime, serving);
+  }
+  else log.info({ target: opts.target, health_port: runtime.healthPort }, `gantry ${opts.target} is running`);
 
+  // A module that can no longer do its job (the operator lost its lease): a fresh process is the sure way back.
+  runtime.failed.catch((err: unknown) => {
+    log.error({ err }, 'a module failed; exiting so the process restarts');
+    runtime.health.drain();
+    process.exit(1);
+  });
+  exitOnSignals(log, 'shutting down: health NOT_SERVING, draining calls, stopping modules', { grace_ms: config.limits.shutdownGraceMs }, () => runtime.stop());
+}
+
+/** Where the platform listens and how to call it, for a person at a terminal. */
+function printWelcome(config: GantryConfig, runtime: Runtime, targets: readonly string[]): void {
   const host = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? 'localhost' : config.listen.host;
   const rel = (p: string) => relative(process.cwd(), resolve(p)) || p;
-  log.info({ targets: services.map((s) => s.target), port: runtime.port, health_port: runtime.healthPort, engine: runtime.db.engine }, 'gantry is serving');
   const devAuth = !config.auth.jwksFile && !config.auth.jwksUrl && !config.auth.hmacSecretFile;
   process.stderr.write(
     [
       '',
-      `Gantry is serving ${services.map((s) => s.target).join(', ')} (database: ${runtime.db.engine}).`,
+      `Gantry is serving ${targets.join(', ')} (database: ${runtime.db.engine}).`,
       `  gRPC over mTLS   ${host}:${runtime.port}`,
       `  health probe     ${host}:${runtime.healthPort} (plaintext, grpc.health.v1 only)`,
       '',
@@ -36,6 +51,4 @@ export async function serve(opts: ServeOptions): Promise<void> {
       '',
     ].join('\n'),
   );
-
-  exitOnSignals(log, 'shutting down: health NOT_SERVING, draining calls', { grace_ms: config.limits.shutdownGraceMs }, () => runtime.stop());
 }

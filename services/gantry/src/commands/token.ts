@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
-import { ensureDevSigningKey, loadConfig, mintToken } from '@gantry/kit';
+import { ensureDevSigningKey, mintToken } from '@gantry/kit';
 import { allScopes } from '../registry.js';
+import { loadProgramConfig } from '../config.js';
 
 export interface TokenOptions {
   subject: string;
@@ -12,7 +13,7 @@ export interface TokenOptions {
 
 /** `gantry token`: mints a dev JWT signed by the dev key the local server trusts. */
 export async function token(opts: TokenOptions): Promise<void> {
-  const config = loadConfig({ file: opts.config });
+  const config = loadProgramConfig({ file: opts.config });
   if (config.auth.jwksFile || config.auth.jwksUrl || config.auth.hmacSecretFile) {
     throw new Error('gantry token signs with the dev key only; this config trusts another issuer. Get a token from that issuer instead.');
   }

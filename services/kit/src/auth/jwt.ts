@@ -39,7 +39,7 @@ export class TokenVerifier {
     if (auth.jwksUrl) source = new JwksUrlSource(auth.jwksUrl);
     else if (auth.hmacSecretFile) source = new HmacSecretSource(readFileSync(auth.hmacSecretFile));
     else if (auth.jwksFile ?? devJwksFile) source = new JwksFileSource((auth.jwksFile ?? devJwksFile)!);
-    else throw new Error('no JWT key source: set GANTRY_JWT_JWKS_FILE, GANTRY_JWT_JWKS_URL or GANTRY_JWT_HMAC_SECRET_FILE');
+    else throw new Error('no JWT key source: set GANTRY_AUTH_JWKS_FILE, GANTRY_AUTH_JWKS_URL or GANTRY_AUTH_HMAC_SECRET_FILE');
     return new TokenVerifier(source, auth);
   }
 

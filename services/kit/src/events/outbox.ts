@@ -17,16 +17,11 @@ import type { Database, Sql } from '../storage/database.js';
 /** The payload cases of gantry.events.v1.Event. */
 export type EventData = NonNullable<eventsv1.Event['data']>;
 
-/** Each payload case's event type: the catalogue's names (docs/events.md). */
-export const EVENT_TYPES: Record<EventData['$case'], string> = {
-  creditLineApproved: 'settlement.credit_line.approved',
-  creditDrawn: 'settlement.credit.drawn',
-  creditLineSettled: 'settlement.credit_line.settled',
-  approvalCreated: 'approvals.approval.created',
-  approvalVoteCast: 'approvals.vote.cast',
-  approvalFinalized: 'approvals.approval.finalized',
-  approvalExpired: 'approvals.approval.expired',
-};
+/**
+ * The event types a module may write, by payload case: its part of the catalogue (docs/events.md),
+ * declared by the module that owns those events.
+ */
+export type EventCatalogue = Partial<Record<EventData['$case'], string>>;
 
 /** One event ready for the outbox. */
 export interface OutboxEvent {
@@ -36,9 +31,8 @@ export interface OutboxEvent {
   payload: Buffer;
 }
 
-/** Builds and encodes a domain event with a new id. */
-export function domainEvent(source: string, subject: string, occurredAt: Date, data: EventData, id = newEventId()): OutboxEvent {
-  const type = EVENT_TYPES[data.$case];
+/** Builds and encodes a domain event of `type` with a new id. */
+export function domainEvent(source: string, type: string, subject: string, occurredAt: Date, data: EventData, id = newEventId()): OutboxEvent {
   const payload = Buffer.from(eventsv1.Event.encode({ id, type, source, occurredAt, subject, data }).finish());
   return { id, type, payload };
 }
@@ -64,6 +58,8 @@ export class Outbox {
     readonly schema: string,
     readonly source: string,
     readonly enabled: boolean,
+    /** The event types this outbox's module owns; writing any other is a programming error. */
+    private readonly types: EventCatalogue = {},
   ) {
     if (!/^[a-z_][a-z0-9_]*$/.test(schema)) throw new Error(`invalid schema name: ${schema}`);
     this.insertSql = `INSERT INTO ${schema}.outbox (event_id, event_type, payload, trace_context, created_at)
@@ -72,7 +68,9 @@ export class Outbox {
 
   /** Builds an event of this service (see {@link domainEvent}). */
   event(subject: string, occurredAt: Date, data: EventData): OutboxEvent {
-    return domainEvent(this.source, subject, occurredAt, data);
+    const type = this.types[data.$case];
+    if (type === undefined) throw new Error(`invariant: ${this.source} does not declare events of case ${data.$case} in its catalogue`);
+    return domainEvent(this.source, type, subject, occurredAt, data);
   }
 
   /**

@@ -1,0 +1,48 @@
+import { z } from 'zod';
+import { splitList, type ConfigSlice } from '@gantry/kit';
+
+/** The webhooks target's settings (docs/webhooks.md): config key `webhooks`, environment variables GANTRY_WEBHOOKS_*. */
+export const webhooksConfigSchema = z.strictObject({
+  /**
+   * Keys that encrypt endpoint secrets at rest (AES-256-GCM): lines or comma-separated entries
+   * `<keyId>=<base64 of 32 bytes>`; the first encrypts, every one decrypts (rotation). A file,
+   * or the value itself; when both are unset a dev key is generated under dataDir/webhooks.
+   */
+  secretKeyFile: z.string().optional(),
+  secretKeys: z.string().optional(),
+  /** CIDRs deliveries may reach even though they are loopback, private, link-local or metadata addresses. */
+  allowedCidrs: z.preprocess(splitList, z.array(z.string().min(1).max(64)).max(100)).default([]),
+  /** Delay before each attempt (the first is normally 0): Svix's schedule by default. */
+  retryScheduleMs: z.preprocess(splitList, z.array(z.coerce.number().int().min(0).max(7 * 24 * 3600 * 1000)).min(1).max(50))
+    .default([0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]),
+  /** Each delay is spread uniformly over ±this fraction of itself, so retries of many deliveries do not arrive together. */
+  retryJitterRatio: z.coerce.number().min(0).max(1).default(0.2),
+  /** Attempts per delivery before it is dead-lettered; past the schedule's end the last delay repeats. */
+  maxAttempts: z.coerce.number().int().min(1).max(50).default(8),
+  /** One HTTP attempt, connect to last response byte read. */
+  attemptTimeoutMs: z.coerce.number().int().min(100).max(120_000).default(15_000),
+  /** Longest Retry-After (429/503) honoured; a longer one is cut to this. */
+  maxRetryAfterMs: z.coerce.number().int().min(0).max(7 * 24 * 3600 * 1000).default(36_000_000),
+  /** An endpoint is disabled after this many failed attempts in a row spanning at least `disableAfterMs` (0 = never). */
+  disableAfterFailures: z.coerce.number().int().min(0).max(1_000_000).default(50),
+  disableAfterMs: z.coerce.number().int().min(0).max(90 * 24 * 3600 * 1000).default(5 * 24 * 3600 * 1000),
+  /** How often an idle dispatcher looks for due deliveries (a publish in any replica wakes it sooner). */
+  pollIntervalMs: z.coerce.number().int().min(10).max(60_000).default(1000),
+  /** Deliveries one claim takes at most. */
+  claimBatch: z.coerce.number().int().min(1).max(1000).default(100),
+  /** Attempts one process runs at once, over every endpoint. */
+  maxInFlight: z.coerce.number().int().min(1).max(10_000).default(256),
+  /** A claimed attempt not finished this long after its timeout is presumed lost (crashed replica) and retried elsewhere. */
+  leaseMarginMs: z.coerce.number().int().min(100).max(600_000).default(10_000),
+  /** Per-endpoint defaults when its spec says 0. */
+  defaultMaxConcurrency: z.coerce.number().int().min(1).max(1000).default(10),
+  defaultRateLimitPerSecond: z.coerce.number().int().min(1).max(100_000).default(100),
+  /** On shutdown, how long in-flight attempts get to finish before they are aborted (and retried by another replica). */
+  drainTimeoutMs: z.coerce.number().int().min(0).max(300_000).default(10_000),
+}).prefault({});
+
+export type WebhooksConfig = z.infer<typeof webhooksConfigSchema>;
+export type WebhooksConfigInput = z.input<typeof webhooksConfigSchema>;
+
+/** The webhooks module's slice of the program's config. */
+export const webhooksConfig = { key: 'webhooks', schema: webhooksConfigSchema } satisfies ConfigSlice;
