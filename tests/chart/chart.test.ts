@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { LIVENESS, READINESS, STARTUP, TokenVerifier, ensureDevSigningKey, mintToken } from '@gantry/kit';
 // `yaml` is in node_modules (hoisted from the workspace's dependencies); helm template has no JSON output.
 import { parseAllDocuments } from 'yaml';
+import { runGantry } from '../support/gantry-process.js';
 
 const exec = promisify(execFile);
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -249,19 +250,32 @@ describe('charts/gantry', () => {
     assert.equal(named(docs, 'Deployment', operator).spec.template.spec.volumes.find((v: Obj) => v.name === 'tls').secret.secretName, `${operator}-tls`);
   });
 
-  test("the dev key init script lays out a key the process trusts: a token minted with it verifies", async (t) => {
+  test('the dev-key init container runs `gantry dev-key import` on the chart key: a token minted with the key it lays out verifies', async (t) => {
     if (needsHelm(t)) return;
     const docs = await render();
     const pod = named(docs, 'Deployment', `${release}-settlement`).spec.template.spec;
     const init = (pod.initContainers as Obj[]).find((c) => c.name === 'dev-key')!;
-    assert.deepEqual(init.command.slice(0, 2), ['node', '-e']);
+    assert.equal(init.command, undefined, "the image's entrypoint, gantry, runs it as it runs serve");
+    assert.deepEqual(init.image, pod.containers[0].image);
+    const secretMount = (init.volumeMounts as Obj[]).find((m) => m.name === 'dev-key')!;
+    assert.equal(pod.volumes.find((v: Obj) => v.name === 'dev-key').secret.secretName, `${release}-dev-jwt`);
     const dir = mkdtempSync(join(tmpdir(), 'gantry-chart-'));
     try {
-      const keyFile = join(dir, 'signing-key.pem');
+      // The pod's paths moved under a scratch dir: the data volume and the dev-key Secret's mount.
+      const local = (path: string) => join(dir, path);
+      const env = new Map<string, string>((init.env as Obj[]).map((e) => [e.name, local(e.value)]));
+      const keyFile = env.get('DEV_KEY_FILE')!;
+      assert.ok(keyFile.startsWith(local(secretMount.mountPath) + '/'), 'DEV_KEY_FILE is in the Secret mount');
+      mkdirSync(dirname(keyFile), { recursive: true });
       writeFileSync(keyFile, Buffer.from(named(docs, 'Secret', `${release}-dev-jwt`).data['signing-key.pem'], 'base64'));
-      await exec(process.execPath, ['-e', init.command[2]], { env: { ...process.env, DATA_DIR: join(dir, 'data'), DEV_KEY_FILE: keyFile } });
-      const key = await ensureDevSigningKey(join(dir, 'data', 'jwt'));
-      assert.equal(readFileSync(keyFile, 'utf8').includes('EC PRIVATE KEY'), true);
+      // kubelet's $(NAME) expansion of args from the container's env.
+      const args = (init.args as string[]).map((a) => a.replace(/\$\((\w+)\)/g, (_, name: string) => env.get(name) ?? assert.fail(`${name} is not in the init container's env`)));
+      const run = await runGantry(args);
+      assert.equal(run.code, 0, run.stderr);
+      const dataDir = env.get('DATA_DIR')!;
+      assert.equal(local(envOf(named(docs, 'Deployment', `${release}-settlement`)).get('GANTRY_DATA_DIR')!.value), dataDir, 'where the main container looks');
+      const key = await ensureDevSigningKey(join(dataDir, 'jwt'));
+      assert.ok(key.privateKey.equals(createPrivateKey(readFileSync(keyFile))), "the chart's key, not a new one");
       const token = mintToken({ subject: 'service:settlement', scopes: ['log.append'], issuer: 'gantry', audience: 'gantry', ttlSec: 60, key: key.privateKey, kid: key.kid });
       const verifier = TokenVerifier.fromConfig({ issuer: 'gantry', audience: 'gantry', clockToleranceSec: 30, maxTokenAgeSec: 86400 } as never, key.jwksFile);
       assert.equal((await verifier.verify(token)).subject, 'service:settlement');

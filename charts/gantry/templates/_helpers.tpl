@@ -137,24 +137,13 @@ affinity:
 {{- end }}
 {{- if .devKeyInit }}
 initContainers:
-  # Writes the chart's dev signing key and its JWKS where the process looks for its dev key
-  # (GANTRY_DATA_DIR/jwt), the way `ensureDevSigningKey` lays them out; templates cannot derive a
-  # public JWK, so this runs node from the gantry image.
+  # Lays out the chart's dev signing key and its JWKS where the process looks for its dev key
+  # (GANTRY_DATA_DIR/jwt): templates cannot derive a public JWK, so `gantry dev-key import` does.
+  # kubelet expands $(DEV_KEY_FILE) and $(DATA_DIR) in args from the env below.
   - name: dev-key
     image: {{ include "gantry.image" $root }}
     imagePullPolicy: {{ $v.image.pullPolicy }}
-    command:
-      - node
-      - -e
-      - |
-        const fs = require('node:fs'), crypto = require('node:crypto'), path = require('node:path');
-        const dir = path.join(process.env.DATA_DIR, 'jwt');
-        fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-        const key = crypto.createPrivateKey(fs.readFileSync(process.env.DEV_KEY_FILE));
-        const jwk = crypto.createPublicKey(key).export({ format: 'jwk' });
-        const kid = crypto.createHash('sha256').update(JSON.stringify([jwk.crv, jwk.kty, jwk.x, jwk.y])).digest('base64url').slice(0, 16);
-        fs.writeFileSync(path.join(dir, 'signing-key.pem'), key.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
-        fs.writeFileSync(path.join(dir, 'jwks.json'), JSON.stringify({ keys: [{ ...jwk, kid, alg: 'ES256', use: 'sig' }] }, null, 2));
+    args: [dev-key, import, --key-file=$(DEV_KEY_FILE), --data-dir=$(DATA_DIR)]
     env:
       - name: DATA_DIR
         value: /var/lib/gantry
