@@ -1,6 +1,125 @@
-{{/* Prefix of every object name: the release name (headless Services are <release>-<target>-headless). */}}
-{{- define "gantry.prefix" -}}
-{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{/* The chart's name, app.kubernetes.io/name of every object: nameOverride, else the chart's own. */}}
+{{- define "gantry.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+The prefix of every object name: fullnameOverride; else the release name, followed by nameOverride
+when that is set and not already in it. With neither it is the release name alone (not bitnami's
+<release>-<chart>), as before these values existed, so installs upgrade in place. Cut at 40 rather
+than 63: the longest name made from it, <fullname>-approvals-test-health, adds 22 characters and
+must stay a valid DNS label; the release-name prefix was always cut there.
+*/}}
+{{- define "gantry.fullname" -}}
+{{- $name := .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- $name = .Values.fullnameOverride -}}
+{{- else if and .Values.nameOverride (not (contains .Values.nameOverride .Release.Name)) -}}
+{{- $name = printf "%s-%s" .Release.Name .Values.nameOverride -}}
+{{- end -}}
+{{- $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Object names. Every name and every reference to one (a Secret mounted, a Service in a peer address or a
+certificate, a RoleBinding's subject) comes from these, so an override renames both alike.
+*/}}
+{{/* One component's objects (Deployment, ClusterIP Service, ServiceAccount, PDB, HPA, NetworkPolicy):
+(dict "root" $ "component" "log"). The monolith is the component "gantry". */}}
+{{- define "gantry.componentName" -}}
+{{- printf "%s-%s" (include "gantry.fullname" .root) .component -}}
+{{- end -}}
+
+{{/* The ServiceAccount a component's pods run as: (dict "root" $ "component" "log"). */}}
+{{- define "gantry.serviceAccountName" -}}
+{{- include "gantry.componentName" . -}}
+{{- end -}}
+
+{{/* A component's headless Service, for clients' dns:/// round_robin: (dict "root" $ "component" "log"). */}}
+{{- define "gantry.headlessServiceName" -}}
+{{- printf "%s-headless" (include "gantry.componentName" .) -}}
+{{- end -}}
+
+{{/* The Secret holding a component's certificate (chart PKI or cert-manager): (dict "root" $ "component" "log"). */}}
+{{- define "gantry.tlsSecretName" -}}
+{{- printf "%s-tls" (include "gantry.componentName" .) -}}
+{{- end -}}
+
+{{/* The CA's Secret, and with cert-manager its Certificate and CA Issuer. */}}
+{{- define "gantry.caName" -}}
+{{- printf "%s-ca" (include "gantry.fullname" .) -}}
+{{- end -}}
+
+{{/* cert-manager: the self-signed Issuer that signs the CA. */}}
+{{- define "gantry.selfSignedIssuerName" -}}
+{{- printf "%s-selfsigned" (include "gantry.fullname" .) -}}
+{{- end -}}
+
+{{/* The monolith's PersistentVolumeClaim (its data dir: embedded database, dev keys). */}}
+{{- define "gantry.monolithClaimName" -}}
+{{- printf "%s-data" (include "gantry.componentName" (dict "root" . "component" "gantry")) -}}
+{{- end -}}
+
+{{/* The Secret the chart keeps database.url in. */}}
+{{- define "gantry.databaseSecretName" -}}
+{{- printf "%s-database" (include "gantry.fullname" .) -}}
+{{- end -}}
+
+{{/* The chart's development JWT signing key (auth.generateDevKey). */}}
+{{- define "gantry.devKeySecretName" -}}
+{{- printf "%s-dev-jwt" (include "gantry.fullname" .) -}}
+{{- end -}}
+
+{{/* The log's checkpoint signing key. */}}
+{{- define "gantry.logSigningKeySecretName" -}}
+{{- printf "%s-log-signing-key" (include "gantry.fullname" .) -}}
+{{- end -}}
+
+{{/* The webhooks key ring the chart generates when webhooks.existingSecret is empty. */}}
+{{- define "gantry.webhooksKeysSecretName" -}}
+{{- printf "%s-webhooks-keys" (include "gantry.fullname" .) -}}
+{{- end -}}
+
+{{/* Where GANTRY_DATABASE_URL comes from, as JSON {name, key}: the chart's Secret when database.url is set, else database.existingSecret. */}}
+{{- define "gantry.databaseSecretRef" -}}
+{{- if .Values.database.url -}}
+{{- dict "name" (include "gantry.databaseSecretName" .) "key" "url" | toJson -}}
+{{- else -}}
+{{- dict "name" .Values.database.existingSecret "key" .Values.database.existingSecretKey | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The webhooks key ring, as JSON {name, key}: webhooks.existingSecret, else the chart's. */}}
+{{- define "gantry.webhooksKeysRef" -}}
+{{- if .Values.webhooks.existingSecret -}}
+{{- dict "name" .Values.webhooks.existingSecret "key" .Values.webhooks.existingSecretKey | toJson -}}
+{{- else -}}
+{{- dict "name" (include "gantry.webhooksKeysSecretName" .) "key" "keys" | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/* gRPC over mTLS: every serving component's listener (GANTRY_PORT), its Services and NetworkPolicies. */}}
+{{- define "gantry.grpcPort" -}}7443{{- end -}}
+
+{{/* Plaintext grpc.health.v1 for kubelet's probes (GANTRY_HEALTH_PORT), in every pod. */}}
+{{- define "gantry.healthPort" -}}7080{{- end -}}
+
+{{/* A Service's cluster DNS name: (dict "root" $ "service" "<Service name>"). */}}
+{{- define "gantry.serviceHost" -}}
+{{- printf "%s.%s.svc.cluster.local" .service .root.Release.Namespace -}}
+{{- end -}}
+
+{{/*
+What a client in the release dials for a component (GANTRY_PEERS_<COMPONENT>_ADDRESS): dns:/// round_robin
+over the ready pods of its headless Service; in monolithic mode every component is the monolith's
+Service. (dict "root" $ "component" "log").
+*/}}
+{{- define "gantry.peerAddress" -}}
+{{- $service := include "gantry.headlessServiceName" . -}}
+{{- if eq .root.Values.mode "monolithic" -}}
+{{- $service = include "gantry.componentName" (dict "root" .root "component" "gantry") -}}
+{{- end -}}
+{{- printf "dns:///%s:%s" (include "gantry.serviceHost" (dict "root" .root "service" $service)) (include "gantry.grpcPort" .root) -}}
 {{- end -}}
 
 {{- define "gantry.targetNames" -}}
@@ -12,39 +131,86 @@
 {{- list "settlement" "approvals" | toJson -}}
 {{- end -}}
 
-{{- define "gantry.labels" -}}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
-app.kubernetes.io/name: gantry
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/part-of: gantry
+{{/* The components serving gRPC, as JSON: the monolith ("gantry"), else every enabled target. */}}
+{{- define "gantry.servedComponents" -}}
+{{- $served := list -}}
+{{- if eq .Values.mode "monolithic" -}}
+{{- $served = list "gantry" -}}
+{{- else -}}
+{{- range $t := include "gantry.targetNames" . | fromJsonArray -}}
+{{- if (index $.Values.targets $t).enabled }}{{ $served = append $served $t }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $served -}}
 {{- end -}}
 
-{{/* Selector labels of one component: (dict "root" $ "component" "log"). */}}
+{{/*
+Labels of every object: (dict "root" $ "component" "log"); without "component" for objects that belong
+to no one component (CRDs, the CA, shared keys).
+*/}}
+{{- define "gantry.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "gantry.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: gantry
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels of one component, a subset of its labels: (dict "root" $ "component" "log"). */}}
 {{- define "gantry.selectorLabels" -}}
-app.kubernetes.io/name: gantry
+app.kubernetes.io/name: {{ include "gantry.name" .root }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
-{{/* The NetworkPolicy peer of this release's `helm test` Pods (templates/tests.yaml). */}}
-{{- define "gantry.testClients" -}}
+{{/* A NetworkPolicyPeer selecting one component's pods of this release: (dict "root" $ "component" "operator"). */}}
+{{- define "gantry.podPeer" -}}
 podSelector:
   matchLabels:
-    app.kubernetes.io/instance: {{ .Release.Name }}
-    app.kubernetes.io/component: helm-test
+    {{- include "gantry.selectorLabels" . | nindent 4 }}
+{{- end -}}
+
+{{/*
+What the log and webhooks targets read besides every pod's files: the log's checkpoint key and the
+webhooks key ring, as JSON {env, mounts, volumes}: (dict "root" $ "targets" (list ...)), the targets
+the pod serves (others add nothing).
+*/}}
+{{- define "gantry.targetFiles" -}}
+{{- $v := .root.Values -}}
+{{- $env := list -}}
+{{- $mounts := list -}}
+{{- $volumes := list -}}
+{{- if has "log" .targets -}}
+{{- $env = append $env (dict "name" "GANTRY_LOG_ORIGIN" "value" $v.log.origin) -}}
+{{- $env = append $env (dict "name" "GANTRY_LOG_SIGNING_KEY_FILE" "value" "/etc/gantry/log/signing-key.pem") -}}
+{{- $mounts = append $mounts (dict "name" "log-signing-key" "mountPath" "/etc/gantry/log" "readOnly" true) -}}
+{{- $volumes = append $volumes (dict "name" "log-signing-key" "secret" (dict "secretName" (include "gantry.logSigningKeySecretName" .root) "defaultMode" 288)) -}}
+{{- end -}}
+{{- if has "webhooks" .targets -}}
+{{- $keys := include "gantry.webhooksKeysRef" .root | fromJson -}}
+{{- $env = append $env (dict "name" "GANTRY_WEBHOOKS_SECRET_KEY_FILE" "value" (printf "/etc/gantry/webhooks/%s" $keys.key)) -}}
+{{- with $v.webhooks.allowedCidrs -}}
+{{- $env = append $env (dict "name" "GANTRY_WEBHOOKS_ALLOWED_CIDRS" "value" .) -}}
+{{- end -}}
+{{- $mounts = append $mounts (dict "name" "webhooks-keys" "mountPath" "/etc/gantry/webhooks" "readOnly" true) -}}
+{{- $volumes = append $volumes (dict "name" "webhooks-keys" "secret" (dict "secretName" $keys.name "defaultMode" 288)) -}}
+{{- end -}}
+{{- dict "env" $env "mounts" $mounts "volumes" $volumes | toJson -}}
 {{- end -}}
 
 {{- define "gantry.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
-{{/* DNS names a component's Services answer to: short, namespaced and FQDN, ClusterIP and headless. */}}
+{{/* DNS names a component's Services answer to: short, namespaced and FQDN, ClusterIP and headless. (dict "root" $ "component" "log") */}}
 {{- define "gantry.dnsNames" -}}
 {{- $ns := .root.Release.Namespace -}}
 {{- $names := list -}}
-{{- range $svc := list .name (printf "%s-headless" .name) -}}
+{{- range $svc := list (include "gantry.componentName" .) (include "gantry.headlessServiceName" .) -}}
 {{- $names = concat $names (list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns)) -}}
 {{- end -}}
 {{- toJson $names -}}
@@ -90,7 +256,7 @@ microservices pod, and the monolith when the operator runs beside it, must trust
 {{- end -}}
 
 {{/*
-One pod spec: (dict "root" $ "component" "log" "args" (list ...) "cfg" <target values> "tlsSecret" "..."
+One pod spec: (dict "root" $ "component" "log" "args" (list ...) "cfg" <target values>
 "env" (list of env vars) "dataVolume" <volume> "devKeyInit" bool "replicas" int).
 "relay": mounts auth.serviceTokenSecret as GANTRY_PEERS_TOKEN_FILE; "tokenSecret" (dict "name" "key")
 mounts that Secret instead. "clientOnly": no gRPC listener (the operator: health port only).
@@ -99,12 +265,14 @@ mounts that Secret instead. "clientOnly": no gRPC listener (the operator: health
 {{- define "gantry.podSpec" -}}
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
-{{- $prefix := include "gantry.prefix" $root -}}
+{{- $component := dict "root" $root "component" .component -}}
+{{- $grpcPort := include "gantry.grpcPort" $root -}}
+{{- $healthPort := include "gantry.healthPort" $root -}}
 {{- $resources := .cfg.resources | default $v.defaultResources -}}
 {{- $tokenSecret := ternary $v.auth.serviceTokenSecret "" (not (empty .relay)) -}}
 {{- $tokenKey := $v.auth.serviceTokenSecretKey -}}
 {{- with .tokenSecret }}{{ $tokenSecret = .name }}{{ $tokenKey = .key }}{{ end -}}
-serviceAccountName: {{ printf "%s-%s" $prefix .component }}
+serviceAccountName: {{ include "gantry.serviceAccountName" $component }}
 automountServiceAccountToken: {{ not (empty .kubeApi) }}
 enableServiceLinks: false
 terminationGracePeriodSeconds: {{ add (div $v.shutdownGraceMs 1000) $v.terminationGraceMarginSeconds }}
@@ -121,7 +289,7 @@ topologySpreadConstraints:
     whenUnsatisfiable: {{ $v.topologySpread.whenUnsatisfiable }}
     labelSelector:
       matchLabels:
-        {{- include "gantry.selectorLabels" (dict "root" $root "component" .component) | nindent 8 }}
+        {{- include "gantry.selectorLabels" $component | nindent 8 }}
 {{- end }}
 {{- with .cfg.nodeSelector }}
 nodeSelector:
@@ -166,14 +334,14 @@ containers:
       {{- toYaml .args | nindent 6 }}
     ports:
       {{- if not .clientOnly }}
-      - {name: grpc, containerPort: 7443, protocol: TCP}
+      - {name: grpc, containerPort: {{ $grpcPort }}, protocol: TCP}
       {{- end }}
-      - {name: health, containerPort: 7080, protocol: TCP}
+      - {name: health, containerPort: {{ $healthPort }}, protocol: TCP}
     env:
       {{- if not .clientOnly }}
-      - {name: GANTRY_PORT, value: "7443"}
+      - {name: GANTRY_PORT, value: {{ $grpcPort | quote }}}
       {{- end }}
-      - {name: GANTRY_HEALTH_PORT, value: "7080"}
+      - {name: GANTRY_HEALTH_PORT, value: {{ $healthPort | quote }}}
       - {name: GANTRY_DATA_DIR, value: /var/lib/gantry}
       - {name: GANTRY_TLS_CA_FILE, value: /etc/gantry/tls/ca.crt}
       - {name: GANTRY_TLS_CERT_FILE, value: /etc/gantry/tls/tls.crt}
@@ -214,15 +382,15 @@ containers:
     # done (a late database included), readiness while the database answers, liveness whatever the
     # database does, so an outage takes pods out of Services but never restarts them.
     startupProbe:
-      grpc: {port: 7080, service: startup}
+      grpc: {port: {{ $healthPort }}, service: startup}
       periodSeconds: {{ $v.probes.startup.periodSeconds }}
       failureThreshold: {{ $v.probes.startup.failureThreshold }}
     readinessProbe:
-      grpc: {port: 7080, service: readiness}
+      grpc: {port: {{ $healthPort }}, service: readiness}
       periodSeconds: {{ $v.probes.readiness.periodSeconds }}
       failureThreshold: {{ $v.probes.readiness.failureThreshold }}
     livenessProbe:
-      grpc: {port: 7080, service: liveness}
+      grpc: {port: {{ $healthPort }}, service: liveness}
       periodSeconds: {{ $v.probes.liveness.periodSeconds }}
       failureThreshold: {{ $v.probes.liveness.failureThreshold }}
     {{- with $resources }}
@@ -249,7 +417,7 @@ volumes:
     emptyDir: {sizeLimit: 256Mi}
   {{- toYaml (list .dataVolume) | nindent 2 }}
   - name: tls
-    secret: {secretName: {{ .tlsSecret }}, defaultMode: 288}
+    secret: {secretName: {{ include "gantry.tlsSecretName" $component }}, defaultMode: 288}
   {{- if $v.auth.existingSecret }}
   - name: jwks
     secret: {secretName: {{ $v.auth.existingSecret }}, defaultMode: 288}
@@ -260,25 +428,32 @@ volumes:
   {{- end }}
   {{- if .devKeyInit }}
   - name: dev-key
-    secret: {secretName: {{ printf "%s-dev-jwt" $prefix }}, defaultMode: 288}
+    secret: {secretName: {{ include "gantry.devKeySecretName" $root }}, defaultMode: 288}
   {{- end }}
   {{- with .extraVolumes }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
 {{- end -}}
 
-{{/* Metadata of one component's object: (dict "root" $ "name" "..." "component" "log"). */}}
+{{/*
+Metadata of a namespaced object: (dict "root" $ "component" "log"), named after its component unless
+"name" says otherwise; "component" may be left out for shared objects (then "name" is needed);
+"annotations" (a dict) when it has some.
+*/}}
 {{- define "gantry.metadata" -}}
 metadata:
-  name: {{ .name }}
+  name: {{ .name | default (include "gantry.componentName" .) }}
   namespace: {{ .root.Release.Namespace }}
   labels:
-    {{- include "gantry.labels" .root | nindent 4 }}
-    app.kubernetes.io/component: {{ .component }}
+    {{- include "gantry.labels" . | nindent 4 }}
+  {{- with .annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end -}}
 
 {{/*
-A rolling Deployment of one component: (dict "root" $ "name" "..." "component" "log" "pod" <gantry.podSpec
+A rolling Deployment of one component: (dict "root" $ "component" "log" "pod" <gantry.podSpec
 arguments>), "replicas" int unless an HPA sets them.
 */}}
 {{- define "gantry.deployment" -}}
@@ -295,17 +470,16 @@ spec:
     rollingUpdate: {maxUnavailable: 0, maxSurge: 1}
   selector:
     matchLabels:
-      {{- include "gantry.selectorLabels" (dict "root" .root "component" .component) | nindent 6 }}
+      {{- include "gantry.selectorLabels" . | nindent 6 }}
   template:
     metadata:
       labels:
-        {{- include "gantry.labels" .root | nindent 8 }}
-        app.kubernetes.io/component: {{ .component }}
+        {{- include "gantry.labels" . | nindent 8 }}
     spec:
       {{- include "gantry.podSpec" .pod | nindent 6 }}
 {{- end -}}
 
-{{/* At most one pod of a component down at a time: (dict "root" $ "name" "..." "component" "log"). */}}
+{{/* At most one pod of a component down at a time: (dict "root" $ "component" "log"). */}}
 {{- define "gantry.pdb" -}}
 apiVersion: policy/v1
 kind: PodDisruptionBudget
@@ -314,12 +488,12 @@ spec:
   maxUnavailable: 1
   selector:
     matchLabels:
-      {{- include "gantry.selectorLabels" (dict "root" .root "component" .component) | nindent 6 }}
+      {{- include "gantry.selectorLabels" . | nindent 6 }}
 {{- end -}}
 
 {{/*
-Ingress of one component: the plaintext health port from anywhere (kubelet probes), gRPC (7443) only
-from "from" (NetworkPolicyPeers; none: no gRPC ingress). (dict "root" $ "name" "..." "component" "log" "from" (list ...)).
+Ingress of one component: the plaintext health port from anywhere (kubelet probes), gRPC only from
+"from" (NetworkPolicyPeers; none: no gRPC ingress). (dict "root" $ "component" "log" "from" (list ...)).
 */}}
 {{- define "gantry.networkPolicy" -}}
 apiVersion: networking.k8s.io/v1
@@ -328,20 +502,13 @@ kind: NetworkPolicy
 spec:
   podSelector:
     matchLabels:
-      {{- include "gantry.selectorLabels" (dict "root" .root "component" .component) | nindent 6 }}
+      {{- include "gantry.selectorLabels" . | nindent 6 }}
   policyTypes: [Ingress]
   ingress:
-    - ports: [{port: 7080, protocol: TCP}]
+    - ports: [{port: {{ include "gantry.healthPort" .root }}, protocol: TCP}]
     {{- with .from }}
-    - ports: [{port: 7443, protocol: TCP}]
+    - ports: [{port: {{ include "gantry.grpcPort" $.root }}, protocol: TCP}]
       from:
         {{- toYaml . | nindent 8 }}
     {{- end }}
-{{- end -}}
-
-{{/* The NetworkPolicy peer of this release's operator pods. */}}
-{{- define "gantry.operatorClients" -}}
-podSelector:
-  matchLabels:
-    {{- include "gantry.selectorLabels" (dict "root" . "component" "operator") | nindent 4 }}
 {{- end -}}
