@@ -306,6 +306,58 @@ describe('charts/gantry', () => {
     }
   });
 
+  test("podLabels and podAnnotations reach every gantry pod, a component's over the global ones, never over the chart's own labels", async (t) => {
+    if (needsHelm(t)) return;
+    const set = [
+      'podLabels.team=payments', 'podLabels.app\\.kubernetes\\.io/component=mine', 'podAnnotations.prometheus\\.io/path=/metrics',
+      'targets.log.podLabels.team=ledger', 'targets.log.podAnnotations.note=log-only', 'operator.podLabels.tier=control', 'monolithic.podAnnotations.note=monolith-only',
+    ];
+    for (const values of [[], ['monolithic-values.yaml']]) {
+      const docs = await render(values, set);
+      for (const d of ofKind(docs, 'Deployment')) {
+        const { labels, annotations } = d.spec.template.metadata;
+        const c = component(d)!;
+        const where = `${d.metadata.name} (${values.join() || 'defaults'})`;
+        assert.equal(labels['app.kubernetes.io/component'], c, `${where}: the chart's labels win`);
+        assert.deepEqual(d.spec.selector.matchLabels, { 'app.kubernetes.io/name': 'gantry', 'app.kubernetes.io/instance': release, 'app.kubernetes.io/component': c }, where);
+        assert.equal(labels.team, c === 'log' ? 'ledger' : 'payments', `${where}: the component's podLabels over the global ones`);
+        assert.equal(labels.tier, c === 'operator' ? 'control' : undefined, where);
+        assert.equal(annotations['prometheus.io/path'], '/metrics', where);
+        assert.equal(annotations.note, { log: 'log-only', gantry: 'monolith-only' }[c], where);
+      }
+      for (const pod of ofKind(docs, 'Pod')) assert.equal(pod.metadata.labels.team, undefined, `${pod.metadata.name}: helm test Pods keep their own labels`);
+    }
+    const plain = named(await render(), 'Deployment', `${release}-log`).spec.template.metadata;
+    assert.equal(plain.annotations, undefined, 'no annotations by default');
+  });
+
+  test('serviceAccount: one per component, annotated globally and per component; only the operator gets an API token; create=false uses the named ones and binds the operator Role to its own', async (t) => {
+    if (needsHelm(t)) return;
+    const docs = await render([], ['serviceAccount.annotations.iam\\.example\\.com/role=gantry', 'operator.serviceAccount.annotations.iam\\.example\\.com/role=gantry-operator', 'targets.webhooks.serviceAccount.name=egress']);
+    const accounts = ofKind(docs, 'ServiceAccount');
+    assert.deepEqual(accounts.map((a) => a.metadata.name).sort(), [`${release}-approvals`, `${release}-log`, operator, `${release}-settlement`, 'egress'].sort());
+    for (const a of accounts) {
+      const isOperator = a.metadata.name === operator;
+      assert.equal(a.metadata.annotations['iam.example.com/role'], isOperator ? 'gantry-operator' : 'gantry', a.metadata.name);
+      assert.equal(a.automountServiceAccountToken, isOperator ? undefined : false, `${a.metadata.name}: no token unless it calls the API`);
+    }
+    for (const d of ofKind(docs, 'Deployment')) {
+      const pod = d.spec.template.spec;
+      assert.equal(pod.serviceAccountName, d.metadata.name === `${release}-webhooks` ? 'egress' : d.metadata.name, d.metadata.name);
+      assert.equal(pod.automountServiceAccountToken, d.metadata.name === operator, d.metadata.name);
+    }
+
+    const external = await render([], ['serviceAccount.create=false', 'operator.serviceAccount.name=gantry-operator-sa', 'targets.log.serviceAccount.name=log-sa']);
+    assert.deepEqual(ofKind(external, 'ServiceAccount'), [], 'none created');
+    const runsAs = (name: string) => named(external, 'Deployment', name).spec.template.spec.serviceAccountName;
+    assert.equal(runsAs(`${release}-log`), 'log-sa');
+    assert.equal(runsAs(`${release}-settlement`), 'default', "unnamed: the namespace's default, with no token mounted");
+    assert.equal(runsAs(operator), 'gantry-operator-sa');
+    assert.deepEqual(named(external, 'RoleBinding', operator).subjects, [{ kind: 'ServiceAccount', name: 'gantry-operator-sa', namespace: ns }]);
+    const mono = await render(['monolithic-values.yaml'], ['serviceAccount.create=false', 'operator.enabled=false']);
+    assert.equal(named(mono, 'Deployment', `${release}-gantry`).spec.template.spec.serviceAccountName, 'default');
+  });
+
   test('every Deployment is hardened and probed by gRPC on the plaintext health port', async (t) => {
     if (needsHelm(t)) return;
     for (const values of [[], ['monolithic-values.yaml'], ['microservices-certmanager-values.yaml']]) {
@@ -669,6 +721,8 @@ describe('charts/gantry', () => {
       [['operator.workers=0'], /at '\/operator\/workers'/],
       [['grpc.maxConnectionAgeMs=-1'], /at '\/grpc\/maxConnectionAgeMs'/],
       [['database.startupTimeoutMs=soon'], /at '\/database\/startupTimeoutMs': got string, want integer/],
+      [['podLabels.team=-x'], /at '\/podLabels\/team'/],
+      [['targets.log.serviceAccount.create=true'], /at '\/targets\/log\/serviceAccount': additional properties 'create' not allowed/],
     ];
     await Promise.all(cases.map(async ([set, message]) => {
       for (const cmd of [['template', release, chart], ['lint', chart]]) {
@@ -689,6 +743,7 @@ describe('charts/gantry', () => {
       [['auth.generateDevKey=false', 'auth.jwksUrl=https://idp.example.com/jwks', 'events.enabled=false'], /operator.serviceTokenSecret: with an external issuer the operator needs a service token/],
       [['operator.leaderElection.renewDeadlineMs=20000'], /renewDeadlineMs must be less than leaseDurationMs/],
       [['probes.startup.failureThreshold=60'], /probes.startup: periodSeconds × failureThreshold \(120 s\) must exceed database.startupTimeoutMs \(300 s\)/],
+      [['serviceAccount.create=false'], /operator.serviceAccount.name: with serviceAccount.create=false name the operator's existing ServiceAccount/],
     ];
     await Promise.all(cases.map(async ([set, message]) => {
       const r = await runHelm(['template', release, chart, ...valuesArgs([], set)]);

@@ -30,9 +30,46 @@ certificate, a RoleBinding's subject) comes from these, so an override renames b
 {{- printf "%s-%s" (include "gantry.fullname" .root) .component -}}
 {{- end -}}
 
-{{/* The ServiceAccount a component's pods run as: (dict "root" $ "component" "log"). */}}
+{{/* A component's values (targets.<t>, monolithic for "gantry", operator) as JSON: (dict "root" $ "component" "log"). */}}
+{{- define "gantry.componentValues" -}}
+{{- $v := .root.Values -}}
+{{- if eq .component "operator" -}}
+{{- toJson $v.operator -}}
+{{- else if eq .component "gantry" -}}
+{{- toJson $v.monolithic -}}
+{{- else -}}
+{{- toJson (index $v.targets .component) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The ServiceAccount a component's pods run as: (dict "root" $ "component" "log"). Its
+serviceAccount.name, else <fullname>-<component> when the chart creates them, else the namespace's default.
+*/}}
 {{- define "gantry.serviceAccountName" -}}
-{{- include "gantry.componentName" . -}}
+{{- $name := (include "gantry.componentValues" . | fromJson).serviceAccount.name -}}
+{{- if .root.Values.serviceAccount.create -}}
+{{- $name | default (include "gantry.componentName" .) -}}
+{{- else -}}
+{{- $name | default "default" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A component's ServiceAccount, unless serviceAccount.create is off: (dict "root" $ "component" "log"),
+"kubeApi" for the one pod that calls the API server (the operator), whose token is not switched off here.
+Annotations: the component's serviceAccount.annotations over the global ones.
+*/}}
+{{- define "gantry.serviceAccount" -}}
+{{- if .root.Values.serviceAccount.create -}}
+{{- $annotations := merge (dict) (include "gantry.componentValues" . | fromJson).serviceAccount.annotations .root.Values.serviceAccount.annotations -}}
+apiVersion: v1
+kind: ServiceAccount
+{{ include "gantry.metadata" (dict "root" .root "component" .component "name" (include "gantry.serviceAccountName" .) "annotations" $annotations) }}
+{{- if not .kubeApi }}
+automountServiceAccountToken: false
+{{- end }}
+{{- end -}}
 {{- end -}}
 
 {{/* A component's headless Service, for clients' dns:/// round_robin: (dict "root" $ "component" "log"). */}}
@@ -240,6 +277,9 @@ microservices pod, and the monolith when the operator runs beside it, must trust
 {{- end -}}
 {{- if and (include "gantry.externalAuth" .) .Values.operator.enabled (not .Values.operator.serviceTokenSecret) (not .Values.auth.serviceTokenSecret) -}}
 {{- fail "operator.serviceTokenSecret: with an external issuer the operator needs a service token (a JWT with scopes webhooks.read webhooks.manage flags.read flags.write) from a Secret; set operator.serviceTokenSecret (or auth.serviceTokenSecret with those scopes too), or operator.enabled=false" -}}
+{{- end -}}
+{{- if and .Values.operator.enabled (not .Values.serviceAccount.create) (not .Values.operator.serviceAccount.name) -}}
+{{- fail "operator.serviceAccount.name: with serviceAccount.create=false name the operator's existing ServiceAccount; its Role is bound to it, and would otherwise be bound to the namespace's default ServiceAccount" -}}
 {{- end -}}
 {{- with .Values.operator.leaderElection -}}
 {{- if ge (int .renewDeadlineMs) (int .leaseDurationMs) -}}
@@ -453,28 +493,41 @@ metadata:
 {{- end -}}
 
 {{/*
-A rolling Deployment of one component: (dict "root" $ "component" "log" "pod" <gantry.podSpec
-arguments>), "replicas" int unless an HPA sets them.
+The Deployment of one component: (dict "root" $ "component" "log" "pod" <gantry.podSpec arguments>),
+"replicas" int unless an HPA sets them; rolling one new pod at a time, or "recreate" (the monolith).
 */}}
 {{- define "gantry.deployment" -}}
+{{- $cfg := .pod.cfg -}}
 apiVersion: apps/v1
 kind: Deployment
 {{ include "gantry.metadata" . }}
 spec:
+  {{- if .recreate }}
+  # One writer of the embedded database: never two pods, not even during a rollout.
+  {{- end }}
   {{- if hasKey . "replicas" }}
   replicas: {{ .replicas }}
   {{- end }}
   revisionHistoryLimit: 5
   strategy:
+    {{- if .recreate }}
+    type: Recreate
+    {{- else }}
     type: RollingUpdate
     rollingUpdate: {maxUnavailable: 0, maxSurge: 1}
+    {{- end }}
   selector:
     matchLabels:
       {{- include "gantry.selectorLabels" . | nindent 6 }}
   template:
     metadata:
+      # podLabels and podAnnotations, the component's over the global ones; the chart's own labels win.
       labels:
-        {{- include "gantry.labels" . | nindent 8 }}
+        {{- merge (include "gantry.labels" . | fromYaml) ($cfg.podLabels | default dict) .root.Values.podLabels | toYaml | nindent 8 }}
+      {{- with merge (dict) ($cfg.podAnnotations | default dict) .root.Values.podAnnotations }}
+      annotations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
     spec:
       {{- include "gantry.podSpec" .pod | nindent 6 }}
 {{- end -}}
