@@ -358,6 +358,33 @@ describe('charts/gantry', () => {
     assert.equal(named(mono, 'Deployment', `${release}-gantry`).spec.template.spec.serviceAccountName, 'default');
   });
 
+  test('checksum/config rolls the target pods when database.url changes, and not when anything else does or on a second render', async (t) => {
+    if (needsHelm(t)) return;
+    const url = 'database.url=postgres://gantry:one@db:5432/gantry';
+    const checksums = async (set: string[]) => {
+      const docs = await render([], set);
+      return new Map(ofKind(docs, 'Deployment').map((d) => [d.metadata.name as string, d.spec.template.metadata.annotations?.['checksum/config'] as string | undefined]));
+    };
+    const targets = ['log', 'settlement', 'approvals', 'webhooks'].map((x) => `${release}-${x}`);
+    const [first, again, otherValues, otherUrl, noUrl] = await Promise.all([
+      checksums([url]),
+      checksums([url]),
+      checksums([url, 'telemetry.logLevel=debug', 'targets.log.replicas=3', 'image.tag=0.2.0', 'podAnnotations.checksum/config=mine', 'webhooks.allowedCidrs=10.0.0.0/8']),
+      checksums(['database.url=postgres://gantry:two@db:5432/gantry']),
+      checksums([]),
+    ]);
+    for (const name of targets) {
+      assert.match(first.get(name) ?? '', /^[0-9a-f]{64}$/, `${name} digests the database Secret it reads`);
+      assert.equal(again.get(name), first.get(name), `${name}: a second render (fresh generated keys) changes nothing`);
+      assert.equal(otherValues.get(name), first.get(name), `${name}: values outside the Secret (and a podAnnotation of the same name) do not change it`);
+      assert.notEqual(otherUrl.get(name), first.get(name), `${name}: a new database.url rolls the pods`);
+      assert.equal(noUrl.get(name), undefined, `${name}: with database.existingSecret the chart renders no config of its own`);
+    }
+    assert.equal(first.get(operator), undefined, 'the operator reads no database');
+    const mono = await render(['monolithic-values.yaml'], [url]);
+    assert.ok(ofKind(mono, 'Deployment').every((d) => !d.spec.template.metadata.annotations?.['checksum/config']), 'the monolith ignores database values');
+  });
+
   test('every Deployment is hardened and probed by gRPC on the plaintext health port', async (t) => {
     if (needsHelm(t)) return;
     for (const values of [[], ['monolithic-values.yaml'], ['microservices-certmanager-values.yaml']]) {

@@ -126,6 +126,28 @@ automountServiceAccountToken: false
 {{- end -}}
 {{- end -}}
 
+{{/* The Secret the chart keeps database.url in (microservices): secrets.yaml renders it, the pods' checksum/config digests it. */}}
+{{- define "gantry.databaseSecret" -}}
+apiVersion: v1
+kind: Secret
+{{ include "gantry.metadata" (dict "root" . "name" (include "gantry.databaseSecretName" .)) }}
+type: Opaque
+data:
+  url: {{ .Values.database.url | b64enc | quote }}
+{{- end -}}
+
+{{/*
+checksum/config of a pod: a digest of the data of the chart-rendered ConfigMaps and Secrets it reads
+only at start (a list of manifests), so that a change to them rolls its pods. Their data only: labels
+carry the chart version. Generated keys are never among them (random under `helm template`, so every
+GitOps render would roll every pod), nor what the process re-reads (certificates, JWKS, tokens).
+*/}}
+{{- define "gantry.configChecksum" -}}
+{{- $data := list -}}
+{{- range . }}{{ $data = append $data (pick (fromYaml .) "data" "stringData") }}{{ end -}}
+{{- toJson $data | sha256sum -}}
+{{- end -}}
+
 {{/* The webhooks key ring, as JSON {name, key}: webhooks.existingSecret, else the chart's. */}}
 {{- define "gantry.webhooksKeysRef" -}}
 {{- if .Values.webhooks.existingSecret -}}
@@ -495,9 +517,12 @@ metadata:
 {{/*
 The Deployment of one component: (dict "root" $ "component" "log" "pod" <gantry.podSpec arguments>),
 "replicas" int unless an HPA sets them; rolling one new pod at a time, or "recreate" (the monolith).
+The pod's "config": the manifests gantry.configChecksum digests.
 */}}
 {{- define "gantry.deployment" -}}
 {{- $cfg := .pod.cfg -}}
+{{- $annotations := merge (dict) ($cfg.podAnnotations | default dict) .root.Values.podAnnotations -}}
+{{- with .pod.config }}{{ $_ := set $annotations "checksum/config" (include "gantry.configChecksum" .) }}{{ end -}}
 apiVersion: apps/v1
 kind: Deployment
 {{ include "gantry.metadata" . }}
@@ -521,10 +546,11 @@ spec:
       {{- include "gantry.selectorLabels" . | nindent 6 }}
   template:
     metadata:
-      # podLabels and podAnnotations, the component's over the global ones; the chart's own labels win.
+      # podLabels and podAnnotations, the component's over the global ones; the chart's own labels and
+      # checksum/config win.
       labels:
         {{- merge (include "gantry.labels" . | fromYaml) ($cfg.podLabels | default dict) .root.Values.podLabels | toYaml | nindent 8 }}
-      {{- with merge (dict) ($cfg.podAnnotations | default dict) .root.Values.podAnnotations }}
+      {{- with $annotations }}
       annotations:
         {{- toYaml . | nindent 8 }}
       {{- end }}
