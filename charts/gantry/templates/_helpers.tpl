@@ -279,7 +279,7 @@ the pod serves (others add nothing).
 {{- if or .Values.auth.existingSecret .Values.auth.jwksUrl }}true{{ end -}}
 {{- end -}}
 
-{{/* The chart's dev key (Secret <release>-dev-jwt, written by the dev-key init container): every
+{{/* The chart's dev key (Secret <fullname>-dev-jwt, written by the dev-key init container): every
 microservices pod, and the monolith when the operator runs beside it, must trust the same key. */}}
 {{- define "gantry.sharedDevKey" -}}
 {{- if and .Values.auth.generateDevKey (or (eq .Values.mode "microservices") .Values.operator.enabled) }}true{{ end -}}
