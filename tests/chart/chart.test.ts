@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { LIVENESS, READINESS, STARTUP, TokenVerifier, ensureDevSigningKey, mintToken } from '@gantry/kit';
 // `yaml` is in node_modules (hoisted from the workspace's dependencies); helm template has no JSON output.
 import { parseAllDocuments } from 'yaml';
+import { runGantry } from '../support/gantry-process.js';
 
 const exec = promisify(execFile);
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -78,6 +79,94 @@ const operator = `${release}-operator`;
 const component = (o: Obj) => o.metadata.labels?.['app.kubernetes.io/component'] as string | undefined;
 const rulesOf = (role: Obj) => (role.rules as Obj[]).map((r) => ({ apiGroups: r.apiGroups, resources: r.resources, verbs: r.verbs }));
 
+/** Object names by kind, each sorted: what an upgrade in place must keep. */
+const namesByKind = (docs: Obj[]) => {
+  const byKind: Record<string, string[]> = {};
+  for (const d of docs) (byKind[d.kind] ??= []).push(d.metadata.name);
+  return Object.fromEntries(Object.entries(byKind).sort().map(([kind, names]) => [kind, names.sort()]));
+};
+
+/**
+ * Every reference between rendered objects that does not resolve: ServiceAccounts, Secrets, PVCs
+ * and Roles named by pods and bindings, Services named in peer and `helm test` addresses (with the
+ * port, and the certificate behind them naming the host), selectors that select no pod, Issuers,
+ * HPA targets. `external`: Secrets the values say exist outside the chart.
+ */
+function danglingReferences(docs: Obj[], external: string[] = []): string[] {
+  const problems: string[] = [];
+  const find = (kind: string, name: string) => docs.find((d) => d.kind === kind && d.metadata.name === name);
+  const need = (where: string, kind: string, name: string) => {
+    if (!find(kind, name)) problems.push(`${where} names ${kind} ${name}, which is not rendered`);
+  };
+  const secrets = new Set([...ofKind(docs, 'Secret').map((s) => s.metadata.name as string), ...ofKind(docs, 'Certificate').map((c) => c.spec.secretName as string), ...external]);
+  const pods = [
+    ...ofKind(docs, 'Deployment').map((d) => ({ where: `Deployment ${d.metadata.name}`, spec: d.spec.template.spec as Obj, labels: d.spec.template.metadata.labels as Obj })),
+    ...ofKind(docs, 'Pod').map((p) => ({ where: `Pod ${p.metadata.name}`, spec: p.spec as Obj, labels: p.metadata.labels as Obj })),
+  ];
+  const selected = (selector: Obj) => pods.filter((p) => Object.entries(selector).every(([k, v]) => p.labels[k] === v));
+  const needPods = (where: string, selector: Obj) => {
+    if (selected(selector).length === 0) problems.push(`${where} selects no pod: ${JSON.stringify(selector)}`);
+  };
+  /** The DNS names in the certificate a pod serves with (cert-manager Certificate or chart-generated Secret). */
+  const certificateNames = (spec: Obj): string[] => {
+    const secretName = (spec.volumes as Obj[]).find((v) => v.name === 'tls')?.secret.secretName as string;
+    const certificate = ofKind(docs, 'Certificate').find((c) => c.spec.secretName === secretName);
+    if (certificate) return certificate.spec.dnsNames as string[];
+    const secret = find('Secret', secretName);
+    const san = secret ? new X509Certificate(Buffer.from(secret.data['tls.crt'], 'base64')).subjectAltName ?? '' : '';
+    return san.split(', ').map((n) => n.replace(/^DNS:/, ''));
+  };
+  const address = (where: string, value: string) => {
+    const m = /^(?:dns:\/\/\/)?([^:]+):(\d+)$/.exec(value);
+    if (!m) return void problems.push(`${where}: ${value} is not host:port`);
+    const [, host, port] = m as unknown as [string, string, string];
+    const [service, namespace] = host.split('.');
+    const svc = find('Service', service!);
+    if (!svc || namespace !== ns) return void problems.push(`${where}: ${value} names no Service of this release`);
+    if (!(svc.spec.ports as Obj[]).some((p) => p.port === Number(port))) problems.push(`${where}: Service ${service} has no port ${port}`);
+    for (const pod of selected(svc.spec.selector)) {
+      if (!certificateNames(pod.spec).includes(host)) problems.push(`${where}: the certificate of ${pod.where} does not name ${host}`);
+    }
+  };
+  for (const { where, spec } of pods) {
+    if (spec.serviceAccountName) need(where, 'ServiceAccount', spec.serviceAccountName);
+    for (const v of spec.volumes as Obj[]) {
+      if (v.secret && !secrets.has(v.secret.secretName)) problems.push(`${where} mounts Secret ${v.secret.secretName}, which is not rendered`);
+      if (v.persistentVolumeClaim) need(where, 'PersistentVolumeClaim', v.persistentVolumeClaim.claimName);
+    }
+    for (const c of [...(spec.containers as Obj[]), ...((spec.initContainers ?? []) as Obj[])]) {
+      for (const e of (c.env ?? []) as Obj[]) {
+        const ref = e.valueFrom?.secretKeyRef;
+        if (ref && !secrets.has(ref.name)) problems.push(`${where} reads ${e.name} from Secret ${ref.name}, which is not rendered`);
+        if (e.name.endsWith('_ADDRESS')) address(`${where} ${e.name}`, e.value);
+      }
+      for (const arg of (c.args ?? []) as string[]) if (arg.startsWith('--address=')) address(`${where} ${arg}`, arg.slice('--address='.length));
+    }
+  }
+  for (const d of docs) {
+    const where = `${d.kind} ${d.metadata.name}`;
+    if (d.kind === 'Service' || d.kind === 'PodDisruptionBudget' || d.kind === 'Deployment') needPods(where, d.spec.selector.matchLabels ?? d.spec.selector);
+    if (d.kind === 'NetworkPolicy') {
+      needPods(where, d.spec.podSelector.matchLabels);
+      for (const peer of (d.spec.ingress as Obj[]).flatMap((r) => (r.from ?? []) as Obj[])) {
+        // allowedClients name pods outside the release; the chart's own peers carry its instance label.
+        if (peer.podSelector?.matchLabels?.['app.kubernetes.io/instance']) needPods(`${where} peer`, peer.podSelector.matchLabels);
+      }
+    }
+    if (d.kind === 'HorizontalPodAutoscaler') need(where, d.spec.scaleTargetRef.kind, d.spec.scaleTargetRef.name);
+    if (d.kind === 'RoleBinding') {
+      need(where, d.roleRef.kind, d.roleRef.name);
+      for (const s of d.subjects as Obj[]) need(where, s.kind, s.name);
+    }
+    if (d.kind === 'Certificate' && d.spec.issuerRef.kind === 'Issuer' && !external.includes(d.spec.issuerRef.name)) need(where, 'Issuer', d.spec.issuerRef.name);
+    if (d.kind === 'Issuer' && d.spec.ca && !secrets.has(d.spec.ca.secretName)) problems.push(`${where} signs with Secret ${d.spec.ca.secretName}, which is not rendered`);
+  }
+  return problems;
+}
+
+/** Secrets ci/microservices-certmanager-values.yaml says exist outside the chart. */
+const certManagerExternal = ['gantry-db', 'gantry-jwks', 'gantry-relay-token', 'gantry-operator-token'];
+
 describe('charts/gantry', () => {
   before(async () => {
     helm = await helmPath();
@@ -92,6 +181,208 @@ describe('charts/gantry', () => {
     if (needsHelm(t)) return;
     const runs = await Promise.all([[], ['monolithic-values.yaml'], ['microservices-certmanager-values.yaml'], ['dev-values.yaml']].map((v) => runHelm(['lint', chart, '--strict', ...valuesArgs(v, [])])));
     for (const r of runs) assert.equal(r.code, 0, r.stdout + r.stderr);
+  });
+
+  test('the default, monolithic and cert-manager renders keep every object name, so existing installs upgrade in place', async (t) => {
+    if (needsHelm(t)) return;
+    const [micro, mono, certManager] = await Promise.all([render(), render(['monolithic-values.yaml']), render(['microservices-certmanager-values.yaml'])]);
+    const crds = ['featureflags.gantry.dev', 'webhooks.gantry.dev'];
+    const targets = ['gy-approvals', 'gy-log', 'gy-settlement', 'gy-webhooks'];
+    const components = ['gy-approvals', 'gy-log', 'gy-operator', 'gy-settlement', 'gy-webhooks'];
+    const services = ['gy-approvals', 'gy-approvals-headless', 'gy-log', 'gy-log-headless', 'gy-settlement', 'gy-settlement-headless', 'gy-webhooks', 'gy-webhooks-headless'];
+    const tests = targets.map((x) => `${x}-test-health`);
+    assert.deepEqual(namesByKind(micro), {
+      CustomResourceDefinition: crds,
+      Deployment: components,
+      NetworkPolicy: components,
+      Pod: tests,
+      PodDisruptionBudget: components,
+      Role: ['gy-operator'],
+      RoleBinding: ['gy-operator'],
+      Secret: ['gy-approvals-tls', 'gy-ca', 'gy-dev-jwt', 'gy-log-signing-key', 'gy-log-tls', 'gy-operator-tls', 'gy-settlement-tls', 'gy-webhooks-keys', 'gy-webhooks-tls'],
+      Service: services,
+      ServiceAccount: components,
+    });
+    assert.deepEqual(namesByKind(mono), {
+      CustomResourceDefinition: crds,
+      Deployment: ['gy-gantry', 'gy-operator'],
+      NetworkPolicy: ['gy-gantry', 'gy-operator'],
+      PersistentVolumeClaim: ['gy-gantry-data'],
+      Pod: ['gy-gantry-test-health'],
+      PodDisruptionBudget: ['gy-operator'],
+      Role: ['gy-operator'],
+      RoleBinding: ['gy-operator'],
+      Secret: ['gy-ca', 'gy-dev-jwt', 'gy-gantry-tls', 'gy-log-signing-key', 'gy-operator-tls', 'gy-webhooks-keys'],
+      Service: ['gy-gantry'],
+      ServiceAccount: ['gy-gantry', 'gy-operator'],
+    });
+    assert.deepEqual(namesByKind(certManager), {
+      Certificate: ['gy-approvals-tls', 'gy-ca', 'gy-log-tls', 'gy-operator-tls', 'gy-settlement-tls', 'gy-webhooks-tls'],
+      CustomResourceDefinition: crds,
+      Deployment: components,
+      HorizontalPodAutoscaler: ['gy-settlement'],
+      Issuer: ['gy-ca', 'gy-selfsigned'],
+      NetworkPolicy: components,
+      Pod: tests,
+      PodDisruptionBudget: ['gy-log', 'gy-operator', 'gy-settlement', 'gy-webhooks'],
+      Role: ['gy-operator'],
+      RoleBinding: ['gy-operator'],
+      Secret: ['gy-log-signing-key', 'gy-webhooks-keys'],
+      Service: services,
+      ServiceAccount: components,
+    });
+    for (const d of [...micro, ...mono, ...certManager]) assert.equal(d.metadata.labels['app.kubernetes.io/name'], 'gantry', `${d.kind} ${d.metadata.name}`);
+    assert.deepEqual(danglingReferences(micro, ['gantry-database']), [], 'default values');
+    assert.deepEqual(danglingReferences(mono), [], 'monolithic');
+    assert.deepEqual(danglingReferences(certManager, certManagerExternal), [], 'cert-manager');
+  });
+
+  test('the dangling-reference check finds a missing Service, Secret, ServiceAccount, a wrong port and a certificate that does not name the host', async (t) => {
+    if (needsHelm(t)) return;
+    const docs = await render();
+    const without = (kind: string, name: string) => docs.filter((d) => !(d.kind === kind && d.metadata.name === name));
+    assert.ok(danglingReferences(without('Service', `${release}-log-headless`)).some((p) => p.includes(`dns:///${headless('log')}:7443 names no Service`)));
+    assert.ok(danglingReferences(without('Secret', `${release}-dev-jwt`)).some((p) => p.includes(`mounts Secret ${release}-dev-jwt`)));
+    assert.ok(danglingReferences(without('ServiceAccount', operator)).some((p) => p.startsWith(`RoleBinding ${operator} names ServiceAccount`)));
+    const moved = structuredClone(docs);
+    named(moved, 'Service', `${release}-log-headless`).spec.ports[0].port = 7444;
+    assert.ok(danglingReferences(moved).some((p) => p.includes(`has no port 7443`)));
+    const miscertified = structuredClone(docs);
+    named(miscertified, 'Secret', `${release}-log-tls`).data['tls.crt'] = named(docs, 'Secret', `${release}-webhooks-tls`).data['tls.crt'];
+    assert.ok(danglingReferences(miscertified).some((p) => p.includes(`does not name ${headless('log')}`)));
+  });
+
+  test('fullnameOverride and nameOverride rename every object alike: no reference is left dangling', async (t) => {
+    if (needsHelm(t)) return;
+    const cases: [string, string[], string[], string, string][] = [
+      ['fullnameOverride', [], ['fullnameOverride=pay'], 'pay', 'gantry'],
+      ['fullnameOverride, monolithic', ['monolithic-values.yaml'], ['fullnameOverride=pay'], 'pay', 'gantry'],
+      ['fullnameOverride, cert-manager', ['microservices-certmanager-values.yaml'], ['fullnameOverride=pay'], 'pay', 'gantry'],
+      ['nameOverride', [], ['nameOverride=ledger'], `${release}-ledger`, 'ledger'],
+      ['nameOverride, monolithic', ['monolithic-values.yaml'], ['nameOverride=ledger'], `${release}-ledger`, 'ledger'],
+      ['nameOverride, cert-manager', ['microservices-certmanager-values.yaml'], ['nameOverride=ledger'], `${release}-ledger`, 'ledger'],
+      ['both', [], ['fullnameOverride=pay', 'nameOverride=ledger'], 'pay', 'ledger'],
+    ];
+    await Promise.all(cases.map(async ([what, values, set, prefix, appName]) => {
+      const docs = await render(values, set);
+      for (const d of docs) {
+        const where = `${what}: ${d.kind} ${d.metadata.name}`;
+        if (d.kind !== 'CustomResourceDefinition') assert.ok(d.metadata.name.startsWith(`${prefix}-`) && !d.metadata.name.startsWith('gy-gy'), where);
+        assert.equal(d.metadata.labels['app.kubernetes.io/name'], appName, where);
+        assert.equal(d.metadata.labels['app.kubernetes.io/instance'], release, `${where}: still this release`);
+      }
+      const external = values.includes('microservices-certmanager-values.yaml') ? certManagerExternal : ['gantry-database'];
+      assert.deepEqual(danglingReferences(docs, external), [], what);
+      const operatorEnv = envOf(named(docs, 'Deployment', `${prefix}-operator`));
+      assert.equal(operatorEnv.get('GANTRY_OPERATOR_LEASE_NAME')!.value, `${prefix}-operator`, `${what}: the Lease follows`);
+      assert.deepEqual(named(docs, 'RoleBinding', `${prefix}-operator`).subjects, [{ kind: 'ServiceAccount', name: `${prefix}-operator`, namespace: ns }], what);
+    }));
+    // A release name that already holds nameOverride is not repeated (the bitnami rule).
+    const r = await runHelm(['template', 'ledger-eu', chart, '--namespace', ns, '--set', 'nameOverride=ledger']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(parseAllDocuments(r.stdout).some((d) => (d.toJSON() as Obj | null)?.metadata?.name === 'ledger-eu-log'));
+  });
+
+  test('long names are cut so every object name stays a DNS label, and the schema refuses a fullnameOverride that would not fit', async (t) => {
+    if (needsHelm(t)) return;
+    const longRelease = 'a-release-name-of-fifty-three-characters-for-the-test';
+    assert.equal(longRelease.length, 53, 'the longest release name Helm accepts');
+    const r = await runHelm(['template', longRelease, chart, '--namespace', ns]);
+    assert.equal(r.code, 0, r.stderr);
+    for (const [docs, prefix] of [
+      [parseAllDocuments(r.stdout).map((d) => d.toJSON() as Obj).filter(Boolean), longRelease.slice(0, 40)],
+      [await render(['monolithic-values.yaml'], [`fullnameOverride=${'p'.repeat(40)}`]), 'p'.repeat(40)],
+    ] as const) {
+      assert.deepEqual(danglingReferences(docs, ['gantry-database']), []);
+      for (const d of docs.filter((x) => x.kind !== 'CustomResourceDefinition')) {
+        assert.ok(d.metadata.name.startsWith(`${prefix}-`), d.metadata.name);
+        assert.ok(d.metadata.name.length <= 63 && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(d.metadata.name), `${d.kind} ${d.metadata.name} is a DNS label`);
+      }
+    }
+    for (const bad of [`fullnameOverride=${'p'.repeat(41)}`, 'fullnameOverride=Pay', 'nameOverride=ledger_1']) {
+      const refused = await runHelm(['template', release, chart, '--set', bad]);
+      assert.notEqual(refused.code, 0, bad);
+      assert.match(refused.stderr, /values don't meet the specifications of the schema/, bad);
+    }
+  });
+
+  test("podLabels and podAnnotations reach every gantry pod, a component's over the global ones, never over the chart's own labels", async (t) => {
+    if (needsHelm(t)) return;
+    const set = [
+      'podLabels.team=payments', 'podLabels.app\\.kubernetes\\.io/component=mine', 'podAnnotations.prometheus\\.io/path=/metrics',
+      'targets.log.podLabels.team=ledger', 'targets.log.podAnnotations.note=log-only', 'operator.podLabels.tier=control', 'monolithic.podAnnotations.note=monolith-only',
+    ];
+    for (const values of [[], ['monolithic-values.yaml']]) {
+      const docs = await render(values, set);
+      for (const d of ofKind(docs, 'Deployment')) {
+        const { labels, annotations } = d.spec.template.metadata;
+        const c = component(d)!;
+        const where = `${d.metadata.name} (${values.join() || 'defaults'})`;
+        assert.equal(labels['app.kubernetes.io/component'], c, `${where}: the chart's labels win`);
+        assert.deepEqual(d.spec.selector.matchLabels, { 'app.kubernetes.io/name': 'gantry', 'app.kubernetes.io/instance': release, 'app.kubernetes.io/component': c }, where);
+        assert.equal(labels.team, c === 'log' ? 'ledger' : 'payments', `${where}: the component's podLabels over the global ones`);
+        assert.equal(labels.tier, c === 'operator' ? 'control' : undefined, where);
+        assert.equal(annotations['prometheus.io/path'], '/metrics', where);
+        assert.equal(annotations.note, { log: 'log-only', gantry: 'monolith-only' }[c], where);
+      }
+      for (const pod of ofKind(docs, 'Pod')) assert.equal(pod.metadata.labels.team, undefined, `${pod.metadata.name}: helm test Pods keep their own labels`);
+    }
+    const plain = named(await render(), 'Deployment', `${release}-log`).spec.template.metadata;
+    assert.equal(plain.annotations, undefined, 'no annotations by default');
+  });
+
+  test('serviceAccount: one per component, annotated globally and per component; only the operator gets an API token; create=false uses the named ones and binds the operator Role to its own', async (t) => {
+    if (needsHelm(t)) return;
+    const docs = await render([], ['serviceAccount.annotations.iam\\.example\\.com/role=gantry', 'operator.serviceAccount.annotations.iam\\.example\\.com/role=gantry-operator', 'targets.webhooks.serviceAccount.name=egress']);
+    const accounts = ofKind(docs, 'ServiceAccount');
+    assert.deepEqual(accounts.map((a) => a.metadata.name).sort(), [`${release}-approvals`, `${release}-log`, operator, `${release}-settlement`, 'egress'].sort());
+    for (const a of accounts) {
+      const isOperator = a.metadata.name === operator;
+      assert.equal(a.metadata.annotations['iam.example.com/role'], isOperator ? 'gantry-operator' : 'gantry', a.metadata.name);
+      assert.equal(a.automountServiceAccountToken, isOperator ? undefined : false, `${a.metadata.name}: no token unless it calls the API`);
+    }
+    for (const d of ofKind(docs, 'Deployment')) {
+      const pod = d.spec.template.spec;
+      assert.equal(pod.serviceAccountName, d.metadata.name === `${release}-webhooks` ? 'egress' : d.metadata.name, d.metadata.name);
+      assert.equal(pod.automountServiceAccountToken, d.metadata.name === operator, d.metadata.name);
+    }
+
+    const external = await render([], ['serviceAccount.create=false', 'operator.serviceAccount.name=gantry-operator-sa', 'targets.log.serviceAccount.name=log-sa']);
+    assert.deepEqual(ofKind(external, 'ServiceAccount'), [], 'none created');
+    const runsAs = (name: string) => named(external, 'Deployment', name).spec.template.spec.serviceAccountName;
+    assert.equal(runsAs(`${release}-log`), 'log-sa');
+    assert.equal(runsAs(`${release}-settlement`), 'default', "unnamed: the namespace's default, with no token mounted");
+    assert.equal(runsAs(operator), 'gantry-operator-sa');
+    assert.deepEqual(named(external, 'RoleBinding', operator).subjects, [{ kind: 'ServiceAccount', name: 'gantry-operator-sa', namespace: ns }]);
+    const mono = await render(['monolithic-values.yaml'], ['serviceAccount.create=false', 'operator.enabled=false']);
+    assert.equal(named(mono, 'Deployment', `${release}-gantry`).spec.template.spec.serviceAccountName, 'default');
+  });
+
+  test('checksum/config rolls the target pods when database.url changes, and not when anything else does or on a second render', async (t) => {
+    if (needsHelm(t)) return;
+    const url = 'database.url=postgres://gantry:one@db:5432/gantry';
+    const checksums = async (set: string[]) => {
+      const docs = await render([], set);
+      return new Map(ofKind(docs, 'Deployment').map((d) => [d.metadata.name as string, d.spec.template.metadata.annotations?.['checksum/config'] as string | undefined]));
+    };
+    const targets = ['log', 'settlement', 'approvals', 'webhooks'].map((x) => `${release}-${x}`);
+    const [first, again, otherValues, otherUrl, noUrl] = await Promise.all([
+      checksums([url]),
+      checksums([url]),
+      checksums([url, 'telemetry.logLevel=debug', 'targets.log.replicas=3', 'image.tag=0.2.0', 'podAnnotations.checksum/config=mine', 'webhooks.allowedCidrs=10.0.0.0/8']),
+      checksums(['database.url=postgres://gantry:two@db:5432/gantry']),
+      checksums([]),
+    ]);
+    for (const name of targets) {
+      assert.match(first.get(name) ?? '', /^[0-9a-f]{64}$/, `${name} digests the database Secret it reads`);
+      assert.equal(again.get(name), first.get(name), `${name}: a second render (fresh generated keys) changes nothing`);
+      assert.equal(otherValues.get(name), first.get(name), `${name}: values outside the Secret (and a podAnnotation of the same name) do not change it`);
+      assert.notEqual(otherUrl.get(name), first.get(name), `${name}: a new database.url rolls the pods`);
+      assert.equal(noUrl.get(name), undefined, `${name}: with database.existingSecret the chart renders no config of its own`);
+    }
+    assert.equal(first.get(operator), undefined, 'the operator reads no database');
+    const mono = await render(['monolithic-values.yaml'], [url]);
+    assert.ok(ofKind(mono, 'Deployment').every((d) => !d.spec.template.metadata.annotations?.['checksum/config']), 'the monolith ignores database values');
   });
 
   test('every Deployment is hardened and probed by gRPC on the plaintext health port', async (t) => {
@@ -249,19 +540,32 @@ describe('charts/gantry', () => {
     assert.equal(named(docs, 'Deployment', operator).spec.template.spec.volumes.find((v: Obj) => v.name === 'tls').secret.secretName, `${operator}-tls`);
   });
 
-  test("the dev key init script lays out a key the process trusts: a token minted with it verifies", async (t) => {
+  test('the dev-key init container runs `gantry dev-key import` on the chart key: a token minted with the key it lays out verifies', async (t) => {
     if (needsHelm(t)) return;
     const docs = await render();
     const pod = named(docs, 'Deployment', `${release}-settlement`).spec.template.spec;
     const init = (pod.initContainers as Obj[]).find((c) => c.name === 'dev-key')!;
-    assert.deepEqual(init.command.slice(0, 2), ['node', '-e']);
+    assert.equal(init.command, undefined, "the image's entrypoint, gantry, runs it as it runs serve");
+    assert.deepEqual(init.image, pod.containers[0].image);
+    const secretMount = (init.volumeMounts as Obj[]).find((m) => m.name === 'dev-key')!;
+    assert.equal(pod.volumes.find((v: Obj) => v.name === 'dev-key').secret.secretName, `${release}-dev-jwt`);
     const dir = mkdtempSync(join(tmpdir(), 'gantry-chart-'));
     try {
-      const keyFile = join(dir, 'signing-key.pem');
+      // The pod's paths moved under a scratch dir: the data volume and the dev-key Secret's mount.
+      const local = (path: string) => join(dir, path);
+      const env = new Map<string, string>((init.env as Obj[]).map((e) => [e.name, local(e.value)]));
+      const keyFile = env.get('DEV_KEY_FILE')!;
+      assert.ok(keyFile.startsWith(local(secretMount.mountPath) + '/'), 'DEV_KEY_FILE is in the Secret mount');
+      mkdirSync(dirname(keyFile), { recursive: true });
       writeFileSync(keyFile, Buffer.from(named(docs, 'Secret', `${release}-dev-jwt`).data['signing-key.pem'], 'base64'));
-      await exec(process.execPath, ['-e', init.command[2]], { env: { ...process.env, DATA_DIR: join(dir, 'data'), DEV_KEY_FILE: keyFile } });
-      const key = await ensureDevSigningKey(join(dir, 'data', 'jwt'));
-      assert.equal(readFileSync(keyFile, 'utf8').includes('EC PRIVATE KEY'), true);
+      // kubelet's $(NAME) expansion of args from the container's env.
+      const args = (init.args as string[]).map((a) => a.replace(/\$\((\w+)\)/g, (_, name: string) => env.get(name) ?? assert.fail(`${name} is not in the init container's env`)));
+      const run = await runGantry(args);
+      assert.equal(run.code, 0, run.stderr);
+      const dataDir = env.get('DATA_DIR')!;
+      assert.equal(local(envOf(named(docs, 'Deployment', `${release}-settlement`)).get('GANTRY_DATA_DIR')!.value), dataDir, 'where the main container looks');
+      const key = await ensureDevSigningKey(join(dataDir, 'jwt'));
+      assert.ok(key.privateKey.equals(createPrivateKey(readFileSync(keyFile))), "the chart's key, not a new one");
       const token = mintToken({ subject: 'service:settlement', scopes: ['log.append'], issuer: 'gantry', audience: 'gantry', ttlSec: 60, key: key.privateKey, kid: key.kid });
       const verifier = TokenVerifier.fromConfig({ issuer: 'gantry', audience: 'gantry', clockToleranceSec: 30, maxTokenAgeSec: 86400 } as never, key.jwksFile);
       assert.equal((await verifier.verify(token)).subject, 'service:settlement');
@@ -294,7 +598,7 @@ describe('charts/gantry', () => {
       from,
       [
         { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'gantry', 'app.kubernetes.io/instance': release, 'app.kubernetes.io/component': 'operator' } } },
-        { podSelector: { matchLabels: { 'app.kubernetes.io/instance': release, 'app.kubernetes.io/component': 'helm-test' } } },
+        { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'gantry', 'app.kubernetes.io/instance': release, 'app.kubernetes.io/component': 'helm-test' } } },
         { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'clients' } } },
       ],
       'only the operator, the helm test Pods and allowedClients, no peer selectors',
@@ -444,6 +748,8 @@ describe('charts/gantry', () => {
       [['operator.workers=0'], /at '\/operator\/workers'/],
       [['grpc.maxConnectionAgeMs=-1'], /at '\/grpc\/maxConnectionAgeMs'/],
       [['database.startupTimeoutMs=soon'], /at '\/database\/startupTimeoutMs': got string, want integer/],
+      [['podLabels.team=-x'], /at '\/podLabels\/team'/],
+      [['targets.log.serviceAccount.create=true'], /at '\/targets\/log\/serviceAccount': additional properties 'create' not allowed/],
     ];
     await Promise.all(cases.map(async ([set, message]) => {
       for (const cmd of [['template', release, chart], ['lint', chart]]) {
@@ -464,6 +770,7 @@ describe('charts/gantry', () => {
       [['auth.generateDevKey=false', 'auth.jwksUrl=https://idp.example.com/jwks', 'events.enabled=false'], /operator.serviceTokenSecret: with an external issuer the operator needs a service token/],
       [['operator.leaderElection.renewDeadlineMs=20000'], /renewDeadlineMs must be less than leaseDurationMs/],
       [['probes.startup.failureThreshold=60'], /probes.startup: periodSeconds × failureThreshold \(120 s\) must exceed database.startupTimeoutMs \(300 s\)/],
+      [['serviceAccount.create=false'], /operator.serviceAccount.name: with serviceAccount.create=false name the operator's existing ServiceAccount/],
     ];
     await Promise.all(cases.map(async ([set, message]) => {
       const r = await runHelm(['template', release, chart, ...valuesArgs([], set)]);

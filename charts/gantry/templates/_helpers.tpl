@@ -1,6 +1,184 @@
-{{/* Prefix of every object name: the release name (headless Services are <release>-<target>-headless). */}}
-{{- define "gantry.prefix" -}}
-{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{/* The chart's name, app.kubernetes.io/name of every object: nameOverride, else the chart's own. */}}
+{{- define "gantry.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+The prefix of every object name: fullnameOverride; else the release name, followed by nameOverride
+when that is set and not already in it. With neither it is the release name alone (not bitnami's
+<release>-<chart>), as before these values existed, so installs upgrade in place. Cut at 40 rather
+than 63: the longest name made from it, <fullname>-approvals-test-health, adds 22 characters and
+must stay a valid DNS label; the release-name prefix was always cut there.
+*/}}
+{{- define "gantry.fullname" -}}
+{{- $name := .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- $name = .Values.fullnameOverride -}}
+{{- else if and .Values.nameOverride (not (contains .Values.nameOverride .Release.Name)) -}}
+{{- $name = printf "%s-%s" .Release.Name .Values.nameOverride -}}
+{{- end -}}
+{{- $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Object names. Every name and every reference to one (a Secret mounted, a Service in a peer address or a
+certificate, a RoleBinding's subject) comes from these, so an override renames both alike.
+*/}}
+{{/* One component's objects (Deployment, ClusterIP Service, ServiceAccount, PDB, HPA, NetworkPolicy):
+(dict "root" $ "component" "log"). The monolith is the component "gantry". */}}
+{{- define "gantry.componentName" -}}
+{{- printf "%s-%s" (include "gantry.fullname" .root) .component -}}
+{{- end -}}
+
+{{/* A component's values (targets.<t>, monolithic for "gantry", operator) as JSON: (dict "root" $ "component" "log"). */}}
+{{- define "gantry.componentValues" -}}
+{{- $v := .root.Values -}}
+{{- if eq .component "operator" -}}
+{{- toJson $v.operator -}}
+{{- else if eq .component "gantry" -}}
+{{- toJson $v.monolithic -}}
+{{- else -}}
+{{- toJson (index $v.targets .component) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The ServiceAccount a component's pods run as: (dict "root" $ "component" "log"). Its
+serviceAccount.name, else <fullname>-<component> when the chart creates them, else the namespace's default.
+*/}}
+{{- define "gantry.serviceAccountName" -}}
+{{- $name := (include "gantry.componentValues" . | fromJson).serviceAccount.name -}}
+{{- if .root.Values.serviceAccount.create -}}
+{{- $name | default (include "gantry.componentName" .) -}}
+{{- else -}}
+{{- $name | default "default" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A component's ServiceAccount, unless serviceAccount.create is off: (dict "root" $ "component" "log"),
+"kubeApi" for the one pod that calls the API server (the operator), whose token is not switched off here.
+Annotations: the component's serviceAccount.annotations over the global ones.
+*/}}
+{{- define "gantry.serviceAccount" -}}
+{{- if .root.Values.serviceAccount.create -}}
+{{- $annotations := merge (dict) (include "gantry.componentValues" . | fromJson).serviceAccount.annotations .root.Values.serviceAccount.annotations -}}
+apiVersion: v1
+kind: ServiceAccount
+{{ include "gantry.metadata" (dict "root" .root "component" .component "name" (include "gantry.serviceAccountName" .) "annotations" $annotations) }}
+{{- if not .kubeApi }}
+automountServiceAccountToken: false
+{{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/* A component's headless Service, for clients' dns:/// round_robin: (dict "root" $ "component" "log"). */}}
+{{- define "gantry.headlessServiceName" -}}
+{{- printf "%s-headless" (include "gantry.componentName" .) -}}
+{{- end -}}
+
+{{/* The Secret holding a component's certificate (chart PKI or cert-manager): (dict "root" $ "component" "log"). */}}
+{{- define "gantry.tlsSecretName" -}}
+{{- printf "%s-tls" (include "gantry.componentName" .) -}}
+{{- end -}}
+
+{{/* The CA's Secret, and with cert-manager its Certificate and CA Issuer. */}}
+{{- define "gantry.caName" -}}
+{{- printf "%s-ca" (include "gantry.fullname" .) -}}
+{{- end -}}
+
+{{/* cert-manager: the self-signed Issuer that signs the CA. */}}
+{{- define "gantry.selfSignedIssuerName" -}}
+{{- printf "%s-selfsigned" (include "gantry.fullname" .) -}}
+{{- end -}}
+
+{{/* The monolith's PersistentVolumeClaim (its data dir: embedded database, dev keys). */}}
+{{- define "gantry.monolithClaimName" -}}
+{{- printf "%s-data" (include "gantry.componentName" (dict "root" . "component" "gantry")) -}}
+{{- end -}}
+
+{{/* The Secret the chart keeps database.url in. */}}
+{{- define "gantry.databaseSecretName" -}}
+{{- printf "%s-database" (include "gantry.fullname" .) -}}
+{{- end -}}
+
+{{/* The chart's development JWT signing key (auth.generateDevKey). */}}
+{{- define "gantry.devKeySecretName" -}}
+{{- printf "%s-dev-jwt" (include "gantry.fullname" .) -}}
+{{- end -}}
+
+{{/* The log's checkpoint signing key. */}}
+{{- define "gantry.logSigningKeySecretName" -}}
+{{- printf "%s-log-signing-key" (include "gantry.fullname" .) -}}
+{{- end -}}
+
+{{/* The webhooks key ring the chart generates when webhooks.existingSecret is empty. */}}
+{{- define "gantry.webhooksKeysSecretName" -}}
+{{- printf "%s-webhooks-keys" (include "gantry.fullname" .) -}}
+{{- end -}}
+
+{{/* Where GANTRY_DATABASE_URL comes from, as JSON {name, key}: the chart's Secret when database.url is set, else database.existingSecret. */}}
+{{- define "gantry.databaseSecretRef" -}}
+{{- if .Values.database.url -}}
+{{- dict "name" (include "gantry.databaseSecretName" .) "key" "url" | toJson -}}
+{{- else -}}
+{{- dict "name" .Values.database.existingSecret "key" .Values.database.existingSecretKey | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret the chart keeps database.url in (microservices): secrets.yaml renders it, the pods' checksum/config digests it. */}}
+{{- define "gantry.databaseSecret" -}}
+apiVersion: v1
+kind: Secret
+{{ include "gantry.metadata" (dict "root" . "name" (include "gantry.databaseSecretName" .)) }}
+type: Opaque
+data:
+  url: {{ .Values.database.url | b64enc | quote }}
+{{- end -}}
+
+{{/*
+checksum/config of a pod: a digest of the data of the chart-rendered ConfigMaps and Secrets it reads
+only at start (a list of manifests), so that a change to them rolls its pods. Their data only: labels
+carry the chart version. Generated keys are never among them (random under `helm template`, so every
+GitOps render would roll every pod), nor what the process re-reads (certificates, JWKS, tokens).
+*/}}
+{{- define "gantry.configChecksum" -}}
+{{- $data := list -}}
+{{- range . }}{{ $data = append $data (pick (fromYaml .) "data" "stringData") }}{{ end -}}
+{{- toJson $data | sha256sum -}}
+{{- end -}}
+
+{{/* The webhooks key ring, as JSON {name, key}: webhooks.existingSecret, else the chart's. */}}
+{{- define "gantry.webhooksKeysRef" -}}
+{{- if .Values.webhooks.existingSecret -}}
+{{- dict "name" .Values.webhooks.existingSecret "key" .Values.webhooks.existingSecretKey | toJson -}}
+{{- else -}}
+{{- dict "name" (include "gantry.webhooksKeysSecretName" .) "key" "keys" | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/* gRPC over mTLS: every serving component's listener (GANTRY_PORT), its Services and NetworkPolicies. */}}
+{{- define "gantry.grpcPort" -}}7443{{- end -}}
+
+{{/* Plaintext grpc.health.v1 for kubelet's probes (GANTRY_HEALTH_PORT), in every pod. */}}
+{{- define "gantry.healthPort" -}}7080{{- end -}}
+
+{{/* A Service's cluster DNS name: (dict "root" $ "service" "<Service name>"). */}}
+{{- define "gantry.serviceHost" -}}
+{{- printf "%s.%s.svc.cluster.local" .service .root.Release.Namespace -}}
+{{- end -}}
+
+{{/*
+What a client in the release dials for a component (GANTRY_PEERS_<COMPONENT>_ADDRESS): dns:/// round_robin
+over the ready pods of its headless Service; in monolithic mode every component is the monolith's
+Service. (dict "root" $ "component" "log").
+*/}}
+{{- define "gantry.peerAddress" -}}
+{{- $service := include "gantry.headlessServiceName" . -}}
+{{- if eq .root.Values.mode "monolithic" -}}
+{{- $service = include "gantry.componentName" (dict "root" .root "component" "gantry") -}}
+{{- end -}}
+{{- printf "dns:///%s:%s" (include "gantry.serviceHost" (dict "root" .root "service" $service)) (include "gantry.grpcPort" .root) -}}
 {{- end -}}
 
 {{- define "gantry.targetNames" -}}
@@ -12,39 +190,86 @@
 {{- list "settlement" "approvals" | toJson -}}
 {{- end -}}
 
-{{- define "gantry.labels" -}}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
-app.kubernetes.io/name: gantry
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/part-of: gantry
+{{/* The components serving gRPC, as JSON: the monolith ("gantry"), else every enabled target. */}}
+{{- define "gantry.servedComponents" -}}
+{{- $served := list -}}
+{{- if eq .Values.mode "monolithic" -}}
+{{- $served = list "gantry" -}}
+{{- else -}}
+{{- range $t := include "gantry.targetNames" . | fromJsonArray -}}
+{{- if (index $.Values.targets $t).enabled }}{{ $served = append $served $t }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $served -}}
 {{- end -}}
 
-{{/* Selector labels of one component: (dict "root" $ "component" "log"). */}}
+{{/*
+Labels of every object: (dict "root" $ "component" "log"); without "component" for objects that belong
+to no one component (CRDs, the CA, shared keys).
+*/}}
+{{- define "gantry.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "gantry.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: gantry
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels of one component, a subset of its labels: (dict "root" $ "component" "log"). */}}
 {{- define "gantry.selectorLabels" -}}
-app.kubernetes.io/name: gantry
+app.kubernetes.io/name: {{ include "gantry.name" .root }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
-{{/* The NetworkPolicy peer of this release's `helm test` Pods (templates/tests.yaml). */}}
-{{- define "gantry.testClients" -}}
+{{/* A NetworkPolicyPeer selecting one component's pods of this release: (dict "root" $ "component" "operator"). */}}
+{{- define "gantry.podPeer" -}}
 podSelector:
   matchLabels:
-    app.kubernetes.io/instance: {{ .Release.Name }}
-    app.kubernetes.io/component: helm-test
+    {{- include "gantry.selectorLabels" . | nindent 4 }}
+{{- end -}}
+
+{{/*
+What the log and webhooks targets read besides every pod's files: the log's checkpoint key and the
+webhooks key ring, as JSON {env, mounts, volumes}: (dict "root" $ "targets" (list ...)), the targets
+the pod serves (others add nothing).
+*/}}
+{{- define "gantry.targetFiles" -}}
+{{- $v := .root.Values -}}
+{{- $env := list -}}
+{{- $mounts := list -}}
+{{- $volumes := list -}}
+{{- if has "log" .targets -}}
+{{- $env = append $env (dict "name" "GANTRY_LOG_ORIGIN" "value" $v.log.origin) -}}
+{{- $env = append $env (dict "name" "GANTRY_LOG_SIGNING_KEY_FILE" "value" "/etc/gantry/log/signing-key.pem") -}}
+{{- $mounts = append $mounts (dict "name" "log-signing-key" "mountPath" "/etc/gantry/log" "readOnly" true) -}}
+{{- $volumes = append $volumes (dict "name" "log-signing-key" "secret" (dict "secretName" (include "gantry.logSigningKeySecretName" .root) "defaultMode" 288)) -}}
+{{- end -}}
+{{- if has "webhooks" .targets -}}
+{{- $keys := include "gantry.webhooksKeysRef" .root | fromJson -}}
+{{- $env = append $env (dict "name" "GANTRY_WEBHOOKS_SECRET_KEY_FILE" "value" (printf "/etc/gantry/webhooks/%s" $keys.key)) -}}
+{{- with $v.webhooks.allowedCidrs -}}
+{{- $env = append $env (dict "name" "GANTRY_WEBHOOKS_ALLOWED_CIDRS" "value" .) -}}
+{{- end -}}
+{{- $mounts = append $mounts (dict "name" "webhooks-keys" "mountPath" "/etc/gantry/webhooks" "readOnly" true) -}}
+{{- $volumes = append $volumes (dict "name" "webhooks-keys" "secret" (dict "secretName" $keys.name "defaultMode" 288)) -}}
+{{- end -}}
+{{- dict "env" $env "mounts" $mounts "volumes" $volumes | toJson -}}
 {{- end -}}
 
 {{- define "gantry.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
-{{/* DNS names a component's Services answer to: short, namespaced and FQDN, ClusterIP and headless. */}}
+{{/* DNS names a component's Services answer to: short, namespaced and FQDN, ClusterIP and headless. (dict "root" $ "component" "log") */}}
 {{- define "gantry.dnsNames" -}}
 {{- $ns := .root.Release.Namespace -}}
 {{- $names := list -}}
-{{- range $svc := list .name (printf "%s-headless" .name) -}}
+{{- range $svc := list (include "gantry.componentName" .) (include "gantry.headlessServiceName" .) -}}
 {{- $names = concat $names (list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns)) -}}
 {{- end -}}
 {{- toJson $names -}}
@@ -54,7 +279,7 @@ podSelector:
 {{- if or .Values.auth.existingSecret .Values.auth.jwksUrl }}true{{ end -}}
 {{- end -}}
 
-{{/* The chart's dev key (Secret <release>-dev-jwt, written by the dev-key init container): every
+{{/* The chart's dev key (Secret <fullname>-dev-jwt, written by the dev-key init container): every
 microservices pod, and the monolith when the operator runs beside it, must trust the same key. */}}
 {{- define "gantry.sharedDevKey" -}}
 {{- if and .Values.auth.generateDevKey (or (eq .Values.mode "microservices") .Values.operator.enabled) }}true{{ end -}}
@@ -75,6 +300,9 @@ microservices pod, and the monolith when the operator runs beside it, must trust
 {{- if and (include "gantry.externalAuth" .) .Values.operator.enabled (not .Values.operator.serviceTokenSecret) (not .Values.auth.serviceTokenSecret) -}}
 {{- fail "operator.serviceTokenSecret: with an external issuer the operator needs a service token (a JWT with scopes webhooks.read webhooks.manage flags.read flags.write) from a Secret; set operator.serviceTokenSecret (or auth.serviceTokenSecret with those scopes too), or operator.enabled=false" -}}
 {{- end -}}
+{{- if and .Values.operator.enabled (not .Values.serviceAccount.create) (not .Values.operator.serviceAccount.name) -}}
+{{- fail "operator.serviceAccount.name: with serviceAccount.create=false name the operator's existing ServiceAccount; its Role is bound to it, and would otherwise be bound to the namespace's default ServiceAccount" -}}
+{{- end -}}
 {{- with .Values.operator.leaderElection -}}
 {{- if ge (int .renewDeadlineMs) (int .leaseDurationMs) -}}
 {{- fail "operator.leaderElection: renewDeadlineMs must be less than leaseDurationMs (a leader gives up before a standby may take over)" -}}
@@ -90,7 +318,7 @@ microservices pod, and the monolith when the operator runs beside it, must trust
 {{- end -}}
 
 {{/*
-One pod spec: (dict "root" $ "component" "log" "args" (list ...) "cfg" <target values> "tlsSecret" "..."
+One pod spec: (dict "root" $ "component" "log" "args" (list ...) "cfg" <target values>
 "env" (list of env vars) "dataVolume" <volume> "devKeyInit" bool "replicas" int).
 "relay": mounts auth.serviceTokenSecret as GANTRY_PEERS_TOKEN_FILE; "tokenSecret" (dict "name" "key")
 mounts that Secret instead. "clientOnly": no gRPC listener (the operator: health port only).
@@ -99,12 +327,14 @@ mounts that Secret instead. "clientOnly": no gRPC listener (the operator: health
 {{- define "gantry.podSpec" -}}
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
-{{- $prefix := include "gantry.prefix" $root -}}
+{{- $component := dict "root" $root "component" .component -}}
+{{- $grpcPort := include "gantry.grpcPort" $root -}}
+{{- $healthPort := include "gantry.healthPort" $root -}}
 {{- $resources := .cfg.resources | default $v.defaultResources -}}
 {{- $tokenSecret := ternary $v.auth.serviceTokenSecret "" (not (empty .relay)) -}}
 {{- $tokenKey := $v.auth.serviceTokenSecretKey -}}
 {{- with .tokenSecret }}{{ $tokenSecret = .name }}{{ $tokenKey = .key }}{{ end -}}
-serviceAccountName: {{ printf "%s-%s" $prefix .component }}
+serviceAccountName: {{ include "gantry.serviceAccountName" $component }}
 automountServiceAccountToken: {{ not (empty .kubeApi) }}
 enableServiceLinks: false
 terminationGracePeriodSeconds: {{ add (div $v.shutdownGraceMs 1000) $v.terminationGraceMarginSeconds }}
@@ -121,7 +351,7 @@ topologySpreadConstraints:
     whenUnsatisfiable: {{ $v.topologySpread.whenUnsatisfiable }}
     labelSelector:
       matchLabels:
-        {{- include "gantry.selectorLabels" (dict "root" $root "component" .component) | nindent 8 }}
+        {{- include "gantry.selectorLabels" $component | nindent 8 }}
 {{- end }}
 {{- with .cfg.nodeSelector }}
 nodeSelector:
@@ -137,24 +367,13 @@ affinity:
 {{- end }}
 {{- if .devKeyInit }}
 initContainers:
-  # Writes the chart's dev signing key and its JWKS where the process looks for its dev key
-  # (GANTRY_DATA_DIR/jwt), the way `ensureDevSigningKey` lays them out; templates cannot derive a
-  # public JWK, so this runs node from the gantry image.
+  # Lays out the chart's dev signing key and its JWKS where the process looks for its dev key
+  # (GANTRY_DATA_DIR/jwt): templates cannot derive a public JWK, so `gantry dev-key import` does.
+  # kubelet expands $(DEV_KEY_FILE) and $(DATA_DIR) in args from the env below.
   - name: dev-key
     image: {{ include "gantry.image" $root }}
     imagePullPolicy: {{ $v.image.pullPolicy }}
-    command:
-      - node
-      - -e
-      - |
-        const fs = require('node:fs'), crypto = require('node:crypto'), path = require('node:path');
-        const dir = path.join(process.env.DATA_DIR, 'jwt');
-        fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-        const key = crypto.createPrivateKey(fs.readFileSync(process.env.DEV_KEY_FILE));
-        const jwk = crypto.createPublicKey(key).export({ format: 'jwk' });
-        const kid = crypto.createHash('sha256').update(JSON.stringify([jwk.crv, jwk.kty, jwk.x, jwk.y])).digest('base64url').slice(0, 16);
-        fs.writeFileSync(path.join(dir, 'signing-key.pem'), key.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
-        fs.writeFileSync(path.join(dir, 'jwks.json'), JSON.stringify({ keys: [{ ...jwk, kid, alg: 'ES256', use: 'sig' }] }, null, 2));
+    args: [dev-key, import, --key-file=$(DEV_KEY_FILE), --data-dir=$(DATA_DIR)]
     env:
       - name: DATA_DIR
         value: /var/lib/gantry
@@ -177,14 +396,14 @@ containers:
       {{- toYaml .args | nindent 6 }}
     ports:
       {{- if not .clientOnly }}
-      - {name: grpc, containerPort: 7443, protocol: TCP}
+      - {name: grpc, containerPort: {{ $grpcPort }}, protocol: TCP}
       {{- end }}
-      - {name: health, containerPort: 7080, protocol: TCP}
+      - {name: health, containerPort: {{ $healthPort }}, protocol: TCP}
     env:
       {{- if not .clientOnly }}
-      - {name: GANTRY_PORT, value: "7443"}
+      - {name: GANTRY_PORT, value: {{ $grpcPort | quote }}}
       {{- end }}
-      - {name: GANTRY_HEALTH_PORT, value: "7080"}
+      - {name: GANTRY_HEALTH_PORT, value: {{ $healthPort | quote }}}
       - {name: GANTRY_DATA_DIR, value: /var/lib/gantry}
       - {name: GANTRY_TLS_CA_FILE, value: /etc/gantry/tls/ca.crt}
       - {name: GANTRY_TLS_CERT_FILE, value: /etc/gantry/tls/tls.crt}
@@ -225,15 +444,15 @@ containers:
     # done (a late database included), readiness while the database answers, liveness whatever the
     # database does, so an outage takes pods out of Services but never restarts them.
     startupProbe:
-      grpc: {port: 7080, service: startup}
+      grpc: {port: {{ $healthPort }}, service: startup}
       periodSeconds: {{ $v.probes.startup.periodSeconds }}
       failureThreshold: {{ $v.probes.startup.failureThreshold }}
     readinessProbe:
-      grpc: {port: 7080, service: readiness}
+      grpc: {port: {{ $healthPort }}, service: readiness}
       periodSeconds: {{ $v.probes.readiness.periodSeconds }}
       failureThreshold: {{ $v.probes.readiness.failureThreshold }}
     livenessProbe:
-      grpc: {port: 7080, service: liveness}
+      grpc: {port: {{ $healthPort }}, service: liveness}
       periodSeconds: {{ $v.probes.liveness.periodSeconds }}
       failureThreshold: {{ $v.probes.liveness.failureThreshold }}
     {{- with $resources }}
@@ -260,7 +479,7 @@ volumes:
     emptyDir: {sizeLimit: 256Mi}
   {{- toYaml (list .dataVolume) | nindent 2 }}
   - name: tls
-    secret: {secretName: {{ .tlsSecret }}, defaultMode: 288}
+    secret: {secretName: {{ include "gantry.tlsSecretName" $component }}, defaultMode: 288}
   {{- if $v.auth.existingSecret }}
   - name: jwks
     secret: {secretName: {{ $v.auth.existingSecret }}, defaultMode: 288}
@@ -271,52 +490,75 @@ volumes:
   {{- end }}
   {{- if .devKeyInit }}
   - name: dev-key
-    secret: {secretName: {{ printf "%s-dev-jwt" $prefix }}, defaultMode: 288}
+    secret: {secretName: {{ include "gantry.devKeySecretName" $root }}, defaultMode: 288}
   {{- end }}
   {{- with .extraVolumes }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
 {{- end -}}
 
-{{/* Metadata of one component's object: (dict "root" $ "name" "..." "component" "log"). */}}
+{{/*
+Metadata of a namespaced object: (dict "root" $ "component" "log"), named after its component unless
+"name" says otherwise; "component" may be left out for shared objects (then "name" is needed);
+"annotations" (a dict) when it has some.
+*/}}
 {{- define "gantry.metadata" -}}
 metadata:
-  name: {{ .name }}
+  name: {{ .name | default (include "gantry.componentName" .) }}
   namespace: {{ .root.Release.Namespace }}
   labels:
-    {{- include "gantry.labels" .root | nindent 4 }}
-    app.kubernetes.io/component: {{ .component }}
+    {{- include "gantry.labels" . | nindent 4 }}
+  {{- with .annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end -}}
 
 {{/*
-A rolling Deployment of one component: (dict "root" $ "name" "..." "component" "log" "pod" <gantry.podSpec
-arguments>), "replicas" int unless an HPA sets them.
+The Deployment of one component: (dict "root" $ "component" "log" "pod" <gantry.podSpec arguments>),
+"replicas" int unless an HPA sets them; rolling one new pod at a time, or "recreate" (the monolith).
+The pod's "config": the manifests gantry.configChecksum digests.
 */}}
 {{- define "gantry.deployment" -}}
+{{- $cfg := .pod.cfg -}}
+{{- $annotations := merge (dict) ($cfg.podAnnotations | default dict) .root.Values.podAnnotations -}}
+{{- with .pod.config }}{{ $_ := set $annotations "checksum/config" (include "gantry.configChecksum" .) }}{{ end -}}
 apiVersion: apps/v1
 kind: Deployment
 {{ include "gantry.metadata" . }}
 spec:
+  {{- if .recreate }}
+  # One writer of the embedded database: never two pods, not even during a rollout.
+  {{- end }}
   {{- if hasKey . "replicas" }}
   replicas: {{ .replicas }}
   {{- end }}
   revisionHistoryLimit: 5
   strategy:
+    {{- if .recreate }}
+    type: Recreate
+    {{- else }}
     type: RollingUpdate
     rollingUpdate: {maxUnavailable: 0, maxSurge: 1}
+    {{- end }}
   selector:
     matchLabels:
-      {{- include "gantry.selectorLabels" (dict "root" .root "component" .component) | nindent 6 }}
+      {{- include "gantry.selectorLabels" . | nindent 6 }}
   template:
     metadata:
+      # podLabels and podAnnotations, the component's over the global ones; the chart's own labels and
+      # checksum/config win.
       labels:
-        {{- include "gantry.labels" .root | nindent 8 }}
-        app.kubernetes.io/component: {{ .component }}
+        {{- merge (include "gantry.labels" . | fromYaml) ($cfg.podLabels | default dict) .root.Values.podLabels | toYaml | nindent 8 }}
+      {{- with $annotations }}
+      annotations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
     spec:
       {{- include "gantry.podSpec" .pod | nindent 6 }}
 {{- end -}}
 
-{{/* At most one pod of a component down at a time: (dict "root" $ "name" "..." "component" "log"). */}}
+{{/* At most one pod of a component down at a time: (dict "root" $ "component" "log"). */}}
 {{- define "gantry.pdb" -}}
 apiVersion: policy/v1
 kind: PodDisruptionBudget
@@ -325,12 +567,12 @@ spec:
   maxUnavailable: 1
   selector:
     matchLabels:
-      {{- include "gantry.selectorLabels" (dict "root" .root "component" .component) | nindent 6 }}
+      {{- include "gantry.selectorLabels" . | nindent 6 }}
 {{- end -}}
 
 {{/*
-Ingress of one component: the plaintext health port from anywhere (kubelet probes), gRPC (7443) only
-from "from" (NetworkPolicyPeers; none: no gRPC ingress). (dict "root" $ "name" "..." "component" "log" "from" (list ...)).
+Ingress of one component: the plaintext health port from anywhere (kubelet probes), gRPC only from
+"from" (NetworkPolicyPeers; none: no gRPC ingress). (dict "root" $ "component" "log" "from" (list ...)).
 */}}
 {{- define "gantry.networkPolicy" -}}
 apiVersion: networking.k8s.io/v1
@@ -339,20 +581,13 @@ kind: NetworkPolicy
 spec:
   podSelector:
     matchLabels:
-      {{- include "gantry.selectorLabels" (dict "root" .root "component" .component) | nindent 6 }}
+      {{- include "gantry.selectorLabels" . | nindent 6 }}
   policyTypes: [Ingress]
   ingress:
-    - ports: [{port: 7080, protocol: TCP}]
+    - ports: [{port: {{ include "gantry.healthPort" .root }}, protocol: TCP}]
     {{- with .from }}
-    - ports: [{port: 7443, protocol: TCP}]
+    - ports: [{port: {{ include "gantry.grpcPort" $.root }}, protocol: TCP}]
       from:
         {{- toYaml . | nindent 8 }}
     {{- end }}
-{{- end -}}
-
-{{/* The NetworkPolicy peer of this release's operator pods. */}}
-{{- define "gantry.operatorClients" -}}
-podSelector:
-  matchLabels:
-    {{- include "gantry.selectorLabels" (dict "root" . "component" "operator") | nindent 4 }}
 {{- end -}}

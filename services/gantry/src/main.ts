@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { ConfigError } from '@gantry/kit';
 import { approvalsCommand } from './commands/approvals.js';
+import { devKeyCommand } from './commands/dev-key.js';
 import { flagsCommand } from './commands/flags.js';
 import { health } from './commands/health.js';
 import { logCommand } from './commands/log.js';
@@ -56,6 +57,7 @@ program.addCommand(logCommand());
 program.addCommand(settlementCommand());
 program.addCommand(approvalsCommand());
 program.addCommand(flagsCommand());
+program.addCommand(devKeyCommand());
 
 try {
   await program.parseAsync();
