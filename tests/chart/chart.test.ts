@@ -11,6 +11,8 @@ import { LIVENESS, READINESS, STARTUP, TokenVerifier, ensureDevSigningKey, mintT
 // `yaml` is in node_modules (hoisted from the workspace's dependencies); helm template has no JSON output.
 import { parseAllDocuments } from 'yaml';
 import { runGantry } from '../support/gantry-process.js';
+import { configSchemaFor, configSources, envNamesOf } from '@gantry/kit';
+import { registry } from '../../services/gantry/src/registry.js';
 
 const exec = promisify(execFile);
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -181,6 +183,22 @@ describe('charts/gantry', () => {
     if (needsHelm(t)) return;
     const runs = await Promise.all([[], ['monolithic-values.yaml'], ['microservices-certmanager-values.yaml'], ['dev-values.yaml']].map((v) => runHelm(['lint', chart, '--strict', ...valuesArgs(v, [])])));
     for (const r of runs) assert.equal(r.code, 0, r.stdout + r.stderr);
+  });
+
+  test('every GANTRY_* variable a container gets is a config key of the program (so none is refused at start)', async (t) => {
+    if (needsHelm(t)) return;
+    const known = envNamesOf(configSchemaFor(configSources(registry.all())));
+    for (const values of [[], ['monolithic-values.yaml'], ['microservices-certmanager-values.yaml'], ['dev-values.yaml']]) {
+      const names = new Set<string>();
+      for (const doc of await render(values, ['database.url=postgres://u:p@db:5432/gantry', 'telemetry.otlpEndpoint=http://otel:4317'])) {
+        const spec = (doc.spec as Obj | undefined)?.template ? ((doc.spec as Obj).template as Obj).spec as Obj : (doc.kind === 'Pod' ? (doc.spec as Obj) : undefined);
+        for (const c of [...((spec?.containers as Obj[]) ?? []), ...((spec?.initContainers as Obj[]) ?? [])]) {
+          for (const e of (c.env as Obj[]) ?? []) if (String(e.name).startsWith('GANTRY_')) names.add(String(e.name));
+        }
+      }
+      assert.ok(names.size > 10, `${values.join(',') || 'defaults'}: found ${names.size} GANTRY_* names`);
+      for (const name of names) assert.ok(known.has(name), `${values.join(',') || 'defaults'}: ${name} is not a config key of the program`);
+    }
   });
 
   test('the default, monolithic and cert-manager renders keep every object name, so existing installs upgrade in place', async (t) => {
@@ -398,7 +416,7 @@ describe('charts/gantry', () => {
         assert.equal(pod.securityContext.fsGroup, 10001, where);
         assert.equal(pod.securityContext.seccompProfile.type, 'RuntimeDefault', where);
         assert.equal(pod.automountServiceAccountToken, d.metadata.name === operator, `${where}: only the operator gets an API token`);
-        const graceMs = Number(envOf(d).get('GANTRY_SHUTDOWN_GRACE_MS')!.value);
+        const graceMs = Number(envOf(d).get('GANTRY_LIMITS_SHUTDOWN_GRACE_MS')!.value);
         assert.ok(pod.terminationGracePeriodSeconds * 1000 > graceMs, `${where}: terminationGracePeriodSeconds above the shutdown grace`);
         for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) {
           assert.equal(c.securityContext.readOnlyRootFilesystem, true, where);
@@ -416,8 +434,8 @@ describe('charts/gantry', () => {
         for (const name of env.keys()) assert.match(name, /^GANTRY_/, `${where}: only GANTRY_* configuration`);
         if (d.metadata.name !== operator) {
           // Connections age out so round_robin clients re-resolve; streams keep running (no grace limit).
-          assert.equal(env.get('GANTRY_MAX_CONNECTION_AGE_MS')?.value, '300000', where);
-          assert.equal(env.get('GANTRY_MAX_CONNECTION_AGE_GRACE_MS')?.value, '0', where);
+          assert.equal(env.get('GANTRY_LIMITS_MAX_CONNECTION_AGE_MS')?.value, '300000', where);
+          assert.equal(env.get('GANTRY_LIMITS_MAX_CONNECTION_AGE_GRACE_MS')?.value, '0', where);
         }
       }
     }
@@ -505,10 +523,10 @@ describe('charts/gantry', () => {
     const docs = await render(['microservices-certmanager-values.yaml']);
     const settlement = named(docs, 'Deployment', `${release}-settlement`);
     const env = envOf(settlement);
-    assert.equal(env.get('GANTRY_JWT_JWKS_FILE')!.value, '/etc/gantry/jwks/jwks.json');
-    assert.equal(env.get('GANTRY_JWT_ISSUER')!.value, 'https://issuer.example.com');
+    assert.equal(env.get('GANTRY_AUTH_JWKS_FILE')!.value, '/etc/gantry/jwks/jwks.json');
+    assert.equal(env.get('GANTRY_AUTH_ISSUER')!.value, 'https://issuer.example.com');
     assert.equal(env.get('GANTRY_PEERS_TOKEN_FILE')!.value, '/etc/gantry/peer-token/token');
-    assert.equal(env.get('GANTRY_OTLP_ENDPOINT')!.value, 'http://otel-collector.observability:4317');
+    assert.equal(env.get('GANTRY_TELEMETRY_OTLP_ENDPOINT')!.value, 'http://otel-collector.observability:4317');
     assert.ok(!envOf(named(docs, 'Deployment', `${release}-log`)).has('GANTRY_PEERS_TOKEN_FILE'));
     assert.equal(settlement.spec.template.spec.initContainers, undefined, 'no dev key');
     assert.equal(settlement.spec.replicas, undefined);
@@ -649,8 +667,8 @@ describe('charts/gantry', () => {
     assert.equal(value('GANTRY_OPERATOR_RESYNC_MS'), '300000');
     assert.equal(value('GANTRY_OPERATOR_WORKERS'), '2');
     assert.equal(value('GANTRY_OPERATOR_RENEW_DEADLINE_MS'), '10000');
-    assert.equal(value('GANTRY_HEALTH_PORT'), '7080');
-    for (const name of ['GANTRY_PORT', 'GANTRY_RATE_LIMIT_STORE', 'GANTRY_DATABASE_URL', 'GANTRY_PEERS_TOKEN_FILE', 'GANTRY_MAX_CONNECTION_AGE_MS']) assert.ok(!env.has(name), `${name} is not set`);
+    assert.equal(value('GANTRY_LISTEN_HEALTH_PORT'), '7080');
+    for (const name of ['GANTRY_LISTEN_PORT', 'GANTRY_RATE_LIMIT_STORE', 'GANTRY_DATABASE_URL', 'GANTRY_PEERS_TOKEN_FILE', 'GANTRY_LIMITS_MAX_CONNECTION_AGE_MS']) assert.ok(!env.has(name), `${name} is not set`);
     for (const target of ['log', 'settlement', 'approvals', 'webhooks']) {
       assert.equal(value(`GANTRY_PEERS_${target.toUpperCase()}_ADDRESS`), `dns:///${headless(target)}:7443`, target);
     }

@@ -157,10 +157,10 @@ GitOps render would roll every pod), nor what the process re-reads (certificates
 {{- end -}}
 {{- end -}}
 
-{{/* gRPC over mTLS: every serving component's listener (GANTRY_PORT), its Services and NetworkPolicies. */}}
+{{/* gRPC over mTLS: every serving component's listener (GANTRY_LISTEN_PORT), its Services and NetworkPolicies. */}}
 {{- define "gantry.grpcPort" -}}7443{{- end -}}
 
-{{/* Plaintext grpc.health.v1 for kubelet's probes (GANTRY_HEALTH_PORT), in every pod. */}}
+{{/* Plaintext grpc.health.v1 for kubelet's probes (GANTRY_LISTEN_HEALTH_PORT), in every pod. */}}
 {{- define "gantry.healthPort" -}}7080{{- end -}}
 
 {{/* A Service's cluster DNS name: (dict "root" $ "service" "<Service name>"). */}}
@@ -401,20 +401,20 @@ containers:
       - {name: health, containerPort: {{ $healthPort }}, protocol: TCP}
     env:
       {{- if not .clientOnly }}
-      - {name: GANTRY_PORT, value: {{ $grpcPort | quote }}}
+      - {name: GANTRY_LISTEN_PORT, value: {{ $grpcPort | quote }}}
       {{- end }}
-      - {name: GANTRY_HEALTH_PORT, value: {{ $healthPort | quote }}}
+      - {name: GANTRY_LISTEN_HEALTH_PORT, value: {{ $healthPort | quote }}}
       - {name: GANTRY_DATA_DIR, value: /var/lib/gantry}
       - {name: GANTRY_TLS_CA_FILE, value: /etc/gantry/tls/ca.crt}
       - {name: GANTRY_TLS_CERT_FILE, value: /etc/gantry/tls/tls.crt}
       - {name: GANTRY_TLS_KEY_FILE, value: /etc/gantry/tls/tls.key}
       - {name: GANTRY_TLS_RELOAD_INTERVAL_MS, value: {{ $v.tls.reloadIntervalMs | quote }}}
-      - {name: GANTRY_JWT_ISSUER, value: {{ $v.auth.issuer | quote }}}
-      - {name: GANTRY_JWT_AUDIENCE, value: {{ $v.auth.audience | quote }}}
+      - {name: GANTRY_AUTH_ISSUER, value: {{ $v.auth.issuer | quote }}}
+      - {name: GANTRY_AUTH_AUDIENCE, value: {{ $v.auth.audience | quote }}}
       {{- if $v.auth.existingSecret }}
-      - {name: GANTRY_JWT_JWKS_FILE, value: {{ printf "/etc/gantry/jwks/%s" $v.auth.existingSecretKey | quote }}}
+      - {name: GANTRY_AUTH_JWKS_FILE, value: {{ printf "/etc/gantry/jwks/%s" $v.auth.existingSecretKey | quote }}}
       {{- else if $v.auth.jwksUrl }}
-      - {name: GANTRY_JWT_JWKS_URL, value: {{ $v.auth.jwksUrl | quote }}}
+      - {name: GANTRY_AUTH_JWKS_URL, value: {{ $v.auth.jwksUrl | quote }}}
       {{- end }}
       {{- if $tokenSecret }}
       - {name: GANTRY_PEERS_TOKEN_FILE, value: {{ printf "/etc/gantry/peer-token/%s" $tokenKey | quote }}}
@@ -424,15 +424,15 @@ containers:
       - {name: GANTRY_RATE_LIMIT_POINTS, value: {{ $v.rateLimit.points | quote }}}
       - {name: GANTRY_RATE_LIMIT_WINDOW_SEC, value: {{ $v.rateLimit.windowSec | quote }}}
       {{- end }}
-      - {name: GANTRY_LOG_LEVEL, value: {{ $v.telemetry.logLevel | quote }}}
+      - {name: GANTRY_TELEMETRY_LOG_LEVEL, value: {{ $v.telemetry.logLevel | quote }}}
       {{- with $v.telemetry.otlpEndpoint }}
-      - {name: GANTRY_OTLP_ENDPOINT, value: {{ . | quote }}}
+      - {name: GANTRY_TELEMETRY_OTLP_ENDPOINT, value: {{ . | quote }}}
       {{- end }}
-      - {name: GANTRY_SHUTDOWN_GRACE_MS, value: {{ $v.shutdownGraceMs | quote }}}
+      - {name: GANTRY_LIMITS_SHUTDOWN_GRACE_MS, value: {{ $v.shutdownGraceMs | quote }}}
       {{- if not .clientOnly }}
       - {name: GANTRY_EVENTS_ENABLED, value: {{ $v.events.enabled | quote }}}
-      - {name: GANTRY_MAX_CONNECTION_AGE_MS, value: {{ $v.grpc.maxConnectionAgeMs | int64 | quote }}}
-      - {name: GANTRY_MAX_CONNECTION_AGE_GRACE_MS, value: {{ $v.grpc.maxConnectionAgeGraceMs | int64 | quote }}}
+      - {name: GANTRY_LIMITS_MAX_CONNECTION_AGE_MS, value: {{ $v.grpc.maxConnectionAgeMs | int64 | quote }}}
+      - {name: GANTRY_LIMITS_MAX_CONNECTION_AGE_GRACE_MS, value: {{ $v.grpc.maxConnectionAgeGraceMs | int64 | quote }}}
       {{- end }}
       {{- with .env }}
       {{- toYaml . | nindent 6 }}

@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
-import { devKeyId, loadConfig } from '@gantry/kit';
+import { devKeyId } from '@gantry/kit';
+import { loadProgramConfig } from '../config.js';
 
 export interface DevKeyImportOptions {
   keyFile: string;
@@ -55,7 +56,7 @@ export async function writeDevSigningKey(dir: string, key: KeyObject): Promise<I
  * container runs it, so every pod trusts the one key of the release's <release>-dev-jwt Secret.
  */
 export async function devKeyImport(opts: DevKeyImportOptions): Promise<void> {
-  const config = loadConfig({ overrides: opts.dataDir ? { dataDir: opts.dataDir } : {} });
+  const config = loadProgramConfig({ overrides: opts.dataDir ? { dataDir: opts.dataDir } : {} });
   let pem: Buffer;
   try {
     pem = readFileSync(opts.keyFile);
