@@ -1,6 +1,5 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
-import type { Logger } from '@gantry/kit';
-import { realClock, type Clock } from './clock.js';
+import { realClock, type Clock, type Logger } from '@gantry/kit';
 import type { EventRecorder } from './events.js';
 import type { Informer } from './informer.js';
 import { keyOf, parseKey, type ObjectKey } from './keys.js';

@@ -1,6 +1,5 @@
 import { CoreV1Api, PatchStrategy, setHeaderOptions, type CoreV1Event, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
-import type { Logger } from '@gantry/kit';
-import { realClock, type Clock } from './clock.js';
+import { realClock, type Clock, type Logger } from '@gantry/kit';
 import { runtimeMetrics } from './metrics.js';
 
 /** Events waiting to be written; more are dropped (and counted) rather than queued without bound. */

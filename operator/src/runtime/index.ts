@@ -1,7 +1,7 @@
 // The operator's controller runtime: informers, a rate-limited work queue, controllers, Lease leader
-// election, Kubernetes Events and a manager tying them together. Reconcilers code against this file.
+// election, Kubernetes Events and a manager tying them together. Reconcilers code against this file;
+// time (Clock, Backoff) is the kit's, shared with the services' poll loops.
 export { type ObjectKey, type ResourceType, keyOf, parseKey, apiVersionOf, collectionPath } from './keys.js';
-export { type Clock, realClock, Backoff } from './clock.js';
 export { Informer, type InformerEvent, type InformerHandler, type InformerOptions } from './informer.js';
 export { WorkQueue, type WorkQueueOptions } from './queue.js';
 export { Controller, type ControllerOptions, type Reconciler, type ReconcileResult, type Watch } from './controller.js';

@@ -1,6 +1,5 @@
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
-import type { Logger } from '@gantry/kit';
-import { Backoff, realClock, type Clock } from './clock.js';
+import { Backoff, realClock, type Clock, type Logger } from '@gantry/kit';
 import { keyOf, collectionPath, type ResourceType } from './keys.js';
 import { getJson, isGone, KubeApiError, statusError, watch, type WatchEvent } from './kube-http.js';
 import { runtimeMetrics } from './metrics.js';

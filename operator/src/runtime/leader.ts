@@ -1,6 +1,5 @@
 import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
-import type { Logger } from '@gantry/kit';
-import { realClock, type Clock } from './clock.js';
+import { realClock, type Clock, type Logger } from '@gantry/kit';
 import { runtimeMetrics } from './metrics.js';
 
 export const DEFAULT_LEASE_DURATION_MS = 15_000;

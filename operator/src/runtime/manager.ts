@@ -1,6 +1,5 @@
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { Logger } from '@gantry/kit';
-import type { Clock } from './clock.js';
+import type { Clock, Logger } from '@gantry/kit';
 import type { Controller } from './controller.js';
 import { LeaderElector } from './leader.js';
 
