@@ -66,7 +66,7 @@ export class EventRecorder {
         await this.write(e);
       } catch (err) {
         this.metrics.eventsDropped.add(1, { reason: 'write_failed' });
-        this.opts.log.warn({ err: err instanceof Error ? err.message : String(err), reason: e.reason, object: e.obj.metadata?.name }, 'could not write a Kubernetes Event; dropped');
+        this.opts.log.warn({ err, reason: e.reason, object: e.obj.metadata?.name }, 'could not write a Kubernetes Event; dropped');
       }
     }
   }

@@ -68,7 +68,7 @@ export class Manager {
     for (const inf of informers) inf.start();
     const runControllers = async (leading: AbortSignal) => {
       const results = await Promise.allSettled(this.controllers.map((c) => c.start(leading)));
-      for (const r of results) if (r.status === 'rejected') this.opts.log.error({ err: String(r.reason) }, 'a controller failed');
+      for (const r of results) if (r.status === 'rejected') this.opts.log.error({ err: r.reason }, 'a controller failed');
     };
     try {
       if (!this.elector) {
