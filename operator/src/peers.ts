@@ -2,7 +2,7 @@
 // FlagsService. Calls go over mTLS with the operator's own certificate and a service token.
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { Metadata } from '@grpc/grpc-js';
+import type { ClientUnaryCall, Metadata, ServiceError } from '@grpc/grpc-js';
 import {
   bearerMetadata,
   ConfigError,
@@ -11,7 +11,6 @@ import {
   fileTokenSource,
   mtlsChannelCredentials,
   peerChannelOptions,
-  unary,
   type GantryConfig,
   type ServiceTokenSource,
   type TlsFiles,
@@ -24,12 +23,13 @@ export const OPERATOR_SCOPES = ['webhooks.read', 'webhooks.manage', 'flags.read'
 /** The subject of dev tokens (embedded mode); with an external issuer it is whatever the token says. */
 export const OPERATOR_SUBJECT = 'service:operator';
 
-type Unary<Req, Res> = (req: Req, md: Metadata, opts: object, cb: (err: import('@grpc/grpc-js').ServiceError | null, res?: Res) => void) => unknown;
+type Unary<Req, Res> = (req: Req, md: Metadata, opts: object, cb: (err: ServiceError | null, res?: Res) => void) => ClientUnaryCall;
 
 /** A gRPC client whose unary methods are called as promises with the token and deadline filled in. */
 export interface Peer<C> {
   address: string;
-  call<Req, Res>(method: (c: C) => Unary<Req, Res>, req: Req): Promise<Res>;
+  /** Calls a unary method; an abort of `signal` (the reconcile's) cancels the call, which then fails CANCELLED. */
+  call<Req, Res>(method: (c: C) => Unary<Req, Res>, req: Req, signal?: AbortSignal): Promise<Res>;
 }
 
 export interface Peers {
@@ -37,6 +37,24 @@ export interface Peers {
   webhooks: Peer<webhooksv1.WebhooksServiceClient> | undefined;
   flags(target: FlagTarget): Peer<flagsv1.FlagsServiceClient> | undefined;
   close(): void;
+}
+
+/**
+ * The kit's unary() with cancellation: a stopping operator cancels its calls instead of waiting
+ * out their deadlines.
+ */
+export function cancellableUnary<Req, Res>(method: Unary<Req, Res>, self: object, req: Req, md: Metadata, timeoutMs: number, signal?: AbortSignal): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    let cancel = () => {};
+    const call = method.call(self, req, md, { deadline: Date.now() + timeoutMs }, (err, res) => {
+      signal?.removeEventListener('abort', cancel);
+      if (err) reject(err);
+      else resolve(res!);
+    });
+    cancel = () => call.cancel();
+    if (signal?.aborted) cancel();
+    else signal?.addEventListener('abort', cancel, { once: true });
+  });
 }
 
 async function tokenSource(config: GantryConfig): Promise<ServiceTokenSource> {
@@ -86,7 +104,7 @@ export async function connectPeers(config: GantryConfig, tls: TlsFiles = operato
     const c = client;
     return {
       address,
-      call: (method, req) => unary(method(c) as never, c, req, bearerMetadata(tokens.token()), config.peers.callTimeoutMs),
+      call: (method, req, signal) => cancellableUnary(method(c), c, req, bearerMetadata(tokens.token()), config.peers.callTimeoutMs, signal),
     };
   }
 
