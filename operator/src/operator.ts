@@ -11,7 +11,8 @@ import { connectPeers, type Peers } from './peers.js';
 import { FeatureFlagReconciler } from './reconcilers/featureflag.js';
 import { WebhookReconciler } from './reconcilers/webhook.js';
 import { FEATURE_FLAGS, MANAGED_BY, MANAGED_BY_LABEL, SECRETS, WEBHOOKS, type FeatureFlagResource, type WebhookResource } from './resources.js';
-import { Controller, EventRecorder, Informer, Manager, WorkQueue } from './runtime/index.js';
+import { asReconciler, Controller, EventRecorder, Informer, Manager, WorkQueue } from './runtime/index.js';
+import { StatusWriter } from './status.js';
 
 /** Where a pod finds its own namespace. */
 const SERVICE_ACCOUNT_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
@@ -66,21 +67,44 @@ function ownerWebhook(o: KubernetesObject): string[] {
   return owner ? [`${o.metadata!.namespace}/${owner.name}`] : [];
 }
 
+/** The informers one operator reads: the two kinds it reconciles and the Secrets it writes. */
+interface Informers {
+  webhooks: Informer<WebhookResource>;
+  flags: Informer<FeatureFlagResource>;
+  secrets: Informer<V1Secret & KubernetesObject>;
+}
+
+function informersFor(kc: KubeConfig, namespace: string, log: Logger): Informers {
+  return {
+    webhooks: new Informer<WebhookResource>({ kc, resource: WEBHOOKS, namespace, log }),
+    flags: new Informer<FeatureFlagResource>({ kc, resource: FEATURE_FLAGS, namespace, log }),
+    // Only the Secrets it wrote: a deleted or edited signing Secret is put back.
+    secrets: new Informer<V1Secret & KubernetesObject>({ kc, resource: SECRETS, namespace, labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}`, log }),
+  };
+}
+
+/** One controller per kind, each reading its objects fresh from the cache through asReconciler. */
+function controllersFor(opts: OperatorOptions, informers: Informers, peers: Peers, kube: KubeApi, events: EventRecorder): Controller[] {
+  const { config, log } = opts;
+  const status = new StatusWriter(kube);
+  const common = { workers: config.operator.workers, resyncMs: config.operator.resyncMs, log, events };
+  const queue = () => new WorkQueue(opts.maxBackoffMs !== undefined ? { maxDelayMs: opts.maxBackoffMs } : {});
+  const webhook = new WebhookReconciler({ kube, peers, events, status, log: log.child({ controller: 'webhook' }) });
+  const featureFlag = new FeatureFlagReconciler({ kube, peers, events, status, log: log.child({ controller: 'featureflag' }) });
+  return [
+    new Controller({ name: 'webhook', informer: informers.webhooks, watches: [{ informer: informers.secrets, map: ownerWebhook }], reconciler: asReconciler(informers.webhooks, webhook), queue: queue(), ...common }),
+    new Controller({ name: 'featureflag', informer: informers.flags, reconciler: asReconciler(informers.flags, featureFlag), queue: queue(), ...common }),
+  ];
+}
+
 export async function startOperator(opts: OperatorOptions): Promise<Operator> {
   const { config, log } = opts;
   const kc = opts.kubeConfig ?? loadKubeConfig(config);
   const namespace = watchedNamespace(config, kc);
   const identity = config.operator.identity ?? `${hostname()}-${randomBytes(3).toString('hex')}`;
   const peers = opts.peers ?? (await connectPeers(config));
-  const kube = new KubeApi(kc);
   const events = new EventRecorder({ kc, component: 'gantry-operator', instance: identity, log: log.child({ component: 'events' }) });
-  const resyncMs = config.operator.resyncMs;
-
-  const webhooks = new Informer<WebhookResource>({ kc, resource: WEBHOOKS, namespace, log });
-  const flags = new Informer<FeatureFlagResource>({ kc, resource: FEATURE_FLAGS, namespace, log });
-  // Only the Secrets it wrote: a deleted or edited signing Secret is put back.
-  const secrets = new Informer<V1Secret & KubernetesObject>({ kc, resource: SECRETS, namespace, labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}`, log });
-
+  const informers = informersFor(kc, namespace, log);
   const manager = new Manager({
     kc,
     namespace,
@@ -92,39 +116,14 @@ export async function startOperator(opts: OperatorOptions): Promise<Operator> {
     renewDeadlineMs: config.operator.renewDeadlineMs,
     retryPeriodMs: config.operator.retryPeriodMs,
   });
-  const queueOptions = opts.maxBackoffMs !== undefined ? { maxDelayMs: opts.maxBackoffMs } : {};
-  manager.add(
-    new Controller({
-      name: 'webhook',
-      informer: webhooks,
-      watches: [{ informer: secrets, map: ownerWebhook }],
-      reconciler: new WebhookReconciler({ get: (k) => webhooks.get(k), kube, peers, events, log: log.child({ controller: 'webhook' }) }),
-      workers: config.operator.workers,
-      resyncMs,
-      queue: new WorkQueue(queueOptions),
-      log,
-      events,
-    }),
-  );
-  manager.add(
-    new Controller({
-      name: 'featureflag',
-      informer: flags,
-      reconciler: new FeatureFlagReconciler({ get: (k) => flags.get(k), kube, peers, events, log: log.child({ controller: 'featureflag' }) }),
-      workers: config.operator.workers,
-      resyncMs,
-      queue: new WorkQueue(queueOptions),
-      log,
-      events,
-    }),
-  );
+  for (const controller of controllersFor(opts, informers, peers, new KubeApi(kc), events)) manager.add(controller);
 
   const stopping = new AbortController();
   const running = manager.start(stopping.signal);
   const failed = running.then(
     () => new Promise<never>(() => undefined), // a requested stop is not a failure
     (err: unknown) => {
-      log.error({ err: (err as Error).message }, 'the operator stopped by itself');
+      log.error({ err }, 'the operator stopped by itself');
       throw err;
     },
   );
@@ -138,7 +137,7 @@ export async function startOperator(opts: OperatorOptions): Promise<Operator> {
     },
     failed,
     synced: async () => {
-      await Promise.all([webhooks.synced(), flags.synced(), secrets.synced()]);
+      await Promise.all([informers.webhooks.synced(), informers.flags.synced(), informers.secrets.synced()]);
     },
     async stop() {
       stopping.abort();

@@ -2,7 +2,6 @@
 // FlagsService. Calls go over mTLS with the operator's own certificate and a service token.
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { Metadata } from '@grpc/grpc-js';
 import {
   bearerMetadata,
   ConfigError,
@@ -11,11 +10,12 @@ import {
   fileTokenSource,
   mtlsChannelCredentials,
   peerChannelOptions,
-  unary,
   peerAddressOf,
+  unary,
   type GantryConfig,
   type ServiceTokenSource,
   type TlsFiles,
+  type UnaryMethod,
 } from '@gantry/kit';
 import { flagsv1, webhooksv1 } from '@gantry/proto';
 import { FLAG_TARGETS, type FlagTarget } from './resources.js';
@@ -25,12 +25,11 @@ export const OPERATOR_SCOPES = ['webhooks.read', 'webhooks.manage', 'flags.read'
 /** The subject of dev tokens (embedded mode); with an external issuer it is whatever the token says. */
 export const OPERATOR_SUBJECT = 'service:operator';
 
-type Unary<Req, Res> = (req: Req, md: Metadata, opts: object, cb: (err: import('@grpc/grpc-js').ServiceError | null, res?: Res) => void) => unknown;
-
 /** A gRPC client whose unary methods are called as promises with the token and deadline filled in. */
 export interface Peer<C> {
   address: string;
-  call<Req, Res>(method: (c: C) => Unary<Req, Res>, req: Req): Promise<Res>;
+  /** Calls a unary method; an abort of `signal` (the reconcile's) cancels the call, which then fails CANCELLED. */
+  call<Req, Res>(method: (c: C) => UnaryMethod<Req, Res>, req: Req, signal?: AbortSignal): Promise<Res>;
 }
 
 export interface Peers {
@@ -87,7 +86,7 @@ export async function connectPeers(config: GantryConfig, tls: TlsFiles = operato
     const c = client;
     return {
       address,
-      call: (method, req) => unary(method(c) as never, c, req, bearerMetadata(tokens.token()), config.peers.callTimeoutMs),
+      call: (method, req, signal) => unary(method(c), c, req, bearerMetadata(tokens.token()), config.peers.callTimeoutMs, signal),
     };
   }
 

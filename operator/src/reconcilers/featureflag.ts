@@ -5,20 +5,20 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { flagFromSpec, GantryError, validateFlag, type Logger } from '@gantry/kit';
 import { flagsv1 } from '@gantry/proto';
-import { sameStatus, setCondition, type ConditionUpdate } from '../conditions.js';
+import { sameStatus, type ConditionUpdate } from '../conditions.js';
 import { followFinalizer, type KubeApi } from '../kube.js';
 import type { Peers } from '../peers.js';
 import { FEATURE_FLAGS, FINALIZER, FLAG_TARGETS, type FeatureFlagResource, type FeatureFlagStatus, type FlagServiceStatus, type FlagTarget } from '../resources.js';
+import type { StatusWriter } from '../status.js';
 import { describeError, grpcCode } from './grpc-errors.js';
-import type { EventRecorder, ObjectKey, Reconciler, ReconcileResult } from '../runtime/index.js';
+import { TerminalError, type EventRecorder, type ObjectReconciler } from '../runtime/index.js';
 
 export interface FeatureFlagReconcilerDeps {
-  get(key: string): FeatureFlagResource | undefined;
   kube: KubeApi;
   peers: Peers;
   events: EventRecorder;
+  status: StatusWriter;
   log: Logger;
-  now?: () => Date;
 }
 
 /** One service's outcome: its status entry, why, and whether backing off and retrying can help. */
@@ -54,37 +54,20 @@ function sameFlag(a: flagsv1.Flag, b: flagsv1.Flag): boolean {
   return sameStatus(view(a), view(b));
 }
 
-export class FeatureFlagReconciler implements Reconciler {
-  private readonly now: () => Date;
+export class FeatureFlagReconciler implements ObjectReconciler<FeatureFlagResource> {
+  constructor(private readonly deps: FeatureFlagReconcilerDeps) {}
 
-  constructor(private readonly deps: FeatureFlagReconcilerDeps) {
-    this.now = deps.now ?? (() => new Date());
-  }
-
-  async reconcile(key: ObjectKey): Promise<ReconcileResult | void> {
-    const ff = this.deps.get(`${key.namespace}/${key.name}`);
-    if (!ff) return;
-    if (!(await followFinalizer(this.deps.kube, FEATURE_FLAGS, ff, FINALIZER, (f) => this.finalize(f)))) return;
+  async reconcile(ff: FeatureFlagResource, signal: AbortSignal): Promise<void> {
+    if (!(await followFinalizer(this.deps.kube, FEATURE_FLAGS, ff, FINALIZER, (f) => this.finalize(f, signal)))) return;
     const flag = flagOf(ff);
     if ('problem' in flag) {
       await this.writeStatus(ff, ff.status?.services ?? [], { type: 'Synced', status: 'False', reason: 'InvalidSpec', message: `${flag.problem}; fix the FeatureFlag` });
       this.deps.events.event(ff, 'Warning', 'InvalidSpec', flag.problem);
-      return; // nothing to retry until the spec changes
+      throw new TerminalError(`invalid FeatureFlag spec: ${flag.problem}`); // nothing to retry until the spec changes
     }
-
     const targets = [...new Set(ff.spec.targets)];
-    const outcomes: Outcome[] = [];
-    for (const target of targets) outcomes.push(await this.push(ff, target, flag));
-    // Services dropped from spec.targets lose the flag; they stay in status until they have.
-    for (const old of ff.status?.services ?? []) {
-      const name = old.name as FlagTarget;
-      if (targets.includes(name) || !FLAG_TARGETS.includes(name)) continue;
-      // In the monolith every target is one process with one flag store: still a target there.
-      const sharedStore = targets.some((t) => this.deps.peers.flags(t)?.address !== undefined && this.deps.peers.flags(t)?.address === this.deps.peers.flags(name)?.address);
-      if (sharedStore) continue;
-      const removed = await this.remove(ff, name);
-      if (!removed.status.synced) outcomes.push(removed);
-    }
+    const outcomes = await this.converge(ff, targets, flag, signal);
+    signal.throwIfAborted(); // the operator is stopping and cancelled the calls: nothing to report
 
     const problems = outcomes.filter((o) => !o.status.synced);
     const summary = problems.map((o) => `${o.status.name}: ${o.status.message}`).join('; ');
@@ -96,24 +79,41 @@ export class FeatureFlagReconciler implements Reconciler {
         ? { type: 'Synced', status: 'True', reason, message: `every target service holds the flag (${targets.join(', ')})` }
         : { type: 'Synced', status: 'False', reason, message: summary },
     );
-    if (problems.length > 0) {
-      this.deps.events.event(ff, 'Warning', reason, summary);
-      if (problems.some((o) => o.retry)) throw new Error(`flag ${flag.key} is not synced: ${summary}`);
+    if (problems.length === 0) return;
+    this.deps.events.event(ff, 'Warning', reason, summary);
+    const failure = `flag ${flag.key} is not synced: ${summary}`;
+    throw problems.some((o) => o.retry) ? new Error(failure) : new TerminalError(failure);
+  }
+
+  /** Puts the flag into every target and takes it out of services dropped from spec.targets. */
+  private async converge(ff: FeatureFlagResource, targets: FlagTarget[], flag: flagsv1.Flag, signal: AbortSignal): Promise<Outcome[]> {
+    const outcomes: Outcome[] = [];
+    for (const target of targets) outcomes.push(await this.push(ff, target, flag, signal));
+    // Services dropped from spec.targets lose the flag; they stay in status until they have.
+    for (const old of ff.status?.services ?? []) {
+      const name = old.name as FlagTarget;
+      if (targets.includes(name) || !FLAG_TARGETS.includes(name)) continue;
+      // In the monolith every target is one process with one flag store: still a target there.
+      const sharedStore = targets.some((t) => this.deps.peers.flags(t)?.address !== undefined && this.deps.peers.flags(t)?.address === this.deps.peers.flags(name)?.address);
+      if (sharedStore) continue;
+      const removed = await this.remove(ff, name, signal);
+      if (!removed.status.synced) outcomes.push(removed);
     }
+    return outcomes;
   }
 
   /** Puts the flag into one service unless it already holds it. */
-  private async push(ff: FeatureFlagResource, target: FlagTarget, flag: flagsv1.Flag): Promise<Outcome> {
+  private async push(ff: FeatureFlagResource, target: FlagTarget, flag: flagsv1.Flag, signal: AbortSignal): Promise<Outcome> {
     const peer = this.deps.peers.flags(target);
     if (!peer) return failed(target, 'NoAddress', `no address for ${target}; set GANTRY_PEERS_${target.toUpperCase()}_ADDRESS`, false);
     try {
-      const current = await this.read(target, flag.key);
+      const current = await this.read(target, flag.key, signal);
       if (current && current.source !== flag.source && current.source.startsWith('operator:')) {
         return failed(target, 'KeyConflict', `flag ${flag.key} belongs to ${current.source.slice('operator:'.length)}; give this FeatureFlag another spec.key`, false);
       }
       if (current && sameFlag(current, flag)) return synced(target, current.version);
       // expected_version makes a concurrent writer's change fail (ABORTED) rather than vanish.
-      const put = await peer.call((c) => c.putFlag, { flag, expectedVersion: current ? current.version : 0n });
+      const put = await peer.call((c) => c.putFlag, { flag, expectedVersion: current ? current.version : 0n }, signal);
       this.deps.events.event(ff, 'Normal', 'Synced', `${target} now has flag ${flag.key} at version ${put.flag!.version}`);
       return synced(target, put.flag!.version);
     } catch (err) {
@@ -122,9 +122,9 @@ export class FeatureFlagReconciler implements Reconciler {
     }
   }
 
-  private async read(target: FlagTarget, key: string): Promise<flagsv1.Flag | undefined> {
+  private async read(target: FlagTarget, key: string, signal: AbortSignal): Promise<flagsv1.Flag | undefined> {
     try {
-      return (await this.deps.peers.flags(target)!.call((c) => c.getFlag, { key })).flag;
+      return (await this.deps.peers.flags(target)!.call((c) => c.getFlag, { key }, signal)).flag;
     } catch (err) {
       if (grpcCode(err) === GrpcStatus.NOT_FOUND) return undefined;
       throw err;
@@ -132,25 +132,26 @@ export class FeatureFlagReconciler implements Reconciler {
   }
 
   /** Deletes the flag from one service if this FeatureFlag wrote it; `synced` = done. */
-  private async remove(ff: FeatureFlagResource, target: FlagTarget): Promise<Outcome> {
+  private async remove(ff: FeatureFlagResource, target: FlagTarget, signal: AbortSignal): Promise<Outcome> {
     const peer = this.deps.peers.flags(target);
     if (!peer) return failed(target, 'NoAddress', `no address for ${target} to remove the flag from; set GANTRY_PEERS_${target.toUpperCase()}_ADDRESS`, true);
     try {
-      const current = await this.read(target, flagKeyOf(ff));
-      if (current && current.source === sourceOf(ff)) await peer.call((c) => c.deleteFlag, { key: current.key, expectedVersion: current.version });
+      const current = await this.read(target, flagKeyOf(ff), signal);
+      if (current && current.source === sourceOf(ff)) await peer.call((c) => c.deleteFlag, { key: current.key, expectedVersion: current.version }, signal);
       return synced(target);
     } catch (err) {
       return failed(target, 'Unavailable', `the flag could not be removed from ${target} (${describeError(err)}); retrying with backoff`, true);
     }
   }
 
-  private async finalize(ff: FeatureFlagResource): Promise<void> {
+  private async finalize(ff: FeatureFlagResource, signal: AbortSignal): Promise<void> {
     const targets = new Set<FlagTarget>([...ff.spec.targets, ...(ff.status?.services ?? []).map((s) => s.name as FlagTarget)].filter((t) => FLAG_TARGETS.includes(t)));
     const problems: Outcome[] = [];
     for (const target of targets) {
-      const result = await this.remove(ff, target);
+      const result = await this.remove(ff, target, signal);
       if (!result.status.synced) problems.push(result);
     }
+    signal.throwIfAborted();
     if (problems.length > 0) {
       const message = `deletion waits: ${problems.map((o) => o.status.message).join('; ')}`;
       await this.writeStatus(ff, ff.status?.services ?? [], { type: 'Synced', status: 'False', reason: 'SyncFailed', message });
@@ -159,13 +160,9 @@ export class FeatureFlagReconciler implements Reconciler {
     this.deps.events.event(ff, 'Normal', 'Removed', `removed flag ${flagKeyOf(ff)} from ${[...targets].join(', ')}`);
   }
 
-  private async writeStatus(ff: FeatureFlagResource, services: FlagServiceStatus[], condition: ConditionUpdate): Promise<void> {
-    const generation = ff.metadata.generation ?? 0;
-    let conditions = setCondition(ff.status?.conditions, condition, generation, this.now());
-    conditions = setCondition(conditions, { ...condition, type: 'Ready' }, generation, this.now());
+  /** Status with these services (sorted, so their order never causes a write) and Ready the same as Synced. */
+  private writeStatus(ff: FeatureFlagResource, services: FlagServiceStatus[], condition: ConditionUpdate): Promise<void> {
     const sorted = [...services].sort((a, b) => (a.name < b.name ? -1 : 1));
-    const next: FeatureFlagStatus = { ...ff.status, observedGeneration: generation, services: sorted, conditions };
-    if (sameStatus(next, ff.status)) return;
-    await this.deps.kube.patchStatus(FEATURE_FLAGS, ff.metadata.namespace, ff.metadata.name, next);
+    return this.deps.status.write<FeatureFlagStatus>(FEATURE_FLAGS, ff, { services: sorted }, [condition, { ...condition, type: 'Ready' }]);
   }
 }

@@ -5,31 +5,25 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { V1Secret } from '@kubernetes/client-node';
 import type { Logger } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
-import { sameStatus, setCondition, type ConditionUpdate } from '../conditions.js';
+import type { ConditionUpdate } from '../conditions.js';
 import { followFinalizer, type KubeApi } from '../kube.js';
 import type { Peers } from '../peers.js';
 import { API_VERSION, FINALIZER, MANAGED_BY, MANAGED_BY_LABEL, WEBHOOKS, type WebhookResource, type WebhookStatus } from '../resources.js';
+import type { StatusWriter } from '../status.js';
 import { describeError, grpcCode } from './grpc-errors.js';
-import type { EventRecorder, ObjectKey, Reconciler, ReconcileResult } from '../runtime/index.js';
+import { desiredSpec, externalIdOf, sameSpec, secretKeyOf, secretNameOf } from './webhook-spec.js';
+import { TerminalError, type EventRecorder, type ObjectReconciler, type ReconcileResult } from '../runtime/index.js';
 
 /** Re-checked this often while the webhooks service has no configured address. */
 const NO_ADDRESS_RETRY_MS = 60_000;
-const DEFAULT_SECRET_KEY = 'secret';
 
 export interface WebhookReconcilerDeps {
-  /** The informer's cache of Webhooks. */
-  get(key: string): WebhookResource | undefined;
   kube: KubeApi;
   peers: Peers;
   events: EventRecorder;
+  status: StatusWriter;
   log: Logger;
-  now?: () => Date;
 }
-
-/** The registration's stable key in the webhooks service: the resource's uid, never reused. */
-export const externalIdOf = (wh: WebhookResource) => `k8s:${wh.metadata.uid}`;
-export const secretNameOf = (wh: WebhookResource) => wh.spec.secret?.name ?? `${wh.metadata.name}-webhook`;
-const secretKeyOf = (wh: WebhookResource) => wh.spec.secret?.key ?? DEFAULT_SECRET_KEY;
 
 /** A failure whose condition has been written; `retry` says whether backing off can help. */
 class SyncError extends Error {
@@ -53,36 +47,11 @@ function classify(err: unknown, what: string): SyncError {
   return new SyncError('SyncFailed', `${what} failed: ${detail}`, true);
 }
 
-function desiredSpec(wh: WebhookResource): webhooksv1.WebhookSpec {
-  const s = wh.spec;
-  return {
-    url: s.url,
-    eventTypes: [...new Set(s.eventTypes)].sort(),
-    // The service stores header names lower-cased; compare and send them that way.
-    headers: Object.fromEntries(Object.entries(s.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v])),
-    description: s.description ?? '',
-    paused: s.paused ?? false,
-    rateLimitPerSecond: s.rateLimitPerSecond ?? 0,
-    maxConcurrency: s.maxConcurrency ?? 0,
-    labels: { 'k8s.namespace': wh.metadata.namespace, 'k8s.name': wh.metadata.name },
-  };
-}
+export class WebhookReconciler implements ObjectReconciler<WebhookResource> {
+  constructor(private readonly deps: WebhookReconcilerDeps) {}
 
-function sameSpec(a: webhooksv1.WebhookSpec, b: webhooksv1.WebhookSpec | undefined): boolean {
-  return b !== undefined && sameStatus({ ...a, eventTypes: [...a.eventTypes].sort() }, { ...b, eventTypes: [...b.eventTypes].sort() });
-}
-
-export class WebhookReconciler implements Reconciler {
-  private readonly now: () => Date;
-
-  constructor(private readonly deps: WebhookReconcilerDeps) {
-    this.now = deps.now ?? (() => new Date());
-  }
-
-  async reconcile(key: ObjectKey): Promise<ReconcileResult | void> {
-    const wh = this.deps.get(`${key.namespace}/${key.name}`);
-    if (!wh) return; // gone: its finalizer already ran
-    if (!(await followFinalizer(this.deps.kube, WEBHOOKS, wh, FINALIZER, (w) => this.finalize(w)))) return;
+  async reconcile(wh: WebhookResource, signal: AbortSignal): Promise<ReconcileResult | void> {
+    if (!(await followFinalizer(this.deps.kube, WEBHOOKS, wh, FINALIZER, (w) => this.finalize(w, signal)))) return;
     const webhooks = this.deps.peers.webhooks;
     if (!webhooks) {
       await this.writeStatus(wh, {}, { type: 'Synced', status: 'False', reason: 'NoAddress', message: 'the operator has no address for the webhooks service; set GANTRY_PEERS_WEBHOOKS_ADDRESS' });
@@ -92,15 +61,15 @@ export class WebhookReconciler implements Reconciler {
     let remote: webhooksv1.Webhook;
     let secretName: string;
     try {
-      const registered = await this.register(wh);
+      const registered = await this.register(wh, signal);
       remote = registered.webhook;
-      secretName = await this.ensureSecret(wh, remote, registered.secret);
+      secretName = await this.ensureSecret(wh, remote, registered.secret, signal);
     } catch (err) {
+      signal.throwIfAborted(); // the operator is stopping and cancelled the calls: nothing to report
       const failure = classify(err, 'registering the endpoint');
       await this.writeStatus(wh, {}, { type: 'Synced', status: 'False', reason: failure.reason, message: failure.message });
       this.deps.events.event(wh, 'Warning', failure.reason, failure.message);
-      if (failure.retry) throw failure;
-      return;
+      throw failure.retry ? failure : new TerminalError(failure.message, { cause: failure });
     }
 
     const disabled = remote.status === webhooksv1.WebhookStatus.WEBHOOK_STATUS_DISABLED;
@@ -118,13 +87,13 @@ export class WebhookReconciler implements Reconciler {
    * The registration, created or corrected. CreateWebhook with the resource's uid as external_id
    * is idempotent, so a pass that died between the call and the status write finds the same one.
    */
-  private async register(wh: WebhookResource): Promise<{ webhook: webhooksv1.Webhook; secret?: string }> {
+  private async register(wh: WebhookResource, signal: AbortSignal): Promise<{ webhook: webhooksv1.Webhook; secret?: string }> {
     const webhooks = this.deps.peers.webhooks!;
     const spec = desiredSpec(wh);
     let existing: webhooksv1.Webhook | undefined;
     if (wh.status?.webhookId) {
       try {
-        existing = (await webhooks.call((c) => c.getWebhook, { webhookId: wh.status.webhookId })).webhook;
+        existing = (await webhooks.call((c) => c.getWebhook, { webhookId: wh.status.webhookId }, signal)).webhook;
       } catch (err) {
         if (grpcCode(err) !== GrpcStatus.NOT_FOUND) throw err;
         this.deps.log.warn({ webhook: `${wh.metadata.namespace}/${wh.metadata.name}`, webhook_id: wh.status.webhookId }, 'registration deleted outside the operator; registering again');
@@ -132,7 +101,7 @@ export class WebhookReconciler implements Reconciler {
       if (existing && existing.externalId !== externalIdOf(wh)) existing = undefined;
     }
     if (!existing) {
-      const created = await webhooks.call((c) => c.createWebhook, { owner: '', externalId: externalIdOf(wh), spec, secret: '' });
+      const created = await webhooks.call((c) => c.createWebhook, { owner: '', externalId: externalIdOf(wh), spec, secret: '' }, signal);
       if (created.created) {
         this.deps.events.event(wh, 'Normal', 'Registered', `registered in the webhooks service as ${created.webhook!.webhookId}`);
         return { webhook: created.webhook!, secret: created.secret };
@@ -142,7 +111,7 @@ export class WebhookReconciler implements Reconciler {
     // Edits re-enable an endpoint the service disabled: the user changed something to fix it.
     const reenable = existing.status === webhooksv1.WebhookStatus.WEBHOOK_STATUS_DISABLED && (wh.status?.observedGeneration ?? 0) < (wh.metadata.generation ?? 0);
     if (!sameSpec(spec, existing.spec) || reenable) {
-      const updated = await webhooks.call((c) => c.updateWebhook, { webhookId: existing.webhookId, spec, updateMask: undefined, reenable });
+      const updated = await webhooks.call((c) => c.updateWebhook, { webhookId: existing.webhookId, spec, updateMask: undefined, reenable }, signal);
       this.deps.events.event(wh, 'Normal', 'Updated', reenable ? 're-enabled and updated the registration' : 'updated the registration to match the spec');
       existing = updated.webhook!;
     }
@@ -155,7 +124,7 @@ export class WebhookReconciler implements Reconciler {
    * learn a secret again is to rotate it. A Secret of that name the Webhook does not own is left
    * alone and reported.
    */
-  private async ensureSecret(wh: WebhookResource, remote: webhooksv1.Webhook, fresh: string | undefined): Promise<string> {
+  private async ensureSecret(wh: WebhookResource, remote: webhooksv1.Webhook, fresh: string | undefined, signal: AbortSignal): Promise<string> {
     const { namespace, uid } = wh.metadata;
     const name = secretNameOf(wh);
     const key = secretKeyOf(wh);
@@ -166,7 +135,7 @@ export class WebhookReconciler implements Reconciler {
     let secret = fresh;
     if (!secret && current?.data?.[key]) return name; // already holds the secret
     if (!secret) {
-      const rotated = await this.deps.peers.webhooks!.call((c) => c.rotateSecret, { webhookId: remote.webhookId, overlap: undefined, secret: '' });
+      const rotated = await this.deps.peers.webhooks!.call((c) => c.rotateSecret, { webhookId: remote.webhookId, overlap: undefined, secret: '' }, signal);
       secret = rotated.secret;
       this.deps.events.event(wh, 'Normal', 'SecretRotated', `Secret ${name} had no signing secret; rotated it and wrote the new one`);
     }
@@ -198,22 +167,23 @@ export class WebhookReconciler implements Reconciler {
   }
 
   /** Deregisters and deletes the owned Secret; the finalizer is released after. */
-  private async finalize(wh: WebhookResource): Promise<void> {
+  private async finalize(wh: WebhookResource, signal: AbortSignal): Promise<void> {
     const webhooks = this.deps.peers.webhooks;
     if (!webhooks) {
       await this.writeStatus(wh, {}, { type: 'Synced', status: 'False', reason: 'NoAddress', message: 'cannot deregister: the operator has no address for the webhooks service (GANTRY_PEERS_WEBHOOKS_ADDRESS)' });
       throw new Error('cannot deregister without a webhooks address');
     }
     try {
-      const found = await webhooks.call((c) => c.listWebhooks, { owner: '', status: webhooksv1.WebhookStatus.WEBHOOK_STATUS_UNSPECIFIED, externalId: externalIdOf(wh), pageSize: 10, pageToken: '' });
+      const found = await webhooks.call((c) => c.listWebhooks, { owner: '', status: webhooksv1.WebhookStatus.WEBHOOK_STATUS_UNSPECIFIED, externalId: externalIdOf(wh), pageSize: 10, pageToken: '' }, signal);
       for (const w of found.webhooks) {
         try {
-          await webhooks.call((c) => c.deleteWebhook, { webhookId: w.webhookId });
+          await webhooks.call((c) => c.deleteWebhook, { webhookId: w.webhookId }, signal);
         } catch (err) {
           if (grpcCode(err) !== GrpcStatus.NOT_FOUND) throw err;
         }
       }
     } catch (err) {
+      signal.throwIfAborted();
       const failure = classify(err, 'deregistering the endpoint');
       await this.writeStatus(wh, {}, { type: 'Synced', status: 'False', reason: failure.reason, message: `deletion waits: ${failure.message}` });
       throw failure;
@@ -226,18 +196,11 @@ export class WebhookReconciler implements Reconciler {
   }
 
   /** Writes status when it differs from what is there; the conditions given replace theirs. */
-  private async writeStatus(wh: WebhookResource, fields: Partial<WebhookStatus>, ...conditions: ConditionUpdate[]): Promise<void> {
-    const generation = wh.metadata.generation ?? 0;
-    let list = wh.status?.conditions ?? [];
-    for (const c of conditions) list = setCondition(list, c, generation, this.now());
+  private writeStatus(wh: WebhookResource, fields: Partial<WebhookStatus>, ...conditions: ConditionUpdate[]): Promise<void> {
     // A failed sync leaves Ready as it was only when it was already False; a working endpoint whose
     // spec can no longer be applied is not Ready for this generation.
-    if (!conditions.some((c) => c.type === 'Ready')) {
-      const synced = conditions.find((c) => c.type === 'Synced');
-      if (synced) list = setCondition(list, { type: 'Ready', status: 'False', reason: synced.reason, message: synced.message }, generation, this.now());
-    }
-    const next: WebhookStatus = { ...wh.status, ...fields, observedGeneration: generation, conditions: list };
-    if (sameStatus(next, wh.status)) return;
-    await this.deps.kube.patchStatus(WEBHOOKS, wh.metadata.namespace, wh.metadata.name, next);
+    const synced = conditions.find((c) => c.type === 'Synced');
+    const ready: ConditionUpdate[] = synced && !conditions.some((c) => c.type === 'Ready') ? [{ type: 'Ready', status: 'False', reason: synced.reason, message: synced.message }] : [];
+    return this.deps.status.write(WEBHOOKS, wh, fields, [...conditions, ...ready]);
   }
 }

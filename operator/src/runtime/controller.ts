@@ -1,11 +1,11 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
-import type { Logger } from '@gantry/kit';
-import { realClock, type Clock } from './clock.js';
+import { realClock, type Clock, type Logger } from '@gantry/kit';
 import type { EventRecorder } from './events.js';
 import type { Informer } from './informer.js';
-import { keyOf, parseKey, type ObjectKey } from './keys.js';
+import { keyOf, parseKey } from './keys.js';
 import { runtimeMetrics } from './metrics.js';
 import { WorkQueue } from './queue.js';
+import { TerminalError, type Reconciler } from './reconcile.js';
 
 /** Workers per controller unless told otherwise. */
 export const DEFAULT_WORKERS = 2;
@@ -13,16 +13,6 @@ export const DEFAULT_WORKERS = 2;
 export const RECONCILE_TIMEOUT_MS = 5 * 60_000;
 /** On stop, in-flight reconciles get this long to finish before their signals abort. */
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000;
-
-export interface ReconcileResult {
-  /** Reconcile this key again after this long even if nothing changes. */
-  requeueAfterMs?: number;
-}
-
-/** Converges one object; throwing counts as a failure and the key is retried with backoff. */
-export interface Reconciler {
-  reconcile(key: ObjectKey, signal: AbortSignal): Promise<ReconcileResult | void>;
-}
 
 export interface Watch {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- informers of any kind may feed one controller
@@ -134,21 +124,34 @@ export class Controller {
       }
     } catch (err) {
       result = 'error';
-      this.metrics.reconcileErrors.add(1, { controller: this.name });
-      this.log.error({ key, err: err instanceof Error ? err.message : String(err), retries: this.queue.numRequeues(key) }, 'reconcile failed; retrying with backoff');
-      this.queue.addRateLimited(key);
-      const obj = this.opts.informer.get(key) as KubernetesObject | undefined;
-      if (obj) this.opts.events?.event(obj, 'Warning', 'ReconcileError', err instanceof Error ? err.message : String(err));
+      this.failed(key, err);
     } finally {
       this.metrics.reconcileDuration.record(this.clock.now() - startedMs, { controller: this.name, result });
     }
+  }
+
+  /** Records a failed reconcile and retries the key with backoff, unless the error says that cannot help. */
+  private failed(key: string, err: unknown): void {
+    this.metrics.reconcileErrors.add(1, { controller: this.name });
+    if (err instanceof TerminalError) {
+      // The reconciler has told the user (status, an Event); only a change to the object can help,
+      // and that change queues the key again.
+      this.metrics.terminalErrors.add(1, { controller: this.name });
+      this.queue.forget(key);
+      this.log.warn({ key, err }, 'reconcile failed and retrying cannot help; waiting for the object to change');
+      return;
+    }
+    this.log.error({ key, err, retries: this.queue.numRequeues(key) }, 'reconcile failed; retrying with backoff');
+    this.queue.addRateLimited(key);
+    const obj = this.opts.informer.get(key) as KubernetesObject | undefined;
+    if (obj) this.opts.events?.event(obj, 'Warning', 'ReconcileError', err instanceof Error ? err.message : String(err));
   }
 
   private mapSafely(w: Watch, o: KubernetesObject): string[] {
     try {
       return w.map(o);
     } catch (err) {
-      this.log.error({ err: String(err), resource: w.informer.resource.plural }, 'a watch map function threw; it must not');
+      this.log.error({ err, resource: w.informer.resource.plural }, 'a watch map function threw; it must not');
       return [];
     }
   }

@@ -1,6 +1,5 @@
 import { CoreV1Api, PatchStrategy, setHeaderOptions, type CoreV1Event, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
-import type { Logger } from '@gantry/kit';
-import { realClock, type Clock } from './clock.js';
+import { realClock, type Clock, type Logger } from '@gantry/kit';
 import { runtimeMetrics } from './metrics.js';
 
 /** Events waiting to be written; more are dropped (and counted) rather than queued without bound. */
@@ -67,7 +66,7 @@ export class EventRecorder {
         await this.write(e);
       } catch (err) {
         this.metrics.eventsDropped.add(1, { reason: 'write_failed' });
-        this.opts.log.warn({ err: err instanceof Error ? err.message : String(err), reason: e.reason, object: e.obj.metadata?.name }, 'could not write a Kubernetes Event; dropped');
+        this.opts.log.warn({ err, reason: e.reason, object: e.obj.metadata?.name }, 'could not write a Kubernetes Event; dropped');
       }
     }
   }

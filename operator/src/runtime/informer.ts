@@ -1,6 +1,5 @@
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
-import type { Logger } from '@gantry/kit';
-import { Backoff, realClock, type Clock } from './clock.js';
+import { Backoff, realClock, type Clock, type Logger } from '@gantry/kit';
 import { keyOf, collectionPath, type ResourceType } from './keys.js';
 import { getJson, isGone, KubeApiError, statusError, watch, type WatchEvent } from './kube-http.js';
 import { runtimeMetrics } from './metrics.js';
@@ -150,7 +149,7 @@ export class Informer<T extends KubernetesObject> {
         const delayMs = this.backoff.next();
         this.metrics.watchRestarts.add(1, { resource: resource.plural, reason: 'error' });
         const hint = err instanceof KubeApiError && err.statusCode === 404 ? `; the API server does not serve ${resource.plural}${resource.group ? `.${resource.group}` : ''}: install its CRD (the chart's crds.enabled)` : '';
-        log.warn({ resource: resource.plural, err: String(err), retryInMs: Math.round(delayMs), relist: needList }, needList ? `list failed; retrying${hint}` : 'watch broke; resuming from the last resourceVersion');
+        log.warn({ resource: resource.plural, err, retryInMs: Math.round(delayMs), relist: needList }, needList ? `list failed; retrying${hint}` : 'watch broke; resuming from the last resourceVersion');
         await this.clock.sleep(delayMs, signal);
       }
     }
@@ -240,7 +239,7 @@ export class Informer<T extends KubernetesObject> {
       try {
         fn(event, obj, old);
       } catch (err) {
-        this.opts.log.error({ resource: this.opts.resource.plural, event, err: String(err) }, 'an informer handler threw; it must not');
+        this.opts.log.error({ resource: this.opts.resource.plural, event, err }, 'an informer handler threw; it must not');
       }
     }
   }

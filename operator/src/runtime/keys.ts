@@ -29,6 +29,11 @@ export function parseKey(k: string): ObjectKey {
   return { namespace: k.slice(0, slash), name: k.slice(slash + 1) };
 }
 
+/** The string form of a key, as keyOf gives it for the object: "namespace/name", or "name". */
+export function formatKey(k: ObjectKey): string {
+  return k.namespace ? `${k.namespace}/${k.name}` : k.name;
+}
+
 /** The apiVersion field of a kind: "v1" for the core group, "group/version" otherwise. */
 export function apiVersionOf(r: ResourceType): string {
   return r.group === '' ? r.version : `${r.group}/${r.version}`;

@@ -1,6 +1,5 @@
 import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
-import type { Logger } from '@gantry/kit';
-import { realClock, type Clock } from './clock.js';
+import { realClock, type Clock, type Logger } from '@gantry/kit';
 import { runtimeMetrics } from './metrics.js';
 
 export const DEFAULT_LEASE_DURATION_MS = 15_000;
@@ -76,7 +75,7 @@ export class LeaderElector {
     this.log.info('became the leader');
     const leading = Promise.resolve()
       .then(() => callbacks.onStartedLeading(leadership.signal))
-      .catch((err: unknown) => this.log.error({ err: String(err) }, 'onStartedLeading failed'));
+      .catch((err: unknown) => this.log.error({ err }, 'onStartedLeading failed'));
     const lost = await this.renewLoop(signal);
     leadership.abort();
     this.setLeading(false);
@@ -166,7 +165,7 @@ export class LeaderElector {
 
   private failed(what: string, err: unknown): false {
     // 409 is the expected loss of a race with another candidate.
-    if (errorCode(err) !== 409) this.log.warn({ err: err instanceof Error ? err.message.split('\n')[0] : String(err) }, `could not ${what} the Lease`);
+    if (errorCode(err) !== 409) this.log.warn({ err }, `could not ${what} the Lease`);
     return false;
   }
 

@@ -1,6 +1,5 @@
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { Logger } from '@gantry/kit';
-import type { Clock } from './clock.js';
+import type { Clock, Logger } from '@gantry/kit';
 import type { Controller } from './controller.js';
 import { LeaderElector } from './leader.js';
 
@@ -69,7 +68,7 @@ export class Manager {
     for (const inf of informers) inf.start();
     const runControllers = async (leading: AbortSignal) => {
       const results = await Promise.allSettled(this.controllers.map((c) => c.start(leading)));
-      for (const r of results) if (r.status === 'rejected') this.opts.log.error({ err: String(r.reason) }, 'a controller failed');
+      for (const r of results) if (r.status === 'rejected') this.opts.log.error({ err: r.reason }, 'a controller failed');
     };
     try {
       if (!this.elector) {

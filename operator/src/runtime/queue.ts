@@ -1,4 +1,4 @@
-import { realClock, type Clock } from './clock.js';
+import { realClock, type Clock } from '@gantry/kit';
 import { runtimeMetrics } from './metrics.js';
 
 export const DEFAULT_BASE_DELAY_MS = 5;

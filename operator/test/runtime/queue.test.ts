@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { FakeClock } from '@gantry/kit';
 import { WorkQueue } from '../../src/runtime/index.js';
-import { FakeClock } from './fake-clock.js';
 
 /** The key get() returns, or 'none' if it would wait (without leaving a waiter behind). */
 async function poll(q: WorkQueue): Promise<string> {

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { credentials, makeGenericClientConstructor, Metadata, type CallOptions, type ChannelCredentials, type ChannelOptions, type ClientOptions, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, Metadata, type CallOptions, type ChannelCredentials, type ClientUnaryCall, type ChannelOptions, type ClientOptions, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { traceContextInterceptor } from './telemetry/setup.js';
 
@@ -48,12 +48,22 @@ export function bearerMetadata(token: string | undefined): Metadata {
   return md;
 }
 
-type UnaryMethod<Req, Res> = (req: Req, md: Metadata, opts: CallOptions, cb: (err: ServiceError | null, res?: Res) => void) => unknown;
+/** A generated client's unary method, callback style. */
+export type UnaryMethod<Req, Res> = (req: Req, md: Metadata, opts: CallOptions, cb: (err: ServiceError | null, res?: Res) => void) => ClientUnaryCall;
 
 /** Calls a grpc-js unary method and returns a promise (rejects with the ServiceError). */
-export function unary<Req, Res>(method: UnaryMethod<Req, Res>, self: object, req: Req, md: Metadata, timeoutMs = 30_000): Promise<Res> {
+export function unary<Req, Res>(method: UnaryMethod<Req, Res>, self: object, req: Req, md: Metadata, timeoutMs = 30_000, signal?: AbortSignal): Promise<Res> {
   return new Promise((resolve, reject) => {
-    method.call(self, req, md, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res!)));
+    let cancel = () => {};
+    const call = method.call(self, req, md, { deadline: Date.now() + timeoutMs }, (err, res) => {
+      signal?.removeEventListener('abort', cancel);
+      if (err) reject(err);
+      else resolve(res!);
+    });
+    // An abort (a stopping caller) cancels the call, which then fails CANCELLED, instead of waiting out its deadline.
+    cancel = () => call.cancel();
+    if (signal?.aborted) cancel();
+    else signal?.addEventListener('abort', cancel, { once: true });
   });
 }
 

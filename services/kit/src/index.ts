@@ -22,6 +22,7 @@ export * from './storage/postgres.js';
 export * from './storage/startup.js';
 export * from './runtime.js';
 export * from './client.js';
+export * from './time/index.js';
 export * from './streams/change-feed.js';
 export * from './auth/service-token.js';
 export * from './events/outbox.js';

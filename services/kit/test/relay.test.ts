@@ -2,7 +2,10 @@
 // once and in outbox order, replicas share one outbox without duplicates or gaps, a failing sink
 // backs off without holding up the other, a crashed replica's lease expires and its rows are
 // re-sent, a wake-up sends at once, and sampled traces continue through PRODUCER spans. The sinks
-// are recording functions at the edge (the real log and webhooks are in tests/platform).
+// are recording functions at the edge (the real log and webhooks are in tests/platform). Where a
+// test needs time to pass (backoff, polls, leases, linger) the relay runs on a FakeClock the test
+// moves; the tests of racing replicas and plain delivery keep the real clock (their polls are part
+// of what they exercise, and they only wait for I/O).
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -15,6 +18,7 @@ import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-tr
 import { pino } from 'pino';
 import {
   openPglite,
+  FakeClock,
   openPostgres,
   Outbox,
   OutboxRelay,
@@ -98,11 +102,11 @@ async function openWorld(engine: EngineName): Promise<World> {
 interface RecordingSink extends RelaySink {
   /** The calls that succeeded, in order. */
   readonly calls: RelayedEvent[][];
-  /** Every call, failed or not, with its time (performance.now()). */
+  /** Every call, failed or not, with its time (performance.now(), or the fake clock's). */
   readonly attempts: { atMs: number; events: readonly RelayedEvent[] }[];
 }
 
-function recordingSink(name: RelaySink['name'], behave?: (events: readonly RelayedEvent[]) => Promise<void> | void): RecordingSink {
+function recordingSink(name: RelaySink['name'], behave?: (events: readonly RelayedEvent[]) => Promise<void> | void, now: () => number = () => performance.now()): RecordingSink {
   const calls: RelayedEvent[][] = [];
   const attempts: RecordingSink['attempts'] = [];
   return {
@@ -110,7 +114,7 @@ function recordingSink(name: RelaySink['name'], behave?: (events: readonly Relay
     calls,
     attempts,
     async send(events) {
-      attempts.push({ atMs: performance.now(), events });
+      attempts.push({ atMs: now(), events });
       await behave?.(events);
       calls.push([...events]);
     },
@@ -164,6 +168,30 @@ function capturingLogger(): { log: Logger; lines: { level: number; msg: string; 
 }
 const WARN = 40;
 const INFO = 30;
+
+/**
+ * Waits (in real time: the relay's queries take some) until `asleep` timers are pending on the fake
+ * clock, that is until that many relay loops have gone back to sleep on it.
+ */
+async function settled(clock: FakeClock, asleep: number): Promise<void> {
+  const ok = await eventually(() => clock.pending().length === asleep, 5000, 2);
+  assert.ok(ok, `expected ${asleep} relay loops asleep on the fake clock; timers pending in: ${clock.pending().join(', ')} ms`);
+}
+
+/**
+ * Lets `ms` of fake time pass one timer at a time, each step once the loops are asleep again, so a
+ * loop's next sleep starts when it went to sleep, as on the wall clock.
+ */
+async function pass(clock: FakeClock, ms: number, asleep: number): Promise<void> {
+  const untilMs = clock.now() + ms;
+  for (;;) {
+    await settled(clock, asleep);
+    const nextMs = clock.pending()[0];
+    if (nextMs === undefined || clock.now() + nextMs > untilMs) break;
+    clock.advance(nextMs);
+  }
+  clock.advance(untilMs - clock.now());
+}
 
 // Sampled rows are relayed inside spans of the global tracer provider: one for the whole file.
 const spans = new InMemorySpanExporter();
@@ -272,7 +300,8 @@ for (const engine of engines()) {
     test('a row inserted by a transaction that rolls back is never sent', async () => {
       const log = recordingSink('log');
       const webhooks = recordingSink('webhooks');
-      const relay = startRelay([log, webhooks]);
+      const clock = new FakeClock(Date.now());
+      const relay = startRelay([log, webhooks], { clock });
       const rolledBack = testEvent();
       await assert.rejects(
         world.db.transaction(async (tx) => {
@@ -286,7 +315,7 @@ for (const engine of engines()) {
       relay.wake();
       assert.ok(await eventually(async () => (await outboxEmpty(world.db)) && sentIds(webhooks).length === 2 && sentIds(log).length === 2, 5000));
       // A further poll or two finds nothing more.
-      await delay(150);
+      await pass(clock, 3 * 50, 2);
       for (const sink of [log, webhooks]) assert.deepEqual(sentIds(sink), committed, `${sink.name} never saw ${rolledBack.id}`);
     });
 
@@ -348,21 +377,27 @@ for (const engine of engines()) {
     test('a failing sink backs off with growing, bounded delays while the other keeps sending; warns once, logs recovery, and rows are deleted only after both', async () => {
       const { log: logger, lines } = capturingLogger();
       let down = true;
-      const log = recordingSink('log');
-      const webhooks = recordingSink('webhooks', () => {
-        if (down) throw new Error('connect ECONNREFUSED 127.0.0.1:7443');
-      });
       const [minBackoffMs, maxBackoffMs] = [20, 160];
-      const relay = startRelay([log, webhooks], { log: logger, minBackoffMs, maxBackoffMs });
+      const clock = new FakeClock(Date.now());
+      const log = recordingSink('log');
+      const webhooks = recordingSink(
+        'webhooks',
+        () => {
+          if (down) throw new Error('connect ECONNREFUSED 127.0.0.1:7443');
+        },
+        () => clock.now(),
+      );
+      const relay = startRelay([log, webhooks], { log: logger, minBackoffMs, maxBackoffMs, clock });
       const first = await commitEvents(world.db, 3);
       relay.wake();
-      await delay(300);
+      assert.ok(await eventually(() => sentIds(log).length === 3 && webhooks.attempts.length === 1, 3000), 'the first attempts were made');
+      await pass(clock, 300, 2);
       // Mid-outage commits still reach the log.
       const second = await commitEvents(world.db, 2);
       relay.wake();
       const committed = [...first, ...second];
       assert.ok(await eventually(() => sentIds(log).length === committed.length, 3000), 'the log keeps receiving while webhooks is down');
-      await delay(400);
+      await pass(clock, 400, 2);
 
       // ~700 ms of outage: with delays 20, 40, 80, 160, 160, ... (random 0.5: no jitter) that is
       // at most 7 attempts; without backoff it would be hundreds.
@@ -371,7 +406,7 @@ for (const engine of engines()) {
       const gaps = failed.slice(1).map((t, i) => t - failed[i]!);
       gaps.forEach((gapMs, i) => {
         const expectedMs = Math.min(maxBackoffMs, minBackoffMs * 2 ** i);
-        // Timers never fire early (1 ms for clock rounding); late only by the machine's load.
+        // On the fake clock retries come exactly on time; the bounds are those the wall clock needed.
         assert.ok(gapMs >= expectedMs - 1, `retry ${i + 1} came after ${gapMs.toFixed(1)} ms, before its ${expectedMs} ms backoff`);
         assert.ok(gapMs < expectedMs * 1.2 + 300, `retry ${i + 1} came after ${gapMs.toFixed(1)} ms; backoff was ${expectedMs} ms`);
       });
@@ -381,6 +416,7 @@ for (const engine of engines()) {
       assert.ok(held.every((r) => r.log_done_at !== null && r.webhooks_done_at === null));
 
       down = false;
+      await pass(clock, maxBackoffMs, 2); // the next retry
       assert.ok(await eventually(() => outboxEmpty(world.db), 3000), 'rows are deleted once webhooks has them too');
       assert.deepEqual(sentIds(webhooks), committed);
       assert.deepEqual(sentIds(log), committed);
@@ -408,17 +444,17 @@ for (const engine of engines()) {
         assert.ok(await eventually(() => logA.attempts.length === 1 && sentIds(webhooksA).length === 6, 3000));
         assert.deepEqual(logA.attempts[0]!.events.map((e) => e.id), committed);
 
-        let clockOffsetMs = 0;
+        const clockB = new FakeClock(Date.now());
         const logB = recordingSink('log');
-        const relayB = startRelay([logB], { db: await world.replica(), leaseMs, now: () => Date.now() + clockOffsetMs });
+        const relayB = startRelay([logB], { db: await world.replica(), leaseMs, clock: clockB });
         relayB.wake();
-        await delay(300);
+        await settled(clockB, 1); // B looked after the wake-up and went back to sleep
         assert.equal(logB.attempts.length, 0, 'a live lease is not taken over');
         const leased = await outboxRows(world.db);
         assert.equal(leased.length, 6);
         assert.ok(leased.every((r) => r.log_done_at === null && r.log_lease_until !== null));
 
-        clockOffsetMs = leaseMs + 1_000;
+        clockB.advance(leaseMs + 1_000);
         relayB.wake();
         assert.ok(await eventually(() => outboxEmpty(world.db), 3000), 'B re-sends the rows A never finished; they are deleted');
         assert.deepEqual(sentIds(logB), committed, 'every row reaches the log through B, once, in order');
@@ -435,15 +471,15 @@ for (const engine of engines()) {
       const committed = await commitEvents(world.db, 4);
       // What a replica's claim leaves behind when the process dies before marking the rows sent.
       await world.db.query(`UPDATE ${SCHEMA}.outbox SET webhooks_lease_until = $1 WHERE seq IN (SELECT seq FROM ${SCHEMA}.outbox ORDER BY seq LIMIT 3)`, [new Date(Date.now() + 10_000)]);
-      let clockOffsetMs = 0;
+      const clock = new FakeClock(Date.now());
       const log = recordingSink('log');
       const webhooks = recordingSink('webhooks');
-      const relay = startRelay([log, webhooks], { now: () => Date.now() + clockOffsetMs });
+      const relay = startRelay([log, webhooks], { clock });
       relay.wake();
       assert.ok(await eventually(() => sentIds(webhooks).length === 1 && sentIds(log).length === 4, 3000));
       assert.deepEqual(sentIds(webhooks), committed.slice(3), 'only the unleased row is sent while the lease lives');
 
-      clockOffsetMs = 11_000;
+      clock.advance(11_000);
       relay.wake();
       assert.ok(await eventually(() => outboxEmpty(world.db), 3000));
       assert.deepEqual(sentIds(webhooks).sort(), [...committed].sort(), 'nothing is lost');
@@ -456,11 +492,13 @@ for (const engine of engines()) {
       let holdLog = false;
       const log = recordingSink('log', () => (holdLog ? slowSend.opened : undefined));
       const webhooks = recordingSink('webhooks');
-      const relay = startRelay([log, webhooks], { pollIntervalMs });
-      await delay(100); // both loops have found the outbox empty and wait for the poll
+      const clock = new FakeClock(Date.now());
+      const relay = startRelay([log, webhooks], { pollIntervalMs, clock });
+      await settled(clock, 2); // both loops have found the outbox empty and wait for the poll
 
       const first = await commitEvents(world.db, 1);
-      await delay(300);
+      clock.advance(pollIntervalMs - 1);
+      assert.deepEqual(clock.pending(), [1, 1], 'both loops still wait for the poll');
       assert.equal(log.attempts.length + webhooks.attempts.length, 0, 'without a wake-up the commit waits for the poll');
       let t0 = performance.now();
       relay.wake();
@@ -492,7 +530,7 @@ for (const engine of engines()) {
       assert.deepEqual(sentIds(log), [...woken, ...second, ...third]);
       assert.ok(await eventually(() => outboxEmpty(world.db), 2000));
 
-      await delay(50);
+      await settled(clock, 2);
       t0 = performance.now();
       await relay.stop();
       const stopMs = performance.now() - t0;
@@ -503,11 +541,13 @@ for (const engine of engines()) {
       const failing = recordingSink('webhooks', () => {
         throw new Error('webhooks unavailable');
       });
-      const relay = startRelay([recordingSink('log'), failing], { minBackoffMs: 60_000, maxBackoffMs: 60_000 });
+      const clock = new FakeClock(Date.now());
+      const relay = startRelay([recordingSink('log'), failing], { minBackoffMs: 60_000, maxBackoffMs: 60_000, clock });
       await commitEvents(world.db, 1);
       relay.wake();
       assert.ok(await eventually(() => failing.attempts.length === 1, 2000, 5));
-      await delay(50); // into the 60 s backoff
+      await settled(clock, 2);
+      assert.ok(clock.pending().includes(60_000), 'into the 60 s backoff');
       const t0 = performance.now();
       await relay.stop();
       const stopMs = performance.now() - t0;
@@ -573,12 +613,13 @@ for (const engine of engines()) {
 
     test('after a partial batch the relay lingers so events committed meanwhile go together; the first event after a quiet spell goes at once', async () => {
       const lingerMs = 400;
-      const log = recordingSink('log');
+      const clock = new FakeClock(Date.now());
+      const log = recordingSink('log', undefined, () => clock.now());
       const webhooks = recordingSink('webhooks');
-      const relay = startRelay([log, webhooks], { lingerMs, pollIntervalMs: 60_000 });
-      await delay(100);
+      const relay = startRelay([log, webhooks], { lingerMs, pollIntervalMs: 60_000, clock });
+      await settled(clock, 2);
       const first = await commitEvents(world.db, 1);
-      const t0 = performance.now();
+      const t0 = clock.now();
       relay.wake();
       assert.ok(await eventually(() => log.calls.length === 1, 2000, 5));
       const firstMs = log.attempts[0]!.atMs - t0;
@@ -588,12 +629,13 @@ for (const engine of engines()) {
         more.push(...(await commitEvents(world.db, 1)));
         relay.wake();
       }
+      await pass(clock, lingerMs, 2); // the wake-ups do not cut the linger short; its end does
       assert.ok(await eventually(() => sentIds(log).length === 4, 3000, 5));
       assert.deepEqual(log.calls.map((c) => c.map((e) => e.id)), [first, more], 'the three later commits went in one call');
       const gapMs = log.attempts[1]!.atMs - log.attempts[0]!.atMs;
       assert.ok(gapMs >= lingerMs - 1, `the second call came ${gapMs.toFixed(0)} ms after the first; linger is ${lingerMs} ms`);
       // Stopping while lingering does not wait the linger out.
-      await delay(50);
+      await settled(clock, 2);
       const stopT0 = performance.now();
       await relay.stop();
       assert.ok(performance.now() - stopT0 < lingerMs / 2, 'stop() cuts the linger short');

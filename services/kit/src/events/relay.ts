@@ -1,6 +1,7 @@
 import { context, metrics, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { Database } from '../storage/database.js';
 import type { Logger } from '../logger.js';
+import { Backoff, realClock, Wakeup, type Clock, type Jitter } from '../time/index.js';
 
 /** One outbox row as the relay hands it to a sink. */
 export interface RelayedEvent {
@@ -42,7 +43,8 @@ export interface RelayOptions {
   /** Retry delay after a failed send: doubles from min to max, with ±20% jitter. */
   minBackoffMs: number;
   maxBackoffMs: number;
-  now?: () => number;
+  /** The relay's time: its sleeps and its leases (default the real clock; tests pass a FakeClock). */
+  clock?: Clock;
   random?: () => number;
 }
 
@@ -92,17 +94,18 @@ function relayMetrics() {
 /** Waiting events are counted up to this many for log lines (a count past it reads "at least"). */
 const MAX_COUNTED = 100_000;
 
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
+/** Retry delays are spread ±20% so that replicas whose sink came back do not all call at once. */
+const RETRY_JITTER: Jitter = { from: 0.8, spread: 0.4 };
+
+/** What one sink's loop carries from batch to batch: its backoff and the outage it is in, if any. */
+interface SinkLoop {
+  sink: RelaySink;
+  sql: ReturnType<typeof sinkSql>;
+  backoff: Backoff;
+  /** When the current outage began (relay clock); undefined while the sink is reached. */
+  failingSince?: number;
+  lastError: string;
+}
 
 function describe(err: unknown): string {
   const e = err as { code?: number; details?: string; message?: string };
@@ -118,8 +121,9 @@ function describe(err: unknown): string {
 export class OutboxRelay {
   private readonly stopping = new AbortController();
   private readonly loops: Promise<void>[] = [];
-  private readonly wakers = new Set<() => void>();
-  private readonly now: () => number;
+  /** Cuts every sink loop's idle sleep short when this process commits events. */
+  private readonly wakeup: Wakeup;
+  private readonly clock: Clock;
   private readonly random: () => number;
   /**
    * The outbox statements of this relay's sinks, one at a time. Both sinks lock the same rows, and a
@@ -132,7 +136,8 @@ export class OutboxRelay {
   private readonly metrics = relayMetrics();
 
   constructor(private readonly opts: RelayOptions) {
-    this.now = opts.now ?? Date.now;
+    this.clock = opts.clock ?? realClock;
+    this.wakeup = new Wakeup(this.clock);
     this.random = opts.random ?? Math.random;
   }
 
@@ -145,7 +150,7 @@ export class OutboxRelay {
 
   /** Events were committed: look now rather than at the next poll. */
   wake(): void {
-    for (const wake of this.wakers) wake();
+    this.wakeup.wake();
   }
 
   /** Stops claiming; waits for batches in flight (each bounded by the sinks' call deadlines). */
@@ -155,76 +160,72 @@ export class OutboxRelay {
   }
 
   private async run(sink: RelaySink): Promise<void> {
-    const sql = sinkSql(this.opts.schema, sink.name);
-    const { log } = this.opts;
-    let backoffMs = 0;
-    let failingSince: number | undefined;
-    let lastError = '';
-    // Set by a wake-up that arrives while a batch is in flight, so the loop claims again at once.
-    let pending = false;
-    let wakeIdle: (() => void) | undefined;
-    const waker = () => {
-      pending = true;
-      wakeIdle?.();
-    };
-    this.wakers.add(waker);
-    try {
-      while (!this.stopping.signal.aborted) {
-        pending = false;
-        let events: RelayedEvent[];
-        try {
-          events = await this.exclusive(() => this.claim(sql.claim));
-        } catch (err) {
-          log.warn({ sink: sink.name, err: describe(err) }, 'outbox relay cannot read its outbox; retrying');
-          await sleep(this.opts.pollIntervalMs, this.stopping.signal);
-          continue;
-        }
-        if (events.length === 0) {
-          if (!pending) await this.idle((wake) => (wakeIdle = wake));
-          wakeIdle = undefined;
-          continue;
-        }
-        const seqs = events.map((e) => e.seq.toString());
-        try {
-          await this.send(sink, events);
-          await this.exclusive(async () => {
-            await this.opts.db.query(sql.done, [seqs, new Date(this.now())]);
-            await this.opts.db.query(sql.prune, [seqs]);
-          });
-          this.sent[sink.name]! += events.length;
-          const attributes = { 'gantry.outbox': this.opts.schema, 'gantry.sink': sink.name };
-          this.metrics.sent.add(events.length, attributes);
-          const ackedMs = this.now();
-          for (const e of events) if (e.createdAt) this.metrics.lag.record(ackedMs - e.createdAt.getTime(), attributes);
-          if (failingSince !== undefined) {
-            log.info({ sink: sink.name, down_ms: this.now() - failingSince }, `outbox relay reaches ${sink.name} again; sending the events that waited`);
-          }
-          failingSince = undefined;
-          backoffMs = 0;
-          // Under load, let events gather for a moment rather than paying a claim, two calls and
-          // two updates for every one or two (Kafka's linger.ms). After an idle spell the first
-          // event goes at once, so a quiet system gets no added delay.
-          if (events.length < this.opts.batchSize && this.opts.lingerMs > 0) await sleep(this.opts.lingerMs, this.stopping.signal);
-        } catch (err) {
-          await this.exclusive(() => this.opts.db.query(sql.release, [seqs])).catch(() => {});
-          const message = describe(err);
-          this.metrics.failures.add(1, { 'gantry.outbox': this.opts.schema, 'gantry.sink': sink.name });
-          backoffMs = Math.min(this.opts.maxBackoffMs, Math.max(this.opts.minBackoffMs, backoffMs * 2));
-          if (failingSince === undefined || message !== lastError) {
-            const waiting = await this.opts.db.query<{ n: number }>(sql.waiting).then((r) => Number(r.rows[0]?.n), () => undefined);
-            log.warn(
-              { sink: sink.name, err: message, retry_in_ms: backoffMs, waiting_events: waiting, waiting_events_at_least: waiting === MAX_COUNTED },
-              `outbox relay cannot send events to ${sink.name}; they stay in the outbox and are retried with backoff (check that ${sink.name} is running and reachable)`,
-            );
-          }
-          failingSince ??= this.now();
-          lastError = message;
-          await sleep(backoffMs * (0.8 + 0.4 * this.random()), this.stopping.signal);
-        }
+    const { signal } = this.stopping;
+    const loop: SinkLoop = { sink, sql: sinkSql(this.opts.schema, sink.name), backoff: new Backoff(this.opts.minBackoffMs, this.opts.maxBackoffMs, this.random, RETRY_JITTER), lastError: '' };
+    while (!signal.aborted) {
+      // A wake-up after this mark (one that arrives while a batch is in flight) skips the idle sleep,
+      // so the loop claims again at once.
+      const mark = this.wakeup.mark;
+      let events: RelayedEvent[];
+      try {
+        events = await this.exclusive(() => this.claim(loop.sql.claim));
+      } catch (err) {
+        this.opts.log.warn({ sink: sink.name, err: describe(err) }, 'outbox relay cannot read its outbox; retrying');
+        await this.clock.sleep(this.opts.pollIntervalMs, signal);
+        continue;
       }
-    } finally {
-      this.wakers.delete(waker);
+      if (events.length === 0) await this.wakeup.sleep(this.opts.pollIntervalMs, { since: mark, signal });
+      else await this.relayBatch(loop, events);
     }
+  }
+
+  /** Sends one claimed batch and marks it sent; a failed send releases the batch and backs off. */
+  private async relayBatch(loop: SinkLoop, events: RelayedEvent[]): Promise<void> {
+    const { sink, sql } = loop;
+    const seqs = events.map((e) => e.seq.toString());
+    try {
+      await this.send(sink, events);
+      await this.exclusive(async () => {
+        await this.opts.db.query(sql.done, [seqs, new Date(this.clock.now())]);
+        await this.opts.db.query(sql.prune, [seqs]);
+      });
+    } catch (err) {
+      await this.exclusive(() => this.opts.db.query(sql.release, [seqs])).catch(() => {});
+      await this.backOff(loop, err);
+      return;
+    }
+    this.sent[sink.name]! += events.length;
+    const attributes = { 'gantry.outbox': this.opts.schema, 'gantry.sink': sink.name };
+    this.metrics.sent.add(events.length, attributes);
+    const ackedMs = this.clock.now();
+    for (const e of events) if (e.createdAt) this.metrics.lag.record(ackedMs - e.createdAt.getTime(), attributes);
+    if (loop.failingSince !== undefined) {
+      this.opts.log.info({ sink: sink.name, down_ms: this.clock.now() - loop.failingSince }, `outbox relay reaches ${sink.name} again; sending the events that waited`);
+    }
+    loop.failingSince = undefined;
+    loop.backoff.reset();
+    // Under load, let events gather for a moment rather than paying a claim, two calls and
+    // two updates for every one or two (Kafka's linger.ms). After an idle spell the first
+    // event goes at once, so a quiet system gets no added delay.
+    if (events.length < this.opts.batchSize && this.opts.lingerMs > 0) await this.clock.sleep(this.opts.lingerMs, this.stopping.signal);
+  }
+
+  /** Counts a failed send, warns once per outage (and per new error), and sleeps the next backoff delay. */
+  private async backOff(loop: SinkLoop, err: unknown): Promise<void> {
+    const { sink, sql } = loop;
+    const message = describe(err);
+    this.metrics.failures.add(1, { 'gantry.outbox': this.opts.schema, 'gantry.sink': sink.name });
+    const delayMs = loop.backoff.next();
+    if (loop.failingSince === undefined || message !== loop.lastError) {
+      const waiting = await this.opts.db.query<{ n: number }>(sql.waiting).then((r) => Number(r.rows[0]?.n), () => undefined);
+      this.opts.log.warn(
+        { sink: sink.name, err: message, retry_in_ms: loop.backoff.nominalMs, waiting_events: waiting, waiting_events_at_least: waiting === MAX_COUNTED },
+        `outbox relay cannot send events to ${sink.name}; they stay in the outbox and are retried with backoff (check that ${sink.name} is running and reachable)`,
+      );
+    }
+    loop.failingSince ??= this.clock.now();
+    loop.lastError = message;
+    await this.clock.sleep(delayMs, this.stopping.signal);
   }
 
   /** Runs `fn` once the statements queued before it have finished (see `turn`). */
@@ -234,23 +235,8 @@ export class OutboxRelay {
     return run;
   }
 
-  /** Waits for the poll interval, a wake-up (through the function given to `register`) or stop. */
-  private idle(register: (wake: () => void) => void): Promise<void> {
-    const { signal } = this.stopping;
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, this.opts.pollIntervalMs);
-      function done() {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        resolve();
-      }
-      signal.addEventListener('abort', done, { once: true });
-      register(done);
-    });
-  }
-
   private async claim(claimSql: string): Promise<RelayedEvent[]> {
-    const nowMs = this.now();
+    const nowMs = this.clock.now();
     const { rows } = await this.opts.db.query<{ seq: string; event_id: string; event_type: string; payload: Buffer; trace_context: Record<string, string> | string; created_at: Date | string }>(claimSql, [
       new Date(nowMs),
       new Date(nowMs + this.opts.leaseMs),

@@ -8,6 +8,7 @@
 // Versions must be gapless and committed in order, so "version > cursor" never misses a change.
 import type { Database, Unlisten } from '../storage/database.js';
 import type { Logger } from '../logger.js';
+import { realClock, Wakeup, type Clock } from '../time/index.js';
 
 /** What a feed carries: a change at a version, with its approximate size for the byte bounds. */
 export interface FeedItem {
@@ -38,7 +39,8 @@ export interface FeedLimits {
 export class Subscription<E extends FeedItem> {
   private queue: E[] = [];
   private queuedBytes = 0;
-  private waiter: (() => void) | undefined;
+  /** Ends a wait() when something arrives or the queue overflows. */
+  private readonly arrivals: Wakeup;
   /** Set when the queue overflowed: the stream must end and the client resume. */
   overflowed = false;
   /** The newest version offered to this subscription (kept or not): a safe bookmark once the queue is empty. */
@@ -49,8 +51,10 @@ export class Subscription<E extends FeedItem> {
     readonly after: bigint,
     private readonly accepts: (e: E) => boolean,
     private readonly limits: Pick<FeedLimits, 'queueEvents' | 'queueBytes'>,
+    clock: Clock = realClock,
   ) {
     this.seen = after;
+    this.arrivals = new Wakeup(clock);
   }
 
   /** Called by the feed, in version order. Returns false when the subscription overflowed. */
@@ -87,23 +91,11 @@ export class Subscription<E extends FeedItem> {
   /** Resolves when something arrives (true), after `timeoutMs` (false), or when `signal` aborts (false). */
   wait(timeoutMs: number, signal: AbortSignal): Promise<boolean> {
     if (this.queue.length > 0 || this.overflowed) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const done = (arrived: boolean) => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', onAbort);
-        this.waiter = undefined;
-        resolve(arrived);
-      };
-      const onAbort = () => done(false);
-      const timer = setTimeout(() => done(false), timeoutMs);
-      if (signal.aborted) return done(false);
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.waiter = () => done(true);
-    });
+    return this.arrivals.sleep(timeoutMs, { signal });
   }
 
   private notify(): void {
-    this.waiter?.();
+    this.arrivals.wake();
   }
 }
 
@@ -112,8 +104,8 @@ export class ChangeFeed<E extends FeedItem> {
   private readonly subscriptions = new Set<Subscription<E>>();
   /** Every change up to this version has been offered to every current subscription. */
   private position = 0n;
-  private wakes = 0;
-  private wakeUp: (() => void) | undefined;
+  /** Cuts the poll sleep short on a NOTIFY or a local commit. */
+  private readonly wakeup: Wakeup;
   private unlisten: Unlisten | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
@@ -127,7 +119,11 @@ export class ChangeFeed<E extends FeedItem> {
     private readonly log: Logger,
     /** Names the feed in log lines. */
     private readonly name: string,
-  ) {}
+    /** The feed's time (its polls and its subscriptions' waits); tests may pass a FakeClock. */
+    private readonly clock: Clock = realClock,
+  ) {
+    this.wakeup = new Wakeup(clock);
+  }
 
   async start(): Promise<void> {
     this.position = await this.source.head();
@@ -144,8 +140,7 @@ export class ChangeFeed<E extends FeedItem> {
 
   /** Something changed (locally committed, or notified): read again. */
   wake(): void {
-    this.wakes++;
-    this.wakeUp?.();
+    this.wakeup.wake();
   }
 
   /** The version up to which every change has been offered to current subscriptions. */
@@ -169,7 +164,7 @@ export class ChangeFeed<E extends FeedItem> {
    * be offered between that check and this registration.
    */
   subscribe(after: bigint, accepts: (e: E) => boolean): Subscription<E> {
-    const sub = new Subscription<E>(after, accepts, this.limits);
+    const sub = new Subscription<E>(after, accepts, this.limits, this.clock);
     this.subscriptions.add(sub);
     return sub;
   }
@@ -180,28 +175,15 @@ export class ChangeFeed<E extends FeedItem> {
 
   private async run(): Promise<void> {
     while (!this.stopped) {
-      const mark = this.wakes;
+      // A wake-up during the pump (a change committed meanwhile) skips the sleep: read again at once.
+      const mark = this.wakeup.mark;
       try {
         await this.pump();
       } catch (err) {
         this.log.warn({ err, feed: this.name }, 'change feed: reading changes failed; retrying');
       }
-      if (this.wakes === mark && !this.stopped) await this.sleep(this.limits.pollMs);
+      if (!this.stopped) await this.wakeup.sleep(this.limits.pollMs, { since: mark });
     }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.wakeUp = undefined;
-        resolve();
-      }, ms);
-      this.wakeUp = () => {
-        clearTimeout(timer);
-        this.wakeUp = undefined;
-        resolve();
-      };
-    });
   }
 
   /** Reads and offers every change past `position`. */

@@ -5,7 +5,7 @@
 // live attempt look abandoned.
 import { randomUUID } from 'node:crypto';
 import { context } from '@opentelemetry/api';
-import type { Logger } from '@gantry/kit';
+import { realClock, Wakeup, type Clock, type Logger } from '@gantry/kit';
 import { judge, parseRetryAfter, type RetryPolicy } from '../domain/retry.js';
 import type { SecretBox } from '../domain/secret-box.js';
 import { secretKeyBytes, signatureHeaders } from '../domain/signature.js';
@@ -29,13 +29,16 @@ export interface DispatcherOptions {
   onDisabled: (webhookId: string, reason: string) => void;
   /** The delivery kill switch (webhooks.delivery.paused): while true nothing is claimed. */
   paused?: () => Promise<boolean>;
+  /** The loop's sleeps and the drain timeout (default the real clock); due times follow `now`. */
+  clock?: Clock;
 }
 
 export class Dispatcher {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly abort = new AbortController();
-  private wakeUp: (() => void) | undefined;
-  private wakes = 0;
+  private readonly clock: Clock;
+  /** Cuts the poll sleep short when something is queued. */
+  private readonly wakeup: Wakeup;
   private running: Promise<void> | undefined;
   private stopped = false;
   private pausedByFlag = false;
@@ -46,7 +49,10 @@ export class Dispatcher {
     private readonly http: HttpSender,
     private readonly opts: DispatcherOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.clock = opts.clock ?? realClock;
+    this.wakeup = new Wakeup(this.clock);
+  }
 
   start(): void {
     this.running = this.run();
@@ -54,8 +60,7 @@ export class Dispatcher {
 
   /** Something was queued (here or in another replica): look now. */
   wake(): void {
-    this.wakes++;
-    this.wakeUp?.();
+    this.wakeup.wake();
   }
 
   /** Stops claiming, lets attempts in flight finish within the drain bound, then aborts the rest. */
@@ -64,8 +69,11 @@ export class Dispatcher {
     this.wake();
     await this.running;
     const drained = Promise.all(this.inFlight).then(() => true);
-    const timedOut = new Promise<boolean>((r) => setTimeout(() => r(false), this.opts.drainTimeoutMs).unref());
-    if (!(await Promise.race([drained, timedOut]))) {
+    let cancelTimeout = () => {};
+    const timedOut = new Promise<boolean>((r) => (cancelTimeout = this.clock.setTimeout(() => r(false), this.opts.drainTimeoutMs)));
+    const inTime = await Promise.race([drained, timedOut]);
+    cancelTimeout();
+    if (!inTime) {
       // Aborted attempts are not recorded: their leases expire and another replica retries them.
       this.abort.abort(new Error('the dispatcher stopped (shutdown) during this attempt'));
       await drained;
@@ -75,10 +83,11 @@ export class Dispatcher {
 
   private async run(): Promise<void> {
     while (!this.stopped) {
-      const mark = this.wakes;
+      // A wake-up during the claim (more queued meanwhile) skips the poll sleep below.
+      const mark = this.wakeup.mark;
       let full = false;
       if (await this.paused()) {
-        await this.sleep(this.opts.pollIntervalMs);
+        await this.wakeup.sleep(this.opts.pollIntervalMs);
         continue;
       }
       try {
@@ -88,7 +97,7 @@ export class Dispatcher {
       }
       if (this.stopped) break;
       if (this.inFlight.size >= this.opts.maxInFlight) await Promise.race(this.inFlight);
-      else if (!full && this.wakes === mark) await this.sleep(this.opts.pollIntervalMs);
+      else if (!full) await this.wakeup.sleep(this.opts.pollIntervalMs, { since: mark });
     }
   }
 
@@ -172,20 +181,6 @@ export class Dispatcher {
       // The endpoint.disabled event it queued is due now.
       this.wake();
     }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.wakeUp = undefined;
-        resolve();
-      }, ms);
-      this.wakeUp = () => {
-        clearTimeout(timer);
-        this.wakeUp = undefined;
-        resolve();
-      };
-    });
   }
 }
 

@@ -1,4 +1,4 @@
-/** Time as the runtime sees it: real by default, replaced by a fake in tests of the queue. */
+/** Time as a component sees it: real by default, a FakeClock in tests that must not wait for it. */
 export interface Clock {
   /** Milliseconds since the epoch. */
   now(): number;
@@ -8,7 +8,10 @@ export interface Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
-/** The wall clock, with timers that never keep the process alive on their own. */
+/**
+ * The wall clock. Its setTimeout timers never keep the process alive on their own (they guard
+ * work something else keeps alive); a sleep does, like a plain await on a timer.
+ */
 export const realClock: Clock = {
   now: () => Date.now(),
   setTimeout(fn, ms) {
@@ -29,25 +32,3 @@ export const realClock: Clock = {
     });
   },
 };
-
-/** Exponential backoff with full jitter in [delay/2, delay], reset after a success. */
-export class Backoff {
-  private failures = 0;
-
-  constructor(
-    private readonly initialMs: number,
-    private readonly maxMs: number,
-    private readonly random: () => number = Math.random,
-  ) {}
-
-  /** The delay before the next attempt; each call doubles the next one up to maxMs. */
-  next(): number {
-    const delayMs = Math.min(this.maxMs, this.initialMs * 2 ** Math.min(this.failures, 30));
-    this.failures++;
-    return delayMs / 2 + (this.random() * delayMs) / 2;
-  }
-
-  reset(): void {
-    this.failures = 0;
-  }
-}

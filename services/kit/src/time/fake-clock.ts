@@ -1,10 +1,12 @@
-import type { Clock } from '../../src/runtime/index.js';
+import type { Clock } from './clock.js';
 
-/** A clock that moves only when the test says so. */
+/** A clock that moves only when a test says so; due timers fire synchronously, in order, inside advance(). */
 export class FakeClock implements Clock {
-  private nowMs = 1_000_000;
   private timers: { atMs: number; fn: () => void; id: number }[] = [];
   private nextId = 0;
+
+  /** Starts at startMs (tests whose times reach a database start at Date.now()). */
+  constructor(private nowMs = 1_000_000) {}
 
   now(): number {
     return this.nowMs;
@@ -21,12 +23,17 @@ export class FakeClock implements Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       if (signal?.aborted) return resolve();
-      const cancel = this.setTimeout(resolve, ms);
-      signal?.addEventListener('abort', () => (cancel(), resolve()), { once: true });
+      const onAbort = () => (cancel(), resolve());
+      // The listener goes when the timer fires: a long-lived signal must not collect one per sleep.
+      const cancel = this.setTimeout(() => (signal?.removeEventListener('abort', onAbort), resolve()), ms);
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
-  /** Moves time forward, firing due timers in order. */
+  /**
+   * Moves time forward, firing due timers in order. A timer set by code that runs after a fired
+   * timer's promise settles is set after advance() returns, so tests step one timer at a time.
+   */
   advance(ms: number): void {
     const until = this.nowMs + ms;
     for (;;) {
@@ -39,7 +46,7 @@ export class FakeClock implements Clock {
     this.nowMs = until;
   }
 
-  /** Delays of the timers still pending, from now. */
+  /** Delays of the timers still pending, from now, shortest first. */
   pending(): number[] {
     return this.timers.map((t) => t.atMs - this.nowMs).sort((a, b) => a - b);
   }
