@@ -8,7 +8,7 @@ import { applyMask, type Spec, type WebhookRecord } from '../domain/webhook.js';
 import { RefusedAddressError, resolveChecked, type Resolver } from '../delivery/http.js';
 import { aadFor } from '../delivery/dispatcher.js';
 import type { AddressGuard } from '../domain/address-guard.js';
-import { DELIVERY_CHANNEL, type WebhooksStore } from '../store/webhooks-store.js';
+import type { WebhooksStore } from '../store/webhooks-store.js';
 import { WEBHOOKS_ADMIN_SCOPE } from './scopes.js';
 import { deliveryStatusFilter, statusFilter, toDelivery, toWebhook } from './convert.js';
 import {
@@ -70,7 +70,7 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
   /** The webhook, if it exists, is not deleted and the caller may see it. */
   async function visible(ctx: CallContext, id: string, field = 'webhook_id'): Promise<WebhookRecord> {
     checkId(field, id);
-    const w = await store.webhook(id);
+    const w = await store.registry.webhook(id);
     if (!w || w.state === 'DELETED') throw notFound(`webhook ${id} does not exist`);
     assertAccess(ctx, w);
     return w;
@@ -108,13 +108,13 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
         try {
           return await store.transaction(async (tx) => {
             if (externalId !== '') {
-              const existing = await tx.byExternalId(owner, externalId);
+              const existing = await tx.registry.byExternalId(owner, externalId);
               if (existing) return { webhook: toWebhook(existing), secret: '', created: false };
             }
-            if ((await tx.countOwned(owner)) >= LIMITS.maxWebhooksPerOwner) {
+            if ((await tx.registry.countOwned(owner)) >= LIMITS.maxWebhooksPerOwner) {
               throw new GantryError(Status.RESOURCE_EXHAUSTED, `${owner} has ${LIMITS.maxWebhooksPerOwner} webhooks, the most one owner may have; delete unused ones first`);
             }
-            const created = await tx.insert({ id, owner, externalId, spec, secret: seal(id, secret), at });
+            const created = await tx.registry.insert({ id, owner, externalId, spec, secret: seal(id, secret), at });
             return { webhook: toWebhook(created), secret, created: true };
           });
         } catch (err) {
@@ -139,7 +139,7 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
       const filter = [owner, status, externalId];
       const after = decodePageToken(req.pageToken, filter) ?? 0n;
       // One more than a page says whether another page follows.
-      const { head, webhooks } = await store.list({ owner, status, externalId }, after, pageSize + 1);
+      const { head, webhooks } = await store.registry.list({ owner, status, externalId }, after, pageSize + 1);
       const page = webhooks.slice(0, pageSize);
       const more = webhooks.length > pageSize;
       return {
@@ -157,14 +157,14 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
       if (proposed.url !== current.spec.url) await checkAddress('spec.url', proposed.url);
       const at = new Date(deps.now());
       const updated = await store.transaction(async (tx) => {
-        const locked = await tx.lock(req.webhookId);
+        const locked = await tx.registry.lock(req.webhookId);
         if (!locked || locked.state === 'DELETED') throw notFound(`webhook ${req.webhookId} does not exist`);
         if (req.expectedVersion !== undefined && req.expectedVersion !== locked.version) {
           throw new GantryError(Status.ABORTED, `webhook ${req.webhookId} is at version ${locked.version}, not ${req.expectedVersion}: re-read it and retry`);
         }
         const spec = checkSpec(merge(locked.spec));
         if (spec.url !== proposed.url) throw new GantryError(Status.ABORTED, `webhook ${req.webhookId} changed while it was being updated: re-read it and retry`);
-        return tx.update(locked.id, spec, req.reenable && locked.state === 'DISABLED', at);
+        return tx.registry.update(locked.id, spec, req.reenable && locked.state === 'DISABLED', at);
       });
       deps.queued();
       return { webhook: toWebhook(updated) };
@@ -172,16 +172,18 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
 
     async deleteWebhook(req, ctx) {
       checkId('webhook_id', req.webhookId);
-      const w = await store.webhook(req.webhookId);
+      const w = await store.registry.webhook(req.webhookId);
       if (!w) throw notFound(`webhook ${req.webhookId} does not exist`);
       assertAccess(ctx, w);
       if (w.state === 'DELETED') return {};
       const at = new Date(deps.now());
-      const out = await store.transaction(async (tx) => {
-        const locked = await tx.lock(req.webhookId);
-        return locked && locked.state !== 'DELETED' ? tx.delete(locked.id, at) : undefined;
+      const cancelled = await store.transaction(async (tx) => {
+        const locked = await tx.registry.lock(req.webhookId);
+        if (!locked || locked.state === 'DELETED') return [];
+        await tx.registry.delete(locked.id, at);
+        return tx.queue.cancelPending(locked.id, at);
       });
-      for (const id of out?.cancelled ?? []) await store.db.notify(DELIVERY_CHANNEL, `${id} 0`);
+      for (const id of cancelled) await store.queue.announce(id, 0);
       return {};
     },
 
@@ -193,9 +195,9 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
       const nowMs = deps.now();
       const previousExpiresAt = overlapMs === 0 ? null : new Date(nowMs + overlapMs);
       const rotated = await store.transaction(async (tx) => {
-        const locked = await tx.lock(req.webhookId);
+        const locked = await tx.registry.lock(req.webhookId);
         if (!locked || locked.state === 'DELETED') throw notFound(`webhook ${req.webhookId} does not exist`);
-        return tx.rotate(locked.id, seal(locked.id, secret), previousExpiresAt, new Date(nowMs));
+        return tx.registry.rotate(locked.id, seal(locked.id, secret), previousExpiresAt, new Date(nowMs));
       });
       return { secret, previousSecretExpiresAt: previousExpiresAt ?? undefined, webhook: toWebhook(rotated) };
     },
@@ -225,8 +227,8 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
       const at = new Date(nowMs);
       const digest = eventDigest(eventType, w.owner, 'application/json', payload);
       await store.transaction(async (tx) => {
-        await tx.insertEvents([{ eventId, eventType, owner: w.owner, payload, contentType: 'application/json', digest, occurredAt: at, traceContext: {} }], at);
-        await tx.insertTestDelivery(deliveryId, w.id, eventId, eventType, deps.maxAttempts(), at);
+        await tx.events.insertEvents([{ eventId, eventType, owner: w.owner, payload, contentType: 'application/json', digest, occurredAt: at, traceContext: {} }], at);
+        await tx.events.insertTestDelivery(deliveryId, w.id, eventId, eventType, deps.maxAttempts(), at);
       });
       deps.queued();
       return { eventId, deliveryId };
@@ -234,14 +236,14 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
 
     async getDeliveryHistory(req, ctx) {
       const caller = callerOf(ctx);
-      const webhookIds = req.webhookId === '' ? await store.webhookIdsOf(caller, LIMITS.maxHistoryWebhooks) : [await historyWebhook(ctx, req.webhookId)];
+      const webhookIds = req.webhookId === '' ? await store.registry.webhookIdsOf(caller, LIMITS.maxHistoryWebhooks) : [await historyWebhook(ctx, req.webhookId)];
       const eventId = checkText('event_id', req.eventId, LIMITS.maxEventIdChars);
       const status = deliveryStatusFilter(req.status);
       if (status === undefined) throw invalidArgument('status', 'is not a known DeliveryStatus');
       const pageSize = checkPageSize(req.pageSize);
       const filter = [req.webhookId, caller, eventId, status, req.since?.toISOString() ?? ''];
       const before = decodePageToken(req.pageToken, filter) ?? null;
-      const rows = await store.history({ webhookIds, eventId, status, since: req.since ?? null }, before, pageSize + 1);
+      const rows = await store.queue.history({ webhookIds, eventId, status, since: req.since ?? null }, before, pageSize + 1);
       const page = rows.slice(0, pageSize);
       return { deliveries: page.map(toDelivery), nextPageToken: rows.length > pageSize ? encodePageToken(page[page.length - 1]!.seq, filter) : '' };
     },
@@ -253,20 +255,20 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
       let ids: string[];
       if (sel.$case === 'deliveryId') {
         checkId('delivery_id', sel.value);
-        const d = await store.delivery(sel.value);
+        const d = await store.queue.delivery(sel.value);
         if (!d) throw notFound(`delivery ${sel.value} does not exist`);
-        const w = await store.webhook(d.webhookId);
+        const w = await store.registry.webhook(d.webhookId);
         if (!w || w.state === 'DELETED') throw notFound(`delivery ${sel.value} belongs to a deleted webhook`);
         assertAccess(ctx, w);
         if (w.state === 'DISABLED') throw failedPrecondition(`webhook ${w.id} is disabled (${w.disabledReason}); re-enable it first`);
         if (d.status !== 'DEAD_LETTERED') throw failedPrecondition(`delivery ${d.id} is ${d.status}, not DEAD_LETTERED; only dead letters are replayed`);
-        ids = await store.requeue({ deliveryId: d.id }, new Date(nowMs), deps.maxAttempts(), 1);
+        ids = await store.queue.requeue({ deliveryId: d.id }, new Date(nowMs), deps.maxAttempts(), 1);
       } else {
         if (req.webhookId === '') throw invalidArgument('webhook_id', 'is required with since');
         if (sel.value.getTime() > nowMs) throw invalidArgument('since', 'is in the future');
         const w = await visible(ctx, req.webhookId);
         if (w.state === 'DISABLED') throw failedPrecondition(`webhook ${w.id} is disabled (${w.disabledReason}); re-enable it first`);
-        ids = await store.requeue({ webhookId: w.id, since: sel.value }, new Date(nowMs), deps.maxAttempts(), LIMITS.maxRequeue);
+        ids = await store.queue.requeue({ webhookId: w.id, since: sel.value }, new Date(nowMs), deps.maxAttempts(), LIMITS.maxRequeue);
       }
       if (ids.length > 0) deps.queued();
       return { requeued: ids.length, deliveryIds: ids.slice(0, LIMITS.maxRequeueIdsReturned) };
@@ -277,7 +279,7 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
       const windowMs = req.window ? durationMs(req.window) : LIMITS.defaultStatsWindowMs;
       if (windowMs <= 0 || windowMs > LIMITS.maxStatsWindowMs) throw invalidArgument('window', 'must be positive and at most 30 days');
       const windowStart = new Date(deps.now() - windowMs);
-      const s = await store.statistics(w.id, windowStart);
+      const s = await store.queue.statistics(w.id, windowStart);
       const n = (v: unknown) => BigInt((v as string | number | bigint | null) ?? 0);
       const succeeded = n(s.succeeded);
       const dead = n(s.dead);
@@ -310,7 +312,7 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
   /** A webhook whose history the caller may read: deleted ones too (their deliveries stay readable). */
   async function historyWebhookRecord(ctx: CallContext, id: string): Promise<WebhookRecord> {
     checkId('webhook_id', id);
-    const w = await store.webhook(id);
+    const w = await store.registry.webhook(id);
     if (!w) throw notFound(`webhook ${id} does not exist`);
     assertAccess(ctx, w);
     return w;
