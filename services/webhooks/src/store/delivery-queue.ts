@@ -1,7 +1,7 @@
 // The delivery queue (webhooks.deliveries, webhooks.attempts): claims under leases, outcomes
 // recorded while the lease holds, replays of dead letters, and what the history and statistics
 // read. Fan-out into the queue is publishing's (events.ts).
-import type { Database, Sql } from '@gantry/kit';
+import { one, oneOrNone, type Database, type Sql } from '@gantry/kit';
 import type { AttemptRecord, DeliveryRecord, DeliveryState, WebhookRecord } from '../domain/webhook.js';
 import type { SealedSecret } from '../domain/secret-box.js';
 import { endpointDisabledEvent, EventsTx } from './events.js';
@@ -99,8 +99,9 @@ export class DeliveryQueue {
 
   async delivery(id: string): Promise<DeliveryRecord | undefined> {
     const { rows } = await this.db.query(`SELECT ${DELIVERY_COLUMNS} FROM webhooks.deliveries WHERE delivery_id = $1`, [id]);
-    if (!rows[0]) return undefined;
-    const [d] = await attachAttempts(this.db, [toDelivery(rows[0])]);
+    const r = oneOrNone(rows, 'delivery by id');
+    if (!r) return undefined;
+    const [d] = await attachAttempts(this.db, [toDelivery(r)]);
     return d;
   }
 
@@ -292,7 +293,7 @@ export class DeliveryQueue {
               (SELECT max(started_at) FROM a WHERE response_status NOT BETWEEN 200 AND 299) AS last_failure`,
       [webhookId, since],
     );
-    return rows[0]!;
+    return one(rows, 'delivery statistics');
   }
 
   /** A page of deliveries, newest first, with attempts. */

@@ -1,10 +1,10 @@
 // The endpoint registry: webhooks.endpoints, its change history (webhooks.registry_changes) and the
 // service-wide version counter (webhooks.head). Every registry change takes the next version inside
 // its transaction and appends itself to the history, so watches can resume from any version.
-import type { Database, Sql } from '@gantry/kit';
+import { one, oneOrNone, type Database, type Sql } from '@gantry/kit';
 import { webhookToJson, type EndpointState, type RegistryChangeType, type Spec, type WebhookRecord } from '../domain/webhook.js';
 import type { SealedSecret } from '../domain/secret-box.js';
-import { QUEUED_CHANNEL, REGISTRY_CHANNEL, big, date, json, optDate, type Row } from './sql.js';
+import { QUEUED_CHANNEL, REGISTRY_CHANNEL, big, date, first, json, optDate, type Row } from './sql.js';
 
 const ENDPOINT_COLUMNS = `webhook_id, created_version, version, owner, external_id, url, event_types, headers, description, paused,
   rate_limit_per_second, max_concurrency, labels, state, disabled_reason, consecutive_failures, secret_rotated_at,
@@ -75,12 +75,13 @@ export class EndpointRegistry {
 
   async headVersion(): Promise<bigint> {
     const { rows } = await this.db.query(`SELECT version FROM webhooks.head`);
-    return big(rows[0]!.version);
+    return big(one(rows, 'webhooks.head').version);
   }
 
   async webhook(id: string): Promise<WebhookRecord | undefined> {
     const { rows } = await this.db.query(`SELECT ${ENDPOINT_COLUMNS} FROM webhooks.endpoints WHERE webhook_id = $1`, [id]);
-    return rows[0] ? toWebhook(rows[0]) : undefined;
+    const r = oneOrNone(rows, 'webhook by id');
+    return r ? toWebhook(r) : undefined;
   }
 
   /** A page of webhooks, oldest first, after `afterCreatedVersion`, with the head read in the same snapshot. */
@@ -100,7 +101,7 @@ export class EndpointRegistry {
         ORDER BY page.created_version`,
       [q.owner, q.status, q.externalId, afterCreatedVersion.toString(), limit],
     );
-    return { head: big(rows[0]!.head), webhooks: rows.filter((r) => r.webhook_id !== null).map(toWebhook) };
+    return { head: big(first(rows, 'webhook list with its head').head), webhooks: rows.filter((r) => r.webhook_id !== null).map(toWebhook) };
   }
 
   /** Registry changes with version > `after` (of one owner unless ''), oldest first, with the head and oldest retained version. */
@@ -112,8 +113,9 @@ export class EndpointRegistry {
         ORDER BY c.version`,
       [after.toString(), limit, owner],
     );
-    const head = big(rows[0]!.head);
-    const oldestRetained = rows[0]!.oldest === null ? head + 1n : big(rows[0]!.oldest);
+    const h = first(rows, 'registry changes with their head');
+    const head = big(h.head);
+    const oldestRetained = h.oldest === null ? head + 1n : big(h.oldest);
     const changes = rows.filter((r) => r.version !== null).map((r) => ({ version: big(r.version), type: r.type as RegistryChangeType, owner: r.owner as string, webhook: json(r.webhook) }));
     return { changes, head, oldestRetained };
   }
@@ -132,7 +134,7 @@ export class RegistryTx {
   /** Takes the next registry version (the head's row lock orders commits by version). */
   async nextVersion(): Promise<bigint> {
     const { rows } = await this.sql.query(`UPDATE webhooks.head SET version = version + 1 RETURNING version`);
-    return big(rows[0]!.version);
+    return big(one(rows, 'webhooks.head').version);
   }
 
   /** Appends the change to the history and tells watchers (NOTIFY is sent at commit). */
@@ -146,17 +148,19 @@ export class RegistryTx {
 
   async lock(id: string): Promise<WebhookRecord | undefined> {
     const { rows } = await this.sql.query(`SELECT ${ENDPOINT_COLUMNS} FROM webhooks.endpoints WHERE webhook_id = $1 FOR UPDATE`, [id]);
-    return rows[0] ? toWebhook(rows[0]) : undefined;
+    const r = oneOrNone(rows, 'webhook locked by id');
+    return r ? toWebhook(r) : undefined;
   }
 
   async byExternalId(owner: string, externalId: string): Promise<WebhookRecord | undefined> {
     const { rows } = await this.sql.query(`SELECT ${ENDPOINT_COLUMNS} FROM webhooks.endpoints WHERE owner = $1 AND external_id = $2 AND state <> 'DELETED'`, [owner, externalId]);
-    return rows[0] ? toWebhook(rows[0]) : undefined;
+    const r = oneOrNone(rows, 'webhook by owner and external_id');
+    return r ? toWebhook(r) : undefined;
   }
 
   async countOwned(owner: string): Promise<number> {
     const { rows } = await this.sql.query(`SELECT count(*) AS n FROM webhooks.endpoints WHERE owner = $1 AND state <> 'DELETED'`, [owner]);
-    return Number(rows[0]!.n);
+    return Number(one(rows, 'count of owned webhooks').n);
   }
 
   async insert(w: NewWebhook): Promise<WebhookRecord> {
@@ -170,7 +174,7 @@ export class RegistryTx {
       [w.id, version.toString(), w.owner, w.externalId === '' ? null : w.externalId, s.url, s.eventTypes, JSON.stringify(s.headers), s.description, s.paused,
         s.rateLimitPerSecond, s.maxConcurrency, JSON.stringify(s.labels), w.secret.keyId, w.secret.ciphertext, w.at],
     );
-    const created = toWebhook(rows[0]!);
+    const created = toWebhook(one(rows, 'inserted webhook'));
     await this.recordChange(created, 'CREATED', w.at);
     return created;
   }
@@ -189,7 +193,7 @@ export class RegistryTx {
       [id, spec.url, spec.eventTypes, JSON.stringify(spec.headers), spec.description, spec.paused, spec.rateLimitPerSecond, spec.maxConcurrency, JSON.stringify(spec.labels),
         version.toString(), at, reenable],
     );
-    const updated = toWebhook(rows[0]!);
+    const updated = toWebhook(one(rows, 'updated webhook'));
     await this.recordChange(updated, 'UPDATED', at);
     if (reenable || !spec.paused) await this.sql.query(`SELECT pg_notify('${QUEUED_CHANNEL}', '')`);
     return updated;
@@ -199,7 +203,7 @@ export class RegistryTx {
   async delete(id: string, at: Date): Promise<WebhookRecord> {
     const version = await this.nextVersion();
     const { rows } = await this.sql.query(`UPDATE webhooks.endpoints SET state = 'DELETED', version = $2, updated_at = $3 WHERE webhook_id = $1 RETURNING ${ENDPOINT_COLUMNS}`, [id, version.toString(), at]);
-    const webhook = toWebhook(rows[0]!);
+    const webhook = toWebhook(one(rows, 'deleted webhook'));
     await this.recordChange(webhook, 'DELETED', at);
     return webhook;
   }
@@ -215,7 +219,7 @@ export class RegistryTx {
         WHERE webhook_id = $1 RETURNING ${ENDPOINT_COLUMNS}`,
       [id, secret.keyId, secret.ciphertext, previousExpiresAt, at, version.toString()],
     );
-    const rotated = toWebhook(rows[0]!);
+    const rotated = toWebhook(one(rows, 'webhook with a rotated secret'));
     await this.recordChange(rotated, 'SECRET_ROTATED', at);
     return rotated;
   }
@@ -223,7 +227,7 @@ export class RegistryTx {
   /** The endpoint's state and failure streak; with `lock`, under its row lock until the transaction ends. */
   async health(id: string, lock: boolean): Promise<EndpointHealth | undefined> {
     const { rows } = await this.sql.query(`SELECT state, consecutive_failures, failing_since FROM webhooks.endpoints WHERE webhook_id = $1${lock ? ' FOR UPDATE' : ''}`, [id]);
-    const r = rows[0];
+    const r = oneOrNone(rows, 'endpoint health');
     return r ? { state: r.state as EndpointState, consecutiveFailures: Number(r.consecutive_failures), failingSince: optDate(r.failing_since) } : undefined;
   }
 
@@ -245,7 +249,7 @@ export class RegistryTx {
         WHERE webhook_id = $1 RETURNING ${ENDPOINT_COLUMNS}`,
       [id, reason, failures, since, version.toString(), at],
     );
-    const disabled = toWebhook(rows[0]!);
+    const disabled = toWebhook(one(rows, 'disabled webhook'));
     await this.recordChange(disabled, 'UPDATED', at);
     return disabled;
   }

@@ -13,3 +13,13 @@ export const big = (v: unknown): bigint => BigInt(v as string | number | bigint)
 export const date = (v: unknown): Date => (v instanceof Date ? v : new Date(v as string));
 export const optDate = (v: unknown): Date | null => (v === null || v === undefined ? null : date(v));
 export const json = <T>(v: unknown): T => (typeof v === 'string' ? JSON.parse(v) : v) as T;
+
+/**
+ * The first row of a statement that returns at least one whatever it matches: a one-row table (the
+ * registry head) LEFT JOINed to a page that may be empty. None is a broken invariant, as in the
+ * kit's one(), which fits statements of exactly one row.
+ */
+export function first<R>(rows: readonly R[], what: string): R {
+  if (rows.length === 0) throw new Error(`invariant: expected at least one row of ${what}, got 0`);
+  return rows[0]!;
+}
