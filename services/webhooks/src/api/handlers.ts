@@ -280,24 +280,21 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
       if (windowMs <= 0 || windowMs > LIMITS.maxStatsWindowMs) throw invalidArgument('window', 'must be positive and at most 30 days');
       const windowStart = new Date(deps.now() - windowMs);
       const s = await store.queue.statistics(w.id, windowStart);
-      const n = (v: unknown) => BigInt((v as string | number | bigint | null) ?? 0);
-      const succeeded = n(s.succeeded);
-      const dead = n(s.dead);
-      const decided = succeeded + dead;
+      const decided = s.succeeded + s.deadLettered;
       return {
         webhookId: w.id,
         windowStart,
-        totalDeliveries: n(s.total),
-        succeeded,
-        deadLettered: dead,
-        pending: n(s.pending),
-        totalAttempts: n(s.attempts),
-        failedAttempts: n(s.failed),
-        successRateBp: decided === 0n ? 0 : Number((succeeded * 10_000n) / decided),
-        latencyP50Ms: Number(s.p50 ?? 0),
-        latencyP99Ms: Number(s.p99 ?? 0),
-        lastSuccessAt: s.last_success ? new Date(s.last_success as string) : undefined,
-        lastFailureAt: s.last_failure ? new Date(s.last_failure as string) : undefined,
+        totalDeliveries: s.total,
+        succeeded: s.succeeded,
+        deadLettered: s.deadLettered,
+        pending: s.pending,
+        totalAttempts: s.attempts,
+        failedAttempts: s.failedAttempts,
+        successRateBp: decided === 0n ? 0 : Number((s.succeeded * 10_000n) / decided),
+        latencyP50Ms: s.latencyP50Ms,
+        latencyP99Ms: s.latencyP99Ms,
+        lastSuccessAt: s.lastSuccessAt ?? undefined,
+        lastFailureAt: s.lastFailureAt ?? undefined,
       };
     },
 

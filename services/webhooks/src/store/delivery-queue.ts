@@ -93,6 +93,39 @@ export interface AttemptResult {
   maxAttempts: number;
 }
 
+/** One webhook's deliveries created in a window, and their attempts: what GetWebhookStatistics reports. */
+export interface DeliveryStatistics {
+  total: bigint;
+  succeeded: bigint;
+  deadLettered: bigint;
+  pending: bigint;
+  attempts: bigint;
+  /** Attempts without a 2xx answer (timeouts and refusals too). */
+  failedAttempts: bigint;
+  /** Attempt latency percentiles; 0 without attempts. */
+  latencyP50Ms: number;
+  latencyP99Ms: number;
+  lastSuccessAt: Date | null;
+  lastFailureAt: Date | null;
+}
+
+/** The statistics row as the store reads it (counts as bigint strings or numbers, an empty window's aggregates as null). */
+function toStatistics(r: Row): DeliveryStatistics {
+  const count = (v: unknown) => big(v ?? 0);
+  return {
+    total: count(r.total),
+    succeeded: count(r.succeeded),
+    deadLettered: count(r.dead),
+    pending: count(r.pending),
+    attempts: count(r.attempts),
+    failedAttempts: count(r.failed),
+    latencyP50Ms: Number(r.p50 ?? 0),
+    latencyP99Ms: Number(r.p99 ?? 0),
+    lastSuccessAt: optDate(r.last_success),
+    lastFailureAt: optDate(r.last_failure),
+  };
+}
+
 /** The queue's reads, its own transactions (claims, outcomes) and replays. */
 export class DeliveryQueue {
   constructor(private readonly db: Database) {}
@@ -277,7 +310,7 @@ export class DeliveryQueue {
   }
 
   /** Statistics of one webhook's deliveries created since `since`. */
-  async statistics(webhookId: string, since: Date): Promise<Row> {
+  async statistics(webhookId: string, since: Date): Promise<DeliveryStatistics> {
     const { rows } = await this.db.query(
       `WITH d AS (SELECT delivery_id, status FROM webhooks.deliveries WHERE webhook_id = $1 AND created_at >= $2),
        a AS (SELECT a.response_status, a.latency_ms, a.started_at FROM webhooks.attempts a JOIN d USING (delivery_id))
@@ -293,7 +326,7 @@ export class DeliveryQueue {
               (SELECT max(started_at) FROM a WHERE response_status NOT BETWEEN 200 AND 299) AS last_failure`,
       [webhookId, since],
     );
-    return one(rows, 'delivery statistics');
+    return toStatistics(one(rows, 'delivery statistics'));
   }
 
   /** A page of deliveries, newest first, with attempts. */
