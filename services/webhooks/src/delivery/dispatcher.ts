@@ -10,7 +10,7 @@ import { judge, parseRetryAfter, type RetryPolicy } from '../domain/retry.js';
 import type { SecretBox } from '../domain/secret-box.js';
 import { secretKeyBytes, signatureHeaders } from '../domain/signature.js';
 import type { DisableRule } from '../domain/limits.js';
-import type { ClaimedAttempt, ClaimLimits } from '../store/delivery-queue.js';
+import type { ClaimedAttempt, ClaimLimits } from '../store/delivery-claims.js';
 import type { WebhooksStore } from '../store/webhooks-store.js';
 import type { HttpResult, HttpSender } from './http.js';
 import { endAttemptSpan, startAttemptSpan } from './attempt-span.js';

@@ -1,12 +1,12 @@
-// The delivery queue (webhooks.deliveries, webhooks.attempts): claims under leases, outcomes
-// recorded while the lease holds, replays of dead letters, and what the history and statistics
-// read. Fan-out into the queue is publishing's (events.ts).
+// The delivery queue (webhooks.deliveries, webhooks.attempts): claims under leases
+// (delivery-claims.ts), outcomes recorded while the lease holds (delivery-outcomes.ts), replays of
+// dead letters, and what the history and statistics read. Fan-out into the queue is publishing's
+// (events.ts).
 import { one, oneOrNone, type Database, type Sql } from '@gantry/kit';
-import type { AttemptRecord, DeliveryRecord, DeliveryState, WebhookRecord } from '../domain/webhook.js';
-import type { SealedSecret } from '../domain/secret-box.js';
-import { endpointDisabledEvent, EventsTx } from './events.js';
-import { RegistryTx } from './registry.js';
-import { DELIVERY_CHANNEL, QUEUED_CHANNEL, big, date, json, optDate, type Row } from './sql.js';
+import type { AttemptRecord, DeliveryRecord, DeliveryState } from '../domain/webhook.js';
+import { claimDue, type ClaimedAttempt, type ClaimLimits } from './delivery-claims.js';
+import { recordOutcome, type AttemptResult, type RecordedOutcome } from './delivery-outcomes.js';
+import { DELIVERY_CHANNEL, QUEUED_CHANNEL, big, date, optDate, type Row } from './sql.js';
 
 const DELIVERY_COLUMNS = `delivery_id, seq, webhook_id, event_id, event_type, status, max_attempts, next_attempt_at, created_at, completed_at`;
 
@@ -46,51 +46,6 @@ async function attachAttempts(sql: Sql, deliveries: DeliveryRecord[]): Promise<D
   const byId = new Map(deliveries.map((d) => [d.id, d]));
   for (const r of rows) byId.get(r.delivery_id as string)!.attempts.push(toAttempt(r));
   return deliveries;
-}
-
-/** A delivery claimed for one attempt: what the dispatcher needs to send it. */
-export interface ClaimedAttempt {
-  deliveryId: string;
-  webhookId: string;
-  eventId: string;
-  eventType: string;
-  attemptNumber: number;
-  attemptsInRound: number;
-  leaseToken: string;
-  url: string;
-  headers: Record<string, string>;
-  payload: Buffer;
-  contentType: string;
-  /** W3C trace context of what caused the event (traceparent, tracestate), or {}. */
-  traceContext: Record<string, string>;
-  secrets: { current: SealedSecret; previous: (SealedSecret & { expiresAt: Date }) | null };
-}
-
-export interface ClaimLimits {
-  /** Endpoints one claim considers at most. */
-  endpoints: number;
-  /** Deliveries one claim takes at most. */
-  batch: number;
-  defaultMaxConcurrency: number;
-  defaultRateLimitPerSecond: number;
-  /** How long the lease lasts, on the database clock. */
-  leaseMs: number;
-}
-
-/** How an attempt ended, as the dispatcher records it. */
-export interface AttemptResult {
-  deliveryId: string;
-  leaseToken: string;
-  attempt: AttemptRecord;
-  /** Where the delivery goes: again at `nextAttemptAt`, or final. */
-  next: { status: 'PENDING'; at: Date } | { status: 'SUCCEEDED' | 'DEAD_LETTERED'; at: Date };
-  succeeded: boolean;
-  /** Disable the endpoint with this reason now (410). */
-  disableReason?: string;
-  /** Disable after `failures` failed attempts in a row spanning `forMs` (0 = never). */
-  disableRule: { failures: number; forMs: number };
-  /** Attempts each delivery of the endpoint.disabled event gets. */
-  maxAttempts: number;
 }
 
 /** One webhook's deliveries created in a window, and their attempts: what GetWebhookStatistics reports. */
@@ -139,169 +94,23 @@ export class DeliveryQueue {
   }
 
   /**
-   * Claims due deliveries for one attempt each, in one short transaction that never waits:
-   * endpoints and deliveries are both taken FOR UPDATE SKIP LOCKED, so replicas claiming at once
-   * split the work. Per endpoint it takes at most what its concurrency (leases live on any replica)
-   * and rate (a one-second window on the database clock) allow. A delivery whose lease expired
-   * (its replica died mid-attempt) gets that attempt recorded as lost and is claimed again, or
-   * dead-lettered when it was its last attempt. Returns the claimed attempts and the dead letters.
+   * Claims due deliveries for one attempt each, in one short transaction that never waits, each
+   * under a lease on the database clock (delivery-claims.ts says how replicas split the work and
+   * what each endpoint allows). Returns the claimed attempts and the deliveries dead-lettered by a
+   * lost last attempt.
    */
   async claim(now: Date, limits: ClaimLimits, newToken: () => string): Promise<{ claimed: ClaimedAttempt[]; deadLettered: string[] }> {
-    return this.db.transaction(async (sql) => {
-      const { rows: endpoints } = await sql.query(
-        `SELECT e.webhook_id, e.max_concurrency, e.rate_limit_per_second, e.rate_window_start_ms, e.rate_window_count,
-                (SELECT count(*) FROM webhooks.deliveries x WHERE x.webhook_id = e.webhook_id AND x.status = 'PENDING' AND x.lease_expires_at > clock_timestamp()) AS in_flight,
-                floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint AS db_now_ms
-           FROM webhooks.endpoints e
-          WHERE e.state = 'ENABLED'
-            AND EXISTS (SELECT 1 FROM webhooks.deliveries d
-                         WHERE d.webhook_id = e.webhook_id AND d.status = 'PENDING' AND d.next_attempt_at <= $1
-                           AND (NOT e.paused OR d.ignore_pause) AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= clock_timestamp()))
-          ORDER BY e.last_claimed_at NULLS FIRST, e.webhook_id
-          LIMIT $2 FOR UPDATE OF e SKIP LOCKED`,
-        [now, limits.endpoints],
-      );
-      if (endpoints.length === 0) return { claimed: [], deadLettered: [] };
-      const ids: string[] = [];
-      const allowances: number[] = [];
-      const windows: number[] = [];
-      const counts: number[] = [];
-      let budget = limits.batch;
-      for (const e of endpoints) {
-        if (budget === 0) break;
-        const dbNowMs = Number(e.db_now_ms);
-        const windowStart = Math.floor(dbNowMs / 1000) * 1000;
-        const used = Number(e.rate_window_start_ms) === windowStart ? Number(e.rate_window_count) : 0;
-        const rate = Number(e.rate_limit_per_second) || limits.defaultRateLimitPerSecond;
-        const concurrency = Number(e.max_concurrency) || limits.defaultMaxConcurrency;
-        const n = Math.min(budget, concurrency - Number(e.in_flight), rate - used);
-        if (n <= 0) continue;
-        ids.push(e.webhook_id as string);
-        allowances.push(n);
-        windows.push(windowStart);
-        counts.push(used);
-        budget -= n;
-      }
-      if (ids.length === 0) return { claimed: [], deadLettered: [] };
-      const { rows: picked } = await sql.query(
-        `SELECT d.delivery_id, d.lease_token IS NOT NULL AS lost, d.attempts, d.round_start, d.max_attempts, d.lease_expires_at
-           FROM unnest($1::text[], $2::int[]) AS a(webhook_id, n)
-           JOIN webhooks.endpoints e ON e.webhook_id = a.webhook_id
-           CROSS JOIN LATERAL (
-             SELECT delivery_id, lease_token, attempts, round_start, max_attempts, lease_expires_at FROM webhooks.deliveries d
-              WHERE d.webhook_id = a.webhook_id AND d.status = 'PENDING' AND d.next_attempt_at <= $3
-                AND (NOT e.paused OR d.ignore_pause) AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= clock_timestamp())
-              ORDER BY d.next_attempt_at LIMIT a.n FOR UPDATE OF d SKIP LOCKED) d`,
-        [ids, allowances, now],
-      );
-      // Attempts whose replica died: recorded as lost, so the history shows them.
-      const lost = picked.filter((p) => p.lost === true);
-      if (lost.length > 0) {
-        await sql.query(
-          `INSERT INTO webhooks.attempts (delivery_id, attempt_number, started_at, latency_ms, response_status, error, response_body_excerpt)
-           SELECT id, n, at, 0, 0, 'the replica making this attempt stopped before recording its outcome (lease expired); retried', '' FROM unnest($1::text[], $2::int[], $3::timestamptz[]) AS l(id, n, at)
-           ON CONFLICT DO NOTHING`,
-          [lost.map((p) => p.delivery_id), lost.map((p) => Number(p.attempts)), lost.map(() => now)],
-        );
-      }
-      const exhausted = lost.filter((p) => Number(p.attempts) - Number(p.round_start) >= Number(p.max_attempts)).map((p) => p.delivery_id as string);
-      if (exhausted.length > 0) {
-        await sql.query(
-          `UPDATE webhooks.deliveries SET status = 'DEAD_LETTERED', completed_at = $2, next_attempt_at = NULL, lease_token = NULL, lease_expires_at = NULL
-            WHERE delivery_id = ANY($1::text[])`,
-          [exhausted, now],
-        );
-      }
-      const exhaustedSet = new Set(exhausted);
-      const toSend = picked.filter((p) => !exhaustedSet.has(p.delivery_id as string)).map((p) => p.delivery_id as string);
-      const tokens = toSend.map(() => newToken());
-      const { rows: claimed } = await sql.query(
-        `WITH c AS (SELECT * FROM unnest($1::text[], $2::text[]) AS c(id, token)),
-         upd AS (UPDATE webhooks.deliveries d SET attempts = d.attempts + 1, lease_token = c.token,
-                        lease_expires_at = clock_timestamp() + make_interval(secs => $3::double precision / 1000)
-                   FROM c WHERE d.delivery_id = c.id
-                 RETURNING d.delivery_id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.round_start, d.lease_token)
-         SELECT upd.*, e.url, e.headers, e.secret_key_id, e.secret_ciphertext, e.previous_key_id, e.previous_ciphertext, e.previous_expires_at,
-                ev.payload, ev.content_type, ev.trace_context
-           FROM upd JOIN webhooks.endpoints e ON e.webhook_id = upd.webhook_id JOIN webhooks.events ev ON ev.event_id = upd.event_id`,
-        [toSend, tokens, limits.leaseMs],
-      );
-      // Each endpoint's rate window counts what was taken from it now.
-      const taken = new Map<string, number>();
-      for (const c of claimed) taken.set(c.webhook_id as string, (taken.get(c.webhook_id as string) ?? 0) + 1);
-      await sql.query(
-        `UPDATE webhooks.endpoints e SET rate_window_start_ms = w.start_ms, rate_window_count = w.used + w.taken, last_claimed_at = $5
-           FROM unnest($1::text[], $2::bigint[], $3::int[], $4::int[]) AS w(id, start_ms, used, taken) WHERE e.webhook_id = w.id`,
-        [ids, windows.map(String), counts, ids.map((id) => taken.get(id) ?? 0), now],
-      );
-      return {
-        deadLettered: exhausted,
-        claimed: claimed.map((c) => ({
-          deliveryId: c.delivery_id as string,
-          webhookId: c.webhook_id as string,
-          eventId: c.event_id as string,
-          eventType: c.event_type as string,
-          attemptNumber: Number(c.attempts),
-          attemptsInRound: Number(c.attempts) - Number(c.round_start),
-          leaseToken: c.lease_token as string,
-          url: c.url as string,
-          headers: json(c.headers),
-          payload: Buffer.from(c.payload as Uint8Array),
-          contentType: c.content_type as string,
-          traceContext: json(c.trace_context),
-          secrets: {
-            current: { keyId: c.secret_key_id as string, ciphertext: Buffer.from(c.secret_ciphertext as Uint8Array) },
-            previous: c.previous_ciphertext
-              ? { keyId: c.previous_key_id as string, ciphertext: Buffer.from(c.previous_ciphertext as Uint8Array), expiresAt: date(c.previous_expires_at) }
-              : null,
-          },
-        })),
-      };
-    });
+    return this.db.transaction((sql) => claimDue(sql, now, limits, newToken));
   }
 
   /**
-   * Records an attempt's outcome while its lease holds (false when it no longer does: the delivery
-   * was cancelled, or the lease expired and another replica took it). Updates the endpoint's
-   * failure streak and disables it on a 410 or when the streak meets the rule; returns the endpoint
-   * after the change when its registry state changed.
+   * Records an attempt's outcome while its lease holds (recorded: false when it no longer does:
+   * the delivery was cancelled, or the lease expired and another replica took it). Updates the
+   * endpoint's failure streak and disables it on a 410 or when the streak meets the rule; returns
+   * the endpoint after the change when its registry state changed.
    */
-  async recordAttempt(r: AttemptResult, webhookId: string, now: Date): Promise<{ recorded: boolean; disabled?: WebhookRecord }> {
-    return this.db.transaction(async (sql) => {
-      const registry = new RegistryTx(sql);
-      // Endpoint first, then delivery: every writer locks in this order, so none deadlock. A success
-      // on an endpoint with no failure streak changes nothing on the endpoint, so it reads the row
-      // without locking it: otherwise every outcome to one endpoint would queue on that lock through
-      // its COMMIT. (A failure recorded meanwhile keeps its streak until the next success resets it.)
-      const peek = r.succeeded ? await registry.health(webhookId, false) : undefined;
-      const ep = peek !== undefined && peek.consecutiveFailures === 0 ? peek : await registry.health(webhookId, true);
-      if (!(await recordOutcome(sql, r))) return { recorded: false };
-      if (!ep || ep.state !== 'ENABLED') return { recorded: true };
-      if (r.succeeded) {
-        if (ep.consecutiveFailures > 0) await registry.resetFailureStreak(webhookId);
-        return { recorded: true };
-      }
-      const failures = ep.consecutiveFailures + 1;
-      const since = ep.failingSince ?? r.attempt.startedAt;
-      const rule = r.disableRule;
-      const reason =
-        r.disableReason ??
-        (rule.failures > 0 && failures >= rule.failures && now.getTime() - since.getTime() >= rule.forMs
-          ? `${failures} attempts in a row failed over ${Math.round((now.getTime() - since.getTime()) / 60_000)} minutes`
-          : undefined);
-      if (!reason) {
-        await registry.setFailureStreak(webhookId, failures, since);
-        return { recorded: true };
-      }
-      const disabled = await registry.disable(webhookId, reason, failures, since, now);
-      // The owner hears of it through its other endpoints, in this same transaction: no disable
-      // goes unannounced, and none is announced that did not commit. One event per disable.
-      const events = new EventsTx(sql);
-      const event = endpointDisabledEvent(disabled, reason, now);
-      await events.insertEvents([event], now);
-      await events.fanOut([event], r.maxAttempts, now);
-      return { recorded: true, disabled };
-    });
+  async recordAttempt(r: AttemptResult, webhookId: string, now: Date): Promise<RecordedOutcome> {
+    return this.db.transaction((sql) => recordOutcome(sql, r, webhookId, now));
   }
 
   /** Tells delivery watches on every replica that the delivery changed: attempt `attemptNumber` completed, or (0) its state changed without one. */
@@ -358,25 +167,6 @@ export class DeliveryQueue {
     );
     return rows.map((r) => r.delivery_id as string);
   }
-}
-
-/**
- * Ends the attempt under its lease: the delivery's next state and the attempt in its history.
- * False, and nothing written, when the lease no longer holds.
- */
-async function recordOutcome(sql: Sql, r: AttemptResult): Promise<boolean> {
-  const { rowCount } = await sql.query(
-    `UPDATE webhooks.deliveries SET status = $3, next_attempt_at = $4, completed_at = $5, lease_token = NULL, lease_expires_at = NULL
-      WHERE delivery_id = $1 AND lease_token = $2 AND status = 'PENDING'`,
-    [r.deliveryId, r.leaseToken, r.next.status, r.next.status === 'PENDING' ? r.next.at : null, r.next.status === 'PENDING' ? null : r.next.at],
-  );
-  if (rowCount === 0) return false;
-  const a = r.attempt;
-  await sql.query(
-    `INSERT INTO webhooks.attempts (delivery_id, attempt_number, started_at, latency_ms, response_status, error, response_body_excerpt) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-    [r.deliveryId, a.attemptNumber, a.startedAt, a.latencyMs, a.responseStatus, a.error, a.responseBodyExcerpt],
-  );
-  return true;
 }
 
 /** The queue statements of a transaction the registry began (a delete). */
