@@ -64,43 +64,63 @@ function assertAccess(ctx: CallContext, w: WebhookRecord): void {
   if (w.owner !== caller && !isAdmin(ctx)) throw permissionDenied(`webhook ${w.id} belongs to another owner; reading or changing it needs scope ${WEBHOOKS_ADMIN_SCOPE}`);
 }
 
-export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof webhooksv1.WebhooksServiceService>> {
-  const { store, box } = deps;
+type WebhooksHandlers = Partial<Handlers<typeof webhooksv1.WebhooksServiceService>>;
 
-  /** The webhook, if it exists, is not deleted and the caller may see it. */
-  async function visible(ctx: CallContext, id: string, field = 'webhook_id'): Promise<WebhookRecord> {
-    checkId(field, id);
-    const w = await store.registry.webhook(id);
-    if (!w || w.state === 'DELETED') throw notFound(`webhook ${id} does not exist`);
-    assertAccess(ctx, w);
-    return w;
+/** The service's handlers, one group per concern. */
+export function webhooksHandlers(deps: WebhooksDeps): WebhooksHandlers {
+  return { ...registryHandlers(deps), ...registryChangeHandlers(deps), ...publishHandlers(deps), ...deliveryHandlers(deps), ...observationHandlers(deps) };
+}
+
+/** The webhook, if it exists, is not deleted and the caller may see it. */
+async function visible(deps: WebhooksDeps, ctx: CallContext, id: string, field = 'webhook_id'): Promise<WebhookRecord> {
+  checkId(field, id);
+  const w = await deps.store.registry.webhook(id);
+  if (!w || w.state === 'DELETED') throw notFound(`webhook ${id} does not exist`);
+  assertAccess(ctx, w);
+  return w;
+}
+
+/** A webhook whose history the caller may read: deleted ones too (their deliveries stay readable). */
+async function historyWebhookRecord(deps: WebhooksDeps, ctx: CallContext, id: string): Promise<WebhookRecord> {
+  checkId('webhook_id', id);
+  const w = await deps.store.registry.webhook(id);
+  if (!w) throw notFound(`webhook ${id} does not exist`);
+  assertAccess(ctx, w);
+  return w;
+}
+
+async function historyWebhook(deps: WebhooksDeps, ctx: CallContext, id: string): Promise<string> {
+  return (await historyWebhookRecord(deps, ctx, id)).id;
+}
+
+/**
+ * Refuses a URL whose host is, or resolves to, an address deliveries may not reach. A name that
+ * does not resolve now is accepted: delivery checks again (and that check is the one that counts).
+ */
+async function checkAddress(deps: WebhooksDeps, field: string, url: string): Promise<void> {
+  const host = new URL(url).hostname;
+  const lookup = resolveChecked(deps.resolver, deps.guard, host);
+  const timeout = new Promise<undefined>((r) => setTimeout(() => r(undefined), LIMITS.registrationLookupMs).unref());
+  try {
+    await Promise.race([lookup, timeout]);
+  } catch (err) {
+    if (err instanceof RefusedAddressError) throw invalidArgument(field, err.message);
   }
+  lookup.catch(() => undefined);
+}
 
-  /**
-   * Refuses a URL whose host is, or resolves to, an address deliveries may not reach. A name that
-   * does not resolve now is accepted: delivery checks again (and that check is the one that counts).
-   */
-  async function checkAddress(field: string, url: string): Promise<void> {
-    const host = new URL(url).hostname;
-    const lookup = resolveChecked(deps.resolver, deps.guard, host);
-    const timeout = new Promise<undefined>((r) => setTimeout(() => r(undefined), LIMITS.registrationLookupMs).unref());
-    try {
-      await Promise.race([lookup, timeout]);
-    } catch (err) {
-      if (err instanceof RefusedAddressError) throw invalidArgument(field, err.message);
-    }
-    lookup.catch(() => undefined);
-  }
+const seal = (deps: WebhooksDeps, webhookId: string, secret: string) => deps.box.seal(secret, aadFor(webhookId));
 
-  const seal = (webhookId: string, secret: string) => box.seal(secret, aadFor(webhookId));
-
+/** Creating and reading webhooks. */
+function registryHandlers(deps: WebhooksDeps): WebhooksHandlers {
+  const { store } = deps;
   return {
     async createWebhook(req, ctx) {
       const owner = ownerFor(ctx, req.owner);
       const externalId = checkText('external_id', req.externalId, LIMITS.maxExternalIdChars);
       const spec = checkSpec(req.spec);
       const given = checkSecret('secret', req.secret);
-      await checkAddress('spec.url', spec.url);
+      await checkAddress(deps, 'spec.url', spec.url);
       const secret = given || generateSecret();
       const id = `wh_${randomUUID().replaceAll('-', '')}`;
       const at = new Date(deps.now());
@@ -114,7 +134,7 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
             if ((await tx.registry.countOwned(owner)) >= LIMITS.maxWebhooksPerOwner) {
               throw new GantryError(Status.RESOURCE_EXHAUSTED, `${owner} has ${LIMITS.maxWebhooksPerOwner} webhooks, the most one owner may have; delete unused ones first`);
             }
-            const created = await tx.registry.insert({ id, owner, externalId, spec, secret: seal(id, secret), at });
+            const created = await tx.registry.insert({ id, owner, externalId, spec, secret: seal(deps, id, secret), at });
             return { webhook: toWebhook(created), secret, created: true };
           });
         } catch (err) {
@@ -126,7 +146,7 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
     },
 
     async getWebhook(req, ctx) {
-      return { webhook: toWebhook(await visible(ctx, req.webhookId)) };
+      return { webhook: toWebhook(await visible(deps, ctx, req.webhookId)) };
     },
 
     async listWebhooks(req, ctx) {
@@ -148,13 +168,19 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
         version: head,
       };
     },
+  };
+}
 
+/** Changing a webhook: its spec, its deletion, its secret. Each takes the webhook's row lock. */
+function registryChangeHandlers(deps: WebhooksDeps): WebhooksHandlers {
+  const { store } = deps;
+  return {
     async updateWebhook(req, ctx) {
-      const current = await visible(ctx, req.webhookId);
+      const current = await visible(deps, ctx, req.webhookId);
       const fields = req.spec ? checkMask(req.updateMask) : [];
       const merge = (base: Spec): Spec => (req.spec ? applyMask(base, { ...base, ...req.spec }, fields) : base);
       const proposed = checkSpec(merge(current.spec));
-      if (proposed.url !== current.spec.url) await checkAddress('spec.url', proposed.url);
+      if (proposed.url !== current.spec.url) await checkAddress(deps, 'spec.url', proposed.url);
       const at = new Date(deps.now());
       const updated = await store.transaction(async (tx) => {
         const locked = await tx.registry.lock(req.webhookId);
@@ -188,7 +214,7 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
     },
 
     async rotateSecret(req, ctx) {
-      await visible(ctx, req.webhookId);
+      await visible(deps, ctx, req.webhookId);
       const overlapMs = req.overlap ? durationMs(req.overlap) : LIMITS.defaultOverlapMs;
       if (overlapMs < 0 || overlapMs > LIMITS.maxOverlapMs) throw invalidArgument('overlap', 'must be between 0 (revoke the previous secret at once) and 7 days');
       const secret = checkSecret('secret', req.secret) || generateSecret();
@@ -197,11 +223,17 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
       const rotated = await store.transaction(async (tx) => {
         const locked = await tx.registry.lock(req.webhookId);
         if (!locked || locked.state === 'DELETED') throw notFound(`webhook ${req.webhookId} does not exist`);
-        return tx.registry.rotate(locked.id, seal(locked.id, secret), previousExpiresAt, new Date(nowMs));
+        return tx.registry.rotate(locked.id, seal(deps, locked.id, secret), previousExpiresAt, new Date(nowMs));
       });
       return { secret, previousSecretExpiresAt: previousExpiresAt ?? undefined, webhook: toWebhook(rotated) };
     },
+  };
+}
 
+/** Publishing events, and the test event of TriggerWebhook. */
+function publishHandlers(deps: WebhooksDeps): WebhooksHandlers {
+  const { store } = deps;
+  return {
     async publishEvent(req) {
       const result = (await publishEvents(store, [checkEvent(req, '')], deps.maxAttempts(), new Date(deps.now()), () => ''))[0]!;
       if (!result.duplicate && result.deliveryIds.length > 0) deps.queued();
@@ -215,7 +247,7 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
     },
 
     async triggerWebhook(req, ctx) {
-      const w = await visible(ctx, req.webhookId);
+      const w = await visible(deps, ctx, req.webhookId);
       if (w.state === 'DISABLED') throw failedPrecondition(`webhook ${w.id} is disabled (${w.disabledReason}); re-enable it with UpdateWebhook reenable = true first`);
       const eventType = req.eventType === '' ? 'webhook.test' : checkEventType('event_type', req.eventType, false);
       const nowMs = deps.now();
@@ -233,10 +265,16 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
       deps.queued();
       return { eventId, deliveryId };
     },
+  };
+}
 
+/** Delivery history and the replay of dead letters. */
+function deliveryHandlers(deps: WebhooksDeps): WebhooksHandlers {
+  const { store } = deps;
+  return {
     async getDeliveryHistory(req, ctx) {
       const caller = callerOf(ctx);
-      const webhookIds = req.webhookId === '' ? await store.registry.webhookIdsOf(caller, LIMITS.maxHistoryWebhooks) : [await historyWebhook(ctx, req.webhookId)];
+      const webhookIds = req.webhookId === '' ? await store.registry.webhookIdsOf(caller, LIMITS.maxHistoryWebhooks) : [await historyWebhook(deps, ctx, req.webhookId)];
       const eventId = checkText('event_id', req.eventId, LIMITS.maxEventIdChars);
       const status = deliveryStatusFilter(req.status);
       if (status === undefined) throw invalidArgument('status', 'is not a known DeliveryStatus');
@@ -266,16 +304,22 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
       } else {
         if (req.webhookId === '') throw invalidArgument('webhook_id', 'is required with since');
         if (sel.value.getTime() > nowMs) throw invalidArgument('since', 'is in the future');
-        const w = await visible(ctx, req.webhookId);
+        const w = await visible(deps, ctx, req.webhookId);
         if (w.state === 'DISABLED') throw failedPrecondition(`webhook ${w.id} is disabled (${w.disabledReason}); re-enable it first`);
         ids = await store.queue.requeue({ webhookId: w.id, since: sel.value }, new Date(nowMs), deps.maxAttempts(), LIMITS.maxRequeue);
       }
       if (ids.length > 0) deps.queued();
       return { requeued: ids.length, deliveryIds: ids.slice(0, LIMITS.maxRequeueIdsReturned) };
     },
+  };
+}
 
+/** What a caller observes of its webhooks: statistics and the two watches. */
+function observationHandlers(deps: WebhooksDeps): WebhooksHandlers {
+  const { store } = deps;
+  return {
     async getWebhookStatistics(req, ctx) {
-      const w = await historyWebhookRecord(ctx, req.webhookId);
+      const w = await historyWebhookRecord(deps, ctx, req.webhookId);
       const windowMs = req.window ? durationMs(req.window) : LIMITS.defaultStatsWindowMs;
       if (windowMs <= 0 || windowMs > LIMITS.maxStatsWindowMs) throw invalidArgument('window', 'must be positive and at most 30 days');
       const windowStart = new Date(deps.now() - windowMs);
@@ -301,23 +345,8 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
     watchWebhookRegistry: (req, ctx) => deps.streams.watchRegistry(req, ctx, ownerFor(ctx, req.owner), req.owner === '' && isAdmin(ctx)),
     async *watchDeliveries(req, ctx) {
       const caller = callerOf(ctx);
-      const scope = req.webhookId === '' ? { owner: caller } : { webhookId: await historyWebhook(ctx, req.webhookId) };
+      const scope = req.webhookId === '' ? { owner: caller } : { webhookId: await historyWebhook(deps, ctx, req.webhookId) };
       yield* deps.streams.watchDeliveries(req, ctx, scope);
     },
   };
-
-  /** A webhook whose history the caller may read: deleted ones too (their deliveries stay readable). */
-  async function historyWebhookRecord(ctx: CallContext, id: string): Promise<WebhookRecord> {
-    checkId('webhook_id', id);
-    const w = await store.registry.webhook(id);
-    if (!w) throw notFound(`webhook ${id} does not exist`);
-    assertAccess(ctx, w);
-    return w;
-  }
-
-  async function historyWebhook(ctx: CallContext, id: string): Promise<string> {
-    return (await historyWebhookRecord(ctx, id)).id;
-  }
 }
-
-
