@@ -1,4 +1,4 @@
-// The delivery loop every replica runs: claim due deliveries from the outbox (delivery-queue.ts
+// The delivery loop every replica runs: claim due deliveries from the outbox (delivery-claims.ts
 // says how claims split work between replicas), send each attempt, record its outcome. Scheduling
 // (due times, retry delays, signature timestamps) follows the service clock `now`, which tests
 // move; leases and rate windows follow the database clock, so a moved test clock never makes a

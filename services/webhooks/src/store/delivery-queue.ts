@@ -169,7 +169,7 @@ export class DeliveryQueue {
   }
 }
 
-/** The queue statements of a transaction the registry began (a delete). */
+/** The queue statements of a transaction across aggregates (WebhooksStore.transaction: a delete). */
 export class QueueTx {
   constructor(private readonly sql: Sql) {}
 

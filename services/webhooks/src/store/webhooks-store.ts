@@ -19,6 +19,7 @@ export interface WebhooksTx {
   events: EventsTx;
 }
 
+/** The store one process shares: the registry's and the queue's reads and own transactions, and transactions across aggregates. */
 export class WebhooksStore {
   readonly registry: EndpointRegistry;
   readonly queue: DeliveryQueue;
@@ -28,6 +29,7 @@ export class WebhooksStore {
     this.queue = new DeliveryQueue(db);
   }
 
+  /** Runs `fn` in one transaction, with each aggregate's statements bound to it. */
   async transaction<T>(fn: (tx: WebhooksTx) => Promise<T>): Promise<T> {
     return this.db.transaction((sql) => fn({ registry: new RegistryTx(sql), queue: new QueueTx(sql), events: new EventsTx(sql) }));
   }
