@@ -14,7 +14,8 @@ import { KEY_BYTES, parseKeyring, SecretBox } from './domain/secret-box.js';
 import { Dispatcher } from './delivery/dispatcher.js';
 import { HttpSender, systemResolver, type Resolver } from './delivery/http.js';
 import { registryFeed } from './store/registry-feed.js';
-import { QUEUED_CHANNEL, WEBHOOKS_SCHEMA, WebhooksStore, webhooksMigrations } from './store/webhooks-store.js';
+import { QUEUED_CHANNEL } from './store/sql.js';
+import { WEBHOOKS_SCHEMA, WebhooksStore, webhooksMigrations } from './store/webhooks-store.js';
 
 export interface WebhooksOptions {
   /** The service clock in ms (due times, retry delays, signature timestamps); tests pass a fake one. */

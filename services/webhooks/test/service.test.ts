@@ -205,6 +205,30 @@ for (const engine of engines()) {
       assert.deepEqual([stats.totalDeliveries, stats.succeeded, stats.totalAttempts, stats.failedAttempts, stats.successRateBp], [1n, 1n, 9n, 8n, 10_000]);
     });
 
+    test('GetWebhookStatistics of an endpoint without deliveries is all zeros and no times; after a failed and a successful attempt it counts both and dates each', async () => {
+      const e = await endpoint();
+      const empty = await api.stats(e.id);
+      assert.deepEqual(
+        [empty.totalDeliveries, empty.succeeded, empty.deadLettered, empty.pending, empty.totalAttempts, empty.failedAttempts, empty.successRateBp, empty.latencyP50Ms, empty.latencyP99Ms],
+        [0n, 0n, 0n, 0n, 0n, 0n, 0, 0, 0],
+      );
+      assert.deepEqual([empty.lastSuccessAt, empty.lastFailureAt], [undefined, undefined]);
+      rx.script.set(e.path, [{ status: 500 }]);
+      const failedAt = p.clock.nowMs;
+      const { deliveryIds: [id] } = await api.publish({ eventId: `evt-stats-${e.id}`, eventType: e.type, owner: 'alice' });
+      await recorded(id!, 1);
+      const midway = await api.stats(e.id);
+      assert.deepEqual([midway.totalDeliveries, midway.pending, midway.totalAttempts, midway.failedAttempts, midway.successRateBp], [1n, 1n, 1n, 1n, 0]);
+      assert.deepEqual([midway.lastSuccessAt, midway.lastFailureAt?.getTime()], [undefined, failedAt]);
+      p.clock.nowMs += 6_000;
+      assert.ok(await eventually(async () => (await delivery(id!))?.status === D_OK, WAIT_MS));
+      const s = await api.stats(e.id);
+      assert.deepEqual([s.totalDeliveries, s.succeeded, s.deadLettered, s.pending, s.totalAttempts, s.failedAttempts, s.successRateBp], [1n, 1n, 0n, 0n, 2n, 1n, 10_000]);
+      assert.equal(s.lastFailureAt?.getTime(), failedAt);
+      assert.ok(s.lastSuccessAt && s.lastSuccessAt.getTime() > failedAt, 'the success is dated after the failure');
+      assert.ok(s.latencyP50Ms >= 0 && s.latencyP99Ms >= s.latencyP50Ms);
+    });
+
     test('after RotateSecret both the new and the old secret verify during the overlap; with overlap 0 only the new one', async () => {
       const e = await endpoint();
       const r = await api.rotate(e.id, 3600);

@@ -1,6 +1,7 @@
 // Signing and verifying, checked against the Standard Webhooks reference vector and, for every
 // UTF-8 body fast-check makes up, against the `standardwebhooks` package in both directions; the
-// receiver's refusals; the retry rules; the SSRF guard's address table; secrets sealed at rest.
+// receiver's refusals; the SSRF guard's address table; secrets sealed at rest. (The retry rules are
+// in rules.test.ts, with the other delivery rules.)
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -8,7 +9,6 @@ import fc from 'fast-check';
 import { Webhook } from 'standardwebhooks';
 import { verifyWebhook, WebhookVerificationError } from '../src/client/index.js';
 import { AddressGuard, ipLiteral } from '../src/domain/address-guard.js';
-import { judge, parseRetryAfter, type RetryPolicy } from '../src/domain/retry.js';
 import { parseKeyring, SecretBox } from '../src/domain/secret-box.js';
 import { generateSecret, secretKeyBytes, sign, signatureHeaders } from '../src/domain/signature.js';
 
@@ -89,39 +89,6 @@ describe('Standard Webhooks signatures', () => {
     for (const bad of ['', 'whsec_', 'MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', `whsec_${randomBytes(16).toString('base64')}`, `whsec_${randomBytes(65).toString('base64')}`, 'whsec_!!!!']) {
       assert.equal(secretKeyBytes(bad), undefined, bad);
     }
-  });
-});
-
-describe('retry rules', () => {
-  const svix: RetryPolicy = { scheduleMs: [0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000], jitterRatio: 0.2, maxAttempts: 8, maxRetryAfterMs: 36_000_000 };
-
-  test('after attempt n fails, the next waits the schedule\'s delay n+1 within ±20 %, never negative; after attempt 8 the delivery is dead', () => {
-    fc.assert(
-      fc.property(fc.integer({ min: 1, max: 8 }), fc.double({ min: 0, max: 0.999999, noNaN: true }), fc.constantFrom(0, 400, 404, 500, 502), (n, r, status) => {
-        const v = judge(svix, n, { status }, () => r);
-        if (n === 8) return assert.deepEqual(v, { kind: 'dead', reason: 'all 8 attempts failed', disable: false });
-        assert.equal(v.kind, 'retry');
-        const base = svix.scheduleMs[n]!;
-        if (v.kind === 'retry') assert.ok(v.delayMs >= Math.floor(base * 0.8) && v.delayMs <= Math.ceil(base * 1.2), `${v.delayMs} vs ${base}`);
-      }),
-    );
-  });
-
-  test('2xx succeeds at any attempt; 410 is dead and disables at any attempt', () => {
-    for (let n = 1; n <= 8; n++) {
-      assert.equal(judge(svix, n, { status: 204 }, Math.random).kind, 'succeeded');
-      assert.deepEqual(judge(svix, n, { status: 410 }, Math.random), { kind: 'dead', reason: 'the endpoint answered 410 Gone', disable: true });
-    }
-  });
-
-  test('Retry-After on 429/503 pushes the next attempt out (capped), but never pulls it in', () => {
-    assert.deepEqual(judge(svix, 1, { status: 503, retryAfterMs: 120_000 }, () => 0.5), { kind: 'retry', delayMs: 120_000 });
-    assert.deepEqual(judge(svix, 2, { status: 429, retryAfterMs: 1_000 }, () => 0.5), { kind: 'retry', delayMs: 300_000 });
-    assert.deepEqual(judge({ ...svix, maxRetryAfterMs: 60_000 }, 1, { status: 503, retryAfterMs: 3_600_000 }, () => 0.5), { kind: 'retry', delayMs: 60_000 });
-    assert.equal(parseRetryAfter(503, '120', 0), 120_000);
-    assert.equal(parseRetryAfter(429, new Date(90_000).toUTCString(), 30_000), 60_000);
-    assert.equal(parseRetryAfter(500, '120', 0), undefined);
-    assert.equal(parseRetryAfter(503, 'soon', 0), undefined);
   });
 });
 

@@ -8,7 +8,7 @@ import { applyMask, type Spec, type WebhookRecord } from '../domain/webhook.js';
 import { RefusedAddressError, resolveChecked, type Resolver } from '../delivery/http.js';
 import { aadFor } from '../delivery/dispatcher.js';
 import type { AddressGuard } from '../domain/address-guard.js';
-import { DELIVERY_CHANNEL, type WebhooksStore } from '../store/webhooks-store.js';
+import type { WebhooksStore } from '../store/webhooks-store.js';
 import { WEBHOOKS_ADMIN_SCOPE } from './scopes.js';
 import { deliveryStatusFilter, statusFilter, toDelivery, toWebhook } from './convert.js';
 import {
@@ -64,43 +64,63 @@ function assertAccess(ctx: CallContext, w: WebhookRecord): void {
   if (w.owner !== caller && !isAdmin(ctx)) throw permissionDenied(`webhook ${w.id} belongs to another owner; reading or changing it needs scope ${WEBHOOKS_ADMIN_SCOPE}`);
 }
 
-export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof webhooksv1.WebhooksServiceService>> {
-  const { store, box } = deps;
+type WebhooksHandlers = Partial<Handlers<typeof webhooksv1.WebhooksServiceService>>;
 
-  /** The webhook, if it exists, is not deleted and the caller may see it. */
-  async function visible(ctx: CallContext, id: string, field = 'webhook_id'): Promise<WebhookRecord> {
-    checkId(field, id);
-    const w = await store.webhook(id);
-    if (!w || w.state === 'DELETED') throw notFound(`webhook ${id} does not exist`);
-    assertAccess(ctx, w);
-    return w;
+/** The service's handlers, one group per concern. */
+export function webhooksHandlers(deps: WebhooksDeps): WebhooksHandlers {
+  return { ...registryHandlers(deps), ...registryChangeHandlers(deps), ...publishHandlers(deps), ...deliveryHandlers(deps), ...observationHandlers(deps) };
+}
+
+/** The webhook, if it exists, is not deleted and the caller may see it. */
+async function visible(deps: WebhooksDeps, ctx: CallContext, id: string, field = 'webhook_id'): Promise<WebhookRecord> {
+  checkId(field, id);
+  const w = await deps.store.registry.webhook(id);
+  if (!w || w.state === 'DELETED') throw notFound(`webhook ${id} does not exist`);
+  assertAccess(ctx, w);
+  return w;
+}
+
+/** A webhook whose history the caller may read: deleted ones too (their deliveries stay readable). */
+async function historyWebhookRecord(deps: WebhooksDeps, ctx: CallContext, id: string): Promise<WebhookRecord> {
+  checkId('webhook_id', id);
+  const w = await deps.store.registry.webhook(id);
+  if (!w) throw notFound(`webhook ${id} does not exist`);
+  assertAccess(ctx, w);
+  return w;
+}
+
+async function historyWebhook(deps: WebhooksDeps, ctx: CallContext, id: string): Promise<string> {
+  return (await historyWebhookRecord(deps, ctx, id)).id;
+}
+
+/**
+ * Refuses a URL whose host is, or resolves to, an address deliveries may not reach. A name that
+ * does not resolve now is accepted: delivery checks again (and that check is the one that counts).
+ */
+async function checkAddress(deps: WebhooksDeps, field: string, url: string): Promise<void> {
+  const host = new URL(url).hostname;
+  const lookup = resolveChecked(deps.resolver, deps.guard, host);
+  const timeout = new Promise<undefined>((r) => setTimeout(() => r(undefined), LIMITS.registrationLookupMs).unref());
+  try {
+    await Promise.race([lookup, timeout]);
+  } catch (err) {
+    if (err instanceof RefusedAddressError) throw invalidArgument(field, err.message);
   }
+  lookup.catch(() => undefined);
+}
 
-  /**
-   * Refuses a URL whose host is, or resolves to, an address deliveries may not reach. A name that
-   * does not resolve now is accepted: delivery checks again (and that check is the one that counts).
-   */
-  async function checkAddress(field: string, url: string): Promise<void> {
-    const host = new URL(url).hostname;
-    const lookup = resolveChecked(deps.resolver, deps.guard, host);
-    const timeout = new Promise<undefined>((r) => setTimeout(() => r(undefined), LIMITS.registrationLookupMs).unref());
-    try {
-      await Promise.race([lookup, timeout]);
-    } catch (err) {
-      if (err instanceof RefusedAddressError) throw invalidArgument(field, err.message);
-    }
-    lookup.catch(() => undefined);
-  }
+const seal = (deps: WebhooksDeps, webhookId: string, secret: string) => deps.box.seal(secret, aadFor(webhookId));
 
-  const seal = (webhookId: string, secret: string) => box.seal(secret, aadFor(webhookId));
-
+/** Creating and reading webhooks. */
+function registryHandlers(deps: WebhooksDeps): WebhooksHandlers {
+  const { store } = deps;
   return {
     async createWebhook(req, ctx) {
       const owner = ownerFor(ctx, req.owner);
       const externalId = checkText('external_id', req.externalId, LIMITS.maxExternalIdChars);
       const spec = checkSpec(req.spec);
       const given = checkSecret('secret', req.secret);
-      await checkAddress('spec.url', spec.url);
+      await checkAddress(deps, 'spec.url', spec.url);
       const secret = given || generateSecret();
       const id = `wh_${randomUUID().replaceAll('-', '')}`;
       const at = new Date(deps.now());
@@ -108,13 +128,13 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
         try {
           return await store.transaction(async (tx) => {
             if (externalId !== '') {
-              const existing = await tx.byExternalId(owner, externalId);
+              const existing = await tx.registry.byExternalId(owner, externalId);
               if (existing) return { webhook: toWebhook(existing), secret: '', created: false };
             }
-            if ((await tx.countOwned(owner)) >= LIMITS.maxWebhooksPerOwner) {
+            if ((await tx.registry.countOwned(owner)) >= LIMITS.maxWebhooksPerOwner) {
               throw new GantryError(Status.RESOURCE_EXHAUSTED, `${owner} has ${LIMITS.maxWebhooksPerOwner} webhooks, the most one owner may have; delete unused ones first`);
             }
-            const created = await tx.insert({ id, owner, externalId, spec, secret: seal(id, secret), at });
+            const created = await tx.registry.insert({ id, owner, externalId, spec, secret: seal(deps, id, secret), at });
             return { webhook: toWebhook(created), secret, created: true };
           });
         } catch (err) {
@@ -126,7 +146,7 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
     },
 
     async getWebhook(req, ctx) {
-      return { webhook: toWebhook(await visible(ctx, req.webhookId)) };
+      return { webhook: toWebhook(await visible(deps, ctx, req.webhookId)) };
     },
 
     async listWebhooks(req, ctx) {
@@ -139,7 +159,7 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
       const filter = [owner, status, externalId];
       const after = decodePageToken(req.pageToken, filter) ?? 0n;
       // One more than a page says whether another page follows.
-      const { head, webhooks } = await store.list({ owner, status, externalId }, after, pageSize + 1);
+      const { head, webhooks } = await store.registry.list({ owner, status, externalId }, after, pageSize + 1);
       const page = webhooks.slice(0, pageSize);
       const more = webhooks.length > pageSize;
       return {
@@ -148,23 +168,29 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
         version: head,
       };
     },
+  };
+}
 
+/** Changing a webhook: its spec, its deletion, its secret. Each takes the webhook's row lock. */
+function registryChangeHandlers(deps: WebhooksDeps): WebhooksHandlers {
+  const { store } = deps;
+  return {
     async updateWebhook(req, ctx) {
-      const current = await visible(ctx, req.webhookId);
+      const current = await visible(deps, ctx, req.webhookId);
       const fields = req.spec ? checkMask(req.updateMask) : [];
       const merge = (base: Spec): Spec => (req.spec ? applyMask(base, { ...base, ...req.spec }, fields) : base);
       const proposed = checkSpec(merge(current.spec));
-      if (proposed.url !== current.spec.url) await checkAddress('spec.url', proposed.url);
+      if (proposed.url !== current.spec.url) await checkAddress(deps, 'spec.url', proposed.url);
       const at = new Date(deps.now());
       const updated = await store.transaction(async (tx) => {
-        const locked = await tx.lock(req.webhookId);
+        const locked = await tx.registry.lock(req.webhookId);
         if (!locked || locked.state === 'DELETED') throw notFound(`webhook ${req.webhookId} does not exist`);
         if (req.expectedVersion !== undefined && req.expectedVersion !== locked.version) {
           throw new GantryError(Status.ABORTED, `webhook ${req.webhookId} is at version ${locked.version}, not ${req.expectedVersion}: re-read it and retry`);
         }
         const spec = checkSpec(merge(locked.spec));
         if (spec.url !== proposed.url) throw new GantryError(Status.ABORTED, `webhook ${req.webhookId} changed while it was being updated: re-read it and retry`);
-        return tx.update(locked.id, spec, req.reenable && locked.state === 'DISABLED', at);
+        return tx.registry.update(locked.id, spec, req.reenable && locked.state === 'DISABLED', at);
       });
       deps.queued();
       return { webhook: toWebhook(updated) };
@@ -172,34 +198,42 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
 
     async deleteWebhook(req, ctx) {
       checkId('webhook_id', req.webhookId);
-      const w = await store.webhook(req.webhookId);
+      const w = await store.registry.webhook(req.webhookId);
       if (!w) throw notFound(`webhook ${req.webhookId} does not exist`);
       assertAccess(ctx, w);
       if (w.state === 'DELETED') return {};
       const at = new Date(deps.now());
-      const out = await store.transaction(async (tx) => {
-        const locked = await tx.lock(req.webhookId);
-        return locked && locked.state !== 'DELETED' ? tx.delete(locked.id, at) : undefined;
+      const cancelled = await store.transaction(async (tx) => {
+        const locked = await tx.registry.lock(req.webhookId);
+        if (!locked || locked.state === 'DELETED') return [];
+        await tx.registry.delete(locked.id, at);
+        return tx.queue.cancelPending(locked.id, at);
       });
-      for (const id of out?.cancelled ?? []) await store.db.notify(DELIVERY_CHANNEL, `${id} 0`);
+      for (const id of cancelled) await store.queue.announce(id, 0);
       return {};
     },
 
     async rotateSecret(req, ctx) {
-      await visible(ctx, req.webhookId);
+      await visible(deps, ctx, req.webhookId);
       const overlapMs = req.overlap ? durationMs(req.overlap) : LIMITS.defaultOverlapMs;
       if (overlapMs < 0 || overlapMs > LIMITS.maxOverlapMs) throw invalidArgument('overlap', 'must be between 0 (revoke the previous secret at once) and 7 days');
       const secret = checkSecret('secret', req.secret) || generateSecret();
       const nowMs = deps.now();
       const previousExpiresAt = overlapMs === 0 ? null : new Date(nowMs + overlapMs);
       const rotated = await store.transaction(async (tx) => {
-        const locked = await tx.lock(req.webhookId);
+        const locked = await tx.registry.lock(req.webhookId);
         if (!locked || locked.state === 'DELETED') throw notFound(`webhook ${req.webhookId} does not exist`);
-        return tx.rotate(locked.id, seal(locked.id, secret), previousExpiresAt, new Date(nowMs));
+        return tx.registry.rotate(locked.id, seal(deps, locked.id, secret), previousExpiresAt, new Date(nowMs));
       });
       return { secret, previousSecretExpiresAt: previousExpiresAt ?? undefined, webhook: toWebhook(rotated) };
     },
+  };
+}
 
+/** Publishing events, and the test event of TriggerWebhook. */
+function publishHandlers(deps: WebhooksDeps): WebhooksHandlers {
+  const { store } = deps;
+  return {
     async publishEvent(req) {
       const result = (await publishEvents(store, [checkEvent(req, '')], deps.maxAttempts(), new Date(deps.now()), () => ''))[0]!;
       if (!result.duplicate && result.deliveryIds.length > 0) deps.queued();
@@ -213,7 +247,7 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
     },
 
     async triggerWebhook(req, ctx) {
-      const w = await visible(ctx, req.webhookId);
+      const w = await visible(deps, ctx, req.webhookId);
       if (w.state === 'DISABLED') throw failedPrecondition(`webhook ${w.id} is disabled (${w.disabledReason}); re-enable it with UpdateWebhook reenable = true first`);
       const eventType = req.eventType === '' ? 'webhook.test' : checkEventType('event_type', req.eventType, false);
       const nowMs = deps.now();
@@ -225,23 +259,29 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
       const at = new Date(nowMs);
       const digest = eventDigest(eventType, w.owner, 'application/json', payload);
       await store.transaction(async (tx) => {
-        await tx.insertEvents([{ eventId, eventType, owner: w.owner, payload, contentType: 'application/json', digest, occurredAt: at, traceContext: {} }], at);
-        await tx.insertTestDelivery(deliveryId, w.id, eventId, eventType, deps.maxAttempts(), at);
+        await tx.events.insertEvents([{ eventId, eventType, owner: w.owner, payload, contentType: 'application/json', digest, occurredAt: at, traceContext: {} }], at);
+        await tx.events.insertTestDelivery(deliveryId, w.id, eventId, eventType, deps.maxAttempts(), at);
       });
       deps.queued();
       return { eventId, deliveryId };
     },
+  };
+}
 
+/** Delivery history and the replay of dead letters. */
+function deliveryHandlers(deps: WebhooksDeps): WebhooksHandlers {
+  const { store } = deps;
+  return {
     async getDeliveryHistory(req, ctx) {
       const caller = callerOf(ctx);
-      const webhookIds = req.webhookId === '' ? await store.webhookIdsOf(caller, LIMITS.maxHistoryWebhooks) : [await historyWebhook(ctx, req.webhookId)];
+      const webhookIds = req.webhookId === '' ? await store.registry.webhookIdsOf(caller, LIMITS.maxHistoryWebhooks) : [await historyWebhook(deps, ctx, req.webhookId)];
       const eventId = checkText('event_id', req.eventId, LIMITS.maxEventIdChars);
       const status = deliveryStatusFilter(req.status);
       if (status === undefined) throw invalidArgument('status', 'is not a known DeliveryStatus');
       const pageSize = checkPageSize(req.pageSize);
       const filter = [req.webhookId, caller, eventId, status, req.since?.toISOString() ?? ''];
       const before = decodePageToken(req.pageToken, filter) ?? null;
-      const rows = await store.history({ webhookIds, eventId, status, since: req.since ?? null }, before, pageSize + 1);
+      const rows = await store.queue.history({ webhookIds, eventId, status, since: req.since ?? null }, before, pageSize + 1);
       const page = rows.slice(0, pageSize);
       return { deliveries: page.map(toDelivery), nextPageToken: rows.length > pageSize ? encodePageToken(page[page.length - 1]!.seq, filter) : '' };
     },
@@ -253,72 +293,60 @@ export function webhooksHandlers(deps: WebhooksDeps): Partial<Handlers<typeof we
       let ids: string[];
       if (sel.$case === 'deliveryId') {
         checkId('delivery_id', sel.value);
-        const d = await store.delivery(sel.value);
+        const d = await store.queue.delivery(sel.value);
         if (!d) throw notFound(`delivery ${sel.value} does not exist`);
-        const w = await store.webhook(d.webhookId);
+        const w = await store.registry.webhook(d.webhookId);
         if (!w || w.state === 'DELETED') throw notFound(`delivery ${sel.value} belongs to a deleted webhook`);
         assertAccess(ctx, w);
         if (w.state === 'DISABLED') throw failedPrecondition(`webhook ${w.id} is disabled (${w.disabledReason}); re-enable it first`);
         if (d.status !== 'DEAD_LETTERED') throw failedPrecondition(`delivery ${d.id} is ${d.status}, not DEAD_LETTERED; only dead letters are replayed`);
-        ids = await store.requeue({ deliveryId: d.id }, new Date(nowMs), deps.maxAttempts(), 1);
+        ids = await store.queue.requeue({ deliveryId: d.id }, new Date(nowMs), deps.maxAttempts(), 1);
       } else {
         if (req.webhookId === '') throw invalidArgument('webhook_id', 'is required with since');
         if (sel.value.getTime() > nowMs) throw invalidArgument('since', 'is in the future');
-        const w = await visible(ctx, req.webhookId);
+        const w = await visible(deps, ctx, req.webhookId);
         if (w.state === 'DISABLED') throw failedPrecondition(`webhook ${w.id} is disabled (${w.disabledReason}); re-enable it first`);
-        ids = await store.requeue({ webhookId: w.id, since: sel.value }, new Date(nowMs), deps.maxAttempts(), LIMITS.maxRequeue);
+        ids = await store.queue.requeue({ webhookId: w.id, since: sel.value }, new Date(nowMs), deps.maxAttempts(), LIMITS.maxRequeue);
       }
       if (ids.length > 0) deps.queued();
       return { requeued: ids.length, deliveryIds: ids.slice(0, LIMITS.maxRequeueIdsReturned) };
     },
+  };
+}
 
+/** What a caller observes of its webhooks: statistics and the two watches. */
+function observationHandlers(deps: WebhooksDeps): WebhooksHandlers {
+  const { store } = deps;
+  return {
     async getWebhookStatistics(req, ctx) {
-      const w = await historyWebhookRecord(ctx, req.webhookId);
+      const w = await historyWebhookRecord(deps, ctx, req.webhookId);
       const windowMs = req.window ? durationMs(req.window) : LIMITS.defaultStatsWindowMs;
       if (windowMs <= 0 || windowMs > LIMITS.maxStatsWindowMs) throw invalidArgument('window', 'must be positive and at most 30 days');
       const windowStart = new Date(deps.now() - windowMs);
-      const s = await store.statistics(w.id, windowStart);
-      const n = (v: unknown) => BigInt((v as string | number | bigint | null) ?? 0);
-      const succeeded = n(s.succeeded);
-      const dead = n(s.dead);
-      const decided = succeeded + dead;
+      const s = await store.queue.statistics(w.id, windowStart);
+      const decided = s.succeeded + s.deadLettered;
       return {
         webhookId: w.id,
         windowStart,
-        totalDeliveries: n(s.total),
-        succeeded,
-        deadLettered: dead,
-        pending: n(s.pending),
-        totalAttempts: n(s.attempts),
-        failedAttempts: n(s.failed),
-        successRateBp: decided === 0n ? 0 : Number((succeeded * 10_000n) / decided),
-        latencyP50Ms: Number(s.p50 ?? 0),
-        latencyP99Ms: Number(s.p99 ?? 0),
-        lastSuccessAt: s.last_success ? new Date(s.last_success as string) : undefined,
-        lastFailureAt: s.last_failure ? new Date(s.last_failure as string) : undefined,
+        totalDeliveries: s.total,
+        succeeded: s.succeeded,
+        deadLettered: s.deadLettered,
+        pending: s.pending,
+        totalAttempts: s.attempts,
+        failedAttempts: s.failedAttempts,
+        successRateBp: decided === 0n ? 0 : Number((s.succeeded * 10_000n) / decided),
+        latencyP50Ms: s.latencyP50Ms,
+        latencyP99Ms: s.latencyP99Ms,
+        lastSuccessAt: s.lastSuccessAt ?? undefined,
+        lastFailureAt: s.lastFailureAt ?? undefined,
       };
     },
 
     watchWebhookRegistry: (req, ctx) => deps.streams.watchRegistry(req, ctx, ownerFor(ctx, req.owner), req.owner === '' && isAdmin(ctx)),
     async *watchDeliveries(req, ctx) {
       const caller = callerOf(ctx);
-      const scope = req.webhookId === '' ? { owner: caller } : { webhookId: await historyWebhook(ctx, req.webhookId) };
+      const scope = req.webhookId === '' ? { owner: caller } : { webhookId: await historyWebhook(deps, ctx, req.webhookId) };
       yield* deps.streams.watchDeliveries(req, ctx, scope);
     },
   };
-
-  /** A webhook whose history the caller may read: deleted ones too (their deliveries stay readable). */
-  async function historyWebhookRecord(ctx: CallContext, id: string): Promise<WebhookRecord> {
-    checkId('webhook_id', id);
-    const w = await store.webhook(id);
-    if (!w) throw notFound(`webhook ${id} does not exist`);
-    assertAccess(ctx, w);
-    return w;
-  }
-
-  async function historyWebhook(ctx: CallContext, id: string): Promise<string> {
-    return (await historyWebhookRecord(ctx, id)).id;
-  }
 }
-
-

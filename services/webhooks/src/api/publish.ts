@@ -5,7 +5,8 @@ import { createHash } from 'node:crypto';
 import { alreadyExists, invalidArgument } from '@gantry/kit';
 import type { webhooksv1 } from '@gantry/proto';
 import { LIMITS } from '../domain/limits.js';
-import type { EventRow, WebhooksStore } from '../store/webhooks-store.js';
+import type { EventRow } from '../store/events.js';
+import type { WebhooksStore } from '../store/webhooks-store.js';
 import { checkEventType, checkId, checkPayload, checkText } from './validation.js';
 
 /** What makes an event (type, owner, content type, payload): the same id with another digest is a reuse, not a repeat. */
@@ -48,17 +49,17 @@ export function checkBatch(events: webhooksv1.PublishEventRequest[]): EventRow[]
  * deliveries, a reused id with another body fails the whole call), fan the new ones out. Results
  * are in the order of `events`; `where(i)` names event i in errors.
  */
-export async function publishEvents(store: WebhooksStore, events: readonly EventRow[], maxAttempts: number, at: Date, where: (i: number) => string): Promise<webhooksv1.PublishEventResponse[]> {
+export async function publishEvents(store: Pick<WebhooksStore, 'transaction'>, events: readonly EventRow[], maxAttempts: number, at: Date, where: (i: number) => string): Promise<webhooksv1.PublishEventResponse[]> {
   return store.transaction(async (tx) => {
-    const inserted = await tx.insertEvents(events, at);
+    const inserted = await tx.events.insertEvents(events, at);
     const repeated = events.filter((e) => !inserted.has(e.eventId));
-    const earlier = repeated.length > 0 ? await tx.publishedBefore(repeated.map((e) => e.eventId)) : new Map<string, never>();
+    const earlier = repeated.length > 0 ? await tx.events.publishedBefore(repeated.map((e) => e.eventId)) : new Map<string, never>();
     events.forEach((e, i) => {
       if (inserted.has(e.eventId) || earlier.get(e.eventId)?.digest.equals(e.digest)) return;
       throw alreadyExists(`${where(i)}event ${e.eventId} was published before with another type, owner, content type or payload; use a new event_id`);
     });
     const fresh = events.filter((e) => inserted.has(e.eventId));
-    const queued = fresh.length > 0 ? await tx.fanOut(fresh, maxAttempts, at) : new Map<string, string[]>();
+    const queued = fresh.length > 0 ? await tx.events.fanOut(fresh, maxAttempts, at) : new Map<string, string[]>();
     return events.map((e) =>
       inserted.has(e.eventId)
         ? { eventId: e.eventId, duplicate: false, deliveryIds: queued.get(e.eventId) ?? [] }

@@ -7,7 +7,8 @@ import { GantryError, Status, outOfRange, type CallContext, type Database, type 
 import { webhooksv1 } from '@gantry/proto';
 import type { AttemptRecord, DeliveryRecord } from '../domain/webhook.js';
 import { readRegistryEvents, type RegistryEvent, type RegistryFeed } from '../store/registry-feed.js';
-import { DELIVERY_CHANNEL, type WebhooksStore } from '../store/webhooks-store.js';
+import { DELIVERY_CHANNEL } from '../store/sql.js';
+import type { WebhooksStore } from '../store/webhooks-store.js';
 import { REGISTRY_EVENT, toAttempt, toDelivery, toWebhook } from './convert.js';
 
 /** Trailer carrying the version a cut-off or interrupted registry watch resumes from (from_version). */
@@ -80,7 +81,7 @@ export class WebhooksStreams {
 
   constructor(
     private readonly db: Database,
-    private readonly store: WebhooksStore,
+    private readonly store: Pick<WebhooksStore, 'registry' | 'queue'>,
     private readonly feed: RegistryFeed,
     private readonly limits: StreamLimits,
     private readonly log: Logger,
@@ -108,9 +109,9 @@ export class WebhooksStreams {
   private async deliveryChanged(payload: string): Promise<void> {
     const [id, n] = payload.split(' ');
     if (!id) return;
-    const delivery = await this.store.delivery(id);
+    const delivery = await this.store.queue.delivery(id);
     if (!delivery) return;
-    const owner = (await this.store.webhook(delivery.webhookId))?.owner ?? '';
+    const owner = (await this.store.registry.webhook(delivery.webhookId))?.owner ?? '';
     const attemptNumber = Number(n);
     const attempt = attemptNumber > 0 ? delivery.attempts.find((a) => a.attemptNumber === attemptNumber) : undefined;
     for (const s of this.subscriptions) s.offer({ delivery, owner, attempt });
@@ -128,7 +129,7 @@ export class WebhooksStreams {
     const filter = everyOwner ? '' : owner;
     let after = req.fromVersion;
     if (after === 0n) {
-      after = await this.store.headVersion();
+      after = await this.store.registry.headVersion();
       yield { type: webhooksv1.RegistryEventType.REGISTRY_EVENT_TYPE_BOOKMARK, webhook: undefined, version: after };
     }
     let delivered = after;
@@ -144,7 +145,7 @@ export class WebhooksStreams {
     for (;;) {
       if (ctx.signal.aborted) return;
       interrupted();
-      const page = await readRegistryEvents(this.store, after, this.limits.readChanges, filter);
+      const page = await readRegistryEvents(this.store.registry, after, this.limits.readChanges, filter);
       if (checkRetained && after < page.oldestRetained - 1n) {
         throw outOfRange(`version ${after} is older than the retained history (which starts at ${page.oldestRetained}); list again and watch from the list's version`);
       }

@@ -3,7 +3,7 @@
 // that caused an event shows every attempt to deliver it; the span's own traceparent goes out with
 // the request, so the receiver can continue the trace.
 import { propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from '@opentelemetry/api';
-import type { ClaimedAttempt } from '../store/webhooks-store.js';
+import type { ClaimedAttempt } from '../store/delivery-claims.js';
 import type { HttpResult } from './http.js';
 
 /** The only trace headers taken from an event and sent to a receiver (never baggage: receivers are outside). */

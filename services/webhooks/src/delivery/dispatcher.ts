@@ -1,4 +1,4 @@
-// The delivery loop every replica runs: claim due deliveries from the outbox (webhooks-store.ts
+// The delivery loop every replica runs: claim due deliveries from the outbox (delivery-claims.ts
 // says how claims split work between replicas), send each attempt, record its outcome. Scheduling
 // (due times, retry delays, signature timestamps) follows the service clock `now`, which tests
 // move; leases and rate windows follow the database clock, so a moved test clock never makes a
@@ -10,8 +10,8 @@ import { judge, parseRetryAfter, type RetryPolicy } from '../domain/retry.js';
 import type { SecretBox } from '../domain/secret-box.js';
 import { secretKeyBytes, signatureHeaders } from '../domain/signature.js';
 import type { DisableRule } from '../domain/limits.js';
-import type { ClaimedAttempt, ClaimLimits, WebhooksStore } from '../store/webhooks-store.js';
-import { DELIVERY_CHANNEL } from '../store/webhooks-store.js';
+import type { ClaimedAttempt, ClaimLimits } from '../store/delivery-claims.js';
+import type { WebhooksStore } from '../store/webhooks-store.js';
 import type { HttpResult, HttpSender } from './http.js';
 import { endAttemptSpan, startAttemptSpan } from './attempt-span.js';
 
@@ -44,7 +44,7 @@ export class Dispatcher {
   private pausedByFlag = false;
 
   constructor(
-    private readonly store: WebhooksStore,
+    private readonly store: Pick<WebhooksStore, 'queue'>,
     private readonly box: SecretBox,
     private readonly http: HttpSender,
     private readonly opts: DispatcherOptions,
@@ -117,8 +117,8 @@ export class Dispatcher {
     const room = this.opts.maxInFlight - this.inFlight.size;
     if (room <= 0) return false;
     const batch = Math.min(room, this.opts.claim.batch);
-    const { claimed, deadLettered } = await this.store.claim(new Date(this.opts.now()), { ...this.opts.claim, batch }, randomUUID);
-    for (const id of deadLettered) void this.store.db.notify(DELIVERY_CHANNEL, `${id} 0`).catch(() => undefined);
+    const { claimed, deadLettered } = await this.store.queue.claim(new Date(this.opts.now()), { ...this.opts.claim, batch }, randomUUID);
+    for (const id of deadLettered) void this.store.queue.announce(id, 0).catch(() => undefined);
     for (const c of claimed) {
       const p: Promise<void> = this.attempt(c)
         .catch((err: unknown) => this.log.error({ err, delivery: c.deliveryId }, 'webhooks dispatcher: an attempt failed unexpectedly; its lease will expire and it will be retried'))
@@ -156,7 +156,7 @@ export class Dispatcher {
       verdict.kind === 'retry'
         ? ({ status: 'PENDING', at: new Date(finishedMs + verdict.delayMs) } as const)
         : ({ status: verdict.kind === 'succeeded' ? 'SUCCEEDED' : 'DEAD_LETTERED', at } as const);
-    const out = await this.store.recordAttempt(
+    const out = await this.store.queue.recordAttempt(
       {
         deliveryId: c.deliveryId,
         leaseToken: c.leaseToken,
@@ -174,7 +174,7 @@ export class Dispatcher {
       this.log.info({ delivery: c.deliveryId, attempt: c.attemptNumber }, 'webhooks dispatcher: outcome dropped (delivery cancelled, or its lease passed to another replica)');
       return;
     }
-    await this.store.db.notify(DELIVERY_CHANNEL, `${c.deliveryId} ${c.attemptNumber}`);
+    await this.store.queue.announce(c.deliveryId, c.attemptNumber);
     if (out.disabled) {
       this.log.warn({ webhook: c.webhookId, reason: out.disabled.disabledReason }, 'webhook endpoint disabled');
       this.opts.onDisabled(c.webhookId, out.disabled.disabledReason);

@@ -46,6 +46,21 @@ export function judge(policy: RetryPolicy, attemptsInRound: number, outcome: Att
   return { kind: 'retry', delayMs: Math.max(0, jittered, retryAfter) };
 }
 
+/** Attempts made in the delivery's current round: its attempt count since the last replay began one. */
+export function attemptsInRound(attempts: number, roundStart: number): number {
+  return attempts - roundStart;
+}
+
+/**
+ * Whether a delivery whose attempt was lost (its replica died and the lease expired) has used up
+ * its round. The lost attempt counts as made, as a failed one would (judge), so after the round's
+ * last attempt the delivery is dead-lettered; before it, it is claimed again at once, since a lost
+ * attempt has no answer to schedule a retry from.
+ */
+export function lostAttemptEndsRound(attempts: number, roundStart: number, maxAttempts: number): boolean {
+  return attemptsInRound(attempts, roundStart) >= maxAttempts;
+}
+
 /** Retry-After (seconds or an HTTP date) in ms from `nowMs`, for 429 and 503 only; undefined when absent or unreadable. */
 export function parseRetryAfter(status: number, header: string | undefined, nowMs: number): number | undefined {
   if ((status !== 429 && status !== 503) || !header) return undefined;

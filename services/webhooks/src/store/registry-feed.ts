@@ -2,7 +2,9 @@
 // change-feed.ts: one reader per process, bounded per-watch queues, a stalled watch cut off).
 import { ChangeFeed, type Database, type FeedLimits, type Logger } from '@gantry/kit';
 import { webhookFromJson, type RegistryChangeType, type WebhookRecord } from '../domain/webhook.js';
-import { REGISTRY_CHANNEL, type WebhooksStore } from './webhooks-store.js';
+import type { EndpointRegistry } from './registry.js';
+import { REGISTRY_CHANNEL } from './sql.js';
+import type { WebhooksStore } from './webhooks-store.js';
 
 /** A registry change with the webhook as of that change: what registry watches send. */
 export interface RegistryEvent {
@@ -24,12 +26,12 @@ const EVENT_OVERHEAD_BYTES = 256;
 
 /** Changes with version > `after` (of `owner` unless ''), with the head and oldest retained version of the same snapshot. */
 export async function readRegistryEvents(
-  store: WebhooksStore,
+  registry: EndpointRegistry,
   after: bigint,
   readChanges: number,
   owner: string,
 ): Promise<{ events: RegistryEvent[]; head: bigint; oldestRetained: bigint; complete: boolean }> {
-  const page = await store.changesAfter(after, readChanges, owner);
+  const page = await registry.changesAfter(after, readChanges, owner);
   const events = page.changes.map((c) => ({
     version: c.version,
     type: c.type,
@@ -43,11 +45,11 @@ export async function readRegistryEvents(
 export type RegistryFeed = ChangeFeed<RegistryEvent>;
 
 /** The process's follower of the registry history (the kit's change feed on this store). */
-export function registryFeed(db: Database, store: WebhooksStore, limits: RegistryFeedLimits, log: Logger): RegistryFeed {
+export function registryFeed(db: Database, store: Pick<WebhooksStore, 'registry'>, limits: RegistryFeedLimits, log: Logger): RegistryFeed {
   return new ChangeFeed<RegistryEvent>(
     db,
     REGISTRY_CHANNEL,
-    { head: () => store.headVersion(), read: async (after) => (await readRegistryEvents(store, after, limits.readChanges, '')).events },
+    { head: () => store.registry.headVersion(), read: async (after) => (await readRegistryEvents(store.registry, after, limits.readChanges, '')).events },
     limits,
     log,
     'webhooks registry',

@@ -1,0 +1,183 @@
+// The claim transaction of the delivery queue (DeliveryQueue.claim): one short transaction that
+// never waits. Endpoints and deliveries are both taken FOR UPDATE SKIP LOCKED, so replicas claiming
+// at once split the work. Per endpoint it takes what the rate allowance (domain/rate-allowance.ts)
+// allows. A delivery whose lease expired (its replica died mid-attempt) gets that attempt recorded
+// as lost and is claimed again, or dead-lettered when it was its round's last.
+import type { Sql } from '@gantry/kit';
+import { allocateClaim, windowAfterClaim, type Allowance, type EndpointLoad } from '../domain/rate-allowance.js';
+import { attemptsInRound, lostAttemptEndsRound } from '../domain/retry.js';
+import type { SealedSecret } from '../domain/secret-box.js';
+import { date, json, type Row } from './sql.js';
+
+/** A delivery claimed for one attempt: what the dispatcher needs to send it. */
+export interface ClaimedAttempt {
+  deliveryId: string;
+  webhookId: string;
+  eventId: string;
+  eventType: string;
+  attemptNumber: number;
+  attemptsInRound: number;
+  leaseToken: string;
+  url: string;
+  headers: Record<string, string>;
+  payload: Buffer;
+  contentType: string;
+  /** W3C trace context of what caused the event (traceparent, tracestate), or {}. */
+  traceContext: Record<string, string>;
+  secrets: { current: SealedSecret; previous: (SealedSecret & { expiresAt: Date }) | null };
+}
+
+export interface ClaimLimits {
+  /** Endpoints one claim considers at most. */
+  endpoints: number;
+  /** Deliveries one claim takes at most. */
+  batch: number;
+  defaultMaxConcurrency: number;
+  defaultRateLimitPerSecond: number;
+  /** How long the lease lasts, on the database clock. */
+  leaseMs: number;
+}
+
+/** A due delivery the claim holds, with its attempt counters. */
+interface Picked {
+  deliveryId: string;
+  /** It still had a lease (expired): its last attempt was lost. */
+  lost: boolean;
+  attempts: number;
+  roundStart: number;
+  maxAttempts: number;
+}
+
+/** Claims due deliveries for one attempt each; returns the claimed attempts and the deliveries dead-lettered by a lost last attempt. */
+export async function claimDue(sql: Sql, now: Date, limits: ClaimLimits, newToken: () => string): Promise<{ claimed: ClaimedAttempt[]; deadLettered: string[] }> {
+  const allowances = allocateClaim(await claimableEndpoints(sql, now, limits.endpoints), limits);
+  if (allowances.length === 0) return { claimed: [], deadLettered: [] };
+  const picked = await pickDue(sql, allowances, now);
+  const deadLettered = await settleLostAttempts(sql, picked, now);
+  const dead = new Set(deadLettered);
+  const claimed = await lease(sql, picked.filter((p) => !dead.has(p.deliveryId)).map((p) => p.deliveryId), newToken, limits.leaseMs);
+  await chargeRateWindows(sql, allowances, claimed, now);
+  return { claimed, deadLettered };
+}
+
+/** Enabled endpoints with a due, unleased delivery, least recently claimed first, locked unless another claim holds them. */
+async function claimableEndpoints(sql: Sql, now: Date, limit: number): Promise<EndpointLoad[]> {
+  const { rows } = await sql.query(
+    `SELECT e.webhook_id, e.max_concurrency, e.rate_limit_per_second, e.rate_window_start_ms, e.rate_window_count,
+            (SELECT count(*) FROM webhooks.deliveries x WHERE x.webhook_id = e.webhook_id AND x.status = 'PENDING' AND x.lease_expires_at > clock_timestamp()) AS in_flight,
+            floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint AS db_now_ms
+       FROM webhooks.endpoints e
+      WHERE e.state = 'ENABLED'
+        AND EXISTS (SELECT 1 FROM webhooks.deliveries d
+                     WHERE d.webhook_id = e.webhook_id AND d.status = 'PENDING' AND d.next_attempt_at <= $1
+                       AND (NOT e.paused OR d.ignore_pause) AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= clock_timestamp()))
+      ORDER BY e.last_claimed_at NULLS FIRST, e.webhook_id
+      LIMIT $2 FOR UPDATE OF e SKIP LOCKED`,
+    [now, limit],
+  );
+  return rows.map((e) => ({
+    webhookId: e.webhook_id as string,
+    maxConcurrency: Number(e.max_concurrency),
+    rateLimitPerSecond: Number(e.rate_limit_per_second),
+    windowStartMs: Number(e.rate_window_start_ms),
+    windowCount: Number(e.rate_window_count),
+    inFlight: Number(e.in_flight),
+    dbNowMs: Number(e.db_now_ms),
+  }));
+}
+
+/** Each endpoint's due deliveries, oldest due first, at most its allowance, locked unless another claim holds them. */
+async function pickDue(sql: Sql, allowances: readonly Allowance[], now: Date): Promise<Picked[]> {
+  const { rows } = await sql.query(
+    `SELECT d.delivery_id, d.lease_token IS NOT NULL AS lost, d.attempts, d.round_start, d.max_attempts, d.lease_expires_at
+       FROM unnest($1::text[], $2::int[]) AS a(webhook_id, n)
+       JOIN webhooks.endpoints e ON e.webhook_id = a.webhook_id
+       CROSS JOIN LATERAL (
+         SELECT delivery_id, lease_token, attempts, round_start, max_attempts, lease_expires_at FROM webhooks.deliveries d
+          WHERE d.webhook_id = a.webhook_id AND d.status = 'PENDING' AND d.next_attempt_at <= $3
+            AND (NOT e.paused OR d.ignore_pause) AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= clock_timestamp())
+          ORDER BY d.next_attempt_at LIMIT a.n FOR UPDATE OF d SKIP LOCKED) d`,
+    [allowances.map((a) => a.webhookId), allowances.map((a) => a.take), now],
+  );
+  return rows.map((p) => ({
+    deliveryId: p.delivery_id as string,
+    lost: p.lost === true,
+    attempts: Number(p.attempts),
+    roundStart: Number(p.round_start),
+    maxAttempts: Number(p.max_attempts),
+  }));
+}
+
+/** Records the lost attempts (so the history shows them) and dead-letters the deliveries whose round they ended; returns those. */
+async function settleLostAttempts(sql: Sql, picked: readonly Picked[], now: Date): Promise<string[]> {
+  const lost = picked.filter((p) => p.lost);
+  if (lost.length > 0) {
+    await sql.query(
+      `INSERT INTO webhooks.attempts (delivery_id, attempt_number, started_at, latency_ms, response_status, error, response_body_excerpt)
+       SELECT id, n, at, 0, 0, 'the replica making this attempt stopped before recording its outcome (lease expired); retried', '' FROM unnest($1::text[], $2::int[], $3::timestamptz[]) AS l(id, n, at)
+       ON CONFLICT DO NOTHING`,
+      [lost.map((p) => p.deliveryId), lost.map((p) => p.attempts), lost.map(() => now)],
+    );
+  }
+  const exhausted = lost.filter((p) => lostAttemptEndsRound(p.attempts, p.roundStart, p.maxAttempts)).map((p) => p.deliveryId);
+  if (exhausted.length > 0) {
+    await sql.query(
+      `UPDATE webhooks.deliveries SET status = 'DEAD_LETTERED', completed_at = $2, next_attempt_at = NULL, lease_token = NULL, lease_expires_at = NULL
+        WHERE delivery_id = ANY($1::text[])`,
+      [exhausted, now],
+    );
+  }
+  return exhausted;
+}
+
+/** Starts an attempt of each delivery under a new lease token, expiring `leaseMs` from now on the database clock. */
+async function lease(sql: Sql, deliveryIds: readonly string[], newToken: () => string, leaseMs: number): Promise<ClaimedAttempt[]> {
+  const tokens = deliveryIds.map(() => newToken());
+  const { rows } = await sql.query(
+    `WITH c AS (SELECT * FROM unnest($1::text[], $2::text[]) AS c(id, token)),
+     upd AS (UPDATE webhooks.deliveries d SET attempts = d.attempts + 1, lease_token = c.token,
+                    lease_expires_at = clock_timestamp() + make_interval(secs => $3::double precision / 1000)
+               FROM c WHERE d.delivery_id = c.id
+             RETURNING d.delivery_id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.round_start, d.lease_token)
+     SELECT upd.*, e.url, e.headers, e.secret_key_id, e.secret_ciphertext, e.previous_key_id, e.previous_ciphertext, e.previous_expires_at,
+            ev.payload, ev.content_type, ev.trace_context
+       FROM upd JOIN webhooks.endpoints e ON e.webhook_id = upd.webhook_id JOIN webhooks.events ev ON ev.event_id = upd.event_id`,
+    [deliveryIds, tokens, leaseMs],
+  );
+  return rows.map(toClaimedAttempt);
+}
+
+function toClaimedAttempt(c: Row): ClaimedAttempt {
+  return {
+    deliveryId: c.delivery_id as string,
+    webhookId: c.webhook_id as string,
+    eventId: c.event_id as string,
+    eventType: c.event_type as string,
+    attemptNumber: Number(c.attempts),
+    attemptsInRound: attemptsInRound(Number(c.attempts), Number(c.round_start)),
+    leaseToken: c.lease_token as string,
+    url: c.url as string,
+    headers: json(c.headers),
+    payload: Buffer.from(c.payload as Uint8Array),
+    contentType: c.content_type as string,
+    traceContext: json(c.trace_context),
+    secrets: {
+      current: { keyId: c.secret_key_id as string, ciphertext: Buffer.from(c.secret_ciphertext as Uint8Array) },
+      previous: c.previous_ciphertext
+        ? { keyId: c.previous_key_id as string, ciphertext: Buffer.from(c.previous_ciphertext as Uint8Array), expiresAt: date(c.previous_expires_at) }
+        : null,
+    },
+  };
+}
+
+/** Each endpoint's rate window counts what was taken from it now; every endpoint allowed something moves to the back of the claim order. */
+async function chargeRateWindows(sql: Sql, allowances: readonly Allowance[], claimed: readonly ClaimedAttempt[], now: Date): Promise<void> {
+  const taken = new Map<string, number>();
+  for (const c of claimed) taken.set(c.webhookId, (taken.get(c.webhookId) ?? 0) + 1);
+  const windows = allowances.map((a) => windowAfterClaim(a, taken.get(a.webhookId) ?? 0));
+  await sql.query(
+    `UPDATE webhooks.endpoints e SET rate_window_start_ms = w.start_ms, rate_window_count = w.count, last_claimed_at = $4
+       FROM unnest($1::text[], $2::bigint[], $3::int[]) AS w(id, start_ms, count) WHERE e.webhook_id = w.id`,
+    [allowances.map((a) => a.webhookId), windows.map((w) => String(w.startMs)), windows.map((w) => w.count), now],
+  );
+}

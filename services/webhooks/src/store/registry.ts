@@ -1,0 +1,256 @@
+// The endpoint registry: webhooks.endpoints, its change history (webhooks.registry_changes) and the
+// service-wide version counter (webhooks.head). Every registry change takes the next version inside
+// its transaction and appends itself to the history, so watches can resume from any version.
+import { one, oneOrNone, type Database, type Sql } from '@gantry/kit';
+import { webhookToJson, type EndpointState, type RegistryChangeType, type Spec, type WebhookRecord } from '../domain/webhook.js';
+import type { SealedSecret } from '../domain/secret-box.js';
+import { QUEUED_CHANNEL, REGISTRY_CHANNEL, big, date, first, json, optDate, type Row } from './sql.js';
+
+const ENDPOINT_COLUMNS = `webhook_id, created_version, version, owner, external_id, url, event_types, headers, description, paused,
+  rate_limit_per_second, max_concurrency, labels, state, disabled_reason, consecutive_failures, secret_rotated_at,
+  previous_expires_at, created_at, updated_at`;
+
+function toWebhook(r: Row): WebhookRecord {
+  return {
+    id: r.webhook_id as string,
+    owner: r.owner as string,
+    externalId: (r.external_id as string | null) ?? '',
+    spec: {
+      url: r.url as string,
+      eventTypes: r.event_types as string[],
+      headers: json(r.headers),
+      description: r.description as string,
+      paused: r.paused as boolean,
+      rateLimitPerSecond: Number(r.rate_limit_per_second),
+      maxConcurrency: Number(r.max_concurrency),
+      labels: json(r.labels),
+    },
+    state: r.state as EndpointState,
+    disabledReason: r.disabled_reason as string,
+    consecutiveFailures: Number(r.consecutive_failures),
+    secretRotatedAt: date(r.secret_rotated_at),
+    previousSecretExpiresAt: optDate(r.previous_expires_at),
+    version: big(r.version),
+    createdVersion: big(r.created_version),
+    createdAt: date(r.created_at),
+    updatedAt: date(r.updated_at),
+  };
+}
+
+export interface NewWebhook {
+  id: string;
+  owner: string;
+  externalId: string;
+  spec: Spec;
+  secret: SealedSecret;
+  at: Date;
+}
+
+export interface ListQuery {
+  owner: string;
+  /** Wire status filter: '' = every status but DELETED. */
+  status: '' | 'ACTIVE' | 'PAUSED' | 'DISABLED' | 'DELETED';
+  externalId: string;
+}
+
+/** One change of the registry history, the webhook still as the JSON it was stored as. */
+export interface RegistryChange {
+  version: bigint;
+  type: RegistryChangeType;
+  owner: string;
+  webhook: unknown;
+}
+
+/** What the failure rule reads of an endpoint when an attempt's outcome is recorded. */
+export interface EndpointHealth {
+  state: EndpointState;
+  consecutiveFailures: number;
+  /** When the current streak of failed attempts began; null without one. */
+  failingSince: Date | null;
+}
+
+/** Reads of the registry outside any transaction. */
+export class EndpointRegistry {
+  constructor(private readonly db: Database) {}
+
+  async headVersion(): Promise<bigint> {
+    const { rows } = await this.db.query(`SELECT version FROM webhooks.head`);
+    return big(one(rows, 'webhooks.head').version);
+  }
+
+  async webhook(id: string): Promise<WebhookRecord | undefined> {
+    const { rows } = await this.db.query(`SELECT ${ENDPOINT_COLUMNS} FROM webhooks.endpoints WHERE webhook_id = $1`, [id]);
+    const r = oneOrNone(rows, 'webhook by id');
+    return r ? toWebhook(r) : undefined;
+  }
+
+  /** A page of webhooks, oldest first, after `afterCreatedVersion`, with the head read in the same snapshot. */
+  async list(q: ListQuery, afterCreatedVersion: bigint, limit: number): Promise<{ head: bigint; webhooks: WebhookRecord[] }> {
+    const { rows } = await this.db.query(
+      `WITH h AS (SELECT version AS head FROM webhooks.head)
+       SELECT h.head, page.* FROM h LEFT JOIN LATERAL (
+         SELECT ${ENDPOINT_COLUMNS} FROM webhooks.endpoints e
+          WHERE ($1 = '' OR e.owner = $1)
+            AND ($3 = '' OR e.external_id = $3)
+            AND (CASE WHEN $2 = '' THEN e.state <> 'DELETED'
+                      WHEN $2 = 'ACTIVE' THEN e.state = 'ENABLED' AND NOT e.paused
+                      WHEN $2 = 'PAUSED' THEN e.state = 'ENABLED' AND e.paused
+                      ELSE e.state = $2 END)
+            AND e.created_version > $4
+          ORDER BY e.created_version LIMIT $5) page ON true
+        ORDER BY page.created_version`,
+      [q.owner, q.status, q.externalId, afterCreatedVersion.toString(), limit],
+    );
+    return { head: big(first(rows, 'webhook list with its head').head), webhooks: rows.filter((r) => r.webhook_id !== null).map(toWebhook) };
+  }
+
+  /** Registry changes with version > `after` (of one owner unless ''), oldest first, with the head and oldest retained version. */
+  async changesAfter(after: bigint, limit: number, owner: string): Promise<{ changes: RegistryChange[]; head: bigint; oldestRetained: bigint }> {
+    const { rows } = await this.db.query(
+      `WITH h AS (SELECT version AS head, (SELECT min(version) FROM webhooks.registry_changes) AS oldest FROM webhooks.head)
+       SELECT h.head, h.oldest, c.version, c.type, c.owner, c.webhook FROM h LEFT JOIN LATERAL (
+         SELECT version, type, owner, webhook FROM webhooks.registry_changes WHERE version > $1 AND ($3 = '' OR owner = $3) ORDER BY version LIMIT $2) c ON true
+        ORDER BY c.version`,
+      [after.toString(), limit, owner],
+    );
+    const h = first(rows, 'registry changes with their head');
+    const head = big(h.head);
+    const oldestRetained = h.oldest === null ? head + 1n : big(h.oldest);
+    const changes = rows.filter((r) => r.version !== null).map((r) => ({ version: big(r.version), type: r.type as RegistryChangeType, owner: r.owner as string, webhook: json(r.webhook) }));
+    return { changes, head, oldestRetained };
+  }
+
+  /** Ids of webhooks `owner` has (deleted ones too: their history stays readable), at most `limit`. */
+  async webhookIdsOf(owner: string, limit: number): Promise<string[]> {
+    const { rows } = await this.db.query(`SELECT webhook_id FROM webhooks.endpoints WHERE owner = $1 ORDER BY created_version LIMIT $2`, [owner, limit]);
+    return rows.map((r) => r.webhook_id as string);
+  }
+}
+
+/** The registry statements of one transaction. */
+export class RegistryTx {
+  constructor(private readonly sql: Sql) {}
+
+  /** Takes the next registry version (the head's row lock orders commits by version). */
+  async nextVersion(): Promise<bigint> {
+    const { rows } = await this.sql.query(`UPDATE webhooks.head SET version = version + 1 RETURNING version`);
+    return big(one(rows, 'webhooks.head').version);
+  }
+
+  /** Appends the change to the history and tells watchers (NOTIFY is sent at commit). */
+  async recordChange(w: WebhookRecord, type: RegistryChangeType, at: Date): Promise<void> {
+    await this.sql.query(
+      `INSERT INTO webhooks.registry_changes (version, webhook_id, owner, type, webhook, at) VALUES ($1, $2, $3, $4, $5::jsonb, $6)`,
+      [w.version.toString(), w.id, w.owner, type, JSON.stringify(webhookToJson(w)), at],
+    );
+    await this.sql.query(`SELECT pg_notify('${REGISTRY_CHANNEL}', $1)`, [w.version.toString()]);
+  }
+
+  async lock(id: string): Promise<WebhookRecord | undefined> {
+    const { rows } = await this.sql.query(`SELECT ${ENDPOINT_COLUMNS} FROM webhooks.endpoints WHERE webhook_id = $1 FOR UPDATE`, [id]);
+    const r = oneOrNone(rows, 'webhook locked by id');
+    return r ? toWebhook(r) : undefined;
+  }
+
+  async byExternalId(owner: string, externalId: string): Promise<WebhookRecord | undefined> {
+    const { rows } = await this.sql.query(`SELECT ${ENDPOINT_COLUMNS} FROM webhooks.endpoints WHERE owner = $1 AND external_id = $2 AND state <> 'DELETED'`, [owner, externalId]);
+    const r = oneOrNone(rows, 'webhook by owner and external_id');
+    return r ? toWebhook(r) : undefined;
+  }
+
+  async countOwned(owner: string): Promise<number> {
+    const { rows } = await this.sql.query(`SELECT count(*) AS n FROM webhooks.endpoints WHERE owner = $1 AND state <> 'DELETED'`, [owner]);
+    return Number(one(rows, 'count of owned webhooks').n);
+  }
+
+  async insert(w: NewWebhook): Promise<WebhookRecord> {
+    const version = await this.nextVersion();
+    const s = w.spec;
+    const { rows } = await this.sql.query(
+      `INSERT INTO webhooks.endpoints (webhook_id, created_version, version, owner, external_id, url, event_types, headers, description, paused,
+         rate_limit_per_second, max_concurrency, labels, state, secret_key_id, secret_ciphertext, secret_rotated_at, created_at, updated_at)
+       VALUES ($1, $2, $2, $3, $4, $5, $6::text[], $7::jsonb, $8, $9, $10, $11, $12::jsonb, 'ENABLED', $13, $14, $15, $15, $15)
+       RETURNING ${ENDPOINT_COLUMNS}`,
+      [w.id, version.toString(), w.owner, w.externalId === '' ? null : w.externalId, s.url, s.eventTypes, JSON.stringify(s.headers), s.description, s.paused,
+        s.rateLimitPerSecond, s.maxConcurrency, JSON.stringify(s.labels), w.secret.keyId, w.secret.ciphertext, w.at],
+    );
+    const created = toWebhook(one(rows, 'inserted webhook'));
+    await this.recordChange(created, 'CREATED', w.at);
+    return created;
+  }
+
+  /** Writes a new spec (and, with `reenable`, ENABLED with a clean failure streak) as one change. */
+  async update(id: string, spec: Spec, reenable: boolean, at: Date): Promise<WebhookRecord> {
+    const version = await this.nextVersion();
+    const { rows } = await this.sql.query(
+      `UPDATE webhooks.endpoints SET url = $2, event_types = $3::text[], headers = $4::jsonb, description = $5, paused = $6, rate_limit_per_second = $7,
+              max_concurrency = $8, labels = $9::jsonb, version = $10, updated_at = $11,
+              state = CASE WHEN $12 THEN 'ENABLED' ELSE state END,
+              disabled_reason = CASE WHEN $12 THEN '' ELSE disabled_reason END,
+              consecutive_failures = CASE WHEN $12 THEN 0 ELSE consecutive_failures END,
+              failing_since = CASE WHEN $12 THEN NULL ELSE failing_since END
+        WHERE webhook_id = $1 RETURNING ${ENDPOINT_COLUMNS}`,
+      [id, spec.url, spec.eventTypes, JSON.stringify(spec.headers), spec.description, spec.paused, spec.rateLimitPerSecond, spec.maxConcurrency, JSON.stringify(spec.labels),
+        version.toString(), at, reenable],
+    );
+    const updated = toWebhook(one(rows, 'updated webhook'));
+    await this.recordChange(updated, 'UPDATED', at);
+    if (reenable || !spec.paused) await this.sql.query(`SELECT pg_notify('${QUEUED_CHANNEL}', '')`);
+    return updated;
+  }
+
+  /** Marks the webhook DELETED (its pending deliveries are the queue's to cancel, in the same transaction). */
+  async delete(id: string, at: Date): Promise<WebhookRecord> {
+    const version = await this.nextVersion();
+    const { rows } = await this.sql.query(`UPDATE webhooks.endpoints SET state = 'DELETED', version = $2, updated_at = $3 WHERE webhook_id = $1 RETURNING ${ENDPOINT_COLUMNS}`, [id, version.toString(), at]);
+    const webhook = toWebhook(one(rows, 'deleted webhook'));
+    await this.recordChange(webhook, 'DELETED', at);
+    return webhook;
+  }
+
+  /** Stores a new current secret; the old one becomes previous until `previousExpiresAt` (null: dropped now). */
+  async rotate(id: string, secret: SealedSecret, previousExpiresAt: Date | null, at: Date): Promise<WebhookRecord> {
+    const version = await this.nextVersion();
+    const { rows } = await this.sql.query(
+      `UPDATE webhooks.endpoints SET
+              previous_key_id = CASE WHEN $4::timestamptz IS NULL THEN NULL ELSE secret_key_id END,
+              previous_ciphertext = CASE WHEN $4::timestamptz IS NULL THEN NULL ELSE secret_ciphertext END,
+              previous_expires_at = $4, secret_key_id = $2, secret_ciphertext = $3, secret_rotated_at = $5, version = $6, updated_at = $5
+        WHERE webhook_id = $1 RETURNING ${ENDPOINT_COLUMNS}`,
+      [id, secret.keyId, secret.ciphertext, previousExpiresAt, at, version.toString()],
+    );
+    const rotated = toWebhook(one(rows, 'webhook with a rotated secret'));
+    await this.recordChange(rotated, 'SECRET_ROTATED', at);
+    return rotated;
+  }
+
+  /** The endpoint's state and failure streak; with `lock`, under its row lock until the transaction ends. */
+  async health(id: string, lock: boolean): Promise<EndpointHealth | undefined> {
+    const { rows } = await this.sql.query(`SELECT state, consecutive_failures, failing_since FROM webhooks.endpoints WHERE webhook_id = $1${lock ? ' FOR UPDATE' : ''}`, [id]);
+    const r = oneOrNone(rows, 'endpoint health');
+    return r ? { state: r.state as EndpointState, consecutiveFailures: Number(r.consecutive_failures), failingSince: optDate(r.failing_since) } : undefined;
+  }
+
+  /** Ends the failure streak (a success). Dispatcher bookkeeping, not a registry change: no version. */
+  async resetFailureStreak(id: string): Promise<void> {
+    await this.sql.query(`UPDATE webhooks.endpoints SET consecutive_failures = 0, failing_since = NULL WHERE webhook_id = $1`, [id]);
+  }
+
+  /** Records a longer failure streak that does not disable the endpoint (bookkeeping too: no version). */
+  async setFailureStreak(id: string, failures: number, since: Date): Promise<void> {
+    await this.sql.query(`UPDATE webhooks.endpoints SET consecutive_failures = $2, failing_since = $3 WHERE webhook_id = $1`, [id, failures, since]);
+  }
+
+  /** Disables the endpoint with `reason` and the streak that led to it, as one registry change (UPDATED). */
+  async disable(id: string, reason: string, failures: number, since: Date, at: Date): Promise<WebhookRecord> {
+    const version = await this.nextVersion();
+    const { rows } = await this.sql.query(
+      `UPDATE webhooks.endpoints SET state = 'DISABLED', disabled_reason = $2, consecutive_failures = $3, failing_since = $4, version = $5, updated_at = $6
+        WHERE webhook_id = $1 RETURNING ${ENDPOINT_COLUMNS}`,
+      [id, reason, failures, since, version.toString(), at],
+    );
+    const disabled = toWebhook(one(rows, 'disabled webhook'));
+    await this.recordChange(disabled, 'UPDATED', at);
+    return disabled;
+  }
+}

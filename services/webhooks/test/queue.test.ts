@@ -1,0 +1,138 @@
+// The delivery queue's claim and outcome transactions against a real database, on PGlite and
+// PostgreSQL, with no dispatcher running (the test claims for itself): how much an endpoint's rate
+// window and concurrency let a claim take, each delivery claimed once, and leases that expire as
+// when a replica dies mid-attempt. rules.test.ts has the same rules as pure functions.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { migrate, openPglite, openPostgres, type Database } from '@gantry/kit';
+import { engines, freshPgliteDir, freshPostgresDatabase, requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import type { Spec } from '../src/domain/webhook.js';
+import type { ClaimLimits } from '../src/store/delivery-claims.js';
+import type { EventRow } from '../src/store/events.js';
+import { WEBHOOKS_SCHEMA, WebhooksStore, webhooksMigrations } from '../src/store/webhooks-store.js';
+
+if (!testDatabase().url && testDatabase().skip === false) {
+  test('a PostgreSQL server is configured for the webhooks queue tests', () => {
+    requireTestDatabaseUrl();
+  });
+}
+
+const LIMITS: ClaimLimits = { endpoints: 100, batch: 100, defaultMaxConcurrency: 100, defaultRateLimitPerSecond: 100, leaseMs: 60_000 };
+const tokens = () => {
+  let n = 0;
+  return () => `lease-${++n}`;
+};
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+for (const engine of engines()) {
+  describe(`the webhooks delivery queue on ${engine.name}`, { skip: engine.skip }, () => {
+    let db: Database;
+    let store: WebhooksStore;
+    let cleanup: (() => Promise<void>) | undefined;
+    before(async () => {
+      if (engine.name === 'PGlite') {
+        const dir = mkdtempSync(join(tmpdir(), 'gantry-webhooks-queue-'));
+        await freshPgliteDir(join(dir, 'db'));
+        db = await openPglite(join(dir, 'db'));
+        cleanup = async () => rmSync(dir, { recursive: true, force: true });
+      } else {
+        const fresh = await freshPostgresDatabase('t_hooks_queue');
+        db = await openPostgres({ url: fresh.url, poolSize: 2, statementTimeoutMs: 10_000 });
+        cleanup = fresh.drop;
+      }
+      await migrate(db, WEBHOOKS_SCHEMA, webhooksMigrations);
+      store = new WebhooksStore(db);
+    });
+    after(async () => {
+      await db?.close();
+      await cleanup?.();
+    });
+
+    let endpoints = 0;
+    /** A new endpoint subscribed to a type of its own, and `count` deliveries to it, due now, of `maxAttempts` each. */
+    async function endpointWithDeliveries(over: Partial<Spec>, count: number, maxAttempts = 8): Promise<{ webhookId: string; deliveryIds: string[] }> {
+      const id = `wh_queue${++endpoints}`;
+      const type = `queue.${id}`;
+      const at = new Date();
+      const spec: Spec = { url: `http://127.0.0.1/${id}`, eventTypes: [type], headers: {}, description: '', paused: false, rateLimitPerSecond: 0, maxConcurrency: 0, labels: {}, ...over };
+      const events: EventRow[] = Array.from({ length: count }, (_, i) => ({
+        eventId: `evt-${id}-${i}`, eventType: type, owner: 'queue', payload: Buffer.from('{}'), contentType: 'application/json', digest: Buffer.alloc(32), occurredAt: null, traceContext: {},
+      }));
+      return store.transaction(async (tx) => {
+        await tx.registry.insert({ id, owner: 'queue', externalId: '', spec, secret: { keyId: 'k', ciphertext: Buffer.from('sealed') }, at });
+        await tx.events.insertEvents(events, at);
+        const queued = await tx.events.fanOut(events, maxAttempts, at);
+        return { webhookId: id, deliveryIds: events.flatMap((e) => queued.get(e.eventId) ?? []) };
+      });
+    }
+    const rateWindow = async (webhookId: string) => {
+      const { rows } = await db.query(`SELECT rate_window_start_ms, rate_window_count FROM webhooks.endpoints WHERE webhook_id = $1`, [webhookId]);
+      return { startMs: Number(rows[0]!.rate_window_start_ms), count: Number(rows[0]!.rate_window_count) };
+    };
+
+    test('claims in one second of the database clock start at most rate_limit_per_second attempts of an endpoint; the stored window counts exactly what was taken; every delivery is claimed once', async () => {
+      const rate = 3;
+      const { webhookId, deliveryIds } = await endpointWithDeliveries({ rateLimitPerSecond: rate }, 10);
+      const newToken = tokens();
+      const claimedIds: string[] = [];
+      const perWindow = new Map<number, number>();
+      for (const deadline = Date.now() + 15_000; claimedIds.length < deliveryIds.length && Date.now() < deadline; await sleep(40)) {
+        const { claimed } = await store.queue.claim(new Date(), LIMITS, newToken);
+        const mine = claimed.filter((c) => c.webhookId === webhookId);
+        if (mine.length === 0) continue;
+        claimedIds.push(...mine.map((c) => c.deliveryId));
+        const w = await rateWindow(webhookId);
+        perWindow.set(w.startMs, (perWindow.get(w.startMs) ?? 0) + mine.length);
+        assert.equal(w.count, perWindow.get(w.startMs), 'the window counts what its claims took');
+        assert.ok(w.startMs % 1000 === 0);
+      }
+      assert.deepEqual([...claimedIds].sort(), [...deliveryIds].sort(), 'each delivery claimed once');
+      for (const [startMs, taken] of perWindow) assert.ok(taken <= rate, `${taken} attempts started in the second at ${startMs}`);
+      assert.ok(perWindow.size >= Math.ceil(deliveryIds.length / rate), 'the claims spread over enough seconds');
+    });
+
+    test('an endpoint with max_concurrency 2 gets no third lease while two are live', async () => {
+      const { webhookId } = await endpointWithDeliveries({ maxConcurrency: 2 }, 5);
+      const newToken = tokens();
+      const first = (await store.queue.claim(new Date(), LIMITS, newToken)).claimed.filter((c) => c.webhookId === webhookId);
+      const second = (await store.queue.claim(new Date(), LIMITS, newToken)).claimed.filter((c) => c.webhookId === webhookId);
+      assert.deepEqual([first.length, second.length], [2, 0]);
+      assert.deepEqual(first.map((c) => [c.attemptNumber, c.attemptsInRound]), [[1, 1], [1, 1]]);
+    });
+
+    test('a delivery whose lease expired has that attempt recorded as lost and is claimed again; after its round\'s last attempt it is dead-lettered; an outcome under the lost lease is refused', async () => {
+      const { webhookId, deliveryIds: [id] } = await endpointWithDeliveries({}, 1, 2);
+      const newToken = tokens();
+      const shortLease = { ...LIMITS, leaseMs: 1 };
+      const mine = async () => {
+        await sleep(30);
+        const out = await store.queue.claim(new Date(), shortLease, newToken);
+        return { claimed: out.claimed.filter((c) => c.webhookId === webhookId), deadLettered: out.deadLettered.filter((d) => d === id) };
+      };
+      const one = await mine();
+      assert.deepEqual(one.claimed.map((c) => [c.deliveryId, c.attemptNumber]), [[id, 1]]);
+      const two = await mine();
+      assert.deepEqual([two.claimed.map((c) => [c.deliveryId, c.attemptNumber, c.attemptsInRound]), two.deadLettered], [[[id, 2, 2]], []]);
+      const three = await mine();
+      assert.deepEqual([three.claimed, three.deadLettered], [[], [id]]);
+      const d = (await store.queue.delivery(id!))!;
+      assert.equal(d.status, 'DEAD_LETTERED');
+      assert.deepEqual(d.attempts.map((a) => a.attemptNumber), [1, 2]);
+      assert.ok(d.attempts.every((a) => /lease expired/.test(a.error) && a.responseStatus === 0));
+      const late = await store.queue.recordAttempt(
+        {
+          deliveryId: id!, leaseToken: two.claimed[0]!.leaseToken, succeeded: true, disableRule: { failures: 0, forMs: 0 }, maxAttempts: 2,
+          attempt: { attemptNumber: 2, startedAt: new Date(), latencyMs: 5, responseStatus: 200, error: '', responseBodyExcerpt: '' },
+          next: { status: 'SUCCEEDED', at: new Date() },
+        },
+        webhookId,
+        new Date(),
+      );
+      assert.deepEqual(late, { recorded: false });
+      assert.equal((await store.queue.delivery(id!))!.status, 'DEAD_LETTERED');
+    });
+  });
+}
