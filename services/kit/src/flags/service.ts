@@ -1,7 +1,7 @@
 // gantry.flags.v1.FlagsService: every runtime serves it over its own flags store.
 import { flagsv1 } from '@gantry/proto';
 import { GantryError, Status, notFound, outOfRange } from '../errors.js';
-import type { CallContext } from '../rpc/context.js';
+import type { HandlerContext } from '../rpc/context.js';
 import { defineService, type Handlers, type ScopeTable, type ServiceModule } from '../rpc/service.js';
 import type { FlagsLimits } from './limits.js';
 import type { FlagsFeed, FlagsSnapshot } from './snapshot.js';
@@ -39,7 +39,7 @@ function event(c: FlagChange): flagsv1.WatchFlagsResponse {
 }
 
 /** Who wrote a flag when the request does not say: the caller. */
-const callerSource = (ctx: CallContext) => (ctx.principal ? `principal:${ctx.principal.subject}`.slice(0, 256) : '');
+const callerSource = (ctx: HandlerContext) => `principal:${ctx.principal.subject}`.slice(0, 256);
 
 /** FlagsService's handlers over one process's store, feed and snapshot. */
 export function flagsHandlers(deps: FlagsServiceDeps): Handlers<typeof flagsv1.FlagsServiceService> {

@@ -1,5 +1,6 @@
 import type { Metadata } from '@grpc/grpc-js';
 import type { Principal } from '../auth/jwt.js';
+import { GantryError, Status } from '../errors.js';
 import type { PeerIdentity } from '../tls/identity.js';
 
 export type MethodKind = 'unary' | 'serverStream' | 'clientStream' | 'bidi';
@@ -28,6 +29,20 @@ export interface CallContext {
   readonly trailer: Metadata;
   /** Set by the auth middleware. */
   principal: Principal | undefined;
+}
+
+/**
+ * What a handler sees: the call after the auth middleware, so the principal is a required field
+ * (nice-grpc's CallContextExt). Every method needs an authenticated caller (`[]` scopes: any).
+ */
+export interface HandlerContext extends CallContext {
+  readonly principal: Principal;
+}
+
+/** The context handed to a handler; a call that reached it unauthenticated is a broken invariant, refused. */
+export function handlerContext(ctx: CallContext): HandlerContext {
+  if (!ctx.principal) throw new GantryError(Status.UNAUTHENTICATED, 'no authenticated caller');
+  return ctx as HandlerContext;
 }
 
 /** Middleware wraps the whole call (for streams, its whole life). Throw a GantryError to refuse it. */

@@ -5,7 +5,7 @@ import type { ServerDuplexStream, ServerReadableStream, ServerUnaryCall, ServerW
 import { GantryError, Status, toWireStatus } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { peerIdentity, type PeerIdentity } from '../tls/identity.js';
-import { compose, type CallContext, type MethodInfo, type MethodKind, type Middleware } from './context.js';
+import { compose, handlerContext, type CallContext, type HandlerContext, type MethodInfo, type MethodKind, type Middleware } from './context.js';
 
 type AnyMethod = { path: string; requestStream: boolean; responseStream: boolean; requestSerialize: (v: never) => Buffer; responseSerialize: (v: never) => Buffer };
 type Req<M> = M extends { requestSerialize: (v: infer R) => Buffer } ? R : never;
@@ -13,12 +13,12 @@ type Res<M> = M extends { responseSerialize: (v: infer R) => Buffer } ? R : neve
 
 /** A handler in plain async style: unary → Promise, server stream → async generator, and so on. */
 export type Handler<M> = M extends { requestStream: false; responseStream: false }
-  ? (request: Req<M>, ctx: CallContext) => Promise<Res<M>>
+  ? (request: Req<M>, ctx: HandlerContext) => Promise<Res<M>>
   : M extends { requestStream: false; responseStream: true }
-    ? (request: Req<M>, ctx: CallContext) => AsyncIterable<Res<M>>
+    ? (request: Req<M>, ctx: HandlerContext) => AsyncIterable<Res<M>>
     : M extends { requestStream: true; responseStream: false }
-      ? (requests: AsyncIterable<Req<M>>, ctx: CallContext) => Promise<Res<M>>
-      : (requests: AsyncIterable<Req<M>>, ctx: CallContext) => AsyncIterable<Res<M>>;
+      ? (requests: AsyncIterable<Req<M>>, ctx: HandlerContext) => Promise<Res<M>>
+      : (requests: AsyncIterable<Req<M>>, ctx: HandlerContext) => AsyncIterable<Res<M>>;
 
 export type Handlers<D> = { [K in keyof D]: Handler<D[K]> };
 
@@ -107,7 +107,7 @@ export function bindService(module: ServiceModule, opts: BindOptions): UntypedSe
   for (const [key, method] of Object.entries(module.definition)) {
     const info = methodInfo(method);
     const handler = (module.handlers as Record<string, ((...args: never[]) => unknown) | undefined>)[key];
-    const run = async (call: AnyCall, body: (ctx: CallContext) => Promise<void>): Promise<{ ctx: CallContext; error?: unknown }> => {
+    const run = async (call: AnyCall, body: (ctx: HandlerContext) => Promise<void>): Promise<{ ctx: CallContext; error?: unknown }> => {
       const { controller, end } = opts.tracker.begin();
       const onCancel = () => controller.abort(new GantryError(Status.CANCELLED, 'cancelled by the client'));
       const events = call as unknown as EventEmitter;
@@ -131,7 +131,7 @@ export function bindService(module: ServiceModule, opts: BindOptions): UntypedSe
           if (!handler) {
             throw new GantryError(Status.UNIMPLEMENTED, `${info.path} is not implemented${module.unimplementedReason ? `: ${module.unimplementedReason}` : ''}`);
           }
-          await body(ctx);
+          await body(handlerContext(ctx));
         }, ctx);
         return { ctx };
       } catch (error) {
@@ -149,7 +149,7 @@ export function bindService(module: ServiceModule, opts: BindOptions): UntypedSe
           let response: unknown;
           void run(call, async (ctx) => {
             const input = info.kind === 'unary' ? (call as ServerUnaryCall<unknown, unknown>).request : requestStream(call as ServerReadableStream<unknown, unknown>);
-            response = await (handler as (i: unknown, c: CallContext) => Promise<unknown>)(input, ctx);
+            response = await (handler as (i: unknown, c: HandlerContext) => Promise<unknown>)(input, ctx);
           }).then(({ ctx, error }) => {
             if (error !== undefined) callback(errorStatus(error, ctx, opts.log));
             else callback(null, response, ctx.trailer);
@@ -161,7 +161,7 @@ export function bindService(module: ServiceModule, opts: BindOptions): UntypedSe
         impl[key] = (call: ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>) => {
           void run(call, async (ctx) => {
             const input = info.kind === 'serverStream' ? (call as ServerWritableStream<unknown, unknown>).request : requestStream(call as ServerDuplexStream<unknown, unknown>);
-            const output = (handler as (i: unknown, c: CallContext) => AsyncIterable<unknown>)(input, ctx);
+            const output = (handler as (i: unknown, c: HandlerContext) => AsyncIterable<unknown>)(input, ctx);
             for await (const message of output) {
               if (ctx.signal.aborted) throw ctx.signal.reason;
               await writeWithBackpressure(call, message, ctx.signal);

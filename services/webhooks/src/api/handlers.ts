@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { GantryError, Status, failedPrecondition, invalidArgument, notFound, permissionDenied, unauthenticated, type CallContext, type Handlers } from '@gantry/kit';
+import { GantryError, Status, failedPrecondition, invalidArgument, notFound, permissionDenied, type HandlerContext, type Handlers } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
 import { LIMITS } from '../domain/limits.js';
 import type { SecretBox } from '../domain/secret-box.js';
@@ -43,24 +43,19 @@ export interface WebhooksDeps {
 /** PostgreSQL's unique-violation code: a create raced another with the same external_id. */
 const UNIQUE_VIOLATION = '23505';
 
-function callerOf(ctx: CallContext): string {
-  if (!ctx.principal) throw unauthenticated('no authenticated caller');
-  return ctx.principal.subject;
-}
-
-const isAdmin = (ctx: CallContext) => ctx.principal?.scopes.has(WEBHOOKS_ADMIN_SCOPE) ?? false;
+const isAdmin = (ctx: HandlerContext) => ctx.principal.scopes.has(WEBHOOKS_ADMIN_SCOPE);
 
 /** The owner a call acts for: the caller, or another owner with the admin scope. */
-function ownerFor(ctx: CallContext, requested: string): string {
-  const caller = callerOf(ctx);
+function ownerFor(ctx: HandlerContext, requested: string): string {
+  const caller = ctx.principal.subject;
   if (requested === '' || requested === caller) return caller;
   checkText('owner', requested, LIMITS.maxOwnerChars);
   if (!isAdmin(ctx)) throw permissionDenied(`${caller} may act only on its own webhooks; acting for ${requested} needs scope ${WEBHOOKS_ADMIN_SCOPE}`);
   return requested;
 }
 
-function assertAccess(ctx: CallContext, w: WebhookRecord): void {
-  const caller = callerOf(ctx);
+function assertAccess(ctx: HandlerContext, w: WebhookRecord): void {
+  const caller = ctx.principal.subject;
   if (w.owner !== caller && !isAdmin(ctx)) throw permissionDenied(`webhook ${w.id} belongs to another owner; reading or changing it needs scope ${WEBHOOKS_ADMIN_SCOPE}`);
 }
 
@@ -72,7 +67,7 @@ export function webhooksHandlers(deps: WebhooksDeps): WebhooksHandlers {
 }
 
 /** The webhook, if it exists, is not deleted and the caller may see it. */
-async function visible(deps: WebhooksDeps, ctx: CallContext, id: string, field = 'webhook_id'): Promise<WebhookRecord> {
+async function visible(deps: WebhooksDeps, ctx: HandlerContext, id: string, field = 'webhook_id'): Promise<WebhookRecord> {
   checkId(field, id);
   const w = await deps.store.registry.webhook(id);
   if (!w || w.state === 'DELETED') throw notFound(`webhook ${id} does not exist`);
@@ -81,7 +76,7 @@ async function visible(deps: WebhooksDeps, ctx: CallContext, id: string, field =
 }
 
 /** A webhook whose history the caller may read: deleted ones too (their deliveries stay readable). */
-async function historyWebhookRecord(deps: WebhooksDeps, ctx: CallContext, id: string): Promise<WebhookRecord> {
+async function historyWebhookRecord(deps: WebhooksDeps, ctx: HandlerContext, id: string): Promise<WebhookRecord> {
   checkId('webhook_id', id);
   const w = await deps.store.registry.webhook(id);
   if (!w) throw notFound(`webhook ${id} does not exist`);
@@ -89,7 +84,7 @@ async function historyWebhookRecord(deps: WebhooksDeps, ctx: CallContext, id: st
   return w;
 }
 
-async function historyWebhook(deps: WebhooksDeps, ctx: CallContext, id: string): Promise<string> {
+async function historyWebhook(deps: WebhooksDeps, ctx: HandlerContext, id: string): Promise<string> {
   return (await historyWebhookRecord(deps, ctx, id)).id;
 }
 
@@ -150,7 +145,7 @@ function registryHandlers(deps: WebhooksDeps): WebhooksHandlers {
     },
 
     async listWebhooks(req, ctx) {
-      const caller = callerOf(ctx);
+      const caller = ctx.principal.subject;
       const owner = req.owner === '' ? (isAdmin(ctx) ? '' : caller) : ownerFor(ctx, req.owner);
       const status = statusFilter(req.status);
       if (status === undefined) throw invalidArgument('status', 'is not a known WebhookStatus');
@@ -273,7 +268,7 @@ function deliveryHandlers(deps: WebhooksDeps): WebhooksHandlers {
   const { store } = deps;
   return {
     async getDeliveryHistory(req, ctx) {
-      const caller = callerOf(ctx);
+      const caller = ctx.principal.subject;
       const webhookIds = req.webhookId === '' ? await store.registry.webhookIdsOf(caller, LIMITS.maxHistoryWebhooks) : [await historyWebhook(deps, ctx, req.webhookId)];
       const eventId = checkText('event_id', req.eventId, LIMITS.maxEventIdChars);
       const status = deliveryStatusFilter(req.status);
@@ -344,7 +339,7 @@ function observationHandlers(deps: WebhooksDeps): WebhooksHandlers {
 
     watchWebhookRegistry: (req, ctx) => deps.streams.watchRegistry(req, ctx, ownerFor(ctx, req.owner), req.owner === '' && isAdmin(ctx)),
     async *watchDeliveries(req, ctx) {
-      const caller = callerOf(ctx);
+      const caller = ctx.principal.subject;
       const scope = req.webhookId === '' ? { owner: caller } : { webhookId: await historyWebhook(deps, ctx, req.webhookId) };
       yield* deps.streams.watchDeliveries(req, ctx, scope);
     },
