@@ -41,9 +41,67 @@ function event(c: FlagChange): flagsv1.WatchFlagsResponse {
 /** Who wrote a flag when the request does not say: the caller. */
 const callerSource = (ctx: HandlerContext) => `principal:${ctx.principal.subject}`.slice(0, 256);
 
+/**
+ * A watch: a BOOKMARK at the head (from_version 0) or the changes after from_version from the
+ * history, then the live feed; cut off with a resume version when it falls behind or the server drains.
+ */
+async function* watch(deps: FlagsServiceDeps, req: flagsv1.WatchFlagsRequest, ctx: HandlerContext): AsyncGenerator<flagsv1.WatchFlagsResponse> {
+  const { store, feed, limits } = deps;
+  let after = req.fromVersion;
+  const head = await store.headVersion();
+  if (after === 0n) {
+    after = head;
+    yield { type: flagsv1.FlagEventType.FLAG_EVENT_TYPE_BOOKMARK, flag: undefined, version: after };
+  } else if (after > head) {
+    throw outOfRange(`version ${after} is newer than this store's version ${head} (was the store replaced?); list the flags again and watch from the list's version`);
+  }
+  let delivered = after;
+  const resumeFrom = () => ({ trailers: { [FLAGS_RESUME_VERSION_TRAILER]: delivered.toString() } });
+  const interrupted = () => {
+    if (ctx.draining.aborted) throw new GantryError(Status.UNAVAILABLE, `server is shutting down; watch again from version ${delivered} on another replica`, resumeFrom());
+  };
+  if (feed.full) throw new GantryError(Status.RESOURCE_EXHAUSTED, `this replica follows ${limits.maxWatches} flag watches already; retry later or on another replica`, resumeFrom());
+  // Catch up from the history, then follow the feed (synchronously subscribed after the last check).
+  for (;;) {
+    if (ctx.signal.aborted) return;
+    interrupted();
+    const page = await store.changesAfter(after, limits.readChanges);
+    if (after < page.oldestRetained - 1n) {
+      throw outOfRange(`version ${after} is older than the retained history (the last ${limits.retainedChanges} changes, from version ${page.oldestRetained}); list the flags again (ListFlags) and watch from the list's version`);
+    }
+    for (const c of page.changes) {
+      after = c.version;
+      delivered = c.version;
+      yield event(c);
+    }
+    if (page.changes.length < limits.readChanges && after >= feed.offeredThrough) break;
+  }
+  if (feed.full) throw new GantryError(Status.RESOURCE_EXHAUSTED, `this replica follows ${limits.maxWatches} flag watches already; retry later or on another replica`, resumeFrom());
+  const sub = feed.subscribe(after, () => true);
+  const wakeOn = AbortSignal.any([ctx.signal, ctx.draining]);
+  try {
+    for (;;) {
+      const c = sub.take();
+      if (c) {
+        delivered = c.version;
+        yield event(c);
+        continue;
+      }
+      if (sub.overflowed) {
+        throw new GantryError(Status.RESOURCE_EXHAUSTED, `the watch fell behind by more than ${limits.queueEvents} changes; watch again from version ${delivered}`, resumeFrom());
+      }
+      if (ctx.signal.aborted) return;
+      interrupted();
+      await sub.wait(limits.pollMs, wakeOn);
+    }
+  } finally {
+    feed.unsubscribe(sub);
+  }
+}
+
 /** FlagsService's handlers over one process's store, feed and snapshot. */
 export function flagsHandlers(deps: FlagsServiceDeps): Handlers<typeof flagsv1.FlagsServiceService> {
-  const { store, feed, snapshot, limits } = deps;
+  const { store, snapshot, limits } = deps;
 
   /** This replica evaluates what it just wrote (other replicas follow within their feed's latency). */
   const settle = (version: bigint) => snapshot.reached(version, limits.settleMs);
@@ -75,58 +133,7 @@ export function flagsHandlers(deps: FlagsServiceDeps): Handlers<typeof flagsv1.F
       return { flag };
     },
 
-    async *watchFlags(req, ctx) {
-      let after = req.fromVersion;
-      const head = await store.headVersion();
-      if (after === 0n) {
-        after = head;
-        yield { type: flagsv1.FlagEventType.FLAG_EVENT_TYPE_BOOKMARK, flag: undefined, version: after };
-      } else if (after > head) {
-        throw outOfRange(`version ${after} is newer than this store's version ${head} (was the store replaced?); list the flags again and watch from the list's version`);
-      }
-      let delivered = after;
-      const resumeFrom = () => ({ trailers: { [FLAGS_RESUME_VERSION_TRAILER]: delivered.toString() } });
-      const interrupted = () => {
-        if (ctx.draining.aborted) throw new GantryError(Status.UNAVAILABLE, `server is shutting down; watch again from version ${delivered} on another replica`, resumeFrom());
-      };
-      if (feed.full) throw new GantryError(Status.RESOURCE_EXHAUSTED, `this replica follows ${limits.maxWatches} flag watches already; retry later or on another replica`, resumeFrom());
-      // Catch up from the history, then follow the feed (synchronously subscribed after the last check).
-      for (;;) {
-        if (ctx.signal.aborted) return;
-        interrupted();
-        const page = await store.changesAfter(after, limits.readChanges);
-        if (after < page.oldestRetained - 1n) {
-          throw outOfRange(`version ${after} is older than the retained history (the last ${limits.retainedChanges} changes, from version ${page.oldestRetained}); list the flags again (ListFlags) and watch from the list's version`);
-        }
-        for (const c of page.changes) {
-          after = c.version;
-          delivered = c.version;
-          yield event(c);
-        }
-        if (page.changes.length < limits.readChanges && after >= feed.offeredThrough) break;
-      }
-      if (feed.full) throw new GantryError(Status.RESOURCE_EXHAUSTED, `this replica follows ${limits.maxWatches} flag watches already; retry later or on another replica`, resumeFrom());
-      const sub = feed.subscribe(after, () => true);
-      const wakeOn = AbortSignal.any([ctx.signal, ctx.draining]);
-      try {
-        for (;;) {
-          const c = sub.take();
-          if (c) {
-            delivered = c.version;
-            yield event(c);
-            continue;
-          }
-          if (sub.overflowed) {
-            throw new GantryError(Status.RESOURCE_EXHAUSTED, `the watch fell behind by more than ${limits.queueEvents} changes; watch again from version ${delivered}`, resumeFrom());
-          }
-          if (ctx.signal.aborted) return;
-          interrupted();
-          await sub.wait(limits.pollMs, wakeOn);
-        }
-      } finally {
-        feed.unsubscribe(sub);
-      }
-    },
+    watchFlags: (req, ctx) => watch(deps, req, ctx),
   };
 }
 

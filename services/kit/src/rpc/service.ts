@@ -101,81 +101,95 @@ function requestStream(call: ServerReadableStream<unknown, unknown> | ServerDupl
   return call.iterator({ destroyOnReturn: false });
 }
 
+type AnyHandler = (...args: never[]) => unknown;
+type CallRunner = (call: AnyCall, body: (ctx: HandlerContext) => Promise<void>) => Promise<{ ctx: CallContext; error?: unknown }>;
+
+/** A call's context before the middlewares: the peer read lazily, the signal tied to cancellation and drain. */
+function newCallContext(call: AnyCall, info: MethodInfo, signal: AbortSignal, draining: AbortSignal): CallContext {
+  let peer: PeerIdentity | undefined;
+  return {
+    method: info,
+    metadata: call.metadata,
+    // Lazy: reading the peer certificate builds a new object with fingerprints on every call,
+    // and most calls are keyed by their token's subject, not by the certificate.
+    get peer() {
+      return (peer ??= peerIdentity(call.getPeer(), call.getAuthContext().sslPeerCertificate));
+    },
+    signal,
+    draining,
+    trailer: new Metadata(),
+    principal: undefined,
+  };
+}
+
+/** Runs one call of a method through the middleware chain to `body` (the handler), tracked for draining. */
+function callRunner(module: ServiceModule, info: MethodInfo, handler: AnyHandler | undefined, opts: BindOptions): CallRunner {
+  return async (call, body) => {
+    const { controller, end } = opts.tracker.begin();
+    const onCancel = () => controller.abort(new GantryError(Status.CANCELLED, 'cancelled by the client'));
+    const events = call as unknown as EventEmitter;
+    events.on('cancelled', onCancel);
+    const ctx = newCallContext(call, info, controller.signal, opts.tracker.draining);
+    try {
+      await compose(opts.middlewares, async () => {
+        if (!handler) {
+          throw new GantryError(Status.UNIMPLEMENTED, `${info.path} is not implemented${module.unimplementedReason ? `: ${module.unimplementedReason}` : ''}`);
+        }
+        await body(handlerContext(ctx));
+      }, ctx);
+      return { ctx };
+    } catch (error) {
+      return { ctx, error };
+    } finally {
+      events.off('cancelled', onCancel);
+      end();
+    }
+  };
+}
+
+/** grpc-js's handler for a unary or client-streaming method: one response or one error status. */
+function unaryImpl(info: MethodInfo, handler: AnyHandler | undefined, run: CallRunner, log: Logger) {
+  return (call: ServerUnaryCall<unknown, unknown> | ServerReadableStream<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+    let response: unknown;
+    void run(call, async (ctx) => {
+      const input = info.kind === 'unary' ? (call as ServerUnaryCall<unknown, unknown>).request : requestStream(call as ServerReadableStream<unknown, unknown>);
+      response = await (handler as (i: unknown, c: HandlerContext) => Promise<unknown>)(input, ctx);
+    }).then(({ ctx, error }) => {
+      if (error !== undefined) callback(errorStatus(error, ctx, log));
+      else callback(null, response, ctx.trailer);
+    });
+  };
+}
+
+/** grpc-js's handler for a server-streaming or bidi method: messages written with backpressure, then a status. */
+function streamImpl(info: MethodInfo, handler: AnyHandler | undefined, run: CallRunner, log: Logger) {
+  return (call: ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>) => {
+    void run(call, async (ctx) => {
+      const input = info.kind === 'serverStream' ? (call as ServerWritableStream<unknown, unknown>).request : requestStream(call as ServerDuplexStream<unknown, unknown>);
+      const output = (handler as (i: unknown, c: HandlerContext) => AsyncIterable<unknown>)(input, ctx);
+      for await (const message of output) {
+        if (ctx.signal.aborted) throw ctx.signal.reason;
+        await writeWithBackpressure(call, message, ctx.signal);
+      }
+    }).then(({ ctx, error }) => {
+      if (error !== undefined) {
+        if (!call.cancelled) call.emit('error', errorStatus(error, ctx, log));
+      } else {
+        call.end(ctx.trailer);
+      }
+    });
+  };
+}
+
 /** Turns a ServiceModule into grpc-js handlers running the middleware chain. */
 export function bindService(module: ServiceModule, opts: BindOptions): UntypedServiceImplementation {
   const impl: UntypedServiceImplementation = {};
   for (const [key, method] of Object.entries(module.definition)) {
     const info = methodInfo(method);
-    const handler = (module.handlers as Record<string, ((...args: never[]) => unknown) | undefined>)[key];
-    const run = async (call: AnyCall, body: (ctx: HandlerContext) => Promise<void>): Promise<{ ctx: CallContext; error?: unknown }> => {
-      const { controller, end } = opts.tracker.begin();
-      const onCancel = () => controller.abort(new GantryError(Status.CANCELLED, 'cancelled by the client'));
-      const events = call as unknown as EventEmitter;
-      events.on('cancelled', onCancel);
-      let peer: PeerIdentity | undefined;
-      const ctx: CallContext = {
-        method: info,
-        metadata: call.metadata,
-        // Lazy: reading the peer certificate builds a new object with fingerprints on every call,
-        // and most calls are keyed by their token's subject, not by the certificate.
-        get peer() {
-          return (peer ??= peerIdentity(call.getPeer(), call.getAuthContext().sslPeerCertificate));
-        },
-        signal: controller.signal,
-        draining: opts.tracker.draining,
-        trailer: new Metadata(),
-        principal: undefined,
-      };
-      try {
-        await compose(opts.middlewares, async () => {
-          if (!handler) {
-            throw new GantryError(Status.UNIMPLEMENTED, `${info.path} is not implemented${module.unimplementedReason ? `: ${module.unimplementedReason}` : ''}`);
-          }
-          await body(handlerContext(ctx));
-        }, ctx);
-        return { ctx };
-      } catch (error) {
-        return { ctx, error };
-      } finally {
-        events.off('cancelled', onCancel);
-        end();
-      }
-    };
-
-    switch (info.kind) {
-      case 'unary':
-      case 'clientStream':
-        impl[key] = (call: ServerUnaryCall<unknown, unknown> | ServerReadableStream<unknown, unknown>, callback: sendUnaryData<unknown>) => {
-          let response: unknown;
-          void run(call, async (ctx) => {
-            const input = info.kind === 'unary' ? (call as ServerUnaryCall<unknown, unknown>).request : requestStream(call as ServerReadableStream<unknown, unknown>);
-            response = await (handler as (i: unknown, c: HandlerContext) => Promise<unknown>)(input, ctx);
-          }).then(({ ctx, error }) => {
-            if (error !== undefined) callback(errorStatus(error, ctx, opts.log));
-            else callback(null, response, ctx.trailer);
-          });
-        };
-        break;
-      case 'serverStream':
-      case 'bidi':
-        impl[key] = (call: ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>) => {
-          void run(call, async (ctx) => {
-            const input = info.kind === 'serverStream' ? (call as ServerWritableStream<unknown, unknown>).request : requestStream(call as ServerDuplexStream<unknown, unknown>);
-            const output = (handler as (i: unknown, c: HandlerContext) => AsyncIterable<unknown>)(input, ctx);
-            for await (const message of output) {
-              if (ctx.signal.aborted) throw ctx.signal.reason;
-              await writeWithBackpressure(call, message, ctx.signal);
-            }
-          }).then(({ ctx, error }) => {
-            if (error !== undefined) {
-              if (!call.cancelled) call.emit('error', errorStatus(error, ctx, opts.log));
-            } else {
-              call.end(ctx.trailer);
-            }
-          });
-        };
-        break;
-    }
+    const handler = (module.handlers as Record<string, AnyHandler | undefined>)[key];
+    const run = callRunner(module, info, handler, opts);
+    const streams = info.kind === 'serverStream' || info.kind === 'bidi';
+    impl[key] = streams ? streamImpl(info, handler, run, opts.log) : unaryImpl(info, handler, run, opts.log);
   }
   return impl;
 }
