@@ -165,6 +165,28 @@ for (const engine of [pgliteEngine(), postgresEngine()]) {
       assert.deepEqual(rows.map((r) => r.name), ['after']);
     });
 
+    test('every connection ended at once, idle, mid-query and mid-transaction, five times over: the process lives on and the pool serves again', { skip: engine.shared ? false : 'PGlite has no server to end a connection' }, async () => {
+      const other = await open();
+      const unlisten = await db.listen('storage_test_end_all', () => undefined);
+      for (let round = 0; round < 5; round++) {
+        // Work in every state a pooled connection can be in when the server ends it.
+        const work = [
+          ...Array.from({ length: 3 }, () => db.query('SELECT pg_sleep(0.5)')),
+          ...Array.from({ length: 3 }, () => db.transaction(async (tx) => {
+            await tx.query('SELECT 1');
+            await new Promise((resolve) => setTimeout(resolve, 300));
+            await tx.query('SELECT pg_sleep(0.2)');
+          })),
+        ].map((p) => p.then(() => 'ok', (e: unknown) => (isTransientDatabaseError(e) ? 'transient' : `other: ${(e as Error).message}`)));
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        await other.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
+        for (const outcome of await Promise.all(work)) assert.ok(outcome === 'ok' || outcome === 'transient', outcome);
+      }
+      await unlisten();
+      const { rows } = await db.query<{ n: number }>('SELECT 1 AS n');
+      assert.equal(Number(rows[0]!.n), 1);
+    });
+
     test(engine.shared ? 'a NOTIFY from one handle reaches a listener on another' : 'a NOTIFY reaches a listener on the same handle', async () => {
       const channel = `${schema}_chan`;
       const sender = engine.shared ? await open() : db;

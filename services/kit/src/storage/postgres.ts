@@ -42,6 +42,14 @@ export async function openPostgres(opts: PostgresOptions): Promise<Database & { 
   });
   // An idle client that errors (server restart) must not crash the process; the pool replaces it.
   pool.on('error', () => {});
+  // pg emits 'error' on a client whenever the server ends its connection (57P01 on a restart or
+  // fast shutdown, a reset), and pg-pool listens only while the client is idle or running one of
+  // its own queries: a second error, or one at a moment between listeners, would be an unheard
+  // 'error' event, which ends the process. Every client keeps this listener for life; the failure
+  // itself still reaches the statement in flight, and the pool drops the client on release because
+  // it is no longer queryable. (Seen in the cluster test: a webhooks pod restarted while PostgreSQL
+  // stopped.)
+  pool.on('connect', (client) => client.on('error', () => {}));
   try {
     await pool.query('SELECT 1');
   } catch (err) {
@@ -61,10 +69,15 @@ export async function openPostgres(opts: PostgresOptions): Promise<Database & { 
       for (const h of handlers.get(msg.channel) ?? []) h(msg.payload ?? '');
     });
     client.on('error', () => {
-      listener = undefined;
-      if (!closed) setTimeout(() => void ensureListener().catch(() => {}), opts.listenReconnectMs ?? 1000);
+      if (listener === client) listener = undefined;
+      // Reconnect later, unless the database is closed by then (a reconnect after close() would hold the process open).
+      if (!closed) setTimeout(() => void (closed ? undefined : ensureListener().catch(() => {})), opts.listenReconnectMs ?? 1000).unref();
     });
     await client.connect();
+    if (closed) {
+      await client.end().catch(() => {});
+      throw new Error('the database was closed while its LISTEN connection was being made');
+    }
     for (const channel of handlers.keys()) await client.query(`LISTEN ${channel}`);
     listener = client;
     return client;
