@@ -104,8 +104,31 @@ A request from submission to a decision (dev tokens, acting as different people 
   gantry approvals vote --as bob <id> approve
   gantry approvals watch --id <id>                  # every change, resumable with --from <version>`,
   );
+  submitCommand(cmd);
+  voteCommand(cmd);
+  statusCommand(cmd);
+  listCommand(cmd);
+  watchCommand(cmd);
+  pendingCommand(cmd);
+  return cmd;
+}
 
-  withConnection(cmd.command('submit [content]').description('create a PENDING request (content from the argument, or stdin when omitted); needs scope approvals.submit'))
+interface SubmitOptions extends ConnectionOptions {
+  validators: string[];
+  required: number;
+  title: string;
+  type: approvalsv1.ApprovalType;
+  priority: approvalsv1.ApprovalPriority;
+  ttl: { seconds: bigint; nanos: number };
+  expiresAt?: Date;
+  requester: string;
+  label: Record<string, string>;
+  requestId: string;
+}
+
+/** `gantry approvals submit`: a new request, its content from the argument or stdin. */
+function submitCommand(parent: Command): Command {
+  return withConnection(parent.command('submit [content]').description('create a PENDING request (content from the argument, or stdin when omitted); needs scope approvals.submit'))
     .requiredOption('--validators <list>', 'comma-separated validator identities (JWT subjects), 1 to 100, distinct', (v) => v.split(',').map((s) => s.trim()).filter(Boolean))
     .requiredOption('--required <m>', 'approvals needed (M of the N validators)', (v) => {
       if (!/^\d+$/.test(v)) throw new Error(`--required must be a whole number, got "${v}"`);
@@ -124,34 +147,33 @@ A request from submission to a decision (dev tokens, acting as different people 
     .option('--label <key=value>', 'a label (repeatable)', parseLabel, {})
     .option('--request-id <key>', 'idempotency key: a retry with the same key and body returns the original request', '')
     .option('--as <subject>', AS_HELP)
-    .action(
-      async (
-        content: string | undefined,
-        opts: ConnectionOptions & { validators: string[]; required: number; title: string; type: approvalsv1.ApprovalType; priority: approvalsv1.ApprovalPriority; ttl: { seconds: bigint; nanos: number }; expiresAt?: Date; requester: string; label: Record<string, string>; requestId: string },
-      ) =>
-        withClient(opts, ['approvals.submit', ...(opts.requester ? ['approvals.admin'] : [])], async (c, a) => {
-          const body = content !== undefined ? Buffer.from(content, 'utf8') : readFileSync(0);
-          const req: approvalsv1.SubmitApprovalRequestRequest = {
-            requestId: opts.requestId,
-            type: opts.type,
-            priority: opts.priority,
-            requester: opts.requester,
-            title: opts.title,
-            content: body,
-            contentHash: createHash('sha256').update(body).digest(),
-            validators: opts.validators,
-            requiredApprovals: opts.required,
-            expiry: opts.expiresAt ? { $case: 'expiresAt', value: opts.expiresAt } : { $case: 'ttl', value: opts.ttl },
-            labels: opts.label,
-          };
-          const { approval } = await unary(a.submitApprovalRequest, a, req, c.metadata());
-          if (c.json) return printJson(approvalJson(approval!));
-          out(`submitted ${approval!.approvalId}: ${opts.required} of ${opts.validators.length} approvals needed, expires ${approval!.expiresAt?.toISOString()}`);
-          out(`next: 'gantry approvals vote --as <validator> ${approval!.approvalId} approve|reject|abstain'`);
-        }),
+    .action(async (content: string | undefined, opts: SubmitOptions) =>
+      withClient(opts, ['approvals.submit', ...(opts.requester ? ['approvals.admin'] : [])], async (c, a) => {
+        const body = content !== undefined ? Buffer.from(content, 'utf8') : readFileSync(0);
+        const req: approvalsv1.SubmitApprovalRequestRequest = {
+          requestId: opts.requestId,
+          type: opts.type,
+          priority: opts.priority,
+          requester: opts.requester,
+          title: opts.title,
+          content: body,
+          contentHash: createHash('sha256').update(body).digest(),
+          validators: opts.validators,
+          requiredApprovals: opts.required,
+          expiry: opts.expiresAt ? { $case: 'expiresAt', value: opts.expiresAt } : { $case: 'ttl', value: opts.ttl },
+          labels: opts.label,
+        };
+        const { approval } = await unary(a.submitApprovalRequest, a, req, c.metadata());
+        if (c.json) return printJson(approvalJson(approval!));
+        out(`submitted ${approval!.approvalId}: ${opts.required} of ${opts.validators.length} approvals needed, expires ${approval!.expiresAt?.toISOString()}`);
+        out(`next: 'gantry approvals vote --as <validator> ${approval!.approvalId} approve|reject|abstain'`);
+      }),
     );
+}
 
-  withConnection(cmd.command('vote <id> <decision>').description('cast your vote: approve, reject or abstain; needs scope approvals.vote'))
+/** `gantry approvals vote`: one validator's decision on a request. */
+function voteCommand(parent: Command): Command {
+  return withConnection(parent.command('vote <id> <decision>').description('cast your vote: approve, reject or abstain; needs scope approvals.vote'))
     .option('--reason <text>', 'why, up to 1,024 characters', '')
     .option('--as <subject>', AS_HELP)
     .action(async (id: string, decisionText: string, opts: ConnectionOptions & { reason: string }) => {
@@ -162,8 +184,11 @@ A request from submission to a decision (dev tokens, acting as different people 
         out(`${r.duplicate ? 'already recorded' : 'recorded'}: ${approvalLine(r.approval!)}`);
       });
     });
+}
 
-  withConnection(cmd.command('status <id>').description('a request with its votes and tally; needs scope approvals.read'))
+/** `gantry approvals status`: one request with its votes. */
+function statusCommand(parent: Command): Command {
+  return withConnection(parent.command('status <id>').description('a request with its votes and tally; needs scope approvals.read'))
     .option('--as <subject>', AS_HELP)
     .action(async (id: string, opts: ConnectionOptions) =>
       withClient(opts, ['approvals.read'], async (c, a) => {
@@ -173,8 +198,11 @@ A request from submission to a decision (dev tokens, acting as different people 
         for (const v of approval!.votes) out(`  ${v.validator}\t${short(approvalsv1.voteDecisionToJSON(v.decision), 'VOTE_DECISION_')}\t${v.castAt?.toISOString()}\t${v.reason}`);
       }),
     );
+}
 
-  withConnection(cmd.command('list').description('requests, newest first; needs scope approvals.read'))
+/** `gantry approvals list`: requests, a page at a time or all of them. */
+function listCommand(parent: Command): Command {
+  return withConnection(parent.command('list').description('requests, newest first; needs scope approvals.read'))
     .option('--state <state>', 'pending, approved, rejected or expired (repeatable)', collect(parseState), [])
     .option('--type <type>', 'a request type (repeatable)', collect(parseType), [])
     .option('--requester <subject>', 'only requests by this requester', '')
@@ -201,8 +229,11 @@ A request from submission to a decision (dev tokens, acting as different people 
         } while (pageToken && opts.all);
       }),
     );
+}
 
-  withConnection(cmd.command('watch').description('print every change as it happens; resumes by itself when the server ends a slow stream; needs scope approvals.read'))
+/** `gantry approvals watch`: every change as it happens, resumed after the server cuts a slow watch. */
+function watchCommand(parent: Command): Command {
+  return withConnection(parent.command('watch').description('print every change as it happens; resumes by itself when the server ends a slow stream; needs scope approvals.read'))
     .option('--id <id>', 'watch one request (default: every request)', '')
     .option('--from <version>', 'changes after this version (default: from now)', (v) => {
       if (!/^\d+$/.test(v)) throw new Error(`--from must be a version number, got "${v}"`);
@@ -229,8 +260,11 @@ A request from submission to a decision (dev tokens, acting as different people 
         }
       }),
     );
+}
 
-  withConnection(cmd.command('pending').description('your to-do list as a validator, kept up to date (ADDED / REMOVED); needs scope approvals.vote'))
+/** `gantry approvals pending`: the caller's to-do list as a validator, kept up to date. */
+function pendingCommand(parent: Command): Command {
+  return withConnection(parent.command('pending').description('your to-do list as a validator, kept up to date (ADDED / REMOVED); needs scope approvals.vote'))
     .option('--type <type>', 'only this type (repeatable)', collect(parseType), [])
     .option('--min-priority <priority>', 'only this priority or higher', parsePriority)
     .option('--as <subject>', AS_HELP)
@@ -244,6 +278,4 @@ A request from submission to a decision (dev tokens, acting as different people 
         }
       }),
     );
-
-  return cmd;
 }
