@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { Status, streamOf, unary } from '@gantry/kit';
 import { approvalsv1 } from '@gantry/proto';
 import { printJson, withConnection, withServiceClient, type Connection, type ConnectionOptions } from '../connection.js';
+import { enumName } from './enum-name.js';
 
 const client = (c: Connection) => new approvalsv1.ApprovalsServiceClient(c.address, c.credentials, c.options);
 type ApprovalsClient = ReturnType<typeof client>;
@@ -11,9 +12,16 @@ const withClient = <T>(opts: ConnectionOptions, scopes: string[], fn: (c: Connec
 
 const out = (line: string) => process.stdout.write(line + '\n');
 
+/** Enum names as this command prints them: lower case, without the prefix (APPROVAL_STATE_PENDING → pending). */
+function lowerName<E>(toJson: (e: E) => string, prefix: string): (e: E) => string {
+  const name = enumName(toJson, prefix);
+  return (e) => name(e).toLowerCase();
+}
+
 /** Enum values by their short CLI name, e.g. `large-transaction` → APPROVAL_TYPE_LARGE_TRANSACTION. */
 function enumOption<E extends number>(flag: string, prefix: string, toJson: (e: E) => string, values: readonly E[]) {
-  const byName = new Map(values.map((v) => [toJson(v).replace(prefix, '').toLowerCase().replaceAll('_', '-'), v]));
+  const cliName = lowerName(toJson, prefix);
+  const byName = new Map(values.map((v) => [cliName(v).replaceAll('_', '-'), v]));
   return (text: string): E => {
     const v = byName.get(text.toLowerCase());
     if (v === undefined) throw new Error(`${flag} must be one of ${[...byName.keys()].join(', ')}; got "${text}"`);
@@ -61,22 +69,26 @@ function parseLabel(text: string, previous: Record<string, string> = {}): Record
   return { ...previous, [text.slice(0, i)]: text.slice(i + 1) };
 }
 
-const short = (name: string, prefix: string) => name.replace(prefix, '').toLowerCase();
-const stateName = (s: approvalsv1.ApprovalState) => short(approvalsv1.approvalStateToJSON(s), 'APPROVAL_STATE_');
+const stateName = lowerName(approvalsv1.approvalStateToJSON, 'APPROVAL_STATE_');
+const typeName = lowerName(approvalsv1.approvalTypeToJSON, 'APPROVAL_TYPE_');
+const priorityName = lowerName(approvalsv1.approvalPriorityToJSON, 'APPROVAL_PRIORITY_');
+const decisionName = lowerName(approvalsv1.voteDecisionToJSON, 'VOTE_DECISION_');
+const eventTypeName = lowerName(approvalsv1.approvalEventTypeToJSON, 'APPROVAL_EVENT_TYPE_');
+const changeName = lowerName(approvalsv1.pendingChangeToJSON, 'PENDING_CHANGE_');
 
 function approvalJson(a: approvalsv1.Approval) {
   return {
     approvalId: a.approvalId,
     state: stateName(a.state),
-    type: short(approvalsv1.approvalTypeToJSON(a.type), 'APPROVAL_TYPE_'),
-    priority: short(approvalsv1.approvalPriorityToJSON(a.priority), 'APPROVAL_PRIORITY_'),
+    type: typeName(a.type),
+    priority: priorityName(a.priority),
     requester: a.requester,
     title: a.title,
     contentSha256: a.contentHash.toString('hex'),
     validators: a.validators,
     requiredApprovals: a.requiredApprovals,
     tally: a.tally,
-    votes: a.votes.map((v) => ({ validator: v.validator, decision: short(approvalsv1.voteDecisionToJSON(v.decision), 'VOTE_DECISION_'), reason: v.reason, castAt: v.castAt?.toISOString() })),
+    votes: a.votes.map((v) => ({ validator: v.validator, decision: decisionName(v.decision), reason: v.reason, castAt: v.castAt?.toISOString() })),
     version: a.version,
     createdAt: a.createdAt?.toISOString(),
     expiresAt: a.expiresAt?.toISOString(),
@@ -88,7 +100,7 @@ function approvalJson(a: approvalsv1.Approval) {
 /** One line per approval: id, state, approvals so far of M (of N), type, priority, title. */
 function approvalLine(a: approvalsv1.Approval): string {
   const t = a.tally;
-  return `${a.approvalId}\t${stateName(a.state)}\t${t?.approvals ?? 0}/${a.requiredApprovals} of ${a.validators.length}\t${short(approvalsv1.approvalTypeToJSON(a.type), 'APPROVAL_TYPE_')}\t${short(approvalsv1.approvalPriorityToJSON(a.priority), 'APPROVAL_PRIORITY_')}\t${a.title}`;
+  return `${a.approvalId}\t${stateName(a.state)}\t${t?.approvals ?? 0}/${a.requiredApprovals} of ${a.validators.length}\t${typeName(a.type)}\t${priorityName(a.priority)}\t${a.title}`;
 }
 
 const AS_HELP = 'who you act as: the subject of the dev token minted when --token is not given (a validator or requester name)';
@@ -195,7 +207,7 @@ function statusCommand(parent: Command): Command {
         const { approval } = await unary(a.getApprovalStatus, a, { approvalId: id }, c.metadata());
         if (c.json) return printJson(approvalJson(approval!));
         out(approvalLine(approval!));
-        for (const v of approval!.votes) out(`  ${v.validator}\t${short(approvalsv1.voteDecisionToJSON(v.decision), 'VOTE_DECISION_')}\t${v.castAt?.toISOString()}\t${v.reason}`);
+        for (const v of approval!.votes) out(`  ${v.validator}\t${decisionName(v.decision)}\t${v.castAt?.toISOString()}\t${v.reason}`);
       }),
     );
 }
@@ -247,7 +259,7 @@ function watchCommand(parent: Command): Command {
           try {
             for await (const ev of streamOf(a.watchApprovalUpdates({ approvalId: opts.id, fromVersion: from }, c.metadata()))) {
               from = ev.version;
-              const type = short(approvalsv1.approvalEventTypeToJSON(ev.type), 'APPROVAL_EVENT_TYPE_');
+              const type = eventTypeName(ev.type);
               if (c.json) printJson({ type, version: ev.version, approval: ev.approval ? approvalJson(ev.approval) : null });
               else if (ev.approval) out(`${ev.version}\t${type}\t${approvalLine(ev.approval)}`);
             }
@@ -272,7 +284,7 @@ function pendingCommand(parent: Command): Command {
       withClient(opts, ['approvals.vote'], async (c, a) => {
         const filter = { types: opts.type, minPriority: opts.minPriority ?? ApprovalPriority.APPROVAL_PRIORITY_UNSPECIFIED };
         for await (const msg of streamOf(a.streamPendingApprovals({ filter }, c.metadata()))) {
-          const change = short(approvalsv1.pendingChangeToJSON(msg.change), 'PENDING_CHANGE_');
+          const change = changeName(msg.change);
           if (c.json) printJson({ change, approval: msg.approval ? approvalJson(msg.approval) : null });
           else if (msg.approval) out(`${change}\t${approvalLine(msg.approval)}`);
         }

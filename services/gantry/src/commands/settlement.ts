@@ -15,6 +15,7 @@ import {
   saveWalletKey,
 } from '@gantry/settlement/client';
 import { printJson, withConnection, withServiceClient, type Connection, type ConnectionOptions } from '../connection.js';
+import { enumName } from './enum-name.js';
 
 const client = (c: Connection) => new settlementv1.SettlementServiceClient(c.address, c.credentials, c.options);
 type SettlementClient = ReturnType<typeof client>;
@@ -51,8 +52,8 @@ function parseWallet(text: string, opts: { allowHouse?: boolean } = {}): string 
   return address;
 }
 
-const stateName = (s: settlementv1.CreditLineState) => settlementv1.creditLineStateToJSON(s).replace(/^CREDIT_LINE_STATE_/, '');
-const outcomeName = (o: settlementv1.SettlementOutcome) => settlementv1.settlementOutcomeToJSON(o).replace(/^SETTLEMENT_OUTCOME_/, '');
+const stateName = enumName(settlementv1.creditLineStateToJSON, 'CREDIT_LINE_STATE_');
+const outcomeName = enumName(settlementv1.settlementOutcomeToJSON, 'SETTLEMENT_OUTCOME_');
 
 function creditLineJson(l: settlementv1.CreditLine) {
   return {
