@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { Status, streamOf, unary } from '@gantry/kit';
 import { approvalsv1 } from '@gantry/proto';
 import { printJson, withConnection, withServiceClient, type Connection, type ConnectionOptions } from '../connection.js';
+import { enumName } from './enum-name.js';
 
 const client = (c: Connection) => new approvalsv1.ApprovalsServiceClient(c.address, c.credentials, c.options);
 type ApprovalsClient = ReturnType<typeof client>;
@@ -11,9 +12,16 @@ const withClient = <T>(opts: ConnectionOptions, scopes: string[], fn: (c: Connec
 
 const out = (line: string) => process.stdout.write(line + '\n');
 
+/** Enum names as this command prints them: lower case, without the prefix (APPROVAL_STATE_PENDING → pending). */
+function lowerName<E>(toJson: (e: E) => string, prefix: string): (e: E) => string {
+  const name = enumName(toJson, prefix);
+  return (e) => name(e).toLowerCase();
+}
+
 /** Enum values by their short CLI name, e.g. `large-transaction` → APPROVAL_TYPE_LARGE_TRANSACTION. */
 function enumOption<E extends number>(flag: string, prefix: string, toJson: (e: E) => string, values: readonly E[]) {
-  const byName = new Map(values.map((v) => [toJson(v).replace(prefix, '').toLowerCase().replaceAll('_', '-'), v]));
+  const cliName = lowerName(toJson, prefix);
+  const byName = new Map(values.map((v) => [cliName(v).replaceAll('_', '-'), v]));
   return (text: string): E => {
     const v = byName.get(text.toLowerCase());
     if (v === undefined) throw new Error(`${flag} must be one of ${[...byName.keys()].join(', ')}; got "${text}"`);
@@ -61,22 +69,26 @@ function parseLabel(text: string, previous: Record<string, string> = {}): Record
   return { ...previous, [text.slice(0, i)]: text.slice(i + 1) };
 }
 
-const short = (name: string, prefix: string) => name.replace(prefix, '').toLowerCase();
-const stateName = (s: approvalsv1.ApprovalState) => short(approvalsv1.approvalStateToJSON(s), 'APPROVAL_STATE_');
+const stateName = lowerName(approvalsv1.approvalStateToJSON, 'APPROVAL_STATE_');
+const typeName = lowerName(approvalsv1.approvalTypeToJSON, 'APPROVAL_TYPE_');
+const priorityName = lowerName(approvalsv1.approvalPriorityToJSON, 'APPROVAL_PRIORITY_');
+const decisionName = lowerName(approvalsv1.voteDecisionToJSON, 'VOTE_DECISION_');
+const eventTypeName = lowerName(approvalsv1.approvalEventTypeToJSON, 'APPROVAL_EVENT_TYPE_');
+const changeName = lowerName(approvalsv1.pendingChangeToJSON, 'PENDING_CHANGE_');
 
 function approvalJson(a: approvalsv1.Approval) {
   return {
     approvalId: a.approvalId,
     state: stateName(a.state),
-    type: short(approvalsv1.approvalTypeToJSON(a.type), 'APPROVAL_TYPE_'),
-    priority: short(approvalsv1.approvalPriorityToJSON(a.priority), 'APPROVAL_PRIORITY_'),
+    type: typeName(a.type),
+    priority: priorityName(a.priority),
     requester: a.requester,
     title: a.title,
     contentSha256: a.contentHash.toString('hex'),
     validators: a.validators,
     requiredApprovals: a.requiredApprovals,
     tally: a.tally,
-    votes: a.votes.map((v) => ({ validator: v.validator, decision: short(approvalsv1.voteDecisionToJSON(v.decision), 'VOTE_DECISION_'), reason: v.reason, castAt: v.castAt?.toISOString() })),
+    votes: a.votes.map((v) => ({ validator: v.validator, decision: decisionName(v.decision), reason: v.reason, castAt: v.castAt?.toISOString() })),
     version: a.version,
     createdAt: a.createdAt?.toISOString(),
     expiresAt: a.expiresAt?.toISOString(),
@@ -88,7 +100,7 @@ function approvalJson(a: approvalsv1.Approval) {
 /** One line per approval: id, state, approvals so far of M (of N), type, priority, title. */
 function approvalLine(a: approvalsv1.Approval): string {
   const t = a.tally;
-  return `${a.approvalId}\t${stateName(a.state)}\t${t?.approvals ?? 0}/${a.requiredApprovals} of ${a.validators.length}\t${short(approvalsv1.approvalTypeToJSON(a.type), 'APPROVAL_TYPE_')}\t${short(approvalsv1.approvalPriorityToJSON(a.priority), 'APPROVAL_PRIORITY_')}\t${a.title}`;
+  return `${a.approvalId}\t${stateName(a.state)}\t${t?.approvals ?? 0}/${a.requiredApprovals} of ${a.validators.length}\t${typeName(a.type)}\t${priorityName(a.priority)}\t${a.title}`;
 }
 
 const AS_HELP = 'who you act as: the subject of the dev token minted when --token is not given (a validator or requester name)';
@@ -104,8 +116,31 @@ A request from submission to a decision (dev tokens, acting as different people 
   gantry approvals vote --as bob <id> approve
   gantry approvals watch --id <id>                  # every change, resumable with --from <version>`,
   );
+  submitCommand(cmd);
+  voteCommand(cmd);
+  statusCommand(cmd);
+  listCommand(cmd);
+  watchCommand(cmd);
+  pendingCommand(cmd);
+  return cmd;
+}
 
-  withConnection(cmd.command('submit [content]').description('create a PENDING request (content from the argument, or stdin when omitted); needs scope approvals.submit'))
+interface SubmitOptions extends ConnectionOptions {
+  validators: string[];
+  required: number;
+  title: string;
+  type: approvalsv1.ApprovalType;
+  priority: approvalsv1.ApprovalPriority;
+  ttl: { seconds: bigint; nanos: number };
+  expiresAt?: Date;
+  requester: string;
+  label: Record<string, string>;
+  requestId: string;
+}
+
+/** `gantry approvals submit`: a new request, its content from the argument or stdin. */
+function submitCommand(parent: Command): Command {
+  return withConnection(parent.command('submit [content]').description('create a PENDING request (content from the argument, or stdin when omitted); needs scope approvals.submit'))
     .requiredOption('--validators <list>', 'comma-separated validator identities (JWT subjects), 1 to 100, distinct', (v) => v.split(',').map((s) => s.trim()).filter(Boolean))
     .requiredOption('--required <m>', 'approvals needed (M of the N validators)', (v) => {
       if (!/^\d+$/.test(v)) throw new Error(`--required must be a whole number, got "${v}"`);
@@ -124,34 +159,33 @@ A request from submission to a decision (dev tokens, acting as different people 
     .option('--label <key=value>', 'a label (repeatable)', parseLabel, {})
     .option('--request-id <key>', 'idempotency key: a retry with the same key and body returns the original request', '')
     .option('--as <subject>', AS_HELP)
-    .action(
-      async (
-        content: string | undefined,
-        opts: ConnectionOptions & { validators: string[]; required: number; title: string; type: approvalsv1.ApprovalType; priority: approvalsv1.ApprovalPriority; ttl: { seconds: bigint; nanos: number }; expiresAt?: Date; requester: string; label: Record<string, string>; requestId: string },
-      ) =>
-        withClient(opts, ['approvals.submit', ...(opts.requester ? ['approvals.admin'] : [])], async (c, a) => {
-          const body = content !== undefined ? Buffer.from(content, 'utf8') : readFileSync(0);
-          const req: approvalsv1.SubmitApprovalRequestRequest = {
-            requestId: opts.requestId,
-            type: opts.type,
-            priority: opts.priority,
-            requester: opts.requester,
-            title: opts.title,
-            content: body,
-            contentHash: createHash('sha256').update(body).digest(),
-            validators: opts.validators,
-            requiredApprovals: opts.required,
-            expiry: opts.expiresAt ? { $case: 'expiresAt', value: opts.expiresAt } : { $case: 'ttl', value: opts.ttl },
-            labels: opts.label,
-          };
-          const { approval } = await unary(a.submitApprovalRequest, a, req, c.metadata());
-          if (c.json) return printJson(approvalJson(approval!));
-          out(`submitted ${approval!.approvalId}: ${opts.required} of ${opts.validators.length} approvals needed, expires ${approval!.expiresAt?.toISOString()}`);
-          out(`next: 'gantry approvals vote --as <validator> ${approval!.approvalId} approve|reject|abstain'`);
-        }),
+    .action(async (content: string | undefined, opts: SubmitOptions) =>
+      withClient(opts, ['approvals.submit', ...(opts.requester ? ['approvals.admin'] : [])], async (c, a) => {
+        const body = content !== undefined ? Buffer.from(content, 'utf8') : readFileSync(0);
+        const req: approvalsv1.SubmitApprovalRequestRequest = {
+          requestId: opts.requestId,
+          type: opts.type,
+          priority: opts.priority,
+          requester: opts.requester,
+          title: opts.title,
+          content: body,
+          contentHash: createHash('sha256').update(body).digest(),
+          validators: opts.validators,
+          requiredApprovals: opts.required,
+          expiry: opts.expiresAt ? { $case: 'expiresAt', value: opts.expiresAt } : { $case: 'ttl', value: opts.ttl },
+          labels: opts.label,
+        };
+        const { approval } = await unary(a.submitApprovalRequest, a, req, c.metadata());
+        if (c.json) return printJson(approvalJson(approval!));
+        out(`submitted ${approval!.approvalId}: ${opts.required} of ${opts.validators.length} approvals needed, expires ${approval!.expiresAt?.toISOString()}`);
+        out(`next: 'gantry approvals vote --as <validator> ${approval!.approvalId} approve|reject|abstain'`);
+      }),
     );
+}
 
-  withConnection(cmd.command('vote <id> <decision>').description('cast your vote: approve, reject or abstain; needs scope approvals.vote'))
+/** `gantry approvals vote`: one validator's decision on a request. */
+function voteCommand(parent: Command): Command {
+  return withConnection(parent.command('vote <id> <decision>').description('cast your vote: approve, reject or abstain; needs scope approvals.vote'))
     .option('--reason <text>', 'why, up to 1,024 characters', '')
     .option('--as <subject>', AS_HELP)
     .action(async (id: string, decisionText: string, opts: ConnectionOptions & { reason: string }) => {
@@ -162,19 +196,25 @@ A request from submission to a decision (dev tokens, acting as different people 
         out(`${r.duplicate ? 'already recorded' : 'recorded'}: ${approvalLine(r.approval!)}`);
       });
     });
+}
 
-  withConnection(cmd.command('status <id>').description('a request with its votes and tally; needs scope approvals.read'))
+/** `gantry approvals status`: one request with its votes. */
+function statusCommand(parent: Command): Command {
+  return withConnection(parent.command('status <id>').description('a request with its votes and tally; needs scope approvals.read'))
     .option('--as <subject>', AS_HELP)
     .action(async (id: string, opts: ConnectionOptions) =>
       withClient(opts, ['approvals.read'], async (c, a) => {
         const { approval } = await unary(a.getApprovalStatus, a, { approvalId: id }, c.metadata());
         if (c.json) return printJson(approvalJson(approval!));
         out(approvalLine(approval!));
-        for (const v of approval!.votes) out(`  ${v.validator}\t${short(approvalsv1.voteDecisionToJSON(v.decision), 'VOTE_DECISION_')}\t${v.castAt?.toISOString()}\t${v.reason}`);
+        for (const v of approval!.votes) out(`  ${v.validator}\t${decisionName(v.decision)}\t${v.castAt?.toISOString()}\t${v.reason}`);
       }),
     );
+}
 
-  withConnection(cmd.command('list').description('requests, newest first; needs scope approvals.read'))
+/** `gantry approvals list`: requests, a page at a time or all of them. */
+function listCommand(parent: Command): Command {
+  return withConnection(parent.command('list').description('requests, newest first; needs scope approvals.read'))
     .option('--state <state>', 'pending, approved, rejected or expired (repeatable)', collect(parseState), [])
     .option('--type <type>', 'a request type (repeatable)', collect(parseType), [])
     .option('--requester <subject>', 'only requests by this requester', '')
@@ -201,8 +241,11 @@ A request from submission to a decision (dev tokens, acting as different people 
         } while (pageToken && opts.all);
       }),
     );
+}
 
-  withConnection(cmd.command('watch').description('print every change as it happens; resumes by itself when the server ends a slow stream; needs scope approvals.read'))
+/** `gantry approvals watch`: every change as it happens, resumed after the server cuts a slow watch. */
+function watchCommand(parent: Command): Command {
+  return withConnection(parent.command('watch').description('print every change as it happens; resumes by itself when the server ends a slow stream; needs scope approvals.read'))
     .option('--id <id>', 'watch one request (default: every request)', '')
     .option('--from <version>', 'changes after this version (default: from now)', (v) => {
       if (!/^\d+$/.test(v)) throw new Error(`--from must be a version number, got "${v}"`);
@@ -216,7 +259,7 @@ A request from submission to a decision (dev tokens, acting as different people 
           try {
             for await (const ev of streamOf(a.watchApprovalUpdates({ approvalId: opts.id, fromVersion: from }, c.metadata()))) {
               from = ev.version;
-              const type = short(approvalsv1.approvalEventTypeToJSON(ev.type), 'APPROVAL_EVENT_TYPE_');
+              const type = eventTypeName(ev.type);
               if (c.json) printJson({ type, version: ev.version, approval: ev.approval ? approvalJson(ev.approval) : null });
               else if (ev.approval) out(`${ev.version}\t${type}\t${approvalLine(ev.approval)}`);
             }
@@ -229,8 +272,11 @@ A request from submission to a decision (dev tokens, acting as different people 
         }
       }),
     );
+}
 
-  withConnection(cmd.command('pending').description('your to-do list as a validator, kept up to date (ADDED / REMOVED); needs scope approvals.vote'))
+/** `gantry approvals pending`: the caller's to-do list as a validator, kept up to date. */
+function pendingCommand(parent: Command): Command {
+  return withConnection(parent.command('pending').description('your to-do list as a validator, kept up to date (ADDED / REMOVED); needs scope approvals.vote'))
     .option('--type <type>', 'only this type (repeatable)', collect(parseType), [])
     .option('--min-priority <priority>', 'only this priority or higher', parsePriority)
     .option('--as <subject>', AS_HELP)
@@ -238,12 +284,10 @@ A request from submission to a decision (dev tokens, acting as different people 
       withClient(opts, ['approvals.vote'], async (c, a) => {
         const filter = { types: opts.type, minPriority: opts.minPriority ?? ApprovalPriority.APPROVAL_PRIORITY_UNSPECIFIED };
         for await (const msg of streamOf(a.streamPendingApprovals({ filter }, c.metadata()))) {
-          const change = short(approvalsv1.pendingChangeToJSON(msg.change), 'PENDING_CHANGE_');
+          const change = changeName(msg.change);
           if (c.json) printJson({ change, approval: msg.approval ? approvalJson(msg.approval) : null });
           else if (msg.approval) out(`${change}\t${approvalLine(msg.approval)}`);
         }
       }),
     );
-
-  return cmd;
 }

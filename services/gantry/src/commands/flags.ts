@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { FLAGS_READ_SCOPE, FLAGS_WRITE_SCOPE, FlagsClient } from '@gantry/kit';
 import { flagsv1 } from '@gantry/proto';
 import { printJson, withConnection, withServiceClient, type Connection, type ConnectionOptions } from '../connection.js';
+import { enumName } from './enum-name.js';
 
 const out = (line: string): void => {
   process.stdout.write(line + '\n');
@@ -9,7 +10,8 @@ const out = (line: string): void => {
 const withClient = <T>(opts: ConnectionOptions, scopes: string[], fn: (c: Connection, flags: FlagsClient) => Promise<T>) =>
   withServiceClient(opts, scopes, (c) => new FlagsClient(c.address, c.credentials, c.options, c.metadata), fn);
 
-const stateName = (s: flagsv1.FlagState) => flagsv1.flagStateToJSON(s).replace(/^FLAG_STATE_/, '');
+const stateName = enumName(flagsv1.flagStateToJSON, 'FLAG_STATE_');
+const eventTypeName = enumName(flagsv1.flagEventTypeToJSON, 'FLAG_EVENT_TYPE_');
 
 function flagJson(f: flagsv1.Flag) {
   return {
@@ -155,7 +157,7 @@ export function flagsCommand(): Command {
         process.once('SIGINT', () => stop.abort());
         try {
           for await (const e of flags.watch(opts.from, stop.signal)) {
-            const type = flagsv1.flagEventTypeToJSON(e.type).replace(/^FLAG_EVENT_TYPE_/, '');
+            const type = eventTypeName(e.type);
             if (c.json) printJson({ type, version: e.version, flag: e.type === flagsv1.FlagEventType.FLAG_EVENT_TYPE_PUT && e.flag ? flagJson(e.flag) : e.flag ? { key: e.flag.key } : null });
             else if (e.type === flagsv1.FlagEventType.FLAG_EVENT_TYPE_BOOKMARK) out(`watching from version ${e.version}`);
             else if (e.type === flagsv1.FlagEventType.FLAG_EVENT_TYPE_DELETED) out(`${e.version}\tdeleted\t${e.flag?.key}`);

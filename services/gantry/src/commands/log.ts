@@ -32,11 +32,26 @@ async function withClient<T>(opts: ConnectionOptions, scopes: string[], fn: (c: 
   }
 }
 
+/** --verifier-key: the note key a checkpoint must be signed with, instead of the one the server sends. */
+const withVerifierKey = (sub: Command) => sub.option('--verifier-key <vkey>', 'pinned note verifier key (env GANTRY_LOG_VERIFIER_KEY)', process.env.GANTRY_LOG_VERIFIER_KEY);
+
 /** `gantry log ...`: the log service over the network. */
 export function logCommand(): Command {
   const cmd = new Command('log').description('append to, read, follow and verify the log service');
+  appendCommand(cmd);
+  readCommand(cmd);
+  tailCommand(cmd);
+  verifyCommand(cmd);
+  partitionsCommand(cmd);
+  lastCommand(cmd);
+  checkpointCommand(cmd);
+  proofCommand(cmd);
+  return cmd;
+}
 
-  withConnection(cmd.command('append <partition> [data]').description('append one entry (data from the argument, or stdin when omitted)'))
+/** `gantry log append`: one entry, its data from the argument or stdin. */
+function appendCommand(parent: Command): Command {
+  return withConnection(parent.command('append <partition> [data]').description('append one entry (data from the argument, or stdin when omitted)'))
     .option('--idempotency-key <key>', 'append only if this key (1-128 printable ASCII, no spaces) is new in the partition; a repeat prints the earlier entry', '')
     .action(async (partition: string, data: string | undefined, opts: ConnectionOptions & { idempotencyKey: string }) =>
       withClient(opts, ['log.append'], async (c, log) => {
@@ -47,8 +62,11 @@ export function logCommand(): Command {
         else process.stdout.write(`appended ${partition} seq ${r.seq} hash ${hex(r.hash)}\n`);
       }),
     );
+}
 
-  withConnection(cmd.command('read <partition>').description('print entries in seq order'))
+/** `gantry log read`: a range of entries in seq order. */
+function readCommand(parent: Command): Command {
+  return withConnection(parent.command('read <partition>').description('print entries in seq order'))
     .option('--from <seq>', 'first seq', parseSeq('--from'), 0n)
     .option('--limit <n>', 'most entries (0 = to the end)', parseSeq('--limit'), 0n)
     .action(async (partition: string, opts: ConnectionOptions & { from: bigint; limit: bigint }) =>
@@ -56,8 +74,11 @@ export function logCommand(): Command {
         for await (const msg of streamOf(log.read({ partition, startSeq: opts.from, limit: opts.limit }, c.metadata()))) for (const e of msg.entries) printEntry(c, e);
       }),
     );
+}
 
-  withConnection(cmd.command('tail <partition>').description('print the last entries; with -f keep following new ones'))
+/** `gantry log tail`: the last entries, and with -f every new one until Ctrl-C. */
+function tailCommand(parent: Command): Command {
+  return withConnection(parent.command('tail <partition>').description('print the last entries; with -f keep following new ones'))
     .option('-n, --lines <n>', 'how many existing entries to print first', '10')
     .option('-f, --follow', 'keep the stream open and print entries as they are appended', false)
     .action(async (partition: string, opts: ConnectionOptions & { lines: string; follow: boolean }) =>
@@ -73,8 +94,11 @@ export function logCommand(): Command {
         }
       }),
     );
+}
 
-  withConnection(cmd.command('verify <partition>').description('recompute the hash chain on the server and report the first bad seq')).action(
+/** `gantry log verify`: the server recomputes the hash chain; exit code 1 when it is broken. */
+function verifyCommand(parent: Command): Command {
+  return withConnection(parent.command('verify <partition>').description('recompute the hash chain on the server and report the first bad seq')).action(
     async (partition: string, opts: ConnectionOptions) =>
       withClient(opts, ['log.read'], async (c, log) => {
         const r = await unary(log.verify, log, { partition }, c.metadata(), 600_000);
@@ -84,8 +108,11 @@ export function logCommand(): Command {
         if (!r.valid) process.exitCode = 1;
       }),
   );
+}
 
-  withConnection(cmd.command('partitions').description('list partitions'))
+/** `gantry log partitions`: every partition, page after page. */
+function partitionsCommand(parent: Command): Command {
+  return withConnection(parent.command('partitions').description('list partitions'))
     .option('--prefix <prefix>', 'only names starting with this', '')
     .action(async (opts: ConnectionOptions & { prefix: string }) =>
       withClient(opts, ['log.read'], async (c, log) => {
@@ -100,16 +127,23 @@ export function logCommand(): Command {
         } while (pageToken);
       }),
     );
+}
 
-  withConnection(cmd.command('last <partition>').description('print the newest entry')).action(async (partition: string, opts: ConnectionOptions) =>
+/** `gantry log last`: the newest entry of a partition. */
+function lastCommand(parent: Command): Command {
+  return withConnection(parent.command('last <partition>').description('print the newest entry')).action(async (partition: string, opts: ConnectionOptions) =>
     withClient(opts, ['log.read'], async (c, log) => {
       const r = await unary(log.getLastEntry, log, { partition }, c.metadata());
       printEntry(c, r.entry!);
     }),
   );
+}
 
-  withConnection(cmd.command('checkpoint <partition>').description("print the partition's signed checkpoint (a C2SP note); save it to check consistency later"))
-    .option('--verifier-key <vkey>', 'pinned note verifier key (env GANTRY_LOG_VERIFIER_KEY)', process.env.GANTRY_LOG_VERIFIER_KEY)
+/** `gantry log checkpoint`: the partition's signed checkpoint, verified here before it is printed. */
+function checkpointCommand(parent: Command): Command {
+  return withVerifierKey(
+    withConnection(parent.command('checkpoint <partition>').description("print the partition's signed checkpoint (a C2SP note); save it to check consistency later")),
+  )
     .action(async (partition: string, opts: ConnectionOptions & { verifierKey?: string }) =>
       withClient(opts, ['log.read'], async (c, log) => {
         const r = await unary(log.getCheckpoint, log, { partition }, c.metadata());
@@ -119,9 +153,13 @@ export function logCommand(): Command {
         if (!opts.verifierKey) process.stderr.write(`note: verified with the key the server sent (${r.verifierKey}); pin it with --verifier-key\n`);
       }),
     );
+}
 
-  withConnection(cmd.command('proof <partition> <seq>').description('prove, on this machine, that entry <seq> is in the signed tree (and, with --since, that the log only grew)'))
-    .option('--verifier-key <vkey>', 'pinned note verifier key (env GANTRY_LOG_VERIFIER_KEY)', process.env.GANTRY_LOG_VERIFIER_KEY)
+/** `gantry log proof`: inclusion (and with --since consistency) checked on this machine; exit code 1 when a proof fails. */
+function proofCommand(parent: Command): Command {
+  return withVerifierKey(
+    withConnection(parent.command('proof <partition> <seq>').description('prove, on this machine, that entry <seq> is in the signed tree (and, with --since, that the log only grew)')),
+  )
     .option('--since <file>', 'an earlier checkpoint note (from `gantry log checkpoint`) to prove consistency with')
     .action(async (partition: string, seqText: string, opts: ConnectionOptions & { verifierKey?: string; since?: string }) =>
       withClient(opts, ['log.read'], async (c, log) => {
@@ -150,6 +188,4 @@ export function logCommand(): Command {
         if (!included || consistent === false) process.exitCode = 1;
       }),
     );
-
-  return cmd;
 }

@@ -15,6 +15,7 @@ import {
   saveWalletKey,
 } from '@gantry/settlement/client';
 import { printJson, withConnection, withServiceClient, type Connection, type ConnectionOptions } from '../connection.js';
+import { enumName } from './enum-name.js';
 
 const client = (c: Connection) => new settlementv1.SettlementServiceClient(c.address, c.credentials, c.options);
 type SettlementClient = ReturnType<typeof client>;
@@ -51,8 +52,8 @@ function parseWallet(text: string, opts: { allowHouse?: boolean } = {}): string 
   return address;
 }
 
-const stateName = (s: settlementv1.CreditLineState) => settlementv1.creditLineStateToJSON(s).replace(/^CREDIT_LINE_STATE_/, '');
-const outcomeName = (o: settlementv1.SettlementOutcome) => settlementv1.settlementOutcomeToJSON(o).replace(/^SETTLEMENT_OUTCOME_/, '');
+const stateName = enumName(settlementv1.creditLineStateToJSON, 'CREDIT_LINE_STATE_');
+const outcomeName = enumName(settlementv1.settlementOutcomeToJSON, 'SETTLEMENT_OUTCOME_');
 
 function creditLineJson(l: settlementv1.CreditLine) {
   return {
@@ -80,6 +81,9 @@ type WalletKeyOptions = ConnectionOptions & { walletKey: string };
 /** The wallet of a --wallet-key file. */
 const walletOf = (file: string) => new SettlementWallet(loadWalletKey(file));
 
+/** --wallet-key, required: the key file whose wallet signs the subcommand's request. */
+const withWalletKey = (sub: Command) => sub.requiredOption('--wallet-key <file>', WALLET_KEY_HELP, process.env.GANTRY_WALLET_KEY);
+
 /** `gantry settlement ...`: wallet keys, funding, and the credit-line flow over the network. */
 export function settlementCommand(): Command {
   const cmd = new Command('settlement')
@@ -97,8 +101,19 @@ A session, from nothing to settled:
   gantry settlement settle --wallet-key wallet.json <session> 260
   gantry settlement status --wallet-key wallet.json`,
     );
+  keygenCommand(cmd);
+  transferCommand(cmd, 'deposit');
+  transferCommand(cmd, 'withdraw');
+  approveCommand(cmd);
+  drawCommand(cmd);
+  settleCommand(cmd);
+  statusCommand(cmd);
+  return cmd;
+}
 
-  cmd
+/** `gantry settlement keygen`: a new wallet key file; no server involved. */
+function keygenCommand(parent: Command): Command {
+  return parent
     .command('keygen')
     .description('create a wallet: a new Ed25519 key in a JSON file (mode 0600) and the address it owns')
     .option('--out <file>', 'where to write the key file', 'wallet.json')
@@ -112,39 +127,43 @@ A session, from nothing to settled:
       out(`key written to ${opts.out} (mode 0600); keep it private and backed up: it alone controls the wallet's funds`);
       out(`next: fund it with 'gantry settlement deposit ${keys.address} <amount>'`);
     });
+}
 
-  for (const kind of ['deposit', 'withdraw'] as const) {
-    const deposit = kind === 'deposit';
-    withConnection(
-      cmd
-        .command(`${kind} <wallet> <amount>`)
-        .description(
-          deposit
-            ? `credit a wallet's L1 balance (or the house bankroll: wallet "${HOUSE_ADDRESS}") from outside the ledger; needs scope settlement.admin`
-            : `pay out a wallet's available L1 balance (or the house's) to outside the ledger; needs scope settlement.admin`,
-        )
-        .option('--transfer-id <id>', 'idempotency key; repeating a call with the same id books it once (default: a new UUID, printed)')
-        .option('--memo <text>', 'free-text memo, up to 256 characters', ''),
-    ).action(async (walletText: string, amountText: string, opts: ConnectionOptions & { transferId?: string; memo: string }) => {
-      const walletAddress = parseWallet(walletText, { allowHouse: true });
-      const amountMinor = parseMinor('<amount>', amountText);
-      const transferId = opts.transferId ?? randomUUID();
-      await withClient(opts, ['settlement.admin'], async (c, s) => {
-        const req = { walletAddress, amountMinor, transferId, memo: opts.memo };
-        const r = deposit ? await unary(s.deposit, s, req, c.metadata()) : await unary(s.withdraw, s, req, c.metadata());
-        if (c.json) return printJson({ walletAddress, transferId: r.transferId, amountMinor, l1BalanceMinor: r.l1BalanceMinor, l1AvailableMinor: r.l1AvailableMinor });
-        out(`${deposit ? 'deposited' : 'withdrew'} ${amountMinor} ${deposit ? 'to' : 'from'} ${walletAddress}: L1 balance ${r.l1BalanceMinor} (available ${r.l1AvailableMinor})`);
-        out(`transfer id ${r.transferId} (to retry safely, repeat the command with --transfer-id ${r.transferId})`);
-      });
+/** `gantry settlement deposit` and `withdraw`: L1 money into and out of the ledger. */
+function transferCommand(parent: Command, kind: 'deposit' | 'withdraw'): Command {
+  const deposit = kind === 'deposit';
+  return withConnection(
+    parent
+      .command(`${kind} <wallet> <amount>`)
+      .description(
+        deposit
+          ? `credit a wallet's L1 balance (or the house bankroll: wallet "${HOUSE_ADDRESS}") from outside the ledger; needs scope settlement.admin`
+          : `pay out a wallet's available L1 balance (or the house's) to outside the ledger; needs scope settlement.admin`,
+      )
+      .option('--transfer-id <id>', 'idempotency key; repeating a call with the same id books it once (default: a new UUID, printed)')
+      .option('--memo <text>', 'free-text memo, up to 256 characters', ''),
+  ).action(async (walletText: string, amountText: string, opts: ConnectionOptions & { transferId?: string; memo: string }) => {
+    const walletAddress = parseWallet(walletText, { allowHouse: true });
+    const amountMinor = parseMinor('<amount>', amountText);
+    const transferId = opts.transferId ?? randomUUID();
+    await withClient(opts, ['settlement.admin'], async (c, s) => {
+      const req = { walletAddress, amountMinor, transferId, memo: opts.memo };
+      const r = deposit ? await unary(s.deposit, s, req, c.metadata()) : await unary(s.withdraw, s, req, c.metadata());
+      if (c.json) return printJson({ walletAddress, transferId: r.transferId, amountMinor, l1BalanceMinor: r.l1BalanceMinor, l1AvailableMinor: r.l1AvailableMinor });
+      out(`${deposit ? 'deposited' : 'withdrew'} ${amountMinor} ${deposit ? 'to' : 'from'} ${walletAddress}: L1 balance ${r.l1BalanceMinor} (available ${r.l1AvailableMinor})`);
+      out(`transfer id ${r.transferId} (to retry safely, repeat the command with --transfer-id ${r.transferId})`);
     });
-  }
+  });
+}
 
-  withConnection(
-    cmd
-      .command('approve <limit>')
-      .description("open a credit line: reserve <limit> of the wallet's available L1 balance for a new game session; needs scope settlement.credit")
-      .requiredOption('--wallet-key <file>', WALLET_KEY_HELP, process.env.GANTRY_WALLET_KEY)
-      .option('--expires-in <duration>', 'lifetime of the line: 1m to 7d, e.g. 90m, 24h, 7d', '24h'),
+/** `gantry settlement approve`: opens a credit line, signed by the wallet. */
+function approveCommand(parent: Command): Command {
+  return withConnection(
+    withWalletKey(
+      parent
+        .command('approve <limit>')
+        .description("open a credit line: reserve <limit> of the wallet's available L1 balance for a new game session; needs scope settlement.credit"),
+    ).option('--expires-in <duration>', 'lifetime of the line: 1m to 7d, e.g. 90m, 24h, 7d', '24h'),
   ).action(async (limitText: string, opts: WalletKeyOptions & { expiresIn: string }) => {
     const limitMinor = parseMinor('<limit>', limitText);
     const expiresInMs = parseDurationMs('--expires-in', opts.expiresIn);
@@ -158,13 +177,16 @@ A session, from nothing to settled:
       out(`next: 'gantry settlement draw --wallet-key ${opts.walletKey} ${r.sessionId} <amount>'`);
     });
   });
+}
 
-  withConnection(
-    cmd
-      .command('draw <session> <amount>')
-      .description("move <amount> of the session's credit into its L2 escrow; needs scope settlement.credit")
-      .requiredOption('--wallet-key <file>', WALLET_KEY_HELP, process.env.GANTRY_WALLET_KEY)
-      .option('--reason <text>', 'why the L2 side draws (e.g. low_balance), up to 256 characters', ''),
+/** `gantry settlement draw`: credit into the session's L2 escrow, signed by the wallet. */
+function drawCommand(parent: Command): Command {
+  return withConnection(
+    withWalletKey(
+      parent
+        .command('draw <session> <amount>')
+        .description("move <amount> of the session's credit into its L2 escrow; needs scope settlement.credit"),
+    ).option('--reason <text>', 'why the L2 side draws (e.g. low_balance), up to 256 characters', ''),
   ).action(async (sessionId: string, amountText: string, opts: WalletKeyOptions & { reason: string }) => {
     const amountMinor = parseMinor('<amount>', amountText);
     const wallet = walletOf(opts.walletKey);
@@ -180,13 +202,16 @@ A session, from nothing to settled:
       out(`drew ${r.amountDrawnMinor} into session ${sessionId} (draw ${r.drawCount}): L2 balance ${r.l2BalanceMinor}, credit remaining ${r.remainingCreditMinor}, L1 ${r.l1BalanceBeforeMinor} -> ${r.l1BalanceAfterMinor}`);
     });
   });
+}
 
-  withConnection(
-    cmd
-      .command('settle <session> <final>')
-      .description('close the session with its final L2 balance <final>: the funds return to L1 and the house pays winnings or keeps losses; needs scope settlement.credit')
-      .requiredOption('--wallet-key <file>', WALLET_KEY_HELP, process.env.GANTRY_WALLET_KEY)
-      .option('--locked <amount>', 'staked in bets not yet resolved, not part of <final>; they are voided and refunded', '0'),
+/** `gantry settlement settle`: closes the session with its final L2 balance, signed by the wallet. */
+function settleCommand(parent: Command): Command {
+  return withConnection(
+    withWalletKey(
+      parent
+        .command('settle <session> <final>')
+        .description('close the session with its final L2 balance <final>: the funds return to L1 and the house pays winnings or keeps losses; needs scope settlement.credit'),
+    ).option('--locked <amount>', 'staked in bets not yet resolved, not part of <final>; they are voided and refunded', '0'),
   ).action(async (sessionId: string, finalText: string, opts: WalletKeyOptions & { locked: string }) => {
     const finalMinor = parseMinor('<final>', finalText, { allowZero: true });
     const lockedMinor = parseMinor('--locked', opts.locked, { allowZero: true });
@@ -205,9 +230,12 @@ A session, from nothing to settled:
       out(`L1 balance ${r.l1BalanceBeforeMinor} -> ${r.l1BalanceAfterMinor}; settlement id ${r.settlementId}`);
     });
   });
+}
 
-  withConnection(
-    cmd
+/** `gantry settlement status`: a wallet's balances and credit line, named by address or key file. */
+function statusCommand(parent: Command): Command {
+  return withConnection(
+    parent
       .command('status [wallet]')
       .description("a wallet's L1 balances, its open credit line and lifetime totals; needs scope settlement.read")
       .option('--wallet-key <file>', 'take the wallet address from this key file instead of the argument'),
@@ -236,6 +264,4 @@ A session, from nothing to settled:
       out(`  lifetime      credit extended ${r.totalCreditExtendedMinor}, ${r.totalDraws} draws, ${r.totalSettlements} settlements`);
     });
   });
-
-  return cmd;
 }

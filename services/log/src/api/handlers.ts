@@ -66,66 +66,74 @@ const END_OF_LOG = LIMITS.maxSeq;
 /** Rows a single query reads: enough for a few full chunks, few enough to bound memory. */
 const READ_ROWS = 2 * LIMITS.maxChunkEntries;
 
-export function logHandlers(deps: LogDeps): Handlers<typeof logv1.LogServiceService> {
-  const { store, committer, notifier, signer } = deps;
+type LogHandlers = Handlers<typeof logv1.LogServiceService>;
 
-  /**
-   * Keyed appends skip group commit: each takes the partition's row lock and looks its keys up
-   * under it (LogStore.appendKeyed), which a shared transaction of unkeyed appends must not wait on.
-   */
-  const appendKeyed = async (partition: string, payloads: readonly Buffer[], keys: readonly string[]): Promise<AppendReceipt[]> => {
-    const receipts = await store.appendKeyed(partition, payloads, keys, BigInt(Date.now())).catch((err: unknown) => {
-      throw appendFailure(err);
-    });
-    if (receipts.some((r) => !r.duplicate)) notifier.wake(partition);
-    return receipts;
+/** The service's handlers, one group per concern. */
+export function logHandlers(deps: LogDeps): LogHandlers {
+  return { ...writeHandlers(deps), ...readHandlers(deps), ...proofHandlers(deps) };
+}
+
+/**
+ * Keyed appends skip group commit: each takes the partition's row lock and looks its keys up
+ * under it (LogStore.appendKeyed), which a shared transaction of unkeyed appends must not wait on.
+ */
+async function appendKeyed(deps: LogDeps, partition: string, payloads: readonly Buffer[], keys: readonly string[]): Promise<AppendReceipt[]> {
+  const receipts = await deps.store.appendKeyed(partition, payloads, keys, BigInt(Date.now())).catch((err: unknown) => {
+    throw appendFailure(err);
+  });
+  if (receipts.some((r) => !r.duplicate)) deps.notifier.wake(partition);
+  return receipts;
+}
+
+async function requirePartition(store: LogStore, name: string): Promise<PartitionRow> {
+  const row = await store.partition(checkPartition(name));
+  if (!row) throw notFound(`partition ${name} does not exist (it is created by its first append)`);
+  return row;
+}
+
+/** Streams entries [from, to) in chunks; `to` undefined = follow forever (Tail -f). */
+async function* stream(deps: LogDeps, partition: string, from: bigint, to: bigint | undefined, ctx: CallContext): AsyncGenerator<{ entries: logv1.Entry[] }> {
+  const { store, notifier } = deps;
+  // The mark is taken before the query, so an append that commits after the query looked wakes
+  // the follower instead of being missed.
+  const fetch = (at: bigint) => {
+    const mark = notifier.mark();
+    const rows = store.readRange(partition, at, to ?? END_OF_LOG, READ_ROWS);
+    // A prefetch may settle after the client has gone; its error is then nobody's to handle.
+    rows.catch(() => {});
+    return { mark, rows };
   };
-
-  const requirePartition = async (name: string): Promise<PartitionRow> => {
-    const row = await store.partition(checkPartition(name));
-    if (!row) throw notFound(`partition ${name} does not exist (it is created by its first append)`);
-    return row;
-  };
-
-  /** Streams entries [from, to) in chunks; `to` undefined = follow forever (Tail -f). */
-  async function* stream(partition: string, from: bigint, to: bigint | undefined, ctx: CallContext): AsyncGenerator<{ entries: logv1.Entry[] }> {
-    // The mark is taken before the query, so an append that commits after the query looked wakes
-    // the follower instead of being missed.
-    const fetch = (at: bigint) => {
-      const mark = notifier.mark();
-      const rows = store.readRange(partition, at, to ?? END_OF_LOG, READ_ROWS);
-      // A prefetch may settle after the client has gone; its error is then nobody's to handle.
-      rows.catch(() => {});
-      return { mark, rows };
-    };
-    let next = from;
-    let page = fetch(next);
-    while (!ctx.signal.aborted && (to === undefined || next < to)) {
-      const rows = await page.rows;
-      if (rows.length > 0) {
-        next = rows[rows.length - 1]!.seq + 1n;
-        // The next page is read from the database while this one is encoded and sent.
-        if (to === undefined || next < to) page = fetch(next);
-        for (const chunk of chunks(rows)) yield { entries: chunk.map(toEntry) };
-        continue;
-      }
-      if (to !== undefined) return;
-      if (ctx.draining.aborted) {
-        throw new GantryError(Status.UNAVAILABLE, `server is shutting down; resume the tail with start_seq ${next} on another replica`, {
-          trailers: { 'gantry-resume-seq': next.toString() },
-        });
-      }
-      await notifier.next(partition, page.mark, LIMITS.followPollMs, AbortSignal.any([ctx.signal, ctx.draining]));
-      page = fetch(next);
+  let next = from;
+  let page = fetch(next);
+  while (!ctx.signal.aborted && (to === undefined || next < to)) {
+    const rows = await page.rows;
+    if (rows.length > 0) {
+      next = rows[rows.length - 1]!.seq + 1n;
+      // The next page is read from the database while this one is encoded and sent.
+      if (to === undefined || next < to) page = fetch(next);
+      for (const chunk of chunks(rows)) yield { entries: chunk.map(toEntry) };
+      continue;
     }
+    if (to !== undefined) return;
+    if (ctx.draining.aborted) {
+      throw new GantryError(Status.UNAVAILABLE, `server is shutting down; resume the tail with start_seq ${next} on another replica`, {
+        trailers: { 'gantry-resume-seq': next.toString() },
+      });
+    }
+    await notifier.next(partition, page.mark, LIMITS.followPollMs, AbortSignal.any([ctx.signal, ctx.draining]));
+    page = fetch(next);
   }
+}
 
+/** Appends: one entry, or a batch; keyed ones are idempotent. */
+function writeHandlers(deps: LogDeps): Pick<LogHandlers, 'append' | 'appendBatch'> {
+  const { committer, notifier } = deps;
   return {
     async append(req) {
       const partition = checkPartition(req.partition);
       const data = checkPayload('data', req.data, deps.maxPayloadBytes);
       if (req.idempotencyKey !== '') {
-        const [receipt] = await appendKeyed(partition, [data], [checkIdempotencyKey('idempotency_key', req.idempotencyKey)]);
+        const [receipt] = await appendKeyed(deps, partition, [data], [checkIdempotencyKey('idempotency_key', req.idempotencyKey)]);
         return toReceipt(receipt!);
       }
       const [entry] = await committer.append(partition, [data]);
@@ -137,17 +145,23 @@ export function logHandlers(deps: LogDeps): Handlers<typeof logv1.LogServiceServ
       const partition = checkPartition(req.partition);
       const payloads = checkBatch(req.data, deps.maxPayloadBytes);
       const keys = checkIdempotencyKeys(req.idempotencyKeys, payloads.length);
-      if (keys.length > 0) return { receipts: (await appendKeyed(partition, payloads, keys)).map(toReceipt) };
+      if (keys.length > 0) return { receipts: (await appendKeyed(deps, partition, payloads, keys)).map(toReceipt) };
       const entries = await committer.append(partition, payloads);
       notifier.wake(partition);
       return { receipts: entries.map(toReceipt) };
     },
+  };
+}
 
+/** Reading entries (a range, or the tail and what follows) and the partitions' heads. */
+function readHandlers(deps: LogDeps): Pick<LogHandlers, 'read' | 'tail' | 'listPartitions' | 'getLastEntry'> {
+  const { store } = deps;
+  return {
     async *read(req, ctx) {
-      const head = await requirePartition(req.partition);
+      const head = await requirePartition(store, req.partition);
       if (req.startSeq > head.size) throw outOfRange(`start_seq ${req.startSeq} is past the end of partition ${head.name} (size ${head.size})`);
       const end = req.limit === 0n || req.startSeq + req.limit > head.size ? head.size : req.startSeq + req.limit;
-      yield* stream(head.name, req.startSeq, end, ctx);
+      yield* stream(deps, head.name, req.startSeq, end, ctx);
     },
 
     async *tail(req, ctx) {
@@ -164,11 +178,34 @@ export function logHandlers(deps: LogDeps): Handlers<typeof logv1.LogServiceServ
       } else {
         from = size > BigInt(req.last) ? size - BigInt(req.last) : 0n;
       }
-      yield* stream(partition, from, req.follow ? undefined : size, ctx);
+      yield* stream(deps, partition, from, req.follow ? undefined : size, ctx);
     },
 
+    async listPartitions(req) {
+      const limit = checkPageSize(req.pageSize);
+      const rows = await store.listPartitions(req.prefix, decodePageToken(req.pageToken), limit + 1);
+      const page = rows.slice(0, limit);
+      return {
+        partitions: page.map((p) => ({ name: p.name, size: p.size, lastHash: p.size > 0n ? p.headHash : Buffer.alloc(0), createdAt: p.createdAt, lastAppendedAt: p.lastAppendedAt ?? undefined })),
+        nextPageToken: rows.length > limit ? encodePageToken(page[page.length - 1]!.name) : '',
+      };
+    },
+
+    async getLastEntry(req) {
+      const head = await requirePartition(store, req.partition);
+      const entry = await store.lastEntry(head.name);
+      if (!entry) throw notFound(`partition ${head.name} is empty`);
+      return { entry: toEntry(entry) };
+    },
+  };
+}
+
+/** What proves the log: the chain check, the signed checkpoint, inclusion and consistency proofs. */
+function proofHandlers(deps: LogDeps): Pick<LogHandlers, 'verify' | 'getCheckpoint' | 'getInclusionProof' | 'getConsistencyProof'> {
+  const { store, signer } = deps;
+  return {
     async verify(req, ctx) {
-      const head = await requirePartition(req.partition);
+      const head = await requirePartition(store, req.partition);
       const verifier = new ChainVerifier();
       let after = -1n;
       for (;;) {
@@ -185,31 +222,14 @@ export function logHandlers(deps: LogDeps): Handlers<typeof logv1.LogServiceServ
       return { valid: result.valid, count: BigInt(result.count), finalHash: Buffer.from(result.finalHash), firstBadSeq: result.firstBadSeq, reason: result.reason };
     },
 
-    async listPartitions(req) {
-      const limit = checkPageSize(req.pageSize);
-      const rows = await store.listPartitions(req.prefix, decodePageToken(req.pageToken), limit + 1);
-      const page = rows.slice(0, limit);
-      return {
-        partitions: page.map((p) => ({ name: p.name, size: p.size, lastHash: p.size > 0n ? p.headHash : Buffer.alloc(0), createdAt: p.createdAt, lastAppendedAt: p.lastAppendedAt ?? undefined })),
-        nextPageToken: rows.length > limit ? encodePageToken(page[page.length - 1]!.name) : '',
-      };
-    },
-
-    async getLastEntry(req) {
-      const head = await requirePartition(req.partition);
-      const entry = await store.lastEntry(head.name);
-      if (!entry) throw notFound(`partition ${head.name} is empty`);
-      return { entry: toEntry(entry) };
-    },
-
     async getCheckpoint(req) {
-      const head = await requirePartition(req.partition);
+      const head = await requirePartition(store, req.partition);
       const root = CompactRange.deserialize(head.size, head.compactRange).root();
       return signer.checkpoint(head.name, head.size, root);
     },
 
     async getInclusionProof(req) {
-      const head = await requirePartition(req.partition);
+      const head = await requirePartition(store, req.partition);
       const treeSize = req.treeSize === 0n ? head.size : req.treeSize;
       if (treeSize > head.size) throw outOfRange(`tree_size ${treeSize} is larger than partition ${head.name} (size ${head.size})`);
       if (req.seq >= treeSize) throw outOfRange(`seq ${req.seq} is not in a tree of ${treeSize} entries`);
@@ -220,7 +240,7 @@ export function logHandlers(deps: LogDeps): Handlers<typeof logv1.LogServiceServ
     },
 
     async getConsistencyProof(req) {
-      const head = await requirePartition(req.partition);
+      const head = await requirePartition(store, req.partition);
       const newSize = req.newSize === 0n ? head.size : req.newSize;
       if (req.oldSize === 0n) throw invalidArgument('old_size', 'must be at least 1 (every tree is consistent with the empty tree)');
       if (newSize > head.size) throw outOfRange(`new_size ${newSize} is larger than partition ${head.name} (size ${head.size})`);
