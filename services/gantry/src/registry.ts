@@ -19,8 +19,8 @@ export const registry = new ModuleRegistry().register(
   settlementService,
   approvalsService,
   webhooksService,
-  operatorModule,
   { name: 'all', dependencies: ALL },
+  operatorModule,
 );
 
 /** What `--target` may be: every registered module but internal ones (the event relay comes with its dependents). */
