@@ -9,7 +9,7 @@ import { approvalsv1, eventsv1 } from '@gantry/proto';
 import { tokenFor } from '../../kit/test/clients.js';
 import type { EngineName } from '../../kit/test/databases.js';
 import { startServicePlatform } from '../../kit/test/harness.js';
-import { APPROVALS_EVENT_SOURCE, APPROVALS_SCHEMA, createApprovalsService, ApprovalsStore, type ApprovalsOptions } from '../src/index.js';
+import { APPROVALS_EVENT_SOURCE, APPROVALS_EVENT_TYPES, APPROVALS_SCHEMA, createApprovalsService, ApprovalsStore, type ApprovalsOptions } from '../src/index.js';
 
 export type ApprovalsClient = InstanceType<typeof approvalsv1.ApprovalsServiceClient>;
 
@@ -50,7 +50,7 @@ export async function startApprovalsPlatform(engine: EngineName, opts: { options
     client,
     databaseUrl: opts.sharedDatabaseUrl ?? (runtime.db.engine === 'postgres' ? databaseUrlOf(runtime) : undefined),
     as: (subject, scopes = ALL_SCOPES) => bearerMetadata(tokenFor(dataDir, subject, scopes)),
-    store: new ApprovalsStore(runtime.db, new Outbox(APPROVALS_SCHEMA, APPROVALS_EVENT_SOURCE, true)),
+    store: new ApprovalsStore(runtime.db, new Outbox(APPROVALS_SCHEMA, APPROVALS_EVENT_SOURCE, true, APPROVALS_EVENT_TYPES)),
     clock,
     async close() {
       client.close();

@@ -9,7 +9,7 @@ import { tokenFor } from '../../kit/test/clients.js';
 import type { EngineName } from '../../kit/test/databases.js';
 import { startServicePlatform } from '../../kit/test/harness.js';
 import { SettlementWallet, generateWallet, type WalletKeys } from '../src/client/index.js';
-import { createSettlementService, SETTLEMENT_EVENT_SOURCE, SETTLEMENT_SCHEMA, SettlementStore } from '../src/index.js';
+import { createSettlementService, SETTLEMENT_EVENT_SOURCE, SETTLEMENT_EVENT_TYPES, SETTLEMENT_SCHEMA, SettlementStore } from '../src/index.js';
 
 export type SettlementClient = InstanceType<typeof settlementv1.SettlementServiceClient>;
 
@@ -44,7 +44,7 @@ export async function startSettlementPlatform(engine: EngineName): Promise<Settl
     admin: md('treasury', 'settlement.admin'),
     credit: md('casino-l2', 'settlement.credit'),
     read: md('auditor', 'settlement.read'),
-    store: new SettlementStore(runtime.db, new Outbox(SETTLEMENT_SCHEMA, SETTLEMENT_EVENT_SOURCE, true)),
+    store: new SettlementStore(runtime.db, new Outbox(SETTLEMENT_SCHEMA, SETTLEMENT_EVENT_SOURCE, true, SETTLEMENT_EVENT_TYPES)),
     clock,
     flags,
     async close() {
