@@ -2,7 +2,7 @@
 // signature (PERMISSION_DENIED). Nothing here touches the database.
 import { checkText, invalidArgument, permissionDenied } from '@gantry/kit';
 import type { settlementv1 } from '@gantry/proto';
-import { HOUSE_ADDRESS, MAX_AMOUNT_MINOR, MAX_MEMO_CHARS, TRANSFER_ID_PATTERN } from '../domain/ledger.js';
+import { DEFAULT_EXPIRES_IN_MS, HOUSE_ADDRESS, MAX_AMOUNT_MINOR, MAX_EXPIRES_IN_MS, MAX_MEMO_CHARS, MIN_EXPIRES_IN_MS, TRANSFER_ID_PATTERN } from '../domain/ledger.js';
 import {
   MAX_CLOCK_SKEW_MS,
   NONCE_PATTERN,
@@ -39,6 +39,14 @@ export function checkAmount(field: string, amount: bigint, opts: { allowZero?: b
 
 /** A memo or reason: bounded, and storable (no NUL). */
 export const checkMemo = (field: string, text: string, maxChars = MAX_MEMO_CHARS): string => checkText(field, text, maxChars);
+
+/** A credit line's lifetime: 1 minute to 7 days; unset means 24 hours. */
+export function checkExpiresIn(d: { seconds: bigint; nanos: number } | undefined): bigint {
+  if (!d) return DEFAULT_EXPIRES_IN_MS;
+  const ms = d.seconds * 1000n + BigInt(Math.trunc(d.nanos / 1e6));
+  if (ms < MIN_EXPIRES_IN_MS || ms > MAX_EXPIRES_IN_MS) throw invalidArgument('expires_in', `must be between 1 minute and 7 days, got ${ms} ms`);
+  return ms;
+}
 
 export function checkTransferId(id: string): string {
   if (!TRANSFER_ID_PATTERN.test(id)) throw invalidArgument('transfer_id', `must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-' (e.g. a UUID), got ${JSON.stringify(id.slice(0, 140))}`);

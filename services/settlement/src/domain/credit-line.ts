@@ -1,7 +1,8 @@
-// The credit line's rules: when a draw or a settlement is allowed. Pure; the store calls these
-// with the line it has locked, so the decision and the booking see the same state.
-import { failedPrecondition, permissionDenied } from '@gantry/kit';
-import { lineState } from './ledger.js';
+// The credit line's rules: when a line may open, when a draw or a settlement is allowed, and what
+// each books. Pure; the handlers call these with the line and balances their transaction has
+// locked, so the decision and the booking see the same state.
+import { GantryError, Status, failedPrecondition, permissionDenied } from '@gantry/kit';
+import { HOUSE_ADDRESS, creditAccount, escrowAccount, lineState, walletAccount, type PlannedTransfer, type SettlementPlan } from './ledger.js';
 
 export interface CreditLineRow {
   sessionId: string;
@@ -37,4 +38,80 @@ export function checkDraw(line: CreditLineRow, walletAddress: string, amountMino
 export function checkSettle(line: CreditLineRow, walletAddress: string): void {
   requireOwner(line, walletAddress);
   if (line.settledAt) throw failedPrecondition(`session ${line.sessionId} was already settled at ${line.settledAt.toISOString()}; a session settles once`);
+}
+
+/**
+ * A line reserves its whole limit from the wallet's available balance, and a wallet has at most one
+ * unsettled line (open or expired) at a time.
+ */
+export function checkApprove(creditLimitMinor: bigint, availableMinor: bigint, unsettled: CreditLineRow | undefined): void {
+  if (creditLimitMinor > availableMinor) {
+    throw new GantryError(Status.FAILED_PRECONDITION, `credit limit ${creditLimitMinor} exceeds the available L1 balance of ${availableMinor}`);
+  }
+  if (unsettled) throw new GantryError(Status.FAILED_PRECONDITION, `wallet already has an unsettled credit line (session ${unsettled.sessionId}); settle it first`);
+}
+
+/** The line ApproveCreditLine opens: nothing drawn yet, expiring `expiresInMs` after `now`. */
+export function openLine(sessionId: string, walletAddress: string, creditLimitMinor: bigint, now: Date, expiresInMs: bigint): CreditLineRow {
+  return {
+    sessionId,
+    walletAddress,
+    creditLimitMinor,
+    drawnMinor: 0n,
+    drawCount: 0,
+    createdAt: now,
+    expiresAt: new Date(now.getTime() + Number(expiresInMs)),
+    settledAt: null,
+    outcome: null,
+    netPnlMinor: null,
+  };
+}
+
+/** ApproveCreditLine's booking: the limit moves from the wallet's available balance into the line's credit. */
+export const reserveTransfer = (line: CreditLineRow): PlannedTransfer => ({
+  debit: walletAccount(line.walletAddress),
+  credit: creditAccount(line.sessionId),
+  amountMinor: line.creditLimitMinor,
+  kind: 'reserve',
+});
+
+/** The balances a draw reads with its locked line. */
+export interface LineBalances {
+  walletMinor: bigint;
+  creditMinor: bigint;
+  escrowMinor: bigint;
+}
+
+/** What a draw books, and the wallet's view after it: the amount leaves L1 (available + reserved) for the escrow. */
+export interface DrawPlan {
+  transfer: PlannedTransfer;
+  l1BeforeMinor: bigint;
+  l1AfterMinor: bigint;
+  l2BalanceMinor: bigint;
+  remainingCreditMinor: bigint;
+  drawCount: number;
+}
+
+/** A draw of `amountMinor` on `line` by `walletAddress` at `now` (see checkDraw), and what it books. */
+export function planDraw(line: CreditLineRow, balances: LineBalances, walletAddress: string, amountMinor: bigint, now: Date): DrawPlan {
+  checkDraw(line, walletAddress, amountMinor, now);
+  const l1BeforeMinor = balances.walletMinor + balances.creditMinor;
+  return {
+    transfer: { debit: creditAccount(line.sessionId), credit: escrowAccount(line.sessionId), amountMinor, kind: 'draw' },
+    l1BeforeMinor,
+    l1AfterMinor: l1BeforeMinor - amountMinor,
+    l2BalanceMinor: balances.escrowMinor + amountMinor,
+    remainingCreditMinor: remainingCredit(line) - amountMinor,
+    drawCount: line.drawCount + 1,
+  };
+}
+
+/** The house is the counterparty of a settlement: it pays winnings only up to its balance. */
+export function checkHouseCovers(plan: Pick<SettlementPlan, 'netPnlMinor'>, houseMinor: bigint): void {
+  if (plan.netPnlMinor > houseMinor) {
+    throw new GantryError(
+      Status.FAILED_PRECONDITION,
+      `the house cannot cover winnings of ${plan.netPnlMinor} (its balance is ${houseMinor}); fund the house with Deposit to "${HOUSE_ADDRESS}"`,
+    );
+  }
 }

@@ -28,6 +28,8 @@ export const HOUSE_ACCOUNT = 'house';
 export const HOUSE_ADDRESS = 'house';
 
 export const walletAccount = (address: string) => `wallet:${address}`;
+/** The account Deposit and Withdraw move funds in and out of for an address: a wallet's, or the house's. */
+export const fundsAccount = (address: string) => (address === HOUSE_ADDRESS ? HOUSE_ACCOUNT : walletAccount(address));
 export const creditAccount = (sessionId: string) => `credit:${sessionId}`;
 export const escrowAccount = (sessionId: string) => `escrow:${sessionId}`;
 
