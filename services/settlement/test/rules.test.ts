@@ -1,9 +1,10 @@
 // The booking rules the handlers apply, as pure functions: what Deposit and Withdraw book, when a
-// credit line may open, what a draw books and shows, and when the house covers winnings.
+// credit line may open, what a draw books and shows, when the house covers winnings, and the
+// ledger's pair assertion (each booking's balance changes sum to zero) checked before any SQL.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { GantryError, Status } from '@gantry/kit';
+import { GantryError, Outbox, Status, type Sql } from '@gantry/kit';
 import { checkApprove, checkHouseCovers, openLine, planDraw, remainingCredit, reserveTransfer, type CreditLineRow } from '../src/domain/credit-line.js';
 import { planFunds } from '../src/domain/funds.js';
 import {
@@ -11,12 +12,16 @@ import {
   HOUSE_ACCOUNT,
   HOUSE_ADDRESS,
   MAX_AMOUNT_MINOR,
+  assertBalanced,
   balanceDeltas,
   creditAccount,
   escrowAccount,
   fundsAccount,
   walletAccount,
+  type PlannedTransfer,
+  type TransferKind,
 } from '../src/domain/ledger.js';
+import { LedgerTx } from '../src/store/settlement-store.js';
 
 const SESSION = '11111111-2222-4333-8444-555555555555';
 const WALLET = '0x' + 'ab'.repeat(20);
@@ -126,5 +131,45 @@ describe('CreditSettle: the house covers winnings', () => {
       }),
     );
     assert.throws(() => checkHouseCovers({ netPnlMinor: 5n }, 4n), { message: 'the house cannot cover winnings of 5 (its balance is 4); fund the house with Deposit to "house"' });
+  });
+});
+
+describe('the pair assertion: a booking balances before it reaches SQL', () => {
+  const accounts = fc.constantFrom(FUNDING_ACCOUNT, HOUSE_ACCOUNT, walletAccount(WALLET), creditAccount(SESSION), escrowAccount(SESSION));
+  const kind = fc.constantFrom<TransferKind>('deposit', 'withdraw', 'reserve', 'draw', 'release', 'return', 'loss', 'win');
+  const transfer: fc.Arbitrary<PlannedTransfer> = fc
+    .record({ debit: accounts, credit: accounts, amountMinor: amount, kind })
+    .filter((t) => t.debit !== t.credit);
+
+  test('any booking of positive transfers between distinct accounts passes, and its changes sum to zero', () => {
+    fc.assert(
+      fc.property(fc.array(transfer, { maxLength: 8 }), (transfers) => {
+        assertBalanced(transfers);
+        assert.equal([...balanceDeltas(transfers).values()].reduce((a, b) => a + b, 0n), 0n);
+      }),
+    );
+  });
+
+  test('a zero or negative amount, or a transfer to the same account, is refused', () => {
+    const ok: PlannedTransfer = { debit: FUNDING_ACCOUNT, credit: HOUSE_ACCOUNT, amountMinor: 5n, kind: 'deposit' };
+    assert.throws(() => assertBalanced([ok, { ...ok, amountMinor: 0n }]), /invariant: transfer amounts are positive/);
+    assert.throws(() => assertBalanced([{ ...ok, amountMinor: -5n }]), /invariant: transfer amounts are positive/);
+    assert.throws(() => assertBalanced([{ ...ok, credit: FUNDING_ACCOUNT }]), /invariant: transfer from funding to itself/);
+  });
+
+  test('the store books nothing when a booking breaks the assertion: no statement is sent', async () => {
+    const sent: string[] = [];
+    const sql: Sql = {
+      query: async (text) => (sent.push(text), { rows: [], rowCount: 0 }),
+      queryArrays: async (text) => (sent.push(text), { rows: [], rowCount: 0 }),
+      exec: async (script) => void sent.push(script),
+    };
+    const tx = new LedgerTx(sql, new Outbox('settlement', 'gantry.settlement', false));
+    const request = { owner: 'admin', key: 't1', operation: 'deposit', digest: Buffer.alloc(0) };
+    const broken = { id: 't1', debit: FUNDING_ACCOUNT, credit: HOUSE_ACCOUNT, amountMinor: 0n, kind: 'deposit' as const };
+    await assert.rejects(tx.book([broken], { now: NOW }, request, {}), /invariant: transfer amounts are positive/);
+    assert.deepEqual(sent, []);
+    await tx.book([{ ...broken, amountMinor: 1n }], { now: NOW }, request, {});
+    assert.equal(sent.length, 1, 'a balanced booking is one statement');
   });
 });

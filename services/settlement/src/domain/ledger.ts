@@ -120,6 +120,18 @@ export function balanceDeltas(transfers: readonly PlannedTransfer[]): Map<string
   return deltas;
 }
 
+/**
+ * The pair assertion every booking passes before it reaches SQL: each transfer moves a positive
+ * amount between two different accounts, and the booking's balance changes sum to zero (double
+ * entry: a booking neither creates nor destroys money). A failure is a bug in the rules, never a
+ * refusal the caller can fix, so it throws a plain Error.
+ */
+export function assertBalanced(transfers: readonly PlannedTransfer[]): void {
+  let sumMinor = 0n;
+  for (const deltaMinor of balanceDeltas(transfers).values()) sumMinor += deltaMinor;
+  if (sumMinor !== 0n) throw new Error(`invariant: a booking's balance changes sum to ${sumMinor}, not 0`);
+}
+
 /** A credit line's state as the clock sees it: an open line past its expiry is EXPIRED. */
 export function lineState(line: { settledAt: Date | null; expiresAt: Date }, now: Date): 'OPEN' | 'SETTLED' | 'EXPIRED' {
   if (line.settledAt) return 'SETTLED';

@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { activeTraceContext, alreadyExists, EventWriter, failedPrecondition, loadMigrations, type Database, type Outbox, type OutboxEvent, type Sql } from '@gantry/kit';
 import type { CreditLineRow } from '../domain/credit-line.js';
-import type { Outcome, PlannedTransfer } from '../domain/ledger.js';
+import { assertBalanced, type Outcome, type PlannedTransfer } from '../domain/ledger.js';
 
 export const SETTLEMENT_SCHEMA = 'settlement';
 export const settlementMigrations = loadMigrations(fileURLToPath(new URL('./migrations', import.meta.url)));
@@ -261,7 +261,8 @@ export class LedgerTx extends EventWriter {
 
   /**
    * Books transfers (ids given) and stores the response of the request that booked them, in one
-   * statement; `drawnMinor` also adds a draw to the session's line in the same statement.
+   * statement; `drawnMinor` also adds a draw to the session's line in the same statement. The
+   * booking passes the ledger's pair assertion before any SQL is sent.
    */
   async book(
     transfers: readonly (PlannedTransfer & { id: string })[],
@@ -269,6 +270,7 @@ export class LedgerTx extends EventWriter {
     request: RequestKey,
     response: unknown,
   ): Promise<void> {
+    assertBalanced(transfers);
     await this.sql.query(
       `WITH drawn AS (
          UPDATE settlement.credit_lines SET drawn_minor = drawn_minor + $13, draw_count = draw_count + 1
