@@ -6,7 +6,8 @@ import type { ApprovalState, Decision } from '../domain/quorum.js';
 import { IdempotencyRace, type ApprovalsTx } from '../store/approvals-store.js';
 import type { VoteCommitter, VoteOutcome } from '../store/vote-committer.js';
 import { APPROVALS_ADMIN_SCOPE } from './scopes.js';
-import { toApproval, wireEventType, wireState } from './convert.js';
+import { wireEventType, wireState } from '../domain/wire.js';
+import { toApproval } from './convert.js';
 import { follow, mergeUntil, pendingFor, type PendingChangeOut, type PendingFilterSpec, type StreamDeps } from './streams.js';
 import {
   LIMITS,

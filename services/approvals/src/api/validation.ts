@@ -6,7 +6,7 @@ import type { approvalsv1 } from '@gantry/proto';
 import type { ApprovalKind, PriorityRank } from '../domain/approval.js';
 import type { ApprovalState, Decision } from '../domain/quorum.js';
 import type { ListFilter } from '../store/approvals-store.js';
-import { DECISIONS, KINDS, PRIORITIES, STATES } from './convert.js';
+import { DECISIONS, KINDS, PRIORITIES, STATES } from '../domain/wire.js';
 
 /** Limits of the approvals API; each is part of the contract (approvals.proto). */
 export const LIMITS = {

@@ -2,9 +2,9 @@
 // when a request is decided or expires. Built from the changes a transaction records, so they are
 // written to the outbox in that same transaction.
 import type { Outbox, OutboxEvent } from '@gantry/kit';
-import { wireDecision, wireKind, wirePriority, wireState, wireTally } from '../api/convert.js';
 import type { RequestRecord } from '../domain/approval.js';
 import type { Decision } from '../domain/quorum.js';
+import { wireDecision, wireKind, wirePriority, wireState, wireTally } from '../domain/wire.js';
 import type { Change, NewRequest } from './approvals-store.js';
 
 /** The event of a new request. */
