@@ -26,6 +26,7 @@ export * from './time/index.js';
 export * from './streams/change-feed.js';
 export * from './auth/service-token.js';
 export * from './events/outbox.js';
+export * from './events/outbox-table.js';
 export * from './events/relay.js';
 export * from './modules/cleanup.js';
 export * from './modules/module.js';

@@ -22,6 +22,7 @@ import {
   openPostgres,
   Outbox,
   OutboxRelay,
+  outboxTableSql,
   silentLogger,
   startTelemetry,
   type Database,
@@ -38,23 +39,9 @@ import { engines, freshPgliteDir, freshPostgresDatabase, requireTestDatabaseUrl,
 const SCHEMA = 'relay_test';
 const outbox = new Outbox(SCHEMA, 'gantry.relay-test', true, { creditDrawn: 'settlement.credit.drawn' });
 
-/** The outbox of services/settlement/src/store/migrations/003_outbox.sql, in the test schema. */
-const OUTBOX_DDL = `
-  CREATE SCHEMA ${SCHEMA};
-  CREATE TABLE ${SCHEMA}.outbox (
-    seq                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    event_id             text NOT NULL UNIQUE,
-    event_type           text NOT NULL,
-    payload              bytea NOT NULL,
-    trace_context        jsonb NOT NULL DEFAULT '{}',
-    created_at           timestamptz NOT NULL,
-    log_done_at          timestamptz,
-    log_lease_until      timestamptz,
-    webhooks_done_at     timestamptz,
-    webhooks_lease_until timestamptz
-  );
-  CREATE INDEX outbox_log_pending ON ${SCHEMA}.outbox (seq) WHERE log_done_at IS NULL;
-  CREATE INDEX outbox_webhooks_pending ON ${SCHEMA}.outbox (seq) WHERE webhooks_done_at IS NULL;`;
+/** The kit's outbox table (events/outbox-table.ts), in the test schema. */
+const OUTBOX_DDL = `CREATE SCHEMA ${SCHEMA};
+${outboxTableSql(SCHEMA)}`;
 
 /** A test database with the outbox; PostgreSQL opens one handle (pool) per replica. */
 interface World {

@@ -1,11 +1,12 @@
 import { fileURLToPath } from 'node:url';
-import { EventWriter, failedPrecondition, loadMigrations, type Database, type Outbox, type Sql } from '@gantry/kit';
+import { EventWriter, failedPrecondition, loadMigrations, outboxMigrations, type Database, type Outbox, type Sql } from '@gantry/kit';
 import type { ApprovalKind, ApprovalRecord, ChangeRecord, ChangeType, PriorityRank, RequestRecord, VoteRecord } from '../domain/approval.js';
 import type { ApprovalState, Decision } from '../domain/quorum.js';
 import { changeEvents, createdEvent } from './change-events.js';
 
 export const APPROVALS_SCHEMA = 'approvals';
-export const approvalsMigrations = loadMigrations(fileURLToPath(new URL('./migrations', import.meta.url)));
+/** The kit's outbox table first, then the service's own numbered migrations. */
+export const approvalsMigrations = [...outboxMigrations(APPROVALS_SCHEMA), ...loadMigrations(fileURLToPath(new URL('./migrations', import.meta.url)))];
 
 /** NOTIFY channel of every committed change; the payload is only a hint ("look again"). */
 export const CHANGED_CHANNEL = 'approvals_changed';

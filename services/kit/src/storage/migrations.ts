@@ -8,6 +8,18 @@ export interface Migration {
   sql: string;
 }
 
+/**
+ * Where the kit's own migrations start in a service's schema_migrations: the tables the kit owns
+ * inside a service's schema (its outbox) are versioned from here, a service's numbered files from 1,
+ * so neither can take a version the other has recorded, whatever either adds later.
+ */
+export const KIT_MIGRATION_VERSIONS_FROM = 1_000_000;
+
+/** Schema names become SQL identifiers in DDL; allow only plain ones. */
+export function assertSchemaName(schema: string): void {
+  if (!/^[a-z_][a-z0-9_]*$/.test(schema)) throw new Error(`invalid schema name: ${schema}`);
+}
+
 /** Reads `NNN_name.sql` files from a folder, in version order. */
 export function loadMigrations(dir: string): Migration[] {
   const migrations = readdirSync(dir)
@@ -27,11 +39,12 @@ export function loadMigrations(dir: string): Migration[] {
 /**
  * Brings `schema` up to date. Pending migrations run in one transaction (PostgreSQL DDL is
  * transactional) under an advisory lock keyed by the schema, so replicas starting together apply
- * each migration exactly once, and a failed migration leaves nothing half-applied.
- * Returns the versions applied now.
+ * each migration exactly once, and a failed migration leaves nothing half-applied. They run in
+ * the order given (the kit's before the service's: see KIT_MIGRATION_VERSIONS_FROM), each version
+ * once. Returns the versions applied now.
  */
 export async function migrate(db: Database, schema: string, migrations: readonly Migration[]): Promise<number[]> {
-  if (!/^[a-z_][a-z0-9_]*$/.test(schema)) throw new Error(`invalid schema name: ${schema}`);
+  assertSchemaName(schema);
   const applied: number[] = [];
   await db.transaction(async (tx) => {
     await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`gantry.migrate.${schema}`]);

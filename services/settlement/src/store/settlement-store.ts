@@ -1,10 +1,11 @@
 import { fileURLToPath } from 'node:url';
-import { activeTraceContext, alreadyExists, EventWriter, failedPrecondition, loadMigrations, type Database, type Outbox, type OutboxEvent, type Sql } from '@gantry/kit';
+import { activeTraceContext, alreadyExists, EventWriter, failedPrecondition, loadMigrations, outboxMigrations, type Database, type Outbox, type OutboxEvent, type Sql } from '@gantry/kit';
 import type { CreditLineRow } from '../domain/credit-line.js';
 import { assertBalanced, type Outcome, type PlannedTransfer } from '../domain/ledger.js';
 
 export const SETTLEMENT_SCHEMA = 'settlement';
-export const settlementMigrations = loadMigrations(fileURLToPath(new URL('./migrations', import.meta.url)));
+/** The kit's outbox table first, then the service's own numbered migrations. */
+export const settlementMigrations = [...outboxMigrations(SETTLEMENT_SCHEMA), ...loadMigrations(fileURLToPath(new URL('./migrations', import.meta.url)))];
 
 type Row = Record<string, unknown>;
 /** int8 comes back as string (pg) or bigint/number (PGlite). */
