@@ -6,31 +6,18 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { OUTBOX_MIGRATION_VERSION, Outbox, loadMigrations, migrate, migrationsApplied, openPglite, openPostgres, type Database, type Migration } from '@gantry/kit';
-import { engines, freshPgliteDir, freshPostgresDatabase, type EngineName } from '../../kit/test/databases.js';
+import { OUTBOX_MIGRATION_VERSION, Outbox, loadMigrations, migrate, migrationsApplied, type Database, type Migration } from '@gantry/kit';
+import { engines } from '../../kit/test/databases.js';
 import { APPROVALS_EVENT_SOURCE, APPROVALS_EVENT_TYPES } from '../src/events.js';
 import { APPROVALS_SCHEMA, ApprovalsStore, approvalsMigrations, type NewRequest } from '../src/store/approvals-store.js';
+import { openFreshDatabase } from './support.js';
 
 /** Approvals' migrations as they were before the kit owned the outbox: 002 created the table. */
 const migrationsBefore: Migration[] = loadMigrations(fileURLToPath(new URL('../src/store/migrations', import.meta.url))).map((m) =>
   m.version === 2 ? { version: 2, name: 'outbox', sql: readFileSync(new URL('./fixtures/002_outbox.before-kit-outbox.sql', import.meta.url), 'utf8') } : m,
 );
-
-async function openFresh(engine: EngineName): Promise<{ db: Database; close(): Promise<void> }> {
-  if (engine === 'PGlite') {
-    const dir = mkdtempSync(join(tmpdir(), 'gantry-approvals-upgrade-'));
-    await freshPgliteDir(join(dir, 'db'));
-    const db = await openPglite(join(dir, 'db'));
-    return { db, close: async () => (await db.close(), rmSync(dir, { recursive: true, force: true })) };
-  }
-  const fresh = await freshPostgresDatabase('t_approvals_upgrade');
-  const db = await openPostgres({ url: fresh.url, poolSize: 2, statementTimeoutMs: 10_000 });
-  return { db, close: async () => (await db.close(), await fresh.drop()) };
-}
 
 /** Submits one request through the store, in a transaction that writes its created event. */
 async function submitOne(db: Database): Promise<void> {
@@ -65,7 +52,7 @@ for (const engine of engines()) {
   describe(`approvals migrations across the kit's outbox on ${engine.name}`, { skip: engine.skip }, () => {
     let world: { db: Database; close(): Promise<void> };
     before(async () => {
-      world = await openFresh(engine.name);
+      world = await openFreshDatabase(engine.name, 't_approvals_upgrade');
     });
     after(async () => world?.close());
 

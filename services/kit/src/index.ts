@@ -16,6 +16,7 @@ export * from './tls/credentials.js';
 export * from './tls/identity.js';
 export * from './storage/database.js';
 export * from './storage/migrations.js';
+export * from './storage/constraints.js';
 export * from './storage/rows.js';
 export * from './storage/pglite.js';
 export * from './storage/postgres.js';

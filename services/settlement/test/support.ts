@@ -2,11 +2,14 @@
 // clock the test moves, clients with tokens per role, signed request builders and a ledger
 // snapshot to prove that a refused request booked nothing.
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Metadata } from '@grpc/grpc-js';
-import { bearerMetadata, clientCredentials, clientOptions, FlagsClient, Outbox, unary, type Runtime } from '@gantry/kit';
+import { bearerMetadata, clientCredentials, clientOptions, FlagsClient, openPglite, openPostgres, Outbox, unary, type Database, type Runtime } from '@gantry/kit';
 import { settlementv1 } from '@gantry/proto';
 import { tokenFor } from '../../kit/test/clients.js';
-import type { EngineName } from '../../kit/test/databases.js';
+import { freshPgliteDir, freshPostgresDatabase, type EngineName } from '../../kit/test/databases.js';
 import { startServicePlatform } from '../../kit/test/harness.js';
 import { SettlementWallet, generateWallet, type WalletKeys } from '../src/client/index.js';
 import { createSettlementService, SETTLEMENT_EVENT_SOURCE, SETTLEMENT_EVENT_TYPES, SETTLEMENT_SCHEMA, SettlementStore } from '../src/index.js';
@@ -111,4 +114,17 @@ export async function ledgerSnapshot(p: SettlementPlatform): Promise<string> {
 /** The available balance (credits - debits) of one account, 0 when it does not exist. */
 export async function accountBalance(p: SettlementPlatform, id: string): Promise<bigint> {
   return (await p.store.balances([id])).get(id) ?? 0n;
+}
+
+/** An empty database of its own on `engine` (a PGlite directory, or a PostgreSQL database), for store-level tests. */
+export async function openFreshDatabase(engine: EngineName, label: string): Promise<{ db: Database; close(): Promise<void> }> {
+  if (engine === 'PGlite') {
+    const dir = mkdtempSync(join(tmpdir(), `gantry-${label}-`));
+    await freshPgliteDir(join(dir, 'db'));
+    const db = await openPglite(join(dir, 'db'));
+    return { db, close: async () => (await db.close(), rmSync(dir, { recursive: true, force: true })) };
+  }
+  const fresh = await freshPostgresDatabase(label);
+  const db = await openPostgres({ url: fresh.url, poolSize: 2, statementTimeoutMs: 10_000 });
+  return { db, close: async () => (await db.close(), await fresh.drop()) };
 }

@@ -7,9 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import {
   OUTBOX_MIGRATION_VERSION,
@@ -17,34 +15,21 @@ import {
   loadMigrations,
   migrate,
   migrationsApplied,
-  openPglite,
-  openPostgres,
   type HandlerContext,
   type Database,
   type Migration,
 } from '@gantry/kit';
-import { engines, freshPgliteDir, freshPostgresDatabase, type EngineName } from '../../kit/test/databases.js';
+import { engines } from '../../kit/test/databases.js';
 import { settlementHandlers } from '../src/api/handlers.js';
 import { SettlementWallet, generateWallet } from '../src/client/index.js';
 import { SETTLEMENT_EVENT_SOURCE, SETTLEMENT_EVENT_TYPES } from '../src/events.js';
 import { SETTLEMENT_SCHEMA, SettlementStore, settlementMigrations } from '../src/store/settlement-store.js';
+import { openFreshDatabase } from './support.js';
 
 /** Settlement's migrations as they were before the kit owned the outbox: 003 created the table. */
 const migrationsBefore: Migration[] = loadMigrations(fileURLToPath(new URL('../src/store/migrations', import.meta.url))).map((m) =>
   m.version === 3 ? { version: 3, name: 'outbox', sql: readFileSync(new URL('./fixtures/003_outbox.before-kit-outbox.sql', import.meta.url), 'utf8') } : m,
 );
-
-async function openFresh(engine: EngineName): Promise<{ db: Database; close(): Promise<void> }> {
-  if (engine === 'PGlite') {
-    const dir = mkdtempSync(join(tmpdir(), 'gantry-settle-upgrade-'));
-    await freshPgliteDir(join(dir, 'db'));
-    const db = await openPglite(join(dir, 'db'));
-    return { db, close: async () => (await db.close(), rmSync(dir, { recursive: true, force: true })) };
-  }
-  const fresh = await freshPostgresDatabase('t_settle_upgrade');
-  const db = await openPostgres({ url: fresh.url, poolSize: 2, statementTimeoutMs: 10_000 });
-  return { db, close: async () => (await db.close(), await fresh.drop()) };
-}
 
 /** The outbox's event types in order. */
 async function outboxTypes(db: Database): Promise<string[]> {
@@ -71,7 +56,7 @@ for (const engine of engines()) {
   describe(`settlement migrations across the kit's outbox on ${engine.name}`, { skip: engine.skip }, () => {
     let world: { db: Database; close(): Promise<void> };
     before(async () => {
-      world = await openFresh(engine.name);
+      world = await openFreshDatabase(engine.name, 't_settle_upgrade');
     });
     after(async () => world?.close());
 

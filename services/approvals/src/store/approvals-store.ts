@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { EventWriter, failedPrecondition, loadMigrations, outboxMigrations, type Database, type Outbox, type Sql } from '@gantry/kit';
+import { EventWriter, failedPrecondition, loadMigrations, outboxMigrations, storeTransaction, type ConstraintErrors, type Database, type Outbox, type Sql, type StoreTransactions } from '@gantry/kit';
 import type { ApprovalKind, ApprovalRecord, ChangeRecord, ChangeType, PriorityRank, RequestRecord, VoteRecord } from '../domain/approval.js';
 import type { ApprovalState, Decision } from '../domain/quorum.js';
 import { changeEvents, createdEvent } from './change-events.js';
@@ -111,36 +111,29 @@ export interface PendingCursor {
 /** The submit raced a retry with the same request_id: read the winner and answer as a retry. */
 export class IdempotencyRace extends Error {}
 
-/** PostgreSQL error fields the store maps. */
-interface PgError {
-  code?: string;
-  constraint?: string;
-}
-
-function mapConstraint(err: unknown): never {
-  const e = err as PgError;
-  if (e.code === '23505' && e.constraint === 'requests_idempotency') throw new IdempotencyRace('request_id taken concurrently');
-  if (e.code === '23514' && e.constraint === 'terminal_states_never_change') throw failedPrecondition('the approval is already final; votes are closed');
-  throw err;
-}
+/** The database's own refusals as the contract's errors (or, for a raced submit, as a retry). */
+const CONSTRAINT_ERRORS: ConstraintErrors = {
+  requests_idempotency: { violation: 'unique', error: () => new IdempotencyRace('request_id taken concurrently') },
+  terminal_states_never_change: { violation: 'check', error: () => failedPrecondition('the approval is already final; votes are closed') },
+};
 
 /** The approvals service's SQL. Every statement names the `approvals` schema. */
 export class ApprovalsStore {
+  private readonly transactions: StoreTransactions<ApprovalsTx>;
+
   constructor(
     private readonly db: Database,
-    private readonly outbox: Outbox,
-  ) {}
+    outbox: Outbox,
+  ) {
+    this.transactions = { db, outbox, begin: (sql) => new ApprovalsTx(sql, outbox), errors: CONSTRAINT_ERRORS };
+  }
 
   /**
    * Runs `fn` in one transaction; database constraint violations become contract errors. The
    * domain events of its changes are written in it and handed to the relay once it commits.
    */
-  async transaction<T>(fn: (tx: ApprovalsTx) => Promise<T>): Promise<T> {
-    try {
-      return await this.outbox.transaction(this.db, (sql) => new ApprovalsTx(sql, this.outbox), fn);
-    } catch (err) {
-      return mapConstraint(err);
-    }
+  transaction<T>(fn: (tx: ApprovalsTx) => Promise<T>): Promise<T> {
+    return storeTransaction(this.transactions, fn);
   }
 
   /** The current service-wide version (of the last committed change). */

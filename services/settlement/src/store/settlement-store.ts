@@ -1,5 +1,20 @@
 import { fileURLToPath } from 'node:url';
-import { activeTraceContext, alreadyExists, EventWriter, failedPrecondition, loadMigrations, outboxMigrations, type Database, type Outbox, type OutboxEvent, type Sql } from '@gantry/kit';
+import {
+  activeTraceContext,
+  alreadyExists,
+  EventWriter,
+  failedPrecondition,
+  loadMigrations,
+  mapConstraintError,
+  outboxMigrations,
+  storeTransaction,
+  type ConstraintErrors,
+  type Database,
+  type Outbox,
+  type OutboxEvent,
+  type Sql,
+  type StoreTransactions,
+} from '@gantry/kit';
 import type { CreditLineRow } from '../domain/credit-line.js';
 import { assertBalanced, type Outcome, type PlannedTransfer } from '../domain/ledger.js';
 
@@ -49,41 +64,33 @@ export interface RequestKey {
 /** SQLSTATE the fast-path functions raise to decline (and roll back their claim). */
 const FAST_PATH_DECLINED = 'GN001';
 
-/** PostgreSQL error fields the store maps to gRPC errors. */
-interface PgError {
-  code?: string;
-  constraint?: string;
-}
-
 /**
- * Turns the database's own refusals into the contract's errors. The store checks first and
- * explains better; these are the last line, for races the checks cannot see.
+ * The database's own refusals as the contract's errors. The store checks first and explains
+ * better; these are the last line, for races the checks cannot see.
  */
-function mapConstraint(err: unknown): never {
-  const e = err as PgError;
-  if (e.code === '23514' && e.constraint === 'debits_must_not_exceed_credits') throw failedPrecondition('insufficient funds: the booking would take an account below zero');
-  if (e.code === '23514' && e.constraint === 'draws_within_limit') throw failedPrecondition('the draw exceeds the credit line');
-  if (e.code === '23505' && e.constraint === 'credit_lines_one_unsettled') throw failedPrecondition('the wallet already has an unsettled credit line; settle it first');
-  throw err;
-}
+const CONSTRAINT_ERRORS: ConstraintErrors = {
+  debits_must_not_exceed_credits: { violation: 'check', error: () => failedPrecondition('insufficient funds: the booking would take an account below zero') },
+  draws_within_limit: { violation: 'check', error: () => failedPrecondition('the draw exceeds the credit line') },
+  credit_lines_one_unsettled: { violation: 'unique', error: () => failedPrecondition('the wallet already has an unsettled credit line; settle it first') },
+};
 
 /** The settlement ledger's SQL. Every statement names the `settlement` schema. */
 export class SettlementStore {
+  private readonly transactions: StoreTransactions<LedgerTx>;
+
   constructor(
     private readonly db: Database,
     private readonly outbox: Outbox,
-  ) {}
+  ) {
+    this.transactions = { db, outbox, begin: (sql) => new LedgerTx(sql, outbox), errors: CONSTRAINT_ERRORS };
+  }
 
   /**
    * Runs `fn` in one transaction; database constraint violations become contract errors. Events
    * the transaction emitted go to the relay once it has committed.
    */
-  async transaction<T>(fn: (tx: LedgerTx) => Promise<T>): Promise<T> {
-    try {
-      return await this.outbox.transaction(this.db, (sql) => new LedgerTx(sql, this.outbox), fn);
-    } catch (err) {
-      return mapConstraint(err);
-    }
+  transaction<T>(fn: (tx: LedgerTx) => Promise<T>): Promise<T> {
+    return storeTransaction(this.transactions, fn);
   }
 
   /**
@@ -112,8 +119,8 @@ export class SettlementStore {
       if (r?.outcome === 'booked' && event) this.outbox.committed();
       return r && r.outcome !== 'checked' ? r.response : undefined;
     } catch (err) {
-      if ((err as PgError).code === FAST_PATH_DECLINED) return undefined;
-      return mapConstraint(err);
+      if ((err as { code?: unknown }).code === FAST_PATH_DECLINED) return undefined;
+      throw mapConstraintError(err, CONSTRAINT_ERRORS);
     }
   }
 

@@ -1,0 +1,63 @@
+// The approvals constraints behind the rules, on PGlite and PostgreSQL: what slips past the checks
+// (a race the checks cannot see, here forced through the store directly) is refused by the
+// database, and the store turns each refusal into its error: a raced request_id into
+// IdempotencyRace (the handler answers as a retry), a change to a final approval into
+// FAILED_PRECONDITION.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomUUID } from 'node:crypto';
+import { Outbox, Status, migrate, type Database } from '@gantry/kit';
+import { engines } from '../../kit/test/databases.js';
+import { APPROVALS_EVENT_SOURCE, APPROVALS_EVENT_TYPES } from '../src/events.js';
+import { APPROVALS_SCHEMA, ApprovalsStore, IdempotencyRace, approvalsMigrations, type NewRequest } from '../src/store/approvals-store.js';
+import { openFreshDatabase } from './support.js';
+
+const NOW = new Date('2026-11-23T12:00:00Z');
+
+function newRequest(requestId: string | null): NewRequest {
+  const content = Buffer.from('raise the limit');
+  return {
+    id: randomUUID(),
+    requester: 'alice',
+    requestId,
+    digest: Buffer.alloc(32),
+    type: 'PARAMETER_CHANGE',
+    priority: 1,
+    title: 'constraints',
+    content,
+    contentHash: createHash('sha256').update(content).digest(),
+    validators: ['bob', 'carol'],
+    requiredApprovals: 1,
+    labels: {},
+    createdAt: NOW,
+    expiresAt: new Date(NOW.getTime() + 60_000),
+  };
+}
+
+for (const engine of engines()) {
+  describe(`approvals store: the database's refusals as errors on ${engine.name}`, { skip: engine.skip }, () => {
+    let world: { db: Database; close(): Promise<void> };
+    let store: ApprovalsStore;
+    before(async () => {
+      world = await openFreshDatabase(engine.name, 't_approvals_store');
+      await migrate(world.db, APPROVALS_SCHEMA, approvalsMigrations);
+      store = new ApprovalsStore(world.db, new Outbox(APPROVALS_SCHEMA, APPROVALS_EVENT_SOURCE, false, APPROVALS_EVENT_TYPES));
+    });
+    after(async () => world?.close());
+
+    test('a request_id taken by a concurrent submit is an IdempotencyRace', async () => {
+      await assert.rejects(store.transaction(async (tx) => (await tx.insert(newRequest('same')), await tx.insert(newRequest('same')))), (err) => err instanceof IdempotencyRace);
+    });
+
+    test('a change to an approval that is already final is FAILED_PRECONDITION', async () => {
+      const r = newRequest(null);
+      await store.transaction((tx) => tx.insert(r));
+      const vote = (validator: string) => ({ approvalId: r.id, type: 'FINALIZED' as const, state: 'APPROVED' as const, vote: { validator, decision: 'APPROVE' as const, reason: '' }, at: NOW, finalizedAt: NOW });
+      await store.transaction(async (tx) => tx.record([vote('bob')], await tx.lockAll([r.id])));
+      await assert.rejects(store.transaction(async (tx) => tx.record([vote('carol')], await tx.lockAll([r.id]))), {
+        code: Status.FAILED_PRECONDITION,
+        message: 'the approval is already final; votes are closed',
+      });
+    });
+  });
+}
