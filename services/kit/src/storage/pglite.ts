@@ -1,11 +1,13 @@
 import { mkdirSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
+import { TYPE_OIDS, parseByteaHex, parseInt8 } from './column-types.js';
 import { assertChannel, type Database, type QueryResult, type Sql } from './database.js';
 
 /** PGlite (PostgreSQL in WASM, in-process) on a data directory; `memory://` for throwaway use. */
 export async function openPglite(dataDir: string): Promise<Database> {
   if (!dataDir.startsWith('memory://')) mkdirSync(dataDir, { recursive: true });
-  const db = await PGlite.create(dataDir);
+  // int8 as bigint and bytea as Buffer, as from PostgreSQL (column-types.ts).
+  const db = await PGlite.create(dataDir, { parsers: { [TYPE_OIDS.int8]: parseInt8, [TYPE_OIDS.bytea]: parseByteaHex } });
   const run = async <R>(sql: Pick<PGlite, 'query'>, text: string, params?: readonly unknown[], rowMode?: 'array'): Promise<QueryResult<R>> => {
     const res = await sql.query<R>(text, params as unknown[] | undefined, rowMode ? { rowMode } : undefined);
     // PGlite reports affectedRows 0 (not undefined) for SELECT: fall back to the rows returned.

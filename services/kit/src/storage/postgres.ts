@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
+import { TYPE_OIDS, parseInt8 } from './column-types.js';
 import { assertChannel, type Database, type Sql } from './database.js';
 
 export interface PostgresOptions {
@@ -31,10 +32,17 @@ function prepared(text: string, params: readonly unknown[] | undefined, rowMode?
   return { text, values: params as unknown[] | undefined, ...(name ? { name } : {}), ...(rowMode ? { rowMode } : {}) } as pg.QueryConfig;
 }
 
+/** pg's own parsers but for int8, which comes out as a bigint (column-types.ts) instead of a string. */
+const columnTypes: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === TYPE_OIDS.int8 && format !== 'binary' ? parseInt8 : pg.types.getTypeParser(oid, format)) as pg.CustomTypesConfig['getTypeParser'],
+};
+
 /** A PostgreSQL server through a `pg` pool, plus one dedicated connection for LISTEN. */
 export async function openPostgres(opts: PostgresOptions): Promise<Database & { pool: pg.Pool }> {
   const pool = new pg.Pool({
     connectionString: opts.url,
+    types: columnTypes,
     max: opts.poolSize,
     statement_timeout: opts.statementTimeoutMs,
     connectionTimeoutMillis: 10_000,
