@@ -13,3 +13,12 @@ export function oneOrNone<R>(rows: readonly R[], what: string): R | undefined {
   if (rows.length > 1) throw new Error(`invariant: expected at most one row of ${what}, got ${rows.length}`);
   return rows[0];
 }
+
+/**
+ * The first row of a statement that returns at least one: a one-row head LEFT JOINed to a page of
+ * rows, where every row (and a lone row of NULLs when the page is empty) carries the head's values.
+ */
+export function first<R>(rows: readonly R[], what: string): R {
+  if (rows.length === 0) throw new Error(`invariant: expected at least one row of ${what}, got 0`);
+  return rows[0]!;
+}
