@@ -37,7 +37,7 @@
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { bearerMetadata, clientCredentials, clientOptions, unary } from '@gantry/kit';
+import { bearerMetadata, clientCredentials, clientOptions, one, unary } from '@gantry/kit';
 import { settlementv1 } from '@gantry/proto';
 import { SettlementWallet, canonicalMessage, verifySignature, type SignedFields } from '../src/client/index.js';
 import { checkSignature } from '../src/api/validation.js';
@@ -201,11 +201,12 @@ try {
   // --- The relay kept up: its outbox drains, the audit trail holds every relayed draw --------------
   step('waiting for the outbox to drain; counting audit entries');
   const drainStart = performance.now();
-  const backlog = async () => Number((await db.query(`SELECT count(*)::int AS n FROM settlement.outbox`)).rows[0]!.n);
+  const count = async (sql: string, what: string) => Number(one((await db.query(sql)).rows, what).n);
+  const backlog = () => count(`SELECT count(*)::int AS n FROM settlement.outbox`, 'outbox backlog');
   while ((await backlog()) > 0 && performance.now() - drainStart < 120_000) await new Promise((r) => setTimeout(r, 100));
   const left = await backlog();
-  const audited = Number((await db.query(`SELECT coalesce((SELECT size FROM log.partitions WHERE name = 'audit.settlement'), 0)::bigint AS n`)).rows[0]!.n);
-  const published = Number((await db.query(`SELECT count(*)::int AS n FROM webhooks.events WHERE event_type = 'settlement.credit.drawn'`)).rows[0]!.n);
+  const audited = await count(`SELECT coalesce((SELECT size FROM log.partitions WHERE name = 'audit.settlement'), 0)::bigint AS n`, 'audit entries');
+  const published = await count(`SELECT count(*)::int AS n FROM webhooks.events WHERE event_type = 'settlement.credit.drawn'`, 'published events');
   relayCheck = { relayedDraws, auditEntries: audited, publishedEvents: published, outboxLeft: left, drainMs: Math.round(performance.now() - drainStart), peerCpuUsPerDraw: Math.round(median(peerCpu.get('relay') ?? [0])) };
   if (left > 0 || audited !== relayedDraws || published !== relayedDraws) throw new Error(`the relay lost events: ${JSON.stringify(relayCheck)}`);
   client.close();

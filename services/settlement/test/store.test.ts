@@ -1,6 +1,7 @@
 // The ledger's constraints behind the rules, on PGlite and PostgreSQL: a booking that slips past
 // the checks (a race the checks cannot see, here forced by booking directly) is refused by the
-// database, and the store turns each refusal into the contract's error, with nothing booked.
+// database, and the store turns each refusal into the contract's error, with nothing booked. The
+// audit finds a ledger changed behind the transfers' back.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Outbox, Status, migrate, type Database } from '@gantry/kit';
@@ -54,6 +55,12 @@ for (const engine of engines()) {
         message: 'the draw exceeds the credit line',
       });
       assert.equal((await store.balances([escrowAccount(s)])).get(escrowAccount(s)), 0n);
+    });
+
+    test('the audit names an account whose posted totals disagree with its transfers, and balances that do not add up to zero', async () => {
+      assert.deepEqual(await store.audit(), []);
+      await world.db.query(`UPDATE settlement.accounts SET credits_posted = credits_posted + 5 WHERE id = 'house'`);
+      assert.deepEqual(await store.audit(), ['account house: posted 0/5, transfers 0/0', 'balances add up to 5, not 0: money was created or destroyed']);
     });
   });
 }

@@ -6,6 +6,8 @@ import {
   failedPrecondition,
   loadMigrations,
   mapConstraintError,
+  one,
+  oneOrNone,
   outboxMigrations,
   storeTransaction,
   type ConstraintErrors,
@@ -22,27 +24,49 @@ export const SETTLEMENT_SCHEMA = 'settlement';
 /** The kit's outbox table first, then the service's own numbered migrations. */
 export const settlementMigrations = [...outboxMigrations(SETTLEMENT_SCHEMA), ...loadMigrations(fileURLToPath(new URL('./migrations', import.meta.url)))];
 
-type Row = Record<string, unknown>;
-/** int8 comes back as string (pg) or bigint/number (PGlite). */
-const big = (v: unknown): bigint => BigInt(v as string | number | bigint);
-const bigOrNull = (v: unknown): bigint | null => (v === null || v === undefined ? null : big(v));
-const date = (v: unknown): Date => (v instanceof Date ? v : new Date(v as string));
-
 const LINE_COLUMNS = 'session_id, wallet_address, credit_limit_minor, drawn_minor, draw_count, created_at, expires_at, settled_at, outcome, net_pnl_minor';
 
-function toLine(r: Row): CreditLineRow {
+/** LINE_COLUMNS as the adapters return them: int8 as bigint, timestamptz as Date (kit column-types.ts). */
+interface LineRow {
+  session_id: string;
+  wallet_address: string;
+  credit_limit_minor: bigint;
+  drawn_minor: bigint;
+  draw_count: number;
+  created_at: Date;
+  expires_at: Date;
+  settled_at: Date | null;
+  outcome: Outcome | null;
+  net_pnl_minor: bigint | null;
+}
+
+/** The balance of an account read beside a line: NULL when the account does not exist yet. */
+type BalanceColumn = bigint | null;
+
+function toLine(r: LineRow): CreditLineRow {
   return {
-    sessionId: r.session_id as string,
-    walletAddress: r.wallet_address as string,
-    creditLimitMinor: big(r.credit_limit_minor),
-    drawnMinor: big(r.drawn_minor),
-    drawCount: Number(r.draw_count),
-    createdAt: date(r.created_at),
-    expiresAt: date(r.expires_at),
-    settledAt: r.settled_at ? date(r.settled_at) : null,
-    outcome: (r.outcome as Outcome | null) ?? null,
-    netPnlMinor: bigOrNull(r.net_pnl_minor),
+    sessionId: r.session_id,
+    walletAddress: r.wallet_address,
+    creditLimitMinor: r.credit_limit_minor,
+    drawnMinor: r.drawn_minor,
+    drawCount: r.draw_count,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    settledAt: r.settled_at,
+    outcome: r.outcome,
+    netPnlMinor: r.net_pnl_minor,
   };
+}
+
+/** walletStatus's row: the wallet's balance, its unsettled line (NULLs when none) with that line's balances, its totals. */
+interface WalletStatusRow extends Omit<LineRow, 'session_id'> {
+  session_id: string | null;
+  available_minor: bigint;
+  credit_minor: BalanceColumn;
+  escrow_minor: BalanceColumn;
+  extended: bigint;
+  draws: bigint;
+  settlements: bigint;
 }
 
 export interface WalletStatus {
@@ -101,7 +125,7 @@ export class SettlementStore {
   async tryDraw(d: { request: RequestKey; sessionId: string; amountMinor: bigint; reason: string; transferId: string; now: Date; event: OutboxEvent }): Promise<unknown> {
     const event = this.outbox.enabled ? d.event : undefined;
     try {
-      const { rows } = await this.db.query(`SELECT outcome, response FROM settlement.try_draw($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, [
+      const { rows } = await this.db.query<{ outcome: 'booked' | 'replay' | 'checked'; response: unknown }>(`SELECT outcome, response FROM settlement.try_draw($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, [
         d.request.owner,
         d.sessionId,
         d.amountMinor.toString(),
@@ -115,9 +139,9 @@ export class SettlementStore {
         event?.payload ?? null,
         event ? JSON.stringify(activeTraceContext()) : null,
       ]);
-      const r = rows[0];
-      if (r?.outcome === 'booked' && event) this.outbox.committed();
-      return r && r.outcome !== 'checked' ? r.response : undefined;
+      const r = one(rows, 'settlement.try_draw outcome');
+      if (r.outcome === 'booked' && event) this.outbox.committed();
+      return r.outcome !== 'checked' ? r.response : undefined;
     } catch (err) {
       if ((err as { code?: unknown }).code === FAST_PATH_DECLINED) return undefined;
       throw mapConstraintError(err, CONSTRAINT_ERRORS);
@@ -136,7 +160,7 @@ export class SettlementStore {
    */
   async walletStatus(walletAddress: string): Promise<WalletStatus | undefined> {
     const balance = (id: string) => `(SELECT credits_posted - debits_posted FROM settlement.accounts WHERE id = ${id})`;
-    const { rows } = await this.db.query(
+    const { rows } = await this.db.query<WalletStatusRow>(
       `SELECT w.credits_posted - w.debits_posted AS available_minor,
               ${LINE_COLUMNS.split(', ').map((c) => `l.${c}`).join(', ')},
               ${balance("'credit:' || l.session_id")} AS credit_minor,
@@ -145,19 +169,20 @@ export class SettlementStore {
          FROM settlement.accounts w
          LEFT JOIN settlement.credit_lines l ON l.wallet_address = $1 AND l.settled_at IS NULL
          CROSS JOIN LATERAL (
-           SELECT coalesce(sum(credit_limit_minor), 0) AS extended, coalesce(sum(draw_count), 0) AS draws, count(settled_at) AS settlements
+           SELECT coalesce(sum(credit_limit_minor), 0)::bigint AS extended, coalesce(sum(draw_count), 0) AS draws, count(settled_at) AS settlements
              FROM settlement.credit_lines WHERE wallet_address = $1) t
         WHERE w.id = 'wallet:' || $1`,
       [walletAddress],
     );
-    const r = rows[0];
+    const r = oneOrNone(rows, `wallet ${walletAddress}`);
     if (!r) return undefined;
     return {
-      availableMinor: big(r.available_minor),
-      line: r.session_id ? { ...toLine(r), creditMinor: big(r.credit_minor ?? 0), escrowMinor: big(r.escrow_minor ?? 0) } : undefined,
-      creditExtendedMinor: big(r.extended),
-      draws: big(r.draws),
-      settlements: big(r.settlements),
+      availableMinor: r.available_minor,
+      // No unsettled line: the LEFT JOIN gave NULL line columns.
+      line: r.session_id !== null ? { ...toLine({ ...r, session_id: r.session_id }), creditMinor: r.credit_minor ?? 0n, escrowMinor: r.escrow_minor ?? 0n } : undefined,
+      creditExtendedMinor: r.extended,
+      draws: r.draws,
+      settlements: r.settlements,
     };
   }
 
@@ -176,15 +201,20 @@ export class SettlementStore {
         WHERE debits_posted <> debits OR credits_posted <> credits`,
     );
     const problems = rows.map((r) => `account ${String(r.id)}: posted ${String(r.debits_posted)}/${String(r.credits_posted)}, transfers ${String(r.debits)}/${String(r.credits)}`);
-    const total = await this.db.query(`SELECT coalesce(sum(credits_posted - debits_posted), 0) AS total FROM settlement.accounts`);
-    if (big(total.rows[0]!.total) !== 0n) problems.push(`balances add up to ${String(total.rows[0]!.total)}, not 0: money was created or destroyed`);
+    // numeric: a sum of int8 balances, compared in SQL.
+    const total = await this.db.query<{ total: string; unbalanced: boolean }>(
+      `SELECT total, total <> 0 AS unbalanced FROM (SELECT coalesce(sum(credits_posted - debits_posted), 0) AS total FROM settlement.accounts) t`,
+    );
+    const { total: sum, unbalanced } = one(total.rows, 'ledger total');
+    if (unbalanced) problems.push(`balances add up to ${sum}, not 0: money was created or destroyed`);
     return problems;
   }
 }
 
 async function unsettledLineOf(sql: Sql, walletAddress: string): Promise<CreditLineRow | undefined> {
-  const { rows } = await sql.query(`SELECT ${LINE_COLUMNS} FROM settlement.credit_lines WHERE wallet_address = $1 AND settled_at IS NULL`, [walletAddress]);
-  return rows[0] ? toLine(rows[0]) : undefined;
+  const { rows } = await sql.query<LineRow>(`SELECT ${LINE_COLUMNS} FROM settlement.credit_lines WHERE wallet_address = $1 AND settled_at IS NULL`, [walletAddress]);
+  const line = oneOrNone(rows, `unsettled credit line of ${walletAddress}`);
+  return line && toLine(line);
 }
 
 async function balancesOf(sql: Sql, ids: readonly string[], lock: boolean): Promise<Map<string, bigint>> {
@@ -192,11 +222,11 @@ async function balancesOf(sql: Sql, ids: readonly string[], lock: boolean): Prom
   if (ids.length === 0) return out;
   // ORDER BY id: every transaction locks shared accounts in the same order, so two bookings that
   // touch the same pair of accounts (a deposit and a withdrawal) cannot deadlock.
-  const { rows } = await sql.query(
+  const { rows } = await sql.query<{ id: string; balance: bigint }>(
     `SELECT id, credits_posted - debits_posted AS balance FROM settlement.accounts WHERE id = ANY($1::text[]) ORDER BY id${lock ? ' FOR UPDATE' : ''}`,
     [ids],
   );
-  for (const r of rows) out.set(r.id as string, big(r.balance));
+  for (const r of rows) out.set(r.id, r.balance);
   return out;
 }
 
@@ -214,9 +244,13 @@ export class LedgerTx extends EventWriter {
       [req.owner, req.key, req.operation, req.digest, now],
     );
     if (inserted.rowCount === 1) return undefined;
-    const { rows } = await this.sql.query(`SELECT operation, digest, response FROM settlement.requests WHERE owner = $1 AND key = $2`, [req.owner, req.key]);
-    const prior = rows[0]!;
-    const sameBody = prior.operation === req.operation && Buffer.from(prior.digest as Uint8Array).equals(req.digest);
+    // The key exists: this transaction's insert found it, and requests are never deleted.
+    const { rows } = await this.sql.query<{ operation: string; digest: Buffer; response: unknown }>(
+      `SELECT operation, digest, response FROM settlement.requests WHERE owner = $1 AND key = $2`,
+      [req.owner, req.key],
+    );
+    const prior = one(rows, `request ${req.owner}/${req.key}`);
+    const sameBody = prior.operation === req.operation && prior.digest.equals(req.digest);
     if (!sameBody || prior.response === null) {
       throw alreadyExists(`${req.owner === 'admin' ? 'transfer_id' : 'nonce'} ${req.key} was already used for a different request; use a new one`);
     }
@@ -225,8 +259,9 @@ export class LedgerTx extends EventWriter {
 
   /** Locks the line for this booking. */
   async lockLine(sessionId: string): Promise<CreditLineRow | undefined> {
-    const { rows } = await this.sql.query(`SELECT ${LINE_COLUMNS} FROM settlement.credit_lines WHERE session_id = $1 FOR UPDATE`, [sessionId]);
-    return rows[0] ? toLine(rows[0]) : undefined;
+    const { rows } = await this.sql.query<LineRow>(`SELECT ${LINE_COLUMNS} FROM settlement.credit_lines WHERE session_id = $1 FOR UPDATE`, [sessionId]);
+    const line = oneOrNone(rows, `credit line ${sessionId}`);
+    return line && toLine(line);
   }
 
   /**
@@ -235,7 +270,7 @@ export class LedgerTx extends EventWriter {
    */
   async lockLineWithBalances(sessionId: string): Promise<{ line: CreditLineRow; walletMinor: bigint; creditMinor: bigint; escrowMinor: bigint } | undefined> {
     const balance = (id: string) => `(SELECT credits_posted - debits_posted FROM settlement.accounts WHERE id = ${id})`;
-    const { rows } = await this.sql.query(
+    const { rows } = await this.sql.query<LineRow & { wallet_minor: BalanceColumn; credit_minor: BalanceColumn; escrow_minor: BalanceColumn }>(
       `SELECT ${LINE_COLUMNS},
               ${balance("'wallet:' || wallet_address")} AS wallet_minor,
               ${balance("'credit:' || session_id")} AS credit_minor,
@@ -243,8 +278,8 @@ export class LedgerTx extends EventWriter {
          FROM settlement.credit_lines WHERE session_id = $1 FOR UPDATE`,
       [sessionId],
     );
-    const r = rows[0];
-    return r ? { line: toLine(r), walletMinor: big(r.wallet_minor ?? 0), creditMinor: big(r.credit_minor ?? 0), escrowMinor: big(r.escrow_minor ?? 0) } : undefined;
+    const r = oneOrNone(rows, `credit line ${sessionId}`);
+    return r && { line: toLine(r), walletMinor: r.wallet_minor ?? 0n, creditMinor: r.credit_minor ?? 0n, escrowMinor: r.escrow_minor ?? 0n };
   }
 
   /** Balances of the given accounts, locked in id order until the transaction ends. */
