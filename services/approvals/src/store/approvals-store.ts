@@ -1,5 +1,19 @@
 import { fileURLToPath } from 'node:url';
-import { EventWriter, failedPrecondition, loadMigrations, outboxMigrations, storeTransaction, type ConstraintErrors, type Database, type Outbox, type Sql, type StoreTransactions } from '@gantry/kit';
+import {
+  EventWriter,
+  failedPrecondition,
+  first,
+  loadMigrations,
+  one,
+  oneOrNone,
+  outboxMigrations,
+  storeTransaction,
+  type ConstraintErrors,
+  type Database,
+  type Outbox,
+  type Sql,
+  type StoreTransactions,
+} from '@gantry/kit';
 import type { ApprovalKind, ApprovalRecord, ChangeRecord, ChangeType, PriorityRank, RequestRecord, VoteRecord } from '../domain/approval.js';
 import type { ApprovalState, Decision } from '../domain/quorum.js';
 import { changeEvents, createdEvent } from './change-events.js';
@@ -11,34 +25,51 @@ export const approvalsMigrations = [...outboxMigrations(APPROVALS_SCHEMA), ...lo
 /** NOTIFY channel of every committed change; the payload is only a hint ("look again"). */
 export const CHANGED_CHANNEL = 'approvals_changed';
 
-type Row = Record<string, unknown>;
-/** int8 comes back as string (pg) or bigint/number (PGlite). */
-const big = (v: unknown): bigint => BigInt(v as string | number | bigint);
-const date = (v: unknown): Date => (v instanceof Date ? v : new Date(v as string));
-const bytes = (v: unknown): Buffer => Buffer.from(v as Uint8Array);
-
 /** Every column of a request but its content (up to 1 MiB: fetched only for what is sent). */
 const REQUEST_COLUMNS = `r.approval_id, r.created_version, r.version, r.requester, r.type, r.priority, r.title, r.content_hash,
   octet_length(r.content) AS content_bytes, r.validators, r.required_approvals, r.state, r.labels, r.created_at, r.expires_at, r.finalized_at`;
 
-function toRequest(r: Row): RequestRecord {
+/** REQUEST_COLUMNS as the adapters return them: int8 bigint, bytea Buffer, jsonb parsed, timestamptz Date (kit column-types.ts). */
+interface RequestRow {
+  approval_id: string;
+  created_version: bigint;
+  version: bigint;
+  requester: string;
+  type: ApprovalKind;
+  priority: PriorityRank;
+  title: string;
+  content_hash: Buffer;
+  content_bytes: number;
+  validators: string[];
+  required_approvals: number;
+  state: ApprovalState;
+  labels: Record<string, string>;
+  created_at: Date;
+  expires_at: Date;
+  finalized_at: Date | null;
+}
+
+/** A vote inside the json aggregate of `approval`: validator, decision, reason, cast_at in ms, version. */
+type JsonVote = [string, Decision, string, number, number];
+
+function toRequest(r: RequestRow): RequestRecord {
   return {
-    id: r.approval_id as string,
-    createdVersion: big(r.created_version),
-    version: big(r.version),
-    requester: r.requester as string,
-    type: r.type as ApprovalKind,
-    priority: Number(r.priority) as PriorityRank,
-    title: r.title as string,
-    contentHash: bytes(r.content_hash),
-    contentBytes: Number(r.content_bytes),
-    validators: r.validators as string[],
-    requiredApprovals: Number(r.required_approvals),
-    state: r.state as ApprovalState,
-    labels: (typeof r.labels === 'string' ? JSON.parse(r.labels) : r.labels) as Record<string, string>,
-    createdAt: date(r.created_at),
-    expiresAt: date(r.expires_at),
-    finalizedAt: r.finalized_at ? date(r.finalized_at) : null,
+    id: r.approval_id,
+    createdVersion: r.created_version,
+    version: r.version,
+    requester: r.requester,
+    type: r.type,
+    priority: r.priority,
+    title: r.title,
+    contentHash: r.content_hash,
+    contentBytes: r.content_bytes,
+    validators: r.validators,
+    requiredApprovals: r.required_approvals,
+    state: r.state,
+    labels: r.labels,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    finalizedAt: r.finalized_at,
     votes: [],
   };
 }
@@ -46,14 +77,14 @@ function toRequest(r: Row): RequestRecord {
 /** Fills in each request's votes, as of the request's own version (a later snapshot may hold newer ones). */
 async function attachVotes(sql: Sql, requests: RequestRecord[]): Promise<RequestRecord[]> {
   if (requests.length === 0) return requests;
-  const { rows } = await sql.query(
+  const { rows } = await sql.query<{ approval_id: string; validator: string; decision: Decision; reason: string; cast_at: Date; version: bigint }>(
     `SELECT approval_id, validator, decision, reason, cast_at, version FROM approvals.votes WHERE approval_id = ANY($1::text[]) ORDER BY version`,
     [requests.map((r) => r.id)],
   );
   const byId = new Map(requests.map((r) => [r.id, r]));
   for (const v of rows) {
-    const request = byId.get(v.approval_id as string)!;
-    const vote: VoteRecord = { validator: v.validator as string, decision: v.decision as Decision, reason: v.reason as string, castAt: date(v.cast_at), version: big(v.version) };
+    const request = byId.get(v.approval_id)!;
+    const vote: VoteRecord = { validator: v.validator, decision: v.decision, reason: v.reason, castAt: v.cast_at, version: v.version };
     if (vote.version <= request.version) request.votes.push(vote);
   }
   return requests;
@@ -138,15 +169,16 @@ export class ApprovalsStore {
 
   /** The current service-wide version (of the last committed change). */
   async headVersion(): Promise<bigint> {
-    const { rows } = await this.db.query(`SELECT version FROM approvals.head`);
-    return big(rows[0]!.version);
+    const { rows } = await this.db.query<{ version: bigint }>(`SELECT version FROM approvals.head`);
+    return one(rows, 'approvals head').version;
   }
 
   /** One request with its votes, or undefined. */
   async request(id: string): Promise<RequestRecord | undefined> {
-    const { rows } = await this.db.query(`SELECT ${REQUEST_COLUMNS} FROM approvals.requests r WHERE r.approval_id = $1`, [id]);
-    if (!rows[0]) return undefined;
-    const [request] = await attachVotes(this.db, [toRequest(rows[0])]);
+    const { rows } = await this.db.query<RequestRow>(`SELECT ${REQUEST_COLUMNS} FROM approvals.requests r WHERE r.approval_id = $1`, [id]);
+    const row = oneOrNone(rows, `approval ${id}`);
+    if (!row) return undefined;
+    const [request] = await attachVotes(this.db, [toRequest(row)]);
     return request;
   }
 
@@ -155,20 +187,20 @@ export class ApprovalsStore {
    * statement (one snapshot, one round trip) where `request` + `withContent` take three.
    */
   async approval(id: string): Promise<ApprovalRecord | undefined> {
-    const { rows } = await this.db.query(
+    const { rows } = await this.db.query<RequestRow & { content: Buffer; votes: JsonVote[] | null }>(
       `SELECT ${REQUEST_COLUMNS}, r.content,
               (SELECT json_agg(json_build_array(v.validator, v.decision, v.reason, extract(epoch FROM v.cast_at) * 1000, v.version) ORDER BY v.version)
                  FROM approvals.votes v WHERE v.approval_id = r.approval_id AND v.version <= r.version) AS votes
          FROM approvals.requests r WHERE r.approval_id = $1`,
       [id],
     );
-    const row = rows[0];
+    const row = oneOrNone(rows, `approval ${id}`);
     if (!row) return undefined;
-    const votes = (typeof row.votes === 'string' ? JSON.parse(row.votes) : (row.votes ?? [])) as [string, Decision, string, number | string, number | string][];
     return {
       ...toRequest(row),
-      content: bytes(row.content),
-      votes: votes.map(([validator, decision, reason, castAtMs, version]) => ({ validator, decision, reason, castAt: new Date(Number(castAtMs)), version: big(version) })),
+      content: row.content,
+      // Values inside a json aggregate are JSON's own: numbers, made Date and bigint here.
+      votes: (row.votes ?? []).map(([validator, decision, reason, castAtMs, version]) => ({ validator, decision, reason, castAt: new Date(castAtMs), version: BigInt(version) })),
     };
   }
 
@@ -176,8 +208,8 @@ export class ApprovalsStore {
   async withContent<R extends RequestRecord>(requests: R[]): Promise<(R & ApprovalRecord)[]> {
     if (requests.length === 0) return [];
     const ids = [...new Set(requests.map((r) => r.id))];
-    const { rows } = await this.db.query(`SELECT approval_id, content FROM approvals.requests WHERE approval_id = ANY($1::text[])`, [ids]);
-    const content = new Map(rows.map((r) => [r.approval_id as string, bytes(r.content)]));
+    const { rows } = await this.db.query<{ approval_id: string; content: Buffer }>(`SELECT approval_id, content FROM approvals.requests WHERE approval_id = ANY($1::text[])`, [ids]);
+    const content = new Map(rows.map((r) => [r.approval_id, r.content]));
     return requests.map((r) => ({ ...r, content: content.get(r.id)! }));
   }
 
@@ -186,7 +218,7 @@ export class ApprovalsStore {
    * the current version and the oldest version still retained, read in one snapshot.
    */
   async changesAfter(after: bigint, limit: number, approvalId: string): Promise<{ changes: (ChangeRecord & { request: RequestRecord })[]; head: bigint; oldestRetained: bigint }> {
-    const { rows } = await this.db.query(
+    const { rows } = await this.db.query<{ head: bigint; oldest: bigint | null; version: bigint | null; approval_id: string; type: ChangeType; state: ApprovalState }>(
       `WITH h AS (SELECT version AS head, (SELECT min(version) FROM approvals.events) AS oldest FROM approvals.head)
        SELECT h.head, h.oldest, e.version, e.approval_id, e.type, e.state
          FROM h LEFT JOIN LATERAL (
@@ -195,25 +227,20 @@ export class ApprovalsStore {
         ORDER BY e.version`,
       [after.toString(), limit, approvalId],
     );
-    const head = big(rows[0]!.head);
+    // Every row carries the head; with no change after `after`, one row of NULLs does.
+    const { head, oldest } = first(rows, 'approvals head');
     // With no history at all, everything up to the head has been pruned (or nothing happened yet).
-    const oldestRetained = rows[0]!.oldest === null ? head + 1n : big(rows[0]!.oldest);
-    const found = rows.filter((r) => r.version !== null);
-    const requests = await this.requests([...new Set(found.map((r) => r.approval_id as string))]);
-    const changes = found.map((r) => ({
-      version: big(r.version),
-      approvalId: r.approval_id as string,
-      type: r.type as ChangeType,
-      state: r.state as ApprovalState,
-      request: requests.get(r.approval_id as string)!,
-    }));
+    const oldestRetained = oldest ?? head + 1n;
+    const found = rows.flatMap((r) => (r.version !== null ? [{ ...r, version: r.version }] : []));
+    const requests = await this.requests([...new Set(found.map((r) => r.approval_id))]);
+    const changes = found.map((r) => ({ version: r.version, approvalId: r.approval_id, type: r.type, state: r.state, request: requests.get(r.approval_id)! }));
     return { changes, head, oldestRetained };
   }
 
   /** Requests by id with every vote they have now. */
   private async requests(ids: string[]): Promise<Map<string, RequestRecord>> {
     if (ids.length === 0) return new Map();
-    const { rows } = await this.db.query(`SELECT ${REQUEST_COLUMNS} FROM approvals.requests r WHERE r.approval_id = ANY($1::text[])`, [ids]);
+    const { rows } = await this.db.query<RequestRow>(`SELECT ${REQUEST_COLUMNS} FROM approvals.requests r WHERE r.approval_id = ANY($1::text[])`, [ids]);
     const found = await attachVotes(this.db, rows.map(toRequest));
     return new Map(found.map((r) => [r.id, r]));
   }
@@ -224,7 +251,7 @@ export class ApprovalsStore {
    * before the sweeper has recorded it.
    */
   async list(filter: ListFilter, beforeCreatedVersion: bigint | undefined, limit: number, now: Date): Promise<{ head: bigint; requests: RequestRecord[] }> {
-    const { rows } = await this.db.query(
+    const { rows } = await this.db.query<{ head: bigint } & (RequestRow | { [K in keyof RequestRow]: null })>(
       `WITH h AS (SELECT version AS head FROM approvals.head)
        SELECT h.head, page.* FROM h LEFT JOIN LATERAL (
          SELECT ${REQUEST_COLUMNS} FROM approvals.requests r
@@ -239,8 +266,10 @@ export class ApprovalsStore {
         ORDER BY page.created_version DESC`,
       [filter.states, filter.types, filter.requester, filter.validator, filter.createdAfter ?? null, filter.createdBefore ?? null, beforeCreatedVersion?.toString() ?? null, limit, now],
     );
-    const head = big(rows[0]!.head);
-    return { head, requests: await attachVotes(this.db, rows.filter((r) => r.approval_id !== null).map(toRequest)) };
+    // Every row carries the head; an empty page is one row of NULLs.
+    const { head } = first(rows, 'approvals head');
+    const page = rows.flatMap((r) => (r.approval_id !== null ? [toRequest(r)] : []));
+    return { head, requests: await attachVotes(this.db, page) };
   }
 
   /**
@@ -248,7 +277,7 @@ export class ApprovalsStore {
    * request, not voted on yet; highest priority first, then oldest first.
    */
   async pending(q: PendingQuery, after: PendingCursor | undefined, limit: number, now: Date): Promise<RequestRecord[]> {
-    const { rows } = await this.db.query(
+    const { rows } = await this.db.query<RequestRow>(
       `SELECT ${REQUEST_COLUMNS} FROM approvals.requests r
         WHERE r.state = 'PENDING' AND r.expires_at > $2 AND r.validators @> ARRAY[$1::text] AND r.requester <> $1
           AND NOT EXISTS (SELECT 1 FROM approvals.votes v WHERE v.approval_id = r.approval_id AND v.validator = $1)
@@ -294,13 +323,17 @@ export class ApprovalsStore {
 export class ApprovalsTx extends EventWriter {
   /** The request an idempotency key was used for, with the digest of the body it came with. */
   async byRequestId(requester: string, requestId: string): Promise<{ id: string; digest: Buffer } | undefined> {
-    const { rows } = await this.sql.query(`SELECT approval_id, request_digest FROM approvals.requests WHERE requester = $1 AND request_id = $2`, [requester, requestId]);
-    return rows[0] ? { id: rows[0].approval_id as string, digest: bytes(rows[0].request_digest) } : undefined;
+    const { rows } = await this.sql.query<{ approval_id: string; request_digest: Buffer }>(
+      `SELECT approval_id, request_digest FROM approvals.requests WHERE requester = $1 AND request_id = $2`,
+      [requester, requestId],
+    );
+    const row = oneOrNone(rows, `request ${requestId} of ${requester}`);
+    return row && { id: row.approval_id, digest: row.request_digest };
   }
 
   /** Inserts a PENDING request as one change (CREATED); returns its version. */
   async insert(r: NewRequest): Promise<bigint> {
-    const { rows } = await this.sql.query(
+    const { rows } = await this.sql.query<{ version: bigint }>(
       `WITH v AS (UPDATE approvals.head SET version = version + 1 RETURNING version),
        req AS (INSERT INTO approvals.requests (approval_id, created_version, version, requester, request_id, request_digest, type, priority, title,
                  content, content_hash, validators, required_approvals, state, labels, created_at, expires_at)
@@ -310,7 +343,7 @@ export class ApprovalsTx extends EventWriter {
       [r.id, r.requester, r.requestId, r.digest, r.type, r.priority, r.title, r.content, r.contentHash, r.validators, r.requiredApprovals, JSON.stringify(r.labels), r.createdAt, r.expiresAt],
     );
     await this.emit([createdEvent(this.outbox, r)], r.createdAt);
-    return big(rows[0]!.version);
+    return one(rows, 'new request version').version;
   }
 
   /** Locks one request for a change and reads it with its votes (see `lockAll`). */
@@ -325,7 +358,7 @@ export class ApprovalsTx extends EventWriter {
    */
   /** Locks up to `limit` PENDING requests past their deadline at `now`, oldest deadline first, skipping locked ones. */
   async lockDue(now: Date, limit: number): Promise<RequestRecord[]> {
-    const { rows } = await this.sql.query(
+    const { rows } = await this.sql.query<RequestRow>(
       `SELECT ${REQUEST_COLUMNS} FROM approvals.requests r WHERE r.state = 'PENDING' AND r.expires_at <= $1 ORDER BY r.expires_at, r.approval_id LIMIT $2 FOR UPDATE SKIP LOCKED`,
       [now, limit],
     );
@@ -333,7 +366,7 @@ export class ApprovalsTx extends EventWriter {
   }
 
   async lockAll(ids: string[]): Promise<Map<string, RequestRecord>> {
-    const { rows } = await this.sql.query(`SELECT ${REQUEST_COLUMNS} FROM approvals.requests r WHERE r.approval_id = ANY($1::text[]) ORDER BY r.approval_id FOR UPDATE`, [ids]);
+    const { rows } = await this.sql.query<RequestRow>(`SELECT ${REQUEST_COLUMNS} FROM approvals.requests r WHERE r.approval_id = ANY($1::text[]) ORDER BY r.approval_id FOR UPDATE`, [ids]);
     const requests = await attachVotes(this.sql, rows.map(toRequest));
     return new Map(requests.map((r) => [r.id, r]));
   }
@@ -348,7 +381,7 @@ export class ApprovalsTx extends EventWriter {
   async record(changes: Change[], locked: ReadonlyMap<string, RequestRecord>): Promise<bigint> {
     await this.emit(changeEvents(this.outbox, changes, locked), changes[0]!.at);
     const column = <T>(f: (c: Change) => T) => changes.map(f);
-    const { rows } = await this.sql.query(
+    const { rows } = await this.sql.query<{ first: bigint }>(
       `WITH c AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[])
                     WITH ORDINALITY AS c(approval_id, type, state, validator, decision, reason, at, finalized_at, n)),
        v AS (UPDATE approvals.head SET version = version + (SELECT count(*) FROM c) RETURNING version - (SELECT count(*) FROM c) AS base),
@@ -369,6 +402,6 @@ export class ApprovalsTx extends EventWriter {
         column((c) => c.finalizedAt),
       ],
     );
-    return big(rows[0]!.first);
+    return one(rows, 'first recorded version').first;
   }
 }
