@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Server, ServerCredentials, status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import type { Database } from '@gantry/kit';
+import { one } from '../../kit/src/storage/rows.js';
 import { logv1 } from '@gantry/proto';
 // Each kind imports only what it runs (dynamic imports below): the naive server skips loading the
 // kit's runtime, telemetry and auth, which costs seconds of start-up CPU on these machines.
@@ -61,20 +62,23 @@ if (kind === 'stack') {
     : await (await import('../../kit/src/storage/pglite.js')).openPglite(join(dataDir, 'db'));
   await db.exec(`CREATE TABLE IF NOT EXISTS naive_log (
     id bigserial PRIMARY KEY, partition text NOT NULL, data bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`);
+  // As the kit's adapters return them: int8 bigint, timestamptz Date.
+  type NaiveRow = { id: bigint; created_at: Date };
+  const naiveReceipt = (r: NaiveRow) => ({ seq: r.id, timestamp: r.created_at, prevHash: Buffer.alloc(0), hash: Buffer.alloc(0), duplicate: false });
   const fail = <T>(cb: sendUnaryData<T>, err: unknown) => cb({ code: status.UNAVAILABLE, details: (err as Error).message }, null);
   const server = new Server();
   server.addService(logv1.LogServiceService, {
     append: (call: ServerUnaryCall<logv1.AppendRequest, logv1.AppendResponse>, cb: sendUnaryData<logv1.AppendResponse>) => {
-      db.query<{ id: string | number; created_at: string | Date }>('INSERT INTO naive_log (partition, data) VALUES ($1, $2) RETURNING id, created_at', [call.request.partition, call.request.data]).then(
-        ({ rows }) => cb(null, { seq: BigInt(rows[0]!.id), timestamp: new Date(rows[0]!.created_at), prevHash: Buffer.alloc(0), hash: Buffer.alloc(0), duplicate: false }),
+      db.query<NaiveRow>('INSERT INTO naive_log (partition, data) VALUES ($1, $2) RETURNING id, created_at', [call.request.partition, call.request.data]).then(
+        ({ rows }) => cb(null, naiveReceipt(one(rows, 'appended row'))),
         (err: unknown) => fail(cb, err),
       );
     },
     appendBatch: (call: ServerUnaryCall<logv1.AppendBatchRequest, logv1.AppendBatchResponse>, cb: sendUnaryData<logv1.AppendBatchResponse>) => {
       const { partition, data } = call.request;
       const values = data.map((_, i) => `($1, $${i + 2})`).join(', ');
-      db.query<{ id: string | number; created_at: string | Date }>(`INSERT INTO naive_log (partition, data) VALUES ${values} RETURNING id, created_at`, [partition, ...data]).then(
-        ({ rows }) => cb(null, { receipts: rows.map((r) => ({ seq: BigInt(r.id), timestamp: new Date(r.created_at), prevHash: Buffer.alloc(0), hash: Buffer.alloc(0), duplicate: false })) }),
+      db.query<NaiveRow>(`INSERT INTO naive_log (partition, data) VALUES ${values} RETURNING id, created_at`, [partition, ...data]).then(
+        ({ rows }) => cb(null, { receipts: rows.map(naiveReceipt) }),
         (err: unknown) => fail(cb, err),
       );
     },

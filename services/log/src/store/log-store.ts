@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { GantryError, Status, loadMigrations, type Database, type Sql } from '@gantry/kit';
+import { GantryError, Status, loadMigrations, one, oneOrNone, type Database, type Sql } from '@gantry/kit';
 import { CompactRange } from '../domain/merkle.js';
 import { ZERO_HASH, entryHash, entryLeafHash } from '../domain/entry.js';
 
@@ -37,26 +37,31 @@ export interface PartitionRow {
   lastAppendedAt: Date | null;
 }
 
-type Row = Record<string, unknown>;
-
-/** bytea comes back as Buffer from pg and Uint8Array from PGlite. */
-const bytes = (v: unknown): Buffer => (Buffer.isBuffer(v) ? v : Buffer.from(v as Uint8Array));
-/** int8 comes back as string (pg) or bigint/number (PGlite). */
-const big = (v: unknown): bigint => BigInt(v as string | number | bigint);
-
-function toEntry(r: Row): StoredEntry {
-  return { partition: r.partition as string, seq: big(r.seq), timestampMs: big(r.ts_ms), data: bytes(r.data), prevHash: bytes(r.prev_hash), hash: bytes(r.hash) };
+// Rows as the adapters return them: int8 bigint, bytea Buffer, timestamptz Date (kit column-types.ts).
+interface EntryRow {
+  partition: string;
+  seq: bigint;
+  ts_ms: bigint;
+  data: Buffer;
+  prev_hash: Buffer;
+  hash: Buffer;
 }
 
-function toPartition(r: Row): PartitionRow {
-  return {
-    name: r.name as string,
-    size: big(r.size),
-    headHash: bytes(r.head_hash),
-    compactRange: bytes(r.compact_range),
-    createdAt: new Date(r.created_at as string),
-    lastAppendedAt: r.last_appended_at ? new Date(r.last_appended_at as string) : null,
-  };
+interface PartitionTableRow {
+  name: string;
+  size: bigint;
+  head_hash: Buffer;
+  compact_range: Buffer;
+  created_at: Date;
+  last_appended_at: Date | null;
+}
+
+function toEntry(r: EntryRow): StoredEntry {
+  return { partition: r.partition, seq: r.seq, timestampMs: r.ts_ms, data: r.data, prevHash: r.prev_hash, hash: r.hash };
+}
+
+function toPartition(r: PartitionTableRow): PartitionRow {
+  return { name: r.name, size: r.size, headHash: r.head_hash, compactRange: r.compact_range, createdAt: r.created_at, lastAppendedAt: r.last_appended_at };
 }
 
 const ENTRY_COLUMNS = 'partition, seq, ts_ms, data, prev_hash, hash';
@@ -158,13 +163,14 @@ export class LogStore {
   }
 
   async partition(name: string): Promise<PartitionRow | undefined> {
-    const { rows } = await this.db.query('SELECT * FROM log.partitions WHERE name = $1', [name]);
-    return rows[0] ? toPartition(rows[0]) : undefined;
+    const { rows } = await this.db.query<PartitionTableRow>('SELECT * FROM log.partitions WHERE name = $1', [name]);
+    const row = oneOrNone(rows, `partition ${name}`);
+    return row && toPartition(row);
   }
 
   /** Partitions in name order after `after`, filtered by prefix. */
   async listPartitions(prefix: string, after: string, limit: number): Promise<PartitionRow[]> {
-    const { rows } = await this.db.query(
+    const { rows } = await this.db.query<PartitionTableRow>(
       // starts_with keeps LIKE wildcards in the prefix from meaning anything.
       'SELECT * FROM log.partitions WHERE starts_with(name, $1) AND name > $2 ORDER BY name LIMIT $3',
       [prefix, after, limit],
@@ -180,23 +186,24 @@ export class LogStore {
       `SELECT seq, ts_ms, data, prev_hash, hash FROM log.entries WHERE partition = $1 AND seq >= $2 AND seq < $3 ORDER BY seq LIMIT $4`,
       [partition, fromSeq.toString(), toSeq.toString(), limit],
     );
-    return rows.map(([seq, ts, data, prevHash, hash]) => ({ partition, seq: big(seq), timestampMs: big(ts), data: bytes(data), prevHash: bytes(prevHash), hash: bytes(hash) }));
+    return rows.map(([seq, ts, data, prevHash, hash]) => ({ partition, seq: seq as bigint, timestampMs: ts as bigint, data: data as Buffer, prevHash: prevHash as Buffer, hash: hash as Buffer }));
   }
 
   async lastEntry(partition: string): Promise<StoredEntry | undefined> {
-    const { rows } = await this.db.query(`SELECT ${ENTRY_COLUMNS} FROM log.entries WHERE partition = $1 ORDER BY seq DESC LIMIT 1`, [partition]);
-    return rows[0] ? toEntry(rows[0]) : undefined;
+    const { rows } = await this.db.query<EntryRow>(`SELECT ${ENTRY_COLUMNS} FROM log.entries WHERE partition = $1 ORDER BY seq DESC LIMIT 1`, [partition]);
+    const row = oneOrNone(rows, `last entry of ${partition}`);
+    return row && toEntry(row);
   }
 
   /** Perfect-subtree hashes by (level, index), for proofs. */
   async treeNodes(partition: string, refs: readonly { level: number; index: number | bigint }[]): Promise<Map<string, Buffer>> {
     const found = new Map<string, Buffer>();
     if (refs.length === 0) return found;
-    const { rows } = await this.db.query(
+    const { rows } = await this.db.query<{ level: number; idx: bigint; hash: Buffer }>(
       `SELECT level, idx, hash FROM log.tree_nodes WHERE partition = $1 AND (level, idx) IN (${valuesList(refs.length, ['smallint', 'bigint'], 2)})`,
       [partition, ...refs.flatMap((r) => [r.level, r.index.toString()])],
     );
-    for (const r of rows) found.set(nodeKey(Number(r.level), big(r.idx)), bytes(r.hash));
+    for (const r of rows) found.set(nodeKey(r.level, r.idx), r.hash);
     return found;
   }
 }
@@ -248,10 +255,8 @@ async function writeIfHead(sql: Sql, partition: string, expectedSize: bigint, pl
     entries.map((e) => e.seq.toString()), entries.map((e) => e.data), entries.map((e) => e.prevHash), entries.map((e) => e.hash),
     nodes.map((n) => n.level), nodes.map((n) => n.index.toString()), nodes.map((n) => n.hash),
   ];
-  const { rows } = keys
-    ? await sql.query<{ appended: string | number | bigint }>(WRITE_KEYED_SQL, [...params, keys])
-    : await sql.query<{ appended: string | number | bigint }>(WRITE_SQL, params);
-  return Number(rows[0]!.appended) === entries.length;
+  const { rows } = await sql.query<{ appended: bigint }>(keys ? WRITE_KEYED_SQL : WRITE_SQL, keys ? [...params, keys] : params);
+  return one(rows, `append to ${partition}`).appended === BigInt(entries.length);
 }
 
 /**
@@ -299,23 +304,23 @@ const duplicateOf = (e: EarlierEntry): AppendReceipt => ({ seq: e.seq, timestamp
  * One text for any number of keys (an array parameter), so it is prepared once.
  */
 async function usedKeys(sql: Sql, partition: string, keys: readonly string[]): Promise<Map<string, EarlierEntry>> {
-  const { rows } = await sql.query(
+  const { rows } = await sql.query<{ key: string; seq: bigint; ts_ms: bigint; prev_hash: Buffer; hash: Buffer; data_digest: Buffer }>(
     `SELECT k.key, e.seq, e.ts_ms, e.prev_hash, e.hash, sha256(e.data) AS data_digest
      FROM log.idempotency_keys k JOIN log.entries e ON e.partition = k.partition AND e.seq = k.seq
      WHERE k.partition = $1 AND k.key = ANY($2::text[])`,
     [partition, keys],
   );
-  return new Map(
-    rows.map((r) => [r.key as string, { seq: big(r.seq), timestampMs: big(r.ts_ms), prevHash: bytes(r.prev_hash), hash: bytes(r.hash), dataDigest: bytes(r.data_digest) }]),
-  );
+  return new Map(rows.map((r) => [r.key, { seq: r.seq, timestampMs: r.ts_ms, prevHash: r.prev_hash, hash: r.hash, dataDigest: r.data_digest }]));
 }
 
-const toHead = (r: Row): PartitionHead => ({ size: big(r.size), headHash: bytes(r.head_hash), compactRange: bytes(r.compact_range) });
+type HeadRow = Pick<PartitionTableRow, 'size' | 'head_hash' | 'compact_range'>;
+const toHead = (r: HeadRow): PartitionHead => ({ size: r.size, headHash: r.head_hash, compactRange: r.compact_range });
 
 /** Reads the partition's head; undefined when the partition does not exist yet. */
 async function readHead(sql: Sql, partition: string): Promise<PartitionHead | undefined> {
-  const { rows } = await sql.query('SELECT size, head_hash, compact_range FROM log.partitions WHERE name = $1', [partition]);
-  return rows[0] ? toHead(rows[0]) : undefined;
+  const { rows } = await sql.query<HeadRow>('SELECT size, head_hash, compact_range FROM log.partitions WHERE name = $1', [partition]);
+  const row = oneOrNone(rows, `partition ${partition}`);
+  return row && toHead(row);
 }
 
 async function createPartition(sql: Sql, partition: string): Promise<void> {
@@ -328,11 +333,11 @@ async function createPartition(sql: Sql, partition: string): Promise<void> {
 
 /** Locks the partition's row, creating the partition on first use. */
 async function lockPartition(tx: Sql, partition: string): Promise<PartitionHead> {
-  const select = () => tx.query('SELECT size, head_hash, compact_range FROM log.partitions WHERE name = $1 FOR UPDATE', [partition]);
-  let { rows } = await select();
-  if (!rows[0]) {
+  const text = 'SELECT size, head_hash, compact_range FROM log.partitions WHERE name = $1 FOR UPDATE';
+  let { rows } = await tx.query<HeadRow>(text, [partition]);
+  if (rows.length === 0) {
     await createPartition(tx, partition);
-    ({ rows } = await select());
+    ({ rows } = await tx.query<HeadRow>(text, [partition]));
   }
-  return toHead(rows[0]!);
+  return toHead(one(rows, `partition ${partition}`));
 }
