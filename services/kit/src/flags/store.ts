@@ -6,6 +6,7 @@ import { flagsv1 } from '@gantry/proto';
 import { GantryError, Status } from '../errors.js';
 import type { Database, Sql } from '../storage/database.js';
 import { loadMigrations, type Migration } from '../storage/migrations.js';
+import { first, one, oneOrNone } from '../storage/rows.js';
 import { fromFlagd, type FlagdFlag } from './convert.js';
 import type { FlagsLimits } from './limits.js';
 import type { ValidFlag } from './validation.js';
@@ -35,26 +36,43 @@ export interface FlagChange {
   bytes: number;
 }
 
-const big = (v: unknown): bigint => BigInt(v as string | number | bigint);
-const json = <T>(v: unknown): T => (typeof v === 'string' ? JSON.parse(v) : v) as T;
-const date = (v: unknown): Date => (v instanceof Date ? v : new Date(v as string));
 /** Fixed cost counted per change on top of its JSON. */
 const CHANGE_OVERHEAD_BYTES = 256;
 
-function flagOf(r: Record<string, unknown>): flagsv1.Flag {
-  return fromFlagd(r.key as string, json<FlagdFlag>(r.flag), { source: r.source as string, version: big(r.version), updatedAt: date(r.updated_at) });
+// Rows as the adapters return them: int8 bigint, jsonb parsed, timestamptz Date (storage/column-types.ts).
+interface FlagRow {
+  key: string;
+  flag: FlagdFlag;
+  version: bigint;
+  source: string;
+  updated_at: Date;
 }
 
-function changeOf(r: Record<string, unknown>): FlagChange {
-  const type = r.type as 'PUT' | 'DELETED';
-  const flagd = r.flag === null || r.flag === undefined ? undefined : json<FlagdFlag>(r.flag);
-  const version = big(r.version);
+interface ChangeRow {
+  version: bigint;
+  key: string;
+  type: 'PUT' | 'DELETED';
+  /** NULL for a deletion. */
+  flag: FlagdFlag | null;
+  source: string;
+  at: Date;
+}
+
+/** A LEFT JOIN from the one-row head: a row of NULLs when there is nothing to join. */
+type OrNulls<R> = R | { [K in keyof R]: null };
+
+function flagOf(r: FlagRow): flagsv1.Flag {
+  return fromFlagd(r.key, r.flag, { source: r.source, version: r.version, updatedAt: r.updated_at });
+}
+
+function changeOf(r: ChangeRow): FlagChange {
+  const { version, key, type, flag } = r;
   return {
     version,
-    key: r.key as string,
+    key,
     type,
-    flag: flagd ? fromFlagd(r.key as string, flagd, { source: r.source as string, version, updatedAt: date(r.at) }) : undefined,
-    bytes: (flagd ? JSON.stringify(flagd).length : 0) + CHANGE_OVERHEAD_BYTES,
+    flag: flag ? fromFlagd(key, flag, { source: r.source, version, updatedAt: r.at }) : undefined,
+    bytes: (flag ? JSON.stringify(flag).length : 0) + CHANGE_OVERHEAD_BYTES,
   };
 }
 
@@ -73,54 +91,59 @@ export class FlagsStore {
 
   /** The newest committed version. */
   async headVersion(): Promise<bigint> {
-    const { rows } = await this.db.query(`SELECT version FROM ${this.schema}.head`);
-    return big(rows[0]!.version);
+    const { rows } = await this.db.query<{ version: bigint }>(`SELECT version FROM ${this.schema}.head`);
+    return one(rows, `${this.schema} head`).version;
   }
 
   /** Every flag in key order, with the version they were read at (one snapshot). */
   async list(): Promise<{ flags: flagsv1.Flag[]; version: bigint }> {
-    const { rows } = await this.db.query(
+    const { rows } = await this.db.query<{ head: bigint } & OrNulls<FlagRow>>(
       `SELECT h.version AS head, f.key, f.flag, f.version, f.source, f.updated_at
          FROM ${this.schema}.head h LEFT JOIN ${this.schema}.flags f ON true ORDER BY f.key COLLATE "C"`,
     );
-    return { flags: rows.filter((r) => r.key !== null).map(flagOf), version: big(rows[0]!.head) };
+    // Every row carries the head; no flags at all is one row of NULLs.
+    const flags = rows.flatMap((r) => (r.key !== null ? [flagOf(r)] : []));
+    return { flags, version: first(rows, `${this.schema} head`).head };
   }
 
   /** One flag, or undefined. */
   async get(key: string): Promise<flagsv1.Flag | undefined> {
-    const { rows } = await this.db.query(`SELECT key, flag, version, source, updated_at FROM ${this.schema}.flags WHERE key = $1`, [key]);
-    return rows[0] ? flagOf(rows[0]) : undefined;
+    const { rows } = await this.db.query<FlagRow>(`SELECT key, flag, version, source, updated_at FROM ${this.schema}.flags WHERE key = $1`, [key]);
+    const row = oneOrNone(rows, `flag ${key}`);
+    return row && flagOf(row);
   }
 
   /** Changes with version > `after`, oldest first (at most `limit`), with the head and the oldest retained version of the same snapshot. */
   async changesAfter(after: bigint, limit: number): Promise<{ changes: FlagChange[]; head: bigint; oldestRetained: bigint }> {
-    const { rows } = await this.db.query(
+    const { rows } = await this.db.query<{ head: bigint; oldest: bigint | null } & OrNulls<ChangeRow>>(
       `WITH h AS (SELECT version AS head, (SELECT min(version) FROM ${this.schema}.changes) AS oldest FROM ${this.schema}.head)
        SELECT h.head, h.oldest, c.version, c.key, c.type, c.flag, c.source, c.at FROM h LEFT JOIN LATERAL (
          SELECT version, key, type, flag, source, at FROM ${this.schema}.changes WHERE version > $1 ORDER BY version LIMIT $2) c ON true
         ORDER BY c.version`,
       [after.toString(), limit],
     );
-    const head = big(rows[0]!.head);
+    // Every row carries the head; no change after `after` is one row of NULLs.
+    const { head, oldest } = first(rows, `${this.schema} head`);
     // No history at all: everything up to the head was pruned (or nothing ever changed).
-    const oldestRetained = rows[0]!.oldest === null ? head + 1n : big(rows[0]!.oldest);
-    return { changes: rows.filter((r) => r.version !== null).map(changeOf), head, oldestRetained };
+    const oldestRetained = oldest ?? head + 1n;
+    return { changes: rows.flatMap((r) => (r.version !== null ? [changeOf(r)] : [])), head, oldestRetained };
   }
 
   /** Creates or replaces a flag; ABORTED on an expected_version mismatch, RESOURCE_EXHAUSTED past the store's bounds. */
   async put(valid: ValidFlag, expectedVersion: bigint | undefined, at: Date): Promise<{ flag: flagsv1.Flag; created: boolean }> {
     return this.db.transaction(async (tx) => {
       const version = await this.nextVersion(tx);
-      const { rows } = await tx.query(`SELECT version FROM ${this.schema}.flags WHERE key = $1`, [valid.key]);
-      const current = rows[0] ? big(rows[0].version) : 0n;
+      const { rows } = await tx.query<{ version: bigint }>(`SELECT version FROM ${this.schema}.flags WHERE key = $1`, [valid.key]);
+      const current = oneOrNone(rows, `flag ${valid.key}`)?.version ?? 0n;
       if (expectedVersion !== undefined && expectedVersion !== current) {
         throw new GantryError(Status.ABORTED, current === 0n
           ? `flag ${valid.key} does not exist, so it is not at version ${expectedVersion}: re-read it and retry`
           : `flag ${valid.key} is at version ${current}, not ${expectedVersion}: re-read it and retry`);
       }
-      const { rows: totals } = await tx.query(`SELECT count(*) AS n, coalesce(sum(bytes), 0) AS bytes FROM ${this.schema}.flags WHERE key <> $1`, [valid.key]);
-      const others = Number(totals[0]!.n);
-      const otherBytes = Number(totals[0]!.bytes);
+      const { rows: totals } = await tx.query<{ n: bigint; bytes: bigint }>(`SELECT count(*) AS n, coalesce(sum(bytes), 0) AS bytes FROM ${this.schema}.flags WHERE key <> $1`, [valid.key]);
+      const total = one(totals, `${this.schema} totals`);
+      const others = Number(total.n);
+      const otherBytes = Number(total.bytes);
       if (others + 1 > this.limits.maxFlags) {
         throw new GantryError(Status.RESOURCE_EXHAUSTED, `this service holds ${others} flags, the most it may (${this.limits.maxFlags}); delete unused flags first`);
       }
@@ -142,8 +165,8 @@ export class FlagsStore {
   async delete(key: string, expectedVersion: bigint | undefined, source: string, at: Date): Promise<{ existed: boolean; version: bigint }> {
     return this.db.transaction(async (tx) => {
       const version = await this.nextVersion(tx);
-      const { rows } = await tx.query(`SELECT version FROM ${this.schema}.flags WHERE key = $1`, [key]);
-      const current = rows[0] ? big(rows[0].version) : 0n;
+      const { rows } = await tx.query<{ version: bigint }>(`SELECT version FROM ${this.schema}.flags WHERE key = $1`, [key]);
+      const current = oneOrNone(rows, `flag ${key}`)?.version ?? 0n;
       if (expectedVersion !== undefined && expectedVersion !== current) {
         throw new GantryError(Status.ABORTED, current === 0n
           ? `flag ${key} does not exist, so it is not at version ${expectedVersion}: re-read it and retry`
@@ -162,8 +185,8 @@ export class FlagsStore {
 
   /** Takes the next version (the head's row lock orders writers, and so commits, by version). */
   private async nextVersion(tx: Sql): Promise<bigint> {
-    const { rows } = await tx.query(`UPDATE ${this.schema}.head SET version = version + 1 RETURNING version`);
-    return big(rows[0]!.version);
+    const { rows } = await tx.query<{ version: bigint }>(`UPDATE ${this.schema}.head SET version = version + 1 RETURNING version`);
+    return one(rows, `${this.schema} head`).version;
   }
 
   private async record(tx: Sql, c: { version: bigint; key: string; type: 'PUT' | 'DELETED'; flagJson: string | null; source: string; at: Date }): Promise<void> {
