@@ -82,5 +82,9 @@ export function quorumView(r: RequestRecord): QuorumRequest {
   };
 }
 
+/** A request as it stands at `nowMs`: a PENDING one past its deadline that the sweeper has not reached yet is EXPIRED. */
+export const presentAt = <R extends RequestRecord>(r: R, nowMs: number): R =>
+  r.state === 'PENDING' && nowMs >= r.expiresAt.getTime() ? { ...r, state: 'EXPIRED', finalizedAt: r.expiresAt } : r;
+
 /** True when `validator` has a vote recorded on `r`. */
 export const hasVoted = (r: RequestRecord, validator: string): boolean => r.votes.some((v) => v.validator === validator);
