@@ -38,8 +38,26 @@ const columnTypes: pg.CustomTypesConfig = {
     oid === TYPE_OIDS.int8 && format !== 'binary' ? parseInt8 : pg.types.getTypeParser(oid, format)) as pg.CustomTypesConfig['getTypeParser'],
 };
 
-/** A PostgreSQL server through a `pg` pool, plus one dedicated connection for LISTEN. */
-export async function openPostgres(opts: PostgresOptions): Promise<Database & { pool: pg.Pool }> {
+/** Statements on the pool (each on any connection) or on one connection (a transaction's). */
+function sqlOn(runner: Pick<pg.Pool, 'query'>): Sql {
+  return {
+    async query(text, params) {
+      const res = await runner.query(prepared(text, params));
+      return { rows: res.rows, rowCount: res.rowCount ?? 0 };
+    },
+    async queryArrays(text, params) {
+      const res = await runner.query(prepared(text, params, 'array'));
+      return { rows: res.rows as unknown[][], rowCount: res.rowCount ?? 0 };
+    },
+    async exec(script) {
+      // Without parameters pg uses the simple query protocol, which runs several statements.
+      await runner.query(script);
+    },
+  };
+}
+
+/** The pool, once the server has answered. */
+async function openPool(opts: PostgresOptions): Promise<pg.Pool> {
   const pool = new pg.Pool({
     connectionString: opts.url,
     types: columnTypes,
@@ -65,21 +83,51 @@ export async function openPostgres(opts: PostgresOptions): Promise<Database & { 
     await pool.end().catch(() => {});
     throw err;
   }
+  return pool;
+}
 
+/** Runs `fn` in one transaction on a connection of its own: committed when it resolves, rolled back when it throws. */
+async function transactionOn<T>(pool: pg.Pool, fn: (tx: Sql) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  // pg-pool takes its own 'error' listener off a client it lends out, and pg emits 'error' when
+  // the server ends the connection (a restart, a fast shutdown: 57P01): unheard, that event
+  // would crash the process. The statement in flight fails with the same error; the broken
+  // connection is destroyed on release instead of going back to the pool.
+  let broken = false;
+  const onError = () => {
+    broken = true;
+  };
+  client.on('error', onError);
+  try {
+    await client.query('BEGIN');
+    const result = await fn(sqlOn(client));
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.removeListener('error', onError);
+    client.release(broken);
+  }
+}
+
+/** One dedicated connection for LISTEN, reconnected (and its channels listened again) after it drops. */
+function notificationListener(url: string, reconnectMs: number): Pick<Database, 'listen' | 'close'> {
   const handlers = new Map<string, Set<(payload: string) => void>>();
   let listener: pg.Client | undefined;
   let connecting: Promise<pg.Client> | undefined;
   let closed = false;
 
   const connectListener = async (): Promise<pg.Client> => {
-    const client = new pg.Client({ connectionString: opts.url });
+    const client = new pg.Client({ connectionString: url });
     client.on('notification', (msg) => {
       for (const h of handlers.get(msg.channel) ?? []) h(msg.payload ?? '');
     });
     client.on('error', () => {
       if (listener === client) listener = undefined;
       // Reconnect later, unless the database is closed by then (a reconnect after close() would hold the process open).
-      if (!closed) setTimeout(() => void (closed ? undefined : ensureListener().catch(() => {})), opts.listenReconnectMs ?? 1000).unref();
+      if (!closed) setTimeout(() => void (closed ? undefined : ensureListener().catch(() => {})), reconnectMs).unref();
     });
     await client.connect();
     if (closed) {
@@ -97,57 +145,6 @@ export async function openPostgres(opts: PostgresOptions): Promise<Database & { 
   };
 
   return {
-    engine: 'postgres',
-    pool,
-    async query(text, params) {
-      const res = await pool.query(prepared(text, params));
-      return { rows: res.rows, rowCount: res.rowCount ?? 0 };
-    },
-    async queryArrays(text, params) {
-      const res = await pool.query(prepared(text, params, 'array'));
-      return { rows: res.rows as unknown[][], rowCount: res.rowCount ?? 0 };
-    },
-    async exec(script) {
-      // Without parameters pg uses the simple query protocol, which runs several statements.
-      await pool.query(script);
-    },
-    async transaction(fn) {
-      const client = await pool.connect();
-      // pg-pool takes its own 'error' listener off a client it lends out, and pg emits 'error' when
-      // the server ends the connection (a restart, a fast shutdown: 57P01): unheard, that event
-      // would crash the process. The statement in flight fails with the same error; the broken
-      // connection is destroyed on release instead of going back to the pool.
-      let broken = false;
-      const onError = () => {
-        broken = true;
-      };
-      client.on('error', onError);
-      try {
-        await client.query('BEGIN');
-        const tx: Sql = {
-          async query(text, params) {
-            const res = await client.query(prepared(text, params));
-            return { rows: res.rows, rowCount: res.rowCount ?? 0 };
-          },
-          async queryArrays(text, params) {
-            const res = await client.query(prepared(text, params, 'array'));
-            return { rows: res.rows as unknown[][], rowCount: res.rowCount ?? 0 };
-          },
-          async exec(script) {
-            await client.query(script);
-          },
-        };
-        const result = await fn(tx);
-        await client.query('COMMIT');
-        return result;
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => {});
-        throw err;
-      } finally {
-        client.removeListener('error', onError);
-        client.release(broken);
-      }
-    },
     async listen(channel, onPayload) {
       assertChannel(channel);
       let set = handlers.get(channel);
@@ -164,6 +161,23 @@ export async function openPostgres(opts: PostgresOptions): Promise<Database & { 
         }
       };
     },
+    async close() {
+      closed = true;
+      await listener?.end().catch(() => {});
+    },
+  };
+}
+
+/** A PostgreSQL server through a `pg` pool, plus one dedicated connection for LISTEN. */
+export async function openPostgres(opts: PostgresOptions): Promise<Database & { pool: pg.Pool }> {
+  const pool = await openPool(opts);
+  const notifications = notificationListener(opts.url, opts.listenReconnectMs ?? 1000);
+  return {
+    engine: 'postgres',
+    pool,
+    ...sqlOn(pool),
+    transaction: (fn) => transactionOn(pool, fn),
+    listen: (channel, onPayload) => notifications.listen(channel, onPayload),
     async notify(channel, payload) {
       assertChannel(channel);
       await pool.query('SELECT pg_notify($1, $2)', [channel, payload]);
@@ -172,8 +186,7 @@ export async function openPostgres(opts: PostgresOptions): Promise<Database & { 
       await pool.query('SELECT 1');
     },
     async close() {
-      closed = true;
-      await listener?.end().catch(() => {});
+      await notifications.close();
       await pool.end();
     },
   };
