@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { unary } from '@gantry/kit';
 import type { ServiceError } from '@grpc/grpc-js';
-import { freshPgliteDir, requireTestDatabaseUrl, testDatabase } from '../../services/kit/test/databases.js';
+import { freshPgliteDir, requireTestDatabaseUrl, testDatabase } from '@gantry/test-support/databases';
 import { entryFieldsOf, entryHash } from '../../services/log/src/client/index.js';
-import { freshPostgresDatabase, postgresSkip } from '../../services/kit/test/databases.js';
+import { freshPostgresDatabase, postgresSkip } from '@gantry/test-support/databases';
 import { logClient, metadataFor, readAll, uniquePartition, type LogClient } from '../../services/log/test/support.js';
 import { startGantry, type GantryServer } from '../support/gantry-process.js';
 

@@ -5,9 +5,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { unary } from '@gantry/kit';
 import type { logv1 } from '@gantry/proto';
-import { requireTestDatabaseUrl, testDatabase } from '../../services/kit/test/databases.js';
+import { requireTestDatabaseUrl, testDatabase } from '@gantry/test-support/databases';
 import { entryFieldsOf, entryHash } from '../../services/log/src/client/index.js';
-import { freshPostgresDatabase, postgresSkip } from '../../services/kit/test/databases.js';
+import { freshPostgresDatabase, postgresSkip } from '@gantry/test-support/databases';
 import { logClient, metadataFor, payloads, readAll, uniquePartition, type LogClient } from '../../services/log/test/support.js';
 import { startGantry, type GantryServer } from '../support/gantry-process.js';
 

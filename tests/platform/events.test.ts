@@ -11,8 +11,8 @@ import { logService } from '@gantry/log';
 import { settlementService } from '@gantry/settlement';
 import { SettlementWallet } from '@gantry/settlement/client';
 import { webhooksService } from '@gantry/webhooks';
-import { eventually } from '../../services/kit/test/clients.js';
-import { startServicePlatform, type ServicePlatform } from '../../services/kit/test/harness.js';
+import { eventually } from '@gantry/test-support/clients';
+import { startServicePlatform, type ServicePlatform } from '@gantry/test-support/harness';
 import { about, APPROVAL_FLOW_TYPES, assertUnique, PlatformClients, Receiver, SETTLEMENT_FLOW_TYPES } from './support.js';
 
 const WAIT_MS = 30_000;

@@ -5,8 +5,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { eventually } from '../../services/kit/test/clients.js';
-import { freshPostgresDatabase, postgresSkip, requireTestDatabaseUrl, testDatabase } from '../../services/kit/test/databases.js';
+import { eventually } from '@gantry/test-support/clients';
+import { freshPostgresDatabase, postgresSkip, requireTestDatabaseUrl, testDatabase } from '@gantry/test-support/databases';
 import { startGantry, type GantryServer } from '../support/gantry-process.js';
 import { about, APPROVAL_FLOW_TYPES, assertUnique, PlatformClients, Receiver, SETTLEMENT_FLOW_TYPES } from './support.js';
 

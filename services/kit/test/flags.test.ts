@@ -23,9 +23,9 @@ import {
   type OpenFeatureClient,
   type Runtime,
 } from '../src/index.js';
-import { assertStatus, eventually, tokenFor } from './clients.js';
-import { startServicePlatform } from './harness.js';
-import { engines, freshPostgresDatabase, requireTestDatabaseUrl, testDatabase } from './databases.js';
+import { assertStatus, eventually, tokenFor } from '@gantry/test-support/clients';
+import { startServicePlatform } from '@gantry/test-support/harness';
+import { engines, freshPostgresDatabase, requireTestDatabaseUrl, testDatabase } from '@gantry/test-support/databases';
 
 /** Small bounds so the tests reach them quickly. */
 const TEST_LIMITS: Partial<FlagsLimits> = { retainedChanges: 10, maxFlags: 12, pollMs: 1000 };

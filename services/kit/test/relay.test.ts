@@ -32,8 +32,8 @@ import {
   type RelaySink,
   type Telemetry,
 } from '../src/index.js';
-import { eventually } from './clients.js';
-import { engines, freshPgliteDir, freshPostgresDatabase, requireTestDatabaseUrl, testDatabase, type EngineName } from './databases.js';
+import { eventually } from '@gantry/test-support/clients';
+import { engines, freshPgliteDir, freshPostgresDatabase, requireTestDatabaseUrl, testDatabase, type EngineName } from '@gantry/test-support/databases';
 
 const SCHEMA = 'relay_test';
 const outbox = new Outbox(SCHEMA, 'gantry.relay-test', true, { creditDrawn: 'settlement.credit.drawn' });

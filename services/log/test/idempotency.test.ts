@@ -4,7 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { status, type Metadata } from '@grpc/grpc-js';
-import { requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import { requireTestDatabaseUrl, testDatabase } from '@gantry/test-support/databases';
 import { unary } from '@gantry/kit';
 import type { logv1 } from '@gantry/proto';
 import { ZERO_HASH } from '../src/client/index.js';

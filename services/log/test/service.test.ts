@@ -7,8 +7,8 @@ import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { status, type Metadata } from '@grpc/grpc-js';
-import { eventually } from '../../kit/test/clients.js';
-import { requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import { eventually } from '@gantry/test-support/clients';
+import { requireTestDatabaseUrl, testDatabase } from '@gantry/test-support/databases';
 import { streamOf, unary } from '@gantry/kit';
 import type { logv1 } from '@gantry/proto';
 import {

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Sql } from '@gantry/kit';
 import { unary } from '@gantry/kit';
-import { requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import { requireTestDatabaseUrl, testDatabase } from '@gantry/test-support/databases';
 import { entryFieldsOf, entryHash, verifierKeyString, verifyCheckpoint, verifyEntryInclusion } from '../src/client/index.js';
 import { ed25519PublicKeyRaw } from '../src/domain/checkpoint.js';
 import { engines, payloads, readAll, startLogPlatform, uniquePartition, type LogPlatform } from './support.js';

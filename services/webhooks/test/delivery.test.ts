@@ -6,8 +6,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
 import { flagsv1, webhooksv1 } from '@gantry/proto';
-import { assertStatus, eventually } from '../../kit/test/clients.js';
-import { engines, requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import { assertStatus, eventually } from '@gantry/test-support/clients';
+import { engines, requireTestDatabaseUrl, testDatabase } from '@gantry/test-support/databases';
 import { Receiver, rpc, spec, startWebhooksPlatform, uniquePath, type WebhooksPlatform } from './support.js';
 
 if (!testDatabase().url && testDatabase().skip === false) {

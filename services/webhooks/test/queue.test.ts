@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { migrate, openPglite, openPostgres, type Database } from '@gantry/kit';
-import { engines, freshPgliteDir, freshPostgresDatabase, requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import { engines, freshPgliteDir, freshPostgresDatabase, requireTestDatabaseUrl, testDatabase } from '@gantry/test-support/databases';
 import type { Spec } from '../src/domain/webhook.js';
 import type { ClaimLimits } from '../src/store/delivery-claims.js';
 import type { EventRow } from '../src/store/events.js';

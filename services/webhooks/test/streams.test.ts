@@ -5,8 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
 import { webhooksv1 } from '@gantry/proto';
-import { eventually } from '../../kit/test/clients.js';
-import { engines, requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import { eventually } from '@gantry/test-support/clients';
+import { engines, requireTestDatabaseUrl, testDatabase } from '@gantry/test-support/databases';
 import { RESUME_VERSION_TRAILER } from '../src/index.js';
 import { Receiver, rpc, spec, startWebhooksPlatform, uniquePath, watchDeliveries, watchRegistry, type WebhooksPlatform } from './support.js';
 
