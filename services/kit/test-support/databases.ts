@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, renameSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { openPglite } from '../src/storage/pglite.js';
 import { openPostgres } from '../src/storage/postgres.js';
@@ -47,6 +48,19 @@ export function requireTestDatabaseUrl(): string {
   const { url } = testDatabase();
   if (!url) throw new Error('CI=true but GANTRY_TEST_DATABASE_URL is not set: PostgreSQL tests must run in CI; start a server with scripts/test-env/postgres.sh start');
   return url;
+}
+
+/**
+ * Under CI=true without a server, registers one test, `a PostgreSQL server is configured for
+ * <suites>`, that fails (the PostgreSQL suites themselves skip, see `postgresSkip`). Elsewhere it
+ * registers nothing: with a server the suites run, without one they skip saying how to start it.
+ */
+export function requirePostgresInCi(suites: string): void {
+  const { url, skip } = testDatabase();
+  if (url || skip !== false) return;
+  test(`a PostgreSQL server is configured for ${suites}`, () => {
+    requireTestDatabaseUrl();
+  });
 }
 
 /**

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { credentials } from '@grpc/grpc-js';
 import { DatabaseStartupError, devPkiPaths, isTransientDatabaseError, LIVENESS, loadConfig, READINESS, silentLogger, startRuntime, STARTUP, type ConfigInput, type Runtime, type GantryModule } from '../src/index.js';
 import { echoFactory } from '@gantry/test-support/echo';
-import { bearer, callEcho, checkHealth, echoClient, eventually, freshPgliteDir, freshPostgresDatabase, postgresSkip, requireTestDatabaseUrl, startRuntimeEarly, testDatabase, tokenFor, type LogLine } from '@gantry/test-support/harness';
+import { bearer, callEcho, checkHealth, echoClient, eventually, freshPgliteDir, freshPostgresDatabase, postgresSkip, requirePostgresInCi, startRuntimeEarly, tokenFor, type LogLine } from '@gantry/test-support/harness';
 import { CuttableProxy } from '@gantry/test-support/proxy';
 
 const PROBES = ['', LIVENESS, STARTUP, READINESS] as const;
@@ -71,11 +71,7 @@ describe('start-up stops at once on an error waiting cannot fix', () => {
   });
 });
 
-if (!testDatabase().url && testDatabase().skip === false) {
-  test('a PostgreSQL server is configured for the start-up tests', () => {
-    requireTestDatabaseUrl();
-  });
-}
+requirePostgresInCi('the start-up tests');
 
 describe('start-up and readiness with PostgreSQL late, then cut', { skip: postgresSkip() }, () => {
   let database: Awaited<ReturnType<typeof freshPostgresDatabase>>;
