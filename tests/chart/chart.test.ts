@@ -12,7 +12,7 @@ import { LIVENESS, READINESS, STARTUP, TokenVerifier, ensureDevSigningKey, mintT
 import { parseAllDocuments } from 'yaml';
 import { runGantry } from '../support/gantry-process.js';
 import { configSchemaFor, configSources, envNamesOf } from '@gantry/kit';
-import { registry } from '../../services/gantry/src/registry.js';
+import { registry } from '@gantry/cli/registry';
 
 const exec = promisify(execFile);
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GenericContainer, Network, Wait, type StartedNetwork, type StartedTestContainer } from 'testcontainers';
 import { unary } from '@gantry/kit';
-import { eventually } from '../../services/kit/test/clients.js';
+import { eventually } from '@gantry/test-support/clients';
 import { about, APPROVAL_FLOW_TYPES, PlatformClients, SETTLEMENT_FLOW_TYPES } from '../platform/support.js';
 import { ALIASES, BUILD_TIMEOUT_MS, buildGantryImage, buildPostgresImage, dockerSkip, exitCode, HardenedContainer, makeMaterial, removeContainer, requireDocker, secretsEnv, type Material } from './support.js';
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { configSources, loadConfig, silentLogger, startRuntime, type ConfigInput, type GantryConfig, type GantryModule, type Runtime } from '@gantry/kit';
 import { operatorModule, startOperator, type Operator, type OperatorProcessConfig } from '@gantry/operator';
-import { freshPgliteDir } from '../../services/kit/test/databases.js';
+import { freshPgliteDir } from '@gantry/test-support/databases';
 import { repoRoot } from '../support/gantry-process.js';
 import { deleteNamespace, ok, waitForCrds, type TestKube } from '../support/kube.js';
 

@@ -13,8 +13,8 @@ import { settlementService } from '@gantry/settlement';
 import { SettlementWallet } from '@gantry/settlement/client';
 import { webhooksService } from '@gantry/webhooks';
 import { verifyWebhook } from '@gantry/webhooks/client';
-import { eventually, grpcError, tokenFor } from '../../services/kit/test/clients.js';
-import { freshPostgresDatabase, testDatabase } from '../../services/kit/test/databases.js';
+import { eventually, grpcError, tokenFor } from '@gantry/test-support/clients';
+import { freshPostgresDatabase, postgresSkip } from '@gantry/test-support/databases';
 import { Receiver } from '../platform/support.js';
 import { ok, testKube, type TestKube } from '../support/kube.js';
 import { condition, deleteCrds, getObject, installCrds, operatorInProcess, operatorProcess, Services, type Conditioned, type OperatorSettings } from './operator-support.js';
@@ -256,7 +256,8 @@ describe('the operator on a real API server', () => {
 
   test('a FeatureFlag reaches every target service; a change reaches both settlement replicas and switches credit draws off and on within 1 s; deleting it removes the flag everywhere', async (t) => {
     if (skip) return t.skip(skip);
-    if (!testDatabase().url) return t.skip(String(testDatabase().skip));
+    const noPostgres = postgresSkip();
+    if (noPostgres) return t.skip(noPostgres);
     // Two settlement replicas on one PostgreSQL database; the operator knows only the first.
     const db = await freshPostgresDatabase('t_opflags');
     const replicas = [0, 1].map(() => new Services([settlementService], { database: { url: db.url, poolSize: 4 } }, webhooks.dataDir));

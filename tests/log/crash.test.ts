@@ -8,9 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { unary } from '@gantry/kit';
 import type { ServiceError } from '@grpc/grpc-js';
-import { freshPgliteDir, requireTestDatabaseUrl, testDatabase } from '../../services/kit/test/databases.js';
+import { freshPgliteDir, freshPostgresDatabase, postgresSkip, requirePostgresInCi } from '@gantry/test-support/databases';
 import { entryFieldsOf, entryHash } from '../../services/log/src/client/index.js';
-import { freshPostgresDatabase, postgresSkip } from '../../services/kit/test/databases.js';
 import { logClient, metadataFor, readAll, uniquePartition, type LogClient } from '../../services/log/test/support.js';
 import { startGantry, type GantryServer } from '../support/gantry-process.js';
 
@@ -19,11 +18,7 @@ const CLIENTS = 8;
 const ACKED_BEFORE_KILL = 400;
 const CALL_DEADLINE_MS = 10_000;
 
-if (!testDatabase().url && testDatabase().skip === false) {
-  test('a PostgreSQL server is configured for the log crash tests', () => {
-    requireTestDatabaseUrl();
-  });
-}
+requirePostgresInCi('the log crash tests');
 
 interface Acked {
   seq: bigint;

@@ -5,9 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { unary } from '@gantry/kit';
 import type { logv1 } from '@gantry/proto';
-import { requireTestDatabaseUrl, testDatabase } from '../../services/kit/test/databases.js';
+import { freshPostgresDatabase, postgresSkip, requirePostgresInCi } from '@gantry/test-support/databases';
 import { entryFieldsOf, entryHash } from '../../services/log/src/client/index.js';
-import { freshPostgresDatabase, postgresSkip } from '../../services/kit/test/databases.js';
 import { logClient, metadataFor, payloads, readAll, uniquePartition, type LogClient } from '../../services/log/test/support.js';
 import { startGantry, type GantryServer } from '../support/gantry-process.js';
 
@@ -15,11 +14,7 @@ const FOLLOW_LATENCY_MS = 1000;
 const APPENDERS_PER_REPLICA = 4;
 const APPENDS_PER_APPENDER = 50;
 
-if (!testDatabase().url && testDatabase().skip === false) {
-  test('a PostgreSQL server is configured for the log replica tests', () => {
-    requireTestDatabaseUrl();
-  });
-}
+requirePostgresInCi('the log replica tests');
 
 describe('two log replicas sharing one PostgreSQL database', { skip: postgresSkip() }, () => {
   let database: Awaited<ReturnType<typeof freshPostgresDatabase>>;

@@ -6,13 +6,10 @@ import assert from 'node:assert/strict';
 import { context, SpanKind, trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { unary } from '@gantry/kit';
-import { approvalsService } from '@gantry/approvals';
-import { logService } from '@gantry/log';
-import { settlementService } from '@gantry/settlement';
+import { modulesFor } from '@gantry/cli/registry';
 import { SettlementWallet } from '@gantry/settlement/client';
-import { webhooksService } from '@gantry/webhooks';
-import { eventually } from '../../services/kit/test/clients.js';
-import { startServicePlatform, type ServicePlatform } from '../../services/kit/test/harness.js';
+import { eventually } from '@gantry/test-support/clients';
+import { startServicePlatform, type ServicePlatform } from '@gantry/test-support/harness';
 import { about, APPROVAL_FLOW_TYPES, assertUnique, PlatformClients, Receiver, SETTLEMENT_FLOW_TYPES } from './support.js';
 
 const WAIT_MS = 30_000;
@@ -26,7 +23,7 @@ describe('the platform in one process: events, audit trail and one trace across 
 
   before(async () => {
     await receiver.start();
-    platform = await startServicePlatform('PGlite', [logService, settlementService, approvalsService, webhooksService], {
+    platform = await startServicePlatform('PGlite', modulesFor('all'), {
       dbLabel: 't_platform',
       spanProcessors: [new SimpleSpanProcessor(spans)],
       overrides: { webhooks: { allowedCidrs: ['127.0.0.1/32'], pollIntervalMs: 50 }, rateLimit: { points: 100_000 } },

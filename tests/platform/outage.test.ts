@@ -5,16 +5,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { eventually } from '../../services/kit/test/clients.js';
-import { freshPostgresDatabase, postgresSkip, requireTestDatabaseUrl, testDatabase } from '../../services/kit/test/databases.js';
+import { eventually } from '@gantry/test-support/clients';
+import { freshPostgresDatabase, postgresSkip, requirePostgresInCi } from '@gantry/test-support/databases';
 import { startGantry, type GantryServer } from '../support/gantry-process.js';
 import { about, APPROVAL_FLOW_TYPES, assertUnique, PlatformClients, Receiver, SETTLEMENT_FLOW_TYPES } from './support.js';
 
-if (!testDatabase().url && testDatabase().skip === false) {
-  test('a PostgreSQL server is configured for the platform outage tests', () => {
-    requireTestDatabaseUrl();
-  });
-}
+requirePostgresInCi('the platform outage tests');
 
 const WAIT_MS = 60_000;
 

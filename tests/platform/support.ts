@@ -8,7 +8,7 @@ import { bearerMetadata, clientCredentials, clientOptions, streamOf, unary, type
 import { approvalsv1, eventsv1, logv1, settlementv1, webhooksv1 } from '@gantry/proto';
 import { SettlementWallet } from '@gantry/settlement/client';
 import { verifyWebhook } from '@gantry/webhooks/client';
-import { tokenFor } from '../../services/kit/test/clients.js';
+import { tokenFor } from '@gantry/test-support/clients';
 
 /** Every domain event type (docs/events.md). */
 export const EVENT_TYPES = [

@@ -10,15 +10,11 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { bearerMetadata, clientCredentials, clientOptions, unary } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
-import { eventually, tokenFor } from '../../services/kit/test/clients.js';
-import { freshPostgresDatabase, postgresSkip, requireTestDatabaseUrl, testDatabase } from '../../services/kit/test/databases.js';
+import { eventually, tokenFor } from '@gantry/test-support/clients';
+import { freshPostgresDatabase, postgresSkip, requirePostgresInCi } from '@gantry/test-support/databases';
 import { startGantry, type GantryServer } from '../support/gantry-process.js';
 
-if (!testDatabase().url && testDatabase().skip === false) {
-  test('a PostgreSQL server is configured for the webhooks replica tests', () => {
-    requireTestDatabaseUrl();
-  });
-}
+requirePostgresInCi('the webhooks replica tests');
 
 const ENDPOINTS = 4;
 const EVENTS_PER_ENDPOINT = 40;

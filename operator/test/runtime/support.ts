@@ -2,7 +2,7 @@ import type { Logger } from '@gantry/kit';
 import { KubeConfig } from '@kubernetes/client-node';
 
 // The TCP proxy tests cut is shared with the kit's tests (PostgreSQL behind it there).
-export { CuttableProxy } from '../../../services/kit/test/proxy.js';
+export { CuttableProxy } from '@gantry/test-support/proxy';
 
 /** The admin kubeconfig, optionally pointed at a proxy on 127.0.0.1:port instead of the server. */
 export function loadKubeConfig(path: string, proxyPort?: number): KubeConfig {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { silentLogger, startRuntime } from '@gantry/kit';
 import { loadProgramConfig } from '../src/config.js';
 import { registry } from '../src/registry.js';
-import { tokenFor } from '../../kit/test/clients.js';
+import { tokenFor } from '@gantry/test-support/clients';
 import { benchSpanProcessor } from '../../kit/bench/tracing.js';
 
 const [target, url, ...scopes] = process.argv.slice(2);

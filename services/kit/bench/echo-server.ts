@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { ensureDevPki, silentLogger, loadConfig, startRuntime, type ServiceModule, type CallContext } from '../src/index.js';
-import { echoDefinition } from '../test/fixtures/echo.js';
-import { tokenFor } from '../test/harness.js';
+import { echoDefinition } from '@gantry/test-support/echo';
+import { tokenFor } from '@gantry/test-support/harness';
 import { benchSpanProcessor } from './tracing.js';
 
 interface EchoRequest { message: string }

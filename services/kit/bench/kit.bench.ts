@@ -18,7 +18,7 @@ const args = parseBenchArgs(process.argv.slice(2));
 const rounds = args.quick ? 1 : 3;
 const callsPerRound = args.quick ? 5_000 : 40_000;
 const concurrency = 32;
-const proto = join(repoRoot, 'services/kit/test/fixtures/echo.proto');
+const proto = join(repoRoot, 'services/kit/test-support/echo.proto');
 const serverScript = join(repoRoot, 'services/kit/bench/echo-server.ts');
 const call = 'gantry.test.v1.EchoService/Echo';
 // EchoRequest{message: "hello gantry"}, protobuf-encoded: field 1, length 12.

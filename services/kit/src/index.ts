@@ -3,6 +3,7 @@ export * from './config.js';
 export * from './logger.js';
 export * from './rpc/context.js';
 export * from './rpc/service.js';
+export * from './rpc/page-token.js';
 export * from './server/grpc-server.js';
 export * from './health/health.js';
 export * from './auth/jwt.js';

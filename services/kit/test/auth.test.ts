@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import jwt from 'jsonwebtoken';
 import { JwksFileSource, mintToken, TokenVerifier } from '../src/index.js';
-import { bearer, callEcho, checkHealth, echoClient, startEchoPlatform, type EchoStub, type TestPlatform } from './harness.js';
+import { bearer, callEcho, checkHealth, echoClient, startEchoPlatform, type EchoStub, type TestPlatform } from '@gantry/test-support/harness';
 
 const b64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
 

@@ -9,8 +9,8 @@ import { experimental, status, type ClientReadableStream, type ClientUnaryCall, 
 
 type GrpcUri = experimental.GrpcUri;
 import { devPkiPaths, peerChannelOptions } from '../src/index.js';
-import type { EchoRequest, EchoResponse } from './fixtures/echo.js';
-import { bearer, echoClient, startEchoPlatform, type EchoStub, type TestPlatform } from './harness.js';
+import type { EchoRequest, EchoResponse } from '@gantry/test-support/echo';
+import { bearer, echoClient, startEchoPlatform, type EchoStub, type TestPlatform } from '@gantry/test-support/harness';
 
 /** Connection age of the aging servers: short, so a test sees it pass a few times. */
 const AGE_MS = 1500;

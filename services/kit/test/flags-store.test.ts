@@ -19,7 +19,7 @@ import {
   validateFlag,
   type Database,
 } from '../src/index.js';
-import { freshPgliteDir } from './databases.js';
+import { freshPgliteDir } from '@gantry/test-support/databases';
 
 const RETAINED = 8;
 let dir: string;

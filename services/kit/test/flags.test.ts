@@ -23,9 +23,9 @@ import {
   type OpenFeatureClient,
   type Runtime,
 } from '../src/index.js';
-import { assertStatus, eventually, tokenFor } from './clients.js';
-import { startServicePlatform } from './harness.js';
-import { engines, freshPostgresDatabase, requireTestDatabaseUrl, testDatabase } from './databases.js';
+import { assertStatus, eventually, tokenFor } from '@gantry/test-support/clients';
+import { startServicePlatform } from '@gantry/test-support/harness';
+import { engines, freshPostgresDatabase, requirePostgresInCi } from '@gantry/test-support/databases';
 
 /** Small bounds so the tests reach them quickly. */
 const TEST_LIMITS: Partial<FlagsLimits> = { retainedChanges: 10, maxFlags: 12, pollMs: 1000 };
@@ -81,11 +81,7 @@ function collect(stream: AsyncIterable<flagsv1.WatchFlagsResponse>, events: flag
 
 const summary = (events: flagsv1.WatchFlagsResponse[]) => events.map((e) => `${flagsv1.flagEventTypeToJSON(e.type).replace('FLAG_EVENT_TYPE_', '')} ${e.flag?.key ?? '-'} ${e.version}`);
 
-if (!testDatabase().url && testDatabase().skip === false) {
-  test('PostgreSQL is available for the flags tests (required in CI)', () => {
-    requireTestDatabaseUrl();
-  });
-}
+requirePostgresInCi('the flags tests');
 
 test('the flags schema is flags_<target>, or the sorted targets joined by _', () => {
   assert.equal(flagsSchemaFor(['webhooks']), 'flags_webhooks');

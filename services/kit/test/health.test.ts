@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, status } from '@grpc/grpc-js';
 import { HealthState, LIVENESS, loadConfig, READINESS, startHealthServer, STARTUP, type GantryModule } from '../src/index.js';
-import { echoModule } from './fixtures/echo.js';
-import { bearer, callEcho, checkHealth, echoClient, eventually, freshPgliteDir, startEchoPlatform, startRuntimeEarly, type TestPlatform } from './harness.js';
+import { echoModule } from '@gantry/test-support/echo';
+import { bearer, callEcho, checkHealth, echoClient, eventually, freshPgliteDir, startEchoPlatform, startRuntimeEarly, type TestPlatform } from '@gantry/test-support/harness';
 
 const ECHO_SERVICE = 'gantry.test.v1.EchoService';
 const PROBES = [LIVENESS, STARTUP, READINESS] as const;

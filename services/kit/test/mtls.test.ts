@@ -4,7 +4,7 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { credentials, status, type ChannelCredentials } from '@grpc/grpc-js';
 import { createCa, devPkiPaths, issueLeaf, type PemPair } from '../src/index.js';
-import { bearer, callEcho, echoClient, eventually, startEchoPlatform, type TestPlatform } from './harness.js';
+import { bearer, callEcho, echoClient, eventually, startEchoPlatform, type TestPlatform } from '@gantry/test-support/harness';
 
 /** Each attempt gets its own connection, so a handshake result is never reused from another client. */
 const OWN_CHANNEL = { 'grpc.use_local_subchannel_pool': 1 };

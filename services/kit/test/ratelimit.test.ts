@@ -4,8 +4,8 @@ import { randomBytes } from 'node:crypto';
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import pg from 'pg';
 import { loadConfig, MethodRateLimiter } from '../src/index.js';
-import { bearer, callEcho, echoClient, requireTestDatabaseUrl, startEchoPlatform, testDatabase, type EchoStub, type TestPlatform } from './harness.js';
-import type { EchoResponse } from './fixtures/echo.js';
+import { bearer, callEcho, echoClient, postgresSkip, requirePostgresInCi, requireTestDatabaseUrl, startEchoPlatform, type EchoStub, type TestPlatform } from '@gantry/test-support/harness';
+import type { EchoResponse } from '@gantry/test-support/echo';
 
 const ECHO = '/gantry.test.v1.EchoService/Echo';
 const DEFAULT_POINTS = 5;
@@ -80,7 +80,9 @@ describe('rate limits per principal and method', () => {
   });
 });
 
-describe('rate limits shared through PostgreSQL', { skip: testDatabase().skip }, () => {
+requirePostgresInCi('the shared rate limit tests');
+
+describe('rate limits shared through PostgreSQL', { skip: postgresSkip() }, () => {
   const pools: pg.Pool[] = [];
   const subject = `replica-test-${randomBytes(6).toString('hex')}`;
 

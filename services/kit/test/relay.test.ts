@@ -33,8 +33,8 @@ import {
   type RelaySink,
   type Telemetry,
 } from '../src/index.js';
-import { eventually } from './clients.js';
-import { engines, freshPgliteDir, freshPostgresDatabase, requireTestDatabaseUrl, testDatabase, type EngineName } from './databases.js';
+import { eventually } from '@gantry/test-support/clients';
+import { engines, freshPgliteDir, freshPostgresDatabase, requirePostgresInCi, type EngineName } from '@gantry/test-support/databases';
 
 const SCHEMA = 'relay_test';
 const outbox = new Outbox(SCHEMA, 'gantry.relay-test', true, { creditDrawn: 'settlement.credit.drawn' });
@@ -188,11 +188,7 @@ before(async () => {
 });
 after(async () => telemetry?.shutdown());
 
-if (!testDatabase().url && testDatabase().skip === false) {
-  test('a PostgreSQL server is configured for the outbox relay tests', () => {
-    requireTestDatabaseUrl();
-  });
-}
+requirePostgresInCi('the outbox relay tests');
 
 for (const engine of engines()) {
   describe(`outbox relay on ${engine.name}`, { skip: engine.skip }, () => {

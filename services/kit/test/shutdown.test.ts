@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { credentials, status } from '@grpc/grpc-js';
 import type { DevPkiPaths } from '../src/tls/pki.js';
-import { bearer, callEcho, checkHealth, echoClient, eventually, tokenFor } from './clients.js';
+import { bearer, callEcho, checkHealth, echoClient, eventually, tokenFor } from '@gantry/test-support/clients';
 
 const SERVER_SCRIPT = fileURLToPath(new URL('./fixtures/serve-echo.ts', import.meta.url));
 const KIT_DIR = fileURLToPath(new URL('..', import.meta.url));

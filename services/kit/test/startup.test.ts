@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials } from '@grpc/grpc-js';
 import { DatabaseStartupError, devPkiPaths, isTransientDatabaseError, LIVENESS, loadConfig, READINESS, silentLogger, startRuntime, STARTUP, type ConfigInput, type Runtime, type GantryModule } from '../src/index.js';
-import { echoFactory } from './fixtures/echo.js';
-import { bearer, callEcho, checkHealth, echoClient, eventually, freshPgliteDir, freshPostgresDatabase, postgresSkip, requireTestDatabaseUrl, startRuntimeEarly, testDatabase, tokenFor, type LogLine } from './harness.js';
-import { CuttableProxy } from './proxy.js';
+import { echoFactory } from '@gantry/test-support/echo';
+import { bearer, callEcho, checkHealth, echoClient, eventually, freshPgliteDir, freshPostgresDatabase, postgresSkip, requirePostgresInCi, startRuntimeEarly, tokenFor, type LogLine } from '@gantry/test-support/harness';
+import { CuttableProxy } from '@gantry/test-support/proxy';
 
 const PROBES = ['', LIVENESS, STARTUP, READINESS] as const;
 /** Quick retries, so a test sees several attempts in a second or two. */
@@ -71,11 +71,7 @@ describe('start-up stops at once on an error waiting cannot fix', () => {
   });
 });
 
-if (!testDatabase().url && testDatabase().skip === false) {
-  test('a PostgreSQL server is configured for the start-up tests', () => {
-    requireTestDatabaseUrl();
-  });
-}
+requirePostgresInCi('the start-up tests');
 
 describe('start-up and readiness with PostgreSQL late, then cut', { skip: postgresSkip() }, () => {
   let database: Awaited<ReturnType<typeof freshPostgresDatabase>>;

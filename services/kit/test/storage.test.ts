@@ -9,7 +9,7 @@ import { loadMigrations, migrate, migrationsApplied, type Migration } from '../s
 import { openPglite } from '../src/storage/pglite.js';
 import { openPostgres } from '../src/storage/postgres.js';
 import { isTransientDatabaseError } from '../src/storage/startup.js';
-import { freshPgliteDir, requireTestDatabaseUrl, testDatabase } from './databases.js';
+import { freshPgliteDir, postgresSkip, requirePostgresInCi, requireTestDatabaseUrl } from '@gantry/test-support/databases';
 
 /** Plain CREATE TABLE (no IF NOT EXISTS): applying a migration twice would fail loudly. */
 const migrationsFor = (schema: string): Migration[] => [
@@ -49,22 +49,17 @@ function pgliteEngine(): Engine {
 }
 
 function postgresEngine(): Engine {
-  const { url, skip } = testDatabase();
   return {
     name: 'PostgreSQL',
-    // In CI without a server, the test below fails once, clearly, instead of every test failing in a hook.
-    skip: url ? false : skip || 'no PostgreSQL server (GANTRY_TEST_DATABASE_URL)',
+    // In CI without a server, requirePostgresInCi's test fails once, clearly, instead of every test failing in a hook.
+    skip: postgresSkip(),
     shared: true,
     open: () => openPostgres({ url: requireTestDatabaseUrl(), poolSize: 4, statementTimeoutMs: 10_000 }),
     async cleanup() {},
   };
 }
 
-if (!testDatabase().url && testDatabase().skip === false) {
-  test('a PostgreSQL server is configured for the storage tests', () => {
-    requireTestDatabaseUrl();
-  });
-}
+requirePostgresInCi('the storage tests');
 
 for (const engine of [pgliteEngine(), postgresEngine()]) {
   describe(`storage on ${engine.name}`, { skip: engine.skip }, () => {

@@ -1,8 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Metadata, status, type ClientDuplexStream, type ClientReadableStream, type ClientWritableStream, type ServiceError } from '@grpc/grpc-js';
-import { bearer, callEcho, echoClient, eventually, startEchoPlatform, type EchoStub, type TestPlatform } from './harness.js';
-import type { EchoRequest, EchoResponse } from './fixtures/echo.js';
+import { bearer, callEcho, echoClient, eventually, startEchoPlatform, type EchoStub, type TestPlatform } from '@gantry/test-support/harness';
+import type { EchoRequest, EchoResponse } from '@gantry/test-support/echo';
 
 const MAX_RECEIVE_BYTES = 2048;
 

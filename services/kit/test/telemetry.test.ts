@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { bearer, callEcho, echoClient, startEchoPlatform, type EchoStub, type TestPlatform } from './harness.js';
+import { bearer, callEcho, echoClient, startEchoPlatform, type EchoStub, type TestPlatform } from '@gantry/test-support/harness';
 
 const SPAN_NAME = 'gantry.test.v1.EchoService/Echo';
 

@@ -31,7 +31,7 @@ if (kind === 'stack') {
   const [{ configSources, loadConfig, silentLogger, startRuntime }, { logService }, { tokenFor }, { benchSpanProcessor }] = await Promise.all([
     import('@gantry/kit'),
     import('../src/index.js'),
-    import('../../kit/test/clients.js'),
+    import('@gantry/test-support/clients'),
     import('../../kit/bench/tracing.js'),
   ]);
   const config = loadConfig({

@@ -4,18 +4,14 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { status, type Metadata } from '@grpc/grpc-js';
-import { requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import { requirePostgresInCi } from '@gantry/test-support/databases';
 import { unary } from '@gantry/kit';
 import type { logv1 } from '@gantry/proto';
 import { ZERO_HASH } from '../src/client/index.js';
 import { LogStore } from '../src/store/log-store.js';
 import { assertStatus, engines, logClient, partitionSize, payloads, readAll, startLogPlatform, uniquePartition, type LogClient, type LogPlatform } from './support.js';
 
-if (!testDatabase().url && testDatabase().skip === false) {
-  test('a PostgreSQL server is configured for the log idempotency tests', () => {
-    requireTestDatabaseUrl();
-  });
-}
+requirePostgresInCi('the log idempotency tests');
 
 /** The receipt fields that identify an entry (everything but `duplicate`). */
 const landed = (r: logv1.EntryReceipt) => ({ seq: r.seq, timestamp: r.timestamp?.getTime(), prevHash: r.prevHash, hash: r.hash });

@@ -7,8 +7,8 @@ import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { status, type Metadata } from '@grpc/grpc-js';
-import { eventually } from '../../kit/test/clients.js';
-import { requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import { eventually } from '@gantry/test-support/clients';
+import { requirePostgresInCi } from '@gantry/test-support/databases';
 import { streamOf, unary } from '@gantry/kit';
 import type { logv1 } from '@gantry/proto';
 import {
@@ -30,11 +30,7 @@ import { assertStatus, engines, grpcError, partitionSize, payloads, readAll, rea
 const MAX_PAYLOAD_BYTES = 8192;
 const FOLLOW_LATENCY_MS = 1000;
 
-if (!testDatabase().url && testDatabase().skip === false) {
-  test('a PostgreSQL server is configured for the log service tests', () => {
-    requireTestDatabaseUrl();
-  });
-}
+requirePostgresInCi('the log service tests');
 
 for (const engine of engines()) {
   describe(`log service over gRPC on ${engine.name}`, { skip: engine.skip }, () => {

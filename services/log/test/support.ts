@@ -6,12 +6,12 @@ import { join } from 'node:path';
 import type { Metadata } from '@grpc/grpc-js';
 import { bearerMetadata, clientCredentials, clientOptions, streamOf, unary, type ConfigInput, type Runtime } from '@gantry/kit';
 import { logv1 } from '@gantry/proto';
-import { tokenFor } from '../../kit/test/clients.js';
-import type { EngineName } from '../../kit/test/databases.js';
-import { startServicePlatform } from '../../kit/test/harness.js';
+import { tokenFor } from '@gantry/test-support/clients';
+import type { EngineName } from '@gantry/test-support/databases';
+import { startServicePlatform } from '@gantry/test-support/harness';
 
-export { assertStatus, grpcError } from '../../kit/test/clients.js';
-export { engines, postgresSkip, type EngineName } from '../../kit/test/databases.js';
+export { assertStatus, grpcError } from '@gantry/test-support/clients';
+export { engines, postgresSkip, type EngineName } from '@gantry/test-support/databases';
 import { logService } from '../src/index.js';
 
 export type LogClient = InstanceType<typeof logv1.LogServiceClient>;

@@ -8,18 +8,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Sql } from '@gantry/kit';
 import { unary } from '@gantry/kit';
-import { requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import { requirePostgresInCi } from '@gantry/test-support/databases';
 import { entryFieldsOf, entryHash, verifierKeyString, verifyCheckpoint, verifyEntryInclusion } from '../src/client/index.js';
 import { ed25519PublicKeyRaw } from '../src/domain/checkpoint.js';
 import { engines, payloads, readAll, startLogPlatform, uniquePartition, type LogPlatform } from './support.js';
 
 const ENTRIES = 10;
 
-if (!testDatabase().url && testDatabase().skip === false) {
-  test('a PostgreSQL server is configured for the log tamper tests', () => {
-    requireTestDatabaseUrl();
-  });
-}
+requirePostgresInCi('the log tamper tests');
 
 for (const engine of engines()) {
   describe(`tampering with stored log rows on ${engine.name}`, { skip: engine.skip }, () => {

@@ -6,15 +6,11 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
 import { flagsv1, webhooksv1 } from '@gantry/proto';
-import { assertStatus, eventually } from '../../kit/test/clients.js';
-import { engines, requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import { assertStatus, eventually } from '@gantry/test-support/clients';
+import { engines, requirePostgresInCi } from '@gantry/test-support/databases';
 import { Receiver, rpc, spec, startWebhooksPlatform, uniquePath, type WebhooksPlatform } from './support.js';
 
-if (!testDatabase().url && testDatabase().skip === false) {
-  test('a PostgreSQL server is configured for the webhooks delivery tests', () => {
-    requireTestDatabaseUrl();
-  });
-}
+requirePostgresInCi('the webhooks delivery tests');
 
 const { WEBHOOK_STATUS_ACTIVE: ACTIVE, WEBHOOK_STATUS_DISABLED: DISABLED } = webhooksv1.WebhookStatus;
 const { DELIVERY_STATUS_SUCCEEDED: D_OK, DELIVERY_STATUS_DEAD_LETTERED: D_DEAD } = webhooksv1.DeliveryStatus;

@@ -8,17 +8,13 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { migrate, openPglite, openPostgres, type Database } from '@gantry/kit';
-import { engines, freshPgliteDir, freshPostgresDatabase, requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import { engines, freshPgliteDir, freshPostgresDatabase, requirePostgresInCi } from '@gantry/test-support/databases';
 import type { Spec } from '../src/domain/webhook.js';
 import type { ClaimLimits } from '../src/store/delivery-claims.js';
 import type { EventRow } from '../src/store/events.js';
 import { WEBHOOKS_SCHEMA, WebhooksStore, webhooksMigrations } from '../src/store/webhooks-store.js';
 
-if (!testDatabase().url && testDatabase().skip === false) {
-  test('a PostgreSQL server is configured for the webhooks queue tests', () => {
-    requireTestDatabaseUrl();
-  });
-}
+requirePostgresInCi('the webhooks queue tests');
 
 const LIMITS: ClaimLimits = { endpoints: 100, batch: 100, defaultMaxConcurrency: 100, defaultRateLimitPerSecond: 100, leaseMs: 60_000 };
 const tokens = () => {

@@ -6,19 +6,15 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
 import { webhooksv1 } from '@gantry/proto';
-import { assertStatus, eventually } from '../../kit/test/clients.js';
-import { engines, requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import { assertStatus, eventually } from '@gantry/test-support/clients';
+import { engines, requirePostgresInCi } from '@gantry/test-support/databases';
 import type { Database, Sql } from '@gantry/kit';
 import { checkEvent, publishEvents } from '../src/api/publish.js';
 import { verifyWebhook } from '../src/client/index.js';
 import { WebhooksStore } from '../src/store/webhooks-store.js';
 import { event, Receiver, rpc, spec, startWebhooksPlatform, uniquePath, type WebhooksPlatform } from './support.js';
 
-if (!testDatabase().url && testDatabase().skip === false) {
-  test('a PostgreSQL server is configured for the webhooks service tests', () => {
-    requireTestDatabaseUrl();
-  });
-}
+requirePostgresInCi('the webhooks service tests');
 
 const { WEBHOOK_STATUS_ACTIVE: ACTIVE, WEBHOOK_STATUS_PAUSED: PAUSED, WEBHOOK_STATUS_DISABLED: DISABLED } = webhooksv1.WebhookStatus;
 const { DELIVERY_STATUS_PENDING: D_PENDING, DELIVERY_STATUS_SUCCEEDED: D_OK, DELIVERY_STATUS_DEAD_LETTERED: D_DEAD, DELIVERY_STATUS_CANCELLED: D_CANCELLED } = webhooksv1.DeliveryStatus;

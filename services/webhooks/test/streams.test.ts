@@ -5,16 +5,12 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
 import { webhooksv1 } from '@gantry/proto';
-import { eventually } from '../../kit/test/clients.js';
-import { engines, requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import { eventually } from '@gantry/test-support/clients';
+import { engines, requirePostgresInCi } from '@gantry/test-support/databases';
 import { RESUME_VERSION_TRAILER } from '../src/index.js';
 import { Receiver, rpc, spec, startWebhooksPlatform, uniquePath, watchDeliveries, watchRegistry, type WebhooksPlatform } from './support.js';
 
-if (!testDatabase().url && testDatabase().skip === false) {
-  test('a PostgreSQL server is configured for the webhooks stream tests', () => {
-    requireTestDatabaseUrl();
-  });
-}
+requirePostgresInCi('the webhooks stream tests');
 
 const { REGISTRY_EVENT_TYPE_BOOKMARK: BOOKMARK, REGISTRY_EVENT_TYPE_CREATED: CREATED, REGISTRY_EVENT_TYPE_UPDATED: UPDATED, REGISTRY_EVENT_TYPE_DELETED: DELETED, REGISTRY_EVENT_TYPE_SECRET_ROTATED: ROTATED } =
   webhooksv1.RegistryEventType;

@@ -6,9 +6,9 @@ import type { AddressInfo } from 'node:net';
 import type { ClientReadableStream, Metadata, ServiceError } from '@grpc/grpc-js';
 import { bearerMetadata, clientCredentials, clientOptions, FlagsClient, unary, type ConfigInput, type Runtime } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
-import { tokenFor } from '../../kit/test/clients.js';
-import type { EngineName } from '../../kit/test/databases.js';
-import { startServicePlatform } from '../../kit/test/harness.js';
+import { tokenFor } from '@gantry/test-support/clients';
+import type { EngineName } from '@gantry/test-support/databases';
+import { startServicePlatform } from '@gantry/test-support/harness';
 import { createWebhooksService, type WebhooksConfigInput, type WebhooksOptions, type WebhooksStreams } from '../src/index.js';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 

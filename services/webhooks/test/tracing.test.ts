@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { eventually } from '../../kit/test/clients.js';
+import { eventually } from '@gantry/test-support/clients';
 import { Receiver, rpc, spec, startWebhooksPlatform, TEST_WEBHOOKS_CONFIG, uniquePath, type WebhooksPlatform } from './support.js';
 
 const WAIT_MS = 5000;

@@ -14,8 +14,7 @@ import {
   checkPageSize,
   checkPartition,
   checkPayload,
-  decodePageToken,
-  encodePageToken,
+  partitionPageTokens,
 } from './validation.js';
 
 export interface LogDeps {
@@ -183,11 +182,11 @@ function readHandlers(deps: LogDeps): Pick<LogHandlers, 'read' | 'tail' | 'listP
 
     async listPartitions(req) {
       const limit = checkPageSize(req.pageSize);
-      const rows = await store.listPartitions(req.prefix, decodePageToken(req.pageToken), limit + 1);
+      const rows = await store.listPartitions(req.prefix, partitionPageTokens.decode(req.pageToken) ?? '', limit + 1);
       const page = rows.slice(0, limit);
       return {
         partitions: page.map((p) => ({ name: p.name, size: p.size, lastHash: p.size > 0n ? p.headHash : Buffer.alloc(0), createdAt: p.createdAt, lastAppendedAt: p.lastAppendedAt ?? undefined })),
-        nextPageToken: rows.length > limit ? encodePageToken(page[page.length - 1]!.name) : '',
+        nextPageToken: rows.length > limit ? partitionPageTokens.encode(page[page.length - 1]!.name) : '',
       };
     },
 

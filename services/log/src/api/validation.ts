@@ -1,4 +1,4 @@
-import { invalidArgument } from '@gantry/kit';
+import { invalidArgument, textPageTokenCodec } from '@gantry/kit';
 import { PARTITION_NAME_PATTERN } from '../domain/entry.js';
 
 /** Limits of the log's API; each is part of the contract (log.proto). */
@@ -69,15 +69,8 @@ export function checkIdempotencyKeys(keys: string[], payloadCount: number): stri
   return keys;
 }
 
-/** Page tokens are the base64url of the last name returned: opaque to clients, checked here. */
-export function decodePageToken(token: string): string {
-  if (token === '') return '';
-  const name = Buffer.from(token, 'base64url').toString('utf8');
-  if (!PARTITION_NAME_PATTERN.test(name)) throw invalidArgument('page_token', 'is not a token this service issued');
-  return name;
-}
-
-export const encodePageToken = (name: string) => Buffer.from(name, 'utf8').toString('base64url');
+/** ListPartitions page tokens: the base64url of the last name returned, opaque to clients. */
+export const partitionPageTokens = textPageTokenCodec(PARTITION_NAME_PATTERN);
 
 export function checkPageSize(pageSize: number): number {
   if (pageSize < 0 || pageSize > LIMITS.maxPageSize) throw invalidArgument('page_size', `must be between 0 and ${LIMITS.maxPageSize} (0 = ${LIMITS.defaultPageSize})`);

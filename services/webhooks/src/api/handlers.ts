@@ -20,9 +20,8 @@ import {
   checkSecret,
   checkSpec,
   checkText,
-  decodePageToken,
   durationMs,
-  encodePageToken,
+  pageTokens,
 } from './validation.js';
 import type { WebhooksStreams } from './streams.js';
 import { checkBatch, checkEvent, eventDigest, publishEvents } from './publish.js';
@@ -152,14 +151,14 @@ function registryHandlers(deps: WebhooksDeps): WebhooksHandlers {
       const externalId = checkText('external_id', req.externalId, LIMITS.maxExternalIdChars);
       const pageSize = checkPageSize(req.pageSize);
       const filter = [owner, status, externalId];
-      const after = decodePageToken(req.pageToken, filter) ?? 0n;
+      const after = pageTokens.decode(req.pageToken, filter)?.position ?? 0n;
       // One more than a page says whether another page follows.
       const { head, webhooks } = await store.registry.list({ owner, status, externalId }, after, pageSize + 1);
       const page = webhooks.slice(0, pageSize);
       const more = webhooks.length > pageSize;
       return {
         webhooks: page.map(toWebhook),
-        nextPageToken: more ? encodePageToken(page[page.length - 1]!.createdVersion, filter) : '',
+        nextPageToken: more ? pageTokens.encode({ position: page[page.length - 1]!.createdVersion }, filter) : '',
         version: head,
       };
     },
@@ -275,10 +274,10 @@ function deliveryHandlers(deps: WebhooksDeps): WebhooksHandlers {
       if (status === undefined) throw invalidArgument('status', 'is not a known DeliveryStatus');
       const pageSize = checkPageSize(req.pageSize);
       const filter = [req.webhookId, caller, eventId, status, req.since?.toISOString() ?? ''];
-      const before = decodePageToken(req.pageToken, filter) ?? null;
+      const before = pageTokens.decode(req.pageToken, filter)?.position ?? null;
       const rows = await store.queue.history({ webhookIds, eventId, status, since: req.since ?? null }, before, pageSize + 1);
       const page = rows.slice(0, pageSize);
-      return { deliveries: page.map(toDelivery), nextPageToken: rows.length > pageSize ? encodePageToken(page[page.length - 1]!.seq, filter) : '' };
+      return { deliveries: page.map(toDelivery), nextPageToken: rows.length > pageSize ? pageTokens.encode({ position: page[page.length - 1]!.seq }, filter) : '' };
     },
 
     async retryFailedDeliveries(req, ctx) {

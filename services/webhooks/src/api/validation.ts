@@ -1,7 +1,6 @@
 // Request checks for the webhooks API: field shapes (INVALID_ARGUMENT) before anything is read or
 // written. The address check of a URL (api/handlers.ts) comes after these.
-import { createHash } from 'node:crypto';
-import { checkText, invalidArgument } from '@gantry/kit';
+import { checkText, invalidArgument, pageTokenCodec } from '@gantry/kit';
 import type { webhooksv1 } from '@gantry/proto';
 import { LIMITS } from '../domain/limits.js';
 import { secretKeyBytes } from '../domain/signature.js';
@@ -119,24 +118,5 @@ export function durationMs(d: { seconds: bigint; nanos: number }): number {
   return Number(d.seconds) * 1000 + Math.trunc(d.nanos / 1e6);
 }
 
-/** Page tokens: opaque to clients, tied to the filters of the first page by a digest. */
-export function encodePageToken(position: bigint, filter: unknown[]): string {
-  return Buffer.from(JSON.stringify([position.toString(), digest(filter)])).toString('base64url');
-}
-
-export function decodePageToken(token: string, filter: unknown[]): bigint | undefined {
-  if (token === '') return undefined;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
-  } catch {
-    parsed = undefined;
-  }
-  if (!Array.isArray(parsed) || parsed.length !== 2 || typeof parsed[0] !== 'string' || !/^\d{1,19}$/.test(parsed[0])) {
-    throw invalidArgument('page_token', 'is not a token this service issued; start again without one');
-  }
-  if (parsed[1] !== digest(filter)) throw invalidArgument('page_token', 'belongs to a listing with other filters: send the same filters as the first page, or start again without a token');
-  return BigInt(parsed[0]);
-}
-
-const digest = (filter: unknown[]) => createHash('sha256').update(JSON.stringify(filter)).digest('base64url').slice(0, 16);
+/** Page tokens: a listing position (a webhook's created_version, a delivery's seq) tied to the filters of the first page. */
+export const pageTokens = pageTokenCodec({ position: 'seq' });
