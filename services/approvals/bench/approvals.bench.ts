@@ -25,7 +25,7 @@ import { bearerMetadata, clientCredentials, clientOptions, unary } from '@gantry
 import { approvalsv1 } from '@gantry/proto';
 import { median, parseBenchArgs, pinning, progress, writeResult } from '../../kit/bench/lib.js';
 import { startBenchTarget, drive, percentile, type RunResult } from '../../kit/bench/load.js';
-import { tokenFor } from '../../kit/test/clients.js';
+import { tokenFor } from '@gantry/test-support/clients';
 
 const args = parseBenchArgs(process.argv.slice(2));
 const quick = args.quick;

@@ -6,14 +6,10 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import type { approvalsv1 } from '@gantry/proto';
-import { engines, requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import { engines, requirePostgresInCi } from '@gantry/test-support/databases';
 import { APPROVE, APPROVED, PENDING, REJECT, REJECTED, newRequest, rpc, startApprovalsPlatform, type ApprovalsPlatform } from './support.js';
 
-if (!testDatabase().url && testDatabase().skip === false) {
-  test('a PostgreSQL server is configured for the approvals group-commit tests', () => {
-    requireTestDatabaseUrl();
-  });
-}
+requirePostgresInCi('the approvals group-commit tests');
 
 interface Cast {
   subject: string;

@@ -3,18 +3,14 @@
 // database), both sweepers expire each request once, and votes racing through both decide once.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { eventually } from '../../kit/test/clients.js';
-import { postgresSkip, requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import { eventually } from '@gantry/test-support/clients';
+import { postgresSkip, requirePostgresInCi } from '@gantry/test-support/databases';
 import { ADDED, APPROVE, APPROVED, BOOKMARK, CREATED, FINALIZED, REMOVED, VOTED, newRequest, pending, rpc, startApprovalsPlatform, watch, type ApprovalsPlatform } from './support.js';
 
 /** A change through one replica reaches a stream on the other within this time. */
 const FOLLOW_LATENCY_MS = 1000;
 
-if (!testDatabase().url && testDatabase().skip === false) {
-  test('a PostgreSQL server is configured for the approvals replica tests', () => {
-    requireTestDatabaseUrl();
-  });
-}
+requirePostgresInCi('the approvals replica tests');
 
 describe('two approvals replicas sharing one PostgreSQL database', { skip: postgresSkip() }, () => {
   let a: ApprovalsPlatform;

@@ -5,15 +5,11 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
 import { approvalsv1 } from '@gantry/proto';
-import { assertStatus } from '../../kit/test/clients.js';
-import { engines, requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import { assertStatus } from '@gantry/test-support/clients';
+import { engines, requirePostgresInCi } from '@gantry/test-support/databases';
 import { ABSTAIN, APPROVE, APPROVED, EXPIRED, PENDING, REJECT, REJECTED, newRequest, outboxEvents, rpc, sha256, startApprovalsPlatform, tablesSnapshot, type ApprovalsPlatform } from './support.js';
 
-if (!testDatabase().url && testDatabase().skip === false) {
-  test('a PostgreSQL server is configured for the approvals service tests', () => {
-    requireTestDatabaseUrl();
-  });
-}
+requirePostgresInCi('the approvals service tests');
 
 const { APPROVAL_TYPE_CONTRACT_DEPLOYMENT: DEPLOYMENT, APPROVAL_TYPE_UNSPECIFIED } = approvalsv1.ApprovalType;
 

@@ -7,10 +7,12 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { Outbox, Status, migrate, type Database } from '@gantry/kit';
-import { engines } from '../../kit/test/databases.js';
+import { engines, requirePostgresInCi } from '@gantry/test-support/databases';
 import { APPROVALS_EVENT_SOURCE, APPROVALS_EVENT_TYPES } from '../src/events.js';
 import { APPROVALS_SCHEMA, ApprovalsStore, IdempotencyRace, approvalsMigrations, type NewRequest } from '../src/store/approvals-store.js';
 import { openFreshDatabase } from './support.js';
+
+requirePostgresInCi('the approvals store tests');
 
 const NOW = new Date('2026-11-23T12:00:00Z');
 

@@ -5,8 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { approvalsv1 } from '@gantry/proto';
-import { assertStatus, eventually } from '../../kit/test/clients.js';
-import { engines, requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import { assertStatus, eventually } from '@gantry/test-support/clients';
+import { engines, requirePostgresInCi } from '@gantry/test-support/databases';
 import { RESUME_VERSION_TRAILER } from '../src/api/streams.js';
 import {
   ABSTAIN,
@@ -32,11 +32,7 @@ import {
   type ApprovalsPlatform,
 } from './support.js';
 
-if (!testDatabase().url && testDatabase().skip === false) {
-  test('a PostgreSQL server is configured for the approvals stream tests', () => {
-    requireTestDatabaseUrl();
-  });
-}
+requirePostgresInCi('the approvals stream tests');
 
 const { APPROVAL_TYPE_CONTRACT_DEPLOYMENT: DEPLOYMENT, APPROVAL_TYPE_ACCESS_GRANT: ACCESS } = approvalsv1.ApprovalType;
 const { APPROVAL_PRIORITY_HIGH: HIGH, APPROVAL_PRIORITY_CRITICAL: CRITICAL } = approvalsv1.ApprovalPriority;

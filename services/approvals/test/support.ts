@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import type { ClientDuplexStream, ClientReadableStream, Metadata, ServiceError } from '@grpc/grpc-js';
 import { bearerMetadata, clientCredentials, clientOptions, openPglite, openPostgres, Outbox, unary, type Database, type Runtime } from '@gantry/kit';
 import { approvalsv1, eventsv1 } from '@gantry/proto';
-import { tokenFor } from '../../kit/test/clients.js';
-import { freshPgliteDir, freshPostgresDatabase, type EngineName } from '../../kit/test/databases.js';
-import { startServicePlatform } from '../../kit/test/harness.js';
+import { tokenFor } from '@gantry/test-support/clients';
+import { freshPgliteDir, freshPostgresDatabase, type EngineName } from '@gantry/test-support/databases';
+import { startServicePlatform } from '@gantry/test-support/harness';
 import { APPROVALS_EVENT_SOURCE, APPROVALS_EVENT_TYPES, APPROVALS_SCHEMA, createApprovalsService, ApprovalsStore, type ApprovalsOptions } from '../src/index.js';
 
 export type ApprovalsClient = InstanceType<typeof approvalsv1.ApprovalsServiceClient>;

@@ -9,10 +9,12 @@ import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { OUTBOX_MIGRATION_VERSION, Outbox, loadMigrations, migrate, migrationsApplied, type Database, type Migration } from '@gantry/kit';
-import { engines } from '../../kit/test/databases.js';
+import { engines, requirePostgresInCi } from '@gantry/test-support/databases';
 import { APPROVALS_EVENT_SOURCE, APPROVALS_EVENT_TYPES } from '../src/events.js';
 import { APPROVALS_SCHEMA, ApprovalsStore, approvalsMigrations, type NewRequest } from '../src/store/approvals-store.js';
 import { openFreshDatabase } from './support.js';
+
+requirePostgresInCi('the approvals upgrade tests');
 
 /** Approvals' migrations as they were before the kit owned the outbox: 002 created the table. */
 const migrationsBefore: Migration[] = loadMigrations(fileURLToPath(new URL('../src/store/migrations', import.meta.url))).map((m) =>

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openPglite, openPostgres, type Database } from '../src/index.js';
-import { engines, freshPgliteDir, testDatabase, type EngineName } from './databases.js';
+import { engines, freshPgliteDir, testDatabase, type EngineName } from '@gantry/test-support/databases';
 
 const SELECT = `SELECT 42::int8 AS small, 9007199254740993::int8 AS beyond_double, '-9223372036854775808'::int8 AS min_int8,
   (SELECT count(*) FROM (VALUES (1), (2)) v) AS counted, '\\x00ff10'::bytea AS bytes, '2026-11-23T12:00:00.123Z'::timestamptz AS at,

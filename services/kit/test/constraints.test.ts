@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EventWriter, failedPrecondition, mapConstraintError, openPglite, openPostgres, Outbox, Status, storeTransaction, type ConstraintErrors, type Database, type StoreTransactions } from '../src/index.js';
-import { engines, freshPgliteDir, freshPostgresDatabase, type EngineName } from './databases.js';
+import { engines, freshPgliteDir, freshPostgresDatabase, type EngineName } from '@gantry/test-support/databases';
 
 const SCHEMA = 'constraints_test';
 

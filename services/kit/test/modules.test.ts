@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CleanupStack } from '../src/modules/cleanup.js';
 import { ModuleRegistry } from '../src/modules/registry.js';
-import { capturingLogger } from './harness.js';
+import { capturingLogger } from '@gantry/test-support/harness';
 
 test('a target resolves to its modules once each, every dependency before its dependents', () => {
   const r = new ModuleRegistry().register({ name: 'db' }, { name: 'relay', dependencies: ['db'] }, { name: 'a', dependencies: ['relay', 'db'] }, { name: 'b', dependencies: ['relay'] }, { name: 'all', dependencies: ['a', 'b'] });

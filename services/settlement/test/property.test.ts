@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { engines } from '../../kit/test/databases.js';
+import { engines } from '@gantry/test-support/databases';
 import { HOUSE_ACCOUNT } from '../src/domain/ledger.js';
 import { accountBalance, rpc, startSettlementPlatform, TestWallet, type SettlementPlatform } from './support.js';
 

@@ -6,16 +6,12 @@ import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
 import { domainEvent, unary } from '@gantry/kit';
 import { eventsv1, flagsv1, settlementv1 } from '@gantry/proto';
-import { assertStatus, eventually } from '../../kit/test/clients.js';
-import { engines, requireTestDatabaseUrl, testDatabase } from '../../kit/test/databases.js';
+import { assertStatus, eventually } from '@gantry/test-support/clients';
+import { engines, requirePostgresInCi } from '@gantry/test-support/databases';
 import { HOUSE_ACCOUNT } from '../src/domain/ledger.js';
 import { accountBalance, ledgerSnapshot, newNonce, rpc, startSettlementPlatform, TestWallet, type SettlementPlatform } from './support.js';
 
-if (!testDatabase().url && testDatabase().skip === false) {
-  test('a PostgreSQL server is configured for the settlement service tests', () => {
-    requireTestDatabaseUrl();
-  });
-}
+requirePostgresInCi('the settlement service tests');
 
 const { SETTLEMENT_OUTCOME_WINNINGS: WINNINGS, SETTLEMENT_OUTCOME_LOSSES: LOSSES } = settlementv1.SettlementOutcome;
 

@@ -5,10 +5,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Outbox, Status, migrate, type Database } from '@gantry/kit';
-import { engines } from '../../kit/test/databases.js';
+import { engines, requirePostgresInCi } from '@gantry/test-support/databases';
 import { creditAccount, escrowAccount, walletAccount } from '../src/domain/ledger.js';
 import { SETTLEMENT_SCHEMA, SettlementStore, settlementMigrations, type RequestKey } from '../src/store/settlement-store.js';
 import { openFreshDatabase } from './support.js';
+
+requirePostgresInCi('the settlement store tests');
 
 const NOW = new Date('2026-11-23T12:00:00Z');
 const WALLET = '0x' + 'ab'.repeat(20);

@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import type { Metadata } from '@grpc/grpc-js';
 import { bearerMetadata, clientCredentials, clientOptions, FlagsClient, openPglite, openPostgres, Outbox, unary, type Database, type Runtime } from '@gantry/kit';
 import { settlementv1 } from '@gantry/proto';
-import { tokenFor } from '../../kit/test/clients.js';
-import { freshPgliteDir, freshPostgresDatabase, type EngineName } from '../../kit/test/databases.js';
-import { startServicePlatform } from '../../kit/test/harness.js';
+import { tokenFor } from '@gantry/test-support/clients';
+import { freshPgliteDir, freshPostgresDatabase, type EngineName } from '@gantry/test-support/databases';
+import { startServicePlatform } from '@gantry/test-support/harness';
 import { SettlementWallet, generateWallet, type WalletKeys } from '../src/client/index.js';
 import { createSettlementService, SETTLEMENT_EVENT_SOURCE, SETTLEMENT_EVENT_TYPES, SETTLEMENT_SCHEMA, SettlementStore } from '../src/index.js';
 

@@ -19,12 +19,14 @@ import {
   type Database,
   type Migration,
 } from '@gantry/kit';
-import { engines } from '../../kit/test/databases.js';
+import { engines, requirePostgresInCi } from '@gantry/test-support/databases';
 import { settlementHandlers } from '../src/api/handlers.js';
 import { SettlementWallet, generateWallet } from '../src/client/index.js';
 import { SETTLEMENT_EVENT_SOURCE, SETTLEMENT_EVENT_TYPES } from '../src/events.js';
 import { SETTLEMENT_SCHEMA, SettlementStore, settlementMigrations } from '../src/store/settlement-store.js';
 import { openFreshDatabase } from './support.js';
+
+requirePostgresInCi('the settlement upgrade tests');
 
 /** Settlement's migrations as they were before the kit owned the outbox: 003 created the table. */
 const migrationsBefore: Migration[] = loadMigrations(fileURLToPath(new URL('../src/store/migrations', import.meta.url))).map((m) =>

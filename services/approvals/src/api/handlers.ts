@@ -25,9 +25,8 @@ import {
   checkPriority,
   checkRequiredApprovals,
   checkValidators,
-  decodePageToken,
-  encodePageToken,
-  filterDigest,
+  pageTokenFilter,
+  pageTokens,
 } from './validation.js';
 
 export interface ApprovalsDeps extends StreamDeps {
@@ -182,7 +181,7 @@ async function submitApprovalRequest(deps: ApprovalsDeps, req: approvalsv1.Submi
 async function listApprovals(deps: ApprovalsDeps, req: approvalsv1.ListApprovalsRequest): Promise<approvalsv1.ListApprovalsResponse> {
   const filter = checkListFilter(req);
   const limit = checkPageSize(req.pageSize);
-  const token = decodePageToken(req.pageToken, filter);
+  const token = pageTokens.decode(req.pageToken, pageTokenFilter(filter));
   const nowMs = deps.now();
   const { head, requests } = await deps.store.list(filter, token?.beforeCreatedVersion, limit + 1, new Date(nowMs));
   const page: RequestRecord[] = [];
@@ -197,7 +196,7 @@ async function listApprovals(deps: ApprovalsDeps, req: approvalsv1.ListApprovals
   const more = requests.length > page.length && last !== undefined;
   return {
     approvals: (await deps.store.withContent(page)).map((r) => toApproval(presentAt(r, nowMs))),
-    nextPageToken: more ? encodePageToken({ listVersion, beforeCreatedVersion: last.createdVersion, filter: filterDigest(filter) }) : '',
+    nextPageToken: more ? pageTokens.encode({ listVersion, beforeCreatedVersion: last.createdVersion }, pageTokenFilter(filter)) : '',
     version: listVersion,
   };
 }

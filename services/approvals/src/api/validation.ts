@@ -1,7 +1,7 @@
 // Request checks for the approvals API: field shapes (INVALID_ARGUMENT) before anything is read or
 // written. Nothing here touches the database.
 import { createHash } from 'node:crypto';
-import { checkText, invalidArgument } from '@gantry/kit';
+import { checkText, invalidArgument, pageTokenCodec } from '@gantry/kit';
 import type { approvalsv1 } from '@gantry/proto';
 import type { ApprovalKind, PriorityRank } from '../domain/approval.js';
 import type { ApprovalState, Decision } from '../domain/quorum.js';
@@ -144,33 +144,8 @@ export function checkListFilter(req: approvalsv1.ListApprovalsRequest): ListFilt
   return filter;
 }
 
-/** Where the next page starts, the version the first page was read at, and which filters it belongs to. */
-export interface PageToken {
-  listVersion: bigint;
-  beforeCreatedVersion: bigint;
-  filter: string;
-}
+/** ListApprovals page tokens: the version the first page was read at and where the next page starts, tied to the filters. */
+export const pageTokens = pageTokenCodec({ listVersion: 'seq', beforeCreatedVersion: 'seq' });
 
-/** A short digest of the filters, so a token cannot continue a listing with other filters. */
-export function filterDigest(f: ListFilter): string {
-  const canonical = JSON.stringify([f.states, f.types, f.requester, f.validator, f.createdAfter?.toISOString() ?? '', f.createdBefore?.toISOString() ?? '']);
-  return createHash('sha256').update(canonical).digest('base64url').slice(0, 16);
-}
-
-export const encodePageToken = (t: PageToken): string => Buffer.from(JSON.stringify([t.listVersion.toString(), t.beforeCreatedVersion.toString(), t.filter])).toString('base64url');
-
-/** Page tokens are opaque to clients and checked here; one from other filters is refused. */
-export function decodePageToken(token: string, filter: ListFilter): PageToken | undefined {
-  if (token === '') return undefined;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
-  } catch {
-    parsed = undefined;
-  }
-  const fields = Array.isArray(parsed) && parsed.length === 3 && parsed.every((x) => typeof x === 'string') ? (parsed as [string, string, string]) : undefined;
-  if (!fields || !/^\d{1,19}$/.test(fields[0]) || !/^\d{1,19}$/.test(fields[1])) throw invalidArgument('page_token', 'is not a token this service issued; start again without one');
-  const [v, c, f] = fields;
-  if (f !== filterDigest(filter)) throw invalidArgument('page_token', 'belongs to a listing with other filters: send the same filters as the first page, or start again without a token');
-  return { listVersion: BigInt(v), beforeCreatedVersion: BigInt(c), filter: f };
-}
+/** The filters a page token is tied to, in a fixed order, so a token cannot continue a listing with other filters. */
+export const pageTokenFilter = (f: ListFilter): unknown[] => [f.states, f.types, f.requester, f.validator, f.createdAfter?.toISOString() ?? '', f.createdBefore?.toISOString() ?? ''];
