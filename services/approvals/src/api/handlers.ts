@@ -3,9 +3,9 @@
 import { createHash } from 'node:crypto';
 import { checkText, GantryError, Status, alreadyExists, invalidArgument, notFound, outOfRange, permissionDenied, type HandlerContext, type Handlers } from '@gantry/kit';
 import { approvalsv1 } from '@gantry/proto';
-import { presentAt, type ApprovalKind, type ApprovalRecord, type PriorityRank, type RequestRecord } from '../domain/approval.js';
+import { presentAt, type ApprovalRecord, type RequestRecord } from '../domain/approval.js';
 import type { ApprovalState, Decision } from '../domain/quorum.js';
-import { IdempotencyRace, type ApprovalsTx } from '../store/approvals-store.js';
+import { IdempotencyRace, type ApprovalsTx, type NewRequest } from '../store/approvals-store.js';
 import type { VoteCommitter, VoteOutcome } from '../store/vote-committer.js';
 import { APPROVALS_ADMIN_SCOPE } from './scopes.js';
 import { wireEventType, wireState } from '../domain/wire.js';
@@ -95,21 +95,8 @@ async function streamVote(deps: ApprovalsDeps, validator: string, v: CheckedVote
   return refusal(v.approvalId, out.error, out.state);
 }
 
-/** A submitted request, checked, with the digest of the body a retry with its request_id must repeat. */
-interface Submission {
-  requestId: string | null;
-  requester: string;
-  type: ApprovalKind;
-  priority: PriorityRank;
-  title: string;
-  content: Buffer;
-  contentHash: Buffer;
-  validators: string[];
-  requiredApprovals: number;
-  labels: Record<string, string>;
-  expiresAtMs: number;
-  digest: Buffer;
-}
+/** A submitted request, checked, with the digest of the body a retry with its request_id must repeat: the store's new request before it has an id and a time. */
+type Submission = Omit<NewRequest, 'id' | 'createdAt' | 'expiresAt'> & { expiresAtMs: number };
 
 function checkSubmission(req: approvalsv1.SubmitApprovalRequestRequest, ctx: HandlerContext, nowMs: number): Submission {
   const caller = ctx.principal.subject;
