@@ -5,8 +5,9 @@ import type { Database, Sql } from '../storage/database.js';
 
 /**
  * A service's transactional outbox: domain events written in the same transaction as the change
- * they describe, then sent on by the relay (events/relay.ts). The table `<schema>.outbox` is
- * created by the service's own numbered migration, in this shape (docs/events.md):
+ * they describe, then sent on by the relay (events/relay.ts). The table `<schema>.outbox` is the
+ * kit's (`outboxMigrations(schema)`, listed first in the service's migrations), in this shape
+ * (docs/events.md):
  *
  *   seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, event_id text UNIQUE, event_type text,
  *   payload bytea (a binary gantry.events.v1.Event), trace_context jsonb, created_at timestamptz,
