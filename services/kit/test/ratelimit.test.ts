@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import pg from 'pg';
-import { loadConfig, MethodRateLimiter } from '../src/index.js';
+import { loadConfig, MethodRateLimiter, openPostgres } from '../src/index.js';
 import { bearer, callEcho, echoClient, postgresSkip, requirePostgresInCi, requireTestDatabaseUrl, startEchoPlatform, type EchoStub, type TestPlatform } from '@gantry/test-support/harness';
 import type { EchoResponse } from '@gantry/test-support/echo';
 
@@ -84,17 +84,20 @@ requirePostgresInCi('the shared rate limit tests');
 
 describe('rate limits shared through PostgreSQL', { skip: postgresSkip() }, () => {
   const pools: pg.Pool[] = [];
+  const databases: Awaited<ReturnType<typeof openPostgres>>[] = [];
   const subject = `replica-test-${randomBytes(6).toString('hex')}`;
 
   after(async () => {
     if (pools[0]) await pools[0].query('DELETE FROM gantry_rate_limits WHERE key LIKE $1', [`%:${subject}`]).catch(() => {});
-    await Promise.all(pools.map((p) => p.end()));
+    await Promise.all(databases.map((d) => d.close()));
   });
 
   test('two replicas (two pools) share one budget per principal and method', async () => {
     const url = requireTestDatabaseUrl();
     const config = loadConfig({ env: {}, overrides: { rateLimit: { store: 'postgres', points: 4, windowSec: 60 } } }).rateLimit;
-    pools.push(new pg.Pool({ connectionString: url, max: 2 }), new pg.Pool({ connectionString: url, max: 2 }));
+    // The pools the runtime hands the limiter: the database adapter's own (its column parsers must not reach the limiter's queries).
+    for (let i = 0; i < 2; i++) databases.push(await openPostgres({ url, poolSize: 2, statementTimeoutMs: 30_000 }));
+    pools.push(...databases.map((d) => d.pool));
     const replicas = pools.map((pool) => new MethodRateLimiter(config, { kind: 'postgres', pool }));
 
     const verdicts = [];

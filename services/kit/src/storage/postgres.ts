@@ -19,6 +19,16 @@ const MAX_PREPARED_STATEMENTS = 500;
 const statementNames = new Map<string, string>();
 
 /**
+ * pg's own parsers but for int8, which comes out as a bigint (column-types.ts) instead of a string.
+ * Set on each of our statements, not on the pool: the pool is shared with the PostgreSQL rate
+ * limiter (rate-limiter-flexible), which does arithmetic on pg's default int8 strings.
+ */
+const columnTypes: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === TYPE_OIDS.int8 && format !== 'binary' ? parseInt8 : pg.types.getTypeParser(oid, format)) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+/**
  * A query config that runs `text` as a named prepared statement, so PostgreSQL parses and plans it
  * once per connection instead of on every call (a large share of a short transaction's server CPU).
  * The name is a hash of the text, so one name never means two statements.
@@ -29,14 +39,8 @@ function prepared(text: string, params: readonly unknown[] | undefined, rowMode?
     name = 'g_' + createHash('sha256').update(text).digest('hex').slice(0, 24);
     statementNames.set(text, name);
   }
-  return { text, values: params as unknown[] | undefined, ...(name ? { name } : {}), ...(rowMode ? { rowMode } : {}) } as pg.QueryConfig;
+  return { text, values: params as unknown[] | undefined, types: columnTypes, ...(name ? { name } : {}), ...(rowMode ? { rowMode } : {}) } as pg.QueryConfig;
 }
-
-/** pg's own parsers but for int8, which comes out as a bigint (column-types.ts) instead of a string. */
-const columnTypes: pg.CustomTypesConfig = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === TYPE_OIDS.int8 && format !== 'binary' ? parseInt8 : pg.types.getTypeParser(oid, format)) as pg.CustomTypesConfig['getTypeParser'],
-};
 
 /** Statements on the pool (each on any connection) or on one connection (a transaction's). */
 function sqlOn(runner: Pick<pg.Pool, 'query'>): Sql {
@@ -60,7 +64,6 @@ function sqlOn(runner: Pick<pg.Pool, 'query'>): Sql {
 async function openPool(opts: PostgresOptions): Promise<pg.Pool> {
   const pool = new pg.Pool({
     connectionString: opts.url,
-    types: columnTypes,
     max: opts.poolSize,
     statement_timeout: opts.statementTimeoutMs,
     connectionTimeoutMillis: 10_000,
