@@ -150,7 +150,8 @@ export function flagsCommand(): Command {
     );
 
   withConnection(cmd.command('watch').description('print flag changes as they happen (Ctrl-C to stop)'))
-    .option('--from <version>', 'print changes after this version (0 = from now)', parseVersion('--from'), 0n)
+    // A bigint default needs its description spelled out: commander's help prints defaults as JSON.
+    .addOption(new Option('--from <version>', 'print changes after this version (0 = from now)').argParser(parseVersion('--from')).default(0n, '0'))
     .action(async (opts: ConnectionOptions & { from: bigint }) =>
       withClient(opts, [FLAGS_READ_SCOPE], async (c, flags) => {
         const stop = new AbortController();

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { streamOf, unary } from '@gantry/kit';
 import { logv1 } from '@gantry/proto';
 import { verifyCheckpoint, verifyCheckpointConsistency, verifyEntryInclusion } from '@gantry/log/client';
@@ -67,8 +67,9 @@ function appendCommand(parent: Command): Command {
 /** `gantry log read`: a range of entries in seq order. */
 function readCommand(parent: Command): Command {
   return withConnection(parent.command('read <partition>').description('print entries in seq order'))
-    .option('--from <seq>', 'first seq', parseSeq('--from'), 0n)
-    .option('--limit <n>', 'most entries (0 = to the end)', parseSeq('--limit'), 0n)
+    // A bigint default needs its description spelled out: commander's help prints defaults as JSON.
+    .addOption(new Option('--from <seq>', 'first seq').argParser(parseSeq('--from')).default(0n, '0'))
+    .addOption(new Option('--limit <n>', 'most entries (0 = to the end)').argParser(parseSeq('--limit')).default(0n, '0'))
     .action(async (partition: string, opts: ConnectionOptions & { from: bigint; limit: bigint }) =>
       withClient(opts, ['log.read'], async (c, log) => {
         for await (const msg of streamOf(log.read({ partition, startSeq: opts.from, limit: opts.limit }, c.metadata()))) for (const e of msg.entries) printEntry(c, e);
