@@ -3,14 +3,11 @@
 // per caller, request builders, stream readers, and a snapshot of the tables to prove that a
 // refused call wrote nothing.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { ClientDuplexStream, ClientReadableStream, Metadata, ServiceError } from '@grpc/grpc-js';
-import { bearerMetadata, clientCredentials, clientOptions, openPglite, openPostgres, Outbox, unary, type Database, type Runtime } from '@gantry/kit';
+import { bearerMetadata, clientCredentials, clientOptions, Outbox, unary, type Runtime } from '@gantry/kit';
 import { approvalsv1, eventsv1 } from '@gantry/proto';
 import { tokenFor } from '@gantry/test-support/clients';
-import { freshPgliteDir, freshPostgresDatabase, type EngineName } from '@gantry/test-support/databases';
+import type { EngineName } from '@gantry/test-support/databases';
 import { startServicePlatform } from '@gantry/test-support/harness';
 import { APPROVALS_EVENT_SOURCE, APPROVALS_EVENT_TYPES, APPROVALS_SCHEMA, createApprovalsService, ApprovalsStore, type ApprovalsOptions } from '../src/index.js';
 
@@ -172,15 +169,4 @@ export async function outboxEvents(p: ApprovalsPlatform, approvalId: string): Pr
   return rows.map((r) => eventsv1.Event.decode(r.payload)).filter((e) => e.subject === approvalId);
 }
 
-/** An empty database of its own on `engine` (a PGlite directory, or a PostgreSQL database), for store-level tests. */
-export async function openFreshDatabase(engine: EngineName, label: string): Promise<{ db: Database; close(): Promise<void> }> {
-  if (engine === 'PGlite') {
-    const dir = mkdtempSync(join(tmpdir(), `gantry-${label}-`));
-    await freshPgliteDir(join(dir, 'db'));
-    const db = await openPglite(join(dir, 'db'));
-    return { db, close: async () => (await db.close(), rmSync(dir, { recursive: true, force: true })) };
-  }
-  const fresh = await freshPostgresDatabase(label);
-  const db = await openPostgres({ url: fresh.url, poolSize: 2, statementTimeoutMs: 10_000 });
-  return { db, close: async () => (await db.close(), await fresh.drop()) };
-}
+export { openFreshDatabase } from '@gantry/test-support/databases';

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import type { Database } from '../src/storage/database.js';
 import { openPglite } from '../src/storage/pglite.js';
 import { openPostgres } from '../src/storage/postgres.js';
 
@@ -107,4 +108,17 @@ export async function freshPostgresDatabase(label = 't'): Promise<{ url: string;
       }
     },
   };
+}
+
+/** An empty database of its own on `engine` (a PGlite directory, or a PostgreSQL database), for store-level tests. */
+export async function openFreshDatabase(engine: EngineName, label: string): Promise<{ db: Database; close(): Promise<void> }> {
+  if (engine === 'PGlite') {
+    const dir = mkdtempSync(join(tmpdir(), `gantry-${label}-`));
+    await freshPgliteDir(join(dir, 'db'));
+    const db = await openPglite(join(dir, 'db'));
+    return { db, close: async () => (await db.close(), rmSync(dir, { recursive: true, force: true })) };
+  }
+  const fresh = await freshPostgresDatabase(label);
+  const db = await openPostgres({ url: fresh.url, poolSize: 2, statementTimeoutMs: 10_000 });
+  return { db, close: async () => (await db.close(), await fresh.drop()) };
 }

@@ -2,14 +2,11 @@
 // clock the test moves, clients with tokens per role, signed request builders and a ledger
 // snapshot to prove that a refused request booked nothing.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Metadata } from '@grpc/grpc-js';
-import { bearerMetadata, clientCredentials, clientOptions, FlagsClient, openPglite, openPostgres, Outbox, unary, type Database, type Runtime } from '@gantry/kit';
+import { bearerMetadata, clientCredentials, clientOptions, FlagsClient, Outbox, unary, type Runtime } from '@gantry/kit';
 import { settlementv1 } from '@gantry/proto';
 import { tokenFor } from '@gantry/test-support/clients';
-import { freshPgliteDir, freshPostgresDatabase, type EngineName } from '@gantry/test-support/databases';
+import type { EngineName } from '@gantry/test-support/databases';
 import { startServicePlatform } from '@gantry/test-support/harness';
 import { SettlementWallet, generateWallet, type WalletKeys } from '../src/client/index.js';
 import { createSettlementService, SETTLEMENT_EVENT_SOURCE, SETTLEMENT_EVENT_TYPES, SETTLEMENT_SCHEMA, SettlementStore } from '../src/index.js';
@@ -116,15 +113,4 @@ export async function accountBalance(p: SettlementPlatform, id: string): Promise
   return (await p.store.balances([id])).get(id) ?? 0n;
 }
 
-/** An empty database of its own on `engine` (a PGlite directory, or a PostgreSQL database), for store-level tests. */
-export async function openFreshDatabase(engine: EngineName, label: string): Promise<{ db: Database; close(): Promise<void> }> {
-  if (engine === 'PGlite') {
-    const dir = mkdtempSync(join(tmpdir(), `gantry-${label}-`));
-    await freshPgliteDir(join(dir, 'db'));
-    const db = await openPglite(join(dir, 'db'));
-    return { db, close: async () => (await db.close(), rmSync(dir, { recursive: true, force: true })) };
-  }
-  const fresh = await freshPostgresDatabase(label);
-  const db = await openPostgres({ url: fresh.url, poolSize: 2, statementTimeoutMs: 10_000 });
-  return { db, close: async () => (await db.close(), await fresh.drop()) };
-}
+export { openFreshDatabase } from '@gantry/test-support/databases';
