@@ -234,10 +234,13 @@ async function startModules(opts: RuntimeOptions, stack: CleanupStack, ctx: Omit
   }
 }
 
-/** `gantry-<targets>`: the modules serving gRPC, else those doing work (the operator); not groups or the relay. */
+/**
+ * `gantry-<targets>`: the modules serving gRPC; in a process serving none, the target itself (the
+ * last module, since dependencies come first). Groups and helpers such as the relay are not named.
+ */
 function defaultServiceName(modules: readonly GantryModule[]): string {
   const serving = modules.filter((m) => m.create);
-  const named = serving.length > 0 ? serving : modules.filter((m) => m.start && m.name !== 'events');
+  const named = serving.length > 0 ? serving : modules.slice(-1);
   return `gantry-${named.map((m) => m.name).join('+') || 'none'}`;
 }
 
