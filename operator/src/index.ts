@@ -1,5 +1,5 @@
 export { startOperator, loadKubeConfig, type Operator, type OperatorOptions } from './operator.js';
-export { connectPeers, operatorTls, OPERATOR_SCOPES, OPERATOR_SUBJECT, type Peers } from './peers.js';
+export { connectPeers, operatorTls, OPERATOR_SCOPES, type Peers } from './peers.js';
 export * from './resources.js';
 export { operatorModule } from './module.js';
 export { operatorConfig, operatorConfigSchema, type OperatorConfig } from './config.js';

@@ -1,5 +1,6 @@
 import { defineModule, type StartContext } from '@gantry/kit';
 import { operatorConfig, type OperatorConfig } from './config.js';
+import { OPERATOR_SCOPES } from './peers.js';
 import { startOperator, type OperatorProcessConfig } from './operator.js';
 
 async function start(ctx: StartContext<OperatorConfig>) {
@@ -27,5 +28,6 @@ async function start(ctx: StartContext<OperatorConfig>) {
 export const operatorModule = defineModule<OperatorConfig>({
   name: 'operator',
   config: operatorConfig,
+  calls: OPERATOR_SCOPES,
   start,
 });

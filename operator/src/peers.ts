@@ -5,8 +5,7 @@ import { resolve } from 'node:path';
 import {
   bearerMetadata,
   ConfigError,
-  devTokenSource,
-  ensureDevSigningKey,
+  certificateIdentity,
   fileTokenSource,
   mtlsChannelCredentials,
   peerChannelOptions,
@@ -22,8 +21,6 @@ import { FLAG_TARGETS, type FlagTarget } from './resources.js';
 
 /** What the operator's token must carry. */
 export const OPERATOR_SCOPES = ['webhooks.read', 'webhooks.manage', 'flags.read', 'flags.write'] as const;
-/** The subject of dev tokens (embedded mode); with an external issuer it is whatever the token says. */
-export const OPERATOR_SUBJECT = 'service:operator';
 
 /** A gRPC client whose unary methods are called as promises with the token and deadline filled in. */
 export interface Peer<C> {
@@ -39,26 +36,18 @@ export interface Peers {
   close(): void;
 }
 
-async function tokenSource(config: GantryConfig): Promise<ServiceTokenSource> {
-  if (config.peers.tokenFile) return fileTokenSource(resolve(config.peers.tokenFile));
-  const jwtDir = resolve(config.dataDir, 'jwt');
-  // Only an existing dev key: a new one would be trusted by no service.
-  if (existsSync(resolve(jwtDir, 'signing-key.pem'))) {
-    const key = await ensureDevSigningKey(jwtDir);
-    return devTokenSource({ key: key.privateKey, kid: key.kid, issuer: config.auth.issuer, audience: config.auth.audience, subject: OPERATOR_SUBJECT, scopes: OPERATOR_SCOPES });
-  }
-  throw new ConfigError(
-    `invalid config peers.tokenFile: the operator calls the services with a service token; set GANTRY_PEERS_TOKEN_FILE to a JWT with scopes ${OPERATOR_SCOPES.join(' ')} (or, in dev, point GANTRY_DATA_DIR at the embedded gantry's data dir, whose signing key is then used)`,
-  );
+/** The operator calls as its workload, by its certificate; a token file, when configured, is presented instead. */
+function tokenSource(config: GantryConfig): ServiceTokenSource {
+  return config.peers.tokenFile ? fileTokenSource(resolve(config.peers.tokenFile)) : certificateIdentity;
 }
 
-/** The operator's TLS identity: the configured files, else the dev PKI's client certificate. */
+/** The operator's TLS identity: the configured files, else the dev PKI's operator certificate (workload `operator`). */
 export function operatorTls(config: GantryConfig): TlsFiles {
   if (config.tls.caFile && config.tls.certFile && config.tls.keyFile) {
     return { caFile: config.tls.caFile, certFile: config.tls.certFile, keyFile: config.tls.keyFile, reloadIntervalMs: config.tls.reloadIntervalMs };
   }
   const dir = resolve(config.dataDir, 'pki');
-  const files = { caFile: resolve(dir, 'ca.crt'), certFile: resolve(dir, 'client.crt'), keyFile: resolve(dir, 'client.key') };
+  const files = { caFile: resolve(dir, 'ca.crt'), certFile: resolve(dir, 'operator.crt'), keyFile: resolve(dir, 'operator.key') };
   if (!Object.values(files).every(existsSync)) {
     throw new ConfigError(`invalid config tls: the operator needs a client certificate; set GANTRY_TLS_CA_FILE, GANTRY_TLS_CERT_FILE and GANTRY_TLS_KEY_FILE (or, in dev, point GANTRY_DATA_DIR at the embedded gantry's data dir, whose dev PKI is then used)`);
   }
@@ -67,7 +56,7 @@ export function operatorTls(config: GantryConfig): TlsFiles {
 
 /** Connects lazily (grpc-js channels connect on first call); one channel per distinct address. */
 export async function connectPeers(config: GantryConfig, tls: TlsFiles = operatorTls(config)): Promise<Peers> {
-  const tokens = await tokenSource(config);
+  const tokens = tokenSource(config);
   tokens.token(); // a missing or empty token file is a start-up error, not a reconcile error
   const creds = await mtlsChannelCredentials(tls);
   const options = peerChannelOptions(config.peers.serverName);

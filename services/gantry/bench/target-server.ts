@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger, startRuntime } from '@gantry/kit';
 import { loadProgramConfig } from '../src/config.js';
-import { registry } from '../src/registry.js';
+import { registry, WORKLOAD_GRANTS } from '../src/registry.js';
 import { tokenFor } from '@gantry/test-support/clients';
 import { benchSpanProcessor } from '../../kit/bench/tracing.js';
 
@@ -32,7 +32,7 @@ const config = loadProgramConfig({
     ...(process.env.GANTRY_BENCH_CONFIG ? (JSON.parse(process.env.GANTRY_BENCH_CONFIG) as object) : {}),
   },
 });
-const runtime = await startRuntime({ config, modules: registry.resolve(target.split('+')), log: silentLogger(), spanProcessors: [benchSpanProcessor()] });
+const runtime = await startRuntime({ config, modules: registry.resolve(target.split('+')), log: silentLogger(), spanProcessors: [benchSpanProcessor()], workloads: WORKLOAD_GRANTS });
 // An hour, so a full run never outlives its token.
 const token = tokenFor(config.dataDir, 'bench', scopes, { ttlSec: 3600 });
 process.stdout.write(JSON.stringify({ port: runtime.port, dataDir: config.dataDir, token, poolSize: config.database.poolSize }) + '\n');

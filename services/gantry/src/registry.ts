@@ -26,6 +26,13 @@ export const registry = new ModuleRegistry().register(
 /** What `--target` may be: every registered module but internal ones (the event relay comes with its dependents). */
 export const TARGETS = registry.names().filter((name) => name !== 'events');
 
+/**
+ * What each target's workload identity (`spiffe://<trust domain>/<target>` in its certificate) may
+ * do when it calls another: settlement and approvals relay their events (log.append,
+ * webhooks.publish, each its own family), `all` both, the operator manages webhooks and flags.
+ */
+export const WORKLOAD_GRANTS = registry.workloadGrants(TARGETS);
+
 /** The modules a `--target` value selects, dependencies first. */
 export function modulesFor(target: string): GantryModule[] {
   if (!TARGETS.includes(target)) throw new Error(`unknown target "${target}"; choose one of: ${TARGETS.join(', ')}`);

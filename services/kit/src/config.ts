@@ -44,6 +44,20 @@ export const configSchema = z.strictObject({
     clockToleranceSec: z.coerce.number().int().min(0).max(300).default(30),
     /** Tokens living longer than this are refused even if unexpired. */
     maxTokenAgeSec: z.coerce.number().int().min(60).max(31 * 24 * 3600).default(24 * 3600),
+    /** Workload certificates carry `spiffe://<trustDomain>/<workload>`; only IDs of this domain identify platform workloads. */
+    trustDomain: z.string().regex(/^[a-z0-9]([a-z0-9.-]{0,250}[a-z0-9])?$/, 'must be a DNS-like name such as gantry.local').default('gantry.local'),
+    /**
+     * Grants of workload identities beyond the program's own (each platform target is granted the
+     * scopes its calls need and the event families it owns; a name here replaces that grant):
+     * `{"<workload>": {"scopes": [...], "families": [...]}}` (JSON in the environment).
+     */
+    workloads: z.record(
+      z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'workload names are lower-case letters, digits and hyphens'),
+      z.strictObject({
+        scopes: z.array(z.string().min(1).max(128)).max(64).default([]),
+        families: z.array(z.string().regex(/^[a-z][a-z0-9-]{0,62}$/)).max(64).default([]),
+      }),
+    ).default({}),
   }).prefault({}),
   rateLimit: z.strictObject({
     /** `memory` for one replica; `postgres` shares counters across replicas through the database. */

@@ -9,6 +9,7 @@ export * from './health/health.js';
 export * from './auth/jwt.js';
 export * from './auth/keys.js';
 export * from './auth/middleware.js';
+export * from './auth/workload.js';
 export * from './ratelimit/middleware.js';
 export * from './telemetry/middleware.js';
 export * from './telemetry/setup.js';

@@ -4,6 +4,7 @@ import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { authMiddleware } from './auth/middleware.js';
 import { ensureDevSigningKey, type DevSigningKey } from './auth/keys.js';
 import { TokenVerifier } from './auth/jwt.js';
+import { mergeGrants, WorkloadDirectory, type WorkloadGrant } from './auth/workload.js';
 import { configSlice, type GantryConfig } from './config.js';
 import { startFlags } from './flags/flags.js';
 import type { FlagsLimits } from './flags/limits.js';
@@ -44,6 +45,12 @@ export interface RuntimeOptions {
   flagsLimits?: Partial<FlagsLimits>;
   /** Pauses between start-up attempts to reach a late database (tests shrink them; default DATABASE_STARTUP_BACKOFF). */
   databaseStartupBackoff?: { minDelayMs: number; maxDelayMs: number };
+  /**
+   * The program's workload identities and their grants (ModuleRegistry.workloadGrants): every
+   * target's, not only this process's, since its peers call it as themselves. auth.workloads adds
+   * to them and replaces a grant of the same name.
+   */
+  workloads?: ReadonlyMap<string, WorkloadGrant>;
 }
 
 /** A process that serves gRPC: its port, server, database and credentials. */
@@ -130,7 +137,9 @@ async function openMigratedDatabase(opts: RuntimeOptions, schemas: readonly Sche
 }
 
 /** The middleware chain every service method runs through: telemetry → auth → rate limit. */
-function middlewaresFor(config: GantryConfig, log: Logger, modules: readonly ServiceModule[], verifier: TokenVerifier, db: Database & { pool?: import('pg').Pool }): Middleware[] {
+function middlewaresFor(opts: RuntimeOptions, modules: readonly ServiceModule[], verifier: TokenVerifier, db: Database & { pool?: import('pg').Pool }): Middleware[] {
+  const { config, log } = opts;
+  const workloads = new WorkloadDirectory(config.auth.trustDomain, mergeGrants(opts.workloads, config.auth.workloads));
   const scopeTable = new Map<string, readonly string[]>();
   for (const m of modules) {
     for (const [key, method] of Object.entries(m.definition)) scopeTable.set(method.path, (m.scopes as Record<string, readonly string[]>)[key]!);
@@ -139,7 +148,7 @@ function middlewaresFor(config: GantryConfig, log: Logger, modules: readonly Ser
     throw new Error('rateLimit.store=postgres needs database.url (GANTRY_DATABASE_URL): the embedded database is not shared between replicas');
   }
   const limiter = new MethodRateLimiter(config.rateLimit, config.rateLimit.store === 'postgres' ? { kind: 'postgres', pool: db.pool! } : { kind: 'memory' });
-  return [telemetryMiddleware(log), authMiddleware(verifier, (path) => scopeTable.get(path)), rateLimitMiddleware(limiter)];
+  return [telemetryMiddleware(log), authMiddleware(verifier, workloads, (path) => scopeTable.get(path)), rateLimitMiddleware(limiter)];
 }
 
 /** The readiness checks: the database answers, every schema is migrated, every module is ready. */
@@ -169,9 +178,9 @@ class Readiness {
 }
 
 /** The gRPC half of a process: credentials, database, flags, each module's services, the mTLS port. */
-async function startGrpc(opts: RuntimeOptions, stack: CleanupStack, health: HealthState, readiness: Readiness): Promise<GrpcRuntime & { devKey: DevSigningKey | undefined; emitters: EmittingModule[] }> {
+async function startGrpc(opts: RuntimeOptions, stack: CleanupStack, health: HealthState, readiness: Readiness): Promise<GrpcRuntime & { emitters: EmittingModule[] }> {
   const { config, log } = opts;
-  const { tls, jwksFile, devKey, verifier } = await loadCredentials(config, log);
+  const { tls, jwksFile, verifier } = await loadCredentials(config, log);
   stack.push('token verifier', () => verifier.close());
   // Every process with services serves flags from a schema of its own (replicas share it).
   const flagsSchema = flagsSchemaFor(opts.modules.filter((m) => m.create).map((m) => m.name));
@@ -198,7 +207,7 @@ async function startGrpc(opts: RuntimeOptions, stack: CleanupStack, health: Heal
   health.addServices(services.map((s) => s.name));
   const server = new GrpcServer({
     modules: services,
-    middlewares: middlewaresFor(config, log, services, verifier, db),
+    middlewares: middlewaresFor(opts, services, verifier, db),
     credentials: await mtlsServerCredentials(tls),
     host: config.listen.host,
     port: config.listen.port,
@@ -209,7 +218,7 @@ async function startGrpc(opts: RuntimeOptions, stack: CleanupStack, health: Heal
   });
   const { port } = await server.start();
   stack.push('gRPC server', (graceMs) => server.shutdown(graceMs));
-  return { port, server, db, tls, jwksFile, flags: flags.client, flagsSchema, devKey, emitters };
+  return { port, server, db, tls, jwksFile, flags: flags.client, flagsSchema, emitters };
 }
 
 /** A module's services may require only scopes it declares (so `gantry token --all-scopes` and the docs know them all). */
@@ -273,7 +282,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     stack.push('telemetry', () => telemetry.shutdown());
     const readiness = new Readiness(health, log);
     const grpc = opts.modules.some((m) => m.create) ? await startGrpc(opts, stack, health, readiness) : undefined;
-    const serving = grpc && { db: grpc.db, port: grpc.port, targets: opts.modules.filter((m) => m.create).map((m) => m.name), tls: grpc.tls, devKey: grpc.devKey, emitters: grpc.emitters };
+    const serving = grpc && { db: grpc.db, port: grpc.port, targets: opts.modules.filter((m) => m.create).map((m) => m.name), tls: grpc.tls, emitters: grpc.emitters };
     await startModules(opts, stack, { config, log, health, serving, recheckReadiness: () => void readiness.check(), fail }, readiness);
     health.markStarted();
     await readiness.check();

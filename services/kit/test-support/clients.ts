@@ -1,12 +1,13 @@
 // Client-side helpers for Gantry's tests: light enough for tests that only talk to a server
 // in another process (they do not load the server runtime).
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createPrivateKey } from 'node:crypto';
-import { Metadata, type ChannelCredentials, type ChannelOptions, type Client, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, type ChannelCredentials, type ChannelOptions, type Client, type ServiceError } from '@grpc/grpc-js';
 import { checkHealth as kitCheckHealth } from '../src/client.js';
 import { mintToken } from '../src/auth/jwt.js';
+import { issueLeaf, loadCa } from '../src/tls/pki.js';
 import { EchoClient, type EchoRequest, type EchoResponse } from './echo.js';
 
 /** Issuer and audience of the default config, which tokens from `tokenFor` carry unless told otherwise. */
@@ -35,6 +36,27 @@ export function tokenFor(dataDir: string, subject: string, scopes: string[], opt
     kid,
     ...(opts.nowMs !== undefined ? { nowMs: opts.nowMs } : {}),
   });
+}
+
+/**
+ * Client TLS files of a platform workload (`spiffe://gantry.local/<name>`), issued by the dev CA
+ * under `dataDir/pki`, written next to it: calls made with them and no token act as that workload.
+ */
+export async function workloadTls(dataDir: string, name: string): Promise<{ caFile: string; certFile: string; keyFile: string }> {
+  const dir = join(dataDir, 'pki');
+  const ca = await loadCa(readFileSync(join(dir, 'ca.crt'), 'utf8'), readFileSync(join(dir, 'ca.key'), 'utf8'));
+  const leaf = await issueLeaf(ca, { name, usage: 'client' });
+  const certFile = join(dir, `workload-${name}.crt`);
+  const keyFile = join(dir, `workload-${name}.key`);
+  writeFileSync(certFile, leaf.certPem);
+  writeFileSync(keyFile, leaf.keyPem, { mode: 0o600 });
+  return { caFile: join(dir, 'ca.crt'), certFile, keyFile };
+}
+
+/** Channel credentials of a platform workload (see workloadTls). */
+export async function workloadCredentials(dataDir: string, name: string): Promise<ChannelCredentials> {
+  const tls = await workloadTls(dataDir, name);
+  return credentials.createSsl(readFileSync(tls.caFile), readFileSync(tls.keyFile), readFileSync(tls.certFile));
 }
 
 export type EchoStub = Client & {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { pino, type Logger } from 'pino';
-import { configSources, loadConfig, silentLogger, startRuntime, type ConfigInput, type GantryModule, type Runtime, type RuntimeOptions, devPkiPaths } from '../src/index.js';
+import { configSources, loadConfig, ModuleRegistry, type WorkloadGrant, silentLogger, startRuntime, type ConfigInput, type GantryModule, type Runtime, type RuntimeOptions, devPkiPaths } from '../src/index.js';
 import { echoFactory } from './echo.js';
 import { tokenFor, type TokenOptions } from './clients.js';
 import { freshPgliteDir, freshPostgresDatabase, type EngineName } from './databases.js';
@@ -71,6 +71,8 @@ export async function startServicePlatform(
     /** A PostgreSQL database another platform uses too (replicas); kept on close. `engine` is then ignored. */
     sharedDatabaseUrl?: string;
     flagsLimits?: RuntimeOptions['flagsLimits'];
+    /** Workload grants besides the platform's own (the dev server certificate's workload `all`). */
+    workloads?: RuntimeOptions['workloads'];
   },
 ): Promise<ServicePlatform> {
   const database = opts.sharedDatabaseUrl ? { url: opts.sharedDatabaseUrl, drop: async () => undefined } : engine === 'PostgreSQL' ? await freshPostgresDatabase(opts.dbLabel) : undefined;
@@ -93,7 +95,8 @@ export async function startServicePlatform(
         ...opts.overrides,
       },
     });
-    runtime = await startRuntime({ config, modules: services, log: silentLogger(), readinessIntervalMs: 1000, spanProcessors: opts.spanProcessors, flagsLimits: opts.flagsLimits });
+    const workloads = new Map([...selfGrant(services), ...(opts.workloads ?? [])]);
+    runtime = await startRuntime({ config, modules: services, log: silentLogger(), readinessIntervalMs: 1000, spanProcessors: opts.spanProcessors, flagsLimits: opts.flagsLimits, workloads });
   } catch (err) {
     await cleanup();
     throw err;
@@ -114,6 +117,16 @@ export async function startServicePlatform(
       await closing;
     },
   };
+}
+
+/**
+ * The grant of the dev server certificate's workload (`all`), which a platform's event relay calls
+ * itself as: the calls and event families of the modules it runs, as `gantry serve` grants a target.
+ */
+function selfGrant(services: readonly GantryModule[]): Map<string, WorkloadGrant> {
+  const registry = new ModuleRegistry().register(...services);
+  if (!registry.names().includes('all')) registry.register({ name: 'all', dependencies: services.map((m) => m.name) });
+  return registry.workloadGrants(['all']);
 }
 
 /** One JSON log line as pino wrote it. */

@@ -2,7 +2,7 @@ import { relative, resolve } from 'node:path';
 import { descriptorSetPath, healthDescriptorSetPath } from '@gantry/proto';
 import { createLogger, startRuntime, type GantryConfig, type Runtime } from '@gantry/kit';
 import { loadProgramConfig } from '../config.js';
-import { modulesFor } from '../registry.js';
+import { modulesFor, WORKLOAD_GRANTS } from '../registry.js';
 import { exitOnSignals } from '../shutdown.js';
 
 export interface ServeOptions {
@@ -15,7 +15,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const modules = modulesFor(opts.target);
   const config = loadProgramConfig({ file: opts.config });
   const log = createLogger({ level: config.telemetry.logLevel, name: `gantry-${opts.target}` });
-  const runtime = await startRuntime({ config, modules, log, descriptorSetPaths: [descriptorSetPath, healthDescriptorSetPath] });
+  const runtime = await startRuntime({ config, modules, log, descriptorSetPaths: [descriptorSetPath, healthDescriptorSetPath], workloads: WORKLOAD_GRANTS });
   const serving = modules.filter((m) => m.create).map((m) => m.name);
   if (serving.length > 0) {
     log.info({ targets: serving, port: runtime.port, health_port: runtime.healthPort, engine: runtime.db.engine }, 'gantry is serving');

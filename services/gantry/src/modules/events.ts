@@ -1,8 +1,7 @@
 import { resolve } from 'node:path';
 import {
-  ConfigError,
   defineModule,
-  devTokenSource,
+  certificateIdentity,
   fileTokenSource,
   mtlsChannelCredentials,
   OutboxRelay,
@@ -10,24 +9,23 @@ import {
   peerChannelOptions,
   type GantryConfig,
   type RelaySink,
-  type Serving,
   type ServiceTokenSource,
+  type Serving,
   type StartContext,
 } from '@gantry/kit';
 import { auditPartition, logSink } from '@gantry/log';
 import { logv1, webhooksv1 } from '@gantry/proto';
 import { webhooksSink } from '@gantry/webhooks';
 
-/** The scopes a module's relay needs from its peers. */
+/** The scopes a module's relay needs from its peers: granted to the workload identity of every target that runs the relay. */
 export const RELAY_SCOPES = ['log.append', 'webhooks.publish'] as const;
 
-function tokenSource(config: GantryConfig, serving: Serving, subject: string): ServiceTokenSource {
-  if (config.peers.tokenFile) return fileTokenSource(resolve(config.peers.tokenFile));
-  const key = serving.devKey;
-  if (key) return devTokenSource({ key: key.privateKey, kid: key.kid, issuer: config.auth.issuer, audience: config.auth.audience, subject, scopes: RELAY_SCOPES });
-  throw new ConfigError(
-    `invalid config peers.tokenFile: events are relayed to log and webhooks with a service token, and this process trusts an external issuer; set GANTRY_PEERS_TOKEN_FILE to a JWT with scopes ${RELAY_SCOPES.join(' ')} (or set GANTRY_EVENTS_ENABLED=false)`,
-  );
+/**
+ * The relays call as this process's workload, by its certificate (no key that mints tokens lives in
+ * the pod); a token file, when configured, is presented instead (a relay outside the platform's CA).
+ */
+function tokenSource(config: GantryConfig): ServiceTokenSource {
+  return config.peers.tokenFile ? fileTokenSource(resolve(config.peers.tokenFile)) : certificateIdentity;
 }
 
 /** Where a peer target is called: the configured address, else this process when it runs the target. */
@@ -52,8 +50,9 @@ async function startRelays(ctx: StartContext) {
   const serving = ctx.serving;
   if (!serving || serving.emitters.length === 0) return undefined;
   const { config, log } = ctx;
-  // Before anything starts, so a missing token is a start-up error rather than a silent backlog.
-  const tokens = new Map(serving.emitters.map(({ name }) => [name, tokenSource(config, serving, `service:${name}`)]));
+  // Before anything starts, so a missing token file is a start-up error rather than a silent backlog.
+  const tokens = tokenSource(config);
+  tokens.token();
   const addresses = peerAddresses(ctx, serving);
   const creds = await mtlsChannelCredentials(serving.tls);
   const options = peerChannelOptions(config.peers.serverName);
@@ -61,8 +60,8 @@ async function startRelays(ctx: StartContext) {
   const webhooksClient = addresses.webhooks ? new webhooksv1.WebhooksServiceClient(addresses.webhooks, creds, options) : undefined;
   const relays = serving.emitters.map(({ name, outbox }) => {
     const sinks: RelaySink[] = [];
-    if (logClient) sinks.push(logSink(logClient, auditPartition(name), tokens.get(name)!, config.peers.callTimeoutMs));
-    if (webhooksClient) sinks.push(webhooksSink(webhooksClient, tokens.get(name)!, config.peers.callTimeoutMs));
+    if (logClient) sinks.push(logSink(logClient, auditPartition(name), tokens, config.peers.callTimeoutMs));
+    if (webhooksClient) sinks.push(webhooksSink(webhooksClient, tokens, config.peers.callTimeoutMs));
     const relay = new OutboxRelay({ db: serving.db, schema: outbox.schema, sinks, log: log.child({ component: 'outbox-relay', target: name }), ...config.events });
     outbox.onCommitted(() => relay.wake());
     relay.start();
@@ -84,5 +83,6 @@ async function startRelays(ctx: StartContext) {
  */
 export const eventsModule = defineModule({
   name: 'events',
+  calls: RELAY_SCOPES,
   start: startRelays,
 });

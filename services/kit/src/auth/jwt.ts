@@ -4,11 +4,21 @@ import jwt from 'jsonwebtoken';
 import type { GantryConfig } from '../config.js';
 import { HmacSecretSource, JwksFileSource, JwksUrlSource, type Algorithm, type KeySource } from './keys.js';
 
-/** The authenticated caller of an RPC, from a verified token. */
+/** A platform component calling as itself, authenticated by its certificate (see auth/workload.ts). */
+export interface WorkloadIdentity {
+  /** The workload's name in its SPIFFE ID, `spiffe://<trust domain>/<name>`: a target such as `settlement`. */
+  name: string;
+  /** The event families it owns: it alone writes their audit partitions and publishes their events. */
+  families: ReadonlySet<string>;
+}
+
+/** The authenticated caller of an RPC: a person or external caller (a verified token) or a platform workload (its certificate). */
 export interface Principal {
   subject: string;
   scopes: ReadonlySet<string>;
   expiresAtMs: number;
+  /** Set only for a workload authenticated by its certificate, never from a token's claims. */
+  workload?: WorkloadIdentity;
 }
 
 export class TokenError extends Error {}

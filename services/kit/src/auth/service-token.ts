@@ -1,12 +1,16 @@
 import { readFileSync, statSync } from 'node:fs';
-import type { KeyObject } from 'node:crypto';
-import { mintToken } from './jwt.js';
 
 /** Where a service gets the bearer token it presents when it calls another service. */
 export interface ServiceTokenSource {
-  /** The current token; throws with a message saying what to fix when there is none. */
-  token(): string;
+  /**
+   * The current token; undefined to call as this workload, by its certificate alone. Throws with a
+   * message saying what to fix when a token should be there and is not.
+   */
+  token(): string | undefined;
 }
+
+/** No token: calls are authenticated by this workload's certificate (auth/workload.ts), the default between platform components. */
+export const certificateIdentity: ServiceTokenSource = { token: () => undefined };
 
 /** How often a token file's modification time is checked, so a rotated token is picked up. */
 const FILE_CHECK_INTERVAL_MS = 10_000;
@@ -34,35 +38,6 @@ export function fileTokenSource(path: string, now: () => number = Date.now): Ser
       if (token === '') throw new Error(`service token file ${path} is empty`);
       cached = { token, mtimeMs: stat.mtimeMs, checkedAtMs: nowMs };
       return token;
-    },
-  };
-}
-
-export interface DevTokenOptions {
-  key: KeyObject;
-  kid: string;
-  issuer: string;
-  audience: string;
-  subject: string;
-  scopes: readonly string[];
-  /** Lifetime of each minted token; a new one is minted when less than a third is left. */
-  ttlSec?: number;
-  now?: () => number;
-}
-
-/** Embedded mode: tokens minted with the dev signing key the process itself trusts. */
-export function devTokenSource(opts: DevTokenOptions): ServiceTokenSource {
-  const ttlSec = opts.ttlSec ?? 3600;
-  const now = opts.now ?? Date.now;
-  let cached: { token: string; expiresAtMs: number } | undefined;
-  return {
-    token() {
-      const nowMs = now();
-      if (!cached || cached.expiresAtMs - nowMs < (ttlSec * 1000) / 3) {
-        const token = mintToken({ subject: opts.subject, scopes: [...opts.scopes], issuer: opts.issuer, audience: opts.audience, ttlSec, key: opts.key, kid: opts.kid, nowMs });
-        cached = { token, expiresAtMs: nowMs + ttlSec * 1000 };
-      }
-      return cached.token;
     },
   };
 }

@@ -1,5 +1,4 @@
 import type { Client as OpenFeatureClient } from '@openfeature/server-sdk';
-import type { DevSigningKey } from '../auth/keys.js';
 import type { ConfigSlice, ConfigSource, GantryConfig } from '../config.js';
 import type { EventCatalogue, Outbox } from '../events/outbox.js';
 import type { HealthState } from '../health/health.js';
@@ -40,8 +39,6 @@ export interface Serving {
   port: number;
   targets: readonly string[];
   tls: TlsFiles;
-  /** The dev signing key, when this process trusts it (embedded mode). */
-  devKey: DevSigningKey | undefined;
   /** The outboxes of this process's modules that emit events. */
   emitters: readonly EmittingModule[];
 }
@@ -80,6 +77,11 @@ export interface GantryModule<Settings = unknown> {
   config?: ConfigSlice;
   /** Every scope its RPCs require or its handlers check, for `gantry token --all-scopes`. */
   scopes?: readonly string[];
+  /**
+   * The scopes its own calls to peer targets need (the event relay's, the operator's). A target's
+   * workload identity is granted those of the modules it runs (ModuleRegistry.workloadGrants).
+   */
+  calls?: readonly string[];
   /** The schema it owns, migrated at start-up before the process reports SERVING. */
   schema?: { name: string; migrations: readonly Migration[] };
   /** It emits domain events: its outbox in `<schema>.outbox` (see events/outbox.ts), `source` and the event types it may write. */

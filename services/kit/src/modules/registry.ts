@@ -1,3 +1,4 @@
+import type { WorkloadGrant } from '../auth/workload.js';
 import type { GantryModule } from './module.js';
 
 /**
@@ -48,6 +49,22 @@ export class ModuleRegistry {
     };
     for (const t of targets) visit(t, []);
     return order;
+  }
+
+  /**
+   * The grant of each target's workload identity: the scopes the calls of its modules need, and the
+   * event families it owns (the modules it runs that emit events). Targets that call nobody and
+   * emit nothing get none: their certificates authenticate them as nobody.
+   */
+  workloadGrants(targets: readonly string[] = this.names()): Map<string, WorkloadGrant> {
+    const grants = new Map<string, WorkloadGrant>();
+    for (const target of targets) {
+      const modules = this.resolve([target]);
+      const scopes = [...new Set(modules.flatMap((m) => m.calls ?? []))].sort();
+      const families = modules.filter((m) => m.events).map((m) => m.name);
+      if (scopes.length > 0 || families.length > 0) grants.set(target, { scopes, families });
+    }
+    return grants;
   }
 
   /** Every scope any module declares, sorted. */

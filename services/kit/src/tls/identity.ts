@@ -8,6 +8,8 @@ export interface PeerIdentity {
   uris: string[];
   dnsNames: string[];
   commonName: string | undefined;
+  /** When the certificate expires (its notAfter), if there is one. */
+  validToMs?: number;
 }
 
 /** Parses Node's `subjectaltname` string ("DNS:a, URI:spiffe://x/y, IP Address:1.2.3.4"). */
@@ -25,7 +27,8 @@ export function peerIdentity(address: string, cert: PeerCertificate | undefined 
   const hasCert = cert && Object.keys(cert).length > 0;
   const { uris, dnsNames } = parseSubjectAltName(hasCert ? cert.subjectaltname : undefined);
   const cn = hasCert ? cert.subject?.CN : undefined;
-  return { address, uris, dnsNames, commonName: Array.isArray(cn) ? cn[0] : cn };
+  const validToMs = hasCert && cert.valid_to ? Date.parse(cert.valid_to) : Number.NaN;
+  return { address, uris, dnsNames, commonName: Array.isArray(cn) ? cn[0] : cn, ...(Number.isFinite(validToMs) ? { validToMs } : {}) };
 }
 
 /** The short workload name for logs and rate-limit keys: the spiffe path, else the CN. */

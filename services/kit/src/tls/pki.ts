@@ -55,9 +55,22 @@ export async function createCa(commonName: string, validDays = 3650, now = new D
   return { cert, keys, certPem: cert.toString('pem'), keyPem: await keyPem(keys.privateKey) };
 }
 
+/** A CA from its PEM certificate and PKCS#8 private key (the dev PKI's `ca.crt` and `ca.key`), to issue more leaves. */
+export async function loadCa(certPem: string, keyPem: string): Promise<CertificateAuthority> {
+  const cert = new x509.X509Certificate(certPem);
+  const der = x509.PemConverter.decode(keyPem)[0];
+  if (!der) throw new Error('the CA key PEM holds no key');
+  const privateKey = await webcrypto.subtle.importKey('pkcs8', der, ALG, true, ['sign']);
+  const publicKey = await cert.publicKey.export(ALG, ['verify']);
+  return { cert, keys: { privateKey, publicKey }, certPem, keyPem };
+}
+
 export interface LeafOptions {
-  /** Workload name; becomes CN and the spiffe URI SAN. */
+  /** Becomes the CN, and the SPIFFE ID's name unless `workload` is given. */
   name: string;
+  /** The workload the certificate identifies: its URI SAN is `spiffe://<trustDomain>/<workload>`. */
+  workload?: string;
+  trustDomain?: string;
   dnsNames?: string[];
   ipAddresses?: string[];
   usage: 'server' | 'client' | 'both';
@@ -73,7 +86,7 @@ export async function issueLeaf(ca: CertificateAuthority, opts: LeafOptions): Pr
   if (opts.usage !== 'client') usages.push(x509.ExtendedKeyUsage.serverAuth);
   if (opts.usage !== 'server') usages.push(x509.ExtendedKeyUsage.clientAuth);
   const san = [
-    { type: 'url' as const, value: spiffeId(opts.name) },
+    { type: 'url' as const, value: spiffeId(opts.workload ?? opts.name, opts.trustDomain) },
     ...(opts.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
     ...(opts.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
   ];
@@ -104,6 +117,9 @@ export interface DevPkiPaths {
   serverKeyFile: string;
   clientCertFile: string;
   clientKeyFile: string;
+  /** The dev operator's identity (workload `operator`). */
+  operatorCertFile: string;
+  operatorKeyFile: string;
 }
 
 export function devPkiPaths(dir: string): DevPkiPaths {
@@ -114,6 +130,8 @@ export function devPkiPaths(dir: string): DevPkiPaths {
     serverKeyFile: join(dir, 'server.key'),
     clientCertFile: join(dir, 'client.crt'),
     clientKeyFile: join(dir, 'client.key'),
+    operatorCertFile: join(dir, 'operator.crt'),
+    operatorKeyFile: join(dir, 'operator.key'),
   };
 }
 
@@ -129,22 +147,28 @@ async function writeSecret(path: string, pem: string): Promise<void> {
  */
 export async function ensureDevPki(dir: string, opts: { force?: boolean } = {}): Promise<{ paths: DevPkiPaths; created: boolean }> {
   const paths = devPkiPaths(dir);
-  const complete = [paths.caFile, paths.serverCertFile, paths.serverKeyFile, paths.clientCertFile, paths.clientKeyFile].every(existsSync);
+  // A dev PKI of an older version (no operator identity) is made again, with workload IDs.
+  const complete = Object.values(paths).every(existsSync);
   if (complete && !opts.force) return { paths, created: false };
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const ca = await createCa('Gantry dev CA');
+  // The embedded process calls itself (its event relay) as the workload `all`, which owns every family.
   const server = await issueLeaf(ca, {
     name: 'gantry-server',
+    workload: 'all',
     dnsNames: ['localhost', '*.gantry.svc', '*.gantry.svc.cluster.local'],
     ipAddresses: ['127.0.0.1', '::1'],
     usage: 'both',
   });
   const client = await issueLeaf(ca, { name: 'dev-client', usage: 'client' });
+  const operator = await issueLeaf(ca, { name: 'operator', usage: 'client' });
   await writeFile(paths.caFile, ca.certPem);
   await writeSecret(join(dir, 'ca.key'), ca.keyPem);
   await writeFile(paths.serverCertFile, server.certPem);
   await writeSecret(paths.serverKeyFile, server.keyPem);
   await writeFile(paths.clientCertFile, client.certPem);
   await writeSecret(paths.clientKeyFile, client.keyPem);
+  await writeFile(paths.operatorCertFile, operator.certPem);
+  await writeSecret(paths.operatorKeyFile, operator.keyPem);
   return { paths, created: true };
 }
