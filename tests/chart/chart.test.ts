@@ -1,18 +1,15 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { LIVENESS, READINESS, STARTUP, TokenVerifier, ensureDevSigningKey, mintToken } from '@gantry/kit';
+import { LIVENESS, READINESS, STARTUP } from '@gantry/kit';
 // `yaml` is in node_modules (hoisted from the workspace's dependencies); helm template has no JSON output.
 import { parseAllDocuments } from 'yaml';
-import { runGantry } from '../support/gantry-process.js';
 import { configSchemaFor, configSources, envNamesOf } from '@gantry/kit';
 import { registry } from '@gantry/cli/registry';
+import { keysPlanSchema, type KeysPlan } from '@gantry/cli/keys';
 
 const exec = promisify(execFile);
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -88,6 +85,21 @@ const namesByKind = (docs: Obj[]) => {
   return Object.fromEntries(Object.entries(byKind).sort().map(([kind, names]) => [kind, names.sort()]));
 };
 
+/** The keys Job's plan (Secret names and lifetimes), from its ConfigMap. */
+function keysPlanOf(docs: Obj[]): KeysPlan | undefined {
+  const cm = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.labels?.['app.kubernetes.io/component'] === 'keys');
+  return cm ? keysPlanSchema.parse(JSON.parse(cm.data['plan.json'])) : undefined;
+}
+
+/** Every Secret the keys Job makes. */
+function plannedSecrets(plan: KeysPlan | undefined): string[] {
+  if (!plan) return [];
+  return [
+    ...(plan.tls ? [plan.tls.caSecret, ...plan.tls.leaves.map((l) => l.secret)] : []),
+    ...[plan.logSigningKey?.secret, plan.webhooksKeyRing?.secret, plan.devIssuer?.secret, plan.devIssuer?.jwksSecret].filter((x): x is string => !!x),
+  ].sort();
+}
+
 /**
  * Every reference between rendered objects that does not resolve: ServiceAccounts, Secrets, PVCs
  * and Roles named by pods and bindings, Services named in peer and `helm test` addresses (with the
@@ -100,8 +112,12 @@ function danglingReferences(docs: Obj[], external: string[] = []): string[] {
   const need = (where: string, kind: string, name: string) => {
     if (!find(kind, name)) problems.push(`${where} names ${kind} ${name}, which is not rendered`);
   };
-  const secrets = new Set([...ofKind(docs, 'Secret').map((s) => s.metadata.name as string), ...ofKind(docs, 'Certificate').map((c) => c.spec.secretName as string), ...external]);
+  const plan = keysPlanOf(docs);
+  const planned = plannedSecrets(plan);
+  const secrets = new Set([...ofKind(docs, 'Secret').map((s) => s.metadata.name as string), ...ofKind(docs, 'Certificate').map((c) => c.spec.secretName as string), ...planned, ...external]);
   const pods = [
+    ...ofKind(docs, 'Job').map((j) => ({ where: `Job ${j.metadata.name}`, spec: j.spec.template.spec as Obj, labels: j.spec.template.metadata.labels as Obj })),
+    ...ofKind(docs, 'CronJob').map((j) => ({ where: `CronJob ${j.metadata.name}`, spec: j.spec.jobTemplate.spec.template.spec as Obj, labels: j.spec.jobTemplate.spec.template.metadata.labels as Obj })),
     ...ofKind(docs, 'Deployment').map((d) => ({ where: `Deployment ${d.metadata.name}`, spec: d.spec.template.spec as Obj, labels: d.spec.template.metadata.labels as Obj })),
     ...ofKind(docs, 'Pod').map((p) => ({ where: `Pod ${p.metadata.name}`, spec: p.spec as Obj, labels: p.metadata.labels as Obj })),
   ];
@@ -114,9 +130,7 @@ function danglingReferences(docs: Obj[], external: string[] = []): string[] {
     const secretName = (spec.volumes as Obj[]).find((v) => v.name === 'tls')?.secret.secretName as string;
     const certificate = ofKind(docs, 'Certificate').find((c) => c.spec.secretName === secretName);
     if (certificate) return certificate.spec.dnsNames as string[];
-    const secret = find('Secret', secretName);
-    const san = secret ? new X509Certificate(Buffer.from(secret.data['tls.crt'], 'base64')).subjectAltName ?? '' : '';
-    return san.split(', ').map((n) => n.replace(/^DNS:/, ''));
+    return plan?.tls?.leaves.find((l) => l.secret === secretName)?.dnsNames ?? [];
   };
   const address = (where: string, value: string) => {
     const m = /^(?:dns:\/\/\/)?([^:]+):(\d+)$/.exec(value);
@@ -135,6 +149,7 @@ function danglingReferences(docs: Obj[], external: string[] = []): string[] {
     for (const v of spec.volumes as Obj[]) {
       if (v.secret && !secrets.has(v.secret.secretName)) problems.push(`${where} mounts Secret ${v.secret.secretName}, which is not rendered`);
       if (v.persistentVolumeClaim) need(where, 'PersistentVolumeClaim', v.persistentVolumeClaim.claimName);
+      if (v.configMap) need(where, 'ConfigMap', v.configMap.name);
     }
     for (const c of [...(spec.containers as Obj[]), ...((spec.initContainers ?? []) as Obj[])]) {
       for (const e of (c.env ?? []) as Obj[]) {
@@ -167,7 +182,7 @@ function danglingReferences(docs: Obj[], external: string[] = []): string[] {
 }
 
 /** Secrets ci/microservices-certmanager-values.yaml says exist outside the chart. */
-const certManagerExternal = ['gantry-db', 'gantry-jwks', 'gantry-relay-token', 'gantry-operator-token'];
+const certManagerExternal = ['gantry-db', 'gantry-jwks'];
 
 describe('charts/gantry', () => {
   before(async () => {
@@ -209,18 +224,23 @@ describe('charts/gantry', () => {
     const components = ['gy-approvals', 'gy-log', 'gy-operator', 'gy-settlement', 'gy-webhooks'];
     const services = ['gy-approvals', 'gy-approvals-headless', 'gy-log', 'gy-log-headless', 'gy-settlement', 'gy-settlement-headless', 'gy-webhooks', 'gy-webhooks-headless'];
     const tests = targets.map((x) => `${x}-test-health`);
+    const keys = { ConfigMap: ['gy-keys'], CronJob: ['gy-keys'], Job: ['gy-keys'] };
     assert.deepEqual(namesByKind(micro), {
+      ...keys,
       CustomResourceDefinition: crds,
       Deployment: components,
       NetworkPolicy: components,
       Pod: tests,
       PodDisruptionBudget: components,
-      Role: ['gy-operator'],
-      RoleBinding: ['gy-operator'],
-      Secret: ['gy-approvals-tls', 'gy-ca', 'gy-dev-jwt', 'gy-log-signing-key', 'gy-log-tls', 'gy-operator-tls', 'gy-settlement-tls', 'gy-webhooks-keys', 'gy-webhooks-tls'],
+      Role: ['gy-keys', 'gy-operator'],
+      RoleBinding: ['gy-keys', 'gy-operator'],
       Service: services,
-      ServiceAccount: components,
+      ServiceAccount: [...components, 'gy-keys'].sort(),
     });
+    // The Secrets the keys Job makes keep the names the chart's own Secrets had.
+    assert.deepEqual(plannedSecrets(keysPlanOf(micro)), ['gy-approvals-tls', 'gy-ca', 'gy-log-signing-key', 'gy-log-tls', 'gy-operator-tls', 'gy-settlement-tls', 'gy-webhooks-keys', 'gy-webhooks-tls']);
+    assert.deepEqual(plannedSecrets(keysPlanOf(mono)), ['gy-ca', 'gy-gantry-tls', 'gy-log-signing-key', 'gy-operator-tls', 'gy-webhooks-keys']);
+    assert.deepEqual(plannedSecrets(keysPlanOf(certManager)), ['gy-log-signing-key', 'gy-webhooks-keys']);
     assert.deepEqual(namesByKind(mono), {
       CustomResourceDefinition: crds,
       Deployment: ['gy-gantry', 'gy-operator'],
@@ -228,11 +248,11 @@ describe('charts/gantry', () => {
       PersistentVolumeClaim: ['gy-gantry-data'],
       Pod: ['gy-gantry-test-health'],
       PodDisruptionBudget: ['gy-operator'],
-      Role: ['gy-operator'],
-      RoleBinding: ['gy-operator'],
-      Secret: ['gy-ca', 'gy-dev-jwt', 'gy-gantry-tls', 'gy-log-signing-key', 'gy-operator-tls', 'gy-webhooks-keys'],
+      Role: ['gy-keys', 'gy-operator'],
+      RoleBinding: ['gy-keys', 'gy-operator'],
       Service: ['gy-gantry'],
-      ServiceAccount: ['gy-gantry', 'gy-operator'],
+      ServiceAccount: ['gy-gantry', 'gy-keys', 'gy-operator'],
+      ...keys,
     });
     assert.deepEqual(namesByKind(certManager), {
       Certificate: ['gy-approvals-tls', 'gy-ca', 'gy-log-tls', 'gy-operator-tls', 'gy-settlement-tls', 'gy-webhooks-tls'],
@@ -243,11 +263,11 @@ describe('charts/gantry', () => {
       NetworkPolicy: components,
       Pod: tests,
       PodDisruptionBudget: ['gy-log', 'gy-operator', 'gy-settlement', 'gy-webhooks'],
-      Role: ['gy-operator'],
-      RoleBinding: ['gy-operator'],
-      Secret: ['gy-log-signing-key', 'gy-webhooks-keys'],
+      Role: ['gy-keys', 'gy-operator'],
+      RoleBinding: ['gy-keys', 'gy-operator'],
       Service: services,
-      ServiceAccount: components,
+      ServiceAccount: [...components, 'gy-keys'].sort(),
+      ...keys,
     });
     for (const d of [...micro, ...mono, ...certManager]) assert.equal(d.metadata.labels['app.kubernetes.io/name'], 'gantry', `${d.kind} ${d.metadata.name}`);
     assert.deepEqual(danglingReferences(micro, ['gantry-database']), [], 'default values');
@@ -260,13 +280,18 @@ describe('charts/gantry', () => {
     const docs = await render();
     const without = (kind: string, name: string) => docs.filter((d) => !(d.kind === kind && d.metadata.name === name));
     assert.ok(danglingReferences(without('Service', `${release}-log-headless`)).some((p) => p.includes(`dns:///${headless('log')}:7443 names no Service`)));
-    assert.ok(danglingReferences(without('Secret', `${release}-dev-jwt`)).some((p) => p.includes(`mounts Secret ${release}-dev-jwt`)));
+    const dev = await render([], ['auth.devIssuer=true']);
+    const unplanned = dev.filter((d) => !(d.kind === 'ConfigMap' && d.metadata.name === `${release}-keys`));
+    assert.ok(danglingReferences(unplanned).some((p) => p.includes(`mounts Secret ${release}-dev-jwks`)), 'a Secret neither rendered nor planned');
     assert.ok(danglingReferences(without('ServiceAccount', operator)).some((p) => p.startsWith(`RoleBinding ${operator} names ServiceAccount`)));
     const moved = structuredClone(docs);
     named(moved, 'Service', `${release}-log-headless`).spec.ports[0].port = 7444;
     assert.ok(danglingReferences(moved).some((p) => p.includes(`has no port 7443`)));
     const miscertified = structuredClone(docs);
-    named(miscertified, 'Secret', `${release}-log-tls`).data['tls.crt'] = named(docs, 'Secret', `${release}-webhooks-tls`).data['tls.crt'];
+    const planMap = named(miscertified, 'ConfigMap', `${release}-keys`);
+    const plan = JSON.parse(planMap.data['plan.json']) as KeysPlan;
+    plan.tls!.leaves.find((l) => l.workload === 'log')!.dnsNames = plan.tls!.leaves.find((l) => l.workload === 'webhooks')!.dnsNames;
+    planMap.data['plan.json'] = JSON.stringify(plan);
     assert.ok(danglingReferences(miscertified).some((p) => p.includes(`does not name ${headless('log')}`)));
   });
 
@@ -352,7 +377,8 @@ describe('charts/gantry', () => {
   test('serviceAccount: one per component, annotated globally and per component; only the operator gets an API token; create=false uses the named ones and binds the operator Role to its own', async (t) => {
     if (needsHelm(t)) return;
     const docs = await render([], ['serviceAccount.annotations.iam\\.example\\.com/role=gantry', 'operator.serviceAccount.annotations.iam\\.example\\.com/role=gantry-operator', 'targets.webhooks.serviceAccount.name=egress']);
-    const accounts = ofKind(docs, 'ServiceAccount');
+    // The keys Job's own ServiceAccount is a hook, created whatever serviceAccount says (its Role is bound to it).
+    const accounts = ofKind(docs, 'ServiceAccount').filter((a) => a.metadata.name !== `${release}-keys`);
     assert.deepEqual(accounts.map((a) => a.metadata.name).sort(), [`${release}-approvals`, `${release}-log`, operator, `${release}-settlement`, 'egress'].sort());
     for (const a of accounts) {
       const isOperator = a.metadata.name === operator;
@@ -366,7 +392,7 @@ describe('charts/gantry', () => {
     }
 
     const external = await render([], ['serviceAccount.create=false', 'operator.serviceAccount.name=gantry-operator-sa', 'targets.log.serviceAccount.name=log-sa']);
-    assert.deepEqual(ofKind(external, 'ServiceAccount'), [], 'none created');
+    assert.deepEqual(ofKind(external, 'ServiceAccount').map((a) => a.metadata.name), [`${release}-keys`], "none created but the keys Job's");
     const runsAs = (name: string) => named(external, 'Deployment', name).spec.template.spec.serviceAccountName;
     assert.equal(runsAs(`${release}-log`), 'log-sa');
     assert.equal(runsAs(`${release}-settlement`), 'default', "unnamed: the namespace's default, with no token mounted");
@@ -518,78 +544,89 @@ describe('charts/gantry', () => {
     assert.deepEqual(named(byRef, 'Certificate', `${release}-log-tls`).spec.issuerRef, { name: 'corp-ca', kind: 'ClusterIssuer', group: 'cert-manager.io' });
   });
 
-  test('external issuer: JWKS file and service token mounted from Secrets, autoscaled settlement has an HPA and no fixed replicas', async (t) => {
+  test('external issuer: the JWKS file mounted from its Secret and no service token, autoscaled settlement has an HPA and no fixed replicas', async (t) => {
     if (needsHelm(t)) return;
     const docs = await render(['microservices-certmanager-values.yaml']);
     const settlement = named(docs, 'Deployment', `${release}-settlement`);
     const env = envOf(settlement);
     assert.equal(env.get('GANTRY_AUTH_JWKS_FILE')!.value, '/etc/gantry/jwks/jwks.json');
     assert.equal(env.get('GANTRY_AUTH_ISSUER')!.value, 'https://issuer.example.com');
-    assert.equal(env.get('GANTRY_PEERS_TOKEN_FILE')!.value, '/etc/gantry/peer-token/token');
     assert.equal(env.get('GANTRY_TELEMETRY_OTLP_ENDPOINT')!.value, 'http://otel-collector.observability:4317');
-    assert.ok(!envOf(named(docs, 'Deployment', `${release}-log`)).has('GANTRY_PEERS_TOKEN_FILE'));
-    assert.equal(settlement.spec.template.spec.initContainers, undefined, 'no dev key');
+    assert.ok(!env.has('GANTRY_PEERS_TOKEN_FILE'), 'the relay calls as its workload, by certificate');
     assert.equal(settlement.spec.replicas, undefined);
     assert.equal(named(docs, 'HorizontalPodAutoscaler', `${release}-settlement`).spec.maxReplicas, 10);
     assert.equal(envOf(named(docs, 'Deployment', `${release}-approvals`)).get('GANTRY_RATE_LIMIT_STORE')!.value, 'memory');
     assert.ok(!ofKind(docs, 'Secret').some((s) => s.metadata.name === `${release}-dev-jwt`));
   });
 
-  test('generated PKI: leaf certificates are signed by the chart CA for server and client auth and name the headless Service', async (t) => {
+  test('keys: the keys Job (install, upgrade) and CronJob make the CA and a certificate per component with its workload ID once, at runtime; no render holds key material', async (t) => {
     if (needsHelm(t)) return;
     const docs = await render();
-    const pem = (s: Obj, key: string) => Buffer.from(s.data[key], 'base64').toString();
-    const ca = new X509Certificate(pem(named(docs, 'Secret', `${release}-ca`), 'tls.crt'));
-    assert.equal(ca.ca, true);
-    for (const target of ['log', 'settlement', 'approvals', 'webhooks']) {
-      const secret = named(docs, 'Secret', `${release}-${target}-tls`);
-      assert.equal(pem(secret, 'ca.crt'), ca.toString());
-      const leaf = new X509Certificate(pem(secret, 'tls.crt'));
-      assert.ok(leaf.verify(ca.publicKey), `${target} certificate is signed by the CA`);
-      assert.ok(leaf.subjectAltName!.includes(`DNS:${headless(target)}`), leaf.subjectAltName);
-      assert.ok(leaf.checkPrivateKey(createPrivateKey(pem(secret, 'tls.key'))));
-      assert.deepEqual([...(leaf.keyUsage ?? [])].sort(), ['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']);
+    const plan = keysPlanOf(docs)!;
+    assert.deepEqual(plan.tls!.leaves.map((l) => [l.secret, l.workload, l.usage]), [
+      [`${release}-log-tls`, 'log', 'both'],
+      [`${release}-settlement-tls`, 'settlement', 'both'],
+      [`${release}-approvals-tls`, 'approvals', 'both'],
+      [`${release}-webhooks-tls`, 'webhooks', 'both'],
+      [`${operator}-tls`, 'operator', 'client'],
+    ]);
+    assert.ok(plan.tls!.leaves[0]!.dnsNames.includes(headless('log')));
+    assert.deepEqual(plan.tls!.leaves[4]!.dnsNames, [operator], 'the operator serves nothing');
+    assert.deepEqual([plan.tls!.certDays, plan.tls!.renewBeforeDays], [90, 30]);
+    assert.equal(keysPlanOf(await render(['monolithic-values.yaml']))!.tls!.leaves[0]!.workload, 'all', 'the monolith is workload all');
+    const job = named(docs, 'Job', `${release}-keys`);
+    assert.equal(job.metadata.annotations['helm.sh/hook'], 'pre-install,pre-upgrade');
+    for (const kind of ['ServiceAccount', 'Role', 'RoleBinding', 'ConfigMap']) {
+      assert.ok(Number(named(docs, kind, `${release}-keys`).metadata.annotations['helm.sh/hook-weight']) < Number(job.metadata.annotations['helm.sh/hook-weight']), `${kind} exists before the Job runs`);
     }
-    const secret = named(docs, 'Secret', `${operator}-tls`);
-    const leaf = new X509Certificate(pem(secret, 'tls.crt'));
-    assert.ok(leaf.verify(ca.publicKey), "the operator's certificate is signed by the CA");
-    assert.ok(leaf.keyUsage?.includes('1.3.6.1.5.5.7.3.2'), 'client auth');
-    assert.equal(leaf.subjectAltName, `DNS:${operator}`, 'it names no Service: the operator serves nothing');
-    assert.equal(named(docs, 'Deployment', operator).spec.template.spec.volumes.find((v: Obj) => v.name === 'tls').secret.secretName, `${operator}-tls`);
+    const cron = named(docs, 'CronJob', `${release}-keys`);
+    for (const spec of [job.spec.template.spec, cron.spec.jobTemplate.spec.template.spec]) {
+      assert.deepEqual(spec.containers[0].args, ['keys', 'ensure', '--plan=/etc/gantry/keys/plan.json']);
+      assert.equal(spec.serviceAccountName, `${release}-keys`);
+      assert.equal(spec.containers[0].securityContext.readOnlyRootFilesystem, true);
+    }
+    // It alone may create Secrets; it reads and updates only those of its plan.
+    const [create, named_] = named(docs, 'Role', `${release}-keys`).rules as Obj[];
+    assert.deepEqual(create, { apiGroups: [''], resources: ['secrets'], verbs: ['create'] });
+    assert.deepEqual(named_!.verbs, ['get', 'update', 'patch']);
+    assert.deepEqual([...named_!.resourceNames].sort(), plannedSecrets(plan));
+    // GitOps: a render holds no key material, so two renders are the same and apply as no change.
+    const text = JSON.stringify(docs);
+    assert.doesNotMatch(text, /PRIVATE KEY|BEGIN CERTIFICATE/);
+    assert.deepEqual(await render(), docs, 'a second render is identical');
   });
 
-  test('the dev-key init container runs `gantry dev-key import` on the chart key: a token minted with the key it lays out verifies', async (t) => {
+  test('no rendered pod mounts a private JWT key: by default none trusts a token issuer at all; with auth.devIssuer they mount its public JWKS only', async (t) => {
     if (needsHelm(t)) return;
-    const docs = await render();
-    const pod = named(docs, 'Deployment', `${release}-settlement`).spec.template.spec;
-    const init = (pod.initContainers as Obj[]).find((c) => c.name === 'dev-key')!;
-    assert.equal(init.command, undefined, "the image's entrypoint, gantry, runs it as it runs serve");
-    assert.deepEqual(init.image, pod.containers[0].image);
-    const secretMount = (init.volumeMounts as Obj[]).find((m) => m.name === 'dev-key')!;
-    assert.equal(pod.volumes.find((v: Obj) => v.name === 'dev-key').secret.secretName, `${release}-dev-jwt`);
-    const dir = mkdtempSync(join(tmpdir(), 'gantry-chart-'));
-    try {
-      // The pod's paths moved under a scratch dir: the data volume and the dev-key Secret's mount.
-      const local = (path: string) => join(dir, path);
-      const env = new Map<string, string>((init.env as Obj[]).map((e) => [e.name, local(e.value)]));
-      const keyFile = env.get('DEV_KEY_FILE')!;
-      assert.ok(keyFile.startsWith(local(secretMount.mountPath) + '/'), 'DEV_KEY_FILE is in the Secret mount');
-      mkdirSync(dirname(keyFile), { recursive: true });
-      writeFileSync(keyFile, Buffer.from(named(docs, 'Secret', `${release}-dev-jwt`).data['signing-key.pem'], 'base64'));
-      // kubelet's $(NAME) expansion of args from the container's env.
-      const args = (init.args as string[]).map((a) => a.replace(/\$\((\w+)\)/g, (_, name: string) => env.get(name) ?? assert.fail(`${name} is not in the init container's env`)));
-      const run = await runGantry(args);
-      assert.equal(run.code, 0, run.stderr);
-      const dataDir = env.get('DATA_DIR')!;
-      assert.equal(local(envOf(named(docs, 'Deployment', `${release}-settlement`)).get('GANTRY_DATA_DIR')!.value), dataDir, 'where the main container looks');
-      const key = await ensureDevSigningKey(join(dataDir, 'jwt'));
-      assert.ok(key.privateKey.equals(createPrivateKey(readFileSync(keyFile))), "the chart's key, not a new one");
-      const token = mintToken({ subject: 'service:settlement', scopes: ['log.append'], issuer: 'gantry', audience: 'gantry', ttlSec: 60, key: key.privateKey, kid: key.kid });
-      const verifier = TokenVerifier.fromConfig({ issuer: 'gantry', audience: 'gantry', clockToleranceSec: 30, maxTokenAgeSec: 86400 } as never, key.jwksFile);
-      assert.equal((await verifier.verify(token)).subject, 'service:settlement');
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+    const podSpecs = (docs: Obj[]) => [
+      ...ofKind(docs, 'Deployment').map((d) => [d.metadata.name, d.spec.template.spec] as const),
+      ...ofKind(docs, 'Pod').map((p) => [p.metadata.name, p.spec] as const),
+      ...ofKind(docs, 'Job').map((j) => [j.metadata.name, j.spec.template.spec] as const),
+      ...ofKind(docs, 'CronJob').map((j) => [j.metadata.name, j.spec.jobTemplate.spec.template.spec] as const),
+    ];
+    const mounted = (spec: Obj) => ((spec.volumes ?? []) as Obj[]).map((v) => v.secret?.secretName as string | undefined).filter(Boolean);
+    for (const values of [[], ['monolithic-values.yaml']]) {
+      const docs = await render(values);
+      for (const [name, spec] of podSpecs(docs)) {
+        assert.ok(!mounted(spec).some((m) => /dev-jwt|jwks/.test(m!)), `${name} mounts no JWT key`);
+        assert.equal(spec.initContainers, undefined, `${name}: no dev-key init container`);
+        const env = new Map(((spec.containers[0].env ?? []) as Obj[]).map((e) => [e.name, e]));
+        for (const key of ['GANTRY_AUTH_JWKS_FILE', 'GANTRY_AUTH_JWKS_URL', 'GANTRY_PEERS_TOKEN_FILE', 'GANTRY_AUTH_DEV_ISSUER']) assert.ok(!env.has(key), `${name}: ${key} is not set`);
+      }
+      assert.equal(keysPlanOf(docs)!.devIssuer, undefined);
     }
+    const dev = await render([], ['auth.devIssuer=true']);
+    assert.deepEqual(keysPlanOf(dev)!.devIssuer, { secret: `${release}-dev-jwt`, jwksSecret: `${release}-dev-jwks` });
+    for (const [name, spec] of podSpecs(dev)) {
+      assert.ok(!mounted(spec).includes(`${release}-dev-jwt`), `${name} does not mount the dev issuer's private key`);
+      if (ofKind(dev, 'Deployment').some((d) => d.metadata.name === name) && name !== operator) {
+        assert.ok(mounted(spec).includes(`${release}-dev-jwks`), `${name} trusts the dev issuer's public JWKS`);
+        assert.equal(new Map((spec.containers[0].env as Obj[]).map((e) => [e.name, e.value])).get('GANTRY_AUTH_JWKS_FILE'), '/etc/gantry/jwks/jwks.json');
+      }
+    }
+    const both = await runHelm(['template', release, chart, '--set', 'auth.devIssuer=true', '--set', 'auth.jwksUrl=https://issuer.example.com/jwks']);
+    assert.notEqual(both.code, 0);
+    assert.match(both.stderr, /set at most one token issuer/);
   });
 
   test('monolithic: one Deployment of every target on a PVC, Recreate, and no NetworkPolicy to peers', async (t) => {
@@ -672,9 +709,7 @@ describe('charts/gantry', () => {
     for (const target of ['log', 'settlement', 'approvals', 'webhooks']) {
       assert.equal(value(`GANTRY_PEERS_${target.toUpperCase()}_ADDRESS`), `dns:///${headless(target)}:7443`, target);
     }
-    const init = (pod.initContainers as Obj[]).find((c) => c.name === 'dev-key');
-    assert.deepEqual(init, (named(docs, 'Deployment', `${release}-log`).spec.template.spec.initContainers as Obj[])[0], 'the same dev-key init container as the services: it mints its own tokens');
-    assert.equal(pod.volumes.find((v: Obj) => v.name === 'dev-key').secret.secretName, `${release}-dev-jwt`);
+    assert.equal(pod.initContainers, undefined, 'it calls as its workload, by certificate: no key, no token');
 
     const sized = await render([], ['operator.replicas=1', 'targets.approvals.enabled=false', 'operator.resyncMs=60000', 'operator.resources.requests.cpu=20m']);
     const small = named(sized, 'Deployment', operator);
@@ -688,33 +723,13 @@ describe('charts/gantry', () => {
     assert.deepEqual(off.filter((o) => component(o) === 'operator' || o.metadata.name.startsWith(operator)), [], 'operator.enabled=false renders nothing of it');
   });
 
-  test('monolithic: the operator calls the monolith for every peer, and both trust the chart dev key', async (t) => {
+  test('monolithic: the operator calls the monolith for every peer', async (t) => {
     if (needsHelm(t)) return;
     const docs = await render(['monolithic-values.yaml']);
     const env = envOf(named(docs, 'Deployment', operator));
     const monolith = `dns:///${release}-gantry.${ns}.svc.cluster.local:7443`;
     for (const target of ['LOG', 'SETTLEMENT', 'APPROVALS', 'WEBHOOKS']) assert.equal(env.get(`GANTRY_PEERS_${target}_ADDRESS`)!.value, monolith, target);
     assert.ok(named(docs, 'Service', `${release}-gantry`));
-    assert.ok(named(docs, 'Secret', `${release}-dev-jwt`));
-    for (const name of [`${release}-gantry`, operator]) {
-      const spec = named(docs, 'Deployment', name).spec.template.spec;
-      assert.deepEqual((spec.initContainers as Obj[]).map((c) => c.name), ['dev-key'], name);
-    }
-    const alone = await render(['monolithic-values.yaml'], ['operator.enabled=false']);
-    assert.equal(named(alone, 'Deployment', `${release}-gantry`).spec.template.spec.initContainers, undefined, 'without the operator the monolith makes its own key');
-    assert.ok(!ofKind(alone, 'Secret').some((s) => s.metadata.name === `${release}-dev-jwt`));
-  });
-
-  test("external issuer: the operator's service token comes from operator.serviceTokenSecret, else auth.serviceTokenSecret", async (t) => {
-    if (needsHelm(t)) return;
-    const token = (docs: Obj[]) => {
-      const spec = named(docs, 'Deployment', operator).spec.template.spec;
-      assert.equal(envOf(named(docs, 'Deployment', operator)).get('GANTRY_PEERS_TOKEN_FILE')!.value, '/etc/gantry/peer-token/token');
-      assert.equal(spec.initContainers, undefined, 'no dev key');
-      return spec.volumes.find((v: Obj) => v.name === 'peer-token').secret.secretName as string;
-    };
-    assert.equal(token(await render(['microservices-certmanager-values.yaml'])), 'gantry-operator-token');
-    assert.equal(token(await render(['microservices-certmanager-values.yaml'], ['operator.serviceTokenSecret='])), 'gantry-relay-token');
   });
 
   test("the operator's Role grants exactly the calls its code makes, in the release namespace only", async (t) => {
@@ -782,10 +797,8 @@ describe('charts/gantry', () => {
   test('combinations the schema cannot express fail with a message saying what to set', async (t) => {
     if (needsHelm(t)) return;
     const cases: [string[], RegExp][] = [
-      [['auth.existingSecret=jwks'], /set exactly one of auth.existingSecret/],
-      [['auth.generateDevKey=false', 'auth.jwksUrl=https://idp.example.com/jwks'], /auth.serviceTokenSecret: with an external issuer/],
+      [['auth.existingSecret=jwks', 'auth.jwksUrl=https://idp.example.com/jwks'], /set at most one token issuer/],
       [['database.existingSecret='], /set database.url or database.existingSecret/],
-      [['auth.generateDevKey=false', 'auth.jwksUrl=https://idp.example.com/jwks', 'events.enabled=false'], /operator.serviceTokenSecret: with an external issuer the operator needs a service token/],
       [['operator.leaderElection.renewDeadlineMs=20000'], /renewDeadlineMs must be less than leaseDurationMs/],
       [['probes.startup.failureThreshold=60'], /probes.startup: periodSeconds × failureThreshold \(120 s\) must exceed database.startupTimeoutMs \(300 s\)/],
       [['serviceAccount.create=false'], /operator.serviceAccount.name: with serviceAccount.create=false name the operator's existing ServiceAccount/],

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { connect } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status, type ServiceError } from '@grpc/grpc-js';
@@ -292,6 +294,43 @@ describe('the chart on a real cluster: default values (microservices on PostgreS
     t.diagnostic(`writes: ${JSON.stringify(figures)}; failed attempts: ${JSON.stringify(failed)}`);
     assertOnlyRetried(failed);
     assert.equal(figures.gaveUp, 0, 'every write was acknowledged in the end');
+  });
+
+  /** The serial of the certificate a pod serves on 7443 (its TLS handshake, with the test's client certificate). */
+  const servedSerial = (ip: string, component: string) =>
+    new Promise<string>((resolve, reject) => {
+      const socket = connect({ host: ip, port: 7443, ca: readFileSync(m.tls.caFile), cert: readFileSync(m.tls.certFile), key: readFileSync(m.tls.keyFile), servername: `${r.name}-${component}.${r.namespace}.svc.cluster.local`, ALPNProtocols: ['h2'] }, () => {
+        resolve(socket.getPeerCertificate().serialNumber);
+        socket.end();
+      });
+      socket.setTimeout(5_000, () => socket.destroy(new Error(`TLS to ${ip} timed out`)));
+      socket.on('error', reject);
+    });
+
+  test('certificates renewed by the keys Job (renewBeforeDays above their lifetime) are picked up by every running pod without a restart, while a client draws and appends; the CronJob renews too', { timeout: 420_000 }, async (t) => {
+    const before = await targetPods();
+    const served = new Map(await Promise.all(before.map(async (p) => [p.name, await servedSerial(p.ip, p.component)] as const)));
+    const load = await startLoad('cluster.renew');
+    await sleep(3_000);
+    const started = Date.now();
+    ok(await c.helm(['upgrade', r.name, join(repoRoot, 'charts/gantry'), '--namespace', r.namespace, '--reuse-values', '--set', 'tls.generated.renewBeforeDays=1000', '--wait', '--timeout', '5m'], 330_000), 'helm upgrade (the keys Job renews every certificate)');
+    const renewedMs = await waitFor('every pod to serve its renewed certificate', 240_000, async () => {
+      const now = await Promise.all(before.map(async (p) => (await servedSerial(p.ip, p.component).catch(() => served.get(p.name))) !== served.get(p.name)));
+      return now.every(Boolean) ? Date.now() - started : undefined;
+    }, 2_000);
+    // The CronJob's Job renews them once more (1000 days exceed their 90).
+    ok(await c.kubectl(['create', 'job', 'renew-now', '--from', `cronjob/${r.name}-keys`, '--namespace', r.namespace]), 'a Job from the CronJob');
+    ok(await c.kubectl(['wait', '--for=condition=complete', 'job/renew-now', '--namespace', r.namespace, '--timeout=120s'], undefined, 130_000), 'the CronJob\'s Job completes');
+    ok(await c.helm(['upgrade', r.name, join(repoRoot, 'charts/gantry'), '--namespace', r.namespace, '--reuse-values', '--set', 'tls.generated.renewBeforeDays=30', '--wait', '--timeout', '5m'], 330_000), 'helm upgrade back');
+    await sleep(3_000);
+    const lines = await load.stop();
+    const after = await targetPods();
+    for (const p of after) assert.equal(p.restarts, before.find((b) => b.name === p.name)?.restarts, `${p.name} did not restart`);
+    const figures = await verifyWrites(lines, 'cluster.renew');
+    const failed = failures(lines);
+    t.diagnostic(`renewed certificates served by all ${before.length} pods ${renewedMs} ms after the upgrade began; writes: ${JSON.stringify(figures)}; failed attempts: ${JSON.stringify(failed)}`);
+    assertOnlyRetried(failed);
+    assert.equal(figures.gaveUp, 0);
   });
 
   test('helm upgrade rolls every Deployment while a client draws and appends through the Services: only retried UNAVAILABLE calls fail, and no acknowledged write is lost', { timeout: 420_000 }, async (t) => {

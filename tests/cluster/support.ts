@@ -135,6 +135,11 @@ export function testValues(mode: Release['mode'], images: TestCluster['images'])
   return {
     mode,
     image: { repository, tag },
+    // The keys Job makes a development issuer; the tests mint tokens with its key (clientMaterial),
+    // which no pod mounts.
+    auth: { devIssuer: true },
+    // Renewed certificates are re-read within seconds (the renewal test waits for them).
+    tls: { reloadIntervalMs: 5000 },
     // Two shared cores: small requests so a rolling upgrade's extra pods still schedule.
     defaultResources: { requests: { cpu: '20m', memory: '128Mi' }, limits: { memory: '512Mi' } },
     // The tests' webhook receiver is a Pod behind a ClusterIP Service.

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GenericContainer } from 'testcontainers';
-import { createCa, ensureDevSigningKey, issueLeaf, mintToken, type ClientTls } from '@gantry/kit';
+import { createCa, ensureDevSigningKey, issueLeaf, type ClientTls } from '@gantry/kit';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 /** Building the base image cold (debootstrap) takes about 70 s, the gantry image about 15 s more. */
@@ -62,21 +62,21 @@ export const ALIASES = { log: 'gantry-log', settlement: 'gantry-settlement', app
 export const IMAGE_UID = 10001;
 
 export interface Material {
-  /** Host directory: pki/, jwt/ (tokenFor reads jwt/signing-key.pem), relay.token. */
+  /** Host directory: pki/, jwt/ (tokenFor reads jwt/signing-key.pem). */
   dir: string;
   /** The host's client TLS for mapped ports (server name localhost). */
   tls: ClientTls;
 }
 
 /**
- * A CA, one server certificate (also the services' client certificate for relay calls) whose SANs
- * cover every alias and localhost, a client certificate for the tests, an ES256 JWT key, and the
- * relay token the services present to their peers.
+ * A CA, one server certificate whose SANs cover every alias and localhost (also the services'
+ * client certificate: their relays call log and webhooks as its workload, `all`), a client
+ * certificate for the tests, and an ES256 JWT key whose JWKS the services trust.
  */
 export async function makeMaterial(): Promise<Material> {
   const dir = mkdtempSync(join(tmpdir(), 'gantry-containers-'));
   const ca = await createCa('Gantry container-test CA');
-  const server = await issueLeaf(ca, { name: 'gantry-server', dnsNames: [...Object.values(ALIASES), 'localhost'], ipAddresses: ['127.0.0.1'], usage: 'both' });
+  const server = await issueLeaf(ca, { name: 'gantry-server', workload: 'all', dnsNames: [...Object.values(ALIASES), 'localhost'], ipAddresses: ['127.0.0.1'], usage: 'both' });
   const client = await issueLeaf(ca, { name: 'container-test-client', usage: 'client' });
   execFileSync('mkdir', ['-p', join(dir, 'pki')]);
   writeFileSync(join(dir, 'pki/ca.crt'), ca.certPem);
@@ -84,9 +84,7 @@ export async function makeMaterial(): Promise<Material> {
   writeFileSync(join(dir, 'pki/server.key'), server.keyPem);
   writeFileSync(join(dir, 'pki/client.crt'), client.certPem);
   writeFileSync(join(dir, 'pki/client.key'), client.keyPem);
-  const key = await ensureDevSigningKey(join(dir, 'jwt'));
-  const relay = mintToken({ subject: 'gantry-relay', scopes: ['log.append', 'webhooks.publish'], issuer: 'gantry-dev', audience: 'gantry', ttlSec: 3600, key: key.privateKey, kid: key.kid });
-  writeFileSync(join(dir, 'relay.token'), relay);
+  await ensureDevSigningKey(join(dir, 'jwt'));
   // Test material only: the containers' uid must read it through the read-only bind mount.
   for (const sub of ['', 'pki', 'jwt']) {
     chmodSync(join(dir, sub), 0o755);
@@ -104,7 +102,6 @@ export const secretsEnv = (): Record<string, string> => ({
   GANTRY_TLS_CERT_FILE: `${SECRETS}/pki/server.crt`,
   GANTRY_TLS_KEY_FILE: `${SECRETS}/pki/server.key`,
   GANTRY_AUTH_JWKS_FILE: `${SECRETS}/jwt/jwks.json`,
-  GANTRY_PEERS_TOKEN_FILE: `${SECRETS}/relay.token`,
 });
 
 /** A container hardened as the chart runs it: read-only root filesystem, non-root, no capabilities. */

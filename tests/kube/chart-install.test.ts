@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { before, describe, test, type TestContext } from 'node:test';
 // `yaml` is in node_modules (hoisted from the workspace's dependencies); helm template has no JSON output.
 import { parse, parseAllDocuments, stringify } from 'yaml';
-import { repoRoot } from '../support/gantry-process.js';
+import { repoRoot, runGantry } from '../support/gantry-process.js';
 import { ok, testKube, waitForCrds, type TestKube } from '../support/kube.js';
 
 // charts/gantry installed by helm into a real API server (tests/support/kube.ts): the server
@@ -51,6 +52,7 @@ const secretData = (secrets: Obj[]) => new Map(secrets.map((s) => [s.metadata.na
 interface Access {
   verb: string;
   resource: string;
+  name?: string;
   group?: string;
   subresource?: string;
   /** Default: the release namespace; '' asks cluster-wide. */
@@ -62,18 +64,49 @@ interface Access {
  * what `kubectl auth can-i --as=system:serviceaccount:...` sends, with the group spelt out, since
  * kubectl maps `webhooks.gantry.dev` through discovery and these installs leave the CRDs out.
  */
-async function operatorCan(k: TestKube, ns: string, a: Access): Promise<boolean> {
+async function serviceAccountCan(k: TestKube, ns: string, serviceAccount: string, a: Access): Promise<boolean> {
   const review = {
     apiVersion: 'authorization.k8s.io/v1',
     kind: 'SubjectAccessReview',
     spec: {
-      user: `system:serviceaccount:${ns}:${operator}`,
+      user: `system:serviceaccount:${ns}:${serviceAccount}`,
       groups: ['system:serviceaccounts', `system:serviceaccounts:${ns}`, 'system:authenticated'],
-      resourceAttributes: { verb: a.verb, group: a.group ?? '', resource: a.resource, subresource: a.subresource ?? '', namespace: a.namespace ?? ns },
+      resourceAttributes: { verb: a.verb, group: a.group ?? '', resource: a.resource, subresource: a.subresource ?? '', namespace: a.namespace ?? ns, name: a.name ?? '' },
     },
   };
   const answer = JSON.parse(ok(await k.kubectl(['create', '-f', '-', '-o', 'json'], JSON.stringify(review)), 'creating a SubjectAccessReview')) as Obj;
   return answer.status.allowed === true;
+}
+
+const operatorCan = (k: TestKube, ns: string, a: Access) => serviceAccountCan(k, ns, operator, a);
+
+/**
+ * What the keys Job does at install and upgrade, without a kubelet to run it: its hook objects
+ * (ServiceAccount, Role, RoleBinding, plan ConfigMap) applied, then `gantry keys ensure` run here on
+ * the plan they carry. Releases here are installed with --no-hooks, since helm would wait for a Job
+ * no kubelet runs.
+ */
+async function runKeysJob(k: TestKube, ns: string): Promise<void> {
+  const hooks = parseAllDocuments(ok(await k.helm(['get', 'hooks', release, '--namespace', ns]), 'helm get hooks')).map((d) => d.toJSON() as Obj).filter(Boolean);
+  const objects = hooks.filter((h) => h.kind !== 'Job' && h.kind !== 'Pod');
+  ok(await k.kubectl(['apply', '--namespace', ns, '-f', '-'], objects.map((o) => stringify(o)).join('---\n')), 'applying the keys hooks');
+  const plan = objects.find((o) => o.kind === 'ConfigMap')!.data['plan.json'] as string;
+  const dir = mkdtempSync(join(tmpdir(), 'gantry-keys-plan-'));
+  writeFileSync(join(dir, 'plan.json'), plan);
+  const run = await runGantry(['keys', 'ensure', `--plan=${join(dir, 'plan.json')}`, `--namespace=${ns}`, `--kubeconfig=${k.kubeconfig}`]);
+  assert.equal(run.code, 0, run.stderr + run.stdout);
+}
+
+/** The keys Job's ServiceAccount may create Secrets and read or update only those of its plan. */
+async function assertKeysRights(k: TestKube, ns: string, planned: readonly string[]): Promise<void> {
+  const can = (a: Access) => serviceAccountCan(k, ns, `${release}-keys`, a);
+  for (const name of planned) {
+    for (const verb of ['get', 'update']) assert.ok(await can({ verb, resource: 'secrets', name }), `${verb} ${name}`);
+  }
+  assert.ok(await can({ verb: 'create', resource: 'secrets' }));
+  for (const a of [{ verb: 'get', resource: 'secrets', name: 'gantry-database' }, { verb: 'list', resource: 'secrets' }, { verb: 'delete', resource: 'secrets', name: planned[0]! }, { verb: 'get', resource: 'secrets', name: planned[0]!, namespace: 'default' }]) {
+    assert.equal(await can(a), false, `${a.verb} ${a.name ?? 'secrets'} is refused`);
+  }
 }
 
 /** The operator's Deployment, ServiceAccount, Role and RoleBinding exist, and its rights are exactly what it needs. */
@@ -127,12 +160,13 @@ describe('charts/gantry on a real Kubernetes API server', () => {
     else kube = k;
   });
 
-  test('default values: every object is accepted, Services get cluster IPs, the operator gets only its rights, and an upgrade keeps the generated CA, certificates and keys', async (t) => {
+  test('default values: every object is accepted, Services get cluster IPs, the operator and the keys Job get only their rights, and an upgrade keeps the CA, certificates and keys', async (t) => {
     const k = needsKube(t);
     if (!k) return;
     const ns = await k.namespace(t, 'chart-default');
     ok(await k.kubectl(['create', 'secret', 'generic', 'gantry-database', '--namespace', ns, '--from-literal=url=postgres://gantry:gantry@db:5432/gantry']), 'creating the database Secret');
-    ok(await k.helm(['install', release, chart, '--namespace', ns, ...common]), 'helm install');
+    ok(await k.helm(['install', release, chart, '--namespace', ns, '--no-hooks', ...common]), 'helm install');
+    await runKeysJob(k, ns);
 
     const objects = await getAll(k, ns, 'deployments,services,networkpolicies,serviceaccounts,poddisruptionbudgets,secrets');
     const components = [...targets, 'operator'].map((x) => `${release}-${x}`).sort();
@@ -152,18 +186,21 @@ describe('charts/gantry on a real Kubernetes API server', () => {
     }
 
     const secrets = objects.filter((o) => o.kind === 'Secret' && o.type !== 'helm.sh/release.v1');
-    const kept = [`${release}-ca`, ...targets.map((x) => `${release}-${x}-tls`), `${operator}-tls`, `${release}-dev-jwt`, `${release}-log-signing-key`, `${release}-webhooks-keys`];
+    const kept = [`${release}-ca`, ...targets.map((x) => `${release}-${x}-tls`), `${operator}-tls`, `${release}-log-signing-key`, `${release}-webhooks-keys`];
     assert.deepEqual(names(secrets, 'Secret'), ['gantry-database', ...kept].sort());
+    await assertKeysRights(k, ns, kept);
     const decode = (s: Obj, key: string) => Buffer.from(s.data[key], 'base64').toString();
     const ca = new X509Certificate(decode(byName(secrets, 'Secret', `${release}-ca`), 'tls.crt'));
     for (const target of targets) {
       const leaf = new X509Certificate(decode(byName(secrets, 'Secret', `${release}-${target}-tls`), 'tls.crt'));
       assert.ok(leaf.verify(ca.publicKey), `${target}'s certificate is signed by the chart's CA`);
       assert.ok(leaf.subjectAltName?.includes(`DNS:${release}-${target}-headless.${ns}.svc.cluster.local`), leaf.subjectAltName);
+      assert.ok(leaf.subjectAltName?.includes(`URI:spiffe://gantry.local/${target}`), leaf.subjectAltName);
     }
 
-    // lookup against the server returns the Secrets just installed: the upgrade re-renders them unchanged.
-    ok(await k.helm(['upgrade', release, chart, '--namespace', ns, ...common]), 'helm upgrade');
+    // Nothing is regenerated on upgrade: the render holds no keys, and the keys Job keeps what exists.
+    ok(await k.helm(['upgrade', release, chart, '--namespace', ns, '--no-hooks', ...common]), 'helm upgrade');
+    await runKeysJob(k, ns);
     const after = (await getAll(k, ns, 'secrets')).filter((s) => kept.includes(s.metadata.name));
     const before = secretData(secrets.filter((s) => kept.includes(s.metadata.name)));
     assert.equal(after.length, kept.length);
@@ -176,7 +213,8 @@ describe('charts/gantry on a real Kubernetes API server', () => {
     const k = needsKube(t);
     if (!k) return;
     const ns = await k.namespace(t, 'chart-monolithic');
-    ok(await k.helm(['install', release, chart, '--namespace', ns, '-f', join(chart, 'ci/monolithic-values.yaml'), ...common]), 'helm install');
+    ok(await k.helm(['install', release, chart, '--namespace', ns, '-f', join(chart, 'ci/monolithic-values.yaml'), '--no-hooks', ...common]), 'helm install');
+    await runKeysJob(k, ns);
 
     const objects = await getAll(k, ns, 'deployments,services,networkpolicies,persistentvolumeclaims,secrets');
     assert.deepEqual(names(objects, 'Deployment'), [`${release}-gantry`, operator]);
@@ -191,7 +229,8 @@ describe('charts/gantry on a real Kubernetes API server', () => {
     const policy = byName(objects, 'NetworkPolicy', `${release}-gantry`);
     assert.ok(JSON.stringify(policy.spec.ingress).includes('"kubernetes.io/metadata.name":"clients"'), 'allowedClients reach the server as written');
     assert.ok(names(objects, 'Secret').includes(`${release}-ca`));
-    for (const name of [`${release}-dev-jwt`, `${operator}-tls`]) assert.ok(names(objects, 'Secret').includes(name), name);
+    for (const name of [`${release}-gantry-tls`, `${operator}-tls`]) assert.ok(names(objects, 'Secret').includes(name), name);
+    assert.ok(!names(objects, 'Secret').includes(`${release}-dev-jwt`), 'no dev issuer unless asked for');
     await assertOperatorInstalled(k, ns);
   });
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { configSources, loadConfig, silentLogger, startRuntime, type ConfigInput, type GantryConfig, type GantryModule, type Runtime } from '@gantry/kit';
-import { operatorModule, startOperator, type Operator, type OperatorProcessConfig } from '@gantry/operator';
+import { OPERATOR_SCOPES, operatorModule, startOperator, type Operator, type OperatorProcessConfig } from '@gantry/operator';
 import { freshPgliteDir } from '@gantry/test-support/databases';
 import { repoRoot } from '../support/gantry-process.js';
 import { deleteNamespace, ok, waitForCrds, type TestKube } from '../support/kube.js';
@@ -86,9 +86,10 @@ export class Services {
     if (!this.config) {
       this.port = await freePort();
       if (!this.overrides.database?.url) await freshPgliteDir(join(this.dataDir, 'db'));
-      this.config = loadConfig({ env: {}, modules: configSources(this.services), overrides: { dataDir: this.dataDir, listen: { host: '127.0.0.1', port: this.port, healthPort: 0 }, telemetry: { logLevel: 'silent' }, rateLimit: { points: 100_000 }, ...this.overrides } });
+      this.config = loadConfig({ env: { GANTRY_AUTH_DEV_ISSUER: 'true' }, modules: configSources(this.services), overrides: { dataDir: this.dataDir, listen: { host: '127.0.0.1', port: this.port, healthPort: 0 }, telemetry: { logLevel: 'silent' }, rateLimit: { points: 100_000 }, ...this.overrides } });
     }
-    this.runtime = await startRuntime({ config: this.config, modules: this.services, log: silentLogger(), readinessIntervalMs: 500 });
+    // The operator calls as its workload (the dev PKI's operator certificate), granted as `gantry serve` grants it.
+    this.runtime = await startRuntime({ config: this.config, modules: this.services, log: silentLogger(), readinessIntervalMs: 500, workloads: new Map([['operator', { scopes: OPERATOR_SCOPES, families: [] }]]) });
   }
 
   async stop(): Promise<void> {

@@ -133,8 +133,12 @@ describe('the operator on a real API server', () => {
     assert.equal(ready.status!.secretName, 'orders-webhook');
     assert.deepEqual(secret.metadata.ownerReferences?.map((o) => [o.kind, o.uid, o.controller]), [['Webhook', ready.metadata.uid, true]]);
     const signingSecret = Buffer.from(secret.data!.secret!, 'base64').toString();
-    const operatorMd = bearerMetadata(tokenFor(webhooks.dataDir, 'service:operator', ['webhooks.manage']));
-    await unary(client.triggerWebhook, client, { webhookId: id, eventType: 'orders.created', payload: Buffer.from('{"order":1}') }, operatorMd);
+    // As the operator, the endpoint's owner: its workload certificate and no token.
+    const pki = devPkiPaths(`${webhooks.dataDir}/pki`);
+    const operatorTls = { caFile: pki.caFile, certFile: pki.operatorCertFile, keyFile: pki.operatorKeyFile, serverName: 'localhost' };
+    const asOperator = new webhooksv1.WebhooksServiceClient(webhooks.address, clientCredentials(operatorTls), clientOptions(operatorTls));
+    t.after(() => asOperator.close());
+    await unary(asOperator.triggerWebhook, asOperator, { webhookId: id, eventType: 'orders.created', payload: Buffer.from('{"order":1}') }, bearerMetadata(undefined));
     await until('the test delivery', async () => receiver.requests.length > 0);
     const delivery = receiver.requests.at(-1)!;
     assert.doesNotThrow(() => verifyWebhook(delivery.headers, delivery.body, signingSecret), 'the delivery verifies with the Secret');

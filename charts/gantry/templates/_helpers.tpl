@@ -102,7 +102,7 @@ automountServiceAccountToken: false
 {{- printf "%s-database" (include "gantry.fullname" .) -}}
 {{- end -}}
 
-{{/* The chart's development JWT signing key (auth.generateDevKey). */}}
+{{/* The development issuer's private key (auth.devIssuer): made by the keys Job, mounted by no pod. */}}
 {{- define "gantry.devKeySecretName" -}}
 {{- printf "%s-dev-jwt" (include "gantry.fullname" .) -}}
 {{- end -}}
@@ -275,14 +275,15 @@ the pod serves (others add nothing).
 {{- toJson $names -}}
 {{- end -}}
 
-{{- define "gantry.externalAuth" -}}
-{{- if or .Values.auth.existingSecret .Values.auth.jwksUrl }}true{{ end -}}
+{{/* The JWKS Secret pods trust, as JSON {name, key}: auth.existingSecret, else the dev issuer's public JWKS, else none. */}}
+{{- define "gantry.jwksSecretRef" -}}
+{{- if .Values.auth.existingSecret -}}
+{{- dict "name" .Values.auth.existingSecret "key" .Values.auth.existingSecretKey | toJson -}}
+{{- else if .Values.auth.devIssuer -}}
+{{- dict "name" (include "gantry.devJwksSecretName" .) "key" "jwks.json" | toJson -}}
+{{- else -}}
+{{- dict | toJson -}}
 {{- end -}}
-
-{{/* The chart's dev key (Secret <fullname>-dev-jwt, written by the dev-key init container): every
-microservices pod, and the monolith when the operator runs beside it, must trust the same key. */}}
-{{- define "gantry.sharedDevKey" -}}
-{{- if and .Values.auth.generateDevKey (or (eq .Values.mode "microservices") .Values.operator.enabled) }}true{{ end -}}
 {{- end -}}
 
 {{/* Checks what the schema cannot: combinations of values. */}}
@@ -290,15 +291,9 @@ microservices pod, and the monolith when the operator runs beside it, must trust
 {{- $sources := 0 -}}
 {{- if .Values.auth.existingSecret }}{{ $sources = add1 $sources }}{{ end -}}
 {{- if .Values.auth.jwksUrl }}{{ $sources = add1 $sources }}{{ end -}}
-{{- if .Values.auth.generateDevKey }}{{ $sources = add1 $sources }}{{ end -}}
-{{- if ne $sources 1 -}}
-{{- fail "auth: set exactly one of auth.existingSecret (a JWKS Secret), auth.jwksUrl, or auth.generateDevKey=true (development)" -}}
-{{- end -}}
-{{- if and (include "gantry.externalAuth" .) .Values.events.enabled (not .Values.auth.serviceTokenSecret) -}}
-{{- fail "auth.serviceTokenSecret: with an external issuer the relays need a service token (a JWT with scopes log.append webhooks.publish) from a Secret; set auth.serviceTokenSecret, or events.enabled=false" -}}
-{{- end -}}
-{{- if and (include "gantry.externalAuth" .) .Values.operator.enabled (not .Values.operator.serviceTokenSecret) (not .Values.auth.serviceTokenSecret) -}}
-{{- fail "operator.serviceTokenSecret: with an external issuer the operator needs a service token (a JWT with scopes webhooks.read webhooks.manage flags.read flags.write) from a Secret; set operator.serviceTokenSecret (or auth.serviceTokenSecret with those scopes too), or operator.enabled=false" -}}
+{{- if .Values.auth.devIssuer }}{{ $sources = add1 $sources }}{{ end -}}
+{{- if gt $sources 1 -}}
+{{- fail "auth: set at most one token issuer: auth.existingSecret (a JWKS Secret), auth.jwksUrl, or auth.devIssuer=true (development)" -}}
 {{- end -}}
 {{- if and .Values.operator.enabled (not .Values.serviceAccount.create) (not .Values.operator.serviceAccount.name) -}}
 {{- fail "operator.serviceAccount.name: with serviceAccount.create=false name the operator's existing ServiceAccount; its Role is bound to it, and would otherwise be bound to the namespace's default ServiceAccount" -}}
@@ -319,9 +314,9 @@ microservices pod, and the monolith when the operator runs beside it, must trust
 
 {{/*
 One pod spec: (dict "root" $ "component" "log" "args" (list ...) "cfg" <target values>
-"env" (list of env vars) "dataVolume" <volume> "devKeyInit" bool "replicas" int).
-"relay": mounts auth.serviceTokenSecret as GANTRY_PEERS_TOKEN_FILE; "tokenSecret" (dict "name" "key")
-mounts that Secret instead. "clientOnly": no gRPC listener (the operator: health port only).
+"env" (list of env vars) "dataVolume" <volume> "replicas" int). Peers call each other as their
+workloads, by certificate: no pod gets a token or a signing key. "clientOnly": no gRPC listener (the
+operator: health port only).
 "kubeApi": mounts the ServiceAccount token (only the operator talks to the API server).
 */}}
 {{- define "gantry.podSpec" -}}
@@ -331,9 +326,7 @@ mounts that Secret instead. "clientOnly": no gRPC listener (the operator: health
 {{- $grpcPort := include "gantry.grpcPort" $root -}}
 {{- $healthPort := include "gantry.healthPort" $root -}}
 {{- $resources := .cfg.resources | default $v.defaultResources -}}
-{{- $tokenSecret := ternary $v.auth.serviceTokenSecret "" (not (empty .relay)) -}}
-{{- $tokenKey := $v.auth.serviceTokenSecretKey -}}
-{{- with .tokenSecret }}{{ $tokenSecret = .name }}{{ $tokenKey = .key }}{{ end -}}
+{{- $jwks := include "gantry.jwksSecretRef" $root | fromJson -}}
 serviceAccountName: {{ include "gantry.serviceAccountName" $component }}
 automountServiceAccountToken: {{ not (empty .kubeApi) }}
 enableServiceLinks: false
@@ -365,29 +358,6 @@ tolerations:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- if .devKeyInit }}
-initContainers:
-  # Lays out the chart's dev signing key and its JWKS where the process looks for its dev key
-  # (GANTRY_DATA_DIR/jwt): templates cannot derive a public JWK, so `gantry dev-key import` does.
-  # kubelet expands $(DEV_KEY_FILE) and $(DATA_DIR) in args from the env below.
-  - name: dev-key
-    image: {{ include "gantry.image" $root }}
-    imagePullPolicy: {{ $v.image.pullPolicy }}
-    args: [dev-key, import, --key-file=$(DEV_KEY_FILE), --data-dir=$(DATA_DIR)]
-    env:
-      - name: DATA_DIR
-        value: /var/lib/gantry
-      - name: DEV_KEY_FILE
-        value: /etc/gantry/dev-key/signing-key.pem
-    securityContext:
-      {{- toYaml $v.securityContext | nindent 6 }}
-    resources:
-      requests: {cpu: 10m, memory: 64Mi}
-      limits: {memory: 128Mi}
-    volumeMounts:
-      - {name: data, mountPath: /var/lib/gantry}
-      - {name: dev-key, mountPath: /etc/gantry/dev-key, readOnly: true}
-{{- end }}
 containers:
   - name: gantry
     image: {{ include "gantry.image" $root }}
@@ -411,13 +381,11 @@ containers:
       - {name: GANTRY_TLS_RELOAD_INTERVAL_MS, value: {{ $v.tls.reloadIntervalMs | quote }}}
       - {name: GANTRY_AUTH_ISSUER, value: {{ $v.auth.issuer | quote }}}
       - {name: GANTRY_AUTH_AUDIENCE, value: {{ $v.auth.audience | quote }}}
-      {{- if $v.auth.existingSecret }}
-      - {name: GANTRY_AUTH_JWKS_FILE, value: {{ printf "/etc/gantry/jwks/%s" $v.auth.existingSecretKey | quote }}}
+      - {name: GANTRY_AUTH_TRUST_DOMAIN, value: {{ $v.auth.trustDomain | quote }}}
+      {{- if $jwks.name }}
+      - {name: GANTRY_AUTH_JWKS_FILE, value: {{ printf "/etc/gantry/jwks/%s" $jwks.key | quote }}}
       {{- else if $v.auth.jwksUrl }}
       - {name: GANTRY_AUTH_JWKS_URL, value: {{ $v.auth.jwksUrl | quote }}}
-      {{- end }}
-      {{- if $tokenSecret }}
-      - {name: GANTRY_PEERS_TOKEN_FILE, value: {{ printf "/etc/gantry/peer-token/%s" $tokenKey | quote }}}
       {{- end }}
       {{- if not .clientOnly }}
       - {name: GANTRY_RATE_LIMIT_STORE, value: {{ .rateLimitStore | quote }}}
@@ -465,11 +433,8 @@ containers:
       - {name: tmp, mountPath: /tmp}
       - {name: data, mountPath: /var/lib/gantry}
       - {name: tls, mountPath: /etc/gantry/tls, readOnly: true}
-      {{- if $v.auth.existingSecret }}
+      {{- if $jwks.name }}
       - {name: jwks, mountPath: /etc/gantry/jwks, readOnly: true}
-      {{- end }}
-      {{- if $tokenSecret }}
-      - {name: peer-token, mountPath: /etc/gantry/peer-token, readOnly: true}
       {{- end }}
       {{- with .extraMounts }}
       {{- toYaml . | nindent 6 }}
@@ -480,17 +445,10 @@ volumes:
   {{- toYaml (list .dataVolume) | nindent 2 }}
   - name: tls
     secret: {secretName: {{ include "gantry.tlsSecretName" $component }}, defaultMode: 288}
-  {{- if $v.auth.existingSecret }}
+  {{- if $jwks.name }}
+  # Public keys only: no pod holds a key that can mint tokens.
   - name: jwks
-    secret: {secretName: {{ $v.auth.existingSecret }}, defaultMode: 288}
-  {{- end }}
-  {{- if $tokenSecret }}
-  - name: peer-token
-    secret: {secretName: {{ $tokenSecret }}, defaultMode: 288}
-  {{- end }}
-  {{- if .devKeyInit }}
-  - name: dev-key
-    secret: {secretName: {{ include "gantry.devKeySecretName" $root }}, defaultMode: 288}
+    secret: {secretName: {{ $jwks.name }}, defaultMode: 288}
   {{- end }}
   {{- with .extraVolumes }}
   {{- toYaml . | nindent 2 }}
@@ -590,4 +548,42 @@ spec:
       from:
         {{- toYaml . | nindent 8 }}
     {{- end }}
+{{- end -}}
+
+{{/* The dev issuer's public JWKS (auth.devIssuer), which every pod trusts; its private key no pod mounts. */}}
+{{- define "gantry.devJwksSecretName" -}}
+{{- printf "%s-dev-jwks" (include "gantry.fullname" .) -}}
+{{- end -}}
+
+{{/* The pod of the keys Job and CronJob: `gantry keys ensure` with the plan, an API token, hardened. */}}
+{{- define "gantry.keysPodSpec" -}}
+{{- $v := .root.Values -}}
+serviceAccountName: {{ include "gantry.componentName" . }}
+automountServiceAccountToken: true
+enableServiceLinks: false
+restartPolicy: OnFailure
+securityContext:
+  {{- toYaml $v.podSecurityContext | nindent 2 }}
+{{- with $v.image.pullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+containers:
+  - name: keys
+    image: {{ include "gantry.image" .root }}
+    imagePullPolicy: {{ $v.image.pullPolicy }}
+    args: [keys, ensure, --plan=/etc/gantry/keys/plan.json]
+    securityContext:
+      {{- toYaml $v.securityContext | nindent 6 }}
+    resources:
+      requests: {cpu: 10m, memory: 96Mi}
+      limits: {memory: 192Mi}
+    volumeMounts:
+      - {name: plan, mountPath: /etc/gantry/keys, readOnly: true}
+      - {name: tmp, mountPath: /tmp}
+volumes:
+  - name: plan
+    configMap: {name: {{ include "gantry.componentName" . }}}
+  - name: tmp
+    emptyDir: {sizeLimit: 16Mi}
 {{- end -}}

@@ -21,7 +21,7 @@ if (!target || !url) {
 }
 const dataDir = mkdtempSync(join(tmpdir(), `gantry-bench-${target}-`));
 const config = loadProgramConfig({
-  env: {},
+  env: { GANTRY_AUTH_DEV_ISSUER: 'true' }, // the benchmark's clients mint dev tokens
   overrides: {
     dataDir,
     listen: { host: '127.0.0.1', port: 0, healthPort: 0 },

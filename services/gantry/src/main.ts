@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { ConfigError } from '@gantry/kit';
 import { approvalsCommand } from './commands/approvals.js';
 import { devKeyCommand } from './commands/dev-key.js';
+import { keysCommand } from './commands/keys.js';
 import { flagsCommand } from './commands/flags.js';
 import { health } from './commands/health.js';
 import { logCommand } from './commands/log.js';
@@ -24,6 +25,7 @@ program
   .description('run one target, or all of them in one process on the embedded database')
   .addOption(new Option('--target <target>', 'which service to run').choices([...TARGETS]).default('all'))
   .option('--config <file>', 'JSON config file (environment variables GANTRY_* override it)')
+  .option('--dev-issuer', 'development: trust a JWT key created under the data dir, which `gantry token` signs with (auth.devIssuer); never in a cluster', false)
   .addHelpText('after', '\nEnvironment: GANTRY_<CONFIG_PATH>, e.g. GANTRY_LISTEN_PORT, GANTRY_DATA_DIR, GANTRY_DATABASE_URL, GANTRY_TLS_CA_FILE, GANTRY_AUTH_JWKS_FILE (docs/configuration.md)')
   .action(serve);
 
@@ -58,6 +60,7 @@ program.addCommand(settlementCommand());
 program.addCommand(approvalsCommand());
 program.addCommand(flagsCommand());
 program.addCommand(devKeyCommand());
+program.addCommand(keysCommand());
 
 try {
   await program.parseAsync();

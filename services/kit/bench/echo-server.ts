@@ -34,7 +34,7 @@ if (mode === 'bare' || mode === 'bare-tls') {
 } else if (mode === 'stack') {
   const dataDir = mkdtempSync(join(tmpdir(), 'gantry-bench-'));
   const config = loadConfig({
-    env: {},
+    env: { GANTRY_AUTH_DEV_ISSUER: 'true' }, // the benchmark's clients mint dev tokens
     overrides: { dataDir, listen: { host: '127.0.0.1', port: 0, healthPort: 0 }, telemetry: { logLevel: 'silent' }, rateLimit: { points: 1_000_000, windowSec: 1 } },
   });
   const module: ServiceModule = {

@@ -44,6 +44,12 @@ export const configSchema = z.strictObject({
     clockToleranceSec: z.coerce.number().int().min(0).max(300).default(30),
     /** Tokens living longer than this are refused even if unexpired. */
     maxTokenAgeSec: z.coerce.number().int().min(60).max(31 * 24 * 3600).default(24 * 3600),
+    /**
+     * Development only (laptops, tests): with no key source above, create an ES256 key under
+     * dataDir/jwt and trust it, so `gantry token` can mint tokens. Off, a process without a key
+     * source accepts no tokens at all: only platform workloads, by their certificates.
+     */
+    devIssuer: booleanFlag().default(false),
     /** Workload certificates carry `spiffe://<trustDomain>/<workload>`; only IDs of this domain identify platform workloads. */
     trustDomain: z.string().regex(/^[a-z0-9]([a-z0-9.-]{0,250}[a-z0-9])?$/, 'must be a DNS-like name such as gantry.local').default('gantry.local'),
     /**

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import type { Client as OpenFeatureClient } from '@openfeature/server-sdk';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { authMiddleware } from './auth/middleware.js';
-import { ensureDevSigningKey, type DevSigningKey } from './auth/keys.js';
+import { ensureDevSigningKey } from './auth/keys.js';
 import { TokenVerifier } from './auth/jwt.js';
 import { mergeGrants, WorkloadDirectory, type WorkloadGrant } from './auth/workload.js';
 import { configSlice, type GantryConfig } from './config.js';
@@ -87,8 +87,11 @@ async function openDatabase(config: GantryConfig): Promise<Database & { pool?: i
 /** A schema and its migrations, applied at start-up. */
 type Schema = { name: string; migrations: readonly Migration[] };
 
-/** TLS files (the dev PKI's when none are configured) and the JWT verifier (the dev key's when no source is configured). */
-async function loadCredentials(config: GantryConfig, log: Logger): Promise<{ tls: TlsFiles; jwksFile: string | undefined; devKey: DevSigningKey | undefined; verifier: TokenVerifier }> {
+/**
+ * TLS files (the dev PKI's when none are configured) and the JWT verifier: the configured key
+ * source, else the dev issuer's key when auth.devIssuer is on, else none (workloads only).
+ */
+async function loadCredentials(config: GantryConfig, log: Logger): Promise<{ tls: TlsFiles; jwksFile: string | undefined; verifier: TokenVerifier | undefined }> {
   let tls: TlsFiles;
   if (config.tls.caFile && config.tls.certFile && config.tls.keyFile) {
     tls = { caFile: config.tls.caFile, certFile: config.tls.certFile, keyFile: config.tls.keyFile, reloadIntervalMs: config.tls.reloadIntervalMs };
@@ -98,12 +101,14 @@ async function loadCredentials(config: GantryConfig, log: Logger): Promise<{ tls
     tls = { caFile: paths.caFile, certFile: paths.serverCertFile, keyFile: paths.serverKeyFile, reloadIntervalMs: config.tls.reloadIntervalMs };
   }
   let jwksFile = config.auth.jwksFile;
-  let devKey: DevSigningKey | undefined;
   if (!config.auth.jwksFile && !config.auth.jwksUrl && !config.auth.hmacSecretFile) {
-    devKey = await ensureDevSigningKey(resolve(config.dataDir, 'jwt'));
-    jwksFile = devKey.jwksFile;
+    if (!config.auth.devIssuer) {
+      log.warn('no token issuer configured (auth.jwksUrl, auth.jwksFile): calls with a token are refused; platform workloads call by their certificates');
+      return { tls, jwksFile: undefined, verifier: undefined };
+    }
+    jwksFile = (await ensureDevSigningKey(resolve(config.dataDir, 'jwt'))).jwksFile;
   }
-  return { tls, jwksFile, devKey, verifier: TokenVerifier.fromConfig(config.auth, jwksFile) };
+  return { tls, jwksFile, verifier: TokenVerifier.fromConfig(config.auth, jwksFile) };
 }
 
 /**
@@ -137,7 +142,7 @@ async function openMigratedDatabase(opts: RuntimeOptions, schemas: readonly Sche
 }
 
 /** The middleware chain every service method runs through: telemetry → auth → rate limit. */
-function middlewaresFor(opts: RuntimeOptions, modules: readonly ServiceModule[], verifier: TokenVerifier, db: Database & { pool?: import('pg').Pool }): Middleware[] {
+function middlewaresFor(opts: RuntimeOptions, modules: readonly ServiceModule[], verifier: TokenVerifier | undefined, db: Database & { pool?: import('pg').Pool }): Middleware[] {
   const { config, log } = opts;
   const workloads = new WorkloadDirectory(config.auth.trustDomain, mergeGrants(opts.workloads, config.auth.workloads));
   const scopeTable = new Map<string, readonly string[]>();
@@ -181,7 +186,7 @@ class Readiness {
 async function startGrpc(opts: RuntimeOptions, stack: CleanupStack, health: HealthState, readiness: Readiness): Promise<GrpcRuntime & { emitters: EmittingModule[] }> {
   const { config, log } = opts;
   const { tls, jwksFile, verifier } = await loadCredentials(config, log);
-  stack.push('token verifier', () => verifier.close());
+  stack.push('token verifier', () => verifier?.close());
   // Every process with services serves flags from a schema of its own (replicas share it).
   const flagsSchema = flagsSchemaFor(opts.modules.filter((m) => m.create).map((m) => m.name));
   const schemas: Schema[] = [...opts.modules.flatMap((m) => (m.schema ? [m.schema] : [])), { name: flagsSchema, migrations: flagsMigrations(flagsSchema) }];

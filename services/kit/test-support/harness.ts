@@ -12,6 +12,9 @@ import { freshPgliteDir, freshPostgresDatabase, type EngineName } from './databa
 export * from './clients.js';
 export * from './databases.js';
 
+/** Test platforms trust a dev issuer (auth.devIssuer), whose key under dataDir/jwt `tokenFor` signs with. */
+const DEV_ISSUER_ENV = { GANTRY_AUTH_DEV_ISSUER: 'true' };
+
 export interface TestPlatform {
   runtime: Runtime;
   dataDir: string;
@@ -26,7 +29,7 @@ export interface TestPlatform {
 /** Starts the full kit stack (mTLS, JWT, rate limit, telemetry) with the echo service on free ports. */
 export async function startEchoPlatform(overrides: ConfigInput = {}, extra: { spanProcessors?: SpanProcessor[] } = {}): Promise<TestPlatform> {
   const dataDir = mkdtempSync(join(tmpdir(), 'gantry-kit-'));
-  const config = loadConfig({ env: {}, overrides: { dataDir, listen: { host: '127.0.0.1', port: 0, healthPort: 0 }, telemetry: { logLevel: 'silent' }, ...overrides } });
+  const config = loadConfig({ env: DEV_ISSUER_ENV, overrides: { dataDir, listen: { host: '127.0.0.1', port: 0, healthPort: 0 }, telemetry: { logLevel: 'silent' }, ...overrides } });
   if (!config.database.url) await freshPgliteDir(join(dataDir, 'db'));
   const runtime = await startRuntime({ config, modules: [echoFactory], log: silentLogger(), readinessIntervalMs: 500, ...extra });
   const pki = devPkiPaths(join(dataDir, 'pki'));
@@ -85,7 +88,7 @@ export async function startServicePlatform(
   try {
     if (!database) await freshPgliteDir(join(dataDir, 'db'));
     const config = loadConfig({
-      env: {},
+      env: DEV_ISSUER_ENV,
       modules: configSources(services),
       overrides: {
         dataDir,

@@ -35,7 +35,7 @@ if (kind === 'stack') {
     import('../../kit/bench/tracing.js'),
   ]);
   const config = loadConfig({
-    env: {},
+    env: { GANTRY_AUTH_DEV_ISSUER: 'true' }, // the benchmark's clients mint dev tokens
     modules: configSources([logService]),
     overrides: {
       dataDir,

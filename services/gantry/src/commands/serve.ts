@@ -8,12 +8,13 @@ import { exitOnSignals } from '../shutdown.js';
 export interface ServeOptions {
   target: string;
   config?: string;
+  devIssuer?: boolean;
 }
 
 /** `gantry serve`: runs the chosen target's modules until SIGTERM/SIGINT, then drains and exits 0. */
 export async function serve(opts: ServeOptions): Promise<void> {
   const modules = modulesFor(opts.target);
-  const config = loadProgramConfig({ file: opts.config });
+  const config = loadProgramConfig({ file: opts.config, ...(opts.devIssuer ? { overrides: { auth: { devIssuer: true } } } : {}) });
   const log = createLogger({ level: config.telemetry.logLevel, name: `gantry-${opts.target}` });
   const runtime = await startRuntime({ config, modules, log, descriptorSetPaths: [descriptorSetPath, healthDescriptorSetPath], workloads: WORKLOAD_GRANTS });
   const serving = modules.filter((m) => m.create).map((m) => m.name);
@@ -36,7 +37,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
 function printWelcome(config: GantryConfig, runtime: Runtime, targets: readonly string[]): void {
   const host = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? 'localhost' : config.listen.host;
   const rel = (p: string) => relative(process.cwd(), resolve(p)) || p;
-  const devAuth = !config.auth.jwksFile && !config.auth.jwksUrl && !config.auth.hmacSecretFile;
+  const devAuth = config.auth.devIssuer && !config.auth.jwksFile && !config.auth.jwksUrl && !config.auth.hmacSecretFile;
   process.stderr.write(
     [
       '',

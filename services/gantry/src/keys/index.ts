@@ -1,0 +1,2 @@
+export { ensureKeys, type EnsureOptions } from './ensure.js';
+export { keysPlanSchema, readKeysPlan, type KeysPlan, type LeafPlan } from './plan.js';
