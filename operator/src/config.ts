@@ -1,12 +1,20 @@
 import { z } from 'zod';
-import { booleanFlag, type ConfigSlice } from '@gantry/kit';
+import { booleanFlag, splitList, type ConfigSlice } from '@gantry/kit';
+
+const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 /** The operator target's settings (docs/operator.md): config key `operator`, environment variables GANTRY_OPERATOR_*. */
 export const operatorConfigSchema = z.strictObject({
   /** A kubeconfig file; unset: the in-cluster service account when running in a pod, else $KUBECONFIG or ~/.kube/config. */
   kubeconfig: z.string().min(1).optional(),
-  /** The namespace whose Webhooks and FeatureFlags it reconciles; unset: its own pod's namespace (else the kubeconfig context's, else "default"). */
-  namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a namespace name').optional(),
+  /** Its own namespace (its Lease); unset: its own pod's namespace (else the kubeconfig context's, else "default"). */
+  namespace: z.string().regex(NAMESPACE, 'must be a namespace name').optional(),
+  /**
+   * The namespaces whose Webhooks and FeatureFlags it reconciles, and whose Secrets it writes;
+   * unset or empty: none, so it reaches no namespace it was not given. The chart lists tenants'
+   * namespaces and never the platform's own, whose Secrets hold the platform's keys (docs/security.md).
+   */
+  watchNamespaces: z.preprocess(splitList, z.array(z.string().regex(NAMESPACE, 'must be namespace names')).max(64)).optional(),
   /** The Lease replicas elect a leader with (in `namespace`); only the leader reconciles. */
   leaseName: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'must be a Kubernetes object name').default('gantry-operator'),
   /** This replica's name in the Lease; unset: the pod name (hostname) plus a random suffix. */

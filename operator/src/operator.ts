@@ -55,7 +55,7 @@ export function loadKubeConfig(config: OperatorProcessConfig): KubeConfig {
   return kc;
 }
 
-function watchedNamespace(config: OperatorProcessConfig, kc: KubeConfig): string {
+function ownNamespace(config: OperatorProcessConfig, kc: KubeConfig): string {
   if (config.operator.namespace) return config.operator.namespace;
   if (existsSync(SERVICE_ACCOUNT_NAMESPACE_FILE)) return readFileSync(SERVICE_ACCOUNT_NAMESPACE_FILE, 'utf8').trim();
   return kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
@@ -83,8 +83,8 @@ function informersFor(kc: KubeConfig, namespace: string, log: Logger): Informers
   };
 }
 
-/** One controller per kind, each reading its objects fresh from the cache through asReconciler. */
-function controllersFor(opts: OperatorOptions, informers: Informers, peers: Peers, kube: KubeApi, events: EventRecorder): Controller[] {
+/** One controller per kind and watched namespace, each reading its objects fresh from the cache through asReconciler. */
+function controllersFor(opts: OperatorOptions, namespace: string, informers: Informers, peers: Peers, kube: KubeApi, events: EventRecorder): Controller[] {
   const { config, log } = opts;
   const status = new StatusWriter(kube);
   const common = { workers: config.operator.workers, resyncMs: config.operator.resyncMs, log, events };
@@ -92,19 +92,21 @@ function controllersFor(opts: OperatorOptions, informers: Informers, peers: Peer
   const webhook = new WebhookReconciler({ kube, peers, events, status, log: log.child({ controller: 'webhook' }) });
   const featureFlag = new FeatureFlagReconciler({ kube, peers, events, status, log: log.child({ controller: 'featureflag' }) });
   return [
-    new Controller({ name: 'webhook', informer: informers.webhooks, watches: [{ informer: informers.secrets, map: ownerWebhook }], reconciler: asReconciler(informers.webhooks, webhook), queue: queue(), ...common }),
-    new Controller({ name: 'featureflag', informer: informers.flags, reconciler: asReconciler(informers.flags, featureFlag), queue: queue(), ...common }),
+    new Controller({ name: `webhook ${namespace}`, informer: informers.webhooks, watches: [{ informer: informers.secrets, map: ownerWebhook }], reconciler: asReconciler(informers.webhooks, webhook), queue: queue(), ...common }),
+    new Controller({ name: `featureflag ${namespace}`, informer: informers.flags, reconciler: asReconciler(informers.flags, featureFlag), queue: queue(), ...common }),
   ];
 }
 
 export async function startOperator(opts: OperatorOptions): Promise<Operator> {
   const { config, log } = opts;
   const kc = opts.kubeConfig ?? loadKubeConfig(config);
-  const namespace = watchedNamespace(config, kc);
+  const namespace = ownNamespace(config, kc);
+  const watched = config.operator.watchNamespaces ?? [];
   const identity = config.operator.identity ?? `${hostname()}-${randomBytes(3).toString('hex')}`;
   const peers = opts.peers ?? (await connectPeers(config));
   const events = new EventRecorder({ kc, component: 'gantry-operator', instance: identity, log: log.child({ component: 'events' }) });
-  const informers = informersFor(kc, namespace, log);
+  const informers = watched.map((ns) => ({ ns, informers: informersFor(kc, ns, log) }));
+  if (watched.length === 0) log.warn('watching no namespace (operator.watchNamespaces is empty): no Webhook or FeatureFlag is reconciled');
   const manager = new Manager({
     kc,
     namespace,
@@ -116,7 +118,10 @@ export async function startOperator(opts: OperatorOptions): Promise<Operator> {
     renewDeadlineMs: config.operator.renewDeadlineMs,
     retryPeriodMs: config.operator.retryPeriodMs,
   });
-  for (const controller of controllersFor(opts, informers, peers, new KubeApi(kc), events)) manager.add(controller);
+  const kube = new KubeApi(kc);
+  for (const { ns, informers: of } of informers) {
+    for (const controller of controllersFor(opts, ns, of, peers, kube, events)) manager.add(controller);
+  }
 
   const stopping = new AbortController();
   const running = manager.start(stopping.signal);
@@ -128,7 +133,7 @@ export async function startOperator(opts: OperatorOptions): Promise<Operator> {
     },
   );
   failed.catch(() => undefined); // observed by whoever awaits it
-  log.info({ namespace, identity, lease: config.operator.leaseName }, 'operator started; waiting to lead');
+  log.info({ namespace, watched, identity, lease: config.operator.leaseName }, 'operator started; waiting to lead');
   return {
     identity,
     namespace,
@@ -137,7 +142,7 @@ export async function startOperator(opts: OperatorOptions): Promise<Operator> {
     },
     failed,
     synced: async () => {
-      await Promise.all([informers.webhooks.synced(), informers.flags.synced(), informers.secrets.synced()]);
+      await Promise.all(informers.flatMap(({ informers: i }) => [i.webhooks.synced(), i.flags.synced(), i.secrets.synced()]));
     },
     async stop() {
       stopping.abort();

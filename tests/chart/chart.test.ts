@@ -732,22 +732,36 @@ describe('charts/gantry', () => {
     assert.ok(named(docs, 'Service', `${release}-gantry`));
   });
 
-  test("the operator's Role grants exactly the calls its code makes, in the release namespace only", async (t) => {
+  test("the operator's rights: in the release namespace only its Lease and Events (no Secret: the platform's keys are there); in each watched namespace exactly the calls its code makes", async (t) => {
     if (needsHelm(t)) return;
-    const docs = await render();
-    assert.deepEqual(rulesOf(named(docs, 'Role', operator)), [
-      { apiGroups: ['gantry.dev'], resources: ['webhooks', 'featureflags'], verbs: ['get', 'list', 'watch', 'patch'] },
-      { apiGroups: ['gantry.dev'], resources: ['webhooks/status', 'featureflags/status'], verbs: ['patch'] },
-      { apiGroups: ['gantry.dev'], resources: ['webhooks/finalizers'], verbs: ['update'] },
-      { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'] },
+    const docs = await render([], ['operator.watchNamespaces={team-a,team-b}']);
+    const roles = ofKind(docs, 'Role').filter((r) => r.metadata.name === operator);
+    assert.deepEqual(roles.map((r) => r.metadata.namespace), [ns, 'team-a', 'team-b']);
+    assert.deepEqual(rulesOf(roles[0]!), [
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
       { apiGroups: ['', 'events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] },
     ]);
-    const binding = named(docs, 'RoleBinding', operator);
-    assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: operator });
-    assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: operator, namespace: ns }]);
-    assert.equal(named(docs, 'Role', operator).metadata.namespace, ns);
+    for (const role of roles.slice(1)) {
+      assert.deepEqual(rulesOf(role), [
+        { apiGroups: ['gantry.dev'], resources: ['webhooks', 'featureflags'], verbs: ['get', 'list', 'watch', 'patch'] },
+        { apiGroups: ['gantry.dev'], resources: ['webhooks/status', 'featureflags/status'], verbs: ['patch'] },
+        { apiGroups: ['gantry.dev'], resources: ['webhooks/finalizers'], verbs: ['update'] },
+        { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'] },
+        { apiGroups: ['', 'events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] },
+      ], role.metadata.namespace);
+    }
+    const bindings = ofKind(docs, 'RoleBinding').filter((r) => r.metadata.name === operator);
+    assert.deepEqual(bindings.map((b) => b.metadata.namespace), [ns, 'team-a', 'team-b']);
+    for (const binding of bindings) {
+      assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: operator });
+      assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: operator, namespace: ns }]);
+    }
+    assert.equal(envOf(named(docs, 'Deployment', operator)).get('GANTRY_OPERATOR_WATCH_NAMESPACES')!.value, 'team-a,team-b');
     for (const kind of ['ClusterRole', 'ClusterRoleBinding']) assert.equal(ofKind(docs, kind).length, 0, 'namespace-scoped rights only');
+    const refused = await runHelm(['template', release, chart, '--namespace', ns, '--set', `operator.watchNamespaces={team-a,${ns}}`]);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /operator.watchNamespaces: payments is the release namespace, whose Secrets hold the platform's keys/);
+    assert.equal(envOf(named(await render(), 'Deployment', operator)).get('GANTRY_OPERATOR_WATCH_NAMESPACES')!.value, '', 'by default it watches nothing');
   });
 
   test('the Webhook and FeatureFlag CRDs are templates behind crds.enabled, kept on uninstall with crds.keep, with status subresources and closed enums', async (t) => {

@@ -82,25 +82,29 @@ describe('the chart on a real cluster: default values (microservices on PostgreS
     const webhook = {
       apiVersion: 'gantry.dev/v1alpha1',
       kind: 'Webhook',
-      metadata: { name: 'receiver', namespace: r.namespace },
-      spec: { url: `http://receiver.${r.namespace}.svc.cluster.local:8080/hooks`, eventTypes: SETTLEMENT_EVENTS },
+      metadata: { name: 'receiver', namespace: r.tenantNamespace },
+      spec: { url: `http://receiver.${r.tenantNamespace}.svc.cluster.local:8080/hooks`, eventTypes: SETTLEMENT_EVENTS },
     };
     ok(await c.kubectl(['apply', '-f', '-'], JSON.stringify(webhook)), 'kubectl apply Webhook');
     const secretName = await waitFor('the Webhook Ready with its Secret', 60_000, async () => {
-      const wh = JSON.parse(ok(await c.kubectl(['get', 'webhook', 'receiver', '--namespace', r.namespace, '-o', 'json']), 'kubectl get webhook')) as {
+      const wh = JSON.parse(ok(await c.kubectl(['get', 'webhook', 'receiver', '--namespace', r.tenantNamespace, '-o', 'json']), 'kubectl get webhook')) as {
         status?: { secretName?: string; conditions?: { type: string; status: string }[] };
       };
       return wh.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True') ? wh.status.secretName : undefined;
     });
-    // The operator acts with its own ServiceAccount (the chart's least-privilege Role), not an admin's.
+    // The operator acts with its own ServiceAccount: a Role in the tenant namespace, and in the
+    // platform's only its Lease and Events (no Secret there), nothing cluster-wide.
     const operatorSa = ok(await c.kubectl(['get', 'deployment', `${r.name}-operator`, '--namespace', r.namespace, '-o', 'jsonpath={.spec.template.spec.serviceAccountName}']), 'kubectl get deployment').trim();
     assert.equal(operatorSa, `${r.name}-operator`);
     const bound = ok(await c.kubectl(['get', 'rolebindings,clusterrolebindings', '-A', '-o', 'json']), 'kubectl get bindings');
-    const bindings = (JSON.parse(bound) as { items: { kind: string; roleRef: { kind: string; name: string }; subjects?: { kind: string; name: string; namespace?: string }[] }[] }).items;
+    const bindings = (JSON.parse(bound) as { items: { kind: string; metadata: { namespace?: string }; roleRef: { kind: string; name: string }; subjects?: { kind: string; name: string; namespace?: string }[] }[] }).items;
     const granted = bindings.filter((b) => b.subjects?.some((s) => s.kind === 'ServiceAccount' && s.name === operatorSa && s.namespace === r.namespace));
-    assert.deepEqual(granted.map((b) => `${b.kind}/${b.roleRef.kind}`), ['RoleBinding/Role'], 'the operator holds one namespaced Role and nothing cluster-wide');
-    // The receiver is a plain Pod: only the webhooks pods' egress reaches it (no policy selects it).
-    const receiver = await startDriverPod(c, r.namespace, 'receiver', { labels: {}, receiveSecret: secretName });
+    assert.deepEqual(granted.map((b) => `${b.kind}/${b.roleRef.kind} in ${b.metadata.namespace}`).sort(), [`RoleBinding/Role in ${r.namespace}`, `RoleBinding/Role in ${r.tenantNamespace}`].sort(), 'two namespaced Roles and nothing cluster-wide');
+    const can = async (verb: string, ns: string) => (await c.kubectl(['auth', 'can-i', verb, 'secrets', '--namespace', ns, `--as=system:serviceaccount:${r.namespace}:${operatorSa}`])).stdout.trim();
+    assert.deepEqual([await can('get', r.namespace), await can('list', r.namespace), await can('get', r.tenantNamespace)], ['no', 'no', 'yes'], "the platform's Secrets are out of its reach");
+    // The receiver is a plain Pod in the tenant namespace (it mounts the Webhook's Secret there):
+    // only the webhooks pods' egress reaches it (no policy selects it).
+    const receiver = await startDriverPod(c, r.tenantNamespace, 'receiver', { labels: {}, receiveSecret: secretName });
 
     const lines = await driver.run('flow', { addresses: { settlement: dns('settlement') }, tokens: tokens(), flow: { draws: 5, drawMinor: 10 } });
     const sessionId = lines.find((l) => l.k === 'approved')!.sessionId as string;
@@ -151,7 +155,7 @@ describe('the chart on a real cluster: default values (microservices on PostgreS
     const flag = (variant: 'on' | 'off') => ({
       apiVersion: 'gantry.dev/v1alpha1',
       kind: 'FeatureFlag',
-      metadata: { name: 'draws', namespace: r.namespace },
+      metadata: { name: 'draws', namespace: r.tenantNamespace },
       spec: { key: 'settlement.draws.disabled', state: 'ENABLED', type: 'boolean', variants: { on: true, off: false }, defaultVariant: variant, targets: ['settlement'] },
     });
     ok(await c.kubectl(['apply', '-f', '-'], JSON.stringify(flag('on'))), 'the kill switch on');
@@ -166,7 +170,7 @@ describe('the chart on a real cluster: default values (microservices on PostgreS
       const answers = await Promise.all(direct.map(drawOn));
       return answers.every((a) => a === 'drawn') ? true : undefined;
     });
-    ok(await c.kubectl(['delete', 'featureflag', 'draws', '--namespace', r.namespace]), 'kubectl delete featureflag');
+    ok(await c.kubectl(['delete', 'featureflag', 'draws', '--namespace', r.tenantNamespace]), 'kubectl delete featureflag');
   });
 
   test('NetworkPolicy: a Pod without the allowed labels cannot connect to any service port, while DNS and the health port still answer it', { timeout: 120_000 }, async () => {
@@ -382,10 +386,10 @@ describe('the chart on a real cluster: default values (microservices on PostgreS
     await waitFor('the standby holding the Lease', 60_000, async () => ((await holder()).includes(standby) ? true : undefined), 250);
     const takeoverMs = Date.now() - killed;
     // The new leader reconciles: a Webhook created now becomes Ready.
-    const webhook = { apiVersion: 'gantry.dev/v1alpha1', kind: 'Webhook', metadata: { name: 'after-failover', namespace: r.namespace }, spec: { url: `http://receiver.${r.namespace}.svc.cluster.local:8080/after`, eventTypes: ['settlement.credit.drawn'] } };
+    const webhook = { apiVersion: 'gantry.dev/v1alpha1', kind: 'Webhook', metadata: { name: 'after-failover', namespace: r.tenantNamespace }, spec: { url: `http://receiver.${r.tenantNamespace}.svc.cluster.local:8080/after`, eventTypes: ['settlement.credit.drawn'] } };
     ok(await c.kubectl(['apply', '-f', '-'], JSON.stringify(webhook)), 'kubectl apply Webhook');
     await waitFor('the new leader reconciling a Webhook', 60_000, async () => {
-      const ready = ok(await c.kubectl(['get', 'webhook', 'after-failover', '--namespace', r.namespace, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']), 'kubectl get webhook').trim();
+      const ready = ok(await c.kubectl(['get', 'webhook', 'after-failover', '--namespace', r.tenantNamespace, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']), 'kubectl get webhook').trim();
       return ready === 'True' ? true : undefined;
     });
     t.diagnostic(`operator: ${standby} held the Lease ${takeoverMs} ms after ${leaderPod} was force-deleted (leaseDurationMs 15000)`);

@@ -75,7 +75,7 @@ describe('skaffold run on the real cluster: build, push to its registry, deploy,
     const images = ok(await c.kubectl(['get', 'deployments', '--namespace', namespace, '-o', 'jsonpath={range .items[*]}{.spec.template.spec.containers[0].image}{"\\n"}{end}']), 'kubectl get deployments').trim().split('\n');
     assert.deepEqual([...new Set(images)], [`${REGISTRY}/gantry:${tag}`], 'every Deployment runs the image skaffold pushed to the cluster registry');
 
-    const m = await clientMaterial(c, { namespace, name: 'gantry', mode: 'monolithic', readyMs: 0 });
+    const m = await clientMaterial(c, { namespace, tenantNamespace: namespace, name: 'gantry', mode: 'monolithic', readyMs: 0 });
     const tls = { ...m.tls, serverName: 'gantry-gantry' };
     const health = await checkHealth(`127.0.0.1:${port}`, clientCredentials(tls), clientOptions(tls), 'gantry.log.v1.LogService', 10_000, true);
     assert.equal(health.status, 'SERVING', `health through the port-forward: ${health.err?.message ?? ''}`);

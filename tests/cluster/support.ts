@@ -123,6 +123,8 @@ function alive(pid: number): boolean {
 
 export interface Release {
   namespace: string;
+  /** Where Webhooks and FeatureFlags are created: the operator's watched namespace, not the platform's. */
+  tenantNamespace: string;
   name: string;
   mode: 'microservices' | 'monolithic';
   /** helm install --wait: from the start to every Deployment's pods Ready. */
@@ -157,21 +159,22 @@ export function testValues(mode: Release['mode'], images: TestCluster['images'])
 export async function installRelease(c: TestCluster, cleanup: Cleanup, mode: Release['mode'], extraValues: Record<string, unknown> = {}): Promise<Release> {
   const namespace = `gantry-${mode.slice(0, 5)}-${randomBytes(3).toString('hex')}`;
   const name = 'gantry';
-  ok(await c.kubectl(['create', 'namespace', namespace]), `kubectl create namespace ${namespace}`);
+  const tenantNamespace = `${namespace}-tenant`;
+  for (const ns of [namespace, tenantNamespace]) ok(await c.kubectl(['create', 'namespace', ns]), `kubectl create namespace ${ns}`);
   // GANTRY_TEST_CLUSTER_KEEP=1 leaves the release in place to look at after a failure.
   if (process.env.GANTRY_TEST_CLUSTER_KEEP === '1') process.stderr.write(`keeping release ${name} in namespace ${namespace}\n`);
   else cleanup.add(async () => {
     await c.helm(['uninstall', name, '--namespace', namespace, '--wait', '--timeout', '2m'], 180_000);
     await deleteCrds(c);
-    await c.kubectl(['delete', 'namespace', namespace, '--wait=false']);
+    await c.kubectl(['delete', 'namespace', namespace, tenantNamespace, '--wait=false']);
   });
   if (mode === 'microservices') await installPostgres(c, namespace);
-  const values = deepMerge(testValues(mode, c.images), extraValues);
+  const values = deepMerge(deepMerge(testValues(mode, c.images), { operator: { watchNamespaces: [tenantNamespace] } }), extraValues);
   const file = join(mkdtempSync(join(tmpdir(), 'gantry-values-')), 'values.json');
   writeFileSync(file, JSON.stringify(values));
   const started = Date.now();
   ok(await c.helm(['install', name, join(repoRoot, 'charts/gantry'), '--namespace', namespace, '-f', file, '--wait', '--timeout', '5m'], 330_000), 'helm install');
-  return { namespace, name, mode, readyMs: Date.now() - started };
+  return { namespace, tenantNamespace, name, mode, readyMs: Date.now() - started };
 }
 
 async function installPostgres(c: TestCluster, ns: string): Promise<void> {

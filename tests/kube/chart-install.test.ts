@@ -110,7 +110,7 @@ async function assertKeysRights(k: TestKube, ns: string, planned: readonly strin
 }
 
 /** The operator's Deployment, ServiceAccount, Role and RoleBinding exist, and its rights are exactly what it needs. */
-async function assertOperatorInstalled(k: TestKube, ns: string): Promise<void> {
+async function assertOperatorInstalled(k: TestKube, ns: string, tenant: string): Promise<void> {
   const objects = await getAll(k, ns, 'deployments,serviceaccounts,roles,rolebindings');
   const deployment = byName(objects, 'Deployment', operator);
   assert.deepEqual(deployment.spec.template.spec.containers[0].args, ['serve', '--target=operator']);
@@ -119,34 +119,41 @@ async function assertOperatorInstalled(k: TestKube, ns: string): Promise<void> {
   byName(objects, 'ServiceAccount', operator);
   byName(objects, 'Role', operator);
   assert.deepEqual(byName(objects, 'RoleBinding', operator).subjects, [{ kind: 'ServiceAccount', name: operator, namespace: ns }]);
-  const gantry = (verb: string, resource: string, subresource?: string, namespace?: string): Access => ({ verb, group: 'gantry.dev', resource, subresource, namespace });
+  assert.deepEqual(byName(await getAll(k, tenant, 'rolebindings'), 'RoleBinding', operator).subjects, [{ kind: 'ServiceAccount', name: operator, namespace: ns }]);
+  const gantry = (verb: string, resource: string, subresource?: string, namespace = tenant): Access => ({ verb, group: 'gantry.dev', resource, subresource, namespace });
   const lease = (verb: string, namespace?: string): Access => ({ verb, group: 'coordination.k8s.io', resource: 'leases', namespace });
+  const secrets = (verb: string, namespace?: string): Access => ({ verb, resource: 'secrets', namespace });
   const allowed: Access[] = [
     gantry('patch', 'webhooks', 'status'),
     gantry('patch', 'featureflags', 'status'),
     gantry('watch', 'featureflags'),
     gantry('patch', 'webhooks'),
     gantry('update', 'webhooks', 'finalizers'),
-    { verb: 'create', resource: 'secrets' },
-    { verb: 'delete', resource: 'secrets' },
+    secrets('create', tenant),
+    secrets('delete', tenant),
+    { verb: 'create', resource: 'events', namespace: tenant },
     lease('create'),
     lease('update'),
     { verb: 'create', resource: 'events' },
     { verb: 'patch', group: 'events.k8s.io', resource: 'events' },
   ];
   const refused: Access[] = [
+    // The release namespace's Secrets hold the platform's keys.
+    secrets('get'),
+    secrets('list'),
+    secrets('create'),
+    gantry('watch', 'webhooks', undefined, ns),
     gantry('delete', 'webhooks'),
     gantry('create', 'featureflags'),
     gantry('update', 'webhooks'),
     gantry('update', 'featureflags', 'status'),
-    { verb: 'patch', resource: 'secrets' },
+    secrets('patch', tenant),
     lease('list'),
     { verb: 'list', resource: 'pods' },
     { verb: 'get', resource: 'configmaps' },
     gantry('watch', 'featureflags', undefined, 'default'),
-    gantry('patch', 'webhooks', 'status', 'default'),
     lease('create', 'kube-system'),
-    { verb: 'list', resource: 'secrets', namespace: '' },
+    secrets('list', ''),
   ];
   const show = (a: Access) => `${a.verb} ${[a.resource, a.group].filter(Boolean).join('.')}${a.subresource ? `/${a.subresource}` : ''} in ${a.namespace ?? ns}`;
   const answers = await Promise.all([...allowed, ...refused].map(async (a) => `${(await operatorCan(k, ns, a)) ? 'yes' : 'no'}: ${show(a)}`));
@@ -165,7 +172,8 @@ describe('charts/gantry on a real Kubernetes API server', () => {
     if (!k) return;
     const ns = await k.namespace(t, 'chart-default');
     ok(await k.kubectl(['create', 'secret', 'generic', 'gantry-database', '--namespace', ns, '--from-literal=url=postgres://gantry:gantry@db:5432/gantry']), 'creating the database Secret');
-    ok(await k.helm(['install', release, chart, '--namespace', ns, '--no-hooks', ...common]), 'helm install');
+    const tenant = await k.namespace(t, 'chart-tenant');
+    ok(await k.helm(['install', release, chart, '--namespace', ns, '--no-hooks', '--set', `operator.watchNamespaces={${tenant}}`, ...common]), 'helm install');
     await runKeysJob(k, ns);
 
     const objects = await getAll(k, ns, 'deployments,services,networkpolicies,serviceaccounts,poddisruptionbudgets,secrets');
@@ -174,7 +182,7 @@ describe('charts/gantry on a real Kubernetes API server', () => {
     assert.deepEqual(names(objects, 'NetworkPolicy'), components);
     assert.deepEqual(names(objects, 'PodDisruptionBudget'), components);
     assert.ok(!names(objects, 'Service').includes(operator), 'the operator serves nothing');
-    await assertOperatorInstalled(k, ns);
+    await assertOperatorInstalled(k, ns, tenant);
     for (const target of targets) {
       const svc = byName(objects, 'Service', `${release}-${target}`);
       assert.match(svc.spec.clusterIP, /^10\.0\.0\.\d+$/, `${target}: the server allocated an IP from --service-cluster-ip-range`);
@@ -199,7 +207,7 @@ describe('charts/gantry on a real Kubernetes API server', () => {
     }
 
     // Nothing is regenerated on upgrade: the render holds no keys, and the keys Job keeps what exists.
-    ok(await k.helm(['upgrade', release, chart, '--namespace', ns, '--no-hooks', ...common]), 'helm upgrade');
+    ok(await k.helm(['upgrade', release, chart, '--namespace', ns, '--no-hooks', '--reuse-values', ...common]), 'helm upgrade');
     await runKeysJob(k, ns);
     const after = (await getAll(k, ns, 'secrets')).filter((s) => kept.includes(s.metadata.name));
     const before = secretData(secrets.filter((s) => kept.includes(s.metadata.name)));
@@ -213,7 +221,8 @@ describe('charts/gantry on a real Kubernetes API server', () => {
     const k = needsKube(t);
     if (!k) return;
     const ns = await k.namespace(t, 'chart-monolithic');
-    ok(await k.helm(['install', release, chart, '--namespace', ns, '-f', join(chart, 'ci/monolithic-values.yaml'), '--no-hooks', ...common]), 'helm install');
+    const tenant = await k.namespace(t, 'mono-tenant');
+    ok(await k.helm(['install', release, chart, '--namespace', ns, '-f', join(chart, 'ci/monolithic-values.yaml'), '--no-hooks', '--set', `operator.watchNamespaces={${tenant}}`, ...common]), 'helm install');
     await runKeysJob(k, ns);
 
     const objects = await getAll(k, ns, 'deployments,services,networkpolicies,persistentvolumeclaims,secrets');
@@ -231,7 +240,7 @@ describe('charts/gantry on a real Kubernetes API server', () => {
     assert.ok(names(objects, 'Secret').includes(`${release}-ca`));
     for (const name of [`${release}-gantry-tls`, `${operator}-tls`]) assert.ok(names(objects, 'Secret').includes(name), name);
     assert.ok(!names(objects, 'Secret').includes(`${release}-dev-jwt`), 'no dev issuer unless asked for');
-    await assertOperatorInstalled(k, ns);
+    await assertOperatorInstalled(k, ns, tenant);
   });
 
   test('values breaking the schema (a misspelt key, a wrong type) are refused with a schema error and create nothing', async (t) => {

@@ -122,6 +122,7 @@ export function operatorEnv(kube: TestKube, s: OperatorSettings): Record<string,
     GANTRY_PEERS_SERVER_NAME: 'localhost',
     GANTRY_OPERATOR_KUBECONFIG: kube.kubeconfig,
     GANTRY_OPERATOR_NAMESPACE: s.namespace,
+    GANTRY_OPERATOR_WATCH_NAMESPACES: s.namespace,
     GANTRY_OPERATOR_LEASE_NAME: s.leaseName ?? 'gantry-operator',
     // Short lease timings so a handover fits in a test.
     GANTRY_OPERATOR_LEASE_DURATION_MS: '3000',

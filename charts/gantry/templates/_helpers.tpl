@@ -295,6 +295,9 @@ the pod serves (others add nothing).
 {{- if gt $sources 1 -}}
 {{- fail "auth: set at most one token issuer: auth.existingSecret (a JWKS Secret), auth.jwksUrl, or auth.devIssuer=true (development)" -}}
 {{- end -}}
+{{- if has .Release.Namespace .Values.operator.watchNamespaces -}}
+{{- fail (printf "operator.watchNamespaces: %s is the release namespace, whose Secrets hold the platform's keys (the CA, the database URL, the key ring), which the operator must not reach; list the namespaces where tenants create Webhooks and FeatureFlags" .Release.Namespace) -}}
+{{- end -}}
 {{- if and .Values.operator.enabled (not .Values.serviceAccount.create) (not .Values.operator.serviceAccount.name) -}}
 {{- fail "operator.serviceAccount.name: with serviceAccount.create=false name the operator's existing ServiceAccount; its Role is bound to it, and would otherwise be bound to the namespace's default ServiceAccount" -}}
 {{- end -}}
