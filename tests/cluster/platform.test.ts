@@ -65,7 +65,7 @@ describe('the chart on a real cluster: default values (microservices on PostgreS
   test(`every pod is Ready within ${READY_BOUND_MS / 1000} s of helm install, none restarted, and helm test passes`, { timeout: 180_000 }, async (t) => {
     t.diagnostic(`helm install --wait: every pod Ready after ${r.readyMs} ms`);
     assert.ok(r.readyMs < READY_BOUND_MS, `all Ready after ${r.readyMs} ms`);
-    const list = (await pods(c, r.namespace)).filter((p) => p.component !== 'gantry-postgres' && p.component !== 'driver');
+    const list = (await pods(c, r.namespace)).filter((p) => !['gantry-postgres', 'driver', 'keys'].includes(p.component));
     assert.deepEqual(list.map((p) => p.component).sort(), ['approvals', 'approvals', 'log', 'log', 'operator', 'operator', 'settlement', 'settlement', 'webhooks', 'webhooks']);
     for (const p of list) {
       assert.ok(p.ready, `${p.name} Ready`);
@@ -74,6 +74,18 @@ describe('the chart on a real cluster: default values (microservices on PostgreS
     const tested = await c.helm(['test', r.name, '--namespace', r.namespace, '--timeout', '3m'], 200_000);
     assert.equal(tested.code, 0, `helm test:\n${tested.stdout}${tested.stderr}`);
     assert.equal((tested.stdout.match(/Phase:\s+Succeeded/g) ?? []).length, TARGETS.length, tested.stdout);
+  });
+
+  test('no running pod holds a key that can mint tokens: none mounts the dev issuer key, none has one in its data dir, and the relays call as their workloads', { timeout: 120_000 }, async () => {
+    const specs = JSON.parse(ok(await c.kubectl(['get', 'pods', '--namespace', r.namespace, '-l', `app.kubernetes.io/instance=${r.name}`, '-o', 'json']), 'kubectl get pods')) as { items: { metadata: { name: string; labels: Record<string, string> }; spec: { volumes?: { secret?: { secretName: string } }[] } }[] };
+    const gantryPods = specs.items.filter((p) => p.metadata.labels['app.kubernetes.io/component'] !== 'keys');
+    assert.ok(gantryPods.length >= 10);
+    for (const p of gantryPods) {
+      const mounted = (p.spec.volumes ?? []).flatMap((v) => (v.secret ? [v.secret.secretName] : []));
+      assert.ok(!mounted.includes(`${r.name}-dev-jwt`), `${p.metadata.name} does not mount the dev issuer's private key`);
+      const jwtDir = await c.kubectl(['exec', '--namespace', r.namespace, p.metadata.name, '-c', 'gantry', '--', 'ls', '/var/lib/gantry/jwt']);
+      assert.notEqual(jwtDir.code, 0, `${p.metadata.name} has no JWT key directory: ${jwtDir.stdout}`);
+    }
   });
 
   test('in the cluster: draws from a client Pod reach the audit trail and, through a Webhook the operator reconciles, a receiver Pod that verifies every signature', { timeout: 180_000 }, async (t) => {
