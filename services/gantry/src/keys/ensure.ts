@@ -1,7 +1,7 @@
 // `gantry keys ensure`: makes every key and certificate of the plan that is missing, and issues a
 // leaf certificate again when it nears expiry or no longer says what the plan says. Nothing that
 // exists is regenerated (the CA, the log's key, the key ring, the dev issuer): re-running it is safe.
-import { ApiException, CoreV1Api, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
+import { ApiException, CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
 import type { CertificateAuthority } from '@gantry/kit';
 import { jwksOf, leafReissueReason, newCa, newEd25519Pem, newEs256Pem, newKeyRing, newLeaf, usableCa } from './material.js';
 import type { KeysPlan } from './plan.js';
@@ -9,6 +9,7 @@ import type { KeysPlan } from './plan.js';
 /** Helm leaves a resource with this annotation in place when a release stops rendering it. */
 const KEEP = { 'helm.sh/resource-policy': 'keep' };
 const FIELD_MANAGER = 'gantry-keys';
+const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 export interface EnsureOptions {
   namespace: string;
@@ -64,7 +65,7 @@ class Secrets {
   /** Marks a Secret an older chart rendered as kept, so an upgrade that stops rendering it does not delete it. */
   async keep(current: V1Secret): Promise<void> {
     if (current.metadata?.annotations?.['helm.sh/resource-policy'] === 'keep') return;
-    await this.core.patchNamespacedSecret({ namespace: this.namespace, name: current.metadata!.name!, body: [{ op: 'add', path: current.metadata?.annotations ? '/metadata/annotations/helm.sh~1resource-policy' : '/metadata/annotations', value: current.metadata?.annotations ? 'keep' : KEEP }], fieldManager: FIELD_MANAGER });
+    await this.core.patchNamespacedSecret({ namespace: this.namespace, name: current.metadata!.name!, body: { metadata: { annotations: KEEP } }, fieldManager: FIELD_MANAGER }, MERGE_PATCH);
   }
 }
 
