@@ -58,6 +58,8 @@ describe('the platform in one process: events, audit trail and one trace across 
     for (const partition of ['audit.settlement', 'audit.approvals']) {
       const v = await clients.verify(partition);
       assert.equal(v.valid, true, `${partition}: ${v.reason}`);
+      // Only the platform's own workload (the monolith's certificate) wrote the audit trail, and the log says so.
+      assert.deepEqual([...new Set(await clients.authors(partition))], ['spiffe://gantry.local/all'], `${partition}'s authors`);
     }
     // Both sinks have every row, so the outboxes are emptied.
     assert.ok(await eventually(async () => {

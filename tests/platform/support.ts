@@ -149,6 +149,14 @@ export class PlatformClients {
     return events;
   }
 
+  /** Who the log recorded as the appender of each entry of a partition, in seq order. */
+  async authors(partition: string): Promise<string[]> {
+    const c = this.log;
+    const authors: string[] = [];
+    for await (const chunk of streamOf(c.read({ partition, startSeq: 0n, limit: 0n }, this.as('auditor', ['log.read'])))) authors.push(...chunk.entries.map((e) => e.author));
+    return authors;
+  }
+
   /** The log's own verification of a partition's hash chain and tree. */
   async verify(partition: string): Promise<logv1.VerifyResponse> {
     const c = this.log;

@@ -64,7 +64,8 @@ if (kind === 'stack') {
     id bigserial PRIMARY KEY, partition text NOT NULL, data bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`);
   // As the kit's adapters return them: int8 bigint, timestamptz Date.
   type NaiveRow = { id: bigint; created_at: Date };
-  const naiveReceipt = (r: NaiveRow) => ({ seq: r.id, timestamp: r.created_at, prevHash: Buffer.alloc(0), hash: Buffer.alloc(0), duplicate: false });
+  // The baseline records no author, as it chains and proves nothing either.
+  const naiveReceipt = (r: NaiveRow) => ({ seq: r.id, timestamp: r.created_at, prevHash: Buffer.alloc(0), hash: Buffer.alloc(0), author: '', duplicate: false });
   const fail = <T>(cb: sendUnaryData<T>, err: unknown) => cb({ code: status.UNAVAILABLE, details: (err as Error).message }, null);
   const server = new Server();
   server.addService(logv1.LogServiceService, {

@@ -5,6 +5,7 @@ import {
   ChainVerifier,
   ZERO_HASH,
   canonicalEntryBytes,
+  entryEncodingVersion,
   entryHash,
   entryLeafHash,
   isValidPartitionName,
@@ -14,12 +15,16 @@ import {
 } from '../src/domain/entry.js';
 import { hashLeaf } from '../src/domain/merkle.js';
 
-/** A valid chain of n entries in one partition, hashed as the server hashes them. */
-function makeChain(n: number, partition = 'orders'): StoredEntry[] {
+/**
+ * A valid chain of n entries in one partition, hashed as the server hashes them; entries from
+ * `authorsFrom` on record an author (version 2), those before do not (appended before authors).
+ */
+function makeChain(n: number, partition = 'orders', authorsFrom = n): StoredEntry[] {
   const entries: StoredEntry[] = [];
   let prevHash: Buffer = ZERO_HASH;
   for (let i = 0; i < n; i++) {
-    const fields = { partition, seq: BigInt(i), timestampMs: 1_700_000_000_000n + BigInt(i), data: Buffer.from(`payload ${i}`), prevHash };
+    const author = i >= authorsFrom ? `user-${i % 3}` : undefined;
+    const fields = { partition, seq: BigInt(i), timestampMs: 1_700_000_000_000n + BigInt(i), data: Buffer.from(`payload ${i}`), prevHash, author };
     const hash = entryHash(fields);
     entries.push({ ...fields, hash });
     prevHash = hash;
@@ -45,6 +50,50 @@ describe('canonical entry encoding', () => {
     assert.equal(entryHash(e).toString('hex'), 'a3bc5750503c894eb5de26df6fe22ca96a37407f75fa11d3bbe57cc678d78d70');
     assert.equal(entryLeafHash(e).toString('hex'), 'c305c007ad89eee081cc85b4121ddcdf9c970d9825aab4e3d19c441a5e37a5a1');
     assert.deepEqual(entryLeafHash(e), hashLeaf(canonicalEntryBytes(e)));
+  });
+
+  // Pinned the same way (Python's struct, ">H" for the author's length): the layout of entries
+  // that record their author, as docs/log.md describes it to outside verifiers.
+  test('an entry with an author encodes to the pinned version 2 bytes, chain hash and leaf hash', () => {
+    const e = { partition: 'orders', seq: 1n, timestampMs: 1_700_000_000_000n, author: 'spiffe://gantry.local/settlement', data: Buffer.from('hello'), prevHash: Buffer.alloc(32, 0x11) };
+    assert.equal(entryEncodingVersion(e), 2);
+    assert.equal(
+      canonicalEntryBytes(e).toString('hex'),
+      '67616e7472792e6c6f672e76322e656e74727900' + // "gantry.log.v2.entry\0"
+        '0006' + '6f7264657273' + // partition length, "orders"
+        '0000000000000001' + // seq
+        '0000018bcfe56800' + // timestamp ms
+        '0020' + '7370696666653a2f2f67616e7472792e6c6f63616c2f736574746c656d656e74' + // author length, "spiffe://gantry.local/settlement"
+        '00000005' + '68656c6c6f' + // data length, "hello"
+        '11'.repeat(32), // prev_hash
+    );
+    assert.equal(entryHash(e).toString('hex'), '74968ab640bffbe6d60fe7168453902cdeaee7e7a371475903dbb9cbcce7aed9');
+    assert.equal(entryLeafHash(e).toString('hex'), '131187a8da3e78a34b6e2943aa363658d3aed4e377c7ee5cb529fbcb9a566307');
+    assert.deepEqual(entryLeafHash(e), hashLeaf(canonicalEntryBytes(e)));
+  });
+
+  test('an entry without an author (undefined or empty) keeps the version 1 bytes, so entries from before authors still verify', () => {
+    const v1 = { partition: 'orders', seq: 1n, timestampMs: 1_700_000_000_000n, data: Buffer.from('hello'), prevHash: Buffer.alloc(32, 0x11) };
+    for (const author of [undefined, '']) {
+      assert.equal(entryEncodingVersion({ author }), 1);
+      assert.equal(entryHash({ ...v1, author }).toString('hex'), 'a3bc5750503c894eb5de26df6fe22ca96a37407f75fa11d3bbe57cc678d78d70');
+    }
+  });
+
+  test('the author is covered: changing it, dropping it, or moving its bytes into the data changes the hashes', () => {
+    const e = { partition: 'p', seq: 3n, timestampMs: 5n, author: 'alice', data: Buffer.from('x'), prevHash: ZERO_HASH };
+    const hashes = [e, { ...e, author: 'alicf' }, { ...e, author: undefined }, { ...e, author: 'alic', data: Buffer.from('ex') }, { ...e, author: 'alicex', data: Buffer.alloc(0) }].map((f) => entryHash(f).toString('hex'));
+    assert.equal(new Set(hashes).size, hashes.length);
+    assert.throws(() => canonicalEntryBytes({ ...e, author: 'a'.repeat(65_536) }), /author must be at most 65535 bytes/);
+  });
+
+  test('property: with and without an author never encode to the same bytes', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 40 }), fc.string({ minLength: 1, maxLength: 40 }), fc.uint8Array({ maxLength: 60 }), fc.uint8Array({ maxLength: 60 }), (partition, author, dataA, dataB) => {
+        const base = { partition, seq: 0n, timestampMs: 0n, prevHash: ZERO_HASH };
+        assert.notDeepEqual(canonicalEntryBytes({ ...base, author, data: dataA }), canonicalEntryBytes({ ...base, data: dataB }));
+      }),
+    );
   });
 
   test('seq 0 with the zero prev_hash and a pre-1970 timestamp encodes the timestamp as a signed i64', () => {
@@ -81,6 +130,21 @@ describe('hash chain verification', () => {
     const check = verifyChain(chain);
     assert.deepEqual(check, { valid: true, count: 10n, finalHash: chain[9]!.hash, reason: '' });
     assert.deepEqual(verifyChain([]), { valid: true, count: 0n, finalHash: Buffer.alloc(0), reason: '' });
+  });
+
+  test('a chain that starts without authors and goes on with them (a partition across the upgrade) verifies; a changed or dropped author is a hash mismatch', () => {
+    const chain = makeChain(10, 'orders', 4);
+    assert.deepEqual([entryEncodingVersion(chain[3]!), entryEncodingVersion(chain[4]!)], [1, 2]);
+    assert.equal(verifyChain(chain).valid, true);
+    for (const author of ['mallory', undefined]) {
+      const forged = [...chain];
+      forged[6] = { ...chain[6]!, author };
+      const check = verifyChain(forged);
+      assert.deepEqual([check.valid, check.firstBadSeq, check.reason], [false, 6n, 'hash mismatch'], `author ${author}`);
+    }
+    const claimed = [...chain];
+    claimed[2] = { ...chain[2]!, author: 'claims an old entry' };
+    assert.deepEqual([verifyChain(claimed).firstBadSeq, verifyChain(claimed).reason], [2n, 'hash mismatch'], 'an author added to an entry from before is caught too');
   });
 
   test('an edited entry is reported as a hash mismatch at its seq', () => {

@@ -13,6 +13,9 @@ import { assertStatus, engines, logClient, partitionSize, payloads, readAll, sta
 
 requirePostgresInCi('the log idempotency tests');
 
+/** The platform token's subject (support.ts): a replica appending as that author shares its keys. */
+const LOG_TEST_AUTHOR = { author: 'log-test', keyOwner: 'log-test' };
+
 /** The receipt fields that identify an entry (everything but `duplicate`). */
 const landed = (r: logv1.EntryReceipt) => ({ seq: r.seq, timestamp: r.timestamp?.getTime(), prevHash: r.prevHash, hash: r.hash });
 
@@ -150,7 +153,7 @@ for (const engine of engines()) {
           if (round > 0) await appendBatch(partition, payloads(round));
           const data = Buffer.from(`the one event of round ${round}`);
           const viaGrpc = clients.flatMap((c) => Array.from({ length: 6 }, (_, i) => (i % 2 === 0 ? append(partition, data, 'evt-race', c) : appendBatch(partition, [data], ['evt-race'], c).then((r) => r.receipts[0]!))));
-          const viaReplica = Array.from({ length: 4 }, () => replica.appendKeyed(partition, [data], ['evt-race'], BigInt(Date.now())).then(([r]) => r!));
+          const viaReplica = Array.from({ length: 4 }, () => replica.appendKeyed(partition, [data], ['evt-race'], LOG_TEST_AUTHOR, BigInt(Date.now())).then(([r]) => r!));
           const [grpcReceipts, replicaReceipts] = await Promise.all([Promise.all(viaGrpc), Promise.all(viaReplica)]);
           const all = [...grpcReceipts.map((r) => ({ seq: r.seq, hash: r.hash, duplicate: r.duplicate })), ...replicaReceipts.map((r) => ({ seq: r.seq, hash: r.hash, duplicate: r.duplicate }))];
           assert.equal(all.filter((r) => !r.duplicate).length, 1, `round ${round}: exactly one call appended`);

@@ -4,9 +4,9 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Metadata } from '@grpc/grpc-js';
-import { bearerMetadata, clientCredentials, clientOptions, streamOf, unary, type ConfigInput, type Runtime } from '@gantry/kit';
+import { bearerMetadata, clientCredentials, clientOptions, streamOf, unary, type ConfigInput, type Runtime, type WorkloadGrant } from '@gantry/kit';
 import { logv1 } from '@gantry/proto';
-import { tokenFor } from '@gantry/test-support/clients';
+import { tokenFor, workloadTls } from '@gantry/test-support/clients';
 import type { EngineName } from '@gantry/test-support/databases';
 import { startServicePlatform } from '@gantry/test-support/harness';
 
@@ -23,6 +23,12 @@ export const uniquePartition = (label: string) => `${label}-${randomBytes(5).toS
 export function logClient(address: string, dataDir: string): LogClient {
   const pki = (f: string) => join(dataDir, 'pki', f);
   const tls = { caFile: pki('ca.crt'), certFile: pki('client.crt'), keyFile: pki('client.key'), serverName: 'localhost' };
+  return new logv1.LogServiceClient(address, clientCredentials(tls), clientOptions(tls));
+}
+
+/** A client that calls as platform workload `name` (its SPIFFE certificate; send no token). */
+export async function workloadLogClient(address: string, dataDir: string, name: string): Promise<LogClient> {
+  const tls = { ...(await workloadTls(dataDir, name)), serverName: 'localhost' };
   return new logv1.LogServiceClient(address, clientCredentials(tls), clientOptions(tls));
 }
 
@@ -43,9 +49,12 @@ export interface LogPlatform {
   close(): Promise<void>;
 }
 
-/** Starts the log target in this process (mTLS, JWT, rate limits) on the engine, on free ports. */
-export async function startLogPlatform(engine: EngineName, overrides: ConfigInput = {}): Promise<LogPlatform> {
-  const platform = await startServicePlatform(engine, [logService], { overrides, dbLabel: 't_log' });
+/**
+ * Starts the log target in this process (mTLS, JWT, rate limits) on the engine, on free ports;
+ * `workloads` grants platform workload identities (by name) scopes and event families.
+ */
+export async function startLogPlatform(engine: EngineName, overrides: ConfigInput = {}, workloads?: ReadonlyMap<string, WorkloadGrant>): Promise<LogPlatform> {
+  const platform = await startServicePlatform(engine, [logService], { overrides, dbLabel: 't_log', workloads });
   const { runtime, dataDir, address } = platform;
   const client = logClient(address, dataDir);
   return {

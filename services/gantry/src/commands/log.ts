@@ -15,11 +15,17 @@ const parseSeq = (flag: string) => (v: string) => {
   return BigInt(v);
 };
 
+/** An entry's author for a person: entries from before authors were recorded have none. */
+const authorText = (author: string) => author || '-';
+
+/** One entry per line: seq, time, short hash, author, data (last, since it may contain tabs). */
 function printEntry(c: Connection, e: logv1.Entry): void {
-  if (c.json) return printJson({ partition: e.partition, seq: e.seq, timestamp: e.timestamp?.toISOString(), data: e.data.toString('base64'), prevHash: hex(e.prevHash), hash: hex(e.hash) });
+  if (c.json) {
+    return printJson({ partition: e.partition, seq: e.seq, timestamp: e.timestamp?.toISOString(), author: e.author || null, data: e.data.toString('base64'), prevHash: hex(e.prevHash), hash: hex(e.hash) });
+  }
   const text = e.data.toString('utf8');
   const printable = /^[\x20-\x7e\t]*$/.test(text) ? text : `<${e.data.length} bytes> ${e.data.toString('base64')}`;
-  process.stdout.write(`${e.seq}\t${e.timestamp?.toISOString()}\t${short(e.hash)}\t${printable}\n`);
+  process.stdout.write(`${e.seq}\t${e.timestamp?.toISOString()}\t${short(e.hash)}\t${authorText(e.author)}\t${printable}\n`);
 }
 
 async function withClient<T>(opts: ConnectionOptions, scopes: string[], fn: (c: Connection, log: LogClient) => Promise<T>): Promise<T> {
@@ -52,14 +58,14 @@ export function logCommand(): Command {
 /** `gantry log append`: one entry, its data from the argument or stdin. */
 function appendCommand(parent: Command): Command {
   return withConnection(parent.command('append <partition> [data]').description('append one entry (data from the argument, or stdin when omitted)'))
-    .option('--idempotency-key <key>', 'append only if this key (1-128 printable ASCII, no spaces) is new in the partition; a repeat prints the earlier entry', '')
+    .option('--idempotency-key <key>', 'append only if this key (1-128 printable ASCII, no spaces) is new among your keys in the partition; a repeat prints the earlier entry', '')
     .action(async (partition: string, data: string | undefined, opts: ConnectionOptions & { idempotencyKey: string }) =>
       withClient(opts, ['log.append'], async (c, log) => {
         const payload = data !== undefined ? Buffer.from(data, 'utf8') : readFileSync(0);
         const r = await unary(log.append, log, { partition, data: payload, idempotencyKey: opts.idempotencyKey }, c.metadata());
-        if (c.json) printJson({ partition, seq: r.seq, timestamp: r.timestamp?.toISOString(), hash: hex(r.hash), prevHash: hex(r.prevHash), duplicate: r.duplicate });
-        else if (r.duplicate) process.stdout.write(`already appended: ${partition} seq ${r.seq} hash ${hex(r.hash)} (key ${opts.idempotencyKey}; nothing written)\n`);
-        else process.stdout.write(`appended ${partition} seq ${r.seq} hash ${hex(r.hash)}\n`);
+        if (c.json) printJson({ partition, seq: r.seq, timestamp: r.timestamp?.toISOString(), author: r.author || null, hash: hex(r.hash), prevHash: hex(r.prevHash), duplicate: r.duplicate });
+        else if (r.duplicate) process.stdout.write(`already appended: ${partition} seq ${r.seq} hash ${hex(r.hash)} by ${authorText(r.author)} (key ${opts.idempotencyKey}; nothing written)\n`);
+        else process.stdout.write(`appended ${partition} seq ${r.seq} hash ${hex(r.hash)} by ${r.author}\n`);
       }),
     );
 }
@@ -180,9 +186,11 @@ function proofCommand(parent: Command): Command {
           const cons = await unary(log.getConsistencyProof, log, { partition, oldSize: older.size, newSize: checkpoint.size }, c.metadata());
           consistent = older.size === 0n || verifyCheckpointConsistency(older, checkpoint, { oldSize: cons.oldSize, newSize: cons.newSize, hashes: cons.hashes });
         }
-        if (c.json) printJson({ partition, seq, treeSize: checkpoint.size, rootHash: hex(checkpoint.rootHash), included, consistent });
+        // The leaf covers the author, so an included entry proves who the log recorded as its appender.
+        const author = entry.author ? `appended by ${entry.author}` : 'no recorded author: appended before the log recorded authors';
+        if (c.json) printJson({ partition, seq, author: entry.author || null, treeSize: checkpoint.size, rootHash: hex(checkpoint.rootHash), included, consistent });
         else {
-          process.stdout.write(`entry ${seq} of ${partition} ${included ? 'IS' : 'is NOT'} in the signed tree of ${checkpoint.size} entries (root ${hex(checkpoint.rootHash)})\n`);
+          process.stdout.write(`entry ${seq} of ${partition} (${author}) ${included ? 'IS' : 'is NOT'} in the signed tree of ${checkpoint.size} entries (root ${hex(checkpoint.rootHash)})\n`);
           if (consistent !== undefined) process.stdout.write(`the log ${consistent ? 'only grew' : 'was REWRITTEN'} since the checkpoint in ${opts.since}\n`);
         }
         if (!opts.verifierKey) process.stderr.write(`note: verified with the key the server sent (${cp.verifierKey}); pin it with --verifier-key\n`);

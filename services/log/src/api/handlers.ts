@@ -1,11 +1,12 @@
-import { GantryError, Status, notFound, outOfRange, invalidArgument, type CallContext, type Handlers } from '@gantry/kit';
+import { GantryError, Status, notFound, outOfRange, invalidArgument, type CallContext, type Handlers, type Principal } from '@gantry/kit';
 import { logv1 } from '@gantry/proto';
+import { appendRefusal, authorRefusal, idempotencyKeyOwner } from '../domain/authority.js';
 import { ChainVerifier } from '../domain/entry.js';
 import { CompactRange, buildProof, consistencyProofPlan, inclusionProofPlan, nodesNeeded } from '../domain/merkle.js';
 import type { CheckpointSigner } from '../signer.js';
 import type { AppendNotifier } from '../store/append-notifier.js';
 import { appendFailure, type GroupCommitter } from '../store/group-commit.js';
-import { nodeKey, type AppendReceipt, type LogStore, type PartitionRow, type StoredEntry } from '../store/log-store.js';
+import { nodeKey, type AppendReceipt, type KeyedAppender, type LogStore, type PartitionRow, type StoredEntry } from '../store/log-store.js';
 import {
   LIMITS,
   checkBatch,
@@ -32,6 +33,7 @@ const toEntry = (e: StoredEntry): logv1.Entry => ({
   data: e.data,
   prevHash: e.prevHash,
   hash: e.hash,
+  author: e.author ?? '',
 });
 
 /** A new entry (StoredEntry) or an idempotent append's receipt, which may be a duplicate. */
@@ -40,6 +42,7 @@ const toReceipt = (e: Omit<AppendReceipt, 'duplicate'> & { duplicate?: boolean }
   timestamp: new Date(Number(e.timestampMs)),
   prevHash: e.prevHash,
   hash: e.hash,
+  author: e.author ?? '',
   duplicate: e.duplicate ?? false,
 });
 
@@ -48,13 +51,15 @@ function* chunks(entries: StoredEntry[]): Generator<StoredEntry[]> {
   let chunk: StoredEntry[] = [];
   let bytes = 0;
   for (const e of entries) {
-    if (chunk.length > 0 && (chunk.length >= LIMITS.maxChunkEntries || bytes + e.data.length > LIMITS.maxChunkBytes)) {
+    // An author adds up to 1 KiB to an entry: counted, so a chunk of small payloads stays near the limit.
+    const size = e.data.length + (e.author?.length ?? 0);
+    if (chunk.length > 0 && (chunk.length >= LIMITS.maxChunkEntries || bytes + size > LIMITS.maxChunkBytes)) {
       yield chunk;
       chunk = [];
       bytes = 0;
     }
     chunk.push(e);
-    bytes += e.data.length;
+    bytes += size;
   }
   if (chunk.length > 0) yield chunk;
 }
@@ -73,11 +78,26 @@ export function logHandlers(deps: LogDeps): LogHandlers {
 }
 
 /**
+ * Who appends to `partition`, checked before anything is written: the caller must be allowed to
+ * write there (audit partitions belong to their family's service) and its subject must be
+ * recordable as the entries' author. Returns the author and the owner of its idempotency keys.
+ */
+function appenderOf(partition: string, principal: Principal): KeyedAppender {
+  const refusal = appendRefusal(partition, principal);
+  if (refusal) throw new GantryError(Status.PERMISSION_DENIED, refusal);
+  const unrecordable = authorRefusal(principal.subject);
+  if (unrecordable) {
+    throw new GantryError(Status.PERMISSION_DENIED, `the log records who appends every entry, and ${unrecordable}: append with a credential whose subject is 1 to 1024 bytes of UTF-8 without control characters`);
+  }
+  return { author: principal.subject, keyOwner: idempotencyKeyOwner(partition, principal) };
+}
+
+/**
  * Keyed appends skip group commit: each takes the partition's row lock and looks its keys up
  * under it (LogStore.appendKeyed), which a shared transaction of unkeyed appends must not wait on.
  */
-async function appendKeyed(deps: LogDeps, partition: string, payloads: readonly Buffer[], keys: readonly string[]): Promise<AppendReceipt[]> {
-  const receipts = await deps.store.appendKeyed(partition, payloads, keys, BigInt(Date.now())).catch((err: unknown) => {
+async function appendKeyed(deps: LogDeps, partition: string, payloads: readonly Buffer[], keys: readonly string[], by: KeyedAppender): Promise<AppendReceipt[]> {
+  const receipts = await deps.store.appendKeyed(partition, payloads, keys, by, BigInt(Date.now())).catch((err: unknown) => {
     throw appendFailure(err);
   });
   if (receipts.some((r) => !r.duplicate)) deps.notifier.wake(partition);
@@ -124,28 +144,30 @@ async function* stream(deps: LogDeps, partition: string, from: bigint, to: bigin
   }
 }
 
-/** Appends: one entry, or a batch; keyed ones are idempotent. */
+/** Appends: one entry, or a batch; keyed ones are idempotent. Each entry records its author. */
 function writeHandlers(deps: LogDeps): Pick<LogHandlers, 'append' | 'appendBatch'> {
   const { committer, notifier } = deps;
   return {
-    async append(req) {
+    async append(req, ctx) {
       const partition = checkPartition(req.partition);
+      const by = appenderOf(partition, ctx.principal);
       const data = checkPayload('data', req.data, deps.maxPayloadBytes);
       if (req.idempotencyKey !== '') {
-        const [receipt] = await appendKeyed(deps, partition, [data], [checkIdempotencyKey('idempotency_key', req.idempotencyKey)]);
+        const [receipt] = await appendKeyed(deps, partition, [data], [checkIdempotencyKey('idempotency_key', req.idempotencyKey)], by);
         return toReceipt(receipt!);
       }
-      const [entry] = await committer.append(partition, [data]);
+      const [entry] = await committer.append(partition, by.author, [data]);
       notifier.wake(partition);
       return toReceipt(entry!);
     },
 
-    async appendBatch(req) {
+    async appendBatch(req, ctx) {
       const partition = checkPartition(req.partition);
+      const by = appenderOf(partition, ctx.principal);
       const payloads = checkBatch(req.data, deps.maxPayloadBytes);
       const keys = checkIdempotencyKeys(req.idempotencyKeys, payloads.length);
-      if (keys.length > 0) return { receipts: (await appendKeyed(deps, partition, payloads, keys)).map(toReceipt) };
-      const entries = await committer.append(partition, payloads);
+      if (keys.length > 0) return { receipts: (await appendKeyed(deps, partition, payloads, keys, by)).map(toReceipt) };
+      const entries = await committer.append(partition, by.author, payloads);
       notifier.wake(partition);
       return { receipts: entries.map(toReceipt) };
     },

@@ -1,6 +1,8 @@
 // The client library's verifier: checks what a log server sends without trusting it. Every hash
 // is recomputed here from the entry's own fields; a server-sent leaf_hash is never used, because a
-// lying server would simply send the leaf hash its proof needs.
+// lying server would simply send the leaf hash its proof needs. The author is one of those fields
+// (entries without one are hashed in the earlier layout), so a verified inclusion also proves who
+// the log recorded as the entry's appender.
 //
 // Typical use:
 //   const head = verifyCheckpoint(res.checkpoint, PINNED_KEY, { partition: 'orders' });
@@ -10,7 +12,8 @@ import { entryHash, entryLeafHash, type EntryFields } from '../domain/entry.js';
 import { openCheckpoint, type Checkpoint, type VerifierKey } from '../domain/checkpoint.js';
 import { toTreeIndex, verifyConsistency, verifyInclusion } from '../domain/merkle.js';
 
-export { ChainVerifier, ENTRY_DOMAIN_SEPARATOR, HASH_BYTES, ZERO_HASH, canonicalEntryBytes, entryHash, entryLeafHash, verifyChain } from '../domain/entry.js';
+export { ChainVerifier, ENTRY_DOMAIN_SEPARATOR, ENTRY_V2_DOMAIN_SEPARATOR, HASH_BYTES, ZERO_HASH, canonicalEntryBytes, entryEncodingVersion, entryHash, entryLeafHash, verifyChain } from '../domain/entry.js';
+export { AUDIT_PARTITION_PREFIX, auditFamilyOf } from '../domain/authority.js';
 export type { ChainCheck, ChainEnd, ChainFailure, EntryFields, StoredEntry } from '../domain/entry.js';
 export { checkpointBody, noteKeyId, openCheckpoint, openNote, parseCheckpointBody, parseVerifierKey, verifierKeyString } from '../domain/checkpoint.js';
 export type { Checkpoint, VerifierKey } from '../domain/checkpoint.js';
@@ -24,6 +27,8 @@ export interface ReceivedEntry {
   data: Uint8Array;
   prevHash: Uint8Array;
   hash: Uint8Array;
+  /** Empty or absent for an entry appended before authors were recorded. */
+  author?: string;
 }
 
 /** The parts of GetInclusionProofResponse the verifier reads (leaf_hash deliberately not among them). */
@@ -52,7 +57,7 @@ export interface CheckpointExpectation {
 export function entryFieldsOf(entry: ReceivedEntry): EntryFields {
   const ms = entry.timestamp?.getTime();
   if (ms === undefined || Number.isNaN(ms)) throw new Error(`entry ${entry.seq} of ${entry.partition} has no valid timestamp`);
-  return { partition: entry.partition, seq: entry.seq, timestampMs: BigInt(ms), data: entry.data, prevHash: entry.prevHash };
+  return { partition: entry.partition, seq: entry.seq, timestampMs: BigInt(ms), data: entry.data, prevHash: entry.prevHash, author: entry.author };
 }
 
 /** True when entry.hash is the SHA-256 of the entry's canonical encoding; never throws. */

@@ -1,22 +1,37 @@
 // Log entries: the canonical encoding, the chain hash, the Merkle leaf hash, and a streaming
 // chain checker. Pure: no I/O, only node:crypto.
 //
-// Canonical entry encoding (version 1). This is the byte string every hash of an entry is taken
-// over; clients recompute it independently, so it never changes in place — a new layout is a new
-// domain separator.
+// The canonical encoding is the byte string every hash of an entry is taken over; clients
+// recompute it independently, so a layout never changes in place: a new layout is a new domain
+// separator, and each entry is hashed in the layout it was appended with. Two layouts exist:
 //
-//   offset  size  field
-//   0       20    "gantry.log.v1.entry\0"  ASCII domain separator (19 characters + one 0x00 byte)
-//   20      2     P = byte length of the partition name, u16 big-endian
-//   22      P     partition name, UTF-8
-//   22+P    8     seq, u64 big-endian
-//   30+P    8     timestamp in milliseconds since the Unix epoch (UTC), i64 big-endian
-//   38+P    4     D = byte length of data, u32 big-endian
-//   42+P    D     data
-//   42+P+D  32    prev_hash: the hash of entry seq - 1, or 32 zero bytes for seq 0
+// Version 2, every entry appended since authors are recorded (its author is non-empty):
+//
+//   offset    size  field
+//   0         20    "gantry.log.v2.entry\0"  ASCII domain separator (19 characters + one 0x00 byte)
+//   20        2     P = byte length of the partition name, u16 big-endian
+//   22        P     partition name, UTF-8
+//   22+P      8     seq, u64 big-endian
+//   30+P      8     timestamp in milliseconds since the Unix epoch (UTC), i64 big-endian
+//   38+P      2     A = byte length of the author, u16 big-endian (1 to 1024 in practice)
+//   40+P      A     author, UTF-8: the appender's subject (a token's sub, or a workload's SPIFFE ID)
+//   40+P+A    4     D = byte length of data, u32 big-endian
+//   44+P+A    D     data
+//   44+P+A+D  32    prev_hash: the hash of entry seq - 1, or 32 zero bytes for seq 0
+//
+// Version 1, entries appended before authors were recorded (no author; still verified as such):
+//
+//   0         20    "gantry.log.v1.entry\0"
+//   20        2     P, then the partition name
+//   22+P      8     seq
+//   30+P      8     timestamp ms
+//   38+P      4     D, then the data
+//   42+P+D    32    prev_hash
 //
 // Every variable-length field is length-prefixed and the fixed-size fields sit at positions the
-// prefixes determine, so two different entries can never encode to the same bytes.
+// prefixes determine, and the two versions differ in their first bytes, so two different entries
+// can never encode to the same bytes. An entry without an author is version 1, one with an author
+// version 2: dropping or changing the author changes every hash of the entry.
 //
 //   entry.hash = SHA-256(encoding)            the hash chain (entry.prev_hash links to it)
 //   leaf hash  = SHA-256(0x00 || encoding)    RFC 6962 leaf of the partition's Merkle tree at seq
@@ -31,8 +46,11 @@ export const ZERO_HASH: Buffer = Buffer.alloc(HASH_BYTES);
 /** Partition names the contract allows: 1-128 characters of [A-Za-z0-9._-]. */
 export const PARTITION_NAME_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
 
-/** The domain separator that starts every canonical entry encoding. */
+/** The domain separator that starts the version 1 encoding (entries without an author). */
 export const ENTRY_DOMAIN_SEPARATOR: Buffer = Buffer.from('gantry.log.v1.entry\0', 'ascii');
+
+/** The domain separator that starts the version 2 encoding (entries with an author). */
+export const ENTRY_V2_DOMAIN_SEPARATOR: Buffer = Buffer.from('gantry.log.v2.entry\0', 'ascii');
 
 // Field limits of the encoding itself (the service's own limits are far lower).
 const MAX_U16 = 0xffff;
@@ -48,6 +66,11 @@ export interface EntryFields {
   timestampMs: bigint;
   data: Uint8Array;
   prevHash: Uint8Array;
+  /**
+   * Who appended it: the authenticated caller's subject, as the log server saw it. Undefined or
+   * empty for entries appended before authors were recorded, which are encoded as version 1.
+   */
+  author?: string | undefined;
 }
 
 /** An entry as stored: its fields plus the chain hash the store recorded for it. */
@@ -58,6 +81,11 @@ export interface StoredEntry extends EntryFields {
 /** True when `name` is a partition name the contract allows. */
 export function isValidPartitionName(name: string): boolean {
   return PARTITION_NAME_PATTERN.test(name);
+}
+
+/** The layout an entry is hashed in: 2 when it has an author, 1 (the layout before authors) when not. */
+export function entryEncodingVersion(e: Pick<EntryFields, 'author'>): 1 | 2 {
+  return e.author === undefined || e.author === '' ? 1 : 2;
 }
 
 /**
@@ -71,18 +99,26 @@ function canonicalEntryParts(e: EntryFields): Uint8Array[] {
   if (e.data.length > MAX_U32) throw new RangeError(`data must be at most ${MAX_U32} bytes, got ${e.data.length}`);
   const partition = Buffer.from(e.partition, 'utf8');
   if (partition.length > MAX_U16) throw new RangeError(`partition must be at most ${MAX_U16} bytes of UTF-8, got ${partition.length}`);
+  const author = entryEncodingVersion(e) === 2 ? Buffer.from(e.author!, 'utf8') : undefined;
+  if (author && author.length > MAX_U16) throw new RangeError(`author must be at most ${MAX_U16} bytes of UTF-8, got ${author.length}`);
 
-  const head = Buffer.allocUnsafe(ENTRY_DOMAIN_SEPARATOR.length + 2 + partition.length + 8 + 8 + 4);
-  let at = ENTRY_DOMAIN_SEPARATOR.copy(head, 0);
+  const separator = author ? ENTRY_V2_DOMAIN_SEPARATOR : ENTRY_DOMAIN_SEPARATOR;
+  const authorBytes = author ? 2 + author.length : 0;
+  const head = Buffer.allocUnsafe(separator.length + 2 + partition.length + 8 + 8 + authorBytes + 4);
+  let at = separator.copy(head, 0);
   at = head.writeUInt16BE(partition.length, at);
   at += partition.copy(head, at);
   at = head.writeBigUInt64BE(e.seq, at);
   at = head.writeBigInt64BE(e.timestampMs, at);
+  if (author) {
+    at = head.writeUInt16BE(author.length, at);
+    at += author.copy(head, at);
+  }
   head.writeUInt32BE(e.data.length, at);
   return [head, e.data, e.prevHash];
 }
 
-/** The canonical encoding of an entry (layout in this file's header); throws RangeError on a field that does not fit. */
+/** The canonical encoding of an entry in its version (layouts in this file's header); throws RangeError on a field that does not fit. */
 export function canonicalEntryBytes(e: EntryFields): Buffer {
   return Buffer.concat(canonicalEntryParts(e));
 }

@@ -1,5 +1,5 @@
 import { GantryError, Status } from '@gantry/kit';
-import type { LogStore, StoredEntry } from './log-store.js';
+import type { LogStore, NewEntry, StoredEntry } from './log-store.js';
 
 export interface GroupCommitLimits {
   /** Most entries one transaction writes (a single request above this still goes alone). */
@@ -23,7 +23,8 @@ export function appendFailure(err: unknown): GantryError {
 }
 
 interface Pending {
-  payloads: readonly Buffer[];
+  /** One request's payloads, each with its author: a shared transaction holds several callers' entries. */
+  payloads: readonly NewEntry[];
   bytes: number;
   resolve: (entries: StoredEntry[]) => void;
   reject: (err: unknown) => void;
@@ -49,7 +50,9 @@ export class GroupCommitter {
     private readonly nowMs: () => bigint = () => BigInt(Date.now()),
   ) {}
 
-  append(partition: string, payloads: readonly Buffer[]): Promise<StoredEntry[]> {
+  /** Appends `payloads` as `author`; resolves with the stored entries once their transaction commits. */
+  append(partition: string, author: string, data: readonly Buffer[]): Promise<StoredEntry[]> {
+    const payloads = data.map((d) => ({ data: d, author }));
     let queue = this.queues.get(partition);
     if (!queue) this.queues.set(partition, (queue = { items: [], queuedEntries: 0, running: false }));
     if (queue.queuedEntries + payloads.length > this.limits.maxQueuedEntries) {
@@ -59,7 +62,7 @@ export class GroupCommitter {
         }),
       );
     }
-    const bytes = payloads.reduce((n, p) => n + p.length, 0);
+    const bytes = data.reduce((n, p) => n + p.length, 0);
     const done = new Promise<StoredEntry[]>((resolve, reject) => queue.items.push({ payloads, bytes, resolve, reject }));
     queue.queuedEntries += payloads.length;
     if (!queue.running) void this.drain(partition, queue);

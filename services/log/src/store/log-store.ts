@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { GantryError, Status, loadMigrations, one, oneOrNone, type Database, type Sql } from '@gantry/kit';
 import { CompactRange } from '../domain/merkle.js';
 import { ZERO_HASH, entryHash, entryLeafHash } from '../domain/entry.js';
+import { PARTITION_WIDE_KEY_OWNER } from '../domain/authority.js';
 
 export const LOG_SCHEMA = 'log';
 export const logMigrations = loadMigrations(fileURLToPath(new URL('./migrations', import.meta.url)));
@@ -17,6 +18,14 @@ export interface StoredEntry {
   data: Buffer;
   prevHash: Buffer;
   hash: Buffer;
+  /** Who appended it; undefined for entries from before authors were recorded (column NULL). */
+  author: string | undefined;
+}
+
+/** A payload to append and the subject of the caller appending it (validated by the API). */
+export interface NewEntry {
+  data: Buffer;
+  author: string;
 }
 
 /** Where an append landed; `duplicate` when its idempotency key named an earlier entry. */
@@ -25,7 +34,15 @@ export interface AppendReceipt {
   timestampMs: bigint;
   prevHash: Buffer;
   hash: Buffer;
+  /** The entry's author: for a duplicate, whoever appended the earlier entry. */
+  author: string | undefined;
   duplicate: boolean;
+}
+
+/** Whose keys a keyed append uses, and who appends (domain/authority.ts idempotencyKeyOwner). */
+export interface KeyedAppender {
+  author: string;
+  keyOwner: string;
 }
 
 export interface PartitionRow {
@@ -45,6 +62,7 @@ interface EntryRow {
   data: Buffer;
   prev_hash: Buffer;
   hash: Buffer;
+  author: string | null;
 }
 
 interface PartitionTableRow {
@@ -57,14 +75,14 @@ interface PartitionTableRow {
 }
 
 function toEntry(r: EntryRow): StoredEntry {
-  return { partition: r.partition, seq: r.seq, timestampMs: r.ts_ms, data: r.data, prevHash: r.prev_hash, hash: r.hash };
+  return { partition: r.partition, seq: r.seq, timestampMs: r.ts_ms, data: r.data, prevHash: r.prev_hash, hash: r.hash, author: r.author ?? undefined };
 }
 
 function toPartition(r: PartitionTableRow): PartitionRow {
   return { name: r.name, size: r.size, headHash: r.head_hash, compactRange: r.compact_range, createdAt: r.created_at, lastAppendedAt: r.last_appended_at };
 }
 
-const ENTRY_COLUMNS = 'partition, seq, ts_ms, data, prev_hash, hash';
+const ENTRY_COLUMNS = 'partition, seq, ts_ms, data, prev_hash, hash, author';
 
 /**
  * `($1::t1, $2::t2), (...)` for `rows` rows of the given column types, starting at $`from`. The
@@ -93,7 +111,7 @@ export class LogStore {
    * written, and we reload the head and try again. After a few misses the append takes the row
    * lock (SELECT … FOR UPDATE), so it cannot lose again. Seqs stay gapless either way.
    */
-  async appendBatch(partition: string, payloads: readonly Buffer[], nowMs: bigint): Promise<StoredEntry[]> {
+  async appendBatch(partition: string, payloads: readonly NewEntry[], nowMs: bigint): Promise<StoredEntry[]> {
     for (let attempt = 0; attempt < OPTIMISTIC_ATTEMPTS; attempt++) {
       const head = this.heads.get(partition) ?? (await readHead(this.db, partition));
       // A new partition is created inside the locked transaction below, so a failed first
@@ -113,22 +131,24 @@ export class LogStore {
   }
 
   /**
-   * Appends `payloads`, each named by the idempotency key at the same index (distinct, validated),
-   * and returns one receipt per payload in request order. A payload whose key names an earlier
-   * entry is not appended again: its receipt is that entry's, with `duplicate`; the others are
-   * appended in request order with consecutive seqs. A key that names an entry with other data is
-   * ALREADY_EXISTS, and nothing is written.
+   * Appends `payloads` as `by.author`, each named by the idempotency key at the same index
+   * (distinct, validated), and returns one receipt per payload in request order. Keys are looked
+   * up among `by.keyOwner`'s and the partition-wide ones, and new keys are recorded as
+   * `by.keyOwner`'s. A payload whose key names an earlier entry is not appended again: its
+   * receipt is that entry's, with `duplicate`; the others are appended in request order with
+   * consecutive seqs. A key that names an entry with other data is ALREADY_EXISTS, and nothing is
+   * written.
    *
    * Always under the partition's row lock, and the keys are looked up only once it is held: a
    * replica appending the same key has then either committed (we see its key) or not started, so
    * one key never becomes two entries. The optimistic path cannot offer that without a lookup of
    * its own, which is why unkeyed appends never come here.
    */
-  async appendKeyed(partition: string, payloads: readonly Buffer[], keys: readonly string[], nowMs: bigint): Promise<AppendReceipt[]> {
+  async appendKeyed(partition: string, payloads: readonly Buffer[], keys: readonly string[], by: KeyedAppender, nowMs: bigint): Promise<AppendReceipt[]> {
     if (keys.length !== payloads.length || new Set(keys).size !== keys.length) throw new Error('appendKeyed needs one distinct key per payload (validated by the API)');
     const { receipts, head } = await this.db.transaction(async (tx) => {
       const head = await lockPartition(tx, partition);
-      const earlier = await usedKeys(tx, partition, keys);
+      const earlier = await usedKeys(tx, partition, by.keyOwner, keys);
       const fresh: number[] = [];
       for (const [i, key] of keys.entries()) {
         const prior = earlier.get(key);
@@ -141,13 +161,13 @@ export class LogStore {
         }
       }
       if (fresh.length === 0) return { head, receipts: keys.map((k) => duplicateOf(earlier.get(k)!)) };
-      const plan = planAppend(partition, head, fresh.map((i) => payloads[i]!), nowMs);
-      const written = await writeIfHead(tx, partition, head.size, plan, fresh.map((i) => keys[i]!));
+      const plan = planAppend(partition, head, fresh.map((i) => ({ data: payloads[i]!, author: by.author })), nowMs);
+      const written = await writeIfHead(tx, partition, head.size, plan, { owner: by.keyOwner, keys: fresh.map((i) => keys[i]!) });
       if (!written) throw new Error(`partition ${partition} changed under its row lock`);
       const entryByKey = new Map(fresh.map((i, n) => [keys[i]!, plan.entries[n]!]));
       const receipts = keys.map((k): AppendReceipt => {
         const e = entryByKey.get(k);
-        return e ? { seq: e.seq, timestampMs: e.timestampMs, prevHash: e.prevHash, hash: e.hash, duplicate: false } : duplicateOf(earlier.get(k)!);
+        return e ? { seq: e.seq, timestampMs: e.timestampMs, prevHash: e.prevHash, hash: e.hash, author: e.author, duplicate: false } : duplicateOf(earlier.get(k)!);
       });
       return { head: plan.newHead, receipts };
     });
@@ -183,10 +203,12 @@ export class LogStore {
     // Rows as arrays: Read and Tail spend most of their CPU here, and skipping the per-row object
     // pg would build saves about a third of it.
     const { rows } = await this.db.queryArrays(
-      `SELECT seq, ts_ms, data, prev_hash, hash FROM log.entries WHERE partition = $1 AND seq >= $2 AND seq < $3 ORDER BY seq LIMIT $4`,
+      `SELECT seq, ts_ms, data, prev_hash, hash, author FROM log.entries WHERE partition = $1 AND seq >= $2 AND seq < $3 ORDER BY seq LIMIT $4`,
       [partition, fromSeq.toString(), toSeq.toString(), limit],
     );
-    return rows.map(([seq, ts, data, prevHash, hash]) => ({ partition, seq: seq as bigint, timestampMs: ts as bigint, data: data as Buffer, prevHash: prevHash as Buffer, hash: hash as Buffer }));
+    return rows.map(([seq, ts, data, prevHash, hash, author]) => ({
+      partition, seq: seq as bigint, timestampMs: ts as bigint, data: data as Buffer, prevHash: prevHash as Buffer, hash: hash as Buffer, author: (author as string | null) ?? undefined,
+    }));
   }
 
   async lastEntry(partition: string): Promise<StoredEntry | undefined> {
@@ -228,13 +250,15 @@ interface PlannedAppend {
 }
 
 /** Builds the entries, their hashes and the new tree nodes on top of `head` (pure computation). */
-function planAppend(partition: string, head: PartitionHead, payloads: readonly Buffer[], nowMs: bigint): PlannedAppend {
+function planAppend(partition: string, head: PartitionHead, payloads: readonly NewEntry[], nowMs: bigint): PlannedAppend {
   const range = CompactRange.deserialize(head.size, head.compactRange);
   let prevHash = head.headHash;
   const entries: StoredEntry[] = [];
   const nodes: PlannedAppend['nodes'] = [];
-  for (const [i, data] of payloads.entries()) {
-    const e = { partition, seq: head.size + BigInt(i), timestampMs: nowMs, data, prevHash };
+  for (const [i, { data, author }] of payloads.entries()) {
+    // An entry without an author would be hashed in the old layout: every new entry names its appender.
+    if (author === '') throw new Error(`an append to ${partition} has no author (checked by the API)`);
+    const e = { partition, seq: head.size + BigInt(i), timestampMs: nowMs, data, prevHash, author };
     const hash = entryHash(e);
     entries.push({ ...e, hash });
     for (const node of range.append(entryLeafHash(e))) nodes.push({ level: node.level, index: BigInt(node.index), hash: node.hash });
@@ -245,31 +269,32 @@ function planAppend(partition: string, head: PartitionHead, payloads: readonly B
 
 /**
  * One statement: move the partition from `expectedSize` to the planned head and, joined to that
- * UPDATE's result, insert the entries and nodes (and, with `keys`, each new entry's idempotency
- * key). Returns false (having written nothing) when the partition was not at `expectedSize`.
+ * UPDATE's result, insert the entries and nodes (and, with `keyed`, each new entry's idempotency
+ * key under its owner). Returns false (having written nothing) when the partition was not at
+ * `expectedSize`.
  */
-async function writeIfHead(sql: Sql, partition: string, expectedSize: bigint, planned: PlannedAppend, keys?: readonly string[]): Promise<boolean> {
+async function writeIfHead(sql: Sql, partition: string, expectedSize: bigint, planned: PlannedAppend, keyed?: { owner: string; keys: readonly string[] }): Promise<boolean> {
   const { entries, nodes, newHead } = planned;
   const params = [
     partition, newHead.size.toString(), newHead.headHash, newHead.compactRange, entries[0]!.timestampMs.toString(), expectedSize.toString(),
     entries.map((e) => e.seq.toString()), entries.map((e) => e.data), entries.map((e) => e.prevHash), entries.map((e) => e.hash),
-    nodes.map((n) => n.level), nodes.map((n) => n.index.toString()), nodes.map((n) => n.hash),
+    nodes.map((n) => n.level), nodes.map((n) => n.index.toString()), nodes.map((n) => n.hash), entries.map((e) => e.author),
   ];
-  const { rows } = await sql.query<{ appended: bigint }>(keys ? WRITE_KEYED_SQL : WRITE_SQL, keys ? [...params, keys] : params);
+  const { rows } = await sql.query<{ appended: bigint }>(keyed ? WRITE_KEYED_SQL : WRITE_SQL, keyed ? [...params, keyed.keys, keyed.owner] : params);
   return one(rows, `append to ${partition}`).appended === BigInt(entries.length);
 }
 
 /**
  * The statement of `writeIfHead`; two fixed texts, so each is prepared once. Columns travel as
  * arrays (unnest): PostgreSQL parses the same parameters whatever the batch size, instead of a
- * VALUES list with five parameters per entry and three per node. The keyed text also inserts
- * $14, the idempotency keys aligned with the entries' seqs in $7.
+ * VALUES list with six parameters per entry and three per node. The keyed text also inserts
+ * $15, the idempotency keys aligned with the entries' seqs in $7, owned by $16.
  */
 function writeSql(withKeys: boolean): string {
   const newKeys = `, new_keys AS (
-       INSERT INTO log.idempotency_keys (partition, key, seq)
-       SELECT head.name, v.key, v.seq
-       FROM head, unnest($14::text[], $7::bigint[]) AS v (key, seq)
+       INSERT INTO log.idempotency_keys (partition, owner, key, seq)
+       SELECT head.name, $16::text, v.key, v.seq
+       FROM head, unnest($15::text[], $7::bigint[]) AS v (key, seq)
      )`;
   return `WITH head AS (
        UPDATE log.partitions SET size = $2, head_hash = $3, compact_range = $4, last_appended_at = to_timestamp($5::bigint / 1000.0)
@@ -278,8 +303,8 @@ function writeSql(withKeys: boolean): string {
      ), new_entries AS (
        INSERT INTO log.entries (${ENTRY_COLUMNS})
        -- Every entry of one batch has the commit timestamp $5.
-       SELECT head.name, v.seq, $5::bigint, v.data, v.prev_hash, v.hash
-       FROM head, unnest($7::bigint[], $8::bytea[], $9::bytea[], $10::bytea[]) AS v (seq, data, prev_hash, hash)
+       SELECT head.name, v.seq, $5::bigint, v.data, v.prev_hash, v.hash, v.author
+       FROM head, unnest($7::bigint[], $8::bytea[], $9::bytea[], $10::bytea[], $14::text[]) AS v (seq, data, prev_hash, hash, author)
        RETURNING seq
      ), new_nodes AS (
        INSERT INTO log.tree_nodes (partition, level, idx, hash)
@@ -296,21 +321,24 @@ const sha256 = (data: Buffer): Buffer => createHash('sha256').update(data).diges
 
 type EarlierEntry = Omit<AppendReceipt, 'duplicate'> & { dataDigest: Buffer };
 
-const duplicateOf = (e: EarlierEntry): AppendReceipt => ({ seq: e.seq, timestampMs: e.timestampMs, prevHash: e.prevHash, hash: e.hash, duplicate: true });
+const duplicateOf = (e: EarlierEntry): AppendReceipt => ({ seq: e.seq, timestampMs: e.timestampMs, prevHash: e.prevHash, hash: e.hash, author: e.author, duplicate: true });
 
 /**
- * The entries that `keys` already name in `partition`, by key, each with the SHA-256 of its data:
- * the digest is compared instead of the data, so a re-sent batch does not read its payloads back.
- * One text for any number of keys (an array parameter), so it is prepared once.
+ * The entries that `keys` already name in `partition`, among `owner`'s keys and the
+ * partition-wide ones, by key, each with the SHA-256 of its data: the digest is compared instead
+ * of the data, so a re-sent batch does not read its payloads back. One text for any number of keys
+ * (an array parameter), so it is prepared once.
  */
-async function usedKeys(sql: Sql, partition: string, keys: readonly string[]): Promise<Map<string, EarlierEntry>> {
-  const { rows } = await sql.query<{ key: string; seq: bigint; ts_ms: bigint; prev_hash: Buffer; hash: Buffer; data_digest: Buffer }>(
-    `SELECT k.key, e.seq, e.ts_ms, e.prev_hash, e.hash, sha256(e.data) AS data_digest
+async function usedKeys(sql: Sql, partition: string, owner: string, keys: readonly string[]): Promise<Map<string, EarlierEntry>> {
+  const { rows } = await sql.query<{ key: string; seq: bigint; ts_ms: bigint; prev_hash: Buffer; hash: Buffer; author: string | null; data_digest: Buffer }>(
+    `SELECT k.key, e.seq, e.ts_ms, e.prev_hash, e.hash, e.author, sha256(e.data) AS data_digest
      FROM log.idempotency_keys k JOIN log.entries e ON e.partition = k.partition AND e.seq = k.seq
-     WHERE k.partition = $1 AND k.key = ANY($2::text[])`,
-    [partition, keys],
+     WHERE k.partition = $1 AND k.owner IN ($2, $3) AND k.key = ANY($4::text[])`,
+    [partition, owner, PARTITION_WIDE_KEY_OWNER, keys],
   );
-  return new Map(rows.map((r) => [r.key, { seq: r.seq, timestampMs: r.ts_ms, prevHash: r.prev_hash, hash: r.hash, dataDigest: r.data_digest }]));
+  // A key is only ever recorded under one of the two owners: a caller finds a partition-wide key
+  // before it could record its own. Either row names the entry the key was first appended as.
+  return new Map(rows.map((r) => [r.key, { seq: r.seq, timestampMs: r.ts_ms, prevHash: r.prev_hash, hash: r.hash, author: r.author ?? undefined, dataDigest: r.data_digest }]));
 }
 
 type HeadRow = Pick<PartitionTableRow, 'size' | 'head_hash' | 'compact_range'>;

@@ -40,10 +40,19 @@ export interface Entry {
   /** Hash of entry seq - 1 (32 zero bytes for seq 0). */
   prevHash: Buffer;
   /**
-   * SHA-256 over the canonical encoding of (partition, seq, timestamp, data,
-   * prev_hash); 32 bytes.
+   * SHA-256 over the canonical encoding of (partition, seq, timestamp, author,
+   * data, prev_hash), or of (partition, seq, timestamp, data, prev_hash) in the
+   * earlier layout when author is empty; 32 bytes.
    */
   hash: Buffer;
+  /**
+   * Who appended the entry: the subject of the authenticated caller, as the log
+   * server saw it (a token's sub, or a workload's SPIFFE ID such as
+   * "spiffe://gantry.local/settlement"); 1 to 1024 bytes. Covered by hash and by
+   * the Merkle leaf, so checkpoints and proofs commit to it. Empty only for
+   * entries appended before authors were recorded.
+   */
+  author: string;
 }
 
 /** EntryReceipt is what an append acknowledges: where the entry landed. */
@@ -57,6 +66,11 @@ export interface EntryReceipt {
    * written and this is the receipt of the entry appended then.
    */
   duplicate: boolean;
+  /**
+   * The entry's author (see Entry.author); for a duplicate, the earlier
+   * entry's, which may be another workload of the same service.
+   */
+  author: string;
 }
 
 /** PartitionInfo summarises one partition. */
@@ -75,10 +89,12 @@ export interface AppendRequest {
   /** Payload; 1 byte up to the configured maximum (default 1 MiB). */
   data: Buffer;
   /**
-   * Optional, 1-128 printable ASCII characters, unique per partition. An
-   * append whose key was used before writes nothing and returns the earlier
-   * entry's receipt with duplicate = true (ALREADY_EXISTS if its data
-   * differs), so a producer can re-send after a crash or timeout.
+   * Optional, 1-128 printable ASCII characters, unique per partition and
+   * author (in an audit partition, per partition: its service is its only
+   * writer). An append whose key was used before writes nothing and returns
+   * the earlier entry's receipt with duplicate = true (ALREADY_EXISTS if its
+   * data differs), so a producer can re-send after a crash or timeout. Another
+   * author's use of the same key does not count.
    */
   idempotencyKey: string;
 }
@@ -90,6 +106,8 @@ export interface AppendResponse {
   hash: Buffer;
   /** See EntryReceipt.duplicate. */
   duplicate: boolean;
+  /** See EntryReceipt.author. */
+  author: string;
 }
 
 export interface AppendBatchRequest {
@@ -221,7 +239,11 @@ export interface GetInclusionProofResponse {
   seq: bigint;
   /** The tree size actually used (resolves tree_size = 0). */
   treeSize: bigint;
-  /** RFC 6962 leaf hash of the entry: SHA-256(0x00 || leaf input). */
+  /**
+   * RFC 6962 leaf hash of the entry: SHA-256(0x00 || leaf input), where the
+   * leaf input is the entry's canonical encoding (with its author). Clients
+   * recompute it from the entry they read instead of trusting this field.
+   */
   leafHash: Buffer;
   /** Audit path from the leaf up to the root, each 32 bytes. */
   hashes: Buffer[];
@@ -250,6 +272,7 @@ function createBaseEntry(): Entry {
     data: Buffer.alloc(0),
     prevHash: Buffer.alloc(0),
     hash: Buffer.alloc(0),
+    author: "",
   };
 }
 
@@ -275,6 +298,9 @@ export const Entry: MessageFns<Entry> = {
     }
     if (message.hash.length !== 0) {
       writer.uint32(50).bytes(message.hash);
+    }
+    if (message.author !== "") {
+      writer.uint32(58).string(message.author);
     }
     return writer;
   },
@@ -340,6 +366,14 @@ export const Entry: MessageFns<Entry> = {
             message.hash = Buffer.from(reader.bytes());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.author = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -364,6 +398,7 @@ export const Entry: MessageFns<Entry> = {
         ? Buffer.from(bytesFromBase64(object.prev_hash))
         : Buffer.alloc(0),
       hash: isSet(object.hash) ? Buffer.from(bytesFromBase64(object.hash)) : Buffer.alloc(0),
+      author: isSet(object.author) ? globalThis.String(object.author) : "",
     };
   },
 
@@ -387,6 +422,9 @@ export const Entry: MessageFns<Entry> = {
     if (message.hash.length !== 0) {
       obj.hash = base64FromBytes(message.hash);
     }
+    if (message.author !== "") {
+      obj.author = message.author;
+    }
     return obj;
   },
 
@@ -401,12 +439,20 @@ export const Entry: MessageFns<Entry> = {
     message.data = object.data ?? Buffer.alloc(0);
     message.prevHash = object.prevHash ?? Buffer.alloc(0);
     message.hash = object.hash ?? Buffer.alloc(0);
+    message.author = object.author ?? "";
     return message;
   },
 };
 
 function createBaseEntryReceipt(): EntryReceipt {
-  return { seq: 0n, timestamp: undefined, prevHash: Buffer.alloc(0), hash: Buffer.alloc(0), duplicate: false };
+  return {
+    seq: 0n,
+    timestamp: undefined,
+    prevHash: Buffer.alloc(0),
+    hash: Buffer.alloc(0),
+    duplicate: false,
+    author: "",
+  };
 }
 
 export const EntryReceipt: MessageFns<EntryReceipt> = {
@@ -428,6 +474,9 @@ export const EntryReceipt: MessageFns<EntryReceipt> = {
     }
     if (message.duplicate !== false) {
       writer.uint32(40).bool(message.duplicate);
+    }
+    if (message.author !== "") {
+      writer.uint32(50).string(message.author);
     }
     return writer;
   },
@@ -485,6 +534,14 @@ export const EntryReceipt: MessageFns<EntryReceipt> = {
             message.duplicate = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.author = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -508,6 +565,7 @@ export const EntryReceipt: MessageFns<EntryReceipt> = {
         : Buffer.alloc(0),
       hash: isSet(object.hash) ? Buffer.from(bytesFromBase64(object.hash)) : Buffer.alloc(0),
       duplicate: isSet(object.duplicate) ? globalThis.Boolean(object.duplicate) : false,
+      author: isSet(object.author) ? globalThis.String(object.author) : "",
     };
   },
 
@@ -528,6 +586,9 @@ export const EntryReceipt: MessageFns<EntryReceipt> = {
     if (message.duplicate !== false) {
       obj.duplicate = message.duplicate;
     }
+    if (message.author !== "") {
+      obj.author = message.author;
+    }
     return obj;
   },
 
@@ -541,6 +602,7 @@ export const EntryReceipt: MessageFns<EntryReceipt> = {
     message.prevHash = object.prevHash ?? Buffer.alloc(0);
     message.hash = object.hash ?? Buffer.alloc(0);
     message.duplicate = object.duplicate ?? false;
+    message.author = object.author ?? "";
     return message;
   },
 };
@@ -799,7 +861,14 @@ export const AppendRequest: MessageFns<AppendRequest> = {
 };
 
 function createBaseAppendResponse(): AppendResponse {
-  return { seq: 0n, timestamp: undefined, prevHash: Buffer.alloc(0), hash: Buffer.alloc(0), duplicate: false };
+  return {
+    seq: 0n,
+    timestamp: undefined,
+    prevHash: Buffer.alloc(0),
+    hash: Buffer.alloc(0),
+    duplicate: false,
+    author: "",
+  };
 }
 
 export const AppendResponse: MessageFns<AppendResponse> = {
@@ -821,6 +890,9 @@ export const AppendResponse: MessageFns<AppendResponse> = {
     }
     if (message.duplicate !== false) {
       writer.uint32(40).bool(message.duplicate);
+    }
+    if (message.author !== "") {
+      writer.uint32(50).string(message.author);
     }
     return writer;
   },
@@ -878,6 +950,14 @@ export const AppendResponse: MessageFns<AppendResponse> = {
             message.duplicate = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.author = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -901,6 +981,7 @@ export const AppendResponse: MessageFns<AppendResponse> = {
         : Buffer.alloc(0),
       hash: isSet(object.hash) ? Buffer.from(bytesFromBase64(object.hash)) : Buffer.alloc(0),
       duplicate: isSet(object.duplicate) ? globalThis.Boolean(object.duplicate) : false,
+      author: isSet(object.author) ? globalThis.String(object.author) : "",
     };
   },
 
@@ -921,6 +1002,9 @@ export const AppendResponse: MessageFns<AppendResponse> = {
     if (message.duplicate !== false) {
       obj.duplicate = message.duplicate;
     }
+    if (message.author !== "") {
+      obj.author = message.author;
+    }
     return obj;
   },
 
@@ -934,6 +1018,7 @@ export const AppendResponse: MessageFns<AppendResponse> = {
     message.prevHash = object.prevHash ?? Buffer.alloc(0);
     message.hash = object.hash ?? Buffer.alloc(0);
     message.duplicate = object.duplicate ?? false;
+    message.author = object.author ?? "";
     return message;
   },
 };
@@ -2719,8 +2804,10 @@ export const GetConsistencyProofResponse: MessageFns<GetConsistencyProofResponse
  *
  * Every partition is two structures over the same entries:
  *   - a hash chain: entry.hash = SHA-256(canonical encoding of
- *     (partition, seq, timestamp, data, prev_hash)); the encoding is documented
- *     in services/log/src/domain. The first entry's prev_hash is 32 zero bytes.
+ *     (partition, seq, timestamp, author, data, prev_hash)); the encoding is
+ *     documented in docs/log.md and services/log/src/domain/entry.ts. Entries
+ *     appended before authors were recorded have no author and are hashed in
+ *     the earlier layout. The first entry's prev_hash is 32 zero bytes.
  *   - an RFC 6962 Merkle tree whose leaf i is entry seq = i, so proofs and
  *     signed checkpoints (C2SP tlog-checkpoint) can be checked by a client that
  *     does not trust the server.
@@ -2729,7 +2816,14 @@ export const GetConsistencyProofResponse: MessageFns<GetConsistencyProofResponse
  * 1-128 characters of [A-Za-z0-9._-]. An append is acknowledged only after it is
  * durable.
  *
+ * Every entry records its author: the subject of the authenticated caller that
+ * appended it (a token's sub, or a platform workload's SPIFFE ID).
+ *
  * Scopes: `log.append` for Append and AppendBatch, `log.read` for everything else.
+ * Partitions named `audit.<family>` (the audit trails of the platform's domain
+ * events; the whole `audit.` prefix is reserved, in any letter case) are
+ * appendable only by a platform workload that owns the event family, calling by
+ * its certificate; everyone else gets PERMISSION_DENIED and nothing is written.
  * Every RPC may also return UNAUTHENTICATED / PERMISSION_DENIED (JWT, scope) and
  * RESOURCE_EXHAUSTED (rate limit, with a retry hint in the status details).
  */
@@ -2739,7 +2833,8 @@ export const LogServiceService = {
    * Append adds one entry to a partition, creating the partition on first use.
    * Errors: INVALID_ARGUMENT (bad partition name, empty data or data over the
    * configured maximum payload size, bad idempotency key); ALREADY_EXISTS (the
-   * idempotency key was used for different data). Nothing is written on error.
+   * idempotency key was used for different data); PERMISSION_DENIED (an audit
+   * partition the caller does not own). Nothing is written on error.
    */
   append: {
     path: "/gantry.log.v1.LogService/Append" as const,
@@ -2756,7 +2851,8 @@ export const LogServiceService = {
    * Errors: INVALID_ARGUMENT (bad partition name, empty batch, too many entries,
    * any entry empty or over the maximum payload size, batch over 4 MiB,
    * idempotency_keys neither empty nor one distinct key per entry);
-   * ALREADY_EXISTS (a key was used for different data).
+   * ALREADY_EXISTS (a key was used for different data); PERMISSION_DENIED (an
+   * audit partition the caller does not own).
    */
   appendBatch: {
     path: "/gantry.log.v1.LogService/AppendBatch" as const,
@@ -2902,7 +2998,8 @@ export interface LogServiceServer extends UntypedServiceImplementation {
    * Append adds one entry to a partition, creating the partition on first use.
    * Errors: INVALID_ARGUMENT (bad partition name, empty data or data over the
    * configured maximum payload size, bad idempotency key); ALREADY_EXISTS (the
-   * idempotency key was used for different data). Nothing is written on error.
+   * idempotency key was used for different data); PERMISSION_DENIED (an audit
+   * partition the caller does not own). Nothing is written on error.
    */
   append: handleUnaryCall<AppendRequest, AppendResponse>;
   /**
@@ -2911,7 +3008,8 @@ export interface LogServiceServer extends UntypedServiceImplementation {
    * Errors: INVALID_ARGUMENT (bad partition name, empty batch, too many entries,
    * any entry empty or over the maximum payload size, batch over 4 MiB,
    * idempotency_keys neither empty nor one distinct key per entry);
-   * ALREADY_EXISTS (a key was used for different data).
+   * ALREADY_EXISTS (a key was used for different data); PERMISSION_DENIED (an
+   * audit partition the caller does not own).
    */
   appendBatch: handleUnaryCall<AppendBatchRequest, AppendBatchResponse>;
   /**
@@ -2977,7 +3075,8 @@ export interface LogServiceClient extends Client {
    * Append adds one entry to a partition, creating the partition on first use.
    * Errors: INVALID_ARGUMENT (bad partition name, empty data or data over the
    * configured maximum payload size, bad idempotency key); ALREADY_EXISTS (the
-   * idempotency key was used for different data). Nothing is written on error.
+   * idempotency key was used for different data); PERMISSION_DENIED (an audit
+   * partition the caller does not own). Nothing is written on error.
    */
   append(
     request: AppendRequest,
@@ -3000,7 +3099,8 @@ export interface LogServiceClient extends Client {
    * Errors: INVALID_ARGUMENT (bad partition name, empty batch, too many entries,
    * any entry empty or over the maximum payload size, batch over 4 MiB,
    * idempotency_keys neither empty nor one distinct key per entry);
-   * ALREADY_EXISTS (a key was used for different data).
+   * ALREADY_EXISTS (a key was used for different data); PERMISSION_DENIED (an
+   * audit partition the caller does not own).
    */
   appendBatch(
     request: AppendBatchRequest,
