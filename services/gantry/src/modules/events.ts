@@ -20,14 +20,6 @@ import { webhooksSink } from '@gantry/webhooks';
 /** The scopes a module's relay needs from its peers: granted to the workload identity of every target that runs the relay. */
 export const RELAY_SCOPES = ['log.append', 'webhooks.publish'] as const;
 
-/**
- * The relays call as this process's workload, by its certificate (no key that mints tokens lives in
- * the pod); a token file, when configured, is presented instead (a relay outside the platform's CA).
- */
-function tokenSource(config: GantryConfig): ServiceTokenSource {
-  return config.peers.tokenFile ? fileTokenSource(resolve(config.peers.tokenFile)) : certificateIdentity;
-}
-
 /** Where a peer target is called: the configured address, else this process when it runs the target. */
 function peerAddresses(ctx: StartContext, serving: Serving): Record<'log' | 'webhooks', string | undefined> {
   const host = ctx.config.listen.host === '0.0.0.0' || ctx.config.listen.host === '::' ? '127.0.0.1' : ctx.config.listen.host;
@@ -50,9 +42,9 @@ async function startRelays(ctx: StartContext) {
   const serving = ctx.serving;
   if (!serving || serving.emitters.length === 0) return undefined;
   const { config, log } = ctx;
-  // Before anything starts, so a missing token file is a start-up error rather than a silent backlog.
-  const tokens = tokenSource(config);
-  tokens.token();
+  // As this process's workload, by its certificate: only the owning workload may write a family's
+  // audit partition and publish its events, so the relays never present a token.
+  const tokens = certificateIdentity;
   const addresses = peerAddresses(ctx, serving);
   const creds = await mtlsChannelCredentials(serving.tls);
   const options = peerChannelOptions(config.peers.serverName);
