@@ -112,6 +112,13 @@ for (const engine of engines()) {
       await api.create({ spec: spec('https://public.test:8443/hook') });
     });
 
+    test('finding 9: IPv6 spellings that carry 127.0.0.1 (IPv4-compatible, -translated, NAT64, 6to4, Teredo) are refused at registration', async () => {
+      const eve = rpc(p, 'eve', MANAGE_ONLY);
+      for (const host of ['[::7f00:1]', '[::ffff:0:7f00:1]', '[64:ff9b::7f00:1]', '[2002:7f00:1::1]', '[2001:0:4136:e378:8000:63bf:80ff:fffe]']) {
+        await assertStatus(eve.create({ spec: spec(`https://${host}/hook`) }), status.INVALID_ARGUMENT, /refused address: .* carries 127\.0\.0\.1/);
+      }
+    });
+
     test('finding 9: an allow-listed internal range is not every owner\'s: a bare entry needs an administrator to register it, an owner\'s entry opens it to that owner, and a public name rebound to it later is refused at delivery', async () => {
       const eve = rpc(p, 'eve', MANAGE_ONLY);
       await assertStatus(eve.create({ spec: spec(rx.url(uniquePath('probe'))) }), status.PERMISSION_DENIED, /only an administrator may register/);
