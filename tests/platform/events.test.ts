@@ -10,7 +10,7 @@ import { modulesFor } from '@gantry/cli/registry';
 import { SettlementWallet } from '@gantry/settlement/client';
 import { eventually } from '@gantry/test-support/clients';
 import { startServicePlatform, type ServicePlatform } from '@gantry/test-support/harness';
-import { about, APPROVAL_FLOW_TYPES, assertUnique, PlatformClients, Receiver, SETTLEMENT_FLOW_TYPES } from './support.js';
+import { about, APPROVAL_FLOW_TYPES, assertUnique, PlatformClients, Receiver, SETTLEMENT_FLOW_TYPES, SUBSCRIBER } from './support.js';
 
 const WAIT_MS = 30_000;
 
@@ -26,7 +26,7 @@ describe('the platform in one process: events, audit trail and one trace across 
     platform = await startServicePlatform('PGlite', modulesFor('all'), {
       dbLabel: 't_platform',
       spanProcessors: [new SimpleSpanProcessor(spans)],
-      overrides: { webhooks: { allowedCidrs: ['127.0.0.1/32'], pollIntervalMs: 50 }, rateLimit: { points: 100_000 } },
+      overrides: { webhooks: { allowedCidrs: [`${SUBSCRIBER}=127.0.0.1/32`], pollIntervalMs: 50 }, rateLimit: { points: 100_000 } },
     });
     const address = platform.address;
     clients = new PlatformClients({ settlement: address, approvals: address, webhooks: address, log: address }, platform.tls, platform.dataDir);

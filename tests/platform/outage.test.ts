@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { eventually } from '@gantry/test-support/clients';
 import { freshPostgresDatabase, postgresSkip, requirePostgresInCi } from '@gantry/test-support/databases';
 import { startGantry, type GantryServer } from '../support/gantry-process.js';
-import { about, APPROVAL_FLOW_TYPES, assertUnique, PlatformClients, Receiver, SETTLEMENT_FLOW_TYPES } from './support.js';
+import { about, APPROVAL_FLOW_TYPES, assertUnique, PlatformClients, Receiver, SETTLEMENT_FLOW_TYPES, SUBSCRIBER } from './support.js';
 
 requirePostgresInCi('the platform outage tests');
 
@@ -38,7 +38,7 @@ describe('the platform as one process per service: peers stopped mid-flow and re
       GANTRY_DATABASE_URL: database.url,
       GANTRY_DATABASE_POOL_SIZE: '4',
       GANTRY_RATE_LIMIT_POINTS: '100000',
-      GANTRY_WEBHOOKS_ALLOWED_CIDRS: '127.0.0.1/32',
+      GANTRY_WEBHOOKS_ALLOWED_CIDRS: `${SUBSCRIBER}=127.0.0.1/32`,
       GANTRY_WEBHOOKS_POLL_INTERVAL_MS: '100',
       GANTRY_EVENTS_MAX_BACKOFF_MS: '1000',
       GANTRY_LIMITS_SHUTDOWN_GRACE_MS: '5000',

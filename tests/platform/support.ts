@@ -11,6 +11,9 @@ import { verifyWebhook } from '@gantry/webhooks/client';
 import { tokenFor } from '@gantry/test-support/clients';
 
 /** Every domain event type (docs/events.md). */
+/** Who subscribes to the domain events in these tests (its allow-list entry opens the local receiver to it alone). */
+export const SUBSCRIBER = 'platform-team';
+
 export const EVENT_TYPES = [
   'settlement.credit_line.approved',
   'settlement.credit.drawn',
@@ -93,7 +96,8 @@ export class PlatformClients {
   async subscribe(url: string): Promise<string> {
     const c = this.webhooks;
     const spec = { url, eventTypes: EVENT_TYPES, headers: {}, description: 'platform test', paused: false, rateLimitPerSecond: 0, maxConcurrency: 0, labels: {} };
-    const created = await unary(c.createWebhook, c, { owner: '', externalId: '', secret: '', spec }, this.as('platform-team', ['webhooks.manage']));
+    // Domain events are the platform's: their endpoints need the families' read scopes.
+    const created = await unary(c.createWebhook, c, { owner: '', externalId: '', secret: '', spec }, this.as(SUBSCRIBER, ['webhooks.manage', 'events.settlement.read', 'events.approvals.read']));
     return created.secret;
   }
 

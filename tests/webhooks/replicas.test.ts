@@ -97,7 +97,8 @@ describe('two webhooks replicas sharing one PostgreSQL database', { skip: postgr
     database = await freshPostgresDatabase('t_hooks_rep');
     const env = {
       GANTRY_DATABASE_URL: database.url,
-      GANTRY_WEBHOOKS_ALLOWED_CIDRS: '127.0.0.1/32',
+      // The local receiver, for the test's owner only.
+      GANTRY_WEBHOOKS_ALLOWED_CIDRS: 'replicas=127.0.0.1/32',
       GANTRY_WEBHOOKS_POLL_INTERVAL_MS: '50',
       GANTRY_WEBHOOKS_ATTEMPT_TIMEOUT_MS: String(ATTEMPT_TIMEOUT_MS),
       GANTRY_WEBHOOKS_LEASE_MARGIN_MS: String(LEASE_MARGIN_MS),

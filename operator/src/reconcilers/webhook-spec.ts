@@ -28,7 +28,15 @@ export function desiredSpec(wh: WebhookResource): webhooksv1.WebhookSpec {
   };
 }
 
-/** True when the service's registration already matches (event types in any order). */
-export function sameSpec(a: webhooksv1.WebhookSpec, b: webhooksv1.WebhookSpec | undefined): boolean {
-  return b !== undefined && sameStatus({ ...a, eventTypes: [...a.eventTypes].sort() }, { ...b, eventTypes: [...b.eventTypes].sort() });
+/**
+ * True when the service's registration already matches (event types in any order). Header values
+ * are write-only in the service, so only their names can be compared; a changed value reaches the
+ * service with the update a new generation makes (WebhookReconciler.register).
+ */
+export function sameSpec(a: webhooksv1.WebhookSpec, b: webhooksv1.Webhook | undefined): boolean {
+  const names = (h: Record<string, string>) => Object.keys(h).sort();
+  return b?.spec !== undefined && sameStatus(
+    { ...a, eventTypes: [...a.eventTypes].sort(), headers: names(a.headers) },
+    { ...b.spec, eventTypes: [...b.spec.eventTypes].sort(), headers: [...b.headerNames].sort() },
+  );
 }

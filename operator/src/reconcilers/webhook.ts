@@ -42,7 +42,7 @@ function classify(err: unknown, what: string): SyncError {
     return new SyncError('WebhooksUnavailable', `the webhooks service cannot be reached (${detail}); retrying with backoff`, true);
   }
   if (code === GrpcStatus.UNAUTHENTICATED || code === GrpcStatus.PERMISSION_DENIED) {
-    return new SyncError('Unauthorized', `the webhooks service refused the operator's token (${detail}); it needs scopes webhooks.read and webhooks.manage`, true);
+    return new SyncError('Unauthorized', `the webhooks service refused the operator (${detail}); it needs scopes webhooks.read and webhooks.manage, and events.<family>.read for the platform's event types`, true);
   }
   return new SyncError('SyncFailed', `${what} failed: ${detail}`, true);
 }
@@ -109,8 +109,11 @@ export class WebhookReconciler implements ObjectReconciler<WebhookResource> {
       existing = created.webhook!;
     }
     // Edits re-enable an endpoint the service disabled: the user changed something to fix it.
-    const reenable = existing.status === webhooksv1.WebhookStatus.WEBHOOK_STATUS_DISABLED && (wh.status?.observedGeneration ?? 0) < (wh.metadata.generation ?? 0);
-    if (!sameSpec(spec, existing.spec) || reenable) {
+    const edited = (wh.status?.observedGeneration ?? 0) < (wh.metadata.generation ?? 0);
+    const reenable = existing.status === webhooksv1.WebhookStatus.WEBHOOK_STATUS_DISABLED && edited;
+    // Header values cannot be read back to compare: an edit sends them again.
+    const headersMayDiffer = edited && Object.keys(spec.headers).length > 0;
+    if (!sameSpec(spec, existing) || reenable || headersMayDiffer) {
       const updated = await webhooks.call((c) => c.updateWebhook, { webhookId: existing.webhookId, spec, updateMask: undefined, reenable }, signal);
       this.deps.events.event(wh, 'Normal', 'Updated', reenable ? 're-enabled and updated the registration' : 'updated the registration to match the spec');
       existing = updated.webhook!;

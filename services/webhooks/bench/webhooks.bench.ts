@@ -58,7 +58,8 @@ const receiver = createServer((req: IncomingMessage, res: ServerResponse) => {
 await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
 const receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
 
-const bench = await startBenchTarget('webhooks', ['webhooks.manage', 'webhooks.read', 'webhooks.publish'], {
+// webhooks.admin: the local receiver is an internal target, allow-listed by a bare CIDR (an admin's to register).
+const bench = await startBenchTarget('webhooks', ['webhooks.manage', 'webhooks.read', 'webhooks.publish', 'webhooks.admin'], {
   step,
   config: { webhooks: { allowedCidrs: ['127.0.0.1/32'], defaultRateLimitPerSecond: 100_000, defaultMaxConcurrency: 64 } },
 });

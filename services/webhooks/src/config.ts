@@ -10,8 +10,15 @@ export const webhooksConfigSchema = z.strictObject({
    */
   secretKeyFile: z.string().optional(),
   secretKeys: z.string().optional(),
-  /** CIDRs deliveries may reach even though they are loopback, private, link-local or metadata addresses. */
-  allowedCidrs: z.preprocess(splitList, z.array(z.string().min(1).max(64)).max(100)).default([]),
+  /**
+   * Ranges deliveries may reach although they are loopback, private, link-local or metadata
+   * addresses, over http too and on any port. `<owner>=<cidr>` opens a range to that owner's
+   * endpoints only; a bare `<cidr>` only to endpoints whose target an administrator
+   * (webhooks.admin) or a platform workload registered (docs/security-webhooks.md).
+   */
+  allowedCidrs: z.preprocess(splitList, z.array(z.string().min(1).max(400)).max(100)).default([]),
+  /** Ports a public (not allow-listed) target may use; it must use https as well. */
+  allowedPorts: z.preprocess(splitList, z.array(z.coerce.number().int().min(1).max(65_535)).min(1).max(64)).default([443, 8443]),
   /** Delay before each attempt (the first is normally 0): Svix's schedule by default. */
   retryScheduleMs: z.preprocess(splitList, z.array(z.coerce.number().int().min(0).max(7 * 24 * 3600 * 1000)).min(1).max(50))
     .default([0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]),

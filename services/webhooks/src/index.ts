@@ -9,9 +9,11 @@ import { WEBHOOKS_ADMIN_SCOPE, webhooksScopes } from './api/scopes.js';
 import { webhooksConfig, type WebhooksConfig } from './config.js';
 import { WebhooksStreams } from './api/streams.js';
 import { AddressGuard } from './domain/address-guard.js';
+import { PLATFORM_READ_SCOPES } from './domain/families.js';
 import { DELIVERY_PAUSED_FLAG } from './domain/flags.js';
 import { KEY_BYTES, parseKeyring, SecretBox } from './domain/secret-box.js';
-import { Dispatcher } from './delivery/dispatcher.js';
+import { headerNamesOnly } from './domain/webhook.js';
+import { Dispatcher, headersAadFor } from './delivery/dispatcher.js';
 import { HttpSender, systemResolver, type Resolver } from './delivery/http.js';
 import { registryFeed } from './store/registry-feed.js';
 import { QUEUED_CHANNEL } from './store/sql.js';
@@ -44,6 +46,8 @@ export const WEBHOOKS_DEFAULTS = {
   maxStreams: 10_000,
   /** Endpoints one claim looks at. */
   claimEndpoints: 100,
+  /** Endpoints whose plaintext header values one start-up transaction seals. */
+  sealHeadersBatch: 500,
 } as const;
 
 /** The key ring that seals endpoint secrets: from config, or a dev key generated under dataDir/webhooks. */
@@ -63,6 +67,22 @@ async function loadSecretBox(w: WebhooksConfig, dataDir: string): Promise<{ box:
   return { box: new SecretBox(parseKeyring(readFileSync(file, 'utf8'), file)), ...(generated ? { generated } : {}) };
 }
 
+/** Header values stored in the clear by an earlier version, sealed now, a batch per transaction; returns how many endpoints. */
+export async function sealPlaintextHeaders(store: WebhooksStore, box: SecretBox): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const n = await store.transaction(async (tx) => {
+      const rows = await tx.registry.plaintextHeaders(WEBHOOKS_DEFAULTS.sealHeadersBatch);
+      for (const r of rows) {
+        await tx.registry.sealHeaders(r.id, headerNamesOnly(r.headers), box.seal(JSON.stringify(r.headers), headersAadFor(r.id)));
+      }
+      return rows.length;
+    });
+    total += n;
+    if (n < WEBHOOKS_DEFAULTS.sealHeadersBatch) return total;
+  }
+}
+
 /** The webhooks target with injected clock, randomness and resolver (tests); `webhooksService` uses the real ones. */
 export function createWebhooksService(opts: WebhooksOptions = {}): GantryModule {
   const now = opts.now ?? Date.now;
@@ -72,13 +92,16 @@ export function createWebhooksService(opts: WebhooksOptions = {}): GantryModule 
   return defineModule<WebhooksConfig>({
     name: 'webhooks',
     config: webhooksConfig,
-    scopes: scopesOf([webhooksScopes], [WEBHOOKS_ADMIN_SCOPE]),
+    // Handlers check the admin scope and, for subscriptions to the platform's event families, their read scopes.
+    scopes: scopesOf([webhooksScopes], [WEBHOOKS_ADMIN_SCOPE, ...PLATFORM_READ_SCOPES]),
     schema: { name: WEBHOOKS_SCHEMA, migrations: webhooksMigrations },
     async create({ db, config, settings: c, log, onShutdown, flags }) {
       const { box, generated } = await loadSecretBox(c, config.dataDir);
       if (generated) log.info({ file: generated }, 'created a dev key for webhook secrets at rest; set webhooks.secretKeyFile in production');
-      const guard = new AddressGuard(c.allowedCidrs);
+      const guard = new AddressGuard(c.allowedCidrs, c.allowedPorts);
       const store = new WebhooksStore(db);
+      const sealed = await sealPlaintextHeaders(store, box);
+      if (sealed > 0) log.info({ endpoints: sealed }, 'encrypted the header values of endpoints registered before they were sealed');
       const queueEvents = opts.streamQueueEvents ?? d.streamQueueEvents;
       const feed = registryFeed(db, store, { readChanges: d.registryReadChanges, queueEvents, queueBytes: d.streamQueueBytes, maxSubscriptions: d.maxStreams, pollMs: d.streamPollMs }, log);
       const streams = new WebhooksStreams(db, store, feed, { readChanges: d.registryReadChanges, pollMs: d.streamPollMs, bookmarkIntervalMs: d.bookmarkIntervalMs, queueEvents, maxStreams: d.maxStreams }, log);

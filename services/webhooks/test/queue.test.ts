@@ -55,10 +55,10 @@ for (const engine of engines()) {
       const at = new Date();
       const spec: Spec = { url: `http://127.0.0.1/${id}`, eventTypes: [type], headers: {}, description: '', paused: false, rateLimitPerSecond: 0, maxConcurrency: 0, labels: {}, ...over };
       const events: EventRow[] = Array.from({ length: count }, (_, i) => ({
-        eventId: `evt-${id}-${i}`, eventType: type, owner: 'queue', payload: Buffer.from('{}'), contentType: 'application/json', digest: Buffer.alloc(32), occurredAt: null, traceContext: {},
+        eventId: `evt-${id}-${i}`, eventType: type, owner: 'queue', family: '', payload: Buffer.from('{}'), contentType: 'application/json', digest: Buffer.alloc(32), occurredAt: null, traceContext: {},
       }));
       return store.transaction(async (tx) => {
-        await tx.registry.insert({ id, owner: 'queue', externalId: '', spec, secret: { keyId: 'k', ciphertext: Buffer.from('sealed') }, at });
+        await tx.registry.insert({ id, owner: 'queue', externalId: '', spec, families: [], internalApproved: false, secret: { keyId: 'k', ciphertext: Buffer.from('sealed') }, headers: null, at });
         await tx.events.insertEvents(events, at);
         const queued = await tx.events.fanOut(events, maxAttempts, at);
         return { webhookId: id, deliveryIds: events.flatMap((e) => queued.get(e.eventId) ?? []) };

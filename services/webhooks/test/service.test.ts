@@ -12,7 +12,7 @@ import type { Database, Sql } from '@gantry/kit';
 import { checkEvent, publishEvents } from '../src/api/publish.js';
 import { verifyWebhook } from '../src/client/index.js';
 import { WebhooksStore } from '../src/store/webhooks-store.js';
-import { event, Receiver, rpc, spec, startWebhooksPlatform, uniquePath, type WebhooksPlatform } from './support.js';
+import { ALL_SCOPES, event, Receiver, rpc, spec, startWebhooksPlatform, uniquePath, type WebhooksPlatform } from './support.js';
 
 requirePostgresInCi('the webhooks service tests');
 
@@ -108,7 +108,7 @@ for (const engine of engines()) {
       const b = await endpoint({ eventTypes: ['*'] }, fan);
       const c = await endpoint({ eventTypes: ['invoice.void'] }, fan);
       const payload = Buffer.from('{"invoice":42}');
-      const first = await api.publish({ eventId: 'evt-fanout-1', eventType: 'invoice.paid', payload, owner: 'fanout' });
+      const first = await fan.publish({ eventId: 'evt-fanout-1', eventType: 'invoice.paid', payload, owner: 'fanout' });
       assert.equal(first.duplicate, false);
       assert.equal(first.deliveryIds.length, 2);
       assert.ok(await eventually(() => rx.at(a.path).length === 1 && rx.at(b.path).length === 1, WAIT_MS));
@@ -120,9 +120,9 @@ for (const engine of engines()) {
         assert.equal(v.id, 'evt-fanout-1');
       }
       assert.equal(rx.at(c.path).length, 0);
-      const again = await api.publish({ eventId: 'evt-fanout-1', eventType: 'invoice.paid', payload, owner: 'fanout' });
+      const again = await fan.publish({ eventId: 'evt-fanout-1', eventType: 'invoice.paid', payload, owner: 'fanout' });
       assert.deepEqual([again.duplicate, again.deliveryIds.sort()], [true, first.deliveryIds.sort()]);
-      await assertStatus(api.publish({ eventId: 'evt-fanout-1', eventType: 'invoice.paid', payload: Buffer.from('{}'), owner: 'fanout' }), status.ALREADY_EXISTS);
+      await assertStatus(fan.publish({ eventId: 'evt-fanout-1', eventType: 'invoice.paid', payload: Buffer.from('{}'), owner: 'fanout' }), status.ALREADY_EXISTS);
       assert.ok(await eventually(async () => (await fan.history({ webhookId: a.id })).deliveries[0]?.status === D_OK, WAIT_MS));
       const [h] = (await fan.history({ webhookId: a.id })).deliveries;
       assert.equal(h!.attempts.length, 1);
@@ -285,7 +285,8 @@ for (const engine of engines()) {
       const b = await endpoint({ eventTypes: ['*'] }, mine);
       const c = await endpoint({ eventTypes: [paid] }, other);
       const ids = [`evt-b1-${tag}`, `evt-b2-${tag}`, `evt-b3-${tag}`, `evt-b4-${tag}`];
-      const out = await api.publishBatch([
+      // Events of two owners in one call: an administrator's to publish.
+      const out = await rpc(p, 'alice', [...ALL_SCOPES, 'webhooks.admin']).publishBatch([
         { eventId: ids[0]!, eventType: paid, owner, payload: Buffer.from('{"n":0}') },
         { eventId: ids[1]!, eventType: void_, owner, payload: Buffer.from('{"n":1}') },
         { eventId: ids[2]!, eventType: paid, owner: `${owner}-other`, payload: Buffer.from('{"n":2}') },
@@ -383,7 +384,8 @@ for (const engine of engines()) {
         },
       }) as Database;
       const store = new WebhooksStore(counting);
-      const batch = (n: number, from = 0) => Array.from({ length: n }, (_, i) => checkEvent(event({ eventId: `evt-sql${from + i}-${e.id}`, eventType: e.type, owner: 'alice' }), ''));
+      const alice = { subject: 'alice', scopes: new Set(ALL_SCOPES), workloadFamilies: new Set<string>(), admin: false };
+      const batch = (n: number, from = 0) => Array.from({ length: n }, (_, i) => checkEvent(event({ eventId: `evt-sql${from + i}-${e.id}`, eventType: e.type, owner: 'alice' }), '', alice));
       const at = new Date(p.clock.nowMs);
       await publishEvents(store, batch(1), 8, at, () => '');
       await publishEvents(store, batch(300, 1), 8, at, () => '');
@@ -412,6 +414,7 @@ describe('the SSRF guard over gRPC (no allow-list)', () => {
           if (host === 'rebind.test') return [{ address: dns.rebound ? '127.0.0.1' : '93.184.216.34', family: 4 }];
           if (host === 'loopback.test') return [{ address: '127.0.0.1', family: 4 }];
           if (host === 'metadata.test') return [{ address: '169.254.169.254', family: 4 }];
+          if (host === 'compat.test') return [{ address: '::7f00:1', family: 6 }];
           // Any other name goes to the system resolver: `localhost` is checked as real DNS answers it.
           return lookup(host, { all: true });
         },
@@ -423,16 +426,19 @@ describe('the SSRF guard over gRPC (no allow-list)', () => {
     await rx?.close();
   });
 
-  test('registration refuses loopback, private, link-local (metadata) and IPv6 loopback URLs, and names that resolve to them', async () => {
+  test('registration refuses loopback, private, link-local (metadata), IPv6 loopback and IPv6 carrying 127.0.0.1 URLs, and names that resolve to them', async () => {
     const api = rpc(p);
-    for (const url of [rx.url('/direct'), 'http://10.0.0.5/h', 'http://169.254.169.254/latest/meta-data', 'http://[::1]/h', 'http://2130706433/h', 'http://loopback.test/h', 'http://metadata.test/h', `http://localhost:${rx.port}/h`]) {
+    // IPv6 forms that carry 127.0.0.1: IPv4-compatible, IPv4-translated, NAT64, 6to4, Teredo (client).
+    const embedded = ['[::127.0.0.1]', '[::ffff:0:127.0.0.1]', '[64:ff9b::127.0.0.1]', '[2002:7f00:1::1]', '[2001:0:4136:e378:8000:63bf:80ff:fffe]'].map((h) => `https://${h}/h`);
+    for (const url of [rx.url('/direct'), 'http://10.0.0.5/h', 'http://169.254.169.254/latest/meta-data', 'http://[::1]/h', 'http://2130706433/h', 'http://loopback.test/h', 'http://metadata.test/h', `http://localhost:${rx.port}/h`, 'https://compat.test/h', ...embedded]) {
       await assertStatus(api.create({ spec: spec(url) }), status.INVALID_ARGUMENT, /refused address/);
     }
   });
 
   test('a name that resolved to a public address at registration and to 127.0.0.1 at delivery (DNS rebinding) is refused at connect time; the receiver gets nothing', async () => {
     const api = rpc(p);
-    const url = `http://rebind.test:${rx.port}/rebind`;
+    // https on the default port: a public target at registration.
+    const url = 'https://rebind.test/rebind';
     const { webhook } = await api.create({ spec: spec(url) });
     dns.rebound = true;
     const { deliveryIds: [id] } = await api.publish({ eventId: 'evt-rebind', owner: 'alice' });

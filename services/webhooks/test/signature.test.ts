@@ -94,23 +94,25 @@ describe('Standard Webhooks signatures', () => {
 
 describe('the SSRF guard', () => {
   const strict = new AddressGuard([]);
+  const https = { scheme: 'https', port: 443 } as const;
   test('refuses loopback, private, link-local (cloud metadata), CGNAT, unique-local, unspecified, multicast and mapped loopback', () => {
     for (const ip of ['127.0.0.1', '127.8.9.10', '10.1.2.3', '172.16.0.1', '192.168.1.1', '169.254.169.254', '100.100.100.200', '0.0.0.0', '224.0.0.1', '255.255.255.255', '::1', '::', 'fe80::1', 'fd00:ec2::254', '::ffff:127.0.0.1', '::ffff:10.0.0.1']) {
-      assert.ok(strict.refusal(ip), `${ip} should be refused`);
+      assert.ok(strict.refusal(ip, https, []), `${ip} should be refused`);
     }
   });
   test('accepts public unicast addresses', () => {
-    for (const ip of ['93.184.216.34', '8.8.8.8', '2001:4860:4860::8888', '::ffff:8.8.8.8']) assert.equal(strict.refusal(ip), undefined, ip);
+    for (const ip of ['93.184.216.34', '8.8.8.8', '2001:4860:4860::8888', '::ffff:8.8.8.8']) assert.equal(strict.refusal(ip, https, []), undefined, ip);
   });
-  test('an allow-listed CIDR opens exactly its range', () => {
+  test('an allow-listed CIDR opens exactly its range (to the endpoints it applies to)', () => {
     const g = new AddressGuard(['127.0.0.1/32', 'fd00::/8']);
-    assert.equal(g.refusal('127.0.0.1'), undefined);
-    assert.ok(g.refusal('127.0.0.2'));
-    assert.equal(g.refusal('fd12::1'), undefined);
-    assert.throws(() => new AddressGuard(['10.0.0.0/33']), /not a CIDR/);
+    const approved = g.allowance({ owner: 'alice', internalApproved: true });
+    assert.equal(g.refusal('127.0.0.1', https, approved), undefined);
+    assert.ok(g.refusal('127.0.0.2', https, approved));
+    assert.equal(g.refusal('fd12::1', https, approved), undefined);
+    assert.throws(() => new AddressGuard(['10.0.0.0/33']), /not <cidr> or <owner>=<cidr>/);
   });
   test('IP literals in URLs are recognised in every spelling URL normalises', () => {
-    for (const u of ['http://127.0.0.1/', 'http://2130706433/', 'http://0x7f.1/', 'http://[::1]:8080/']) assert.ok(ipLiteral(new URL(u).hostname), u);
+    for (const u of ['http://127.0.0.1/', 'http://2130706433/', 'http://0x7f.1/', 'http://[::1]:8080/', 'http://[::127.0.0.1]/']) assert.ok(ipLiteral(new URL(u).hostname), u);
     assert.equal(ipLiteral(new URL('http://example.com/').hostname), undefined);
   });
 });

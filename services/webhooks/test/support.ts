@@ -4,9 +4,9 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ClientReadableStream, Metadata, ServiceError } from '@grpc/grpc-js';
-import { bearerMetadata, clientCredentials, clientOptions, FlagsClient, unary, type ConfigInput, type Runtime } from '@gantry/kit';
+import { bearerMetadata, clientCredentials, clientOptions, FlagsClient, unary, type ConfigInput, type Runtime, type WorkloadGrant } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
-import { tokenFor } from '@gantry/test-support/clients';
+import { tokenFor, workloadCredentials } from '@gantry/test-support/clients';
 import type { EngineName } from '@gantry/test-support/databases';
 import { startServicePlatform } from '@gantry/test-support/harness';
 import { createWebhooksService, type WebhooksConfigInput, type WebhooksOptions, type WebhooksStreams } from '../src/index.js';
@@ -14,10 +14,19 @@ import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 
 export type WebhooksClient = InstanceType<typeof webhooksv1.WebhooksServiceClient>;
 export const ALL_SCOPES = ['webhooks.manage', 'webhooks.read', 'webhooks.publish'];
+/**
+ * What registrations take by default: the local receiver at 127.0.0.1 is an internal target
+ * allow-listed by a bare CIDR, which only an administrator may register (docs/security-webhooks.md).
+ */
+export const REGISTRAR_SCOPES = [...ALL_SCOPES, 'webhooks.admin'];
 
 export interface WebhooksPlatform {
   runtime: Runtime;
   client: WebhooksClient;
+  /** The platform's data dir (dev PKI, the generated key ring of webhooks/secret-keys). */
+  dataDir: string;
+  /** A client that calls as platform workload `name` (its certificate, no token). */
+  asWorkload(name: string): Promise<WebhooksClient>;
   databaseUrl: string | undefined;
   as(subject: string, scopes?: string[]): Metadata;
   clock: { nowMs: number };
@@ -39,7 +48,15 @@ export const TEST_WEBHOOKS_CONFIG = {
 
 export async function startWebhooksPlatform(
   engine: EngineName,
-  opts: { options?: WebhooksOptions; webhooks?: WebhooksConfigInput; sharedDatabaseUrl?: string; clock?: { nowMs: number }; spanProcessors?: SpanProcessor[] } = {},
+  opts: {
+    options?: WebhooksOptions;
+    webhooks?: WebhooksConfigInput;
+    sharedDatabaseUrl?: string;
+    clock?: { nowMs: number };
+    spanProcessors?: SpanProcessor[];
+    /** Platform workloads the service knows (their scopes and event families), as `gantry serve` grants targets. */
+    workloads?: ReadonlyMap<string, WorkloadGrant>;
+  } = {},
 ): Promise<WebhooksPlatform> {
   const clock = opts.clock ?? { nowMs: Date.now() };
   let streams: WebhooksStreams | undefined;
@@ -56,15 +73,29 @@ export async function startWebhooksPlatform(
     rateLimit: { points: 100_000, windowSec: 1 },
     webhooks: { ...TEST_WEBHOOKS_CONFIG, ...opts.webhooks },
   };
-  const platform = await startServicePlatform(engine, [factory], { dbLabel: 't_hooks', poolSize: 6, overrides, spanProcessors: opts.spanProcessors, sharedDatabaseUrl: opts.sharedDatabaseUrl });
+  const platform = await startServicePlatform(engine, [factory], {
+    dbLabel: 't_hooks',
+    poolSize: 6,
+    overrides,
+    spanProcessors: opts.spanProcessors,
+    sharedDatabaseUrl: opts.sharedDatabaseUrl,
+    ...(opts.workloads ? { workloads: opts.workloads } : {}),
+  });
   const { runtime, dataDir, tls } = platform;
   const client = new webhooksv1.WebhooksServiceClient(platform.address, clientCredentials(tls), clientOptions(tls));
   const pool = (runtime.db as { pool?: { options: { connectionString?: string } } }).pool;
   const flagsToken = bearerMetadata(tokenFor(dataDir, 'sre', ['flags.write']));
   const flags = new FlagsClient(platform.address, clientCredentials(tls), clientOptions(tls), () => flagsToken);
+  const workloadClients: WebhooksClient[] = [];
   return {
     runtime,
     client,
+    dataDir,
+    async asWorkload(name) {
+      const c = new webhooksv1.WebhooksServiceClient(platform.address, await workloadCredentials(dataDir, name), clientOptions(tls));
+      workloadClients.push(c);
+      return c;
+    },
     databaseUrl: opts.sharedDatabaseUrl ?? pool?.options.connectionString,
     as: (subject, scopes = ALL_SCOPES) => bearerMetadata(tokenFor(dataDir, subject, scopes)),
     clock,
@@ -72,6 +103,7 @@ export async function startWebhooksPlatform(
     flags,
     async close() {
       client.close();
+      for (const c of workloadClients) c.close();
       flags.close();
       await platform.close();
     },
@@ -101,15 +133,19 @@ export const event = (req: Partial<webhooksv1.PublishEventRequest> & { eventId: 
   ...req,
 });
 
-/** The unary RPCs as promises, as `subject`. */
+/**
+ * The unary RPCs as promises, as `subject`. Without `scopes`, create and update go with
+ * REGISTRAR_SCOPES (the local receiver is an admin's to register) and the rest with ALL_SCOPES.
+ */
 export function rpc(p: WebhooksPlatform, subject = 'alice', scopes?: string[]) {
   const c = p.client;
   const md = p.as(subject, scopes);
+  const registrar = p.as(subject, scopes ?? REGISTRAR_SCOPES);
   return {
-    create: (req: Partial<webhooksv1.CreateWebhookRequest>) => unary(c.createWebhook, c, { owner: '', externalId: '', spec: undefined, secret: '', ...req }, md),
+    create: (req: Partial<webhooksv1.CreateWebhookRequest>) => unary(c.createWebhook, c, { owner: '', externalId: '', spec: undefined, secret: '', ...req }, registrar),
     get: (webhookId: string) => unary(c.getWebhook, c, { webhookId }, md).then((r) => r.webhook!),
     list: (req: Partial<webhooksv1.ListWebhooksRequest> = {}) => unary(c.listWebhooks, c, { owner: '', status: 0, externalId: '', pageSize: 0, pageToken: '', ...req }, md),
-    update: (req: Partial<webhooksv1.UpdateWebhookRequest> & { webhookId: string }) => unary(c.updateWebhook, c, { spec: undefined, updateMask: undefined, reenable: false, ...req }, md).then((r) => r.webhook!),
+    update: (req: Partial<webhooksv1.UpdateWebhookRequest> & { webhookId: string }) => unary(c.updateWebhook, c, { spec: undefined, updateMask: undefined, reenable: false, ...req }, registrar).then((r) => r.webhook!),
     delete: (webhookId: string) => unary(c.deleteWebhook, c, { webhookId }, md),
     rotate: (webhookId: string, overlapSec?: number, secret = '') =>
       unary(c.rotateSecret, c, { webhookId, overlap: overlapSec === undefined ? undefined : { seconds: BigInt(overlapSec), nanos: 0 }, secret }, md),

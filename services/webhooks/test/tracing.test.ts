@@ -82,7 +82,7 @@ describe('delivery attempts as traced outbound HTTP calls (PGlite)', () => {
         type: span.attributes['webhook.event_type'],
         attempt: span.attributes['webhook.attempt'],
       },
-      { method: 'POST', address: '127.0.0.1', port: rx.port, url: `${rx.url(e.path)}?token=REDACTED&v=REDACTED`, status: 200, webhook: e.id, type: e.type, attempt: 1 },
+      { method: 'POST', address: '127.0.0.1', port: rx.port, url: `http://127.0.0.1:${rx.port}/REDACTED?REDACTED`, status: 200, webhook: e.id, type: e.type, attempt: 1 },
     );
     assert.notEqual(span.status.code, SpanStatusCode.ERROR);
   });
@@ -120,7 +120,7 @@ describe('delivery attempts as traced outbound HTTP calls (PGlite)', () => {
   test('an attempt that times out, or whose address the SSRF guard refuses, still ends its span, with status ERROR and the reason', async () => {
     const slow = await endpoint((path) => rx.url(path));
     rx.script.set(slow.path, [{ status: 200, delayMs: WEBHOOKS_CONFIG.attemptTimeoutMs + 1000 }]);
-    const refused = await endpoint((path) => `http://rebind.test:${rx.port}${path}`);
+    const refused = await endpoint((path) => `https://rebind.test${path}`);
     dns.rebound = true;
     const [a, b] = await Promise.all([
       api.publish({ eventId: `evt-slow-${slow.id}`, eventType: slow.type, owner: 'alice' }),

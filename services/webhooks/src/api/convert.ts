@@ -28,7 +28,10 @@ export function toWebhook(w: WebhookRecord): webhooksv1.Webhook {
     webhookId: w.id,
     owner: w.owner,
     externalId: w.externalId,
-    spec: { ...w.spec },
+    // Header values are write-only: a reader learns the names, never a receiver's credentials.
+    spec: { ...w.spec, headers: {} },
+    headerNames: Object.keys(w.spec.headers).sort(),
+    eventFamilies: [...w.families],
     status: wireStatus(w),
     disabledReason: w.disabledReason,
     consecutiveFailures: w.consecutiveFailures,

@@ -1,13 +1,15 @@
 import { randomUUID } from 'node:crypto';
+import type { LookupAddress } from 'node:dns';
 import { GantryError, Status, failedPrecondition, invalidArgument, notFound, permissionDenied, type HandlerContext, type Handlers } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
+import { familyOf, isReservedFamily, readScope, subscriptionFamilies, type Caller } from '../domain/families.js';
 import { LIMITS } from '../domain/limits.js';
-import type { SecretBox } from '../domain/secret-box.js';
+import type { SealedSecret, SecretBox } from '../domain/secret-box.js';
 import { generateSecret } from '../domain/signature.js';
 import { applyMask, type Spec, type WebhookRecord } from '../domain/webhook.js';
-import { RefusedAddressError, resolveChecked, type Resolver } from '../delivery/http.js';
-import { aadFor } from '../delivery/dispatcher.js';
-import type { AddressGuard } from '../domain/address-guard.js';
+import { addressesOf, type Resolver } from '../delivery/http.js';
+import { aadFor, headersAadFor } from '../delivery/dispatcher.js';
+import { targetOf, type AddressGuard } from '../domain/address-guard.js';
 import type { WebhooksStore } from '../store/webhooks-store.js';
 import { WEBHOOKS_ADMIN_SCOPE } from './scopes.js';
 import { deliveryStatusFilter, statusFilter, toDelivery, toWebhook } from './convert.js';
@@ -25,6 +27,7 @@ import {
 } from './validation.js';
 import type { WebhooksStreams } from './streams.js';
 import { checkBatch, checkEvent, eventDigest, publishEvents } from './publish.js';
+import type { SpecChange } from '../store/registry.js';
 
 export interface WebhooksDeps {
   store: WebhooksStore;
@@ -39,10 +42,28 @@ export interface WebhooksDeps {
   streams: WebhooksStreams;
 }
 
+/** The type of TriggerWebhook's test event unless the caller names one. */
+const TEST_EVENT_TYPE = 'webhook.test';
+
 /** PostgreSQL's unique-violation code: a create raced another with the same external_id. */
 const UNIQUE_VIOLATION = '23505';
 
 const isAdmin = (ctx: HandlerContext) => ctx.principal.scopes.has(WEBHOOKS_ADMIN_SCOPE);
+
+/** The caller as the publishing and entitlement rules see it (domain/families.ts). */
+function callerOf(ctx: HandlerContext): Caller {
+  const p = ctx.principal;
+  return { subject: p.subject, scopes: p.scopes, workloadFamilies: p.workload?.families ?? new Set(), admin: isAdmin(ctx) };
+}
+
+/** The platform families an endpoint subscribed to `eventTypes` receives when the caller registers it; PERMISSION_DENIED for a family it may not read. */
+function entitlements(ctx: HandlerContext, eventTypes: readonly string[]): string[] {
+  const sub = subscriptionFamilies(callerOf(ctx), eventTypes);
+  if ('deniedType' in sub) {
+    throw permissionDenied(`spec.event_types: ${sub.deniedType} is a ${sub.family} event, the platform's; subscribing to it needs scope ${readScope(sub.family)} (or ${WEBHOOKS_ADMIN_SCOPE})`);
+  }
+  return sub.families;
+}
 
 /** The owner a call acts for: the caller, or another owner with the admin scope. */
 function ownerFor(ctx: HandlerContext, requested: string): string {
@@ -87,20 +108,49 @@ async function historyWebhook(deps: WebhooksDeps, ctx: HandlerContext, id: strin
   return (await historyWebhookRecord(deps, ctx, id)).id;
 }
 
-/**
- * Refuses a URL whose host is, or resolves to, an address deliveries may not reach. A name that
- * does not resolve now is accepted: delivery checks again (and that check is the one that counts).
- */
-async function checkAddress(deps: WebhooksDeps, field: string, url: string): Promise<void> {
-  const host = new URL(url).hostname;
-  const lookup = resolveChecked(deps.resolver, deps.guard, host);
+/** The addresses a registration's host has now, or undefined when it does not resolve within the bound. */
+async function addressesNow(deps: WebhooksDeps, hostname: string): Promise<LookupAddress[] | undefined> {
+  const lookup = addressesOf(deps.resolver, hostname);
+  lookup.catch(() => undefined);
   const timeout = new Promise<undefined>((r) => setTimeout(() => r(undefined), LIMITS.registrationLookupMs).unref());
   try {
-    await Promise.race([lookup, timeout]);
-  } catch (err) {
-    if (err instanceof RefusedAddressError) throw invalidArgument(field, err.message);
+    return await Promise.race([lookup, timeout]);
+  } catch {
+    return undefined;
   }
-  lookup.catch(() => undefined);
+}
+
+/**
+ * Refuses a URL for an endpoint of `owner` whose host is, or resolves to, an address deliveries
+ * may not reach (domain/address-guard.ts): INVALID_ARGUMENT; PERMISSION_DENIED when only an
+ * administrator's approval would open it. Returns whether the caller (an admin or a platform
+ * workload) approved an internal target. A name that does not resolve now is accepted and approved
+ * for nothing: delivery checks again (and that check is the one that counts).
+ */
+async function checkTarget(deps: WebhooksDeps, ctx: HandlerContext, field: string, url: string, owner: string): Promise<boolean> {
+  const parsed = new URL(url);
+  const target = targetOf(parsed);
+  const addresses = await addressesNow(deps, parsed.hostname);
+  if (!addresses) return false;
+  const own = deps.guard.allowance({ owner, internalApproved: false });
+  const approvable = deps.guard.allowance({ owner, internalApproved: true });
+  const approver = isAdmin(ctx) || ctx.principal.workload !== undefined;
+  let approved = false;
+  for (const { address } of addresses) {
+    const why = deps.guard.refusal(address, target, own);
+    if (!why) continue;
+    if (deps.guard.refusal(address, target, approvable) !== undefined) throw invalidArgument(field, `refused address: ${parsed.hostname} resolves to ${why}`);
+    if (!approver) {
+      throw permissionDenied(`${field}: ${parsed.hostname} is an internal target that only an administrator may register (needs scope ${WEBHOOKS_ADMIN_SCOPE}), or allow-list it for ${owner} in webhooks.allowedCidrs (<owner>=<cidr>)`);
+    }
+    approved = true;
+  }
+  return approved;
+}
+
+/** Sealed header values, or null without headers. */
+function sealHeaders(deps: WebhooksDeps, webhookId: string, headers: Record<string, string>): SealedSecret | null {
+  return Object.keys(headers).length === 0 ? null : deps.box.seal(JSON.stringify(headers), headersAadFor(webhookId));
 }
 
 const seal = (deps: WebhooksDeps, webhookId: string, secret: string) => deps.box.seal(secret, aadFor(webhookId));
@@ -114,7 +164,8 @@ function registryHandlers(deps: WebhooksDeps): WebhooksHandlers {
       const externalId = checkText('external_id', req.externalId, LIMITS.maxExternalIdChars);
       const spec = checkSpec(req.spec);
       const given = checkSecret('secret', req.secret);
-      await checkAddress(deps, 'spec.url', spec.url);
+      const families = entitlements(ctx, spec.eventTypes);
+      const internalApproved = await checkTarget(deps, ctx, 'spec.url', spec.url, owner);
       const secret = given || generateSecret();
       const id = `wh_${randomUUID().replaceAll('-', '')}`;
       const at = new Date(deps.now());
@@ -128,7 +179,7 @@ function registryHandlers(deps: WebhooksDeps): WebhooksHandlers {
             if ((await tx.registry.countOwned(owner)) >= LIMITS.maxWebhooksPerOwner) {
               throw new GantryError(Status.RESOURCE_EXHAUSTED, `${owner} has ${LIMITS.maxWebhooksPerOwner} webhooks, the most one owner may have; delete unused ones first`);
             }
-            const created = await tx.registry.insert({ id, owner, externalId, spec, secret: seal(deps, id, secret), at });
+            const created = await tx.registry.insert({ id, owner, externalId, spec, families, internalApproved, secret: seal(deps, id, secret), headers: sealHeaders(deps, id, spec.headers), at });
             return { webhook: toWebhook(created), secret, created: true };
           });
         } catch (err) {
@@ -165,6 +216,18 @@ function registryHandlers(deps: WebhooksDeps): WebhooksHandlers {
   };
 }
 
+/**
+ * What an update writes. Changing where events go (url) or which (event_types) takes the caller's
+ * entitlements afresh, as a registration does; otherwise the endpoint keeps those it has. Header
+ * values are sealed again only when the update sets them.
+ */
+function specChange(deps: WebhooksDeps, ctx: HandlerContext, locked: WebhookRecord, spec: Spec, retargeted: boolean, approved: boolean, fields: readonly string[]): SpecChange {
+  const sameTypes = spec.eventTypes.length === locked.spec.eventTypes.length && spec.eventTypes.every((t) => locked.spec.eventTypes.includes(t));
+  const families = retargeted || !sameTypes ? entitlements(ctx, spec.eventTypes) : locked.families;
+  const headers = fields.includes('headers') ? { sealed: sealHeaders(deps, locked.id, spec.headers) } : ('unchanged' as const);
+  return { spec, families, internalApproved: approved, headers };
+}
+
 /** Changing a webhook: its spec, its deletion, its secret. Each takes the webhook's row lock. */
 function registryChangeHandlers(deps: WebhooksDeps): WebhooksHandlers {
   const { store } = deps;
@@ -174,7 +237,8 @@ function registryChangeHandlers(deps: WebhooksDeps): WebhooksHandlers {
       const fields = req.spec ? checkMask(req.updateMask) : [];
       const merge = (base: Spec): Spec => (req.spec ? applyMask(base, { ...base, ...req.spec }, fields) : base);
       const proposed = checkSpec(merge(current.spec));
-      if (proposed.url !== current.spec.url) await checkAddress(deps, 'spec.url', proposed.url);
+      const retargeted = proposed.url !== current.spec.url;
+      const approved = retargeted ? await checkTarget(deps, ctx, 'spec.url', proposed.url, current.owner) : current.internalApproved;
       const at = new Date(deps.now());
       const updated = await store.transaction(async (tx) => {
         const locked = await tx.registry.lock(req.webhookId);
@@ -183,8 +247,8 @@ function registryChangeHandlers(deps: WebhooksDeps): WebhooksHandlers {
           throw new GantryError(Status.ABORTED, `webhook ${req.webhookId} is at version ${locked.version}, not ${req.expectedVersion}: re-read it and retry`);
         }
         const spec = checkSpec(merge(locked.spec));
-        if (spec.url !== proposed.url) throw new GantryError(Status.ABORTED, `webhook ${req.webhookId} changed while it was being updated: re-read it and retry`);
-        return tx.registry.update(locked.id, spec, req.reenable && locked.state === 'DISABLED', at);
+        if (spec.url !== proposed.url || locked.spec.url !== current.spec.url) throw new GantryError(Status.ABORTED, `webhook ${req.webhookId} changed while it was being updated: re-read it and retry`);
+        return tx.registry.update(locked.id, specChange(deps, ctx, locked, spec, retargeted, approved, fields), req.reenable && locked.state === 'DISABLED', at);
       });
       deps.queued();
       return { webhook: toWebhook(updated) };
@@ -228,14 +292,14 @@ function registryChangeHandlers(deps: WebhooksDeps): WebhooksHandlers {
 function publishHandlers(deps: WebhooksDeps): WebhooksHandlers {
   const { store } = deps;
   return {
-    async publishEvent(req) {
-      const result = (await publishEvents(store, [checkEvent(req, '')], deps.maxAttempts(), new Date(deps.now()), () => ''))[0]!;
+    async publishEvent(req, ctx) {
+      const result = (await publishEvents(store, [checkEvent(req, '', callerOf(ctx))], deps.maxAttempts(), new Date(deps.now()), () => ''))[0]!;
       if (!result.duplicate && result.deliveryIds.length > 0) deps.queued();
       return result;
     },
 
-    async publishEvents(req) {
-      const results = await publishEvents(store, checkBatch(req.events), deps.maxAttempts(), new Date(deps.now()), (i) => `events[${i}]: `);
+    async publishEvents(req, ctx) {
+      const results = await publishEvents(store, checkBatch(req.events, callerOf(ctx)), deps.maxAttempts(), new Date(deps.now()), (i) => `events[${i}]: `);
       if (results.some((r) => !r.duplicate && r.deliveryIds.length > 0)) deps.queued();
       return { results };
     },
@@ -243,7 +307,12 @@ function publishHandlers(deps: WebhooksDeps): WebhooksHandlers {
     async triggerWebhook(req, ctx) {
       const w = await visible(deps, ctx, req.webhookId);
       if (w.state === 'DISABLED') throw failedPrecondition(`webhook ${w.id} is disabled (${w.disabledReason}); re-enable it with UpdateWebhook reenable = true first`);
-      const eventType = req.eventType === '' ? 'webhook.test' : checkEventType('event_type', req.eventType, false);
+      const eventType = req.eventType === '' ? TEST_EVENT_TYPE : checkEventType('event_type', req.eventType, false);
+      // A receiver trusts what its secret signs: no made-up platform (or disable) event reaches it this way.
+      const family = familyOf(eventType);
+      if (eventType !== TEST_EVENT_TYPE && isReservedFamily(family) && !callerOf(ctx).workloadFamilies.has(family)) {
+        throw permissionDenied(`event_type: ${eventType} is of the reserved event family ${family}; send a test event of another type (default ${TEST_EVENT_TYPE})`);
+      }
       const nowMs = deps.now();
       const eventId = `evt_test_${randomUUID().replaceAll('-', '')}`;
       const payload = req.payload.length > 0
@@ -253,7 +322,7 @@ function publishHandlers(deps: WebhooksDeps): WebhooksHandlers {
       const at = new Date(nowMs);
       const digest = eventDigest(eventType, w.owner, 'application/json', payload);
       await store.transaction(async (tx) => {
-        await tx.events.insertEvents([{ eventId, eventType, owner: w.owner, payload, contentType: 'application/json', digest, occurredAt: at, traceContext: {} }], at);
+        await tx.events.insertEvents([{ eventId, eventType, owner: w.owner, family: '', payload, contentType: 'application/json', digest, occurredAt: at, traceContext: {} }], at);
         await tx.events.insertTestDelivery(deliveryId, w.id, eventId, eventType, deps.maxAttempts(), at);
       });
       deps.queued();

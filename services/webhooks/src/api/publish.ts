@@ -2,38 +2,46 @@
 // idempotency rule and the same three statements for any number of events, so a batch of 500 costs
 // one transaction, not 500.
 import { createHash } from 'node:crypto';
-import { alreadyExists, invalidArgument } from '@gantry/kit';
+import { alreadyExists, invalidArgument, permissionDenied } from '@gantry/kit';
 import type { webhooksv1 } from '@gantry/proto';
+import { publishDecision, type Caller } from '../domain/families.js';
 import { LIMITS } from '../domain/limits.js';
 import type { EventRow } from '../store/events.js';
 import type { WebhooksStore } from '../store/webhooks-store.js';
-import { checkEventType, checkId, checkPayload, checkText } from './validation.js';
+import { checkEventId, checkEventType, checkPayload, checkText } from './validation.js';
 
 /** What makes an event (type, owner, content type, payload): the same id with another digest is a reuse, not a repeat. */
 export function eventDigest(eventType: string, owner: string, contentType: string, payload: Buffer): Buffer {
   return createHash('sha256').update(JSON.stringify([eventType, owner, contentType, payload.toString('base64')])).digest();
 }
 
-/** One event of a request, checked; `prefix` names it in errors ('' or `events[3].`). */
-export function checkEvent(req: webhooksv1.PublishEventRequest, prefix: string): EventRow {
-  const eventId = checkId(`${prefix}event_id`, req.eventId, LIMITS.maxEventIdChars);
+/**
+ * One event of a request, checked and addressed as `caller` may publish it (domain/families.ts):
+ * a platform family's event (no owner) or an owner's. `prefix` names it in errors ('' or `events[3].`).
+ */
+export function checkEvent(req: webhooksv1.PublishEventRequest, prefix: string, caller: Caller): EventRow {
+  const eventId = checkEventId(`${prefix}event_id`, req.eventId);
   const eventType = checkEventType(`${prefix}event_type`, req.eventType, false);
   const payload = checkPayload(`${prefix}payload`, req.payload);
   const contentType = checkText(`${prefix}content_type`, req.contentType, LIMITS.maxContentTypeChars) || 'application/json';
-  const owner = checkText(`${prefix}owner`, req.owner, LIMITS.maxOwnerChars);
+  const requestedOwner = checkText(`${prefix}owner`, req.owner, LIMITS.maxOwnerChars);
   const trace = Object.entries(req.traceContext);
   if (trace.length > LIMITS.maxTraceContextEntries || trace.some(([k, v]) => k.length > 64 || v.length > LIMITS.maxTraceContextValueChars)) {
     throw invalidArgument(`${prefix}trace_context`, `takes at most ${LIMITS.maxTraceContextEntries} entries (traceparent, tracestate) of up to ${LIMITS.maxTraceContextValueChars} characters`);
   }
-  return { eventId, eventType, owner, payload, contentType, digest: eventDigest(eventType, owner, contentType, payload), occurredAt: req.occurredAt ?? null, traceContext: req.traceContext };
+  const decision = publishDecision(caller, eventType, requestedOwner);
+  if (decision.kind === 'invalid') throw invalidArgument(`${prefix}owner`, decision.reason);
+  if (decision.kind === 'denied') throw permissionDenied(`${prefix === '' ? '' : `${prefix.slice(0, -1)}: `}${decision.reason}`);
+  const [owner, family] = decision.kind === 'platform' ? ['', decision.family] : [decision.owner, ''];
+  return { eventId, eventType, owner, family, payload, contentType, digest: eventDigest(eventType, owner, contentType, payload), occurredAt: req.occurredAt ?? null, traceContext: req.traceContext };
 }
 
 /** The events of a PublishEvents request, checked: 1 to 500, each valid, no event_id twice. */
-export function checkBatch(events: webhooksv1.PublishEventRequest[]): EventRow[] {
+export function checkBatch(events: webhooksv1.PublishEventRequest[], caller: Caller): EventRow[] {
   if (events.length === 0 || events.length > LIMITS.maxPublishBatch) {
     throw invalidArgument('events', `holds ${events.length} events; send 1 to ${LIMITS.maxPublishBatch} per call`);
   }
-  const checked = events.map((e, i) => checkEvent(e, `events[${i}].`));
+  const checked = events.map((e, i) => checkEvent(e, `events[${i}].`, caller));
   const seen = new Map<string, number>();
   checked.forEach((e, i) => {
     const first = seen.get(e.eventId);

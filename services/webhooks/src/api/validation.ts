@@ -16,6 +16,12 @@ const RESERVED_HEADERS = new Set([
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const EVENT_TYPE = /^[A-Za-z0-9._-]+$/;
+/**
+ * An event id is the `webhook-id` header, which Standard Webhooks signs as
+ * `<webhook-id>.<webhook-timestamp>.<body>`: a '.' in it would make that string ambiguous, so ids
+ * keep to letters, digits, '_', ':' and '-' (UUIDs, ULIDs, `evt_<hex>` all fit).
+ */
+const EVENT_ID = /^[A-Za-z0-9_:-]+$/;
 
 export function checkId(field: string, id: string, max: number = LIMITS.maxIdChars): string {
   if (id.length === 0) throw invalidArgument(field, 'is required');
@@ -37,6 +43,13 @@ export function checkUrl(field: string, url: string): URL {
   if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw invalidArgument(field, `must be http or https, not ${parsed.protocol.slice(0, -1)}`);
   if (parsed.username || parsed.password) throw invalidArgument(field, 'must not carry credentials (user:password@); send them in spec.headers');
   return parsed;
+}
+
+/** An event id: 1 to 256 characters that fit a `webhook-id` header. */
+export function checkEventId(field: string, id: string): string {
+  checkId(field, id, LIMITS.maxEventIdChars);
+  if (!EVENT_ID.test(id)) throw invalidArgument(field, `${quote(id)} may hold only letters, digits, '_', ':' and '-': it becomes the webhook-id header, which receivers split on '.'`);
+  return id;
 }
 
 export function checkEventType(field: string, t: string, allowStar: boolean): string {

@@ -11,14 +11,14 @@ const TRACE_HEADERS = ['traceparent', 'tracestate'] as const;
 
 const tracer = trace.getTracer('gantry');
 
-/** The URL as a span may show it: query values may be credentials (`?token=`), so they are redacted. */
+/**
+ * The URL as a span may show it: scheme, host and port. A path or a query may be a credential
+ * (`/hooks/<token>`, `?token=`), and spans go to a tracing backend many people read, so each is
+ * replaced by REDACTED; the webhook id on the span says which endpoint it was.
+ */
 export function urlForSpan(url: URL): string {
-  const shown = new URL(url.href);
-  shown.username = '';
-  shown.password = '';
-  shown.hash = '';
-  for (const key of new Set(shown.searchParams.keys())) shown.searchParams.set(key, 'REDACTED');
-  return shown.href;
+  const path = url.pathname === '/' || url.pathname === '' ? '/' : '/REDACTED';
+  return `${url.protocol}//${url.host}${path}${url.search ? '?REDACTED' : ''}`;
 }
 
 function traceHeaders(carrier: Record<string, string>): Record<string, string> {

@@ -133,8 +133,10 @@ export class Dispatcher {
     const timestampSec = Math.floor(startedMs / 1000);
     const keys = [this.box.open(c.secrets.current, aadFor(c.webhookId))];
     if (c.secrets.previous && c.secrets.previous.expiresAt.getTime() > startedMs) keys.push(this.box.open(c.secrets.previous, aadFor(c.webhookId)));
+    // Header values (a receiver's Authorization) are opened only here, for the request.
+    const extra = c.sealedHeaders ? (JSON.parse(this.box.open(c.sealedHeaders, headersAadFor(c.webhookId))) as Record<string, string>) : c.legacyHeaders;
     const headers: Record<string, string> = {
-      ...c.headers,
+      ...extra,
       'content-type': c.contentType,
       'user-agent': 'gantry-webhooks/1',
       ...signatureHeaders(keys.map((k) => secretKeyBytes(k)!), c.eventId, timestampSec, c.payload),
@@ -143,7 +145,7 @@ export class Dispatcher {
     const { span, context: traced } = startAttemptSpan(c, headers);
     let res: HttpResult | undefined;
     try {
-      res = await context.with(traced, () => this.http.post(c.url, headers, c.payload, signal));
+      res = await context.with(traced, () => this.http.post(c.url, headers, c.payload, signal, { owner: c.owner, internalApproved: c.internalApproved }));
     } finally {
       endAttemptSpan(span, res);
     }
@@ -186,3 +188,6 @@ export class Dispatcher {
 
 /** Additional data binding a secret's ciphertext to its webhook (not to a slot: rotation moves the current ciphertext to the previous one as is). */
 export const aadFor = (webhookId: string): string => `gantry.webhooks/${webhookId}`;
+
+/** Additional data binding the sealed header values to their webhook, apart from its secrets (neither decrypts as the other). */
+export const headersAadFor = (webhookId: string): string => `${aadFor(webhookId)}/headers`;

@@ -1,18 +1,22 @@
-// One HTTP attempt to an endpoint through undici, with the SSRF guard in the connection's own DNS
-// lookup: the address checked is the address connected to, so a name that resolved to a public
-// address at registration and to 127.0.0.1 now (DNS rebinding) is refused here. IP-literal URLs
-// never reach a lookup and are checked before the request. Redirects are not followed.
+// One HTTP attempt to an endpoint through undici. The SSRF guard (domain/address-guard.ts) runs in
+// the connection itself: the connector resolves the name, refuses it when any of its addresses is
+// refused, and checks the peer address of the socket once connected, before a byte of the request
+// is written. So the address checked is the address connected to, whatever resolved it: a name
+// that resolved to a public address at registration and to 127.0.0.1 now (DNS rebinding) is
+// refused here. Connections are pooled per set of allow-list entries that apply, so a connection
+// opened for an endpoint allowed an internal target is never reused by one that is not.
+// Redirects are not followed.
 import { lookup as dnsLookup } from 'node:dns/promises';
-import type { LookupAddress, LookupOptions } from 'node:dns';
-import { Agent, request } from 'undici';
-import { ipLiteral, type AddressGuard } from '../domain/address-guard.js';
+import type { LookupAddress } from 'node:dns';
+import { Agent, buildConnector, request } from 'undici';
+import { ipLiteral, targetOf, type AddressGuard, type AllowEntry, type Reach, type Target } from '../domain/address-guard.js';
 
 /** Resolves a host name to its addresses (tests pass a fake one). */
 export type Resolver = (hostname: string) => Promise<LookupAddress[]>;
 
 export const systemResolver: Resolver = (hostname) => dnsLookup(hostname, { all: true, verbatim: true });
 
-/** Bytes of a response body kept for the history. */
+/** Bytes of a response body kept for the history (public targets only). */
 export const RESPONSE_EXCERPT_BYTES = 1024;
 /** Connections kept open per endpoint origin. */
 const CONNECTIONS_PER_ORIGIN = 32;
@@ -30,15 +34,19 @@ export interface HttpResult {
   latencyMs: number;
 }
 
-type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
-
-/** The addresses of `hostname`, every one checked; throws RefusedAddressError on the first refused one. */
-export async function resolveChecked(resolver: Resolver, guard: AddressGuard, hostname: string): Promise<LookupAddress[]> {
+/** The addresses of `hostname` (an IP literal is its own), without judging them. */
+export async function addressesOf(resolver: Resolver, hostname: string): Promise<LookupAddress[]> {
   const literal = ipLiteral(hostname);
   const addresses = literal ? [{ address: literal, family: literal.includes(':') ? 6 : 4 }] : await resolver(hostname);
   if (addresses.length === 0) throw new Error(`${hostname} has no addresses`);
+  return addresses;
+}
+
+/** The addresses of `hostname`, every one checked; throws RefusedAddressError on the first refused one. */
+export async function resolveChecked(resolver: Resolver, refusal: (ip: string) => string | undefined, hostname: string): Promise<LookupAddress[]> {
+  const addresses = await addressesOf(resolver, hostname);
   for (const a of addresses) {
-    const why = guard.refusal(a.address);
+    const why = refusal(a.address);
     // Any refused address refuses the name: connecting would pick among them.
     if (why) throw new RefusedAddressError(`refused address: ${hostname} resolves to ${why}`);
   }
@@ -46,57 +54,93 @@ export async function resolveChecked(resolver: Resolver, guard: AddressGuard, ho
 }
 
 export class HttpSender {
-  private readonly agent: Agent;
+  /** One agent per set of allow-list entries that apply (bounded by the allow-list's size). */
+  private readonly agents = new Map<string, Agent>();
+  private readonly connect: buildConnector.connector;
 
   constructor(
     private readonly guard: AddressGuard,
     private readonly resolver: Resolver,
-    timeoutMs: number,
+    private readonly timeoutMs: number,
   ) {
-    const lookup = (hostname: string, options: LookupOptions, callback: LookupCallback) => {
-      resolveChecked(this.resolver, this.guard, hostname).then(
-        (addresses) => {
-          if (options.all) callback(null, addresses);
-          else callback(null, addresses[0]!.address, addresses[0]!.family);
-        },
-        (err: Error) => callback(Object.assign(err, { code: (err as NodeJS.ErrnoException).code ?? 'ENOTFOUND' }), ''),
-      );
-    };
-    this.agent = new Agent({ connect: { lookup, timeout: timeoutMs }, connections: CONNECTIONS_PER_ORIGIN, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+    this.connect = buildConnector({ timeout: timeoutMs });
   }
 
-  /** POSTs `body`; never throws: failures come back as status 0 with an error. */
-  async post(url: string, headers: Record<string, string>, body: Buffer, signal: AbortSignal): Promise<HttpResult> {
+  /** A connector that lets a socket through only to addresses `allowance` permits for its scheme and port. */
+  private guardedConnector(allowance: readonly AllowEntry[]): buildConnector.connector {
+    return (opts, callback) => {
+      const target: Target = targetOf(new URL(`${opts.protocol}//${opts.host ?? opts.hostname}`));
+      const refusal = (ip: string) => this.guard.refusal(ip, target, allowance);
+      resolveChecked(this.resolver, refusal, opts.hostname).then(
+        (addresses) => {
+          // undici still names the host for TLS (SNI, certificate) from opts.host.
+          this.connect({ ...opts, hostname: addresses[0]!.address }, (err, socket) => {
+            if (err) return callback(err, null);
+            const peer = socket!.remoteAddress;
+            const why = peer === undefined ? 'an unknown address' : refusal(peer);
+            if (!why) return callback(null, socket!);
+            socket!.destroy();
+            callback(new RefusedAddressError(`refused address: ${opts.hostname} connected to ${why}`), null);
+          });
+        },
+        (err: Error) => callback(err, null),
+      );
+    };
+  }
+
+  private agentFor(allowance: readonly AllowEntry[]): Agent {
+    const key = allowance.map((e) => e.index).join(',');
+    let agent = this.agents.get(key);
+    if (!agent) {
+      agent = new Agent({ connect: this.guardedConnector(allowance), connections: CONNECTIONS_PER_ORIGIN, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs });
+      this.agents.set(key, agent);
+    }
+    return agent;
+  }
+
+  /**
+   * POSTs `body` for an endpoint that `reach` describes; never throws: failures come back as
+   * status 0 with an error. The answer's excerpt is kept only when the endpoint can reach nothing
+   * but public addresses: an allow-listed internal service's answers are not for the history.
+   */
+  async post(url: string, headers: Record<string, string>, body: Buffer, signal: AbortSignal, reach: Reach): Promise<HttpResult> {
     const started = performance.now();
     const latency = () => Math.round(performance.now() - started);
+    const allowance = this.guard.allowance(reach);
     try {
-      const literal = ipLiteral(new URL(url).hostname);
-      if (literal) {
-        const why = this.guard.refusal(literal);
-        if (why) throw new RefusedAddressError(`refused address: ${why}`);
-      }
+      const parsed = new URL(url);
+      const literal = ipLiteral(parsed.hostname);
+      const why = literal ? this.guard.refusal(literal, targetOf(parsed), allowance) : undefined;
+      if (why) throw new RefusedAddressError(`refused address: ${why}`);
       // undici follows no redirects unless told to: a 3xx is a failed attempt, never a hop elsewhere.
-      const res = await request(url, { method: 'POST', headers, body, dispatcher: this.agent, signal });
-      const chunks: Buffer[] = [];
-      let kept = 0;
-      for await (const chunk of res.body) {
-        const b = chunk as Buffer;
-        if (kept < RESPONSE_EXCERPT_BYTES) chunks.push(b.subarray(0, RESPONSE_EXCERPT_BYTES - kept));
-        kept += b.length;
-        // The rest is not needed; stop reading a large (or endless) body.
-        if (kept >= RESPONSE_EXCERPT_BYTES) break;
-      }
-      if (kept >= RESPONSE_EXCERPT_BYTES) res.body.destroy();
+      const res = await request(url, { method: 'POST', headers, body, dispatcher: this.agentFor(allowance), signal });
+      let excerpt = '';
+      if (allowance.length === 0) excerpt = await readExcerpt(res.body);
+      else await res.body.dump({ limit: RESPONSE_EXCERPT_BYTES });
+      if (!res.body.readableEnded) res.body.destroy();
       const retryAfter = res.headers['retry-after'];
-      return { status: res.statusCode, error: '', bodyExcerpt: Buffer.concat(chunks).toString('utf8'), retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter, latencyMs: latency() };
+      return { status: res.statusCode, error: '', bodyExcerpt: excerpt, retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter, latencyMs: latency() };
     } catch (err) {
       return { status: 0, error: describe(err, signal), bodyExcerpt: '', retryAfter: undefined, latencyMs: latency() };
     }
   }
 
   async close(): Promise<void> {
-    await this.agent.destroy();
+    await Promise.all([...this.agents.values()].map((a) => a.destroy()));
   }
+}
+
+/** The first RESPONSE_EXCERPT_BYTES of a body, read no further (a large or endless body is not needed). */
+async function readExcerpt(body: AsyncIterable<unknown>): Promise<string> {
+  const chunks: Buffer[] = [];
+  let kept = 0;
+  for await (const chunk of body) {
+    const b = chunk as Buffer;
+    if (kept < RESPONSE_EXCERPT_BYTES) chunks.push(b.subarray(0, RESPONSE_EXCERPT_BYTES - kept));
+    kept += b.length;
+    if (kept >= RESPONSE_EXCERPT_BYTES) break;
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** A short, secret-free description of a failed request. */

@@ -14,12 +14,19 @@ export interface Spec {
 
 export type EndpointState = 'ENABLED' | 'DISABLED' | 'DELETED';
 
-/** A registered endpoint without its secrets. */
+/**
+ * A registered endpoint without its secrets. Its `spec.headers` hold the names only, each with an
+ * empty value: the values are sealed like the signing secret and opened only to deliver.
+ */
 export interface WebhookRecord {
   id: string;
   owner: string;
   externalId: string;
   spec: Spec;
+  /** The platform event families it receives (domain/families.ts), '*' for every one. */
+  families: string[];
+  /** Its internal target was approved by an admin or a platform workload: unqualified allow-list entries apply to it. */
+  internalApproved: boolean;
   state: EndpointState;
   disabledReason: string;
   consecutiveFailures: number;
@@ -73,6 +80,11 @@ const FIELD_KEYS: Record<SpecField, keyof Spec> = {
   labels: 'labels',
 };
 
+/** Header names only, each with an empty value: how a record keeps them (the values are sealed). */
+export function headerNamesOnly(headers: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.keys(headers).map((k) => [k, '']));
+}
+
 /** `current` with the masked fields taken from `next`. */
 export function applyMask(current: Spec, next: Spec, fields: readonly SpecField[]): Spec {
   const out: Spec = { ...current };
@@ -93,6 +105,9 @@ export function webhookFromJson(j: unknown): WebhookRecord {
     owner: o.owner as string,
     externalId: o.externalId as string,
     spec: o.spec,
+    // History written before these fields existed: entitled to nothing, approved for nothing.
+    families: (o.families as string[] | undefined) ?? [],
+    internalApproved: (o.internalApproved as boolean | undefined) ?? false,
     state: o.state as EndpointState,
     disabledReason: o.disabledReason as string,
     consecutiveFailures: o.consecutiveFailures as number,

@@ -19,7 +19,12 @@ export interface ClaimedAttempt {
   attemptsInRound: number;
   leaseToken: string;
   url: string;
-  headers: Record<string, string>;
+  /** The endpoint's owner and whether its internal target was approved: which allow-list entries apply. */
+  owner: string;
+  internalApproved: boolean;
+  /** The extra request headers, sealed (null without any); `legacyHeaders` holds values stored before they were sealed. */
+  sealedHeaders: SealedSecret | null;
+  legacyHeaders: Record<string, string>;
   payload: Buffer;
   contentType: string;
   /** W3C trace context of what caused the event (traceparent, tracestate), or {}. */
@@ -139,7 +144,7 @@ async function lease(sql: Sql, deliveryIds: readonly string[], newToken: () => s
                     lease_expires_at = clock_timestamp() + make_interval(secs => $3::double precision / 1000)
                FROM c WHERE d.delivery_id = c.id
              RETURNING d.delivery_id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.round_start, d.lease_token)
-     SELECT upd.*, e.url, e.headers, e.secret_key_id, e.secret_ciphertext, e.previous_key_id, e.previous_ciphertext, e.previous_expires_at,
+     SELECT upd.*, e.url, e.owner, e.internal_approved, e.headers, e.headers_key_id, e.headers_ciphertext, e.secret_key_id, e.secret_ciphertext, e.previous_key_id, e.previous_ciphertext, e.previous_expires_at,
             ev.payload, ev.content_type, ev.trace_context
        FROM upd JOIN webhooks.endpoints e ON e.webhook_id = upd.webhook_id JOIN webhooks.events ev ON ev.event_id = upd.event_id`,
     [deliveryIds, tokens, leaseMs],
@@ -157,7 +162,10 @@ function toClaimedAttempt(c: Row): ClaimedAttempt {
     attemptsInRound: attemptsInRound(Number(c.attempts), Number(c.round_start)),
     leaseToken: c.lease_token as string,
     url: c.url as string,
-    headers: json(c.headers),
+    owner: c.owner as string,
+    internalApproved: c.internal_approved === true,
+    sealedHeaders: c.headers_ciphertext ? { keyId: c.headers_key_id as string, ciphertext: Buffer.from(c.headers_ciphertext as Uint8Array) } : null,
+    legacyHeaders: json(c.headers),
     payload: Buffer.from(c.payload as Uint8Array),
     contentType: c.content_type as string,
     traceContext: json(c.trace_context),

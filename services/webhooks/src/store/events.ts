@@ -9,7 +9,10 @@ import { QUEUED_CHANNEL } from './sql.js';
 export interface EventRow {
   eventId: string;
   eventType: string;
+  /** The owner whose endpoints receive it; '' for a platform family's event. */
   owner: string;
+  /** The platform family whose entitled endpoints receive it; '' for an owner's event (domain/families.ts). */
+  family: string;
   payload: Buffer;
   contentType: string;
   digest: Buffer;
@@ -25,7 +28,7 @@ export function endpointDisabledEvent(disabled: WebhookRecord, reason: string, a
   const eventId = `evt_disabled_${disabled.id}_${disabled.version}`;
   const payload = Buffer.from(JSON.stringify({ type: ENDPOINT_DISABLED_EVENT, timestamp: at.toISOString(), data: { webhook_id: disabled.id, url: disabled.spec.url, reason } }));
   const digest = createHash('sha256').update(payload).digest();
-  return { eventId, eventType: ENDPOINT_DISABLED_EVENT, owner: disabled.owner, payload, contentType: 'application/json', digest, occurredAt: at, traceContext: {} };
+  return { eventId, eventType: ENDPOINT_DISABLED_EVENT, owner: disabled.owner, family: '', payload, contentType: 'application/json', digest, occurredAt: at, traceContext: {} };
 }
 
 /** The event statements of one transaction. */
@@ -39,15 +42,16 @@ export class EventsTx {
    */
   async insertEvents(events: readonly EventRow[], at: Date): Promise<Set<string>> {
     const { rows } = await this.sql.query(
-      `INSERT INTO webhooks.events (event_id, event_type, owner, payload, content_type, digest, occurred_at, trace_context, created_at)
-       SELECT e.event_id, e.event_type, e.owner, e.payload, e.content_type, e.digest, e.occurred_at, e.trace_context::jsonb, $9
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::bytea[], $7::timestamptz[], $8::text[])
-              AS e(event_id, event_type, owner, payload, content_type, digest, occurred_at, trace_context)
+      `INSERT INTO webhooks.events (event_id, event_type, owner, payload, content_type, digest, occurred_at, trace_context, created_at, family)
+       SELECT e.event_id, e.event_type, e.owner, e.payload, e.content_type, e.digest, e.occurred_at, e.trace_context::jsonb, $9, e.family
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::bytea[], $7::timestamptz[], $8::text[], $10::text[])
+              AS e(event_id, event_type, owner, payload, content_type, digest, occurred_at, trace_context, family)
         ORDER BY e.event_id
        ON CONFLICT (event_id) DO NOTHING RETURNING event_id`,
       [
         events.map((e) => e.eventId), events.map((e) => e.eventType), events.map((e) => e.owner), events.map((e) => e.payload),
         events.map((e) => e.contentType), events.map((e) => e.digest), events.map((e) => e.occurredAt), events.map((e) => JSON.stringify(e.traceContext)), at,
+        events.map((e) => e.family),
       ],
     );
     return new Set(rows.map((r) => r.event_id as string));
@@ -65,23 +69,26 @@ export class EventsTx {
   }
 
   /**
-   * One PENDING delivery of each event per enabled endpoint (of the event's owner unless '')
-   * subscribed to its type or to "*", due at `at`, in one statement whatever the number of events.
-   * Returns each event's delivery ids, oldest endpoint first (events without any are absent).
+   * One PENDING delivery of each event per enabled endpoint that receives it (domain/families.ts
+   * `receives`: subscribed to its type or to "*", and the event's owner's for an owned event,
+   * entitled to its family for a platform event), due at `at`, in one statement whatever the
+   * number of events. Returns each event's delivery ids, oldest endpoint first (events without
+   * any are absent).
    */
-  async fanOut(events: readonly Pick<EventRow, 'eventId' | 'eventType' | 'owner'>[], maxAttempts: number, at: Date): Promise<Map<string, string[]>> {
+  async fanOut(events: readonly Pick<EventRow, 'eventId' | 'eventType' | 'owner' | 'family'>[], maxAttempts: number, at: Date): Promise<Map<string, string[]>> {
     const { rows } = await this.sql.query(
-      `WITH ev AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS ev(event_id, event_type, owner, ord)),
-       ep AS (SELECT webhook_id, owner, event_types, created_version FROM webhooks.endpoints
+      `WITH ev AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $7::text[]) WITH ORDINALITY AS ev(event_id, event_type, owner, family, ord)),
+       ep AS (SELECT webhook_id, owner, event_types, families, created_version FROM webhooks.endpoints
                WHERE state = 'ENABLED' AND event_types && $6::text[]),
        ins AS (INSERT INTO webhooks.deliveries (delivery_id, webhook_id, event_id, event_type, status, max_attempts, next_attempt_at, created_at)
                SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), ep.webhook_id, ev.event_id, ev.event_type, 'PENDING', $4, $5, $5
-                 FROM ev JOIN ep ON (ev.owner = '' OR ep.owner = ev.owner) AND (ev.event_type = ANY(ep.event_types) OR '*' = ANY(ep.event_types))
+                 FROM ev JOIN ep ON (CASE WHEN ev.family = '' THEN ep.owner = ev.owner ELSE ev.family = ANY(ep.families) OR '*' = ANY(ep.families) END)
+                                AND (ev.event_type = ANY(ep.event_types) OR '*' = ANY(ep.event_types))
                 ORDER BY ev.ord, ep.created_version
                RETURNING delivery_id, event_id, seq)
        SELECT event_id, array_agg(delivery_id ORDER BY seq) AS delivery_ids, pg_notify('${QUEUED_CHANNEL}', '') AS notified FROM ins GROUP BY event_id`,
       // The endpoints are narrowed first by the distinct types (an overlap test with a few elements, not hundreds).
-      [events.map((e) => e.eventId), events.map((e) => e.eventType), events.map((e) => e.owner), maxAttempts, at, [...new Set(events.map((e) => e.eventType)), '*']],
+      [events.map((e) => e.eventId), events.map((e) => e.eventType), events.map((e) => e.owner), maxAttempts, at, [...new Set(events.map((e) => e.eventType)), '*'], events.map((e) => e.family)],
     );
     return new Map(rows.map((r) => [r.event_id as string, r.delivery_ids as string[]]));
   }

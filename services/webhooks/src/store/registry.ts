@@ -2,13 +2,13 @@
 // service-wide version counter (webhooks.head). Every registry change takes the next version inside
 // its transaction and appends itself to the history, so watches can resume from any version.
 import { one, oneOrNone, type Database, type Sql } from '@gantry/kit';
-import { webhookToJson, type EndpointState, type RegistryChangeType, type Spec, type WebhookRecord } from '../domain/webhook.js';
+import { headerNamesOnly, webhookToJson, type EndpointState, type RegistryChangeType, type Spec, type WebhookRecord } from '../domain/webhook.js';
 import type { SealedSecret } from '../domain/secret-box.js';
 import { QUEUED_CHANNEL, REGISTRY_CHANNEL, big, date, first, json, optDate, type Row } from './sql.js';
 
 const ENDPOINT_COLUMNS = `webhook_id, created_version, version, owner, external_id, url, event_types, headers, description, paused,
   rate_limit_per_second, max_concurrency, labels, state, disabled_reason, consecutive_failures, secret_rotated_at,
-  previous_expires_at, created_at, updated_at`;
+  previous_expires_at, created_at, updated_at, families, internal_approved`;
 
 function toWebhook(r: Row): WebhookRecord {
   return {
@@ -25,6 +25,8 @@ function toWebhook(r: Row): WebhookRecord {
       maxConcurrency: Number(r.max_concurrency),
       labels: json(r.labels),
     },
+    families: r.families as string[],
+    internalApproved: r.internal_approved === true,
     state: r.state as EndpointState,
     disabledReason: r.disabled_reason as string,
     consecutiveFailures: Number(r.consecutive_failures),
@@ -41,9 +43,23 @@ export interface NewWebhook {
   id: string;
   owner: string;
   externalId: string;
+  /** With the header values, which are stored only in `headers`. */
   spec: Spec;
+  families: string[];
+  internalApproved: boolean;
   secret: SealedSecret;
+  /** The header values, sealed; null without headers. */
+  headers: SealedSecret | null;
   at: Date;
+}
+
+/** What an update writes besides the spec: the entitlements it decided, and the sealed headers unless they stay as they are. */
+export interface SpecChange {
+  /** With the header values when `headers` is set; the names are taken from it then. */
+  spec: Spec;
+  families: string[];
+  internalApproved: boolean;
+  headers: { sealed: SealedSecret | null } | 'unchanged';
 }
 
 export interface ListQuery {
@@ -168,11 +184,13 @@ export class RegistryTx {
     const s = w.spec;
     const { rows } = await this.sql.query(
       `INSERT INTO webhooks.endpoints (webhook_id, created_version, version, owner, external_id, url, event_types, headers, description, paused,
-         rate_limit_per_second, max_concurrency, labels, state, secret_key_id, secret_ciphertext, secret_rotated_at, created_at, updated_at)
-       VALUES ($1, $2, $2, $3, $4, $5, $6::text[], $7::jsonb, $8, $9, $10, $11, $12::jsonb, 'ENABLED', $13, $14, $15, $15, $15)
+         rate_limit_per_second, max_concurrency, labels, state, secret_key_id, secret_ciphertext, secret_rotated_at, created_at, updated_at,
+         families, internal_approved, headers_key_id, headers_ciphertext)
+       VALUES ($1, $2, $2, $3, $4, $5, $6::text[], $7::jsonb, $8, $9, $10, $11, $12::jsonb, 'ENABLED', $13, $14, $15, $15, $15, $16::text[], $17, $18, $19)
        RETURNING ${ENDPOINT_COLUMNS}`,
-      [w.id, version.toString(), w.owner, w.externalId === '' ? null : w.externalId, s.url, s.eventTypes, JSON.stringify(s.headers), s.description, s.paused,
-        s.rateLimitPerSecond, s.maxConcurrency, JSON.stringify(s.labels), w.secret.keyId, w.secret.ciphertext, w.at],
+      [w.id, version.toString(), w.owner, w.externalId === '' ? null : w.externalId, s.url, s.eventTypes, JSON.stringify(headerNamesOnly(s.headers)), s.description, s.paused,
+        s.rateLimitPerSecond, s.maxConcurrency, JSON.stringify(s.labels), w.secret.keyId, w.secret.ciphertext, w.at,
+        w.families, w.internalApproved, w.headers?.keyId ?? null, w.headers?.ciphertext ?? null],
     );
     const created = toWebhook(one(rows, 'inserted webhook'));
     await this.recordChange(created, 'CREATED', w.at);
@@ -180,18 +198,25 @@ export class RegistryTx {
   }
 
   /** Writes a new spec (and, with `reenable`, ENABLED with a clean failure streak) as one change. */
-  async update(id: string, spec: Spec, reenable: boolean, at: Date): Promise<WebhookRecord> {
+  async update(id: string, change: SpecChange, reenable: boolean, at: Date): Promise<WebhookRecord> {
     const version = await this.nextVersion();
+    const spec = change.spec;
+    const newHeaders = change.headers !== 'unchanged';
+    const sealed = change.headers === 'unchanged' ? null : change.headers.sealed;
     const { rows } = await this.sql.query(
-      `UPDATE webhooks.endpoints SET url = $2, event_types = $3::text[], headers = $4::jsonb, description = $5, paused = $6, rate_limit_per_second = $7,
+      `UPDATE webhooks.endpoints SET url = $2, event_types = $3::text[], description = $5, paused = $6, rate_limit_per_second = $7,
               max_concurrency = $8, labels = $9::jsonb, version = $10, updated_at = $11,
               state = CASE WHEN $12 THEN 'ENABLED' ELSE state END,
               disabled_reason = CASE WHEN $12 THEN '' ELSE disabled_reason END,
               consecutive_failures = CASE WHEN $12 THEN 0 ELSE consecutive_failures END,
-              failing_since = CASE WHEN $12 THEN NULL ELSE failing_since END
+              failing_since = CASE WHEN $12 THEN NULL ELSE failing_since END,
+              families = $13::text[], internal_approved = $14,
+              headers = CASE WHEN $15 THEN $4::jsonb ELSE headers END,
+              headers_key_id = CASE WHEN $15 THEN $16 ELSE headers_key_id END,
+              headers_ciphertext = CASE WHEN $15 THEN $17::bytea ELSE headers_ciphertext END
         WHERE webhook_id = $1 RETURNING ${ENDPOINT_COLUMNS}`,
-      [id, spec.url, spec.eventTypes, JSON.stringify(spec.headers), spec.description, spec.paused, spec.rateLimitPerSecond, spec.maxConcurrency, JSON.stringify(spec.labels),
-        version.toString(), at, reenable],
+      [id, spec.url, spec.eventTypes, JSON.stringify(headerNamesOnly(spec.headers)), spec.description, spec.paused, spec.rateLimitPerSecond, spec.maxConcurrency, JSON.stringify(spec.labels),
+        version.toString(), at, reenable, change.families, change.internalApproved, newHeaders, sealed?.keyId ?? null, sealed?.ciphertext ?? null],
     );
     const updated = toWebhook(one(rows, 'updated webhook'));
     await this.recordChange(updated, 'UPDATED', at);
@@ -222,6 +247,25 @@ export class RegistryTx {
     const rotated = toWebhook(one(rows, 'webhook with a rotated secret'));
     await this.recordChange(rotated, 'SECRET_ROTATED', at);
     return rotated;
+  }
+
+  /**
+   * Up to `limit` endpoints whose header values are still stored in the clear (written before they
+   * were sealed), locked unless another replica is sealing them: their id and headers.
+   */
+  async plaintextHeaders(limit: number): Promise<{ id: string; headers: Record<string, string> }[]> {
+    const { rows } = await this.sql.query(
+      `SELECT webhook_id, headers FROM webhooks.endpoints
+        WHERE headers_ciphertext IS NULL AND EXISTS (SELECT 1 FROM jsonb_each_text(headers) h WHERE h.value <> '')
+        ORDER BY webhook_id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+      [limit],
+    );
+    return rows.map((r) => ({ id: r.webhook_id as string, headers: json(r.headers) }));
+  }
+
+  /** Stores an endpoint's sealed header values and keeps only the names in the clear (not a registry change). */
+  async sealHeaders(id: string, names: Record<string, string>, sealed: SealedSecret): Promise<void> {
+    await this.sql.query(`UPDATE webhooks.endpoints SET headers = $2::jsonb, headers_key_id = $3, headers_ciphertext = $4 WHERE webhook_id = $1`, [id, JSON.stringify(names), sealed.keyId, sealed.ciphertext]);
   }
 
   /** The endpoint's state and failure streak; with `lock`, under its row lock until the transaction ends. */

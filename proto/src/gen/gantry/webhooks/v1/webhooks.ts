@@ -211,7 +211,10 @@ export function registryEventTypeToJSON(object: RegistryEventType): string {
 
 /** WebhookSpec is the part of a webhook its owner sets. */
 export interface WebhookSpec {
-  /** Absolute http(s) URL, up to 2,048 chars. */
+  /**
+   * Absolute URL, up to 2,048 chars: https to a public address on an allowed
+   * port (443 and 8443 by default), or http(s) to an allow-listed target.
+   */
   url: string;
   /**
    * Event types to deliver (e.g. "approval.finalized"), 1-64 of them, each up
@@ -220,7 +223,9 @@ export interface WebhookSpec {
   eventTypes: string[];
   /**
    * Extra request headers, up to 32; Standard Webhooks and hop-by-hop headers
-   * are reserved.
+   * are reserved. Write-only: the values are stored encrypted and never
+   * returned; in responses this map is empty and Webhook.header_names lists
+   * the names.
    */
   headers: { [key: string]: string };
   /** Up to 1,024 chars. */
@@ -267,7 +272,19 @@ export interface Webhook {
   /** Service-wide version of this webhook's last change. */
   version: bigint;
   createdAt: Date | undefined;
-  updatedAt: Date | undefined;
+  updatedAt:
+    | Date
+    | undefined;
+  /**
+   * The names of spec.headers, lower-case and sorted (their values are never
+   * returned).
+   */
+  headerNames: string[];
+  /**
+   * The platform event families this endpoint receives ("*": every one), as
+   * its registrar's scopes allowed when it last set event_types or url.
+   */
+  eventFamilies: string[];
 }
 
 /** DeliveryAttempt is one HTTP request to an endpoint. */
@@ -426,7 +443,10 @@ export interface WatchWebhookRegistryResponse {
 }
 
 export interface PublishEventRequest {
-  /** Idempotency key, 1-256 chars; becomes the `webhook-id` header. */
+  /**
+   * Idempotency key, 1-256 chars of [A-Za-z0-9_:-] (no "."): becomes the
+   * `webhook-id` header, signed as "<id>.<timestamp>.<body>".
+   */
   eventId: string;
   /** e.g. "approval.finalized", 1-128 chars of [A-Za-z0-9._-]. */
   eventType: string;
@@ -434,7 +454,11 @@ export interface PublishEventRequest {
   payload: Buffer;
   /** Default "application/json". */
   contentType: string;
-  /** When set, only this owner's endpoints receive the event. */
+  /**
+   * Whose endpoints receive the event: empty means the caller's (another
+   * owner needs webhooks.admin). Must be empty for a platform family's event,
+   * which goes to every endpoint entitled to the family.
+   */
   owner: string;
   occurredAt:
     | Date
@@ -1007,6 +1031,8 @@ function createBaseWebhook(): Webhook {
     version: 0n,
     createdAt: undefined,
     updatedAt: undefined,
+    headerNames: [],
+    eventFamilies: [],
   };
 }
 
@@ -1050,6 +1076,12 @@ export const Webhook: MessageFns<Webhook> = {
     }
     if (message.updatedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(98).fork()).join();
+    }
+    for (const v of message.headerNames) {
+      writer.uint32(106).string(v!);
+    }
+    for (const v of message.eventFamilies) {
+      writer.uint32(114).string(v!);
     }
     return writer;
   },
@@ -1163,6 +1195,22 @@ export const Webhook: MessageFns<Webhook> = {
             message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.headerNames.push(reader.string());
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.eventFamilies.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1221,6 +1269,16 @@ export const Webhook: MessageFns<Webhook> = {
         : isSet(object.updated_at)
         ? fromJsonTimestamp(object.updated_at)
         : undefined,
+      headerNames: globalThis.Array.isArray(object?.headerNames)
+        ? object.headerNames.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.header_names)
+        ? object.header_names.map((e: any) => globalThis.String(e))
+        : [],
+      eventFamilies: globalThis.Array.isArray(object?.eventFamilies)
+        ? object.eventFamilies.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.event_families)
+        ? object.event_families.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1262,6 +1320,12 @@ export const Webhook: MessageFns<Webhook> = {
     if (message.updatedAt !== undefined) {
       obj.updatedAt = message.updatedAt.toISOString();
     }
+    if (message.headerNames?.length) {
+      obj.headerNames = message.headerNames;
+    }
+    if (message.eventFamilies?.length) {
+      obj.eventFamilies = message.eventFamilies;
+    }
     return obj;
   },
 
@@ -1284,6 +1348,8 @@ export const Webhook: MessageFns<Webhook> = {
     message.version = (object.version !== undefined && object.version !== null) ? BigInt(object.version) : 0n;
     message.createdAt = object.createdAt ?? undefined;
     message.updatedAt = object.updatedAt ?? undefined;
+    message.headerNames = object.headerNames?.map((e) => e) || [];
+    message.eventFamilies = object.eventFamilies?.map((e) => e) || [];
     return message;
   },
 };
@@ -4969,10 +5035,18 @@ export const GetWebhookStatisticsResponse: MessageFns<GetWebhookStatisticsRespon
  * exponential backoff and jitter on a configurable schedule (Svix's by
  * default), then dead-lettered; endpoints that keep failing, or answer 410, are
  * disabled. Endpoints resolving to loopback, private, link-local or metadata
- * addresses are refused unless allow-listed, at registration and at delivery.
+ * addresses are refused unless allow-listed for their owner (or approved by an
+ * administrator), at registration and at delivery; public targets take https
+ * on an allowed port only.
  *
- * Secrets are returned only by CreateWebhook and RotateSecret, and are never
- * logged.
+ * Who receives what: an event a caller publishes is its own, delivered only to
+ * its own endpoints; the events of a platform family (e.g. "settlement.*") are
+ * published only by the platform workload that owns the family and go only to
+ * endpoints whose registrar could read that family (scope
+ * `events.<family>.read`, or `webhooks.admin`).
+ *
+ * Secrets are returned only by CreateWebhook and RotateSecret; header values
+ * are never returned; neither is ever logged.
  *
  * Every RPC may also return UNAUTHENTICATED / PERMISSION_DENIED (JWT, scope, or
  * a webhook owned by someone else) and RESOURCE_EXHAUSTED (rate limit).
@@ -4985,8 +5059,11 @@ export const WebhooksServiceService = {
    * that external_id returns it (created = false, no secret) instead of
    * failing, so retries are safe.
    * Errors: INVALID_ARGUMENT (URL not absolute http(s) or over 2,048 chars,
-   * refused address, no event types, over 64 event types, reserved or over 32
-   * headers, malformed secret, limits out of range).
+   * refused address, plain http or a port not allowed for a public target, no
+   * event types, over 64 event types, reserved or over 32 headers, malformed
+   * secret, limits out of range); PERMISSION_DENIED (an event type of a
+   * platform family without its read scope, an internal target allow-listed
+   * for administrators only).
    */
   createWebhook: {
     path: "/gantry.webhooks.v1.WebhooksService/CreateWebhook" as const,
@@ -5029,9 +5106,12 @@ export const WebhooksServiceService = {
    * UpdateWebhook changes the fields of spec named in update_mask (paths are
    * WebhookSpec field names, e.g. "url", "event_types"; an empty mask means
    * every field of spec).
+   * A change of event_types or url takes the caller's entitlements again (as
+   * CreateWebhook). Header values are write-only: name `headers` in the mask
+   * (or send the whole spec) only with every value.
    * Errors: INVALID_ARGUMENT (unknown mask path, invalid new values, as for
-   * CreateWebhook); NOT_FOUND (unknown id); ABORTED (expected_version does not
-   * match: re-read and retry).
+   * CreateWebhook); PERMISSION_DENIED (as for CreateWebhook); NOT_FOUND
+   * (unknown id); ABORTED (expected_version does not match: re-read and retry).
    */
   updateWebhook: {
     path: "/gantry.webhooks.v1.WebhooksService/UpdateWebhook" as const,
@@ -5094,12 +5174,16 @@ export const WebhooksServiceService = {
     responseDeserialize: (value: Buffer): WatchWebhookRegistryResponse => WatchWebhookRegistryResponse.decode(value),
   },
   /**
-   * PublishEvent (internal) fans an event out to every active endpoint
-   * subscribed to its type. Idempotent on event_id: publishing the same id
-   * again returns the original deliveries with duplicate = true.
-   * Errors: INVALID_ARGUMENT (empty or over-long event_id or event_type,
-   * payload over 256 KiB); ALREADY_EXISTS (event_id reused with a different
-   * body).
+   * PublishEvent fans an event out to every active endpoint subscribed to its
+   * type that may receive it: the owner's endpoints for an owned event, the
+   * endpoints entitled to its family for a platform event. Idempotent on
+   * event_id: publishing the same id again returns the original deliveries
+   * with duplicate = true.
+   * Errors: INVALID_ARGUMENT (empty, over-long or malformed event_id or
+   * event_type, payload over 256 KiB, an owner on a platform event);
+   * PERMISSION_DENIED (a reserved family's type from a caller that does not
+   * own it, another owner's event without webhooks.admin); ALREADY_EXISTS
+   * (event_id reused with a different body).
    */
   publishEvent: {
     path: "/gantry.webhooks.v1.WebhooksService/PublishEvent" as const,
@@ -5132,7 +5216,8 @@ export const WebhooksServiceService = {
   },
   /**
    * TriggerWebhook sends a test event to one endpoint, even a paused one.
-   * Errors: INVALID_ARGUMENT (payload over 256 KiB); NOT_FOUND (unknown id);
+   * Errors: INVALID_ARGUMENT (payload over 256 KiB); PERMISSION_DENIED (an
+   * event type of a reserved family); NOT_FOUND (unknown id);
    * FAILED_PRECONDITION (endpoint disabled).
    */
   triggerWebhook: {
@@ -5221,8 +5306,11 @@ export interface WebhooksServiceServer extends UntypedServiceImplementation {
    * that external_id returns it (created = false, no secret) instead of
    * failing, so retries are safe.
    * Errors: INVALID_ARGUMENT (URL not absolute http(s) or over 2,048 chars,
-   * refused address, no event types, over 64 event types, reserved or over 32
-   * headers, malformed secret, limits out of range).
+   * refused address, plain http or a port not allowed for a public target, no
+   * event types, over 64 event types, reserved or over 32 headers, malformed
+   * secret, limits out of range); PERMISSION_DENIED (an event type of a
+   * platform family without its read scope, an internal target allow-listed
+   * for administrators only).
    */
   createWebhook: handleUnaryCall<CreateWebhookRequest, CreateWebhookResponse>;
   /**
@@ -5239,9 +5327,12 @@ export interface WebhooksServiceServer extends UntypedServiceImplementation {
    * UpdateWebhook changes the fields of spec named in update_mask (paths are
    * WebhookSpec field names, e.g. "url", "event_types"; an empty mask means
    * every field of spec).
+   * A change of event_types or url takes the caller's entitlements again (as
+   * CreateWebhook). Header values are write-only: name `headers` in the mask
+   * (or send the whole spec) only with every value.
    * Errors: INVALID_ARGUMENT (unknown mask path, invalid new values, as for
-   * CreateWebhook); NOT_FOUND (unknown id); ABORTED (expected_version does not
-   * match: re-read and retry).
+   * CreateWebhook); PERMISSION_DENIED (as for CreateWebhook); NOT_FOUND
+   * (unknown id); ABORTED (expected_version does not match: re-read and retry).
    */
   updateWebhook: handleUnaryCall<UpdateWebhookRequest, UpdateWebhookResponse>;
   /**
@@ -5267,12 +5358,16 @@ export interface WebhooksServiceServer extends UntypedServiceImplementation {
    */
   watchWebhookRegistry: handleServerStreamingCall<WatchWebhookRegistryRequest, WatchWebhookRegistryResponse>;
   /**
-   * PublishEvent (internal) fans an event out to every active endpoint
-   * subscribed to its type. Idempotent on event_id: publishing the same id
-   * again returns the original deliveries with duplicate = true.
-   * Errors: INVALID_ARGUMENT (empty or over-long event_id or event_type,
-   * payload over 256 KiB); ALREADY_EXISTS (event_id reused with a different
-   * body).
+   * PublishEvent fans an event out to every active endpoint subscribed to its
+   * type that may receive it: the owner's endpoints for an owned event, the
+   * endpoints entitled to its family for a platform event. Idempotent on
+   * event_id: publishing the same id again returns the original deliveries
+   * with duplicate = true.
+   * Errors: INVALID_ARGUMENT (empty, over-long or malformed event_id or
+   * event_type, payload over 256 KiB, an owner on a platform event);
+   * PERMISSION_DENIED (a reserved family's type from a caller that does not
+   * own it, another owner's event without webhooks.admin); ALREADY_EXISTS
+   * (event_id reused with a different body).
    */
   publishEvent: handleUnaryCall<PublishEventRequest, PublishEventResponse>;
   /**
@@ -5287,7 +5382,8 @@ export interface WebhooksServiceServer extends UntypedServiceImplementation {
   publishEvents: handleUnaryCall<PublishEventsRequest, PublishEventsResponse>;
   /**
    * TriggerWebhook sends a test event to one endpoint, even a paused one.
-   * Errors: INVALID_ARGUMENT (payload over 256 KiB); NOT_FOUND (unknown id);
+   * Errors: INVALID_ARGUMENT (payload over 256 KiB); PERMISSION_DENIED (an
+   * event type of a reserved family); NOT_FOUND (unknown id);
    * FAILED_PRECONDITION (endpoint disabled).
    */
   triggerWebhook: handleUnaryCall<TriggerWebhookRequest, TriggerWebhookResponse>;
@@ -5326,8 +5422,11 @@ export interface WebhooksServiceClient extends Client {
    * that external_id returns it (created = false, no secret) instead of
    * failing, so retries are safe.
    * Errors: INVALID_ARGUMENT (URL not absolute http(s) or over 2,048 chars,
-   * refused address, no event types, over 64 event types, reserved or over 32
-   * headers, malformed secret, limits out of range).
+   * refused address, plain http or a port not allowed for a public target, no
+   * event types, over 64 event types, reserved or over 32 headers, malformed
+   * secret, limits out of range); PERMISSION_DENIED (an event type of a
+   * platform family without its read scope, an internal target allow-listed
+   * for administrators only).
    */
   createWebhook(
     request: CreateWebhookRequest,
@@ -5386,9 +5485,12 @@ export interface WebhooksServiceClient extends Client {
    * UpdateWebhook changes the fields of spec named in update_mask (paths are
    * WebhookSpec field names, e.g. "url", "event_types"; an empty mask means
    * every field of spec).
+   * A change of event_types or url takes the caller's entitlements again (as
+   * CreateWebhook). Header values are write-only: name `headers` in the mask
+   * (or send the whole spec) only with every value.
    * Errors: INVALID_ARGUMENT (unknown mask path, invalid new values, as for
-   * CreateWebhook); NOT_FOUND (unknown id); ABORTED (expected_version does not
-   * match: re-read and retry).
+   * CreateWebhook); PERMISSION_DENIED (as for CreateWebhook); NOT_FOUND
+   * (unknown id); ABORTED (expected_version does not match: re-read and retry).
    */
   updateWebhook(
     request: UpdateWebhookRequest,
@@ -5464,12 +5566,16 @@ export interface WebhooksServiceClient extends Client {
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchWebhookRegistryResponse>;
   /**
-   * PublishEvent (internal) fans an event out to every active endpoint
-   * subscribed to its type. Idempotent on event_id: publishing the same id
-   * again returns the original deliveries with duplicate = true.
-   * Errors: INVALID_ARGUMENT (empty or over-long event_id or event_type,
-   * payload over 256 KiB); ALREADY_EXISTS (event_id reused with a different
-   * body).
+   * PublishEvent fans an event out to every active endpoint subscribed to its
+   * type that may receive it: the owner's endpoints for an owned event, the
+   * endpoints entitled to its family for a platform event. Idempotent on
+   * event_id: publishing the same id again returns the original deliveries
+   * with duplicate = true.
+   * Errors: INVALID_ARGUMENT (empty, over-long or malformed event_id or
+   * event_type, payload over 256 KiB, an owner on a platform event);
+   * PERMISSION_DENIED (a reserved family's type from a caller that does not
+   * own it, another owner's event without webhooks.admin); ALREADY_EXISTS
+   * (event_id reused with a different body).
    */
   publishEvent(
     request: PublishEventRequest,
@@ -5512,7 +5618,8 @@ export interface WebhooksServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * TriggerWebhook sends a test event to one endpoint, even a paused one.
-   * Errors: INVALID_ARGUMENT (payload over 256 KiB); NOT_FOUND (unknown id);
+   * Errors: INVALID_ARGUMENT (payload over 256 KiB); PERMISSION_DENIED (an
+   * event type of a reserved family); NOT_FOUND (unknown id);
    * FAILED_PRECONDITION (endpoint disabled).
    */
   triggerWebhook(
