@@ -12,6 +12,8 @@ describe('gantry settlement: a wallet from keygen to settled, against gantry ser
   let server: GantryServer;
   let workDir: string;
   let walletFile: string;
+  let operatorFile: string;
+  let operatorKey: string;
   let address: string;
   let sessionId: string;
 
@@ -26,6 +28,7 @@ describe('gantry settlement: a wallet from keygen to settled, against gantry ser
     server = await startGantry('settlement');
     workDir = mkdtempSync(join(tmpdir(), 'gantry-settlement-cli-'));
     walletFile = join(workDir, 'wallet.json');
+    operatorFile = join(workDir, 'operator.json');
   });
   after(async () => {
     await server?.stop();
@@ -92,8 +95,29 @@ describe('gantry settlement: a wallet from keygen to settled, against gantry ser
     assert.equal(status.l1ReservedMinor, '200');
   });
 
-  test('settle returns the final balance plus the voided locked bets; the house pays the winnings', async () => {
-    const out = await json(['settle', '--wallet-key', walletFile, sessionId, '350', '--locked', '20']);
+  test("the L2 operator's key is registered by an admin, listed, and a second name for it is refused", async () => {
+    const res = await runGantry(['settlement', 'keygen', '--out', operatorFile, '--json']);
+    assert.equal(res.code, 0, res.stderr);
+    operatorKey = (JSON.parse(res.stdout) as Json).publicKey as string;
+    const registered = await json(['operator-key', 'register', operatorKey, '--name', 'casino-cli']);
+    assert.deepEqual({ ...registered, registeredAt: undefined }, {
+      publicKey: operatorKey, name: 'casino-cli', state: 'ACTIVE', registeredAt: undefined, registeredBy: registered.registeredBy, revokedAt: null, revokedBy: null, revokeReason: null,
+    });
+    const listed = await json(['operator-key', 'list']);
+    assert.deepEqual(listed, { keys: [registered], truncated: false });
+    const again = await settlement(['operator-key', 'register', operatorKey, '--name', 'another-name']);
+    assert.notEqual(again.code, 0);
+    assert.match(again.stderr, /ALREADY_EXISTS: operator key [0-9a-f]{64} is already registered as "casino-cli"/);
+  });
+
+  test('a settlement without the operator key is refused before calling the server', async () => {
+    const res = await settlement(['settle', '--wallet-key', walletFile, sessionId, '350']);
+    assert.notEqual(res.code, 0);
+    assert.match(res.stderr, /--operator-key <file>/);
+  });
+
+  test('settle returns the final balance plus the voided locked bets, attested by the operator; the house pays the winnings', async () => {
+    const out = await json(['settle', '--wallet-key', walletFile, '--operator-key', operatorFile, sessionId, '350', '--locked', '20']);
     assert.match(out.settlementId as string, /\S/);
     assert.ok(!Number.isNaN(Date.parse(out.settledAt as string)));
     assert.deepEqual({ ...out, settlementId: undefined, settledAt: undefined }, {
@@ -114,9 +138,19 @@ describe('gantry settlement: a wallet from keygen to settled, against gantry ser
   });
 
   test('a second settlement of the same session is refused', async () => {
-    const res = await settlement(['settle', '--wallet-key', walletFile, sessionId, '0']);
+    const res = await settlement(['settle', '--wallet-key', walletFile, '--operator-key', operatorFile, sessionId, '0']);
     assert.notEqual(res.code, 0);
-    assert.match(res.stderr, /FAILED_PRECONDITION: session .* was already settled/);
+    assert.match(res.stderr, /session .* is not an unsettled credit line of wallet 0x[0-9a-f]{40} \(it has none\); it may be settled already/);
+  });
+
+  test('a revoked operator key is listed with who revoked it and why, and no longer attests', async () => {
+    const revoked = await json(['operator-key', 'revoke', operatorKey, '--reason', 'rotated']);
+    assert.deepEqual([revoked.state, revoked.revokeReason], ['REVOKED', 'rotated']);
+    assert.match(revoked.revokedAt as string, /^\d{4}-/);
+    const approved = await json(['approve', '--wallet-key', walletFile, '100']);
+    const res = await settlement(['settle', '--wallet-key', walletFile, '--operator-key', operatorFile, approved.sessionId as string, '0']);
+    assert.notEqual(res.code, 0);
+    assert.match(res.stderr, /PERMISSION_DENIED: operator key [0-9a-f]{64} \("casino-cli"\) was revoked at/);
   });
 });
 

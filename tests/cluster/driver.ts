@@ -17,7 +17,7 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 // The kit's client module only: its index also loads the server side (migrations read at import).
 import { bearerMetadata, clientCredentials, peerChannelOptions, unary } from '../../services/kit/src/client.js';
 import { logv1, settlementv1 } from '@gantry/proto';
-import { SettlementWallet } from '@gantry/settlement/client';
+import { SettlementOperator, SettlementWallet } from '@gantry/settlement/client';
 import { verifyWebhook } from '@gantry/webhooks/client';
 
 export interface DriverConfig {
@@ -86,17 +86,23 @@ async function flow(cfg: DriverConfig): Promise<void> {
   const { draws, drawMinor } = cfg.flow!;
   const limit = BigInt(draws * drawMinor);
   await unary(c.deposit, c, { walletAddress: wallet.address, amountMinor: limit * 2n, transferId: `flow-${wallet.address}`, memo: 'cluster test' }, admin);
+  // The L2 operator whose key attests the settlement (each flow registers its own).
+  const operator = SettlementOperator.generate();
+  await unary(c.registerOperatorKey, c, { publicKey: operator.publicKey, name: 'cluster-flow' }, admin);
   const { sessionId } = await unary(c.approveCreditLine, c, wallet.approve(limit), credit);
   print({ k: 'approved', wallet: wallet.address, sessionId });
+  // The session as the L2 side knows it from the draws' answers.
+  const state = { drawnMinor: 0n, drawCount: 0 };
   for (let i = 0; i < draws; i++) {
     try {
       const res = await unary(c.creditDraw, c, wallet.draw(sessionId, BigInt(drawMinor), `draw ${i}`), credit);
+      Object.assign(state, { drawnMinor: res.l2BalanceMinor, drawCount: res.drawCount });
       print({ k: 'draw', wallet: wallet.address, sessionId, transferId: res.transferId, amount: drawMinor });
     } catch (err) {
       print({ k: 'fail', op: 'draw', code: (err as ServiceError).code, details: (err as ServiceError).details });
     }
   }
-  const settled = await unary(c.creditSettle, c, wallet.settle(sessionId, BigInt(draws * drawMinor)), credit);
+  const settled = await unary(c.creditSettle, c, operator.cosign(wallet.settle(sessionId, BigInt(draws * drawMinor)), state), credit);
   print({ k: 'settled', wallet: wallet.address, sessionId, outcome: settled.outcome });
   c.close();
 }

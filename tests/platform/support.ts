@@ -6,7 +6,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { bearerMetadata, clientCredentials, clientOptions, streamOf, unary, type ClientTls } from '@gantry/kit';
 import { approvalsv1, eventsv1, logv1, settlementv1, webhooksv1 } from '@gantry/proto';
-import { SettlementWallet } from '@gantry/settlement/client';
+import { SettlementOperator, SettlementWallet } from '@gantry/settlement/client';
 import { verifyWebhook } from '@gantry/webhooks/client';
 import { tokenFor } from '@gantry/test-support/clients';
 
@@ -101,16 +101,23 @@ export class PlatformClients {
     return created.secret;
   }
 
-  /** Deposit, approve a line, draw twice, settle; returns the session id. */
+  /** The L2 operator key the settlement flow attests with; registered by the flow (a retry when already). */
+  private readonly operator = SettlementOperator.generate();
+
+  /** Deposit, approve a line, draw twice, settle (attested by the L2 operator); returns the session id. */
   async settlementFlow(): Promise<string> {
     const c = this.settlement;
     const wallet = SettlementWallet.generate();
     const credit = this.as('casino-l2', ['settlement.credit']);
-    await unary(c.deposit, c, { walletAddress: wallet.address, amountMinor: 10_000n, transferId: `t-${wallet.address}`, memo: '' }, this.as('treasury', ['settlement.admin']));
+    const admin = this.as('treasury', ['settlement.admin']);
+    await unary(c.registerOperatorKey, c, { publicKey: this.operator.publicKey, name: 'platform-test-l2' }, admin);
+    await unary(c.deposit, c, { walletAddress: wallet.address, amountMinor: 10_000n, transferId: `t-${wallet.address}`, memo: '' }, admin);
     const { sessionId } = await unary(c.approveCreditLine, c, wallet.approve(1_000n), credit);
     await unary(c.creditDraw, c, wallet.draw(sessionId, 300n, 'spin'), credit);
-    await unary(c.creditDraw, c, wallet.draw(sessionId, 200n, 'spin'), credit);
-    await unary(c.creditSettle, c, wallet.settle(sessionId, 450n), credit);
+    const last = await unary(c.creditDraw, c, wallet.draw(sessionId, 200n, 'spin'), credit);
+    // The L2 side knows the session's state from the draws it made: drawn = its escrow balance.
+    const settle = this.operator.cosign(wallet.settle(sessionId, 450n), { drawnMinor: last.l2BalanceMinor, drawCount: last.drawCount });
+    await unary(c.creditSettle, c, settle, credit);
     return sessionId;
   }
 

@@ -3,6 +3,7 @@ import { defineModule, defineService, scopesOf, type GantryModule } from '@gantr
 import { settlementv1 } from '@gantry/proto';
 import { settlementHandlers } from './api/handlers.js';
 import { settlementScopes } from './api/scopes.js';
+import { settlementConfig, type SettlementConfig } from './config.js';
 import { SETTLEMENT_EVENT_SOURCE, SETTLEMENT_EVENT_TYPES } from './events.js';
 import { SETTLEMENT_SCHEMA, SettlementStore, settlementMigrations } from './store/settlement-store.js';
 
@@ -13,19 +14,27 @@ export interface SettlementOptions {
 
 /** The settlement target with an injected clock (tests); `settlementService` uses the real one. */
 export function createSettlementService(opts: SettlementOptions = {}): GantryModule {
-  return defineModule({
+  return defineModule<SettlementConfig>({
     name: 'settlement',
     // Its events go out through the relay, which starts once the process serves.
     dependencies: ['events'],
+    config: settlementConfig,
     scopes: scopesOf([settlementScopes]),
     schema: { name: SETTLEMENT_SCHEMA, migrations: settlementMigrations },
     events: { source: SETTLEMENT_EVENT_SOURCE, types: SETTLEMENT_EVENT_TYPES },
-    create: ({ db, outbox, flags }) => [
+    create: ({ db, outbox, flags, settings }) => [
       defineService({
         name: 'gantry.settlement.v1.SettlementService',
         definition: settlementv1.SettlementServiceService,
         scopes: settlementScopes,
-        handlers: settlementHandlers({ store: new SettlementStore(db, outbox), events: outbox, now: opts.now ?? Date.now, newId: randomUUID, flags }),
+        handlers: settlementHandlers({
+          store: new SettlementStore(db, outbox),
+          events: outbox,
+          now: opts.now ?? Date.now,
+          newId: randomUUID,
+          flags,
+          maxSessionWinningsMinor: BigInt(settings.maxSessionWinningsMinor),
+        }),
         unimplementedReason: 'ExecuteSettlement and RequestReimbursement are kept only for wire compatibility: settle a session with CreditSettle, which returns its funds to L1',
       }),
     ],
@@ -37,3 +46,4 @@ export const settlementService: GantryModule = createSettlementService();
 
 export { SETTLEMENT_SCHEMA, SettlementStore } from './store/settlement-store.js';
 export { SETTLEMENT_EVENT_SOURCE, SETTLEMENT_EVENT_TYPES } from './events.js';
+export { DEFAULT_MAX_SESSION_WINNINGS_MINOR, settlementConfig, type SettlementConfig, type SettlementConfigInput } from './config.js';

@@ -7,7 +7,9 @@ import { after, describe, test } from 'node:test';
 import {
   DEFAULT_EXPIRES_IN_MS,
   NONCE_PATTERN,
+  SettlementOperator,
   SettlementWallet,
+  attestationMessage,
   canonicalMessage,
   loadWalletKey,
   randomNonce,
@@ -17,7 +19,7 @@ import {
   walletFromPrivateKey,
   type SignedFields,
 } from '../src/client/index.js';
-import { checkSignature } from '../src/api/validation.js';
+import { checkAttestation, checkSignature } from '../src/api/validation.js';
 
 // RFC 8032 section 7.1, TEST 1: a published Ed25519 seed and its public key, so the key derivation
 // is checked against numbers no one here computed.
@@ -98,6 +100,71 @@ describe('settlement client: signed requests', () => {
     const before = Date.now();
     const ts = Number(SettlementWallet.generate().approve(1n).signature!.timestampMs);
     assert.ok(ts >= before && ts <= Date.now());
+  });
+});
+
+describe('settlement client: the operator attestation', () => {
+  const operator = SettlementOperator.fromPrivateKey(RFC_SEED);
+  const settle = { walletAddress: RFC_ADDRESS, sessionId: SESSION, finalL2BalanceMinor: 620n, lockedInBetsMinor: 30n };
+  const state = { drawnMinor: 500n, drawCount: 2 };
+
+  test('the attestation message is the documented JSON array', () => {
+    assert.equal(
+      attestationMessage({ ...settle, ...state }).toString(),
+      `["gantry.settlement.v1","CreditSettleAttestation","${RFC_ADDRESS}","${SESSION}","500","2","620","30"]`,
+    );
+  });
+
+  // An outside signer: OpenSSL's command line, not our code, signed the documented message with the
+  // RFC 8032 seed (Ed25519 is deterministic, so the bytes are fixed):
+  //   printf '302e020100300506032b657004220420%s' <seed hex> | xxd -r -p > seed.der
+  //   openssl pkey -inform DER -in seed.der -out seed.pem
+  //   printf '%s' '<the message above>' > msg.bin
+  //   openssl pkeyutl -sign -rawin -inkey seed.pem -in msg.bin | xxd -p -c 128
+  // An L2 server in any language that builds the same bytes produces this signature, and ours must too.
+  const OPENSSL_SIGNATURE = 'b9ced68dc824330c4021cfafe9a946d39bc3d15e51ee196f549be1def5b6eda3fef9099202cb39d77d8323cbfdadce17ae89a2a36e7b699b29c8d4ba3292f80e';
+
+  test("an outside Ed25519 signer's attestation (OpenSSL) is byte-identical to ours and passes the server's check", () => {
+    const ours = operator.attest(settle, state);
+    assert.equal(ours.publicKey.toString('hex'), RFC_PUBLIC_KEY);
+    assert.equal(ours.signature.toString('hex'), OPENSSL_SIGNATURE);
+    const outside = { publicKey: Buffer.from(RFC_PUBLIC_KEY, 'hex'), signature: Buffer.from(OPENSSL_SIGNATURE, 'hex'), ...state };
+    assert.deepEqual(checkAttestation(outside, settle), { ...settle, ...state, publicKey: outside.publicKey, signature: outside.signature });
+  });
+
+  test('cosign adds the attestation to the wallet request without touching what the wallet signed', () => {
+    const wallet = fixedWallet();
+    const req = wallet.settle(SESSION, 620n, 30n);
+    const cosigned = operator.cosign(req, state);
+    assert.deepEqual({ ...cosigned, attestation: undefined }, { ...req, attestation: undefined });
+    assert.deepEqual(cosigned.attestation, { publicKey: operator.publicKey, signature: Buffer.from(OPENSSL_SIGNATURE, 'hex'), ...state });
+  });
+
+  test('the server check refuses an attestation of any other wallet, session, state or amounts, and a missing or malformed one', () => {
+    const att = operator.attest(settle, state);
+    const refusedWith = (a: typeof att | undefined, over: Partial<typeof settle>) => {
+      try {
+        checkAttestation(a, { ...settle, ...over });
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return 'accepted';
+    };
+    const doesNotVerify = /^attestation\.signature does not verify/;
+    assert.match(refusedWith(att, { finalL2BalanceMinor: 621n }), doesNotVerify, 'final');
+    assert.match(refusedWith(att, { lockedInBetsMinor: 31n }), doesNotVerify, 'locked');
+    assert.match(refusedWith(att, { sessionId: SESSION.replace('a11', 'a12') }), doesNotVerify, 'session');
+    assert.match(refusedWith(att, { walletAddress: '0x' + '0'.repeat(40) }), doesNotVerify, 'wallet');
+    assert.match(refusedWith({ ...att, drawnMinor: 501n }, {}), doesNotVerify, 'drawn');
+    assert.match(refusedWith({ ...att, drawCount: 3 }, {}), doesNotVerify, 'draw count');
+    assert.match(refusedWith({ ...att, publicKey: SettlementOperator.generate().publicKey }, {}), doesNotVerify, 'another key');
+    assert.match(refusedWith(undefined, {}), /^attestation: is required/);
+    assert.match(refusedWith({ ...att, publicKey: Buffer.alloc(31) }, {}), /^attestation\.public_key: must be 32 bytes/);
+    assert.match(refusedWith({ ...att, signature: Buffer.alloc(63) }, {}), /^attestation\.signature: must be 64 bytes/);
+    assert.match(refusedWith({ ...att, drawnMinor: -1n }, {}), /^attestation\.drawn_minor: must be between 0/);
+    // A wallet signature over the same numbers is no attestation: the operation names differ.
+    const walletSig = fixedWallet().settle(SESSION, 620n, 30n).signature!;
+    assert.match(refusedWith({ ...att, signature: walletSig.signature }, {}), doesNotVerify, 'wallet signature');
   });
 });
 

@@ -1,7 +1,8 @@
-// Random sequences of deposits, withdrawals, approvals, draws and settlements over real gRPC,
-// checked step by step against a tiny model of the rules: each call succeeds exactly when the
-// model says it should, balances match the model, and after every sequence the ledger audits
-// clean (posted totals equal the transfers; all balances add up to zero: money is conserved).
+// Random sequences of deposits, withdrawals, approvals, draws and settlements (attested by the
+// platform's operator key) over real gRPC, checked step by step against a tiny model of the rules:
+// each call succeeds exactly when the model says it should, balances match the model, and after
+// every sequence the ledger audits clean (posted totals equal the transfers; all balances add up
+// to zero: money is conserved).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
@@ -109,7 +110,8 @@ for (const engine of engines()) {
                 if (!m.line) return { ok: false, expectOk: false, detail: 'no line (not sent)' };
                 const line = m.line;
                 const pnl = o.final + o.locked - line.drawn;
-                const r = await run(pnl <= house, () => api.settle(w.settleRequest(line.sessionId, o.final, o.locked)));
+                // The attested settlement's bounds (the default payout cap is far above these amounts).
+                const r = await run(pnl <= house && o.locked <= line.drawn, async () => api.settle(await w.settleRequest(line.sessionId, o.final, o.locked)));
                 if (r.ok) {
                   m.available += line.limit - line.drawn + o.final + o.locked;
                   house -= pnl;

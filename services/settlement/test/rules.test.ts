@@ -5,7 +5,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { GantryError, Outbox, Status, type Sql } from '@gantry/kit';
-import { checkApprove, checkHouseCovers, openLine, planDraw, remainingCredit, reserveTransfer, type CreditLineRow } from '../src/domain/credit-line.js';
+import { checkApprove, checkAttestedState, checkHouseCovers, checkSettlementBounds, openLine, planDraw, remainingCredit, reserveTransfer, type CreditLineRow } from '../src/domain/credit-line.js';
+import { MAX_ACTIVE_OPERATOR_KEYS, checkAttestingKey, checkRegister, checkRevoke, type OperatorKeyRow } from '../src/domain/operator-keys.js';
 import { planFunds } from '../src/domain/funds.js';
 import {
   FUNDING_ACCOUNT,
@@ -14,6 +15,7 @@ import {
   MAX_AMOUNT_MINOR,
   assertBalanced,
   balanceDeltas,
+  settlementPlan,
   creditAccount,
   escrowAccount,
   fundsAccount,
@@ -131,6 +133,86 @@ describe('CreditSettle: the house covers winnings', () => {
       }),
     );
     assert.throws(() => checkHouseCovers({ netPnlMinor: 5n }, 4n), { message: 'the house cannot cover winnings of 5 (its balance is 4); fund the house with Deposit to "house"' });
+  });
+});
+
+describe('CreditSettle: the bounds an attested settlement stays within', () => {
+  const small = fc.bigInt({ min: 0n, max: 10_000n });
+
+  test('a settlement passes exactly when locked ≤ drawn and winnings ≤ the cap; refusals are FAILED_PRECONDITION', () => {
+    fc.assert(
+      fc.property(small, small, small, small, (drawnMinor, finalL2BalanceMinor, lockedInBetsMinor, capMinor) => {
+        const expectOk = lockedInBetsMinor <= drawnMinor && finalL2BalanceMinor + lockedInBetsMinor - drawnMinor <= capMinor;
+        const got = statusOf(() => checkSettlementBounds({ sessionId: SESSION, drawnMinor, finalL2BalanceMinor, lockedInBetsMinor }, capMinor));
+        assert.equal(got, expectOk ? Status.OK : Status.FAILED_PRECONDITION);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test('whatever an operator attests within the bounds, the house pays at most the cap and locked bets return at most what was drawn', () => {
+    fc.assert(
+      fc.property(fc.bigInt({ min: 1n, max: MAX_AMOUNT_MINOR }), fc.double({ min: 0, max: 1, noNaN: true }), balance, balance, fc.bigInt({ min: 0n, max: MAX_AMOUNT_MINOR }), (limit, share, final, locked, cap) => {
+        const drawnMinor = (limit * BigInt(Math.floor(share * 1000))) / 1000n;
+        const s = { sessionId: SESSION, drawnMinor, finalL2BalanceMinor: final, lockedInBetsMinor: locked };
+        if (statusOf(() => checkSettlementBounds(s, cap)) !== Status.OK) return;
+        const plan = settlementPlan({ ...s, walletAddress: WALLET, creditLimitMinor: limit });
+        const houseLoss = -(balanceDeltas(plan.transfers).get(HOUSE_ACCOUNT) ?? 0n);
+        assert.ok(houseLoss <= cap, `the house lost ${houseLoss} > cap ${cap}`);
+        assert.ok(locked <= drawnMinor);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  test("the issue's attack: drew 10, claims 900,000 locked: refused at any cap, and a cap refuses a huge final balance", () => {
+    const attack = { sessionId: SESSION, drawnMinor: 10n, finalL2BalanceMinor: 0n, lockedInBetsMinor: 900_000n };
+    assert.throws(() => checkSettlementBounds(attack, MAX_AMOUNT_MINOR), { code: Status.FAILED_PRECONDITION, message: /locked-in bets of 900000 exceed the 10 drawn into session/ });
+    assert.throws(() => checkSettlementBounds({ ...attack, finalL2BalanceMinor: 900_000n, lockedInBetsMinor: 0n }, 100_000n), {
+      code: Status.FAILED_PRECONDITION,
+      message: /winnings of 899990 exceed the per-session payout cap of 100000 \(settlement\.maxSessionWinningsMinor\)/,
+    });
+  });
+
+  test('an attestation settles only the state it was made for: the same drawn amount and draw count', () => {
+    fc.assert(
+      fc.property(small, fc.nat(20), small, fc.nat(20), (drawnMinor, drawCount, attestedDrawn, attestedCount) => {
+        const got = statusOf(() => checkAttestedState({ sessionId: SESSION, drawnMinor, drawCount }, { drawnMinor: attestedDrawn, drawCount: attestedCount }));
+        assert.equal(got, drawnMinor === attestedDrawn && drawCount === attestedCount ? Status.OK : Status.FAILED_PRECONDITION);
+      }),
+    );
+  });
+});
+
+describe('operator keys', () => {
+  const key = (over: Partial<OperatorKeyRow> = {}): OperatorKeyRow => ({
+    publicKey: Buffer.alloc(32, 7),
+    name: 'casino-1',
+    registeredAt: NOW,
+    registeredBy: 'treasury',
+    revokedAt: null,
+    revokedBy: null,
+    revokeReason: null,
+    ...over,
+  });
+  const revoked = key({ revokedAt: NOW, revokedBy: 'sre', revokeReason: 'leaked' });
+
+  test('registration: new below the active limit, a retry under the same name is unchanged, another name or a revoked key is refused', () => {
+    assert.equal(checkRegister(undefined, 'casino-1', MAX_ACTIVE_OPERATOR_KEYS - 1), 'new');
+    assert.throws(() => checkRegister(undefined, 'casino-1', MAX_ACTIVE_OPERATOR_KEYS), { code: Status.FAILED_PRECONDITION, message: /64 operator keys are active/ });
+    assert.deepEqual(checkRegister(key(), 'casino-1', MAX_ACTIVE_OPERATOR_KEYS), { unchanged: key() });
+    assert.throws(() => checkRegister(key(), 'casino-2', 1), { code: Status.ALREADY_EXISTS, message: /already registered as "casino-1"/ });
+    assert.throws(() => checkRegister(revoked, 'casino-1', 0), { code: Status.FAILED_PRECONDITION, message: /a revoked key never comes back/ });
+  });
+
+  test('revocation: of a registered key, once; only an active registered key attests', () => {
+    assert.equal(checkRevoke(key(), key().publicKey), 'revoke');
+    assert.deepEqual(checkRevoke(revoked, revoked.publicKey), { unchanged: revoked });
+    assert.throws(() => checkRevoke(undefined, key().publicKey), { code: Status.NOT_FOUND, message: `operator key ${'07'.repeat(32)} was never registered` });
+    const active = key();
+    assert.equal(checkAttestingKey(active, active.publicKey), active);
+    assert.throws(() => checkAttestingKey(undefined, key().publicKey), { code: Status.PERMISSION_DENIED, message: /is not a registered operator key/ });
+    assert.throws(() => checkAttestingKey(revoked, revoked.publicKey), { code: Status.PERMISSION_DENIED, message: /\("casino-1"\) was revoked at/ });
   });
 });
 

@@ -8,19 +8,23 @@ import { domainEvent, unary } from '@gantry/kit';
 import { eventsv1, flagsv1, settlementv1 } from '@gantry/proto';
 import { assertStatus, eventually } from '@gantry/test-support/clients';
 import { engines, requirePostgresInCi } from '@gantry/test-support/databases';
+import { SettlementOperator, attestationMessage, verifySignature } from '../src/client/index.js';
 import { HOUSE_ACCOUNT } from '../src/domain/ledger.js';
 import { accountBalance, ledgerSnapshot, newNonce, rpc, startSettlementPlatform, TestWallet, type SettlementPlatform } from './support.js';
 
 requirePostgresInCi('the settlement service tests');
 
-const { SETTLEMENT_OUTCOME_WINNINGS: WINNINGS, SETTLEMENT_OUTCOME_LOSSES: LOSSES } = settlementv1.SettlementOutcome;
+const { SETTLEMENT_OUTCOME_WINNINGS: WINNINGS, SETTLEMENT_OUTCOME_LOSSES: LOSSES, SETTLEMENT_OUTCOME_BREAKEVEN: BREAKEVEN } = settlementv1.SettlementOutcome;
+const { OPERATOR_KEY_STATE_ACTIVE: ACTIVE, OPERATOR_KEY_STATE_REVOKED: REVOKED } = settlementv1.OperatorKeyState;
+/** The per-session payout cap these tests run with: above the house bankroll, so its own refusal stays reachable. */
+const MAX_WINNINGS = 10_000_000n;
 
 for (const engine of engines()) {
   describe(`settlement service over gRPC on ${engine.name}`, { skip: engine.skip }, () => {
     let p: SettlementPlatform;
     let api: ReturnType<typeof rpc>;
     before(async () => {
-      p = await startSettlementPlatform(engine.name);
+      p = await startSettlementPlatform(engine.name, { maxSessionWinningsMinor: Number(MAX_WINNINGS) });
       api = rpc(p);
       await api.deposit('house', 1_000_000n, 'house-bankroll');
     });
@@ -46,7 +50,7 @@ for (const engine of engines()) {
       const draw = w.drawRequest(sessionId, 400n, { reason: 'spin' });
       const drawn = await api.draw(draw);
       await api.draw(draw); // a retried draw returns the booked answer and announces nothing new
-      const settled = await api.settle(w.settleRequest(sessionId, 900n));
+      const settled = await api.settle(await w.settleRequest(sessionId, 900n));
       const { rows } = await p.runtime.db.query<{ event_type: string; payload: Buffer }>('SELECT event_type, payload FROM settlement.outbox ORDER BY seq');
       const events = rows.map((r) => eventsv1.Event.decode(r.payload)).filter((e) => e.subject === sessionId);
       assert.deepEqual(events.map((e) => e.type), ['settlement.credit_line.approved', 'settlement.credit.drawn', 'settlement.credit_line.settled']);
@@ -84,7 +88,7 @@ for (const engine of engines()) {
       assert.equal(mid.creditLine?.l2BalanceMinor, 500n);
 
       // The player ends with 650 on L2 and 50 in unresolved bets: 700 returned, 200 won.
-      const settled = await api.settle(w.settleRequest(s, 650n, 50n));
+      const settled = await api.settle(await w.settleRequest(s, 650n, 50n));
       assert.equal(settled.outcome, WINNINGS);
       assert.deepEqual(
         [settled.netPnlMinor, settled.totalDrawnMinor, settled.returnedToL1Minor, settled.drawCount, settled.l1BalanceBeforeMinor, settled.l1BalanceAfterMinor],
@@ -104,7 +108,7 @@ for (const engine of engines()) {
       const { w, sessionId } = await fundedWallet(5_000n, 2_000n);
       const houseBefore = await accountBalance(p, HOUSE_ACCOUNT);
       await api.draw(w.drawRequest(sessionId, 800n));
-      const settled = await api.settle(w.settleRequest(sessionId, 300n));
+      const settled = await api.settle(await w.settleRequest(sessionId, 300n));
       assert.equal(settled.outcome, LOSSES);
       assert.deepEqual([settled.netPnlMinor, settled.returnedToL1Minor, settled.l1BalanceAfterMinor], [-500n, 300n, 4_500n]);
       assert.equal((await api.status(w.address)).l1AvailableMinor, 4_500n);
@@ -160,7 +164,7 @@ for (const engine of engines()) {
     test('only the wallet that opened a session can settle it', async () => {
       const { sessionId } = await fundedWallet(1_000n, 500n);
       const { w: other } = await fundedWallet(1_000n);
-      await refusedWithNothingBooked(() => api.settle(other.settleRequest(sessionId, 0n)), status.PERMISSION_DENIED, /belongs to another wallet/);
+      await refusedWithNothingBooked(async () => api.settle(await other.settleRequest(sessionId, 0n)), status.PERMISSION_DENIED, /belongs to another wallet/);
       await refusedWithNothingBooked(() => api.draw(other.drawRequest(sessionId, 10n)), status.PERMISSION_DENIED, /belongs to another wallet/);
     });
 
@@ -193,8 +197,8 @@ for (const engine of engines()) {
 
     test('a session settles once', async () => {
       const { w, sessionId } = await fundedWallet(1_000n, 500n);
-      await api.settle(w.settleRequest(sessionId, 0n));
-      await refusedWithNothingBooked(() => api.settle(w.settleRequest(sessionId, 0n)), status.FAILED_PRECONDITION, /already settled/);
+      await api.settle(await w.settleRequest(sessionId, 0n));
+      await refusedWithNothingBooked(async () => api.settle(await w.settleRequest(sessionId, 0n)), status.FAILED_PRECONDITION, /already settled/);
       await refusedWithNothingBooked(() => api.draw(w.drawRequest(sessionId, 1n)), status.FAILED_PRECONDITION, /is settled/);
     });
 
@@ -209,7 +213,7 @@ for (const engine of engines()) {
         const st = await api.status(w.address);
         assert.equal(st.creditLine?.state, settlementv1.CreditLineState.CREDIT_LINE_STATE_EXPIRED);
         assert.equal(st.hasActiveCredit, false);
-        const settled = await api.settle(w.settleRequest(sessionId, 100n));
+        const settled = await api.settle(await w.settleRequest(sessionId, 100n));
         assert.equal(settled.l1BalanceAfterMinor, 1_000n);
       } finally {
         p.clock.nowMs -= 61_000;
@@ -228,7 +232,7 @@ for (const engine of engines()) {
     test('winnings the house cannot cover are refused and book nothing', async () => {
       const { w, sessionId } = await fundedWallet(1_000n, 500n);
       const house = await accountBalance(p, HOUSE_ACCOUNT);
-      await refusedWithNothingBooked(() => api.settle(w.settleRequest(sessionId, house + 1n)), status.FAILED_PRECONDITION, /house cannot cover winnings/);
+      await refusedWithNothingBooked(async () => api.settle(await w.settleRequest(sessionId, house + 1n)), status.FAILED_PRECONDITION, /house cannot cover winnings/);
     });
 
     test('malformed requests are refused with INVALID_ARGUMENT naming the field', async () => {
@@ -243,7 +247,11 @@ for (const engine of engines()) {
         [() => api.approve({ ...w.approveRequest(10n), expiresIn: { seconds: 10n, nanos: 0 } }), /^expires_in: must be between 1 minute and 7 days/],
         [() => api.deposit(w.address, 10n, 'bad id with spaces'), /^transfer_id: must be 1 to 128 characters/],
         [() => api.deposit(w.address, 10n ** 16n), /^amount_minor: must be at most/],
-        [() => api.settle(w.settleRequest(sessionId, -1n)), /^final_l2_balance_minor: must be zero or more/],
+        [async () => api.settle(await w.settleRequest(sessionId, -1n)), /^final_l2_balance_minor: must be zero or more/],
+        [async () => api.settle(await w.settleRequest(sessionId, 1n, 0n, { operator: null })), /^attestation: is required/],
+        [async () => api.settle({ ...(await w.settleRequest(sessionId, 1n)), attestation: { publicKey: Buffer.alloc(32), signature: Buffer.alloc(10), drawnMinor: 0n, drawCount: 0 } }), /^attestation\.signature: must be 64 bytes/],
+        [() => api.registerKey(Buffer.alloc(31), 'casino-x'), /^public_key: must be 32 bytes/],
+        [() => api.registerKey(SettlementOperator.generate().publicKey, 'no spaces please'), /^name: must be 1 to 64 characters/],
         [() => api.draw(w.drawRequest(sessionId, 1n, { reason: 'a\0b' })), /^reason: must not contain NUL characters/],
       ];
       for (const [attempt, pattern] of cases) await refusedWithNothingBooked(attempt, status.INVALID_ARGUMENT, pattern);
@@ -257,6 +265,108 @@ for (const engine of engines()) {
       await refusedWithNothingBooked(() => unary(c.deposit, c, { walletAddress: w.address, amountMinor: 5n, transferId: 'scope-1', memo: '' }, p.credit), status.PERMISSION_DENIED, /settlement\.admin/);
       await refusedWithNothingBooked(() => unary(c.creditDraw, c, w.drawRequest(sessionId, 5n), p.read), status.PERMISSION_DENIED, /settlement\.credit/);
       await assertStatus(unary(c.executeSettlement, c, { sessionId, walletAddress: w.address, signature: undefined }, p.admin), status.UNIMPLEMENTED, /CreditSettle/);
+    });
+
+    test('issue 17: the wallet cannot name its own winnings: unattested, self-attested and out-of-bounds settlements are refused and book nothing', async () => {
+      // Deposit 1,000; approve a line of 100; draw 10; settle with final 0 and locked 900,000:
+      // on the wallet's word alone this paid 899,990 from the house.
+      const { w, sessionId } = await fundedWallet(1_000n, 100n);
+      await api.draw(w.drawRequest(sessionId, 10n));
+      const houseBefore = await accountBalance(p, HOUSE_ACCOUNT);
+      const attack = (operator: SettlementOperator | null) => async () => api.settle(await w.settleRequest(sessionId, 0n, 900_000n, { operator }));
+      await refusedWithNothingBooked(attack(null), status.INVALID_ARGUMENT, /^attestation: is required/);
+      // The wallet attesting for itself, with its own key or any key the house never registered.
+      await refusedWithNothingBooked(attack(new SettlementOperator(w.keys)), status.PERMISSION_DENIED, /is not a registered operator key/);
+      await refusedWithNothingBooked(attack(SettlementOperator.generate()), status.PERMISSION_DENIED, /is not a registered operator key/);
+      // Even a registered operator's word (a leaked operator key) cannot refund more bets than were
+      // drawn, nor pay past the per-session cap.
+      await refusedWithNothingBooked(attack(p.operator), status.FAILED_PRECONDITION, /locked-in bets of 900000 exceed the 10 drawn/);
+      await refusedWithNothingBooked(async () => api.settle(await w.settleRequest(sessionId, MAX_WINNINGS + 11n)), status.FAILED_PRECONDITION, /winnings of 10000001 exceed the per-session payout cap of 10000000/);
+      assert.equal(await accountBalance(p, HOUSE_ACCOUNT), houseBefore);
+      // What the session really ended with, attested, settles.
+      const settled = await api.settle(await w.settleRequest(sessionId, 4n, 6n));
+      assert.deepEqual([settled.outcome, settled.netPnlMinor, settled.l1BalanceAfterMinor], [BREAKEVEN, 0n, 1_000n]);
+      assert.equal(await accountBalance(p, HOUSE_ACCOUNT), houseBefore);
+    });
+
+    test('a co-signed settlement books, and keeps its attestation, which re-verifies from the ledger alone', async () => {
+      const { w, sessionId } = await fundedWallet(2_000n, 1_000n);
+      await api.draw(w.drawRequest(sessionId, 300n));
+      await api.draw(w.drawRequest(sessionId, 200n));
+      const settled = await api.settle(await w.settleRequest(sessionId, 600n, 20n));
+      assert.deepEqual([settled.outcome, settled.netPnlMinor, settled.returnedToL1Minor, settled.l1BalanceAfterMinor], [WINNINGS, 120n, 620n, 2_120n]);
+      const { rows } = await p.runtime.db.query<{ attested_by: Buffer; attestation: Buffer; drawn_minor: bigint; draw_count: number; final_l2_balance_minor: bigint; locked_in_bets_minor: bigint }>(
+        'SELECT attested_by, attestation, drawn_minor, draw_count, final_l2_balance_minor, locked_in_bets_minor FROM settlement.credit_lines WHERE session_id = $1',
+        [sessionId],
+      );
+      const line = rows[0];
+      assert.ok(line);
+      assert.deepEqual(line.attested_by, p.operator.publicKey);
+      const attested = { walletAddress: w.address, sessionId, drawnMinor: line.drawn_minor, drawCount: line.draw_count, finalL2BalanceMinor: line.final_l2_balance_minor, lockedInBetsMinor: line.locked_in_bets_minor };
+      assert.ok(verifySignature(line.attested_by, attestationMessage(attested), line.attestation));
+      assert.deepEqual(await p.store.audit(), []);
+    });
+
+    test('a forged, tampered, transplanted, stale or replayed attestation is refused and books nothing', async () => {
+      const { w, sessionId } = await fundedWallet(2_000n, 1_000n);
+      const { w: other, sessionId: otherSession } = await fundedWallet(2_000n, 1_000n);
+      await api.draw(w.drawRequest(sessionId, 100n));
+      await api.draw(other.drawRequest(otherSession, 100n));
+      const forged = await w.settleRequest(sessionId, 150n);
+      forged.attestation!.signature[5]! ^= 0x01;
+      await refusedWithNothingBooked(() => api.settle(forged), status.PERMISSION_DENIED, /^attestation\.signature does not verify/);
+      // The wallet raises its final balance after the operator signed, and signs its own part again.
+      const attested = await w.settleRequest(sessionId, 150n);
+      const raised = { ...(await w.settleRequest(sessionId, 900n, 0n, { operator: null })), attestation: attested.attestation };
+      await refusedWithNothingBooked(() => api.settle(raised), status.PERMISSION_DENIED, /^attestation\.signature does not verify/);
+      // Another session's attestation, same numbers.
+      const transplanted = { ...(await w.settleRequest(sessionId, 150n, 0n, { operator: null })), attestation: (await other.settleRequest(otherSession, 150n)).attestation };
+      await refusedWithNothingBooked(() => api.settle(transplanted), status.PERMISSION_DENIED, /^attestation\.signature does not verify/);
+      // Attested before a later draw: it speaks of a session that no longer is.
+      await api.draw(w.drawRequest(sessionId, 50n));
+      await refusedWithNothingBooked(() => api.settle(attested), status.FAILED_PRECONDITION, /the attestation is for 100 drawn in 1 draws, but session .* has drawn 150 in 2/);
+      const final = await w.settleRequest(sessionId, 150n);
+      const settled = await api.settle(final);
+      // The same request again is a retry: the original answer, nothing booked. Its attestation
+      // under a new wallet nonce is a second settlement: refused.
+      const snapshot = await ledgerSnapshot(p);
+      assert.deepEqual(await api.settle(final), settled);
+      assert.equal(await ledgerSnapshot(p), snapshot);
+      const replayed = { ...(await w.settleRequest(sessionId, 150n, 0n, { operator: null })), attestation: final.attestation };
+      await refusedWithNothingBooked(() => api.settle(replayed), status.FAILED_PRECONDITION, /already settled/);
+    });
+
+    test('operator keys: registered under one name, revoked for good with who and why, listed with their history; a revoked key attests nothing', async () => {
+      const op = SettlementOperator.generate();
+      const registered = await api.registerKey(op.publicKey, 'casino-eu-1');
+      assert.deepEqual([registered.key?.state, registered.key?.name, registered.key?.registeredBy, registered.key?.revokedAt], [ACTIVE, 'casino-eu-1', 'treasury', undefined]);
+      assert.deepEqual(await api.registerKey(op.publicKey, 'casino-eu-1'), registered, 'a retry');
+      await refusedWithNothingBooked(() => api.registerKey(op.publicKey, 'casino-eu-2'), status.ALREADY_EXISTS, /already registered as "casino-eu-1"/);
+
+      const { w, sessionId } = await fundedWallet(1_000n, 500n);
+      await api.draw(w.drawRequest(sessionId, 100n));
+      const attested = await w.settleRequest(sessionId, 100n, 0n, { operator: op });
+      const revoked = await api.revokeKey(op.publicKey, 'laptop stolen');
+      assert.deepEqual([revoked.key?.state, revoked.key?.revokedBy, revoked.key?.revokeReason], [REVOKED, 'treasury', 'laptop stolen']);
+      assert.ok(revoked.key?.revokedAt);
+      assert.deepEqual(await api.revokeKey(op.publicKey, 'again'), revoked, 'a retry keeps the first revocation');
+      await refusedWithNothingBooked(() => api.settle(attested), status.PERMISSION_DENIED, /\("casino-eu-1"\) was revoked at/);
+      await refusedWithNothingBooked(() => api.registerKey(op.publicKey, 'casino-eu-1'), status.FAILED_PRECONDITION, /a revoked key never comes back/);
+      await refusedWithNothingBooked(() => api.revokeKey(SettlementOperator.generate().publicKey, 'unknown'), status.NOT_FOUND, /was never registered/);
+
+      const { keys, truncated } = await api.listKeys();
+      assert.equal(truncated, false);
+      assert.deepEqual(keys.find((k) => k.publicKey.equals(op.publicKey)), revoked.key);
+      assert.ok(keys.some((k) => k.publicKey.equals(p.operator.publicKey) && k.state === ACTIVE));
+      // Another registered key still settles the session.
+      assert.equal((await api.settle(await w.settleRequest(sessionId, 100n))).outcome, BREAKEVEN);
+    });
+
+    test('scopes: only settlement.admin registers or revokes operator keys', async () => {
+      const c = p.client;
+      const publicKey = SettlementOperator.generate().publicKey;
+      await refusedWithNothingBooked(() => unary(c.registerOperatorKey, c, { publicKey, name: 'rogue' }, p.credit), status.PERMISSION_DENIED, /settlement\.admin/);
+      await refusedWithNothingBooked(() => unary(c.revokeOperatorKey, c, { publicKey: p.operator.publicKey, reason: 'mischief' }, p.read), status.PERMISSION_DENIED, /settlement\.admin/);
     });
 
     test('the one-round-trip draw declines, booking nothing, whatever the checked path must decide', async () => {

@@ -21,17 +21,17 @@ import {
 } from '@gantry/kit';
 import { engines, requirePostgresInCi } from '@gantry/test-support/databases';
 import { settlementHandlers } from '../src/api/handlers.js';
-import { SettlementWallet, generateWallet } from '../src/client/index.js';
+import { SettlementOperator, SettlementWallet, generateWallet } from '../src/client/index.js';
 import { SETTLEMENT_EVENT_SOURCE, SETTLEMENT_EVENT_TYPES } from '../src/events.js';
 import { SETTLEMENT_SCHEMA, SettlementStore, settlementMigrations } from '../src/store/settlement-store.js';
 import { openFreshDatabase } from './support.js';
 
 requirePostgresInCi('the settlement upgrade tests');
 
-/** Settlement's migrations as they were before the kit owned the outbox: 003 created the table. */
-const migrationsBefore: Migration[] = loadMigrations(fileURLToPath(new URL('../src/store/migrations', import.meta.url))).map((m) =>
-  m.version === 3 ? { version: 3, name: 'outbox', sql: readFileSync(new URL('./fixtures/003_outbox.before-kit-outbox.sql', import.meta.url), 'utf8') } : m,
-);
+/** Settlement's migrations as they were before the kit owned the outbox: 003 created the table, and there was no 004. */
+const migrationsBefore: Migration[] = loadMigrations(fileURLToPath(new URL('../src/store/migrations', import.meta.url)))
+  .filter((m) => m.version <= 3)
+  .map((m) => (m.version === 3 ? { version: 3, name: 'outbox', sql: readFileSync(new URL('./fixtures/003_outbox.before-kit-outbox.sql', import.meta.url), 'utf8') } : m));
 
 /** The outbox's event types in order. */
 async function outboxTypes(db: Database): Promise<string[]> {
@@ -43,14 +43,17 @@ async function outboxTypes(db: Database): Promise<string[]> {
 async function bookOneSession(db: Database): Promise<void> {
   const outbox = new Outbox(SETTLEMENT_SCHEMA, SETTLEMENT_EVENT_SOURCE, true, SETTLEMENT_EVENT_TYPES);
   const nowMs = Date.now();
-  const handlers = settlementHandlers({ store: new SettlementStore(db, outbox), events: outbox, now: () => nowMs, newId: randomUUID, flags: { getBooleanValue: async () => false } });
-  const ctx = {} as HandlerContext;
+  const deps = { store: new SettlementStore(db, outbox), events: outbox, now: () => nowMs, newId: randomUUID, flags: { getBooleanValue: async () => false }, maxSessionWinningsMinor: 100_000n };
+  const handlers = settlementHandlers(deps);
+  const ctx = { principal: { subject: 'treasury' } } as HandlerContext;
   const wallet = new SettlementWallet(generateWallet(), { now: () => nowMs });
+  const operator = SettlementOperator.generate();
+  await handlers.registerOperatorKey!({ publicKey: operator.publicKey, name: 'upgrade' }, ctx);
   await handlers.deposit!({ walletAddress: wallet.address, amountMinor: 1000n, transferId: 'upgrade-1', memo: '' }, ctx);
   const { sessionId } = await handlers.approveCreditLine!(wallet.approve(500n), ctx);
   const drawn = await handlers.creditDraw!(wallet.draw(sessionId, 200n, 'upgrade'), ctx);
   assert.equal(drawn.l2BalanceMinor, 200n);
-  const settled = await handlers.creditSettle!(wallet.settle(sessionId, 150n), ctx);
+  const settled = await handlers.creditSettle!(operator.cosign(wallet.settle(sessionId, 150n), { drawnMinor: 200n, drawCount: 1 }), ctx);
   assert.equal(settled.netPnlMinor, -50n);
 }
 
@@ -68,7 +71,7 @@ for (const engine of engines()) {
       await db.query(`INSERT INTO settlement.outbox (event_id, event_type, payload, created_at) VALUES ('evt_waiting', 'settlement.credit.drawn', '\\x00', now())`);
       assert.equal(await migrationsApplied(db, SETTLEMENT_SCHEMA, settlementMigrations), false, 'readiness waits for the kit version');
 
-      assert.deepEqual(await migrate(db, SETTLEMENT_SCHEMA, settlementMigrations), [OUTBOX_MIGRATION_VERSION]);
+      assert.deepEqual(await migrate(db, SETTLEMENT_SCHEMA, settlementMigrations), [OUTBOX_MIGRATION_VERSION, 4]);
       assert.deepEqual(await migrate(db, SETTLEMENT_SCHEMA, settlementMigrations), []);
       assert.equal(await migrationsApplied(db, SETTLEMENT_SCHEMA, settlementMigrations), true);
       // An old binary (a rollback) finds every version it knows applied.
@@ -78,9 +81,9 @@ for (const engine of engines()) {
       assert.deepEqual(await outboxTypes(db), ['settlement.credit.drawn', 'settlement.credit_line.approved', 'settlement.credit.drawn', 'settlement.credit_line.settled']);
     });
 
-    test('a new database gets the kit outbox first, then settlement 1 to 3', async () => {
+    test('a new database gets the kit outbox first, then settlement 1 to 4', async () => {
       await world.db.exec('DROP SCHEMA settlement CASCADE');
-      assert.deepEqual(await migrate(world.db, SETTLEMENT_SCHEMA, settlementMigrations), [OUTBOX_MIGRATION_VERSION, 1, 2, 3]);
+      assert.deepEqual(await migrate(world.db, SETTLEMENT_SCHEMA, settlementMigrations), [OUTBOX_MIGRATION_VERSION, 1, 2, 3, 4]);
       await bookOneSession(world.db);
       assert.equal((await outboxTypes(world.db)).length, 3);
     });

@@ -8,6 +8,7 @@ import {
   MAX_AMOUNT_MINOR,
   MAX_EXPIRES_IN_MS,
   MIN_EXPIRES_IN_MS,
+  SettlementOperator,
   SettlementWallet,
   WALLET_ADDRESS_PATTERN,
   generateWallet,
@@ -21,6 +22,7 @@ const client = (c: Connection) => new settlementv1.SettlementServiceClient(c.add
 type SettlementClient = ReturnType<typeof client>;
 
 const WALLET_KEY_HELP = 'wallet key file from `gantry settlement keygen` (env GANTRY_WALLET_KEY)';
+const OPERATOR_KEY_HELP = "the L2 operator's key file (from `gantry settlement keygen`, its public key registered with `gantry settlement operator-key register`) that attests the final state";
 
 /** An amount argument: a whole number of minor units, nothing else (no decimals, signs or exponents). */
 function parseMinor(name: string, text: string, opts: { allowZero?: boolean } = {}): bigint {
@@ -52,7 +54,14 @@ function parseWallet(text: string, opts: { allowHouse?: boolean } = {}): string 
   return address;
 }
 
+/** An Ed25519 public key argument: 64 hex digits, as `gantry settlement keygen --json` prints it. */
+function parsePublicKey(text: string): Buffer {
+  if (!/^[0-9a-fA-F]{64}$/.test(text)) throw new Error(`"${text}" is not an Ed25519 public key: expected 64 hex digits, the "publicKey" that 'gantry settlement keygen --json' prints`);
+  return Buffer.from(text, 'hex');
+}
+
 const stateName = enumName(settlementv1.creditLineStateToJSON, 'CREDIT_LINE_STATE_');
+const keyStateName = enumName(settlementv1.operatorKeyStateToJSON, 'OPERATOR_KEY_STATE_');
 const outcomeName = enumName(settlementv1.settlementOutcomeToJSON, 'SETTLEMENT_OUTCOME_');
 
 function creditLineJson(l: settlementv1.CreditLine) {
@@ -98,7 +107,9 @@ A session, from nothing to settled:
   gantry settlement deposit 0x<address> 1000
   gantry settlement approve --wallet-key wallet.json 500
   gantry settlement draw --wallet-key wallet.json <session> 200
-  gantry settlement settle --wallet-key wallet.json <session> 260
+  gantry settlement keygen --out operator.json            # the L2 operator's key...
+  gantry settlement operator-key register <public key> --name casino-1   # ...which the house registers
+  gantry settlement settle --wallet-key wallet.json --operator-key operator.json <session> 260
   gantry settlement status --wallet-key wallet.json`,
     );
   keygenCommand(cmd);
@@ -108,6 +119,7 @@ A session, from nothing to settled:
   drawCommand(cmd);
   settleCommand(cmd);
   statusCommand(cmd);
+  operatorKeyCommand(cmd);
   return cmd;
 }
 
@@ -204,20 +216,36 @@ function drawCommand(parent: Command): Command {
   });
 }
 
-/** `gantry settlement settle`: closes the session with its final L2 balance, signed by the wallet. */
+/**
+ * The session's drawn amount and draw count for the operator to attest, read from the wallet's
+ * status: the CLI plays both the wallet and its L2 operator, which in production are two parties.
+ */
+async function sessionAtClose(s: SettlementClient, c: Connection, walletAddress: string, sessionId: string) {
+  const line = (await unary(s.getCreditStatus, s, { walletAddress }, c.metadata())).creditLine;
+  if (line?.sessionId !== sessionId) {
+    throw new Error(`session ${sessionId} is not an unsettled credit line of wallet ${walletAddress} (${line ? `its unsettled line is ${line.sessionId}` : 'it has none'}); it may be settled already: see 'gantry settlement status ${walletAddress}'`);
+  }
+  return { drawnMinor: line.drawnMinor, drawCount: line.drawCount };
+}
+
+/** `gantry settlement settle`: closes the session with its final L2 balance, signed by the wallet and attested by the operator. */
 function settleCommand(parent: Command): Command {
   return withConnection(
     withWalletKey(
       parent
         .command('settle <session> <final>')
-        .description('close the session with its final L2 balance <final>: the funds return to L1 and the house pays winnings or keeps losses; needs scope settlement.credit'),
-    ).option('--locked <amount>', 'staked in bets not yet resolved, not part of <final>; they are voided and refunded', '0'),
-  ).action(async (sessionId: string, finalText: string, opts: WalletKeyOptions & { locked: string }) => {
+        .description('close the session with its final L2 balance <final>, signed by the wallet and attested by a registered L2 operator key: the funds return to L1 and the house pays winnings or keeps losses; needs scopes settlement.credit and settlement.read'),
+    )
+      .requiredOption('--operator-key <file>', OPERATOR_KEY_HELP)
+      .option('--locked <amount>', 'staked in bets not yet resolved, not part of <final>, at most the amount drawn; they are voided and refunded', '0'),
+  ).action(async (sessionId: string, finalText: string, opts: WalletKeyOptions & { operatorKey: string; locked: string }) => {
     const finalMinor = parseMinor('<final>', finalText, { allowZero: true });
     const lockedMinor = parseMinor('--locked', opts.locked, { allowZero: true });
     const wallet = walletOf(opts.walletKey);
-    await withClient(opts, ['settlement.credit'], async (c, s) => {
-      const r = await unary(s.creditSettle, s, wallet.settle(sessionId, finalMinor, lockedMinor), c.metadata());
+    const operator = new SettlementOperator(loadWalletKey(opts.operatorKey));
+    await withClient(opts, ['settlement.credit', 'settlement.read'], async (c, s) => {
+      const state = await sessionAtClose(s, c, wallet.address, sessionId);
+      const r = await unary(s.creditSettle, s, operator.cosign(wallet.settle(sessionId, finalMinor, lockedMinor), state), c.metadata());
       const outcome = outcomeName(r.outcome);
       if (c.json) {
         return printJson({
@@ -264,4 +292,68 @@ function statusCommand(parent: Command): Command {
       out(`  lifetime      credit extended ${r.totalCreditExtendedMinor}, ${r.totalDraws} draws, ${r.totalSettlements} settlements`);
     });
   });
+}
+
+function operatorKeyJson(k: settlementv1.OperatorKey) {
+  return {
+    publicKey: k.publicKey.toString('hex'),
+    name: k.name,
+    state: keyStateName(k.state),
+    registeredAt: k.registeredAt?.toISOString(),
+    registeredBy: k.registeredBy,
+    revokedAt: k.revokedAt?.toISOString() ?? null,
+    revokedBy: k.revokedAt ? k.revokedBy : null,
+    revokeReason: k.revokedAt ? k.revokeReason : null,
+  };
+}
+
+/** The key a Register/Revoke response carries; the contract always sets it. */
+function keyOf(r: { key?: settlementv1.OperatorKey | undefined }): settlementv1.OperatorKey {
+  if (!r.key) throw new Error('the server answered without the operator key; check that it runs this version of gantry.settlement.v1');
+  return r.key;
+}
+
+const keyLine = (k: settlementv1.OperatorKey) =>
+  `${k.publicKey.toString('hex')}  ${k.name}  ${keyStateName(k.state)}  registered ${k.registeredAt?.toISOString()} by ${k.registeredBy}` +
+  (k.revokedAt ? `; revoked ${k.revokedAt.toISOString()} by ${k.revokedBy}: ${k.revokeReason}` : '');
+
+/** `gantry settlement operator-key ...`: the L2 operator keys whose attestations settle sessions. */
+function operatorKeyCommand(parent: Command): Command {
+  const cmd = parent.command('operator-key').description("the L2 operators' keys that attest settlements: register, revoke, list");
+  withConnection(
+    cmd
+      .command('register <public-key>')
+      .description("let an L2 operator key attest settlements; <public-key> is the 64 hex digits 'gantry settlement keygen --json' prints; needs scope settlement.admin")
+      .requiredOption('--name <name>', 'who holds the key, e.g. casino-eu-1'),
+  ).action(async (keyText: string, opts: ConnectionOptions & { name: string }) => {
+    const publicKey = parsePublicKey(keyText);
+    await withClient(opts, ['settlement.admin'], async (c, s) => {
+      const key = keyOf(await unary(s.registerOperatorKey, s, { publicKey, name: opts.name }, c.metadata()));
+      if (c.json) return printJson(operatorKeyJson(key));
+      out(`registered operator key ${keyLine(key)}`);
+    });
+  });
+  withConnection(
+    cmd
+      .command('revoke <public-key>')
+      .description('stop an operator key from attesting, for good (settlements it attested stay booked); needs scope settlement.admin')
+      .requiredOption('--reason <text>', 'why, up to 256 characters (e.g. "key leaked in incident 42")'),
+  ).action(async (keyText: string, opts: ConnectionOptions & { reason: string }) => {
+    const publicKey = parsePublicKey(keyText);
+    await withClient(opts, ['settlement.admin'], async (c, s) => {
+      const key = keyOf(await unary(s.revokeOperatorKey, s, { publicKey, reason: opts.reason }, c.metadata()));
+      if (c.json) return printJson(operatorKeyJson(key));
+      out(`revoked operator key ${keyLine(key)}`);
+    });
+  });
+  withConnection(cmd.command('list').description('every operator key, active and revoked, newest first; needs scope settlement.read')).action(async (opts: ConnectionOptions) => {
+    await withClient(opts, ['settlement.read'], async (c, s) => {
+      const r = await unary(s.listOperatorKeys, s, {}, c.metadata());
+      if (c.json) return printJson({ keys: r.keys.map(operatorKeyJson), truncated: r.truncated });
+      for (const k of r.keys) out(keyLine(k));
+      if (r.keys.length === 0) out("no operator keys: register one with 'gantry settlement operator-key register <public-key> --name <name>'");
+      if (r.truncated) out('(more keys exist than the 1000 shown)');
+    });
+  });
+  return cmd;
 }

@@ -1,14 +1,29 @@
 // The SettlementService handlers: each validates its request, reads and locks what the rules need
 // through the store, asks the domain (../domain) what to book, and maps the result to the contract.
-import { failedPrecondition, notFound, type Handlers, type OpenFeatureClient, type Outbox } from '@gantry/kit';
+import { failedPrecondition, notFound, type HandlerContext, type Handlers, type OpenFeatureClient, type Outbox } from '@gantry/kit';
 import { settlementv1 } from '@gantry/proto';
-import { checkApprove, checkHouseCovers, checkSettle, openLine, planDraw, remainingCredit, reserveTransfer, type CreditLineRow } from '../domain/credit-line.js';
+import type { AttestedSettlement } from '../domain/attestation.js';
+import { checkApprove, checkAttestedState, checkHouseCovers, checkSettle, checkSettlementBounds, openLine, planDraw, remainingCredit, reserveTransfer, type CreditLineRow } from '../domain/credit-line.js';
 import { DRAWS_DISABLED_FLAG } from '../domain/flags.js';
 import { planFunds, type FundsKind } from '../domain/funds.js';
-import { FUNDING_ACCOUNT, HOUSE_ACCOUNT, HOUSE_ADDRESS, MAX_REASON_CHARS, creditAccount, escrowAccount, fundsAccount, lineState, settlementPlan, walletAccount, type Outcome } from '../domain/ledger.js';
+import {
+  FUNDING_ACCOUNT,
+  HOUSE_ACCOUNT,
+  HOUSE_ADDRESS,
+  MAX_REASON_CHARS,
+  creditAccount,
+  escrowAccount,
+  fundsAccount,
+  lineState,
+  settlementPlan,
+  walletAccount,
+  type Outcome,
+  type SettlementPlan,
+} from '../domain/ledger.js';
+import { MAX_LISTED_OPERATOR_KEYS, checkAttestingKey, checkRegister, checkRevoke, type OperatorKeyRow } from '../domain/operator-keys.js';
 import { requestDigest, type SignedFields } from '../domain/signing.js';
 import type { LedgerTx, RequestKey, SettlementStore } from '../store/settlement-store.js';
-import { checkAmount, checkExpiresIn, checkMemo, checkSessionId, checkSignature, checkTransferId, checkWallet } from './validation.js';
+import { checkAmount, checkAttestation, checkExpiresIn, checkMemo, checkOperatorKeyName, checkPublicKey, checkSessionId, checkSignature, checkTransferId, checkWallet } from './validation.js';
 
 export interface SettlementDeps {
   store: SettlementStore;
@@ -20,6 +35,8 @@ export interface SettlementDeps {
   newId: () => string;
   /** Feature flags (kill switches), evaluated in memory. */
   flags: Pick<OpenFeatureClient, 'getBooleanValue'>;
+  /** The per-session payout cap (config `settlement.maxSessionWinningsMinor`). */
+  maxSessionWinningsMinor: bigint;
 }
 
 const OUTCOMES: Record<Outcome, settlementv1.SettlementOutcome> = {
@@ -198,6 +215,22 @@ async function creditDraw(deps: SettlementDeps, req: settlementv1.CreditDrawRequ
   });
 }
 
+/**
+ * What CreditSettle checks inside its transaction, having locked the line: the wallet's own
+ * session, settled once, attested by a registered key that is not revoked (its row locked against
+ * revocation until commit), for the session as it is, within the settlement bounds.
+ */
+async function checkedSettlement(deps: SettlementDeps, tx: LedgerTx, attested: AttestedSettlement & { publicKey: Buffer }): Promise<{ line: CreditLineRow; plan: SettlementPlan }> {
+  const line = await tx.lockLine(attested.sessionId);
+  if (!line) throw notFound(`session ${attested.sessionId} does not exist`);
+  checkSettle(line, attested.walletAddress);
+  checkAttestingKey(await tx.operatorKey(attested.publicKey, 'share'), attested.publicKey);
+  checkAttestedState(line, attested);
+  checkSettlementBounds(attested, deps.maxSessionWinningsMinor);
+  const plan = settlementPlan({ ...attested, creditLimitMinor: line.creditLimitMinor, drawnMinor: line.drawnMinor });
+  return { line, plan };
+}
+
 async function creditSettle(deps: SettlementDeps, req: settlementv1.CreditSettleRequest): Promise<settlementv1.CreditSettleResponse> {
   const fields = {
     operation: 'CreditSettle' as const,
@@ -206,12 +239,11 @@ async function creditSettle(deps: SettlementDeps, req: settlementv1.CreditSettle
     finalL2BalanceMinor: checkAmount('final_l2_balance_minor', req.finalL2BalanceMinor, { allowZero: true }),
     lockedInBetsMinor: checkAmount('locked_in_bets_minor', req.lockedInBetsMinor, { allowZero: true }),
   };
+  // Verified before anything is read, like the wallet's signature: a forged attestation costs a verify, never a lock.
+  const attested = checkAttestation(req.attestation, fields);
   const codec = settlementv1.CreditSettleResponse;
   return signed(deps, { fields, signature: req.signature, codec }, async (tx, { now, request }) => {
-    const line = await tx.lockLine(fields.sessionId);
-    if (!line) throw notFound(`session ${fields.sessionId} does not exist`);
-    checkSettle(line, fields.walletAddress);
-    const plan = settlementPlan({ ...fields, creditLimitMinor: line.creditLimitMinor, drawnMinor: line.drawnMinor });
+    const { line, plan } = await checkedSettlement(deps, tx, attested);
     const wallet = walletAccount(fields.walletAddress);
     const credit = creditAccount(line.sessionId);
     const shared = await tx.lockBalances([HOUSE_ACCOUNT, wallet]);
@@ -230,21 +262,87 @@ async function creditSettle(deps: SettlementDeps, req: settlementv1.CreditSettle
       l1BalanceAfterMinor: l1Before + plan.returnedToL1Minor,
       settledAt: now,
     };
-    await tx.recordSettlement({ sessionId: line.sessionId, settledAt: now, outcome: plan.outcome, netPnlMinor: plan.netPnlMinor, finalL2BalanceMinor: fields.finalL2BalanceMinor, lockedInBetsMinor: fields.lockedInBetsMinor, returnedMinor: plan.returnedToL1Minor });
-    await tx.book(plan.transfers.map((t) => ({ ...t, id: deps.newId() })), { sessionId: line.sessionId, now }, request, codec.toJSON(response));
-    const settled = {
+    await tx.recordSettlement({
       sessionId: line.sessionId,
-      walletAddress: fields.walletAddress,
-      settlementId: response.settlementId,
-      outcome: response.outcome,
+      settledAt: now,
+      outcome: plan.outcome,
       netPnlMinor: plan.netPnlMinor,
-      totalDrawnMinor: line.drawnMinor,
-      returnedToL1Minor: plan.returnedToL1Minor,
-      drawCount: line.drawCount,
-    };
-    await tx.emit([deps.events.event(line.sessionId, now, { $case: 'creditLineSettled', value: settled })], now);
+      finalL2BalanceMinor: fields.finalL2BalanceMinor,
+      lockedInBetsMinor: fields.lockedInBetsMinor,
+      returnedMinor: plan.returnedToL1Minor,
+      attestation: attested,
+    });
+    await tx.book(plan.transfers.map((t) => ({ ...t, id: deps.newId() })), { sessionId: line.sessionId, now }, request, codec.toJSON(response));
+    await tx.emit([settledEvent(deps, line, response, now)], now);
     return response;
   });
+}
+
+/** The settled event, from the line and the booked response. */
+function settledEvent(deps: SettlementDeps, line: CreditLineRow, r: settlementv1.CreditSettleResponse, now: Date) {
+  const settled = {
+    sessionId: line.sessionId,
+    walletAddress: line.walletAddress,
+    settlementId: r.settlementId,
+    outcome: r.outcome,
+    netPnlMinor: r.netPnlMinor,
+    totalDrawnMinor: line.drawnMinor,
+    returnedToL1Minor: r.returnedToL1Minor,
+    drawCount: line.drawCount,
+  };
+  return deps.events.event(line.sessionId, now, { $case: 'creditLineSettled', value: settled });
+}
+
+const KEY_STATES = {
+  active: settlementv1.OperatorKeyState.OPERATOR_KEY_STATE_ACTIVE,
+  revoked: settlementv1.OperatorKeyState.OPERATOR_KEY_STATE_REVOKED,
+} as const;
+
+function toOperatorKey(k: OperatorKeyRow): settlementv1.OperatorKey {
+  return {
+    publicKey: k.publicKey,
+    name: k.name,
+    state: k.revokedAt ? KEY_STATES.revoked : KEY_STATES.active,
+    registeredAt: k.registeredAt,
+    registeredBy: k.registeredBy,
+    revokedAt: k.revokedAt ?? undefined,
+    revokedBy: k.revokedBy ?? '',
+    revokeReason: k.revokeReason ?? '',
+  };
+}
+
+/** RegisterOperatorKey: the caller (settlement.admin) is recorded as the key's registrar. */
+async function registerOperatorKey(deps: SettlementDeps, req: settlementv1.RegisterOperatorKeyRequest, ctx: HandlerContext): Promise<settlementv1.RegisterOperatorKeyResponse> {
+  const publicKey = checkPublicKey('public_key', req.publicKey);
+  const name = checkOperatorKeyName(req.name);
+  const key = await deps.store.transaction(async (tx) => {
+    const active = await tx.lockKeyRegistry();
+    const existing = await tx.operatorKey(publicKey, 'none');
+    const decision = checkRegister(existing, name, active);
+    if (decision !== 'new') return decision.unchanged;
+    const row: OperatorKeyRow = { publicKey, name, registeredAt: new Date(deps.now()), registeredBy: ctx.principal.subject, revokedAt: null, revokedBy: null, revokeReason: null };
+    await tx.insertOperatorKey(row);
+    return row;
+  });
+  return { key: toOperatorKey(key) };
+}
+
+/** RevokeOperatorKey: waits for settlements the key is attesting right now, then stops the rest. */
+async function revokeOperatorKey(deps: SettlementDeps, req: settlementv1.RevokeOperatorKeyRequest, ctx: HandlerContext): Promise<settlementv1.RevokeOperatorKeyResponse> {
+  const publicKey = checkPublicKey('public_key', req.publicKey);
+  const reason = checkMemo('reason', req.reason);
+  const key = await deps.store.transaction(async (tx) => {
+    const existing = await tx.operatorKey(publicKey, 'update');
+    const decision = checkRevoke(existing, publicKey);
+    if (decision !== 'revoke') return decision.unchanged;
+    return tx.revokeOperatorKey(publicKey, { at: new Date(deps.now()), by: ctx.principal.subject, reason: reason || 'no reason given' });
+  });
+  return { key: toOperatorKey(key) };
+}
+
+async function listOperatorKeys(deps: SettlementDeps): Promise<settlementv1.ListOperatorKeysResponse> {
+  const keys = await deps.store.operatorKeys(MAX_LISTED_OPERATOR_KEYS + 1);
+  return { keys: keys.slice(0, MAX_LISTED_OPERATOR_KEYS).map(toOperatorKey), truncated: keys.length > MAX_LISTED_OPERATOR_KEYS };
 }
 
 async function getCreditStatus(deps: SettlementDeps, req: settlementv1.GetCreditStatusRequest): Promise<settlementv1.GetCreditStatusResponse> {
@@ -275,5 +373,8 @@ export function settlementHandlers(deps: SettlementDeps): Partial<Handlers<typeo
     creditDraw: (req) => creditDraw(deps, req),
     creditSettle: (req) => creditSettle(deps, req),
     getCreditStatus: (req) => getCreditStatus(deps, req),
+    registerOperatorKey: (req, ctx) => registerOperatorKey(deps, req, ctx),
+    revokeOperatorKey: (req, ctx) => revokeOperatorKey(deps, req, ctx),
+    listOperatorKeys: () => listOperatorKeys(deps),
   };
 }

@@ -1,7 +1,10 @@
 // Request checks for the settlement API: field shapes first (INVALID_ARGUMENT), then the wallet
-// signature (PERMISSION_DENIED). Nothing here touches the database.
+// signature and the operator's attestation signature (PERMISSION_DENIED). Nothing here touches the
+// database.
 import { checkText, invalidArgument, permissionDenied } from '@gantry/kit';
 import type { settlementv1 } from '@gantry/proto';
+import { attestationMessage, type AttestedSettlement } from '../domain/attestation.js';
+import { OPERATOR_KEY_NAME_PATTERN } from '../domain/operator-keys.js';
 import { DEFAULT_EXPIRES_IN_MS, HOUSE_ADDRESS, MAX_AMOUNT_MINOR, MAX_EXPIRES_IN_MS, MAX_MEMO_CHARS, MIN_EXPIRES_IN_MS, TRANSFER_ID_PATTERN } from '../domain/ledger.js';
 import {
   MAX_CLOCK_SKEW_MS,
@@ -59,7 +62,7 @@ export function checkTransferId(id: string): string {
  */
 export function checkSignature(sig: settlementv1.Signature | undefined, fields: SignedFields, nowMs: number): { nonce: string } {
   if (!sig) throw invalidArgument('signature', 'is required: sign the request with the wallet key (see the settlement client library)');
-  if (sig.publicKey.length !== PUBLIC_KEY_BYTES) throw invalidArgument('signature.public_key', `must be ${PUBLIC_KEY_BYTES} bytes (a raw Ed25519 public key), got ${sig.publicKey.length}`);
+  checkPublicKey('signature.public_key', sig.publicKey);
   if (sig.signature.length !== SIGNATURE_BYTES) throw invalidArgument('signature.signature', `must be ${SIGNATURE_BYTES} bytes (an Ed25519 signature), got ${sig.signature.length}`);
   if (!NONCE_PATTERN.test(sig.nonce)) throw invalidArgument('signature.nonce', 'must be 8 to 128 characters of A-Z, a-z, 0-9, _ or -');
   const skewMs = Number(sig.timestampMs) - nowMs;
@@ -72,4 +75,40 @@ export function checkSignature(sig: settlementv1.Signature | undefined, fields: 
     throw permissionDenied('signature does not verify for this request: sign the canonical message of exactly these fields');
   }
   return { nonce: sig.nonce };
+}
+
+/** An Ed25519 public key field: 32 raw bytes. */
+export function checkPublicKey(field: string, key: Buffer): Buffer {
+  if (key.length !== PUBLIC_KEY_BYTES) throw invalidArgument(field, `must be ${PUBLIC_KEY_BYTES} bytes (a raw Ed25519 public key), got ${key.length}`);
+  return key;
+}
+
+export function checkOperatorKeyName(name: string): string {
+  if (!OPERATOR_KEY_NAME_PATTERN.test(name)) {
+    throw invalidArgument('name', `must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-', starting with a letter or digit, naming who holds the key (e.g. casino-eu-1); got ${JSON.stringify(name.slice(0, 70))}`);
+  }
+  return name;
+}
+
+/**
+ * Checks a settlement's operator attestation: shapes (INVALID_ARGUMENT), then its Ed25519
+ * signature over the attestation message of exactly this settlement (PERMISSION_DENIED). Whether
+ * the key is registered, and whether the attested state is the session's, the transaction decides.
+ */
+export function checkAttestation(
+  att: settlementv1.OperatorAttestation | undefined,
+  settle: Omit<AttestedSettlement, 'drawnMinor' | 'drawCount'>,
+): AttestedSettlement & { publicKey: Buffer; signature: Buffer } {
+  if (!att) {
+    throw invalidArgument('attestation', "is required: the L2 operator signs the session's final state with its registered key (OperatorAttestation; docs/settlement.md, \"Trust model\")");
+  }
+  const publicKey = checkPublicKey('attestation.public_key', att.publicKey);
+  if (att.signature.length !== SIGNATURE_BYTES) throw invalidArgument('attestation.signature', `must be ${SIGNATURE_BYTES} bytes (an Ed25519 signature), got ${att.signature.length}`);
+  if (att.drawnMinor < 0n || att.drawnMinor > MAX_AMOUNT_MINOR) throw invalidArgument('attestation.drawn_minor', `must be between 0 and ${MAX_AMOUNT_MINOR} minor units, got ${att.drawnMinor}`);
+  const { walletAddress, sessionId, finalL2BalanceMinor, lockedInBetsMinor } = settle;
+  const attested: AttestedSettlement = { walletAddress, sessionId, drawnMinor: att.drawnMinor, drawCount: att.drawCount, finalL2BalanceMinor, lockedInBetsMinor };
+  if (!verifySignature(publicKey, attestationMessage(attested), att.signature)) {
+    throw permissionDenied('attestation.signature does not verify: the operator must sign the attestation message of exactly this wallet, session, drawn amount, draw count, final balance and locked bets');
+  }
+  return { ...attested, publicKey, signature: att.signature };
 }

@@ -68,10 +68,14 @@ export class SettlementWallet {
     return { walletAddress: this.address, sessionId, amountMinor, reason, signature: this.sign(fields) };
   }
 
-  /** CreditSettle: close the session with the L2 balance it ends with and the bets still open. */
+  /**
+   * CreditSettle: close the session with the L2 balance it ends with and the bets still open. The
+   * server also needs the L2 operator's attestation of the same numbers: the L2 side adds it
+   * (SettlementOperator.cosign) before sending.
+   */
   settle(sessionId: string, finalL2BalanceMinor: bigint, lockedInBetsMinor = 0n): settlementv1.CreditSettleRequest {
     const fields: SignedFields = { operation: 'CreditSettle', walletAddress: this.address, sessionId, finalL2BalanceMinor, lockedInBetsMinor };
-    return { walletAddress: this.address, sessionId, finalL2BalanceMinor, lockedInBetsMinor, signature: this.sign(fields) };
+    return { walletAddress: this.address, sessionId, finalL2BalanceMinor, lockedInBetsMinor, signature: this.sign(fields), attestation: undefined };
   }
 
   private sign(fields: SignedFields): settlementv1.Signature {

@@ -115,3 +115,39 @@ export function checkHouseCovers(plan: Pick<SettlementPlan, 'netPnlMinor'>, hous
     );
   }
 }
+
+/**
+ * The attestation speaks of the session as it is: the same drawn amount and draw count. A mismatch
+ * is a state problem (a draw landed after the operator closed, or it attested another session's
+ * numbers), so the caller has the operator attest again from the current state.
+ */
+export function checkAttestedState(line: { sessionId: string; drawnMinor: bigint; drawCount: number }, attested: { drawnMinor: bigint; drawCount: number }): void {
+  if (line.drawnMinor !== attested.drawnMinor || line.drawCount !== attested.drawCount) {
+    throw failedPrecondition(
+      `the attestation is for ${attested.drawnMinor} drawn in ${attested.drawCount} draws, but session ${line.sessionId} has drawn ${line.drawnMinor} in ${line.drawCount}; ` +
+        'have the operator attest the session as it is now (GetCreditStatus shows it)',
+    );
+  }
+}
+
+/**
+ * The bounds a settlement stays within even when a registered operator signed it, so a leaked
+ * operator key (or a bug on the L2 side) cannot empty the house:
+ *
+ * - locked ≤ drawn: locked-in bets are voided and refunded (ledger.ts), and a refund never exceeds
+ *   what the wallet put into the session; stakes placed from winnings must be resolved on L2 first.
+ * - winnings (returned − drawn) ≤ the per-session payout cap (`settlement.maxSessionWinningsMinor`).
+ */
+export function checkSettlementBounds(s: { sessionId: string; drawnMinor: bigint; finalL2BalanceMinor: bigint; lockedInBetsMinor: bigint }, maxWinningsMinor: bigint): void {
+  if (s.lockedInBetsMinor > s.drawnMinor) {
+    throw failedPrecondition(
+      `locked-in bets of ${s.lockedInBetsMinor} exceed the ${s.drawnMinor} drawn into session ${s.sessionId}; voided bets are refunded only up to what was drawn: resolve the open bets on L2, then settle with the resulting final balance`,
+    );
+  }
+  const winningsMinor = s.finalL2BalanceMinor + s.lockedInBetsMinor - s.drawnMinor;
+  if (winningsMinor > maxWinningsMinor) {
+    throw failedPrecondition(
+      `winnings of ${winningsMinor} exceed the per-session payout cap of ${maxWinningsMinor} (settlement.maxSessionWinningsMinor); nothing was booked: an operator must review the session and raise the cap before it can settle`,
+    );
+  }
+}

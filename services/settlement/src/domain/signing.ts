@@ -116,10 +116,15 @@ export function walletFromPrivateKey(seed: Buffer): WalletKeys {
   return { privateKey: Buffer.from(seed), publicKey: Buffer.from(publicKey), address: walletAddress(publicKey) };
 }
 
+/** An Ed25519 signature (64 bytes) by `keys` over `message`. */
+export function signBytes(keys: WalletKeys, message: Buffer): Buffer {
+  const key = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, keys.privateKey]), format: 'der', type: 'pkcs8' });
+  return sign(null, message, key);
+}
+
 /** Signs `fields` as `wallet`: the Signature message of a request. */
 export function signRequest(wallet: WalletKeys, fields: SignedFields, timestampMs: bigint, nonce: string): SignatureParts {
-  const key = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, wallet.privateKey]), format: 'der', type: 'pkcs8' });
-  return { publicKey: wallet.publicKey, signature: sign(null, canonicalMessage(fields, timestampMs, nonce), key), timestampMs, nonce };
+  return { publicKey: wallet.publicKey, signature: signBytes(wallet, canonicalMessage(fields, timestampMs, nonce)), timestampMs, nonce };
 }
 
 /** SHA-256 of the canonical message without the signature: what "the same body" means for a nonce retry. */

@@ -19,6 +19,7 @@ import {
 } from '@gantry/kit';
 import type { CreditLineRow } from '../domain/credit-line.js';
 import { assertBalanced, type Outcome, type PlannedTransfer } from '../domain/ledger.js';
+import type { OperatorKeyRow } from '../domain/operator-keys.js';
 
 export const SETTLEMENT_SCHEMA = 'settlement';
 /** The kit's outbox table first, then the service's own numbered migrations. */
@@ -57,6 +58,29 @@ function toLine(r: LineRow): CreditLineRow {
     netPnlMinor: r.net_pnl_minor,
   };
 }
+
+const OPERATOR_KEY_COLUMNS = 'public_key, name, registered_at, registered_by, revoked_at, revoked_by, revoke_reason';
+
+/** OPERATOR_KEY_COLUMNS as the adapters return them (bytea as Buffer). */
+interface OperatorKeyDbRow {
+  public_key: Buffer;
+  name: string;
+  registered_at: Date;
+  registered_by: string;
+  revoked_at: Date | null;
+  revoked_by: string | null;
+  revoke_reason: string | null;
+}
+
+const toOperatorKey = (r: OperatorKeyDbRow): OperatorKeyRow => ({
+  publicKey: r.public_key,
+  name: r.name,
+  registeredAt: r.registered_at,
+  registeredBy: r.registered_by,
+  revokedAt: r.revoked_at,
+  revokedBy: r.revoked_by,
+  revokeReason: r.revoke_reason,
+});
 
 /** walletStatus's row: the wallet's balance, its unsettled line (NULLs when none) with that line's balances, its totals. */
 interface WalletStatusRow extends Omit<LineRow, 'session_id'> {
@@ -184,6 +208,12 @@ export class SettlementStore {
       draws: r.draws,
       settlements: r.settlements,
     };
+  }
+
+  /** Operator keys, newest registration first, at most `limit`. */
+  async operatorKeys(limit: number): Promise<OperatorKeyRow[]> {
+    const { rows } = await this.db.query<OperatorKeyDbRow>(`SELECT ${OPERATOR_KEY_COLUMNS} FROM settlement.operator_keys ORDER BY registered_at DESC, public_key LIMIT $1`, [limit]);
+    return rows.map(toOperatorKey);
   }
 
   /**
@@ -350,12 +380,66 @@ export class LedgerTx extends EventWriter {
     );
   }
 
-  async recordSettlement(s: { sessionId: string; settledAt: Date; outcome: Outcome; netPnlMinor: bigint; finalL2BalanceMinor: bigint; lockedInBetsMinor: bigint; returnedMinor: bigint }): Promise<void> {
+  /** Records a settlement on its line, with the operator attestation it was booked on. */
+  async recordSettlement(s: {
+    sessionId: string;
+    settledAt: Date;
+    outcome: Outcome;
+    netPnlMinor: bigint;
+    finalL2BalanceMinor: bigint;
+    lockedInBetsMinor: bigint;
+    returnedMinor: bigint;
+    attestation: { publicKey: Buffer; signature: Buffer };
+  }): Promise<void> {
     await this.sql.query(
       `UPDATE settlement.credit_lines
-          SET settled_at = $2, outcome = $3, net_pnl_minor = $4, final_l2_balance_minor = $5, locked_in_bets_minor = $6, returned_minor = $7
+          SET settled_at = $2, outcome = $3, net_pnl_minor = $4, final_l2_balance_minor = $5, locked_in_bets_minor = $6, returned_minor = $7,
+              attested_by = $8, attestation = $9
         WHERE session_id = $1`,
-      [s.sessionId, s.settledAt, s.outcome, s.netPnlMinor.toString(), s.finalL2BalanceMinor.toString(), s.lockedInBetsMinor.toString(), s.returnedMinor.toString()],
+      [
+        s.sessionId,
+        s.settledAt,
+        s.outcome,
+        s.netPnlMinor.toString(),
+        s.finalL2BalanceMinor.toString(),
+        s.lockedInBetsMinor.toString(),
+        s.returnedMinor.toString(),
+        s.attestation.publicKey,
+        s.attestation.signature,
+      ],
     );
+  }
+
+  /**
+   * An operator key. `lock` 'share' holds off its revocation until this transaction ends (a
+   * settlement it attests commits before the revocation or not at all); 'update' is the revocation's own lock.
+   */
+  async operatorKey(publicKey: Buffer, lock: 'share' | 'update' | 'none'): Promise<OperatorKeyRow | undefined> {
+    const suffix = lock === 'share' ? ' FOR SHARE' : lock === 'update' ? ' FOR UPDATE' : '';
+    const { rows } = await this.sql.query<OperatorKeyDbRow>(`SELECT ${OPERATOR_KEY_COLUMNS} FROM settlement.operator_keys WHERE public_key = $1${suffix}`, [publicKey]);
+    const row = oneOrNone(rows, 'operator key');
+    return row && toOperatorKey(row);
+  }
+
+  /**
+   * Serialises registrations with each other (not with settlements or revocations), so two
+   * concurrent ones cannot both see room under the active-key limit; returns the active keys.
+   */
+  async lockKeyRegistry(): Promise<number> {
+    await this.sql.query('LOCK TABLE settlement.operator_keys IN SHARE ROW EXCLUSIVE MODE');
+    const { rows } = await this.sql.query<{ active: bigint }>('SELECT count(*) AS active FROM settlement.operator_keys WHERE revoked_at IS NULL');
+    return Number(one(rows, 'active operator keys').active);
+  }
+
+  async insertOperatorKey(k: OperatorKeyRow): Promise<void> {
+    await this.sql.query(`INSERT INTO settlement.operator_keys (public_key, name, registered_at, registered_by) VALUES ($1, $2, $3, $4)`, [k.publicKey, k.name, k.registeredAt, k.registeredBy]);
+  }
+
+  async revokeOperatorKey(publicKey: Buffer, r: { at: Date; by: string; reason: string }): Promise<OperatorKeyRow> {
+    const { rows } = await this.sql.query<OperatorKeyDbRow>(
+      `UPDATE settlement.operator_keys SET revoked_at = $2, revoked_by = $3, revoke_reason = $4 WHERE public_key = $1 RETURNING ${OPERATOR_KEY_COLUMNS}`,
+      [publicKey, r.at, r.by, r.reason],
+    );
+    return toOperatorKey(one(rows, 'revoked operator key'));
   }
 }

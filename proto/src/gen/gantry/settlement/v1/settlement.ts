@@ -25,6 +25,48 @@ export const protobufPackage = "gantry.settlement.v1";
 
 export const protobufFileName = "gantry/settlement/v1/settlement.proto";
 
+/** OperatorKeyState is the lifecycle of an operator key. */
+export enum OperatorKeyState {
+  OPERATOR_KEY_STATE_UNSPECIFIED = 0,
+  /** OPERATOR_KEY_STATE_ACTIVE - Its attestations settle sessions. */
+  OPERATOR_KEY_STATE_ACTIVE = 1,
+  /** OPERATOR_KEY_STATE_REVOKED - Revoked; terminal: its attestations are refused. */
+  OPERATOR_KEY_STATE_REVOKED = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function operatorKeyStateFromJSON(object: any): OperatorKeyState {
+  switch (object) {
+    case 0:
+    case "OPERATOR_KEY_STATE_UNSPECIFIED":
+      return OperatorKeyState.OPERATOR_KEY_STATE_UNSPECIFIED;
+    case 1:
+    case "OPERATOR_KEY_STATE_ACTIVE":
+      return OperatorKeyState.OPERATOR_KEY_STATE_ACTIVE;
+    case 2:
+    case "OPERATOR_KEY_STATE_REVOKED":
+      return OperatorKeyState.OPERATOR_KEY_STATE_REVOKED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return OperatorKeyState.UNRECOGNIZED;
+  }
+}
+
+export function operatorKeyStateToJSON(object: OperatorKeyState): string {
+  switch (object) {
+    case OperatorKeyState.OPERATOR_KEY_STATE_UNSPECIFIED:
+      return "OPERATOR_KEY_STATE_UNSPECIFIED";
+    case OperatorKeyState.OPERATOR_KEY_STATE_ACTIVE:
+      return "OPERATOR_KEY_STATE_ACTIVE";
+    case OperatorKeyState.OPERATOR_KEY_STATE_REVOKED:
+      return "OPERATOR_KEY_STATE_REVOKED";
+    case OperatorKeyState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** SettlementOutcome is the net result of a session for the player. */
 export enum SettlementOutcome {
   SETTLEMENT_OUTCOME_UNSPECIFIED = 0,
@@ -137,6 +179,55 @@ export interface Signature {
   nonce: string;
 }
 
+/**
+ * OperatorAttestation is the house's word on a session's final state: an
+ * Ed25519 signature by a registered operator key (the L2 game server's) over
+ *
+ *   ["gantry.settlement.v1","CreditSettleAttestation",<wallet_address>,
+ *    <session_id>,"<drawn_minor>","<draw_count>","<final_l2_balance_minor>",
+ *    "<locked_in_bets_minor>"]
+ *
+ * (UTF-8 JSON, no whitespace, every element a string). drawn_minor and
+ * draw_count must be the session's when it settles, so an attestation made
+ * before a later draw no longer settles it. The operator signs once per session,
+ * when it closes the session on its side.
+ */
+export interface OperatorAttestation {
+  /** Ed25519 public key of a registered, unrevoked operator key, 32 bytes. */
+  publicKey: Buffer;
+  /** Ed25519 signature over the attestation message above, 64 bytes. */
+  signature: Buffer;
+  /** Total drawn into the session, as the operator saw it at close. */
+  drawnMinor: bigint;
+  /** Number of draws into the session, as the operator saw it at close. */
+  drawCount: number;
+}
+
+/** OperatorKey is a registered L2 operator key and its history. */
+export interface OperatorKey {
+  /** Ed25519 public key, 32 bytes. */
+  publicKey: Buffer;
+  /**
+   * Who holds it, e.g. "casino-eu-1": 1-64 of [A-Za-z0-9._-], starting with a
+   * letter or digit.
+   */
+  name: string;
+  state: OperatorKeyState;
+  registeredAt:
+    | Date
+    | undefined;
+  /** Subject of the principal that registered it. */
+  registeredBy: string;
+  /** Set once revoked. */
+  revokedAt:
+    | Date
+    | undefined;
+  /** Set once revoked: subject of the principal that revoked it. */
+  revokedBy: string;
+  /** Set once revoked: why. */
+  revokeReason: string;
+}
+
 /** CreditLine is one approved credit line and the game session it funds. */
 export interface CreditLine {
   sessionId: string;
@@ -213,10 +304,15 @@ export interface CreditSettleRequest {
   /**
    * Funds staked in bets not yet resolved; >= 0 and not part of
    * final_l2_balance_minor. How they are booked is the rule stated in
-   * services/settlement/src/domain, and the response reports it.
+   * services/settlement/src/domain, and the response reports it. At most the
+   * session's drawn amount.
    */
   lockedInBetsMinor: bigint;
-  signature: Signature | undefined;
+  signature:
+    | Signature
+    | undefined;
+  /** The house's signature on the same final state; required. */
+  attestation: OperatorAttestation | undefined;
 }
 
 export interface CreditSettleResponse {
@@ -285,6 +381,38 @@ export interface WithdrawResponse {
   transferId: string;
   l1BalanceMinor: bigint;
   l1AvailableMinor: bigint;
+}
+
+export interface RegisterOperatorKeyRequest {
+  /** Ed25519 public key, 32 bytes. */
+  publicKey: Buffer;
+  /** Who holds it; see OperatorKey.name. */
+  name: string;
+}
+
+export interface RegisterOperatorKeyResponse {
+  key: OperatorKey | undefined;
+}
+
+export interface RevokeOperatorKeyRequest {
+  /** Ed25519 public key, 32 bytes. */
+  publicKey: Buffer;
+  /** Why, up to 256 chars (e.g. "key leaked in incident 42"). */
+  reason: string;
+}
+
+export interface RevokeOperatorKeyResponse {
+  key: OperatorKey | undefined;
+}
+
+export interface ListOperatorKeysRequest {
+}
+
+export interface ListOperatorKeysResponse {
+  /** Newest registration first. */
+  keys: OperatorKey[];
+  /** More keys exist than the 1000 returned. */
+  truncated: boolean;
 }
 
 /** Kept for wire compatibility with the original design; not implemented. */
@@ -438,6 +566,354 @@ export const Signature: MessageFns<Signature> = {
       ? BigInt(object.timestampMs)
       : 0n;
     message.nonce = object.nonce ?? "";
+    return message;
+  },
+};
+
+function createBaseOperatorAttestation(): OperatorAttestation {
+  return { publicKey: Buffer.alloc(0), signature: Buffer.alloc(0), drawnMinor: 0n, drawCount: 0 };
+}
+
+export const OperatorAttestation: MessageFns<OperatorAttestation> = {
+  encode(message: OperatorAttestation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.publicKey.length !== 0) {
+      writer.uint32(10).bytes(message.publicKey);
+    }
+    if (message.signature.length !== 0) {
+      writer.uint32(18).bytes(message.signature);
+    }
+    if (message.drawnMinor !== 0n) {
+      if (BigInt.asIntN(64, message.drawnMinor) !== message.drawnMinor) {
+        throw new globalThis.Error("value provided for field message.drawnMinor of type int64 too large");
+      }
+      writer.uint32(24).int64(message.drawnMinor);
+    }
+    if (message.drawCount !== 0) {
+      writer.uint32(32).uint32(message.drawCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OperatorAttestation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOperatorAttestation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.publicKey = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.signature = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.drawnMinor = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.drawCount = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OperatorAttestation {
+    return {
+      publicKey: isSet(object.publicKey)
+        ? Buffer.from(bytesFromBase64(object.publicKey))
+        : isSet(object.public_key)
+        ? Buffer.from(bytesFromBase64(object.public_key))
+        : Buffer.alloc(0),
+      signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
+      drawnMinor: isSet(object.drawnMinor)
+        ? BigInt(object.drawnMinor)
+        : isSet(object.drawn_minor)
+        ? BigInt(object.drawn_minor)
+        : 0n,
+      drawCount: isSet(object.drawCount)
+        ? globalThis.Number(object.drawCount)
+        : isSet(object.draw_count)
+        ? globalThis.Number(object.draw_count)
+        : 0,
+    };
+  },
+
+  toJSON(message: OperatorAttestation): unknown {
+    const obj: any = {};
+    if (message.publicKey.length !== 0) {
+      obj.publicKey = base64FromBytes(message.publicKey);
+    }
+    if (message.signature.length !== 0) {
+      obj.signature = base64FromBytes(message.signature);
+    }
+    if (message.drawnMinor !== 0n) {
+      obj.drawnMinor = message.drawnMinor.toString();
+    }
+    if (message.drawCount !== 0) {
+      obj.drawCount = Math.round(message.drawCount);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<OperatorAttestation>): OperatorAttestation {
+    return OperatorAttestation.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<OperatorAttestation>): OperatorAttestation {
+    const message = createBaseOperatorAttestation();
+    message.publicKey = object.publicKey ?? Buffer.alloc(0);
+    message.signature = object.signature ?? Buffer.alloc(0);
+    message.drawnMinor = (object.drawnMinor !== undefined && object.drawnMinor !== null)
+      ? BigInt(object.drawnMinor)
+      : 0n;
+    message.drawCount = object.drawCount ?? 0;
+    return message;
+  },
+};
+
+function createBaseOperatorKey(): OperatorKey {
+  return {
+    publicKey: Buffer.alloc(0),
+    name: "",
+    state: 0,
+    registeredAt: undefined,
+    registeredBy: "",
+    revokedAt: undefined,
+    revokedBy: "",
+    revokeReason: "",
+  };
+}
+
+export const OperatorKey: MessageFns<OperatorKey> = {
+  encode(message: OperatorKey, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.publicKey.length !== 0) {
+      writer.uint32(10).bytes(message.publicKey);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.state !== 0) {
+      writer.uint32(24).int32(message.state);
+    }
+    if (message.registeredAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.registeredAt), writer.uint32(34).fork()).join();
+    }
+    if (message.registeredBy !== "") {
+      writer.uint32(42).string(message.registeredBy);
+    }
+    if (message.revokedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.revokedAt), writer.uint32(50).fork()).join();
+    }
+    if (message.revokedBy !== "") {
+      writer.uint32(58).string(message.revokedBy);
+    }
+    if (message.revokeReason !== "") {
+      writer.uint32(66).string(message.revokeReason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OperatorKey {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOperatorKey();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.publicKey = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.registeredAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.registeredBy = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.revokedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.revokedBy = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.revokeReason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OperatorKey {
+    return {
+      publicKey: isSet(object.publicKey)
+        ? Buffer.from(bytesFromBase64(object.publicKey))
+        : isSet(object.public_key)
+        ? Buffer.from(bytesFromBase64(object.public_key))
+        : Buffer.alloc(0),
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      state: isSet(object.state) ? operatorKeyStateFromJSON(object.state) : 0,
+      registeredAt: isSet(object.registeredAt)
+        ? fromJsonTimestamp(object.registeredAt)
+        : isSet(object.registered_at)
+        ? fromJsonTimestamp(object.registered_at)
+        : undefined,
+      registeredBy: isSet(object.registeredBy)
+        ? globalThis.String(object.registeredBy)
+        : isSet(object.registered_by)
+        ? globalThis.String(object.registered_by)
+        : "",
+      revokedAt: isSet(object.revokedAt)
+        ? fromJsonTimestamp(object.revokedAt)
+        : isSet(object.revoked_at)
+        ? fromJsonTimestamp(object.revoked_at)
+        : undefined,
+      revokedBy: isSet(object.revokedBy)
+        ? globalThis.String(object.revokedBy)
+        : isSet(object.revoked_by)
+        ? globalThis.String(object.revoked_by)
+        : "",
+      revokeReason: isSet(object.revokeReason)
+        ? globalThis.String(object.revokeReason)
+        : isSet(object.revoke_reason)
+        ? globalThis.String(object.revoke_reason)
+        : "",
+    };
+  },
+
+  toJSON(message: OperatorKey): unknown {
+    const obj: any = {};
+    if (message.publicKey.length !== 0) {
+      obj.publicKey = base64FromBytes(message.publicKey);
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.state !== 0) {
+      obj.state = operatorKeyStateToJSON(message.state);
+    }
+    if (message.registeredAt !== undefined) {
+      obj.registeredAt = message.registeredAt.toISOString();
+    }
+    if (message.registeredBy !== "") {
+      obj.registeredBy = message.registeredBy;
+    }
+    if (message.revokedAt !== undefined) {
+      obj.revokedAt = message.revokedAt.toISOString();
+    }
+    if (message.revokedBy !== "") {
+      obj.revokedBy = message.revokedBy;
+    }
+    if (message.revokeReason !== "") {
+      obj.revokeReason = message.revokeReason;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<OperatorKey>): OperatorKey {
+    return OperatorKey.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<OperatorKey>): OperatorKey {
+    const message = createBaseOperatorKey();
+    message.publicKey = object.publicKey ?? Buffer.alloc(0);
+    message.name = object.name ?? "";
+    message.state = object.state ?? 0;
+    message.registeredAt = object.registeredAt ?? undefined;
+    message.registeredBy = object.registeredBy ?? "";
+    message.revokedAt = object.revokedAt ?? undefined;
+    message.revokedBy = object.revokedBy ?? "";
+    message.revokeReason = object.revokeReason ?? "";
     return message;
   },
 };
@@ -1423,7 +1899,14 @@ export const CreditDrawResponse: MessageFns<CreditDrawResponse> = {
 };
 
 function createBaseCreditSettleRequest(): CreditSettleRequest {
-  return { sessionId: "", walletAddress: "", finalL2BalanceMinor: 0n, lockedInBetsMinor: 0n, signature: undefined };
+  return {
+    sessionId: "",
+    walletAddress: "",
+    finalL2BalanceMinor: 0n,
+    lockedInBetsMinor: 0n,
+    signature: undefined,
+    attestation: undefined,
+  };
 }
 
 export const CreditSettleRequest: MessageFns<CreditSettleRequest> = {
@@ -1448,6 +1931,9 @@ export const CreditSettleRequest: MessageFns<CreditSettleRequest> = {
     }
     if (message.signature !== undefined) {
       Signature.encode(message.signature, writer.uint32(42).fork()).join();
+    }
+    if (message.attestation !== undefined) {
+      OperatorAttestation.encode(message.attestation, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -1505,6 +1991,14 @@ export const CreditSettleRequest: MessageFns<CreditSettleRequest> = {
             message.signature = Signature.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.attestation = OperatorAttestation.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1540,6 +2034,7 @@ export const CreditSettleRequest: MessageFns<CreditSettleRequest> = {
         ? BigInt(object.locked_in_bets_minor)
         : 0n,
       signature: isSet(object.signature) ? Signature.fromJSON(object.signature) : undefined,
+      attestation: isSet(object.attestation) ? OperatorAttestation.fromJSON(object.attestation) : undefined,
     };
   },
 
@@ -1560,6 +2055,9 @@ export const CreditSettleRequest: MessageFns<CreditSettleRequest> = {
     if (message.signature !== undefined) {
       obj.signature = Signature.toJSON(message.signature);
     }
+    if (message.attestation !== undefined) {
+      obj.attestation = OperatorAttestation.toJSON(message.attestation);
+    }
     return obj;
   },
 
@@ -1578,6 +2076,9 @@ export const CreditSettleRequest: MessageFns<CreditSettleRequest> = {
       : 0n;
     message.signature = (object.signature !== undefined && object.signature !== null)
       ? Signature.fromPartial(object.signature)
+      : undefined;
+    message.attestation = (object.attestation !== undefined && object.attestation !== null)
+      ? OperatorAttestation.fromPartial(object.attestation)
       : undefined;
     return message;
   },
@@ -2762,6 +3263,455 @@ export const WithdrawResponse: MessageFns<WithdrawResponse> = {
   },
 };
 
+function createBaseRegisterOperatorKeyRequest(): RegisterOperatorKeyRequest {
+  return { publicKey: Buffer.alloc(0), name: "" };
+}
+
+export const RegisterOperatorKeyRequest: MessageFns<RegisterOperatorKeyRequest> = {
+  encode(message: RegisterOperatorKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.publicKey.length !== 0) {
+      writer.uint32(10).bytes(message.publicKey);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterOperatorKeyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterOperatorKeyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.publicKey = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegisterOperatorKeyRequest {
+    return {
+      publicKey: isSet(object.publicKey)
+        ? Buffer.from(bytesFromBase64(object.publicKey))
+        : isSet(object.public_key)
+        ? Buffer.from(bytesFromBase64(object.public_key))
+        : Buffer.alloc(0),
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+    };
+  },
+
+  toJSON(message: RegisterOperatorKeyRequest): unknown {
+    const obj: any = {};
+    if (message.publicKey.length !== 0) {
+      obj.publicKey = base64FromBytes(message.publicKey);
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RegisterOperatorKeyRequest>): RegisterOperatorKeyRequest {
+    return RegisterOperatorKeyRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RegisterOperatorKeyRequest>): RegisterOperatorKeyRequest {
+    const message = createBaseRegisterOperatorKeyRequest();
+    message.publicKey = object.publicKey ?? Buffer.alloc(0);
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseRegisterOperatorKeyResponse(): RegisterOperatorKeyResponse {
+  return { key: undefined };
+}
+
+export const RegisterOperatorKeyResponse: MessageFns<RegisterOperatorKeyResponse> = {
+  encode(message: RegisterOperatorKeyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== undefined) {
+      OperatorKey.encode(message.key, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterOperatorKeyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterOperatorKeyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = OperatorKey.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegisterOperatorKeyResponse {
+    return { key: isSet(object.key) ? OperatorKey.fromJSON(object.key) : undefined };
+  },
+
+  toJSON(message: RegisterOperatorKeyResponse): unknown {
+    const obj: any = {};
+    if (message.key !== undefined) {
+      obj.key = OperatorKey.toJSON(message.key);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RegisterOperatorKeyResponse>): RegisterOperatorKeyResponse {
+    return RegisterOperatorKeyResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RegisterOperatorKeyResponse>): RegisterOperatorKeyResponse {
+    const message = createBaseRegisterOperatorKeyResponse();
+    message.key = (object.key !== undefined && object.key !== null) ? OperatorKey.fromPartial(object.key) : undefined;
+    return message;
+  },
+};
+
+function createBaseRevokeOperatorKeyRequest(): RevokeOperatorKeyRequest {
+  return { publicKey: Buffer.alloc(0), reason: "" };
+}
+
+export const RevokeOperatorKeyRequest: MessageFns<RevokeOperatorKeyRequest> = {
+  encode(message: RevokeOperatorKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.publicKey.length !== 0) {
+      writer.uint32(10).bytes(message.publicKey);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeOperatorKeyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeOperatorKeyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.publicKey = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeOperatorKeyRequest {
+    return {
+      publicKey: isSet(object.publicKey)
+        ? Buffer.from(bytesFromBase64(object.publicKey))
+        : isSet(object.public_key)
+        ? Buffer.from(bytesFromBase64(object.public_key))
+        : Buffer.alloc(0),
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: RevokeOperatorKeyRequest): unknown {
+    const obj: any = {};
+    if (message.publicKey.length !== 0) {
+      obj.publicKey = base64FromBytes(message.publicKey);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RevokeOperatorKeyRequest>): RevokeOperatorKeyRequest {
+    return RevokeOperatorKeyRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RevokeOperatorKeyRequest>): RevokeOperatorKeyRequest {
+    const message = createBaseRevokeOperatorKeyRequest();
+    message.publicKey = object.publicKey ?? Buffer.alloc(0);
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseRevokeOperatorKeyResponse(): RevokeOperatorKeyResponse {
+  return { key: undefined };
+}
+
+export const RevokeOperatorKeyResponse: MessageFns<RevokeOperatorKeyResponse> = {
+  encode(message: RevokeOperatorKeyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== undefined) {
+      OperatorKey.encode(message.key, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeOperatorKeyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeOperatorKeyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = OperatorKey.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeOperatorKeyResponse {
+    return { key: isSet(object.key) ? OperatorKey.fromJSON(object.key) : undefined };
+  },
+
+  toJSON(message: RevokeOperatorKeyResponse): unknown {
+    const obj: any = {};
+    if (message.key !== undefined) {
+      obj.key = OperatorKey.toJSON(message.key);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RevokeOperatorKeyResponse>): RevokeOperatorKeyResponse {
+    return RevokeOperatorKeyResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RevokeOperatorKeyResponse>): RevokeOperatorKeyResponse {
+    const message = createBaseRevokeOperatorKeyResponse();
+    message.key = (object.key !== undefined && object.key !== null) ? OperatorKey.fromPartial(object.key) : undefined;
+    return message;
+  },
+};
+
+function createBaseListOperatorKeysRequest(): ListOperatorKeysRequest {
+  return {};
+}
+
+export const ListOperatorKeysRequest: MessageFns<ListOperatorKeysRequest> = {
+  encode(_: ListOperatorKeysRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListOperatorKeysRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListOperatorKeysRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListOperatorKeysRequest {
+    return {};
+  },
+
+  toJSON(_: ListOperatorKeysRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListOperatorKeysRequest>): ListOperatorKeysRequest {
+    return ListOperatorKeysRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ListOperatorKeysRequest>): ListOperatorKeysRequest {
+    const message = createBaseListOperatorKeysRequest();
+    return message;
+  },
+};
+
+function createBaseListOperatorKeysResponse(): ListOperatorKeysResponse {
+  return { keys: [], truncated: false };
+}
+
+export const ListOperatorKeysResponse: MessageFns<ListOperatorKeysResponse> = {
+  encode(message: ListOperatorKeysResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.keys) {
+      OperatorKey.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.truncated !== false) {
+      writer.uint32(16).bool(message.truncated);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListOperatorKeysResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListOperatorKeysResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keys.push(OperatorKey.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.truncated = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListOperatorKeysResponse {
+    return {
+      keys: globalThis.Array.isArray(object?.keys) ? object.keys.map((e: any) => OperatorKey.fromJSON(e)) : [],
+      truncated: isSet(object.truncated) ? globalThis.Boolean(object.truncated) : false,
+    };
+  },
+
+  toJSON(message: ListOperatorKeysResponse): unknown {
+    const obj: any = {};
+    if (message.keys?.length) {
+      obj.keys = message.keys.map((e) => OperatorKey.toJSON(e));
+    }
+    if (message.truncated !== false) {
+      obj.truncated = message.truncated;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListOperatorKeysResponse>): ListOperatorKeysResponse {
+    return ListOperatorKeysResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListOperatorKeysResponse>): ListOperatorKeysResponse {
+    const message = createBaseListOperatorKeysResponse();
+    message.keys = object.keys?.map((e) => OperatorKey.fromPartial(e)) || [];
+    message.truncated = object.truncated ?? false;
+    return message;
+  },
+};
+
 function createBaseExecuteSettlementRequest(): ExecuteSettlementRequest {
   return { sessionId: "", walletAddress: "", signature: undefined };
 }
@@ -3167,6 +4117,10 @@ export const RequestReimbursementResponse: MessageFns<RequestReimbursementRespon
  * wallet: a retry with the same nonce and the same body returns the original
  * result; the same nonce with a different body is refused with ALREADY_EXISTS.
  *
+ * CreditSettle also carries the house's OperatorAttestation: a registered L2
+ * operator key signs the session's final state, so the wallet alone can never
+ * name its own winnings (trust model: docs/settlement.md).
+ *
  * Common errors: INVALID_ARGUMENT (malformed fields, non-positive amounts,
  * key or signature of the wrong length, stale timestamp), PERMISSION_DENIED
  * (signature does not verify, address does not match the public key, wrong
@@ -3213,9 +4167,15 @@ export const SettlementServiceService = {
   /**
    * CreditSettle closes the session: returns the final L2 balance to L1,
    * releases unused credit, books the net PnL against the house account and
-   * reports WINNINGS, LOSSES or BREAKEVEN. A session settles once.
-   * Errors: common ones; NOT_FOUND (unknown session); PERMISSION_DENIED (wallet
-   * is not the session's wallet); FAILED_PRECONDITION (already settled, or the
+   * reports WINNINGS, LOSSES or BREAKEVEN. A session settles once. Both the
+   * wallet (signature) and a registered operator key (attestation) must sign
+   * the same final state.
+   * Errors: common ones; INVALID_ARGUMENT (attestation missing or malformed);
+   * NOT_FOUND (unknown session); PERMISSION_DENIED (wallet is not the session's
+   * wallet; attestation key not registered or revoked; attestation signature
+   * does not verify); FAILED_PRECONDITION (already settled; the attestation was
+   * made for another drawn amount or draw count than the session's; locked
+   * bets above the amount drawn; winnings above the per-session payout cap; the
    * house cannot cover the winnings); ALREADY_EXISTS (nonce reused with a
    * different body).
    */
@@ -3278,6 +4238,62 @@ export const SettlementServiceService = {
     responseDeserialize: (value: Buffer): WithdrawResponse => WithdrawResponse.decode(value),
   },
   /**
+   * RegisterOperatorKey registers an L2 operator's Ed25519 public key: from
+   * then on its attestations can settle sessions (admin, scope
+   * `settlement.admin`). Registering an active key again under the same name
+   * returns it unchanged. At most 64 keys are active at once.
+   * Errors: INVALID_ARGUMENT (key not 32 bytes, malformed name);
+   * FAILED_PRECONDITION (the key was revoked: a revoked key never comes back,
+   * generate a new one; 64 keys already active); ALREADY_EXISTS (the key is
+   * registered under another name).
+   */
+  registerOperatorKey: {
+    path: "/gantry.settlement.v1.SettlementService/RegisterOperatorKey" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RegisterOperatorKeyRequest): Buffer =>
+      Buffer.from(RegisterOperatorKeyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RegisterOperatorKeyRequest => RegisterOperatorKeyRequest.decode(value),
+    responseSerialize: (value: RegisterOperatorKeyResponse): Buffer =>
+      Buffer.from(RegisterOperatorKeyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RegisterOperatorKeyResponse => RegisterOperatorKeyResponse.decode(value),
+  },
+  /**
+   * RevokeOperatorKey stops a key from attesting (admin, scope
+   * `settlement.admin`): a settlement that has not committed when the
+   * revocation commits is refused; settlements booked before stay. Revoking a
+   * revoked key returns it unchanged.
+   * Errors: INVALID_ARGUMENT (malformed key or reason); NOT_FOUND (the key was
+   * never registered).
+   */
+  revokeOperatorKey: {
+    path: "/gantry.settlement.v1.SettlementService/RevokeOperatorKey" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RevokeOperatorKeyRequest): Buffer =>
+      Buffer.from(RevokeOperatorKeyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RevokeOperatorKeyRequest => RevokeOperatorKeyRequest.decode(value),
+    responseSerialize: (value: RevokeOperatorKeyResponse): Buffer =>
+      Buffer.from(RevokeOperatorKeyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RevokeOperatorKeyResponse => RevokeOperatorKeyResponse.decode(value),
+  },
+  /**
+   * ListOperatorKeys returns the operator keys, active and revoked, newest
+   * first, with who registered and revoked each and when (scope
+   * `settlement.read`). At most 1000 keys; `truncated` says there are more.
+   */
+  listOperatorKeys: {
+    path: "/gantry.settlement.v1.SettlementService/ListOperatorKeys" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListOperatorKeysRequest): Buffer =>
+      Buffer.from(ListOperatorKeysRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListOperatorKeysRequest => ListOperatorKeysRequest.decode(value),
+    responseSerialize: (value: ListOperatorKeysResponse): Buffer =>
+      Buffer.from(ListOperatorKeysResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListOperatorKeysResponse => ListOperatorKeysResponse.decode(value),
+  },
+  /**
    * ExecuteSettlement is kept from the original L1/L2 design for wire
    * compatibility and always returns UNIMPLEMENTED: settlement happens through
    * the credit-line flow (CreditSettle).
@@ -3330,9 +4346,15 @@ export interface SettlementServiceServer extends UntypedServiceImplementation {
   /**
    * CreditSettle closes the session: returns the final L2 balance to L1,
    * releases unused credit, books the net PnL against the house account and
-   * reports WINNINGS, LOSSES or BREAKEVEN. A session settles once.
-   * Errors: common ones; NOT_FOUND (unknown session); PERMISSION_DENIED (wallet
-   * is not the session's wallet); FAILED_PRECONDITION (already settled, or the
+   * reports WINNINGS, LOSSES or BREAKEVEN. A session settles once. Both the
+   * wallet (signature) and a registered operator key (attestation) must sign
+   * the same final state.
+   * Errors: common ones; INVALID_ARGUMENT (attestation missing or malformed);
+   * NOT_FOUND (unknown session); PERMISSION_DENIED (wallet is not the session's
+   * wallet; attestation key not registered or revoked; attestation signature
+   * does not verify); FAILED_PRECONDITION (already settled; the attestation was
+   * made for another drawn amount or draw count than the session's; locked
+   * bets above the amount drawn; winnings above the per-session payout cap; the
    * house cannot cover the winnings); ALREADY_EXISTS (nonce reused with a
    * different body).
    */
@@ -3359,6 +4381,32 @@ export interface SettlementServiceServer extends UntypedServiceImplementation {
    * (transfer_id reused with a different body).
    */
   withdraw: handleUnaryCall<WithdrawRequest, WithdrawResponse>;
+  /**
+   * RegisterOperatorKey registers an L2 operator's Ed25519 public key: from
+   * then on its attestations can settle sessions (admin, scope
+   * `settlement.admin`). Registering an active key again under the same name
+   * returns it unchanged. At most 64 keys are active at once.
+   * Errors: INVALID_ARGUMENT (key not 32 bytes, malformed name);
+   * FAILED_PRECONDITION (the key was revoked: a revoked key never comes back,
+   * generate a new one; 64 keys already active); ALREADY_EXISTS (the key is
+   * registered under another name).
+   */
+  registerOperatorKey: handleUnaryCall<RegisterOperatorKeyRequest, RegisterOperatorKeyResponse>;
+  /**
+   * RevokeOperatorKey stops a key from attesting (admin, scope
+   * `settlement.admin`): a settlement that has not committed when the
+   * revocation commits is refused; settlements booked before stay. Revoking a
+   * revoked key returns it unchanged.
+   * Errors: INVALID_ARGUMENT (malformed key or reason); NOT_FOUND (the key was
+   * never registered).
+   */
+  revokeOperatorKey: handleUnaryCall<RevokeOperatorKeyRequest, RevokeOperatorKeyResponse>;
+  /**
+   * ListOperatorKeys returns the operator keys, active and revoked, newest
+   * first, with who registered and revoked each and when (scope
+   * `settlement.read`). At most 1000 keys; `truncated` says there are more.
+   */
+  listOperatorKeys: handleUnaryCall<ListOperatorKeysRequest, ListOperatorKeysResponse>;
   /**
    * ExecuteSettlement is kept from the original L1/L2 design for wire
    * compatibility and always returns UNIMPLEMENTED: settlement happens through
@@ -3420,9 +4468,15 @@ export interface SettlementServiceClient extends Client {
   /**
    * CreditSettle closes the session: returns the final L2 balance to L1,
    * releases unused credit, books the net PnL against the house account and
-   * reports WINNINGS, LOSSES or BREAKEVEN. A session settles once.
-   * Errors: common ones; NOT_FOUND (unknown session); PERMISSION_DENIED (wallet
-   * is not the session's wallet); FAILED_PRECONDITION (already settled, or the
+   * reports WINNINGS, LOSSES or BREAKEVEN. A session settles once. Both the
+   * wallet (signature) and a registered operator key (attestation) must sign
+   * the same final state.
+   * Errors: common ones; INVALID_ARGUMENT (attestation missing or malformed);
+   * NOT_FOUND (unknown session); PERMISSION_DENIED (wallet is not the session's
+   * wallet; attestation key not registered or revoked; attestation signature
+   * does not verify); FAILED_PRECONDITION (already settled; the attestation was
+   * made for another drawn amount or draw count than the session's; locked
+   * bets above the amount drawn; winnings above the per-session payout cap; the
    * house cannot cover the winnings); ALREADY_EXISTS (nonce reused with a
    * different body).
    */
@@ -3504,6 +4558,74 @@ export interface SettlementServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: WithdrawResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * RegisterOperatorKey registers an L2 operator's Ed25519 public key: from
+   * then on its attestations can settle sessions (admin, scope
+   * `settlement.admin`). Registering an active key again under the same name
+   * returns it unchanged. At most 64 keys are active at once.
+   * Errors: INVALID_ARGUMENT (key not 32 bytes, malformed name);
+   * FAILED_PRECONDITION (the key was revoked: a revoked key never comes back,
+   * generate a new one; 64 keys already active); ALREADY_EXISTS (the key is
+   * registered under another name).
+   */
+  registerOperatorKey(
+    request: RegisterOperatorKeyRequest,
+    callback: (error: ServiceError | null, response: RegisterOperatorKeyResponse) => void,
+  ): ClientUnaryCall;
+  registerOperatorKey(
+    request: RegisterOperatorKeyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RegisterOperatorKeyResponse) => void,
+  ): ClientUnaryCall;
+  registerOperatorKey(
+    request: RegisterOperatorKeyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RegisterOperatorKeyResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * RevokeOperatorKey stops a key from attesting (admin, scope
+   * `settlement.admin`): a settlement that has not committed when the
+   * revocation commits is refused; settlements booked before stay. Revoking a
+   * revoked key returns it unchanged.
+   * Errors: INVALID_ARGUMENT (malformed key or reason); NOT_FOUND (the key was
+   * never registered).
+   */
+  revokeOperatorKey(
+    request: RevokeOperatorKeyRequest,
+    callback: (error: ServiceError | null, response: RevokeOperatorKeyResponse) => void,
+  ): ClientUnaryCall;
+  revokeOperatorKey(
+    request: RevokeOperatorKeyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RevokeOperatorKeyResponse) => void,
+  ): ClientUnaryCall;
+  revokeOperatorKey(
+    request: RevokeOperatorKeyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RevokeOperatorKeyResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * ListOperatorKeys returns the operator keys, active and revoked, newest
+   * first, with who registered and revoked each and when (scope
+   * `settlement.read`). At most 1000 keys; `truncated` says there are more.
+   */
+  listOperatorKeys(
+    request: ListOperatorKeysRequest,
+    callback: (error: ServiceError | null, response: ListOperatorKeysResponse) => void,
+  ): ClientUnaryCall;
+  listOperatorKeys(
+    request: ListOperatorKeysRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListOperatorKeysResponse) => void,
+  ): ClientUnaryCall;
+  listOperatorKeys(
+    request: ListOperatorKeysRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListOperatorKeysResponse) => void,
   ): ClientUnaryCall;
   /**
    * ExecuteSettlement is kept from the original L1/L2 design for wire
