@@ -3,7 +3,7 @@
 // attested) request builders and a ledger snapshot to prove that a refused request booked nothing.
 import { randomBytes } from 'node:crypto';
 import type { Metadata } from '@grpc/grpc-js';
-import { bearerMetadata, clientCredentials, clientOptions, FlagsClient, Outbox, unary, type GantryModule, type Runtime } from '@gantry/kit';
+import { bearerMetadata, clientCredentials, clientOptions, FlagsClient, Outbox, unary, type Runtime } from '@gantry/kit';
 import { settlementv1 } from '@gantry/proto';
 import { tokenFor } from '@gantry/test-support/clients';
 import type { EngineName } from '@gantry/test-support/databases';
@@ -31,13 +31,6 @@ export interface SettlementPlatform {
 }
 
 /**
- * Stands in for the `events` module settlement depends on (the outbox relay, in services/gantry):
- * these tests read the outbox itself and run no log or webhooks to relay to. The harness resolves
- * the modules' dependencies (for the platform's workload grant), so the name must be there.
- */
-const NO_RELAY: GantryModule = { name: 'events' };
-
-/**
  * Starts the settlement target (mTLS, JWT, rate limits) on `engine` with a clock the test controls,
  * its settings (`settlement.*`) as given, and one registered operator key.
  */
@@ -45,7 +38,7 @@ export async function startSettlementPlatform(engine: EngineName, settlement: Se
   const clock = { nowMs: Date.now() };
   // The race and property tests send bursts well above a production rate limit.
   const overrides = { rateLimit: { points: 100_000, windowSec: 1 }, settlement };
-  const platform = await startServicePlatform(engine, [NO_RELAY, createSettlementService({ now: () => clock.nowMs })], { dbLabel: 't_settle', poolSize: 8, overrides });
+  const platform = await startServicePlatform(engine, [createSettlementService({ now: () => clock.nowMs })], { dbLabel: 't_settle', poolSize: 8, overrides });
   const { runtime, dataDir, tls } = platform;
   const client = new settlementv1.SettlementServiceClient(platform.address, clientCredentials(tls), clientOptions(tls));
   const md = (subject: string, scope: string) => bearerMetadata(tokenFor(dataDir, subject, [scope]));
