@@ -23,7 +23,7 @@ import { FLAG_TARGETS, type FlagTarget } from './resources.js';
  * What the operator's token must carry. The event read scopes let a Webhook's endpoint subscribe to
  * the platform's domain events: creating a Webhook in the operator's namespace is a grant of that
  * feed, so only those who may read it should hold RBAC on webhooks.gantry.dev there
- * (docs/security-webhooks.md). An auth.workloads grant for `operator` without them limits Webhook
+ * (docs/security.md, Webhooks). An auth.workloads grant for `operator` without them limits Webhook
  * endpoints to events their owner (the operator) publishes.
  */
 export const OPERATOR_SCOPES = ['webhooks.read', 'webhooks.manage', 'events.settlement.read', 'events.approvals.read', 'flags.read', 'flags.write'] as const;

@@ -255,6 +255,9 @@ the pod serves (others add nothing).
 {{- with $v.webhooks.allowedCidrs -}}
 {{- $env = append $env (dict "name" "GANTRY_WEBHOOKS_ALLOWED_CIDRS" "value" .) -}}
 {{- end -}}
+{{- with $v.webhooks.allowedPorts -}}
+{{- $env = append $env (dict "name" "GANTRY_WEBHOOKS_ALLOWED_PORTS" "value" .) -}}
+{{- end -}}
 {{- $mounts = append $mounts (dict "name" "webhooks-keys" "mountPath" "/etc/gantry/webhooks" "readOnly" true) -}}
 {{- $volumes = append $volumes (dict "name" "webhooks-keys" "secret" (dict "secretName" $keys.name "defaultMode" 288)) -}}
 {{- end -}}

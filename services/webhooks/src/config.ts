@@ -14,7 +14,7 @@ export const webhooksConfigSchema = z.strictObject({
    * Ranges deliveries may reach although they are loopback, private, link-local or metadata
    * addresses, over http too and on any port. `<owner>=<cidr>` opens a range to that owner's
    * endpoints only; a bare `<cidr>` only to endpoints whose target an administrator
-   * (webhooks.admin) or a platform workload registered (docs/security-webhooks.md).
+   * (webhooks.admin) or a platform workload registered (docs/security.md, Webhooks).
    */
   allowedCidrs: z.preprocess(splitList, z.array(z.string().min(1).max(400)).max(100)).default([]),
   /** Ports a public (not allow-listed) target may use; it must use https as well. */

@@ -16,7 +16,7 @@ export type WebhooksClient = InstanceType<typeof webhooksv1.WebhooksServiceClien
 export const ALL_SCOPES = ['webhooks.manage', 'webhooks.read', 'webhooks.publish'];
 /**
  * What registrations take by default: the local receiver at 127.0.0.1 is an internal target
- * allow-listed by a bare CIDR, which only an administrator may register (docs/security-webhooks.md).
+ * allow-listed by a bare CIDR, which only an administrator may register (docs/security.md, Webhooks).
  */
 export const REGISTRAR_SCOPES = [...ALL_SCOPES, 'webhooks.admin'];
 

@@ -1,4 +1,4 @@
-// Who may publish which events, and who receives them (docs/security-webhooks.md). An event type's
+// Who may publish which events, and who receives them (docs/security.md, Webhooks). An event type's
 // family is its first dot-separated word: `settlement.credit.drawn` is of the family `settlement`.
 //
 // - A platform family (the domain events of a platform service) is published only by the workload
