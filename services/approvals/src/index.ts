@@ -92,6 +92,8 @@ export function createApprovalsService(opts: ApprovalsOptions = {}): GantryModul
             committer,
             limits: { ...limits, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? d.bookmarkIntervalMs, maxPendingPerSession: d.maxPendingPerSession, pendingPage: d.pendingPage },
           }),
+          // Content up to 1 MiB, and room for the rest so an oversized one gets a precise INVALID_ARGUMENT.
+          maxRequestBytes: { submitApprovalRequest: 2 * 1024 * 1024 },
         }),
       ];
     },

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { ensureDevPki, silentLogger, loadConfig, startRuntime, type ServiceModule, type CallContext } from '../src/index.js';
-import { echoDefinition } from '@gantry/test-support/echo';
+import { echoDefinition, echoServiceDefinition } from '@gantry/test-support/echo';
 import { tokenFor } from '@gantry/test-support/harness';
 import { benchSpanProcessor } from './tracing.js';
 
@@ -39,9 +39,10 @@ if (mode === 'bare' || mode === 'bare-tls') {
   });
   const module: ServiceModule = {
     name: 'gantry.test.v1.EchoService',
-    definition: echoDefinition as unknown as ServiceModule['definition'],
-    scopes: { Echo: ['echo.read'], Count: ['echo.write'], Collect: ['echo.write'], Chat: ['echo.write'] },
-    handlers: { Echo: async (req: EchoRequest, ctx: CallContext) => echo(req, ctx.principal?.subject ?? '') } as unknown as ServiceModule['handlers'],
+    // ts-proto's definition: the kit decodes requests strictly, which proto-loader's cannot do.
+    definition: echoServiceDefinition as unknown as ServiceModule['definition'],
+    scopes: { echo: ['echo.read'], count: ['echo.write'], collect: ['echo.write'], chat: ['echo.write'] },
+    handlers: { echo: async (req: EchoRequest, ctx: CallContext) => echo(req, ctx.principal?.subject ?? '') } as unknown as ServiceModule['handlers'],
   };
   const runtime = await startRuntime({
     config,

@@ -39,7 +39,8 @@ export const configSchema = z.strictObject({
     audience: z.string().min(1).default('gantry'),
     /** One key source: a JWKS file (re-read on change), a JWKS URL (cached, refetched on unknown kid), or an HS256 secret file (dev only). */
     jwksFile: z.string().optional(),
-    jwksUrl: z.url().optional(),
+    /** https only: keys fetched over plain http could be replaced on the way, and with them every token. */
+    jwksUrl: z.url({ protocol: /^https$/, error: 'must be an https:// URL: keys fetched over plain http could be replaced on the way' }).optional(),
     hmacSecretFile: z.string().optional(),
     clockToleranceSec: z.coerce.number().int().min(0).max(300).default(30),
     /** Tokens living longer than this are refused even if unexpired. */
@@ -50,6 +51,14 @@ export const configSchema = z.strictObject({
      * source accepts no tokens at all: only platform workloads, by their certificates.
      */
     devIssuer: booleanFlag().default(false),
+    /**
+     * Failed authentications (bad, expired or missing credentials) one peer address may have in
+     * `failureWindowSec`; past that its calls are refused with RESOURCE_EXHAUSTED before any token
+     * is verified, until the window ends. Verifying costs a signature check, and an unknown `kid` a
+     * JWKS fetch: without a bound, invalid tokens are free work for whoever sends them.
+     */
+    maxFailuresPerPeer: z.coerce.number().int().min(1).max(100_000).default(30),
+    failureWindowSec: z.coerce.number().int().min(1).max(3600).default(60),
     /** Workload certificates carry `spiffe://<trustDomain>/<workload>`; only IDs of this domain identify platform workloads. */
     trustDomain: z.string().regex(/^[a-z0-9]([a-z0-9.-]{0,250}[a-z0-9])?$/, 'must be a DNS-like name such as gantry.local').default('gantry.local'),
     /**
@@ -128,11 +137,26 @@ export const configSchema = z.strictObject({
     maxBackoffMs: z.coerce.number().int().min(100).max(600_000).default(30_000),
   }).prefault({}),
   limits: z.strictObject({
-    // Above the largest request any contract allows (a 4 MiB log batch plus framing), so such
-    // requests reach validation and get a precise INVALID_ARGUMENT rather than a transport error.
+    // The most any method may take (batch RPCs declare it, ServiceModule.maxRequestBytes): above
+    // the largest request any contract allows (a 4 MiB log batch plus framing), so such requests
+    // reach validation and get a precise INVALID_ARGUMENT rather than a transport error.
     maxReceiveMessageBytes: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(8 * 1024 * 1024),
+    /**
+     * The request limit of a method that declares none: larger requests are refused at their
+     * length prefix (RESOURCE_EXHAUSTED), before their bytes are buffered.
+     */
+    maxRequestBytes: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(64 * 1024),
+    /**
+     * Unary and server-streaming calls reserve their method's request limit from this budget from
+     * admission until their request has arrived; a call the budget cannot take is refused at once
+     * (RESOURCE_EXHAUSTED, retry pushback). Bounds the request bytes a process buffers, whoever sends them.
+     */
+    maxRequestBytesInFlight: z.coerce.number().int().min(1024).max(1024 * 1024 * 1024).default(64 * 1024 * 1024),
+    /** Calls (streams included) one principal may have open in this process; more are RESOURCE_EXHAUSTED. */
+    maxCallsPerPrincipal: z.coerce.number().int().min(1).max(100_000).default(128),
     maxSendMessageBytes: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
-    maxConcurrentStreams: z.coerce.number().int().min(1).max(100_000).default(1000),
+    /** HTTP/2 streams one client connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
+    maxConcurrentStreams: z.coerce.number().int().min(1).max(100_000).default(100),
     keepaliveTimeMs: z.coerce.number().int().min(1000).default(30_000),
     keepaliveTimeoutMs: z.coerce.number().int().min(1000).default(10_000),
     /** On SIGTERM: how long in-flight calls and streams get to finish before they are cancelled. */
@@ -358,7 +382,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): GantryConfig {
   return parsed.data;
 }
 
-/** Choices the schema cannot express: all TLS files or none, at most one JWT key source. */
+/** Choices the schema cannot express: all TLS files or none, at most one JWT key source, a request budget that fits the largest request. */
 function checkKeySources(config: GantryConfig): void {
   const tlsSet = [config.tls.caFile, config.tls.certFile, config.tls.keyFile].filter(Boolean).length;
   if (tlsSet !== 0 && tlsSet !== 3) {
@@ -367,5 +391,9 @@ function checkKeySources(config: GantryConfig): void {
   const keySources = [config.auth.jwksFile, config.auth.jwksUrl, config.auth.hmacSecretFile].filter(Boolean).length;
   if (keySources > 1) {
     throw new ConfigError('invalid config auth: set only one of jwksFile, jwksUrl, hmacSecretFile');
+  }
+  const { maxRequestBytesInFlight, maxReceiveMessageBytes } = config.limits;
+  if (maxRequestBytesInFlight < maxReceiveMessageBytes) {
+    throw new ConfigError(`invalid config limits.maxRequestBytesInFlight: ${maxRequestBytesInFlight} is below limits.maxReceiveMessageBytes (${maxReceiveMessageBytes}), so a call of the largest request could never be admitted; raise it or lower maxReceiveMessageBytes`);
   }
 }

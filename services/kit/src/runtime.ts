@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import type { Client as OpenFeatureClient } from '@openfeature/server-sdk';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { authMiddleware } from './auth/middleware.js';
+import { Authenticator, authMiddleware, FailedAuthLimiter } from './auth/middleware.js';
 import { ensureDevSigningKey } from './auth/keys.js';
 import { TokenVerifier } from './auth/jwt.js';
 import { mergeGrants, WorkloadDirectory, type WorkloadGrant } from './auth/workload.js';
@@ -141,19 +141,25 @@ async function openMigratedDatabase(opts: RuntimeOptions, schemas: readonly Sche
   }
 }
 
-/** The middleware chain every service method runs through: telemetry → auth → rate limit. */
-function middlewaresFor(opts: RuntimeOptions, modules: readonly ServiceModule[], verifier: TokenVerifier | undefined, db: Database & { pool?: import('pg').Pool }): Middleware[] {
-  const { config, log } = opts;
+/** Who may call what: tokens and workload grants against every method's scopes, failures bounded per peer. */
+function authenticatorFor(opts: RuntimeOptions, modules: readonly ServiceModule[], verifier: TokenVerifier | undefined): Authenticator {
+  const { config } = opts;
   const workloads = new WorkloadDirectory(config.auth.trustDomain, mergeGrants(opts.workloads, config.auth.workloads));
   const scopeTable = new Map<string, readonly string[]>();
   for (const m of modules) {
     for (const [key, method] of Object.entries(m.definition)) scopeTable.set(method.path, (m.scopes as Record<string, readonly string[]>)[key]!);
   }
+  return new Authenticator(verifier, workloads, (path) => scopeTable.get(path), new FailedAuthLimiter(config.auth));
+}
+
+/** The middleware chain every service method runs through: telemetry → auth → rate limit. */
+function middlewaresFor(opts: RuntimeOptions, auth: Authenticator, db: Database & { pool?: import('pg').Pool }): Middleware[] {
+  const { config, log } = opts;
   if (config.rateLimit.store === 'postgres' && !db.pool) {
     throw new Error('rateLimit.store=postgres needs database.url (GANTRY_DATABASE_URL): the embedded database is not shared between replicas');
   }
   const limiter = new MethodRateLimiter(config.rateLimit, config.rateLimit.store === 'postgres' ? { kind: 'postgres', pool: db.pool! } : { kind: 'memory' });
-  return [telemetryMiddleware(log), authMiddleware(verifier, workloads, (path) => scopeTable.get(path)), rateLimitMiddleware(limiter)];
+  return [telemetryMiddleware(log), authMiddleware(auth), rateLimitMiddleware(limiter)];
 }
 
 /** The readiness checks: the database answers, every schema is migrated, every module is ready. */
@@ -210,9 +216,11 @@ async function startGrpc(opts: RuntimeOptions, stack: CleanupStack, health: Heal
     services.push(...created);
   }
   health.addServices(services.map((s) => s.name));
+  const auth = authenticatorFor(opts, services, verifier);
   const server = new GrpcServer({
     modules: services,
-    middlewares: middlewaresFor(opts, services, verifier, db),
+    middlewares: middlewaresFor(opts, auth, db),
+    authorize: (call) => auth.authorize(call),
     credentials: await mtlsServerCredentials(tls),
     host: config.listen.host,
     port: config.listen.port,

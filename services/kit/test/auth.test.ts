@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import jwt from 'jsonwebtoken';
-import { JwksFileSource, mintToken, TokenVerifier } from '../src/index.js';
+import { JwksFileSource, JwksUrlSource, MAX_TOKEN_CHARS, mintToken, TokenVerifier } from '../src/index.js';
 import { bearer, callEcho, checkHealth, echoClient, startEchoPlatform, type EchoStub, type TestPlatform } from '@gantry/test-support/harness';
 
 const b64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
@@ -180,6 +180,34 @@ describe('TokenVerifier', () => {
     const clock = { nowMs: T0_MS };
     const token = sign(key, { iat: sec(T0_MS) - 7200, exp: sec(T0_MS) + 3600 });
     await assert.rejects(verifierAt(clock).verify(token), /maxAge/);
+  });
+
+  test('a token whose iat lies in the future beyond the tolerance is refused, so it cannot outlive maxTokenAgeSec', async () => {
+    const clock = { nowMs: T0_MS };
+    // Claims to be issued a day from now and lives two: without the iat check the 1 h maximum age
+    // would be counted from tomorrow, and the token would be good for a day and an hour.
+    const future = sign(key, { iat: sec(T0_MS) + 86_400, exp: sec(T0_MS) + 2 * 86_400 });
+    await assert.rejects(verifierAt(clock).verify(future), /iat .* is in the future/);
+    // Within the tolerance (an issuer's clock 20 s ahead) it is accepted.
+    const ahead = sign(key, { iat: sec(T0_MS) + 20, exp: sec(T0_MS) + 600 });
+    assert.equal((await verifierAt(clock).verify(ahead)).subject, 'svc');
+  });
+
+  test('a token without iat is refused (its age cannot be known)', async () => {
+    const clock = { nowMs: T0_MS };
+    const token = jwt.sign({ sub: 'svc', iss: ISSUER, aud: AUDIENCE, exp: sec(T0_MS) + 600 }, key.privateKey, { algorithm: 'ES256', keyid: key.kid, noTimestamp: true });
+    await assert.rejects(verifierAt(clock).verify(token), /iat/);
+  });
+
+  test('a token longer than MAX_TOKEN_CHARS is refused without being parsed', async () => {
+    const clock = { nowMs: T0_MS };
+    const padded = sign(key, { iat: sec(T0_MS), exp: sec(T0_MS) + 600, pad: 'x'.repeat(MAX_TOKEN_CHARS) });
+    await assert.rejects(verifierAt(clock).verify(padded), new RegExp(`the maximum is ${MAX_TOKEN_CHARS}`));
+  });
+
+  test('a JWKS URL over plain http is refused', () => {
+    assert.throws(() => new JwksUrlSource('http://idp.example.com/jwks.json'), /not https/);
+    assert.doesNotThrow(() => new JwksUrlSource('https://idp.example.com/jwks.json'));
   });
 
   test('a JWKS file rewritten with a new key is picked up, and the removed key stops working', async () => {

@@ -39,6 +39,9 @@ describe('loadConfig', () => {
     assert.equal(config.database.poolSize, 10);
     assert.equal(config.database.startupTimeoutMs, 300_000);
     assert.equal(config.limits.maxReceiveMessageBytes, 8 * 1024 * 1024);
+    assert.equal(config.limits.maxRequestBytes, 64 * 1024, 'methods that declare no limit take small requests');
+    assert.equal(config.limits.maxConcurrentStreams, 100);
+    assert.equal(config.limits.maxCallsPerPrincipal, 128);
     assert.equal(config.limits.shutdownGraceMs, 15_000);
     assert.equal(config.limits.maxConnectionAgeMs, 300_000);
     assert.equal(config.limits.maxConnectionAgeGraceMs, 0, 'no grace limit: streams run on past the age');
@@ -169,6 +172,18 @@ describe('loadConfig', () => {
   test('an unknown key in the config file is refused', () => {
     const file = configFile('unknown.json', { listen: { prot: 1 } });
     assert.throws(() => loadConfig({ env: {}, file }), /prot/);
+  });
+
+  test('a JWKS URL over plain http is refused; https is accepted', () => {
+    assert.throws(() => loadConfig({ env: { GANTRY_AUTH_JWKS_URL: 'http://idp.example.com/jwks.json' } }), /GANTRY_AUTH_JWKS_URL \(auth\.jwksUrl\): must be an https:\/\/ URL/);
+    assert.equal(loadConfig({ env: { GANTRY_AUTH_JWKS_URL: 'https://idp.example.com/jwks.json' } }).auth.jwksUrl, 'https://idp.example.com/jwks.json');
+  });
+
+  test('a request budget below the largest request is refused: that request could never be admitted', () => {
+    assert.throws(
+      () => loadConfig({ env: {}, overrides: { limits: { maxReceiveMessageBytes: 8 * 1024 * 1024, maxRequestBytesInFlight: 4 * 1024 * 1024 } } }),
+      /limits\.maxRequestBytesInFlight: 4194304 is below limits\.maxReceiveMessageBytes/,
+    );
   });
 
   test('a config file that is missing or not JSON is refused saying which', () => {

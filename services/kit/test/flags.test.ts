@@ -6,13 +6,14 @@
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, test } from 'node:test';
-import type { ServiceError } from '@grpc/grpc-js';
+import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { ProviderEvents, StandardResolutionReasons, type EventHandler } from '@openfeature/server-sdk';
 import { flagsv1 } from '@gantry/proto';
 import {
   FLAGS_READ_SCOPE,
   FLAGS_WRITE_SCOPE,
   FlagsClient,
+  OPERATOR_WORKLOAD,
   Status,
   bearerMetadata,
   clientCredentials,
@@ -23,7 +24,7 @@ import {
   type OpenFeatureClient,
   type Runtime,
 } from '../src/index.js';
-import { assertStatus, eventually, tokenFor } from '@gantry/test-support/clients';
+import { assertStatus, eventually, tokenFor, workloadCredentials } from '@gantry/test-support/clients';
 import { startServicePlatform } from '@gantry/test-support/harness';
 import { engines, freshPostgresDatabase, requirePostgresInCi } from '@gantry/test-support/databases';
 
@@ -33,6 +34,8 @@ const TEST_LIMITS: Partial<FlagsLimits> = { retainedChanges: 10, maxFlags: 12, p
 interface Replica {
   runtime: Runtime;
   client: FlagsClient;
+  /** A client calling as the operator workload (its certificate, no token). */
+  operatorClient(): Promise<FlagsClient>;
   /** The client the service factory received in ServiceDeps. */
   depsFlags: OpenFeatureClient;
   close(): Promise<void>;
@@ -45,6 +48,7 @@ async function startReplica(databaseUrl: string | undefined): Promise<Replica> {
     dbLabel: 't_flags',
     overrides: { rateLimit: { points: 100_000, windowSec: 1 } },
     flagsLimits: TEST_LIMITS,
+    workloads: new Map([[OPERATOR_WORKLOAD, { scopes: [FLAGS_READ_SCOPE, FLAGS_WRITE_SCOPE], families: [] }]]),
     ...(databaseUrl ? { sharedDatabaseUrl: databaseUrl } : {}),
   });
   const token = tokenFor(platform.dataDir, 'flags-test', [FLAGS_READ_SCOPE, FLAGS_WRITE_SCOPE]);
@@ -52,6 +56,7 @@ async function startReplica(databaseUrl: string | undefined): Promise<Replica> {
   return {
     runtime: platform.runtime,
     client,
+    operatorClient: async () => new FlagsClient(platform.address, await workloadCredentials(platform.dataDir, OPERATOR_WORKLOAD), clientOptions(platform.tls), () => new Metadata()),
     depsFlags: depsFlags!,
     async close() {
       client.close();
@@ -62,7 +67,7 @@ async function startReplica(databaseUrl: string | undefined): Promise<Replica> {
 
 /** A proto Flag from the flagd shape, as callers write it. */
 function flag(key: string, f: { variants: Record<string, unknown>; defaultVariant: string; state?: 'ENABLED' | 'DISABLED'; targeting?: Record<string, unknown> }): flagsv1.Flag {
-  return { ...flagFromSpec({ state: f.state ?? 'ENABLED', type: typeof Object.values(f.variants)[0] as 'boolean', variants: f.variants, defaultVariant: f.defaultVariant, targeting: f.targeting }, { name: key, source: 'test' }) };
+  return { ...flagFromSpec({ state: f.state ?? 'ENABLED', type: typeof Object.values(f.variants)[0] as 'boolean', variants: f.variants, defaultVariant: f.defaultVariant, targeting: f.targeting }, { name: key, source: '' }) };
 }
 const boolFlag = (key: string, on: boolean, state: 'ENABLED' | 'DISABLED' = 'ENABLED') => flag(key, { variants: { on: true, off: false }, defaultVariant: on ? 'on' : 'off', state });
 
@@ -136,7 +141,7 @@ for (const engine of engines()) {
       const created = await a.client.put(boolFlag('checkout.new-flow', false), 0n);
       assert.equal(created.created, true);
       assert.equal(created.flag!.version, head + 1n);
-      assert.equal(created.flag!.source, 'test');
+      assert.equal(created.flag!.source, 'principal:flags-test', 'the source is the caller');
       assert.ok(created.flag!.updatedAt instanceof Date);
       await assertStatus(a.client.put(boolFlag('checkout.new-flow', true), 0n), Status.ABORTED, /is at version \d+, not 0: re-read it and retry/);
       await assertStatus(a.client.put(boolFlag('checkout.new-flow', true), head), Status.ABORTED);
@@ -153,6 +158,23 @@ for (const engine of engines()) {
       assert.equal(await a.client.delete('checkout.new-flow'), false, 'deleting a missing flag succeeds with existed = false');
       assert.equal((await a.client.list()).version, head + 3n, 'the failed writes and the no-op delete took no version');
       await assertStatus(a.client.get('checkout.new-flow'), Status.NOT_FOUND, /does not exist/);
+    });
+
+    test("a flag's source is its writer: nobody else can claim the operator's marker or another name; the operator workload writes its marker", async () => {
+      const owned = (source: string) => ({ ...boolFlag('owned.flag', true), source });
+      await assertStatus(a.client.put(owned('operator:prod/owned')), Status.PERMISSION_DENIED, /flag\.source "operator:prod\/owned" is not yours to claim: .* for this caller principal:flags-test; leave it empty/);
+      await assertStatus(a.client.put(owned('principal:somebody-else')), Status.PERMISSION_DENIED, /not yours to claim/);
+      await assertStatus(a.client.get('owned.flag'), Status.NOT_FOUND);
+      assert.equal((await a.client.put(owned('principal:flags-test'))).flag!.source, 'principal:flags-test', 'naming oneself is allowed');
+      const operator = await a.operatorClient();
+      try {
+        assert.equal((await operator.put(owned('operator:prod/owned'))).flag!.source, 'operator:prod/owned');
+        assert.equal((await operator.put(owned(''))).flag!.source, 'principal:spiffe://gantry.local/operator');
+        await assertStatus(operator.put(owned('principal:flags-test')), Status.PERMISSION_DENIED, /not yours to claim/);
+      } finally {
+        operator.close();
+      }
+      assert.equal(await a.client.delete('owned.flag'), true);
     });
 
     test('ListFlags returns every flag in key order with the store version', async () => {

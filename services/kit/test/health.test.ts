@@ -3,12 +3,16 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials, status } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, Metadata, status, type ClientReadableStream, type ServiceError, type ServiceDefinition } from '@grpc/grpc-js';
+import { service as healthService } from 'grpc-health-check';
 import { HealthState, LIVENESS, loadConfig, READINESS, startHealthServer, STARTUP, type GantryModule } from '../src/index.js';
 import { echoModule } from '@gantry/test-support/echo';
 import { bearer, callEcho, checkHealth, echoClient, eventually, freshPgliteDir, startEchoPlatform, startRuntimeEarly, type TestPlatform } from '@gantry/test-support/harness';
 
 const ECHO_SERVICE = 'gantry.test.v1.EchoService';
+const HealthClient = makeGenericClientConstructor(healthService as unknown as ServiceDefinition, 'Health');
+/** The dev server certificate names `localhost`; the tests dial 127.0.0.1. */
+const TLS_NAME = { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' };
 const PROBES = [LIVENESS, STARTUP, READINESS] as const;
 
 /** What the plaintext probe port answers for each name: the status, or the gRPC error code. */
@@ -53,6 +57,23 @@ describe('health', () => {
   test('once started, liveness, startup and readiness are SERVING under their own names, on both ports', async () => {
     assert.deepEqual(await probeAnswers(platform.runtime.healthPort, PROBES), { liveness: 'SERVING', startup: 'SERVING', readiness: 'SERVING' });
     for (const name of PROBES) assert.equal((await checkHealth(platform.address, platform.clientCredentials, name)).status, 'SERVING', name);
+  });
+
+  test('the probe port serves Check only: a Watch stream there is UNIMPLEMENTED, while the mTLS port still serves it', async () => {
+    const watchOnce = (address: string, creds: ReturnType<typeof credentials.createInsecure>) =>
+      new Promise<{ status?: string; code?: number }>((resolve) => {
+        const client = new HealthClient(address, creds, TLS_NAME) as unknown as { watch(req: { service: string }, md: Metadata): ClientReadableStream<{ status: string }>; close(): void };
+        const call = client.watch({ service: '' }, new Metadata());
+        const done = (answer: { status?: string; code?: number }) => {
+          call.cancel();
+          client.close();
+          resolve(answer);
+        };
+        call.on('data', (m: { status: string }) => done({ status: m.status }));
+        call.on('error', (err: ServiceError) => done({ code: err.code }));
+      });
+    assert.deepEqual(await watchOnce(probeAddress, credentials.createInsecure()), { code: status.UNIMPLEMENTED });
+    assert.deepEqual(await watchOnce(platform.address, platform.clientCredentials), { status: 'SERVING' });
   });
 
   test('the probe port serves health only: the echo service is not reachable there', async () => {

@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Database } from '../src/storage/database.js';
@@ -223,6 +223,22 @@ for (const engine of [pgliteEngine(), postgresEngine()]) {
     });
   });
 }
+
+test("a PGlite data directory is owner-only: 0700 while in use, every file 0600 at rest", async () => {
+  const parent = mkdtempSync(join(tmpdir(), 'gantry-pglite-modes-'));
+  const dir = join(parent, 'db');
+  /** Entries under `dir` (and `dir` itself) that a group or other user could read, write or enter. */
+  const open = () => [dir, ...readdirSync(dir, { recursive: true }).map((f) => join(dir, String(f)))].filter((p) => (lstatSync(p).mode & 0o077) !== 0 && !lstatSync(p).isSymbolicLink());
+  try {
+    const db = await openPglite(dir);
+    await db.exec('CREATE TABLE later (id int)');
+    assert.equal(statSync(dir).mode & 0o777, 0o700, 'no other user can reach the files, including those created after opening');
+    await db.close();
+    assert.deepEqual(open(), [], 'every file and directory is owner-only');
+  } finally {
+    rmSync(parent, { recursive: true, force: true });
+  }
+});
 
 describe('loadMigrations', () => {
   let dir: string;

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { defineModule, defineService, scopesOf } from '@gantry/kit';
+import { BATCH_REQUEST_BYTES, defineModule, defineService, scopesOf } from '@gantry/kit';
 import { logv1 } from '@gantry/proto';
 import { logHandlers } from './api/handlers.js';
 import { logConfig, type LogConfig } from './config.js';
@@ -28,6 +28,8 @@ export const logService = defineModule<LogConfig>({
         definition: logv1.LogServiceService,
         scopes: logScopes,
         handlers: logHandlers({ store, committer: new GroupCommitter(store), notifier, signer, maxPayloadBytes: settings.maxPayloadBytes }),
+        // A payload and room for the rest, so one slightly over log.maxPayloadBytes still gets a precise INVALID_ARGUMENT.
+        maxRequestBytes: { append: settings.maxPayloadBytes + 64 * 1024, appendBatch: BATCH_REQUEST_BYTES },
       }),
     ];
   },

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { defineModule, defineService, ProviderEvents, scopesOf, type GantryModule } from '@gantry/kit';
+import { BATCH_REQUEST_BYTES, defineModule, defineService, ProviderEvents, scopesOf, type GantryModule } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
 import { webhooksHandlers } from './api/handlers.js';
 import { WEBHOOKS_ADMIN_SCOPE, webhooksScopes } from './api/scopes.js';
@@ -150,6 +150,8 @@ export function createWebhooksService(opts: WebhooksOptions = {}): GantryModule 
           definition: webhooksv1.WebhooksServiceService,
           scopes: webhooksScopes,
           handlers: webhooksHandlers({ store, box, guard, resolver, now, maxAttempts: () => c.maxAttempts, queued: () => dispatcher.wake(), streams }),
+          // A 256 KiB payload and its fields; a spec's headers and labels (up to ~130 KiB in UTF-8); a batch of events.
+          maxRequestBytes: { publishEvent: 512 * 1024, triggerWebhook: 512 * 1024, createWebhook: 256 * 1024, updateWebhook: 256 * 1024, publishEvents: BATCH_REQUEST_BYTES },
         }),
       ];
     },

@@ -27,6 +27,8 @@ export class TokenError extends Error {}
 const MAX_CACHED_TOKENS = 10_000;
 /** Longer tokens are verified every time rather than cached: the cache stays under ~40 MB. */
 const MAX_CACHED_TOKEN_CHARS = 4096;
+/** Longer tokens are refused unread: no issuer mints them, and parsing one is work an attacker chooses. */
+export const MAX_TOKEN_CHARS = 16 * 1024;
 /** A cached verification is re-done at least this often, so a key removed from the JWKS stops working soon. */
 const CACHE_TTL_MS = 60_000;
 
@@ -54,6 +56,7 @@ export class TokenVerifier {
   }
 
   async verify(token: string): Promise<Principal> {
+    if (token.length > MAX_TOKEN_CHARS) throw new TokenError(`token is ${token.length} characters; the maximum is ${MAX_TOKEN_CHARS}`);
     const now = this.nowMs();
     // Keyed by the token itself: hashing it on every call would cost more than the map does.
     const cacheKey = token;
@@ -89,6 +92,11 @@ export class TokenVerifier {
     }
     if (!payload.sub) throw new TokenError('token has no sub claim');
     if (typeof payload.exp !== 'number') throw new TokenError('token has no exp claim');
+    // jsonwebtoken measures maxAge from iat as the token states it: an iat in the future would
+    // stretch a token's life past maxTokenAgeSec by as much as it lies.
+    if (typeof payload.iat !== 'number' || payload.iat * 1000 > now + this.opts.clockToleranceSec * 1000) {
+      throw new TokenError(`token iat ${String(payload.iat)} is in the future (beyond the ${this.opts.clockToleranceSec} s clock tolerance); its issuer's clock is wrong`);
+    }
     const principal: Principal = { subject: payload.sub, scopes: parseScopes(payload), expiresAtMs: payload.exp * 1000 };
     if (token.length <= MAX_CACHED_TOKEN_CHARS) {
       if (this.cache.size >= MAX_CACHED_TOKENS) this.cache.delete(this.cache.keys().next().value!);

@@ -91,6 +91,8 @@ export class JwksUrlSource implements KeySource {
   private readonly client: jwksRsa.JwksClient;
 
   constructor(url: string) {
+    // The config refuses http too; this guards every other way a URL reaches here.
+    if (new URL(url).protocol !== 'https:') throw new Error(`JWKS URL ${url} is not https: keys fetched over plain http could be replaced on the way`);
     this.client = jwksRsa({ jwksUri: url, cache: true, cacheMaxAge: 10 * 60_000, rateLimit: true, jwksRequestsPerMinute: 10, timeout: 5000 });
   }
 

@@ -1,13 +1,23 @@
+import type { Metadata } from '@grpc/grpc-js';
+import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { GantryError, Status } from '../errors.js';
-import type { CallContext, Middleware } from '../rpc/context.js';
+import { admissionOf, type CallContext, type Middleware } from '../rpc/context.js';
+import type { PeerIdentity } from '../tls/identity.js';
 import { TokenError, type Principal, type TokenVerifier } from './jwt.js';
 import type { WorkloadDirectory } from './workload.js';
 
 /** Scopes needed by a method path; undefined means the method is not in any table (refused). */
 export type ScopeLookup = (methodPath: string) => readonly string[] | undefined;
 
+/** What authorization looks at: the method, the call's metadata, and the peer (read only when needed). */
+export interface CallCredentials {
+  methodPath: string;
+  metadata: Metadata;
+  peer: () => PeerIdentity;
+}
+
 /** The caller of a token-less call: a granted workload by its certificate, else nobody. */
-function workloadPrincipal(workloads: WorkloadDirectory, peer: CallContext['peer']): Principal {
+function workloadPrincipal(workloads: WorkloadDirectory, peer: PeerIdentity): Principal {
   const principal = workloads.principalFor(peer);
   if (principal) return principal;
   const name = workloads.workloadOf(peer);
@@ -15,33 +25,101 @@ function workloadPrincipal(workloads: WorkloadDirectory, peer: CallContext['peer
   throw new GantryError(Status.UNAUTHENTICATED, `missing bearer token: send metadata 'authorization: Bearer <jwt>' (a dev token: gantry token --scope ...)${hint}`);
 }
 
+/** The peer's address without its port: failures are counted per host, not per connection. */
+function peerHost(peer: PeerIdentity): string {
+  return peer.address.replace(/:\d+$/, '');
+}
+
 /**
- * Authenticates every call: a bearer token (people, external callers), or for a call without one
- * a platform workload's certificate (auth/workload.ts). No credential or a bad one:
- * UNAUTHENTICATED; a caller without the method's scopes: PERMISSION_DENIED.
+ * Failed authentications per peer host (rate-limiter-flexible, in memory): a host over its budget
+ * is refused before any verification work until its window ends.
  */
-export function authMiddleware(verifier: TokenVerifier | undefined, workloads: WorkloadDirectory, scopesFor: ScopeLookup): Middleware {
-  return async (ctx, next) => {
-    const required = scopesFor(ctx.method.path);
-    if (!required) throw new GantryError(Status.PERMISSION_DENIED, `${ctx.method.path} has no scope declaration; refusing by default`);
-    const header = ctx.metadata.get('authorization')[0];
-    if (typeof header !== 'string' || header.length === 0) {
-      ctx.principal = workloadPrincipal(workloads, ctx.peer);
-    } else {
-      const match = /^Bearer\s+(\S+)$/i.exec(header);
-      if (!match) throw new GantryError(Status.UNAUTHENTICATED, "malformed authorization metadata: expected 'Bearer <jwt>'");
-      if (!verifier) throw new GantryError(Status.UNAUTHENTICATED, 'this installation accepts no tokens: it has no token issuer configured (auth.jwksUrl or auth.jwksFile)');
-      try {
-        ctx.principal = await verifier.verify(match[1]!);
-      } catch (err) {
-        if (err instanceof TokenError) throw new GantryError(Status.UNAUTHENTICATED, `invalid token: ${err.message}`);
-        throw err;
-      }
+export class FailedAuthLimiter {
+  private readonly failures: RateLimiterMemory;
+
+  constructor(private readonly opts: { maxFailuresPerPeer: number; failureWindowSec: number }) {
+    this.failures = new RateLimiterMemory({ points: opts.maxFailuresPerPeer, duration: opts.failureWindowSec, keyPrefix: 'auth-failures' });
+  }
+
+  /** Throws RESOURCE_EXHAUSTED while `host` has used up its failures. */
+  async assertAllowed(host: string): Promise<void> {
+    const res = await this.failures.get(host);
+    if (!res || res.consumedPoints < this.opts.maxFailuresPerPeer) return;
+    const retryAfterMs = Math.max(1, Math.ceil(res.msBeforeNext));
+    throw new GantryError(Status.RESOURCE_EXHAUSTED, `${res.consumedPoints} failed authentications from ${host} in ${this.opts.failureWindowSec} s (auth.maxFailuresPerPeer); retry in ${retryAfterMs} ms with valid credentials`, {
+      trailers: { 'grpc-retry-pushback-ms': String(retryAfterMs), 'retry-after': String(Math.ceil(retryAfterMs / 1000)) },
+    });
+  }
+
+  async recordFailure(host: string): Promise<void> {
+    await this.failures.consume(host, 1).catch((res: unknown) => {
+      if (!(res instanceof RateLimiterRes)) throw res;
+    });
+  }
+}
+
+/**
+ * Decides who calls and whether they may: a bearer token (people, external callers), or for a call
+ * without one a platform workload's certificate (auth/workload.ts). No credential or a bad one:
+ * UNAUTHENTICATED (and counted against the peer); a caller without the method's scopes:
+ * PERMISSION_DENIED. It reads only metadata, so the server runs it before a request body is read
+ * (server/admission.ts).
+ */
+export class Authenticator {
+  constructor(
+    private readonly verifier: TokenVerifier | undefined,
+    private readonly workloads: WorkloadDirectory,
+    private readonly scopesFor: ScopeLookup,
+    private readonly failures: FailedAuthLimiter,
+  ) {}
+
+  /** The caller, allowed the method's scopes; throws a GantryError saying why not. */
+  async authorize(call: CallCredentials): Promise<Principal> {
+    const required = this.scopesFor(call.methodPath);
+    if (!required) throw new GantryError(Status.PERMISSION_DENIED, `${call.methodPath} has no scope declaration; refusing by default`);
+    const host = peerHost(call.peer());
+    await this.failures.assertAllowed(host);
+    let principal: Principal;
+    try {
+      principal = await this.authenticate(call);
+    } catch (err) {
+      if (err instanceof GantryError && err.code === Status.UNAUTHENTICATED) await this.failures.recordFailure(host);
+      throw err;
     }
-    const missing = required.filter((s) => !ctx.principal!.scopes.has(s));
+    const missing = required.filter((s) => !principal.scopes.has(s));
     if (missing.length > 0) {
-      throw new GantryError(Status.PERMISSION_DENIED, `${ctx.method.path} needs scope ${missing.join(', ')}; ${ctx.principal.workload ? 'workload' : 'the token of'} ${ctx.principal.subject} lacks it`);
+      throw new GantryError(Status.PERMISSION_DENIED, `${call.methodPath} needs scope ${missing.join(', ')}; ${principal.workload ? 'workload' : 'the token of'} ${principal.subject} lacks it`);
     }
+    return principal;
+  }
+
+  private async authenticate(call: CallCredentials): Promise<Principal> {
+    const header = call.metadata.get('authorization')[0];
+    if (typeof header !== 'string' || header.length === 0) return workloadPrincipal(this.workloads, call.peer());
+    const match = /^Bearer\s+(\S+)$/i.exec(header);
+    if (!match) throw new GantryError(Status.UNAUTHENTICATED, "malformed authorization metadata: expected 'Bearer <jwt>'");
+    if (!this.verifier) throw new GantryError(Status.UNAUTHENTICATED, 'this installation accepts no tokens: it has no token issuer configured (auth.jwksUrl or auth.jwksFile)');
+    try {
+      return await this.verifier.verify(match[1]!);
+    } catch (err) {
+      if (err instanceof TokenError) throw new GantryError(Status.UNAUTHENTICATED, `invalid token: ${err.message}`);
+      throw err;
+    }
+  }
+}
+
+/**
+ * Sets the call's principal. The server decided it on the call's metadata before reading its body
+ * (server/admission.ts); this replays that decision inside the middleware chain, so a refusal is
+ * traced, logged and answered like any other error. A call the server did not admit (a service
+ * bound without it) is authorized here.
+ */
+export function authMiddleware(auth: Authenticator): Middleware {
+  return async (ctx: CallContext, next) => {
+    const admitted = admissionOf(ctx.metadata);
+    if (!admitted) ctx.principal = await auth.authorize({ methodPath: ctx.method.path, metadata: ctx.metadata, peer: () => ctx.peer });
+    else if ('refused' in admitted) throw admitted.refused;
+    else ctx.principal = admitted.principal;
     await next();
   };
 }

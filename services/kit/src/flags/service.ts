@@ -1,6 +1,6 @@
 // gantry.flags.v1.FlagsService: every runtime serves it over its own flags store.
 import { flagsv1 } from '@gantry/proto';
-import { GantryError, Status, notFound, outOfRange } from '../errors.js';
+import { GantryError, Status, notFound, outOfRange, permissionDenied } from '../errors.js';
 import type { HandlerContext } from '../rpc/context.js';
 import { defineService, type Handlers, type ScopeTable, type ServiceModule } from '../rpc/service.js';
 import type { FlagsLimits } from './limits.js';
@@ -38,8 +38,28 @@ function event(c: FlagChange): flagsv1.WatchFlagsResponse {
   return { type: EVENT_TYPE[c.type], flag, version: c.version };
 }
 
-/** Who wrote a flag when the request does not say: the caller. */
+/** Who wrote a flag: the caller. */
 const callerSource = (ctx: HandlerContext) => `principal:${ctx.principal.subject}`.slice(0, 256);
+
+/** The workload of the operator, whose flags name the FeatureFlag they come from. */
+export const OPERATOR_WORKLOAD = 'operator';
+/** The operator's ownership marker: its flags' source is `operator:<namespace>/<name>` (operator/src/reconcilers/featureflag.ts). */
+export const OPERATOR_SOURCE_PREFIX = 'operator:';
+
+/**
+ * A written flag's source, from the caller, never taken on its word: the operator workload names
+ * the FeatureFlag it writes for (its marker, how it tells its flags from others), anyone else is
+ * `principal:<subject>`. A source in the request must be that one (or empty): otherwise a caller
+ * could claim a flag for the operator, or for somebody else.
+ */
+function sourceFor(requested: string, ctx: HandlerContext): string {
+  const caller = callerSource(ctx);
+  const operator = ctx.principal.workload?.name === OPERATOR_WORKLOAD;
+  if (operator && requested.startsWith(OPERATOR_SOURCE_PREFIX)) return requested;
+  if (requested === '' || requested === caller) return caller;
+  const own = operator ? `${OPERATOR_SOURCE_PREFIX}<namespace>/<name> or ${caller}` : caller;
+  throw permissionDenied(`flag.source ${JSON.stringify(requested.slice(0, 80))} is not yours to claim: a flag's source is who wrote it, for this caller ${own}; leave it empty`);
+}
 
 /**
  * A watch: a BOOKMARK at the head (from_version 0) or the changes after from_version from the
@@ -109,7 +129,7 @@ export function flagsHandlers(deps: FlagsServiceDeps): Handlers<typeof flagsv1.F
   return {
     async putFlag(req, ctx) {
       const valid = validateFlag(req.flag);
-      if (valid.source === '') valid.source = callerSource(ctx);
+      valid.source = sourceFor(valid.source, ctx);
       const out = await store.put(valid, req.expectedVersion, deps.now());
       await settle(out.flag.version);
       return out;
@@ -144,6 +164,9 @@ export function flagsModule(deps: FlagsServiceDeps): ServiceModule {
     definition: flagsv1.FlagsServiceService,
     scopes: flagsScopes,
     handlers: flagsHandlers(deps),
+    // A flag is at most 128 KiB as JSON, but its targeting as a protobuf Struct can be several
+    // times its JSON (a number: 2 bytes of JSON, 11 of Value), so the request gets room for that.
+    maxRequestBytes: { putFlag: 1024 * 1024 },
   });
 }
 

@@ -1,5 +1,5 @@
-import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { HealthImplementation, service as healthService, type ServingStatus } from 'grpc-health-check';
+import { Server, ServerCredentials, status as GrpcStatus, type sendUnaryData, type ServerUnaryCall, type ServiceDefinition } from '@grpc/grpc-js';
 
 /** The overall status lives under the empty service name, per the grpc.health.v1 protocol. */
 export const OVERALL = '';
@@ -82,18 +82,35 @@ export class HealthState {
   status(service = OVERALL): ServingStatus {
     return this.statuses.get(service) ?? 'UNKNOWN';
   }
+
+  /**
+   * grpc.health.v1 Check alone (Watch and List answer UNIMPLEMENTED): what kubelet's probes call.
+   * For the plaintext probe port, which anyone who reaches it can call: a Watch there would be a
+   * stream held open for free.
+   */
+  addCheckTo(server: Server): void {
+    const definition = { Check: (healthService as unknown as ServiceDefinition).Check } as ServiceDefinition;
+    server.addService(definition, {
+      Check: (call: ServerUnaryCall<{ service: string }, unknown>, callback: sendUnaryData<unknown>) => {
+        const name = call.request.service;
+        const known = this.statuses.get(name);
+        if (known) callback(null, { status: known });
+        else callback({ code: GrpcStatus.NOT_FOUND, details: `Health status unknown for service ${name}` });
+      },
+    });
+  }
 }
 
-/** Largest health request the probe port reads, and the streams (Watch) one connection may open. */
+/** Largest health request the probe port reads, and the calls one connection may have open. */
 const PROBE_SERVER_OPTIONS = { 'grpc.max_receive_message_length': 4096, 'grpc.max_concurrent_streams': 16 };
 
 /**
- * grpc.health.v1 alone on a plaintext port: kubelet's gRPC probes cannot do TLS. Every process
- * binds it first, before its database and its mTLS port, so liveness answers during start-up.
+ * grpc.health.v1 Check alone on a plaintext port: kubelet's gRPC probes cannot do TLS. Every
+ * process binds it first, before its database and its mTLS port, so liveness answers during start-up.
  */
 export async function startHealthServer(host: string, port: number, health: HealthState): Promise<{ port: number; close(): void }> {
   const server = new Server(PROBE_SERVER_OPTIONS);
-  health.implementation.addToServer(server);
+  health.addCheckTo(server);
   const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
   const bound = await new Promise<number>((resolve, reject) => server.bindAsync(address, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
   return { port: bound, close: () => server.forceShutdown() };

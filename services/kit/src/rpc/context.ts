@@ -53,3 +53,20 @@ export function compose(middlewares: readonly Middleware[], last: () => Promise<
   const run = (i: number): Promise<void> => (i === middlewares.length ? last() : middlewares[i]!(ctx, () => run(i + 1)));
   return run(0);
 }
+
+/** What the server decided on a call's metadata, before reading its body (server/admission.ts). */
+export type Admission = { principal: Principal } | { refused: unknown };
+
+// Keyed by the call's Metadata object: grpc-js hands the handler the very object the server's
+// interceptor passed on, and nothing a client sends can forge an entry.
+const admissions = new WeakMap<Metadata, Admission>();
+
+/** Records the admission of the call whose metadata is `metadata`; the auth middleware replays it. */
+export function recordAdmission(metadata: Metadata, admission: Admission): void {
+  admissions.set(metadata, admission);
+}
+
+/** The admission recorded for the call whose metadata is `metadata`, if the server made one. */
+export function admissionOf(metadata: Metadata): Admission | undefined {
+  return admissions.get(metadata);
+}

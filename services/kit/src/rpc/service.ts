@@ -5,6 +5,7 @@ import type { ServerDuplexStream, ServerReadableStream, ServerUnaryCall, ServerW
 import { GantryError, Status, toWireStatus } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { peerIdentity, type PeerIdentity } from '../tls/identity.js';
+import { decodedRequest, decodedRequests } from './decode.js';
 import { compose, handlerContext, type CallContext, type HandlerContext, type MethodInfo, type MethodKind, type Middleware } from './context.js';
 
 type AnyMethod = { path: string; requestStream: boolean; responseStream: boolean; requestSerialize: (v: never) => Buffer; responseSerialize: (v: never) => Buffer };
@@ -25,6 +26,16 @@ export type Handlers<D> = { [K in keyof D]: Handler<D[K]> };
 /** Scopes each method needs, in one table per service; `[]` means any authenticated caller. */
 export type ScopeTable<D> = { [K in keyof D]: readonly string[] };
 
+/**
+ * Request limits in bytes per method, for the methods that take more than `limits.maxRequestBytes`
+ * (64 KiB by default): batch RPCs and calls carrying a payload. Capped at
+ * `limits.maxReceiveMessageBytes`; {@link BATCH_REQUEST_BYTES} asks for the cap.
+ */
+export type RequestLimits<D> = { [K in keyof D]?: number };
+
+/** A batch method's limit: as much as the server takes at all (`limits.maxReceiveMessageBytes`). */
+export const BATCH_REQUEST_BYTES = Number.MAX_SAFE_INTEGER;
+
 /** One gRPC service as the kit serves it. */
 export interface ServiceModule<D extends Record<string, AnyMethod> = Record<string, AnyMethod>> {
   /** Fully qualified name, e.g. `gantry.log.v1.LogService`: also its health-check service name. */
@@ -34,6 +45,14 @@ export interface ServiceModule<D extends Record<string, AnyMethod> = Record<stri
   /** Unimplemented methods answer UNIMPLEMENTED with this reason. */
   handlers: Partial<Handlers<D>>;
   unimplementedReason?: string;
+  /** Methods taking larger requests than the default limit; see {@link RequestLimits}. */
+  maxRequestBytes?: RequestLimits<D>;
+}
+
+/** The request limit of `module`'s method `key`: its declared one, else `defaultBytes`, never above `capBytes`. */
+export function requestLimitOf(module: ServiceModule, key: string, limits: { defaultBytes: number; capBytes: number }): number {
+  const declared = (module.maxRequestBytes as Record<string, number | undefined> | undefined)?.[key];
+  return Math.min(declared ?? limits.defaultBytes, limits.capBytes);
 }
 
 /** Declares a service with typed handlers and its scope table. */
@@ -152,7 +171,7 @@ function unaryImpl(info: MethodInfo, handler: AnyHandler | undefined, run: CallR
   return (call: ServerUnaryCall<unknown, unknown> | ServerReadableStream<unknown, unknown>, callback: sendUnaryData<unknown>) => {
     let response: unknown;
     void run(call, async (ctx) => {
-      const input = info.kind === 'unary' ? (call as ServerUnaryCall<unknown, unknown>).request : requestStream(call as ServerReadableStream<unknown, unknown>);
+      const input = info.kind === 'unary' ? decodedRequest((call as ServerUnaryCall<unknown, unknown>).request) : decodedRequests(requestStream(call as ServerReadableStream<unknown, unknown>));
       response = await (handler as (i: unknown, c: HandlerContext) => Promise<unknown>)(input, ctx);
     }).then(({ ctx, error }) => {
       if (error !== undefined) callback(errorStatus(error, ctx, log));
@@ -165,7 +184,7 @@ function unaryImpl(info: MethodInfo, handler: AnyHandler | undefined, run: CallR
 function streamImpl(info: MethodInfo, handler: AnyHandler | undefined, run: CallRunner, log: Logger) {
   return (call: ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>) => {
     void run(call, async (ctx) => {
-      const input = info.kind === 'serverStream' ? (call as ServerWritableStream<unknown, unknown>).request : requestStream(call as ServerDuplexStream<unknown, unknown>);
+      const input = info.kind === 'serverStream' ? decodedRequest((call as ServerWritableStream<unknown, unknown>).request) : decodedRequests(requestStream(call as ServerDuplexStream<unknown, unknown>));
       const output = (handler as (i: unknown, c: HandlerContext) => AsyncIterable<unknown>)(input, ctx);
       for await (const message of output) {
         if (ctx.signal.aborted) throw ctx.signal.reason;

@@ -1,10 +1,14 @@
 import { Server, type ServerCredentials, type ServiceDefinition } from '@grpc/grpc-js';
+import type { Principal } from '../auth/jwt.js';
+import type { CallCredentials } from '../auth/middleware.js';
 import type { GantryConfig } from '../config.js';
 import { GantryError, Status } from '../errors.js';
 import type { HealthState } from '../health/health.js';
 import type { Logger } from '../logger.js';
 import type { Middleware } from '../rpc/context.js';
-import { bindService, type CallTracker, type ServiceModule } from '../rpc/service.js';
+import { assertStrictlyDecodable, strictDeserializer, type DecodableMethod } from '../rpc/decode.js';
+import { bindService, methodInfo, requestLimitOf, type CallTracker, type ServiceModule } from '../rpc/service.js';
+import { admissionInterceptor, type MethodAdmission } from './admission.js';
 import { addReflection } from './reflection.js';
 
 export interface GrpcServerOptions {
@@ -15,6 +19,11 @@ export interface GrpcServerOptions {
   host: string;
   port: number;
   limits: GantryConfig['limits'];
+  /**
+   * Decides each call of a service method on its metadata, before its body is read (the runtime's
+   * Authenticator); the auth middleware replays the decision.
+   */
+  authorize: (call: CallCredentials) => Promise<Principal>;
   health: HealthState;
   /** FileDescriptorSets (buf build output) for gRPC reflection, so grpcurl needs no .proto files. */
   descriptorSetPaths?: readonly string[];
@@ -80,9 +89,37 @@ function connectionAgeOptions(limits: Pick<GantryConfig['limits'], 'maxConnectio
   };
 }
 
+type Limits = GantryConfig['limits'];
+
+/** A method's request limit under `limits`. */
+const limitOf = (module: ServiceModule, key: string, limits: Limits) => requestLimitOf(module, key, { defaultBytes: limits.maxRequestBytes, capBytes: limits.maxReceiveMessageBytes });
+
+/** Every service method's kind and request limit, by path, for admission. */
+function methodAdmissions(modules: readonly ServiceModule[], limits: Limits): Map<string, MethodAdmission> {
+  const methods = new Map<string, MethodAdmission>();
+  for (const module of modules) {
+    for (const [key, method] of Object.entries(module.definition)) {
+      methods.set(method.path, { kind: methodInfo(method).kind, maxRequestBytes: limitOf(module, key, limits) });
+    }
+  }
+  return methods;
+}
+
+/** `module`'s definition with strict request deserializers (rpc/decode.ts); fails when a method cannot have one. */
+function strictDefinition(module: ServiceModule, limits: Limits): ServiceDefinition {
+  const definition: Record<string, unknown> = {};
+  for (const [key, method] of Object.entries(module.definition)) {
+    const decodable = method as unknown as DecodableMethod;
+    assertStrictlyDecodable(decodable);
+    definition[key] = { ...method, requestDeserialize: strictDeserializer(decodable, limitOf(module, key, limits)) };
+  }
+  return definition as unknown as ServiceDefinition;
+}
+
 /**
- * The gRPC server every target runs: service modules behind the middleware chain on the mTLS port,
- * grpc.health.v1 and reflection beside them, message and stream limits, keepalive, a maximum
+ * The gRPC server every target runs: service modules behind admission (server/admission.ts) and
+ * the middleware chain on the mTLS port, grpc.health.v1 and reflection beside them, strict request
+ * decoding, per-method message limits, stream and call bounds, keepalive, a maximum
  * connection age, and a graceful drain on shutdown. The plaintext probe port is the runtime's: it
  * is bound before start-up (startHealthServer).
  */
@@ -94,10 +131,22 @@ export class GrpcServer {
 
   constructor(private readonly opts: GrpcServerOptions) {
     const { limits } = opts;
+    const admission = admissionInterceptor({
+      methods: methodAdmissions(opts.modules, limits),
+      defaultRequestBytes: Math.min(limits.maxRequestBytes, limits.maxReceiveMessageBytes),
+      authorize: opts.authorize,
+      maxCallsPerPrincipal: limits.maxCallsPerPrincipal,
+      maxRequestBytesInFlight: limits.maxRequestBytesInFlight,
+      maxReceiveMessageBytes: limits.maxReceiveMessageBytes,
+      log: opts.log,
+    });
     this.server = new Server({
+      // The server-wide ceiling; admission narrows it per method (ServiceModule.maxRequestBytes).
       'grpc.max_receive_message_length': limits.maxReceiveMessageBytes,
       'grpc.max_send_message_length': limits.maxSendMessageBytes,
       'grpc.max_concurrent_streams': limits.maxConcurrentStreams,
+      // The only interceptor, so it is handed grpc-js's own call (admission.ts, takeOverDecoder).
+      interceptors: [admission],
       'grpc.keepalive_time_ms': limits.keepaliveTimeMs,
       'grpc.keepalive_timeout_ms': limits.keepaliveTimeoutMs,
       'grpc.keepalive_permit_without_calls': 1,
@@ -106,7 +155,7 @@ export class GrpcServer {
       ...connectionAgeOptions(limits),
     });
     for (const module of opts.modules) {
-      this.server.addService(module.definition as unknown as ServiceDefinition, bindService(module, { middlewares: opts.middlewares, log: opts.log, tracker: this.inFlight }));
+      this.server.addService(strictDefinition(module, limits), bindService(module, { middlewares: opts.middlewares, log: opts.log, tracker: this.inFlight }));
     }
     opts.health.implementation.addToServer(this.server);
     if (opts.descriptorSetPaths) addReflection(this.server, opts.descriptorSetPaths, opts.modules.map((m) => m.name));

