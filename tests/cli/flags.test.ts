@@ -38,7 +38,7 @@ describe('gantry flags: set, get, list and delete against gantry serve --target=
     const got = await json(['get', 'webhooks.delivery.paused']);
     assert.ok(typeof got.updatedAt === 'string');
     assert.deepEqual({ ...got, updatedAt: undefined }, {
-      key: 'webhooks.delivery.paused', state: 'ENABLED', variants: { on: true, off: false }, defaultVariant: 'on', targeting: null, metadata: {}, source: 'cli', version: '1', updatedAt: undefined,
+      key: 'webhooks.delivery.paused', state: 'ENABLED', variants: { on: true, off: false }, defaultVariant: 'on', targeting: null, metadata: {}, source: 'principal:gantry-cli', version: '1', updatedAt: undefined,
     });
     const human = await flags(['get', 'webhooks.delivery.paused']);
     assert.match(human.stdout, /^key +webhooks\.delivery\.paused\nstate +ENABLED\ndefault +on\nvariants +on=true off=false\n/);

@@ -41,6 +41,9 @@ export async function run(file: string, args: string[], env: NodeJS.ProcessEnv, 
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
       resolve({ code, stdout, stderr: err && code === 1 && !stderr ? err.message : stderr });
     });
+    // A program that exits before reading its input (kubectl against a pod just force-deleted)
+    // closes the pipe: EPIPE here is that, and its exit code already says what happened.
+    child.stdin!.on('error', () => undefined);
     child.stdin!.end(input ?? '');
   });
 }

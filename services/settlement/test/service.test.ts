@@ -178,7 +178,7 @@ for (const engine of engines()) {
       const { w, sessionId } = await fundedWallet(1_000n, 500n);
       const other = await fundedWallet(1_000n, 500n);
       const flag = (defaultVariant: 'on' | 'off', targeting?: object) =>
-        p.flags.put({ key: 'settlement.draws.disabled', state: flagsv1.FlagState.FLAG_STATE_ENABLED, variants: { on: true, off: false }, defaultVariant, targeting, metadata: {}, source: 'test', version: 0n, updatedAt: undefined });
+        p.flags.put({ key: 'settlement.draws.disabled', state: flagsv1.FlagState.FLAG_STATE_ENABLED, variants: { on: true, off: false }, defaultVariant, targeting, metadata: {}, source: '', version: 0n, updatedAt: undefined });
       await flag('on');
       // The store notifies this process's snapshot; evaluation follows within moments.
       await eventually(() => p.runtime.flags.getBooleanValue('settlement.draws.disabled', false), 2000);

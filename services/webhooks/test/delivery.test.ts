@@ -50,7 +50,7 @@ for (const engine of engines()) {
     test('the kill switch webhooks.delivery.paused holds every delivery: events queue while it is on and go out once it is off', async () => {
       const e = await endpoint();
       const paused = (defaultVariant: 'on' | 'off') =>
-        p.flags.put({ key: 'webhooks.delivery.paused', state: flagsv1.FlagState.FLAG_STATE_ENABLED, variants: { on: true, off: false }, defaultVariant, targeting: undefined, metadata: {}, source: 'test', version: 0n, updatedAt: undefined });
+        p.flags.put({ key: 'webhooks.delivery.paused', state: flagsv1.FlagState.FLAG_STATE_ENABLED, variants: { on: true, off: false }, defaultVariant, targeting: undefined, metadata: {}, source: '', version: 0n, updatedAt: undefined });
       await paused('on');
       assert.ok(await eventually(() => p.runtime.flags.getBooleanValue('webhooks.delivery.paused', false), WAIT_MS));
       const ids = [];

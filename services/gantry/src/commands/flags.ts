@@ -53,7 +53,6 @@ interface SetOptions extends ConnectionOptions {
   state: 'enabled' | 'disabled';
   targeting?: string;
   metadata?: string;
-  source: string;
   expectedVersion?: bigint;
 }
 
@@ -78,7 +77,8 @@ export function flagFromOptions(key: string, opts: SetOptions): flagsv1.Flag {
     defaultVariant,
     targeting: opts.targeting !== undefined ? parseObject('--targeting', opts.targeting, '{"fractional":[["on",10],["off",90]]}') : undefined,
     metadata: opts.metadata !== undefined ? parseObject('--metadata', opts.metadata, '{"owner":"payments"}') : {},
-    source: opts.source,
+    // The service records who wrote it (principal:<subject>); a caller cannot name another writer.
+    source: '',
     version: 0n,
     updatedAt: undefined,
   };
@@ -111,7 +111,6 @@ export function flagsCommand(): Command {
     .addOption(new Option('--state <state>', 'disabled makes evaluation return the caller default').choices(['enabled', 'disabled']).default('enabled'))
     .option('--targeting <json>', 'flagd JSONLogic rule returning a variant name, e.g. \'{"fractional":[["on",10],["off",90]]}\'')
     .option('--metadata <json>', 'flag metadata (string, number or boolean values)')
-    .option('--source <text>', 'who wrote it, kept with the flag', 'cli')
     .option('--expected-version <n>', "write only if the flag is at this version (0 = only if it does not exist yet)", parseVersion('--expected-version'))
     .action(async (key: string, opts: SetOptions) => {
       const flag = flagFromOptions(key, opts);
