@@ -37,11 +37,10 @@ export const configSchema = z.strictObject({
   auth: z.strictObject({
     issuer: z.string().min(1).default('gantry-dev'),
     audience: z.string().min(1).default('gantry'),
-    /** One key source: a JWKS file (re-read on change), a JWKS URL (cached, refetched on unknown kid), or an HS256 secret file (dev only). */
+    /** At most one key source, public keys only: a JWKS file (re-read on change) or a JWKS URL (https, cached, refetched on unknown kid). */
     jwksFile: z.string().optional(),
     /** https only: keys fetched over plain http could be replaced on the way, and with them every token. */
     jwksUrl: z.url({ protocol: /^https$/, error: 'must be an https:// URL: keys fetched over plain http could be replaced on the way' }).optional(),
-    hmacSecretFile: z.string().optional(),
     clockToleranceSec: z.coerce.number().int().min(0).max(300).default(30),
     /** Tokens living longer than this are refused even if unexpired. */
     maxTokenAgeSec: z.coerce.number().int().min(60).max(31 * 24 * 3600).default(24 * 3600),
@@ -261,7 +260,6 @@ const RENAMED_ENV: Record<string, string> = {
   GANTRY_JWT_AUDIENCE: 'GANTRY_AUTH_AUDIENCE',
   GANTRY_JWT_JWKS_FILE: 'GANTRY_AUTH_JWKS_FILE',
   GANTRY_JWT_JWKS_URL: 'GANTRY_AUTH_JWKS_URL',
-  GANTRY_JWT_HMAC_SECRET_FILE: 'GANTRY_AUTH_HMAC_SECRET_FILE',
   GANTRY_JWT_CLOCK_TOLERANCE_SEC: 'GANTRY_AUTH_CLOCK_TOLERANCE_SEC',
   GANTRY_OTLP_ENDPOINT: 'GANTRY_TELEMETRY_OTLP_ENDPOINT',
   GANTRY_LOG_LEVEL: 'GANTRY_TELEMETRY_LOG_LEVEL',
@@ -270,6 +268,13 @@ const RENAMED_ENV: Record<string, string> = {
   GANTRY_SHUTDOWN_GRACE_MS: 'GANTRY_LIMITS_SHUTDOWN_GRACE_MS',
   GANTRY_MAX_CONNECTION_AGE_MS: 'GANTRY_LIMITS_MAX_CONNECTION_AGE_MS',
   GANTRY_MAX_CONNECTION_AGE_GRACE_MS: 'GANTRY_LIMITS_MAX_CONNECTION_AGE_GRACE_MS',
+};
+
+/** Names that are gone, and why. */
+const REMOVED_ENV: Record<string, string> = {
+  // A shared secret verifies and mints alike: whoever reads it from a pod mints any token.
+  GANTRY_AUTH_HMAC_SECRET_FILE: 'an HS256 secret can mint tokens as well as check them; give a JWKS (GANTRY_AUTH_JWKS_FILE or GANTRY_AUTH_JWKS_URL), or GANTRY_AUTH_DEV_ISSUER=true for development',
+  GANTRY_JWT_HMAC_SECRET_FILE: 'an HS256 secret can mint tokens as well as check them; give a JWKS (GANTRY_AUTH_JWKS_FILE or GANTRY_AUTH_JWKS_URL), or GANTRY_AUTH_DEV_ISSUER=true for development',
 };
 
 /** Names under this prefix belong to test tooling (scripts/test-env, the test suites): never config. */
@@ -339,6 +344,8 @@ function applyEnv(tree: Tree, env: NodeJS.ProcessEnv, schema: z.ZodType, otherNa
     if (path === undefined) {
       const successor = RENAMED_ENV[name];
       if (successor) throw new ConfigError(`environment variable ${name} was renamed to ${successor}: rename it where it is set`);
+      const removed = REMOVED_ENV[name];
+      if (removed) throw new ConfigError(`environment variable ${name} is no longer accepted: ${removed}`);
       throw new ConfigError(`unknown environment variable ${name}; known ones: ${[...names.keys()].join(', ')} (docs/configuration.md)`);
     }
     if (value === '') continue;
@@ -388,9 +395,9 @@ function checkKeySources(config: GantryConfig): void {
   if (tlsSet !== 0 && tlsSet !== 3) {
     throw new ConfigError('invalid config tls: set all of caFile, certFile and keyFile (GANTRY_TLS_*), or none for the dev PKI');
   }
-  const keySources = [config.auth.jwksFile, config.auth.jwksUrl, config.auth.hmacSecretFile].filter(Boolean).length;
+  const keySources = [config.auth.jwksFile, config.auth.jwksUrl].filter(Boolean).length;
   if (keySources > 1) {
-    throw new ConfigError('invalid config auth: set only one of jwksFile, jwksUrl, hmacSecretFile');
+    throw new ConfigError('invalid config auth: set only one of jwksFile, jwksUrl');
   }
   const { maxRequestBytesInFlight, maxReceiveMessageBytes } = config.limits;
   if (maxRequestBytesInFlight < maxReceiveMessageBytes) {

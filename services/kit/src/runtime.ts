@@ -101,7 +101,7 @@ async function loadCredentials(config: GantryConfig, log: Logger): Promise<{ tls
     tls = { caFile: paths.caFile, certFile: paths.serverCertFile, keyFile: paths.serverKeyFile, reloadIntervalMs: config.tls.reloadIntervalMs };
   }
   let jwksFile = config.auth.jwksFile;
-  if (!config.auth.jwksFile && !config.auth.jwksUrl && !config.auth.hmacSecretFile) {
+  if (!config.auth.jwksFile && !config.auth.jwksUrl) {
     if (!config.auth.devIssuer) {
       log.warn('no token issuer configured (auth.jwksUrl, auth.jwksFile): calls with a token are refused; platform workloads call by their certificates');
       return { tls, jwksFile: undefined, verifier: undefined };

@@ -135,7 +135,8 @@ describe('loadConfig', () => {
   });
 
   test('more than one JWT key source is refused', () => {
-    assert.throws(() => loadConfig({ env: { GANTRY_AUTH_JWKS_FILE: '/jwks.json', GANTRY_AUTH_HMAC_SECRET_FILE: '/secret' } }), /only one of/);
+    assert.throws(() => loadConfig({ env: { GANTRY_AUTH_JWKS_FILE: '/jwks.json', GANTRY_AUTH_JWKS_URL: 'https://idp.example.com/jwks' } }), /only one of/);
+    assert.throws(() => loadConfig({ env: { GANTRY_AUTH_HMAC_SECRET_FILE: '/secret' } }), /no longer accepted: an HS256 secret can mint tokens/);
   });
 
   test('a JSON config file is read, the environment overrides it, and explicit overrides win over both', () => {

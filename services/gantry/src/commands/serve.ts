@@ -37,7 +37,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
 function printWelcome(config: GantryConfig, runtime: Runtime, targets: readonly string[]): void {
   const host = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? 'localhost' : config.listen.host;
   const rel = (p: string) => relative(process.cwd(), resolve(p)) || p;
-  const devAuth = config.auth.devIssuer && !config.auth.jwksFile && !config.auth.jwksUrl && !config.auth.hmacSecretFile;
+  const devAuth = config.auth.devIssuer && !config.auth.jwksFile && !config.auth.jwksUrl;
   process.stderr.write(
     [
       '',

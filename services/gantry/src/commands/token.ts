@@ -14,7 +14,7 @@ export interface TokenOptions {
 /** `gantry token`: mints a dev JWT signed by the dev key the local server trusts. */
 export async function token(opts: TokenOptions): Promise<void> {
   const config = loadProgramConfig({ file: opts.config });
-  if (config.auth.jwksFile || config.auth.jwksUrl || config.auth.hmacSecretFile) {
+  if (config.auth.jwksFile || config.auth.jwksUrl) {
     throw new Error('gantry token signs with the dev key only; this config trusts another issuer. Get a token from that issuer instead.');
   }
   const scopes = opts.allScopes ? allScopes() : opts.scope;

@@ -1,8 +1,7 @@
 import type { KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import jwt from 'jsonwebtoken';
 import type { GantryConfig } from '../config.js';
-import { HmacSecretSource, JwksFileSource, JwksUrlSource, type Algorithm, type KeySource } from './keys.js';
+import { JwksFileSource, JwksUrlSource, type Algorithm, type KeySource } from './keys.js';
 
 /** A platform component calling as itself, authenticated by its certificate (see auth/workload.ts). */
 export interface WorkloadIdentity {
@@ -49,9 +48,8 @@ export class TokenVerifier {
   static fromConfig(auth: GantryConfig['auth'], devJwksFile?: string): TokenVerifier {
     let source: KeySource;
     if (auth.jwksUrl) source = new JwksUrlSource(auth.jwksUrl);
-    else if (auth.hmacSecretFile) source = new HmacSecretSource(readFileSync(auth.hmacSecretFile));
     else if (auth.jwksFile ?? devJwksFile) source = new JwksFileSource((auth.jwksFile ?? devJwksFile)!);
-    else throw new Error('no JWT key source: set GANTRY_AUTH_JWKS_FILE, GANTRY_AUTH_JWKS_URL or GANTRY_AUTH_HMAC_SECRET_FILE');
+    else throw new Error('no JWT key source: set GANTRY_AUTH_JWKS_FILE or GANTRY_AUTH_JWKS_URL');
     return new TokenVerifier(source, auth);
   }
 

@@ -1,4 +1,4 @@
-import { createHash, createPrivateKey, createPublicKey, createSecretKey, generateKeyPairSync, type KeyObject, type JsonWebKey } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, type JsonWebKey } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -6,7 +6,7 @@ import jwksRsa from 'jwks-rsa';
 
 /** Asymmetric algorithms accepted from a JWKS; HS* is never accepted from a JWKS (no HS/RS confusion). */
 export const ASYMMETRIC_ALGORITHMS = ['RS256', 'PS256', 'ES256'] as const;
-export type Algorithm = (typeof ASYMMETRIC_ALGORITHMS)[number] | 'HS256';
+export type Algorithm = (typeof ASYMMETRIC_ALGORITHMS)[number];
 
 export interface VerificationKey {
   key: KeyObject;
@@ -101,23 +101,6 @@ export class JwksUrlSource implements KeySource {
     const signingKey = await this.client.getSigningKey(kid);
     const algorithm = (signingKey.alg as Algorithm | undefined) ?? (alg.startsWith('ES') ? 'ES256' : 'RS256');
     return { key: createPublicKey(signingKey.getPublicKey()), algorithm };
-  }
-
-  close(): void {}
-}
-
-/** A shared HS256 secret: for development only, where one process both mints and checks tokens. */
-export class HmacSecretSource implements KeySource {
-  readonly algorithms = ['HS256'] as const;
-  private readonly key: VerificationKey;
-
-  constructor(secret: Buffer) {
-    if (secret.length < 32) throw new Error('the HMAC secret must be at least 32 bytes');
-    this.key = { key: createSecretKey(secret), algorithm: 'HS256' };
-  }
-
-  async keyFor(): Promise<VerificationKey> {
-    return this.key;
   }
 
   close(): void {}
