@@ -1,15 +1,11 @@
-import { resolve } from 'node:path';
 import {
   defineModule,
   certificateIdentity,
-  fileTokenSource,
   mtlsChannelCredentials,
   OutboxRelay,
   peerAddressOf,
   peerChannelOptions,
-  type GantryConfig,
   type RelaySink,
-  type ServiceTokenSource,
   type Serving,
   type StartContext,
 } from '@gantry/kit';
