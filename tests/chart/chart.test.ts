@@ -238,8 +238,8 @@ describe('charts/gantry', () => {
       ServiceAccount: [...components, 'gy-keys'].sort(),
     });
     // The Secrets the keys Job makes keep the names the chart's own Secrets had.
-    assert.deepEqual(plannedSecrets(keysPlanOf(micro)), ['gy-approvals-tls', 'gy-ca', 'gy-log-signing-key', 'gy-log-tls', 'gy-operator-tls', 'gy-settlement-tls', 'gy-webhooks-keys', 'gy-webhooks-tls']);
-    assert.deepEqual(plannedSecrets(keysPlanOf(mono)), ['gy-ca', 'gy-gantry-tls', 'gy-log-signing-key', 'gy-operator-tls', 'gy-webhooks-keys']);
+    assert.deepEqual(plannedSecrets(keysPlanOf(micro)), ['gy-approvals-tls', 'gy-ca', 'gy-helm-test-tls', 'gy-log-signing-key', 'gy-log-tls', 'gy-operator-tls', 'gy-settlement-tls', 'gy-webhooks-keys', 'gy-webhooks-tls']);
+    assert.deepEqual(plannedSecrets(keysPlanOf(mono)), ['gy-ca', 'gy-gantry-tls', 'gy-helm-test-tls', 'gy-log-signing-key', 'gy-operator-tls', 'gy-webhooks-keys']);
     assert.deepEqual(plannedSecrets(keysPlanOf(certManager)), ['gy-log-signing-key', 'gy-webhooks-keys']);
     assert.deepEqual(namesByKind(mono), {
       CustomResourceDefinition: crds,
@@ -255,7 +255,7 @@ describe('charts/gantry', () => {
       ...keys,
     });
     assert.deepEqual(namesByKind(certManager), {
-      Certificate: ['gy-approvals-tls', 'gy-ca', 'gy-log-tls', 'gy-operator-tls', 'gy-settlement-tls', 'gy-webhooks-tls'],
+      Certificate: ['gy-approvals-tls', 'gy-ca', 'gy-helm-test-tls', 'gy-log-tls', 'gy-operator-tls', 'gy-settlement-tls', 'gy-webhooks-tls'],
       CustomResourceDefinition: crds,
       Deployment: components,
       HorizontalPodAutoscaler: ['gy-settlement'],
@@ -569,6 +569,7 @@ describe('charts/gantry', () => {
       [`${release}-approvals-tls`, 'approvals', 'both'],
       [`${release}-webhooks-tls`, 'webhooks', 'both'],
       [`${operator}-tls`, 'operator', 'client'],
+      [`${release}-helm-test-tls`, 'helm-test', 'client'],
     ]);
     assert.ok(plan.tls!.leaves[0]!.dnsNames.includes(headless('log')));
     assert.deepEqual(plan.tls!.leaves[4]!.dnsNames, [operator], 'the operator serves nothing');
@@ -674,7 +675,7 @@ describe('charts/gantry', () => {
       assert.deepEqual(c!.args.slice(0, 3), ['health', `--address=${host}:7443`, `--server-name=${host}`]);
       assert.ok(c!.args.includes(`--service=${service}`));
       assert.equal(c!.securityContext.readOnlyRootFilesystem, true);
-      assert.equal(pod.spec.volumes.find((v: Obj) => v.name === 'tls').secret.secretName, `${release}-${target}-tls`);
+      assert.equal(pod.spec.volumes.find((v: Obj) => v.name === 'tls').secret.secretName, `${release}-helm-test-tls`, 'a certificate of its own, not the service workload identity');
     }
     const mono = ofKind(await render(['monolithic-values.yaml']), 'Pod');
     assert.deepEqual(mono.map((p) => p.metadata.name), [`${release}-gantry-test-health`]);

@@ -194,7 +194,7 @@ describe('charts/gantry on a real Kubernetes API server', () => {
     }
 
     const secrets = objects.filter((o) => o.kind === 'Secret' && o.type !== 'helm.sh/release.v1');
-    const kept = [`${release}-ca`, ...targets.map((x) => `${release}-${x}-tls`), `${operator}-tls`, `${release}-log-signing-key`, `${release}-webhooks-keys`];
+    const kept = [`${release}-ca`, ...targets.map((x) => `${release}-${x}-tls`), `${operator}-tls`, `${release}-helm-test-tls`, `${release}-log-signing-key`, `${release}-webhooks-keys`];
     assert.deepEqual(names(secrets, 'Secret'), ['gantry-database', ...kept].sort());
     await assertKeysRights(k, ns, kept);
     const decode = (s: Obj, key: string) => Buffer.from(s.data[key], 'base64').toString();
