@@ -118,8 +118,8 @@ describe('bounds per principal and on request bytes in flight', () => {
 
   test('calls the request budget cannot take are refused at once with a retry pushback, and admitted once it frees', async () => {
     const alice = { authorization: `Bearer ${platform.token('alice', both)}` };
-    // Each reserves Echo's limit (64 KiB) until its request has arrived, which it never does.
-    const withheld = [withheldEcho(session, alice, 100, 10), withheldEcho(session, alice, 100, 10)];
+    // Each reserves the 64 KiB its prefix declares until its request has arrived, which it never does.
+    const withheld = [withheldEcho(session, alice, 64 * KiB, 10), withheldEcho(session, alice, 64 * KiB, 10)];
     try {
       assert.ok(await eventually(async () => (await echoAs('bob')).err?.code === status.RESOURCE_EXHAUSTED, 3000), 'bob is refused while the budget is spent');
       const { err } = await echoAs('bob');

@@ -23,7 +23,7 @@ async function probeAnswers(healthPort: number): Promise<Record<string, string |
 }
 
 function configFor(dataDir: string, overrides: ConfigInput = {}) {
-  return loadConfig({ env: {}, overrides: { dataDir, listen: { host: '127.0.0.1', port: 0, healthPort: 0 }, telemetry: { logLevel: 'silent' }, ...overrides } });
+  return loadConfig({ env: { GANTRY_AUTH_DEV_ISSUER: 'true' }, overrides: { dataDir, listen: { host: '127.0.0.1', port: 0, healthPort: 0 }, telemetry: { logLevel: 'silent' }, ...overrides } });
 }
 
 /** `url` with its host and port replaced by the proxy's. */

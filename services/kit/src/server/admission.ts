@@ -71,15 +71,24 @@ class ByteBudget {
 /** How long a caller refused for the budget should wait: requests arrive in milliseconds, so soon. */
 const BUDGET_RETRY_MS = 1000;
 
-/** What an admitted call holds until it ends: its principal's call slot, and its request bytes until the request has arrived. */
+function budgetSpent(methodPath: string): GantryError {
+  return new GantryError(Status.RESOURCE_EXHAUSTED, `the server is receiving as many request bytes as it buffers at once (limits.maxRequestBytesInFlight); retry ${methodPath} in ${BUDGET_RETRY_MS} ms`, {
+    trailers: { 'grpc-retry-pushback-ms': String(BUDGET_RETRY_MS), 'retry-after': String(Math.ceil(BUDGET_RETRY_MS / 1000)) },
+  });
+}
+
+/** What an admitted call holds until it ends: its principal's call slot, and each request message's bytes until that message has arrived. */
 class Ticket {
-  private bytes = 0;
+  /** Reserved sizes of messages announced and not yet delivered, oldest first. */
+  private readonly pending: number[] = [];
+  /** Reserved on the headers for the first message, not yet claimed by its prefix. */
+  private upFront = 0;
   private subject: string | undefined;
   private ended = false;
 
   constructor(private readonly calls: CallsPerPrincipal, private readonly budget: ByteBudget) {}
 
-  /** Takes a call slot for `principal` and, for a call of one request, `bytes` of the budget; throws RESOURCE_EXHAUSTED when either is spent. */
+  /** Takes a call slot for `principal` and `bytes` of the budget up front (0 when reserved at each prefix); throws RESOURCE_EXHAUSTED when either is spent. */
   take(principal: Principal, methodPath: string, bytes: number): void {
     // Cancelled while it was being authorized: nothing to hold, nobody to answer.
     if (this.ended) throw new GantryError(Status.CANCELLED, 'cancelled by the client');
@@ -91,23 +100,37 @@ class Ticket {
     if (!this.budget.tryReserve(bytes)) {
       this.calls.release(principal.subject);
       this.subject = undefined;
-      throw new GantryError(Status.RESOURCE_EXHAUSTED, `the server is receiving as many request bytes as it buffers at once (limits.maxRequestBytesInFlight); retry ${methodPath} in ${BUDGET_RETRY_MS} ms`, {
-        trailers: { 'grpc-retry-pushback-ms': String(BUDGET_RETRY_MS), 'retry-after': String(Math.ceil(BUDGET_RETRY_MS / 1000)) },
-      });
+      throw budgetSpent(methodPath);
     }
-    this.bytes = bytes;
+    this.upFront = bytes;
   }
 
-  /** The request has arrived: its reservation is no longer needed. */
+  /**
+   * Reserves a message's declared size as its prefix arrives, using what the headers reserved
+   * first (what is left of it is given back); false when the budget cannot take the rest.
+   */
+  reserve(bytes: number): boolean {
+    if (this.ended) return false;
+    const covered = Math.min(this.upFront, bytes);
+    if (bytes > covered && !this.budget.tryReserve(bytes - covered)) return false;
+    this.budget.release(this.upFront - covered);
+    this.upFront = 0;
+    this.pending.push(bytes);
+    return true;
+  }
+
+  /** A request message has arrived: its reservation is no longer needed. */
   requestArrived(): void {
-    this.budget.release(this.bytes);
-    this.bytes = 0;
+    const bytes = this.pending.shift();
+    if (bytes !== undefined) this.budget.release(bytes);
   }
 
   /** The call has ended (a status went out, or it was cancelled). Idempotent. */
   end(): void {
     this.ended = true;
-    this.requestArrived();
+    while (this.pending.length > 0) this.requestArrived();
+    this.budget.release(this.upFront);
+    this.upFront = 0;
     if (this.subject !== undefined) this.calls.release(this.subject);
     this.subject = undefined;
   }
@@ -121,6 +144,7 @@ type HandlerListener = Parameters<ServerInterceptingCall['start']>[0];
  */
 class WithholdingCall extends ServerInterceptingCall {
   private handler: HandlerListener | undefined;
+  private refusedArriving = false;
   private withheld: { next: 'message' | 'halfClose' | 'nothing'; placeholder: UndecodableRequest } | undefined;
 
   withhold(refusal: unknown): void {
@@ -128,9 +152,35 @@ class WithholdingCall extends ServerInterceptingCall {
     this.withheld = { next: 'message', placeholder: new UndecodableRequest(error) };
   }
 
+  /**
+   * Refuses a call whose request is arriving (the budget could not take it): the handler gets the
+   * placeholder and a half-close in its place (whatever the client still sends is dropped), and the
+   * middleware chain answers with the refusal and its trailers.
+   */
+  refuseArriving(refusal: GantryError): void {
+    this.refusedArriving = true;
+    const handler = this.handler;
+    const placeholder = new UndecodableRequest(refusal);
+    process.nextTick(() => {
+      handler?.onReceiveMessage(placeholder);
+      handler?.onReceiveHalfClose();
+    });
+  }
+
   override start(listener: HandlerListener): void {
     this.handler = listener;
-    super.start(listener);
+    // What grpc-js reads after a refusal (the client's half-close) no longer reaches the handler,
+    // which has been given the placeholder and a half-close of ours.
+    super.start({
+      onReceiveMetadata: (metadata) => listener.onReceiveMetadata(metadata),
+      onReceiveMessage: (message) => {
+        if (!this.refusedArriving) listener.onReceiveMessage(message);
+      },
+      onReceiveHalfClose: () => {
+        if (!this.refusedArriving) listener.onReceiveHalfClose();
+      },
+      onCancel: () => listener.onCancel(),
+    });
   }
 
   override startRead(): void {
@@ -159,12 +209,12 @@ class WithholdingCall extends ServerInterceptingCall {
  * deserializer then refuses such a request once read, and the budget reserves the server-wide
  * maximum for it.
  */
-function takeOverDecoder(call: ServerInterceptingCallInterface, maxBytes: number): boolean {
+function takeOverDecoder(call: ServerInterceptingCallInterface, maxBytes: number, admit?: (size: number) => boolean): boolean {
   const internals = call as unknown as { decoder?: { maxReadMessageLength?: unknown; write?: unknown }; maxReceiveMessageSize?: unknown };
   const decoder = internals.decoder;
   if (typeof decoder?.maxReadMessageLength !== 'number' || typeof decoder.write !== 'function' || typeof internals.maxReceiveMessageSize !== 'number') return false;
   const narrow = (limit: number) => (limit === -1 ? maxBytes : Math.min(limit, maxBytes));
-  internals.decoder = new ExactMessageDecoder(narrow(decoder.maxReadMessageLength));
+  internals.decoder = new ExactMessageDecoder(narrow(decoder.maxReadMessageLength), admit);
   internals.maxReceiveMessageSize = narrow(internals.maxReceiveMessageSize);
   return true;
 }
@@ -180,7 +230,16 @@ export function admissionInterceptor(opts: AdmissionOptions): ServerInterceptor 
       takeOverDecoder(next, opts.defaultRequestBytes);
       return new ServerInterceptingCall(next);
     }
-    const atPrefix = takeOverDecoder(next, method.maxRequestBytes);
+    const ticket = new Ticket(calls, budget);
+    // Each request message reserves the size its prefix declares, before a byte of it is buffered,
+    // and holds it until it is delivered: the budget bounds what is being received, not what
+    // methods could declare (a 4 MiB limit must not cost 4 MiB for a 100-byte Append).
+    const admit = (size: number): boolean => {
+      if (ticket.reserve(size)) return true;
+      call.refuseArriving(budgetSpent(descriptor.path));
+      return false;
+    };
+    const atPrefix = takeOverDecoder(next, method.maxRequestBytes, admit);
     if (!atPrefix && !warned) {
       warned = true;
       opts.log.warn({ method: descriptor.path }, "grpc-js's call internals changed: per-method request limits now apply after a request is read, and each call reserves limits.maxReceiveMessageBytes of the request budget");
@@ -188,8 +247,10 @@ export function admissionInterceptor(opts: AdmissionOptions): ServerInterceptor 
     // Calls of one request hold budget until it has arrived; streaming requests are bounded per
     // message by the method's limit and per principal by the call bound.
     const singleRequest = method.kind === 'unary' || method.kind === 'serverStream';
-    const reserveBytes = singleRequest ? (atPrefix ? method.maxRequestBytes : opts.maxReceiveMessageBytes) : 0;
-    const ticket = new Ticket(calls, budget);
+    // A call of one request reserves, on its headers, what a typical request needs (the default
+    // limit, or its method's if smaller), so a spent budget refuses calls before their bodies; a
+    // larger request reserves the rest at its prefix.
+    const reserveBytes = !singleRequest ? 0 : atPrefix ? Math.min(method.maxRequestBytes, opts.defaultRequestBytes) : opts.maxReceiveMessageBytes;
     const decide = async (metadata: Metadata): Promise<Admission> => {
       try {
         const principal = await opts.authorize({ methodPath: descriptor.path, metadata, peer: () => peerIdentity(next.getPeer(), next.getAuthContext().sslPeerCertificate) });

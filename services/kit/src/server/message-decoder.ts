@@ -14,21 +14,32 @@ export class ExactMessageDecoder {
   private prefixBytes = 0;
   private message: Buffer | undefined;
   private messageBytes = 0;
+  /** Set once `admit` refused a message: the call is being answered, and nothing more is buffered. */
+  private discarding = false;
 
-  constructor(readonly maxReadMessageLength: number) {}
+  /**
+   * `admit` is asked for each message's declared size before anything of it is buffered (the
+   * server's request budget); false refuses it, and everything after is dropped.
+   */
+  constructor(
+    readonly maxReadMessageLength: number,
+    private readonly admit: (size: number) => boolean = () => true,
+  ) {}
 
   /** The messages `data` completes; throws when a prefix declares more than the limit. */
   write(data: Buffer): Buffer[] {
     const complete: Buffer[] = [];
     let at = 0;
-    while (at < data.length) {
+    while (at < data.length && !this.discarding) {
       if (!this.message) {
         const n = Math.min(5 - this.prefixBytes, data.length - at);
         data.copy(this.prefix, this.prefixBytes, at, at + n);
         this.prefixBytes += n;
         at += n;
         if (this.prefixBytes < 5) break;
-        this.message = this.startMessage();
+        const message = this.startMessage();
+        if (!message) break;
+        this.message = message;
       }
       const n = Math.min(this.message.length - this.messageBytes, data.length - at);
       data.copy(this.message, this.messageBytes, at, at + n);
@@ -42,11 +53,15 @@ export class ExactMessageDecoder {
     return complete;
   }
 
-  /** A buffer for the message the prefix announces, the prefix copied in. */
-  private startMessage(): Buffer {
+  /** A buffer for the message the prefix announces, the prefix copied in; undefined when `admit` refused it. */
+  private startMessage(): Buffer | undefined {
     const size = this.prefix.readUInt32BE(1);
     if (this.maxReadMessageLength !== -1 && size > this.maxReadMessageLength) {
       throw new Error(`Received message larger than max (${size} vs ${this.maxReadMessageLength})`);
+    }
+    if (!this.admit(size)) {
+      this.discarding = true;
+      return undefined;
     }
     // Not from Node's shared pool: a pooled slice would keep its 8 KiB slab alive.
     const message = Buffer.allocUnsafeSlow(size + 5);
