@@ -124,17 +124,19 @@ async function addressesNow(deps: WebhooksDeps, hostname: string): Promise<Looku
  * Refuses a URL for an endpoint of `owner` whose host is, or resolves to, an address deliveries
  * may not reach (domain/address-guard.ts): INVALID_ARGUMENT; PERMISSION_DENIED when only an
  * administrator's approval would open it. Returns whether the caller (an admin or a platform
- * workload) approved an internal target. A name that does not resolve now is accepted and approved
- * for nothing: delivery checks again (and that check is the one that counts).
+ * workload) approved an internal target. A name that does not resolve yet (a receiver whose
+ * Service is created after its Webhook, as the operator's often are) is accepted, approved when the
+ * caller may approve internal targets: delivery checks the address again against the allow-list, and
+ * that check is the one that counts.
  */
 async function checkTarget(deps: WebhooksDeps, ctx: HandlerContext, field: string, url: string, owner: string): Promise<boolean> {
   const parsed = new URL(url);
   const target = targetOf(parsed);
+  const approver = isAdmin(ctx) || ctx.principal.workload !== undefined;
   const addresses = await addressesNow(deps, parsed.hostname);
-  if (!addresses) return false;
+  if (!addresses) return approver;
   const own = deps.guard.allowance({ owner, internalApproved: false });
   const approvable = deps.guard.allowance({ owner, internalApproved: true });
-  const approver = isAdmin(ctx) || ctx.principal.workload !== undefined;
   let approved = false;
   for (const { address } of addresses) {
     const why = deps.guard.refusal(address, target, own);
