@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { BATCH_REQUEST_BYTES, defineModule, defineService, ProviderEvents, scopesOf, type GantryModule } from '@gantry/kit';
+import { BATCH_REQUEST_BYTES, defineModule, defineService, ProviderEvents, scopesOf, type GantryModule, type Logger, type ServiceDeps } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
 import { webhooksHandlers } from './api/handlers.js';
 import { WEBHOOKS_ADMIN_SCOPE, webhooksScopes } from './api/scopes.js';
@@ -83,6 +83,37 @@ export async function sealPlaintextHeaders(store: WebhooksStore, box: SecretBox)
   }
 }
 
+/** The delivery dispatcher of one process, on the module's settings and the shared defaults. */
+function dispatcherFor(o: { store: WebhooksStore; box: SecretBox; guard: AddressGuard; resolver: Resolver; now: () => number; random: () => number; settings: WebhooksConfig; flags: ServiceDeps['flags']; log: Logger }): Dispatcher {
+  const { settings: c, flags } = o;
+  const d = WEBHOOKS_DEFAULTS;
+  return new Dispatcher(
+    o.store,
+    o.box,
+    new HttpSender(o.guard, o.resolver, c.attemptTimeoutMs),
+    {
+      now: o.now,
+      random: o.random,
+      policy: { scheduleMs: c.retryScheduleMs, jitterRatio: c.retryJitterRatio, maxAttempts: c.maxAttempts, maxRetryAfterMs: c.maxRetryAfterMs },
+      disableRule: { failures: c.disableAfterFailures, forMs: c.disableAfterMs },
+      attemptTimeoutMs: c.attemptTimeoutMs,
+      pollIntervalMs: c.pollIntervalMs,
+      maxInFlight: c.maxInFlight,
+      claim: {
+        endpoints: d.claimEndpoints,
+        batch: c.claimBatch,
+        defaultMaxConcurrency: c.defaultMaxConcurrency,
+        defaultRateLimitPerSecond: c.defaultRateLimitPerSecond,
+        leaseMs: c.attemptTimeoutMs + c.leaseMarginMs,
+      },
+      drainTimeoutMs: c.drainTimeoutMs,
+      onDisabled: () => undefined,
+      paused: () => flags.getBooleanValue(DELIVERY_PAUSED_FLAG, false),
+    },
+    o.log,
+  );
+}
+
 /** The webhooks target with injected clock, randomness and resolver (tests); `webhooksService` uses the real ones. */
 export function createWebhooksService(opts: WebhooksOptions = {}): GantryModule {
   const now = opts.now ?? Date.now;
@@ -107,31 +138,7 @@ export function createWebhooksService(opts: WebhooksOptions = {}): GantryModule 
       const streams = new WebhooksStreams(db, store, feed, { readChanges: d.registryReadChanges, pollMs: d.streamPollMs, bookmarkIntervalMs: d.bookmarkIntervalMs, queueEvents, maxStreams: d.maxStreams }, log);
       await streams.start();
       opts.onStreams?.(streams);
-      const dispatcher = new Dispatcher(
-        store,
-        box,
-        new HttpSender(guard, resolver, c.attemptTimeoutMs),
-        {
-          now,
-          random,
-          policy: { scheduleMs: c.retryScheduleMs, jitterRatio: c.retryJitterRatio, maxAttempts: c.maxAttempts, maxRetryAfterMs: c.maxRetryAfterMs },
-          disableRule: { failures: c.disableAfterFailures, forMs: c.disableAfterMs },
-          attemptTimeoutMs: c.attemptTimeoutMs,
-          pollIntervalMs: c.pollIntervalMs,
-          maxInFlight: c.maxInFlight,
-          claim: {
-            endpoints: d.claimEndpoints,
-            batch: c.claimBatch,
-            defaultMaxConcurrency: c.defaultMaxConcurrency,
-            defaultRateLimitPerSecond: c.defaultRateLimitPerSecond,
-            leaseMs: c.attemptTimeoutMs + c.leaseMarginMs,
-          },
-          drainTimeoutMs: c.drainTimeoutMs,
-          onDisabled: () => undefined,
-          paused: () => flags.getBooleanValue(DELIVERY_PAUSED_FLAG, false),
-        },
-        log,
-      );
+      const dispatcher = dispatcherFor({ store, box, guard, resolver, now, random, settings: c, flags, log });
       const unlisten = await db.listen(QUEUED_CHANNEL, () => dispatcher.wake());
       // A flag change (turning the kill switch off) resumes delivery at once, not at the next poll.
       const onFlagsChanged = () => dispatcher.wake();
