@@ -13,6 +13,9 @@ export type ScopeLookup = (methodPath: string) => readonly string[] | undefined;
 export interface CallCredentials {
   methodPath: string;
   metadata: Metadata;
+  /** The remote address as grpc-js reports it: all the failure limit needs (no certificate parsed). */
+  address: string;
+  /** The verified certificate's identity, read only for a call without a token (it parses the certificate). */
   peer: () => PeerIdentity;
 }
 
@@ -26,8 +29,8 @@ function workloadPrincipal(workloads: WorkloadDirectory, peer: PeerIdentity): Pr
 }
 
 /** The peer's address without its port: failures are counted per host, not per connection. */
-function peerHost(peer: PeerIdentity): string {
-  return peer.address.replace(/:\d+$/, '');
+function peerHost(address: string): string {
+  return address.replace(/:\d+$/, '');
 }
 
 /**
@@ -77,7 +80,7 @@ export class Authenticator {
   async authorize(call: CallCredentials): Promise<Principal> {
     const required = this.scopesFor(call.methodPath);
     if (!required) throw new GantryError(Status.PERMISSION_DENIED, `${call.methodPath} has no scope declaration; refusing by default`);
-    const host = peerHost(call.peer());
+    const host = peerHost(call.address);
     await this.failures.assertAllowed(host);
     let principal: Principal;
     try {
@@ -117,7 +120,7 @@ export class Authenticator {
 export function authMiddleware(auth: Authenticator): Middleware {
   return async (ctx: CallContext, next) => {
     const admitted = admissionOf(ctx.metadata);
-    if (!admitted) ctx.principal = await auth.authorize({ methodPath: ctx.method.path, metadata: ctx.metadata, peer: () => ctx.peer });
+    if (!admitted) ctx.principal = await auth.authorize({ methodPath: ctx.method.path, metadata: ctx.metadata, address: ctx.peer.address, peer: () => ctx.peer });
     else if ('refused' in admitted) throw admitted.refused;
     else ctx.principal = admitted.principal;
     await next();

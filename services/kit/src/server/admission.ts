@@ -253,7 +253,7 @@ export function admissionInterceptor(opts: AdmissionOptions): ServerInterceptor 
     const reserveBytes = !singleRequest ? 0 : atPrefix ? Math.min(method.maxRequestBytes, opts.defaultRequestBytes) : opts.maxReceiveMessageBytes;
     const decide = async (metadata: Metadata): Promise<Admission> => {
       try {
-        const principal = await opts.authorize({ methodPath: descriptor.path, metadata, peer: () => peerIdentity(next.getPeer(), next.getAuthContext().sslPeerCertificate) });
+        const principal = await opts.authorize({ methodPath: descriptor.path, metadata, address: next.getPeer(), peer: () => peerIdentity(next.getPeer(), next.getAuthContext().sslPeerCertificate) });
         ticket.take(principal, descriptor.path, reserveBytes);
         return { principal };
       } catch (refused) {
