@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
-import { devKeyId } from '@gantry/kit';
+import { devJwks } from '@gantry/kit';
 import { loadProgramConfig } from '../config.js';
 
 export interface DevKeyImportOptions {
@@ -42,11 +42,10 @@ export async function writeDevSigningKey(dir: string, key: KeyObject): Promise<I
   const keyFile = join(dir, 'signing-key.pem');
   const jwksFile = join(dir, 'jwks.json');
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const publicJwk = createPublicKey(key).export({ format: 'jwk' });
-  const kid = devKeyId(publicJwk);
+  const { kid, text } = devJwks(createPublicKey(key).export({ format: 'jwk' }));
   await writeFile(keyFile, key.export({ format: 'pem', type: 'pkcs8' }) as string, { mode: 0o600 });
   await chmod(keyFile, 0o600);
-  await writeFile(jwksFile, JSON.stringify({ keys: [{ ...publicJwk, kid, alg: 'ES256', use: 'sig' }] }, null, 2));
+  await writeFile(jwksFile, text);
   return { kid, keyFile, jwksFile };
 }
 

@@ -1,7 +1,7 @@
 // Key material `gantry keys ensure` makes, and the checks that say when a certificate must be
 // issued again. Pure apart from randomness and the clock, which callers pass in.
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
-import { createCa, devKeyId, issueLeaf, loadCa, spiffeId, type CertificateAuthority } from '@gantry/kit';
+import { createCa, devJwks, issueLeaf, loadCa, spiffeId, type CertificateAuthority } from '@gantry/kit';
 import type { LeafPlan } from './plan.js';
 
 const DAY_MS = 24 * 3600 * 1000;
@@ -60,6 +60,5 @@ export function newEs256Pem(): string {
 
 /** The JWKS of an ES256 private key's public half, as every pod trusts it (kid as the kit derives it). */
 export function jwksOf(keyPem: string): string {
-  const jwk = createPublicKey(createPrivateKey(keyPem)).export({ format: 'jwk' });
-  return JSON.stringify({ keys: [{ ...jwk, kid: devKeyId(jwk), alg: 'ES256', use: 'sig' }] });
+  return devJwks(createPublicKey(createPrivateKey(keyPem)).export({ format: 'jwk' })).text;
 }

@@ -112,9 +112,15 @@ export interface DevSigningKey {
   jwksFile: string;
 }
 
-/** The kid of a dev key: a digest of its public JWK (the chart's dev-key init container derives it alike). */
+/** The kid of a dev key: a digest of its public JWK (`gantry dev-key import` and the keys Job derive it alike). */
 export function devKeyId(jwk: JsonWebKey): string {
   return createHash('sha256').update(JSON.stringify([jwk.crv, jwk.kty, jwk.x, jwk.y])).digest('base64url').slice(0, 16);
+}
+
+/** The JWKS that trusts a dev key's public half, as every verifier of dev tokens reads it. */
+export function devJwks(publicJwk: JsonWebKey): { kid: string; text: string } {
+  const kid = devKeyId(publicJwk);
+  return { kid, text: JSON.stringify({ keys: [{ ...publicJwk, kid, alg: 'ES256', use: 'sig' }] }, null, 2) };
 }
 
 /**
@@ -127,11 +133,9 @@ export async function ensureDevSigningKey(dir: string): Promise<DevSigningKey> {
   if (!existsSync(keyFile) || !existsSync(jwksFile)) {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const jwk = publicKey.export({ format: 'jwk' });
-    const kid = devKeyId(jwk);
     await writeFile(keyFile, privateKey.export({ format: 'pem', type: 'pkcs8' }) as string, { mode: 0o600 });
     await chmod(keyFile, 0o600);
-    await writeFile(jwksFile, JSON.stringify({ keys: [{ ...jwk, kid, alg: 'ES256', use: 'sig' }] }, null, 2));
+    await writeFile(jwksFile, devJwks(publicKey.export({ format: 'jwk' })).text);
   }
   const privateKey = createPrivateKey(readFileSync(keyFile));
   const kid = (JSON.parse(readFileSync(jwksFile, 'utf8')) as { keys: { kid: string }[] }).keys[0]!.kid;
