@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { pino, type Logger } from 'pino';
-import { configSources, loadConfig, type WorkloadGrant, silentLogger, startRuntime, type ConfigInput, type GantryModule, type Runtime, type RuntimeOptions, devPkiPaths } from '../src/index.js';
+import { configSources, grantOf, loadConfig, type WorkloadGrant, silentLogger, startRuntime, type ConfigInput, type GantryModule, type Runtime, type RuntimeOptions, devPkiPaths } from '../src/index.js';
 import { echoFactory } from './echo.js';
 import { tokenFor, type TokenOptions } from './clients.js';
 import { freshPgliteDir, freshPostgresDatabase, type EngineName } from './databases.js';
@@ -129,9 +129,7 @@ export async function startServicePlatform(
 function selfGrant(services: readonly GantryModule[]): Map<string, WorkloadGrant> {
   // From the modules given, not resolved through a registry: a test may run a module without the
   // ones it depends on (settlement without the relay).
-  const scopes = [...new Set(services.flatMap((m) => m.calls ?? []))].sort();
-  const families = services.filter((m) => m.events).map((m) => m.name);
-  return new Map([['all', { scopes, families }]]);
+  return new Map([['all', grantOf(services)]]);
 }
 
 /** One JSON log line as pino wrote it. */

@@ -1,6 +1,14 @@
 import type { WorkloadGrant } from '../auth/workload.js';
 import type { GantryModule } from './module.js';
 
+/** What a workload running `modules` is granted: the scopes their calls need, the event families they own. */
+export function grantOf(modules: readonly GantryModule[]): WorkloadGrant {
+  return {
+    scopes: [...new Set(modules.flatMap((m) => m.calls ?? []))].sort(),
+    families: modules.filter((m) => m.events).map((m) => m.name),
+  };
+}
+
 /**
  * The modules one program can run (Mimir's module manager): each registered once by name, and a
  * target resolved to the modules it needs, dependencies first.
@@ -59,10 +67,8 @@ export class ModuleRegistry {
   workloadGrants(targets: readonly string[] = this.names()): Map<string, WorkloadGrant> {
     const grants = new Map<string, WorkloadGrant>();
     for (const target of targets) {
-      const modules = this.resolve([target]);
-      const scopes = [...new Set(modules.flatMap((m) => m.calls ?? []))].sort();
-      const families = modules.filter((m) => m.events).map((m) => m.name);
-      if (scopes.length > 0 || families.length > 0) grants.set(target, { scopes, families });
+      const grant = grantOf(this.resolve([target]));
+      if (grant.scopes.length > 0 || grant.families.length > 0) grants.set(target, grant);
     }
     return grants;
   }
