@@ -122,5 +122,12 @@ cluster_started=$(date +%s)
 node --import tsx --test --test-concurrency=1 --test-timeout=900000 tests/cluster/*.test.ts || failed=1
 echo "cluster tests took $(( $(date +%s) - cluster_started )) s" >&2
 
+step "benchmarks as smoke checks (npm run bench -- all --quick: correctness only, never a time)"
+# Each benchmark checks what its load did (every delivery once, every draw booked, every append
+# found) and fails on any difference; the figures of a quick run are not published.
+bench_started=$(date +%s)
+npm run --silent bench -- all --quick || failed=1
+echo "benchmarks took $(( $(date +%s) - bench_started )) s" >&2
+
 [ "$failed" = 0 ] || { echo "tests failed: see the 'not ok' lines above" >&2; exit 1; }
 step "all checks passed in $(( $(date +%s) - started )) s"

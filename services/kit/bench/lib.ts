@@ -2,7 +2,7 @@
 // load generator, and the result file. Figures are only ever compared within one run.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
@@ -12,13 +12,29 @@ const exec = promisify(execFile);
 export const repoRoot = fileURLToPath(new URL('../../..', import.meta.url));
 
 export interface BenchArgs {
+  /** A smoke run (well under a minute): checks correctness, publishes nothing. */
   quick: boolean;
+  /** The cost-as-data-grows run (figures at 10^4 and 10^6 rows), where a benchmark has one. */
+  growth: boolean;
 }
 
+const OPTIONS = ['--quick', '--growth'];
+
 export function parseBenchArgs(argv: string[]): BenchArgs {
-  const unknown = argv.filter((a) => a !== '--quick');
-  if (unknown.length > 0) throw new Error(`unknown benchmark option ${unknown[0]}; the only option is --quick (a run under 30 s)`);
-  return { quick: argv.includes('--quick') };
+  const unknown = argv.filter((a) => !OPTIONS.includes(a));
+  if (unknown.length > 0) throw new Error(`unknown benchmark option ${unknown[0]}; options: --quick (a smoke run), --growth (figures as the data grows)`);
+  return { quick: argv.includes('--quick'), growth: argv.includes('--growth') };
+}
+
+/**
+ * Fails the benchmark (exit 1) when a correctness check does not hold: every benchmark checks what
+ * its load did (every delivery once, every draw booked) even in --quick runs, and never a time.
+ */
+export function check(condition: boolean, message: string): void {
+  if (condition) return;
+  process.stderr.write(`[bench] CHECK FAILED: ${message}\n`);
+  process.exitCode = 1;
+  throw new Error(`benchmark check failed: ${message}`);
 }
 
 export function progress(message: string): void {
@@ -156,11 +172,31 @@ export async function ghz(bin: string, opts: GhzOptions): Promise<LoadResult> {
 
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-/** Writes the figures as JSON beside the human summary: bench-results/<name>.json. */
-export function writeResult(name: string, result: unknown): string {
-  const dir = join(repoRoot, 'bench-results');
+/** Where and when a run happened, recorded with its figures so a published table can be traced. */
+export function runContext(): { date: string; commit: string; machine: { cpu: string; cores: number; memoryGiB: number; node: string } } {
+  let commit = 'unknown';
+  try {
+    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    // not a git checkout: the figures still stand, untraced
+  }
+  return {
+    date: new Date().toISOString(),
+    commit,
+    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism(), memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+  };
+}
+
+/**
+ * Writes the figures as JSON beside the human summary. Full runs go to bench-results/<name>.json,
+ * which is committed with the tables of docs/benchmarks.md that quote it; quick runs (smoke checks)
+ * to bench-results/quick/, which is not.
+ */
+export function writeResult(name: string, result: object, opts: { quick?: boolean } = {}): string {
+  const quick = opts.quick ?? (result as { quick?: boolean }).quick ?? false;
+  const dir = join(repoRoot, 'bench-results', ...(quick ? ['quick'] : []));
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `${name}.json`);
-  writeFileSync(path, JSON.stringify(result, null, 2) + '\n');
+  writeFileSync(path, JSON.stringify({ ...runContext(), ...result }, null, 2) + '\n');
   return path;
 }

@@ -81,14 +81,14 @@ export interface RunResult {
   loadCpuUsPerCall: number;
 }
 
-/** Runs one worker per element of `perClient`, each sending its own requests one at a time. */
-export async function drive<Req>(perClient: Req[][], call: (req: Req) => Promise<unknown>, where: { serverPid: number; db: BenchDatabase }): Promise<RunResult> {
+/** Runs one worker per element of `perClient`, each sending its own requests one at a time; `db` (if any) adds its backends' CPU. */
+export async function drive<Req>(perClient: Req[][], call: (req: Req) => Promise<unknown>, where: { serverPid: number; db?: BenchDatabase }): Promise<RunResult> {
   const total = perClient.reduce((n, reqs) => n + reqs.length, 0);
   const latencies = new Float64Array(total);
   const failures: Record<string, number> = {};
   let done = 0;
   let errors = 0;
-  const pgPids = await where.db.backendPids();
+  const pgPids = where.db ? await where.db.backendPids() : [];
   const pgCpu0 = cpuOf(pgPids);
   const load0 = process.cpuUsage();
   const cpu0 = cpuSeconds(where.serverPid);
