@@ -401,6 +401,7 @@ containers:
       - {name: GANTRY_TELEMETRY_LOG_LEVEL, value: {{ $v.telemetry.logLevel | quote }}}
       {{- with $v.telemetry.otlpEndpoint }}
       - {name: GANTRY_TELEMETRY_OTLP_ENDPOINT, value: {{ . | quote }}}
+      - {name: GANTRY_TELEMETRY_TRACE_SAMPLE_RATIO, value: {{ $v.telemetry.traceSampleRatio | quote }}}
       {{- end }}
       - {name: GANTRY_LIMITS_SHUTDOWN_GRACE_MS, value: {{ $v.shutdownGraceMs | quote }}}
       {{- if not .clientOnly }}

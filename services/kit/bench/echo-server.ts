@@ -1,5 +1,7 @@
 // A benchmark server, run as its own process: `bare` is a plain grpc-js server, `stack` is the
-// kit's full stack (mTLS, JWT, rate limit, tracing). Both answer Echo with the same handler.
+// kit's full stack (mTLS, JWT, admission, rate limit, tracing of every call into a counting
+// exporter); `stack-sampled` records 10% of new traces, `stack-untraced` has no collector (the
+// default install: spans are never recorded). All answer Echo with the same handler.
 // Prints one JSON line {port, dataDir, token} when ready; exits on SIGTERM.
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,11 +33,16 @@ if (mode === 'bare' || mode === 'bare-tls') {
   const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', credentials, (e, p) => (e ? reject(e) : resolve(p))));
   process.stdout.write(JSON.stringify({ port, dataDir }) + '\n');
   process.on('SIGTERM', () => server.tryShutdown(() => process.exit(0)));
-} else if (mode === 'stack') {
+} else if (mode === 'stack' || mode === 'stack-sampled' || mode === 'stack-untraced') {
   const dataDir = mkdtempSync(join(tmpdir(), 'gantry-bench-'));
   const config = loadConfig({
     env: { GANTRY_AUTH_DEV_ISSUER: 'true' }, // the benchmark's clients mint dev tokens
-    overrides: { dataDir, listen: { host: '127.0.0.1', port: 0, healthPort: 0 }, telemetry: { logLevel: 'silent' }, rateLimit: { points: 1_000_000, windowSec: 1 } },
+    overrides: {
+      dataDir,
+      listen: { host: '127.0.0.1', port: 0, healthPort: 0 },
+      telemetry: { logLevel: 'silent', traceSampleRatio: mode === 'stack-sampled' ? 0.1 : 1 },
+      rateLimit: { points: 1_000_000, windowSec: 1 },
+    },
   });
   const module: ServiceModule = {
     name: 'gantry.test.v1.EchoService',
@@ -48,12 +55,12 @@ if (mode === 'bare' || mode === 'bare-tls') {
     config,
     modules: [{ name: 'echo', create: () => [module] }],
     log: silentLogger(),
-    spanProcessors: [benchSpanProcessor()],
+    spanProcessors: mode === 'stack-untraced' ? [] : [benchSpanProcessor()],
   });
   const token = tokenFor(dataDir, 'bench', ['echo.read']);
   process.stdout.write(JSON.stringify({ port: runtime.port, dataDir, token }) + '\n');
   process.on('SIGTERM', () => void runtime.stop(1000).then(() => process.exit(0)));
 } else {
-  process.stderr.write('usage: echo-server.ts bare|bare-tls|stack\n');
+  process.stderr.write('usage: echo-server.ts bare|bare-tls|stack|stack-sampled|stack-untraced\n');
   process.exit(2);
 }

@@ -99,6 +99,12 @@ export const configSchema = z.strictObject({
   telemetry: z.strictObject({
     /** OTLP/gRPC endpoint, e.g. http://otel-collector:4317; tracing export is off when unset. */
     otlpEndpoint: z.url().optional(),
+    /**
+     * Share of new traces recorded (head sampling; a call that arrives with a sampled or unsampled
+     * `traceparent` follows its caller's decision). 1 records every call; on a busy service 0.1 or
+     * less keeps traces representative at a tenth of the cost (docs/benchmarks.md, kit).
+     */
+    traceSampleRatio: z.coerce.number().min(0).max(1).default(1),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   }).prefault({}),
   /**

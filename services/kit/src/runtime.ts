@@ -291,7 +291,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const failed = new Promise<never>((_, reject) => (fail = reject));
   failed.catch(() => undefined);
   try {
-    const telemetry = await startTelemetry({ serviceName: opts.serviceName ?? defaultServiceName(opts.modules), otlpEndpoint: config.telemetry.otlpEndpoint, spanProcessors: opts.spanProcessors });
+    const telemetry = await startTelemetry({ serviceName: opts.serviceName ?? defaultServiceName(opts.modules), otlpEndpoint: config.telemetry.otlpEndpoint, spanProcessors: opts.spanProcessors, traceSampleRatio: config.telemetry.traceSampleRatio });
     stack.push('telemetry', () => telemetry.shutdown());
     const readiness = new Readiness(health, log);
     const grpc = opts.modules.some((m) => m.create) ? await startGrpc(opts, stack, health, readiness) : undefined;

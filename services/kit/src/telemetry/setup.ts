@@ -10,6 +10,8 @@ export interface TelemetryOptions {
   otlpEndpoint?: string | undefined;
   /** Extra span processors (tests use an in-memory exporter, benchmarks a counting one). */
   spanProcessors?: SpanProcessor[];
+  /** Share of new traces recorded (parent-based: a caller's decision is followed); default 1. */
+  traceSampleRatio?: number;
 }
 
 export interface Telemetry {
@@ -26,7 +28,11 @@ export interface Telemetry {
  * which every CLI command importing the kit for its client helpers would otherwise pay.
  */
 export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry> {
-  const [{ NodeSDK }, { resourceFromAttributes }] = await Promise.all([import('@opentelemetry/sdk-node'), import('@opentelemetry/resources')]);
+  const [{ NodeSDK }, { resourceFromAttributes }, { ParentBasedSampler, TraceIdRatioBasedSampler }] = await Promise.all([
+    import('@opentelemetry/sdk-node'),
+    import('@opentelemetry/resources'),
+    import('@opentelemetry/sdk-trace-base'),
+  ]);
   const spanProcessors: SpanProcessor[] = [...(opts.spanProcessors ?? [])];
   const metricReaders: IMetricReader[] = [];
   if (opts.otlpEndpoint) {
@@ -42,6 +48,9 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
   const sdk = new NodeSDK({
     resource: resourceFromAttributes({ 'service.name': opts.serviceName }),
     spanProcessors,
+    // Without span processors the SDK registers no tracer at all: spans are the API's non-recording
+    // ones, which cost next to nothing and still carry an incoming trace context on.
+    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(opts.traceSampleRatio ?? 1) }),
     metricReaders,
     logRecordProcessors: [],
     instrumentations: [],
