@@ -229,9 +229,11 @@ for (const engine of engines()) {
     });
 
     test('committed rows reach each sink once, in outbox order, and are deleted only once both sinks have them', async () => {
-      const webhooksHeld = gate();
+      let webhooksDown = true;
       const log = recordingSink('log');
-      const webhooks = recordingSink('webhooks', () => webhooksHeld.opened);
+      const webhooks = recordingSink('webhooks', () => {
+        if (webhooksDown) throw new Error('webhooks unavailable');
+      });
       const committed: string[] = [];
       // Some rows before the relay starts, some while it runs: several batches of at most 3.
       for (const n of [1, 2, 3]) committed.push(...(await commitEvents(world.db, n)));
@@ -247,7 +249,7 @@ for (const engine of engines()) {
       assert.deepEqual(held.map((r) => r.event_id), committed);
       assert.ok(held.every((r) => r.log_done_at !== null && r.webhooks_done_at === null));
 
-      webhooksHeld.open();
+      webhooksDown = false;
       assert.ok(await eventually(() => outboxEmpty(world.db), 5000), 'rows are deleted once both sinks have them');
       for (const sink of [log, webhooks]) {
         assert.deepEqual(sentIds(sink), committed, `${sink.name} got each row once, in commit (= seq) order`);
@@ -258,9 +260,20 @@ for (const engine of engines()) {
       assert.deepEqual(relay.sent, { log: committed.length, webhooks: committed.length });
     });
 
-    test("each sink gets a backlog in outbox order while the other sink's loop works on the same rows", async () => {
-      // Both loops claim at once, and each marks rows the other is about to claim: a claim that
-      // skipped rows locked by the other sink would send later rows first.
+    test('one claim serves both sinks: a batch both take is deleted by the statement that finishes it, never marked', async () => {
+      const log = recordingSink('log');
+      const marks: OutboxRow[][] = [];
+      // While the webhooks call is in flight the log's has returned: the rows must still be unmarked.
+      const webhooks = recordingSink('webhooks', async () => void marks.push(await outboxRows(world.db)));
+      const committed = await commitEvents(world.db, 5);
+      startRelay([log, webhooks], { batchSize: 10 }).wake();
+      assert.ok(await eventually(() => outboxEmpty(world.db), 5000));
+      assert.deepEqual(log.calls.map((c) => c.map((e) => e.id)), [committed], 'one call to the log');
+      assert.deepEqual(webhooks.calls.map((c) => c.map((e) => e.id)), [committed], 'one call to webhooks, of the same claim');
+      assert.ok(marks[0]!.every((r) => r.log_done_at === null && r.webhooks_done_at === null && r.log_lease_until !== null), 'no mark between the claim and the delete');
+    });
+
+    test('each sink gets a backlog in outbox order, batch after batch', async () => {
       for (let round = 0; round < 3; round++) {
         const committed: string[] = [];
         for (let t = 0; t < 4; t++) committed.push(...(await commitEvents(world.db, 50)));
@@ -298,7 +311,7 @@ for (const engine of engines()) {
       relay.wake();
       assert.ok(await eventually(async () => (await outboxEmpty(world.db)) && sentIds(webhooks).length === 2 && sentIds(log).length === 2, 5000));
       // A further poll or two finds nothing more.
-      await pass(clock, 3 * 50, 2);
+      await pass(clock, 3 * 50, 1);
       for (const sink of [log, webhooks]) assert.deepEqual(sentIds(sink), committed, `${sink.name} never saw ${rolledBack.id}`);
     });
 
@@ -374,13 +387,13 @@ for (const engine of engines()) {
       const first = await commitEvents(world.db, 3);
       relay.wake();
       assert.ok(await eventually(() => sentIds(log).length === 3 && webhooks.attempts.length === 1, 3000), 'the first attempts were made');
-      await pass(clock, 300, 2);
+      await pass(clock, 300, 1);
       // Mid-outage commits still reach the log.
       const second = await commitEvents(world.db, 2);
       relay.wake();
       const committed = [...first, ...second];
       assert.ok(await eventually(() => sentIds(log).length === committed.length, 3000), 'the log keeps receiving while webhooks is down');
-      await pass(clock, 400, 2);
+      await pass(clock, 400, 1);
 
       // ~700 ms of outage: with delays 20, 40, 80, 160, 160, ... (random 0.5: no jitter) that is
       // at most 7 attempts; without backoff it would be hundreds.
@@ -399,7 +412,7 @@ for (const engine of engines()) {
       assert.ok(held.every((r) => r.log_done_at !== null && r.webhooks_done_at === null));
 
       down = false;
-      await pass(clock, maxBackoffMs, 2); // the next retry
+      await pass(clock, maxBackoffMs, 1); // the next retry
       assert.ok(await eventually(() => outboxEmpty(world.db), 3000), 'rows are deleted once webhooks has them too');
       assert.deepEqual(sentIds(webhooks), committed);
       assert.deepEqual(sentIds(log), committed);
@@ -429,21 +442,24 @@ for (const engine of engines()) {
 
         const clockB = new FakeClock(Date.now());
         const logB = recordingSink('log');
-        const relayB = startRelay([logB], { db: await world.replica(), leaseMs, clock: clockB });
+        const webhooksB = recordingSink('webhooks');
+        const relayB = startRelay([logB, webhooksB], { db: await world.replica(), leaseMs, clock: clockB });
         relayB.wake();
         await settled(clockB, 1); // B looked after the wake-up and went back to sleep
         assert.equal(logB.attempts.length, 0, 'a live lease is not taken over');
         const leased = await outboxRows(world.db);
         assert.equal(leased.length, 6);
-        assert.ok(leased.every((r) => r.log_done_at === null && r.log_lease_until !== null));
+        // A's webhooks call returned, but A finishes its batch once both calls have: no mark yet.
+        assert.ok(leased.every((r) => r.log_done_at === null && r.webhooks_done_at === null && r.log_lease_until !== null));
 
         clockB.advance(leaseMs + 1_000);
         relayB.wake();
         assert.ok(await eventually(() => outboxEmpty(world.db), 3000), 'B re-sends the rows A never finished; they are deleted');
         assert.deepEqual(sentIds(logB), committed, 'every row reaches the log through B, once, in order');
+        assert.deepEqual(sentIds(webhooksB), committed, 'and webhooks again: it ignores events it has');
         assert.equal(logA.calls.length, 0);
       } finally {
-        // A's call finally returns (its deadline, in a real sink): it marks rows already gone.
+        // A's call finally returns (its deadline, in a real sink): it finishes rows already gone.
         hung.open();
       }
       await relayA.stop();
@@ -452,21 +468,25 @@ for (const engine of engines()) {
 
     test('rows a crashed replica claimed (a lease and no mark) are re-sent once the lease has expired', async () => {
       const committed = await commitEvents(world.db, 4);
-      // What a replica's claim leaves behind when the process dies before marking the rows sent.
+      // What a claim leaves behind when the process dies before finishing the batch; a relay of an
+      // earlier version leased rows for one sink only, which holds them just the same.
       await world.db.query(`UPDATE ${SCHEMA}.outbox SET webhooks_lease_until = $1 WHERE seq IN (SELECT seq FROM ${SCHEMA}.outbox ORDER BY seq LIMIT 3)`, [new Date(Date.now() + 10_000)]);
       const clock = new FakeClock(Date.now());
       const log = recordingSink('log');
       const webhooks = recordingSink('webhooks');
       const relay = startRelay([log, webhooks], { clock });
       relay.wake();
-      assert.ok(await eventually(() => sentIds(webhooks).length === 1 && sentIds(log).length === 4, 3000));
+      assert.ok(await eventually(() => sentIds(webhooks).length === 1 && sentIds(log).length === 1, 3000));
       assert.deepEqual(sentIds(webhooks), committed.slice(3), 'only the unleased row is sent while the lease lives');
+      assert.deepEqual(sentIds(log), committed.slice(3));
 
       clock.advance(11_000);
       relay.wake();
       assert.ok(await eventually(() => outboxEmpty(world.db), 3000));
-      assert.deepEqual(sentIds(webhooks).sort(), [...committed].sort(), 'nothing is lost');
-      assert.deepEqual(webhooks.calls.at(-1)!.map((e) => e.id), committed.slice(0, 3));
+      for (const sink of [log, webhooks]) {
+        assert.deepEqual(sentIds(sink).sort(), [...committed].sort(), `${sink.name}: nothing is lost`);
+        assert.deepEqual(sink.calls.at(-1)!.map((e) => e.id), committed.slice(0, 3));
+      }
     });
 
     test('wake() sends a commit at once despite a long poll interval, also when it arrives during a send; stop() returns promptly when idle', async () => {
@@ -477,18 +497,18 @@ for (const engine of engines()) {
       const webhooks = recordingSink('webhooks');
       const clock = new FakeClock(Date.now());
       const relay = startRelay([log, webhooks], { pollIntervalMs, clock });
-      await settled(clock, 2); // both loops have found the outbox empty and wait for the poll
+      await settled(clock, 1); // the loop has found the outbox empty and waits for the poll
 
       const first = await commitEvents(world.db, 1);
       clock.advance(pollIntervalMs - 1);
-      assert.deepEqual(clock.pending(), [1, 1], 'both loops still wait for the poll');
+      assert.deepEqual(clock.pending(), [1], 'the loop still waits for the poll');
       assert.equal(log.attempts.length + webhooks.attempts.length, 0, 'without a wake-up the commit waits for the poll');
       let t0 = performance.now();
       relay.wake();
       assert.ok(await eventually(() => sentIds(log).length === 1 && sentIds(webhooks).length === 1, 2000, 5));
       const wokenMs = performance.now() - t0;
       assert.ok(wokenMs < 1000, `sent ${wokenMs.toFixed(0)} ms after wake(), poll interval ${pollIntervalMs} ms`);
-      // Every wake-up reaches both sinks: both loops claim at once, and neither may come away empty.
+      // Every wake-up reaches both sinks: one claim serves both.
       const woken = [...first];
       for (let round = 1; round <= 5; round++) {
         woken.push(...(await commitEvents(world.db, 1)));
@@ -513,7 +533,7 @@ for (const engine of engines()) {
       assert.deepEqual(sentIds(log), [...woken, ...second, ...third]);
       assert.ok(await eventually(() => outboxEmpty(world.db), 2000));
 
-      await settled(clock, 2);
+      await settled(clock, 1);
       t0 = performance.now();
       await relay.stop();
       const stopMs = performance.now() - t0;
@@ -529,8 +549,9 @@ for (const engine of engines()) {
       await commitEvents(world.db, 1);
       relay.wake();
       assert.ok(await eventually(() => failing.attempts.length === 1, 2000, 5));
-      await settled(clock, 2);
-      assert.ok(clock.pending().includes(60_000), 'into the 60 s backoff');
+      // The loop polls for the log meanwhile, and webhooks is not called again before its 60 s backoff.
+      await pass(clock, 500, 1);
+      assert.equal(failing.attempts.length, 1, 'no retry within the backoff');
       const t0 = performance.now();
       await relay.stop();
       const stopMs = performance.now() - t0;
@@ -600,7 +621,7 @@ for (const engine of engines()) {
       const log = recordingSink('log', undefined, () => clock.now());
       const webhooks = recordingSink('webhooks');
       const relay = startRelay([log, webhooks], { lingerMs, pollIntervalMs: 60_000, clock });
-      await settled(clock, 2);
+      await settled(clock, 1);
       const first = await commitEvents(world.db, 1);
       const t0 = clock.now();
       relay.wake();
@@ -612,13 +633,13 @@ for (const engine of engines()) {
         more.push(...(await commitEvents(world.db, 1)));
         relay.wake();
       }
-      await pass(clock, lingerMs, 2); // the wake-ups do not cut the linger short; its end does
+      await pass(clock, lingerMs, 1); // the wake-ups do not cut the linger short; its end does
       assert.ok(await eventually(() => sentIds(log).length === 4, 3000, 5));
       assert.deepEqual(log.calls.map((c) => c.map((e) => e.id)), [first, more], 'the three later commits went in one call');
       const gapMs = log.attempts[1]!.atMs - log.attempts[0]!.atMs;
       assert.ok(gapMs >= lingerMs - 1, `the second call came ${gapMs.toFixed(0)} ms after the first; linger is ${lingerMs} ms`);
       // Stopping while lingering does not wait the linger out.
-      await settled(clock, 2);
+      await settled(clock, 1);
       const stopT0 = performance.now();
       await relay.stop();
       assert.ok(performance.now() - stopT0 < lingerMs / 2, 'stop() cuts the linger short');

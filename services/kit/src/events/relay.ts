@@ -48,32 +48,48 @@ export interface RelayOptions {
   random?: () => number;
 }
 
+type SinkName = RelaySink['name'];
+const SINK_NAMES: readonly SinkName[] = ['log', 'webhooks'];
+
 /**
- * The SQL of one sink, over the sink's own columns of the outbox. Statements that wait for row locks
- * (done, release, prune) take them in seq order, as claims do: replicas marking overlapping batches
- * for the two sinks would otherwise lock in heap order and could deadlock (one batch then fails
- * and is sent again).
+ * The relay's SQL over `<schema>.outbox`. One claim takes rows for every sink that is not backing
+ * off (a lease in both sinks' lease columns, which replicas of the per-sink relay of earlier
+ * versions respect too), and one statement finishes a batch: rows every sink now has are deleted,
+ * the others get the marks of the sinks that took them. So a row costs three writes (insert, claim,
+ * delete) instead of a claim and a mark per sink and a delete. Statements that wait for row locks
+ * take them in seq order, as claims do, so that replicas cannot deadlock.
  */
-function sinkSql(schema: string, sink: RelaySink['name']) {
+function relaySql(schema: string) {
   const table = `${schema}.outbox`;
-  const [done, lease] = [`${sink}_done_at`, `${sink}_lease_until`];
-  const other = sink === 'log' ? 'webhooks_done_at' : 'log_done_at';
+  const leaseFree = SINK_NAMES.map((sink) => `(${sink}_lease_until IS NULL OR ${sink}_lease_until < $1)`).join(' AND ');
   const inSeqOrder = (where: string) => `seq IN (SELECT seq FROM ${table} WHERE seq = ANY($1::bigint[])${where} ORDER BY seq FOR UPDATE)`;
+  /** The claim for a set of active sinks: rows at least one of them has yet to receive. */
+  const claim = (active: readonly SinkName[]) => `UPDATE ${table} SET log_lease_until = $2, webhooks_lease_until = $2
+     WHERE seq IN (SELECT seq FROM ${table}
+                    WHERE (${active.map((sink) => `${sink}_done_at IS NULL`).join(' OR ')}) AND ${leaseFree}
+                    ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
+    RETURNING seq, event_id, event_type, payload, trace_context, created_at, log_done_at IS NOT NULL AS log_done, webhooks_done_at IS NOT NULL AS webhooks_done`;
+  // SKIP LOCKED: replicas claiming at the same moment take different rows instead of waiting.
+  const claims = new Map<string, string>();
+  for (const active of [['log'], ['webhooks'], ['log', 'webhooks']] as const) claims.set(active.join('+'), claim(active));
   return {
-    // SKIP LOCKED: replicas claiming at the same moment take different rows instead of waiting.
-    // It also skips rows the other sink's statements have locked (a row lock covers every
-    // column), which is why one relay runs its sinks' statements one at a time (OutboxRelay.turn).
-    claim: `UPDATE ${table} SET ${lease} = $2
-             WHERE seq IN (SELECT seq FROM ${table}
-                            WHERE ${done} IS NULL AND (${lease} IS NULL OR ${lease} < $1)
-                            ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
-            RETURNING seq, event_id, event_type, payload, trace_context, created_at`,
-    done: `UPDATE ${table} SET ${done} = $2, ${lease} = NULL WHERE ${inSeqOrder('')}`,
-    release: `UPDATE ${table} SET ${lease} = NULL WHERE ${inSeqOrder(` AND ${done} IS NULL`)}`,
-    // Runs after the sink's own commit: whichever sink commits last sees both marks and deletes.
-    prune: `DELETE FROM ${table} WHERE ${inSeqOrder(` AND ${done} IS NOT NULL AND ${other} IS NOT NULL`)}`,
-    // For the operator's log lines: how many wait for this sink (counted up to a bound).
-    waiting: `SELECT count(*)::int AS n FROM (SELECT 1 FROM ${table} WHERE ${done} IS NULL LIMIT ${MAX_COUNTED}) w`,
+    claim: (active: readonly SinkName[]) => claims.get(active.join('+'))!,
+    // $2, $3: whether log and webhooks took this batch; $4: now. The rows are locked first, in seq
+    // order, and read as they are once locked; rows every sink now has are deleted, the others
+    // marked for the sinks that took them and released.
+    finish: `WITH locked AS (
+               SELECT seq, log_done_at IS NOT NULL OR $2 AS log_has, webhooks_done_at IS NOT NULL OR $3 AS webhooks_has
+                 FROM ${table} WHERE seq = ANY($1::bigint[]) ORDER BY seq FOR UPDATE),
+             gone AS (
+               DELETE FROM ${table} t USING locked l WHERE t.seq = l.seq AND l.log_has AND l.webhooks_has RETURNING t.seq)
+             UPDATE ${table} t SET log_done_at = CASE WHEN $2 THEN coalesce(t.log_done_at, $4) ELSE t.log_done_at END,
+                                   webhooks_done_at = CASE WHEN $3 THEN coalesce(t.webhooks_done_at, $4) ELSE t.webhooks_done_at END,
+                                   log_lease_until = NULL, webhooks_lease_until = NULL
+               FROM locked l WHERE t.seq = l.seq AND NOT (l.log_has AND l.webhooks_has)`,
+    // A batch no sink took: its lease is given up so the rows go again at once.
+    release: `UPDATE ${table} SET log_lease_until = NULL, webhooks_lease_until = NULL WHERE ${inSeqOrder('')}`,
+    // For the operator's log lines: how many wait for a sink (counted up to a bound).
+    waiting: (sink: SinkName) => `SELECT count(*)::int AS n FROM (SELECT 1 FROM ${table} WHERE ${sink}_done_at IS NULL LIMIT ${MAX_COUNTED}) w`,
   };
 }
 
@@ -97,14 +113,20 @@ const MAX_COUNTED = 100_000;
 /** Retry delays are spread ±20% so that replicas whose sink came back do not all call at once. */
 const RETRY_JITTER: Jitter = { from: 0.8, spread: 0.4 };
 
-/** What one sink's loop carries from batch to batch: its backoff and the outage it is in, if any. */
-interface SinkLoop {
+/** What the relay keeps per sink from batch to batch: its backoff and the outage it is in, if any. */
+interface SinkState {
   sink: RelaySink;
-  sql: ReturnType<typeof sinkSql>;
   backoff: Backoff;
+  /** Relay-clock time before which the sink is not called again (backing off); 0 when it is reached. */
+  retryAtMs: number;
   /** When the current outage began (relay clock); undefined while the sink is reached. */
   failingSince?: number;
   lastError: string;
+}
+
+/** A claimed row, with which sinks already have it. */
+interface ClaimedRow extends RelayedEvent {
+  done: Record<SinkName, boolean>;
 }
 
 function describe(err: unknown): string {
@@ -113,24 +135,23 @@ function describe(err: unknown): string {
 }
 
 /**
- * Sends a service's outbox to its sinks, each sink on its own loop so an outage of one does not
- * hold up the other: claim a batch (a lease, so replicas share the work), send it, mark it sent,
- * delete rows every sink has sent. A failed send releases the batch and backs off; nothing is
- * lost and, since sinks are idempotent on event ids, nothing is duplicated by a re-send.
+ * Sends a service's outbox to its sinks: claim a batch once for every sink that is not backing off
+ * (a lease, so replicas share the work), send it to those sinks at once, then one statement deletes
+ * what every sink has and marks the rest. A sink whose call fails backs off and is left out of the
+ * claims until its retry is due, so an outage of one does not hold up the other; its rows wait,
+ * marked for the sink that has them. Nothing is lost and, since sinks are idempotent on event ids,
+ * nothing is duplicated by a re-send. A sink whose call hangs holds its batch until the call's
+ * deadline (the sinks' calls have one), and the other sink's next batch with it.
  */
 export class OutboxRelay {
   private readonly stopping = new AbortController();
-  private readonly loops: Promise<void>[] = [];
-  /** Cuts every sink loop's idle sleep short when this process commits events. */
+  private loop: Promise<void> | undefined;
+  /** Cuts the loop's idle sleep short when this process commits events. */
   private readonly wakeup: Wakeup;
   private readonly clock: Clock;
   private readonly random: () => number;
-  /**
-   * The outbox statements of this relay's sinks, one at a time. Both sinks lock the same rows, and a
-   * claim skips locked rows: overlapping with the other sink's claim or mark, it would send later
-   * rows first and leave the skipped ones, just committed and woken for, until the next poll.
-   */
-  private turn: Promise<unknown> = Promise.resolve();
+  private readonly sql: ReturnType<typeof relaySql>;
+  private readonly sinks: SinkState[];
   /** Events each sink has had accepted by this process (tests and logs). */
   readonly sent: Record<string, number> = {};
   private readonly metrics = relayMetrics();
@@ -139,13 +160,13 @@ export class OutboxRelay {
     this.clock = opts.clock ?? realClock;
     this.wakeup = new Wakeup(this.clock);
     this.random = opts.random ?? Math.random;
+    this.sql = relaySql(opts.schema);
+    this.sinks = opts.sinks.map((sink) => ({ sink, backoff: new Backoff(opts.minBackoffMs, opts.maxBackoffMs, this.random, RETRY_JITTER), retryAtMs: 0, lastError: '' }));
   }
 
   start(): void {
-    for (const sink of this.opts.sinks) {
-      this.sent[sink.name] = 0;
-      this.loops.push(this.run(sink));
-    }
+    for (const { sink } of this.sinks) this.sent[sink.name] = 0;
+    if (this.sinks.length > 0) this.loop = this.run();
   }
 
   /** Events were committed: look now rather than at the next poll. */
@@ -153,95 +174,108 @@ export class OutboxRelay {
     this.wakeup.wake();
   }
 
-  /** Stops claiming; waits for batches in flight (each bounded by the sinks' call deadlines). */
+  /** Stops claiming; waits for the batch in flight (bounded by the sinks' call deadlines). */
   async stop(): Promise<void> {
     this.stopping.abort();
-    await Promise.all(this.loops);
+    await this.loop;
   }
 
-  private async run(sink: RelaySink): Promise<void> {
+  private async run(): Promise<void> {
     const { signal } = this.stopping;
-    const loop: SinkLoop = { sink, sql: sinkSql(this.opts.schema, sink.name), backoff: new Backoff(this.opts.minBackoffMs, this.opts.maxBackoffMs, this.random, RETRY_JITTER), lastError: '' };
     while (!signal.aborted) {
       // A wake-up after this mark (one that arrives while a batch is in flight) skips the idle sleep,
       // so the loop claims again at once.
       const mark = this.wakeup.mark;
-      let events: RelayedEvent[];
+      const nowMs = this.clock.now();
+      const active = this.sinks.filter((s) => s.retryAtMs <= nowMs);
+      // Every sink is backing off: nothing to do until the first retry is due.
+      if (active.length === 0) {
+        await this.clock.sleep(Math.min(...this.sinks.map((s) => s.retryAtMs)) - nowMs, signal);
+        continue;
+      }
+      let rows: ClaimedRow[];
       try {
-        events = await this.exclusive(() => this.claim(loop.sql.claim));
+        rows = await this.claim(active.map((s) => s.sink.name));
       } catch (err) {
-        this.opts.log.warn({ sink: sink.name, err: describe(err) }, 'outbox relay cannot read its outbox; retrying');
+        this.opts.log.warn({ err: describe(err) }, 'outbox relay cannot read its outbox; retrying');
         await this.clock.sleep(this.opts.pollIntervalMs, signal);
         continue;
       }
-      if (events.length === 0) await this.wakeup.sleep(this.opts.pollIntervalMs, { since: mark, signal });
-      else await this.relayBatch(loop, events);
+      if (rows.length > 0) {
+        await this.relayBatch(active, rows);
+        // Under load, let events gather for a moment rather than paying a claim, two calls and a
+        // finish for every one or two (Kafka's linger.ms). After an idle spell the first event
+        // goes at once, so a quiet system gets no added delay.
+        if (rows.length < this.opts.batchSize && this.opts.lingerMs > 0) await this.clock.sleep(this.opts.lingerMs, signal);
+        continue;
+      }
+      // Idle: sleep until a wake-up, the next poll, or the first due retry of a sink backing off.
+      const retryDueMs = Math.min(...this.sinks.filter((s) => s.retryAtMs > nowMs).map((s) => s.retryAtMs - nowMs));
+      await this.wakeup.sleep(Math.min(this.opts.pollIntervalMs, retryDueMs), { since: mark, signal });
     }
   }
 
-  /** Sends one claimed batch and marks it sent; a failed send releases the batch and backs off. */
-  private async relayBatch(loop: SinkLoop, events: RelayedEvent[]): Promise<void> {
-    const { sink, sql } = loop;
-    const seqs = events.map((e) => e.seq.toString());
+  /** Sends one claimed batch to each active sink that lacks some of it, then finishes it in one statement. */
+  private async relayBatch(active: SinkState[], rows: ClaimedRow[]): Promise<void> {
+    const sends = active.map((state) => ({ state, events: rows.filter((r) => !r.done[state.sink.name]) })).filter((s) => s.events.length > 0);
+    const outcomes = await Promise.allSettled(sends.map(({ state, events }) => this.send(state.sink, events)));
+    const took = { log: false, webhooks: false };
+    outcomes.forEach((outcome, i) => {
+      if (outcome.status === 'fulfilled') took[sends[i]!.state.sink.name] = true;
+    });
+    const seqs = rows.map((r) => r.seq.toString());
     try {
-      await this.send(sink, events);
-      await this.exclusive(async () => {
-        await this.opts.db.query(sql.done, [seqs, new Date(this.clock.now())]);
-        await this.opts.db.query(sql.prune, [seqs]);
-      });
+      if (took.log || took.webhooks) await this.opts.db.query(this.sql.finish, [seqs, took.log, took.webhooks, new Date(this.clock.now())]);
+      else await this.opts.db.query(this.sql.release, [seqs]);
     } catch (err) {
-      await this.exclusive(() => this.opts.db.query(sql.release, [seqs])).catch(() => {});
-      await this.backOff(loop, err);
-      return;
+      // The lease runs out and the rows go again: the sinks ignore what they already have.
+      this.opts.log.warn({ err: describe(err) }, 'outbox relay cannot mark events sent; they are sent again once their lease has passed');
     }
+    for (const [i, outcome] of outcomes.entries()) {
+      const { state, events } = sends[i]!;
+      if (outcome.status === 'fulfilled') this.succeeded(state, events);
+      else await this.failed(state, outcome.reason);
+    }
+  }
+
+  /** Counts a sink's accepted batch, and says so once when it is reached after an outage. */
+  private succeeded(state: SinkState, events: readonly RelayedEvent[]): void {
+    const { sink } = state;
     this.sent[sink.name]! += events.length;
     const attributes = { 'gantry.outbox': this.opts.schema, 'gantry.sink': sink.name };
     this.metrics.sent.add(events.length, attributes);
     const ackedMs = this.clock.now();
     for (const e of events) if (e.createdAt) this.metrics.lag.record(ackedMs - e.createdAt.getTime(), attributes);
-    if (loop.failingSince !== undefined) {
-      this.opts.log.info({ sink: sink.name, down_ms: this.clock.now() - loop.failingSince }, `outbox relay reaches ${sink.name} again; sending the events that waited`);
+    if (state.failingSince !== undefined) {
+      this.opts.log.info({ sink: sink.name, down_ms: this.clock.now() - state.failingSince }, `outbox relay reaches ${sink.name} again; sending the events that waited`);
     }
-    loop.failingSince = undefined;
-    loop.backoff.reset();
-    // Under load, let events gather for a moment rather than paying a claim, two calls and
-    // two updates for every one or two (Kafka's linger.ms). After an idle spell the first
-    // event goes at once, so a quiet system gets no added delay.
-    if (events.length < this.opts.batchSize && this.opts.lingerMs > 0) await this.clock.sleep(this.opts.lingerMs, this.stopping.signal);
+    state.failingSince = undefined;
+    state.backoff.reset();
+    state.retryAtMs = 0;
   }
 
-  /** Counts a failed send, warns once per outage (and per new error), and sleeps the next backoff delay. */
-  private async backOff(loop: SinkLoop, err: unknown): Promise<void> {
-    const { sink, sql } = loop;
+  /** Counts a failed send, warns once per outage (and per new error), and sets the sink's next retry. */
+  private async failed(state: SinkState, err: unknown): Promise<void> {
+    const { sink } = state;
     const message = describe(err);
     this.metrics.failures.add(1, { 'gantry.outbox': this.opts.schema, 'gantry.sink': sink.name });
-    const delayMs = loop.backoff.next();
-    if (loop.failingSince === undefined || message !== loop.lastError) {
-      const waiting = await this.opts.db.query<{ n: number }>(sql.waiting).then((r) => Number(r.rows[0]?.n), () => undefined);
+    const delayMs = state.backoff.next();
+    if (state.failingSince === undefined || message !== state.lastError) {
+      const waiting = await this.opts.db.query<{ n: number }>(this.sql.waiting(sink.name)).then((r) => Number(r.rows[0]?.n), () => undefined);
       this.opts.log.warn(
-        { sink: sink.name, err: message, retry_in_ms: loop.backoff.nominalMs, waiting_events: waiting, waiting_events_at_least: waiting === MAX_COUNTED },
+        { sink: sink.name, err: message, retry_in_ms: state.backoff.nominalMs, waiting_events: waiting, waiting_events_at_least: waiting === MAX_COUNTED },
         `outbox relay cannot send events to ${sink.name}; they stay in the outbox and are retried with backoff (check that ${sink.name} is running and reachable)`,
       );
     }
-    loop.failingSince ??= this.clock.now();
-    loop.lastError = message;
-    await this.clock.sleep(delayMs, this.stopping.signal);
+    state.failingSince ??= this.clock.now();
+    state.lastError = message;
+    state.retryAtMs = this.clock.now() + delayMs;
   }
 
-  /** Runs `fn` once the statements queued before it have finished (see `turn`). */
-  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.turn.then(fn, fn);
-    this.turn = run.catch(() => {});
-    return run;
-  }
-
-  private async claim(claimSql: string): Promise<RelayedEvent[]> {
+  private async claim(active: readonly SinkName[]): Promise<ClaimedRow[]> {
     const nowMs = this.clock.now();
-    const { rows } = await this.opts.db.query<{ seq: string; event_id: string; event_type: string; payload: Buffer; trace_context: Record<string, string> | string; created_at: Date | string }>(claimSql, [
-      new Date(nowMs),
-      new Date(nowMs + this.opts.leaseMs),
-      this.opts.batchSize,
-    ]);
+    type Row = { seq: string; event_id: string; event_type: string; payload: Buffer; trace_context: Record<string, string> | string; created_at: Date | string; log_done: boolean; webhooks_done: boolean };
+    const { rows } = await this.opts.db.query<Row>(this.sql.claim(active), [new Date(nowMs), new Date(nowMs + this.opts.leaseMs), this.opts.batchSize]);
     return rows
       .map((r) => ({
         seq: BigInt(r.seq),
@@ -250,6 +284,7 @@ export class OutboxRelay {
         payload: Buffer.from(r.payload),
         traceContext: typeof r.trace_context === 'string' ? (JSON.parse(r.trace_context) as Record<string, string>) : r.trace_context,
         createdAt: new Date(r.created_at),
+        done: { log: r.log_done, webhooks: r.webhooks_done },
       }))
       .sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
   }
