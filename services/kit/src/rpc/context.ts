@@ -57,16 +57,19 @@ export function compose(middlewares: readonly Middleware[], last: () => Promise<
 /** What the server decided on a call's metadata, before reading its body (server/admission.ts). */
 export type Admission = { principal: Principal } | { refused: unknown };
 
-// Keyed by the call's Metadata object: grpc-js hands the handler the very object the server's
-// interceptor passed on, and nothing a client sends can forge an entry.
-const admissions = new WeakMap<Metadata, Admission>();
+// Kept on the call's Metadata object under a symbol of this module: grpc-js hands the handler the
+// very object the server's interceptor passed on, and nothing a client sends can forge a symbol key
+// (headers become string keys of the metadata's map). A property, unlike a WeakMap entry, costs the
+// garbage collector nothing extra on every call.
+const ADMISSION: unique symbol = Symbol('gantry.admission');
+type WithAdmission = Metadata & { [ADMISSION]?: Admission };
 
 /** Records the admission of the call whose metadata is `metadata`; the auth middleware replays it. */
 export function recordAdmission(metadata: Metadata, admission: Admission): void {
-  admissions.set(metadata, admission);
+  (metadata as WithAdmission)[ADMISSION] = admission;
 }
 
 /** The admission recorded for the call whose metadata is `metadata`, if the server made one. */
 export function admissionOf(metadata: Metadata): Admission | undefined {
-  return admissions.get(metadata);
+  return (metadata as WithAdmission)[ADMISSION];
 }

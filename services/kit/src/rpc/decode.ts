@@ -3,6 +3,7 @@
 // U+FFFD, so two different encodings of a signed string would read the same. Here a request is
 // read with a reader that refuses invalid UTF-8, must use every byte, and a failure comes back as a
 // value the call runner turns into INVALID_ARGUMENT (or RESOURCE_EXHAUSTED for an oversized one).
+import { isUtf8 } from 'node:buffer';
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import { GantryError, Status } from '../errors.js';
 
@@ -18,9 +19,13 @@ export class UndecodableRequest {
 }
 
 // ignoreBOM keeps a leading U+FEFF as text, as protobuf-es does: stripping it would be a second
-// encoding of the same string.
-const fatalUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-const decodeUtf8Strictly = (bytes: Uint8Array): string => fatalUtf8.decode(bytes);
+// encoding of the same string. Validating first (simdutf) and then decoding is several times
+// cheaper than a fatal TextDecoder, which takes ICU's slow path for every string.
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
+const decodeUtf8Strictly = (bytes: Uint8Array): string => {
+  if (!isUtf8(bytes)) throw new TypeError('The encoded data was not valid for encoding utf-8');
+  return utf8.decode(bytes);
+};
 
 /** A reader over `bytes` whose strings must be valid UTF-8. */
 function strictReader(bytes: Uint8Array): BinaryReader {
