@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { benchBundle } from './bundle.js';
 
 const exec = promisify(execFile);
 export const repoRoot = fileURLToPath(new URL('../../..', import.meta.url));
@@ -41,12 +42,17 @@ export function progress(message: string): void {
   process.stderr.write(`[bench] ${message}\n`);
 }
 
-/** Starts a TypeScript script as a child process and resolves with the JSON line it prints when ready. */
+/**
+ * Starts a TypeScript script as a child process, bundled as the image bundles the program
+ * (bundle.ts; GANTRY_BENCH_TSX=1 runs the sources with tsx instead), and resolves with the JSON
+ * line it prints when ready.
+ */
 export async function startChild<T>(script: string, args: string[], opts: { cpu?: number } = {}): Promise<{ child: ChildProcess; ready: T; stop: () => Promise<void> }> {
   // The same Node flags as `gantry serve` (package.json scripts), so the figures are production's.
   // GANTRY_BENCH_NODE_ARGS adds Node flags to the servers, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile one.
   const extra = process.env.GANTRY_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-  const nodeArgs = ['--experimental-async-context-frame', ...extra, '--import', 'tsx', script, ...args];
+  const program = process.env.GANTRY_BENCH_TSX === '1' ? ['--import', 'tsx', script] : [await benchBundle(repoRoot, script)];
+  const nodeArgs = ['--experimental-async-context-frame', ...extra, ...program, ...args];
   const [cmd, cmdArgs] = opts.cpu !== undefined && pinning ? ['taskset', ['-c', String(opts.cpu), process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
   const child = spawn(cmd, cmdArgs as string[], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] });
   const ready = await new Promise<T>((resolve, reject) => {

@@ -1,0 +1,58 @@
+// Benchmark servers run as production runs: one esbuild bundle, not TypeScript compiled on load by
+// tsx. tsx compiles with esbuild's keepNames, which wraps every function and class defined at run
+// time in a naming call: a few percent of a call's CPU in the kit's per-call closures, which the
+// image's bundle (scripts/image/bundle.ts) does not pay. Packages stay external (resolved from the
+// repository's node_modules) except the workspace's own, and `new URL('./x', import.meta.url)`
+// becomes the absolute file URL of the file the source names, so nothing is copied.
+import { build, type Plugin } from 'esbuild';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+// `new URL('./relative', import.meta.url)`, quoted either way.
+const ASSET_URL = /new URL\((['"])(\.\.?\/[^'"]*)\1,\s*import\.meta\.url\)/g;
+
+function sourcesOnly(root: string): Plugin {
+  return {
+    name: 'gantry-bench',
+    setup(b) {
+      // Every package but the workspace's own is loaded from node_modules at run time.
+      b.onResolve({ filter: /^[^./]/ }, (args) => (args.path.startsWith('@gantry/') ? undefined : { path: args.path, external: true }));
+      b.onLoad({ filter: /\.ts$/ }, (args) => {
+        const source = readFileSync(args.path, 'utf8');
+        if (!source.includes('import.meta.url')) return undefined;
+        const contents = source.replace(ASSET_URL, (_m, _q: string, rel: string) => {
+          const target = resolve(dirname(args.path), rel);
+          if (!existsSync(target)) throw new Error(`${relative(root, args.path)} loads ${rel}, which does not exist at ${target}`);
+          return `new URL(${JSON.stringify(pathToFileURL(target).href + (rel.endsWith('/') ? '/' : ''))})`;
+        });
+        return { contents, loader: 'ts' };
+      });
+    },
+  };
+}
+
+const built = new Map<string, string>();
+
+/** Bundles `script` (a .ts entry point) into build/bench/<name>.mjs once per run; returns its path. */
+export async function benchBundle(root: string, script: string): Promise<string> {
+  const done = built.get(script);
+  if (done) return done;
+  const outDir = join(root, 'build/bench');
+  mkdirSync(outDir, { recursive: true });
+  const outfile = join(outDir, basename(script).replace(/\.ts$/, '.mjs'));
+  await build({
+    entryPoints: [script],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    target: 'node22',
+    format: 'esm',
+    // CommonJS dependencies call require(); an ESM bundle has to provide it.
+    banner: { js: "import { createRequire as __gantryCreateRequire } from 'node:module';\nconst require = __gantryCreateRequire(import.meta.url);" },
+    logLevel: 'warning',
+    plugins: [sourcesOnly(root)],
+  });
+  built.set(script, outfile);
+  return outfile;
+}
