@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { defineModule, defineService, scopesOf, type GantryModule } from '@gantry/kit';
-import { approvalsv1 } from '@gantry/proto';
-import { approvalsHandlers } from './api/handlers.js';
+import { approvalsDefinition, approvalsHandlers } from './api/handlers.js';
 import { APPROVALS_ADMIN_SCOPE, approvalsScopes } from './api/scopes.js';
 import { APPROVALS_EVENT_SOURCE, APPROVALS_EVENT_TYPES } from './events.js';
 import { APPROVALS_SCHEMA, ApprovalsStore, approvalsMigrations } from './store/approvals-store.js';
-import { approvalsFeed, type FeedLimits } from './store/change-feed.js';
+import { approvalsFeed, publishCommitted, type FeedLimits } from './store/change-feed.js';
 import { ExpirySweeper } from './store/expiry-sweeper.js';
 import { MAX_QUEUED_VOTES, MAX_TX_IN_FLIGHT, MAX_VOTES_PER_TX, VoteCommitter } from './store/vote-committer.js';
 
@@ -74,15 +73,15 @@ export function createApprovalsService(opts: ApprovalsOptions = {}): GantryModul
         log,
       );
       sweeper.start();
-      const committer = new VoteCommitter(store, () => feed.wake(), { maxVotesPerTx: d.maxVotesPerTx, maxQueuedVotes: opts.maxQueuedVotes ?? d.maxQueuedVotes, maxTxInFlight: d.maxVoteTxInFlight });
+      const committer = new VoteCommitter(store, (changes) => publishCommitted(feed, store, changes), { maxVotesPerTx: d.maxVotesPerTx, maxQueuedVotes: opts.maxQueuedVotes ?? d.maxQueuedVotes, maxTxInFlight: d.maxVoteTxInFlight });
       onShutdown(async () => {
         await sweeper.stop();
         await feed.stop();
       });
       return [
-        defineService({
+        defineService<typeof approvalsDefinition>({
           name: 'gantry.approvals.v1.ApprovalsService',
-          definition: approvalsv1.ApprovalsServiceService,
+          definition: approvalsDefinition,
           scopes: approvalsScopes,
           handlers: approvalsHandlers({
             store,

@@ -17,6 +17,7 @@ import {
 import type { ApprovalKind, ApprovalRecord, ChangeRecord, ChangeType, PriorityRank, RequestRecord, VoteRecord } from '../domain/approval.js';
 import type { ApprovalState, Decision } from '../domain/quorum.js';
 import { changeEvents, createdEvent } from './change-events.js';
+import { ContentCache } from './content-cache.js';
 
 export const APPROVALS_SCHEMA = 'approvals';
 /** The kit's outbox table first, then the service's own numbered migrations. */
@@ -155,8 +156,10 @@ export class ApprovalsStore {
   constructor(
     private readonly db: Database,
     outbox: Outbox,
+    /** Content of requests read or created by this process (content never changes). */
+    readonly content: ContentCache = new ContentCache(),
   ) {
-    this.transactions = { db, outbox, begin: (sql) => new ApprovalsTx(sql, outbox), errors: CONSTRAINT_ERRORS };
+    this.transactions = { db, outbox, begin: (sql) => new ApprovalsTx(sql, outbox, content), errors: CONSTRAINT_ERRORS };
   }
 
   /**
@@ -204,12 +207,27 @@ export class ApprovalsStore {
     };
   }
 
-  /** The given requests with their content (callers bound how many bytes they ask for at once). */
+  /**
+   * The given requests with their content, from the cache or in one read of what it lacks
+   * (callers bound how many bytes they ask for at once).
+   */
   async withContent<R extends RequestRecord>(requests: R[]): Promise<(R & ApprovalRecord)[]> {
     if (requests.length === 0) return [];
-    const ids = [...new Set(requests.map((r) => r.id))];
-    const { rows } = await this.db.query<{ approval_id: string; content: Buffer }>(`SELECT approval_id, content FROM approvals.requests WHERE approval_id = ANY($1::text[])`, [ids]);
-    const content = new Map(rows.map((r) => [r.approval_id, r.content]));
+    const content = new Map<string, Buffer>();
+    const missing = new Set<string>();
+    for (const { id } of requests) {
+      if (content.has(id) || missing.has(id)) continue;
+      const cached = this.content.get(id);
+      if (cached) content.set(id, cached);
+      else missing.add(id);
+    }
+    if (missing.size > 0) {
+      const { rows } = await this.db.query<{ approval_id: string; content: Buffer }>(`SELECT approval_id, content FROM approvals.requests WHERE approval_id = ANY($1::text[])`, [[...missing]]);
+      for (const r of rows) {
+        content.set(r.approval_id, r.content);
+        this.content.put(r.approval_id, r.content);
+      }
+    }
     return requests.map((r) => ({ ...r, content: content.get(r.id)! }));
   }
 
@@ -321,6 +339,14 @@ export class ApprovalsStore {
 
 /** The statements one change runs inside its transaction. */
 export class ApprovalsTx extends EventWriter {
+  constructor(
+    sql: Sql,
+    outbox: Outbox,
+    private readonly content: ContentCache,
+  ) {
+    super(sql, outbox);
+  }
+
   /** The request an idempotency key was used for, with the digest of the body it came with. */
   async byRequestId(requester: string, requestId: string): Promise<{ id: string; digest: Buffer } | undefined> {
     const { rows } = await this.sql.query<{ approval_id: string; request_digest: Buffer }>(
@@ -343,6 +369,8 @@ export class ApprovalsTx extends EventWriter {
       [r.id, r.requester, r.requestId, r.digest, r.type, r.priority, r.title, r.content, r.contentHash, r.validators, r.requiredApprovals, JSON.stringify(r.labels), r.createdAt, r.expiresAt],
     );
     await this.emit([createdEvent(this.outbox, r)], r.createdAt);
+    // Cached before the commit: content under an id that never commits is never asked for.
+    this.content.put(r.id, r.content);
     return one(rows, 'new request version').version;
   }
 
