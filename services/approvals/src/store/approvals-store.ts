@@ -140,6 +140,14 @@ export interface PendingCursor {
   createdVersion: bigint;
 }
 
+/** What the change history keeps (the sweeper prunes the rest). */
+export interface HistoryRetention {
+  /** Changes made before this time go (null: no time bound). */
+  olderThan: Date | null;
+  /** At most this many of the newest versions stay (0: no count bound). */
+  maxVersions: number;
+}
+
 /** The submit raced a retry with the same request_id: read the winner and answer as a retry. */
 export class IdempotencyRace extends Error {}
 
@@ -324,14 +332,21 @@ export class ApprovalsStore {
   }
 
   /**
-   * Deletes history older than the last `keepVersions` versions, at most `limit` rows per call.
-   * Requests and votes stay; only the ability to resume a watch from that far back goes.
+   * Deletes the oldest history: changes made before `olderThan` (null: no time bound) or older than
+   * the last `maxVersions` versions (0: no count bound), at most `limit` rows per call. Only a prefix
+   * of the history goes (it stops at the first change still kept), so the history stays gapless
+   * from its oldest version and a watch from before it is told so (OUT_OF_RANGE). Requests and votes
+   * stay; only the ability to resume a watch from that far back goes. Reads only the oldest `limit`
+   * rows, by the primary key. Returns how many were deleted.
    */
-  async pruneHistory(keepVersions: number, limit: number): Promise<number> {
+  async pruneHistory(policy: HistoryRetention, limit: number): Promise<number> {
     const { rowCount } = await this.db.query(
-      `DELETE FROM approvals.events WHERE version IN (
-         SELECT version FROM approvals.events WHERE version <= (SELECT version - $1 FROM approvals.head) ORDER BY version LIMIT $2)`,
-      [keepVersions, limit],
+      `WITH oldest AS (SELECT version, at FROM approvals.events ORDER BY version LIMIT $3),
+       kept AS (SELECT min(o.version) AS version FROM oldest o, approvals.head h
+                 WHERE NOT (($2::timestamptz IS NOT NULL AND o.at < $2) OR ($1 > 0 AND o.version <= h.version - $1)))
+       DELETE FROM approvals.events e USING oldest o, kept
+        WHERE e.version = o.version AND (kept.version IS NULL OR o.version < kept.version)`,
+      [policy.maxVersions, policy.olderThan, limit],
     );
     return rowCount;
   }
