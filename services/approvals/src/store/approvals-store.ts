@@ -53,6 +53,14 @@ interface RequestRow {
 /** A vote inside the json aggregate of `approval`: validator, decision, reason, cast_at in ms, version. */
 type JsonVote = [string, Decision, string, number, number];
 
+/** A request's votes (every one, or up to its version: `upTo`) as one json aggregate, in version order. */
+const votesJson = (upTo: string) => `(SELECT json_agg(json_build_array(v.validator, v.decision, v.reason, extract(epoch FROM v.cast_at) * 1000, v.version) ORDER BY v.version)
+                 FROM approvals.votes v WHERE v.approval_id = r.approval_id${upTo}) AS votes`;
+
+/** Votes of the json aggregate as records: values inside it are JSON's own (numbers), made Date and bigint here. */
+const fromJsonVotes = (votes: JsonVote[] | null): VoteRecord[] =>
+  (votes ?? []).map(([validator, decision, reason, castAtMs, version]) => ({ validator, decision, reason, castAt: new Date(castAtMs), version: BigInt(version) }));
+
 function toRequest(r: RequestRow): RequestRecord {
   return {
     id: r.approval_id,
@@ -199,20 +207,12 @@ export class ApprovalsStore {
    */
   async approval(id: string): Promise<ApprovalRecord | undefined> {
     const { rows } = await this.db.query<RequestRow & { content: Buffer; votes: JsonVote[] | null }>(
-      `SELECT ${REQUEST_COLUMNS}, r.content,
-              (SELECT json_agg(json_build_array(v.validator, v.decision, v.reason, extract(epoch FROM v.cast_at) * 1000, v.version) ORDER BY v.version)
-                 FROM approvals.votes v WHERE v.approval_id = r.approval_id AND v.version <= r.version) AS votes
-         FROM approvals.requests r WHERE r.approval_id = $1`,
+      `SELECT ${REQUEST_COLUMNS}, r.content, ${votesJson(' AND v.version <= r.version')} FROM approvals.requests r WHERE r.approval_id = $1`,
       [id],
     );
     const row = oneOrNone(rows, `approval ${id}`);
     if (!row) return undefined;
-    return {
-      ...toRequest(row),
-      content: row.content,
-      // Values inside a json aggregate are JSON's own: numbers, made Date and bigint here.
-      votes: (row.votes ?? []).map(([validator, decision, reason, castAtMs, version]) => ({ validator, decision, reason, castAt: new Date(castAtMs), version: BigInt(version) })),
-    };
+    return { ...toRequest(row), content: row.content, votes: fromJsonVotes(row.votes) };
   }
 
   /**
@@ -394,11 +394,6 @@ export class ApprovalsTx extends EventWriter {
     return (await this.lockAll([id])).get(id);
   }
 
-  /**
-   * Locks requests for a change, in id order (so transactions on any replica that lock several
-   * never deadlock), and reads them with their votes. The votes are read by a second statement on
-   * purpose: one that waited for a lock must see what the holder committed.
-   */
   /** Locks up to `limit` PENDING requests past their deadline at `now`, oldest deadline first, skipping locked ones. */
   async lockDue(now: Date, limit: number): Promise<RequestRecord[]> {
     const { rows } = await this.sql.query<RequestRow>(
@@ -408,11 +403,25 @@ export class ApprovalsTx extends EventWriter {
     return attachVotes(this.sql, rows.map(toRequest));
   }
 
+  /**
+   * Locks requests for a change, in id order (so transactions on any replica that lock several
+   * never deadlock), and reads them with their votes.
+   */
   async lockAll(ids: string[]): Promise<Map<string, RequestRecord>> {
-    const { rows } = await this.sql.query<RequestRow>(`SELECT ${REQUEST_COLUMNS} FROM approvals.requests r WHERE r.approval_id = ANY($1::text[]) ORDER BY r.approval_id FOR UPDATE`, [ids]);
-    const requests = await attachVotes(this.sql, rows.map(toRequest));
-    return new Map(requests.map((r) => [r.id, r]));
+    // One statement in the common case: the votes aggregate reads the statement's snapshot, so it
+    // is complete only when the locked row is still the version that snapshot saw (every vote
+    // bumps its request's version in its own transaction). A row that changed while this waited
+    // for its lock has its votes read again, by a statement that sees what the holder committed.
+    const { rows } = await this.sql.query<RequestRow & { snapshot_version: bigint; votes: JsonVote[] | null }>(
+      `SELECT ${REQUEST_COLUMNS}, (SELECT s.version FROM approvals.requests s WHERE s.approval_id = r.approval_id) AS snapshot_version, ${votesJson('')}
+         FROM approvals.requests r WHERE r.approval_id = ANY($1::text[]) ORDER BY r.approval_id FOR UPDATE`,
+      [ids],
+    );
+    const current = rows.filter((r) => r.snapshot_version === r.version).map((r) => ({ ...toRequest(r), votes: fromJsonVotes(r.votes) }));
+    const changed = await attachVotes(this.sql, rows.filter((r) => r.snapshot_version !== r.version).map(toRequest));
+    return new Map([...current, ...changed].map((r) => [r.id, r]));
   }
+
 
   /**
    * Records changes to locked requests, in order, as consecutive versions: their votes, each
