@@ -14,6 +14,9 @@ requirePostgresInCi('the approvals retention tests');
 
 const DAY_MS = 24 * 3600 * 1000;
 
+/** A request that outlives every clock move here, so no expiry adds history under the test. */
+const longLived = (validators: string[], m: number) => newRequest({ validators, m, expiry: { $case: 'ttl', value: { seconds: 20n * 24n * 3600n, nanos: 0 } } });
+
 test('the history is kept 7 days and at most 100,000 versions unless configured otherwise', () => {
   const c = approvalsConfigSchema.parse({});
   assert.equal(c.historyRetentionMs, 7 * DAY_MS);
@@ -37,10 +40,10 @@ for (const engine of engines()) {
     after(async () => p?.close());
 
     test('changes older than the retention are pruned by the sweeper; a watch from before them is OUT_OF_RANGE saying to re-list, one from the kept history resumes', async () => {
-      const old = await rpc(p).submit(newRequest({ validators: ['r1', 'r2'], m: 2 }));
+      const old = await rpc(p).submit(longLived(['r1', 'r2'], 2));
       await rpc(p, 'r1').vote(old.approvalId);
       p.clock.nowMs += 8 * DAY_MS;
-      const fresh = await rpc(p).submit(newRequest({ validators: ['r1', 'r2'], m: 2 }));
+      const fresh = await rpc(p).submit(longLived(['r1', 'r2'], 2));
       assert.ok(await eventually(async () => (await historyVersions(p))[0] === fresh.version, 10_000), 'the sweeper did not prune the changes older than 7 days');
 
       const gone = await watch(p, { fromVersion: old.version }).ended;
@@ -58,13 +61,13 @@ for (const engine of engines()) {
 
     test('a prune deletes at most its batch, oldest first, and stops at the first change still kept (a gapless history)', async () => {
       const base = p.clock.nowMs;
-      const a = await rpc(p).submit(newRequest({ validators: ['r3'], m: 1 }));
-      const b = await rpc(p).submit(newRequest({ validators: ['r3'], m: 1 }));
+      const a = await rpc(p).submit(longLived(['r3'], 1));
+      const b = await rpc(p).submit(longLived(['r3'], 1));
       p.clock.nowMs = base + 2 * DAY_MS;
-      const young = await rpc(p).submit(newRequest({ validators: ['r3'], m: 1 }));
+      const young = await rpc(p).submit(longLived(['r3'], 1));
       // A change stamped earlier than the one before it (another replica's clock behind).
       p.clock.nowMs = base;
-      const skewed = await rpc(p).submit(newRequest({ validators: ['r3'], m: 1 }));
+      const skewed = await rpc(p).submit(longLived(['r3'], 1));
       p.clock.nowMs = base + 2 * DAY_MS;
       const olderThan = new Date(base + DAY_MS);
       const before = await historyVersions(p);
