@@ -73,16 +73,13 @@ export function feedEvent(c: ChangeRecord, request: ApprovalRecord): FeedEvent {
 export type CommittedChange = ChangeRecord & { request: RequestRecord };
 
 /**
- * Hands changes this process just committed to its feed, so local streams get them without a
- * NOTIFY round trip and a read back. Needs each request's content in the cache (requests this
- * process created or has read); otherwise the feed reads them as usual.
+ * Hands changes this process just committed (consecutive versions) to its feed, so local streams
+ * get them without a NOTIFY round trip and a read back; they are built only when a stream follows.
+ * Needs each request's content in the cache (requests this process created or has read);
+ * otherwise the feed reads them as usual.
  */
 export function publishCommitted(feed: ChangeFeed, store: ApprovalsStore, changes: readonly CommittedChange[]): void {
-  const events: FeedEvent[] = [];
-  for (const c of changes) {
-    const content = store.content.get(c.approvalId);
-    if (!content) return feed.wake();
-    events.push(feedEvent(c, { ...c.request, content }));
-  }
-  feed.publish(events);
+  if (changes.length === 0) return;
+  if (changes.some((c) => store.content.get(c.approvalId) === undefined)) return feed.wake();
+  feed.publish(changes[0]!.version, changes.at(-1)!.version, () => changes.map((c) => feedEvent(c, { ...c.request, content: store.content.get(c.approvalId)! })));
 }

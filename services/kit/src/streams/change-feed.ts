@@ -152,22 +152,27 @@ export class ChangeFeed<E extends FeedItem> {
   }
 
   /**
-   * Offers changes this process has just committed, without reading them back, when they are
-   * exactly the next ones (`events[0].version === offeredThrough + 1`, consecutive); the streams
-   * then see them right after the commit. Otherwise (another transaction's or replica's changes
-   * come first and are not read yet) it wakes the reader, which reads them all in order. Returns
-   * whether `events` were offered.
+   * Offers the changes `first`..`last` this process has just committed, without reading them
+   * back, when they are exactly the next ones (`first === offeredThrough + 1`); the streams then
+   * see them right after the commit. `events` builds them (consecutive, `first` to `last`), and is
+   * called only when a stream follows the feed. Otherwise (another transaction's or replica's
+   * changes come first and are not read yet) it wakes the reader, which reads them all in order.
+   * Returns whether they were offered.
    */
-  publish(events: readonly E[]): boolean {
-    let expected = this.position + 1n;
-    for (const e of events) {
-      if (e.version !== expected) {
-        this.wake();
-        return false;
-      }
-      expected++;
+  publish(first: bigint, last: bigint, events: () => readonly E[]): boolean {
+    if (first !== this.position + 1n || last < first) {
+      this.wake();
+      return false;
     }
-    this.offerAll(events);
+    if (this.subscriptions.size === 0) {
+      this.position = last;
+      return true;
+    }
+    const built = events();
+    if (built.length !== Number(last - first) + 1 || built.some((e, i) => e.version !== first + BigInt(i))) {
+      throw new Error(`invariant: published changes must be versions ${first}..${last}, consecutive`);
+    }
+    this.offerAll(built);
     return true;
   }
 
