@@ -4,7 +4,7 @@
 // streams that needed it. A FakeClock stands still, so only wake-ups and publishes move the feed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChangeFeed, FakeClock, silentLogger, type Database, type FeedItem, type Subscription } from '../src/index.js';
+import { ChangeFeed, FakeClock, silentLogger, type Database, type FeedItem, type Logger, type Subscription } from '../src/index.js';
 
 interface Change extends FeedItem {
   name: string;
@@ -121,5 +121,21 @@ test('a history pruned past what the feed had read cuts off the streams that nee
   assert.equal(ahead.overflowed, false);
   assert.deepEqual(drain(ahead), ['c5']);
   assert.equal(feed.size, 1);
+  await feed.stop();
+});
+
+test('streams that all start past the feed need no read of the versions before them, and nothing is cut off', async () => {
+  const h = history([]);
+  let warnings = 0;
+  const log = { warn: () => warnings++ } as unknown as Logger;
+  const feed = new ChangeFeed<Change>(db, 'test_changed', h, LIMITS, log, 'test', new FakeClock());
+  await feed.start();
+  const sub = feed.subscribe(4n, () => true);
+  h.changes.push(change(5));
+  feed.wake();
+  await until(() => feed.offeredThrough === 5n);
+  assert.deepEqual(drain(sub), ['c5']);
+  assert.equal(sub.overflowed, false);
+  assert.equal(warnings, 0);
   await feed.stop();
 });

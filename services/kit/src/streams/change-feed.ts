@@ -238,7 +238,9 @@ export class ChangeFeed<E extends FeedItem> {
       // A change published meanwhile (`publish`) may be in this read too: offered once.
       const fresh = events.filter((e) => e.version > this.position);
       if (fresh.length === 0) continue;
-      if (fresh[0]!.version > this.position + 1n) this.cutOffBefore(fresh[0]!.version);
+      // Versions up to `from` needed no read; a first change past the next one means a pruned history.
+      const next = (from > this.position ? from : this.position) + 1n;
+      if (fresh[0]!.version > next) this.cutOffBefore(fresh[0]!.version);
       this.offerAll(fresh);
     }
   }
@@ -265,6 +267,5 @@ export class ChangeFeed<E extends FeedItem> {
     }
   }
 }
-
 
 export * from './encoded.js';
