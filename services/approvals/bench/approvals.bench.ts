@@ -122,9 +122,14 @@ try {
     return drive(validators.map((_, i) => Array.from({ length: perClient }, () => ids[i % ids.length]!)), (id) => unary(client.getApprovalStatus, client, { approvalId: id }, requesterMd), { serverPid, db });
   };
 
-  /** Seeds requests [from, to) in one statement: 3 validators, 2 votes and 3 history rows each, consecutive versions after the head. */
-  const seed = (from: number, to: number) =>
-    db.query(`WITH h AS (SELECT version AS base FROM approvals.head FOR UPDATE),
+  /**
+   * Seeds requests [from, to) in one statement: 3 validators, 2 votes and 3 history rows each, at
+   * consecutive versions taken from the head (the versions come from the head's own UPDATE: a
+   * second reference to that row in the statement would not see it).
+   */
+  const seed = async (from: number, to: number) => {
+    const n = to - from;
+    await db.query(`WITH h AS (UPDATE approvals.head SET version = version + ${n * 3} RETURNING version - ${n * 3} AS base),
       req AS (INSERT INTO approvals.requests (approval_id, created_version, version, requester, request_id, request_digest, type, priority, title, content, content_hash,
                 validators, required_approvals, state, labels, created_at, expires_at, finalized_at)
               SELECT 'seed-' || g, base + (g - ${from}) * 3 + 1, base + (g - ${from}) * 3 + 3, 'seeder', NULL, '\\x00'::bytea, 'OTHER', 1, 'seeded',
@@ -132,11 +137,13 @@ try {
                      now(), now() + interval '1 day', NULL
                 FROM h, generate_series(${from}, ${to - 1}) g),
       vote AS (INSERT INTO approvals.votes (approval_id, validator, decision, reason, cast_at, version)
-               SELECT 'seed-' || g, 's' || k, 'APPROVE', '', now(), base + (g - ${from}) * 3 + 1 + k FROM h, generate_series(${from}, ${to - 1}) g, generate_series(1, 2) k),
-      ev AS (INSERT INTO approvals.events (version, approval_id, type, state, at)
-             SELECT base + (g - ${from}) * 3 + 1 + k, 'seed-' || g, CASE WHEN k = 0 THEN 'CREATED' ELSE 'VOTED' END, 'PENDING', now()
-               FROM h, generate_series(${from}, ${to - 1}) g, generate_series(0, 2) k)
-      UPDATE approvals.head SET version = version + ${(to - from) * 3}`);
+               SELECT 'seed-' || g, 's' || k, 'APPROVE', '', now(), base + (g - ${from}) * 3 + 1 + k FROM h, generate_series(${from}, ${to - 1}) g, generate_series(1, 2) k)
+      INSERT INTO approvals.events (version, approval_id, type, state, at)
+      SELECT base + (g - ${from}) * 3 + 1 + k, 'seed-' || g, CASE WHEN k = 0 THEN 'CREATED' ELSE 'VOTED' END, 'PENDING', now()
+        FROM h, generate_series(${from}, ${to - 1}) g, generate_series(0, 2) k`);
+    const { rows } = await db.query(`SELECT count(*) AS n FROM approvals.requests WHERE approval_id LIKE 'seed-%'`);
+    check(Number(rows[0]!.n) === to, `seeding: ${String(rows[0]!.n)} seeded requests in the table, expected ${to}`);
+  };
 
   /** Votes and reads at each table size; 10^6 only when seeding 10^5 took under 30 s (so 10^6 stays within minutes). */
   const growthRuns = async (per: { votesPerClient: number; statusPerClient: number }): Promise<GrowthPoint[]> => {
