@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { defineModule, defineService, scopesOf, type GantryModule } from '@gantry/kit';
-import { approvalsv1 } from '@gantry/proto';
-import { approvalsHandlers } from './api/handlers.js';
+import { approvalsDefinition, approvalsHandlers } from './api/handlers.js';
 import { APPROVALS_ADMIN_SCOPE, approvalsScopes } from './api/scopes.js';
+import { approvalsConfig, type ApprovalsConfig } from './config.js';
 import { APPROVALS_EVENT_SOURCE, APPROVALS_EVENT_TYPES } from './events.js';
 import { APPROVALS_SCHEMA, ApprovalsStore, approvalsMigrations } from './store/approvals-store.js';
-import { approvalsFeed, type FeedLimits } from './store/change-feed.js';
+import { approvalsFeed, publishCommitted, type FeedLimits } from './store/change-feed.js';
 import { ExpirySweeper } from './store/expiry-sweeper.js';
 import { MAX_QUEUED_VOTES, MAX_TX_IN_FLIGHT, MAX_VOTES_PER_TX, VoteCommitter } from './store/vote-committer.js';
 
@@ -14,7 +14,7 @@ export interface ApprovalsOptions {
   now?: () => number;
   /** How often each replica looks for requests past their deadline. */
   sweepIntervalMs?: number;
-  /** Versions of history kept for watches to resume from; older from_versions get OUT_OF_RANGE. */
+  /** Versions of history kept at most for watches to resume from (else config `approvals.historyMaxVersions`); older from_versions get OUT_OF_RANGE. */
   historyVersions?: number;
   /** A stream's queue of changes not yet sent: past this many (or `streamQueueBytes`) it is cut off. */
   streamQueueEvents?: number;
@@ -29,8 +29,6 @@ export interface ApprovalsOptions {
 export const APPROVALS_DEFAULTS = {
   sweepIntervalMs: 1000,
   sweepBatch: 500,
-  historyVersions: 100_000,
-  pruneBatch: 10_000,
   streamQueueEvents: 1000,
   streamQueueBytes: 32 * 1024 * 1024,
   bookmarkIntervalMs: 15_000,
@@ -49,14 +47,15 @@ export const APPROVALS_DEFAULTS = {
 export function createApprovalsService(opts: ApprovalsOptions = {}): GantryModule {
   const now = opts.now ?? Date.now;
   const d = APPROVALS_DEFAULTS;
-  return defineModule({
+  return defineModule<ApprovalsConfig>({
     name: 'approvals',
+    config: approvalsConfig,
     // Its events go out through the relay, which starts once the process serves.
     dependencies: ['events'],
     scopes: scopesOf([approvalsScopes], [APPROVALS_ADMIN_SCOPE]),
     schema: { name: APPROVALS_SCHEMA, migrations: approvalsMigrations },
     events: { source: APPROVALS_EVENT_SOURCE, types: APPROVALS_EVENT_TYPES },
-    async create({ db, log, outbox, onShutdown }) {
+    async create({ db, log, outbox, onShutdown, settings: c }) {
       const store = new ApprovalsStore(db, outbox);
       const limits: FeedLimits = {
         readChanges: d.feedReadChanges,
@@ -70,19 +69,19 @@ export function createApprovalsService(opts: ApprovalsOptions = {}): GantryModul
       await feed.start();
       const sweeper = new ExpirySweeper(
         store,
-        { intervalMs: opts.sweepIntervalMs ?? d.sweepIntervalMs, batch: d.sweepBatch, keepVersions: opts.historyVersions ?? d.historyVersions, pruneBatch: d.pruneBatch, now, onChange: () => feed.wake() },
+        { intervalMs: opts.sweepIntervalMs ?? d.sweepIntervalMs, batch: d.sweepBatch, retentionMs: c.historyRetentionMs, maxVersions: opts.historyVersions ?? c.historyMaxVersions, pruneBatch: c.historyPruneBatch, now, onChange: () => feed.wake() },
         log,
       );
       sweeper.start();
-      const committer = new VoteCommitter(store, () => feed.wake(), { maxVotesPerTx: d.maxVotesPerTx, maxQueuedVotes: opts.maxQueuedVotes ?? d.maxQueuedVotes, maxTxInFlight: d.maxVoteTxInFlight });
+      const committer = new VoteCommitter(store, (changes) => publishCommitted(feed, store, changes), { maxVotesPerTx: d.maxVotesPerTx, maxQueuedVotes: opts.maxQueuedVotes ?? d.maxQueuedVotes, maxTxInFlight: d.maxVoteTxInFlight });
       onShutdown(async () => {
         await sweeper.stop();
         await feed.stop();
       });
       return [
-        defineService({
+        defineService<typeof approvalsDefinition>({
           name: 'gantry.approvals.v1.ApprovalsService',
-          definition: approvalsv1.ApprovalsServiceService,
+          definition: approvalsDefinition,
           scopes: approvalsScopes,
           handlers: approvalsHandlers({
             store,
@@ -104,4 +103,5 @@ export function createApprovalsService(opts: ApprovalsOptions = {}): GantryModul
 export const approvalsService: GantryModule = createApprovalsService();
 
 export { APPROVALS_SCHEMA, ApprovalsStore } from './store/approvals-store.js';
+export { approvalsConfig, approvalsConfigSchema, type ApprovalsConfig } from './config.js';
 export { APPROVALS_EVENT_SOURCE, APPROVALS_EVENT_TYPES } from './events.js';

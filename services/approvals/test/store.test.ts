@@ -61,5 +61,33 @@ for (const engine of engines()) {
         message: 'the approval is already final; votes are closed',
       });
     });
+
+    test('a lock that waited for another vote\'s transaction reads the votes that transaction committed', { skip: engine.name !== 'PostgreSQL' && 'needs two connections' }, async () => {
+      const r = { ...newRequest(null), validators: ['bob', 'carol', 'dave'], requiredApprovals: 3 };
+      await store.transaction((tx) => tx.insert(r));
+      const vote = (validator: string) => ({ approvalId: r.id, type: 'VOTED' as const, state: 'PENDING' as const, vote: { validator, decision: 'APPROVE' as const, reason: '' }, at: NOW, finalizedAt: null });
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      let locked!: () => void;
+      const lockedFirst = new Promise<void>((resolve) => (locked = resolve));
+      const first = store.transaction(async (tx) => {
+        const before = await tx.lockAll([r.id]);
+        locked();
+        await held;
+        await tx.record([vote('bob')], before);
+      });
+      await lockedFirst;
+      const second = store.transaction(async (tx) => (await tx.lockAll([r.id])).get(r.id)!);
+      // The second waits on the row lock; let it be waiting, then commit the first.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      release();
+      await first;
+      const seen = await second;
+      assert.deepEqual(seen.votes.map((v) => v.validator), ['bob']);
+      assert.equal(seen.version, seen.votes[0]!.version);
+      // Without a wait, the one statement reads them too.
+      const again = await store.transaction(async (tx) => (await tx.lockAll([r.id])).get(r.id)!);
+      assert.deepEqual(again.votes.map((v) => v.validator), ['bob']);
+    });
   });
 }

@@ -115,7 +115,7 @@ for (const engine of engines()) {
     test('a watch is OUT_OF_RANGE from before the retained history or past the current version, and NOT_FOUND for an unknown request', async () => {
       const vs = validators(1);
       for (let i = 0; i < 3; i++) await rpc(p).submit(newRequest({ validators: vs, m: 1 }));
-      await p.store.pruneHistory(2, 10_000);
+      await p.store.pruneHistory({ olderThan: null, maxVersions: 2 }, 10_000);
       const head = await p.store.headVersion();
       const old = watch(p, { fromVersion: 1n });
       const { err } = await old.ended;

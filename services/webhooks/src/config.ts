@@ -46,6 +46,16 @@ export const webhooksConfigSchema = z.strictObject({
   defaultRateLimitPerSecond: z.coerce.number().int().min(1).max(100_000).default(100),
   /** On shutdown, how long in-flight attempts get to finish before they are aborted (and retried by another replica). */
   drainTimeoutMs: z.coerce.number().int().min(0).max(300_000).default(10_000),
+  /**
+   * How long the registry's change history keeps a change for registry watches to resume from
+   * (0 = no time bound); a watch from an older version gets OUT_OF_RANGE and lists again.
+   */
+  registryHistoryRetentionMs: z.coerce.number().int().min(0).max(365 * 24 * 3600 * 1000).default(7 * 24 * 3600 * 1000),
+  /** Versions the registry history keeps at most, whatever their age (0 = no count bound). */
+  registryHistoryMaxVersions: z.coerce.number().int().min(0).max(1_000_000_000).default(100_000),
+  /** Registry history rows one prune statement deletes at most, and how often each replica prunes. */
+  registryHistoryPruneBatch: z.coerce.number().int().min(1).max(100_000).default(1000),
+  registryHistoryPruneIntervalMs: z.coerce.number().int().min(100).max(24 * 3600 * 1000).default(60_000),
 }).prefault({});
 
 export type WebhooksConfig = z.infer<typeof webhooksConfigSchema>;

@@ -16,6 +16,7 @@ import { headerNamesOnly } from './domain/webhook.js';
 import { Dispatcher, headersAadFor } from './delivery/dispatcher.js';
 import { HttpSender, systemResolver, type Resolver } from './delivery/http.js';
 import { registryFeed } from './store/registry-feed.js';
+import { startRegistryRetention } from './store/registry-retention.js';
 import { QUEUED_CHANNEL } from './store/sql.js';
 import { WEBHOOKS_SCHEMA, WebhooksStore, webhooksMigrations } from './store/webhooks-store.js';
 
@@ -138,6 +139,7 @@ export function createWebhooksService(opts: WebhooksOptions = {}): GantryModule 
       const streams = new WebhooksStreams(db, store, feed, { readChanges: d.registryReadChanges, pollMs: d.streamPollMs, bookmarkIntervalMs: d.bookmarkIntervalMs, queueEvents, maxStreams: d.maxStreams }, log);
       await streams.start();
       opts.onStreams?.(streams);
+      const stopRetention = startRegistryRetention(db, c, now, log);
       const dispatcher = dispatcherFor({ store, box, guard, resolver, now, random, settings: c, flags, log });
       const unlisten = await db.listen(QUEUED_CHANNEL, () => dispatcher.wake());
       // A flag change (turning the kill switch off) resumes delivery at once, not at the next poll.
@@ -149,6 +151,7 @@ export function createWebhooksService(opts: WebhooksOptions = {}): GantryModule 
         await unlisten();
         flags.removeHandler(ProviderEvents.ConfigurationChanged, onFlagsChanged);
         await dispatcher.stop();
+        await stopRetention();
         await streams.stop();
       });
       return [

@@ -1,11 +1,12 @@
 // The ApprovalsService handlers, in three groups (submit and read, votes, streams) over shared
 // helpers: each validates, calls the store or the vote committer, and maps the result.
 import { createHash } from 'node:crypto';
-import { checkText, GantryError, Status, alreadyExists, invalidArgument, notFound, outOfRange, permissionDenied, type HandlerContext, type Handlers } from '@gantry/kit';
+import { acceptingEncoded, checkText, EncodedMessage, GantryError, Status, alreadyExists, invalidArgument, notFound, outOfRange, permissionDenied, type HandlerContext, type Handlers } from '@gantry/kit';
 import { approvalsv1 } from '@gantry/proto';
 import { presentAt, type ApprovalRecord, type RequestRecord } from '../domain/approval.js';
 import type { ApprovalState, Decision } from '../domain/quorum.js';
 import { IdempotencyRace, type ApprovalsTx, type NewRequest } from '../store/approvals-store.js';
+import { publishCommitted, type FeedEvent } from '../store/change-feed.js';
 import type { VoteCommitter, VoteOutcome } from '../store/vote-committer.js';
 import { APPROVALS_ADMIN_SCOPE } from './scopes.js';
 import { wireEventType, wireState } from '../domain/wire.js';
@@ -38,7 +39,23 @@ export interface ApprovalsDeps extends StreamDeps {
 
 const { PENDING_CHANGE_ADDED: ADDED, PENDING_CHANGE_REMOVED: REMOVED } = approvalsv1.PendingChange;
 
-type ApprovalsHandlers = Handlers<typeof approvalsv1.ApprovalsServiceService>;
+/** The service's definition, in which watches may send a change encoded once for all of them. */
+export const approvalsDefinition = acceptingEncoded(approvalsv1.ApprovalsServiceService, ['watchApprovalUpdates']);
+
+type ApprovalsHandlers = Handlers<typeof approvalsDefinition>;
+
+/** Each change's WatchApprovalUpdatesResponse, encoded once however many watchers send it (the feed hands them one object). */
+const encodedChanges = new WeakMap<FeedEvent, EncodedMessage>();
+
+function encodedChange(e: FeedEvent): EncodedMessage {
+  let encoded = encodedChanges.get(e);
+  if (!encoded) {
+    const message = { type: wireEventType(e.type), approval: toApproval(e.approval), version: e.version };
+    encoded = new EncodedMessage(Buffer.from(approvalsv1.WatchApprovalUpdatesResponse.encode(message).finish()));
+    encodedChanges.set(e, encoded);
+  }
+  return encoded;
+}
 
 const toPending = (u: PendingChangeOut): approvalsv1.PendingUpdate => ({ change: u.change === 'ADDED' ? ADDED : REMOVED, approval: toApproval(u.approval) });
 
@@ -155,8 +172,9 @@ async function submitApprovalRequest(deps: ApprovalsDeps, req: approvalsv1.Submi
     try {
       const created = await insertOnce(deps, submission, createdAt);
       if (created.version === undefined) return { approval: toApproval(await current(deps, created.id)) };
-      deps.feed.wake();
-      return { approval: toApproval(createdRecord(submission, created.id, created.version, createdAt)) };
+      const record = createdRecord(submission, created.id, created.version, createdAt);
+      publishCommitted(deps.feed, deps.store, [{ version: created.version, approvalId: created.id, type: 'CREATED', state: 'PENDING', request: record }]);
+      return { approval: toApproval(record) };
     } catch (err) {
       // A concurrent retry with the same request_id won the insert: answer as its retry.
       if (err instanceof IdempotencyRace && attempt < 2) continue;
@@ -224,7 +242,7 @@ function voteHandlers(deps: ApprovalsDeps): Pick<ApprovalsHandlers, 'submitValid
   };
 }
 
-async function* watchApprovalUpdates(deps: ApprovalsDeps, req: approvalsv1.WatchApprovalUpdatesRequest, ctx: HandlerContext): AsyncGenerator<approvalsv1.WatchApprovalUpdatesResponse> {
+async function* watchApprovalUpdates(deps: ApprovalsDeps, req: approvalsv1.WatchApprovalUpdatesRequest, ctx: HandlerContext): AsyncGenerator<approvalsv1.WatchApprovalUpdatesResponse | EncodedMessage> {
   const approvalId = req.approvalId === '' ? '' : checkId('approval_id', req.approvalId);
   if (approvalId && !(await deps.store.request(approvalId))) throw notFound(`approval ${approvalId} does not exist`);
   const head = await deps.store.headVersion();
@@ -237,7 +255,7 @@ async function* watchApprovalUpdates(deps: ApprovalsDeps, req: approvalsv1.Watch
   const accepts = approvalId ? (e: { approvalId: string }) => e.approvalId === approvalId : () => true;
   for await (const item of follow(deps, from, approvalId, accepts, signalsOf(ctx), true)) {
     if ('bookmark' in item) yield { type: approvalsv1.ApprovalEventType.APPROVAL_EVENT_TYPE_BOOKMARK, approval: undefined, version: item.bookmark };
-    else yield { type: wireEventType(item.event.type), approval: toApproval(item.event.approval), version: item.event.version };
+    else yield encodedChange(item.event);
   }
 }
 

@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import {
+  activeTraceContext,
   EventWriter,
   failedPrecondition,
   first,
@@ -17,6 +18,7 @@ import {
 import type { ApprovalKind, ApprovalRecord, ChangeRecord, ChangeType, PriorityRank, RequestRecord, VoteRecord } from '../domain/approval.js';
 import type { ApprovalState, Decision } from '../domain/quorum.js';
 import { changeEvents, createdEvent } from './change-events.js';
+import { ContentCache } from './content-cache.js';
 
 export const APPROVALS_SCHEMA = 'approvals';
 /** The kit's outbox table first, then the service's own numbered migrations. */
@@ -51,6 +53,14 @@ interface RequestRow {
 
 /** A vote inside the json aggregate of `approval`: validator, decision, reason, cast_at in ms, version. */
 type JsonVote = [string, Decision, string, number, number];
+
+/** A request's votes (every one, or up to its version: `upTo`) as one json aggregate, in version order. */
+const votesJson = (upTo: string) => `(SELECT json_agg(json_build_array(v.validator, v.decision, v.reason, extract(epoch FROM v.cast_at) * 1000, v.version) ORDER BY v.version)
+                 FROM approvals.votes v WHERE v.approval_id = r.approval_id${upTo}) AS votes`;
+
+/** Votes of the json aggregate as records: values inside it are JSON's own (numbers), made Date and bigint here. */
+const fromJsonVotes = (votes: JsonVote[] | null): VoteRecord[] =>
+  (votes ?? []).map(([validator, decision, reason, castAtMs, version]) => ({ validator, decision, reason, castAt: new Date(castAtMs), version: BigInt(version) }));
 
 function toRequest(r: RequestRow): RequestRecord {
   return {
@@ -139,6 +149,14 @@ export interface PendingCursor {
   createdVersion: bigint;
 }
 
+/** What the change history keeps (the sweeper prunes the rest). */
+export interface HistoryRetention {
+  /** Changes made before this time go (null: no time bound). */
+  olderThan: Date | null;
+  /** At most this many of the newest versions stay (0: no count bound). */
+  maxVersions: number;
+}
+
 /** The submit raced a retry with the same request_id: read the winner and answer as a retry. */
 export class IdempotencyRace extends Error {}
 
@@ -155,8 +173,10 @@ export class ApprovalsStore {
   constructor(
     private readonly db: Database,
     outbox: Outbox,
+    /** Content of requests read or created by this process (content never changes). */
+    readonly content: ContentCache = new ContentCache(),
   ) {
-    this.transactions = { db, outbox, begin: (sql) => new ApprovalsTx(sql, outbox), errors: CONSTRAINT_ERRORS };
+    this.transactions = { db, outbox, begin: (sql) => new ApprovalsTx(sql, outbox, content), errors: CONSTRAINT_ERRORS };
   }
 
   /**
@@ -188,28 +208,35 @@ export class ApprovalsStore {
    */
   async approval(id: string): Promise<ApprovalRecord | undefined> {
     const { rows } = await this.db.query<RequestRow & { content: Buffer; votes: JsonVote[] | null }>(
-      `SELECT ${REQUEST_COLUMNS}, r.content,
-              (SELECT json_agg(json_build_array(v.validator, v.decision, v.reason, extract(epoch FROM v.cast_at) * 1000, v.version) ORDER BY v.version)
-                 FROM approvals.votes v WHERE v.approval_id = r.approval_id AND v.version <= r.version) AS votes
-         FROM approvals.requests r WHERE r.approval_id = $1`,
+      `SELECT ${REQUEST_COLUMNS}, r.content, ${votesJson(' AND v.version <= r.version')} FROM approvals.requests r WHERE r.approval_id = $1`,
       [id],
     );
     const row = oneOrNone(rows, `approval ${id}`);
     if (!row) return undefined;
-    return {
-      ...toRequest(row),
-      content: row.content,
-      // Values inside a json aggregate are JSON's own: numbers, made Date and bigint here.
-      votes: (row.votes ?? []).map(([validator, decision, reason, castAtMs, version]) => ({ validator, decision, reason, castAt: new Date(castAtMs), version: BigInt(version) })),
-    };
+    return { ...toRequest(row), content: row.content, votes: fromJsonVotes(row.votes) };
   }
 
-  /** The given requests with their content (callers bound how many bytes they ask for at once). */
+  /**
+   * The given requests with their content, from the cache or in one read of what it lacks
+   * (callers bound how many bytes they ask for at once).
+   */
   async withContent<R extends RequestRecord>(requests: R[]): Promise<(R & ApprovalRecord)[]> {
     if (requests.length === 0) return [];
-    const ids = [...new Set(requests.map((r) => r.id))];
-    const { rows } = await this.db.query<{ approval_id: string; content: Buffer }>(`SELECT approval_id, content FROM approvals.requests WHERE approval_id = ANY($1::text[])`, [ids]);
-    const content = new Map(rows.map((r) => [r.approval_id, r.content]));
+    const content = new Map<string, Buffer>();
+    const missing = new Set<string>();
+    for (const { id } of requests) {
+      if (content.has(id) || missing.has(id)) continue;
+      const cached = this.content.get(id);
+      if (cached) content.set(id, cached);
+      else missing.add(id);
+    }
+    if (missing.size > 0) {
+      const { rows } = await this.db.query<{ approval_id: string; content: Buffer }>(`SELECT approval_id, content FROM approvals.requests WHERE approval_id = ANY($1::text[])`, [[...missing]]);
+      for (const r of rows) {
+        content.set(r.approval_id, r.content);
+        this.content.put(r.approval_id, r.content);
+      }
+    }
     return requests.map((r) => ({ ...r, content: content.get(r.id)! }));
   }
 
@@ -306,14 +333,21 @@ export class ApprovalsStore {
   }
 
   /**
-   * Deletes history older than the last `keepVersions` versions, at most `limit` rows per call.
-   * Requests and votes stay; only the ability to resume a watch from that far back goes.
+   * Deletes the oldest history: changes made before `olderThan` (null: no time bound) or older than
+   * the last `maxVersions` versions (0: no count bound), at most `limit` rows per call. Only a prefix
+   * of the history goes (it stops at the first change still kept), so the history stays gapless
+   * from its oldest version and a watch from before it is told so (OUT_OF_RANGE). Requests and votes
+   * stay; only the ability to resume a watch from that far back goes. Reads only the oldest `limit`
+   * rows, by the primary key. Returns how many were deleted.
    */
-  async pruneHistory(keepVersions: number, limit: number): Promise<number> {
+  async pruneHistory(policy: HistoryRetention, limit: number): Promise<number> {
     const { rowCount } = await this.db.query(
-      `DELETE FROM approvals.events WHERE version IN (
-         SELECT version FROM approvals.events WHERE version <= (SELECT version - $1 FROM approvals.head) ORDER BY version LIMIT $2)`,
-      [keepVersions, limit],
+      `WITH oldest AS (SELECT version, at FROM approvals.events ORDER BY version LIMIT $3),
+       kept AS (SELECT min(o.version) AS version FROM oldest o, approvals.head h
+                 WHERE NOT (($2::timestamptz IS NOT NULL AND o.at < $2) OR ($1 > 0 AND o.version <= h.version - $1)))
+       DELETE FROM approvals.events e USING oldest o, kept
+        WHERE e.version = o.version AND (kept.version IS NULL OR o.version < kept.version)`,
+      [policy.maxVersions, policy.olderThan, limit],
     );
     return rowCount;
   }
@@ -321,6 +355,14 @@ export class ApprovalsStore {
 
 /** The statements one change runs inside its transaction. */
 export class ApprovalsTx extends EventWriter {
+  constructor(
+    sql: Sql,
+    outbox: Outbox,
+    private readonly content: ContentCache,
+  ) {
+    super(sql, outbox);
+  }
+
   /** The request an idempotency key was used for, with the digest of the body it came with. */
   async byRequestId(requester: string, requestId: string): Promise<{ id: string; digest: Buffer } | undefined> {
     const { rows } = await this.sql.query<{ approval_id: string; request_digest: Buffer }>(
@@ -343,6 +385,8 @@ export class ApprovalsTx extends EventWriter {
       [r.id, r.requester, r.requestId, r.digest, r.type, r.priority, r.title, r.content, r.contentHash, r.validators, r.requiredApprovals, JSON.stringify(r.labels), r.createdAt, r.expiresAt],
     );
     await this.emit([createdEvent(this.outbox, r)], r.createdAt);
+    // Cached before the commit: content under an id that never commits is never asked for.
+    this.content.put(r.id, r.content);
     return one(rows, 'new request version').version;
   }
 
@@ -351,11 +395,6 @@ export class ApprovalsTx extends EventWriter {
     return (await this.lockAll([id])).get(id);
   }
 
-  /**
-   * Locks requests for a change, in id order (so transactions on any replica that lock several
-   * never deadlock), and reads them with their votes. The votes are read by a second statement on
-   * purpose: one that waited for a lock must see what the holder committed.
-   */
   /** Locks up to `limit` PENDING requests past their deadline at `now`, oldest deadline first, skipping locked ones. */
   async lockDue(now: Date, limit: number): Promise<RequestRecord[]> {
     const { rows } = await this.sql.query<RequestRow>(
@@ -365,11 +404,25 @@ export class ApprovalsTx extends EventWriter {
     return attachVotes(this.sql, rows.map(toRequest));
   }
 
+  /**
+   * Locks requests for a change, in id order (so transactions on any replica that lock several
+   * never deadlock), and reads them with their votes.
+   */
   async lockAll(ids: string[]): Promise<Map<string, RequestRecord>> {
-    const { rows } = await this.sql.query<RequestRow>(`SELECT ${REQUEST_COLUMNS} FROM approvals.requests r WHERE r.approval_id = ANY($1::text[]) ORDER BY r.approval_id FOR UPDATE`, [ids]);
-    const requests = await attachVotes(this.sql, rows.map(toRequest));
-    return new Map(requests.map((r) => [r.id, r]));
+    // One statement in the common case: the votes aggregate reads the statement's snapshot, so it
+    // is complete only when the locked row is still the version that snapshot saw (every vote
+    // bumps its request's version in its own transaction). A row that changed while this waited
+    // for its lock has its votes read again, by a statement that sees what the holder committed.
+    const { rows } = await this.sql.query<RequestRow & { snapshot_version: bigint; votes: JsonVote[] | null }>(
+      `SELECT ${REQUEST_COLUMNS}, (SELECT s.version FROM approvals.requests s WHERE s.approval_id = r.approval_id) AS snapshot_version, ${votesJson('')}
+         FROM approvals.requests r WHERE r.approval_id = ANY($1::text[]) ORDER BY r.approval_id FOR UPDATE`,
+      [ids],
+    );
+    const current = rows.filter((r) => r.snapshot_version === r.version).map((r) => ({ ...toRequest(r), votes: fromJsonVotes(r.votes) }));
+    const changed = await attachVotes(this.sql, rows.filter((r) => r.snapshot_version !== r.version).map(toRequest));
+    return new Map([...current, ...changed].map((r) => [r.id, r]));
   }
+
 
   /**
    * Records changes to locked requests, in order, as consecutive versions: their votes, each
@@ -379,8 +432,10 @@ export class ApprovalsTx extends EventWriter {
    * `locked` has each changed request as it was before. Returns the version of the first.
    */
   async record(changes: Change[], locked: ReadonlyMap<string, RequestRecord>): Promise<bigint> {
-    await this.emit(changeEvents(this.outbox, changes, locked), changes[0]!.at);
+    const events = this.outbox.enabled ? changeEvents(this.outbox, changes, locked) : [];
     const column = <T>(f: (c: Change) => T) => changes.map(f);
+    // The domain events go into the kit's outbox table in this same statement (its columns as
+    // Outbox.add writes them), saving a round trip per vote batch; the relay is woken after commit.
     const { rows } = await this.sql.query<{ first: bigint }>(
       `WITH c AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[])
                     WITH ORDINALITY AS c(approval_id, type, state, validator, decision, reason, at, finalized_at, n)),
@@ -389,7 +444,9 @@ export class ApprovalsTx extends EventWriter {
                 SELECT c.approval_id, c.validator, c.decision, c.reason, c.at, v.base + c.n FROM c, v WHERE c.validator IS NOT NULL),
        last AS (SELECT DISTINCT ON (approval_id) approval_id, state, finalized_at, n FROM c ORDER BY approval_id, n DESC),
        req AS (UPDATE approvals.requests r SET version = v.base + last.n, state = last.state, finalized_at = last.finalized_at FROM last, v WHERE r.approval_id = last.approval_id),
-       ev AS (INSERT INTO approvals.events (version, approval_id, type, state, at) SELECT v.base + c.n, c.approval_id, c.type, c.state, c.at FROM c, v)
+       ev AS (INSERT INTO approvals.events (version, approval_id, type, state, at) SELECT v.base + c.n, c.approval_id, c.type, c.state, c.at FROM c, v),
+       ob AS (INSERT INTO approvals.outbox (event_id, event_type, payload, trace_context, created_at)
+              SELECT e.id, e.type, e.payload, $12::jsonb, $13::timestamptz FROM unnest($9::text[], $10::text[], $11::bytea[]) AS e(id, type, payload))
        SELECT v.base + 1 AS first, pg_notify('${CHANGED_CHANNEL}', (v.base + (SELECT count(*) FROM c))::text) AS notified FROM v`,
       [
         column((c) => c.approvalId),
@@ -400,8 +457,14 @@ export class ApprovalsTx extends EventWriter {
         column((c) => c.vote?.reason ?? null),
         column((c) => c.at),
         column((c) => c.finalizedAt),
+        events.map((e) => e.id),
+        events.map((e) => e.type),
+        events.map((e) => e.payload),
+        JSON.stringify(activeTraceContext()),
+        changes[0]!.at,
       ],
     );
+    this.emitted ||= events.length > 0;
     return one(rows, 'first recorded version').first;
   }
 }

@@ -2,7 +2,7 @@
 // one reader per process, bounded per-stream queues): each change with its request as of that
 // change, content included, read in pages bounded by count and content bytes.
 import { ChangeFeed as KitChangeFeed, type Database, type FeedLimits as KitFeedLimits, type Logger } from '@gantry/kit';
-import { asOf, type ApprovalRecord, type ChangeRecord } from '../domain/approval.js';
+import { asOf, type ApprovalRecord, type ChangeRecord, type RequestRecord } from '../domain/approval.js';
 import { CHANGED_CHANNEL, type ApprovalsStore } from './approvals-store.js';
 
 /** A change with the request as of that change, content included: what streams send. */
@@ -57,11 +57,29 @@ export async function readEventsWithHead(
     taken.push(c);
   }
   const withContent = await store.withContent(taken.map((c) => c.request));
-  const events = taken.map((c, i) => {
-    const { request: _request, ...change } = c;
-    const approval = asOf(withContent[i]!, change);
-    return { ...change, approval, bytes: approval.content.length + EVENT_OVERHEAD_BYTES };
-  });
+  const events = taken.map((c, i) => feedEvent(c, withContent[i]!));
   const complete = taken.length === page.changes.length && page.changes.length < limits.readChanges;
   return { events, head: page.head, oldestRetained: page.oldestRetained, complete };
+}
+
+/** A change with `request` (as it is now, or later: its votes after the change are left out) as of that change. */
+export function feedEvent(c: ChangeRecord, request: ApprovalRecord): FeedEvent {
+  const change: ChangeRecord = { version: c.version, approvalId: c.approvalId, type: c.type, state: c.state };
+  const approval = asOf(request, change);
+  return { ...change, approval, bytes: approval.content.length + EVENT_OVERHEAD_BYTES };
+}
+
+/** A change this process committed, with its request as the transaction left it. */
+export type CommittedChange = ChangeRecord & { request: RequestRecord };
+
+/**
+ * Hands changes this process just committed (consecutive versions) to its feed, so local streams
+ * get them without a NOTIFY round trip and a read back; they are built only when a stream follows.
+ * Needs each request's content in the cache (requests this process created or has read);
+ * otherwise the feed reads them as usual.
+ */
+export function publishCommitted(feed: ChangeFeed, store: ApprovalsStore, changes: readonly CommittedChange[]): void {
+  if (changes.length === 0) return;
+  if (changes.some((c) => store.content.get(c.approvalId) === undefined)) return feed.wake();
+  feed.publish(changes[0]!.version, changes.at(-1)!.version, () => changes.map((c) => feedEvent(c, { ...c.request, content: store.content.get(c.approvalId)! })));
 }

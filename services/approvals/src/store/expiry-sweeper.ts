@@ -1,15 +1,18 @@
-// Records EXPIRED for requests past their deadline, and prunes the change history. Every replica
+// Records EXPIRED for requests past their deadline, and prunes the change history to its retention
+// (a time and a number of versions, config `approvals.history*`) one bounded batch a tick. Every replica
 // runs one: the expiry statement takes its rows FOR UPDATE SKIP LOCKED, so replicas split the
 // due requests between them instead of queueing on each other, and each request expires once.
 import type { Logger } from '@gantry/kit';
-import type { ApprovalsStore } from './approvals-store.js';
+import type { ApprovalsStore, HistoryRetention } from './approvals-store.js';
 
 export interface SweeperOptions {
   intervalMs: number;
   /** Requests one statement expires at most (one transaction, one lock on the version counter). */
   batch: number;
-  /** History versions kept for watches to resume from. */
-  keepVersions: number;
+  /** How long the history keeps a change for watches to resume from (0: no time bound). */
+  retentionMs: number;
+  /** Versions the history keeps at most (0: no count bound). */
+  maxVersions: number;
   /** History rows one prune deletes at most. */
   pruneBatch: number;
   now: () => number;
@@ -50,8 +53,15 @@ export class ExpirySweeper {
       if (n > 0) this.opts.onChange();
       if (n < this.opts.batch) break;
     }
-    await this.store.pruneHistory(this.opts.keepVersions, this.opts.pruneBatch);
+    await this.prune();
     return expired;
+  }
+
+  /** Deletes one bounded batch of history past the retention (the next sweep takes the next batch); returns how many rows. */
+  prune(): Promise<number> {
+    const { retentionMs, maxVersions, pruneBatch } = this.opts;
+    const policy: HistoryRetention = { olderThan: retentionMs > 0 ? new Date(this.opts.now() - retentionMs) : null, maxVersions };
+    return this.store.pruneHistory(policy, pruneBatch);
   }
 
   private schedule(): void {

@@ -2,7 +2,9 @@
 // process (Kubernetes-style watches on PostgreSQL).
 //
 // A NOTIFY (from this replica or any other) only says "look again": the feed then reads the new
-// changes from the database, once for every stream, and hands each stream the ones it wants. Each
+// changes from the database, once for every stream, and hands each stream the ones it wants. A
+// change committed by this process can be handed over at once instead (`publish`), without the
+// NOTIFY round trip and the read back, when it follows the last change offered. Each
 // stream has a bounded queue (events and bytes); a stream whose consumer does not keep up is cut
 // off (`overflowed`) and its queue dropped, so a stalled client costs a bounded amount of memory.
 // Versions must be gapless and committed in order, so "version > cursor" never misses a change.
@@ -59,13 +61,11 @@ export class Subscription<E extends FeedItem> {
 
   /** Called by the feed, in version order. Returns false when the subscription overflowed. */
   offer(e: E): boolean {
-    if (this.overflowed || e.version <= this.after) return !this.overflowed;
+    // `seen` starts at `after`: a change is offered once, whether read back or published.
+    if (this.overflowed || e.version <= this.seen) return !this.overflowed;
     if (this.accepts(e)) {
       if (this.queue.length >= this.limits.queueEvents || this.queuedBytes + e.bytes > this.limits.queueBytes) {
-        this.overflowed = true;
-        this.queue = [];
-        this.queuedBytes = 0;
-        this.notify();
+        this.cutOff();
         return false;
       }
       this.queue.push(e);
@@ -74,6 +74,14 @@ export class Subscription<E extends FeedItem> {
     this.seen = e.version;
     this.notify();
     return true;
+  }
+
+  /** Ends the subscription as if it had overflowed: the changes it needs can no longer be offered. */
+  cutOff(): void {
+    this.overflowed = true;
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.notify();
   }
 
   /** The next queued event, if any. */
@@ -143,6 +151,31 @@ export class ChangeFeed<E extends FeedItem> {
     this.wakeup.wake();
   }
 
+  /**
+   * Offers the changes `first`..`last` this process has just committed, without reading them
+   * back, when they are exactly the next ones (`first === offeredThrough + 1`); the streams then
+   * see them right after the commit. `events` builds them (consecutive, `first` to `last`), and is
+   * called only when a stream follows the feed. Otherwise (another transaction's or replica's
+   * changes come first and are not read yet) it wakes the reader, which reads them all in order.
+   * Returns whether they were offered.
+   */
+  publish(first: bigint, last: bigint, events: () => readonly E[]): boolean {
+    if (first !== this.position + 1n || last < first) {
+      this.wake();
+      return false;
+    }
+    if (this.subscriptions.size === 0) {
+      this.position = last;
+      return true;
+    }
+    const built = events();
+    if (built.length !== Number(last - first) + 1 || built.some((e, i) => e.version !== first + BigInt(i))) {
+      throw new Error(`invariant: published changes must be versions ${first}..${last}, consecutive`);
+    }
+    this.offerAll(built);
+    return true;
+  }
+
   /** The version up to which every change has been offered to current subscriptions. */
   get offeredThrough(): bigint {
     return this.position;
@@ -202,11 +235,37 @@ export class ChangeFeed<E extends FeedItem> {
       if (lowest !== undefined && lowest > from) from = lowest;
       const events = await this.source.read(from);
       if (events.length === 0) return;
-      for (const e of events) {
-        for (const s of this.subscriptions) if (!s.offer(e)) this.subscriptions.delete(s);
-        this.position = e.version;
+      // A change published meanwhile (`publish`) may be in this read too: offered once.
+      const fresh = events.filter((e) => e.version > this.position);
+      if (fresh.length === 0) continue;
+      // Versions up to `from` needed no read; a first change past the next one means a pruned history.
+      const next = (from > this.position ? from : this.position) + 1n;
+      if (fresh[0]!.version > next) this.cutOffBefore(fresh[0]!.version);
+      this.offerAll(fresh);
+    }
+  }
+
+  private offerAll(events: readonly E[]): void {
+    for (const e of events) {
+      for (const s of this.subscriptions) if (!s.offer(e)) this.subscriptions.delete(s);
+      this.position = e.version;
+    }
+  }
+
+  /**
+   * The history no longer holds the changes before `version` that the feed has not offered (pruned
+   * past it: retention shorter than the feed's lag). Streams that need them end as if they had
+   * fallen behind; resuming, they are told the history no longer reaches back (OUT_OF_RANGE).
+   */
+  private cutOffBefore(version: bigint): void {
+    this.log.warn({ feed: this.name, offered_through: this.position.toString(), next: version.toString() }, 'change feed: history was pruned past what the feed had read; streams that needed it are cut off');
+    for (const s of this.subscriptions) {
+      if (s.seen < version - 1n) {
+        s.cutOff();
+        this.subscriptions.delete(s);
       }
     }
   }
 }
 
+export * from './encoded.js';

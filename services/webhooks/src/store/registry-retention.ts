@@ -1,0 +1,105 @@
+// Retention of the registry's change history (webhooks.registry_changes), which registry watches
+// resume from. Every replica runs one background task that deletes, once per interval, one bounded
+// batch of the oldest changes: those made before the retention time, or older than the last
+// `maxVersions` versions. Only a prefix goes (it stops at the first change still kept), so the
+// history stays gapless from its oldest version; a watch from before it gets OUT_OF_RANGE and
+// lists again. Endpoints themselves are never deleted here, only the history of their changes.
+import type { Database, Logger } from '@gantry/kit';
+import type { WebhooksConfig } from '../config.js';
+
+/** What the registry history keeps. */
+export interface RegistryRetentionPolicy {
+  /** Changes made before this time go (null: no time bound). */
+  olderThan: Date | null;
+  /** At most this many of the newest versions stay (0: no count bound). */
+  maxVersions: number;
+}
+
+/**
+ * Deletes at most `limit` of the oldest registry changes past `policy`, reading only those rows (by
+ * the primary key); returns how many. Replicas pruning at once delete the same rows, harmlessly.
+ */
+export async function pruneRegistryHistory(db: Database, policy: RegistryRetentionPolicy, limit: number): Promise<number> {
+  const { rowCount } = await db.query(
+    `WITH oldest AS (SELECT version, at FROM webhooks.registry_changes ORDER BY version LIMIT $3),
+     kept AS (SELECT min(o.version) AS version FROM oldest o, webhooks.head h
+               WHERE NOT (($2::timestamptz IS NOT NULL AND o.at < $2) OR ($1 > 0 AND o.version <= h.version - $1)))
+     DELETE FROM webhooks.registry_changes c USING oldest o, kept
+      WHERE c.version = o.version AND (kept.version IS NULL OR o.version < kept.version)`,
+    [policy.maxVersions, policy.olderThan, limit],
+  );
+  return rowCount;
+}
+
+export interface RegistryRetentionOptions {
+  /** How long a change is kept (0: no time bound). */
+  retentionMs: number;
+  /** Versions kept at most (0: no count bound). */
+  maxVersions: number;
+  /** Rows one prune deletes at most. */
+  batch: number;
+  intervalMs: number;
+  /** The service clock (the history's `at` is stamped with it); tests pass a fake one. */
+  now: () => number;
+}
+
+/** Rounds of a full batch one tick runs, so a backlog (say, after retention was shortened) drains in bounded steps. */
+const MAX_BATCHES_PER_TICK = 10;
+
+/** The background task that prunes the registry history of one process. */
+export class RegistryRetention {
+  private timer: NodeJS.Timeout | undefined;
+  private tick: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly db: Database,
+    private readonly opts: RegistryRetentionOptions,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.tick;
+  }
+
+  /** One tick now: bounded batches until less than a full one was due; returns how many rows went. */
+  async prune(): Promise<number> {
+    const { retentionMs, maxVersions, batch } = this.opts;
+    if (retentionMs === 0 && maxVersions === 0) return 0;
+    const policy = { olderThan: retentionMs > 0 ? new Date(this.opts.now() - retentionMs) : null, maxVersions };
+    let pruned = 0;
+    for (let i = 0; i < MAX_BATCHES_PER_TICK && !this.stopped; i++) {
+      const n = await pruneRegistryHistory(this.db, policy, batch);
+      pruned += n;
+      if (n < batch) break;
+    }
+    return pruned;
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.tick = this.prune()
+        .then(() => undefined)
+        .catch((err: unknown) => this.log.warn({ err }, 'webhooks registry history prune failed; retrying at the next interval'))
+        .finally(() => this.schedule());
+    }, this.opts.intervalMs);
+  }
+}
+
+/** Starts the process's registry retention from the module's settings; returns its stop. */
+export function startRegistryRetention(db: Database, c: WebhooksConfig, now: () => number, log: Logger): () => Promise<void> {
+  const retention = new RegistryRetention(
+    db,
+    { retentionMs: c.registryHistoryRetentionMs, maxVersions: c.registryHistoryMaxVersions, batch: c.registryHistoryPruneBatch, intervalMs: c.registryHistoryPruneIntervalMs, now },
+    log,
+  );
+  retention.start();
+  return () => retention.stop();
+}
