@@ -27,6 +27,7 @@ export * from './runtime.js';
 export * from './client.js';
 export * from './time/index.js';
 export * from './streams/change-feed.js';
+export * from './streams/encoded.js';
 export * from './auth/service-token.js';
 export * from './events/outbox.js';
 export * from './events/outbox-table.js';

@@ -267,5 +267,3 @@ export class ChangeFeed<E extends FeedItem> {
     }
   }
 }
-
-export * from './encoded.js';
