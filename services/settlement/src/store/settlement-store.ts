@@ -1,11 +1,9 @@
 import { fileURLToPath } from 'node:url';
 import {
-  activeTraceContext,
   alreadyExists,
   EventWriter,
   failedPrecondition,
   loadMigrations,
-  mapConstraintError,
   one,
   oneOrNone,
   outboxMigrations,
@@ -101,6 +99,9 @@ export interface WalletStatus {
   settlements: bigint;
 }
 
+/** A request key as one string (owners never contain a space). */
+export const requestId = (owner: string, key: string) => `${owner} ${key}`;
+
 /** An idempotency key: a wallet's nonce, or an admin's transfer id. */
 export interface RequestKey {
   owner: string;
@@ -108,9 +109,6 @@ export interface RequestKey {
   operation: string;
   digest: Buffer;
 }
-
-/** SQLSTATE the fast-path functions raise to decline (and roll back their claim). */
-const FAST_PATH_DECLINED = 'GN001';
 
 /**
  * The database's own refusals as the contract's errors. The store checks first and explains
@@ -139,37 +137,6 @@ export class SettlementStore {
    */
   transaction<T>(fn: (tx: LedgerTx) => Promise<T>): Promise<T> {
     return storeTransaction(this.transactions, fn);
-  }
-
-  /**
-   * The draw's fast path (migration 002): books a new, allowed draw in one round trip and returns
-   * its response (JSON), or the stored response of a retried one; undefined when the checked path
-   * must decide (a refusal, or a nonce reused with another body). Books nothing when it declines.
-   */
-  async tryDraw(d: { request: RequestKey; sessionId: string; amountMinor: bigint; reason: string; transferId: string; now: Date; event: OutboxEvent }): Promise<unknown> {
-    const event = this.outbox.enabled ? d.event : undefined;
-    try {
-      const { rows } = await this.db.query<{ outcome: 'booked' | 'replay' | 'checked'; response: unknown }>(`SELECT outcome, response FROM settlement.try_draw($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, [
-        d.request.owner,
-        d.sessionId,
-        d.amountMinor.toString(),
-        d.request.key,
-        d.request.digest,
-        d.transferId,
-        d.reason,
-        d.now,
-        event?.id ?? null,
-        event?.type ?? null,
-        event?.payload ?? null,
-        event ? JSON.stringify(activeTraceContext()) : null,
-      ]);
-      const r = one(rows, 'settlement.try_draw outcome');
-      if (r.outcome === 'booked' && event) this.outbox.committed();
-      return r.outcome !== 'checked' ? r.response : undefined;
-    } catch (err) {
-      if ((err as { code?: unknown }).code === FAST_PATH_DECLINED) return undefined;
-      throw mapConstraintError(err, CONSTRAINT_ERRORS);
-    }
   }
 
   /** Balance (credits - debits) of each account that exists. */
@@ -287,29 +254,104 @@ export class LedgerTx extends EventWriter {
     return prior.response;
   }
 
+  /**
+   * Claims many idempotency keys in one statement, in (owner, key) order so two batches claiming
+   * overlapping keys cannot deadlock; returns the keys it claimed ("owner key"). A key held by an
+   * uncommitted transaction waits for it, as `claim` does.
+   */
+  async claimAll(claims: readonly { request: RequestKey; now: Date }[]): Promise<Set<string>> {
+    const { rows } = await this.sql.query<{ owner: string; key: string }>(
+      `INSERT INTO settlement.requests (owner, key, operation, digest, created_at)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[]) ORDER BY 1, 2
+       ON CONFLICT DO NOTHING RETURNING owner, key`,
+      [claims.map((c) => c.request.owner), claims.map((c) => c.request.key), claims.map((c) => c.request.operation), claims.map((c) => c.request.digest), claims.map((c) => c.now.toISOString())],
+    );
+    return new Set(rows.map((r) => requestId(r.owner, r.key)));
+  }
+
+  /** The stored requests under keys this transaction could not claim, by "owner key". */
+  async priors(keys: readonly RequestKey[]): Promise<Map<string, { operation: string; digest: Buffer; response: unknown }>> {
+    const { rows } = await this.sql.query<{ owner: string; key: string; operation: string; digest: Buffer; response: unknown }>(
+      `SELECT r.owner, r.key, r.operation, r.digest, r.response FROM settlement.requests r JOIN unnest($1::text[], $2::text[]) AS k (owner, key) ON r.owner = k.owner AND r.key = k.key`,
+      [keys.map((k) => k.owner), keys.map((k) => k.key)],
+    );
+    return new Map(rows.map((r) => [requestId(r.owner, r.key), r]));
+  }
+
+  /** Locks lines in session id order (batches locking overlapping lines cannot deadlock); the latest committed version of each. */
+  async lockLines(sessionIds: readonly string[]): Promise<Map<string, CreditLineRow>> {
+    const { rows } = await this.sql.query<LineRow>(`SELECT ${LINE_COLUMNS} FROM settlement.credit_lines WHERE session_id = ANY($1::text[]) ORDER BY session_id FOR UPDATE`, [sessionIds]);
+    return new Map(rows.map((r) => [r.session_id, toLine(r)]));
+  }
+
+  /**
+   * Writes a batch of draws in one statement: each booked draw's transfer (posted by the
+   * trigger), its stored response and its event (with its own caller's trace context); each
+   * line's new drawn amount and count; and releases the nonces of refused draws, so a refusal
+   * does not use up its nonce. The transfers pass the ledger's pair assertion first.
+   */
+  async bookDraws(b: {
+    draws: readonly { transfer: PlannedTransfer & { id: string }; sessionId: string; memo: string; now: Date; request: RequestKey; response: unknown; event?: { event: OutboxEvent; trace: string } }[];
+    lines: readonly { sessionId: string; drawnMinor: bigint; drawCount: number }[];
+    released: readonly RequestKey[];
+  }): Promise<void> {
+    const { draws, lines, released } = b;
+    assertBalanced(draws.map((d) => d.transfer));
+    const events = this.outbox.enabled ? draws.flatMap((d) => (d.event ? [{ ...d.event, now: d.now }] : [])) : [];
+    const { rows } = await this.sql.query<{ released: bigint; lines: bigint; booked: bigint; answered: bigint; events: bigint }>(
+      `WITH released AS (
+         DELETE FROM settlement.requests r USING unnest($1::text[], $2::text[]) AS x (owner, key) WHERE r.owner = x.owner AND r.key = x.key RETURNING 1),
+       drawn AS (
+         UPDATE settlement.credit_lines l SET drawn_minor = x.drawn, draw_count = x.n
+           FROM unnest($3::text[], $4::bigint[], $5::int[]) AS x (session_id, drawn, n) WHERE l.session_id = x.session_id RETURNING 1),
+       booked AS (
+         INSERT INTO settlement.transfers (id, debit_account, credit_account, amount_minor, kind, session_id, memo, created_at)
+         SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::timestamptz[]) RETURNING 1),
+       answered AS (
+         UPDATE settlement.requests r SET response = x.response
+           FROM unnest($14::text[], $15::text[], $16::jsonb[]) AS x (owner, key, response) WHERE r.owner = x.owner AND r.key = x.key RETURNING 1),
+       events AS (
+         INSERT INTO settlement.outbox (event_id, event_type, payload, trace_context, created_at)
+         SELECT * FROM unnest($17::text[], $18::text[], $19::bytea[], $20::jsonb[], $21::timestamptz[]) RETURNING 1)
+       SELECT (SELECT count(*) FROM released) AS released, (SELECT count(*) FROM drawn) AS lines, (SELECT count(*) FROM booked) AS booked,
+              (SELECT count(*) FROM answered) AS answered, (SELECT count(*) FROM events) AS events`,
+      [
+        released.map((r) => r.owner),
+        released.map((r) => r.key),
+        lines.map((l) => l.sessionId),
+        lines.map((l) => l.drawnMinor.toString()),
+        lines.map((l) => l.drawCount),
+        draws.map((d) => d.transfer.id),
+        draws.map((d) => d.transfer.debit),
+        draws.map((d) => d.transfer.credit),
+        draws.map((d) => d.transfer.amountMinor.toString()),
+        draws.map((d) => d.transfer.kind),
+        draws.map((d) => d.sessionId),
+        draws.map((d) => d.memo),
+        draws.map((d) => d.now.toISOString()),
+        draws.map((d) => d.request.owner),
+        draws.map((d) => d.request.key),
+        draws.map((d) => JSON.stringify(d.response)),
+        events.map((e) => e.event.id),
+        events.map((e) => e.event.type),
+        events.map((e) => e.event.payload),
+        events.map((e) => e.trace),
+        events.map((e) => e.now.toISOString()),
+      ],
+    );
+    const n = one(rows, 'draw batch counts');
+    const expected = { released: released.length, lines: lines.length, booked: draws.length, answered: draws.length, events: events.length };
+    const got = { released: Number(n.released), lines: Number(n.lines), booked: Number(n.booked), answered: Number(n.answered), events: Number(n.events) };
+    // Rolled back by the throw: a batch writes all of itself or nothing.
+    if (JSON.stringify(got) !== JSON.stringify(expected)) throw new Error(`invariant: a draw batch wrote ${JSON.stringify(got)}, expected ${JSON.stringify(expected)}`);
+    this.emitted ||= events.length > 0;
+  }
+
   /** Locks the line for this booking. */
   async lockLine(sessionId: string): Promise<CreditLineRow | undefined> {
     const { rows } = await this.sql.query<LineRow>(`SELECT ${LINE_COLUMNS} FROM settlement.credit_lines WHERE session_id = $1 FOR UPDATE`, [sessionId]);
     const line = oneOrNone(rows, `credit line ${sessionId}`);
     return line && toLine(line);
-  }
-
-  /**
-   * Locks the line and reads the balances of its wallet, credit and escrow accounts in the same
-   * round trip (the draw's hot path).
-   */
-  async lockLineWithBalances(sessionId: string): Promise<{ line: CreditLineRow; walletMinor: bigint; creditMinor: bigint; escrowMinor: bigint } | undefined> {
-    const balance = (id: string) => `(SELECT credits_posted - debits_posted FROM settlement.accounts WHERE id = ${id})`;
-    const { rows } = await this.sql.query<LineRow & { wallet_minor: BalanceColumn; credit_minor: BalanceColumn; escrow_minor: BalanceColumn }>(
-      `SELECT ${LINE_COLUMNS},
-              ${balance("'wallet:' || wallet_address")} AS wallet_minor,
-              ${balance("'credit:' || session_id")} AS credit_minor,
-              ${balance("'escrow:' || session_id")} AS escrow_minor
-         FROM settlement.credit_lines WHERE session_id = $1 FOR UPDATE`,
-      [sessionId],
-    );
-    const r = oneOrNone(rows, `credit line ${sessionId}`);
-    return r && { line: toLine(r), walletMinor: r.wallet_minor ?? 0n, creditMinor: r.credit_minor ?? 0n, escrowMinor: r.escrow_minor ?? 0n };
   }
 
   /** Balances of the given accounts, locked in id order until the transaction ends. */
