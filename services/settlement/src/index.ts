@@ -6,11 +6,14 @@ import { settlementScopes } from './api/scopes.js';
 import { settlementConfig, type SettlementConfig } from './config.js';
 import { SETTLEMENT_EVENT_SOURCE, SETTLEMENT_EVENT_TYPES } from './events.js';
 import { DRAW_COMMIT_DEFAULTS, type DrawCommitLimits } from './store/draw-committer.js';
+import { NONCE_PRUNE_INTERVAL_MS, NoncePruner } from './store/nonce-pruner.js';
 import { SETTLEMENT_SCHEMA, SettlementStore, settlementMigrations } from './store/settlement-store.js';
 
 export interface SettlementOptions {
   /** The clock in milliseconds since the epoch; tests pass a fake one. */
   now?: () => number;
+  /** How often each replica prunes nonces that can no longer be replayed. */
+  noncePruneIntervalMs?: number;
   /** Group commit of draws: batch size, linger, queue length, transactions in flight (DRAW_COMMIT_DEFAULTS otherwise). */
   drawLimits?: Partial<DrawCommitLimits>;
 }
@@ -25,8 +28,11 @@ export function createSettlementService(opts: SettlementOptions = {}): GantryMod
     scopes: scopesOf([settlementScopes]),
     schema: { name: SETTLEMENT_SCHEMA, migrations: settlementMigrations },
     events: { source: SETTLEMENT_EVENT_SOURCE, types: SETTLEMENT_EVENT_TYPES },
-    create: ({ db, outbox, flags, settings }) => {
+    create: ({ db, outbox, flags, settings, log, onShutdown }) => {
       const store = new SettlementStore(db, outbox);
+      const pruner = new NoncePruner(store, { now: opts.now ?? Date.now, intervalMs: opts.noncePruneIntervalMs ?? NONCE_PRUNE_INTERVAL_MS }, log);
+      pruner.start();
+      onShutdown(() => pruner.stop());
       return [
         defineService({
           name: 'gantry.settlement.v1.SettlementService',

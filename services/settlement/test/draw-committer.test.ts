@@ -2,7 +2,8 @@
 // share one transaction, each decided by the domain rules in arrival order on its line as the
 // batch left it; each caller gets its own outcome, refused draws book nothing and keep their
 // nonces free, a nonce twice in one burst books once, a draw the database refuses fails alone, a
-// full queue answers RESOURCE_EXHAUSTED.
+// full queue answers RESOURCE_EXHAUSTED. And nonces past the signature window are pruned in
+// bounded batches, while the ledger and admin transfer ids stay.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -13,6 +14,7 @@ import { settlementHandlers } from '../src/api/handlers.js';
 import { SettlementWallet, generateWallet } from '../src/client/index.js';
 import { SETTLEMENT_EVENT_SOURCE, SETTLEMENT_EVENT_TYPES } from '../src/events.js';
 import type { DrawCommitLimits } from '../src/store/draw-committer.js';
+import { NONCE_RETENTION_MS, NoncePruner } from '../src/store/nonce-pruner.js';
 import { SETTLEMENT_SCHEMA, SettlementStore, settlementMigrations, type LedgerTx } from '../src/store/settlement-store.js';
 import { openFreshDatabase } from './support.js';
 
@@ -28,6 +30,7 @@ class CountingStore extends SettlementStore {
 }
 
 const ctx = { principal: { subject: 'treasury' } } as HandlerContext;
+const silentLog = { warn: () => {} } as never;
 
 for (const engine of engines()) {
   describe(`settlement draw batches on ${engine.name}`, { skip: engine.skip }, () => {
@@ -143,6 +146,30 @@ for (const engine of engines()) {
       const results = await Promise.allSettled(Array.from({ length: 5 }, () => handlers.creditDraw!(wallet.draw(sessionId, 1n, 'queue'), ctx)));
       assert.deepEqual(results.map(codeOf), ['ok', 'ok', 'ok', Status.RESOURCE_EXHAUSTED, Status.RESOURCE_EXHAUSTED]);
       assert.deepEqual(await drawsOf(sessionId), { drawn_minor: 3n, draw_count: 3 });
+    });
+
+    test('nonces past the signature window are pruned in bounded batches; recent nonces, admin transfer ids and the ledger stay', async () => {
+      const { store, handlers } = platform();
+      const { sessionId } = await line(handlers, 100n);
+      const old = new Date(nowMs - NONCE_RETENTION_MS - 1000);
+      await world.db.query(
+        `INSERT INTO settlement.requests (owner, key, operation, digest, created_at)
+         SELECT '0x' || lpad(to_hex(i), 40, '0'), 'old-' || i, 'CreditDraw', '\\x00', $1 FROM generate_series(1, 7) i`,
+        [old],
+      );
+      await world.db.query(`INSERT INTO settlement.requests (owner, key, operation, digest, created_at) VALUES ('admin', 'old-transfer', 'deposit', '\\x00', $1)`, [old]);
+      const count = async (where: string) => Number((await world.db.query<{ n: bigint }>(`SELECT count(*) AS n FROM settlement.requests WHERE ${where}`)).rows[0]!.n);
+      const recent = await count(`key NOT LIKE 'old-%'`);
+      const all = await count('true');
+      assert.equal(await store.pruneNonces(new Date(nowMs - NONCE_RETENTION_MS), 3), 3, 'one batch deletes at most its limit');
+      const pruner = new NoncePruner(store, { now: () => nowMs, intervalMs: 60_000, batch: 3 }, silentLog);
+      assert.equal(await pruner.prune(), 4, 'the rest, in batches');
+      assert.equal(await count(`key LIKE 'old-%' AND owner <> 'admin'`), 0);
+      assert.equal(await count(`key = 'old-transfer'`), 1, 'admin transfer ids are kept');
+      assert.equal(await count(`key NOT LIKE 'old-%'`), recent, 'recent nonces are kept');
+      assert.equal(await count('true'), all - 7);
+      assert.ok((await drawsOf(sessionId)) !== undefined);
+      assert.deepEqual(await store.audit(), []);
     });
   });
 }

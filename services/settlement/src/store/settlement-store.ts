@@ -139,6 +139,19 @@ export class SettlementStore {
     return storeTransaction(this.transactions, fn);
   }
 
+  /**
+   * Deletes wallet nonces claimed before `before`, at most `limit` (one bounded statement);
+   * returns how many. Admin transfer ids are kept: no timestamp check stands behind them.
+   */
+  async pruneNonces(before: Date, limit: number): Promise<number> {
+    const { rowCount } = await this.db.query(
+      `DELETE FROM settlement.requests WHERE (owner, key) IN (
+         SELECT owner, key FROM settlement.requests WHERE owner <> 'admin' AND created_at < $1 ORDER BY created_at LIMIT $2)`,
+      [before, limit],
+    );
+    return rowCount;
+  }
+
   /** Balance (credits - debits) of each account that exists. */
   async balances(ids: readonly string[]): Promise<Map<string, bigint>> {
     return balancesOf(this.db, ids, false);
