@@ -140,6 +140,30 @@ for (const engine of engines()) {
       assert.deepEqual(await drawsOf(setup.sessionId), { drawn_minor: 3n, draw_count: 2 });
     });
 
+    test('a nonce another transaction claims while the batch decides: the batch waits for it, rolls back, and the draw is refused as a reuse', { skip: engine.name === 'PGlite' ? 'one connection: the other transaction cannot overlap' : false }, async () => {
+      const { handlers } = platform({ lingerMs: 0 });
+      const { wallet, sessionId } = await line(handlers, 100n);
+      const nonce = `raced-${randomUUID()}`;
+      const draw = new SettlementWallet(wallet.keys, { now: () => nowMs, nonce: () => nonce }).draw(sessionId, 5n, 'raced');
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      let claimed!: () => void;
+      const claimedNow = new Promise<void>((r) => (claimed = r));
+      // Another request under the same nonce, uncommitted while the draw's batch runs.
+      const other = world.db.transaction(async (sql) => {
+        await sql.query(`INSERT INTO settlement.requests (owner, key, operation, digest, created_at, response) VALUES ($1, $2, 'CreditSettle', '\\x00', now(), '{}')`, [wallet.address, nonce]);
+        claimed();
+        await held;
+      });
+      await claimedNow;
+      const drawn = handlers.creditDraw!(draw, ctx);
+      await new Promise((r) => setTimeout(r, 200));
+      release();
+      await other;
+      await assert.rejects(drawn, { code: Status.ALREADY_EXISTS });
+      assert.deepEqual(await drawsOf(sessionId), { drawn_minor: 0n, draw_count: 0 });
+    });
+
     test('a full queue answers RESOURCE_EXHAUSTED and books nothing for the draws it refused', async () => {
       const { handlers } = platform({ maxQueued: 3, lingerMs: 50 });
       const { wallet, sessionId } = await line(handlers, 100n);

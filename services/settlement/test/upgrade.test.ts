@@ -71,7 +71,7 @@ for (const engine of engines()) {
       await db.query(`INSERT INTO settlement.outbox (event_id, event_type, payload, created_at) VALUES ('evt_waiting', 'settlement.credit.drawn', '\\x00', now())`);
       assert.equal(await migrationsApplied(db, SETTLEMENT_SCHEMA, settlementMigrations), false, 'readiness waits for the kit version');
 
-      assert.deepEqual(await migrate(db, SETTLEMENT_SCHEMA, settlementMigrations), [OUTBOX_MIGRATION_VERSION, 4, 5, 6]);
+      assert.deepEqual(await migrate(db, SETTLEMENT_SCHEMA, settlementMigrations), [OUTBOX_MIGRATION_VERSION, 4, 5, 6, 7]);
       assert.deepEqual(await migrate(db, SETTLEMENT_SCHEMA, settlementMigrations), []);
       assert.equal(await migrationsApplied(db, SETTLEMENT_SCHEMA, settlementMigrations), true);
       // An old binary (a rollback) finds every version it knows applied.
@@ -81,9 +81,9 @@ for (const engine of engines()) {
       assert.deepEqual(await outboxTypes(db), ['settlement.credit.drawn', 'settlement.credit_line.approved', 'settlement.credit.drawn', 'settlement.credit_line.settled']);
     });
 
-    test('a new database gets the kit outbox first, then settlement 1 to 6', async () => {
+    test('a new database gets the kit outbox first, then settlement 1 to 7', async () => {
       await world.db.exec('DROP SCHEMA settlement CASCADE');
-      assert.deepEqual(await migrate(world.db, SETTLEMENT_SCHEMA, settlementMigrations), [OUTBOX_MIGRATION_VERSION, 1, 2, 3, 4, 5, 6]);
+      assert.deepEqual(await migrate(world.db, SETTLEMENT_SCHEMA, settlementMigrations), [OUTBOX_MIGRATION_VERSION, 1, 2, 3, 4, 5, 6, 7]);
       await bookOneSession(world.db);
       assert.equal((await outboxTypes(world.db)).length, 3);
     });

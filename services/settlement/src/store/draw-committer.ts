@@ -4,14 +4,16 @@
 // draw transactions are in flight (at most `maxTxInFlight`), later draws queue (optionally a
 // `lingerMs` more), and the next transaction takes up to `maxBatch` of them:
 //
-//   1. claim every draw's nonce in one statement, in (owner, key) order; a nonce already held is
-//      a retry (its stored response) or a reuse (ALREADY_EXISTS), as for a lone request;
+//   1. read the draws' nonces: one already stored is a retry (its stored response) or a reuse
+//      (ALREADY_EXISTS), as for a lone request;
 //   2. lock the lines involved in session id order (batches and replicas cannot deadlock), then
 //      read their accounts' balances (after the locks: the balances the lines' last writers left);
 //   3. decide each draw with planDraw, in arrival order, on a working copy of its line, so several
 //      draws on one line in one batch see each other and never overdraw it;
-//   4. write every booked draw (transfer, stored response, event) and each line's new totals, and
-//      release the nonces of refused draws, in one statement; commit once.
+//   4. write every booked draw (its nonce with its response, transfer, event) and each line's new
+//      totals in one statement; commit once. A refused draw writes nothing, so its nonce stays
+//      free. If another transaction claimed one of the nonces since step 1 (another replica, or a
+//      different request under the same nonce), the claim waits for it and the batch rolls back.
 //
 // Each caller gets its own outcome after the commit: a refused draw its own error, which fails
 // none of the others. If the transaction itself fails (a deadlock with another replica, a
@@ -22,7 +24,7 @@
 import { GantryError, Status, alreadyExists, notFound, type OutboxEvent } from '@gantry/kit';
 import { planDraw, type CreditLineRow, type DrawPlan, type LineBalances } from '../domain/credit-line.js';
 import { creditAccount, escrowAccount, walletAccount } from '../domain/ledger.js';
-import { requestId, type LedgerTx, type RequestKey, type SettlementStore } from './settlement-store.js';
+import { NonceTaken, requestId, type LedgerTx, type RequestKey, type SettlementStore } from './settlement-store.js';
 
 /** Most draws one transaction decides and writes. */
 export const MAX_DRAWS_PER_TX = 256;
@@ -177,30 +179,33 @@ export class DrawCommitter<R> {
     try {
       return await this.store.transaction((tx) => this.decideAndWrite(tx, draws));
     } catch (err) {
-      if (draws.length === 1) return [notBooked(err)];
+      if (draws.length === 1 && !(err instanceof NonceTaken)) return [notBooked(err)];
     }
     const decided: Decided<R>[] = [];
-    for (const d of draws) {
-      try {
-        decided.push(...(await this.store.transaction((tx) => this.decideAndWrite(tx, [d]))));
-      } catch (err) {
-        decided.push(notBooked(err));
-      }
-    }
+    for (const d of draws) decided.push(await this.commitAlone(d));
     return decided;
   }
 
-  /** Claims, locks, decides with the domain rules and writes `draws` in `tx`; one outcome per draw, in order. */
+  /** One draw in its own transaction; once more if its nonce was claimed meanwhile (the next attempt sees that claim as a prior). */
+  private async commitAlone(d: DrawRequest): Promise<Decided<R>> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return (await this.store.transaction((tx) => this.decideAndWrite(tx, [d])))[0]!;
+      } catch (err) {
+        if (!(err instanceof NonceTaken) || attempt === 2) return notBooked(err instanceof NonceTaken ? nonceRace(d.request) : err);
+      }
+    }
+  }
+
+  /** Reads priors, locks, decides with the domain rules and writes `draws` in `tx`; one outcome per draw, in order. */
   private async decideAndWrite(tx: LedgerTx, draws: DrawRequest[]): Promise<DrawOutcome<R>[]> {
-    const claimed = await tx.claimAll(draws.map((d) => ({ request: d.request, now: new Date(d.nowMs) })));
-    const isClaimed = (d: DrawRequest) => claimed.has(requestId(d.request.owner, d.request.key));
-    const unclaimed = draws.filter((d) => !isClaimed(d));
-    const priors = unclaimed.length > 0 ? await tx.priors(unclaimed.map((d) => d.request)) : new Map();
-    const work = await this.lockWorking(tx, [...new Set(draws.filter(isClaimed).map((d) => d.sessionId))]);
+    const priors = await tx.priors(draws.map((d) => d.request));
+    const priorOf = (d: DrawRequest) => priors.get(requestId(d.request.owner, d.request.key));
+    const work = await this.lockWorking(tx, [...new Set(draws.filter((d) => !priorOf(d)).map((d) => d.sessionId))]);
     const booked: Parameters<LedgerTx['bookDraws']>[0]['draws'][number][] = [];
-    const released: RequestKey[] = [];
     const outcomes = draws.map((d): DrawOutcome<R> => {
-      if (!isClaimed(d)) return replay(d.request, priors.get(requestId(d.request.owner, d.request.key)), this.responses);
+      const prior = priorOf(d);
+      if (prior) return replay(d.request, prior, this.responses);
       const w = work.get(d.sessionId);
       const now = new Date(d.nowMs);
       let plan: DrawPlan;
@@ -209,7 +214,6 @@ export class DrawCommitter<R> {
         plan = planDraw(w.line, w.balances, d.walletAddress, d.amountMinor, now);
       } catch (err) {
         if (!(err instanceof GantryError)) throw err;
-        released.push(d.request);
         return { ok: false, error: err };
       }
       const transferId = this.responses.newId();
@@ -219,7 +223,7 @@ export class DrawCommitter<R> {
       return { ok: true, response: b.response };
     });
     const lines = [...work.values()].filter((w) => w.changed).map((w) => ({ sessionId: w.line.sessionId, drawnMinor: w.line.drawnMinor, drawCount: w.line.drawCount }));
-    if (booked.length > 0 || released.length > 0) await tx.bookDraws({ draws: booked, lines, released });
+    if (booked.length > 0) await tx.bookDraws({ draws: booked, lines });
     return outcomes;
   }
 
@@ -249,12 +253,14 @@ function applyDraw(w: Working, amountMinor: bigint): void {
 }
 
 /** A draw whose nonce is already held: the same request again (a retry) gets the stored answer; anything else is a reuse. */
-function replay<R>(request: RequestKey, prior: { operation: string; digest: Buffer; response: unknown } | undefined, responses: DrawResponses<R>): DrawOutcome<R> {
-  if (!prior) return { ok: false, error: new GantryError(Status.UNAVAILABLE, `nonce ${request.key} changed hands while this draw was checked; retry the same request`) };
+function replay<R>(request: RequestKey, prior: { operation: string; digest: Buffer; response: unknown }, responses: DrawResponses<R>): DrawOutcome<R> {
   const sameBody = prior.operation === request.operation && prior.digest.equals(request.digest);
   if (!sameBody || prior.response === null) return { ok: false, error: alreadyExists(`nonce ${request.key} was already used for a different request; use a new one`) };
   return { ok: true, response: responses.replayed(prior.response) };
 }
+
+/** A nonce claimed by another transaction each time this draw was about to claim it (two attempts). */
+const nonceRace = (request: RequestKey) => new GantryError(Status.ABORTED, `nonce ${request.key} was being used by another request at the same time; retry the same request`);
 
 /** A draw whose own transaction failed: a contract error is its refusal; anything else fails the call. */
 const notBooked = <R>(err: unknown): Decided<R> => (err instanceof GantryError ? { ok: false, error: err } : { ok: false, failed: err });

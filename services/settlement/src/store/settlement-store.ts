@@ -99,6 +99,13 @@ export interface WalletStatus {
   settlements: bigint;
 }
 
+/** A nonce a draw batch found free was claimed by another transaction before the batch wrote it: the batch rolls back. */
+export class NonceTaken extends Error {
+  constructor() {
+    super('a nonce of this draw batch was claimed by another transaction meanwhile');
+  }
+}
+
 /** A request key as one string (owners never contain a space). */
 export const requestId = (owner: string, key: string) => `${owner} ${key}`;
 
@@ -267,25 +274,14 @@ export class LedgerTx extends EventWriter {
     return prior.response;
   }
 
-  /**
-   * Claims many idempotency keys in one statement, in (owner, key) order so two batches claiming
-   * overlapping keys cannot deadlock; returns the keys it claimed ("owner key"). A key held by an
-   * uncommitted transaction waits for it, as `claim` does.
-   */
-  async claimAll(claims: readonly { request: RequestKey; now: Date }[]): Promise<Set<string>> {
-    const { rows } = await this.sql.query<{ owner: string; key: string }>(
-      `INSERT INTO settlement.requests (owner, key, operation, digest, created_at)
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[]) ORDER BY 1, 2
-       ON CONFLICT DO NOTHING RETURNING owner, key`,
-      [claims.map((c) => c.request.owner), claims.map((c) => c.request.key), claims.map((c) => c.request.operation), claims.map((c) => c.request.digest), claims.map((c) => c.now.toISOString())],
-    );
-    return new Set(rows.map((r) => requestId(r.owner, r.key)));
-  }
-
-  /** The stored requests under keys this transaction could not claim, by "owner key". */
+  /** The stored requests under these keys, by "owner key" (a plain read: the batch claims its keys when it writes). */
   async priors(keys: readonly RequestKey[]): Promise<Map<string, { operation: string; digest: Buffer; response: unknown }>> {
+    // One primary-key probe per key (the LIMIT keeps each a lookup of its own), whatever the
+    // planner believes about the table's size.
     const { rows } = await this.sql.query<{ owner: string; key: string; operation: string; digest: Buffer; response: unknown }>(
-      `SELECT r.owner, r.key, r.operation, r.digest, r.response FROM settlement.requests r JOIN unnest($1::text[], $2::text[]) AS k (owner, key) ON r.owner = k.owner AND r.key = k.key`,
+      `SELECT r.owner, r.key, r.operation, r.digest, r.response
+         FROM unnest($1::text[], $2::text[]) AS k (owner, key)
+         CROSS JOIN LATERAL (SELECT * FROM settlement.requests r WHERE r.owner = k.owner AND r.key = k.key LIMIT 1) r`,
       [keys.map((k) => k.owner), keys.map((k) => k.key)],
     );
     return new Map(rows.map((r) => [requestId(r.owner, r.key), r]));
@@ -298,39 +294,43 @@ export class LedgerTx extends EventWriter {
   }
 
   /**
-   * Writes a batch of draws in one statement: each booked draw's transfer (posted by the
-   * trigger), its stored response and its event (with its own caller's trace context); each
-   * line's new drawn amount and count; and releases the nonces of refused draws, so a refusal
-   * does not use up its nonce. The transfers pass the ledger's pair assertion first.
+   * Writes a batch of draws in one statement: each booked draw's nonce with its response (the
+   * claim; in (owner, key) order), its transfer (posted by the trigger) and its event (with its own
+   * caller's trace context), and each line's new drawn amount and count. Throws NonceTaken, which
+   * rolls the batch back, when another transaction claimed one of the nonces since `priors` read
+   * them (the claim waits for that transaction, as `claim` does). The transfers pass the ledger's
+   * pair assertion first.
    */
   async bookDraws(b: {
     draws: readonly { transfer: PlannedTransfer & { id: string }; sessionId: string; memo: string; now: Date; request: RequestKey; response: unknown; event?: { event: OutboxEvent; trace: string } }[];
     lines: readonly { sessionId: string; drawnMinor: bigint; drawCount: number }[];
-    released: readonly RequestKey[];
   }): Promise<void> {
-    const { draws, lines, released } = b;
+    const { draws, lines } = b;
     assertBalanced(draws.map((d) => d.transfer));
     const events = this.outbox.enabled ? draws.flatMap((d) => (d.event ? [{ ...d.event, now: d.now }] : [])) : [];
-    const { rows } = await this.sql.query<{ released: bigint; lines: bigint; booked: bigint; answered: bigint; events: bigint }>(
-      `WITH released AS (
-         DELETE FROM settlement.requests r USING unnest($1::text[], $2::text[]) AS x (owner, key) WHERE r.owner = x.owner AND r.key = x.key RETURNING 1),
+    const { rows } = await this.sql.query<{ claimed: bigint; lines: bigint; booked: bigint; events: bigint }>(
+      `WITH claimed AS (
+         INSERT INTO settlement.requests (owner, key, operation, digest, created_at, response)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::jsonb[]) ORDER BY 1, 2
+         ON CONFLICT DO NOTHING RETURNING 1),
        drawn AS (
-         UPDATE settlement.credit_lines l SET drawn_minor = x.drawn, draw_count = x.n
-           FROM unnest($3::text[], $4::bigint[], $5::int[]) AS x (session_id, drawn, n) WHERE l.session_id = x.session_id RETURNING 1),
+         UPDATE settlement.credit_lines l SET (drawn_minor, draw_count) = (
+           SELECT x.drawn, x.n FROM unnest($7::text[], $8::bigint[], $9::int[]) AS x (session_id, drawn, n) WHERE x.session_id = l.session_id)
+          WHERE l.session_id = ANY($7::text[]) RETURNING 1),
        booked AS (
          INSERT INTO settlement.transfers (id, debit_account, credit_account, amount_minor, kind, session_id, memo, created_at)
-         SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::timestamptz[]) RETURNING 1),
-       answered AS (
-         UPDATE settlement.requests r SET response = x.response
-           FROM unnest($14::text[], $15::text[], $16::jsonb[]) AS x (owner, key, response) WHERE r.owner = x.owner AND r.key = x.key RETURNING 1),
+         SELECT * FROM unnest($10::text[], $11::text[], $12::text[], $13::bigint[], $14::text[], $15::text[], $16::text[], $5::timestamptz[]) RETURNING 1),
        events AS (
          INSERT INTO settlement.outbox (event_id, event_type, payload, trace_context, created_at)
          SELECT * FROM unnest($17::text[], $18::text[], $19::bytea[], $20::jsonb[], $21::timestamptz[]) RETURNING 1)
-       SELECT (SELECT count(*) FROM released) AS released, (SELECT count(*) FROM drawn) AS lines, (SELECT count(*) FROM booked) AS booked,
-              (SELECT count(*) FROM answered) AS answered, (SELECT count(*) FROM events) AS events`,
+       SELECT (SELECT count(*) FROM claimed) AS claimed, (SELECT count(*) FROM drawn) AS lines, (SELECT count(*) FROM booked) AS booked, (SELECT count(*) FROM events) AS events`,
       [
-        released.map((r) => r.owner),
-        released.map((r) => r.key),
+        draws.map((d) => d.request.owner),
+        draws.map((d) => d.request.key),
+        draws.map((d) => d.request.operation),
+        draws.map((d) => d.request.digest),
+        draws.map((d) => d.now.toISOString()),
+        draws.map((d) => JSON.stringify(d.response)),
         lines.map((l) => l.sessionId),
         lines.map((l) => l.drawnMinor.toString()),
         lines.map((l) => l.drawCount),
@@ -341,10 +341,6 @@ export class LedgerTx extends EventWriter {
         draws.map((d) => d.transfer.kind),
         draws.map((d) => d.sessionId),
         draws.map((d) => d.memo),
-        draws.map((d) => d.now.toISOString()),
-        draws.map((d) => d.request.owner),
-        draws.map((d) => d.request.key),
-        draws.map((d) => JSON.stringify(d.response)),
         events.map((e) => e.event.id),
         events.map((e) => e.event.type),
         events.map((e) => e.event.payload),
@@ -353,8 +349,9 @@ export class LedgerTx extends EventWriter {
       ],
     );
     const n = one(rows, 'draw batch counts');
-    const expected = { released: released.length, lines: lines.length, booked: draws.length, answered: draws.length, events: events.length };
-    const got = { released: Number(n.released), lines: Number(n.lines), booked: Number(n.booked), answered: Number(n.answered), events: Number(n.events) };
+    if (Number(n.claimed) !== draws.length) throw new NonceTaken();
+    const expected = { lines: lines.length, booked: draws.length, events: events.length };
+    const got = { lines: Number(n.lines), booked: Number(n.booked), events: Number(n.events) };
     // Rolled back by the throw: a batch writes all of itself or nothing.
     if (JSON.stringify(got) !== JSON.stringify(expected)) throw new Error(`invariant: a draw batch wrote ${JSON.stringify(got)}, expected ${JSON.stringify(expected)}`);
     this.emitted ||= events.length > 0;
