@@ -1,6 +1,8 @@
-// `npm run bench -- settlement [--quick]`: signed CreditDraw throughput and latency at 32 concurrent
-// clients, beside a baseline measured in the same run on the same server, and how much of a draw's
-// server CPU is Ed25519 signature verification.
+// `npm run bench -- settlement [--quick|--growth]`: signed CreditDraw throughput and latency at 32
+// concurrent clients, beside a baseline measured in the same run on the same server, how much of a
+// draw's server CPU is Ed25519 signature verification, and a draw's server and PostgreSQL CPU against
+// a bare grpc-js Echo call's server CPU measured in the same run (bareEchoBaseline). --growth: the
+// same draws with 10^4 and 10^5 wallets (10^5 and 10^6 transfers) already booked (./growth.ts).
 //
 // Server: services/gantry/bench/target-server.ts, its own process, the settlement service through the full kit stack
 // (mTLS, JWT, rate limit far above the load, tracing into a counting exporter) on PostgreSQL
@@ -33,7 +35,8 @@
 // CPU per call, from /proc/<pid>/stat: the server process, the PostgreSQL backends of its pool (found
 // in pg_stat_activity by database), and this process; their sum against the two cores says whether
 // the machine, rather than a lock or the pool, is the limit.
-// After the runs, the booked draw counts of all lines must equal the draws acknowledged.
+// After the runs, the booked draw counts of all lines must equal the draws acknowledged, and the
+// relay's audit entries and events the draws it relayed (check(): a failed check fails the run, --quick too).
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -41,12 +44,18 @@ import { bearerMetadata, clientCredentials, clientOptions, one, unary } from '@g
 import { settlementv1 } from '@gantry/proto';
 import { SettlementWallet, canonicalMessage, verifySignature, type SignedFields } from '../src/client/index.js';
 import { checkSignature } from '../src/api/validation.js';
-import { median, parseBenchArgs, pinning, progress, writeResult } from '../../kit/bench/lib.js';
+import { bareEchoBaseline, ratioLine } from '../../kit/bench/baseline.js';
+import { check, median, parseBenchArgs, pinning, progress, writeResult } from '../../kit/bench/lib.js';
 import { cpuOf, startBenchServer, startBenchTarget, drive, type BenchServer, type RunResult } from '../../kit/bench/load.js';
 
 const args = parseBenchArgs(process.argv.slice(2));
 const t0Run = performance.now();
 const step = (message: string) => progress(`${((performance.now() - t0Run) / 1000).toFixed(1).padStart(5)} s  ${message}`);
+if (args.growth) {
+  const { growthBench } = await import('./growth.js');
+  await growthBench(step);
+  process.exit();
+}
 const quick = args.quick;
 const rounds = quick ? 1 : 3;
 /** Target length of one measured run; the call count is calibrated from a warm-up run. */
@@ -55,6 +64,10 @@ const CLIENTS = 32;
 /** Warm-up calls per client before each configuration's calibration. */
 const warmupPerClient = quick ? 10 : 25;
 const verifyIterations = quick ? 3_000 : 20_000;
+/** Calls per client of each bare Echo baseline run (a few seconds at ~4,000 calls/s). */
+const echoPerClient = quick ? 200 : 600;
+/** A draw's CPU against a bare grpc-js call's server CPU (issue #18): server at most 6x, PostgreSQL at most 4x. */
+const GOAL = { serverVsEcho: 6, pgVsEcho: 4 };
 const DRAW_MINOR = 1n;
 /** Funds and credit limit of every wallet: far above the draws of any run (10^12 minor units). */
 const LINE_MINOR = 1_000_000_000_000n;
@@ -85,6 +98,7 @@ function microbench(fn: () => unknown, iterations: number): number {
 }
 
 const results = new Map<Config, RunResult[]>();
+const echoRuns: RunResult[] = [];
 let verifyFigures: { verifyUs: number; checkSignatureUs: number; signUs: number } | undefined;
 let ledgerCheck: { acknowledgedDraws: number; bookedDraws: number } | undefined;
 let relayCheck: { relayedDraws: number; auditEntries: number; publishedEvents: number; outboxLeft: number; drainMs: number; peerCpuUsPerDraw: number } | undefined;
@@ -186,6 +200,8 @@ try {
       const r = await run(config, perClient);
       results.set(config, [...(results.get(config) ?? []), r]);
     }
+    step(`round ${round}/${rounds}: bare grpc-js Echo baseline (${CLIENTS} clients x ${echoPerClient} calls, its own server on CPU 0)`);
+    echoRuns.push(await bareEchoBaseline({ clients: CLIENTS, callsPerClient: echoPerClient }));
   }
 
   // --- The ledger booked exactly the draws it acknowledged ----------------------------------------
@@ -196,7 +212,7 @@ try {
     bookedDraws += s.creditLine!.drawCount;
   }
   ledgerCheck = { acknowledgedDraws, bookedDraws };
-  if (bookedDraws !== acknowledgedDraws) throw new Error(`the lines record ${bookedDraws} draws but ${acknowledgedDraws} were acknowledged`);
+  check(bookedDraws === acknowledgedDraws, `the lines record ${bookedDraws} draws but ${acknowledgedDraws} were acknowledged`);
 
   // --- The relay kept up: its outbox drains, the audit trail holds every relayed draw --------------
   step('waiting for the outbox to drain; counting audit entries');
@@ -208,7 +224,7 @@ try {
   const audited = await count(`SELECT coalesce((SELECT size FROM log.partitions WHERE name = 'audit.settlement'), 0)::bigint AS n`, 'audit entries');
   const published = await count(`SELECT count(*)::int AS n FROM webhooks.events WHERE event_type = 'settlement.credit.drawn'`, 'published events');
   relayCheck = { relayedDraws, auditEntries: audited, publishedEvents: published, outboxLeft: left, drainMs: Math.round(performance.now() - drainStart), peerCpuUsPerDraw: Math.round(median(peerCpu.get('relay') ?? [0])) };
-  if (left > 0 || audited !== relayedDraws || published !== relayedDraws) throw new Error(`the relay lost events: ${JSON.stringify(relayCheck)}`);
+  check(left === 0 && audited === relayedDraws && published === relayedDraws, `the relay lost events: ${JSON.stringify(relayCheck)}`);
   client.close();
   relayClient.close();
   plainClient.close();
@@ -237,6 +253,15 @@ const spread = { ...summary('spread'), vsStatus: summary('spread').callsPerSec /
 const contended = { ...summary('contended'), vsStatus: summary('contended').callsPerSec / status.callsPerSec };
 const noRelay = { ...summary('norelay'), vsStatus: summary('norelay').callsPerSec / status.callsPerSec };
 const relay = { ...summary('relay'), vsStatus: summary('relay').callsPerSec / status.callsPerSec, vsNoRelay: summary('relay').callsPerSec / noRelay.callsPerSec };
+const echo = {
+  callsPerSec: Math.round(median(echoRuns.map((r) => r.callsPerSec))),
+  serverCpuUsPerCall: median(echoRuns.map((r) => r.serverCpuUsPerCall)),
+  errors: echoRuns.reduce((n, r) => n + r.errors, 0),
+};
+const vsEcho = (s: { serverCpuUsPerCall: number; pgCpuUsPerCall: number }) => ({
+  server: { ratio: s.serverCpuUsPerCall / echo.serverCpuUsPerCall, goal: GOAL.serverVsEcho, met: s.serverCpuUsPerCall / echo.serverCpuUsPerCall <= GOAL.serverVsEcho },
+  pg: { ratio: s.pgCpuUsPerCall / echo.serverCpuUsPerCall, goal: GOAL.pgVsEcho, met: s.pgCpuUsPerCall / echo.serverCpuUsPerCall <= GOAL.pgVsEcho },
+});
 const sig = verifyFigures!;
 const signature = {
   ...sig,
@@ -254,6 +279,7 @@ const errorsTotal = status.errors + spread.errors + noRelay.errors + relay.error
 const out = writeResult('settlement', {
   benchmark: 'settlement', quick, rounds, runSeconds, pinning, clients: CLIENTS, connections: 1, poolSize, drawAmountMinor: Number(DRAW_MINOR),
   status, drawsSpread: spread, drawsNoRelay: noRelay, drawsRelay: relay, drawsContended: contended, signature, targets, ledgerCheck, relayCheck, errors: errorsTotal,
+  bareEcho: echo, vsBareEcho: { spread: vsEcho(spread), contended: vsEcho(contended) },
   coresBusy: { status: busy(status), spread: busy(spread), contended: busy(contended), cores: cpus().length },
   raw: Object.fromEntries(results),
 });
@@ -280,6 +306,11 @@ const lines = [
   '',
   `  Ed25519 verify (verifySignature, key cache warm): ${sig.verifyUs.toFixed(1)} µs; the server's whole signature check (checkSignature): ${sig.checkSignatureUs.toFixed(1)} µs; signing a draw (client side): ${sig.signUs.toFixed(1)} µs`,
   `  verify / server CPU per draw: ${pct(signature.verifyShareOfServerCpu.spread)} (spread), ${pct(signature.verifyShareOfServerCpu.contended)} (contended); whole check: ${pct(signature.checkShareOfServerCpu.spread)} / ${pct(signature.checkShareOfServerCpu.contended)}`,
+  `  bare grpc-js Echo (same run, same load driver, its own server on CPU 0): ${num(echo.callsPerSec, 0)} calls/s, server CPU ${echo.serverCpuUsPerCall.toFixed(1)} µs per call`,
+  ratioLine(`server CPU per draw, ${CLIENTS} wallets vs bare Echo`, spread.serverCpuUsPerCall, echo.serverCpuUsPerCall, 'µs', { max: GOAL.serverVsEcho }),
+  ratioLine(`server CPU per draw, ONE line vs bare Echo`, contended.serverCpuUsPerCall, echo.serverCpuUsPerCall, 'µs', { max: GOAL.serverVsEcho }),
+  ratioLine(`PostgreSQL CPU per draw, ${CLIENTS} wallets vs bare Echo server`, spread.pgCpuUsPerCall, echo.serverCpuUsPerCall, 'µs', { max: GOAL.pgVsEcho }),
+  ratioLine(`PostgreSQL CPU per draw, ONE line vs bare Echo server`, contended.pgCpuUsPerCall, echo.serverCpuUsPerCall, 'µs', { max: GOAL.pgVsEcho }),
   `  CPU busy during the runs (server + pg + load, per call x calls/s): status ${busy(status).toFixed(2)}, spread ${busy(spread).toFixed(2)}, contended ${busy(contended).toFixed(2)} of ${cpus().length} cores`,
   `  ledger: ${ledgerCheck!.bookedDraws.toLocaleString('en-US')} draws booked = ${ledgerCheck!.acknowledgedDraws.toLocaleString('en-US')} acknowledged`,
   `  relay: ${relayCheck!.relayedDraws.toLocaleString('en-US')} draws relayed = ${relayCheck!.auditEntries.toLocaleString('en-US')} audit entries = ${relayCheck!.publishedEvents.toLocaleString('en-US')} events published; outbox drained ${relayCheck!.drainMs} ms after the last run; log+webhooks server CPU ${relayCheck!.peerCpuUsPerDraw} µs per draw`,

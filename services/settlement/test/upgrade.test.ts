@@ -1,8 +1,8 @@
 // Settlement's database upgrades in place across the move of the outbox table into the kit: a
 // database migrated by the list where migration 003 created settlement.outbox (kept verbatim in
 // fixtures/) takes the new list by recording the kit's outbox version and changing nothing, keeps
-// the events still waiting in its outbox, and books on it, through the checked path and the
-// draw's fast path (migration 003's try_draw), with their events. A new database gets the kit's
+// the events still waiting in its outbox, and books on it (draws through the draw committer, since
+// migration 005 dropped 003's try_draw), with their events. A new database gets the kit's
 // outbox before settlement's own migrations.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -39,7 +39,7 @@ async function outboxTypes(db: Database): Promise<string[]> {
   return rows.map((r) => r.event_type);
 }
 
-/** Deposits, approves a line, draws on it (the fast path) and settles it, through the handlers. */
+/** Deposits, approves a line, draws on it and settles it, through the handlers. */
 async function bookOneSession(db: Database): Promise<void> {
   const outbox = new Outbox(SETTLEMENT_SCHEMA, SETTLEMENT_EVENT_SOURCE, true, SETTLEMENT_EVENT_TYPES);
   const nowMs = Date.now();
@@ -71,7 +71,7 @@ for (const engine of engines()) {
       await db.query(`INSERT INTO settlement.outbox (event_id, event_type, payload, created_at) VALUES ('evt_waiting', 'settlement.credit.drawn', '\\x00', now())`);
       assert.equal(await migrationsApplied(db, SETTLEMENT_SCHEMA, settlementMigrations), false, 'readiness waits for the kit version');
 
-      assert.deepEqual(await migrate(db, SETTLEMENT_SCHEMA, settlementMigrations), [OUTBOX_MIGRATION_VERSION, 4]);
+      assert.deepEqual(await migrate(db, SETTLEMENT_SCHEMA, settlementMigrations), [OUTBOX_MIGRATION_VERSION, 4, 5, 6, 7]);
       assert.deepEqual(await migrate(db, SETTLEMENT_SCHEMA, settlementMigrations), []);
       assert.equal(await migrationsApplied(db, SETTLEMENT_SCHEMA, settlementMigrations), true);
       // An old binary (a rollback) finds every version it knows applied.
@@ -81,9 +81,9 @@ for (const engine of engines()) {
       assert.deepEqual(await outboxTypes(db), ['settlement.credit.drawn', 'settlement.credit_line.approved', 'settlement.credit.drawn', 'settlement.credit_line.settled']);
     });
 
-    test('a new database gets the kit outbox first, then settlement 1 to 4', async () => {
+    test('a new database gets the kit outbox first, then settlement 1 to 7', async () => {
       await world.db.exec('DROP SCHEMA settlement CASCADE');
-      assert.deepEqual(await migrate(world.db, SETTLEMENT_SCHEMA, settlementMigrations), [OUTBOX_MIGRATION_VERSION, 1, 2, 3, 4]);
+      assert.deepEqual(await migrate(world.db, SETTLEMENT_SCHEMA, settlementMigrations), [OUTBOX_MIGRATION_VERSION, 1, 2, 3, 4, 5, 6, 7]);
       await bookOneSession(world.db);
       assert.equal((await outboxTypes(world.db)).length, 3);
     });

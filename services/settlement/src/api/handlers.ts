@@ -1,9 +1,11 @@
 // The SettlementService handlers: each validates its request, reads and locks what the rules need
 // through the store, asks the domain (../domain) what to book, and maps the result to the contract.
-import { failedPrecondition, notFound, type HandlerContext, type Handlers, type OpenFeatureClient, type Outbox } from '@gantry/kit';
+// Draws go through the draw committer (../store/draw-committer.ts), which books many per transaction
+// with the same rules.
+import { activeTraceContext, failedPrecondition, notFound, type HandlerContext, type Handlers, type OpenFeatureClient, type Outbox } from '@gantry/kit';
 import { settlementv1 } from '@gantry/proto';
 import type { AttestedSettlement } from '../domain/attestation.js';
-import { checkApprove, checkAttestedState, checkHouseCovers, checkSettle, checkSettlementBounds, openLine, planDraw, remainingCredit, reserveTransfer, type CreditLineRow } from '../domain/credit-line.js';
+import { checkApprove, checkAttestedState, checkHouseCovers, checkSettle, checkSettlementBounds, openLine, remainingCredit, reserveTransfer, type CreditLineRow } from '../domain/credit-line.js';
 import { DRAWS_DISABLED_FLAG } from '../domain/flags.js';
 import { planFunds, type FundsKind } from '../domain/funds.js';
 import {
@@ -22,6 +24,7 @@ import {
 } from '../domain/ledger.js';
 import { MAX_LISTED_OPERATOR_KEYS, checkAttestingKey, checkRegister, checkRevoke, type OperatorKeyRow } from '../domain/operator-keys.js';
 import { requestDigest, type SignedFields } from '../domain/signing.js';
+import { DRAW_COMMIT_DEFAULTS, DrawCommitter, type DrawCommitLimits, type DrawResponses } from '../store/draw-committer.js';
 import type { LedgerTx, RequestKey, SettlementStore } from '../store/settlement-store.js';
 import { checkAmount, checkAttestation, checkExpiresIn, checkMemo, checkOperatorKeyName, checkPublicKey, checkSessionId, checkSignature, checkTransferId, checkWallet } from './validation.js';
 
@@ -37,6 +40,8 @@ export interface SettlementDeps {
   flags: Pick<OpenFeatureClient, 'getBooleanValue'>;
   /** The per-session payout cap (config `settlement.maxSessionWinningsMinor`). */
   maxSessionWinningsMinor: bigint;
+  /** Group commit of draws (config `settlement.draws`); the defaults when not given. */
+  drawLimits?: DrawCommitLimits;
 }
 
 const OUTCOMES: Record<Outcome, settlementv1.SettlementOutcome> = {
@@ -98,24 +103,17 @@ interface At {
   request: RequestKey;
 }
 
-/**
- * A wallet request: the signature checked before anything is read, then booked once per nonce.
- * `fastPath`, when given, may book the common case in one round trip; when it declines
- * (undefined), the checked path runs and decides.
- */
-async function signed<R>(
-  deps: SettlementDeps,
-  request: { fields: SignedFields; signature: settlementv1.Signature | undefined; codec: JsonCodec<R> },
-  book: (tx: LedgerTx, at: At) => Promise<R>,
-  fastPath?: (at: At) => Promise<unknown>,
-): Promise<R> {
-  const { fields, codec } = request;
+/** A wallet request's signature, checked before anything is read: when it is booked, and under which key. */
+function signedAt(deps: SettlementDeps, fields: SignedFields, signature: settlementv1.Signature | undefined): At {
   const nowMs = deps.now();
-  const { nonce } = checkSignature(request.signature, fields, nowMs);
-  const at: At = { now: new Date(nowMs), request: walletRequest(fields, nonce) };
-  const fast = await fastPath?.(at);
-  if (fast !== undefined) return codec.fromJSON(fast);
-  return once(deps, at.request, at.now, codec, (tx) => book(tx, at));
+  const { nonce } = checkSignature(signature, fields, nowMs);
+  return { now: new Date(nowMs), request: walletRequest(fields, nonce) };
+}
+
+/** A wallet request: the signature checked before anything is read, then booked once per nonce. */
+function signed<R>(deps: SettlementDeps, request: { fields: SignedFields; signature: settlementv1.Signature | undefined; codec: JsonCodec<R> }, book: (tx: LedgerTx, at: At) => Promise<R>): Promise<R> {
+  const at = signedAt(deps, request.fields, request.signature);
+  return once(deps, at.request, at.now, request.codec, (tx) => book(tx, at));
 }
 
 /** Deposit and Withdraw: one transfer between the funding account and a wallet (or the house). */
@@ -172,7 +170,7 @@ async function approveCreditLine(deps: SettlementDeps, req: settlementv1.Approve
   });
 }
 
-async function creditDraw(deps: SettlementDeps, req: settlementv1.CreditDrawRequest): Promise<settlementv1.CreditDrawResponse> {
+async function creditDraw(deps: SettlementDeps, draws: DrawCommitter<settlementv1.CreditDrawResponse>, req: settlementv1.CreditDrawRequest): Promise<settlementv1.CreditDrawResponse> {
   const fields = {
     operation: 'CreditDraw' as const,
     walletAddress: checkWallet('wallet_address', req.walletAddress),
@@ -180,39 +178,35 @@ async function creditDraw(deps: SettlementDeps, req: settlementv1.CreditDrawRequ
     amountMinor: checkAmount('amount_minor', req.amountMinor),
     reason: checkMemo('reason', req.reason, MAX_REASON_CHARS),
   };
-  // The same event whichever path books the draw.
-  const drawnEvent = (transferId: string, now: Date) =>
-    deps.events.event(fields.sessionId, now, {
-      $case: 'creditDrawn',
-      value: { sessionId: fields.sessionId, walletAddress: fields.walletAddress, transferId, amountMinor: fields.amountMinor, reason: fields.reason },
-    });
   if (await deps.flags.getBooleanValue(DRAWS_DISABLED_FLAG, false, { targetingKey: fields.walletAddress, sessionId: fields.sessionId })) {
     throw failedPrecondition(`credit draws are switched off by the feature flag ${DRAWS_DISABLED_FLAG}; retry once an operator turns it off (gantry flags get ${DRAWS_DISABLED_FLAG})`);
   }
+  const { now, request } = signedAt(deps, fields, req.signature);
+  const outcome = await draws.submit({ ...fields, request, nowMs: now.getTime(), trace: JSON.stringify(activeTraceContext()) });
+  if (!outcome.ok) throw outcome.error;
+  return outcome.response;
+}
+
+/** How a booked draw answers (and stores that answer for retries) and what it announces. */
+function drawResponses(deps: SettlementDeps): DrawResponses<settlementv1.CreditDrawResponse> {
   const codec = settlementv1.CreditDrawResponse;
-  const checked = async (tx: LedgerTx, { now, request }: At) => {
-    const locked = await tx.lockLineWithBalances(fields.sessionId);
-    if (!locked) throw notFound(`session ${fields.sessionId} does not exist`);
-    const { line } = locked;
-    const plan = planDraw(line, locked, fields.walletAddress, fields.amountMinor, now);
-    const transferId = deps.newId();
-    const response: settlementv1.CreditDrawResponse = {
-      transferId,
-      amountDrawnMinor: fields.amountMinor,
-      l1BalanceBeforeMinor: plan.l1BeforeMinor,
-      l1BalanceAfterMinor: plan.l1AfterMinor,
-      l2BalanceMinor: plan.l2BalanceMinor,
-      remainingCreditMinor: plan.remainingCreditMinor,
-      drawCount: plan.drawCount,
-    };
-    await tx.book([{ id: transferId, ...plan.transfer }], { sessionId: line.sessionId, memo: fields.reason, now, drawnMinor: fields.amountMinor }, request, codec.toJSON(response));
-    await tx.emit([drawnEvent(transferId, now)], now);
-    return response;
+  return {
+    booked(d, plan, transferId) {
+      const response: settlementv1.CreditDrawResponse = {
+        transferId,
+        amountDrawnMinor: d.amountMinor,
+        l1BalanceBeforeMinor: plan.l1BeforeMinor,
+        l1BalanceAfterMinor: plan.l1AfterMinor,
+        l2BalanceMinor: plan.l2BalanceMinor,
+        remainingCreditMinor: plan.remainingCreditMinor,
+        drawCount: plan.drawCount,
+      };
+      const drawn = { sessionId: d.sessionId, walletAddress: d.walletAddress, transferId, amountMinor: d.amountMinor, reason: d.reason };
+      return { response, stored: codec.toJSON(response), event: deps.events.event(d.sessionId, new Date(d.nowMs), { $case: 'creditDrawn', value: drawn }) };
+    },
+    replayed: (stored) => codec.fromJSON(stored),
+    newId: deps.newId,
   };
-  return signed(deps, { fields, signature: req.signature, codec }, checked, ({ now, request }) => {
-    const transferId = deps.newId();
-    return deps.store.tryDraw({ request, sessionId: fields.sessionId, amountMinor: fields.amountMinor, reason: fields.reason, transferId, now, event: drawnEvent(transferId, now) });
-  });
 }
 
 /**
@@ -366,11 +360,12 @@ async function getCreditStatus(deps: SettlementDeps, req: settlementv1.GetCredit
 }
 
 export function settlementHandlers(deps: SettlementDeps): Partial<Handlers<typeof settlementv1.SettlementServiceService>> {
+  const draws = new DrawCommitter(deps.store, drawResponses(deps), deps.drawLimits ?? DRAW_COMMIT_DEFAULTS);
   return {
     deposit: (req) => adminTransfer(deps, 'deposit', req),
     withdraw: (req) => adminTransfer(deps, 'withdraw', req),
     approveCreditLine: (req) => approveCreditLine(deps, req),
-    creditDraw: (req) => creditDraw(deps, req),
+    creditDraw: (req) => creditDraw(deps, draws, req),
     creditSettle: (req) => creditSettle(deps, req),
     getCreditStatus: (req) => getCreditStatus(deps, req),
     registerOperatorKey: (req, ctx) => registerOperatorKey(deps, req, ctx),

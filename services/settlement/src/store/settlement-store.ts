@@ -1,11 +1,9 @@
 import { fileURLToPath } from 'node:url';
 import {
-  activeTraceContext,
   alreadyExists,
   EventWriter,
   failedPrecondition,
   loadMigrations,
-  mapConstraintError,
   one,
   oneOrNone,
   outboxMigrations,
@@ -101,6 +99,16 @@ export interface WalletStatus {
   settlements: bigint;
 }
 
+/** A nonce a draw batch found free was claimed by another transaction before the batch wrote it: the batch rolls back. */
+export class NonceTaken extends Error {
+  constructor() {
+    super('a nonce of this draw batch was claimed by another transaction meanwhile');
+  }
+}
+
+/** A request key as one string (owners never contain a space). */
+export const requestId = (owner: string, key: string) => `${owner} ${key}`;
+
 /** An idempotency key: a wallet's nonce, or an admin's transfer id. */
 export interface RequestKey {
   owner: string;
@@ -108,9 +116,6 @@ export interface RequestKey {
   operation: string;
   digest: Buffer;
 }
-
-/** SQLSTATE the fast-path functions raise to decline (and roll back their claim). */
-const FAST_PATH_DECLINED = 'GN001';
 
 /**
  * The database's own refusals as the contract's errors. The store checks first and explains
@@ -142,34 +147,16 @@ export class SettlementStore {
   }
 
   /**
-   * The draw's fast path (migration 002): books a new, allowed draw in one round trip and returns
-   * its response (JSON), or the stored response of a retried one; undefined when the checked path
-   * must decide (a refusal, or a nonce reused with another body). Books nothing when it declines.
+   * Deletes wallet nonces claimed before `before`, at most `limit` (one bounded statement);
+   * returns how many. Admin transfer ids are kept: no timestamp check stands behind them.
    */
-  async tryDraw(d: { request: RequestKey; sessionId: string; amountMinor: bigint; reason: string; transferId: string; now: Date; event: OutboxEvent }): Promise<unknown> {
-    const event = this.outbox.enabled ? d.event : undefined;
-    try {
-      const { rows } = await this.db.query<{ outcome: 'booked' | 'replay' | 'checked'; response: unknown }>(`SELECT outcome, response FROM settlement.try_draw($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, [
-        d.request.owner,
-        d.sessionId,
-        d.amountMinor.toString(),
-        d.request.key,
-        d.request.digest,
-        d.transferId,
-        d.reason,
-        d.now,
-        event?.id ?? null,
-        event?.type ?? null,
-        event?.payload ?? null,
-        event ? JSON.stringify(activeTraceContext()) : null,
-      ]);
-      const r = one(rows, 'settlement.try_draw outcome');
-      if (r.outcome === 'booked' && event) this.outbox.committed();
-      return r.outcome !== 'checked' ? r.response : undefined;
-    } catch (err) {
-      if ((err as { code?: unknown }).code === FAST_PATH_DECLINED) return undefined;
-      throw mapConstraintError(err, CONSTRAINT_ERRORS);
-    }
+  async pruneNonces(before: Date, limit: number): Promise<number> {
+    const { rowCount } = await this.db.query(
+      `DELETE FROM settlement.requests WHERE (owner, key) IN (
+         SELECT owner, key FROM settlement.requests WHERE owner <> 'admin' AND created_at < $1 ORDER BY created_at LIMIT $2)`,
+      [before, limit],
+    );
+    return rowCount;
   }
 
   /** Balance (credits - debits) of each account that exists. */
@@ -287,29 +274,94 @@ export class LedgerTx extends EventWriter {
     return prior.response;
   }
 
+  /** The stored requests under these keys, by "owner key" (a plain read: the batch claims its keys when it writes). */
+  async priors(keys: readonly RequestKey[]): Promise<Map<string, { operation: string; digest: Buffer; response: unknown }>> {
+    // One primary-key probe per key (the LIMIT keeps each a lookup of its own), whatever the
+    // planner believes about the table's size.
+    const { rows } = await this.sql.query<{ owner: string; key: string; operation: string; digest: Buffer; response: unknown }>(
+      `SELECT r.owner, r.key, r.operation, r.digest, r.response
+         FROM unnest($1::text[], $2::text[]) AS k (owner, key)
+         CROSS JOIN LATERAL (SELECT * FROM settlement.requests r WHERE r.owner = k.owner AND r.key = k.key LIMIT 1) r`,
+      [keys.map((k) => k.owner), keys.map((k) => k.key)],
+    );
+    return new Map(rows.map((r) => [requestId(r.owner, r.key), r]));
+  }
+
+  /** Locks lines in session id order (batches locking overlapping lines cannot deadlock); the latest committed version of each. */
+  async lockLines(sessionIds: readonly string[]): Promise<Map<string, CreditLineRow>> {
+    const { rows } = await this.sql.query<LineRow>(`SELECT ${LINE_COLUMNS} FROM settlement.credit_lines WHERE session_id = ANY($1::text[]) ORDER BY session_id FOR UPDATE`, [sessionIds]);
+    return new Map(rows.map((r) => [r.session_id, toLine(r)]));
+  }
+
+  /**
+   * Writes a batch of draws in one statement: each booked draw's nonce with its response (the
+   * claim; in (owner, key) order), its transfer (posted by the trigger) and its event (with its own
+   * caller's trace context), and each line's new drawn amount and count. Throws NonceTaken, which
+   * rolls the batch back, when another transaction claimed one of the nonces since `priors` read
+   * them (the claim waits for that transaction, as `claim` does). The transfers pass the ledger's
+   * pair assertion first.
+   */
+  async bookDraws(b: {
+    draws: readonly { transfer: PlannedTransfer & { id: string }; sessionId: string; memo: string; now: Date; request: RequestKey; response: unknown; event?: { event: OutboxEvent; trace: string } }[];
+    lines: readonly { sessionId: string; drawnMinor: bigint; drawCount: number }[];
+  }): Promise<void> {
+    const { draws, lines } = b;
+    assertBalanced(draws.map((d) => d.transfer));
+    const events = this.outbox.enabled ? draws.flatMap((d) => (d.event ? [{ ...d.event, now: d.now }] : [])) : [];
+    const { rows } = await this.sql.query<{ claimed: bigint; lines: bigint; booked: bigint; events: bigint }>(
+      `WITH claimed AS (
+         INSERT INTO settlement.requests (owner, key, operation, digest, created_at, response)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::jsonb[]) ORDER BY 1, 2
+         ON CONFLICT DO NOTHING RETURNING 1),
+       drawn AS (
+         UPDATE settlement.credit_lines l SET (drawn_minor, draw_count) = (
+           SELECT x.drawn, x.n FROM unnest($7::text[], $8::bigint[], $9::int[]) AS x (session_id, drawn, n) WHERE x.session_id = l.session_id)
+          WHERE l.session_id = ANY($7::text[]) RETURNING 1),
+       booked AS (
+         INSERT INTO settlement.transfers (id, debit_account, credit_account, amount_minor, kind, session_id, memo, created_at)
+         SELECT * FROM unnest($10::text[], $11::text[], $12::text[], $13::bigint[], $14::text[], $15::text[], $16::text[], $5::timestamptz[]) RETURNING 1),
+       events AS (
+         INSERT INTO settlement.outbox (event_id, event_type, payload, trace_context, created_at)
+         SELECT * FROM unnest($17::text[], $18::text[], $19::bytea[], $20::jsonb[], $21::timestamptz[]) RETURNING 1)
+       SELECT (SELECT count(*) FROM claimed) AS claimed, (SELECT count(*) FROM drawn) AS lines, (SELECT count(*) FROM booked) AS booked, (SELECT count(*) FROM events) AS events`,
+      [
+        draws.map((d) => d.request.owner),
+        draws.map((d) => d.request.key),
+        draws.map((d) => d.request.operation),
+        draws.map((d) => d.request.digest),
+        draws.map((d) => d.now.toISOString()),
+        draws.map((d) => JSON.stringify(d.response)),
+        lines.map((l) => l.sessionId),
+        lines.map((l) => l.drawnMinor.toString()),
+        lines.map((l) => l.drawCount),
+        draws.map((d) => d.transfer.id),
+        draws.map((d) => d.transfer.debit),
+        draws.map((d) => d.transfer.credit),
+        draws.map((d) => d.transfer.amountMinor.toString()),
+        draws.map((d) => d.transfer.kind),
+        draws.map((d) => d.sessionId),
+        draws.map((d) => d.memo),
+        events.map((e) => e.event.id),
+        events.map((e) => e.event.type),
+        events.map((e) => e.event.payload),
+        events.map((e) => e.trace),
+        events.map((e) => e.now.toISOString()),
+      ],
+    );
+    const n = one(rows, 'draw batch counts');
+    if (Number(n.claimed) !== draws.length) throw new NonceTaken();
+    const expected = { lines: lines.length, booked: draws.length, events: events.length };
+    const got = { lines: Number(n.lines), booked: Number(n.booked), events: Number(n.events) };
+    // Rolled back by the throw: a batch writes all of itself or nothing.
+    if (JSON.stringify(got) !== JSON.stringify(expected)) throw new Error(`invariant: a draw batch wrote ${JSON.stringify(got)}, expected ${JSON.stringify(expected)}`);
+    this.emitted ||= events.length > 0;
+  }
+
   /** Locks the line for this booking. */
   async lockLine(sessionId: string): Promise<CreditLineRow | undefined> {
     const { rows } = await this.sql.query<LineRow>(`SELECT ${LINE_COLUMNS} FROM settlement.credit_lines WHERE session_id = $1 FOR UPDATE`, [sessionId]);
     const line = oneOrNone(rows, `credit line ${sessionId}`);
     return line && toLine(line);
-  }
-
-  /**
-   * Locks the line and reads the balances of its wallet, credit and escrow accounts in the same
-   * round trip (the draw's hot path).
-   */
-  async lockLineWithBalances(sessionId: string): Promise<{ line: CreditLineRow; walletMinor: bigint; creditMinor: bigint; escrowMinor: bigint } | undefined> {
-    const balance = (id: string) => `(SELECT credits_posted - debits_posted FROM settlement.accounts WHERE id = ${id})`;
-    const { rows } = await this.sql.query<LineRow & { wallet_minor: BalanceColumn; credit_minor: BalanceColumn; escrow_minor: BalanceColumn }>(
-      `SELECT ${LINE_COLUMNS},
-              ${balance("'wallet:' || wallet_address")} AS wallet_minor,
-              ${balance("'credit:' || session_id")} AS credit_minor,
-              ${balance("'escrow:' || session_id")} AS escrow_minor
-         FROM settlement.credit_lines WHERE session_id = $1 FOR UPDATE`,
-      [sessionId],
-    );
-    const r = oneOrNone(rows, `credit line ${sessionId}`);
-    return r && { line: toLine(r), walletMinor: r.wallet_minor ?? 0n, creditMinor: r.credit_minor ?? 0n, escrowMinor: r.escrow_minor ?? 0n };
   }
 
   /** Balances of the given accounts, locked in id order until the transaction ends. */
