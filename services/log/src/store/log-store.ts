@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { GantryError, Status, loadMigrations, one, oneOrNone, type Database, type Sql } from '@gantry/kit';
 import { CompactRange } from '../domain/merkle.js';
-import { ZERO_HASH, entryHash, entryLeafHash } from '../domain/entry.js';
+import { ZERO_HASH, entryHashes } from '../domain/entry.js';
 import { PARTITION_WIDE_KEY_OWNER } from '../domain/authority.js';
+import { byteaArray, int2Array, int8Array, textArray } from './pg-binary.js';
 
 export const LOG_SCHEMA = 'log';
 export const logMigrations = loadMigrations(fileURLToPath(new URL('./migrations', import.meta.url)));
@@ -101,15 +102,26 @@ export class LogStore {
   /** Partition heads this process last wrote or read: the expected state of the next append. */
   private readonly heads = new Map<string, PartitionHead>();
 
+  /** Binary array parameters on PostgreSQL (pg-binary.ts); PGlite takes plain arrays. */
+  private get binaryArrays(): boolean {
+    return this.db.engine === 'postgres';
+  }
+
   /**
    * Appends `payloads` to `partition` and returns the stored entries, durable once this resolves.
    *
    * Optimistic and one round trip in the common case: the entries are built on the cached head,
-   * and a single statement moves the partition's size from the expected value to the new one and
-   * inserts the entries and tree nodes only if that move happened. If another replica appended in
-   * between, PostgreSQL re-checks `size = expected` after waiting for its row lock, nothing is
-   * written, and we reload the head and try again. After a few misses the append takes the row
-   * lock (SELECT … FOR UPDATE), so it cannot lose again. Seqs stay gapless either way.
+   * and a single statement moves the partition from the expected head (size and hash) to the new
+   * one and inserts the entries and tree nodes only if that move happened. If another replica
+   * appended in between, PostgreSQL re-checks the expected head after waiting for its row lock,
+   * nothing is written, and we reload the head and try again. After a few misses the append takes
+   * the row lock (SELECT … FOR UPDATE), so it cannot lose again. Seqs stay gapless either way.
+   *
+   * The planned head is cached before the statement is sent, so the next append of this process
+   * (GroupCommitter keeps two in flight per partition) is built and sent while this one runs; its
+   * statement waits for this one's row lock and writes only if this one committed. That is why
+   * the expected hash is checked beside the size: a head planned on an append that then failed
+   * can share its size with the head another replica wrote, never its hash.
    */
   async appendBatch(partition: string, payloads: readonly NewEntry[], nowMs: bigint): Promise<StoredEntry[]> {
     for (let attempt = 0; attempt < OPTIMISTIC_ATTEMPTS; attempt++) {
@@ -118,16 +130,23 @@ export class LogStore {
       // append leaves no empty partition behind.
       if (!head) break;
       const planned = planAppend(partition, head, payloads, nowMs);
-      if (await writeIfHead(this.db, partition, head.size, planned)) return this.remember(partition, planned.newHead, planned.entries);
-      this.heads.delete(partition);
+      this.remember(partition, planned.newHead);
+      let written = false;
+      try {
+        written = await writeIfHead(this.db, partition, head, planned, this.binaryArrays);
+      } finally {
+        if (!written) this.heads.delete(partition);
+      }
+      if (written) return planned.entries;
     }
     const planned = await this.db.transaction(async (tx) => {
       const head = await lockPartition(tx, partition);
       const plan = planAppend(partition, head, payloads, nowMs);
-      if (!(await writeIfHead(tx, partition, head.size, plan))) throw new Error(`partition ${partition} changed under its row lock`);
+      if (!(await writeIfHead(tx, partition, head, plan, this.binaryArrays))) throw new Error(`partition ${partition} changed under its row lock`);
       return plan;
     });
-    return this.remember(partition, planned.newHead, planned.entries);
+    this.remember(partition, planned.newHead);
+    return planned.entries;
   }
 
   /**
@@ -162,7 +181,7 @@ export class LogStore {
       }
       if (fresh.length === 0) return { head, receipts: keys.map((k) => duplicateOf(earlier.get(k)!)) };
       const plan = planAppend(partition, head, fresh.map((i) => ({ data: payloads[i]!, author: by.author })), nowMs);
-      const written = await writeIfHead(tx, partition, head.size, plan, { owner: by.keyOwner, keys: fresh.map((i) => keys[i]!) });
+      const written = await writeIfHead(tx, partition, head, plan, this.binaryArrays, { owner: by.keyOwner, keys: fresh.map((i) => keys[i]!) });
       if (!written) throw new Error(`partition ${partition} changed under its row lock`);
       const entryByKey = new Map(fresh.map((i, n) => [keys[i]!, plan.entries[n]!]));
       const receipts = keys.map((k): AppendReceipt => {
@@ -172,14 +191,13 @@ export class LogStore {
       return { head: plan.newHead, receipts };
     });
     // The head read under the lock is current even when nothing was written.
-    this.remember(partition, head, []);
+    this.remember(partition, head);
     return receipts;
   }
 
-  private remember<T>(partition: string, head: PartitionHead, result: T): T {
+  private remember(partition: string, head: PartitionHead): void {
     if (!this.heads.has(partition) && this.heads.size >= MAX_CACHED_HEADS) this.heads.delete(this.heads.keys().next().value!);
     this.heads.set(partition, head);
-    return result;
   }
 
   async partition(name: string): Promise<PartitionRow | undefined> {
@@ -245,7 +263,7 @@ interface PartitionHead {
 
 interface PlannedAppend {
   entries: StoredEntry[];
-  nodes: { level: number; index: bigint; hash: Buffer }[];
+  nodes: { level: number; index: number; hash: Buffer }[];
   newHead: PartitionHead;
 }
 
@@ -259,46 +277,53 @@ function planAppend(partition: string, head: PartitionHead, payloads: readonly N
     // An entry without an author would be hashed in the old layout: every new entry names its appender.
     if (author === '') throw new Error(`an append to ${partition} has no author (checked by the API)`);
     const e = { partition, seq: head.size + BigInt(i), timestampMs: nowMs, data, prevHash, author };
-    const hash = entryHash(e);
+    const { hash, leafHash } = entryHashes(e);
     entries.push({ ...e, hash });
-    for (const node of range.append(entryLeafHash(e))) nodes.push({ level: node.level, index: BigInt(node.index), hash: node.hash });
+    for (const node of range.append(leafHash)) nodes.push(node);
     prevHash = hash;
   }
   return { entries, nodes, newHead: { size: head.size + BigInt(payloads.length), headHash: prevHash, compactRange: range.serialize() } };
 }
 
 /**
- * One statement: move the partition from `expectedSize` to the planned head and, joined to that
- * UPDATE's result, insert the entries and nodes (and, with `keyed`, each new entry's idempotency
- * key under its owner). Returns false (having written nothing) when the partition was not at
- * `expectedSize`.
+ * One statement: move the partition from the `expected` head to the planned one and, joined to
+ * that UPDATE's result, insert the entries and nodes (and, with `keyed`, each new entry's
+ * idempotency key under its owner). Returns false (having written nothing) when the partition was
+ * not at `expected`. With `binary`, the column arrays travel in PostgreSQL's binary format.
  */
-async function writeIfHead(sql: Sql, partition: string, expectedSize: bigint, planned: PlannedAppend, keyed?: { owner: string; keys: readonly string[] }): Promise<boolean> {
+async function writeIfHead(sql: Sql, partition: string, expected: PartitionHead, planned: PlannedAppend, binary: boolean, keyed?: { owner: string; keys: readonly string[] }): Promise<boolean> {
   const { entries, nodes, newHead } = planned;
-  const params = [
-    partition, newHead.size.toString(), newHead.headHash, newHead.compactRange, entries[0]!.timestampMs.toString(), expectedSize.toString(),
-    entries.map((e) => e.seq.toString()), entries.map((e) => e.data), entries.map((e) => e.prevHash), entries.map((e) => e.hash),
-    nodes.map((n) => n.level), nodes.map((n) => n.index.toString()), nodes.map((n) => n.hash), entries.map((e) => e.author),
-  ];
-  const { rows } = await sql.query<{ appended: bigint }>(keyed ? WRITE_KEYED_SQL : WRITE_SQL, keyed ? [...params, keyed.keys, keyed.owner] : params);
+  const columns = binary
+    ? [
+        int8Array(entries.map((e) => e.seq)), byteaArray(entries.map((e) => e.data)), byteaArray(entries.map((e) => e.prevHash)), byteaArray(entries.map((e) => e.hash)),
+        int2Array(nodes.map((n) => n.level)), int8Array(nodes.map((n) => n.index)), byteaArray(nodes.map((n) => n.hash)), textArray(entries.map((e) => e.author!)),
+      ]
+    : [
+        entries.map((e) => e.seq.toString()), entries.map((e) => e.data), entries.map((e) => e.prevHash), entries.map((e) => e.hash),
+        nodes.map((n) => n.level), nodes.map((n) => n.index.toString()), nodes.map((n) => n.hash), entries.map((e) => e.author),
+      ];
+  const params = [partition, newHead.size.toString(), newHead.headHash, newHead.compactRange, entries[0]!.timestampMs.toString(), expected.size.toString(), ...columns, expected.headHash];
+  const keyParams = keyed ? [binary ? textArray(keyed.keys) : keyed.keys, keyed.owner] : [];
+  const { rows } = await sql.query<{ appended: bigint }>(keyed ? WRITE_KEYED_SQL : WRITE_SQL, [...params, ...keyParams]);
   return one(rows, `append to ${partition}`).appended === BigInt(entries.length);
 }
 
 /**
  * The statement of `writeIfHead`; two fixed texts, so each is prepared once. Columns travel as
  * arrays (unnest): PostgreSQL parses the same parameters whatever the batch size, instead of a
- * VALUES list with six parameters per entry and three per node. The keyed text also inserts
- * $15, the idempotency keys aligned with the entries' seqs in $7, owned by $16.
+ * VALUES list with six parameters per entry and three per node. $15 is the expected head hash.
+ * The keyed text also inserts $16, the idempotency keys aligned with the entries' seqs in $7,
+ * owned by $17.
  */
 function writeSql(withKeys: boolean): string {
   const newKeys = `, new_keys AS (
        INSERT INTO log.idempotency_keys (partition, owner, key, seq)
-       SELECT head.name, $16::text, v.key, v.seq
-       FROM head, unnest($15::text[], $7::bigint[]) AS v (key, seq)
+       SELECT head.name, $17::text, v.key, v.seq
+       FROM head, unnest($16::text[], $7::bigint[]) AS v (key, seq)
      )`;
   return `WITH head AS (
        UPDATE log.partitions SET size = $2, head_hash = $3, compact_range = $4, last_appended_at = to_timestamp($5::bigint / 1000.0)
-       WHERE name = $1 AND size = $6
+       WHERE name = $1 AND size = $6 AND head_hash = $15
        RETURNING name
      ), new_entries AS (
        INSERT INTO log.entries (${ENTRY_COLUMNS})
