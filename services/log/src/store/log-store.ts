@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { GantryError, Status, loadMigrations, one, oneOrNone, type Database, type Sql } from '@gantry/kit';
 import { CompactRange } from '../domain/merkle.js';
-import { ZERO_HASH, entryHashes } from '../domain/entry.js';
+import { HASH_BYTES, ZERO_HASH, entryHashes } from '../domain/entry.js';
 import { PARTITION_WIDE_KEY_OWNER } from '../domain/authority.js';
-import { byteaArray, int2Array, int8Array, textArray } from './pg-binary.js';
+import { byteaArray, int8Array, textArray } from './pg-binary.js';
 
 export const LOG_SCHEMA = 'log';
 export const logMigrations = loadMigrations(fileURLToPath(new URL('./migrations', import.meta.url)));
@@ -235,20 +235,44 @@ export class LogStore {
     return row && toEntry(row);
   }
 
-  /** Perfect-subtree hashes by (level, index), for proofs. */
+  /**
+   * Perfect-subtree hashes by (level, index), for proofs: from the rows of the entries that
+   * completed them (migration 004), and those completed before it from log.tree_nodes.
+   */
   async treeNodes(partition: string, refs: readonly { level: number; index: number | bigint }[]): Promise<Map<string, Buffer>> {
     const found = new Map<string, Buffer>();
     if (refs.length === 0) return found;
-    const { rows } = await this.db.query<{ level: number; idx: bigint; hash: Buffer }>(
-      `SELECT level, idx, hash FROM log.tree_nodes WHERE partition = $1 AND (level, idx) IN (${valuesList(refs.length, ['smallint', 'bigint'], 2)})`,
-      [partition, ...refs.flatMap((r) => [r.level, r.index.toString()])],
+    const bySeq = new Map<bigint, { level: number; index: bigint }[]>();
+    for (const r of refs) {
+      const ref = { level: r.level, index: BigInt(r.index) };
+      const seq = completingSeq(ref.level, ref.index);
+      bySeq.set(seq, [...(bySeq.get(seq) ?? []), ref]);
+    }
+    const { rows } = await this.db.queryArrays('SELECT seq, nodes FROM log.entries WHERE partition = $1 AND seq = ANY($2::bigint[]) AND nodes IS NOT NULL', [
+      partition,
+      [...bySeq.keys()].map(String),
+    ]);
+    for (const [seq, nodes] of rows as [bigint, Buffer][]) {
+      for (const ref of bySeq.get(seq) ?? []) {
+        const hash = nodes.subarray(ref.level * HASH_BYTES, (ref.level + 1) * HASH_BYTES);
+        if (hash.length === HASH_BYTES) found.set(nodeKey(ref.level, ref.index), hash);
+      }
+    }
+    const older = refs.filter((r) => !found.has(nodeKey(r.level, r.index)));
+    if (older.length === 0) return found;
+    const { rows: legacy } = await this.db.query<{ level: number; idx: bigint; hash: Buffer }>(
+      `SELECT level, idx, hash FROM log.tree_nodes WHERE partition = $1 AND (level, idx) IN (${valuesList(older.length, ['smallint', 'bigint'], 2)})`,
+      [partition, ...older.flatMap((r) => [r.level, r.index.toString()])],
     );
-    for (const r of rows) found.set(nodeKey(r.level, r.idx), r.hash);
+    for (const r of legacy) found.set(nodeKey(r.level, r.idx), r.hash);
     return found;
   }
 }
 
 export const nodeKey = (level: number, index: number | bigint) => `${level}/${index}`;
+
+/** The seq whose append completes node (level, index): the last leaf it covers. */
+const completingSeq = (level: number, index: bigint): bigint => ((index + 1n) << BigInt(level)) - 1n;
 
 /** Misses of the optimistic append before it takes the partition's row lock. */
 const OPTIMISTIC_ATTEMPTS = 3;
@@ -263,7 +287,8 @@ interface PartitionHead {
 
 interface PlannedAppend {
   entries: StoredEntry[];
-  nodes: { level: number; index: number; hash: Buffer }[];
+  /** Per entry, the hashes of the tree nodes its leaf completes, level 0 first, concatenated. */
+  nodes: Buffer[];
   newHead: PartitionHead;
 }
 
@@ -279,7 +304,8 @@ function planAppend(partition: string, head: PartitionHead, payloads: readonly N
     const e = { partition, seq: head.size + BigInt(i), timestampMs: nowMs, data, prevHash, author };
     const { hash, leafHash } = entryHashes(e);
     entries.push({ ...e, hash });
-    for (const node of range.append(leafHash)) nodes.push(node);
+    const completed = range.append(leafHash);
+    nodes.push(completed.length === 1 ? completed[0]!.hash : Buffer.concat(completed.map((n) => n.hash)));
     prevHash = hash;
   }
   return { entries, nodes, newHead: { size: head.size + BigInt(payloads.length), headHash: prevHash, compactRange: range.serialize() } };
@@ -296,11 +322,11 @@ async function writeIfHead(sql: Sql, partition: string, expected: PartitionHead,
   const columns = binary
     ? [
         int8Array(entries.map((e) => e.seq)), byteaArray(entries.map((e) => e.data)), byteaArray(entries.map((e) => e.prevHash)), byteaArray(entries.map((e) => e.hash)),
-        int2Array(nodes.map((n) => n.level)), int8Array(nodes.map((n) => n.index)), byteaArray(nodes.map((n) => n.hash)), textArray(entries.map((e) => e.author!)),
+        byteaArray(nodes), textArray(entries.map((e) => e.author!)),
       ]
     : [
         entries.map((e) => e.seq.toString()), entries.map((e) => e.data), entries.map((e) => e.prevHash), entries.map((e) => e.hash),
-        nodes.map((n) => n.level), nodes.map((n) => n.index.toString()), nodes.map((n) => n.hash), entries.map((e) => e.author),
+        nodes, entries.map((e) => e.author),
       ];
   const params = [partition, newHead.size.toString(), newHead.headHash, newHead.compactRange, entries[0]!.timestampMs.toString(), expected.size.toString(), ...columns, expected.headHash];
   const keyParams = keyed ? [binary ? textArray(keyed.keys) : keyed.keys, keyed.owner] : [];
@@ -311,30 +337,26 @@ async function writeIfHead(sql: Sql, partition: string, expected: PartitionHead,
 /**
  * The statement of `writeIfHead`; two fixed texts, so each is prepared once. Columns travel as
  * arrays (unnest): PostgreSQL parses the same parameters whatever the batch size, instead of a
- * VALUES list with six parameters per entry and three per node. $15 is the expected head hash.
- * The keyed text also inserts $16, the idempotency keys aligned with the entries' seqs in $7,
- * owned by $17.
+ * VALUES list with several parameters per entry. $11 holds each entry's completed tree nodes
+ * (migration 004), $13 the expected head hash. The keyed text also inserts $14, the idempotency
+ * keys aligned with the entries' seqs in $7, owned by $15.
  */
 function writeSql(withKeys: boolean): string {
   const newKeys = `, new_keys AS (
        INSERT INTO log.idempotency_keys (partition, owner, key, seq)
-       SELECT head.name, $17::text, v.key, v.seq
-       FROM head, unnest($16::text[], $7::bigint[]) AS v (key, seq)
+       SELECT head.name, $15::text, v.key, v.seq
+       FROM head, unnest($14::text[], $7::bigint[]) AS v (key, seq)
      )`;
   return `WITH head AS (
        UPDATE log.partitions SET size = $2, head_hash = $3, compact_range = $4, last_appended_at = to_timestamp($5::bigint / 1000.0)
-       WHERE name = $1 AND size = $6 AND head_hash = $15
+       WHERE name = $1 AND size = $6 AND head_hash = $13
        RETURNING name
      ), new_entries AS (
-       INSERT INTO log.entries (${ENTRY_COLUMNS})
+       INSERT INTO log.entries (${ENTRY_COLUMNS}, nodes)
        -- Every entry of one batch has the commit timestamp $5.
-       SELECT head.name, v.seq, $5::bigint, v.data, v.prev_hash, v.hash, v.author
-       FROM head, unnest($7::bigint[], $8::bytea[], $9::bytea[], $10::bytea[], $14::text[]) AS v (seq, data, prev_hash, hash, author)
+       SELECT head.name, v.seq, $5::bigint, v.data, v.prev_hash, v.hash, v.author, v.nodes
+       FROM head, unnest($7::bigint[], $8::bytea[], $9::bytea[], $10::bytea[], $12::text[], $11::bytea[]) AS v (seq, data, prev_hash, hash, author, nodes)
        RETURNING seq
-     ), new_nodes AS (
-       INSERT INTO log.tree_nodes (partition, level, idx, hash)
-       SELECT head.name, v.level, v.idx, v.hash
-       FROM head, unnest($11::smallint[], $12::bigint[], $13::bytea[]) AS v (level, idx, hash)
      )${withKeys ? newKeys : ''}
      SELECT (SELECT count(*) FROM new_entries) AS appended, (SELECT pg_notify('${APPENDED_CHANNEL}', name) FROM head) AS notified`;
 }

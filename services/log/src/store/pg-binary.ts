@@ -13,7 +13,7 @@
 //   per element: int32 byte length, then the element in its type's binary format.
 
 /** Element type OIDs (pg_type.oid) of the arrays the log sends. */
-export const ELEMENT_OID = { bytea: 17, int8: 20, int2: 21, text: 25 } as const;
+export const ELEMENT_OID = { bytea: 17, int8: 20, text: 25 } as const;
 
 const HEADER_BYTES = 20;
 
@@ -61,17 +61,6 @@ export function int8Array(values: readonly (bigint | number)[]): Buffer {
   for (const v of values) {
     at = buf.writeInt32BE(8, at);
     at = buf.writeBigInt64BE(BigInt(v), at);
-  }
-  return buf;
-}
-
-/** An `int2[]` of integers in the int2 range. */
-export function int2Array(values: readonly number[]): Buffer {
-  const { buf, at: start } = arrayBuffer(ELEMENT_OID.int2, values.length, values.length * 6);
-  let at = start;
-  for (const v of values) {
-    at = buf.writeInt32BE(2, at);
-    at = buf.writeInt16BE(v, at);
   }
   return buf;
 }
