@@ -387,8 +387,8 @@ async function writeIfHead(sql: Sql, partition: string, expected: PartitionHead,
  */
 function writeSql(withKeys: boolean): string {
   const newKeys = `, new_keys AS (
-       INSERT INTO log.idempotency_keys (partition, owner, key, seq)
-       SELECT head.name, $15::text, v.key, v.seq
+       INSERT INTO log.idempotency_keys (partition, owner, key, seq, created_ms)
+       SELECT head.name, $15::text, v.key, v.seq, $5::bigint
        FROM head, unnest($14::text[], $7::bigint[]) AS v (key, seq)
      )`;
   return `WITH head AS (
