@@ -116,12 +116,6 @@ export class LogStore {
    * appended in between, PostgreSQL re-checks the expected head after waiting for its row lock,
    * nothing is written, and we reload the head and try again. After a few misses the append takes
    * the row lock (SELECT … FOR UPDATE), so it cannot lose again. Seqs stay gapless either way.
-   *
-   * The planned head is cached before the statement is sent, so the next append of this process
-   * (GroupCommitter keeps two in flight per partition) is built and sent while this one runs; its
-   * statement waits for this one's row lock and writes only if this one committed. That is why
-   * the expected hash is checked beside the size: a head planned on an append that then failed
-   * can share its size with the head another replica wrote, never its hash.
    */
   async appendBatch(partition: string, payloads: readonly NewEntry[], nowMs: bigint): Promise<StoredEntry[]> {
     for (let attempt = 0; attempt < OPTIMISTIC_ATTEMPTS; attempt++) {
@@ -130,14 +124,11 @@ export class LogStore {
       // append leaves no empty partition behind.
       if (!head) break;
       const planned = planAppend(partition, head, payloads, nowMs);
-      this.remember(partition, planned.newHead);
-      let written = false;
-      try {
-        written = await writeIfHead(this.db, partition, head, planned, this.binaryArrays);
-      } finally {
-        if (!written) this.heads.delete(partition);
+      if (await writeIfHead(this.db, partition, head, planned, this.binaryArrays)) {
+        this.remember(partition, planned.newHead);
+        return planned.entries;
       }
-      if (written) return planned.entries;
+      this.heads.delete(partition);
     }
     const planned = await this.db.transaction(async (tx) => {
       const head = await lockPartition(tx, partition);
