@@ -92,14 +92,33 @@ export function entryEncodingVersion(e: Pick<EntryFields, 'author'>): 1 | 2 {
  * The encoding split into its pieces, so hashing can feed them to SHA-256 one by one instead of
  * copying a (possibly 1 MiB) payload into a fresh buffer for every entry.
  */
+/**
+ * UTF-8 bytes of the last few strings encoded: every entry of a batch repeats its partition and
+ * usually its author. The buffers are only read (copied into the encoding), never handed out.
+ */
+const recentUtf8 = new Map<string, Buffer>();
+const RECENT_UTF8_MAX = 64;
+/** Longer strings are encoded each time (a partition is at most 128 characters, an author 1,024 bytes). */
+const RECENT_UTF8_MAX_CHARS = 1024;
+
+function utf8(text: string): Buffer {
+  if (text.length > RECENT_UTF8_MAX_CHARS) return Buffer.from(text, 'utf8');
+  let bytes = recentUtf8.get(text);
+  if (bytes) return bytes;
+  bytes = Buffer.from(text, 'utf8');
+  if (recentUtf8.size >= RECENT_UTF8_MAX) recentUtf8.clear();
+  recentUtf8.set(text, bytes);
+  return bytes;
+}
+
 function canonicalEntryParts(e: EntryFields): Uint8Array[] {
   if (e.prevHash.length !== HASH_BYTES) throw new RangeError(`prev_hash must be ${HASH_BYTES} bytes, got ${e.prevHash.length}`);
   if (e.seq < 0n || e.seq > MAX_U64) throw new RangeError(`seq must be in [0, 2^64), got ${e.seq}`);
   if (e.timestampMs < MIN_I64 || e.timestampMs > MAX_I64) throw new RangeError(`timestampMs does not fit in an i64: ${e.timestampMs}`);
   if (e.data.length > MAX_U32) throw new RangeError(`data must be at most ${MAX_U32} bytes, got ${e.data.length}`);
-  const partition = Buffer.from(e.partition, 'utf8');
+  const partition = utf8(e.partition);
   if (partition.length > MAX_U16) throw new RangeError(`partition must be at most ${MAX_U16} bytes of UTF-8, got ${partition.length}`);
-  const author = entryEncodingVersion(e) === 2 ? Buffer.from(e.author!, 'utf8') : undefined;
+  const author = entryEncodingVersion(e) === 2 ? utf8(e.author!) : undefined;
   if (author && author.length > MAX_U16) throw new RangeError(`author must be at most ${MAX_U16} bytes of UTF-8, got ${author.length}`);
 
   const separator = author ? ENTRY_V2_DOMAIN_SEPARATOR : ENTRY_DOMAIN_SEPARATOR;
