@@ -21,6 +21,10 @@
 //   Tail         a Node follower Tail(follow) and a Node appender appending one entry at a time,
 //                the send time in the payload: receive time - send time, p50/p99; baseline: the
 //                appender's own send -> ack latency for the same appends.
+// Checks (every run, --quick included; checks.ts): each partition the service was loaded with
+// holds every acknowledged entry, verifies, and proves its first, middle and last entries into the
+// signed tree; Read returned every row; the follower received every append.
+// --growth (growth.ts) measures Append and proof latency at 10^4 and 10^6 entries instead.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,9 +33,16 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { bearerMetadata, clientCredentials, clientOptions, streamOf, unary } from '@gantry/kit';
 import { logv1 } from '@gantry/proto';
-import { cpuSeconds, ghz, ghzPath, median, parseBenchArgs, pinProcess, pinning, progress, repoRoot, startChild, writeResult, type LoadResult } from '../../kit/bench/lib.js';
+import { ratioLine } from '../../kit/bench/baseline.js';
+import { check, cpuSeconds, ghz, ghzPath, median, parseBenchArgs, pinProcess, pinning, progress, repoRoot, startChild, writeResult, type LoadResult } from '../../kit/bench/lib.js';
+import { checkPartition, expect, type Expected } from './checks.js';
 
 const args = parseBenchArgs(process.argv.slice(2));
+if (args.growth) {
+  const { runGrowth } = await import('./growth.js');
+  await runGrowth();
+  process.exit();
+}
 const t0Run = performance.now();
 const step = (message: string) => progress(`${((performance.now() - t0Run) / 1000).toFixed(1).padStart(5)} s  ${message}`);
 const quick = args.quick;
@@ -48,6 +59,10 @@ const readRepeats = quick ? 2 : 3;
 const tailAppends = quick ? 200 : 1000;
 const tailWarmup = quick ? 20 : 50;
 const TARGET = { appendsPerSec: 10_000, readEntriesPerSec: 100_000, tailP99Ms: 10 };
+/** Issue #18's goals, as ratios to the baselines measured in the same run. */
+const GOAL = { batchVsNaive: 0.7, readVsRawPg: 0.8, unaryVsNaive: 1.5, tailP99OverCommitP99Ms: 2 };
+/** Entries each stack partition must hold, by `${engine}:${partition}`. */
+const expected = new Map<string, Expected>();
 
 type Engine = 'pg' | 'pglite';
 const engines: readonly Engine[] = quick ? ['pg'] : ['pg', 'pglite'];
@@ -124,10 +139,10 @@ try {
   pinProcess(process.pid, 1);
   const server = (kind: Kind, engine: Engine) => servers.get(`${kind}-${engine}`)!;
 
-  const load = (kind: Kind, engine: Engine, method: Method, c: number, partition: string, total: number) => {
+  const load = async (kind: Kind, engine: Engine, method: Method, c: number, partition: string, total: number) => {
     const s = server(kind, engine);
     const { dataDir, token, port } = s.ready;
-    return ghz(bin, {
+    const r = await ghz(bin, {
       address: `127.0.0.1:${port}`,
       protoset,
       call: `gantry.log.v1.LogService/${method}`,
@@ -142,6 +157,8 @@ try {
           }
         : {}),
     });
+    if (kind === 'stack') expect(expected, `${engine}:${partition}`, r.calls, r.errors, method === 'Append' ? 1 : batchSize);
+    return r;
   };
 
   // --- Append / AppendBatch: calibrate each configuration, then measured rounds ------------------
@@ -174,11 +191,22 @@ try {
 
   // --- Read and Tail on the PostgreSQL-backed service through Node clients ------------------------
   const stack = server('stack', 'pg');
-  const { dataDir, token, port } = stack.ready;
-  const tls = { caFile: join(dataDir, 'pki/ca.crt'), certFile: join(dataDir, 'pki/client.crt'), keyFile: join(dataDir, 'pki/client.key'), serverName: 'localhost' };
-  const newClient = () => new logv1.LogServiceClient(`127.0.0.1:${port}`, clientCredentials(tls), clientOptions(tls, { 'grpc.max_receive_message_length': 16 * 1024 * 1024 }));
-  const md = bearerMetadata(token);
+  const clientOf = (engine: Engine) => {
+    const { dataDir, token, port } = server('stack', engine).ready;
+    const tls = { caFile: join(dataDir, 'pki/ca.crt'), certFile: join(dataDir, 'pki/client.crt'), keyFile: join(dataDir, 'pki/client.key'), serverName: 'localhost' };
+    const newClient = () => new logv1.LogServiceClient(`127.0.0.1:${port}`, clientCredentials(tls), clientOptions(tls, { 'grpc.max_receive_message_length': 16 * 1024 * 1024 }));
+    return { newClient, md: bearerMetadata(token) };
+  };
+  const { newClient, md } = clientOf('pg');
   const client = newClient();
+
+  step('checking every partition the appends went to: acknowledged entries present, chain verifies, proofs verify');
+  for (const engine of engines) {
+    const { newClient: checkClient, md: checkMd } = clientOf(engine);
+    const c = checkClient();
+    for (const [k, e] of expected) if (k.startsWith(`${engine}:`)) await checkPartition(c, checkMd, k.slice(engine.length + 1), e);
+    c.close();
+  }
 
   step(`Read: filling partition "read" with ${readEntries} entries (AppendBatch of 1,000)`);
   {
@@ -188,9 +216,11 @@ try {
       while (next < readEntries / 1000) {
         next++;
         await unary(client.appendBatch, client, { partition: 'read', data: batch, idempotencyKeys: [] }, md);
+        expect(expected, 'pg:read', 1, 0, batch.length);
       }
     };
     await Promise.all([worker(), worker(), worker(), worker()]);
+    await checkPartition(client, md, 'read', expected.get('pg:read')!);
   }
   const serviceRead = async (limit = 0n) => {
     const cpu0 = cpuSeconds(stack.child.pid!);
@@ -206,7 +236,8 @@ try {
     let n = 0;
     let from = 0;
     for (;;) {
-      const { rows } = await pool.query<{ seq: string }>('SELECT partition, seq, ts_ms, data, prev_hash, hash FROM log.entries WHERE partition = $1 AND seq >= $2 ORDER BY seq LIMIT $3', ['read', from, 2000]);
+      // The columns the service returns, read the way an application would (pg's defaults, object rows).
+      const { rows } = await pool.query<{ seq: string }>('SELECT partition, seq, ts_ms, data, prev_hash, hash, author FROM log.entries WHERE partition = $1 AND seq >= $2 ORDER BY seq LIMIT $3', ['read', from, 2000]);
       if (rows.length === 0) break;
       n += rows.length;
       from = Number(rows[rows.length - 1]!.seq) + 1;
@@ -223,7 +254,7 @@ try {
     raws.push(await rawRead());
   }
   await pool.end();
-  if (reads.some((r) => r.entries !== readEntries)) throw new Error(`Read returned ${reads.map((r) => r.entries).join(', ')} entries, expected ${readEntries}`);
+  check(reads.every((r) => r.entries === readEntries) && raws.every((r) => r.entries === readEntries), `Read returned ${reads.map((r) => r.entries).join(', ')} entries and raw pg ${raws.map((r) => r.entries).join(', ')}, expected ${readEntries}`);
   readFigures = summariseRead(reads, raws);
 
   step(`Tail: follower on partition "tail", ${tailWarmup} warm-up + ${tailAppends} measured appends, one at a time`);
@@ -267,7 +298,9 @@ try {
     stream.cancel();
     follower.close();
     appender.close();
-    if (received !== total) throw new Error(`Tail follower received ${received} of ${total} entries`);
+    check(received === total, `Tail follower received ${received} of ${total} entries`);
+    expect(expected, 'pg:tail', total, 0, 1);
+    await checkPartition(client, md, 'tail', expected.get('pg:tail')!);
     tailFigures = summariseTail(e2e, acks, receivedAt.map((r, i) => r - ackedAt[i]!));
   }
   client.close();
@@ -367,6 +400,12 @@ lines.push(
   '',
   `  Read (PostgreSQL): ${num(read.serviceEntriesPerSec, 0)} entries/s streaming ${read.entries.toLocaleString('en-US')} entries to a Node client over mTLS+JWT; raw pg baseline ${num(read.rawPgEntriesPerSec, 0)} entries/s (service/raw ${(read.ratio * 100).toFixed(0)}%); server ${read.serverCpuUsPerEntry.toFixed(2)} µs CPU/entry = ${num(read.serverCapacityPerCore, 0)} entries/s per core`,
   `  Tail (PostgreSQL): append -> follower receive p50 ${tail.p50Ms.toFixed(2)} ms, p99 ${tail.p99Ms.toFixed(2)} ms, max ${tail.maxMs.toFixed(2)} ms over ${tail.appends} appends; baseline append send -> ack p50 ${tail.ackP50Ms.toFixed(2)} ms, p99 ${tail.ackP99Ms.toFixed(2)} ms; follower receive - ack p50 ${tail.afterAckP50Ms.toFixed(2)} ms, p99 ${tail.afterAckP99Ms.toFixed(2)} ms`,
+  '',
+  '  goals (issue #18; ratios to the baselines measured in this run, PostgreSQL, 64 clients):',
+  ratioLine('AppendBatch x100 entries/s, service vs naive multi-row INSERT', pgBatch64.entriesPerSec, appendFigures[key('pg', 'naive', 'AppendBatch', 64)]!.entriesPerSec, 'entries/s', { min: GOAL.batchVsNaive }),
+  ratioLine('Read entries/s, service vs raw pg read of the same rows', read.serviceEntriesPerSec, read.rawPgEntriesPerSec, 'entries/s', { min: GOAL.readVsRawPg }),
+  ratioLine('unary Append/s, service vs naive autocommit INSERT', pgUnary64.entriesPerSec, appendFigures[key('pg', 'naive', 'Append', 64)]!.entriesPerSec, 'appends/s', { min: GOAL.unaryVsNaive }),
+  `  Tail p99 ${tail.p99Ms.toFixed(2)} ms vs the append's commit (send -> ack) p99 ${tail.ackP99Ms.toFixed(2)} ms: ${(tail.p99Ms - tail.ackP99Ms).toFixed(2)} ms more, goal <= ${GOAL.tailP99OverCommitP99Ms} ms (${tail.p99Ms - tail.ackP99Ms <= GOAL.tailP99OverCommitP99Ms ? 'goal met' : 'goal NOT met'})`,
   '',
   '  targets (PostgreSQL):',
   `    durable appends/s at 64 clients, unary Append (1 entry/call)  ${num(targets.unaryAppendsPg64.figure, 0)} >= ${num(TARGET.appendsPerSec, 0)}: ${verdict(targets.unaryAppendsPg64.met)}`,

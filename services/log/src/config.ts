@@ -9,6 +9,12 @@ export const logConfigSchema = z.strictObject({
   signingKeyFile: z.string().optional(),
   /** Largest payload of one entry. */
   maxPayloadBytes: z.coerce.number().int().min(1).max(4 * 1024 * 1024).default(1024 * 1024),
+  /**
+   * How long an idempotency key answers a re-send, in hours (default 7 days). Older keys are
+   * deleted in the background (the entries stay, immutable), so a re-send with a key older than
+   * this appends a NEW entry: keep it well above the longest time a producer may retry.
+   */
+  idempotencyKeyRetentionHours: z.coerce.number().int().min(1).max(10 * 365 * 24).default(7 * 24),
 }).prefault({});
 
 export type LogConfig = z.infer<typeof logConfigSchema>;

@@ -7,6 +7,7 @@ import { logScopes } from './api/scopes.js';
 import { CheckpointSigner, loadOrCreateSigningKey } from './signer.js';
 import { AppendNotifier } from './store/append-notifier.js';
 import { GroupCommitter } from './store/group-commit.js';
+import { DEFAULT_KEY_RETENTION, IdempotencyKeyPruner } from './store/key-pruner.js';
 import { LOG_SCHEMA, LogStore, logMigrations } from './store/log-store.js';
 
 /** The log target: an immutable, hash-chained, partitioned log with Merkle proofs and signed checkpoints. */
@@ -15,11 +16,16 @@ export const logService = defineModule<LogConfig>({
   config: logConfig,
   scopes: scopesOf([logScopes]),
   schema: { name: LOG_SCHEMA, migrations: logMigrations },
-  async create({ db, config, settings, onShutdown }) {
+  async create({ db, config, settings, log, onShutdown }) {
     const store = new LogStore(db);
     const notifier = new AppendNotifier(db);
     await notifier.start();
     onShutdown(() => notifier.stop());
+    const pruner = new IdempotencyKeyPruner(db, { ...DEFAULT_KEY_RETENTION, retentionMs: settings.idempotencyKeyRetentionHours * 3_600_000 }, (err) =>
+      log.warn({ err }, 'pruning expired idempotency keys failed; retrying at the next interval'),
+    );
+    pruner.start();
+    onShutdown(() => pruner.stop());
     const keyFile = settings.signingKeyFile ?? resolve(config.dataDir, 'log', 'checkpoint-key.pem');
     const signer = new CheckpointSigner(settings.origin, await loadOrCreateSigningKey(keyFile, !settings.signingKeyFile));
     return [

@@ -62,15 +62,17 @@ for (const engine of engines()) {
     });
     after(async () => world?.close());
 
-    test('a database written before authors takes migration 003 only, and its old entries, keys and proofs work beside new authored ones', async () => {
+    test('a database written before authors takes migrations 003 to 005 only, and its old entries, keys (timed as their entries) and proofs (tree nodes in log.tree_nodes) work beside new authored ones (tree nodes in their entries)', async () => {
       const { db } = world;
       assert.deepEqual(await migrate(db, LOG_SCHEMA, migrationsBefore), [1, 2]);
       await appendBeforeAuthors(db, 'orders', ['o0', 'o1', 'o2'], ['k0', 'k1', 'k2']);
       await appendBeforeAuthors(db, 'orders', ['o3', 'o4']);
       await appendBeforeAuthors(db, 'audit.settlement', ['e0', 'e1'], ['evt-0', 'evt-1']);
-      assert.equal(await migrationsApplied(db, LOG_SCHEMA, logMigrations), false, 'readiness waits for 003');
+      assert.equal(await migrationsApplied(db, LOG_SCHEMA, logMigrations), false, 'readiness waits for 003 to 005');
 
-      assert.deepEqual(await migrate(db, LOG_SCHEMA, logMigrations), [3]);
+      assert.deepEqual(await migrate(db, LOG_SCHEMA, logMigrations), [3, 4, 5]);
+      const { rows: keyTimes } = await db.query<{ timed: bigint }>('SELECT count(*) AS timed FROM log.idempotency_keys k JOIN log.entries e ON e.partition = k.partition AND e.seq = k.seq WHERE k.created_ms = e.ts_ms');
+      assert.equal(keyTimes[0]!.timed, 5n, 'every key from before 005 takes its entry\'s time, so it expires with it');
       assert.deepEqual(await migrate(db, LOG_SCHEMA, logMigrations), []);
       assert.deepEqual(await migrate(db, LOG_SCHEMA, migrationsBefore), [], 'an old binary (a rollback) finds every version it knows applied');
 

@@ -35,7 +35,7 @@
 //
 //   entry.hash = SHA-256(encoding)            the hash chain (entry.prev_hash links to it)
 //   leaf hash  = SHA-256(0x00 || encoding)    RFC 6962 leaf of the partition's Merkle tree at seq
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 
 /** Size in bytes of every hash in the log (SHA-256). */
 export const HASH_BYTES = 32;
@@ -92,14 +92,33 @@ export function entryEncodingVersion(e: Pick<EntryFields, 'author'>): 1 | 2 {
  * The encoding split into its pieces, so hashing can feed them to SHA-256 one by one instead of
  * copying a (possibly 1 MiB) payload into a fresh buffer for every entry.
  */
+/**
+ * UTF-8 bytes of the last few strings encoded: every entry of a batch repeats its partition and
+ * usually its author. The buffers are only read (copied into the encoding), never handed out.
+ */
+const recentUtf8 = new Map<string, Buffer>();
+const RECENT_UTF8_MAX = 64;
+/** Longer strings are encoded each time (a partition is at most 128 characters, an author 1,024 bytes). */
+const RECENT_UTF8_MAX_CHARS = 1024;
+
+function utf8(text: string): Buffer {
+  if (text.length > RECENT_UTF8_MAX_CHARS) return Buffer.from(text, 'utf8');
+  let bytes = recentUtf8.get(text);
+  if (bytes) return bytes;
+  bytes = Buffer.from(text, 'utf8');
+  if (recentUtf8.size >= RECENT_UTF8_MAX) recentUtf8.clear();
+  recentUtf8.set(text, bytes);
+  return bytes;
+}
+
 function canonicalEntryParts(e: EntryFields): Uint8Array[] {
   if (e.prevHash.length !== HASH_BYTES) throw new RangeError(`prev_hash must be ${HASH_BYTES} bytes, got ${e.prevHash.length}`);
   if (e.seq < 0n || e.seq > MAX_U64) throw new RangeError(`seq must be in [0, 2^64), got ${e.seq}`);
   if (e.timestampMs < MIN_I64 || e.timestampMs > MAX_I64) throw new RangeError(`timestampMs does not fit in an i64: ${e.timestampMs}`);
   if (e.data.length > MAX_U32) throw new RangeError(`data must be at most ${MAX_U32} bytes, got ${e.data.length}`);
-  const partition = Buffer.from(e.partition, 'utf8');
+  const partition = utf8(e.partition);
   if (partition.length > MAX_U16) throw new RangeError(`partition must be at most ${MAX_U16} bytes of UTF-8, got ${partition.length}`);
-  const author = entryEncodingVersion(e) === 2 ? Buffer.from(e.author!, 'utf8') : undefined;
+  const author = entryEncodingVersion(e) === 2 ? utf8(e.author!) : undefined;
   if (author && author.length > MAX_U16) throw new RangeError(`author must be at most ${MAX_U16} bytes of UTF-8, got ${author.length}`);
 
   const separator = author ? ENTRY_V2_DOMAIN_SEPARATOR : ENTRY_DOMAIN_SEPARATOR;
@@ -123,22 +142,60 @@ export function canonicalEntryBytes(e: EntryFields): Buffer {
   return Buffer.concat(canonicalEntryParts(e));
 }
 
-/** The chain hash of an entry, stored as entry.hash: SHA-256(canonical encoding). */
-export function entryHash(e: EntryFields): Buffer {
-  const h = createHash('sha256');
-  for (const part of canonicalEntryParts(e)) h.update(part);
-  return h.digest();
-}
-
 // RFC 6962 §2.1 prefixes a leaf with 0x00 (and an interior node with 0x01) so a leaf can never
 // be passed off as an interior node (second-preimage resistance).
 const LEAF_PREFIX = Buffer.from([0x00]);
 
+/**
+ * Payloads up to this size are copied once into a buffer holding 0x00 || encoding and hashed with
+ * one-shot `crypto.hash` (the encoding is that buffer without its first byte). A Hash object per
+ * hash costs more than the hashing for small entries, and its garbage was a large share of the
+ * append path's CPU. Larger payloads are fed to SHA-256 in pieces instead of being copied.
+ */
+const ONE_SHOT_MAX_DATA = 64 * 1024;
+
+/** 0x00 || canonical encoding, in one buffer. */
+function leafInput(parts: Uint8Array[]): Buffer {
+  let length = 1;
+  for (const part of parts) length += part.length;
+  const buf = Buffer.allocUnsafe(length);
+  buf[0] = LEAF_PREFIX[0]!;
+  let at = 1;
+  for (const part of parts) {
+    buf.set(part, at);
+    at += part.length;
+  }
+  return buf;
+}
+
+function streamed(prefix: Uint8Array | undefined, parts: Uint8Array[]): Buffer {
+  const h = createHash('sha256');
+  if (prefix) h.update(prefix);
+  for (const part of parts) h.update(part);
+  return h.digest();
+}
+
+/** The chain hash of an entry, stored as entry.hash: SHA-256(canonical encoding). */
+export function entryHash(e: EntryFields): Buffer {
+  const parts = canonicalEntryParts(e);
+  return e.data.length <= ONE_SHOT_MAX_DATA ? hash('sha256', leafInput(parts).subarray(1), 'buffer') : streamed(undefined, parts);
+}
+
 /** The RFC 6962 Merkle leaf hash of an entry: SHA-256(0x00 || canonical encoding). */
 export function entryLeafHash(e: EntryFields): Buffer {
-  const h = createHash('sha256').update(LEAF_PREFIX);
-  for (const part of canonicalEntryParts(e)) h.update(part);
-  return h.digest();
+  const parts = canonicalEntryParts(e);
+  return e.data.length <= ONE_SHOT_MAX_DATA ? hash('sha256', leafInput(parts), 'buffer') : streamed(LEAF_PREFIX, parts);
+}
+
+/**
+ * Both hashes of an entry from one encoding of its fields: the append path needs the chain hash
+ * and the leaf hash of every entry, and building the encoding once saves its allocation and checks.
+ */
+export function entryHashes(e: EntryFields): { hash: Buffer; leafHash: Buffer } {
+  const parts = canonicalEntryParts(e);
+  if (e.data.length > ONE_SHOT_MAX_DATA) return { hash: streamed(undefined, parts), leafHash: streamed(LEAF_PREFIX, parts) };
+  const input = leafInput(parts);
+  return { hash: hash('sha256', input.subarray(1), 'buffer'), leafHash: hash('sha256', input, 'buffer') };
 }
 
 /** Why a chain does not verify; the wording is the contract's (VerifyResponse.reason). */

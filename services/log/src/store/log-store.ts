@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { GantryError, Status, loadMigrations, one, oneOrNone, type Database, type Sql } from '@gantry/kit';
 import { CompactRange } from '../domain/merkle.js';
-import { ZERO_HASH, entryHash, entryLeafHash } from '../domain/entry.js';
+import { HASH_BYTES, ZERO_HASH, entryHashes } from '../domain/entry.js';
 import { PARTITION_WIDE_KEY_OWNER } from '../domain/authority.js';
+import { byteaArray, int8Array, textArray } from './pg-binary.js';
 
 export const LOG_SCHEMA = 'log';
 export const logMigrations = loadMigrations(fileURLToPath(new URL('./migrations', import.meta.url)));
@@ -101,15 +102,20 @@ export class LogStore {
   /** Partition heads this process last wrote or read: the expected state of the next append. */
   private readonly heads = new Map<string, PartitionHead>();
 
+  /** Binary array parameters on PostgreSQL (pg-binary.ts); PGlite takes plain arrays. */
+  private get binaryArrays(): boolean {
+    return this.db.engine === 'postgres';
+  }
+
   /**
    * Appends `payloads` to `partition` and returns the stored entries, durable once this resolves.
    *
    * Optimistic and one round trip in the common case: the entries are built on the cached head,
-   * and a single statement moves the partition's size from the expected value to the new one and
-   * inserts the entries and tree nodes only if that move happened. If another replica appended in
-   * between, PostgreSQL re-checks `size = expected` after waiting for its row lock, nothing is
-   * written, and we reload the head and try again. After a few misses the append takes the row
-   * lock (SELECT … FOR UPDATE), so it cannot lose again. Seqs stay gapless either way.
+   * and a single statement moves the partition from the expected head (size and hash) to the new
+   * one and inserts the entries and tree nodes only if that move happened. If another replica
+   * appended in between, PostgreSQL re-checks the expected head after waiting for its row lock,
+   * nothing is written, and we reload the head and try again. After a few misses the append takes
+   * the row lock (SELECT … FOR UPDATE), so it cannot lose again. Seqs stay gapless either way.
    */
   async appendBatch(partition: string, payloads: readonly NewEntry[], nowMs: bigint): Promise<StoredEntry[]> {
     for (let attempt = 0; attempt < OPTIMISTIC_ATTEMPTS; attempt++) {
@@ -118,16 +124,20 @@ export class LogStore {
       // append leaves no empty partition behind.
       if (!head) break;
       const planned = planAppend(partition, head, payloads, nowMs);
-      if (await writeIfHead(this.db, partition, head.size, planned)) return this.remember(partition, planned.newHead, planned.entries);
+      if (await writeIfHead(this.db, partition, head, planned, this.binaryArrays)) {
+        this.remember(partition, planned.newHead);
+        return planned.entries;
+      }
       this.heads.delete(partition);
     }
     const planned = await this.db.transaction(async (tx) => {
       const head = await lockPartition(tx, partition);
       const plan = planAppend(partition, head, payloads, nowMs);
-      if (!(await writeIfHead(tx, partition, head.size, plan))) throw new Error(`partition ${partition} changed under its row lock`);
+      if (!(await writeIfHead(tx, partition, head, plan, this.binaryArrays))) throw new Error(`partition ${partition} changed under its row lock`);
       return plan;
     });
-    return this.remember(partition, planned.newHead, planned.entries);
+    this.remember(partition, planned.newHead);
+    return planned.entries;
   }
 
   /**
@@ -162,7 +172,7 @@ export class LogStore {
       }
       if (fresh.length === 0) return { head, receipts: keys.map((k) => duplicateOf(earlier.get(k)!)) };
       const plan = planAppend(partition, head, fresh.map((i) => ({ data: payloads[i]!, author: by.author })), nowMs);
-      const written = await writeIfHead(tx, partition, head.size, plan, { owner: by.keyOwner, keys: fresh.map((i) => keys[i]!) });
+      const written = await writeIfHead(tx, partition, head, plan, this.binaryArrays, { owner: by.keyOwner, keys: fresh.map((i) => keys[i]!) });
       if (!written) throw new Error(`partition ${partition} changed under its row lock`);
       const entryByKey = new Map(fresh.map((i, n) => [keys[i]!, plan.entries[n]!]));
       const receipts = keys.map((k): AppendReceipt => {
@@ -172,14 +182,13 @@ export class LogStore {
       return { head: plan.newHead, receipts };
     });
     // The head read under the lock is current even when nothing was written.
-    this.remember(partition, head, []);
+    this.remember(partition, head);
     return receipts;
   }
 
-  private remember<T>(partition: string, head: PartitionHead, result: T): T {
+  private remember(partition: string, head: PartitionHead): void {
     if (!this.heads.has(partition) && this.heads.size >= MAX_CACHED_HEADS) this.heads.delete(this.heads.keys().next().value!);
     this.heads.set(partition, head);
-    return result;
   }
 
   async partition(name: string): Promise<PartitionRow | undefined> {
@@ -198,17 +207,15 @@ export class LogStore {
     return rows.map(toPartition);
   }
 
-  /** Entries with fromSeq <= seq < toSeq, in seq order, at most `limit`. */
+  /**
+   * Entries with fromSeq <= seq < toSeq, in seq order, at most `limit`, and at most about
+   * READ_PAGE_BYTES of payload and author (always at least one entry): a caller pages on from the
+   * last seq returned.
+   */
   async readRange(partition: string, fromSeq: bigint, toSeq: bigint, limit: number): Promise<StoredEntry[]> {
-    // Rows as arrays: Read and Tail spend most of their CPU here, and skipping the per-row object
-    // pg would build saves about a third of it.
-    const { rows } = await this.db.queryArrays(
-      `SELECT seq, ts_ms, data, prev_hash, hash, author FROM log.entries WHERE partition = $1 AND seq >= $2 AND seq < $3 ORDER BY seq LIMIT $4`,
-      [partition, fromSeq.toString(), toSeq.toString(), limit],
-    );
-    return rows.map(([seq, ts, data, prevHash, hash, author]) => ({
-      partition, seq: seq as bigint, timestampMs: ts as bigint, data: data as Buffer, prevHash: prevHash as Buffer, hash: hash as Buffer, author: (author as string | null) ?? undefined,
-    }));
+    const { rows } = await this.db.queryArrays(READ_PAGE_SQL, [partition, fromSeq.toString(), toSeq.toString(), limit, READ_PAGE_BYTES]);
+    const page = rows[0]?.[0] as Buffer | null | undefined;
+    return page ? unpackPage(partition, page) : [];
   }
 
   async lastEntry(partition: string): Promise<StoredEntry | undefined> {
@@ -217,20 +224,90 @@ export class LogStore {
     return row && toEntry(row);
   }
 
-  /** Perfect-subtree hashes by (level, index), for proofs. */
+  /**
+   * Perfect-subtree hashes by (level, index), for proofs: from the rows of the entries that
+   * completed them (migration 004), and those completed before it from log.tree_nodes.
+   */
   async treeNodes(partition: string, refs: readonly { level: number; index: number | bigint }[]): Promise<Map<string, Buffer>> {
     const found = new Map<string, Buffer>();
     if (refs.length === 0) return found;
-    const { rows } = await this.db.query<{ level: number; idx: bigint; hash: Buffer }>(
-      `SELECT level, idx, hash FROM log.tree_nodes WHERE partition = $1 AND (level, idx) IN (${valuesList(refs.length, ['smallint', 'bigint'], 2)})`,
-      [partition, ...refs.flatMap((r) => [r.level, r.index.toString()])],
+    const bySeq = new Map<bigint, { level: number; index: bigint }[]>();
+    for (const r of refs) {
+      const ref = { level: r.level, index: BigInt(r.index) };
+      const seq = completingSeq(ref.level, ref.index);
+      bySeq.set(seq, [...(bySeq.get(seq) ?? []), ref]);
+    }
+    const { rows } = await this.db.queryArrays('SELECT seq, nodes FROM log.entries WHERE partition = $1 AND seq = ANY($2::bigint[]) AND nodes IS NOT NULL', [
+      partition,
+      [...bySeq.keys()].map(String),
+    ]);
+    for (const [seq, nodes] of rows as [bigint, Buffer][]) {
+      for (const ref of bySeq.get(seq) ?? []) {
+        const hash = nodes.subarray(ref.level * HASH_BYTES, (ref.level + 1) * HASH_BYTES);
+        if (hash.length === HASH_BYTES) found.set(nodeKey(ref.level, ref.index), hash);
+      }
+    }
+    const older = refs.filter((r) => !found.has(nodeKey(r.level, r.index)));
+    if (older.length === 0) return found;
+    const { rows: legacy } = await this.db.query<{ level: number; idx: bigint; hash: Buffer }>(
+      `SELECT level, idx, hash FROM log.tree_nodes WHERE partition = $1 AND (level, idx) IN (${valuesList(older.length, ['smallint', 'bigint'], 2)})`,
+      [partition, ...older.flatMap((r) => [r.level, r.index.toString()])],
     );
-    for (const r of rows) found.set(nodeKey(r.level, r.idx), r.hash);
+    for (const r of legacy) found.set(nodeKey(r.level, r.idx), r.hash);
     return found;
   }
 }
 
 export const nodeKey = (level: number, index: number | bigint) => `${level}/${index}`;
+
+/** Payload and author bytes one readRange returns at most (beyond its first entry). */
+const READ_PAGE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * A page of entries as ONE bytea value, packed by PostgreSQL: per entry seq (int8), ts_ms (int8),
+ * data length (int4) and data, prev_hash and hash (32 bytes each), author length (int4, -1 for
+ * NULL) and author (UTF-8). Read and Tail spend most of their CPU turning rows into values: row by
+ * row, pg decodes each bytea from hex text into its own Buffer and builds an array per row; one
+ * value is one hex decode, and the entries' fields are views into it. A running sum stops the page
+ * at READ_PAGE_BYTES (the first row always comes), so a page of large entries stays bounded.
+ */
+const READ_PAGE_SQL = `SELECT string_agg(
+    int8send(seq) || int8send(ts_ms) || int4send(octet_length(data)) || data || prev_hash || hash
+      || int4send(coalesce(octet_length(author), -1)) || coalesce(convert_to(author, 'UTF8'), ''::bytea),
+    ''::bytea ORDER BY seq)
+  FROM (
+    SELECT seq, ts_ms, data, prev_hash, hash, author,
+      sum(octet_length(data) + coalesce(octet_length(author), 0)) OVER (ORDER BY seq) - octet_length(data) - coalesce(octet_length(author), 0) AS bytes_before
+    FROM (
+      SELECT seq, ts_ms, data, prev_hash, hash, author FROM log.entries
+      WHERE partition = $1 AND seq >= $2 AND seq < $3 ORDER BY seq LIMIT $4
+    ) range
+  ) page
+  WHERE bytes_before < $5`;
+
+/** The entries of a READ_PAGE_SQL page; their buffers are views into `page`. */
+function unpackPage(partition: string, page: Buffer): StoredEntry[] {
+  const entries: StoredEntry[] = [];
+  let at = 0;
+  while (at < page.length) {
+    const seq = page.readBigInt64BE(at);
+    const timestampMs = page.readBigInt64BE(at + 8);
+    const dataLength = page.readInt32BE(at + 16);
+    at += 20;
+    const data = page.subarray(at, (at += dataLength));
+    const prevHash = page.subarray(at, (at += HASH_BYTES));
+    const hash = page.subarray(at, (at += HASH_BYTES));
+    const authorLength = page.readInt32BE(at);
+    at += 4;
+    const author = authorLength < 0 ? undefined : page.toString('utf8', at, (at += authorLength));
+    entries.push({ partition, seq, timestampMs, data, prevHash, hash, author });
+  }
+  if (at !== page.length) throw new Error(`a page of partition ${partition} ends mid-entry (${at} of ${page.length} bytes)`);
+  return entries;
+}
+
+/** The seq whose append completes node (level, index): the last leaf it covers. */
+const completingSeq = (level: number, index: bigint): bigint => ((index + 1n) << BigInt(level)) - 1n;
 
 /** Misses of the optimistic append before it takes the partition's row lock. */
 const OPTIMISTIC_ATTEMPTS = 3;
@@ -245,7 +322,8 @@ interface PartitionHead {
 
 interface PlannedAppend {
   entries: StoredEntry[];
-  nodes: { level: number; index: bigint; hash: Buffer }[];
+  /** Per entry, the hashes of the tree nodes its leaf completes, level 0 first, concatenated. */
+  nodes: Buffer[];
   newHead: PartitionHead;
 }
 
@@ -259,57 +337,61 @@ function planAppend(partition: string, head: PartitionHead, payloads: readonly N
     // An entry without an author would be hashed in the old layout: every new entry names its appender.
     if (author === '') throw new Error(`an append to ${partition} has no author (checked by the API)`);
     const e = { partition, seq: head.size + BigInt(i), timestampMs: nowMs, data, prevHash, author };
-    const hash = entryHash(e);
+    const { hash, leafHash } = entryHashes(e);
     entries.push({ ...e, hash });
-    for (const node of range.append(entryLeafHash(e))) nodes.push({ level: node.level, index: BigInt(node.index), hash: node.hash });
+    const completed = range.append(leafHash);
+    nodes.push(completed.length === 1 ? completed[0]!.hash : Buffer.concat(completed.map((n) => n.hash)));
     prevHash = hash;
   }
   return { entries, nodes, newHead: { size: head.size + BigInt(payloads.length), headHash: prevHash, compactRange: range.serialize() } };
 }
 
 /**
- * One statement: move the partition from `expectedSize` to the planned head and, joined to that
- * UPDATE's result, insert the entries and nodes (and, with `keyed`, each new entry's idempotency
- * key under its owner). Returns false (having written nothing) when the partition was not at
- * `expectedSize`.
+ * One statement: move the partition from the `expected` head to the planned one and, joined to
+ * that UPDATE's result, insert the entries and nodes (and, with `keyed`, each new entry's
+ * idempotency key under its owner). Returns false (having written nothing) when the partition was
+ * not at `expected`. With `binary`, the column arrays travel in PostgreSQL's binary format.
  */
-async function writeIfHead(sql: Sql, partition: string, expectedSize: bigint, planned: PlannedAppend, keyed?: { owner: string; keys: readonly string[] }): Promise<boolean> {
+async function writeIfHead(sql: Sql, partition: string, expected: PartitionHead, planned: PlannedAppend, binary: boolean, keyed?: { owner: string; keys: readonly string[] }): Promise<boolean> {
   const { entries, nodes, newHead } = planned;
-  const params = [
-    partition, newHead.size.toString(), newHead.headHash, newHead.compactRange, entries[0]!.timestampMs.toString(), expectedSize.toString(),
-    entries.map((e) => e.seq.toString()), entries.map((e) => e.data), entries.map((e) => e.prevHash), entries.map((e) => e.hash),
-    nodes.map((n) => n.level), nodes.map((n) => n.index.toString()), nodes.map((n) => n.hash), entries.map((e) => e.author),
-  ];
-  const { rows } = await sql.query<{ appended: bigint }>(keyed ? WRITE_KEYED_SQL : WRITE_SQL, keyed ? [...params, keyed.keys, keyed.owner] : params);
+  const columns = binary
+    ? [
+        int8Array(entries.map((e) => e.seq)), byteaArray(entries.map((e) => e.data)), byteaArray(entries.map((e) => e.prevHash)), byteaArray(entries.map((e) => e.hash)),
+        byteaArray(nodes), textArray(entries.map((e) => e.author!)),
+      ]
+    : [
+        entries.map((e) => e.seq.toString()), entries.map((e) => e.data), entries.map((e) => e.prevHash), entries.map((e) => e.hash),
+        nodes, entries.map((e) => e.author),
+      ];
+  const params = [partition, newHead.size.toString(), newHead.headHash, newHead.compactRange, entries[0]!.timestampMs.toString(), expected.size.toString(), ...columns, expected.headHash];
+  const keyParams = keyed ? [binary ? textArray(keyed.keys) : keyed.keys, keyed.owner] : [];
+  const { rows } = await sql.query<{ appended: bigint }>(keyed ? WRITE_KEYED_SQL : WRITE_SQL, [...params, ...keyParams]);
   return one(rows, `append to ${partition}`).appended === BigInt(entries.length);
 }
 
 /**
  * The statement of `writeIfHead`; two fixed texts, so each is prepared once. Columns travel as
  * arrays (unnest): PostgreSQL parses the same parameters whatever the batch size, instead of a
- * VALUES list with six parameters per entry and three per node. The keyed text also inserts
- * $15, the idempotency keys aligned with the entries' seqs in $7, owned by $16.
+ * VALUES list with several parameters per entry. $11 holds each entry's completed tree nodes
+ * (migration 004), $13 the expected head hash. The keyed text also inserts $14, the idempotency
+ * keys aligned with the entries' seqs in $7, owned by $15.
  */
 function writeSql(withKeys: boolean): string {
   const newKeys = `, new_keys AS (
-       INSERT INTO log.idempotency_keys (partition, owner, key, seq)
-       SELECT head.name, $16::text, v.key, v.seq
-       FROM head, unnest($15::text[], $7::bigint[]) AS v (key, seq)
+       INSERT INTO log.idempotency_keys (partition, owner, key, seq, created_ms)
+       SELECT head.name, $15::text, v.key, v.seq, $5::bigint
+       FROM head, unnest($14::text[], $7::bigint[]) AS v (key, seq)
      )`;
   return `WITH head AS (
        UPDATE log.partitions SET size = $2, head_hash = $3, compact_range = $4, last_appended_at = to_timestamp($5::bigint / 1000.0)
-       WHERE name = $1 AND size = $6
+       WHERE name = $1 AND size = $6 AND head_hash = $13
        RETURNING name
      ), new_entries AS (
-       INSERT INTO log.entries (${ENTRY_COLUMNS})
+       INSERT INTO log.entries (${ENTRY_COLUMNS}, nodes)
        -- Every entry of one batch has the commit timestamp $5.
-       SELECT head.name, v.seq, $5::bigint, v.data, v.prev_hash, v.hash, v.author
-       FROM head, unnest($7::bigint[], $8::bytea[], $9::bytea[], $10::bytea[], $14::text[]) AS v (seq, data, prev_hash, hash, author)
+       SELECT head.name, v.seq, $5::bigint, v.data, v.prev_hash, v.hash, v.author, v.nodes
+       FROM head, unnest($7::bigint[], $8::bytea[], $9::bytea[], $10::bytea[], $12::text[], $11::bytea[]) AS v (seq, data, prev_hash, hash, author, nodes)
        RETURNING seq
-     ), new_nodes AS (
-       INSERT INTO log.tree_nodes (partition, level, idx, hash)
-       SELECT head.name, v.level, v.idx, v.hash
-       FROM head, unnest($11::smallint[], $12::bigint[], $13::bytea[]) AS v (level, idx, hash)
      )${withKeys ? newKeys : ''}
      SELECT (SELECT count(*) FROM new_entries) AS appended, (SELECT pg_notify('${APPENDED_CHANNEL}', name) FROM head) AS notified`;
 }
