@@ -37,8 +37,20 @@ export const webhooksConfigSchema = z.strictObject({
   pollIntervalMs: z.coerce.number().int().min(10).max(60_000).default(1000),
   /** Deliveries one claim takes at most. */
   claimBatch: z.coerce.number().int().min(1).max(1000).default(100),
-  /** Attempts one process runs at once, over every endpoint. */
+  /** Attempts one process runs at once, over every endpoint (each holds its slot until its outcome is committed). */
   maxInFlight: z.coerce.number().int().min(1).max(10_000).default(256),
+  /** Attempt outcomes one transaction records at most (they are group-committed, many endpoints per transaction). */
+  outcomeBatch: z.coerce.number().int().min(1).max(1000).default(256),
+  /**
+   * Keep-alive connections per origin in one connection pool: at most this many attempts in flight
+   * to one origin (scheme, host, port) per pool; more wait in the pool's queue, within their
+   * attempt timeout. Pools are per owner for allow-listed targets, one shared pool for public ones.
+   */
+  connectionsPerOrigin: z.coerce.number().int().min(1).max(1024).default(32),
+  /** Connection pools kept at once; past it the least recently used one is closed (its attempts in flight finish first). */
+  maxConnectionPools: z.coerce.number().int().min(1).max(100_000).default(1000),
+  /** Origins one pool has connections to at once; an attempt to one more fails and is retried later. */
+  maxOriginsPerPool: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
   /** A claimed attempt not finished this long after its timeout is presumed lost (crashed replica) and retried elsewhere. */
   leaseMarginMs: z.coerce.number().int().min(100).max(600_000).default(10_000),
   /** Per-endpoint defaults when its spec says 0. */

@@ -44,6 +44,8 @@ export const WEBHOOKS_DEFAULTS = {
   streamQueueBytes: 16 * 1024 * 1024,
   /** Registry watches and, separately, delivery watches per process. */
   maxStreams: 10_000,
+  /** Outcome transactions one process runs at once (delivery/outcome-committer.ts). */
+  outcomeTxInFlight: 2,
   /** Endpoints one claim looks at. */
   claimEndpoints: 100,
   /** Endpoints whose plaintext header values one start-up transaction seals. */
@@ -90,7 +92,7 @@ function dispatcherFor(o: { store: WebhooksStore; box: SecretBox; guard: Address
   return new Dispatcher(
     o.store,
     o.box,
-    new HttpSender(o.guard, o.resolver, c.attemptTimeoutMs),
+    new HttpSender(o.guard, o.resolver, c.attemptTimeoutMs, { connectionsPerOrigin: c.connectionsPerOrigin, maxPools: c.maxConnectionPools, maxOriginsPerPool: c.maxOriginsPerPool }),
     {
       now: o.now,
       random: o.random,
@@ -99,6 +101,7 @@ function dispatcherFor(o: { store: WebhooksStore; box: SecretBox; guard: Address
       attemptTimeoutMs: c.attemptTimeoutMs,
       pollIntervalMs: c.pollIntervalMs,
       maxInFlight: c.maxInFlight,
+      outcomes: { maxPerTx: c.outcomeBatch, maxTxInFlight: d.outcomeTxInFlight },
       claim: {
         endpoints: d.claimEndpoints,
         batch: c.claimBatch,
