@@ -51,6 +51,17 @@ export const webhooksConfigSchema = z.strictObject({
   maxConnectionPools: z.coerce.number().int().min(1).max(100_000).default(1000),
   /** Origins one pool has connections to at once; an attempt to one more fails and is retried later. */
   maxOriginsPerPool: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
+  /**
+   * Retention: final deliveries (succeeded, dead-lettered, cancelled) and their attempts are deleted
+   * this long after they completed; events this long after they were published, once none of
+   * their deliveries is left. An event's id stops being an idempotency key when it is deleted.
+   * 0 keeps them for ever.
+   */
+  retainDeliveriesMs: z.coerce.number().int().min(0).max(3650 * 24 * 3600 * 1000).default(7 * 24 * 3600 * 1000),
+  retainEventsMs: z.coerce.number().int().min(0).max(3650 * 24 * 3600 * 1000).default(7 * 24 * 3600 * 1000),
+  /** How often each replica's pruner looks for rows past retention, and rows one of its transactions deletes at most. */
+  pruneIntervalMs: z.coerce.number().int().min(1000).max(24 * 3600 * 1000).default(60_000),
+  pruneBatch: z.coerce.number().int().min(1).max(10_000).default(1000),
   /** A claimed attempt not finished this long after its timeout is presumed lost (crashed replica) and retried elsewhere. */
   leaseMarginMs: z.coerce.number().int().min(100).max(600_000).default(10_000),
   /** Per-endpoint defaults when its spec says 0. */

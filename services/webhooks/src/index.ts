@@ -15,6 +15,7 @@ import { KEY_BYTES, parseKeyring, SecretBox } from './domain/secret-box.js';
 import { headerNamesOnly } from './domain/webhook.js';
 import { Dispatcher, headersAadFor } from './delivery/dispatcher.js';
 import { HttpSender, systemResolver, type Resolver } from './delivery/http.js';
+import { Pruner } from './delivery/pruner.js';
 import { registryFeed } from './store/registry-feed.js';
 import { QUEUED_CHANNEL } from './store/sql.js';
 import { WEBHOOKS_SCHEMA, WebhooksStore, webhooksMigrations } from './store/webhooks-store.js';
@@ -48,6 +49,8 @@ export const WEBHOOKS_DEFAULTS = {
   outcomeTxInFlight: 2,
   /** Endpoints one claim looks at. */
   claimEndpoints: 100,
+  /** Batches of each kind one retention pass deletes at most (delivery/pruner.ts). */
+  pruneBatchesPerPass: 100,
   /** Endpoints whose plaintext header values one start-up transaction seals. */
   sealHeadersBatch: 500,
 } as const;
@@ -148,9 +151,16 @@ export function createWebhooksService(opts: WebhooksOptions = {}): GantryModule 
       flags.addHandler(ProviderEvents.ConfigurationChanged, onFlagsChanged);
       dispatcher.start();
       opts.onDispatcher?.(dispatcher);
+      const pruner = new Pruner(
+        store.retention,
+        { now, retainDeliveriesMs: c.retainDeliveriesMs, retainEventsMs: c.retainEventsMs, intervalMs: c.pruneIntervalMs, batch: c.pruneBatch, maxBatchesPerPass: d.pruneBatchesPerPass },
+        log,
+      );
+      pruner.start();
       onShutdown(async () => {
         await unlisten();
         flags.removeHandler(ProviderEvents.ConfigurationChanged, onFlagsChanged);
+        await pruner.stop();
         await dispatcher.stop();
         await streams.stop();
       });
