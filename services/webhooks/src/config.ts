@@ -39,6 +39,12 @@ export const webhooksConfigSchema = z.strictObject({
   claimBatch: z.coerce.number().int().min(1).max(1000).default(100),
   /** Attempts one process runs at once, over every endpoint (each holds its slot until its outcome is committed). */
   maxInFlight: z.coerce.number().int().min(1).max(10_000).default(256),
+  /**
+   * PostgreSQL connections of the dispatcher's own (claims, outcomes, retention), apart from the
+   * pool that serves calls, so a burst of PublishEvent calls queued on that pool cannot hold up
+   * delivery. 0 shares the service's pool (always so on the embedded database).
+   */
+  dispatcherPoolSize: z.coerce.number().int().min(0).max(50).default(4),
   /** Attempt outcomes one transaction records at most (they are group-committed, many endpoints per transaction). */
   outcomeBatch: z.coerce.number().int().min(1).max(1000).default(256),
   /**

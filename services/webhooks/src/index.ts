@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { BATCH_REQUEST_BYTES, defineModule, defineService, ProviderEvents, scopesOf, type GantryModule, type Logger, type ServiceDeps } from '@gantry/kit';
+import { BATCH_REQUEST_BYTES, defineModule, openPostgres, defineService, ProviderEvents, scopesOf, type GantryModule, type Logger, type ServiceDeps } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
 import { webhooksHandlers } from './api/handlers.js';
 import { WEBHOOKS_ADMIN_SCOPE, webhooksScopes } from './api/scopes.js';
@@ -144,7 +144,12 @@ export function createWebhooksService(opts: WebhooksOptions = {}): GantryModule 
       const streams = new WebhooksStreams(db, store, feed, { readChanges: d.registryReadChanges, pollMs: d.streamPollMs, bookmarkIntervalMs: d.bookmarkIntervalMs, queueEvents, maxStreams: d.maxStreams }, log);
       await streams.start();
       opts.onStreams?.(streams);
-      const dispatcher = dispatcherFor({ store, box, guard, resolver, now, random, settings: c, flags, log });
+      // The dispatcher's own connections (webhooks.dispatcherPoolSize); LISTEN stays on the service's database.
+      const own = config.database.url && db.engine === 'postgres' && c.dispatcherPoolSize > 0
+        ? await openPostgres({ url: config.database.url, poolSize: c.dispatcherPoolSize, statementTimeoutMs: config.database.statementTimeoutMs })
+        : undefined;
+      const deliveryStore = own ? new WebhooksStore(own) : store;
+      const dispatcher = dispatcherFor({ store: deliveryStore, box, guard, resolver, now, random, settings: c, flags, log });
       const unlisten = await db.listen(QUEUED_CHANNEL, () => dispatcher.wake());
       // A flag change (turning the kill switch off) resumes delivery at once, not at the next poll.
       const onFlagsChanged = () => dispatcher.wake();
@@ -152,7 +157,7 @@ export function createWebhooksService(opts: WebhooksOptions = {}): GantryModule 
       dispatcher.start();
       opts.onDispatcher?.(dispatcher);
       const pruner = new Pruner(
-        store.retention,
+        deliveryStore.retention,
         { now, retainDeliveriesMs: c.retainDeliveriesMs, retainEventsMs: c.retainEventsMs, intervalMs: c.pruneIntervalMs, batch: c.pruneBatch, maxBatchesPerPass: d.pruneBatchesPerPass },
         log,
       );
@@ -162,6 +167,7 @@ export function createWebhooksService(opts: WebhooksOptions = {}): GantryModule 
         flags.removeHandler(ProviderEvents.ConfigurationChanged, onFlagsChanged);
         await pruner.stop();
         await dispatcher.stop();
+        await own?.close();
         await streams.stop();
       });
       return [
