@@ -71,23 +71,23 @@ async function claimableEndpoints(sql: Sql, now: Date, limit: number, batch: num
     `SELECT e.webhook_id, e.max_concurrency, e.rate_limit_per_second, e.rate_window_start_ms, e.rate_window_count,
             (SELECT count(*) FROM webhooks.deliveries x
               WHERE x.webhook_id = e.webhook_id AND x.status = 'PENDING' AND x.lease_token IS NOT NULL AND x.lease_expires_at > clock_timestamp()) AS in_flight,
-            -- Its due, unleased deliveries, counted up to the batch: an endpoint with few due leaves the rest of the batch to the next ones.
-            CASE WHEN e.paused
-              THEN (SELECT count(*) FROM (SELECT 1 FROM webhooks.deliveries d WHERE d.webhook_id = e.webhook_id AND d.status = 'PENDING' AND d.ignore_pause AND d.next_attempt_at <= $1
-                                            AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= clock_timestamp()) LIMIT $3) due)
-              ELSE (SELECT count(*) FROM (SELECT 1 FROM webhooks.deliveries d WHERE d.webhook_id = e.webhook_id AND d.status = 'PENDING' AND d.next_attempt_at <= $1
-                                            AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= clock_timestamp()) LIMIT $3) due)
-            END AS due,
+            due.n AS due,
             floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint AS db_now_ms
        FROM webhooks.endpoints e
-      WHERE e.state = 'ENABLED'
-        AND (EXISTS (SELECT 1 FROM webhooks.deliveries d
-                      WHERE d.webhook_id = e.webhook_id AND NOT e.paused AND d.status = 'PENDING' AND d.next_attempt_at <= $1
-                        AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= clock_timestamp()))
-             -- A paused endpoint's test deliveries, found without walking its backlog (deliveries_due_ignoring_pause).
-             OR EXISTS (SELECT 1 FROM webhooks.deliveries d
-                         WHERE d.webhook_id = e.webhook_id AND d.status = 'PENDING' AND d.ignore_pause AND d.next_attempt_at <= $1
-                           AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= clock_timestamp())))
+       -- Its due, unleased deliveries, counted up to the batch (an endpoint with few due leaves the rest of the batch to the next
+       -- ones), oldest due first so that the plan walks deliveries_due from its start, however many retries wait later in it. A
+       -- paused endpoint counts only its test deliveries (deliveries_due_ignoring_pause), without walking its backlog.
+       CROSS JOIN LATERAL (SELECT count(*) AS n FROM (
+         (SELECT 1 FROM webhooks.deliveries d
+           WHERE d.webhook_id = e.webhook_id AND NOT e.paused AND d.status = 'PENDING' AND d.next_attempt_at <= $1
+             AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= clock_timestamp())
+           ORDER BY d.next_attempt_at LIMIT $3)
+         UNION ALL
+         (SELECT 1 FROM webhooks.deliveries d
+           WHERE d.webhook_id = e.webhook_id AND e.paused AND d.status = 'PENDING' AND d.ignore_pause AND d.next_attempt_at <= $1
+             AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= clock_timestamp())
+           ORDER BY d.next_attempt_at LIMIT $3)) due_rows) due
+      WHERE e.state = 'ENABLED' AND due.n > 0
       ORDER BY e.last_claimed_at NULLS FIRST, e.webhook_id
       LIMIT $2 FOR UPDATE OF e SKIP LOCKED`,
     [now, limit, batch],
