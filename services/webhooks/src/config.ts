@@ -35,6 +35,12 @@ export const webhooksConfigSchema = z.strictObject({
   disableAfterMs: z.coerce.number().int().min(0).max(90 * 24 * 3600 * 1000).default(5 * 24 * 3600 * 1000),
   /** How often an idle dispatcher looks for due deliveries (a publish in any replica wakes it sooner). */
   pollIntervalMs: z.coerce.number().int().min(10).max(60_000).default(1000),
+  /**
+   * Least time between the starts of two claims when the first was not full: under load every
+   * publish wakes the dispatcher, and this lets a few events gather into one claim. It adds at most
+   * this much to a delivery's latency, and nothing when the dispatcher was idle. 0: claim at once.
+   */
+  claimLingerMs: z.coerce.number().int().min(0).max(1000).default(10),
   /** Deliveries one claim takes at most. */
   claimBatch: z.coerce.number().int().min(1).max(1000).default(100),
   /** Attempts one process runs at once, over every endpoint (each holds its slot until its outcome is committed). */

@@ -103,6 +103,7 @@ function dispatcherFor(o: { store: WebhooksStore; box: SecretBox; guard: Address
       disableRule: { failures: c.disableAfterFailures, forMs: c.disableAfterMs },
       attemptTimeoutMs: c.attemptTimeoutMs,
       pollIntervalMs: c.pollIntervalMs,
+      claimLingerMs: c.claimLingerMs,
       maxInFlight: c.maxInFlight,
       outcomes: { maxPerTx: c.outcomeBatch, maxTxInFlight: d.outcomeTxInFlight },
       claim: {

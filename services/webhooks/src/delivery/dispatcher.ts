@@ -1,8 +1,8 @@
 // The delivery loop every replica runs: claim due deliveries from the outbox in batches
 // (delivery-claims.ts says how claims split work between replicas), send each attempt over the
 // sender's keep-alive pools (http.ts), record outcomes in group transactions (outcome-committer.ts).
-// Claims are serial: under load each claim takes what was queued while the previous one ran, so a
-// batch grows with the load and no linger is needed; when idle, a publish's NOTIFY wakes it. Scheduling
+// Claims are serial: under load each claim takes what was queued while the previous one ran and a
+// short linger, so a batch grows with the load; when idle, a publish's NOTIFY wakes it. Scheduling
 // (due times, retry delays, signature timestamps) follows the service clock `now`, which tests
 // move; leases and rate windows follow the database clock, so a moved test clock never makes a
 // live attempt look abandoned.
@@ -26,6 +26,8 @@ export interface DispatcherOptions {
   disableRule: DisableRule;
   attemptTimeoutMs: number;
   pollIntervalMs: number;
+  /** Least time from one claim's start to the next when the first was not full. */
+  claimLingerMs: number;
   maxInFlight: number;
   /** Outcomes recorded per transaction, and outcome transactions at once (outcome-committer.ts). */
   outcomes: OutcomeCommitLimits;
@@ -94,6 +96,7 @@ export class Dispatcher {
       // A wake-up during the claim (more queued meanwhile) skips the poll sleep below.
       const mark = this.wakeup.mark;
       let full = false;
+      const claimStartedMs = this.clock.now();
       if (await this.paused()) {
         await this.wakeup.sleep(this.opts.pollIntervalMs);
         continue;
@@ -105,7 +108,14 @@ export class Dispatcher {
       }
       if (this.stopped) break;
       if (this.inFlight.size >= this.opts.maxInFlight) await Promise.race(this.inFlight);
-      else if (!full) await this.wakeup.sleep(this.opts.pollIntervalMs, { since: mark });
+      else if (!full) {
+        await this.wakeup.sleep(this.opts.pollIntervalMs, { since: mark });
+        // Under load every publish wakes the loop; letting claimLingerMs pass since the last claim
+        // began lets a few more queue, so claims take batches instead of one event each. When idle
+        // the last claim is long past and nothing waits.
+        const lingerMs = claimStartedMs + this.opts.claimLingerMs - this.clock.now();
+        if (lingerMs > 0 && !this.stopped) await this.clock.sleep(lingerMs);
+      }
     }
   }
 
