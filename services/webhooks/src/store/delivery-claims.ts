@@ -1,5 +1,7 @@
 // The claim transaction of the delivery queue (DeliveryQueue.claim): one short transaction that
-// never waits. Endpoints and deliveries are both taken FOR UPDATE SKIP LOCKED, so replicas claiming
+// never waits. Endpoints (FOR NO KEY UPDATE: a publish that is queueing deliveries holds a KEY SHARE
+// lock on their endpoint through its foreign key, which FOR UPDATE would skip, so claims under load
+// found every endpoint "locked") and deliveries are taken SKIP LOCKED, so replicas claiming
 // at once split the work. Per endpoint it takes what the rate allowance (domain/rate-allowance.ts)
 // allows. A delivery whose lease expired (its replica died mid-attempt) gets that attempt recorded
 // as lost and is claimed again, or dead-lettered when it was its round's last.
@@ -89,7 +91,7 @@ async function claimableEndpoints(sql: Sql, now: Date, limit: number, batch: num
            ORDER BY d.next_attempt_at LIMIT $3)) due_rows) due
       WHERE e.state = 'ENABLED' AND due.n > 0
       ORDER BY e.last_claimed_at NULLS FIRST, e.webhook_id
-      LIMIT $2 FOR UPDATE OF e SKIP LOCKED`,
+      LIMIT $2 FOR NO KEY UPDATE OF e SKIP LOCKED`,
     [now, limit, batch],
   );
   return rows.map((e) => ({

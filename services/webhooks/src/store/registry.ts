@@ -268,10 +268,14 @@ export class RegistryTx {
     await this.sql.query(`UPDATE webhooks.endpoints SET headers = $2::jsonb, headers_key_id = $3, headers_ciphertext = $4 WHERE webhook_id = $1`, [id, JSON.stringify(names), sealed.keyId, sealed.ciphertext]);
   }
 
-  /** The health of each endpoint in `ids`, locked or not; locks are taken in id order, so writers never deadlock. */
+  /**
+   * The health of each endpoint in `ids`, locked or not; locks are taken in id order, so writers
+   * never deadlock. FOR NO KEY UPDATE: it must not wait for publishes queueing deliveries to the
+   * endpoint (their foreign key holds KEY SHARE), only for other writers of the row.
+   */
   async healthOf(ids: readonly string[], lock: boolean): Promise<Map<string, EndpointHealth>> {
     const { rows } = await this.sql.query(
-      `SELECT webhook_id, state, consecutive_failures, failing_since FROM webhooks.endpoints WHERE webhook_id = ANY($1::text[]) ORDER BY webhook_id${lock ? ' FOR UPDATE' : ''}`,
+      `SELECT webhook_id, state, consecutive_failures, failing_since FROM webhooks.endpoints WHERE webhook_id = ANY($1::text[]) ORDER BY webhook_id${lock ? ' FOR NO KEY UPDATE' : ''}`,
       [[...ids].sort()],
     );
     return new Map(rows.map((r) => [r.webhook_id as string, { state: r.state as EndpointState, consecutiveFailures: Number(r.consecutive_failures), failingSince: optDate(r.failing_since) }]));
