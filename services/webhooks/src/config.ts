@@ -35,10 +35,45 @@ export const webhooksConfigSchema = z.strictObject({
   disableAfterMs: z.coerce.number().int().min(0).max(90 * 24 * 3600 * 1000).default(5 * 24 * 3600 * 1000),
   /** How often an idle dispatcher looks for due deliveries (a publish in any replica wakes it sooner). */
   pollIntervalMs: z.coerce.number().int().min(10).max(60_000).default(1000),
+  /**
+   * Least time between the starts of two claims when the first was not full: under load every
+   * publish wakes the dispatcher, and this lets a few events gather into one claim. It adds at most
+   * this much to a delivery's latency, and nothing when the dispatcher was idle. 0: claim at once.
+   */
+  claimLingerMs: z.coerce.number().int().min(0).max(1000).default(10),
   /** Deliveries one claim takes at most. */
   claimBatch: z.coerce.number().int().min(1).max(1000).default(100),
-  /** Attempts one process runs at once, over every endpoint. */
+  /** Attempts one process runs at once, over every endpoint (each holds its slot until its outcome is committed). */
   maxInFlight: z.coerce.number().int().min(1).max(10_000).default(256),
+  /**
+   * PostgreSQL connections of the dispatcher's own (claims, outcomes, retention), apart from the
+   * pool that serves calls, so a burst of PublishEvent calls queued on that pool cannot hold up
+   * delivery. 0 shares the service's pool (always so on the embedded database).
+   */
+  dispatcherPoolSize: z.coerce.number().int().min(0).max(50).default(4),
+  /** Attempt outcomes one transaction records at most (they are group-committed, many endpoints per transaction). */
+  outcomeBatch: z.coerce.number().int().min(1).max(1000).default(256),
+  /**
+   * Keep-alive connections per origin in one connection pool: at most this many attempts in flight
+   * to one origin (scheme, host, port) per pool; more wait in the pool's queue, within their
+   * attempt timeout. Pools are per owner for allow-listed targets, one shared pool for public ones.
+   */
+  connectionsPerOrigin: z.coerce.number().int().min(1).max(1024).default(32),
+  /** Connection pools kept at once; past it the least recently used one is closed (its attempts in flight finish first). */
+  maxConnectionPools: z.coerce.number().int().min(1).max(100_000).default(1000),
+  /** Origins one pool has connections to at once; an attempt to one more fails and is retried later. */
+  maxOriginsPerPool: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
+  /**
+   * Retention: final deliveries (succeeded, dead-lettered, cancelled) and their attempts are deleted
+   * this long after they completed; events this long after they were published, once none of
+   * their deliveries is left. An event's id stops being an idempotency key when it is deleted.
+   * 0 keeps them for ever.
+   */
+  retainDeliveriesMs: z.coerce.number().int().min(0).max(3650 * 24 * 3600 * 1000).default(7 * 24 * 3600 * 1000),
+  retainEventsMs: z.coerce.number().int().min(0).max(3650 * 24 * 3600 * 1000).default(7 * 24 * 3600 * 1000),
+  /** How often each replica's pruner looks for rows past retention, and rows one of its transactions deletes at most. */
+  pruneIntervalMs: z.coerce.number().int().min(1000).max(24 * 3600 * 1000).default(60_000),
+  pruneBatch: z.coerce.number().int().min(1).max(10_000).default(1000),
   /** A claimed attempt not finished this long after its timeout is presumed lost (crashed replica) and retried elsewhere. */
   leaseMarginMs: z.coerce.number().int().min(100).max(600_000).default(10_000),
   /** Per-endpoint defaults when its spec says 0. */

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { BATCH_REQUEST_BYTES, defineModule, defineService, ProviderEvents, scopesOf, type GantryModule, type Logger, type ServiceDeps } from '@gantry/kit';
+import { BATCH_REQUEST_BYTES, defineModule, openPostgres, defineService, ProviderEvents, scopesOf, type GantryModule, type Logger, type ServiceDeps } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
 import { webhooksHandlers } from './api/handlers.js';
 import { WEBHOOKS_ADMIN_SCOPE, webhooksScopes } from './api/scopes.js';
@@ -15,6 +15,7 @@ import { KEY_BYTES, parseKeyring, SecretBox } from './domain/secret-box.js';
 import { headerNamesOnly } from './domain/webhook.js';
 import { Dispatcher, headersAadFor } from './delivery/dispatcher.js';
 import { HttpSender, systemResolver, type Resolver } from './delivery/http.js';
+import { Pruner } from './delivery/pruner.js';
 import { registryFeed } from './store/registry-feed.js';
 import { startRegistryRetention } from './store/registry-retention.js';
 import { QUEUED_CHANNEL } from './store/sql.js';
@@ -45,8 +46,12 @@ export const WEBHOOKS_DEFAULTS = {
   streamQueueBytes: 16 * 1024 * 1024,
   /** Registry watches and, separately, delivery watches per process. */
   maxStreams: 10_000,
+  /** Outcome transactions one process runs at once (delivery/outcome-committer.ts). */
+  outcomeTxInFlight: 2,
   /** Endpoints one claim looks at. */
   claimEndpoints: 100,
+  /** Batches of each kind one retention pass deletes at most (delivery/pruner.ts). */
+  pruneBatchesPerPass: 100,
   /** Endpoints whose plaintext header values one start-up transaction seals. */
   sealHeadersBatch: 500,
 } as const;
@@ -91,7 +96,7 @@ function dispatcherFor(o: { store: WebhooksStore; box: SecretBox; guard: Address
   return new Dispatcher(
     o.store,
     o.box,
-    new HttpSender(o.guard, o.resolver, c.attemptTimeoutMs),
+    new HttpSender(o.guard, o.resolver, c.attemptTimeoutMs, { connectionsPerOrigin: c.connectionsPerOrigin, maxPools: c.maxConnectionPools, maxOriginsPerPool: c.maxOriginsPerPool }),
     {
       now: o.now,
       random: o.random,
@@ -99,7 +104,9 @@ function dispatcherFor(o: { store: WebhooksStore; box: SecretBox; guard: Address
       disableRule: { failures: c.disableAfterFailures, forMs: c.disableAfterMs },
       attemptTimeoutMs: c.attemptTimeoutMs,
       pollIntervalMs: c.pollIntervalMs,
+      claimLingerMs: c.claimLingerMs,
       maxInFlight: c.maxInFlight,
+      outcomes: { maxPerTx: c.outcomeBatch, maxTxInFlight: d.outcomeTxInFlight },
       claim: {
         endpoints: d.claimEndpoints,
         batch: c.claimBatch,
@@ -140,18 +147,31 @@ export function createWebhooksService(opts: WebhooksOptions = {}): GantryModule 
       await streams.start();
       opts.onStreams?.(streams);
       const stopRetention = startRegistryRetention(db, c, now, log);
-      const dispatcher = dispatcherFor({ store, box, guard, resolver, now, random, settings: c, flags, log });
+      // The dispatcher's own connections (webhooks.dispatcherPoolSize); LISTEN stays on the service's database.
+      const own = config.database.url && db.engine === 'postgres' && c.dispatcherPoolSize > 0
+        ? await openPostgres({ url: config.database.url, poolSize: c.dispatcherPoolSize, statementTimeoutMs: config.database.statementTimeoutMs })
+        : undefined;
+      const deliveryStore = own ? new WebhooksStore(own) : store;
+      const dispatcher = dispatcherFor({ store: deliveryStore, box, guard, resolver, now, random, settings: c, flags, log });
       const unlisten = await db.listen(QUEUED_CHANNEL, () => dispatcher.wake());
       // A flag change (turning the kill switch off) resumes delivery at once, not at the next poll.
       const onFlagsChanged = () => dispatcher.wake();
       flags.addHandler(ProviderEvents.ConfigurationChanged, onFlagsChanged);
       dispatcher.start();
       opts.onDispatcher?.(dispatcher);
+      const pruner = new Pruner(
+        deliveryStore.retention,
+        { now, retainDeliveriesMs: c.retainDeliveriesMs, retainEventsMs: c.retainEventsMs, intervalMs: c.pruneIntervalMs, batch: c.pruneBatch, maxBatchesPerPass: d.pruneBatchesPerPass },
+        log,
+      );
+      pruner.start();
       onShutdown(async () => {
         await unlisten();
         flags.removeHandler(ProviderEvents.ConfigurationChanged, onFlagsChanged);
+        await pruner.stop();
         await dispatcher.stop();
         await stopRetention();
+        await own?.close();
         await streams.stop();
       });
       return [

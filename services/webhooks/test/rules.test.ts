@@ -208,6 +208,12 @@ describe('the per-endpoint rate allowance of a claim', () => {
     );
   });
 
+  test('an endpoint with fewer due deliveries than it allows takes only those, leaving the rest of the batch to the endpoints after it', () => {
+    const l = (webhookId: string, due: number): EndpointLoad => ({ webhookId, maxConcurrency: 64, rateLimitPerSecond: 1000, windowStartMs: 0, windowCount: 0, inFlight: 0, due, dbNowMs: dbNow });
+    const out = allocateClaim([l('a', 2), l('b', 0), l('c', 50), l('d', 70)], { batch: 100, defaultMaxConcurrency: 10, defaultRateLimitPerSecond: 100 });
+    assert.deepEqual(out.map((a) => [a.webhookId, a.take]), [['a', 2], ['c', 50], ['d', 48]]);
+  });
+
   test('rate and concurrency of 0 mean the service defaults; a new second frees the whole rate', () => {
     const l: EndpointLoad = { webhookId: 'wh', maxConcurrency: 0, rateLimitPerSecond: 0, windowStartMs: dbNow - RATE_WINDOW_MS, windowCount: 100, inFlight: 3, dbNowMs: dbNow + 5 };
     assert.deepEqual(allocateClaim([l], { batch: 500, defaultMaxConcurrency: 10, defaultRateLimitPerSecond: 100 }), [{ webhookId: 'wh', take: 7, windowStartMs: dbNow, used: 0 }]);

@@ -91,7 +91,7 @@ export class WebhooksStreams {
     await this.feed.start();
     this.unlisten = await this.db.listen(DELIVERY_CHANNEL, (payload) => {
       if (this.subscriptions.size === 0) return;
-      this.chain = this.chain.then(() => this.deliveryChanged(payload)).catch((err: unknown) => this.log.warn({ err }, 'webhooks delivery watch: reading a changed delivery failed'));
+      this.chain = this.chain.then(() => this.deliveriesChanged(payload)).catch((err: unknown) => this.log.warn({ err }, 'webhooks delivery watch: reading a changed delivery failed'));
     });
   }
 
@@ -106,8 +106,13 @@ export class WebhooksStreams {
     return { registry: this.feed.size, deliveries: this.subscriptions.size };
   }
 
-  private async deliveryChanged(payload: string): Promise<void> {
-    const [id, n] = payload.split(' ');
+  /** A notice names one or more changed deliveries, one `<delivery_id> <attempt_number or 0>` per line (an outcome batch sends few notices for many). */
+  private async deliveriesChanged(payload: string): Promise<void> {
+    for (const line of payload.split('\n')) await this.deliveryChanged(line);
+  }
+
+  private async deliveryChanged(line: string): Promise<void> {
+    const [id, n] = line.split(' ');
     if (!id) return;
     const delivery = await this.store.queue.delivery(id);
     if (!delivery) return;

@@ -1,5 +1,8 @@
-// The delivery loop every replica runs: claim due deliveries from the outbox (delivery-claims.ts
-// says how claims split work between replicas), send each attempt, record its outcome. Scheduling
+// The delivery loop every replica runs: claim due deliveries from the outbox in batches
+// (delivery-claims.ts says how claims split work between replicas), send each attempt over the
+// sender's keep-alive pools (http.ts), record outcomes in group transactions (outcome-committer.ts).
+// Claims are serial: under load each claim takes what was queued while the previous one ran and a
+// short linger, so a batch grows with the load; when idle, a publish's NOTIFY wakes it. Scheduling
 // (due times, retry delays, signature timestamps) follows the service clock `now`, which tests
 // move; leases and rate windows follow the database clock, so a moved test clock never makes a
 // live attempt look abandoned.
@@ -14,6 +17,7 @@ import type { ClaimedAttempt, ClaimLimits } from '../store/delivery-claims.js';
 import type { WebhooksStore } from '../store/webhooks-store.js';
 import type { HttpResult, HttpSender } from './http.js';
 import { endAttemptSpan, startAttemptSpan } from './attempt-span.js';
+import { OutcomeCommitter, type OutcomeCommitLimits } from './outcome-committer.js';
 
 export interface DispatcherOptions {
   now: () => number;
@@ -22,7 +26,11 @@ export interface DispatcherOptions {
   disableRule: DisableRule;
   attemptTimeoutMs: number;
   pollIntervalMs: number;
+  /** Least time from one claim's start to the next when the first was not full. */
+  claimLingerMs: number;
   maxInFlight: number;
+  /** Outcomes recorded per transaction, and outcome transactions at once (outcome-committer.ts). */
+  outcomes: OutcomeCommitLimits;
   claim: Omit<ClaimLimits, 'batch'> & { batch: number };
   drainTimeoutMs: number;
   /** Told when an endpoint was disabled by the service (410 or the failure rule). */
@@ -39,6 +47,7 @@ export class Dispatcher {
   private readonly clock: Clock;
   /** Cuts the poll sleep short when something is queued. */
   private readonly wakeup: Wakeup;
+  private readonly outcomes: OutcomeCommitter;
   private running: Promise<void> | undefined;
   private stopped = false;
   private pausedByFlag = false;
@@ -52,6 +61,7 @@ export class Dispatcher {
   ) {
     this.clock = opts.clock ?? realClock;
     this.wakeup = new Wakeup(this.clock);
+    this.outcomes = new OutcomeCommitter(store, opts.now, opts.outcomes);
   }
 
   start(): void {
@@ -86,6 +96,7 @@ export class Dispatcher {
       // A wake-up during the claim (more queued meanwhile) skips the poll sleep below.
       const mark = this.wakeup.mark;
       let full = false;
+      const claimStartedMs = this.clock.now();
       if (await this.paused()) {
         await this.wakeup.sleep(this.opts.pollIntervalMs);
         continue;
@@ -97,7 +108,14 @@ export class Dispatcher {
       }
       if (this.stopped) break;
       if (this.inFlight.size >= this.opts.maxInFlight) await Promise.race(this.inFlight);
-      else if (!full) await this.wakeup.sleep(this.opts.pollIntervalMs, { since: mark });
+      else if (!full) {
+        await this.wakeup.sleep(this.opts.pollIntervalMs, { since: mark });
+        // Under load every publish wakes the loop; letting claimLingerMs pass since the last claim
+        // began lets a few more queue, so claims take batches instead of one event each. When idle
+        // the last claim is long past and nothing waits.
+        const lingerMs = claimStartedMs + this.opts.claimLingerMs - this.clock.now();
+        if (lingerMs > 0 && !this.stopped) await this.clock.sleep(lingerMs);
+      }
     }
   }
 
@@ -153,30 +171,25 @@ export class Dispatcher {
     const finishedMs = this.opts.now();
     const retryAfterMs = parseRetryAfter(res.status, res.retryAfter, finishedMs);
     const verdict = judge(this.opts.policy, c.attemptsInRound, { status: res.status, retryAfterMs }, this.opts.random);
-    const at = new Date(finishedMs);
     const next =
       verdict.kind === 'retry'
         ? ({ status: 'PENDING', at: new Date(finishedMs + verdict.delayMs) } as const)
-        : ({ status: verdict.kind === 'succeeded' ? 'SUCCEEDED' : 'DEAD_LETTERED', at } as const);
-    const out = await this.store.queue.recordAttempt(
-      {
-        deliveryId: c.deliveryId,
-        leaseToken: c.leaseToken,
-        attempt: { attemptNumber: c.attemptNumber, startedAt: new Date(startedMs), latencyMs: res.latencyMs, responseStatus: res.status, error: res.error, responseBodyExcerpt: res.bodyExcerpt },
-        next,
-        succeeded: verdict.kind === 'succeeded',
-        ...(verdict.kind === 'dead' && verdict.disable ? { disableReason: verdict.reason } : {}),
-        disableRule: this.opts.disableRule,
-        maxAttempts: this.opts.policy.maxAttempts,
-      },
-      c.webhookId,
-      at,
-    );
+        : ({ status: verdict.kind === 'succeeded' ? 'SUCCEEDED' : 'DEAD_LETTERED', at: new Date(finishedMs) } as const);
+    const out = await this.outcomes.submit({
+      deliveryId: c.deliveryId,
+      leaseToken: c.leaseToken,
+      webhookId: c.webhookId,
+      attempt: { attemptNumber: c.attemptNumber, startedAt: new Date(startedMs), latencyMs: res.latencyMs, responseStatus: res.status, error: res.error, responseBodyExcerpt: res.bodyExcerpt },
+      next,
+      succeeded: verdict.kind === 'succeeded',
+      ...(verdict.kind === 'dead' && verdict.disable ? { disableReason: verdict.reason } : {}),
+      disableRule: this.opts.disableRule,
+      maxAttempts: this.opts.policy.maxAttempts,
+    });
     if (!out.recorded) {
       this.log.info({ delivery: c.deliveryId, attempt: c.attemptNumber }, 'webhooks dispatcher: outcome dropped (delivery cancelled, or its lease passed to another replica)');
       return;
     }
-    await this.store.queue.announce(c.deliveryId, c.attemptNumber);
     if (out.disabled) {
       this.log.warn({ webhook: c.webhookId, reason: out.disabled.disabledReason }, 'webhook endpoint disabled');
       this.opts.onDisabled(c.webhookId, out.disabled.disabledReason);

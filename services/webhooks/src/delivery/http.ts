@@ -3,9 +3,12 @@
 // refused, and checks the peer address of the socket once connected, before a byte of the request
 // is written. So the address checked is the address connected to, whatever resolved it: a name
 // that resolved to a public address at registration and to 127.0.0.1 now (DNS rebinding) is
-// refused here. Connections are pooled per set of allow-list entries that apply, so a connection
-// opened for an endpoint allowed an internal target is never reused by one that is not.
-// Redirects are not followed.
+// refused here. Connections are kept alive and pooled per origin (undici's Agent holds a Pool per
+// origin) within a pool per address policy: one shared pool for endpoints that may reach public
+// addresses only (the same check for everyone), and one per owner and set of allow-list entries
+// that apply, so a connection opened for one owner's allow-listed target never serves another
+// owner, nor an endpoint without that allowance. Every connection is checked when it is made, and
+// a connection stays with the address it was checked at. Redirects are not followed.
 import { lookup as dnsLookup } from 'node:dns/promises';
 import type { LookupAddress } from 'node:dns';
 import { Agent, buildConnector, request } from 'undici';
@@ -18,8 +21,12 @@ export const systemResolver: Resolver = (hostname) => dnsLookup(hostname, { all:
 
 /** Bytes of a response body kept for the history (public targets only). */
 export const RESPONSE_EXCERPT_BYTES = 1024;
-/** Connections kept open per endpoint origin. */
-const CONNECTIONS_PER_ORIGIN = 32;
+/** Bounds of the sender's connection pools (config.ts documents each). */
+export interface PoolLimits {
+  connectionsPerOrigin: number;
+  maxPools: number;
+  maxOriginsPerPool: number;
+}
 
 export class RefusedAddressError extends Error {
   readonly code = 'ERR_WEBHOOK_REFUSED_ADDRESS';
@@ -53,8 +60,13 @@ export async function resolveChecked(resolver: Resolver, refusal: (ip: string) =
   return addresses;
 }
 
+/** The pool an endpoint's attempts use: the public one, or its owner's for the allow-list entries that apply to it. */
+export function poolKey(reach: Reach, allowance: readonly AllowEntry[]): string {
+  return allowance.length === 0 ? 'public' : `${JSON.stringify(reach.owner)} ${allowance.map((e) => e.index).join(',')}`;
+}
+
 export class HttpSender {
-  /** One agent per set of allow-list entries that apply (bounded by the allow-list's size). */
+  /** Agents by poolKey, least recently used first (bounded by limits.maxPools). */
   private readonly agents = new Map<string, Agent>();
   private readonly connect: buildConnector.connector;
 
@@ -62,6 +74,7 @@ export class HttpSender {
     private readonly guard: AddressGuard,
     private readonly resolver: Resolver,
     private readonly timeoutMs: number,
+    private readonly limits: PoolLimits,
   ) {
     this.connect = buildConnector({ timeout: timeoutMs });
   }
@@ -88,14 +101,35 @@ export class HttpSender {
     };
   }
 
-  private agentFor(allowance: readonly AllowEntry[]): Agent {
-    const key = allowance.map((e) => e.index).join(',');
+  private agentFor(reach: Reach, allowance: readonly AllowEntry[]): Agent {
+    const key = poolKey(reach, allowance);
     let agent = this.agents.get(key);
-    if (!agent) {
-      agent = new Agent({ connect: this.guardedConnector(allowance), connections: CONNECTIONS_PER_ORIGIN, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs });
+    if (agent) {
+      // Most recently used last.
+      this.agents.delete(key);
       this.agents.set(key, agent);
+      return agent;
+    }
+    agent = new Agent({
+      connect: this.guardedConnector(allowance),
+      connections: this.limits.connectionsPerOrigin,
+      maxOrigins: this.limits.maxOriginsPerPool,
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+    });
+    this.agents.set(key, agent);
+    if (this.agents.size > this.limits.maxPools) {
+      const [oldestKey, oldest] = this.agents.entries().next().value!;
+      this.agents.delete(oldestKey);
+      // close() lets the requests it has finish; new ones go to a new agent.
+      void oldest.close().catch(() => undefined);
     }
     return agent;
+  }
+
+  /** Pools open now (tests). */
+  get pools(): number {
+    return this.agents.size;
   }
 
   /**
@@ -113,7 +147,7 @@ export class HttpSender {
       const why = literal ? this.guard.refusal(literal, targetOf(parsed), allowance) : undefined;
       if (why) throw new RefusedAddressError(`refused address: ${why}`);
       // undici follows no redirects unless told to: a 3xx is a failed attempt, never a hop elsewhere.
-      const res = await request(url, { method: 'POST', headers, body, dispatcher: this.agentFor(allowance), signal });
+      const res = await request(url, { method: 'POST', headers, body, dispatcher: this.agentFor(reach, allowance), signal });
       let excerpt = '';
       if (allowance.length === 0) excerpt = await readExcerpt(res.body);
       else await res.body.dump({ limit: RESPONSE_EXCERPT_BYTES });

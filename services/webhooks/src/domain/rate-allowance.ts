@@ -1,7 +1,7 @@
 // How many due deliveries one claim takes from each endpoint. Per endpoint: no more than its
 // concurrency less the attempts in flight (the leases of every replica), no more than what is left
-// of its rate in the current one-second window, and, over all endpoints in claim order, no more than
-// the claim's batch. Windows follow the database clock, read with each endpoint, so every replica
+// of its rate in the current one-second window, no more than it has due, and, over all endpoints in
+// claim order, no more than the claim's batch. Windows follow the database clock, read with each endpoint, so every replica
 // counts in the same windows. Pure: the store reads the endpoints and writes the windows back.
 
 /** Rate windows are whole seconds of the database clock. */
@@ -19,6 +19,8 @@ export interface EndpointLoad {
   windowCount: number;
   /** Unexpired leases on the endpoint's deliveries, on any replica. */
   inFlight: number;
+  /** Its due deliveries that no lease holds, counted up to the claim's batch; absent: not counted (take what is allowed). */
+  due?: number;
   /** The database clock when the endpoint was read (ms). */
   dbNowMs: number;
 }
@@ -51,7 +53,7 @@ export function endpointAllowance(load: EndpointLoad, bounds: ClaimBounds, budge
   const window = currentWindow(load);
   const rate = load.rateLimitPerSecond || bounds.defaultRateLimitPerSecond;
   const concurrency = load.maxConcurrency || bounds.defaultMaxConcurrency;
-  return { take: Math.min(budget, concurrency - load.inFlight, rate - window.used), windowStartMs: window.startMs, used: window.used };
+  return { take: Math.min(budget, concurrency - load.inFlight, rate - window.used, load.due ?? Infinity), windowStartMs: window.startMs, used: window.used };
 }
 
 /** The claim's batch split over `loads` in the order given (the claim's: least recently claimed first); endpoints allowing nothing are left out. */

@@ -1,5 +1,7 @@
 // The claim transaction of the delivery queue (DeliveryQueue.claim): one short transaction that
-// never waits. Endpoints and deliveries are both taken FOR UPDATE SKIP LOCKED, so replicas claiming
+// never waits. Endpoints (FOR NO KEY UPDATE: a publish that is queueing deliveries holds a KEY SHARE
+// lock on their endpoint through its foreign key, which FOR UPDATE would skip, so claims under load
+// found every endpoint "locked") and deliveries are taken SKIP LOCKED, so replicas claiming
 // at once split the work. Per endpoint it takes what the rate allowance (domain/rate-allowance.ts)
 // allows. A delivery whose lease expired (its replica died mid-attempt) gets that attempt recorded
 // as lost and is claimed again, or dead-lettered when it was its round's last.
@@ -55,7 +57,7 @@ interface Picked {
 
 /** Claims due deliveries for one attempt each; returns the claimed attempts and the deliveries dead-lettered by a lost last attempt. */
 export async function claimDue(sql: Sql, now: Date, limits: ClaimLimits, newToken: () => string): Promise<{ claimed: ClaimedAttempt[]; deadLettered: string[] }> {
-  const allowances = allocateClaim(await claimableEndpoints(sql, now, limits.endpoints), limits);
+  const allowances = allocateClaim(await claimableEndpoints(sql, now, limits.endpoints, limits.batch), limits);
   if (allowances.length === 0) return { claimed: [], deadLettered: [] };
   const picked = await pickDue(sql, allowances, now);
   const deadLettered = await settleLostAttempts(sql, picked, now);
@@ -66,19 +68,31 @@ export async function claimDue(sql: Sql, now: Date, limits: ClaimLimits, newToke
 }
 
 /** Enabled endpoints with a due, unleased delivery, least recently claimed first, locked unless another claim holds them. */
-async function claimableEndpoints(sql: Sql, now: Date, limit: number): Promise<EndpointLoad[]> {
+async function claimableEndpoints(sql: Sql, now: Date, limit: number, batch: number): Promise<EndpointLoad[]> {
   const { rows } = await sql.query(
     `SELECT e.webhook_id, e.max_concurrency, e.rate_limit_per_second, e.rate_window_start_ms, e.rate_window_count,
-            (SELECT count(*) FROM webhooks.deliveries x WHERE x.webhook_id = e.webhook_id AND x.status = 'PENDING' AND x.lease_expires_at > clock_timestamp()) AS in_flight,
+            (SELECT count(*) FROM webhooks.deliveries x
+              WHERE x.webhook_id = e.webhook_id AND x.status = 'PENDING' AND x.lease_token IS NOT NULL AND x.lease_expires_at > clock_timestamp()) AS in_flight,
+            due.n AS due,
             floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint AS db_now_ms
        FROM webhooks.endpoints e
-      WHERE e.state = 'ENABLED'
-        AND EXISTS (SELECT 1 FROM webhooks.deliveries d
-                     WHERE d.webhook_id = e.webhook_id AND d.status = 'PENDING' AND d.next_attempt_at <= $1
-                       AND (NOT e.paused OR d.ignore_pause) AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= clock_timestamp()))
+       -- Its due, unleased deliveries, counted up to the batch (an endpoint with few due leaves the rest of the batch to the next
+       -- ones), oldest due first so that the plan walks deliveries_due from its start, however many retries wait later in it. A
+       -- paused endpoint counts only its test deliveries (deliveries_due_ignoring_pause), without walking its backlog.
+       CROSS JOIN LATERAL (SELECT count(*) AS n FROM (
+         (SELECT 1 FROM webhooks.deliveries d
+           WHERE d.webhook_id = e.webhook_id AND NOT e.paused AND d.status = 'PENDING' AND d.next_attempt_at <= $1
+             AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= clock_timestamp())
+           ORDER BY d.next_attempt_at LIMIT $3)
+         UNION ALL
+         (SELECT 1 FROM webhooks.deliveries d
+           WHERE d.webhook_id = e.webhook_id AND e.paused AND d.status = 'PENDING' AND d.ignore_pause AND d.next_attempt_at <= $1
+             AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= clock_timestamp())
+           ORDER BY d.next_attempt_at LIMIT $3)) due_rows) due
+      WHERE e.state = 'ENABLED' AND due.n > 0
       ORDER BY e.last_claimed_at NULLS FIRST, e.webhook_id
-      LIMIT $2 FOR UPDATE OF e SKIP LOCKED`,
-    [now, limit],
+      LIMIT $2 FOR NO KEY UPDATE OF e SKIP LOCKED`,
+    [now, limit, batch],
   );
   return rows.map((e) => ({
     webhookId: e.webhook_id as string,
@@ -87,6 +101,7 @@ async function claimableEndpoints(sql: Sql, now: Date, limit: number): Promise<E
     windowStartMs: Number(e.rate_window_start_ms),
     windowCount: Number(e.rate_window_count),
     inFlight: Number(e.in_flight),
+    due: Number(e.due),
     dbNowMs: Number(e.db_now_ms),
   }));
 }

@@ -5,7 +5,7 @@
 import { one, oneOrNone, type Database, type Sql } from '@gantry/kit';
 import type { AttemptRecord, DeliveryRecord, DeliveryState } from '../domain/webhook.js';
 import { claimDue, type ClaimedAttempt, type ClaimLimits } from './delivery-claims.js';
-import { recordOutcome, type AttemptResult, type RecordedOutcome } from './delivery-outcomes.js';
+import { recordOutcomes, type AttemptResult, type EndpointAttemptResult, type RecordedOutcome } from './delivery-outcomes.js';
 import { DELIVERY_CHANNEL, QUEUED_CHANNEL, big, date, optDate, type Row } from './sql.js';
 
 const DELIVERY_COLUMNS = `delivery_id, seq, webhook_id, event_id, event_type, status, max_attempts, next_attempt_at, created_at, completed_at`;
@@ -110,7 +110,13 @@ export class DeliveryQueue {
    * the endpoint after the change when its registry state changed.
    */
   async recordAttempt(r: AttemptResult, webhookId: string, now: Date): Promise<RecordedOutcome> {
-    return this.db.transaction((sql) => recordOutcome(sql, r, webhookId, now));
+    const [out] = await this.recordAttempts([{ ...r, webhookId }], now);
+    return out!;
+  }
+
+  /** recordAttempt for many attempts (of any endpoints) in one transaction; one outcome per result, in order. */
+  async recordAttempts(results: readonly EndpointAttemptResult[], now: Date): Promise<RecordedOutcome[]> {
+    return this.db.transaction((sql) => recordOutcomes(sql, results, now));
   }
 
   /** Tells delivery watches on every replica that the delivery changed: attempt `attemptNumber` completed, or (0) its state changed without one. */

@@ -268,21 +268,27 @@ export class RegistryTx {
     await this.sql.query(`UPDATE webhooks.endpoints SET headers = $2::jsonb, headers_key_id = $3, headers_ciphertext = $4 WHERE webhook_id = $1`, [id, JSON.stringify(names), sealed.keyId, sealed.ciphertext]);
   }
 
-  /** The endpoint's state and failure streak; with `lock`, under its row lock until the transaction ends. */
-  async health(id: string, lock: boolean): Promise<EndpointHealth | undefined> {
-    const { rows } = await this.sql.query(`SELECT state, consecutive_failures, failing_since FROM webhooks.endpoints WHERE webhook_id = $1${lock ? ' FOR UPDATE' : ''}`, [id]);
-    const r = oneOrNone(rows, 'endpoint health');
-    return r ? { state: r.state as EndpointState, consecutiveFailures: Number(r.consecutive_failures), failingSince: optDate(r.failing_since) } : undefined;
+  /**
+   * The health of each endpoint in `ids`, locked or not; locks are taken in id order, so writers
+   * never deadlock. FOR NO KEY UPDATE: it must not wait for publishes queueing deliveries to the
+   * endpoint (their foreign key holds KEY SHARE), only for other writers of the row.
+   */
+  async healthOf(ids: readonly string[], lock: boolean): Promise<Map<string, EndpointHealth>> {
+    const { rows } = await this.sql.query(
+      `SELECT webhook_id, state, consecutive_failures, failing_since FROM webhooks.endpoints WHERE webhook_id = ANY($1::text[]) ORDER BY webhook_id${lock ? ' FOR NO KEY UPDATE' : ''}`,
+      [[...ids].sort()],
+    );
+    return new Map(rows.map((r) => [r.webhook_id as string, { state: r.state as EndpointState, consecutiveFailures: Number(r.consecutive_failures), failingSince: optDate(r.failing_since) }]));
   }
 
-  /** Ends the failure streak (a success). Dispatcher bookkeeping, not a registry change: no version. */
-  async resetFailureStreak(id: string): Promise<void> {
-    await this.sql.query(`UPDATE webhooks.endpoints SET consecutive_failures = 0, failing_since = NULL WHERE webhook_id = $1`, [id]);
-  }
-
-  /** Records a longer failure streak that does not disable the endpoint (bookkeeping too: no version). */
-  async setFailureStreak(id: string, failures: number, since: Date): Promise<void> {
-    await this.sql.query(`UPDATE webhooks.endpoints SET consecutive_failures = $2, failing_since = $3 WHERE webhook_id = $1`, [id, failures, since]);
+  /** Sets the failure streaks of several endpoints in one statement (0 and null: no streak); bookkeeping, not a registry change: no version. */
+  async setFailureStreaks(streaks: readonly { id: string; failures: number; since: Date | null }[]): Promise<void> {
+    if (streaks.length === 0) return;
+    await this.sql.query(
+      `UPDATE webhooks.endpoints e SET consecutive_failures = s.failures, failing_since = s.since
+         FROM unnest($1::text[], $2::int[], $3::timestamptz[]) AS s(id, failures, since) WHERE e.webhook_id = s.id`,
+      [streaks.map((s) => s.id), streaks.map((s) => s.failures), streaks.map((s) => s.since)],
+    );
   }
 
   /** Disables the endpoint with `reason` and the streak that led to it, as one registry change (UPDATED). */

@@ -5,7 +5,7 @@
 /** NOTIFY channels: registry changes, and deliveries queued (dispatchers look again). Payloads are hints. */
 export const REGISTRY_CHANNEL = 'webhooks_registry';
 export const QUEUED_CHANNEL = 'webhooks_queued';
-/** Payload: `<delivery_id> <attempt_number or 0>`: an attempt completed or a delivery changed state. */
+/** Payload: lines of `<delivery_id> <attempt_number or 0>`: an attempt completed or a delivery changed state. */
 export const DELIVERY_CHANNEL = 'webhooks_deliveries';
 
 export type Row = Record<string, unknown>;
