@@ -2,7 +2,7 @@
 // wake-able sleep of the poll loops (outbox relay, change feed, webhooks dispatcher).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Backoff, FakeClock, HALF_JITTER, realClock, Wakeup } from '../src/time/index.js';
+import { Backoff, FakeClock, HALF_JITTER, inBatches, PeriodicTask, realClock, Wakeup } from '../src/time/index.js';
 
 test('the real clock sleeps for the time asked, an abort ends the sleep at once, and a cancelled timer never fires', async () => {
   let t0 = performance.now();
@@ -116,4 +116,52 @@ test('on the real clock a wake-up cuts a long sleep short', async () => {
   setTimeout(() => wakeup.wake(), 10);
   assert.equal(await sleeping, true);
   assert.ok(performance.now() - t0 < 1000);
+});
+
+test('a periodic task runs once per interval on its clock, reports a failed run and goes on, and stop() waits for the run in progress', async () => {
+  const clock = new FakeClock(0);
+  const errors: unknown[] = [];
+  let runs = 0;
+  let release: (() => void) | undefined;
+  const task = new PeriodicTask({
+    intervalMs: 1000,
+    clock,
+    onError: (err) => errors.push(err),
+    run: async () => {
+      runs++;
+      if (runs === 2) throw new Error('the database is away');
+      if (runs === 3) await new Promise<void>((resolve) => (release = resolve));
+    },
+  });
+  task.start();
+  const settle = () => new Promise((resolve) => setImmediate(resolve));
+  await settle();
+  assert.equal(runs, 0, 'the first run waits one interval');
+  for (const expected of [1, 2, 3]) {
+    clock.advance(1000);
+    await settle();
+    assert.equal(runs, expected);
+  }
+  assert.equal(errors.length, 1, 'the failed run was reported, and the next one ran');
+  let stopped = false;
+  const stopping = task.stop().then(() => (stopped = true));
+  await settle();
+  assert.equal(stopped, false, 'stop() waits for the run in progress');
+  release!();
+  await stopping;
+  clock.advance(10_000);
+  await settle();
+  assert.equal(runs, 3, 'no run after stop()');
+});
+
+test('inBatches runs batches until one is short, the cap is reached, or the signal aborts', async () => {
+  const sizes = [10, 10, 4, 10];
+  let i = 0;
+  assert.equal(await inBatches(async () => sizes[i++]!, 10, 100), 24, 'stops after the short batch');
+  assert.equal(i, 3);
+  i = 0;
+  assert.equal(await inBatches(async () => 10, 10, 5), 50, 'at most maxBatches');
+  const stop = new AbortController();
+  stop.abort();
+  assert.equal(await inBatches(async () => 10, 10, 5, stop.signal), 0, 'none once aborted');
 });

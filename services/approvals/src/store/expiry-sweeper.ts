@@ -2,7 +2,7 @@
 // (a time and a number of versions, config `approvals.history*`) one bounded batch a tick. Every replica
 // runs one: the expiry statement takes its rows FOR UPDATE SKIP LOCKED, so replicas split the
 // due requests between them instead of queueing on each other, and each request expires once.
-import type { Logger } from '@gantry/kit';
+import { inBatches, PeriodicTask, type Logger } from '@gantry/kit';
 import type { ApprovalsStore, HistoryRetention } from './approvals-store.js';
 
 export interface SweeperOptions {
@@ -24,35 +24,40 @@ export interface SweeperOptions {
 const MAX_BATCHES_PER_TICK = 20;
 
 export class ExpirySweeper {
-  private timer: NodeJS.Timeout | undefined;
-  private tick: Promise<void> | undefined;
-  private stopped = false;
+  private readonly task: PeriodicTask;
 
   constructor(
     private readonly store: ApprovalsStore,
     private readonly opts: SweeperOptions,
-    private readonly log: Logger,
-  ) {}
-
-  start(): void {
-    this.schedule();
+    log: Logger,
+  ) {
+    this.task = new PeriodicTask({
+      intervalMs: opts.intervalMs,
+      run: (signal) => this.sweep(signal),
+      onError: (err) => log.warn({ err }, 'approvals expiry sweep failed; retrying at the next interval'),
+    });
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.tick;
+  start(): void {
+    this.task.start();
+  }
+
+  stop(): Promise<void> {
+    return this.task.stop();
   }
 
   /** One sweep now: expires what is due (a bounded number of batches), then prunes history. Returns how many expired. */
-  async sweep(): Promise<number> {
-    let expired = 0;
-    for (let i = 0; i < MAX_BATCHES_PER_TICK; i++) {
-      const n = await this.store.expireDue(new Date(this.opts.now()), this.opts.batch);
-      expired += n;
-      if (n > 0) this.opts.onChange();
-      if (n < this.opts.batch) break;
-    }
+  async sweep(signal?: AbortSignal): Promise<number> {
+    const expired = await inBatches(
+      async () => {
+        const n = await this.store.expireDue(new Date(this.opts.now()), this.opts.batch);
+        if (n > 0) this.opts.onChange();
+        return n;
+      },
+      this.opts.batch,
+      MAX_BATCHES_PER_TICK,
+      signal,
+    );
     await this.prune();
     return expired;
   }
@@ -62,15 +67,5 @@ export class ExpirySweeper {
     const { retentionMs, maxVersions, pruneBatch } = this.opts;
     const policy: HistoryRetention = { olderThan: retentionMs > 0 ? new Date(this.opts.now() - retentionMs) : null, maxVersions };
     return this.store.pruneHistory(policy, pruneBatch);
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.tick = this.sweep()
-        .then(() => undefined)
-        .catch((err: unknown) => this.log.warn({ err }, 'approvals expiry sweep failed; retrying at the next tick'))
-        .finally(() => this.schedule());
-    }, this.opts.intervalMs);
   }
 }

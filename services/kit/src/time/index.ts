@@ -4,3 +4,4 @@ export { type Clock, realClock } from './clock.js';
 export { Backoff, HALF_JITTER, type Jitter } from './backoff.js';
 export { FakeClock } from './fake-clock.js';
 export { Wakeup } from './wakeup.js';
+export { inBatches, PeriodicTask, type PeriodicTaskOptions } from './periodic.js';

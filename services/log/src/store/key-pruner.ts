@@ -1,4 +1,4 @@
-import { realClock, type Clock, type Database } from '@gantry/kit';
+import { inBatches, PeriodicTask, realClock, type Clock, type Database } from '@gantry/kit';
 
 /** How the background task deletes expired idempotency keys (migration 005). */
 export interface KeyRetention {
@@ -25,42 +25,31 @@ export type PruneErrorSink = (err: unknown) => void;
  * does not (and appends again): both are what a key past its horizon may do.
  */
 export class IdempotencyKeyPruner {
-  private readonly stopping = new AbortController();
-  private loop: Promise<void> | undefined;
+  private readonly task: PeriodicTask;
 
   constructor(
     private readonly db: Database,
     private readonly limits: KeyRetention,
-    private readonly onError: PruneErrorSink,
+    onError: PruneErrorSink,
     private readonly clock: Clock = realClock,
-  ) {}
+  ) {
+    this.task = new PeriodicTask({ intervalMs: limits.intervalMs, run: (signal) => this.pruneOnce(signal), onError, clock });
+  }
 
   /** One run: deletes up to batchKeys x maxBatchesPerRun expired keys; returns how many. */
-  async pruneOnce(): Promise<number> {
+  pruneOnce(signal?: AbortSignal): Promise<number> {
     const cutoffMs = this.clock.now() - this.limits.retentionMs;
-    let deleted = 0;
-    for (let batch = 0; batch < this.limits.maxBatchesPerRun && !this.stopping.signal.aborted; batch++) {
-      const { rowCount } = await this.db.query(PRUNE_SQL, [cutoffMs, this.limits.batchKeys]);
-      deleted += rowCount;
-      if (rowCount < this.limits.batchKeys) break;
-    }
-    return deleted;
+    const { batchKeys, maxBatchesPerRun } = this.limits;
+    return inBatches(async () => (await this.db.query(PRUNE_SQL, [cutoffMs, batchKeys])).rowCount, batchKeys, maxBatchesPerRun, signal);
   }
 
   /** Runs pruneOnce every intervalMs (the first after one interval) until stop(). */
   start(): void {
-    this.loop ??= (async () => {
-      while (!this.stopping.signal.aborted) {
-        await this.clock.sleep(this.limits.intervalMs, this.stopping.signal);
-        if (this.stopping.signal.aborted) break;
-        await this.pruneOnce().catch(this.onError);
-      }
-    })();
+    this.task.start();
   }
 
-  async stop(): Promise<void> {
-    this.stopping.abort();
-    await this.loop;
+  stop(): Promise<void> {
+    return this.task.stop();
   }
 }
 

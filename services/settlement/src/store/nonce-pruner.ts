@@ -4,7 +4,7 @@
 // comes back with a timestamp the server refuses before it looks at nonces. The margin covers
 // replicas whose clocks disagree. Every replica runs one; bounded batches, oldest first. The ledger
 // (accounts, transfers, lines) is never pruned, nor are admin transfer ids.
-import type { Logger } from '@gantry/kit';
+import { inBatches, PeriodicTask, type Logger } from '@gantry/kit';
 import { MAX_CLOCK_SKEW_MS } from '../domain/signing.js';
 import type { SettlementStore } from './settlement-store.js';
 
@@ -19,47 +19,32 @@ export const NONCE_PRUNE_BATCH = 5_000;
 const MAX_BATCHES_PER_TICK = 20;
 
 export class NoncePruner {
-  private timer: NodeJS.Timeout | undefined;
-  private tick: Promise<void> | undefined;
-  private stopped = false;
+  private readonly task: PeriodicTask;
 
   constructor(
     private readonly store: SettlementStore,
     private readonly opts: { now: () => number; intervalMs: number; batch?: number },
-    private readonly log: Logger,
-  ) {}
-
-  start(): void {
-    this.schedule();
+    log: Logger,
+  ) {
+    this.task = new PeriodicTask({
+      intervalMs: opts.intervalMs,
+      run: (signal) => this.prune(signal),
+      onError: (err) => log.warn({ err }, 'settlement nonce pruning failed; retrying at the next interval'),
+    });
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.tick;
+  start(): void {
+    this.task.start();
+  }
+
+  stop(): Promise<void> {
+    return this.task.stop();
   }
 
   /** One round now: deletes nonces past retention, in at most MAX_BATCHES_PER_TICK batches. Returns how many. */
-  async prune(): Promise<number> {
+  prune(signal?: AbortSignal): Promise<number> {
     const before = new Date(this.opts.now() - NONCE_RETENTION_MS);
     const batch = this.opts.batch ?? NONCE_PRUNE_BATCH;
-    let pruned = 0;
-    for (let i = 0; i < MAX_BATCHES_PER_TICK; i++) {
-      const n = await this.store.pruneNonces(before, batch);
-      pruned += n;
-      if (n < batch) break;
-    }
-    return pruned;
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.tick = this.prune()
-        .then(() => undefined)
-        .catch((err: unknown) => this.log.warn({ err }, 'settlement nonce pruning failed; retrying at the next tick'))
-        .finally(() => this.schedule());
-    }, this.opts.intervalMs);
-    this.timer.unref();
+    return inBatches(() => this.store.pruneNonces(before, batch), batch, MAX_BATCHES_PER_TICK, signal);
   }
 }

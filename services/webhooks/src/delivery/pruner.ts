@@ -3,7 +3,7 @@
 // that would hold locks and bloat the WAL at once. A pass stops after `maxBatchesPerPass` batches of
 // each kind, so one pass is bounded too; the next pass goes on. Horizons follow the service clock
 // (completion and publish times are written on it), so tests move a fake clock instead of waiting.
-import { realClock, type Clock, type Logger } from '@gantry/kit';
+import { inBatches, PeriodicTask, type Clock, type Logger } from '@gantry/kit';
 import type { Retention } from '../store/retention.js';
 
 export interface PrunerOptions {
@@ -29,59 +29,49 @@ export interface PruneCounts {
 }
 
 export class Pruner {
-  private readonly clock: Clock;
-  private readonly stopping = new AbortController();
-  private running: Promise<void> | undefined;
+  private readonly task: PeriodicTask;
 
   constructor(
     private readonly retention: Retention,
     private readonly opts: PrunerOptions,
-    private readonly log: Logger,
+    log: Logger,
   ) {
-    this.clock = opts.clock ?? realClock;
+    this.task = new PeriodicTask({
+      intervalMs: opts.intervalMs,
+      runAtStart: true,
+      run: async (signal) => {
+        const n = await this.pruneOnce(signal);
+        if (n.deliveries + n.events > 0) log.info(n, 'webhooks retention: deleted deliveries, attempts and events past retention');
+      },
+      onError: (err) => log.warn({ err }, 'webhooks retention: pruning failed; retrying at the next interval'),
+      ...(opts.clock ? { clock: opts.clock } : {}),
+    });
   }
 
   start(): void {
-    this.running = this.run();
+    this.task.start();
   }
 
-  async stop(): Promise<void> {
-    this.stopping.abort();
-    await this.running;
-  }
-
-  private async run(): Promise<void> {
-    while (!this.stopping.signal.aborted) {
-      try {
-        const n = await this.pruneOnce();
-        if (n.deliveries + n.events > 0) this.log.info(n, 'webhooks retention: deleted deliveries, attempts and events past retention');
-      } catch (err) {
-        this.log.warn({ err }, 'webhooks retention: pruning failed; retrying at the next interval');
-      }
-      await this.clock.sleep(this.opts.intervalMs, this.stopping.signal);
-    }
+  stop(): Promise<void> {
+    return this.task.stop();
   }
 
   /** One pass: deliveries first (their events can go only after them), then events. */
-  async pruneOnce(): Promise<PruneCounts> {
+  async pruneOnce(signal?: AbortSignal): Promise<PruneCounts> {
     const counts: PruneCounts = { deliveries: 0, attempts: 0, events: 0 };
     const { batch, maxBatchesPerPass } = this.opts;
     if (this.opts.retainDeliveriesMs > 0) {
       const before = new Date(this.opts.now() - this.opts.retainDeliveriesMs);
-      for (let i = 0; i < maxBatchesPerPass && !this.stopping.signal.aborted; i++) {
+      const deleteDeliveries = async () => {
         const n = await this.retention.pruneDeliveries(before, batch);
-        counts.deliveries += n.deliveries;
         counts.attempts += n.attempts;
-        if (n.deliveries < batch) break;
-      }
+        return n.deliveries;
+      };
+      counts.deliveries = await inBatches(deleteDeliveries, batch, maxBatchesPerPass, signal);
     }
     if (this.opts.retainEventsMs > 0) {
       const before = new Date(this.opts.now() - this.opts.retainEventsMs);
-      for (let i = 0; i < maxBatchesPerPass && !this.stopping.signal.aborted; i++) {
-        const n = await this.retention.pruneEvents(before, batch);
-        counts.events += n;
-        if (n < batch) break;
-      }
+      counts.events = await inBatches(() => this.retention.pruneEvents(before, batch), batch, maxBatchesPerPass, signal);
     }
     return counts;
   }

@@ -4,7 +4,7 @@
 // `maxVersions` versions. Only a prefix goes (it stops at the first change still kept), so the
 // history stays gapless from its oldest version; a watch from before it gets OUT_OF_RANGE and
 // lists again. Endpoints themselves are never deleted here, only the history of their changes.
-import type { Database, Logger } from '@gantry/kit';
+import { inBatches, PeriodicTask, type Database, type Logger } from '@gantry/kit';
 import type { WebhooksConfig } from '../config.js';
 
 /** What the registry history keeps. */
@@ -48,48 +48,34 @@ const MAX_BATCHES_PER_TICK = 10;
 
 /** The background task that prunes the registry history of one process. */
 export class RegistryRetention {
-  private timer: NodeJS.Timeout | undefined;
-  private tick: Promise<void> | undefined;
-  private stopped = false;
+  private readonly task: PeriodicTask;
 
   constructor(
     private readonly db: Database,
     private readonly opts: RegistryRetentionOptions,
-    private readonly log: Logger,
-  ) {}
-
-  start(): void {
-    this.schedule();
+    log: Logger,
+  ) {
+    this.task = new PeriodicTask({
+      intervalMs: opts.intervalMs,
+      run: (signal) => this.prune(signal),
+      onError: (err) => log.warn({ err }, 'webhooks registry history pruning failed; retrying at the next interval'),
+    });
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.tick;
+  start(): void {
+    this.task.start();
+  }
+
+  stop(): Promise<void> {
+    return this.task.stop();
   }
 
   /** One tick now: bounded batches until less than a full one was due; returns how many rows went. */
-  async prune(): Promise<number> {
+  async prune(signal?: AbortSignal): Promise<number> {
     const { retentionMs, maxVersions, batch } = this.opts;
     if (retentionMs === 0 && maxVersions === 0) return 0;
     const policy = { olderThan: retentionMs > 0 ? new Date(this.opts.now() - retentionMs) : null, maxVersions };
-    let pruned = 0;
-    for (let i = 0; i < MAX_BATCHES_PER_TICK && !this.stopped; i++) {
-      const n = await pruneRegistryHistory(this.db, policy, batch);
-      pruned += n;
-      if (n < batch) break;
-    }
-    return pruned;
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.tick = this.prune()
-        .then(() => undefined)
-        .catch((err: unknown) => this.log.warn({ err }, 'webhooks registry history prune failed; retrying at the next interval'))
-        .finally(() => this.schedule());
-    }, this.opts.intervalMs);
+    return inBatches(() => pruneRegistryHistory(this.db, policy, batch), batch, MAX_BATCHES_PER_TICK, signal);
   }
 }
 
