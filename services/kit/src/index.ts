@@ -28,6 +28,7 @@ export * from './client.js';
 export * from './time/index.js';
 export * from './streams/change-feed.js';
 export * from './streams/encoded.js';
+export * from './streams/history.js';
 export * from './auth/service-token.js';
 export * from './events/outbox.js';
 export * from './events/outbox-table.js';

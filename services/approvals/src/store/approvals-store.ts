@@ -8,9 +8,11 @@ import {
   one,
   oneOrNone,
   outboxMigrations,
+  pruneHistory,
   storeTransaction,
   type ConstraintErrors,
   type Database,
+  type HistoryRetention,
   type Outbox,
   type Sql,
   type StoreTransactions,
@@ -150,12 +152,7 @@ export interface PendingCursor {
 }
 
 /** What the change history keeps (the sweeper prunes the rest). */
-export interface HistoryRetention {
-  /** Changes made before this time go (null: no time bound). */
-  olderThan: Date | null;
-  /** At most this many of the newest versions stay (0: no count bound). */
-  maxVersions: number;
-}
+export type { HistoryRetention };
 
 /** The submit raced a retry with the same request_id: read the winner and answer as a retry. */
 export class IdempotencyRace extends Error {}
@@ -340,16 +337,8 @@ export class ApprovalsStore {
    * stay; only the ability to resume a watch from that far back goes. Reads only the oldest `limit`
    * rows, by the primary key. Returns how many were deleted.
    */
-  async pruneHistory(policy: HistoryRetention, limit: number): Promise<number> {
-    const { rowCount } = await this.db.query(
-      `WITH oldest AS (SELECT version, at FROM approvals.events ORDER BY version LIMIT $3),
-       kept AS (SELECT min(o.version) AS version FROM oldest o, approvals.head h
-                 WHERE NOT (($2::timestamptz IS NOT NULL AND o.at < $2) OR ($1 > 0 AND o.version <= h.version - $1)))
-       DELETE FROM approvals.events e USING oldest o, kept
-        WHERE e.version = o.version AND (kept.version IS NULL OR o.version < kept.version)`,
-      [policy.maxVersions, policy.olderThan, limit],
-    );
-    return rowCount;
+  pruneHistory(policy: HistoryRetention, limit: number): Promise<number> {
+    return pruneHistory(this.db, { changes: 'approvals.events', head: 'approvals.head' }, policy, limit);
   }
 }
 

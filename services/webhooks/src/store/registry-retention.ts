@@ -4,31 +4,15 @@
 // `maxVersions` versions. Only a prefix goes (it stops at the first change still kept), so the
 // history stays gapless from its oldest version; a watch from before it gets OUT_OF_RANGE and
 // lists again. Endpoints themselves are never deleted here, only the history of their changes.
-import { inBatches, PeriodicTask, type Database, type Logger } from '@gantry/kit';
+import { inBatches, PeriodicTask, pruneHistory, type Database, type HistoryRetention, type Logger } from '@gantry/kit';
 import type { WebhooksConfig } from '../config.js';
 
 /** What the registry history keeps. */
-export interface RegistryRetentionPolicy {
-  /** Changes made before this time go (null: no time bound). */
-  olderThan: Date | null;
-  /** At most this many of the newest versions stay (0: no count bound). */
-  maxVersions: number;
-}
+export type RegistryRetentionPolicy = HistoryRetention;
 
-/**
- * Deletes at most `limit` of the oldest registry changes past `policy`, reading only those rows (by
- * the primary key); returns how many. Replicas pruning at once delete the same rows, harmlessly.
- */
-export async function pruneRegistryHistory(db: Database, policy: RegistryRetentionPolicy, limit: number): Promise<number> {
-  const { rowCount } = await db.query(
-    `WITH oldest AS (SELECT version, at FROM webhooks.registry_changes ORDER BY version LIMIT $3),
-     kept AS (SELECT min(o.version) AS version FROM oldest o, webhooks.head h
-               WHERE NOT (($2::timestamptz IS NOT NULL AND o.at < $2) OR ($1 > 0 AND o.version <= h.version - $1)))
-     DELETE FROM webhooks.registry_changes c USING oldest o, kept
-      WHERE c.version = o.version AND (kept.version IS NULL OR o.version < kept.version)`,
-    [policy.maxVersions, policy.olderThan, limit],
-  );
-  return rowCount;
+/** Deletes at most `limit` of the oldest registry changes past `policy`; returns how many. */
+export function pruneRegistryHistory(db: Database, policy: RegistryRetentionPolicy, limit: number): Promise<number> {
+  return pruneHistory(db, { changes: 'webhooks.registry_changes', head: 'webhooks.head' }, policy, limit);
 }
 
 export interface RegistryRetentionOptions {
