@@ -189,7 +189,8 @@ export function runContext(): { date: string; commit: string; machine: { cpu: st
   return {
     date: new Date().toISOString(),
     commit,
-    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism(), memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+    // cpus(), not availableParallelism(): the load generator runs pinned to one CPU.
+    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
   };
 }
 
