@@ -140,7 +140,13 @@ export class Dispatcher {
     for (const c of claimed) {
       const p: Promise<void> = this.attempt(c)
         .catch((err: unknown) => this.log.error({ err, delivery: c.deliveryId }, 'webhooks dispatcher: an attempt failed unexpectedly; its lease will expire and it will be retried'))
-        .finally(() => this.inFlight.delete(p));
+        .finally(() => {
+          this.inFlight.delete(p);
+          // A finished attempt frees its slot and its endpoint's concurrency: what a claim that came
+          // back short could not take may be claimable now. Without this the loop waited for the
+          // next publish or poll, and batched publishing (few wake-ups) left the dispatcher idle.
+          this.wakeup.wake();
+        });
       this.inFlight.add(p);
     }
     return claimed.length === batch;
