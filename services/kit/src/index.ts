@@ -33,6 +33,7 @@ export * from './auth/service-token.js';
 export * from './events/outbox.js';
 export * from './events/outbox-table.js';
 export * from './events/relay.js';
+export * from './commit/group-committer.js';
 export * from './modules/cleanup.js';
 export * from './modules/module.js';
 export * from './modules/registry.js';

@@ -1,8 +1,8 @@
-// Group commit for votes. Every change takes the next service-wide version from approvals.head,
-// whose row lock is held through COMMIT (an fsync), so one transaction per vote would let the whole
-// service commit one vote at a time. Instead, while vote transactions are in flight (at most
-// MAX_TX_IN_FLIGHT), later votes of this process queue, and the next transaction takes all of them
-// (up to MAX_VOTES_PER_TX):
+// Group commit for votes, on the kit's GroupCommitter. Every change takes the next service-wide
+// version from approvals.head, whose row lock is held through COMMIT (an fsync), so one
+// transaction per vote would let the whole service commit one vote at a time. Instead, while a vote
+// transaction is in flight (at most MAX_TX_IN_FLIGHT), later votes of this process queue, and the
+// next transaction takes all of them (up to MAX_VOTES_PER_TX):
 //
 //   1. lock every request involved, in id order (replicas batching at once cannot deadlock);
 //   2. decide each vote with the quorum rules (domain/quorum.ts) in arrival order, on a working
@@ -11,11 +11,12 @@
 //      statement that bumps approvals.head once by the number of changes (consecutive versions, in
 //      order) as the transaction's last statement; commit once.
 //
-// Each caller gets its own outcome, and only after the commit. A refused vote writes nothing and
-// fails none of the others (a vote that finds its request past the deadline records the expiry,
-// as a lone vote would). If the transaction itself fails, its votes are retried one per
+// Each caller gets its own outcome, and only after the commit; accepted votes are answered with
+// their request's content, read outside the transaction. A refused vote writes nothing and fails
+// none of the others (a vote that finds its request past the deadline records the expiry, as a
+// lone vote would). If the transaction itself fails, the GroupCommitter retries its votes one per
 // transaction, so one vote the database refuses cannot fail the votes batched with it.
-import { GantryError, Status, notFound } from '@gantry/kit';
+import { GantryError, GroupCommitter, Status, notFound } from '@gantry/kit';
 import { asOf, quorumView, type ApprovalRecord, type RequestRecord, type VoteRecord } from '../domain/approval.js';
 import { castVote, type ApprovalState, type Decision } from '../domain/quorum.js';
 import type { ApprovalsStore, Change } from './approvals-store.js';
@@ -36,8 +37,6 @@ export const MAX_QUEUED_VOTES = 4096;
 export const MAX_TX_IN_FLIGHT = 1;
 /** Request content one read loads at most when answering a batch (a request holds up to 1 MiB). */
 const ANSWER_READ_BYTES = 4 * 1024 * 1024;
-/** How long a client told the queue is full should wait before retrying. */
-const QUEUE_FULL_PUSHBACK_MS = 100;
 
 export interface VoteCommitLimits {
   maxVotesPerTx: number;
@@ -57,17 +56,8 @@ export interface VoteRequest {
 /** The outcome of one vote: what SubmitValidatorResponse returns, or the refusal (with the state, when known). */
 export type VoteOutcome = { ok: true; approval: ApprovalRecord; duplicate: boolean } | { ok: false; error: GantryError; state?: ApprovalState };
 
-/**
- * A vote decided in a transaction (an accepted one's request is read with content once committed),
- * or one whose own transaction failed for another reason than a contract error (`failed`).
- */
-type Decided = { ok: true; request: RequestRecord; duplicate: boolean } | { ok: false; error: GantryError; state?: ApprovalState } | { ok: false; failed: unknown };
-
-interface Queued {
-  vote: VoteRequest;
-  resolve: (outcome: VoteOutcome) => void;
-  reject: (err: unknown) => void;
-}
+/** A vote decided in a transaction: accepted (its request is read with content once committed) or refused. */
+type Decided = { ok: true; request: RequestRecord; duplicate: boolean } | { ok: false; error: GantryError; state?: ApprovalState };
 
 /** A locked request as the batch changes it, and the index of its last change in this batch. */
 interface Working {
@@ -77,79 +67,37 @@ interface Working {
 }
 
 export class VoteCommitter {
-  private readonly queue: Queued[] = [];
-  /** Votes submitted and not yet answered. */
-  private held = 0;
-  /** Transactions in flight (each with its own drain loop). */
-  private inFlight = 0;
+  private readonly group: GroupCommitter<VoteRequest, Decided, VoteOutcome>;
 
   constructor(
     private readonly store: ApprovalsStore,
     /** Called right after each commit that changed something, with its changes in version order (local streams get them at once). */
     private readonly onCommitted: (changes: CommittedChange[]) => void,
-    private readonly limits: VoteCommitLimits = { maxVotesPerTx: MAX_VOTES_PER_TX, maxQueuedVotes: MAX_QUEUED_VOTES, maxTxInFlight: MAX_TX_IN_FLIGHT },
-  ) {}
+    limits: VoteCommitLimits = { maxVotesPerTx: MAX_VOTES_PER_TX, maxQueuedVotes: MAX_QUEUED_VOTES, maxTxInFlight: MAX_TX_IN_FLIGHT },
+  ) {
+    this.group = new GroupCommitter<VoteRequest, Decided, VoteOutcome>(
+      {
+        commit: (votes) => this.commit(votes),
+        answer: (_votes, decided) => this.answer(decided),
+        queueFull: (limit) => `this replica holds ${limit} votes waiting to commit; retry shortly (the vote was not recorded)`,
+      },
+      { maxBatch: limits.maxVotesPerTx, maxQueued: limits.maxQueuedVotes, maxTxInFlight: limits.maxTxInFlight, lingerMs: 0 },
+    );
+  }
 
   /**
    * Applies one vote in the next group transaction; resolves once it is committed, or with its
-   * refusal. Rejects only when the vote's own transaction failed with something other than a
-   * contract error (a database error: the kit answers INTERNAL and logs it).
+   * refusal (RESOURCE_EXHAUSTED when the replica holds too many votes). Rejects only when the
+   * vote's own transaction failed with something other than a contract error (a database error:
+   * the kit answers INTERNAL and logs it).
    */
-  submit(vote: VoteRequest): Promise<VoteOutcome> {
-    if (this.held >= this.limits.maxQueuedVotes) {
-      const error = new GantryError(Status.RESOURCE_EXHAUSTED, `this replica holds ${this.limits.maxQueuedVotes} votes waiting to commit; retry shortly (the vote was not recorded)`, {
-        trailers: { 'grpc-retry-pushback-ms': String(QUEUE_FULL_PUSHBACK_MS) },
-      });
-      return Promise.resolve({ ok: false, error });
-    }
-    this.held++;
-    const done = new Promise<VoteOutcome>((resolve, reject) =>
-      this.queue.push({
-        vote,
-        resolve: (outcome) => {
-          this.held--;
-          resolve(outcome);
-        },
-        reject: (err) => {
-          this.held--;
-          reject(err);
-        },
-      }),
-    );
-    if (this.inFlight < this.limits.maxTxInFlight) void this.drain();
-    return done;
-  }
-
-  private async drain(): Promise<void> {
-    this.inFlight++;
+  async submit(vote: VoteRequest): Promise<VoteOutcome> {
     try {
-      while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, this.limits.maxVotesPerTx);
-        const decided = await this.commitOrIsolate(batch);
-        // Answering reads content outside the transaction; the next batch need not wait for it.
-        void this.answer(batch, decided);
-      }
-    } finally {
-      this.inFlight--;
-    }
-  }
-
-  /** The batch in one transaction; if that fails, each vote in a transaction of its own. */
-  private async commitOrIsolate(batch: Queued[]): Promise<Decided[]> {
-    try {
-      return await this.commit(batch.map((q) => q.vote));
+      return await this.group.submit(vote);
     } catch (err) {
-      if (batch.length === 1) return [notRecorded(err)];
+      if (err instanceof GantryError) return { ok: false, error: err };
+      throw err;
     }
-    const decided: Decided[] = [];
-    for (const q of batch) {
-      try {
-        decided.push(...(await this.commit([q.vote])));
-      } catch (err) {
-        decided.push(notRecorded(err));
-      }
-    }
-    return decided;
   }
 
   /** Decides and records `votes` in one transaction; one result per vote, in order. */
@@ -180,13 +128,13 @@ export class VoteCommitter {
     return decided;
   }
 
-  /** Resolves each caller: refusals at once, accepted votes with their request's content. */
-  private async answer(batch: Queued[], decided: Decided[]): Promise<void> {
-    const accepted: { q: Queued; request: RequestRecord; duplicate: boolean }[] = [];
-    decided.forEach((d, i) => {
-      if (d.ok) accepted.push({ q: batch[i]!, request: d.request, duplicate: d.duplicate });
-      else if ('failed' in d) batch[i]!.reject(d.failed);
-      else batch[i]!.resolve({ ok: false, error: d.error, ...(d.state ? { state: d.state } : {}) });
+  /** Each vote's answer: a refusal as decided, an accepted vote with its request's content. */
+  private async answer(decided: Decided[]): Promise<VoteOutcome[]> {
+    const outcomes: VoteOutcome[] = new Array(decided.length);
+    const accepted: { at: number; request: RequestRecord; duplicate: boolean }[] = [];
+    decided.forEach((d, at) => {
+      if (d.ok) accepted.push({ at, request: d.request, duplicate: d.duplicate });
+      else outcomes[at] = { ok: false, error: d.error, ...(d.state ? { state: d.state } : {}) };
     });
     let i = 0;
     while (i < accepted.length) {
@@ -205,12 +153,13 @@ export class VoteCommitter {
       }
       try {
         const withContent = await this.store.withContent(chunk.map((a) => a.request));
-        chunk.forEach((a, k) => a.q.resolve({ ok: true, approval: withContent[k]!, duplicate: a.duplicate }));
+        chunk.forEach((a, k) => (outcomes[a.at] = { ok: true, approval: withContent[k]!, duplicate: a.duplicate }));
       } catch (err) {
         const error = new GantryError(Status.UNAVAILABLE, 'the vote was recorded, but reading the request back failed; GetApprovalStatus shows it', { cause: err });
-        for (const a of chunk) a.q.resolve({ ok: false, error });
+        for (const a of chunk) outcomes[a.at] = { ok: false, error };
       }
     }
+    return outcomes;
   }
 }
 
@@ -250,5 +199,3 @@ function decide(v: VoteRequest, w: Working | undefined, changes: Change[], cast:
   return { w, change: w.lastChange, duplicate: false };
 }
 
-/** A vote whose own transaction failed: a contract error is its refusal; anything else fails the call. */
-const notRecorded = (err: unknown): Decided => (err instanceof GantryError ? { ok: false, error: err } : { ok: false, failed: err });

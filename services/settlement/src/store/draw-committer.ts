@@ -1,4 +1,4 @@
-// Group commit for draws, as approvals does for votes (vote-committer.ts). One transaction per
+// Group commit for draws, on the kit's GroupCommitter as approvals' votes. One transaction per
 // draw spent most of a draw's CPU on round trips, BEGIN and COMMIT; a PL/pgSQL fast path saved
 // them but repeated the draw rules in SQL. Here the rules stay in domain/credit-line.ts: while
 // draw transactions are in flight (at most `maxTxInFlight`), later draws queue (optionally a
@@ -19,9 +19,9 @@
 // none of the others. If the transaction itself fails (a deadlock with another replica, a
 // constraint the checks did not foresee), its draws are retried one per transaction, so one draw
 // the database refuses cannot fail the draws batched with it. Two draws with the same nonce never
-// share a batch or run in two batches at once: the later waits for the next batch, and sees the
-// first as a lone request would.
-import { GantryError, Status, alreadyExists, notFound, type OutboxEvent } from '@gantry/kit';
+// share a batch or run in two batches at once (the nonce is the GroupCommitter key): the later
+// waits for the next batch, and sees the first as a lone request would.
+import { GantryError, GroupCommitter, Status, alreadyExists, notFound, type GroupCommitLimits, type OutboxEvent } from '@gantry/kit';
 import { planDraw, type CreditLineRow, type DrawPlan, type LineBalances } from '../domain/credit-line.js';
 import { creditAccount, escrowAccount, walletAccount } from '../domain/ledger.js';
 import { NonceTaken, requestId, type LedgerTx, type RequestKey, type SettlementStore } from './settlement-store.js';
@@ -37,15 +37,8 @@ export const MAX_DRAW_TX_IN_FLIGHT = 2;
  * 0: none; under load the batches form while the slots are busy, and a lone draw pays no delay.
  */
 export const DRAW_LINGER_MS = 0;
-/** How long a client told the queue is full should wait before retrying. */
-const QUEUE_FULL_PUSHBACK_MS = 100;
 
-export interface DrawCommitLimits {
-  maxBatch: number;
-  maxQueued: number;
-  maxTxInFlight: number;
-  lingerMs: number;
-}
+export type DrawCommitLimits = GroupCommitLimits;
 
 export const DRAW_COMMIT_DEFAULTS: DrawCommitLimits = { maxBatch: MAX_DRAWS_PER_TX, maxQueued: MAX_QUEUED_DRAWS, maxTxInFlight: MAX_DRAW_TX_IN_FLIGHT, lingerMs: DRAW_LINGER_MS };
 
@@ -77,14 +70,6 @@ export interface DrawResponses<R> {
 
 export type DrawOutcome<R> = { ok: true; response: R } | { ok: false; error: GantryError };
 
-/** A draw decided in a transaction, or one whose own transaction failed for another reason than a contract error. */
-type Decided<R> = DrawOutcome<R> | { ok: false; failed: unknown };
-
-interface Queued<R> {
-  draw: DrawRequest;
-  id: string;
-  resolve: (outcome: Decided<R>) => void;
-}
 
 /** A locked line as the batch changes it. */
 interface Working {
@@ -94,105 +79,49 @@ interface Working {
 }
 
 export class DrawCommitter<R> {
-  private readonly queue: Queued<R>[] = [];
-  /** Draws submitted and not yet answered. */
-  private held = 0;
-  private inFlight = 0;
-  /** Request keys of the draws in transactions now. */
-  private readonly busyKeys = new Set<string>();
-  private linger: NodeJS.Timeout | undefined;
+  private readonly group: GroupCommitter<DrawRequest, DrawOutcome<R>>;
 
   constructor(
     private readonly store: SettlementStore,
     private readonly responses: DrawResponses<R>,
-    private readonly limits: DrawCommitLimits = DRAW_COMMIT_DEFAULTS,
-  ) {}
+    limits: DrawCommitLimits = DRAW_COMMIT_DEFAULTS,
+  ) {
+    this.group = new GroupCommitter<DrawRequest, DrawOutcome<R>>(
+      {
+        commit: (draws) => this.store.transaction((tx) => this.decideAndWrite(tx, draws)),
+        commitAlone: (draw) => this.commitAlone(draw),
+        // A batch of one that lost its nonce to another transaction goes again alone, and sees that claim as a prior.
+        retryAlone: (err) => err instanceof NonceTaken,
+        keyOf: (draw) => requestId(draw.request.owner, draw.request.key),
+        queueFull: (limit) => `this replica holds ${limit} draws waiting to commit; retry shortly (the draw was not booked)`,
+      },
+      limits,
+    );
+  }
 
   /**
    * Books one draw in the next group transaction; resolves once it is committed, or with its
-   * refusal. Rejects only when its own transaction failed with something other than a contract
-   * error (a database error: the kit answers INTERNAL and logs it).
+   * refusal (RESOURCE_EXHAUSTED when the replica holds too many draws). Rejects only when its own
+   * transaction failed with something other than a contract error (a database error: the kit
+   * answers INTERNAL and logs it).
    */
   async submit(draw: DrawRequest): Promise<DrawOutcome<R>> {
-    if (this.held >= this.limits.maxQueued) {
-      const error = new GantryError(Status.RESOURCE_EXHAUSTED, `this replica holds ${this.limits.maxQueued} draws waiting to commit; retry shortly (the draw was not booked)`, {
-        trailers: { 'grpc-retry-pushback-ms': String(QUEUE_FULL_PUSHBACK_MS) },
-      });
-      return { ok: false, error };
-    }
-    this.held++;
-    const decided = await new Promise<Decided<R>>((resolve) => {
-      this.queue.push({ draw, id: requestId(draw.request.owner, draw.request.key), resolve });
-      this.kick();
-    }).finally(() => this.held--);
-    if ('failed' in decided) throw decided.failed;
-    return decided;
-  }
-
-  private kick(): void {
-    if (this.inFlight >= this.limits.maxTxInFlight) return; // a running drain loop takes it
-    if (this.limits.lingerMs > 0 && this.queue.length < this.limits.maxBatch) {
-      this.linger ??= setTimeout(() => {
-        this.linger = undefined;
-        if (this.inFlight < this.limits.maxTxInFlight && this.queue.length > 0) void this.drain();
-      }, this.limits.lingerMs);
-      return;
-    }
-    clearTimeout(this.linger);
-    this.linger = undefined;
-    void this.drain();
-  }
-
-  private async drain(): Promise<void> {
-    this.inFlight++;
     try {
-      for (let batch = this.take(); batch.length > 0; batch = this.take()) {
-        const decided = await this.commitOrIsolate(batch.map((q) => q.draw));
-        for (const q of batch) this.busyKeys.delete(q.id);
-        batch.forEach((q, i) => q.resolve(decided[i]!));
-      }
-    } finally {
-      this.inFlight--;
-    }
-  }
-
-  /** The next batch, in arrival order: up to maxBatch draws whose nonces are in no other batch. */
-  private take(): Queued<R>[] {
-    const batch: Queued<R>[] = [];
-    const ids = new Set<string>();
-    for (let i = 0; i < this.queue.length && batch.length < this.limits.maxBatch; ) {
-      const q = this.queue[i]!;
-      if (this.busyKeys.has(q.id) || ids.has(q.id)) {
-        i++;
-        continue;
-      }
-      ids.add(q.id);
-      batch.push(q);
-      this.queue.splice(i, 1);
-    }
-    for (const id of ids) this.busyKeys.add(id);
-    return batch;
-  }
-
-  /** The batch in one transaction; if that fails, each draw in a transaction of its own. */
-  private async commitOrIsolate(draws: DrawRequest[]): Promise<Decided<R>[]> {
-    try {
-      return await this.store.transaction((tx) => this.decideAndWrite(tx, draws));
+      return await this.group.submit(draw);
     } catch (err) {
-      if (draws.length === 1 && !(err instanceof NonceTaken)) return [notBooked(err)];
+      if (err instanceof GantryError) return { ok: false, error: err };
+      throw err;
     }
-    const decided: Decided<R>[] = [];
-    for (const d of draws) decided.push(await this.commitAlone(d));
-    return decided;
   }
 
   /** One draw in its own transaction; once more if its nonce was claimed meanwhile (the next attempt sees that claim as a prior). */
-  private async commitAlone(d: DrawRequest): Promise<Decided<R>> {
+  private async commitAlone(d: DrawRequest): Promise<DrawOutcome<R>> {
     for (let attempt = 1; ; attempt++) {
       try {
         return (await this.store.transaction((tx) => this.decideAndWrite(tx, [d])))[0]!;
       } catch (err) {
-        if (!(err instanceof NonceTaken) || attempt === 2) return notBooked(err instanceof NonceTaken ? nonceRace(d.request) : err);
+        if (!(err instanceof NonceTaken)) throw err;
+        if (attempt === 2) throw nonceRace(d.request);
       }
     }
   }
@@ -262,5 +191,3 @@ function replay<R>(request: RequestKey, prior: { operation: string; digest: Buff
 /** A nonce claimed by another transaction each time this draw was about to claim it (two attempts). */
 const nonceRace = (request: RequestKey) => new GantryError(Status.ABORTED, `nonce ${request.key} was being used by another request at the same time; retry the same request`);
 
-/** A draw whose own transaction failed: a contract error is its refusal; anything else fails the call. */
-const notBooked = <R>(err: unknown): Decided<R> => (err instanceof GantryError ? { ok: false, error: err } : { ok: false, failed: err });
