@@ -15,6 +15,7 @@ import { build, type Plugin } from 'esbuild';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fromCheckout } from '../../services/kit/src/build-info.js';
 import { EXTERNAL } from './externals.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -92,6 +93,7 @@ async function main(): Promise<void> {
   rmSync(outDir, { recursive: true, force: true });
   mkdirSync(outDir, { recursive: true });
   const assets = new Map<string, string>();
+  const stamp = fromCheckout(root);
   const result = await build({
     entryPoints: [entry],
     outfile: join(outDir, 'gantry.mjs'),
@@ -102,6 +104,8 @@ async function main(): Promise<void> {
     external: [...EXTERNAL, ...ABSENT],
     // CommonJS dependencies call require(); an ESM bundle has to provide it.
     banner: { js: "import { createRequire as __gantryCreateRequire } from 'node:module';\nconst require = __gantryCreateRequire(import.meta.url);" },
+    // The version and commit `gantry --version` and the telemetry report (services/kit/src/build-info.ts).
+    define: { GANTRY_BUILD_INFO: JSON.stringify(stamp) },
     legalComments: 'linked',
     logLevel: 'warning',
     metafile: true,
@@ -113,7 +117,7 @@ async function main(): Promise<void> {
   const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
   const bundleBytes = statSync(join(outDir, 'gantry.mjs')).size;
   process.stderr.write(
-    `bundle.ts: ${relative(root, outDir)}/gantry.mjs ${mb(bundleBytes)} from ${Object.keys(result.metafile.inputs).length} modules; ` +
+    `bundle.ts: ${relative(root, outDir)}/gantry.mjs (${stamp.version}, commit ${stamp.commit}) ${mb(bundleBytes)} from ${Object.keys(result.metafile.inputs).length} modules; ` +
       `${assets.size} asset paths (${[...assets.keys()].join(', ')}); ${packages.length} external packages; ${Date.now() - started} ms\n`,
   );
 }

@@ -2,6 +2,8 @@
 // filesystem, non-root, no capabilities) on one network, reaching its peers by DNS names like the
 // chart's Services, against PostgreSQL in a container, with mTLS and JWTs from mounted files.
 // Then SIGTERM to a container with calls in flight: it drains them and exits 0 (Node as PID 1).
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GenericContainer, Network, Wait, type StartedNetwork, type StartedTestContainer } from 'testcontainers';
@@ -82,6 +84,16 @@ describe('the gantry image: one container per target on PostgreSQL, wired by DNS
     const c = byTarget.get('log')!;
     const id = await c.exec(['node', '-e', "try { require('fs').writeFileSync('/app/x', 'x'); console.log('wrote') } catch (e) { console.log(e.code) } console.log(process.getuid())"]);
     assert.deepEqual(id.output.trim().split('\n'), ['EROFS', '10001']);
+  });
+
+  test('the image names the release and the commit it was built from (gantry --version)', async () => {
+    const c = byTarget.get('log')!;
+    const { output, exitCode: code } = await c.exec(['node', '--experimental-async-context-frame', '/app/gantry.mjs', '--version']);
+    assert.equal(code, 0, output);
+    const root = new URL('../..', import.meta.url);
+    const version = (JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as { version: string }).version;
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+    assert.match(output.trim(), new RegExp(`^gantry ${version.replaceAll('.', '\\.')} \\(commit ${head}(-dirty)?\\)$`));
   });
 
   test('SIGTERM with unary calls in flight: every call succeeds, the container drains and exits 0', async () => {

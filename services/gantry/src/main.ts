@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { ConfigError } from '@gantry/kit';
+import { buildInfo, ConfigError } from '@gantry/kit';
 import { approvalsCommand } from './commands/approvals.js';
 import { devKeyCommand } from './commands/dev-key.js';
 import { keysCommand } from './commands/keys.js';
@@ -17,6 +17,7 @@ const collect = (value: string, previous: string[]) => [...previous, value];
 
 const program = new Command('gantry')
   .description('Gantry: gRPC platform services (log, settlement, approvals, webhooks) in one program')
+  .version(`gantry ${buildInfo().version} (commit ${buildInfo().commit})`, '-V, --version', 'print the version and the commit it was built from')
   .showHelpAfterError('(run with --help for usage)')
   .configureHelp({ showGlobalOptions: true });
 

@@ -24,6 +24,7 @@ export * from './storage/pglite.js';
 export * from './storage/postgres.js';
 export * from './storage/startup.js';
 export * from './runtime.js';
+export * from './build-info.js';
 export * from './client.js';
 export * from './time/index.js';
 export * from './streams/change-feed.js';

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { buildInfo } from '../src/build-info.js';
 import { bearer, callEcho, echoClient, startEchoPlatform, type EchoStub, type TestPlatform } from '@gantry/test-support/harness';
 
 const SPAN_NAME = 'gantry.test.v1.EchoService/Echo';
@@ -46,6 +47,9 @@ describe('telemetry', () => {
     assert.equal(span.attributes['rpc.service'], 'gantry.test.v1.EchoService');
     assert.equal(span.attributes['rpc.method'], 'Echo');
     assert.notEqual(span.status.code, SpanStatusCode.ERROR);
+    // Every span and metric of the process carries the program's release (its resource).
+    assert.match(String(span.resource.attributes['service.version']), /^\d+\.\d+\.\d+/);
+    assert.equal(span.resource.attributes['service.version'], buildInfo().version);
   });
 
   test('a failed call records its gRPC status code and marks the span as an error', async () => {

@@ -1,6 +1,6 @@
 import { relative, resolve } from 'node:path';
 import { descriptorSetPath, healthDescriptorSetPath } from '@gantry/proto';
-import { createLogger, startRuntime, type GantryConfig, type Runtime } from '@gantry/kit';
+import { buildInfo, createLogger, startRuntime, type GantryConfig, type Runtime } from '@gantry/kit';
 import { loadProgramConfig } from '../config.js';
 import { modulesFor, WORKLOAD_GRANTS } from '../registry.js';
 import { exitOnSignals } from '../shutdown.js';
@@ -19,10 +19,10 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const runtime = await startRuntime({ config, modules, log, descriptorSetPaths: [descriptorSetPath, healthDescriptorSetPath], workloads: WORKLOAD_GRANTS });
   const serving = modules.filter((m) => m.create).map((m) => m.name);
   if (serving.length > 0) {
-    log.info({ targets: serving, port: runtime.port, health_port: runtime.healthPort, engine: runtime.db.engine }, 'gantry is serving');
+    log.info({ targets: serving, port: runtime.port, health_port: runtime.healthPort, engine: runtime.db.engine, ...buildInfo() }, 'gantry is serving');
     printWelcome(config, runtime, serving);
   }
-  else log.info({ target: opts.target, health_port: runtime.healthPort }, `gantry ${opts.target} is running`);
+  else log.info({ target: opts.target, health_port: runtime.healthPort, ...buildInfo() }, `gantry ${opts.target} is running`);
 
   // A module that can no longer do its job (the operator lost its lease): a fresh process is the sure way back.
   runtime.failed.catch((err: unknown) => {

@@ -3,6 +3,7 @@ import type { InterceptingCall, Interceptor, Metadata } from '@grpc/grpc-js';
 import { InterceptingCall as GrpcInterceptingCall } from '@grpc/grpc-js';
 import type { IMetricReader } from '@opentelemetry/sdk-metrics';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { buildInfo } from '../build-info.js';
 
 export interface TelemetryOptions {
   serviceName: string;
@@ -46,7 +47,7 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
     metricReaders.push(new PeriodicExportingMetricReader({ exporter: new OTLPMetricExporter({ url: opts.otlpEndpoint }), exportIntervalMillis: 15_000 }));
   }
   const sdk = new NodeSDK({
-    resource: resourceFromAttributes({ 'service.name': opts.serviceName }),
+    resource: resourceFromAttributes({ 'service.name': opts.serviceName, 'service.version': buildInfo().version }),
     spanProcessors,
     // Without span processors the SDK registers no tracer at all: spans are the API's non-recording
     // ones, which cost next to nothing and still carry an incoming trace context on.
