@@ -8,6 +8,7 @@ export * as approvalsv1 from './gen/gantry/approvals/v1/approvals.js';
 export * as webhooksv1 from './gen/gantry/webhooks/v1/webhooks.js';
 export * as flagsv1 from './gen/gantry/flags/v1/flags.js';
 export * as eventsv1 from './gen/gantry/events/v1/events.js';
+export * as adminv1 from './gen/gantry/admin/v1/admin.js';
 
 /** Absolute path of the FileDescriptorSet (with imports) that gRPC reflection serves. */
 export const descriptorSetPath: string = fileURLToPath(new URL('./gen/gantry.binpb', import.meta.url));
@@ -22,6 +23,7 @@ export const serviceNames = [
   'gantry.approvals.v1.ApprovalsService',
   'gantry.webhooks.v1.WebhooksService',
   'gantry.flags.v1.FlagsService',
+  'gantry.admin.v1.AdminService',
 ] as const;
 
 /** One of {@link serviceNames}. */

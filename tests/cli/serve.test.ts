@@ -66,12 +66,27 @@ describe('gantry serve --target=all (the README start command) checked by client
   test('grpcurl lists every service through reflection, with no .proto files', { skip: !grpcurl && 'grpcurl not installed' }, async () => {
     const res = await run(grpcurl!, [...tlsArgs(), `127.0.0.1:${server.port}`, 'list']);
     assert.equal(res.code, 0, res.stderr);
-    for (const name of ['gantry.log.v1.LogService', 'gantry.settlement.v1.SettlementService', 'gantry.approvals.v1.ApprovalsService', 'gantry.webhooks.v1.WebhooksService', 'grpc.health.v1.Health']) {
+    for (const name of ['gantry.log.v1.LogService', 'gantry.settlement.v1.SettlementService', 'gantry.approvals.v1.ApprovalsService', 'gantry.webhooks.v1.WebhooksService', 'gantry.flags.v1.FlagsService', 'gantry.admin.v1.AdminService', 'grpc.health.v1.Health']) {
       assert.match(res.stdout, new RegExp(name.replaceAll('.', '\\.')));
     }
     const described = await run(grpcurl!, [...tlsArgs(), `127.0.0.1:${server.port}`, 'describe', 'gantry.log.v1.LogService.Append']);
     assert.equal(described.code, 0, described.stderr);
     assert.match(described.stdout, /rpc Append/);
+  });
+
+  test('AdminService.GetInfo through grpcurl, with an admin token only: the version, the commit and every target of the process', { skip: !grpcurl && 'grpcurl not installed' }, async () => {
+    const method = 'gantry.admin.v1.AdminService/GetInfo';
+    const refused = await run(grpcurl!, [...tlsArgs(), '-H', `authorization: Bearer ${token}`, '-d', '{}', `127.0.0.1:${server.port}`, method]);
+    assert.match(refused.stderr, /Code: PermissionDenied/);
+    const minted = await runGantry(['token', '--scope', 'admin', '--subject', 'ops'], server.env);
+    assert.equal(minted.code, 0, minted.stderr);
+    const res = await run(grpcurl!, [...tlsArgs(), '-H', `authorization: Bearer ${minted.stdout.trim()}`, '-d', '{}', `127.0.0.1:${server.port}`, method]);
+    assert.equal(res.code, 0, res.stderr);
+    const info = JSON.parse(res.stdout) as { version: string; commit: string; targets: string[]; engine: string; configDigest: string };
+    const version = await runGantry(['--version'], server.env);
+    assert.equal(version.stdout.trim(), `gantry ${info.version} (commit ${info.commit})`);
+    assert.deepEqual(info.targets, ['log', 'settlement', 'approvals', 'webhooks']);
+    assert.match(info.configDigest, /^sha256:[0-9a-f]{64}$/);
   });
 
   test('grpcurl calls services: no token is UNAUTHENTICATED, a scoped token reaches the handler, a wrong scope is PERMISSION_DENIED', { skip: !grpcurl && 'grpcurl not installed' }, async () => {

@@ -17,7 +17,12 @@ const collect = (value: string, previous: string[]) => [...previous, value];
 
 const program = new Command('gantry')
   .description('Gantry: gRPC platform services (log, settlement, approvals, webhooks) in one program')
-  .version(`gantry ${buildInfo().version} (commit ${buildInfo().commit})`, '-V, --version', 'print the version and the commit it was built from')
+  // Not commander's .version(): that takes the text up front, and from sources it costs two git calls every command would pay.
+  .option('-V, --version', 'print the version and the commit it was built from')
+  .on('option:version', () => {
+    process.stdout.write(`gantry ${buildInfo().version} (commit ${buildInfo().commit})\n`);
+    process.exit(0);
+  })
   .showHelpAfterError('(run with --help for usage)')
   .configureHelp({ showGlobalOptions: true });
 

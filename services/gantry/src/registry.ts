@@ -1,4 +1,4 @@
-import { flagsScopes, ModuleRegistry, scopesOf, type GantryModule } from '@gantry/kit';
+import { ADMIN_SCOPE, flagsScopes, ModuleRegistry, scopesOf, type GantryModule } from '@gantry/kit';
 import { approvalsService } from '@gantry/approvals';
 import { logService } from '@gantry/log';
 import { operatorModule } from '@gantry/operator';
@@ -39,7 +39,7 @@ export function modulesFor(target: string): GantryModule[] {
   return registry.resolve([target]);
 }
 
-/** Every scope any RPC requires or handler checks, for `gantry token --all-scopes`: each module's and the flags service's (in every process). */
+/** Every scope any RPC requires or handler checks, for `gantry token --all-scopes`: each module's, and the flags and admin services' (in every process). */
 export function allScopes(): string[] {
-  return [...new Set([...registry.scopes(), ...scopesOf([flagsScopes])])].sort();
+  return [...new Set([...registry.scopes(), ...scopesOf([flagsScopes]), ADMIN_SCOPE])].sort();
 }

@@ -25,6 +25,7 @@ export * from './storage/postgres.js';
 export * from './storage/startup.js';
 export * from './runtime.js';
 export * from './build-info.js';
+export { ADMIN_SCOPE, adminServices, digestOf, MAX_LOG_LEVEL_MS, MIN_LOG_LEVEL_MS } from './admin/service.js';
 export * from './client.js';
 export * from './time/index.js';
 export * from './streams/change-feed.js';

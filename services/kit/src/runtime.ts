@@ -6,6 +6,7 @@ import { ensureDevSigningKey } from './auth/keys.js';
 import { TokenVerifier } from './auth/jwt.js';
 import { mergeGrants, WorkloadDirectory, type WorkloadGrant } from './auth/workload.js';
 import { configSlice, type GantryConfig } from './config.js';
+import { adminServices } from './admin/service.js';
 import { startFlags } from './flags/flags.js';
 import type { FlagsLimits } from './flags/limits.js';
 import { flagsMigrations, flagsSchemaFor } from './flags/store.js';
@@ -204,7 +205,10 @@ async function startGrpc(opts: RuntimeOptions, stack: CleanupStack, health: Heal
   });
   const flags = await startFlags({ db, schema: flagsSchema, log, limits: opts.flagsLimits });
   stack.push('flags', () => flags.stop());
-  const services: ServiceModule[] = [flags.module];
+  // AdminService and channelz too: behind the admin scope, in every serving process.
+  const admin = adminServices({ targets: opts.modules.filter((m) => m.create).map((m) => m.name), engine: db.engine, config, log, health });
+  stack.push('admin', () => admin.stop());
+  const services: ServiceModule[] = [flags.module, ...admin.services];
   const emitters: EmittingModule[] = [];
   for (const m of opts.modules) {
     const outbox = new Outbox(m.schema?.name ?? 'none', m.events?.source ?? m.name, m.events !== undefined && m.schema !== undefined && config.events.enabled, m.events?.types);

@@ -74,6 +74,11 @@ export class HealthState {
   }
 
   /** On shutdown: readiness NOT_SERVING for good, so load balancers stop sending new calls; liveness stays SERVING. */
+  /** True once drain() was called: readiness stays NOT_SERVING until the process exits. */
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
   drain(): void {
     this.draining = true;
     this.publishReadiness();
