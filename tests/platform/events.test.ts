@@ -4,7 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { context, SpanKind, trace } from '@opentelemetry/api';
-import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { unary } from '@gantry/kit';
 import { modulesFor } from '@gantry/cli/registry';
 import { SettlementWallet } from '@gantry/settlement/client';
@@ -25,7 +25,7 @@ describe('the platform in one process: events, audit trail and one trace across 
     await receiver.start();
     platform = await startServicePlatform('PGlite', modulesFor('all'), {
       dbLabel: 't_platform',
-      spanProcessors: [new SimpleSpanProcessor(spans)],
+      spanProcessors: [new SimpleSpanProcessor({ exporter: spans })],
       overrides: { webhooks: { allowedCidrs: [`${SUBSCRIBER}=127.0.0.1/32`], pollIntervalMs: 50 }, rateLimit: { points: 100_000 } },
     });
     const address = platform.address;

@@ -1,7 +1,7 @@
 // Tracing for benchmark servers: spans are created, batched and exported as in production, to an
 // exporter that only counts them, so nothing leaves the machine.
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
-import { BatchSpanProcessor, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { BatchSpanProcessor, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace';
 
 class CountingExporter implements SpanExporter {
   exported = 0;
@@ -14,5 +14,5 @@ class CountingExporter implements SpanExporter {
 
 /** A batch span processor over a counting exporter. */
 export function benchSpanProcessor(): SpanProcessor {
-  return new BatchSpanProcessor(new CountingExporter(), { maxQueueSize: 8192, maxExportBatchSize: 1024, scheduledDelayMillis: 200 });
+  return new BatchSpanProcessor({ exporter: new CountingExporter(), maxQueueSize: 8192, maxExportBatchSize: 1024, scheduledDelayMillis: 200 });
 }

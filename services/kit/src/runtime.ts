@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import type { Client as OpenFeatureClient } from '@openfeature/server-sdk';
-import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { SpanProcessor } from '@opentelemetry/sdk-trace';
 import { Authenticator, authMiddleware, FailedAuthLimiter } from './auth/middleware.js';
 import { ensureDevSigningKey } from './auth/keys.js';
 import { TokenVerifier } from './auth/jwt.js';

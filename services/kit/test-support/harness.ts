@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
-import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { SpanProcessor } from '@opentelemetry/sdk-trace';
 import { pino, type Logger } from 'pino';
 import { configSources, grantOf, loadConfig, type WorkloadGrant, silentLogger, startRuntime, type ConfigInput, type GantryModule, type Runtime, type RuntimeOptions, devPkiPaths } from '../src/index.js';
 import { echoFactory } from './echo.js';

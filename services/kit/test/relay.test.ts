@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { context, createTraceState, ROOT_CONTEXT, SpanKind, trace, TraceFlags } from '@opentelemetry/api';
-import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace';
 import { pino } from 'pino';
 import {
   openPglite,
@@ -184,7 +184,7 @@ async function pass(clock: FakeClock, ms: number, asleep: number): Promise<void>
 const spans = new InMemorySpanExporter();
 let telemetry: Telemetry | undefined;
 before(async () => {
-  telemetry = await startTelemetry({ serviceName: 'relay-test', spanProcessors: [new SimpleSpanProcessor(spans)] });
+  telemetry = await startTelemetry({ serviceName: 'relay-test', spanProcessors: [new SimpleSpanProcessor({ exporter: spans })] });
 });
 after(async () => telemetry?.shutdown());
 

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
-import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { buildInfo } from '../src/build-info.js';
 import { bearer, callEcho, echoClient, startEchoPlatform, type EchoStub, type TestPlatform } from '@gantry/test-support/harness';
 
@@ -16,7 +16,7 @@ describe('telemetry', () => {
   let client: EchoStub;
 
   before(async () => {
-    platform = await startEchoPlatform({}, { spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    platform = await startEchoPlatform({}, { spanProcessors: [new SimpleSpanProcessor({ exporter })] });
     client = echoClient(platform.address, platform.clientCredentials);
   });
   after(async () => {

@@ -3,7 +3,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace';
 import { bearer, callEcho, echoClient, startEchoPlatform, type EchoStub, type TestPlatform } from '@gantry/test-support/harness';
 
 describe('trace sampling (telemetry.traceSampleRatio 0)', () => {
@@ -12,7 +12,7 @@ describe('trace sampling (telemetry.traceSampleRatio 0)', () => {
   let client: EchoStub;
 
   before(async () => {
-    platform = await startEchoPlatform({ telemetry: { logLevel: 'silent', traceSampleRatio: 0 } }, { spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    platform = await startEchoPlatform({ telemetry: { logLevel: 'silent', traceSampleRatio: 0 } }, { spanProcessors: [new SimpleSpanProcessor({ exporter })] });
     client = echoClient(platform.address, platform.clientCredentials);
   });
   after(async () => {

@@ -10,7 +10,7 @@ import { tokenFor, workloadCredentials } from '@gantry/test-support/clients';
 import type { EngineName } from '@gantry/test-support/databases';
 import { startServicePlatform } from '@gantry/test-support/harness';
 import { createWebhooksService, type WebhooksConfigInput, type WebhooksOptions, type WebhooksStreams } from '../src/index.js';
-import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { SpanProcessor } from '@opentelemetry/sdk-trace';
 
 export type WebhooksClient = InstanceType<typeof webhooksv1.WebhooksServiceClient>;
 export const ALL_SCOPES = ['webhooks.manage', 'webhooks.read', 'webhooks.publish'];

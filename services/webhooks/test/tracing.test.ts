@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
-import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { eventually } from '@gantry/test-support/clients';
 import { Receiver, rpc, spec, startWebhooksPlatform, TEST_WEBHOOKS_CONFIG, uniquePath, type WebhooksPlatform } from './support.js';
 
@@ -22,7 +22,7 @@ describe('delivery attempts as traced outbound HTTP calls (PGlite)', () => {
   const dns = { rebound: false };
   before(async () => {
     rx = await new Receiver().start();
-    p = await startWebhooksPlatform('PGlite', { webhooks: WEBHOOKS_CONFIG, spanProcessors: [new SimpleSpanProcessor(exporter)], options: {
+    p = await startWebhooksPlatform('PGlite', { webhooks: WEBHOOKS_CONFIG, spanProcessors: [new SimpleSpanProcessor({ exporter })], options: {
       resolver: async (host) => [{ address: host === 'rebind.test' && !dns.rebound ? '93.184.216.34' : '10.0.0.1', family: 4 }],
     } });
     api = rpc(p);

@@ -2,7 +2,7 @@ import { context, propagation, type TextMapSetter } from '@opentelemetry/api';
 import type { InterceptingCall, Interceptor, Metadata } from '@grpc/grpc-js';
 import { InterceptingCall as GrpcInterceptingCall } from '@grpc/grpc-js';
 import type { IMetricReader } from '@opentelemetry/sdk-metrics';
-import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { SpanProcessor } from '@opentelemetry/sdk-trace';
 import { buildInfo } from '../build-info.js';
 
 export interface TelemetryOptions {
@@ -32,7 +32,7 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
   const [{ NodeSDK }, { resourceFromAttributes }, { ParentBasedSampler, TraceIdRatioBasedSampler }] = await Promise.all([
     import('@opentelemetry/sdk-node'),
     import('@opentelemetry/resources'),
-    import('@opentelemetry/sdk-trace-base'),
+    import('@opentelemetry/sdk-trace'),
   ]);
   const spanProcessors: SpanProcessor[] = [...(opts.spanProcessors ?? [])];
   const metricReaders: IMetricReader[] = [];
@@ -40,10 +40,10 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
     const [{ OTLPTraceExporter }, { OTLPMetricExporter }, { BatchSpanProcessor }, { PeriodicExportingMetricReader }] = await Promise.all([
       import('@opentelemetry/exporter-trace-otlp-grpc'),
       import('@opentelemetry/exporter-metrics-otlp-grpc'),
-      import('@opentelemetry/sdk-trace-base'),
+      import('@opentelemetry/sdk-trace'),
       import('@opentelemetry/sdk-metrics'),
     ]);
-    spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: opts.otlpEndpoint }), { maxQueueSize: 4096, maxExportBatchSize: 512 }));
+    spanProcessors.push(new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: opts.otlpEndpoint }), maxQueueSize: 4096, maxExportBatchSize: 512 }));
     metricReaders.push(new PeriodicExportingMetricReader({ exporter: new OTLPMetricExporter({ url: opts.otlpEndpoint }), exportIntervalMillis: 15_000 }));
   }
   const sdk = new NodeSDK({
