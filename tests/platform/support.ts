@@ -124,6 +124,17 @@ export class PlatformClients {
   /** Submit a 2-of-3 request and approve it; returns its id. */
   async approvalFlow(): Promise<string> {
     const c = this.approvals;
+    const id = await this.submitApproval();
+    const scopes = ['approvals.vote', 'approvals.read'];
+    const APPROVE = approvalsv1.VoteDecision.VOTE_DECISION_APPROVE;
+    await unary(c.submitValidatorResponse, c, { approvalId: id, decision: APPROVE, reason: 'ok' }, this.as('val-a', scopes));
+    await unary(c.submitValidatorResponse, c, { approvalId: id, decision: APPROVE, reason: '' }, this.as('val-b', scopes));
+    return id;
+  }
+
+  /** Submit a 2-of-3 request (validators val-a, val-b, val-c) that stays PENDING for an hour; returns its id. */
+  async submitApproval(): Promise<string> {
+    const c = this.approvals;
     const content = Buffer.from(`raise limit ${Math.random()}`);
     const req: approvalsv1.SubmitApprovalRequestRequest = {
       requestId: '',
@@ -138,13 +149,8 @@ export class PlatformClients {
       expiry: { $case: 'ttl', value: { seconds: 3600n, nanos: 0 } },
       labels: {},
     };
-    const scopes = ['approvals.submit', 'approvals.vote', 'approvals.read'];
-    const { approval } = await unary(c.submitApprovalRequest, c, req, this.as('ops', scopes));
-    const id = approval!.approvalId;
-    const APPROVE = approvalsv1.VoteDecision.VOTE_DECISION_APPROVE;
-    await unary(c.submitValidatorResponse, c, { approvalId: id, decision: APPROVE, reason: 'ok' }, this.as('val-a', scopes));
-    await unary(c.submitValidatorResponse, c, { approvalId: id, decision: APPROVE, reason: '' }, this.as('val-b', scopes));
-    return id;
+    const { approval } = await unary(c.submitApprovalRequest, c, req, this.as('ops', ['approvals.submit', 'approvals.read']));
+    return approval!.approvalId;
   }
 
   /** Every entry of an audit partition, decoded (none when it does not exist yet). */

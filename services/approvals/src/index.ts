@@ -8,6 +8,7 @@ import { APPROVALS_SCHEMA, ApprovalsStore, approvalsMigrations } from './store/a
 import { approvalsFeed, publishCommitted, type FeedLimits } from './store/change-feed.js';
 import { ExpirySweeper } from './store/expiry-sweeper.js';
 import { MAX_QUEUED_VOTES, MAX_TX_IN_FLIGHT, MAX_VOTES_PER_TX, VoteCommitter } from './store/vote-committer.js';
+import { observePending } from './metrics.js';
 
 export interface ApprovalsOptions {
   /** The clock in milliseconds since the epoch; tests pass a fake one. */
@@ -74,7 +75,9 @@ export function createApprovalsService(opts: ApprovalsOptions = {}): GantryModul
       );
       sweeper.start();
       const committer = new VoteCommitter(store, (changes) => publishCommitted(feed, store, changes), { maxVotesPerTx: d.maxVotesPerTx, maxQueuedVotes: opts.maxQueuedVotes ?? d.maxQueuedVotes, maxTxInFlight: d.maxVoteTxInFlight });
+      const pending = observePending(store);
       onShutdown(async () => {
+        pending.stop();
         await sweeper.stop();
         await feed.stop();
       });

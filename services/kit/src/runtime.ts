@@ -297,6 +297,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   try {
     const telemetry = await startTelemetry({ serviceName: opts.serviceName ?? defaultServiceName(opts.modules), otlpEndpoint: config.telemetry.otlpEndpoint, spanProcessors: opts.spanProcessors, traceSampleRatio: config.telemetry.traceSampleRatio });
     stack.push('telemetry', () => telemetry.shutdown());
+    probe.routes.set('/metrics', (req, res) => telemetry.metrics(req, res));
     const readiness = new Readiness(health, log);
     const grpc = opts.modules.some((m) => m.create) ? await startGrpc(opts, stack, health, readiness) : undefined;
     const serving = grpc && { db: grpc.db, port: grpc.port, targets: opts.modules.filter((m) => m.create).map((m) => m.name), tls: grpc.tls, emitters: grpc.emitters };

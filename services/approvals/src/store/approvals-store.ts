@@ -296,6 +296,12 @@ export class ApprovalsStore {
     return { head, requests: await attachVotes(this.db, page) };
   }
 
+  /** Requests still PENDING (deadline passed or not: the sweeper expires those), through the partial index of pending requests. */
+  async countPending(): Promise<bigint> {
+    const { rows } = await this.db.query<{ n: bigint }>(`SELECT count(*)::int8 AS n FROM approvals.requests WHERE state = 'PENDING'`);
+    return rows[0]!.n;
+  }
+
   /**
    * A page of what `q.validator` still has to decide: PENDING before `now`, in its set, not its own
    * request, not voted on yet; highest priority first, then oldest first.

@@ -1,5 +1,6 @@
 import { HealthImplementation, service as healthService, type ServingStatus } from 'grpc-health-check';
 import { Server, ServerCredentials, status as GrpcStatus, type sendUnaryData, type ServerUnaryCall, type ServiceDefinition } from '@grpc/grpc-js';
+import { startProbePort, type ProbePort } from './probe-port.js';
 
 /** The overall status lives under the empty service name, per the grpc.health.v1 protocol. */
 export const OVERALL = '';
@@ -111,12 +112,34 @@ const PROBE_SERVER_OPTIONS = { 'grpc.max_receive_message_length': 4096, 'grpc.ma
 
 /**
  * grpc.health.v1 Check alone on a plaintext port: kubelet's gRPC probes cannot do TLS. Every
- * process binds it first, before its database and its mTLS port, so liveness answers during start-up.
+ * process binds it first, before its database and its mTLS port, so liveness answers during
+ * start-up. The same port answers HTTP/1.1 GETs (probe-port.ts): `/livez` and `/readyz` for
+ * `httpGet` probes and load balancers, and the routes added later (`/metrics`).
  */
-export async function startHealthServer(host: string, port: number, health: HealthState): Promise<{ port: number; close(): void }> {
+export async function startHealthServer(host: string, port: number, health: HealthState): Promise<ProbePort> {
   const server = new Server(PROBE_SERVER_OPTIONS);
   health.addCheckTo(server);
-  const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-  const bound = await new Promise<number>((resolve, reject) => server.bindAsync(address, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
-  return { port: bound, close: () => server.forceShutdown() };
+  // The gRPC side listens on loopback only; the probe port passes HTTP/2 connections to it.
+  const grpcPort = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  let probe: ProbePort;
+  try {
+    probe = await startProbePort(host, port, grpcPort);
+  } catch (err) {
+    server.forceShutdown();
+    throw err;
+  }
+  const answer = (name: string) => (_req: unknown, res: { writeHead(code: number, headers: Record<string, string>): { end(body: string): void } }) => {
+    const status = health.status(name);
+    res.writeHead(status === 'SERVING' ? 200 : 503, { 'content-type': 'text/plain', 'cache-control': 'no-store' }).end(`${status}\n`);
+  };
+  probe.routes.set('/livez', answer(LIVENESS));
+  probe.routes.set('/readyz', answer(READINESS));
+  probe.routes.set('/startupz', answer(STARTUP));
+  return {
+    ...probe,
+    close() {
+      probe.close();
+      server.forceShutdown();
+    },
+  };
 }

@@ -3,6 +3,7 @@ import type { InterceptingCall, Interceptor, Metadata } from '@grpc/grpc-js';
 import { InterceptingCall as GrpcInterceptingCall } from '@grpc/grpc-js';
 import type { IMetricReader } from '@opentelemetry/sdk-metrics';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { buildInfo } from '../build-info.js';
 
 export interface TelemetryOptions {
@@ -16,6 +17,8 @@ export interface TelemetryOptions {
 }
 
 export interface Telemetry {
+  /** Serves the process's metrics in the Prometheus text format (GET /metrics on the probe port). */
+  metrics(req: IncomingMessage, res: ServerResponse): void;
   shutdown(): Promise<void>;
 }
 
@@ -29,13 +32,16 @@ export interface Telemetry {
  * which every CLI command importing the kit for its client helpers would otherwise pay.
  */
 export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry> {
-  const [{ NodeSDK }, { resourceFromAttributes }, { ParentBasedSampler, TraceIdRatioBasedSampler }] = await Promise.all([
+  const [{ NodeSDK }, { resourceFromAttributes }, { ParentBasedSampler, TraceIdRatioBasedSampler }, { PrometheusExporter }] = await Promise.all([
     import('@opentelemetry/sdk-node'),
     import('@opentelemetry/resources'),
     import('@opentelemetry/sdk-trace'),
+    import('@opentelemetry/exporter-prometheus'),
   ]);
   const spanProcessors: SpanProcessor[] = [...(opts.spanProcessors ?? [])];
-  const metricReaders: IMetricReader[] = [];
+  // Always: metrics are pulled (a scrape of the probe port) and cost nothing until scraped.
+  const prometheus = new PrometheusExporter({ preventServerStart: true });
+  const metricReaders: IMetricReader[] = [prometheus];
   if (opts.otlpEndpoint) {
     const [{ OTLPTraceExporter }, { OTLPMetricExporter }, { BatchSpanProcessor }, { PeriodicExportingMetricReader }] = await Promise.all([
       import('@opentelemetry/exporter-trace-otlp-grpc'),
@@ -57,7 +63,7 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
     instrumentations: [],
   });
   sdk.start();
-  return { shutdown: () => sdk.shutdown() };
+  return { metrics: (req, res) => prometheus.getMetricsRequestHandler(req, res), shutdown: () => sdk.shutdown() };
 }
 
 const metadataSetter: TextMapSetter<Metadata> = { set: (carrier, key, value) => carrier.set(key, value) };

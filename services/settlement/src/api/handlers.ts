@@ -27,6 +27,7 @@ import { requestDigest, type SignedFields } from '../domain/signing.js';
 import { DRAW_COMMIT_DEFAULTS, DrawCommitter, type DrawCommitLimits, type DrawResponses } from '../store/draw-committer.js';
 import type { LedgerTx, RequestKey, SettlementStore } from '../store/settlement-store.js';
 import { checkAmount, checkAttestation, checkExpiresIn, checkMemo, checkOperatorKeyName, checkPublicKey, checkSessionId, checkSignature, checkTransferId, checkWallet } from './validation.js';
+import { drawMetrics } from '../metrics.js';
 
 export interface SettlementDeps {
   store: SettlementStore;
@@ -361,11 +362,12 @@ async function getCreditStatus(deps: SettlementDeps, req: settlementv1.GetCredit
 
 export function settlementHandlers(deps: SettlementDeps): Partial<Handlers<typeof settlementv1.SettlementServiceService>> {
   const draws = new DrawCommitter(deps.store, drawResponses(deps), deps.drawLimits ?? DRAW_COMMIT_DEFAULTS);
+  const countedDraw = drawMetrics();
   return {
     deposit: (req) => adminTransfer(deps, 'deposit', req),
     withdraw: (req) => adminTransfer(deps, 'withdraw', req),
     approveCreditLine: (req) => approveCreditLine(deps, req),
-    creditDraw: (req) => creditDraw(deps, draws, req),
+    creditDraw: (req) => countedDraw(() => creditDraw(deps, draws, req)),
     creditSettle: (req) => creditSettle(deps, req),
     getCreditStatus: (req) => getCreditStatus(deps, req),
     registerOperatorKey: (req, ctx) => registerOperatorKey(deps, req, ctx),
