@@ -824,4 +824,42 @@ describe('charts/gantry', () => {
       assert.match(r.stderr, message);
     }));
   });
+  test('metrics: a PodMonitor scraping GET /metrics on the health port of every serving pod and the operator, and a Grafana dashboard ConfigMap, both off by default', async (t) => {
+    if (needsHelm(t)) return;
+    const off = await render();
+    assert.equal(off.filter((d) => d.kind === 'PodMonitor').length, 0);
+    assert.equal(off.filter((d) => d.kind === 'ConfigMap' && String(d.metadata.name).endsWith('-dashboard')).length, 0);
+    for (const values of [[], ['monolithic-values.yaml']]) {
+      const docs = await render(values, ['metrics.podMonitor.enabled=true', 'metrics.podMonitor.labels.release=kube-prometheus', 'metrics.dashboard.enabled=true']);
+      const [monitor, ...more] = docs.filter((d) => d.kind === 'PodMonitor');
+      assert.equal(more.length, 0);
+      assert.equal(monitor!.metadata.labels.release, 'kube-prometheus');
+      assert.deepEqual(monitor!.spec.podMetricsEndpoints, [{ port: 'health', path: '/metrics', interval: '30s', scrapeTimeout: '10s' }]);
+      const selects = (labels: Obj) =>
+        Object.entries(monitor!.spec.selector.matchLabels as Obj).every(([k, v]) => labels[k] === v) &&
+        (monitor!.spec.selector.matchExpressions as Obj[]).every((e) => (e.values as string[]).includes(labels[e.key]));
+      const deployments = docs.filter((d) => d.kind === 'Deployment');
+      assert.ok(deployments.length >= 2, `${values.join(',') || 'defaults'}: a server and the operator`);
+      for (const d of deployments) {
+        assert.ok(selects(d.spec.template.metadata.labels), `${d.metadata.name}'s pods are scraped`);
+        assert.ok((d.spec.template.spec.containers as Obj[]).some((c) => (c.ports as Obj[] | undefined)?.some((p) => p.name === 'health')), `${d.metadata.name} names its health port`);
+      }
+      for (const other of docs.filter((d) => ['Pod', 'Job', 'CronJob'].includes(d.kind))) {
+        const labels = other.kind === 'Pod' ? other.metadata.labels : other.kind === 'Job' ? other.spec.template.metadata.labels : other.spec.jobTemplate.spec.template.metadata.labels;
+        assert.ok(!selects(labels), `${other.kind} ${other.metadata.name} is not scraped`);
+      }
+      const dashboard = docs.find((d) => d.kind === 'ConfigMap' && String(d.metadata.name).endsWith('-dashboard'))!;
+      assert.equal(dashboard.metadata.labels.grafana_dashboard, '1');
+      const json = JSON.parse(dashboard.data['gantry.json']) as { uid: string; panels: { type: string; targets?: { expr: string }[] }[] };
+      assert.equal(json.uid, 'gantry-overview');
+      // Every query reads metrics the program exports (tests/platform/metrics.test.ts scrapes most of them).
+      const exported = /^(rpc_server_duration|target_info|gantry_settlement_draws|gantry_approvals_pending|gantry_outbox_(events_sent|send_failures|relay_lag)|gantry_operator_(queue_depth|reconcile_duration|reconcile_errors))/;
+      const exprs = json.panels.flatMap((p) => p.targets ?? []).map((q) => q.expr);
+      assert.ok(exprs.length >= 10);
+      for (const expr of exprs) {
+        const names = [...expr.matchAll(/([a-z_]+)\{/g)].map((m) => m[1]!);
+        assert.ok(names.length > 0 && names.every((n) => exported.test(n)), `${expr} reads only exported metrics`);
+      }
+    }
+  });
 });
