@@ -87,6 +87,22 @@ describe('gantry serve --target=all (the README start command) checked by client
     assert.equal(version.stdout.trim(), `gantry ${info.version} (commit ${info.commit})`);
     assert.deepEqual(info.targets, ['log', 'settlement', 'approvals', 'webhooks']);
     assert.match(info.configDigest, /^sha256:[0-9a-f]{64}$/);
+
+    // The same through `gantry admin`, which mints its own dev token with the admin scope.
+    const admin = (args: string[]) => runGantry(['admin', ...args, '--address', `127.0.0.1:${server.port}`], server.env);
+    const cli = await admin(['info', '--json']);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.equal((JSON.parse(cli.stdout) as { configDigest: string }).configDigest, info.configDigest);
+    const human = await admin(['info']);
+    assert.match(human.stdout, new RegExp(`^gantry ${info.version.replaceAll('.', '\\.')} \\(commit ${info.commit}\\)`));
+    const set = await admin(['log-level', 'debug', '--for', '2s']);
+    assert.equal(set.code, 0, set.stderr);
+    assert.match(set.stdout, /^log level debug until \S+ \(was info; it returns on its own\)/);
+    const bad = await admin(['log-level', 'debug', '--for', 'soon']);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /--for "soon": give a number and a unit, e\.g\. 90s/);
+    const tooLong = await admin(['log-level', 'debug', '--for', '25h']);
+    assert.match(tooLong.stderr, /INVALID_ARGUMENT: duration: must be between 1 s and 24 h/);
   });
 
   test('grpcurl calls services: no token is UNAUTHENTICATED, a scoped token reaches the handler, a wrong scope is PERMISSION_DENIED', { skip: !grpcurl && 'grpcurl not installed' }, async () => {

@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { buildInfo, ConfigError } from '@gantry/kit';
+import { adminCommand } from './commands/admin.js';
 import { approvalsCommand } from './commands/approvals.js';
 import { devKeyCommand } from './commands/dev-key.js';
 import { keysCommand } from './commands/keys.js';
@@ -67,6 +68,7 @@ program.addCommand(approvalsCommand());
 program.addCommand(flagsCommand());
 program.addCommand(devKeyCommand());
 program.addCommand(keysCommand());
+program.addCommand(adminCommand());
 
 try {
   await program.parseAsync();
