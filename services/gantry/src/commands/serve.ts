@@ -43,7 +43,7 @@ function printWelcome(config: GantryConfig, runtime: Runtime, targets: readonly 
       '',
       `Gantry is serving ${targets.join(', ')} (database: ${runtime.db.engine}).`,
       `  gRPC over mTLS   ${host}:${runtime.port}`,
-      `  health probe     ${host}:${runtime.healthPort} (plaintext, grpc.health.v1 only)`,
+      `  health probe     ${host}:${runtime.healthPort} (plaintext: grpc.health.v1, and GET /metrics /readyz /livez)`,
       '',
       'Call it with grpcurl (reflection is on):',
       `  grpcurl -cacert ${rel(runtime.tls.caFile)} -cert ${rel(resolve(config.dataDir, 'pki/client.crt'))} -key ${rel(resolve(config.dataDir, 'pki/client.key'))} \\`,
