@@ -155,8 +155,41 @@ describe('failed authentications per peer', () => {
   });
 });
 
+describe('failed authentications per peer, with a token already verified', () => {
+  let platform: TestPlatform;
+  let client: EchoStub;
+
+  before(async () => {
+    platform = await startEchoPlatform({ auth: { maxFailuresPerPeer: 3, failureWindowSec: 60 } });
+    client = echoClient(platform.address, platform.clientCredentials);
+  });
+  after(async () => {
+    client.close();
+    await platform.close();
+  });
+
+  test('a cached token answered at once is refused too once its peer is past auth.maxFailuresPerPeer', async () => {
+    const alice = bearer(platform.token('alice', ['echo.read']));
+    assert.equal((await callEcho(client, { message: 'x' }, alice)).err, undefined, 'verified and cached');
+    const expired = platform.token('mallory', ['echo.read'], { nowMs: Date.now() - 3600_000 });
+    for (let i = 0; i < 3; i++) assert.equal((await callEcho(client, { message: 'x' }, bearer(expired))).err?.code, status.UNAUTHENTICATED);
+    const { err } = await callEcho(client, { message: 'x' }, alice);
+    assert.equal(err?.code, status.RESOURCE_EXHAUSTED, err?.details);
+    assert.match(err!.details, /3 failed authentications from 127\.0\.0\.1/);
+  });
+});
+
 describe('ExactMessageDecoder', () => {
   const framed = (payload: Buffer) => Buffer.concat([messagePrefix(payload.length), payload]);
+
+  test('a prefix split over chunks byte by byte, with a length above 2^24, reads its full length', () => {
+    const decoder = new ExactMessageDecoder(1 << 30, (size) => {
+      assert.equal(size, 0x01020304);
+      return false;
+    });
+    const prefix = Buffer.from([0, 1, 2, 3, 4]);
+    for (const byte of prefix) assert.deepEqual(decoder.write(Buffer.from([byte])), []);
+  });
 
   test('splits messages across and within chunks as grpc-js does: each with its prefix, empty ones included', () => {
     const decoder = new ExactMessageDecoder(1024);
@@ -173,7 +206,11 @@ describe('ExactMessageDecoder', () => {
     const chunk = Buffer.concat([framed(Buffer.from('abc')), Buffer.alloc(64 * KiB)]);
     const [message] = decoder.write(chunk.subarray(0, 8));
     assert.notEqual(message!.buffer, chunk.buffer);
-    assert.equal(message!.buffer.byteLength, 8, 'its own buffer, of its own size');
+    assert.equal(message!.length, 8);
+    assert.equal(message!.buffer.byteLength, 65, 'its own buffer, of the smallest size V8 keeps off its heap (so grpc-js\'s subarray need not move it)');
+    const large = Buffer.concat([framed(Buffer.alloc(200)), Buffer.alloc(64 * KiB)]);
+    const [second] = decoder.write(large.subarray(0, 205));
+    assert.equal(second!.buffer.byteLength, 205, 'a larger message: its own buffer, of its own size');
   });
 
   test('a prefix declaring more than the limit throws with grpc-js\'s message, before any of the message is kept', () => {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import jwt from 'jsonwebtoken';
-import { JwksFileSource, JwksUrlSource, MAX_TOKEN_CHARS, mintToken, TokenVerifier } from '../src/index.js';
+import { FailedAuthLimiter, JwksFileSource, JwksUrlSource, MAX_TOKEN_CHARS, mintToken, TokenVerifier } from '../src/index.js';
 import { bearer, callEcho, checkHealth, echoClient, startEchoPlatform, type EchoStub, type TestPlatform } from '@gantry/test-support/harness';
 
 const b64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
@@ -108,6 +108,21 @@ describe('bearer tokens on RPCs', () => {
   });
 });
 
+describe('FailedAuthLimiter', () => {
+  test('a host is surely allowed until it fails, not within the window after, and again once the window has passed', async () => {
+    const clock = { nowMs: Date.UTC(2030, 0, 1) };
+    const limiter = new FailedAuthLimiter({ maxFailuresPerPeer: 3, failureWindowSec: 60 }, () => clock.nowMs);
+    assert.equal(limiter.surelyAllowed('10.0.0.1:5000'), true);
+    await limiter.recordFailure('10.0.0.1');
+    assert.equal(limiter.surelyAllowed('10.0.0.1:5001'), false, 'any port of the failing host');
+    assert.equal(limiter.surelyAllowed('10.0.0.2:5000'), true, 'other hosts');
+    clock.nowMs += 59_999;
+    assert.equal(limiter.surelyAllowed('10.0.0.1:5000'), false);
+    clock.nowMs += 1;
+    assert.equal(limiter.surelyAllowed('10.0.0.1:5000'), true);
+  });
+});
+
 describe('TokenVerifier', () => {
   const ISSUER = 'test-issuer';
   const AUDIENCE = 'test-audience';
@@ -171,8 +186,11 @@ describe('TokenVerifier', () => {
     const clock = { nowMs: T0_MS };
     const verifier = verifierAt(clock);
     const token = sign(key, { iat: sec(T0_MS), exp: sec(T0_MS) + 10 });
-    await verifier.verify(token);
+    const principal = await verifier.verify(token);
+    assert.equal(verifier.cached(token), principal, 'answered from the cache while valid');
+    assert.equal(verifier.cached(`${token}x`), undefined, 'only the exact token verified is cached');
     clock.nowMs = T0_MS + 41_000;
+    assert.equal(verifier.cached(token), undefined, 'the cache honours exp (with the tolerance)');
     await assert.rejects(verifier.verify(token), /expired/);
   });
 

@@ -30,6 +30,20 @@ function assertExhausted(err: ServiceError | undefined): { pushbackMs: number; r
   return { pushbackMs: Number(pushback), retryAfterSec: Number(retryAfter) };
 }
 
+describe('the in-memory rate limiter', () => {
+  test("answers at once (rate-limiter-flexible's memory storage still has the shape it calls) and enforces the limit per key", async () => {
+    const limiter = new MethodRateLimiter(loadConfig({ env: {}, overrides: { rateLimit: { points: 2, windowSec: 60 } } }).rateLimit, { kind: 'memory' });
+    assert.deepEqual(await limiter.consume(ECHO, 'a'), { allowed: true }, 'the first call makes the limiter');
+    assert.equal(limiter.synchronous(ECHO), true, 'a grpc-js-style shape check: an upgrade that breaks it fails here');
+    const second = limiter.consume(ECHO, 'a');
+    assert.ok(!(second instanceof Promise), 'no promise once made');
+    assert.deepEqual(second, { allowed: true });
+    const third = limiter.consume(ECHO, 'a');
+    assert.ok(!(third instanceof Promise) && !third.allowed && third.retryAfterMs > 0 && third.retryAfterMs <= 60_000, JSON.stringify(third));
+    assert.deepEqual(limiter.consume(ECHO, 'b'), { allowed: true }, 'other keys keep their own points');
+  });
+});
+
 describe('rate limits per principal and method', () => {
   let platform: TestPlatform;
   let client: EchoStub;

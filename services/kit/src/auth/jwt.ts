@@ -53,15 +53,24 @@ export class TokenVerifier {
     return new TokenVerifier(source, auth);
   }
 
+  /**
+   * The principal of `token` if this verifier verified that exact token (signature included) less
+   * than a cache lifetime ago and it has not expired since; else undefined (then {@link verify}).
+   */
+  cached(token: string): Principal | undefined {
+    const entry = this.cache.get(token);
+    if (!entry) return undefined;
+    const now = this.nowMs();
+    return now < entry.untilMs && now < entry.principal.expiresAtMs + this.opts.clockToleranceSec * 1000 ? entry.principal : undefined;
+  }
+
   async verify(token: string): Promise<Principal> {
     if (token.length > MAX_TOKEN_CHARS) throw new TokenError(`token is ${token.length} characters; the maximum is ${MAX_TOKEN_CHARS}`);
+    const cached = this.cached(token);
+    if (cached) return cached;
     const now = this.nowMs();
     // Keyed by the token itself: hashing it on every call would cost more than the map does.
     const cacheKey = token;
-    const cached = this.cache.get(cacheKey);
-    if (cached && now < cached.untilMs && now < cached.principal.expiresAtMs + this.opts.clockToleranceSec * 1000) {
-      return cached.principal;
-    }
     const decoded = jwt.decode(token, { complete: true });
     if (!decoded || typeof decoded.payload === 'string') throw new TokenError('malformed token');
     const alg = decoded.header.alg;

@@ -1,7 +1,7 @@
 import type { Metadata } from '@grpc/grpc-js';
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { GantryError, Status } from '../errors.js';
-import { admissionOf, type CallContext, type Middleware } from '../rpc/context.js';
+import { admissionOf, type CallContext, type Middleware, type Next } from '../rpc/context.js';
 import type { PeerIdentity } from '../tls/identity.js';
 import { TokenError, type Principal, type TokenVerifier } from './jwt.js';
 import type { WorkloadDirectory } from './workload.js';
@@ -33,15 +33,43 @@ function peerHost(address: string): string {
   return address.replace(/:\d+$/, '');
 }
 
+/** Hosts with a recent failure tracked for the synchronous check, at most: past it, every host is asked of the limiter. */
+const MAX_TRACKED_FAILING_HOSTS = 100_000;
+
 /**
  * Failed authentications per peer host (rate-limiter-flexible, in memory): a host over its budget
  * is refused before any verification work until its window ends.
+ *
+ * Asking the limiter costs a promise per call; most hosts never fail. So the last failure of each
+ * host is also kept here, and a host without one within the window is known to be allowed at once
+ * (a window begins at a failure, so its count is zero once the last failure is a window old).
  */
 export class FailedAuthLimiter {
   private readonly failures: RateLimiterMemory;
+  /** The last failure of each host that failed within about a window, bounded. */
+  private readonly lastFailureMs = new Map<string, number>();
+  /** Until then a failure may have gone untracked (the map was full): untracked hosts are asked of the limiter. */
+  private untrackedUntilMs = 0;
+  private readonly windowMs: number;
 
-  constructor(private readonly opts: { maxFailuresPerPeer: number; failureWindowSec: number }) {
+  constructor(
+    private readonly opts: { maxFailuresPerPeer: number; failureWindowSec: number },
+    private readonly nowMs: () => number = Date.now,
+  ) {
     this.failures = new RateLimiterMemory({ points: opts.maxFailuresPerPeer, duration: opts.failureWindowSec, keyPrefix: 'auth-failures' });
+    this.windowMs = opts.failureWindowSec * 1000;
+  }
+
+  /** Whether the host of `address` (host:port) has surely not failed within the window: then it is allowed without asking the limiter. */
+  surelyAllowed(address: string): boolean {
+    if (this.lastFailureMs.size === 0 && this.untrackedUntilMs === 0) return true;
+    const host = peerHost(address);
+    const now = this.nowMs();
+    const last = this.lastFailureMs.get(host);
+    if (last === undefined) return now >= this.untrackedUntilMs;
+    if (now - last < this.windowMs) return false;
+    this.lastFailureMs.delete(host);
+    return now >= this.untrackedUntilMs;
   }
 
   /** Throws RESOURCE_EXHAUSTED while `host` has used up its failures. */
@@ -55,9 +83,24 @@ export class FailedAuthLimiter {
   }
 
   async recordFailure(host: string): Promise<void> {
+    this.track(host);
     await this.failures.consume(host, 1).catch((res: unknown) => {
       if (!(res instanceof RateLimiterRes)) throw res;
     });
+  }
+
+  private track(host: string): void {
+    const now = this.nowMs();
+    if (!this.lastFailureMs.has(host) && this.lastFailureMs.size >= MAX_TRACKED_FAILING_HOSTS) {
+      for (const [h, at] of this.lastFailureMs) if (now - at >= this.windowMs) this.lastFailureMs.delete(h);
+    }
+    if (this.lastFailureMs.has(host) || this.lastFailureMs.size < MAX_TRACKED_FAILING_HOSTS) {
+      this.lastFailureMs.delete(host);
+      this.lastFailureMs.set(host, now);
+    } else {
+      this.untrackedUntilMs = now + this.windowMs;
+    }
+    if (this.untrackedUntilMs !== 0 && now >= this.untrackedUntilMs) this.untrackedUntilMs = 0;
   }
 }
 
@@ -76,8 +119,30 @@ export class Authenticator {
     private readonly failures: FailedAuthLimiter,
   ) {}
 
-  /** The caller, allowed the method's scopes; throws a GantryError saying why not. */
-  async authorize(call: CallCredentials): Promise<Principal> {
+  /**
+   * The caller, allowed the method's scopes: at once when that is known without waiting (a token
+   * verified and cached, its host without recent failures, its scopes enough), else a promise; a
+   * refusal is always a rejected promise of a GantryError saying why.
+   */
+  authorize(call: CallCredentials): Principal | Promise<Principal> {
+    return this.authorizedNow(call) ?? this.authorizeAsync(call);
+  }
+
+  /** The synchronous path of {@link authorize}: undefined unless the call is surely allowed. */
+  private authorizedNow(call: CallCredentials): Principal | undefined {
+    const required = this.scopesFor(call.methodPath);
+    if (!required || !this.verifier) return undefined;
+    const header = call.metadata.get('authorization')[0];
+    // The common spelling only; anything else takes the full parse below. A hit is a token this
+    // verifier verified (the exact string, signature included) and whose cache entry is still valid.
+    if (typeof header !== 'string' || !header.startsWith('Bearer ')) return undefined;
+    const principal = this.verifier.cached(header.slice(7));
+    if (!principal || !this.failures.surelyAllowed(call.address)) return undefined;
+    for (const scope of required) if (!principal.scopes.has(scope)) return undefined;
+    return principal;
+  }
+
+  private async authorizeAsync(call: CallCredentials): Promise<Principal> {
     const required = this.scopesFor(call.methodPath);
     if (!required) throw new GantryError(Status.PERMISSION_DENIED, `${call.methodPath} has no scope declaration; refusing by default`);
     const host = peerHost(call.address);
@@ -118,11 +183,16 @@ export class Authenticator {
  * bound without it) is authorized here.
  */
 export function authMiddleware(auth: Authenticator): Middleware {
-  return async (ctx: CallContext, next) => {
+  const authorizeThen = async (ctx: CallContext, next: Next) => {
+    ctx.principal = await auth.authorize({ methodPath: ctx.method.path, metadata: ctx.metadata, address: ctx.peer.address, peer: () => ctx.peer });
+    await next(ctx);
+  };
+  // Not async: replaying an admission costs no promise of its own.
+  return (ctx, next) => {
     const admitted = admissionOf(ctx.metadata);
-    if (!admitted) ctx.principal = await auth.authorize({ methodPath: ctx.method.path, metadata: ctx.metadata, address: ctx.peer.address, peer: () => ctx.peer });
-    else if ('refused' in admitted) throw admitted.refused;
-    else ctx.principal = admitted.principal;
-    await next();
+    if (!admitted) return authorizeThen(ctx, next);
+    if ('refused' in admitted) return Promise.reject(admitted.refused);
+    ctx.principal = admitted.principal;
+    return next(ctx);
   };
 }

@@ -45,13 +45,22 @@ export function handlerContext(ctx: CallContext): HandlerContext {
   return ctx as HandlerContext;
 }
 
-/** Middleware wraps the whole call (for streams, its whole life). Throw a GantryError to refuse it. */
-export type Middleware = (ctx: CallContext, next: () => Promise<void>) => Promise<void>;
+/** The rest of the chain after a middleware: call it with the context to go on. */
+export type Next = (ctx: CallContext) => Promise<void>;
 
-/** Runs `middlewares` in order around `last`: the first in the list is the outermost. */
-export function compose(middlewares: readonly Middleware[], last: () => Promise<void>, ctx: CallContext): Promise<void> {
-  const run = (i: number): Promise<void> => (i === middlewares.length ? last() : middlewares[i]!(ctx, () => run(i + 1)));
-  return run(0);
+/**
+ * Middleware wraps the whole call (for streams, its whole life). Throw a GantryError (or return a
+ * rejected promise) to refuse it. A middleware that decides synchronously should return
+ * `next(ctx)` itself rather than be `async`: each async layer costs a promise per call.
+ */
+export type Middleware = (ctx: CallContext, next: Next) => Promise<void>;
+
+/**
+ * Composes `middlewares` around `last` once, when a method is bound: the first in the list is the
+ * outermost. A call then runs the chain without a closure per middleware.
+ */
+export function compose(middlewares: readonly Middleware[], last: Next): Next {
+  return middlewares.reduceRight<Next>((next, middleware) => (ctx) => middleware(ctx, next), last);
 }
 
 /** What the server decided on a call's metadata, before reading its body (server/admission.ts). */

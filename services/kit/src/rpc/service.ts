@@ -6,6 +6,7 @@ import { GantryError, Status, toWireStatus } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { peerIdentity, type PeerIdentity } from '../tls/identity.js';
 import { decodedRequest, decodedRequests } from './decode.js';
+import type { Principal } from '../auth/jwt.js';
 import { compose, handlerContext, type CallContext, type HandlerContext, type MethodInfo, type MethodKind, type Middleware } from './context.js';
 
 type AnyMethod = { path: string; requestStream: boolean; responseStream: boolean; requestSerialize: (v: never) => Buffer; responseSerialize: (v: never) => Buffer };
@@ -70,9 +71,15 @@ export function methodInfo(m: AnyMethod): MethodInfo {
   return { path: m.path, service, name, kind: methodKind(m) };
 }
 
+/** A call in progress as the server's drain sees it: it can be aborted. */
+export interface TrackedCall {
+  abort(reason: unknown): void;
+}
+
 export interface CallTracker {
-  /** Registers a call; returns its abort controller and a function to call when it ends. */
-  begin(): { controller: AbortController; end: () => void };
+  /** Registers a call until {@link end}: a drain past its grace period aborts it. */
+  begin(call: TrackedCall): void;
+  end(call: TrackedCall): void;
   /** Aborted when the server starts draining. */
   readonly draining: AbortSignal;
 }
@@ -121,80 +128,150 @@ function requestStream(call: ServerReadableStream<unknown, unknown> | ServerDupl
 }
 
 type AnyHandler = (...args: never[]) => unknown;
-type CallRunner = (call: AnyCall, body: (ctx: HandlerContext) => Promise<void>) => Promise<{ ctx: CallContext; error?: unknown }>;
 
-/** A call's context before the middlewares: the peer read lazily, the signal tied to cancellation and drain. */
-function newCallContext(call: AnyCall, info: MethodInfo, signal: AbortSignal, draining: AbortSignal): CallContext {
-  let peer: PeerIdentity | undefined;
-  return {
-    method: info,
-    metadata: call.metadata,
-    // Lazy: reading the peer certificate builds a new object with fingerprints on every call,
-    // and most calls are keyed by their token's subject, not by the certificate.
-    get peer() {
-      return (peer ??= peerIdentity(call.getPeer(), call.getAuthContext().sslPeerCertificate));
-    },
-    signal,
-    draining,
-    trailer: new Metadata(),
-    principal: undefined,
+const cancelledByClient = () => new GantryError(Status.CANCELLED, 'cancelled by the client');
+
+/**
+ * One call's context, as the middlewares and the handler see it. What most calls never use is made
+ * on first use: the peer's identity (it parses the certificate), the trailers, and the abort signal
+ * with its listener on the call's cancellation. A signal made late starts aborted when the call was
+ * cancelled (grpc-js sets `cancelled` on the call, for a client's cancel and a passed deadline) or
+ * aborted by the drain meanwhile, so a handler sees the same as with a signal made up front.
+ */
+class ServerCall implements CallContext, TrackedCall {
+  readonly metadata: Metadata;
+  principal: Principal | undefined = undefined;
+  /** The handler's response (unary and client-streaming methods). */
+  response: unknown = undefined;
+  private controller: AbortController | undefined = undefined;
+  /** Why the call was aborted before anyone asked for its signal. */
+  private abortedWith: { reason: unknown } | undefined = undefined;
+  private onCancel: (() => void) | undefined = undefined;
+  private finished = false;
+  private peerIdentity: PeerIdentity | undefined = undefined;
+  private trailers: Metadata | undefined = undefined;
+
+  constructor(
+    readonly call: AnyCall,
+    readonly method: MethodInfo,
+    readonly draining: AbortSignal,
+  ) {
+    this.metadata = call.metadata;
+  }
+
+  get peer(): PeerIdentity {
+    return (this.peerIdentity ??= peerIdentity(this.call.getPeer(), this.call.getAuthContext().sslPeerCertificate));
+  }
+
+  get trailer(): Metadata {
+    return (this.trailers ??= new Metadata());
+  }
+
+  /** The trailers if anything asked for them: grpc-js sends none for undefined. */
+  get trailerIfAny(): Metadata | undefined {
+    return this.trailers;
+  }
+
+  get signal(): AbortSignal {
+    if (this.controller) return this.controller.signal;
+    const controller = (this.controller = new AbortController());
+    if (this.abortedWith) controller.abort(this.abortedWith.reason);
+    else if (this.call.cancelled) controller.abort(cancelledByClient());
+    else if (!this.finished) {
+      this.onCancel = () => controller.abort(cancelledByClient());
+      (this.call as unknown as EventEmitter).on('cancelled', this.onCancel);
+    }
+    return controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.controller) this.controller.abort(reason);
+    else this.abortedWith ??= { reason };
+  }
+
+  /** The call's work is over: its signal no longer follows the call's cancellation. */
+  finish(): void {
+    this.finished = true;
+    if (this.onCancel) (this.call as unknown as EventEmitter).off('cancelled', this.onCancel);
+    this.onCancel = undefined;
+  }
+}
+
+/** A method's chain, from its first middleware to the handler, as one function of the call. */
+type Chain = (call: ServerCall) => Promise<void>;
+
+/** The method's middleware chain around `run` (the handler), composed once when the method is bound. */
+function methodChain(module: ServiceModule, info: MethodInfo, handler: AnyHandler | undefined, middlewares: readonly Middleware[], run: (call: ServerCall, ctx: HandlerContext) => Promise<void>): Chain {
+  const last = async (ctx: CallContext): Promise<void> => {
+    if (!handler) {
+      throw new GantryError(Status.UNIMPLEMENTED, `${info.path} is not implemented${module.unimplementedReason ? `: ${module.unimplementedReason}` : ''}`);
+    }
+    // The chain hands on the context it was given: the ServerCall the runner made.
+    await run(ctx as ServerCall, handlerContext(ctx));
+  };
+  return compose(middlewares, last) as Chain;
+}
+
+/** Runs one call through its chain, tracked for draining; resolves with the error it ended with, if any. */
+async function runCall(chain: Chain, call: ServerCall, tracker: CallTracker): Promise<{ error: unknown } | undefined> {
+  tracker.begin(call);
+  try {
+    await chain(call);
+    return undefined;
+  } catch (error) {
+    return { error };
+  } finally {
+    call.finish();
+    tracker.end(call);
+  }
+}
+
+/** grpc-js's handler for a unary or client-streaming method: one response or one error status. */
+function unaryImpl(info: MethodInfo, chain: Chain, opts: BindOptions) {
+  return (call: ServerUnaryCall<unknown, unknown> | ServerReadableStream<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+    void runUnary(chain, new ServerCall(call, info, opts.tracker.draining), callback, opts);
   };
 }
 
-/** Runs one call of a method through the middleware chain to `body` (the handler), tracked for draining. */
-function callRunner(module: ServiceModule, info: MethodInfo, handler: AnyHandler | undefined, opts: BindOptions): CallRunner {
-  return async (call, body) => {
-    const { controller, end } = opts.tracker.begin();
-    const onCancel = () => controller.abort(new GantryError(Status.CANCELLED, 'cancelled by the client'));
-    const events = call as unknown as EventEmitter;
-    events.on('cancelled', onCancel);
-    const ctx = newCallContext(call, info, controller.signal, opts.tracker.draining);
-    try {
-      await compose(opts.middlewares, async () => {
-        if (!handler) {
-          throw new GantryError(Status.UNIMPLEMENTED, `${info.path} is not implemented${module.unimplementedReason ? `: ${module.unimplementedReason}` : ''}`);
-        }
-        await body(handlerContext(ctx));
-      }, ctx);
-      return { ctx };
-    } catch (error) {
-      return { ctx, error };
-    } finally {
-      events.off('cancelled', onCancel);
-      end();
+/** One unary or client-streaming call, from the chain to grpc-js's callback. */
+async function runUnary(chain: Chain, ctx: ServerCall, callback: sendUnaryData<unknown>, opts: BindOptions): Promise<void> {
+  const failed = await runCall(chain, ctx, opts.tracker);
+  if (failed) callback(errorStatus(failed.error, ctx, opts.log));
+  else callback(null, ctx.response, ctx.trailerIfAny);
+}
+
+/** Calls the handler of a unary or client-streaming method, keeping its response on the call. */
+function unaryRun(info: MethodInfo, handler: AnyHandler | undefined) {
+  return async (call: ServerCall, ctx: HandlerContext): Promise<void> => {
+    const input = info.kind === 'unary' ? decodedRequest((call.call as ServerUnaryCall<unknown, unknown>).request) : decodedRequests(requestStream(call.call as ServerReadableStream<unknown, unknown>));
+    call.response = await (handler as (i: unknown, c: HandlerContext) => Promise<unknown>)(input, ctx);
+  };
+}
+
+/** Calls the handler of a server-streaming or bidi method, writing its messages with backpressure. */
+function streamRun(info: MethodInfo, handler: AnyHandler | undefined) {
+  return async (call: ServerCall, ctx: HandlerContext): Promise<void> => {
+    const stream = call.call as ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>;
+    const input = info.kind === 'serverStream' ? decodedRequest((stream as ServerWritableStream<unknown, unknown>).request) : decodedRequests(requestStream(stream as ServerDuplexStream<unknown, unknown>));
+    const output = (handler as (i: unknown, c: HandlerContext) => AsyncIterable<unknown>)(input, ctx);
+    for await (const message of output) {
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+      await writeWithBackpressure(stream, message, ctx.signal);
     }
   };
 }
 
-/** grpc-js's handler for a unary or client-streaming method: one response or one error status. */
-function unaryImpl(info: MethodInfo, handler: AnyHandler | undefined, run: CallRunner, log: Logger) {
-  return (call: ServerUnaryCall<unknown, unknown> | ServerReadableStream<unknown, unknown>, callback: sendUnaryData<unknown>) => {
-    let response: unknown;
-    void run(call, async (ctx) => {
-      const input = info.kind === 'unary' ? decodedRequest((call as ServerUnaryCall<unknown, unknown>).request) : decodedRequests(requestStream(call as ServerReadableStream<unknown, unknown>));
-      response = await (handler as (i: unknown, c: HandlerContext) => Promise<unknown>)(input, ctx);
-    }).then(({ ctx, error }) => {
-      if (error !== undefined) callback(errorStatus(error, ctx, log));
-      else callback(null, response, ctx.trailer);
-    });
-  };
-}
-
 /** grpc-js's handler for a server-streaming or bidi method: messages written with backpressure, then a status. */
-function streamImpl(info: MethodInfo, handler: AnyHandler | undefined, run: CallRunner, log: Logger) {
+function streamImpl(info: MethodInfo, chain: Chain, opts: BindOptions) {
   return (call: ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>) => {
-    void run(call, async (ctx) => {
-      const input = info.kind === 'serverStream' ? decodedRequest((call as ServerWritableStream<unknown, unknown>).request) : decodedRequests(requestStream(call as ServerDuplexStream<unknown, unknown>));
-      const output = (handler as (i: unknown, c: HandlerContext) => AsyncIterable<unknown>)(input, ctx);
-      for await (const message of output) {
-        if (ctx.signal.aborted) throw ctx.signal.reason;
-        await writeWithBackpressure(call, message, ctx.signal);
-      }
-    }).then(({ ctx, error }) => {
-      if (error !== undefined) {
-        if (!call.cancelled) call.emit('error', errorStatus(error, ctx, log));
+    const ctx = new ServerCall(call, info, opts.tracker.draining);
+    // A stream lives long and writes with backpressure on its signal: made up front.
+    void ctx.signal;
+    void runCall(chain, ctx, opts.tracker).then((failed) => {
+      if (failed) {
+        if (!call.cancelled) call.emit('error', errorStatus(failed.error, ctx, opts.log));
       } else {
-        call.end(ctx.trailer);
+        call.end(ctx.trailerIfAny);
       }
     });
   };
@@ -206,9 +283,9 @@ export function bindService(module: ServiceModule, opts: BindOptions): UntypedSe
   for (const [key, method] of Object.entries(module.definition)) {
     const info = methodInfo(method);
     const handler = (module.handlers as Record<string, AnyHandler | undefined>)[key];
-    const run = callRunner(module, info, handler, opts);
     const streams = info.kind === 'serverStream' || info.kind === 'bidi';
-    impl[key] = streams ? streamImpl(info, handler, run, opts.log) : unaryImpl(info, handler, run, opts.log);
+    const chain = methodChain(module, info, handler, opts.middlewares, streams ? streamRun(info, handler) : unaryRun(info, handler));
+    impl[key] = streams ? streamImpl(info, chain, opts) : unaryImpl(info, chain, opts);
   }
   return impl;
 }

@@ -4,14 +4,14 @@
 // call bound and the request-byte budget all run here, and a refused call's body is never buffered.
 // The refusal itself is replayed inside the middleware chain (auth/middleware.ts), so it is traced,
 // logged and answered like every other error.
-import { Metadata, ServerInterceptingCall, ServerListenerBuilder, type ServerInterceptingCallInterface, type ServerInterceptor } from '@grpc/grpc-js';
+import type { Deadline, Metadata, ServerInterceptingCall, ServerInterceptingCallInterface, ServerInterceptor } from '@grpc/grpc-js';
 import type { Principal } from '../auth/jwt.js';
 import type { CallCredentials } from '../auth/middleware.js';
 import { GantryError, Status } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { recordAdmission, type Admission, type MethodKind } from '../rpc/context.js';
 import { UndecodableRequest } from '../rpc/decode.js';
-import { peerIdentity } from '../tls/identity.js';
+import { peerIdentity, type PeerIdentity } from '../tls/identity.js';
 import { ExactMessageDecoder } from './message-decoder.js';
 
 /** What admission needs to know of one method. */
@@ -25,7 +25,8 @@ export interface AdmissionOptions {
   /** The service methods by path; other paths (health, reflection) need no credentials and take `defaultRequestBytes`. */
   methods: ReadonlyMap<string, MethodAdmission>;
   defaultRequestBytes: number;
-  authorize: (call: CallCredentials) => Promise<Principal>;
+  /** Decides a call: a principal at once when it is known without waiting, else a promise. */
+  authorize: (call: CallCredentials) => Principal | Promise<Principal>;
   maxCallsPerPrincipal: number;
   maxRequestBytesInFlight: number;
   /** The server-wide message limit: what a call may buffer if its method's limit cannot be applied at the length prefix. */
@@ -136,20 +137,97 @@ class Ticket {
   }
 }
 
-type HandlerListener = Parameters<ServerInterceptingCall['start']>[0];
+type Next = ServerInterceptingCallInterface;
+type HandlerListener = Parameters<Next['start']>[0];
 
 /**
- * A call that, once refused, never reads its body: the handler is given a placeholder request and a
- * half-close instead, and the middleware chain answers with the refusal.
+ * What a service call goes through between grpc-js's call (`next`) and the method's handler: one
+ * object per call, which is both the call the handler drives and the listener grpc-js's call
+ * reports to. (grpc-js's own ServerInterceptingCall makes a responder, a listener builder, a full
+ * listener and an intercepting listener per call; this passes everything straight on.)
+ *
+ * It decides the call on its metadata before the handler sees it: grpc-js reads a request only
+ * when the handler asks (startRead), and the handler asks only once it has the metadata, so no
+ * message or half-close can arrive while the decision is pending. A refused call never reads its
+ * body: the handler is given a placeholder request and a half-close instead, and the middleware
+ * chain answers with the refusal.
  */
-class WithholdingCall extends ServerInterceptingCall {
+class AdmissionCall {
   private handler: HandlerListener | undefined;
+  private cancelled = false;
   private refusedArriving = false;
   private withheld: { next: 'message' | 'halfClose' | 'nothing'; placeholder: UndecodableRequest } | undefined;
 
-  withhold(refusal: unknown): void {
-    const error = refusal instanceof GantryError ? refusal : new GantryError(Status.INTERNAL, 'the call was refused before its request was read');
-    this.withheld = { next: 'message', placeholder: new UndecodableRequest(error) };
+  constructor(
+    private readonly next: Next,
+    readonly methodPath: string,
+    private readonly ticket: Ticket,
+    private readonly reserveBytes: number,
+    private readonly authorize: AdmissionOptions['authorize'],
+  ) {}
+
+  /** The verified certificate's identity (parsed only for a call without a token). */
+  private peer(): PeerIdentity {
+    return peerIdentity(this.next.getPeer(), this.next.getAuthContext().sslPeerCertificate);
+  }
+
+  // The listener grpc-js's call reports to.
+  onReceiveMetadata(metadata: Metadata): void {
+    if (this.cancelled) return;
+    let decided: Principal | Promise<Principal>;
+    const credentials: CallCredentials = { methodPath: this.methodPath, metadata, address: this.next.getPeer(), peer: () => this.peer() };
+    try {
+      decided = this.authorize(credentials);
+    } catch (refused) {
+      return this.admit(metadata, { refused });
+    }
+    if (decided instanceof Promise) {
+      decided.then(
+        (principal) => this.admit(metadata, this.take(principal)),
+        (refused: unknown) => this.admit(metadata, { refused }),
+      );
+    } else {
+      this.admit(metadata, this.take(decided));
+    }
+  }
+
+  onReceiveMessage(message: unknown): void {
+    this.ticket.requestArrived();
+    if (this.cancelled || this.refusedArriving) return;
+    this.handler?.onReceiveMessage(message);
+  }
+
+  onReceiveHalfClose(): void {
+    if (this.cancelled || this.refusedArriving) return;
+    this.handler?.onReceiveHalfClose();
+  }
+
+  onCancel(): void {
+    this.cancelled = true;
+    this.ticket.end();
+    this.handler?.onCancel();
+  }
+
+  /** The principal's call slot and the up-front bytes; a refusal when either is spent. */
+  private take(principal: Principal): Admission {
+    try {
+      this.ticket.take(principal, this.methodPath, this.reserveBytes);
+      return { principal };
+    } catch (refused) {
+      return { refused };
+    }
+  }
+
+  /** Records the decision for the auth middleware and hands the metadata on. */
+  private admit(metadata: Metadata, admission: Admission): void {
+    recordAdmission(metadata, admission);
+    if ('refused' in admission) {
+      const { refused } = admission;
+      const error = refused instanceof GantryError ? refused : new GantryError(Status.INTERNAL, 'the call was refused before its request was read');
+      this.withheld = { next: 'message', placeholder: new UndecodableRequest(error) };
+    }
+    // Cancelled while it was being decided: nothing to hand on, nobody to answer.
+    if (!this.cancelled) this.handler?.onReceiveMetadata(metadata);
   }
 
   /**
@@ -167,25 +245,15 @@ class WithholdingCall extends ServerInterceptingCall {
     });
   }
 
-  override start(listener: HandlerListener): void {
+  // The call the handler drives.
+  start(listener: HandlerListener): void {
     this.handler = listener;
-    // What grpc-js reads after a refusal (the client's half-close) no longer reaches the handler,
-    // which has been given the placeholder and a half-close of ours.
-    super.start({
-      onReceiveMetadata: (metadata) => listener.onReceiveMetadata(metadata),
-      onReceiveMessage: (message) => {
-        if (!this.refusedArriving) listener.onReceiveMessage(message);
-      },
-      onReceiveHalfClose: () => {
-        if (!this.refusedArriving) listener.onReceiveHalfClose();
-      },
-      onCancel: () => listener.onCancel(),
-    });
+    this.next.start(this);
   }
 
-  override startRead(): void {
+  startRead(): void {
     const withheld = this.withheld;
-    if (!withheld) return super.startRead();
+    if (!withheld) return this.next.startRead();
     // Delivered on the next tick, as grpc-js delivers what it reads: the handler's listener calls
     // startRead again from inside onReceiveMessage.
     if (withheld.next === 'message') {
@@ -195,6 +263,43 @@ class WithholdingCall extends ServerInterceptingCall {
       withheld.next = 'nothing';
       process.nextTick(() => this.handler?.onReceiveHalfClose());
     }
+  }
+
+  sendMetadata(metadata: Metadata): void {
+    this.next.sendMetadata(metadata);
+  }
+
+  sendMessage(message: unknown, callback: () => void): void {
+    this.next.sendMessage(message, callback);
+  }
+
+  sendStatus(status: Parameters<Next['sendStatus']>[0]): void {
+    this.ticket.end();
+    this.next.sendStatus(status);
+  }
+
+  getPeer(): string {
+    return this.next.getPeer();
+  }
+
+  getDeadline(): Deadline {
+    return this.next.getDeadline();
+  }
+
+  getHost(): string {
+    return this.next.getHost();
+  }
+
+  getAuthContext(): ReturnType<Next['getAuthContext']> {
+    return this.next.getAuthContext();
+  }
+
+  getConnectionInfo(): ReturnType<Next['getConnectionInfo']> {
+    return this.next.getConnectionInfo();
+  }
+
+  getMetricsRecorder(): ReturnType<Next['getMetricsRecorder']> {
+    return this.next.getMetricsRecorder();
   }
 }
 
@@ -228,7 +333,8 @@ export function admissionInterceptor(opts: AdmissionOptions): ServerInterceptor 
     const method = opts.methods.get(descriptor.path);
     if (!method) {
       takeOverDecoder(next, opts.defaultRequestBytes);
-      return new ServerInterceptingCall(next);
+      // Health and reflection: nothing to decide, so grpc-js's call itself (typed as its class, used as the interface).
+      return next as ServerInterceptingCall;
     }
     const ticket = new Ticket(calls, budget);
     // Each request message reserves the size its prefix declares, before a byte of it is buffered,
@@ -251,36 +357,8 @@ export function admissionInterceptor(opts: AdmissionOptions): ServerInterceptor 
     // limit, or its method's if smaller), so a spent budget refuses calls before their bodies; a
     // larger request reserves the rest at its prefix.
     const reserveBytes = !singleRequest ? 0 : atPrefix ? Math.min(method.maxRequestBytes, opts.defaultRequestBytes) : opts.maxReceiveMessageBytes;
-    const decide = async (metadata: Metadata): Promise<Admission> => {
-      try {
-        const principal = await opts.authorize({ methodPath: descriptor.path, metadata, address: next.getPeer(), peer: () => peerIdentity(next.getPeer(), next.getAuthContext().sslPeerCertificate) });
-        ticket.take(principal, descriptor.path, reserveBytes);
-        return { principal };
-      } catch (refused) {
-        return { refused };
-      }
-    };
-    const listener = new ServerListenerBuilder()
-      .withOnReceiveMetadata((metadata, pass) => {
-        void decide(metadata).then((admission) => {
-          recordAdmission(metadata, admission);
-          if ('refused' in admission) call.withhold(admission.refused);
-          pass(metadata);
-        });
-      })
-      .withOnReceiveMessage((message, pass) => {
-        ticket.requestArrived();
-        pass(message);
-      })
-      .withOnCancel(() => ticket.end())
-      .build();
-    const call = new WithholdingCall(next, {
-      start: (go) => go(listener),
-      sendStatus: (status, pass) => {
-        ticket.end();
-        pass(status);
-      },
-    });
-    return call;
+    const call = new AdmissionCall(next, descriptor.path, ticket, reserveBytes, opts.authorize);
+    // grpc-js types an interceptor's result as its own class; it uses only the call interface.
+    return call as unknown as ServerInterceptingCall;
   };
 }

@@ -7,7 +7,7 @@ import type { HealthState } from '../health/health.js';
 import type { Logger } from '../logger.js';
 import type { Middleware } from '../rpc/context.js';
 import { assertStrictlyDecodable, strictDeserializer, type DecodableMethod } from '../rpc/decode.js';
-import { bindService, methodInfo, requestLimitOf, type CallTracker, type ServiceModule } from '../rpc/service.js';
+import { bindService, methodInfo, requestLimitOf, type CallTracker, type ServiceModule, type TrackedCall } from '../rpc/service.js';
 import { admissionInterceptor, type MethodAdmission } from './admission.js';
 import { addReflection } from './reflection.js';
 
@@ -23,16 +23,16 @@ export interface GrpcServerOptions {
    * Decides each call of a service method on its metadata, before its body is read (the runtime's
    * Authenticator); the auth middleware replays the decision.
    */
-  authorize: (call: CallCredentials) => Promise<Principal>;
+  authorize: (call: CallCredentials) => Principal | Promise<Principal>;
   health: HealthState;
   /** FileDescriptorSets (buf build output) for gRPC reflection, so grpcurl needs no .proto files. */
   descriptorSetPaths?: readonly string[];
   log: Logger;
 }
 
-/** Counts in-flight calls and can cancel them all, for draining. */
+/** Counts in-flight calls and can abort them all, for draining. */
 class InFlight implements CallTracker {
-  private readonly calls = new Set<AbortController>();
+  private readonly calls = new Set<TrackedCall>();
   private readonly drainController = new AbortController();
   readonly draining = this.drainController.signal;
 
@@ -41,16 +41,13 @@ class InFlight implements CallTracker {
   }
   private idleWaiters: (() => void)[] = [];
 
-  begin() {
-    const controller = new AbortController();
-    this.calls.add(controller);
-    return {
-      controller,
-      end: () => {
-        this.calls.delete(controller);
-        if (this.calls.size === 0) for (const w of this.idleWaiters.splice(0)) w();
-      },
-    };
+  begin(call: TrackedCall): void {
+    this.calls.add(call);
+  }
+
+  end(call: TrackedCall): void {
+    this.calls.delete(call);
+    if (this.calls.size === 0 && this.idleWaiters.length > 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 
   get size(): number {
