@@ -140,6 +140,42 @@ export class LogStore {
     return planned.entries;
   }
 
+  /** Whether the partition's head is cached, so an append can be pipelined (appendPipelined). */
+  knowsHead(partition: string): boolean {
+    return this.heads.has(partition);
+  }
+
+  /**
+   * Appends `payloads` planned on the head this process expects `partition` to have once every
+   * append it has already sent has landed, and sends the statement on the database's ordered
+   * connection without waiting for those: PostgreSQL runs it after them, so it finds their head.
+   * Returns undefined, having sent nothing, when no head is cached (a partition's first append,
+   * or the first after a miss): appendBatch then reads the head, and appends after it pipeline.
+   *
+   * Resolves with the stored entries once durable, or undefined when the partition was not at the
+   * expected head (another replica appended, or an append sent before this one missed): nothing
+   * was written, and the caller appends again with appendBatch. The cache only ever costs a miss,
+   * never a wrong entry: every write is conditional on the stored head (writeIfHead).
+   */
+  appendPipelined(partition: string, payloads: readonly NewEntry[], nowMs: bigint): Promise<StoredEntry[] | undefined> | undefined {
+    const head = this.heads.get(partition);
+    if (!head) return undefined;
+    const planned = planAppend(partition, head, payloads, nowMs);
+    // The next append is planned on this one's head before this one lands.
+    this.remember(partition, planned.newHead);
+    return writeIfHead(this.db.ordered, partition, head, planned, this.binaryArrays).then(
+      (written) => {
+        if (written) return planned.entries;
+        this.heads.delete(partition);
+        return undefined;
+      },
+      (err: unknown) => {
+        this.heads.delete(partition);
+        throw err;
+      },
+    );
+  }
+
   /**
    * Appends `payloads` as `by.author`, each named by the idempotency key at the same index
    * (distinct, validated), and returns one receipt per payload in request order. Keys are looked
