@@ -206,6 +206,35 @@ for (const engine of [pgliteEngine(), postgresEngine()]) {
       assert.deepEqual(received, ['first', 'second']);
     });
 
+    test('ordered statements run in the order they are called, each its own transaction: one that fails writes nothing and those after it still run', async () => {
+      const s = nextSchema();
+      await migrate(db, s, migrationsFor(s));
+      // Each inserts its id only when the id before it is there: a statement run out of order would leave a hole.
+      const insertAfter = (id: number) =>
+        db.ordered.query(`INSERT INTO ${s}.items (id, name) SELECT $1::int, 'in order' WHERE $1::int = 1 OR EXISTS (SELECT 1 FROM ${s}.items WHERE id = $1::int - 1)`, [id]);
+      const calls = [
+        ...Array.from({ length: 20 }, (_, i) => insertAfter(i + 1)),
+        db.ordered.query(`INSERT INTO ${s}.items (id, name) VALUES (21, 'first'), (1, 'a duplicate')`),
+        insertAfter(21),
+      ];
+      const results = await Promise.allSettled(calls);
+      assert.deepEqual(results.map((r) => r.status), [...Array<string>(20).fill('fulfilled'), 'rejected', 'fulfilled']);
+      const { rows } = await db.query<{ id: number; name: string }>(`SELECT id, name FROM ${s}.items ORDER BY id`);
+      assert.deepEqual(rows.map((r) => [Number(r.id), r.name]), Array.from({ length: 21 }, (_, i) => [i + 1, 'in order']), 'the failed statement wrote nothing, not even its id 21');
+    });
+
+    test('an ordered connection the server ends is replaced at the next statement', { skip: engine.shared ? false : 'PGlite has no server to end a connection' }, async () => {
+      const backend = async () => Number((await db.ordered.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid);
+      const before = await backend();
+      await db.query('SELECT pg_terminate_backend($1)', [before]);
+      let after: number | undefined;
+      // A statement sent before the client has seen the connection end fails with it; the next opens a new one.
+      for (let attempt = 0; attempt < 20 && after === undefined; attempt++) {
+        after = await backend().catch(async () => void (await new Promise((r) => setTimeout(r, 50))));
+      }
+      assert.ok(after !== undefined && after !== before, `a new connection answered (${before} -> ${after})`);
+    });
+
     // Kit bug on PGlite: src/storage/pglite.ts takes rowCount from `affectedRows ?? rows.length`, and
     // PGlite reports affectedRows 0 (not undefined) for a SELECT, so rowCount is 0 whatever it returned.
     test('rowCount is the number of rows a statement returned or changed', async () => {

@@ -24,6 +24,14 @@ export interface Database extends Sql {
   readonly engine: 'pglite' | 'postgres';
   /** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
   transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T>;
+  /**
+   * Statements that PostgreSQL runs in the order they are called, each its own transaction, each
+   * sent without waiting for the answer to the one before: one connection of its own in pipeline
+   * mode (PGlite runs every statement in call order anyway). For a writer that plans each
+   * statement on the outcome of those still in flight, which the pool cannot offer: two of its
+   * connections may reach the server in either order.
+   */
+  readonly ordered: Sql;
   /** Calls `onPayload` for each NOTIFY on `channel`, from this process or any other replica. */
   listen(channel: string, onPayload: (payload: string) => void): Promise<Unlisten>;
   notify(channel: string, payload: string): Promise<void>;

@@ -33,13 +33,18 @@ export async function openPglite(dataDir: string): Promise<Database> {
     // PGlite reports affectedRows 0 (not undefined) for SELECT: fall back to the rows returned.
     return { rows: res.rows, rowCount: res.affectedRows || res.rows.length };
   };
-  return {
-    engine: 'pglite',
+  const sql: Sql = {
     query: (text, params) => run(db, text, params),
     queryArrays: (text, params) => run(db, text, params, 'array'),
     exec: async (script) => {
       await db.exec(script);
     },
+  };
+  return {
+    engine: 'pglite',
+    ...sql,
+    // One connection, whose statements run one at a time in the order they were called.
+    ordered: sql,
     // PGlite has one connection: its transaction() holds it exclusively, so other queries wait.
     transaction: (fn) =>
       db.transaction((tx) =>

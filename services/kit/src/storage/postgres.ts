@@ -171,14 +171,56 @@ function notificationListener(url: string, reconnectMs: number): Pick<Database, 
   };
 }
 
+/**
+ * One connection in pipeline mode, opened at its first statement: each statement is written at
+ * once, behind those still running, and PostgreSQL runs them in that order. Every statement has
+ * its own Sync, so each is its own transaction and a failing one leaves the others to run. When
+ * the connection fails, the statements in flight fail with it and the next statement opens a
+ * new connection.
+ */
+function orderedConnection(opts: PostgresOptions): { sql: Sql; close(): Promise<void> } {
+  let current: Promise<pg.Client> | undefined;
+  let closed = false;
+  const open = (): Promise<pg.Client> => {
+    const client = new pg.Client({ connectionString: opts.url, statement_timeout: opts.statementTimeoutMs, pipeline: true });
+    const opened = client.connect().then(() => client);
+    const forget = () => {
+      if (current === opened) current = undefined;
+    };
+    // As for the pool's clients: an 'error' nobody hears ends the process; the statements in flight fail by themselves.
+    client.on('error', forget);
+    client.on('end', forget);
+    opened.catch(forget);
+    return opened;
+  };
+  // Statements wait on the same promise, and its callbacks run in the order they were added, so
+  // statements called while the connection opens are still written in call order.
+  const runner: Pick<pg.Pool, 'query'> = {
+    query: ((config: pg.QueryConfig) => {
+      if (closed) return Promise.reject(new Error('the database is closed'));
+      return (current ??= open()).then((client) => client.query(config));
+    }) as pg.Pool['query'],
+  };
+  return {
+    sql: sqlOn(runner),
+    async close() {
+      closed = true;
+      const client = await current?.catch(() => undefined);
+      await client?.end().catch(() => {});
+    },
+  };
+}
+
 /** A PostgreSQL server through a `pg` pool, plus one dedicated connection for LISTEN. */
 export async function openPostgres(opts: PostgresOptions): Promise<Database & { pool: pg.Pool }> {
   const pool = await openPool(opts);
   const notifications = notificationListener(opts.url, opts.listenReconnectMs ?? 1000);
+  const ordered = orderedConnection(opts);
   return {
     engine: 'postgres',
     pool,
     ...sqlOn(pool),
+    ordered: ordered.sql,
     transaction: (fn) => transactionOn(pool, fn),
     listen: (channel, onPayload) => notifications.listen(channel, onPayload),
     async notify(channel, payload) {
@@ -190,6 +232,7 @@ export async function openPostgres(opts: PostgresOptions): Promise<Database & { 
     },
     async close() {
       await notifications.close();
+      await ordered.close();
       await pool.end();
     },
   };

