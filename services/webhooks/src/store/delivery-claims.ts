@@ -79,7 +79,8 @@ async function claimableEndpoints(sql: Sql, now: Date, limit: number, batch: num
     `SELECT e.webhook_id, e.max_concurrency, e.rate_limit_per_second, e.rate_window_start_ms, e.rate_window_count,
             (SELECT count(*) FROM webhooks.deliveries x
               WHERE x.webhook_id = e.webhook_id AND x.status = 'PENDING' AND x.lease_token IS NOT NULL AND x.lease_expires_at > clock_timestamp()
-                AND x.lease_token <> ALL($4::text[])) AS in_flight,
+                -- NOT IN a subquery: one hash of the answered tokens (<> ALL of an array compares with each, per lease).
+                AND x.lease_token NOT IN (SELECT unnest($4::text[]))) AS in_flight,
             due.n AS due,
             floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint AS db_now_ms
        FROM webhooks.endpoints e
