@@ -43,8 +43,14 @@ export const webhooksConfigSchema = z.strictObject({
   claimLingerMs: z.coerce.number().int().min(0).max(1000).default(10),
   /** Deliveries one claim takes at most. */
   claimBatch: z.coerce.number().int().min(1).max(1000).default(100),
-  /** Attempts one process runs at once, over every endpoint (each holds its slot until its outcome is committed). */
+  /** HTTP requests of attempts one process has out at once, over every endpoint (an attempt holds its slot until its answer is in). */
   maxInFlight: z.coerce.number().int().min(1).max(10_000).default(256),
+  /**
+   * Attempts one process holds at most: in flight, or answered with their outcome waiting for its
+   * group commit. At this bound the dispatcher claims nothing until outcomes commit (back-pressure
+   * when the database records outcomes slower than endpoints answer).
+   */
+  maxQueuedOutcomes: z.coerce.number().int().min(1).max(100_000).default(1024),
   /**
    * PostgreSQL connections of the dispatcher's own (claims, outcomes, retention), apart from the
    * pool that serves calls, so a burst of PublishEvent calls queued on that pool cannot hold up

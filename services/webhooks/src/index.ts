@@ -106,6 +106,7 @@ function dispatcherFor(o: { store: WebhooksStore; box: SecretBox; guard: Address
       pollIntervalMs: c.pollIntervalMs,
       claimLingerMs: c.claimLingerMs,
       maxInFlight: c.maxInFlight,
+      maxQueuedOutcomes: c.maxQueuedOutcomes,
       outcomes: { maxPerTx: c.outcomeBatch, maxTxInFlight: d.outcomeTxInFlight },
       claim: {
         endpoints: d.claimEndpoints,

@@ -99,6 +99,33 @@ for (const engine of engines()) {
       assert.deepEqual(first.map((c) => [c.attemptNumber, c.attemptsInRound]), [[1, 1], [1, 1]]);
     });
 
+    test('an attempt named as answered no longer counts toward max_concurrency, yet its delivery is not claimed again while its lease holds; its outcome still records', async () => {
+      const { webhookId, deliveryIds } = await endpointWithDeliveries({ maxConcurrency: 2 }, 4);
+      const newToken = tokens();
+      const mine = async (answered: string[]) => (await store.queue.claim(new Date(), LIMITS, newToken, answered)).claimed.filter((c) => c.webhookId === webhookId);
+      const first = await mine([]);
+      assert.equal(first.length, 2);
+      assert.equal((await mine([])).length, 0, 'two live leases: no third');
+      const answered = first[0]!;
+      const second = await mine([answered.leaseToken]);
+      assert.equal(second.length, 1, 'the answered attempt frees one place');
+      assert.ok(!second.some((c) => c.deliveryId === answered.deliveryId), 'the answered delivery is not claimed again');
+      assert.equal((await mine([answered.leaseToken])).length, 0, 'two HTTP requests out again: no more');
+      const out = await store.queue.recordAttempt(
+        {
+          deliveryId: answered.deliveryId, leaseToken: answered.leaseToken, succeeded: true, disableRule: { failures: 0, forMs: 0 }, maxAttempts: 8,
+          attempt: { attemptNumber: 1, startedAt: new Date(), latencyMs: 5, responseStatus: 200, error: '', responseBodyExcerpt: '' },
+          next: { status: 'SUCCEEDED', at: new Date() },
+        },
+        webhookId,
+        new Date(),
+      );
+      assert.deepEqual(out, { recorded: true });
+      const claimedIds = [...first, ...second].map((c) => c.deliveryId);
+      assert.equal(new Set(claimedIds).size, 3);
+      assert.ok(claimedIds.every((id) => deliveryIds.includes(id)));
+    });
+
     test('a delivery whose lease expired has that attempt recorded as lost and is claimed again; after its round\'s last attempt it is dead-lettered; an outcome under the lost lease is refused', async () => {
       const { webhookId, deliveryIds: [id] } = await endpointWithDeliveries({}, 1, 2);
       const newToken = tokens();

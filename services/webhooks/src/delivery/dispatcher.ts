@@ -1,6 +1,11 @@
 // The delivery loop every replica runs: claim due deliveries from the outbox in batches
 // (delivery-claims.ts says how claims split work between replicas), send each attempt over the
 // sender's keep-alive pools (http.ts), record outcomes in group transactions (outcome-committer.ts).
+// An attempt holds an in-flight slot (maxInFlight) and its endpoint's concurrency only while its
+// HTTP request is out; once answered it waits for its group commit in the outcome queue, bounded
+// with the attempts in flight by maxQueuedOutcomes (at it nothing is claimed). Its lease holds until
+// the outcome commits, so the delivery cannot be claimed again meanwhile; only the concurrency count
+// of this replica's next claims leaves it out (the claim's `answered` leases).
 // Claims are serial: under load each claim takes what was queued while the previous one ran and a
 // short linger, so a batch grows with the load; when idle, a publish's NOTIFY wakes it. Scheduling
 // (due times, retry delays, signature timestamps) follows the service clock `now`, which tests
@@ -14,6 +19,7 @@ import type { SecretBox } from '../domain/secret-box.js';
 import { secretKeyBytes, signatureHeaders } from '../domain/signature.js';
 import type { DisableRule } from '../domain/limits.js';
 import type { ClaimedAttempt, ClaimLimits } from '../store/delivery-claims.js';
+import type { EndpointAttemptResult, RecordedOutcome } from '../store/delivery-outcomes.js';
 import type { WebhooksStore } from '../store/webhooks-store.js';
 import type { HttpResult, HttpSender } from './http.js';
 import { endAttemptSpan, startAttemptSpan } from './attempt-span.js';
@@ -28,7 +34,10 @@ export interface DispatcherOptions {
   pollIntervalMs: number;
   /** Least time from one claim's start to the next when the first was not full. */
   claimLingerMs: number;
+  /** Attempts whose HTTP request is out, at most. */
   maxInFlight: number;
+  /** Attempts held at most: in flight, or answered with their outcome queued for its commit. */
+  maxQueuedOutcomes: number;
   /** Outcomes recorded per transaction, and outcome transactions at once (outcome-committer.ts). */
   outcomes: OutcomeCommitLimits;
   claim: Omit<ClaimLimits, 'batch'> & { batch: number };
@@ -42,8 +51,11 @@ export interface DispatcherOptions {
 }
 
 export class Dispatcher {
-  private readonly inFlight = new Set<Promise<void>>();
-  private readonly abort = new AbortController();
+  /** Attempts whose HTTP request is out, each with its controller (a drain that runs out aborts them). */
+  private readonly sending = new Map<Promise<void>, AbortController>();
+  /** Answered attempts whose outcome waits for its commit, by lease token. */
+  private readonly recording = new Map<string, Promise<void>>();
+  private draining = false;
   private readonly clock: Clock;
   /** Cuts the poll sleep short when something is queued. */
   private readonly wakeup: Wakeup;
@@ -78,17 +90,28 @@ export class Dispatcher {
     this.stopped = true;
     this.wake();
     await this.running;
-    const drained = Promise.all(this.inFlight).then(() => true);
+    // An answer's outcome is queued before its attempt leaves `sending`, so once no attempt is
+    // sending every outcome to wait for is in `recording`.
+    const drained = Promise.all(this.sending.keys()).then(() => Promise.all(this.recording.values())).then(() => true);
     let cancelTimeout = () => {};
     const timedOut = new Promise<boolean>((r) => (cancelTimeout = this.clock.setTimeout(() => r(false), this.opts.drainTimeoutMs)));
     const inTime = await Promise.race([drained, timedOut]);
     cancelTimeout();
     if (!inTime) {
       // Aborted attempts are not recorded: their leases expire and another replica retries them.
-      this.abort.abort(new Error('the dispatcher stopped (shutdown) during this attempt'));
+      // Attempts answered before still have their outcomes recorded.
+      this.draining = true;
+      const reason = new Error('the dispatcher stopped (shutdown) during this attempt');
+      for (const controller of this.sending.values()) controller.abort(reason);
       await drained;
     }
     await this.http.close();
+  }
+
+  /** Attempts a claim may take now: free in-flight slots, within what the outcome queue leaves. */
+  private room(): number {
+    const held = this.sending.size + this.recording.size;
+    return Math.min(this.opts.maxInFlight - this.sending.size, this.opts.maxQueuedOutcomes - held);
   }
 
   private async run(): Promise<void> {
@@ -107,8 +130,9 @@ export class Dispatcher {
         this.log.warn({ err }, 'webhooks dispatcher: claiming deliveries failed; retrying');
       }
       if (this.stopped) break;
-      if (this.inFlight.size >= this.opts.maxInFlight) await Promise.race(this.inFlight);
-      else if (!full) {
+      // Full with room left: more may be due, claim again at once. Otherwise wait for a publish, an
+      // answer or a commit (each frees room or brings work), or the poll.
+      if (!full || this.room() <= 0) {
         await this.wakeup.sleep(this.opts.pollIntervalMs, { since: mark });
         // Under load every publish wakes the loop; letting claimLingerMs pass since the last claim
         // began lets a few more queue, so claims take batches instead of one event each. When idle
@@ -132,27 +156,53 @@ export class Dispatcher {
 
   /** One claim and the start of its attempts; true when it took a full batch (more may be due). */
   async claimOnce(): Promise<boolean> {
-    const room = this.opts.maxInFlight - this.inFlight.size;
+    const room = this.room();
     if (room <= 0) return false;
     const batch = Math.min(room, this.opts.claim.batch);
-    const { claimed, deadLettered } = await this.store.queue.claim(new Date(this.opts.now()), { ...this.opts.claim, batch }, randomUUID);
+    // Answered attempts still hold their leases (no claim takes their deliveries until the outcome
+    // commits or the lease expires) but no longer hold their endpoint's concurrency.
+    const answered = [...this.recording.keys()];
+    const { claimed, deadLettered } = await this.store.queue.claim(new Date(this.opts.now()), { ...this.opts.claim, batch }, randomUUID, answered);
     for (const id of deadLettered) void this.store.queue.announce(id, 0).catch(() => undefined);
-    for (const c of claimed) {
-      const p: Promise<void> = this.attempt(c)
-        .catch((err: unknown) => this.log.error({ err, delivery: c.deliveryId }, 'webhooks dispatcher: an attempt failed unexpectedly; its lease will expire and it will be retried'))
-        .finally(() => {
-          this.inFlight.delete(p);
-          // A finished attempt frees its slot and its endpoint's concurrency: what a claim that came
-          // back short could not take may be claimable now. Without this the loop waited for the
-          // next publish or poll, and batched publishing (few wake-ups) left the dispatcher idle.
-          this.wakeup.wake();
-        });
-      this.inFlight.add(p);
-    }
+    for (const c of claimed) this.track(c);
     return claimed.length === batch;
   }
 
-  private async attempt(c: ClaimedAttempt): Promise<void> {
+  /** Runs the attempt of `c`: its HTTP request in `sending`, then its outcome in `recording` until committed. */
+  private track(c: ClaimedAttempt): void {
+    const controller = new AbortController();
+    const p: Promise<void> = this.send(c, controller)
+      .then((result) => {
+        if (result) this.record(c, result);
+      })
+      .catch((err: unknown) => this.log.error({ err, delivery: c.deliveryId }, 'webhooks dispatcher: an attempt failed unexpectedly; its lease will expire and it will be retried'))
+      .finally(() => {
+        this.sending.delete(p);
+        // An answer frees its slot and its endpoint's concurrency: what a claim that came back
+        // short could not take may be claimable now. Without this the loop waited for the next
+        // publish or poll, and batched publishing (few wake-ups) left the dispatcher idle.
+        this.wakeup.wake();
+      });
+    this.sending.set(p, controller);
+  }
+
+  /** Queues the outcome of an answered attempt; it leaves `recording` once its transaction ended. */
+  private record(c: ClaimedAttempt, result: EndpointAttemptResult): void {
+    const p = this.outcomes
+      .submit(result)
+      .then((out) => this.recorded(c, out))
+      .catch((err: unknown) => this.log.error({ err, delivery: c.deliveryId }, 'webhooks dispatcher: recording an outcome failed; its lease will expire and it will be retried'))
+      .finally(() => {
+        // Committed (the lease is gone) or failed (the lease counts until it expires): either way
+        // the next claim counts it from the database again.
+        this.recording.delete(c.leaseToken);
+        this.wakeup.wake();
+      });
+    this.recording.set(c.leaseToken, p);
+  }
+
+  /** Sends the attempt of `c`; its outcome to record, or undefined when a draining dispatcher aborted it. */
+  private async send(c: ClaimedAttempt, controller: AbortController): Promise<EndpointAttemptResult | undefined> {
     const startedMs = this.opts.now();
     const timestampSec = Math.floor(startedMs / 1000);
     const keys = [this.box.open(c.secrets.current, aadFor(c.webhookId))];
@@ -165,15 +215,19 @@ export class Dispatcher {
       'user-agent': 'gantry-webhooks/1',
       ...signatureHeaders(keys.map((k) => secretKeyBytes(k)!), c.eventId, timestampSec, c.payload),
     };
-    const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.opts.attemptTimeoutMs)]);
+    // One timer per attempt, cleared when it ends (AbortSignal.timeout and AbortSignal.any cost a
+    // weak reference, a finalizer and a timer left running for the full timeout, per attempt).
+    const timer = setTimeout(() => controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')), this.opts.attemptTimeoutMs);
+    timer.unref();
     const { span, context: traced } = startAttemptSpan(c, headers);
     let res: HttpResult | undefined;
     try {
-      res = await context.with(traced, () => this.http.post(c.url, headers, c.payload, signal, { owner: c.owner, internalApproved: c.internalApproved }));
+      res = await context.with(traced, () => this.http.post(c.url, headers, c.payload, controller.signal, { owner: c.owner, internalApproved: c.internalApproved }));
     } finally {
+      clearTimeout(timer);
       endAttemptSpan(span, res);
     }
-    if (this.abort.signal.aborted) return;
+    if (this.draining && controller.signal.aborted) return undefined;
     const finishedMs = this.opts.now();
     const retryAfterMs = parseRetryAfter(res.status, res.retryAfter, finishedMs);
     const verdict = judge(this.opts.policy, c.attemptsInRound, { status: res.status, retryAfterMs }, this.opts.random);
@@ -181,7 +235,7 @@ export class Dispatcher {
       verdict.kind === 'retry'
         ? ({ status: 'PENDING', at: new Date(finishedMs + verdict.delayMs) } as const)
         : ({ status: verdict.kind === 'succeeded' ? 'SUCCEEDED' : 'DEAD_LETTERED', at: new Date(finishedMs) } as const);
-    const out = await this.outcomes.submit({
+    return {
       deliveryId: c.deliveryId,
       leaseToken: c.leaseToken,
       webhookId: c.webhookId,
@@ -191,7 +245,11 @@ export class Dispatcher {
       ...(verdict.kind === 'dead' && verdict.disable ? { disableReason: verdict.reason } : {}),
       disableRule: this.opts.disableRule,
       maxAttempts: this.opts.policy.maxAttempts,
-    });
+    };
+  }
+
+  /** Logs a dropped outcome; tells of an endpoint the outcome disabled. */
+  private recorded(c: ClaimedAttempt, out: RecordedOutcome): void {
     if (!out.recorded) {
       this.log.info({ delivery: c.deliveryId, attempt: c.attemptNumber }, 'webhooks dispatcher: outcome dropped (delivery cancelled, or its lease passed to another replica)');
       return;

@@ -4,8 +4,9 @@
 // `maxTxInFlight`), outcomes of this process queue, and the next transaction takes all of them (up
 // to `maxPerTx`), for any number of endpoints (store/delivery-outcomes.ts).
 //
-// The queue needs no bound of its own: each attempt keeps its slot of the dispatcher's maxInFlight
-// until its outcome is committed, so at most maxInFlight outcomes ever wait here. Each attempt is
+// The queue needs no bound of its own: the dispatcher counts each attempt from its claim until its
+// outcome is committed, and claims nothing while maxQueuedOutcomes are held, so at most that many
+// outcomes ever wait here. Each attempt is
 // answered only after the commit that holds its outcome. If a batch transaction fails, its outcomes
 // are retried one per transaction, so one outcome the database refuses cannot fail the others; one
 // that still fails is not recorded, and its lease expires and the delivery is retried (as when a

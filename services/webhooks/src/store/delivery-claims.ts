@@ -3,7 +3,9 @@
 // lock on their endpoint through its foreign key, which FOR UPDATE would skip, so claims under load
 // found every endpoint "locked") and deliveries are taken SKIP LOCKED, so replicas claiming
 // at once split the work. Per endpoint it takes what the rate allowance (domain/rate-allowance.ts)
-// allows. A delivery whose lease expired (its replica died mid-attempt) gets that attempt recorded
+// allows. An endpoint's concurrency counts its live leases, less those the claiming replica names as
+// answered: their HTTP requests are done and their outcomes wait for a group commit, and their
+// leases still keep their deliveries from being claimed again. A delivery whose lease expired (its replica died mid-attempt) gets that attempt recorded
 // as lost and is claimed again, or dead-lettered when it was its round's last.
 import type { Sql } from '@gantry/kit';
 import { allocateClaim, windowAfterClaim, type Allowance, type EndpointLoad } from '../domain/rate-allowance.js';
@@ -55,9 +57,13 @@ interface Picked {
   maxAttempts: number;
 }
 
-/** Claims due deliveries for one attempt each; returns the claimed attempts and the deliveries dead-lettered by a lost last attempt. */
-export async function claimDue(sql: Sql, now: Date, limits: ClaimLimits, newToken: () => string): Promise<{ claimed: ClaimedAttempt[]; deadLettered: string[] }> {
-  const allowances = allocateClaim(await claimableEndpoints(sql, now, limits.endpoints, limits.batch), limits);
+/**
+ * Claims due deliveries for one attempt each; returns the claimed attempts and the deliveries
+ * dead-lettered by a lost last attempt. `answered`: lease tokens of this replica's attempts that
+ * have their HTTP answer but not yet a committed outcome, left out of their endpoints' concurrency.
+ */
+export async function claimDue(sql: Sql, now: Date, limits: ClaimLimits, newToken: () => string, answered: readonly string[] = []): Promise<{ claimed: ClaimedAttempt[]; deadLettered: string[] }> {
+  const allowances = allocateClaim(await claimableEndpoints(sql, now, limits.endpoints, limits.batch, answered), limits);
   if (allowances.length === 0) return { claimed: [], deadLettered: [] };
   const picked = await pickDue(sql, allowances, now);
   const deadLettered = await settleLostAttempts(sql, picked, now);
@@ -68,11 +74,13 @@ export async function claimDue(sql: Sql, now: Date, limits: ClaimLimits, newToke
 }
 
 /** Enabled endpoints with a due, unleased delivery, least recently claimed first, locked unless another claim holds them. */
-async function claimableEndpoints(sql: Sql, now: Date, limit: number, batch: number): Promise<EndpointLoad[]> {
+async function claimableEndpoints(sql: Sql, now: Date, limit: number, batch: number, answered: readonly string[]): Promise<EndpointLoad[]> {
   const { rows } = await sql.query(
     `SELECT e.webhook_id, e.max_concurrency, e.rate_limit_per_second, e.rate_window_start_ms, e.rate_window_count,
             (SELECT count(*) FROM webhooks.deliveries x
-              WHERE x.webhook_id = e.webhook_id AND x.status = 'PENDING' AND x.lease_token IS NOT NULL AND x.lease_expires_at > clock_timestamp()) AS in_flight,
+              WHERE x.webhook_id = e.webhook_id AND x.status = 'PENDING' AND x.lease_token IS NOT NULL AND x.lease_expires_at > clock_timestamp()
+                -- NOT IN a subquery: one hash of the answered tokens (<> ALL of an array compares with each, per lease).
+                AND x.lease_token NOT IN (SELECT unnest($4::text[]))) AS in_flight,
             due.n AS due,
             floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint AS db_now_ms
        FROM webhooks.endpoints e
@@ -92,7 +100,7 @@ async function claimableEndpoints(sql: Sql, now: Date, limit: number, batch: num
       WHERE e.state = 'ENABLED' AND due.n > 0
       ORDER BY e.last_claimed_at NULLS FIRST, e.webhook_id
       LIMIT $2 FOR NO KEY UPDATE OF e SKIP LOCKED`,
-    [now, limit, batch],
+    [now, limit, batch, answered],
   );
   return rows.map((e) => ({
     webhookId: e.webhook_id as string,

@@ -97,10 +97,11 @@ export class DeliveryQueue {
    * Claims due deliveries for one attempt each, in one short transaction that never waits, each
    * under a lease on the database clock (delivery-claims.ts says how replicas split the work and
    * what each endpoint allows). Returns the claimed attempts and the deliveries dead-lettered by a
-   * lost last attempt.
+   * lost last attempt. `answered` names the leases of this replica's attempts that have their HTTP
+   * answer but not yet a committed outcome: they no longer count toward their endpoints' concurrency.
    */
-  async claim(now: Date, limits: ClaimLimits, newToken: () => string): Promise<{ claimed: ClaimedAttempt[]; deadLettered: string[] }> {
-    return this.db.transaction((sql) => claimDue(sql, now, limits, newToken));
+  async claim(now: Date, limits: ClaimLimits, newToken: () => string, answered: readonly string[] = []): Promise<{ claimed: ClaimedAttempt[]; deadLettered: string[] }> {
+    return this.db.transaction((sql) => claimDue(sql, now, limits, newToken, answered));
   }
 
   /**
