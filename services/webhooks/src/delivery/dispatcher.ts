@@ -73,7 +73,7 @@ export class Dispatcher {
   ) {
     this.clock = opts.clock ?? realClock;
     this.wakeup = new Wakeup(this.clock);
-    this.outcomes = new OutcomeCommitter(store, opts.now, opts.outcomes);
+    this.outcomes = new OutcomeCommitter(store, opts.now, { ...opts.outcomes, maxQueued: opts.maxQueuedOutcomes });
   }
 
   start(): void {
