@@ -55,6 +55,11 @@ export function toWireStatus(err: unknown, reference: string): WireStatus {
   if (isTransientDatabaseError(err)) {
     return { code: Status.UNAVAILABLE, details: `the database is unavailable right now (reference ${reference}); retry with backoff`, trailers: {}, unexpected: true };
   }
+  if (isDataException(err)) {
+    // A request value the database cannot take (text with NUL, a number past int8): the caller's
+    // error, never INTERNAL. Still logged as unexpected: the handler should have refused it first.
+    return { code: Status.INVALID_ARGUMENT, details: `a value in the request cannot be used: ${err.message} (reference ${reference})`, trailers: {}, unexpected: true };
+  }
   return {
     code: Status.INTERNAL,
     details: `internal error (reference ${reference}); the server log has the details`,
@@ -62,6 +67,30 @@ export function toWireStatus(err: unknown, reference: string): WireStatus {
     unexpected: true,
   };
 }
+
+/**
+ * A PostgreSQL "data exception" (SQLSTATE class 22: invalid text encoding, numeric value out of
+ * range, invalid text representation, string too long) from the driver or PGlite. Every statement
+ * takes request values as parameters, so such an error means a request value the database refuses.
+ */
+function isDataException(err: unknown): err is Error & { code: string } {
+  const e = err as { code?: unknown; severity?: unknown } | null;
+  return err instanceof Error && typeof e?.code === 'string' && /^22[0-9A-Z]{3}$/.test(e.code) && typeof e.severity === 'string';
+}
+
+/**
+ * A request Timestamp that is a real time: protobuf allows the years 1 to 9999, and a larger
+ * `seconds` decodes as an Invalid Date, which would fail deep in a handler or the database.
+ */
+export function checkTimestamp<T extends Date | undefined>(field: string, at: T): T {
+  if (at !== undefined && !(at.getTime() >= MIN_TIMESTAMP_MS && at.getTime() <= MAX_TIMESTAMP_MS)) {
+    throw invalidArgument(field, 'is not a valid time; give one between the years 1 and 9999 (RFC 3339)');
+  }
+  return at;
+}
+/** 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z, protobuf Timestamp's range. */
+const MIN_TIMESTAMP_MS = -62_135_596_800_000;
+const MAX_TIMESTAMP_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
 /**
  * A free-text field: at most `maxChars` characters and no NUL (PostgreSQL text cannot store it,

@@ -1,7 +1,7 @@
 // Request checks for the approvals API: field shapes (INVALID_ARGUMENT) before anything is read or
 // written. Nothing here touches the database.
 import { createHash } from 'node:crypto';
-import { checkText, invalidArgument, pageTokenCodec } from '@gantry/kit';
+import { checkText, checkTimestamp, invalidArgument, pageTokenCodec } from '@gantry/kit';
 import type { approvalsv1 } from '@gantry/proto';
 import type { ApprovalKind, PriorityRank } from '../domain/approval.js';
 import type { ApprovalState, Decision } from '../domain/quorum.js';
@@ -94,7 +94,7 @@ export function checkExpiry(expiry: approvalsv1.SubmitApprovalRequestRequest['ex
   if (!expiry) throw invalidArgument('expiry', 'is required: set expires_at or ttl');
   let atMs: number;
   if (expiry.$case === 'expiresAt') {
-    atMs = expiry.value.getTime();
+    atMs = checkTimestamp('expires_at', expiry.value).getTime();
     if (atMs <= nowMs) throw invalidArgument('expires_at', `is ${Math.round((nowMs - atMs) / 1000)} s in the past; it must be in the future`);
   } else {
     const ttlMs = Number(expiry.value.seconds) * 1000 + Math.trunc(expiry.value.nanos / 1e6);
@@ -138,8 +138,8 @@ export function checkListFilter(req: approvalsv1.ListApprovalsRequest): ListFilt
     types: [...new Set(req.types.map((t, i) => checkKind(`types[${i}]`, t)))].sort(),
     requester: checkText('requester', req.requester, LIMITS.maxSubjectChars),
     validator: checkText('validator', req.validator, LIMITS.maxSubjectChars),
-    createdAfter: req.createdAfter,
-    createdBefore: req.createdBefore,
+    createdAfter: checkTimestamp('created_after', req.createdAfter),
+    createdBefore: checkTimestamp('created_before', req.createdBefore),
   };
   return filter;
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { LookupAddress } from 'node:dns';
-import { GantryError, Status, failedPrecondition, invalidArgument, notFound, permissionDenied, type HandlerContext, type Handlers } from '@gantry/kit';
+import { GantryError, Status, checkTimestamp, failedPrecondition, invalidArgument, notFound, permissionDenied, type HandlerContext, type Handlers } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
 import { familyOf, isReservedFamily, readScope, subscriptionFamilies, type Caller } from '../domain/families.js';
 import { LIMITS } from '../domain/limits.js';
@@ -344,9 +344,10 @@ function deliveryHandlers(deps: WebhooksDeps): WebhooksHandlers {
       const status = deliveryStatusFilter(req.status);
       if (status === undefined) throw invalidArgument('status', 'is not a known DeliveryStatus');
       const pageSize = checkPageSize(req.pageSize);
-      const filter = [req.webhookId, caller, eventId, status, req.since?.toISOString() ?? ''];
+      const since = checkTimestamp('since', req.since);
+      const filter = [req.webhookId, caller, eventId, status, since?.toISOString() ?? ''];
       const before = pageTokens.decode(req.pageToken, filter)?.position ?? null;
-      const rows = await store.queue.history({ webhookIds, eventId, status, since: req.since ?? null }, before, pageSize + 1);
+      const rows = await store.queue.history({ webhookIds, eventId, status, since: since ?? null }, before, pageSize + 1);
       const page = rows.slice(0, pageSize);
       return { deliveries: page.map(toDelivery), nextPageToken: rows.length > pageSize ? pageTokens.encode({ position: page[page.length - 1]!.seq }, filter) : '' };
     },
@@ -368,7 +369,7 @@ function deliveryHandlers(deps: WebhooksDeps): WebhooksHandlers {
         ids = await store.queue.requeue({ deliveryId: d.id }, new Date(nowMs), deps.maxAttempts(), 1);
       } else {
         if (req.webhookId === '') throw invalidArgument('webhook_id', 'is required with since');
-        if (sel.value.getTime() > nowMs) throw invalidArgument('since', 'is in the future');
+        if (checkTimestamp('since', sel.value).getTime() > nowMs) throw invalidArgument('since', 'is in the future');
         const w = await visible(deps, ctx, req.webhookId);
         if (w.state === 'DISABLED') throw failedPrecondition(`webhook ${w.id} is disabled (${w.disabledReason}); re-enable it first`);
         ids = await store.queue.requeue({ webhookId: w.id, since: sel.value }, new Date(nowMs), deps.maxAttempts(), LIMITS.maxRequeue);

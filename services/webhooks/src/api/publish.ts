@@ -2,7 +2,7 @@
 // idempotency rule and the same three statements for any number of events, so a batch of 500 costs
 // one transaction, not 500.
 import { createHash } from 'node:crypto';
-import { alreadyExists, invalidArgument, permissionDenied } from '@gantry/kit';
+import { alreadyExists, checkTimestamp, invalidArgument, permissionDenied } from '@gantry/kit';
 import type { webhooksv1 } from '@gantry/proto';
 import { publishDecision, type Caller } from '../domain/families.js';
 import { LIMITS } from '../domain/limits.js';
@@ -33,7 +33,7 @@ export function checkEvent(req: webhooksv1.PublishEventRequest, prefix: string, 
   if (decision.kind === 'invalid') throw invalidArgument(`${prefix}owner`, decision.reason);
   if (decision.kind === 'denied') throw permissionDenied(`${prefix === '' ? '' : `${prefix.slice(0, -1)}: `}${decision.reason}`);
   const [owner, family] = decision.kind === 'platform' ? ['', decision.family] : [decision.owner, ''];
-  return { eventId, eventType, owner, family, payload, contentType, digest: eventDigest(eventType, owner, contentType, payload), occurredAt: req.occurredAt ?? null, traceContext: req.traceContext };
+  return { eventId, eventType, owner, family, payload, contentType, digest: eventDigest(eventType, owner, contentType, payload), occurredAt: checkTimestamp('occurred_at', req.occurredAt) ?? null, traceContext: req.traceContext };
 }
 
 /** The events of a PublishEvents request, checked: 1 to 500, each valid, no event_id twice. */
