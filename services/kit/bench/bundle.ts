@@ -12,12 +12,23 @@ import { pathToFileURL } from 'node:url';
 // `new URL('./relative', import.meta.url)`, quoted either way.
 const ASSET_URL = /new URL\((['"])(\.\.?\/[^'"]*)\1,\s*import\.meta\.url\)/g;
 
+/** Marks the plugin's own resolve calls, so they take esbuild's default resolution. */
+const RESOLVING = Symbol('resolving');
+
 function sourcesOnly(root: string): Plugin {
   return {
     name: 'gantry-bench',
     setup(b) {
-      // Every package but the workspace's own is loaded from node_modules at run time.
-      b.onResolve({ filter: /^[^./]/ }, (args) => (args.path.startsWith('@gantry/') ? undefined : { path: args.path, external: true }));
+      // Every package but the workspace's own is loaded from node_modules at run time, from the
+      // file the importing source resolves it to: npm nests some packages in a workspace's own
+      // node_modules (services/kit/node_modules/@opentelemetry/sdk-node), which a bare name
+      // imported from build/bench would not find.
+      b.onResolve({ filter: /^[^./]/ }, async (args) => {
+        if (args.path.startsWith('@gantry/') || args.pluginData === RESOLVING || args.path.startsWith('node:')) return undefined;
+        const found = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: RESOLVING });
+        if (found.errors.length > 0) return { errors: found.errors };
+        return { path: found.external ? args.path : found.path, external: true };
+      });
       b.onLoad({ filter: /\.ts$/ }, (args) => {
         const source = readFileSync(args.path, 'utf8');
         if (!source.includes('import.meta.url')) return undefined;
