@@ -10,6 +10,7 @@ import type { HealthState } from '../health/health.js';
 import { defineService, type ServiceModule } from '../rpc/service.js';
 import { realClock, type Clock } from '../time/clock.js';
 import { durationFromMs, durationToMs } from '../time/duration.js';
+import { channelzService } from './channelz.js';
 import { LogLevels, LOG_LEVELS, type LogLevel } from './log-levels.js';
 
 /** The scope every AdminService and channelz method requires. */
@@ -35,7 +36,7 @@ export interface Admin {
   stop(): void;
 }
 
-/** AdminService for one process. */
+/** AdminService and channelz for one process. */
 export function adminServices(deps: AdminDeps): Admin {
   const clock = deps.clock ?? realClock;
   const startedAtMs = clock.now();
@@ -84,7 +85,7 @@ export function adminServices(deps: AdminDeps): Admin {
       },
     },
   });
-  return { services: [admin], stop: () => levels.stop() };
+  return { services: [admin, channelzService(ADMIN_SCOPE)], stop: () => levels.stop() };
 }
 
 /** Names whose values are secret wherever they appear in the configuration. */
