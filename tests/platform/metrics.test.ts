@@ -59,6 +59,9 @@ describe('metrics: a Prometheus scrape of the probe port', () => {
     assert.equal(durations?.type, 'HISTOGRAM');
     // The parser folds a labelled histogram's series into one (its known limit), so the per-method count is read from the text line.
     assert.match(lastText, /^rpc_server_duration_count\{rpc_method="\/gantry\.settlement\.v1\.SettlementService\/CreditDraw",rpc_grpc_status_code="0"[^}]*\} 2$/m);
+    // Node's runtime, for soaks and dashboards: event-loop delay and heap.
+    assert.ok(Number(sample(m.get('nodejs_eventloop_delay_p99'), {})?.value) > 0, 'event-loop delay p99 is reported');
+    assert.ok(total(m.get('v8js_memory_heap_used'), {}) > 0, 'heap use is reported');
     const info = sample(m.get('target_info'), {});
     assert.equal(info?.labels?.service_version, buildInfo().version);
   });
