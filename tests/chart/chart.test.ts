@@ -857,7 +857,7 @@ describe('charts/gantry', () => {
       const exprs = json.panels.flatMap((p) => p.targets ?? []).map((q) => q.expr);
       assert.ok(exprs.length >= 10);
       for (const expr of exprs) {
-        const names = [...expr.matchAll(/([a-z_]+)\{/g)].map((m) => m[1]!);
+        const names = [...expr.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\{/g)].map((m) => m[1]!);
         assert.ok(names.length > 0 && names.every((n) => exported.test(n)), `${expr} reads only exported metrics`);
       }
     }
