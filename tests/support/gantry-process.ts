@@ -46,7 +46,8 @@ export async function startGantry(target = 'all', extraEnv: NodeJS.ProcessEnv = 
       logs.push(line);
       try {
         const entry = JSON.parse(line) as { msg?: string; port: number; health_port: number };
-        if (entry.msg === 'gantry is serving') {
+        // A target without gRPC services (the operator, the gateway alone) says it is running instead.
+        if (entry.msg === 'gantry is serving' || entry.msg === `gantry ${target} is running`) {
           clearTimeout(timer);
           resolve(entry);
         }
