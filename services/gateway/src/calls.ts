@@ -104,9 +104,12 @@ export function serverStreamCall(input: CallInput, request: Uint8Array, res: Res
       openStream(res);
       res.write(': keep-alive\n\n');
     }, limits.heartbeatMs);
+    // After the client went away the call is being cancelled: messages still in flight are dropped.
+    let gone = false;
     const opener = setTimeout(() => openStream(res), limits.openAfterMs);
     call.on('metadata', () => openStream(res));
     call.on('data', (bytes: Buffer) => {
+      if (gone) return;
       openStream(res);
       let json: unknown;
       try {
@@ -125,7 +128,9 @@ export function serverStreamCall(input: CallInput, request: Uint8Array, res: Res
     call.on('status', (status: StatusObject) => {
       clearInterval(heartbeat);
       clearTimeout(opener);
-      if (!res.headersSent && status.code !== Status.OK) sendCallError(res, status);
+      if (gone) {
+        // nothing to answer: the client is gone
+      } else if (!res.headersSent && status.code !== Status.OK) sendCallError(res, status);
       else if (!res.writableEnded) {
         openStream(res);
         res.end(sseEvent(statusJsonOf(status), 'status'));
@@ -135,7 +140,10 @@ export function serverStreamCall(input: CallInput, request: Uint8Array, res: Res
     res.on('close', () => {
       clearInterval(heartbeat);
       clearTimeout(opener);
-      if (!res.writableEnded) call.cancel();
+      if (!res.writableEnded) {
+        gone = true;
+        call.cancel();
+      }
     });
   });
 }

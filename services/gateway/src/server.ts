@@ -34,9 +34,13 @@ export interface GatewayServer {
 const CORS_METHODS = 'GET, POST, PUT, PATCH, DELETE, OPTIONS';
 const CORS_HEADERS = `authorization, content-type, ${TARGET_HEADER}`;
 
+/** How long a health check's result is reused: unauthenticated requests must not each cost mTLS handshakes. */
+const HEALTH_CACHE_MS = 1000;
+
 class Gateway {
   /** Server streams open now (bounded by maxConcurrentStreams). */
   streams = 0;
+  private readonly healthCache = new Map<string, { atMs: number; check: Promise<TargetHealth> }>();
   /** Calls in flight, so a shutdown can wait for them. */
   readonly inFlight = new Set<Promise<void>>();
 
@@ -142,10 +146,20 @@ class Gateway {
     return false;
   }
 
+  /** One target's health, checked at most once per HEALTH_CACHE_MS whoever asks. */
+  private checkTarget(target: BackendTarget): Promise<TargetHealth> {
+    const now = Date.now();
+    const cached = this.healthCache.get(target.target);
+    if (cached && now - cached.atMs < HEALTH_CACHE_MS) return cached.check;
+    const check = this.opts.backends.health(target, this.opts.settings.healthTimeoutMs);
+    this.healthCache.set(target.target, { atMs: now, check });
+    return check;
+  }
+
   /** Seed 001's aggregated health: the gateway itself and each service's grpc.health.v1 status with its latency. */
   private async health(res: Res): Promise<void> {
     const configured = this.opts.backends.targets.filter((t) => t.address !== undefined);
-    const checks = await Promise.all(configured.map((t) => this.opts.backends.health(t, this.opts.settings.healthTimeoutMs)));
+    const checks = await Promise.all(configured.map((t) => this.checkTarget(t)));
     const healthy = checks.length > 0 && checks.every((c) => c.status === 'SERVING');
     const info = buildInfo();
     const services: Record<string, unknown> = { gateway: { status: 'healthy', version: info.version, commit: info.commit } };
@@ -158,7 +172,7 @@ class Gateway {
   private async ping(name: string, res: Res): Promise<void> {
     const target: BackendTarget | undefined = this.opts.backends.targets.find((t) => t.target === name);
     if (!target) throw new GatewayError(Status.NOT_FOUND, `no service named "${name}"; choose one of: ${this.opts.backends.targets.map((t) => t.target).join(', ')}`);
-    const check = await this.opts.backends.health(target, this.opts.settings.healthTimeoutMs);
+    const check = await this.checkTarget(target);
     const ok = check.status === 'SERVING';
     sendJson(res, ok ? 200 : 503, { message: ok ? `${name} ping successful` : `${name} ping failed`, healthy: ok, ...healthJson(check), timestamp: new Date().toISOString() });
   }
