@@ -136,12 +136,24 @@ describe('HTTP/JSON gateway against gantry serve --target=all', () => {
     assert.equal((votes.json() as { accepted: number }).accepted, 1);
   });
 
-  test('webhooks: the registry lists the same over HTTP as over gRPC', async () => {
+  test('webhooks: a webhook created over HTTP reads the same over HTTP as over gRPC, and the registry lists the same', async () => {
+    const spec = { url: 'https://hooks.example.com/gantry', eventTypes: ['example.thing.happened'], description: 'gateway test', labels: { team: 'edge' } };
+    const created = await http1('POST', '/v1/webhooks', { body: JSON.stringify({ externalId: 'gw-1', spec }) });
+    assert.equal(created.status, 200, created.text);
+    const { webhook, secret } = created.json() as { webhook: { webhookId: string }; secret: string };
+    assert.ok(secret.length > 0, 'the signing secret is returned once');
+    const one = (await http1('GET', `/v1/webhooks/${webhook.webhookId}`)).json() as { webhook: { webhookId: string; externalId: string; spec: typeof spec & { paused: boolean } } };
+    const oneOverGrpc = (await unary(grpc.webhooks.getWebhook, grpc.webhooks, { webhookId: webhook.webhookId }, md())).webhook!;
+    assert.deepEqual(
+      [one.webhook.webhookId, one.webhook.externalId, one.webhook.spec.url, one.webhook.spec.eventTypes, one.webhook.spec.labels, one.webhook.spec.paused],
+      [oneOverGrpc.webhookId, oneOverGrpc.externalId, oneOverGrpc.spec!.url, oneOverGrpc.spec!.eventTypes, oneOverGrpc.spec!.labels, oneOverGrpc.spec!.paused],
+    );
     const overHttp = await http1('GET', '/v1/webhooks?pageSize=10');
     assert.equal(overHttp.status, 200, overHttp.text);
     const overGrpc = await unary(grpc.webhooks.listWebhooks, grpc.webhooks, { owner: '', externalId: '', status: 0, pageSize: 10, pageToken: '' }, md());
     const body = overHttp.json() as { webhooks: { webhookId: string }[]; nextPageToken: string };
     assert.deepEqual(body.webhooks.map((w) => w.webhookId), overGrpc.webhooks.map((w) => w.webhookId));
+    assert.ok(body.webhooks.some((w) => w.webhookId === webhook.webhookId));
     assert.equal(body.nextPageToken, overGrpc.nextPageToken);
   });
 
