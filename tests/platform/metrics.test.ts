@@ -1,7 +1,7 @@
 // Its own file: the telemetry SDK (and its Prometheus reader) is registered once per process.
 // The probe port answers a Prometheus scrape: after a settlement flow and an approval flow the
 // text, read by a real parser, holds the RPC durations, draws by outcome, the approvals waiting for
-// votes, the relayed events and the process's version; and the same port still answers gRPC health.
+// votes, the log entries appended, the relayed events and the process's version; and the same port still answers gRPC health.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { credentials } from '@grpc/grpc-js';
@@ -41,7 +41,7 @@ describe('metrics: a Prometheus scrape of the probe port', () => {
   const sample = (f: Family | undefined, labels: Record<string, string>) => matching(f, labels)[0];
   const total = (f: Family | undefined, labels: Record<string, string>) => matching(f, labels).reduce((n, m) => n + Number(m.value), 0);
 
-  test('after the flows: draws by outcome, approvals pending, RPC durations, relayed events and the version', async () => {
+  test('after the flows: draws by outcome, approvals pending, log entries appended, RPC durations, relayed events and the version', async () => {
     await clients.settlementFlow();
     await clients.approvalFlow();
     await clients.submitApproval();
@@ -52,10 +52,16 @@ describe('metrics: a Prometheus scrape of the probe port', () => {
     assert.equal(sample(m.get('gantry_settlement_draws_total'), { outcome: 'booked' })?.value, '2');
     assert.equal(total(m.get('gantry_outbox_events_sent_total'), { gantry_outbox: 'settlement', gantry_sink: 'webhooks' }), 4);
     assert.equal(sample(m.get('gantry_approvals_pending'), {})?.value, '1', 'the submitted request without votes');
+    // The relay's audit appends are keyed: each committed once, none a replay.
+    assert.equal(total(m.get('gantry_log_entries_appended_total'), { duplicate: 'false' }), 9);
+    assert.equal(total(m.get('gantry_log_entries_appended_total'), { duplicate: 'true' }), 0);
     const durations = m.get('rpc_server_duration');
     assert.equal(durations?.type, 'HISTOGRAM');
     // The parser folds a labelled histogram's series into one (its known limit), so the per-method count is read from the text line.
     assert.match(lastText, /^rpc_server_duration_count\{rpc_method="\/gantry\.settlement\.v1\.SettlementService\/CreditDraw",rpc_grpc_status_code="0"[^}]*\} 2$/m);
+    // Node's runtime, for soaks and dashboards: event-loop delay and heap.
+    assert.ok(Number(sample(m.get('nodejs_eventloop_delay_p99'), {})?.value) > 0, 'event-loop delay p99 is reported');
+    assert.ok(total(m.get('v8js_memory_heap_used'), {}) > 0, 'heap use is reported');
     const info = sample(m.get('target_info'), {});
     assert.equal(info?.labels?.service_version, buildInfo().version);
   });

@@ -1,11 +1,11 @@
 // AdminService on every serving process: what the process is, its log level for a
-// while, draining; all behind the admin scope, with bad input refused and secrets kept out.
+// while, draining, and grpc-js's channelz; all behind the admin scope, with bad input refused and secrets kept out.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials, Metadata, status, type ChannelCredentials } from '@grpc/grpc-js';
+import { credentials, getChannelzServiceDefinition, makeGenericClientConstructor, Metadata, status, type ChannelCredentials } from '@grpc/grpc-js';
 import { adminv1 } from '@gantry/proto';
 import { ADMIN_SCOPE, buildInfo, devPkiPaths, digestOf, loadConfig, READINESS, startRuntime, type GantryConfig, type Runtime } from '../src/index.js';
 import { echoFactory } from '@gantry/test-support/echo';
@@ -70,6 +70,23 @@ describe('AdminService', () => {
     await assertStatus(getInfo({}, token(['flags.write', 'echo.read'])), status.PERMISSION_DENIED, /admin/);
     await assertStatus(drain({}, token(['echo.read'])), status.PERMISSION_DENIED);
     await assertStatus(setLogLevel({ level: 'debug', duration: { seconds: 5n, nanos: 0 } }, token([])), status.PERMISSION_DENIED);
+  });
+
+  test("channelz lists this process's servers and their listen sockets behind the admin scope; an unknown id is NOT_FOUND", async () => {
+    const Channelz = makeGenericClientConstructor(getChannelzServiceDefinition() as never, 'Channelz');
+    const channelz = new Channelz(`127.0.0.1:${runtime.port}`, creds, TLS_NAME) as unknown as Record<string, Unary<object, Record<string, unknown>>>;
+    const ask = (method: string, req: object, md: Metadata) => call(channelz[method]!.bind(channelz), req, md);
+    try {
+      await assertStatus(ask('GetServers', {}, new Metadata()), status.UNAUTHENTICATED);
+      await assertStatus(ask('GetServers', {}, token(['echo.read'])), status.PERMISSION_DENIED, /admin/);
+      const { server } = (await ask('GetServers', {}, asAdmin())) as { server: { listen_socket: { name: string }[]; data: { calls_started: string } }[] };
+      const ports = server.flatMap((s) => s.listen_socket.map((l) => l.name));
+      assert.ok(ports.some((name) => name.endsWith(`:${runtime.port}`)), `the mTLS port is listed: ${ports.join(', ')}`);
+      assert.ok(server.some((s) => Number(s.data.calls_started) > 0), 'its calls are counted');
+      await assertStatus(ask('GetChannel', { channel_id: '999999' }, asAdmin()), status.NOT_FOUND, /No channel data found/);
+    } finally {
+      (channelz as unknown as { close(): void }).close();
+    }
   });
 
   test('SetLogLevel changes every component’s level for the time asked, then the configured level returns on its own', async () => {

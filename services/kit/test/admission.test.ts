@@ -132,10 +132,10 @@ describe('bounds per principal and on request bytes in flight', () => {
   });
 });
 
-describe('failed authentications per peer', () => {
+/** In a describe: an Echo platform that refuses a peer after 3 failed authentications in 60 s, with a client. */
+function failureCountingPlatform(): { platform: () => TestPlatform; client: () => EchoStub } {
   let platform: TestPlatform;
   let client: EchoStub;
-
   before(async () => {
     platform = await startEchoPlatform({ auth: { maxFailuresPerPeer: 3, failureWindowSec: 60 } });
     client = echoClient(platform.address, platform.clientCredentials);
@@ -144,8 +144,14 @@ describe('failed authentications per peer', () => {
     client.close();
     await platform.close();
   });
+  return { platform: () => platform, client: () => client };
+}
+
+describe('failed authentications per peer', () => {
+  const fixture = failureCountingPlatform();
 
   test('a peer past auth.maxFailuresPerPeer is refused before any token is verified, a valid one included', async () => {
+    const [platform, client] = [fixture.platform(), fixture.client()];
     const expired = platform.token('mallory', ['echo.read'], { nowMs: Date.now() - 3600_000 });
     for (let i = 0; i < 3; i++) assert.equal((await callEcho(client, { message: 'x' }, bearer(expired))).err?.code, status.UNAUTHENTICATED);
     const { err } = await callEcho(client, { message: 'x' }, bearer(platform.token('alice', ['echo.read'])));
@@ -156,19 +162,10 @@ describe('failed authentications per peer', () => {
 });
 
 describe('failed authentications per peer, with a token already verified', () => {
-  let platform: TestPlatform;
-  let client: EchoStub;
-
-  before(async () => {
-    platform = await startEchoPlatform({ auth: { maxFailuresPerPeer: 3, failureWindowSec: 60 } });
-    client = echoClient(platform.address, platform.clientCredentials);
-  });
-  after(async () => {
-    client.close();
-    await platform.close();
-  });
+  const fixture = failureCountingPlatform();
 
   test('a cached token answered at once is refused too once its peer is past auth.maxFailuresPerPeer', async () => {
+    const [platform, client] = [fixture.platform(), fixture.client()];
     const alice = bearer(platform.token('alice', ['echo.read']));
     assert.equal((await callEcho(client, { message: 'x' }, alice)).err, undefined, 'verified and cached');
     const expired = platform.token('mallory', ['echo.read'], { nowMs: Date.now() - 3600_000 });

@@ -1,8 +1,8 @@
 // The kit's time: the real clock's timers, backoff with jitter, the fake clock tests drive, and the
 // wake-able sleep of the poll loops (outbox relay, change feed, webhooks dispatcher).
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Backoff, FakeClock, HALF_JITTER, inBatches, PeriodicTask, realClock, Wakeup } from '../src/time/index.js';
+import { Backoff, durationFromMs, durationToMs, FakeClock, HALF_JITTER, inBatches, parseDurationText, PeriodicTask, realClock, Wakeup } from '../src/time/index.js';
 
 test('the real clock sleeps for the time asked, an abort ends the sleep at once, and a cancelled timer never fires', async () => {
   let t0 = performance.now();
@@ -164,4 +164,34 @@ test('inBatches runs batches until one is short, the cap is reached, or the sign
   const stop = new AbortController();
   stop.abort();
   assert.equal(await inBatches(async () => 10, 10, 5, stop.signal), 0, 'none once aborted');
+});
+
+describe('durations', () => {
+  test('a Duration in milliseconds truncates toward zero, with nanos of the seconds’ sign', () => {
+    assert.equal(durationToMs({ seconds: 90n, nanos: 500_999_999 }), 90_500);
+    assert.equal(durationToMs({ seconds: -1n, nanos: -500_000_000 }), -1500);
+    assert.equal(durationToMs({ seconds: 0n, nanos: 999_999 }), 0);
+    // Far out of range stays far out of range, for the caller's bounds check.
+    assert.ok(durationToMs({ seconds: 2n ** 62n, nanos: 0 }) > 1e21);
+  });
+
+  test('milliseconds as a Duration, from a number or a bigint, round-trip', () => {
+    assert.deepEqual(durationFromMs(90_500), { seconds: 90n, nanos: 500_000_000 });
+    assert.deepEqual(durationFromMs(1.5), { seconds: 0n, nanos: 1_500_000 });
+    assert.deepEqual(durationFromMs(-1500), { seconds: -1n, nanos: -500_000_000 });
+    assert.deepEqual(durationFromMs(604_800_001n), { seconds: 604_800n, nanos: 1_000_000 });
+    for (const ms of [0, 1, 999, 1000, 86_400_000]) assert.equal(durationToMs(durationFromMs(ms)), ms);
+  });
+
+  test('CLI text: a whole number and a unit; anything else names the option and the form', () => {
+    assert.equal(parseDurationText('--for', '500ms'), 500);
+    assert.equal(parseDurationText('--for', '90s'), 90_000);
+    assert.equal(parseDurationText('--for', ' 10m '), 600_000);
+    assert.equal(parseDurationText('--for', '2h'), 7_200_000);
+    assert.equal(parseDurationText('--expires-in', '7d'), 604_800_000);
+    for (const bad of ['soon', '10', '1.5h', '-5m', '5 m', '']) {
+      assert.throws(() => parseDurationText('--for', bad), /^Error: --for must be a whole number with a unit \(ms, s, m, h or d\), e\.g\. 90s/);
+    }
+    assert.throws(() => parseDurationText('--for', '99999999999999d'), /--for is too long/);
+  });
 });

@@ -1,7 +1,7 @@
 // Request checks for the approvals API: field shapes (INVALID_ARGUMENT) before anything is read or
 // written. Nothing here touches the database.
 import { createHash } from 'node:crypto';
-import { checkText, checkTimestamp, invalidArgument, pageTokenCodec } from '@gantry/kit';
+import { checkText, checkTimestamp, durationToMs, invalidArgument, pageTokenCodec } from '@gantry/kit';
 import type { approvalsv1 } from '@gantry/proto';
 import type { ApprovalKind, PriorityRank } from '../domain/approval.js';
 import type { ApprovalState, Decision } from '../domain/quorum.js';
@@ -97,7 +97,7 @@ export function checkExpiry(expiry: approvalsv1.SubmitApprovalRequestRequest['ex
     atMs = checkTimestamp('expires_at', expiry.value).getTime();
     if (atMs <= nowMs) throw invalidArgument('expires_at', `is ${Math.round((nowMs - atMs) / 1000)} s in the past; it must be in the future`);
   } else {
-    const ttlMs = Number(expiry.value.seconds) * 1000 + Math.trunc(expiry.value.nanos / 1e6);
+    const ttlMs = durationToMs(expiry.value);
     if (ttlMs <= 0) throw invalidArgument('ttl', 'must be positive');
     atMs = nowMs + ttlMs;
   }

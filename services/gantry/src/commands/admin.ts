@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { ADMIN_SCOPE, unary } from '@gantry/kit';
+import { ADMIN_SCOPE, durationFromMs, parseDurationText, unary } from '@gantry/kit';
 import { adminv1 } from '@gantry/proto';
 import { printJson, withConnection, withServiceClient, type Connection, type ConnectionOptions } from '../connection.js';
 
@@ -8,16 +8,6 @@ const out = (line: string): void => {
 };
 const withAdmin = <T>(opts: ConnectionOptions, fn: (c: Connection, admin: adminv1.AdminServiceClient) => Promise<T>) =>
   withServiceClient(opts, [ADMIN_SCOPE], (c) => new adminv1.AdminServiceClient(c.address, c.credentials, c.options), fn);
-
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
-/** `90s`, `10m`, `2h` (or milliseconds as `500ms`) as a protobuf Duration. */
-export function parseDuration(text: string): { seconds: bigint; nanos: number } {
-  const m = /^(\d+)(ms|s|m|h)$/.exec(text.trim());
-  if (!m) throw new Error(`--for ${JSON.stringify(text)}: give a number and a unit, e.g. 90s, 10m or 2h`);
-  const ms = Number(m[1]) * UNITS[m[2]!]!;
-  return { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1e6 };
-}
 
 const uptimeText = (d: { seconds: bigint } | undefined) => {
   const s = Number(d?.seconds ?? 0n);
@@ -45,7 +35,7 @@ export function adminCommand(): Command {
     .requiredOption('--for <duration>', 'how long, e.g. 10m (1 s to 24 h)')
     .action((level: string, opts: ConnectionOptions & { for: string }) =>
       withAdmin(opts, async (c, admin) => {
-        const res = await unary(admin.setLogLevel, admin, { level, duration: parseDuration(opts.for) }, c.metadata());
+        const res = await unary(admin.setLogLevel, admin, { level, duration: durationFromMs(parseDurationText('--for', opts.for)) }, c.metadata());
         if (c.json) return printJson({ previousLevel: res.previousLevel, level: res.level, until: res.until?.toISOString() });
         out(`log level ${res.level} until ${res.until?.toISOString()} (was ${res.previousLevel}; it returns on its own)`);
       }),

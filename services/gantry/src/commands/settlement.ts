@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { unary } from '@gantry/kit';
+import { parseDurationText, unary } from '@gantry/kit';
 import { settlementv1 } from '@gantry/proto';
 import {
   HOUSE_ADDRESS,
@@ -33,13 +33,9 @@ function parseMinor(name: string, text: string, opts: { allowZero?: boolean } = 
   return amount;
 }
 
-const UNIT_MS: Record<string, bigint> = { ms: 1n, s: 1000n, m: 60_000n, h: 3_600_000n, d: 86_400_000n };
-
 /** A lifetime such as 90m, 24h or 7d, in milliseconds. */
 function parseDurationMs(name: string, text: string): bigint {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(text);
-  if (!m) throw new Error(`${name} must be a whole number with a unit (ms, s, m, h or d), e.g. 90m, 24h or 7d; got "${text}"`);
-  const ms = BigInt(m[1]!) * UNIT_MS[m[2]!]!;
+  const ms = BigInt(parseDurationText(name, text));
   if (ms < MIN_EXPIRES_IN_MS || ms > MAX_EXPIRES_IN_MS) throw new Error(`${name} must be between 1 minute and 7 days, got ${text}`);
   return ms;
 }

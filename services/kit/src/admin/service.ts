@@ -9,6 +9,8 @@ import type { Logger } from '../logger.js';
 import type { HealthState } from '../health/health.js';
 import { defineService, type ServiceModule } from '../rpc/service.js';
 import { realClock, type Clock } from '../time/clock.js';
+import { durationFromMs, durationToMs } from '../time/duration.js';
+import { channelzService } from './channelz.js';
 import { LogLevels, LOG_LEVELS, type LogLevel } from './log-levels.js';
 
 /** The scope every AdminService and channelz method requires. */
@@ -34,7 +36,7 @@ export interface Admin {
   stop(): void;
 }
 
-/** AdminService for one process. */
+/** AdminService and channelz for one process. */
 export function adminServices(deps: AdminDeps): Admin {
   const clock = deps.clock ?? realClock;
   const startedAtMs = clock.now();
@@ -55,7 +57,7 @@ export function adminServices(deps: AdminDeps): Admin {
           targets: [...deps.targets],
           engine: deps.engine,
           startedAt: new Date(startedAtMs),
-          uptime: durationOf(nowMs - startedAtMs),
+          uptime: durationFromMs(nowMs - startedAtMs),
           configDigest,
           logLevel: levels.current,
           logLevelUntil: levels.untilMs === undefined ? undefined : new Date(levels.untilMs),
@@ -67,7 +69,7 @@ export function adminServices(deps: AdminDeps): Admin {
       async setLogLevel(req, ctx) {
         const level = req.level.trim().toLowerCase();
         if (!(LOG_LEVELS as readonly string[]).includes(level)) throw invalidArgument('level', `must be one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(req.level.slice(0, 40))}`);
-        const ms = msOf(req.duration);
+        const ms = req.duration ? durationToMs(req.duration) : 0;
         if (ms < MIN_LOG_LEVEL_MS || ms > MAX_LOG_LEVEL_MS) throw invalidArgument('duration', `must be between 1 s and 24 h (the configured level returns after it), not ${ms / 1000} s`);
         const previous = levels.current;
         const untilMs = levels.set(level as LogLevel, ms);
@@ -83,17 +85,7 @@ export function adminServices(deps: AdminDeps): Admin {
       },
     },
   });
-  return { services: [admin], stop: () => levels.stop() };
-}
-
-function msOf(d: { seconds: bigint; nanos: number } | undefined): number {
-  if (!d) return 0;
-  return Number(d.seconds) * 1000 + Math.floor(d.nanos / 1e6);
-}
-
-function durationOf(ms: number): { seconds: bigint; nanos: number } {
-  const whole = Math.floor(ms / 1000);
-  return { seconds: BigInt(whole), nanos: Math.round((ms - whole * 1000) * 1e6) };
+  return { services: [admin, channelzService(ADMIN_SCOPE)], stop: () => levels.stop() };
 }
 
 /** Names whose values are secret wherever they appear in the configuration. */

@@ -1,6 +1,6 @@
 import { HealthImplementation, service as healthService, type ServingStatus } from 'grpc-health-check';
 import { Server, ServerCredentials, status as GrpcStatus, type sendUnaryData, type ServerUnaryCall, type ServiceDefinition } from '@grpc/grpc-js';
-import { startProbePort, type ProbePort } from './probe-port.js';
+import { startProbePort, type ProbePort, type ProbeRoute } from './probe-port.js';
 
 /** The overall status lives under the empty service name, per the grpc.health.v1 protocol. */
 export const OVERALL = '';
@@ -128,7 +128,7 @@ export async function startHealthServer(host: string, port: number, health: Heal
     server.forceShutdown();
     throw err;
   }
-  const answer = (name: string) => (_req: unknown, res: { writeHead(code: number, headers: Record<string, string>): { end(body: string): void } }) => {
+  const answer = (name: string): ProbeRoute => (_req, res) => {
     const status = health.status(name);
     res.writeHead(status === 'SERVING' ? 200 : 503, { 'content-type': 'text/plain', 'cache-control': 'no-store' }).end(`${status}\n`);
   };

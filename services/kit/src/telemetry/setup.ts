@@ -32,11 +32,12 @@ export interface Telemetry {
  * which every CLI command importing the kit for its client helpers would otherwise pay.
  */
 export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry> {
-  const [{ NodeSDK }, { resourceFromAttributes }, { ParentBasedSampler, TraceIdRatioBasedSampler }, { PrometheusExporter }] = await Promise.all([
+  const [{ NodeSDK }, { resourceFromAttributes }, { ParentBasedSampler, TraceIdRatioBasedSampler }, { PrometheusExporter }, { RuntimeNodeInstrumentation }] = await Promise.all([
     import('@opentelemetry/sdk-node'),
     import('@opentelemetry/resources'),
     import('@opentelemetry/sdk-trace'),
     import('@opentelemetry/exporter-prometheus'),
+    import('@opentelemetry/instrumentation-runtime-node'),
   ]);
   const spanProcessors: SpanProcessor[] = [...(opts.spanProcessors ?? [])];
   // Always: metrics are pulled (a scrape of the probe port) and cost nothing until scraped.
@@ -60,7 +61,10 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
     sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(opts.traceSampleRatio ?? 1) }),
     metricReaders,
     logRecordProcessors: [],
-    instrumentations: [],
+    // Node's runtime metrics (event-loop delay and utilization, heap, GC): what a soak or an
+    // operator watches for a process that slows or grows. The delay is sampled every 10 ms and its
+    // figures include those 10 ms (perf_hooks.monitorEventLoopDelay).
+    instrumentations: [new RuntimeNodeInstrumentation()],
   });
   sdk.start();
   return { metrics: (req, res) => prometheus.getMetricsRequestHandler(req, res), shutdown: () => sdk.shutdown() };

@@ -5,3 +5,4 @@ export { Backoff, HALF_JITTER, type Jitter } from './backoff.js';
 export { FakeClock } from './fake-clock.js';
 export { Wakeup } from './wakeup.js';
 export { inBatches, PeriodicTask, type PeriodicTaskOptions } from './periodic.js';
+export { durationFromMs, durationToMs, parseDurationText, type DurationMessage } from './duration.js';

@@ -4,6 +4,7 @@ import { appendRefusal, authorRefusal, idempotencyKeyOwner } from '../domain/aut
 import { ChainVerifier } from '../domain/entry.js';
 import { CompactRange, buildProof, consistencyProofPlan, inclusionProofPlan, nodesNeeded } from '../domain/merkle.js';
 import type { CheckpointSigner } from '../signer.js';
+import { appendMetrics } from '../metrics.js';
 import type { AppendNotifier } from '../store/append-notifier.js';
 import { appendFailure, type GroupCommitter } from '../store/group-commit.js';
 import { nodeKey, type AppendReceipt, type KeyedAppender, type LogStore, type PartitionRow, type StoredEntry } from '../store/log-store.js';
@@ -96,11 +97,13 @@ function appenderOf(partition: string, principal: Principal): KeyedAppender {
  * Keyed appends skip group commit: each takes the partition's row lock and looks its keys up
  * under it (LogStore.appendKeyed), which a shared transaction of unkeyed appends must not wait on.
  */
-async function appendKeyed(deps: LogDeps, partition: string, payloads: readonly Buffer[], keys: readonly string[], by: KeyedAppender): Promise<AppendReceipt[]> {
+async function appendKeyed(deps: LogDeps, counted: Counted, partition: string, payloads: readonly Buffer[], keys: readonly string[], by: KeyedAppender): Promise<AppendReceipt[]> {
   const receipts = await deps.store.appendKeyed(partition, payloads, keys, by, BigInt(Date.now())).catch((err: unknown) => {
     throw appendFailure(err);
   });
-  if (receipts.some((r) => !r.duplicate)) deps.notifier.wake(partition);
+  const duplicates = receipts.filter((r) => r.duplicate).length;
+  counted(receipts.length - duplicates, duplicates);
+  if (duplicates < receipts.length) deps.notifier.wake(partition);
   return receipts;
 }
 
@@ -144,19 +147,23 @@ async function* stream(deps: LogDeps, partition: string, from: bigint, to: bigin
   }
 }
 
+type Counted = ReturnType<typeof appendMetrics>;
+
 /** Appends: one entry, or a batch; keyed ones are idempotent. Each entry records its author. */
 function writeHandlers(deps: LogDeps): Pick<LogHandlers, 'append' | 'appendBatch'> {
   const { committer, notifier } = deps;
+  const counted = appendMetrics();
   return {
     async append(req, ctx) {
       const partition = checkPartition(req.partition);
       const by = appenderOf(partition, ctx.principal);
       const data = checkPayload('data', req.data, deps.maxPayloadBytes);
       if (req.idempotencyKey !== '') {
-        const [receipt] = await appendKeyed(deps, partition, [data], [checkIdempotencyKey('idempotency_key', req.idempotencyKey)], by);
+        const [receipt] = await appendKeyed(deps, counted, partition, [data], [checkIdempotencyKey('idempotency_key', req.idempotencyKey)], by);
         return toReceipt(receipt!);
       }
       const [entry] = await committer.append(partition, by.author, [data]);
+      counted(1);
       notifier.wake(partition);
       return toReceipt(entry!);
     },
@@ -166,8 +173,9 @@ function writeHandlers(deps: LogDeps): Pick<LogHandlers, 'append' | 'appendBatch
       const by = appenderOf(partition, ctx.principal);
       const payloads = checkBatch(req.data, deps.maxPayloadBytes);
       const keys = checkIdempotencyKeys(req.idempotencyKeys, payloads.length);
-      if (keys.length > 0) return { receipts: (await appendKeyed(deps, partition, payloads, keys, by)).map(toReceipt) };
+      if (keys.length > 0) return { receipts: (await appendKeyed(deps, counted, partition, payloads, keys, by)).map(toReceipt) };
       const entries = await committer.append(partition, by.author, payloads);
+      counted(entries.length);
       notifier.wake(partition);
       return { receipts: entries.map(toReceipt) };
     },

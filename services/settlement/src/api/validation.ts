@@ -1,7 +1,7 @@
 // Request checks for the settlement API: field shapes first (INVALID_ARGUMENT), then the wallet
 // signature and the operator's attestation signature (PERMISSION_DENIED). Nothing here touches the
 // database.
-import { checkText, invalidArgument, permissionDenied } from '@gantry/kit';
+import { checkText, durationToMs, invalidArgument, permissionDenied } from '@gantry/kit';
 import type { settlementv1 } from '@gantry/proto';
 import { attestationMessage, type AttestedSettlement } from '../domain/attestation.js';
 import { OPERATOR_KEY_NAME_PATTERN } from '../domain/operator-keys.js';
@@ -46,7 +46,7 @@ export const checkMemo = (field: string, text: string, maxChars = MAX_MEMO_CHARS
 /** A credit line's lifetime: 1 minute to 7 days; unset means 24 hours. */
 export function checkExpiresIn(d: { seconds: bigint; nanos: number } | undefined): bigint {
   if (!d) return DEFAULT_EXPIRES_IN_MS;
-  const ms = d.seconds * 1000n + BigInt(Math.trunc(d.nanos / 1e6));
+  const ms = BigInt(durationToMs(d));
   if (ms < MIN_EXPIRES_IN_MS || ms > MAX_EXPIRES_IN_MS) throw invalidArgument('expires_in', `must be between 1 minute and 7 days, got ${ms} ms`);
   return ms;
 }

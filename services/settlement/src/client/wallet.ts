@@ -2,6 +2,8 @@
 // canonical message (../domain/signing.ts) with a fresh timestamp and a random nonce, ready to
 // pass to SettlementServiceClient. Nothing here talks to the network.
 import { randomBytes } from 'node:crypto';
+// The dependency-free subpath: a wallet client must not load the server kit.
+import { durationFromMs } from '@gantry/kit/duration';
 import type { settlementv1 } from '@gantry/proto';
 import { DEFAULT_EXPIRES_IN_MS } from '../domain/ledger.js';
 import { generateWallet, signRequest, walletFromPrivateKey, type SignedFields, type WalletKeys } from '../domain/signing.js';
@@ -20,11 +22,6 @@ export interface WalletOptions {
   now?: () => number;
   /** A nonce never used before by this wallet (default randomNonce). */
   nonce?: () => string;
-}
-
-/** A google.protobuf.Duration of a whole number of milliseconds. */
-function durationOfMs(ms: bigint): { seconds: bigint; nanos: number } {
-  return { seconds: ms / 1000n, nanos: Number(ms % 1000n) * 1_000_000 };
 }
 
 /** A wallet's key and the signed requests it makes: approve, draw and settle. */
@@ -59,7 +56,7 @@ export class SettlementWallet {
    */
   approve(creditLimitMinor: bigint, expiresInMs: bigint = DEFAULT_EXPIRES_IN_MS): settlementv1.ApproveCreditLineRequest {
     const fields: SignedFields = { operation: 'ApproveCreditLine', walletAddress: this.address, creditLimitMinor, expiresInMs };
-    return { walletAddress: this.address, creditLimitMinor, expiresIn: durationOfMs(expiresInMs), signature: this.sign(fields) };
+    return { walletAddress: this.address, creditLimitMinor, expiresIn: durationFromMs(expiresInMs), signature: this.sign(fields) };
   }
 
   /** CreditDraw: move amountMinor of the session's credit into its L2 escrow. */

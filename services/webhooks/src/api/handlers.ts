@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { LookupAddress } from 'node:dns';
-import { GantryError, Status, checkTimestamp, failedPrecondition, invalidArgument, notFound, permissionDenied, type HandlerContext, type Handlers } from '@gantry/kit';
+import { GantryError, Status, checkTimestamp, durationToMs, failedPrecondition, invalidArgument, notFound, permissionDenied, type HandlerContext, type Handlers } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
 import { familyOf, isReservedFamily, readScope, subscriptionFamilies, type Caller } from '../domain/families.js';
 import { LIMITS } from '../domain/limits.js';
@@ -22,7 +22,6 @@ import {
   checkSecret,
   checkSpec,
   checkText,
-  durationMs,
   pageTokens,
 } from './validation.js';
 import type { WebhooksStreams } from './streams.js';
@@ -275,7 +274,7 @@ function registryChangeHandlers(deps: WebhooksDeps): WebhooksHandlers {
 
     async rotateSecret(req, ctx) {
       await visible(deps, ctx, req.webhookId);
-      const overlapMs = req.overlap ? durationMs(req.overlap) : LIMITS.defaultOverlapMs;
+      const overlapMs = req.overlap ? durationToMs(req.overlap) : LIMITS.defaultOverlapMs;
       if (overlapMs < 0 || overlapMs > LIMITS.maxOverlapMs) throw invalidArgument('overlap', 'must be between 0 (revoke the previous secret at once) and 7 days');
       const secret = checkSecret('secret', req.secret) || generateSecret();
       const nowMs = deps.now();
@@ -386,7 +385,7 @@ function observationHandlers(deps: WebhooksDeps): WebhooksHandlers {
   return {
     async getWebhookStatistics(req, ctx) {
       const w = await historyWebhookRecord(deps, ctx, req.webhookId);
-      const windowMs = req.window ? durationMs(req.window) : LIMITS.defaultStatsWindowMs;
+      const windowMs = req.window ? durationToMs(req.window) : LIMITS.defaultStatsWindowMs;
       if (windowMs <= 0 || windowMs > LIMITS.maxStatsWindowMs) throw invalidArgument('window', 'must be positive and at most 30 days');
       const windowStart = new Date(deps.now() - windowMs);
       const s = await store.queue.statistics(w.id, windowStart);

@@ -127,9 +127,5 @@ export function checkPageSize(pageSize: number): number {
   return pageSize === 0 ? LIMITS.defaultPageSize : pageSize;
 }
 
-export function durationMs(d: { seconds: bigint; nanos: number }): number {
-  return Number(d.seconds) * 1000 + Math.trunc(d.nanos / 1e6);
-}
-
 /** Page tokens: a listing position (a webhook's created_version, a delivery's seq) tied to the filters of the first page. */
 export const pageTokens = pageTokenCodec({ position: 'seq' });
