@@ -19,11 +19,17 @@ export interface CallInput {
   /** `Bearer <jwt>` as the caller sent it: passed on as gRPC metadata, never logged. */
   authorization: string;
   deadlineMs: number;
+  /** The caller's W3C trace context, passed on so the services' spans join its trace. */
+  trace?: { traceparent: string; tracestate?: string };
 }
 
-function metadataOf(authorization: string): Metadata {
+function metadataOf(input: CallInput): Metadata {
   const md = new Metadata();
-  md.set('authorization', authorization);
+  md.set('authorization', input.authorization);
+  if (input.trace) {
+    md.set('traceparent', input.trace.traceparent);
+    if (input.trace.tracestate) md.set('tracestate', input.trace.tracestate);
+  }
   return md;
 }
 
@@ -43,7 +49,7 @@ function sendResponse(res: Res, input: CallInput, bytes: Buffer): void {
 /** A unary call; a client that goes away cancels it. Resolves when answered. */
 export function unaryCall(input: CallInput, request: Uint8Array, res: Res): Promise<void> {
   return new Promise((resolve) => {
-    const call = input.client.makeUnaryRequest(input.route.grpcPath, passThrough, passThrough, toBuffer(request), metadataOf(input.authorization), { deadline: Date.now() + input.deadlineMs }, (err, value) => {
+    const call = input.client.makeUnaryRequest(input.route.grpcPath, passThrough, passThrough, toBuffer(request), metadataOf(input), { deadline: Date.now() + input.deadlineMs }, (err, value) => {
       if (err) sendCallError(res, err);
       else sendResponse(res, input, value!);
       resolve();
@@ -57,7 +63,7 @@ export function unaryCall(input: CallInput, request: Uint8Array, res: Res): Prom
 /** A client-stream call: every message of the array written, then the one response. */
 export function clientStreamCall(input: CallInput, requests: readonly Uint8Array[], res: Res): Promise<void> {
   return new Promise((resolve) => {
-    const call = input.client.makeClientStreamRequest(input.route.grpcPath, passThrough, passThrough, metadataOf(input.authorization), { deadline: Date.now() + input.deadlineMs }, (err, value) => {
+    const call = input.client.makeClientStreamRequest(input.route.grpcPath, passThrough, passThrough, metadataOf(input), { deadline: Date.now() + input.deadlineMs }, (err, value) => {
       if (err) sendCallError(res, err);
       else sendResponse(res, input, value!);
       resolve();
@@ -99,7 +105,7 @@ function openStream(res: Res): void {
  */
 export function serverStreamCall(input: CallInput, request: Uint8Array, res: Res, limits: StreamLimits): Promise<void> {
   return new Promise((resolve) => {
-    const call: ClientReadableStream<Buffer> = input.client.makeServerStreamRequest(input.route.grpcPath, passThrough, passThrough, toBuffer(request), metadataOf(input.authorization), { deadline: Date.now() + input.deadlineMs });
+    const call: ClientReadableStream<Buffer> = input.client.makeServerStreamRequest(input.route.grpcPath, passThrough, passThrough, toBuffer(request), metadataOf(input), { deadline: Date.now() + input.deadlineMs });
     const heartbeat = setInterval(() => {
       openStream(res);
       res.write(': keep-alive\n\n');

@@ -63,6 +63,16 @@ export function bearerHeader(headers: IncomingHttpHeaders): string | undefined {
   return typeof value === 'string' && /^Bearer [A-Za-z0-9._~+/=-]+$/i.test(value.trim()) ? value.trim() : undefined;
 }
 
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+/** The W3C trace context headers, when well-formed (a malformed or oversized one is dropped, not passed on). */
+export function traceHeaders(headers: IncomingHttpHeaders): { traceparent: string; tracestate?: string } | undefined {
+  const traceparent = headers.traceparent;
+  if (typeof traceparent !== 'string' || !TRACEPARENT.test(traceparent)) return undefined;
+  const tracestate = headers.tracestate;
+  return typeof tracestate === 'string' && tracestate.length <= 512 ? { traceparent, tracestate } : { traceparent };
+}
+
 /** One header's value, when sent once. */
 export function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
   const v = headers[name];

@@ -141,6 +141,23 @@ function operationOf(route: Route, builder: SchemaBuilder): Schema {
   };
 }
 
+/** The gateway's own endpoints (server.ts), which need no token. */
+function ownEndpoints(): Record<string, Record<string, Schema>> {
+  const json = (description: string, schema: Schema = { type: 'object', additionalProperties: true }) => ({ description, content: { 'application/json': { schema } } });
+  const op = (operationId: string, summary: string, responses: Record<string, unknown>, parameters?: Schema[]) => ({
+    get: { operationId, tags: ['gateway'], summary, ...(parameters ? { parameters } : {}), responses, security: [] },
+  });
+  const health = { '200': json('every configured service SERVING: {status, timestamp, services: {<name>: {status, grpc_status, latency_ms}}}'), '503': json('some service is not SERVING, or none is configured') };
+  return {
+    '/healthz': op('gateway_healthz', 'This gateway process is up', { '200': json('{"status":"ok"}') }),
+    '/health': op('gateway_health', "Every service's grpc.health.v1 status and check latency", health),
+    '/readyz': op('gateway_readyz', 'The same as /health', health),
+    '/ping': op('gateway_ping', 'pong', { '200': json('{"message":"pong","timestamp":"..."}') }),
+    '/ping/{service}': op('gateway_pingService', "One service's grpc.health.v1 status", { '200': json('SERVING'), '503': json('not SERVING'), '404': json('no such service', STATUS_REF) }, [{ name: 'service', in: 'path', required: true, schema: { type: 'string' } }]),
+    '/openapi.json': op('gateway_openapi', 'This document', { '200': json('OpenAPI 3.0.3') }),
+  };
+}
+
 /** The OpenAPI 3.0.3 document of `table`'s routes. Deterministic: same descriptors, same bytes. */
 export function openapiDocument(table: RouteTable, version: string): Schema {
   const builder = new SchemaBuilder();
@@ -149,6 +166,7 @@ export function openapiDocument(table: RouteTable, version: string): Schema {
     const item = (paths[openapiPath(route)] ??= {});
     item[route.verb.toLowerCase()] = operationOf(route, builder);
   }
+  Object.assign(paths, ownEndpoints());
   const sortedPaths = Object.fromEntries(Object.entries(paths).sort(([a], [b]) => a.localeCompare(b)));
   const schemas = Object.fromEntries(Object.entries(builder.schemas).sort(([a], [b]) => a.localeCompare(b)));
   return {
@@ -159,7 +177,7 @@ export function openapiDocument(table: RouteTable, version: string): Schema {
       description: 'Routes generated from the google.api.http options of the gRPC contracts in proto/. Bodies and responses use the proto3 JSON mapping. Every route needs `authorization: Bearer <jwt>` with the scopes its RPC requires.',
     },
     servers: [{ url: '/' }],
-    tags: [...new Set(table.routes.map((r) => r.method.parent.typeName))].sort().map((name) => ({ name })),
+    tags: ['gateway', ...new Set(table.routes.map((r) => r.method.parent.typeName))].sort().map((name) => ({ name })),
     paths: sortedPaths,
     components: { schemas, securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
   };

@@ -5,7 +5,7 @@ import { buildInfo, type Logger } from '@gantry/kit';
 import { TARGET_HEADER, type Backends, type BackendTarget, type TargetHealth } from './backends.js';
 import { bidiUnsupported, clientStreamCall, serverStreamCall, unaryCall, type CallInput } from './calls.js';
 import type { GatewayConfig } from './config.js';
-import { bearerHeader, headerValue, readBody, sendJson, sendStatus, type Req, type Res } from './http.js';
+import { bearerHeader, headerValue, readBody, sendJson, sendStatus, traceHeaders, type Req, type Res } from './http.js';
 import { resolveRoute, type Route, type RouteTable } from './routes.js';
 import { GatewayError, Status } from './status.js';
 import { BadRequest, parseBody, requestBinary, streamRequestBinaries } from './transcode.js';
@@ -32,7 +32,7 @@ export interface GatewayServer {
 }
 
 const CORS_METHODS = 'GET, POST, PUT, PATCH, DELETE, OPTIONS';
-const CORS_HEADERS = `authorization, content-type, ${TARGET_HEADER}`;
+const CORS_HEADERS = `authorization, content-type, traceparent, tracestate, ${TARGET_HEADER}`;
 
 /** How long a health check's result is reused: unauthenticated requests must not each cost mTLS handshakes. */
 const HEALTH_CACHE_MS = 1000;
@@ -108,7 +108,8 @@ class Gateway {
     const body = route.body === undefined ? undefined : parseBody(text);
     const client = this.opts.backends.clientFor(route.method.parent.typeName, headerValue(req.headers, TARGET_HEADER));
     const s = this.opts.settings;
-    const input: CallInput = { client, route, registry: this.opts.table.registry, authorization, deadlineMs: kind === 'server_streaming' ? s.streamMaxDurationMs : s.requestTimeoutMs };
+    const deadlineMs = kind === 'server_streaming' ? s.streamMaxDurationMs : s.requestTimeoutMs;
+    const input: CallInput = { client, route, registry: this.opts.table.registry, authorization, deadlineMs, trace: traceHeaders(req.headers) };
     if (kind === 'client_streaming') return this.track(clientStreamCall(input, streamRequestBinaries(input.registry, route, body ?? [], s.maxStreamMessages), res));
     const request = requestBinary(input.registry, route, match, query, body);
     if (kind === 'unary') return this.track(unaryCall(input, request, res));
