@@ -250,6 +250,12 @@ describe('HTTP/JSON gateway against gantry serve --target=all', () => {
     assert.match((unknown.json() as { message: string }).message, /choose one of: .*settlement/);
   });
 
+  test('serve prints the gateway URL and a curl example beside the gRPC address', () => {
+    const printed = server.logs.join('');
+    assert.match(printed, new RegExp(`HTTP/JSON gateway https://127\\.0\\.0\\.1:${new URL(base).port} `));
+    assert.match(printed, /curl --cacert \S+ca\.crt https:\/\/127\.0\.0\.1:\d+\/health/);
+  });
+
   test('GET /openapi.json serves the generated document', async () => {
     const res = await http1('GET', '/openapi.json', { token: null });
     assert.equal(res.status, 200);
