@@ -220,8 +220,12 @@ export async function startGatewayServer(opts: GatewayServerOptions): Promise<Ga
   server.setTimeout(120_000);
   const certTimer = watchCertificate(server, opts.tls, opts.log);
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.settings.port, opts.host, () => (server.off('error', reject), resolve()));
+    const failed = (err: Error) => {
+      clearInterval(certTimer);
+      reject(new Error(`the HTTP gateway cannot listen on ${opts.host}:${opts.settings.port} (${err.message}); choose another port with GANTRY_GATEWAY_PORT (gateway.port)`, { cause: err }));
+    };
+    server.once('error', failed);
+    server.listen(opts.settings.port, opts.host, () => (server.off('error', failed), resolve()));
   });
   return {
     port: (server.address() as AddressInfo).port,

@@ -88,3 +88,28 @@ describe('gateway HTTP edge', () => {
     assert.match(String(routed.body.message), /GANTRY_PEERS_LOG_ADDRESS/);
   });
 });
+
+test('a taken port fails start-up with a message naming the setting to change', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gantry-gateway-'));
+  const { paths } = await ensureDevPki(join(dir, 'pki'));
+  const backends = new Backends([], credentials.createInsecure(), {});
+  const start = (port: number) =>
+    startGatewayServer({
+      table: buildRouteTable(loadRegistry(descriptorSetPath)),
+      backends,
+      settings: gatewayConfigSchema.parse({ port }),
+      host: '127.0.0.1',
+      tls: { certFile: paths.serverCertFile, keyFile: paths.serverKeyFile, reloadIntervalMs: 60_000 },
+      maxStreamsPerConnection: 10,
+      openapi: '{}',
+      log: silentLogger(),
+    });
+  const first = await start(0);
+  try {
+    await assert.rejects(start(first.port), /cannot listen on 127\.0\.0\.1:\d+ \(listen EADDRINUSE.*GANTRY_GATEWAY_PORT/);
+  } finally {
+    await first.close(0);
+    backends.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
