@@ -49,10 +49,10 @@ class Gateway {
   /** Every request: CORS, the gateway's own endpoints, then the routes of the descriptors. */
   async handle(req: Req, res: Res): Promise<void> {
     const started = performance.now();
-    const url = new URL(req.url ?? '/', 'https://gateway.invalid');
     const verb = (req.method ?? 'GET').toUpperCase();
     let route: Route | undefined;
     try {
+      const url = requestUrl(req.url);
       if (!this.cors(req, res, verb)) return;
       if (await this.ownEndpoint(verb, url.pathname, res)) return;
       const found = resolveRoute(this.opts.table.routes, verb, url.pathname);
@@ -179,6 +179,16 @@ class Gateway {
   }
 }
 
+/** The request target as a URL; one that does not parse is a 400, never an exception that escapes. */
+function requestUrl(target: string | undefined): URL {
+  if (!target?.startsWith('/')) throw new GatewayError(Status.INVALID_ARGUMENT, 'the request target must be an absolute path (origin-form)');
+  try {
+    return new URL(target, 'https://gateway.invalid');
+  } catch {
+    throw new GatewayError(Status.INVALID_ARGUMENT, 'the request target is not a valid URL path');
+  }
+}
+
 function healthJson(c: TargetHealth): Record<string, unknown> {
   return { status: c.status === 'SERVING' ? 'healthy' : 'unhealthy', grpc_status: c.status, latency_ms: c.latencyMs, ...(c.error ? { error: c.error } : {}) };
 }
@@ -212,7 +222,9 @@ export async function startGatewayServer(opts: GatewayServerOptions): Promise<Ga
     minVersion: 'TLSv1.2',
     settings: { maxConcurrentStreams: opts.maxStreamsPerConnection },
   });
-  server.on('request', (req, res) => void gateway.handle(req as unknown as Req, res as unknown as Res));
+  server.on('request', (req, res) => {
+    gateway.handle(req as unknown as Req, res as unknown as Res).catch((err: unknown) => opts.log.error({ err }, 'gateway request handler failed'));
+  });
   const sessions = new Set<ServerHttp2Session>();
   const sockets = new Set<Socket>();
   server.on('session', (s) => (sessions.add(s), s.once('close', () => sessions.delete(s))));

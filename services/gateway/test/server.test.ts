@@ -79,6 +79,22 @@ describe('gateway HTTP edge', () => {
     assert.equal(notBearer.status, 401);
   });
 
+  test('a request target that is not a path is 400, and the gateway keeps serving', async () => {
+    const { connect } = await import('node:tls');
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect({ host: '127.0.0.1', port: server.port, servername: 'localhost', ca: readFileSync(join(dir, 'pki/ca.crt')), ALPNProtocols: ['http/1.1'] }, () => {
+        socket.write('GET http://[bad/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+      });
+      let text = '';
+      socket.on('data', (d: Buffer) => (text += d));
+      socket.on('end', () => resolve(text));
+      socket.on('error', reject);
+    });
+    assert.match(answer, /^HTTP\/1\.1 400/);
+    assert.match(answer, /"code":3,"message":"the request target must be an absolute path/);
+    assert.equal((await call('GET', '/ping')).status, 200);
+  });
+
   test('/health without any service address is 503, and a routed call to it says which variable to set', async () => {
     const health = await call('GET', '/health');
     assert.equal(health.status, 503);
