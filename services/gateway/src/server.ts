@@ -229,6 +229,9 @@ export async function startGatewayServer(opts: GatewayServerOptions): Promise<Ga
   const sockets = new Set<Socket>();
   server.on('session', (s) => (sessions.add(s), s.once('close', () => sessions.delete(s))));
   server.on('secureConnection', (s) => (sockets.add(s), s.once('close', () => sockets.delete(s))));
+  // A peer's protocol error ends its connection; it is never the process's error.
+  server.on('sessionError', (err) => opts.log.debug({ err: err.message }, 'gateway HTTP/2 session error'));
+  server.on('clientError', (err: Error, socket: Socket) => (opts.log.debug({ err: err.message }, 'gateway HTTP/1 client error'), socket.destroy()));
   server.setTimeout(120_000);
   const certTimer = watchCertificate(server, opts.tls, opts.log);
   await new Promise<void>((resolve, reject) => {
