@@ -1,4 +1,4 @@
-# The gantry program: every target (log, settlement, approvals, webhooks, all) in one image.
+# The gantry program: every target (log, settlement, approvals, webhooks, gateway, all, operator) in one image.
 # Build with scripts/image/build.sh, which first bundles the program into build/image/app
 # (scripts/image/bundle.ts); this file only copies that bundle, so no npm runs in the image.
 # BASE_IMAGE defaults to the official Node image; machines without a registry build
@@ -28,8 +28,8 @@ COPY --chown=0:0 build/image/app /app
 WORKDIR /app
 USER 10001:10001
 
-# 7443: gRPC over mTLS; 7080: plaintext grpc.health.v1 for probes.
-EXPOSE 7443 7080
+# 7443: gRPC over mTLS; 7080: plaintext grpc.health.v1 for probes; 8443: the HTTP/JSON gateway (HTTPS).
+EXPOSE 7443 7080 8443
 # Node is PID 1 and handles SIGTERM itself: health NOT_SERVING, drain calls, exit 0
 # (services/gantry/src/commands/serve.ts); tests/containers proves it. No init process needed.
 STOPSIGNAL SIGTERM

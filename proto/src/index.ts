@@ -13,6 +13,9 @@ export * as adminv1 from './gen/gantry/admin/v1/admin.js';
 /** Absolute path of the FileDescriptorSet (with imports) that gRPC reflection serves. */
 export const descriptorSetPath: string = fileURLToPath(new URL('./gen/gantry.binpb', import.meta.url));
 
+/** Absolute path of the HTTP gateway's OpenAPI document, generated from the descriptor set by proto-gen. */
+export const openapiPath: string = fileURLToPath(new URL('./gen/openapi.json', import.meta.url));
+
 /** The same for grpc.health.v1 (built from grpc-health-check's health.proto). */
 export const healthDescriptorSetPath: string = fileURLToPath(new URL('./gen/health.binpb', import.meta.url));
 

@@ -75,6 +75,7 @@ const named = (docs: Obj[], kind: string, name: string) => {
 const envOf = (deployment: Obj) => new Map<string, Obj>((deployment.spec.template.spec.containers[0].env as Obj[]).map((e) => [e.name, e]));
 const headless = (target: string) => `${release}-${target}-headless.${ns}.svc.cluster.local`;
 const operator = `${release}-operator`;
+const gateway = `${release}-gateway`;
 const component = (o: Obj) => o.metadata.labels?.['app.kubernetes.io/component'] as string | undefined;
 const rulesOf = (role: Obj) => (role.rules as Obj[]).map((r) => ({ apiGroups: r.apiGroups, resources: r.resources, verbs: r.verbs }));
 
@@ -221,8 +222,8 @@ describe('charts/gantry', () => {
     const [micro, mono, certManager] = await Promise.all([render(), render(['monolithic-values.yaml']), render(['microservices-certmanager-values.yaml'])]);
     const crds = ['featureflags.gantry.dev', 'webhooks.gantry.dev'];
     const targets = ['gy-approvals', 'gy-log', 'gy-settlement', 'gy-webhooks'];
-    const components = ['gy-approvals', 'gy-log', 'gy-operator', 'gy-settlement', 'gy-webhooks'];
-    const services = ['gy-approvals', 'gy-approvals-headless', 'gy-log', 'gy-log-headless', 'gy-settlement', 'gy-settlement-headless', 'gy-webhooks', 'gy-webhooks-headless'];
+    const components = ['gy-approvals', 'gy-gateway', 'gy-log', 'gy-operator', 'gy-settlement', 'gy-webhooks'];
+    const services = ['gy-approvals', 'gy-approvals-headless', 'gy-gateway', 'gy-log', 'gy-log-headless', 'gy-settlement', 'gy-settlement-headless', 'gy-webhooks', 'gy-webhooks-headless'];
     const tests = targets.map((x) => `${x}-test-health`);
     const keys = { ConfigMap: ['gy-keys'], CronJob: ['gy-keys'], Job: ['gy-keys'] };
     assert.deepEqual(namesByKind(micro), {
@@ -238,7 +239,7 @@ describe('charts/gantry', () => {
       ServiceAccount: [...components, 'gy-keys'].sort(),
     });
     // The Secrets the keys Job makes keep the names the chart's own Secrets had.
-    assert.deepEqual(plannedSecrets(keysPlanOf(micro)), ['gy-approvals-tls', 'gy-ca', 'gy-helm-test-tls', 'gy-log-signing-key', 'gy-log-tls', 'gy-operator-tls', 'gy-settlement-tls', 'gy-webhooks-keys', 'gy-webhooks-tls']);
+    assert.deepEqual(plannedSecrets(keysPlanOf(micro)), ['gy-approvals-tls', 'gy-ca', 'gy-gateway-tls', 'gy-helm-test-tls', 'gy-log-signing-key', 'gy-log-tls', 'gy-operator-tls', 'gy-settlement-tls', 'gy-webhooks-keys', 'gy-webhooks-tls']);
     assert.deepEqual(plannedSecrets(keysPlanOf(mono)), ['gy-ca', 'gy-gantry-tls', 'gy-helm-test-tls', 'gy-log-signing-key', 'gy-operator-tls', 'gy-webhooks-keys']);
     assert.deepEqual(plannedSecrets(keysPlanOf(certManager)), ['gy-log-signing-key', 'gy-webhooks-keys']);
     assert.deepEqual(namesByKind(mono), {
@@ -255,14 +256,14 @@ describe('charts/gantry', () => {
       ...keys,
     });
     assert.deepEqual(namesByKind(certManager), {
-      Certificate: ['gy-approvals-tls', 'gy-ca', 'gy-helm-test-tls', 'gy-log-tls', 'gy-operator-tls', 'gy-settlement-tls', 'gy-webhooks-tls'],
+      Certificate: ['gy-approvals-tls', 'gy-ca', 'gy-gateway-tls', 'gy-helm-test-tls', 'gy-log-tls', 'gy-operator-tls', 'gy-settlement-tls', 'gy-webhooks-tls'],
       CustomResourceDefinition: crds,
       Deployment: components,
       HorizontalPodAutoscaler: ['gy-settlement'],
       Issuer: ['gy-ca', 'gy-selfsigned'],
       NetworkPolicy: components,
       Pod: tests,
-      PodDisruptionBudget: ['gy-log', 'gy-operator', 'gy-settlement', 'gy-webhooks'],
+      PodDisruptionBudget: ['gy-gateway', 'gy-log', 'gy-operator', 'gy-settlement', 'gy-webhooks'],
       Role: ['gy-keys', 'gy-operator'],
       RoleBinding: ['gy-keys', 'gy-operator'],
       Service: services,
@@ -379,7 +380,7 @@ describe('charts/gantry', () => {
     const docs = await render([], ['serviceAccount.annotations.iam\\.example\\.com/role=gantry', 'operator.serviceAccount.annotations.iam\\.example\\.com/role=gantry-operator', 'targets.webhooks.serviceAccount.name=egress']);
     // The keys Job's own ServiceAccount is a hook, created whatever serviceAccount says (its Role is bound to it).
     const accounts = ofKind(docs, 'ServiceAccount').filter((a) => a.metadata.name !== `${release}-keys`);
-    assert.deepEqual(accounts.map((a) => a.metadata.name).sort(), [`${release}-approvals`, `${release}-log`, operator, `${release}-settlement`, 'egress'].sort());
+    assert.deepEqual(accounts.map((a) => a.metadata.name).sort(), [`${release}-approvals`, gateway, `${release}-log`, operator, `${release}-settlement`, 'egress'].sort());
     for (const a of accounts) {
       const isOperator = a.metadata.name === operator;
       assert.equal(a.metadata.annotations['iam.example.com/role'], isOperator ? 'gantry-operator' : 'gantry', a.metadata.name);
@@ -458,7 +459,7 @@ describe('charts/gantry', () => {
         assert.equal(env.get('GANTRY_DATA_DIR')!.value, '/var/lib/gantry');
         assert.equal(env.get('GANTRY_TLS_CERT_FILE')!.value, '/etc/gantry/tls/tls.crt');
         for (const name of env.keys()) assert.match(name, /^GANTRY_/, `${where}: only GANTRY_* configuration`);
-        if (d.metadata.name !== operator) {
+        if (d.metadata.name !== operator && d.metadata.name !== gateway) {
           // Connections age out so round_robin clients re-resolve; streams keep running (no grace limit).
           assert.equal(env.get('GANTRY_LIMITS_MAX_CONNECTION_AGE_MS')?.value, '300000', where);
           assert.equal(env.get('GANTRY_LIMITS_MAX_CONNECTION_AGE_GRACE_MS')?.value, '0', where);
@@ -470,7 +471,7 @@ describe('charts/gantry', () => {
   test('microservices: relays reach log and webhooks through their headless Services, from the database Secret', async (t) => {
     if (needsHelm(t)) return;
     const docs = await render();
-    assert.deepEqual(ofKind(docs, 'Deployment').map((d) => d.metadata.name).sort(), ['approvals', 'log', 'operator', 'settlement', 'webhooks'].map((x) => `${release}-${x}`));
+    assert.deepEqual(ofKind(docs, 'Deployment').map((d) => d.metadata.name).sort(), ['approvals', 'gateway', 'log', 'operator', 'settlement', 'webhooks'].map((x) => `${release}-${x}`));
     for (const target of ['log', 'settlement', 'approvals', 'webhooks']) {
       const svc = named(docs, 'Service', `${release}-${target}-headless`);
       assert.equal(svc.spec.clusterIP, 'None');
@@ -507,15 +508,15 @@ describe('charts/gantry', () => {
       assert.equal(grpc.length, 1);
       return (grpc[0]!.from as Obj[]).map((f) => f.podSelector.matchLabels['app.kubernetes.io/component'] ?? f.podSelector.matchLabels['app.kubernetes.io/name']);
     };
-    assert.deepEqual(callers('log'), ['settlement', 'approvals', 'operator', 'helm-test', 'gantry-clients']);
-    assert.deepEqual(callers('webhooks'), ['settlement', 'approvals', 'operator', 'helm-test', 'gantry-clients']);
-    assert.deepEqual(callers('settlement'), ['operator', 'helm-test', 'gantry-clients']);
-    assert.deepEqual(callers('approvals'), ['operator', 'helm-test', 'gantry-clients']);
+    assert.deepEqual(callers('log'), ['settlement', 'approvals', 'operator', 'gateway', 'helm-test', 'gantry-clients']);
+    assert.deepEqual(callers('webhooks'), ['settlement', 'approvals', 'operator', 'gateway', 'helm-test', 'gantry-clients']);
+    assert.deepEqual(callers('settlement'), ['operator', 'gateway', 'helm-test', 'gantry-clients']);
+    assert.deepEqual(callers('approvals'), ['operator', 'gateway', 'helm-test', 'gantry-clients']);
     const operatorPeer = (named(docs, 'NetworkPolicy', `${release}-log`).spec.ingress as Obj[])[1]!.from.find((f: Obj) => f.podSelector.matchLabels['app.kubernetes.io/component'] === 'operator');
     assert.deepEqual(operatorPeer.podSelector.matchLabels, named(docs, 'Deployment', operator).spec.selector.matchLabels, 'the peer selects exactly the operator pods');
     assert.deepEqual(named(docs, 'NetworkPolicy', operator).spec.ingress, [{ ports: [{ port: 7080, protocol: 'TCP' }] }], 'the operator takes no gRPC: health port only');
     const without = await render(['microservices-certmanager-values.yaml'], ['operator.enabled=false']);
-    assert.deepEqual(callers('settlement', without), ['helm-test', 'gantry-clients']);
+    assert.deepEqual(callers('settlement', without), ['gateway', 'helm-test', 'gantry-clients']);
     assert.ok(!ofKind(without, 'NetworkPolicy').some((p) => p.metadata.name === operator));
   });
 
@@ -569,6 +570,7 @@ describe('charts/gantry', () => {
       [`${release}-approvals-tls`, 'approvals', 'both'],
       [`${release}-webhooks-tls`, 'webhooks', 'both'],
       [`${operator}-tls`, 'operator', 'client'],
+      [`${gateway}-tls`, 'gateway', 'both'],
       [`${release}-helm-test-tls`, 'helm-test', 'client'],
     ]);
     assert.ok(plan.tls!.leaves[0]!.dnsNames.includes(headless('log')));
@@ -763,6 +765,55 @@ describe('charts/gantry', () => {
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /operator.watchNamespaces: payments is the release namespace, whose Secrets hold the platform's keys/);
     assert.equal(envOf(named(await render(), 'Deployment', operator)).get('GANTRY_OPERATOR_WATCH_NAMESPACES')!.value, '', 'by default it watches nothing');
+  });
+
+  test('gateway: serve --target=gateway with its https port, health probes, every enabled target as a peer, its own certificate; HTTPS open to anyone unless allowedClients says otherwise', async (t) => {
+    if (needsHelm(t)) return;
+    const docs = await render([], ['targets.webhooks.enabled=false', 'gateway.corsAllowedOrigins[0]=https://app.example.com']);
+    const deployment = named(docs, 'Deployment', gateway);
+    const main = deployment.spec.template.spec.containers[0];
+    assert.deepEqual(main.args, ['serve', '--target=gateway']);
+    assert.deepEqual(main.ports, [{ name: 'health', containerPort: 7080, protocol: 'TCP' }, { name: 'https', containerPort: 8443, protocol: 'TCP' }], 'no gRPC listener');
+    assertProbes(main, gateway);
+    const env = envOf(deployment);
+    assert.equal(env.get('GANTRY_GATEWAY_PORT')!.value, '8443');
+    assert.equal(env.get('GANTRY_GATEWAY_CORS_ALLOWED_ORIGINS')!.value, 'https://app.example.com');
+    for (const target of ['log', 'settlement', 'approvals']) assert.equal(env.get(`GANTRY_PEERS_${target.toUpperCase()}_ADDRESS`)!.value, `dns:///${headless(target)}:7443`);
+    assert.ok(!env.has('GANTRY_PEERS_WEBHOOKS_ADDRESS'), 'a disabled target is not a peer');
+    assert.ok(!env.has('GANTRY_DATABASE_URL'), 'the gateway has no database');
+    assert.deepEqual(named(docs, 'Service', gateway).spec.ports, [{ name: 'https', port: 443, targetPort: 'https', protocol: 'TCP', appProtocol: 'https' }]);
+    assert.deepEqual(named(docs, 'NetworkPolicy', gateway).spec.ingress, [{ ports: [{ port: 7080, protocol: 'TCP' }] }, { ports: [{ port: 8443, protocol: 'TCP' }] }]);
+    assert.ok(!ofKind(docs, 'Ingress').length && !ofKind(docs, 'HTTPRoute').length, 'Ingress and HTTPRoute are off by default');
+    const leaf = keysPlanOf(docs)!.tls!.leaves.find((l) => l.secret === `${gateway}-tls`)!;
+    assert.equal(leaf.workload, 'gateway', 'it calls the services as the workload gateway, which is granted nothing');
+    assert.ok(leaf.dnsNames.includes(`${gateway}.${ns}.svc.cluster.local`));
+
+    const limited = await render([], ['gateway.allowedClients[0].namespaceSelector.matchLabels.name=ingress']);
+    assert.deepEqual((named(limited, 'NetworkPolicy', gateway).spec.ingress as Obj[])[1], { ports: [{ port: 8443, protocol: 'TCP' }], from: [{ namespaceSelector: { matchLabels: { name: 'ingress' } } }] });
+    const off = await render([], ['gateway.enabled=false']);
+    assert.ok(!off.some((d) => d.metadata.name === gateway || d.metadata.name === `${gateway}-tls`), 'gateway.enabled=false renders none of it');
+  });
+
+  test('gateway: an optional Ingress and Gateway API HTTPRoute send to its Service, or to the monolith, which then exposes 8443', async (t) => {
+    if (needsHelm(t)) return;
+    const routes = ['gateway.ingress.enabled=true', 'gateway.ingress.className=nginx', 'gateway.ingress.hosts[0]=api.example.com', 'gateway.httpRoute.enabled=true', 'gateway.httpRoute.parentRefs[0].name=public', 'gateway.httpRoute.hostnames[0]=api.example.com'];
+    for (const [values, service, port] of [[[], gateway, 443], [['monolithic-values.yaml'], `${release}-gantry`, 8443]] as const) {
+      const docs = await render([...values], routes);
+      const ingress = named(docs, 'Ingress', gateway);
+      assert.equal(ingress.spec.ingressClassName, 'nginx');
+      assert.deepEqual(ingress.spec.rules, [{ host: 'api.example.com', http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: service, port: { number: port } } } }] } }]);
+      const route = named(docs, 'HTTPRoute', gateway);
+      assert.equal(route.apiVersion, 'gateway.networking.k8s.io/v1');
+      assert.deepEqual(route.spec.parentRefs, [{ name: 'public' }]);
+      assert.deepEqual(route.spec.rules[0].backendRefs, [{ name: service, port }]);
+      assert.ok(named(docs, 'Service', service).spec.ports.some((p: Obj) => p.port === port && p.targetPort === 'https'), `${service} serves https on ${port}`);
+      assert.deepEqual(danglingReferences(docs, ['gantry-database']), [], values.join() || 'defaults');
+    }
+    const mono = await render(['monolithic-values.yaml']);
+    const monolith = named(mono, 'Deployment', `${release}-gantry`);
+    assert.ok((monolith.spec.template.spec.containers[0].ports as Obj[]).some((p) => p.name === 'https' && p.containerPort === 8443));
+    assert.equal(envOf(monolith).get('GANTRY_GATEWAY_PORT')!.value, '8443');
+    assert.deepEqual((named(mono, 'NetworkPolicy', `${release}-gantry`).spec.ingress as Obj[]).at(-1), { ports: [{ port: 8443, protocol: 'TCP' }] });
   });
 
   test('the Webhook and FeatureFlag CRDs are templates behind crds.enabled, kept on uninstall with crds.keep, with status subresources and closed enums', async (t) => {

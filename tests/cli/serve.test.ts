@@ -131,7 +131,7 @@ describe('gantry CLI errors say what to do next', () => {
   test('an unknown target is refused with the list of targets', async () => {
     const res = await runGantry(['serve', '--target=nope']);
     assert.notEqual(res.code, 0);
-    assert.match(res.stderr, /Allowed choices are log, settlement, approvals, webhooks, all/);
+    assert.match(res.stderr, /Allowed choices are log, settlement, approvals, webhooks, gateway, all/);
   });
 
   test('a bad environment value names the variable and the key', async () => {

@@ -34,7 +34,7 @@ export interface GantryServer {
 /** Starts `gantry serve --target=<target>` on free ports with a fresh data dir; resolves once it serves. */
 export async function startGantry(target = 'all', extraEnv: NodeJS.ProcessEnv = {}): Promise<GantryServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'gantry-e2e-'));
-  const env = { GANTRY_DATA_DIR: dataDir, GANTRY_AUTH_DEV_ISSUER: 'true', GANTRY_LISTEN_HOST: '127.0.0.1', GANTRY_LISTEN_PORT: '0', GANTRY_LISTEN_HEALTH_PORT: '0', GANTRY_TELEMETRY_LOG_LEVEL: 'info', ...extraEnv };
+  const env = { GANTRY_DATA_DIR: dataDir, GANTRY_AUTH_DEV_ISSUER: 'true', GANTRY_LISTEN_HOST: '127.0.0.1', GANTRY_LISTEN_PORT: '0', GANTRY_LISTEN_HEALTH_PORT: '0', GANTRY_GATEWAY_PORT: '0', GANTRY_TELEMETRY_LOG_LEVEL: 'info', ...extraEnv };
   const child = spawn(process.execPath, ['--import', 'tsx', mainScript, 'serve', `--target=${target}`], { cwd: repoRoot, env: { ...process.env, ...env } });
   const logs: string[] = [];
   child.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
@@ -46,7 +46,8 @@ export async function startGantry(target = 'all', extraEnv: NodeJS.ProcessEnv = 
       logs.push(line);
       try {
         const entry = JSON.parse(line) as { msg?: string; port: number; health_port: number };
-        if (entry.msg === 'gantry is serving') {
+        // A target without gRPC services (the operator, the gateway alone) says it is running instead.
+        if (entry.msg === 'gantry is serving' || entry.msg === `gantry ${target} is running`) {
           clearTimeout(timer);
           resolve(entry);
         }

@@ -30,11 +30,13 @@ certificate, a RoleBinding's subject) comes from these, so an override renames b
 {{- printf "%s-%s" (include "gantry.fullname" .root) .component -}}
 {{- end -}}
 
-{{/* A component's values (targets.<t>, monolithic for "gantry", operator) as JSON: (dict "root" $ "component" "log"). */}}
+{{/* A component's values (targets.<t>, monolithic for "gantry", operator, gateway) as JSON: (dict "root" $ "component" "log"). */}}
 {{- define "gantry.componentValues" -}}
 {{- $v := .root.Values -}}
 {{- if eq .component "operator" -}}
 {{- toJson $v.operator -}}
+{{- else if eq .component "gateway" -}}
+{{- toJson $v.gateway -}}
 {{- else if eq .component "gantry" -}}
 {{- toJson $v.monolithic -}}
 {{- else -}}
@@ -159,6 +161,32 @@ GitOps render would roll every pod), nor what the process re-reads (certificates
 
 {{/* gRPC over mTLS: every serving component's listener (GANTRY_LISTEN_PORT), its Services and NetworkPolicies. */}}
 {{- define "gantry.grpcPort" -}}7443{{- end -}}
+
+{{/* The HTTP/JSON gateway's HTTPS listener (GANTRY_GATEWAY_PORT), in the gateway's pods and the monolith. */}}
+{{- define "gantry.gatewayPort" -}}8443{{- end -}}
+
+{{/*
+The gateway's settings as env (a list), for the pod that runs it (the gateway's, or the monolith's):
+(dict "root" $). Its addresses of the services come from the caller (microservices) or are this
+process (monolithic).
+*/}}
+{{- define "gantry.gatewayEnv" -}}
+{{- $g := .root.Values.gateway -}}
+{{- $env := list (dict "name" "GANTRY_GATEWAY_PORT" "value" (include "gantry.gatewayPort" .root)) -}}
+{{- $env = append $env (dict "name" "GANTRY_GATEWAY_MAX_REQUEST_BYTES" "value" ($g.maxRequestBytes | int64 | toString)) -}}
+{{- $env = append $env (dict "name" "GANTRY_GATEWAY_REQUEST_TIMEOUT_MS" "value" ($g.requestTimeoutMs | int64 | toString)) -}}
+{{- $env = append $env (dict "name" "GANTRY_GATEWAY_STREAM_MAX_DURATION_MS" "value" ($g.streamMaxDurationMs | int64 | toString)) -}}
+{{- $env = append $env (dict "name" "GANTRY_GATEWAY_MAX_CONCURRENT_STREAMS" "value" ($g.maxConcurrentStreams | int64 | toString)) -}}
+{{- with $g.corsAllowedOrigins -}}
+{{- $env = append $env (dict "name" "GANTRY_GATEWAY_CORS_ALLOWED_ORIGINS" "value" (join "," .)) -}}
+{{- end -}}
+{{- toJson $env -}}
+{{- end -}}
+
+{{/* The Service the gateway's Ingress and HTTPRoute send to: the gateway's own, or the monolith's. */}}
+{{- define "gantry.gatewayServiceName" -}}
+{{- include "gantry.componentName" (dict "root" . "component" (ternary "gantry" "gateway" (eq .Values.mode "monolithic"))) -}}
+{{- end -}}
 
 {{/* Plaintext grpc.health.v1 for kubelet's probes (GANTRY_LISTEN_HEALTH_PORT), in every pod. */}}
 {{- define "gantry.healthPort" -}}7080{{- end -}}
@@ -322,7 +350,7 @@ the pod serves (others add nothing).
 One pod spec: (dict "root" $ "component" "log" "args" (list ...) "cfg" <target values>
 "env" (list of env vars) "dataVolume" <volume> "replicas" int). Peers call each other as their
 workloads, by certificate: no pod gets a token or a signing key. "clientOnly": no gRPC listener (the
-operator: health port only).
+operator: health port only). "extraPorts": more container ports (the gateway's https).
 "kubeApi": mounts the ServiceAccount token (only the operator talks to the API server).
 */}}
 {{- define "gantry.podSpec" -}}
@@ -375,6 +403,9 @@ containers:
       - {name: grpc, containerPort: {{ $grpcPort }}, protocol: TCP}
       {{- end }}
       - {name: health, containerPort: {{ $healthPort }}, protocol: TCP}
+      {{- with .extraPorts }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
     env:
       {{- if not .clientOnly }}
       - {name: GANTRY_LISTEN_PORT, value: {{ $grpcPort | quote }}}
@@ -537,7 +568,8 @@ spec:
 
 {{/*
 Ingress of one component: the plaintext health port from anywhere (kubelet probes), gRPC only from
-"from" (NetworkPolicyPeers; none: no gRPC ingress). (dict "root" $ "component" "log" "from" (list ...)).
+"from" (NetworkPolicyPeers; none: no gRPC ingress), and "extraIngress" rules (the gateway's HTTPS).
+(dict "root" $ "component" "log" "from" (list ...)).
 */}}
 {{- define "gantry.networkPolicy" -}}
 apiVersion: networking.k8s.io/v1
@@ -555,6 +587,19 @@ spec:
       from:
         {{- toYaml . | nindent 8 }}
     {{- end }}
+    {{- with .extraIngress }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- end -}}
+
+{{/*
+Ingress to the gateway's HTTPS port, as a list of NetworkPolicyIngressRules: from gateway.allowedClients,
+or from anywhere when that is empty (it is the platform's edge: every call is authorized by its token).
+*/}}
+{{- define "gantry.gatewayIngressRules" -}}
+{{- $rule := dict "ports" (list (dict "port" (include "gantry.gatewayPort" . | int) "protocol" "TCP")) -}}
+{{- with .Values.gateway.allowedClients }}{{ $_ := set $rule "from" . }}{{ end -}}
+{{- list $rule | toJson -}}
 {{- end -}}
 
 {{/* The dev issuer's public JWKS (auth.devIssuer), which every pod trusts; its private key no pod mounts. */}}

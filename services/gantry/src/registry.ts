@@ -1,13 +1,14 @@
 import { ADMIN_SCOPE, flagsScopes, ModuleRegistry, scopesOf, type GantryModule } from '@gantry/kit';
 import { approvalsService } from '@gantry/approvals';
+import { gatewayModule } from '@gantry/gateway';
 import { logService } from '@gantry/log';
 import { operatorModule } from '@gantry/operator';
 import { settlementService } from '@gantry/settlement';
 import { webhooksService } from '@gantry/webhooks';
 import { eventsModule } from './modules/events.js';
 
-/** The service targets `all` runs in one process (the monolith). */
-const ALL = ['log', 'settlement', 'approvals', 'webhooks'];
+/** The targets `all` runs in one process (the monolith): the services, and the HTTP gateway in front of them. */
+const ALL = ['log', 'settlement', 'approvals', 'webhooks', 'gateway'];
 
 /**
  * Every module of the `gantry` program: the one place a new service is registered (its folder
@@ -19,6 +20,7 @@ export const registry = new ModuleRegistry().register(
   settlementService,
   approvalsService,
   webhooksService,
+  gatewayModule,
   { name: 'all', dependencies: ALL },
   operatorModule,
 );

@@ -26,9 +26,10 @@ test('the program config takes each module slice from its own environment variab
 });
 
 test('each target resolves to its modules, dependencies first; all is the four services with the event relay once', () => {
-  assert.deepEqual(TARGETS, ['log', 'settlement', 'approvals', 'webhooks', 'all', 'operator']);
+  assert.deepEqual(TARGETS, ['log', 'settlement', 'approvals', 'webhooks', 'gateway', 'all', 'operator']);
   assert.deepEqual(modulesFor('settlement').map((m) => m.name), ['events', 'settlement']);
-  assert.deepEqual(modulesFor('all').map((m) => m.name), ['log', 'events', 'settlement', 'approvals', 'webhooks', 'all']);
+  assert.deepEqual(modulesFor('all').map((m) => m.name), ['log', 'events', 'settlement', 'approvals', 'webhooks', 'gateway', 'all']);
+  assert.deepEqual(modulesFor('gateway').map((m) => m.name), ['gateway']);
   assert.deepEqual(modulesFor('operator').map((m) => m.name), ['operator']);
-  assert.throws(() => modulesFor('events'), /unknown target "events"; choose one of: log, settlement, approvals, webhooks, all, operator/);
+  assert.throws(() => modulesFor('events'), /unknown target "events"; choose one of: log, settlement, approvals, webhooks, gateway, all, operator/);
 });

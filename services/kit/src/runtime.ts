@@ -14,7 +14,7 @@ import { HealthState, startHealthServer } from './health/health.js';
 import type { Logger } from './logger.js';
 import { MethodRateLimiter, rateLimitMiddleware } from './ratelimit/middleware.js';
 import { CleanupStack } from './modules/cleanup.js';
-import type { EmittingModule, GantryModule, StartContext } from './modules/module.js';
+import type { EmittingModule, GantryModule, ModuleHandle, StartContext } from './modules/module.js';
 import type { Middleware } from './rpc/context.js';
 import type { ServiceModule } from './rpc/service.js';
 import { GrpcServer } from './server/grpc-server.js';
@@ -74,6 +74,8 @@ export interface Runtime extends GrpcRuntime {
   health: HealthState;
   /** Rejects when a module can no longer do its job (StartContext.fail); the process should exit non-zero. */
   failed: Promise<never>;
+  /** The modules' lines for a person at a terminal (ModuleHandle.welcome), in start order. */
+  welcome(): string[];
   /** Drains calls (up to `graceMs`) and stops every module and part, last started first. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -250,14 +252,17 @@ function assertDeclaredScopes(m: GantryModule, services: readonly ServiceModule[
 }
 
 /** Runs each module's `start` in order; their handles join readiness and the cleanup stack. */
-async function startModules(opts: RuntimeOptions, stack: CleanupStack, ctx: Omit<StartContext, 'settings'>, readiness: Readiness): Promise<void> {
+async function startModules(opts: RuntimeOptions, stack: CleanupStack, ctx: Omit<StartContext, 'settings'>, readiness: Readiness): Promise<ModuleHandle[]> {
+  const handles: ModuleHandle[] = [];
   for (const m of opts.modules) {
     if (!m.start) continue;
     const settings = m.config ? configSlice(opts.config, m.config.key) : undefined;
     const handle = await m.start({ ...ctx, settings, log: opts.log });
     if (handle?.ready) readiness.parts.push(handle.ready.bind(handle));
     if (handle?.stop) stack.push(m.name, handle.stop.bind(handle));
+    if (handle) handles.push(handle);
   }
+  return handles;
 }
 
 /**
@@ -301,7 +306,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     const readiness = new Readiness(health, log);
     const grpc = opts.modules.some((m) => m.create) ? await startGrpc(opts, stack, health, readiness) : undefined;
     const serving = grpc && { db: grpc.db, port: grpc.port, targets: opts.modules.filter((m) => m.create).map((m) => m.name), tls: grpc.tls, emitters: grpc.emitters };
-    await startModules(opts, stack, { config, log, health, serving, recheckReadiness: () => void readiness.check(), fail }, readiness);
+    const handles = await startModules(opts, stack, { config, log, health, serving, recheckReadiness: () => void readiness.check(), fail }, readiness);
     health.markStarted();
     await readiness.check();
     const timer = setInterval(() => void readiness.check(), opts.readinessIntervalMs ?? 5000);
@@ -311,6 +316,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
       healthPort: probe.port,
       health,
       failed,
+      welcome: () => handles.flatMap((h) => h.welcome?.() ?? []),
       get port() { return grpcOf(grpc).port; },
       get server() { return grpcOf(grpc).server; },
       get db() { return grpcOf(grpc).db; },

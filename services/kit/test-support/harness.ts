@@ -94,6 +94,8 @@ export async function startServicePlatform(
         dataDir,
         listen: { host: '127.0.0.1', port: 0, healthPort: 0 },
         telemetry: { logLevel: 'silent' },
+        // The HTTP gateway (in `all`) listens on a fixed port by default: tests run side by side.
+        ...(services.some((m) => m.config?.key === 'gateway') ? { gateway: { port: 0 } } : {}),
         ...(database ? { database: { url: database.url, poolSize: opts.poolSize ?? 4 } } : {}),
         ...opts.overrides,
       },

@@ -22,7 +22,11 @@ export async function serve(opts: ServeOptions): Promise<void> {
     log.info({ targets: serving, port: runtime.port, health_port: runtime.healthPort, engine: runtime.db.engine, ...buildInfo() }, 'gantry is serving');
     printWelcome(config, runtime, serving);
   }
-  else log.info({ target: opts.target, health_port: runtime.healthPort, ...buildInfo() }, `gantry ${opts.target} is running`);
+  else {
+    log.info({ target: opts.target, health_port: runtime.healthPort, ...buildInfo() }, `gantry ${opts.target} is running`);
+    const lines = runtime.welcome();
+    if (lines.length > 0) process.stderr.write(['', `Gantry ${opts.target} is running.`, ...lines, ''].join('\n'));
+  }
 
   // A module that can no longer do its job (the operator lost its lease): a fresh process is the sure way back.
   runtime.failed.catch((err: unknown) => {
@@ -44,6 +48,7 @@ function printWelcome(config: GantryConfig, runtime: Runtime, targets: readonly 
       `Gantry is serving ${targets.join(', ')} (database: ${runtime.db.engine}).`,
       `  gRPC over mTLS   ${host}:${runtime.port}`,
       `  health probe     ${host}:${runtime.healthPort} (plaintext: grpc.health.v1, and GET /metrics /readyz /livez)`,
+      ...runtime.welcome(),
       '',
       'Call it with grpcurl (reflection is on):',
       `  grpcurl -cacert ${rel(runtime.tls.caFile)} -cert ${rel(resolve(config.dataDir, 'pki/client.crt'))} -key ${rel(resolve(config.dataDir, 'pki/client.key'))} \\`,

@@ -62,6 +62,8 @@ export interface ModuleHandle {
   /** Part of readiness: false keeps the process NOT_SERVING. */
   ready?(): boolean;
   stop?(graceMs?: number): Promise<void>;
+  /** Lines for a person at a terminal once the process runs: where to reach what the module serves. */
+  welcome?(): string[];
 }
 
 /**

@@ -120,6 +120,9 @@ export interface DevPkiPaths {
   /** The dev operator's identity (workload `operator`). */
   operatorCertFile: string;
   operatorKeyFile: string;
+  /** The dev HTTP gateway's identity (workload `gateway`, granted nothing: it calls with its callers' tokens). */
+  gatewayCertFile: string;
+  gatewayKeyFile: string;
 }
 
 export function devPkiPaths(dir: string): DevPkiPaths {
@@ -132,6 +135,8 @@ export function devPkiPaths(dir: string): DevPkiPaths {
     clientKeyFile: join(dir, 'client.key'),
     operatorCertFile: join(dir, 'operator.crt'),
     operatorKeyFile: join(dir, 'operator.key'),
+    gatewayCertFile: join(dir, 'gateway.crt'),
+    gatewayKeyFile: join(dir, 'gateway.key'),
   };
 }
 
@@ -147,7 +152,7 @@ async function writeSecret(path: string, pem: string): Promise<void> {
  */
 export async function ensureDevPki(dir: string, opts: { force?: boolean } = {}): Promise<{ paths: DevPkiPaths; created: boolean }> {
   const paths = devPkiPaths(dir);
-  // A dev PKI of an older version (no operator identity) is made again, with workload IDs.
+  // A dev PKI of an older version (no operator or gateway identity) is made again, with workload IDs.
   const complete = Object.values(paths).every(existsSync);
   if (complete && !opts.force) return { paths, created: false };
   await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -162,6 +167,7 @@ export async function ensureDevPki(dir: string, opts: { force?: boolean } = {}):
   });
   const client = await issueLeaf(ca, { name: 'dev-client', usage: 'client' });
   const operator = await issueLeaf(ca, { name: 'operator', usage: 'client' });
+  const gateway = await issueLeaf(ca, { name: 'gateway', usage: 'client' });
   await writeFile(paths.caFile, ca.certPem);
   await writeSecret(join(dir, 'ca.key'), ca.keyPem);
   await writeFile(paths.serverCertFile, server.certPem);
@@ -170,5 +176,7 @@ export async function ensureDevPki(dir: string, opts: { force?: boolean } = {}):
   await writeSecret(paths.clientKeyFile, client.keyPem);
   await writeFile(paths.operatorCertFile, operator.certPem);
   await writeSecret(paths.operatorKeyFile, operator.keyPem);
+  await writeFile(paths.gatewayCertFile, gateway.certPem);
+  await writeSecret(paths.gatewayKeyFile, gateway.keyPem);
   return { paths, created: true };
 }
