@@ -1,18 +1,11 @@
 // The gateway's gRPC side against a stand-in server (grpc-js, plaintext, raw bytes): what reaches
 // the service (token, trace context), deadlines, stream duration, and a disconnect cancelling the call.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { credentials, Server, ServerCredentials, status, type Metadata, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
-import { Agent, request } from 'undici';
-import { ensureDevPki, silentLogger } from '@gantry/kit';
-import { descriptorSetPath } from '@gantry/proto';
-import { Backends } from '../src/backends.js';
-import { gatewayConfigSchema } from '../src/config.js';
-import { buildRouteTable, loadRegistry } from '../src/routes.js';
-import { startGatewayServer, type GatewayServer } from '../src/server.js';
+import { Server, ServerCredentials, status, type Metadata, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
+import { request, type Agent } from 'undici';
+import type { GatewayServer } from '../src/server.js';
+import { startTestGateway, type TestGateway } from './support.js';
 
 const raw = (b: Buffer) => b;
 const method = (name: string, responseStream: boolean) => ({ path: `/gantry.log.v1.LogService/${name}`, requestStream: false, responseStream, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw });
@@ -20,10 +13,9 @@ const TOKEN = 'Bearer aaa.bbb.ccc';
 const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
 
 describe('gateway calls against a stand-in gRPC server', () => {
-  let dir: string;
   let grpc: Server;
+  let test_: TestGateway;
   let gateway: GatewayServer;
-  let backends: Backends;
   let agent: Agent;
   const seen: Metadata[] = [];
   let cancelled: () => void = () => {};
@@ -46,27 +38,13 @@ describe('gateway calls against a stand-in gRPC server', () => {
       },
     );
     const port = await new Promise<number>((resolve, reject) => grpc.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
-    dir = mkdtempSync(join(tmpdir(), 'gantry-gateway-'));
-    const { paths } = await ensureDevPki(join(dir, 'pki'));
-    backends = new Backends([{ target: 'log', service: 'gantry.log.v1.LogService', address: `127.0.0.1:${port}` }], credentials.createInsecure(), {});
-    gateway = await startGatewayServer({
-      table: buildRouteTable(loadRegistry(descriptorSetPath)),
-      backends,
-      settings: gatewayConfigSchema.parse({ port: 0, requestTimeoutMs: 300, streamMaxDurationMs: 1500, streamHeartbeatMs: 1000 }),
-      host: '127.0.0.1',
-      tls: { certFile: paths.serverCertFile, keyFile: paths.serverKeyFile, reloadIntervalMs: 60_000 },
-      maxStreamsPerConnection: 10,
-      openapi: '{}',
-      log: silentLogger(),
-    });
-    agent = new Agent({ connect: { ca: readFileSync(paths.caFile) } });
+    test_ = await startTestGateway(`127.0.0.1:${port}`, { requestTimeoutMs: 300, streamMaxDurationMs: 1500, streamHeartbeatMs: 1000 });
+    gateway = test_.server;
+    agent = test_.agent;
   });
   after(async () => {
-    await agent?.close();
-    await gateway?.close(0);
-    backends?.close();
+    await test_?.close();
     grpc?.forceShutdown();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   test('the service receives the caller\'s token and trace context, and nothing else of the request', async () => {

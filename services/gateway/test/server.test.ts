@@ -13,14 +13,14 @@ import { Backends } from '../src/backends.js';
 import { gatewayConfigSchema } from '../src/config.js';
 import { buildRouteTable, loadRegistry } from '../src/routes.js';
 import { startGatewayServer, type GatewayServer } from '../src/server.js';
+import { startTestGateway, type TestGateway } from './support.js';
 
 const ORIGIN = 'https://app.example.com';
 
 describe('gateway HTTP edge', () => {
-  let dir: string;
+  let gateway: TestGateway;
   let server: GatewayServer;
   let agent: Agent;
-  let backends: Backends;
   const call = async (method: string, path: string, headers: Record<string, string> = {}, body?: string) => {
     const res = await request(`https://localhost:${server.port}${path}`, { method: method as 'GET', headers, body, dispatcher: agent });
     const text = await res.body.text();
@@ -28,27 +28,11 @@ describe('gateway HTTP edge', () => {
   };
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'gantry-gateway-'));
-    const { paths } = await ensureDevPki(join(dir, 'pki'));
-    backends = new Backends([{ target: 'log', service: 'gantry.log.v1.LogService', address: undefined }], credentials.createInsecure(), {});
-    server = await startGatewayServer({
-      table: buildRouteTable(loadRegistry(descriptorSetPath)),
-      backends,
-      settings: gatewayConfigSchema.parse({ port: 0, maxRequestBytes: 2048, corsAllowedOrigins: [ORIGIN] }),
-      host: '127.0.0.1',
-      tls: { certFile: paths.serverCertFile, keyFile: paths.serverKeyFile, reloadIntervalMs: 60_000 },
-      maxStreamsPerConnection: 10,
-      openapi: '{}',
-      log: silentLogger(),
-    });
-    agent = new Agent({ connect: { ca: readFileSync(paths.caFile) } });
+    gateway = await startTestGateway(undefined, { maxRequestBytes: 2048, corsAllowedOrigins: [ORIGIN] });
+    server = gateway.server;
+    agent = gateway.agent;
   });
-  after(async () => {
-    await agent?.close();
-    await server?.close(0);
-    backends?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => gateway?.close());
 
   test('a configured origin gets CORS headers and its preflight is answered 204; another origin gets neither', async () => {
     const get = await call('GET', '/ping', { origin: ORIGIN });
@@ -82,7 +66,7 @@ describe('gateway HTTP edge', () => {
   test('a request target that is not a path is 400, and the gateway keeps serving', async () => {
     const { connect } = await import('node:tls');
     const answer = await new Promise<string>((resolve, reject) => {
-      const socket = connect({ host: '127.0.0.1', port: server.port, servername: 'localhost', ca: readFileSync(join(dir, 'pki/ca.crt')), ALPNProtocols: ['http/1.1'] }, () => {
+      const socket = connect({ host: '127.0.0.1', port: server.port, servername: 'localhost', ca: readFileSync(gateway.caFile), ALPNProtocols: ['http/1.1'] }, () => {
         socket.write('GET http://[bad/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
       });
       let text = '';
