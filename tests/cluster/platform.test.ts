@@ -66,7 +66,7 @@ describe('the chart on a real cluster: default values (microservices on PostgreS
     t.diagnostic(`helm install --wait: every pod Ready after ${r.readyMs} ms`);
     assert.ok(r.readyMs < READY_BOUND_MS, `all Ready after ${r.readyMs} ms`);
     const list = (await pods(c, r.namespace)).filter((p) => !['gantry-postgres', 'driver', 'keys'].includes(p.component));
-    assert.deepEqual(list.map((p) => p.component).sort(), ['approvals', 'approvals', 'log', 'log', 'operator', 'operator', 'settlement', 'settlement', 'webhooks', 'webhooks']);
+    assert.deepEqual(list.map((p) => p.component).sort(), ['approvals', 'approvals', 'gateway', 'gateway', 'log', 'log', 'operator', 'operator', 'settlement', 'settlement', 'webhooks', 'webhooks']);
     for (const p of list) {
       assert.ok(p.ready, `${p.name} Ready`);
       assert.equal(p.restarts, 0, `${p.name} restarts`);
