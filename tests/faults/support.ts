@@ -6,7 +6,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { status, type ServiceError } from '@grpc/grpc-js';
+import { openPostgres } from '@gantry/kit';
+import { freshPostgresDatabase } from '@gantry/test-support/databases';
 import { startGantry, type GantryServer } from '../support/gantry-process.js';
+import { PlatformClients } from '../platform/support.js';
+
+/** Kills of each process under load (issue 20). */
+export const KILLS = 10;
+/** Concurrent clients of each load. */
+export const WORKERS = 6;
+/** The longest a kill test's load may take (its ten kills and restarts included). */
+export const LOAD_TIMEOUT_MS = 100_000;
 
 /** Codes that leave a call's outcome unknown: the server died (or was not up yet) while it ran. */
 const OUTCOME_UNKNOWN = new Set([status.UNAVAILABLE, status.DEADLINE_EXCEEDED, status.CANCELLED]);
@@ -130,4 +140,20 @@ export function spread(ms: number[]): string {
   const sorted = [...ms].sort((a, b) => a - b);
   const r = (x: number | undefined) => Math.round(x ?? 0);
   return `${r(sorted[0])}–${r(sorted[sorted.length - 1])} ms (median ${r(sorted[Math.floor(sorted.length / 2)])})`;
+}
+
+/** A fresh database, a process of `target` on it, clients and an SQL connection; all removed by `cleanups`. */
+export async function killedTarget(target: string, env: NodeJS.ProcessEnv, cleanups: (() => Promise<unknown>)[]) {
+  const database = await freshPostgresDatabase(`t_kill_${target}`);
+  cleanups.push(() => database.drop());
+  const proc = new KilledProcess(target, { GANTRY_DATABASE_URL: database.url, GANTRY_DATABASE_POOL_SIZE: '4', GANTRY_RATE_LIMIT_POINTS: '1000000', ...env });
+  cleanups.push(() => proc.close());
+  await proc.start();
+  const at = `127.0.0.1:${proc.port}`;
+  const pki = (f: string) => join(proc.dataDir, 'pki', f);
+  const clients = new PlatformClients({ settlement: at, approvals: at, webhooks: at, log: at }, { caFile: pki('ca.crt'), certFile: pki('client.crt'), keyFile: pki('client.key'), serverName: 'localhost' }, proc.dataDir);
+  cleanups.push(async () => clients.close());
+  const sql = await openPostgres({ url: database.url, poolSize: 1, statementTimeoutMs: 30_000 });
+  cleanups.push(() => sql.close());
+  return { proc, clients, sql };
 }
