@@ -45,11 +45,14 @@ function sourcesOnly(root: string): Plugin {
 
 const built = new Map<string, string>();
 
-/** Bundles `script` (a .ts entry point) into build/bench/<name>.mjs once per run; returns its path. */
-export async function benchBundle(root: string, script: string): Promise<string> {
-  const done = built.get(script);
+/**
+ * Bundles `script` (a .ts entry point) into <outDir>/<name>.mjs (default build/bench) once per run;
+ * returns its path. Processes that may bundle at the same time (test files) give dirs of their own.
+ */
+export async function benchBundle(root: string, script: string, outDir = join(root, 'build/bench')): Promise<string> {
+  const key = `${outDir}\0${script}`;
+  const done = built.get(key);
   if (done) return done;
-  const outDir = join(root, 'build/bench');
   mkdirSync(outDir, { recursive: true });
   const outfile = join(outDir, basename(script).replace(/\.ts$/, '.mjs'));
   await build({
@@ -64,6 +67,6 @@ export async function benchBundle(root: string, script: string): Promise<string>
     logLevel: 'warning',
     plugins: [sourcesOnly(root)],
   });
-  built.set(script, outfile);
+  built.set(key, outfile);
   return outfile;
 }

@@ -42,13 +42,20 @@ export interface WireStatus {
 }
 
 /**
- * The single place that turns a thrown value into what the caller sees. A database that is down or
+ * The single place that turns a thrown value into what the caller sees. A database whose disk is
+ * full is RESOURCE_EXHAUSTED (gRPC's code for "the entire file system is out of space"), saying so,
+ * whatever wraps it: waiting does not help until someone frees space. A database that is down or
  * restarting is UNAVAILABLE, which clients retry with backoff (every Gantry write is idempotent on
  * its key or nonce, so a retry of an unknown outcome is safe). Anything else that is not a
  * GantryError is INTERNAL. Both carry a reference the operator can find in the logs; internals
  * never leak.
  */
 export function toWireStatus(err: unknown, reference: string): WireStatus {
+  if (isDiskFullError(err)) {
+    // Before a service's own error: one that wraps a database failure ("not acknowledged") would
+    // hide the one cause the operator must act on, and retrying cannot fix it.
+    return { code: Status.RESOURCE_EXHAUSTED, details: `the database's disk is full: writes are refused until space is freed on its volume; reads still work (reference ${reference})`, trailers: {}, unexpected: true };
+  }
   if (err instanceof GantryError) {
     return { code: err.code, details: err.message, trailers: err.trailers, unexpected: false };
   }
@@ -66,6 +73,20 @@ export function toWireStatus(err: unknown, reference: string): WireStatus {
     trailers: {},
     unexpected: true,
   };
+}
+
+/** PostgreSQL's SQLSTATE disk_full: a table, index or WAL file could not grow (PGlite reports it too). */
+const DISK_FULL_SQLSTATE = '53100';
+/** How many `cause`s deep a disk-full error is looked for (services wrap database errors once or twice). */
+const MAX_CAUSE_DEPTH = 4;
+
+/** True when `err`, or an error it was caused by, is the database reporting its disk full (SQLSTATE 53100). */
+export function isDiskFullError(err: unknown): boolean {
+  let e: unknown = err;
+  for (let depth = 0; e instanceof Error && depth <= MAX_CAUSE_DEPTH; depth++, e = e.cause) {
+    if ((e as { code?: unknown }).code === DISK_FULL_SQLSTATE) return true;
+  }
+  return false;
 }
 
 /**

@@ -7,8 +7,13 @@ import net from 'node:net';
 export class CuttableProxy {
   private readonly sockets = new Set<net.Socket>();
   private cut = false;
+  private held = false;
+  /** Connections accepted while held, connected upstream on restore(). */
+  private readonly waiting: net.Socket[] = [];
+  private readonly target: URL;
   private readonly server: net.Server;
   private constructor(target: URL) {
+    this.target = target;
     this.server = net.createServer((client) => this.accept(client, target));
   }
 
@@ -25,6 +30,12 @@ export class CuttableProxy {
 
   private accept(client: net.Socket, target: URL): void {
     if (this.cut) return void client.destroy();
+    if (this.held) {
+      client.pause();
+      client.on('error', () => {});
+      this.waiting.push(client);
+      return;
+    }
     const upstream = net.connect(Number(target.port), target.hostname);
     for (const s of [client, upstream]) {
       this.sockets.add(s);
@@ -39,11 +50,29 @@ export class CuttableProxy {
   /** Drops every open connection and refuses new ones until restore(). */
   sever(): void {
     this.cut = true;
-    for (const s of this.sockets) s.destroy();
+    for (const s of [...this.sockets, ...this.waiting.splice(0)]) s.destroy();
   }
 
+  /**
+   * Holds every byte both ways, and new connections, until restore(): a network partition, where
+   * TCP retransmits and nothing is refused, so each side just waits (for its own timeouts).
+   */
+  hold(): void {
+    this.held = true;
+    for (const s of this.sockets) s.pause();
+  }
+
+  /** Ends sever() or hold(): held bytes flow on, held connections go upstream. */
   restore(): void {
     this.cut = false;
+    if (!this.held) return;
+    this.held = false;
+    for (const s of this.sockets) s.resume();
+    for (const client of this.waiting.splice(0)) {
+      if (client.destroyed) continue;
+      client.resume();
+      this.accept(client, this.target);
+    }
   }
 
   async close(): Promise<void> {

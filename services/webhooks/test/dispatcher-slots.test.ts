@@ -1,11 +1,14 @@
 // The dispatcher's slots and its outcome queue, with a fake queue and a fake sender at the edge (no
 // database, no HTTP): an attempt frees its in-flight slot when its answer is in, its lease is named
 // as answered to the next claims until its outcome commits, and while maxQueuedOutcomes attempts
-// are held (in flight, or answered and waiting for their commit) nothing is claimed.
+// are held (in flight, or answered and waiting for their commit) nothing is claimed. An outcome
+// whose commit failed because the database was unreachable is committed once it is back (found by
+// tests/faults/postgres-outage.test.ts: dropped, it made the delivery arrive twice).
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { silentLogger } from '@gantry/kit';
+import { eventually } from '@gantry/test-support/clients';
 import { Dispatcher, aadFor, type DispatcherOptions } from '../src/delivery/dispatcher.js';
 import type { HttpResult, HttpSender } from '../src/delivery/http.js';
 import { SecretBox } from '../src/domain/secret-box.js';
@@ -120,4 +123,56 @@ test(`answered attempts free their in-flight slots before their outcomes commit,
     clearInterval(pump);
   }
   assert.deepEqual([...queue.committed].sort(), [...queue.leased].sort(), 'every answered attempt had its outcome recorded before the dispatcher stopped');
+});
+
+/** A queue with two deliveries due once; its outcome commits fail with `failWith` while it is set. */
+class UnreachableQueue extends FakeQueue {
+  failWith: Error | undefined;
+  tries = 0;
+  private claimedOnce = false;
+
+  override async claim(now: Date, limits: ClaimLimits, newToken: () => string, answered: readonly string[] = []) {
+    if (this.claimedOnce) return { claimed: [], deadLettered: [] };
+    this.claimedOnce = true;
+    return super.claim(now, { ...limits, batch: 2 }, newToken, answered);
+  }
+
+  override async recordAttempts(results: readonly EndpointAttemptResult[]): Promise<RecordedOutcome[]> {
+    this.tries++;
+    if (this.failWith) throw this.failWith;
+    this.committed.push(...results.map((r) => r.leaseToken));
+    return results.map(() => ({ recorded: true }));
+  }
+}
+
+test('an outcome whose commit failed because the database could not be reached is committed once it is back; another failure is not retried', async () => {
+  const unreachable = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+  const queue = new UnreachableQueue();
+  queue.failWith = unreachable;
+  const dispatcher = new Dispatcher({ queue } as unknown as Pick<WebhooksStore, 'queue'>, box, new FakeSender() as unknown as HttpSender, options, silentLogger());
+  dispatcher.start();
+  try {
+    assert.ok(await eventually(() => queue.tries >= 6, 5_000), `outcome commits tried ${queue.tries} times while the database was unreachable`);
+    assert.deepEqual(queue.committed, []);
+    queue.failWith = undefined;
+    assert.ok(await eventually(() => queue.committed.length === 2, 5_000), 'both outcomes committed once the database was back');
+    assert.deepEqual([...queue.committed].sort(), [...queue.leased].sort());
+  } finally {
+    await dispatcher.stop();
+  }
+
+  const refused = new UnreachableQueue();
+  refused.failWith = Object.assign(new Error('new row violates check constraint'), { code: '23514' });
+  const second = new Dispatcher({ queue: refused } as unknown as Pick<WebhooksStore, 'queue'>, box, new FakeSender() as unknown as HttpSender, options, silentLogger());
+  second.start();
+  try {
+    // The group transaction, then each outcome alone when there were several (outcome-committer.ts), and no more.
+    assert.ok(await eventually(() => refused.tries >= 2, 5_000));
+    await sleep(300);
+    const tries = refused.tries;
+    await sleep(500);
+    assert.ok(tries <= 3 && refused.tries === tries, `a refused outcome was tried ${refused.tries} times`);
+  } finally {
+    await second.stop();
+  }
 });

@@ -96,6 +96,7 @@ function errorStatus(err: unknown, ctx: CallContext | undefined, log: Logger) {
   const reference = randomUUID().slice(0, 8);
   const wire = toWireStatus(err, reference);
   if (wire.code === Status.UNAVAILABLE && wire.unexpected) log.warn({ err: (err as Error).message, reference, method: ctx?.method.path }, 'the database is unavailable; the call failed with UNAVAILABLE');
+  else if (wire.code === Status.RESOURCE_EXHAUSTED && wire.unexpected) log.error({ err, reference, method: ctx?.method.path }, "the database's disk is full: writes fail with RESOURCE_EXHAUSTED until space is freed on its volume");
   else if (wire.unexpected) log.error({ err, reference, method: ctx?.method.path }, 'unexpected error in RPC');
   const metadata = ctx?.trailer ?? new Metadata();
   for (const [k, v] of Object.entries(wire.trailers)) metadata.set(k, v);

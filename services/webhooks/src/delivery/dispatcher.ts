@@ -13,7 +13,7 @@
 // live attempt look abandoned.
 import { randomUUID } from 'node:crypto';
 import { context } from '@opentelemetry/api';
-import { realClock, Wakeup, type Clock, type Logger } from '@gantry/kit';
+import { isTransientDatabaseError, realClock, Wakeup, type Clock, type Logger } from '@gantry/kit';
 import { judge, parseRetryAfter, type RetryPolicy } from '../domain/retry.js';
 import type { SecretBox } from '../domain/secret-box.js';
 import { secretKeyBytes, signatureHeaders } from '../domain/signature.js';
@@ -24,6 +24,15 @@ import type { WebhooksStore } from '../store/webhooks-store.js';
 import type { HttpResult, HttpSender } from './http.js';
 import { endAttemptSpan, startAttemptSpan } from './attempt-span.js';
 import { OutcomeCommitter, type OutcomeCommitLimits } from './outcome-committer.js';
+
+/**
+ * An outcome whose commit failed because the database could not be reached (an outage, a restart)
+ * is tried again, with a delay doubling from the first to the second bound, for at most the third:
+ * its attempt was answered, and dropping the outcome would send the delivery again once the lease
+ * expired. A retry that comes after another claim took the delivery writes nothing (the lease token
+ * no longer matches), so holding on is safe; the bound keeps the outcome's slot from being held forever.
+ */
+export const OUTCOME_RETRY = { minDelayMs: 100, maxDelayMs: 2_000, forMs: 60_000 } as const;
 
 export interface DispatcherOptions {
   now: () => number;
@@ -188,8 +197,7 @@ export class Dispatcher {
 
   /** Queues the outcome of an answered attempt; it leaves `recording` once its transaction ended. */
   private record(c: ClaimedAttempt, result: EndpointAttemptResult): void {
-    const p = this.outcomes
-      .submit(result)
+    const p = this.commitOutcome(result)
       .then((out) => this.recorded(c, out))
       .catch((err: unknown) => this.log.error({ err, delivery: c.deliveryId }, 'webhooks dispatcher: recording an outcome failed; its lease will expire and it will be retried'))
       .finally(() => {
@@ -199,6 +207,19 @@ export class Dispatcher {
         this.wakeup.wake();
       });
     this.recording.set(c.leaseToken, p);
+  }
+
+  /** Commits `result` in a group transaction, again while the database cannot be reached (OUTCOME_RETRY). */
+  private async commitOutcome(result: EndpointAttemptResult): Promise<RecordedOutcome> {
+    const giveUpAt = this.clock.now() + OUTCOME_RETRY.forMs;
+    for (let delayMs: number = OUTCOME_RETRY.minDelayMs; ; delayMs = Math.min(2 * delayMs, OUTCOME_RETRY.maxDelayMs)) {
+      try {
+        return await this.outcomes.submit(result);
+      } catch (err) {
+        if (!isTransientDatabaseError(err) || this.draining || this.clock.now() + delayMs > giveUpAt) throw err;
+        await this.clock.sleep(delayMs);
+      }
+    }
   }
 
   /** Sends the attempt of `c`; its outcome to record, or undefined when a draining dispatcher aborted it. */
