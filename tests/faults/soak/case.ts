@@ -1,5 +1,6 @@
-// The soak, briefly (GANTRY_TEST_SOAK_SECONDS, default 45 s per layout): mixed load on every
-// service in one process and in one process per service, on PostgreSQL. Over so short a run the
+// The soak, briefly (GANTRY_TEST_SOAK_SECONDS, default 45 s per layout; soak-one.test.ts and
+// soak-separate.test.ts): mixed load on every service in one process and in one process per
+// service, on PostgreSQL. Over so short a run the
 // slopes are reported, not judged (`npm run soak` runs 30 minutes and judges them); what is checked
 // is what a short run can show: no error the load does not expect, every announced event delivered
 // once and audited in a valid chain, and no descriptors or sockets left behind by the calls and
@@ -7,23 +8,16 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { freshPostgresDatabase, postgresSkip, requirePostgresInCi } from '@gantry/test-support/databases';
-import { formatReport, runSoak, slope, type SoakMode } from './soak/driver.js';
-
-requirePostgresInCi('the soak test');
+import { formatReport, runSoak, type SoakMode } from './driver.js';
 
 const SECONDS = Number(process.env.GANTRY_TEST_SOAK_SECONDS ?? 45);
 /** Descriptors a process may hold above its post-warm-up count at the end: pooled connections opening on demand, a log rotation. */
 const DESCRIPTOR_SLACK = 12;
 
-test('the slope is the least-squares line through the points', () => {
-  assert.equal(slope([]), 0);
-  assert.equal(slope([{ x: 1, y: 5 }]), 0);
-  assert.equal(slope([{ x: 0, y: 1 }, { x: 1, y: 3 }, { x: 2, y: 5 }]), 2);
-  assert.ok(Math.abs(slope([{ x: 0, y: 0 }, { x: 1, y: 1 }, { x: 2, y: 0 }, { x: 3, y: 1 }]) - 0.2) < 1e-9);
-});
-
-describe('soak: mixed load on PostgreSQL', { skip: postgresSkip() }, () => {
-  for (const mode of ['one', 'separate'] as SoakMode[]) {
+/** The brief soak of one layout, as a describe with one test (each layout is its own file, to stay within the runner's per-file time). */
+export function soakCase(mode: SoakMode): void {
+  requirePostgresInCi('the soak test');
+  describe('soak: mixed load on PostgreSQL', { skip: postgresSkip() }, () => {
     test(`${mode === 'one' ? 'one process' : 'one process per service'}, ${SECONDS} s: no unexpected error, every event delivered and audited once, no descriptors left behind`, { timeout: (SECONDS + 300) * 1000 }, async () => {
       const database = await freshPostgresDatabase(`t_soak_${mode}`);
       try {
@@ -44,5 +38,5 @@ describe('soak: mixed load on PostgreSQL', { skip: postgresSkip() }, () => {
         await database.drop();
       }
     });
-  }
-});
+  });
+}
