@@ -148,17 +148,18 @@ async function pickAndLease(sql: Sql, allowances: readonly Allowance[], now: Dat
                         rate_window_count = a.used + (SELECT count(*) FROM upd WHERE upd.webhook_id = a.webhook_id)
                    FROM a WHERE e.webhook_id = a.webhook_id)
      SELECT p.lost, p.attempts AS picked_attempts, p.max_attempts, p.round_start AS picked_round_start, p.delivery_id AS picked_id, ${ATTEMPT_COLUMNS}
-       FROM p LEFT JOIN upd ON upd.delivery_id = p.delivery_id
-       LEFT JOIN webhooks.endpoints e ON e.webhook_id = upd.webhook_id LEFT JOIN webhooks.events ev ON ev.event_id = upd.event_id`,
+       FROM p LEFT JOIN (SELECT upd.*, row_number() OVER (PARTITION BY upd.webhook_id) AS endpoint_row, row_number() OVER (PARTITION BY upd.event_id) AS event_row FROM upd) upd
+              ON upd.delivery_id = p.delivery_id
+       -- Each endpoint's columns, and each event's (the payload), come on one of its rows only: toClaimedAttempts shares them.
+       LEFT JOIN webhooks.endpoints e ON e.webhook_id = upd.webhook_id AND upd.endpoint_row = 1
+       LEFT JOIN webhooks.events ev ON ev.event_id = upd.event_id AND upd.event_row = 1`,
     [allowances.map((a) => a.webhookId), allowances.map((a) => a.take), allowances.map((a) => String(a.windowStartMs)), allowances.map((a) => a.used), now, tokens, leaseMs],
   );
-  const claimed: ClaimedAttempt[] = [];
   const lost: Picked[] = [];
   for (const r of rows) {
-    if (r.lost !== true) claimed.push(toClaimedAttempt(r));
-    else lost.push({ deliveryId: r.picked_id as string, lost: true, attempts: Number(r.picked_attempts), roundStart: Number(r.picked_round_start), maxAttempts: Number(r.max_attempts) });
+    if (r.lost === true) lost.push({ deliveryId: r.picked_id as string, lost: true, attempts: Number(r.picked_attempts), roundStart: Number(r.picked_round_start), maxAttempts: Number(r.max_attempts) });
   }
-  return { claimed, lost };
+  return { claimed: toClaimedAttempts(rows.filter((r) => r.lost !== true)), lost };
 }
 
 /** Records the lost attempts (so the history shows them) and dead-letters the deliveries whose round they ended; returns those. */
@@ -196,26 +197,49 @@ async function lease(sql: Sql, deliveryIds: readonly string[], newToken: () => s
        FROM upd JOIN webhooks.endpoints e ON e.webhook_id = upd.webhook_id JOIN webhooks.events ev ON ev.event_id = upd.event_id`,
     [deliveryIds, tokens, leaseMs],
   );
-  return rows.map(toClaimedAttempt);
+  return toClaimedAttempts(rows);
 }
 
-function toClaimedAttempt(c: Row): ClaimedAttempt {
+type EndpointPart = Pick<ClaimedAttempt, 'url' | 'owner' | 'internalApproved' | 'sealedHeaders' | 'legacyHeaders' | 'secrets'>;
+type EventPart = Pick<ClaimedAttempt, 'payload' | 'contentType' | 'traceContext'>;
+
+/**
+ * The attempts of claimed rows; a row may carry its endpoint's and its event's columns or leave
+ * them to another row of the same endpoint or event (one decoding, one payload buffer, for all of
+ * them: attempts only read them).
+ */
+function toClaimedAttempts(rows: readonly Row[]): ClaimedAttempt[] {
+  const endpoints = new Map<string, EndpointPart>();
+  const events = new Map<string, EventPart>();
+  for (const r of rows) {
+    if (r.url !== null && r.url !== undefined && !endpoints.has(r.webhook_id as string)) endpoints.set(r.webhook_id as string, toEndpointPart(r));
+    if (r.payload !== null && r.payload !== undefined && !events.has(r.event_id as string)) events.set(r.event_id as string, toEventPart(r));
+  }
+  return rows.map((c) => {
+    const endpoint = endpoints.get(c.webhook_id as string);
+    const event = events.get(c.event_id as string);
+    if (!endpoint || !event) throw new Error(`invariant: the claim returned delivery ${String(c.delivery_id)} without its endpoint's or its event's columns on any row`);
+    return {
+      deliveryId: c.delivery_id as string,
+      webhookId: c.webhook_id as string,
+      eventId: c.event_id as string,
+      eventType: c.event_type as string,
+      attemptNumber: Number(c.attempts),
+      attemptsInRound: attemptsInRound(Number(c.attempts), Number(c.round_start)),
+      leaseToken: c.lease_token as string,
+      ...endpoint,
+      ...event,
+    };
+  });
+}
+
+function toEndpointPart(c: Row): EndpointPart {
   return {
-    deliveryId: c.delivery_id as string,
-    webhookId: c.webhook_id as string,
-    eventId: c.event_id as string,
-    eventType: c.event_type as string,
-    attemptNumber: Number(c.attempts),
-    attemptsInRound: attemptsInRound(Number(c.attempts), Number(c.round_start)),
-    leaseToken: c.lease_token as string,
     url: c.url as string,
     owner: c.owner as string,
     internalApproved: c.internal_approved === true,
     sealedHeaders: c.headers_ciphertext ? { keyId: c.headers_key_id as string, ciphertext: Buffer.from(c.headers_ciphertext as Uint8Array) } : null,
     legacyHeaders: json(c.headers),
-    payload: Buffer.from(c.payload as Uint8Array),
-    contentType: c.content_type as string,
-    traceContext: json(c.trace_context),
     secrets: {
       current: { keyId: c.secret_key_id as string, ciphertext: Buffer.from(c.secret_ciphertext as Uint8Array) },
       previous: c.previous_ciphertext
@@ -224,6 +248,8 @@ function toClaimedAttempt(c: Row): ClaimedAttempt {
     },
   };
 }
+
+const toEventPart = (c: Row): EventPart => ({ payload: Buffer.from(c.payload as Uint8Array), contentType: c.content_type as string, traceContext: json(c.trace_context) });
 
 /** Each endpoint's rate window also counts the lost deliveries claimed again (pickAndLease charged the others). */
 async function chargeRetried(sql: Sql, retried: readonly ClaimedAttempt[]): Promise<void> {
