@@ -157,5 +157,51 @@ for (const engine of engines()) {
       assert.deepEqual(late, { recorded: false });
       assert.equal((await store.queue.delivery(id!))!.status, 'DEAD_LETTERED');
     });
+
+    test('publishing a batch in one statement queues what insertEvents and fanOut queue one event at a time: the same endpoints per event in the same order (owners, families, "*", a disabled endpoint left out); a repeated id is neither stored nor fanned out again', async () => {
+      const run = `fan${Date.now()}`;
+      const at = new Date();
+      const type = (k: string) => `${run}.${k}`;
+      const endpoint = (id: string, owner: string, eventTypes: string[], families: string[] = []) => ({ id: `${run}_${id}`, owner: `${run}-${owner}`, eventTypes, families });
+      const endpoints = [
+        endpoint('a1', 'a', [type('one')]), endpoint('a2', 'a', ['*']), endpoint('b', 'b', [type('one'), type('two')]),
+        endpoint('fam', 'c', [type('one')], [`${run}fam`]), endpoint('all', 'd', ['*'], ['*']), endpoint('off', 'a', [type('one')]),
+      ];
+      await store.transaction(async (tx) => {
+        for (const e of endpoints) {
+          const spec: Spec = { url: `http://127.0.0.1/${e.id}`, eventTypes: e.eventTypes, headers: {}, description: '', paused: false, rateLimitPerSecond: 0, maxConcurrency: 0, labels: {} };
+          await tx.registry.insert({ id: e.id, owner: e.owner, externalId: '', spec, families: e.families, internalApproved: false, secret: { keyId: 'k', ciphertext: Buffer.from('sealed') }, headers: null, at });
+        }
+        await tx.registry.disable(`${run}_off`, 'test', 0, at, at);
+      });
+      const shapes = [
+        { eventType: type('one'), owner: `${run}-a`, family: '' }, { eventType: type('two'), owner: `${run}-b`, family: '' }, { eventType: type('one'), owner: `${run}-b`, family: '' },
+        { eventType: type('one'), owner: '', family: `${run}fam` }, { eventType: type('three'), owner: `${run}-a`, family: '' }, { eventType: type('two'), owner: '', family: `${run}other` },
+      ];
+      const events = (path: string): EventRow[] => shapes.map((s, i) => ({ eventId: `${run}-${path}-${i}`, ...s, payload: Buffer.from(`{"i":${i}}`), contentType: 'application/json', digest: Buffer.alloc(32), occurredAt: null, traceContext: {} }));
+      const endpointsOf = async (deliveryIds: readonly string[]) => Promise.all(deliveryIds.map(async (id) => (await store.queue.delivery(id))!.webhookId));
+
+      const oneByOne = await store.transaction(async (tx) => {
+        const queued: string[][] = [];
+        for (const e of events('single')) {
+          await tx.events.insertEvents([e], at);
+          queued.push((await tx.events.fanOut([e], 8, at)).get(e.eventId) ?? []);
+        }
+        return queued;
+      });
+      const batch = await store.transaction((tx) => tx.events.publish(events('batch'), 8, at));
+      assert.deepEqual([...batch.inserted].sort(), events('batch').map((e) => e.eventId).sort());
+      const expected = [['a1', 'a2'], ['b'], ['b'], ['fam', 'all'], ['a2'], ['all']].map((ids) => ids.map((id) => `${run}_${id}`));
+      for (const [i, e] of events('batch').entries()) {
+        assert.deepEqual(await endpointsOf(batch.queued.get(e.eventId) ?? []), expected[i], `batch event ${i}`);
+        assert.deepEqual(await endpointsOf(oneByOne[i]!), expected[i], `event ${i} one at a time`);
+      }
+
+      const again = await store.transaction((tx) => tx.events.publish(events('batch'), 8, at));
+      assert.equal(again.inserted.size, 0);
+      assert.equal(again.queued.size, 0);
+      const { rows } = await db.query(`SELECT count(*)::int AS n FROM webhooks.deliveries WHERE event_id LIKE $1`, [`${run}-batch-%`]);
+      assert.equal(rows[0]!.n, expected.flat().length);
+    });
   });
 }

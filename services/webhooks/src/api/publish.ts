@@ -1,6 +1,6 @@
 // Publishing events, one (PublishEvent) or a batch (PublishEvents): the same checks, the same
-// idempotency rule and the same three statements for any number of events, so a batch of 500 costs
-// one transaction, not 500.
+// idempotency rule and the same statements for any number of events (one, and a second only when
+// an id repeats), so a batch of 500 costs one transaction, not 500.
 import { createHash } from 'node:crypto';
 import { alreadyExists, checkTimestamp, invalidArgument, permissionDenied } from '@gantry/kit';
 import type { webhooksv1 } from '@gantry/proto';
@@ -52,22 +52,22 @@ export function checkBatch(events: webhooksv1.PublishEventRequest[], caller: Cal
 }
 
 /**
- * Stores the events and queues their deliveries in one transaction, in three statements whatever
- * their number: insert the new ones, read back the repeated ones (a repeat answers with its
- * deliveries, a reused id with another body fails the whole call), fan the new ones out. Results
+ * Stores the events and queues their deliveries in one transaction, in at most two statements
+ * whatever their number: insert the new ones and fan them out (EventsTx.publish), then read back
+ * the repeated ones, if any (a repeat answers with its deliveries, a reused id with another body
+ * fails the whole call). Results
  * are in the order of `events`; `where(i)` names event i in errors.
  */
 export async function publishEvents(store: Pick<WebhooksStore, 'transaction'>, events: readonly EventRow[], maxAttempts: number, at: Date, where: (i: number) => string): Promise<webhooksv1.PublishEventResponse[]> {
   return store.transaction(async (tx) => {
-    const inserted = await tx.events.insertEvents(events, at);
+    // A reused id fails the call after the new events were fanned out: the throw rolls all of it back.
+    const { inserted, queued } = await tx.events.publish(events, maxAttempts, at);
     const repeated = events.filter((e) => !inserted.has(e.eventId));
     const earlier = repeated.length > 0 ? await tx.events.publishedBefore(repeated.map((e) => e.eventId)) : new Map<string, never>();
     events.forEach((e, i) => {
       if (inserted.has(e.eventId) || earlier.get(e.eventId)?.digest.equals(e.digest)) return;
       throw alreadyExists(`${where(i)}event ${e.eventId} was published before with another type, owner, content type or payload; use a new event_id`);
     });
-    const fresh = events.filter((e) => inserted.has(e.eventId));
-    const queued = fresh.length > 0 ? await tx.events.fanOut(fresh, maxAttempts, at) : new Map<string, string[]>();
     return events.map((e) =>
       inserted.has(e.eventId)
         ? { eventId: e.eventId, duplicate: false, deliveryIds: queued.get(e.eventId) ?? [] }

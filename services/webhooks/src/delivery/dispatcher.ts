@@ -16,7 +16,7 @@ import { context } from '@opentelemetry/api';
 import { isTransientDatabaseError, realClock, Wakeup, type Clock, type Logger } from '@gantry/kit';
 import { judge, parseRetryAfter, type RetryPolicy } from '../domain/retry.js';
 import type { SecretBox } from '../domain/secret-box.js';
-import { secretKeyBytes, signatureHeaders } from '../domain/signature.js';
+import { signatureHeaders } from '../domain/signature.js';
 import type { DisableRule } from '../domain/limits.js';
 import type { ClaimedAttempt, ClaimLimits } from '../store/delivery-claims.js';
 import type { EndpointAttemptResult, RecordedOutcome } from '../store/delivery-outcomes.js';
@@ -24,6 +24,7 @@ import type { WebhooksStore } from '../store/webhooks-store.js';
 import type { HttpResult, HttpSender } from './http.js';
 import { endAttemptSpan, startAttemptSpan } from './attempt-span.js';
 import { OutcomeCommitter, type OutcomeCommitLimits } from './outcome-committer.js';
+import { SigningKeys } from './signing-keys.js';
 
 /**
  * An outcome whose commit failed because the database could not be reached (an outage, a restart)
@@ -59,6 +60,10 @@ export interface DispatcherOptions {
   clock?: Clock;
 }
 
+/** How long an endpoint's opened signing key is kept, and how many are kept at most (signing-keys.ts). */
+const SIGNING_KEY_TTL_MS = 60_000;
+const SIGNING_KEYS_KEPT = 10_000;
+
 export class Dispatcher {
   /** Attempts whose HTTP request is out, each with its controller (a drain that runs out aborts them). */
   private readonly sending = new Map<Promise<void>, AbortController>();
@@ -69,6 +74,7 @@ export class Dispatcher {
   /** Cuts the poll sleep short when something is queued. */
   private readonly wakeup: Wakeup;
   private readonly outcomes: OutcomeCommitter;
+  private readonly keys: SigningKeys;
   private running: Promise<void> | undefined;
   private stopped = false;
   private pausedByFlag = false;
@@ -83,6 +89,7 @@ export class Dispatcher {
     this.clock = opts.clock ?? realClock;
     this.wakeup = new Wakeup(this.clock);
     this.outcomes = new OutcomeCommitter(store, opts.now, { ...opts.outcomes, maxQueued: opts.maxQueuedOutcomes });
+    this.keys = new SigningKeys(box, { ttlMs: SIGNING_KEY_TTL_MS, maxEntries: SIGNING_KEYS_KEPT });
   }
 
   start(): void {
@@ -226,15 +233,16 @@ export class Dispatcher {
   private async send(c: ClaimedAttempt, controller: AbortController): Promise<EndpointAttemptResult | undefined> {
     const startedMs = this.opts.now();
     const timestampSec = Math.floor(startedMs / 1000);
-    const keys = [this.box.open(c.secrets.current, aadFor(c.webhookId))];
-    if (c.secrets.previous && c.secrets.previous.expiresAt.getTime() > startedMs) keys.push(this.box.open(c.secrets.previous, aadFor(c.webhookId)));
+    const aad = aadFor(c.webhookId);
+    const keys = [this.keys.keyOf(c.secrets.current, aad, 'current')!];
+    if (c.secrets.previous && c.secrets.previous.expiresAt.getTime() > startedMs) keys.push(this.keys.keyOf(c.secrets.previous, aad, 'previous')!);
     // Header values (a receiver's Authorization) are opened only here, for the request.
     const extra = c.sealedHeaders ? (JSON.parse(this.box.open(c.sealedHeaders, headersAadFor(c.webhookId))) as Record<string, string>) : c.legacyHeaders;
     const headers: Record<string, string> = {
       ...extra,
       'content-type': c.contentType,
       'user-agent': 'gantry-webhooks/1',
-      ...signatureHeaders(keys.map((k) => secretKeyBytes(k)!), c.eventId, timestampSec, c.payload),
+      ...signatureHeaders(keys, c.eventId, timestampSec, c.payload),
     };
     // One timer per attempt, cleared when it ends (AbortSignal.timeout and AbortSignal.any cost a
     // weak reference, a finalizer and a timer left running for the full timeout, per attempt).

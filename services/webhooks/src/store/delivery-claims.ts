@@ -8,7 +8,7 @@
 // leases still keep their deliveries from being claimed again. A delivery whose lease expired (its replica died mid-attempt) gets that attempt recorded
 // as lost and is claimed again, or dead-lettered when it was its round's last.
 import type { Sql } from '@gantry/kit';
-import { allocateClaim, windowAfterClaim, type Allowance, type EndpointLoad } from '../domain/rate-allowance.js';
+import { allocateClaim, type Allowance, type EndpointLoad } from '../domain/rate-allowance.js';
 import { attemptsInRound, lostAttemptEndsRound } from '../domain/retry.js';
 import type { SealedSecret } from '../domain/secret-box.js';
 import { date, json, type Row } from './sql.js';
@@ -61,16 +61,19 @@ interface Picked {
  * Claims due deliveries for one attempt each; returns the claimed attempts and the deliveries
  * dead-lettered by a lost last attempt. `answered`: lease tokens of this replica's attempts that
  * have their HTTP answer but not yet a committed outcome, left out of their endpoints' concurrency.
+ * Two statements in the common case (read the endpoints, then pick, lease and charge in one); a
+ * lost attempt (rare: a replica died mid-attempt) costs statements of its own.
  */
 export async function claimDue(sql: Sql, now: Date, limits: ClaimLimits, newToken: () => string, answered: readonly string[] = []): Promise<{ claimed: ClaimedAttempt[]; deadLettered: string[] }> {
   const allowances = allocateClaim(await claimableEndpoints(sql, now, limits.endpoints, limits.batch, answered), limits);
   if (allowances.length === 0) return { claimed: [], deadLettered: [] };
-  const picked = await pickDue(sql, allowances, now);
-  const deadLettered = await settleLostAttempts(sql, picked, now);
+  const { claimed, lost } = await pickAndLease(sql, allowances, now, newToken, limits.leaseMs);
+  if (lost.length === 0) return { claimed, deadLettered: [] };
+  const deadLettered = await settleLostAttempts(sql, lost, now);
   const dead = new Set(deadLettered);
-  const claimed = await lease(sql, picked.filter((p) => !dead.has(p.deliveryId)).map((p) => p.deliveryId), newToken, limits.leaseMs);
-  await chargeRateWindows(sql, allowances, claimed, now);
-  return { claimed, deadLettered };
+  const retried = await lease(sql, lost.filter((p) => !dead.has(p.deliveryId)).map((p) => p.deliveryId), newToken, limits.leaseMs);
+  await chargeRetried(sql, retried);
+  return { claimed: [...claimed, ...retried], deadLettered };
 }
 
 /** Enabled endpoints with a due, unleased delivery, least recently claimed first, locked unless another claim holds them. */
@@ -114,26 +117,49 @@ async function claimableEndpoints(sql: Sql, now: Date, limit: number, batch: num
   }));
 }
 
-/** Each endpoint's due deliveries, oldest due first, at most its allowance, locked unless another claim holds them. */
-async function pickDue(sql: Sql, allowances: readonly Allowance[], now: Date): Promise<Picked[]> {
+/** The columns a claimed attempt needs, of the leased delivery (`upd`), its endpoint (`e`) and its event (`ev`). */
+const ATTEMPT_COLUMNS = `upd.delivery_id, upd.webhook_id, upd.event_id, upd.event_type, upd.attempts, upd.round_start, upd.lease_token,
+  e.url, e.owner, e.internal_approved, e.headers, e.headers_key_id, e.headers_ciphertext, e.secret_key_id, e.secret_ciphertext, e.previous_key_id, e.previous_ciphertext, e.previous_expires_at,
+  ev.payload, ev.content_type, ev.trace_context`;
+
+/**
+ * In one statement: each endpoint's due deliveries, oldest due first, at most its allowance, locked
+ * unless another claim holds them; a lease on each that had none (the lost ones, whose lease
+ * expired, are returned for settleLostAttempts instead); and each endpoint's rate window charged
+ * with what it gave (windowAfterClaim) and moved to the back of the claim order.
+ */
+async function pickAndLease(sql: Sql, allowances: readonly Allowance[], now: Date, newToken: () => string, leaseMs: number): Promise<{ claimed: ClaimedAttempt[]; lost: Picked[] }> {
+  const tokens = Array.from({ length: allowances.reduce((n, a) => n + a.take, 0) }, () => newToken());
   const { rows } = await sql.query(
-    `SELECT d.delivery_id, d.lease_token IS NOT NULL AS lost, d.attempts, d.round_start, d.max_attempts, d.lease_expires_at
-       FROM unnest($1::text[], $2::int[]) AS a(webhook_id, n)
-       JOIN webhooks.endpoints e ON e.webhook_id = a.webhook_id
-       CROSS JOIN LATERAL (
-         SELECT delivery_id, lease_token, attempts, round_start, max_attempts, lease_expires_at FROM webhooks.deliveries d
-          WHERE d.webhook_id = a.webhook_id AND d.status = 'PENDING' AND d.next_attempt_at <= $3
-            AND (NOT e.paused OR d.ignore_pause) AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= clock_timestamp())
-          ORDER BY d.next_attempt_at LIMIT a.n FOR UPDATE OF d SKIP LOCKED) d`,
-    [allowances.map((a) => a.webhookId), allowances.map((a) => a.take), now],
+    `WITH a AS (SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::int[]) AS a(webhook_id, n, window_start_ms, used)),
+     p AS (SELECT d.delivery_id, d.lease_token IS NOT NULL AS lost, d.attempts, d.round_start, d.max_attempts
+             FROM a JOIN webhooks.endpoints e ON e.webhook_id = a.webhook_id
+             CROSS JOIN LATERAL (
+               SELECT delivery_id, lease_token, attempts, round_start, max_attempts FROM webhooks.deliveries d
+                WHERE d.webhook_id = a.webhook_id AND d.status = 'PENDING' AND d.next_attempt_at <= $5
+                  AND (NOT e.paused OR d.ignore_pause) AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= clock_timestamp())
+                ORDER BY d.next_attempt_at LIMIT a.n FOR UPDATE OF d SKIP LOCKED) d),
+     fresh AS (SELECT p.delivery_id, ($6::text[])[row_number() OVER ()] AS token FROM p WHERE NOT p.lost),
+     upd AS (UPDATE webhooks.deliveries d SET attempts = d.attempts + 1, lease_token = f.token,
+                    lease_expires_at = clock_timestamp() + make_interval(secs => $7::double precision / 1000)
+               FROM fresh f WHERE d.delivery_id = f.delivery_id
+             RETURNING d.delivery_id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.round_start, d.lease_token),
+     charged AS (UPDATE webhooks.endpoints e SET rate_window_start_ms = a.window_start_ms, last_claimed_at = $5,
+                        rate_window_count = a.used + (SELECT count(*) FROM upd WHERE upd.webhook_id = a.webhook_id)
+                   FROM a WHERE e.webhook_id = a.webhook_id)
+     SELECT p.lost, p.attempts AS picked_attempts, p.max_attempts, p.round_start AS picked_round_start, p.delivery_id AS picked_id, ${ATTEMPT_COLUMNS}
+       FROM p LEFT JOIN (SELECT upd.*, row_number() OVER (PARTITION BY upd.webhook_id) AS endpoint_row, row_number() OVER (PARTITION BY upd.event_id) AS event_row FROM upd) upd
+              ON upd.delivery_id = p.delivery_id
+       -- Each endpoint's columns, and each event's (the payload), come on one of its rows only: toClaimedAttempts shares them.
+       LEFT JOIN webhooks.endpoints e ON e.webhook_id = upd.webhook_id AND upd.endpoint_row = 1
+       LEFT JOIN webhooks.events ev ON ev.event_id = upd.event_id AND upd.event_row = 1`,
+    [allowances.map((a) => a.webhookId), allowances.map((a) => a.take), allowances.map((a) => String(a.windowStartMs)), allowances.map((a) => a.used), now, tokens, leaseMs],
   );
-  return rows.map((p) => ({
-    deliveryId: p.delivery_id as string,
-    lost: p.lost === true,
-    attempts: Number(p.attempts),
-    roundStart: Number(p.round_start),
-    maxAttempts: Number(p.max_attempts),
-  }));
+  const lost: Picked[] = [];
+  for (const r of rows) {
+    if (r.lost === true) lost.push({ deliveryId: r.picked_id as string, lost: true, attempts: Number(r.picked_attempts), roundStart: Number(r.picked_round_start), maxAttempts: Number(r.max_attempts) });
+  }
+  return { claimed: toClaimedAttempts(rows.filter((r) => r.lost !== true)), lost };
 }
 
 /** Records the lost attempts (so the history shows them) and dead-letters the deliveries whose round they ended; returns those. */
@@ -158,7 +184,7 @@ async function settleLostAttempts(sql: Sql, picked: readonly Picked[], now: Date
   return exhausted;
 }
 
-/** Starts an attempt of each delivery under a new lease token, expiring `leaseMs` from now on the database clock. */
+/** Starts an attempt of each delivery (those whose attempt was lost) under a new lease token, expiring `leaseMs` from now on the database clock. */
 async function lease(sql: Sql, deliveryIds: readonly string[], newToken: () => string, leaseMs: number): Promise<ClaimedAttempt[]> {
   const tokens = deliveryIds.map(() => newToken());
   const { rows } = await sql.query(
@@ -167,31 +193,53 @@ async function lease(sql: Sql, deliveryIds: readonly string[], newToken: () => s
                     lease_expires_at = clock_timestamp() + make_interval(secs => $3::double precision / 1000)
                FROM c WHERE d.delivery_id = c.id
              RETURNING d.delivery_id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.round_start, d.lease_token)
-     SELECT upd.*, e.url, e.owner, e.internal_approved, e.headers, e.headers_key_id, e.headers_ciphertext, e.secret_key_id, e.secret_ciphertext, e.previous_key_id, e.previous_ciphertext, e.previous_expires_at,
-            ev.payload, ev.content_type, ev.trace_context
+     SELECT ${ATTEMPT_COLUMNS}
        FROM upd JOIN webhooks.endpoints e ON e.webhook_id = upd.webhook_id JOIN webhooks.events ev ON ev.event_id = upd.event_id`,
     [deliveryIds, tokens, leaseMs],
   );
-  return rows.map(toClaimedAttempt);
+  return toClaimedAttempts(rows);
 }
 
-function toClaimedAttempt(c: Row): ClaimedAttempt {
+type EndpointPart = Pick<ClaimedAttempt, 'url' | 'owner' | 'internalApproved' | 'sealedHeaders' | 'legacyHeaders' | 'secrets'>;
+type EventPart = Pick<ClaimedAttempt, 'payload' | 'contentType' | 'traceContext'>;
+
+/**
+ * The attempts of claimed rows; a row may carry its endpoint's and its event's columns or leave
+ * them to another row of the same endpoint or event (one decoding, one payload buffer, for all of
+ * them: attempts only read them).
+ */
+function toClaimedAttempts(rows: readonly Row[]): ClaimedAttempt[] {
+  const endpoints = new Map<string, EndpointPart>();
+  const events = new Map<string, EventPart>();
+  for (const r of rows) {
+    if (r.url !== null && r.url !== undefined && !endpoints.has(r.webhook_id as string)) endpoints.set(r.webhook_id as string, toEndpointPart(r));
+    if (r.payload !== null && r.payload !== undefined && !events.has(r.event_id as string)) events.set(r.event_id as string, toEventPart(r));
+  }
+  return rows.map((c) => {
+    const endpoint = endpoints.get(c.webhook_id as string);
+    const event = events.get(c.event_id as string);
+    if (!endpoint || !event) throw new Error(`invariant: the claim returned delivery ${String(c.delivery_id)} without its endpoint's or its event's columns on any row`);
+    return {
+      deliveryId: c.delivery_id as string,
+      webhookId: c.webhook_id as string,
+      eventId: c.event_id as string,
+      eventType: c.event_type as string,
+      attemptNumber: Number(c.attempts),
+      attemptsInRound: attemptsInRound(Number(c.attempts), Number(c.round_start)),
+      leaseToken: c.lease_token as string,
+      ...endpoint,
+      ...event,
+    };
+  });
+}
+
+function toEndpointPart(c: Row): EndpointPart {
   return {
-    deliveryId: c.delivery_id as string,
-    webhookId: c.webhook_id as string,
-    eventId: c.event_id as string,
-    eventType: c.event_type as string,
-    attemptNumber: Number(c.attempts),
-    attemptsInRound: attemptsInRound(Number(c.attempts), Number(c.round_start)),
-    leaseToken: c.lease_token as string,
     url: c.url as string,
     owner: c.owner as string,
     internalApproved: c.internal_approved === true,
     sealedHeaders: c.headers_ciphertext ? { keyId: c.headers_key_id as string, ciphertext: Buffer.from(c.headers_ciphertext as Uint8Array) } : null,
     legacyHeaders: json(c.headers),
-    payload: Buffer.from(c.payload as Uint8Array),
-    contentType: c.content_type as string,
-    traceContext: json(c.trace_context),
     secrets: {
       current: { keyId: c.secret_key_id as string, ciphertext: Buffer.from(c.secret_ciphertext as Uint8Array) },
       previous: c.previous_ciphertext
@@ -201,14 +249,14 @@ function toClaimedAttempt(c: Row): ClaimedAttempt {
   };
 }
 
-/** Each endpoint's rate window counts what was taken from it now; every endpoint allowed something moves to the back of the claim order. */
-async function chargeRateWindows(sql: Sql, allowances: readonly Allowance[], claimed: readonly ClaimedAttempt[], now: Date): Promise<void> {
-  const taken = new Map<string, number>();
-  for (const c of claimed) taken.set(c.webhookId, (taken.get(c.webhookId) ?? 0) + 1);
-  const windows = allowances.map((a) => windowAfterClaim(a, taken.get(a.webhookId) ?? 0));
+const toEventPart = (c: Row): EventPart => ({ payload: Buffer.from(c.payload as Uint8Array), contentType: c.content_type as string, traceContext: json(c.trace_context) });
+
+/** Each endpoint's rate window also counts the lost deliveries claimed again (pickAndLease charged the others). */
+async function chargeRetried(sql: Sql, retried: readonly ClaimedAttempt[]): Promise<void> {
+  if (retried.length === 0) return;
   await sql.query(
-    `UPDATE webhooks.endpoints e SET rate_window_start_ms = w.start_ms, rate_window_count = w.count, last_claimed_at = $4
-       FROM unnest($1::text[], $2::bigint[], $3::int[]) AS w(id, start_ms, count) WHERE e.webhook_id = w.id`,
-    [allowances.map((a) => a.webhookId), windows.map((w) => String(w.startMs)), windows.map((w) => w.count), now],
+    `UPDATE webhooks.endpoints e SET rate_window_count = e.rate_window_count + t.n
+       FROM (SELECT id, count(*)::int AS n FROM unnest($1::text[]) AS id GROUP BY id) t WHERE e.webhook_id = t.id`,
+    [retried.map((c) => c.webhookId)],
   );
 }

@@ -154,7 +154,6 @@ async function disable(sql: Sql, registry: RegistryTx, r: AttemptResult, webhook
   // goes unannounced, and none is announced that did not commit. One event per disable.
   const events = new EventsTx(sql);
   const event = endpointDisabledEvent(disabled, reason, now);
-  await events.insertEvents([event], now);
-  await events.fanOut([event], r.maxAttempts, now);
+  await events.publish([event], r.maxAttempts, now);
   return disabled;
 }

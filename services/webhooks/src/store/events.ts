@@ -31,6 +31,26 @@ export function endpointDisabledEvent(disabled: WebhookRecord, reason: string, a
   return { eventId, eventType: ENDPOINT_DISABLED_EVENT, owner: disabled.owner, family: '', payload, contentType: 'application/json', digest, occurredAt: at, traceContext: {} };
 }
 
+/** The insert of new events from rows `e`, to be followed by `FROM <rows> AS e`; `createdAt` is the parameter of the time stored. */
+const insertEventsFrom = (createdAt: string) => `INSERT INTO webhooks.events (event_id, event_type, owner, payload, content_type, digest, occurred_at, trace_context, created_at, family)
+       SELECT e.event_id, e.event_type, e.owner, e.payload, e.content_type, e.digest, e.occurred_at, e.trace_context::jsonb, ${createdAt}, e.family`;
+
+/**
+ * The fan-out of the events in a CTE `ev` (event_id, event_type, owner, family, ord) into `ins`
+ * (delivery_id, event_id, seq); `$4` is max_attempts, `$5` the due time, `$6` the events' distinct types and '*'.
+ */
+const FAN_OUT_CTES = `ep AS (SELECT webhook_id, owner, event_types, families, created_version FROM webhooks.endpoints
+               WHERE state = 'ENABLED' AND event_types && $6::text[]),
+       ins AS (INSERT INTO webhooks.deliveries (delivery_id, webhook_id, event_id, event_type, status, max_attempts, next_attempt_at, created_at)
+               SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), ep.webhook_id, ev.event_id, ev.event_type, 'PENDING', $4, $5, $5
+                 FROM ev JOIN ep ON (CASE WHEN ev.family = '' THEN ep.owner = ev.owner ELSE ev.family = ANY(ep.families) OR '*' = ANY(ep.families) END)
+                                AND (ev.event_type = ANY(ep.event_types) OR '*' = ANY(ep.event_types))
+                ORDER BY ev.ord, ep.created_version
+               RETURNING delivery_id, event_id, seq)`;
+
+// The endpoints are narrowed first by the distinct types (an overlap test with a few elements, not hundreds).
+const distinctTypes = (events: readonly Pick<EventRow, 'eventType'>[]): string[] => [...new Set(events.map((e) => e.eventType)), '*'];
+
 /** The event statements of one transaction. */
 export class EventsTx {
   constructor(private readonly sql: Sql) {}
@@ -42,8 +62,7 @@ export class EventsTx {
    */
   async insertEvents(events: readonly EventRow[], at: Date): Promise<Set<string>> {
     const { rows } = await this.sql.query(
-      `INSERT INTO webhooks.events (event_id, event_type, owner, payload, content_type, digest, occurred_at, trace_context, created_at, family)
-       SELECT e.event_id, e.event_type, e.owner, e.payload, e.content_type, e.digest, e.occurred_at, e.trace_context::jsonb, $9, e.family
+      `${insertEventsFrom('$9')}
          FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::bytea[], $7::timestamptz[], $8::text[], $10::text[])
               AS e(event_id, event_type, owner, payload, content_type, digest, occurred_at, trace_context, family)
         ORDER BY e.event_id
@@ -78,19 +97,36 @@ export class EventsTx {
   async fanOut(events: readonly Pick<EventRow, 'eventId' | 'eventType' | 'owner' | 'family'>[], maxAttempts: number, at: Date): Promise<Map<string, string[]>> {
     const { rows } = await this.sql.query(
       `WITH ev AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $7::text[]) WITH ORDINALITY AS ev(event_id, event_type, owner, family, ord)),
-       ep AS (SELECT webhook_id, owner, event_types, families, created_version FROM webhooks.endpoints
-               WHERE state = 'ENABLED' AND event_types && $6::text[]),
-       ins AS (INSERT INTO webhooks.deliveries (delivery_id, webhook_id, event_id, event_type, status, max_attempts, next_attempt_at, created_at)
-               SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), ep.webhook_id, ev.event_id, ev.event_type, 'PENDING', $4, $5, $5
-                 FROM ev JOIN ep ON (CASE WHEN ev.family = '' THEN ep.owner = ev.owner ELSE ev.family = ANY(ep.families) OR '*' = ANY(ep.families) END)
-                                AND (ev.event_type = ANY(ep.event_types) OR '*' = ANY(ep.event_types))
-                ORDER BY ev.ord, ep.created_version
-               RETURNING delivery_id, event_id, seq)
+       ${FAN_OUT_CTES}
        SELECT event_id, array_agg(delivery_id ORDER BY seq) AS delivery_ids, pg_notify('${QUEUED_CHANNEL}', '') AS notified FROM ins GROUP BY event_id`,
-      // The endpoints are narrowed first by the distinct types (an overlap test with a few elements, not hundreds).
-      [events.map((e) => e.eventId), events.map((e) => e.eventType), events.map((e) => e.owner), maxAttempts, at, [...new Set(events.map((e) => e.eventType)), '*'], events.map((e) => e.family)],
+      [events.map((e) => e.eventId), events.map((e) => e.eventType), events.map((e) => e.owner), maxAttempts, at, distinctTypes(events), events.map((e) => e.family)],
     );
     return new Map(rows.map((r) => [r.event_id as string, r.delivery_ids as string[]]));
+  }
+
+  /**
+   * insertEvents and fanOut of the events it stored, in one statement (one round trip for a
+   * publish call of any size): returns the ids stored and each one's delivery ids, oldest endpoint
+   * first. Events whose ids were stored before are neither stored nor fanned out again.
+   */
+  async publish(events: readonly EventRow[], maxAttempts: number, at: Date): Promise<{ inserted: Set<string>; queued: Map<string, string[]> }> {
+    const { rows } = await this.sql.query(
+      `WITH src AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $8::bytea[], $9::text[], $10::bytea[], $11::timestamptz[], $12::text[], $7::text[])
+                      WITH ORDINALITY AS e(event_id, event_type, owner, payload, content_type, digest, occurred_at, trace_context, family, ord)),
+       stored AS (${insertEventsFrom('$5')} FROM src e ORDER BY e.event_id ON CONFLICT (event_id) DO NOTHING RETURNING event_id),
+       ev AS (SELECT src.event_id, src.event_type, src.owner, src.family, src.ord FROM src JOIN stored USING (event_id)),
+       ${FAN_OUT_CTES},
+       notice AS (SELECT pg_notify('${QUEUED_CHANNEL}', '') FROM (SELECT 1 FROM ins LIMIT 1) queued),
+       queued AS (SELECT event_id, array_agg(delivery_id ORDER BY seq) AS delivery_ids FROM ins GROUP BY event_id)
+       SELECT stored.event_id, queued.delivery_ids, (SELECT count(*) FROM notice) AS notices FROM stored LEFT JOIN queued USING (event_id)`,
+      [
+        events.map((e) => e.eventId), events.map((e) => e.eventType), events.map((e) => e.owner), maxAttempts, at, distinctTypes(events), events.map((e) => e.family),
+        events.map((e) => e.payload), events.map((e) => e.contentType), events.map((e) => e.digest), events.map((e) => e.occurredAt), events.map((e) => JSON.stringify(e.traceContext)),
+      ],
+    );
+    const queued = new Map<string, string[]>();
+    for (const r of rows) if (r.delivery_ids) queued.set(r.event_id as string, r.delivery_ids as string[]);
+    return { inserted: new Set(rows.map((r) => r.event_id as string)), queued };
   }
 
   /** One test delivery to one endpoint, paused or not. */
