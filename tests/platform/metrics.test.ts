@@ -10,22 +10,26 @@ import { buildInfo, READINESS } from '@gantry/kit';
 import { modulesFor } from '@gantry/cli/registry';
 import { checkHealth, eventually } from '@gantry/test-support/clients';
 import { startServicePlatform, type ServicePlatform } from '@gantry/test-support/harness';
-import { PlatformClients } from './support.js';
+import { PlatformClients, Receiver, SUBSCRIBER } from './support.js';
 
 describe('metrics: a Prometheus scrape of the probe port', () => {
   let platform: ServicePlatform;
   let clients: PlatformClients;
   let probe: string;
+  const receiver = new Receiver();
 
   before(async () => {
-    platform = await startServicePlatform('PGlite', modulesFor('all'), { dbLabel: 't_metrics', overrides: { rateLimit: { points: 100_000 } } });
+    await receiver.start();
+    platform = await startServicePlatform('PGlite', modulesFor('all'), { dbLabel: 't_metrics', overrides: { webhooks: { allowedCidrs: [`${SUBSCRIBER}=127.0.0.1/32`], pollIntervalMs: 50 }, rateLimit: { points: 100_000 } } });
     const address = platform.address;
     clients = new PlatformClients({ settlement: address, approvals: address, webhooks: address, log: address }, platform.tls, platform.dataDir);
     probe = `127.0.0.1:${platform.runtime.healthPort}`;
+    await clients.subscribe(receiver.url);
   });
   after(async () => {
     clients?.close();
     await platform?.close();
+    await receiver.stop();
   });
 
   let lastText = '';
@@ -41,7 +45,7 @@ describe('metrics: a Prometheus scrape of the probe port', () => {
   const sample = (f: Family | undefined, labels: Record<string, string>) => matching(f, labels)[0];
   const total = (f: Family | undefined, labels: Record<string, string>) => matching(f, labels).reduce((n, m) => n + Number(m.value), 0);
 
-  test('after the flows: draws by outcome, approvals pending, log entries appended, RPC durations, relayed events and the version', async () => {
+  test('after the flows: draws by outcome, approvals pending, log entries appended, webhook deliveries and queue depth, RPC durations, relayed events and the version', async () => {
     await clients.settlementFlow();
     await clients.approvalFlow();
     await clients.submitApproval();
@@ -52,6 +56,12 @@ describe('metrics: a Prometheus scrape of the probe port', () => {
     assert.equal(sample(m.get('gantry_settlement_draws_total'), { outcome: 'booked' })?.value, '2');
     assert.equal(total(m.get('gantry_outbox_events_sent_total'), { gantry_outbox: 'settlement', gantry_sink: 'webhooks' }), 4);
     assert.equal(sample(m.get('gantry_approvals_pending'), {})?.value, '1', 'the submitted request without votes');
+    // Each of the 9 events to the one subscribed endpoint: queued by the relay's publish, then delivered.
+    assert.ok(await eventually(async () => total((await scrape()).get('gantry_webhooks_deliveries_total'), { outcome: 'succeeded' }) === 9, 30_000), 'the deliveries succeeded');
+    const after = await scrape();
+    assert.equal(total(after.get('gantry_webhooks_deliveries_total'), { outcome: 'queued' }), 9);
+    assert.equal(total(after.get('gantry_webhooks_deliveries_total'), { outcome: 'failed' }), 0);
+    assert.ok(await eventually(async () => sample((await scrape()).get('gantry_webhooks_queue_depth'), {})?.value === '0', 10_000), 'nothing left pending');
     // The relay's audit appends are keyed: each committed once, none a replay.
     assert.equal(total(m.get('gantry_log_entries_appended_total'), { duplicate: 'false' }), 9);
     assert.equal(total(m.get('gantry_log_entries_appended_total'), { duplicate: 'true' }), 0);

@@ -13,9 +13,10 @@ import { PLATFORM_READ_SCOPES } from './domain/families.js';
 import { DELIVERY_PAUSED_FLAG } from './domain/flags.js';
 import { KEY_BYTES, parseKeyring, SecretBox } from './domain/secret-box.js';
 import { headerNamesOnly } from './domain/webhook.js';
-import { Dispatcher, headersAadFor } from './delivery/dispatcher.js';
+import { Dispatcher, headersAadFor, type DispatcherOptions } from './delivery/dispatcher.js';
 import { HttpSender, systemResolver, type Resolver } from './delivery/http.js';
 import { Pruner } from './delivery/pruner.js';
+import { deliveryCounter, observeQueueDepth } from './metrics.js';
 import { registryFeed } from './store/registry-feed.js';
 import { startRegistryRetention } from './store/registry-retention.js';
 import { QUEUED_CHANNEL } from './store/sql.js';
@@ -90,7 +91,7 @@ export async function sealPlaintextHeaders(store: WebhooksStore, box: SecretBox)
 }
 
 /** The delivery dispatcher of one process, on the module's settings and the shared defaults. */
-function dispatcherFor(o: { store: WebhooksStore; box: SecretBox; guard: AddressGuard; resolver: Resolver; now: () => number; random: () => number; settings: WebhooksConfig; flags: ServiceDeps['flags']; log: Logger }): Dispatcher {
+function dispatcherFor(o: { store: WebhooksStore; box: SecretBox; guard: AddressGuard; resolver: Resolver; now: () => number; random: () => number; settings: WebhooksConfig; flags: ServiceDeps['flags']; log: Logger; counted: DispatcherOptions['counted'] }): Dispatcher {
   const { settings: c, flags } = o;
   const d = WEBHOOKS_DEFAULTS;
   return new Dispatcher(
@@ -117,6 +118,7 @@ function dispatcherFor(o: { store: WebhooksStore; box: SecretBox; guard: Address
       },
       drainTimeoutMs: c.drainTimeoutMs,
       onDisabled: () => undefined,
+      counted: o.counted,
       paused: () => flags.getBooleanValue(DELIVERY_PAUSED_FLAG, false),
     },
     o.log,
@@ -153,7 +155,9 @@ export function createWebhooksService(opts: WebhooksOptions = {}): GantryModule 
         ? await openPostgres({ url: config.database.url, poolSize: c.dispatcherPoolSize, statementTimeoutMs: config.database.statementTimeoutMs })
         : undefined;
       const deliveryStore = own ? new WebhooksStore(own) : store;
-      const dispatcher = dispatcherFor({ store: deliveryStore, box, guard, resolver, now, random, settings: c, flags, log });
+      const counted = deliveryCounter();
+      const dispatcher = dispatcherFor({ store: deliveryStore, box, guard, resolver, now, random, settings: c, flags, log, counted });
+      const depth = observeQueueDepth(store.queue);
       const unlisten = await db.listen(QUEUED_CHANNEL, () => dispatcher.wake());
       // A flag change (turning the kill switch off) resumes delivery at once, not at the next poll.
       const onFlagsChanged = () => dispatcher.wake();
@@ -168,6 +172,7 @@ export function createWebhooksService(opts: WebhooksOptions = {}): GantryModule 
       pruner.start();
       onShutdown(async () => {
         await unlisten();
+        depth.stop();
         flags.removeHandler(ProviderEvents.ConfigurationChanged, onFlagsChanged);
         await pruner.stop();
         await dispatcher.stop();
@@ -180,7 +185,12 @@ export function createWebhooksService(opts: WebhooksOptions = {}): GantryModule 
           name: 'gantry.webhooks.v1.WebhooksService',
           definition: webhooksv1.WebhooksServiceService,
           scopes: webhooksScopes,
-          handlers: webhooksHandlers({ store, box, guard, resolver, now, maxAttempts: () => c.maxAttempts, queued: () => dispatcher.wake(), streams }),
+          handlers: webhooksHandlers({ store, box, guard, resolver, now, maxAttempts: () => c.maxAttempts, queued: (created = 0) => {
+            counted('queued', created);
+            dispatcher.wake();
+          },
+          streams,
+        }),
           // A 256 KiB payload and its fields; a spec's headers and labels (up to ~130 KiB in UTF-8); a batch of events.
           maxRequestBytes: { publishEvent: 512 * 1024, triggerWebhook: 512 * 1024, createWebhook: 256 * 1024, updateWebhook: 256 * 1024, publishEvents: BATCH_REQUEST_BYTES },
         }),

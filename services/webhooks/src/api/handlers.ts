@@ -36,8 +36,8 @@ export interface WebhooksDeps {
   now: () => number;
   /** Attempts a new (or replayed) delivery gets. */
   maxAttempts: () => number;
-  /** Tells this process's dispatcher that deliveries were queued. */
-  queued: () => void;
+  /** Tells this process's dispatcher that deliveries are due; `created` of them are new (publishes and test events, counted in metrics). */
+  queued: (created?: number) => void;
   streams: WebhooksStreams;
 }
 
@@ -295,13 +295,14 @@ function publishHandlers(deps: WebhooksDeps): WebhooksHandlers {
   return {
     async publishEvent(req, ctx) {
       const result = (await publishEvents(store, [checkEvent(req, '', callerOf(ctx))], deps.maxAttempts(), new Date(deps.now()), () => ''))[0]!;
-      if (!result.duplicate && result.deliveryIds.length > 0) deps.queued();
+      if (!result.duplicate && result.deliveryIds.length > 0) deps.queued(result.deliveryIds.length);
       return result;
     },
 
     async publishEvents(req, ctx) {
       const results = await publishEvents(store, checkBatch(req.events, callerOf(ctx)), deps.maxAttempts(), new Date(deps.now()), (i) => `events[${i}]: `);
-      if (results.some((r) => !r.duplicate && r.deliveryIds.length > 0)) deps.queued();
+      const created = results.reduce((n, r) => (r.duplicate ? n : n + r.deliveryIds.length), 0);
+      if (created > 0) deps.queued(created);
       return { results };
     },
 
@@ -326,7 +327,7 @@ function publishHandlers(deps: WebhooksDeps): WebhooksHandlers {
         await tx.events.insertEvents([{ eventId, eventType, owner: w.owner, family: '', payload, contentType: 'application/json', digest, occurredAt: at, traceContext: {} }], at);
         await tx.events.insertTestDelivery(deliveryId, w.id, eventId, eventType, deps.maxAttempts(), at);
       });
-      deps.queued();
+      deps.queued(1);
       return { eventId, deliveryId };
     },
   };

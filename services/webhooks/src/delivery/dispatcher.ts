@@ -54,6 +54,8 @@ export interface DispatcherOptions {
   drainTimeoutMs: number;
   /** Told when an endpoint was disabled by the service (410 or the failure rule). */
   onDisabled: (webhookId: string, reason: string) => void;
+  /** Told of each committed attempt outcome and of each delivery dead-lettered at a claim (metrics.ts). */
+  counted?: (outcome: 'succeeded' | 'failed' | 'dead_lettered', n?: number) => void;
   /** The delivery kill switch (webhooks.delivery.paused): while true nothing is claimed. */
   paused?: () => Promise<boolean>;
   /** The loop's sleeps and the drain timeout (default the real clock); due times follow `now`. */
@@ -179,6 +181,7 @@ export class Dispatcher {
     // commits or the lease expires) but no longer hold their endpoint's concurrency.
     const answered = [...this.recording.keys()];
     const { claimed, deadLettered } = await this.store.queue.claim(new Date(this.opts.now()), { ...this.opts.claim, batch }, randomUUID, answered);
+    this.opts.counted?.('dead_lettered', deadLettered.length);
     for (const id of deadLettered) void this.store.queue.announce(id, 0).catch(() => undefined);
     for (const c of claimed) this.track(c);
     return claimed.length === batch;
@@ -205,7 +208,10 @@ export class Dispatcher {
   /** Queues the outcome of an answered attempt; it leaves `recording` once its transaction ended. */
   private record(c: ClaimedAttempt, result: EndpointAttemptResult): void {
     const p = this.commitOutcome(result)
-      .then((out) => this.recorded(c, out))
+      .then((out) => {
+        this.opts.counted?.(result.next.status === 'SUCCEEDED' ? 'succeeded' : result.next.status === 'DEAD_LETTERED' ? 'dead_lettered' : 'failed');
+        return this.recorded(c, out);
+      })
       .catch((err: unknown) => this.log.error({ err, delivery: c.deliveryId }, 'webhooks dispatcher: recording an outcome failed; its lease will expire and it will be retried'))
       .finally(() => {
         // Committed (the lease is gone) or failed (the lease counts until it expires): either way

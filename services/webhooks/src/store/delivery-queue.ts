@@ -85,6 +85,12 @@ function toStatistics(r: Row): DeliveryStatistics {
 export class DeliveryQueue {
   constructor(private readonly db: Database) {}
 
+  /** Deliveries still PENDING (due, or waiting for a retry): what the `deliveries_due` partial index holds. */
+  async countPending(): Promise<bigint> {
+    const { rows } = await this.db.query<{ n: bigint }>(`SELECT count(*)::int8 AS n FROM webhooks.deliveries WHERE status = 'PENDING'`);
+    return rows[0]!.n;
+  }
+
   async delivery(id: string): Promise<DeliveryRecord | undefined> {
     const { rows } = await this.db.query(`SELECT ${DELIVERY_COLUMNS} FROM webhooks.deliveries WHERE delivery_id = $1`, [id]);
     const r = oneOrNone(rows, 'delivery by id');
