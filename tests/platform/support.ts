@@ -88,8 +88,17 @@ export class PlatformClients {
     this.log = new logv1.LogServiceClient(addresses.log, creds, opts);
   }
 
+  /** Tokens by subject and scopes, reused for a minute as a real client reuses its token (they live five). */
+  private readonly tokens = new Map<string, { token: string; untilMs: number }>();
+
   as(subject: string, scopes: string[]) {
-    return bearerMetadata(tokenFor(this.dataDir, subject, scopes));
+    const key = `${subject} ${scopes.join(' ')}`;
+    let held = this.tokens.get(key);
+    if (!held || held.untilMs <= Date.now()) {
+      held = { token: tokenFor(this.dataDir, subject, scopes), untilMs: Date.now() + 60_000 };
+      this.tokens.set(key, held);
+    }
+    return bearerMetadata(held.token);
   }
 
   /** Registers an endpoint at `url` for every domain event; returns its signing secret. */

@@ -213,8 +213,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     const log = clients.log;
     let appended = 0;
     const logOps = async () => {
-      // A token per round, as a client renews before expiry: the dev tokens live minutes, and a
-      // soak's expired ones would soon lock the peer out (auth.maxFailuresPerPeer).
+      // Taken each round: PlatformClients renews it each minute, before the dev token's five run
+      // out (an expired one, sent for long, would lock the peer out: auth.maxFailuresPerPeer).
       const writer = clients.as('soak-writer', ['log.append', 'log.read']);
       const data = Array.from({ length: 10 }, (_, i) => Buffer.from(`soak entry ${appended + i}`));
       const { receipts } = await unary(log.appendBatch, log, { partition: SOAK_PARTITION, data, idempotencyKeys: [] }, writer);
@@ -247,13 +247,15 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     ]);
 
     // Every announced event reaches the receiver once and the audit partitions, after the load.
-    await eventually(() => receiver.seen.size >= events, 120_000, 250);
+    // A backlog left by the load drains at the dispatcher's pace: wait for it in proportion to the run.
+    const drainMs = Math.max(120_000, opts.durationMs / 4);
+    await eventually(() => receiver.seen.size >= events, drainMs, 250);
     const reader = clients.as('auditor', ['log.read']);
     const auditSize = async () => {
       const { partitions } = await unary(log.listPartitions, log, { prefix: 'audit.', pageSize: 10, pageToken: '' }, reader);
       return partitions.reduce((n, p) => n + Number(p.size), 0);
     };
-    await eventually(async () => (await auditSize()) >= events, 120_000, 500);
+    await eventually(async () => (await auditSize()) >= events, drainMs, 500);
     const audited = { length: await auditSize() };
     const chainValid = (await clients.verify('audit.settlement')).valid && (await clients.verify('audit.approvals')).valid;
     if (receiver.unverified > 0) errors['deliveries whose signature did not verify'] = receiver.unverified;
