@@ -177,7 +177,8 @@ describe('charts/gantry on a real Kubernetes API server', () => {
     await runKeysJob(k, ns);
 
     const objects = await getAll(k, ns, 'deployments,services,networkpolicies,serviceaccounts,poddisruptionbudgets,secrets');
-    const components = [...targets, 'operator'].map((x) => `${release}-${x}`).sort();
+    // The HTTP gateway (gateway.enabled, on by default) is a workload of its own beside the targets.
+    const components = [...targets, 'gateway', 'operator'].map((x) => `${release}-${x}`).sort();
     assert.deepEqual(names(objects, 'Deployment'), components);
     assert.deepEqual(names(objects, 'NetworkPolicy'), components);
     assert.deepEqual(names(objects, 'PodDisruptionBudget'), components);
@@ -194,7 +195,7 @@ describe('charts/gantry on a real Kubernetes API server', () => {
     }
 
     const secrets = objects.filter((o) => o.kind === 'Secret' && o.type !== 'helm.sh/release.v1');
-    const kept = [`${release}-ca`, ...targets.map((x) => `${release}-${x}-tls`), `${operator}-tls`, `${release}-helm-test-tls`, `${release}-log-signing-key`, `${release}-webhooks-keys`];
+    const kept = [`${release}-ca`, ...targets.map((x) => `${release}-${x}-tls`), `${release}-gateway-tls`, `${operator}-tls`, `${release}-helm-test-tls`, `${release}-log-signing-key`, `${release}-webhooks-keys`];
     assert.deepEqual(names(secrets, 'Secret'), ['gantry-database', ...kept].sort());
     await assertKeysRights(k, ns, kept);
     const decode = (s: Obj, key: string) => Buffer.from(s.data[key], 'base64').toString();
