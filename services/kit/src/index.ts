@@ -42,3 +42,4 @@ export * from './modules/registry.js';
 export * from './flags/index.js';
 export type { Client as OpenFeatureClient, EvaluationContext, EvaluationDetails } from '@openfeature/server-sdk';
 export { ProviderEvents } from '@openfeature/server-sdk';
+export * from './telemetry/counted-gauge.js';

@@ -1,7 +1,8 @@
 // Webhooks' metrics on the process's meter (scraped at /metrics on the probe port): deliveries by
 // what happened to them, and how many wait. Taken when the module is created: a meter taken
 // before the telemetry SDK starts is a no-op for good.
-import { metrics, type ObservableResult } from '@opentelemetry/api';
+import { metrics } from '@opentelemetry/api';
+import { observeCount } from '@gantry/kit';
 import type { DeliveryQueue } from './store/delivery-queue.js';
 
 /** What a delivery's attempt, or its queueing, came to. */
@@ -20,25 +21,11 @@ export function deliveryCounter(): (outcome: DeliveryOutcome, n?: number) => voi
   };
 }
 
-/** How long one count answers scrapes. */
-const DEPTH_CACHE_MS = 5_000;
-
 /**
  * Registers `gantry.webhooks.queue_depth`: deliveries still PENDING (due or waiting for a retry),
- * counted in the database since every replica's are there (store/delivery-queue.ts), and kept for a few seconds so frequent scrapes cost one count. stop()
- * unregisters it.
+ * counted in the database at scrape time since every replica's are there (kit observeCount).
+ * stop() unregisters it.
  */
 export function observeQueueDepth(queue: Pick<DeliveryQueue, 'countPending'>, nowMs: () => number = Date.now): { stop(): void } {
-  const gauge = metrics.getMeter('gantry').createObservableGauge('gantry.webhooks.queue_depth', { description: 'Webhook deliveries PENDING, due now or waiting for a retry (all replicas: counted in the database)' });
-  let cached: { count: number; atMs: number } | undefined;
-  const observe = async (result: ObservableResult) => {
-    try {
-      if (!cached || nowMs() - cached.atMs >= DEPTH_CACHE_MS) cached = { count: Number(await queue.countPending()), atMs: nowMs() };
-    } catch {
-      return; // the database is away: no sample rather than a stale or made-up one (readiness says why)
-    }
-    result.observe(cached.count);
-  };
-  gauge.addCallback(observe);
-  return { stop: () => gauge.removeCallback(observe) };
+  return observeCount('gantry.webhooks.queue_depth', 'Webhook deliveries PENDING, due now or waiting for a retry (all replicas: counted in the database)', () => queue.countPending(), nowMs);
 }
