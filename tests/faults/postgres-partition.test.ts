@@ -1,9 +1,10 @@
 // PostgreSQL partitioned away under load (issue 20): the TCP proxy in front of it holds every byte
 // both ways and every new connection (CuttableProxy.hold), as a network partition does: TCP
 // retransmits, nothing is refused, nothing answers. Then the partition heals and the held bytes
-// flow on. The checks are postgres-outage.test.ts's (outage-support.ts), but a call may run out its
-// deadline (DEADLINE_EXCEEDED) rather than fail fast: nothing tells the server the database is gone
-// until the pool's 10 s connection timeout, so readiness turns NOT_SERVING later too.
+// flow on. The checks are postgres-outage.test.ts's (outage-support.ts). Nothing tells the server
+// the database is gone but silence, so its reachability probe (database.pingTimeoutMs) decides:
+// until then calls wait, after it the statements waiting are cut and new ones refused at once, all
+// with UNAVAILABLE, none past its deadline.
 import { after, describe, test } from 'node:test';
 import { freshPostgresDatabase, postgresSkip, requirePostgresInCi } from '@gantry/test-support/databases';
 import { CuttableProxy } from '@gantry/test-support/proxy';
@@ -19,7 +20,7 @@ describe('PostgreSQL partitioned away under load, behind a TCP proxy that holds 
     for (const fn of cleanups.reverse()) await fn().catch(() => {});
   });
 
-  test(`partitioned for ${PARTITION_MS / 1000} s: NOT_SERVING but alive, no call outlives its deadline, recovery without a restart, nothing lost`, async (t) => {
+  test(`partitioned for ${PARTITION_MS / 1000} s: NOT_SERVING but alive, every call UNAVAILABLE within its deadline, recovery without a restart, nothing lost`, async (t) => {
     const database = await freshPostgresDatabase('t_partition');
     cleanups.push(() => database.drop());
     const proxy = await CuttableProxy.start(new URL(database.url));

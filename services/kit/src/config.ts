@@ -95,6 +95,13 @@ export const configSchema = z.strictObject({
      * health port answering liveness meanwhile) before the process exits non-zero. 0: one attempt.
      */
     startupTimeoutMs: z.coerce.number().int().min(0).max(3_600_000).default(300_000),
+    /**
+     * How often a connection of its own checks that the database answers, and how long an answer
+     * may take: past that (a network partition) statements are refused at once with UNAVAILABLE and
+     * readiness turns NOT_SERVING, instead of calls waiting out their deadlines.
+     */
+    pingIntervalMs: z.coerce.number().int().min(100).max(60_000).default(1_000),
+    pingTimeoutMs: z.coerce.number().int().min(100).max(60_000).default(3_000),
   }).prefault({}),
   telemetry: z.strictObject({
     /** OTLP/gRPC endpoint, e.g. http://otel-collector:4317; tracing export is off when unset. */

@@ -22,6 +22,7 @@ export * from './storage/constraints.js';
 export * from './storage/rows.js';
 export * from './storage/pglite.js';
 export * from './storage/postgres.js';
+export { DatabaseUnreachableError } from './storage/reachability.js';
 export * from './storage/startup.js';
 export * from './runtime.js';
 export * from './build-info.js';

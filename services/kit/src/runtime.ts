@@ -82,7 +82,8 @@ export interface Runtime extends GrpcRuntime {
 
 async function openDatabase(config: GantryConfig): Promise<Database & { pool?: import('pg').Pool }> {
   if (config.database.url) {
-    return openPostgres({ url: config.database.url, poolSize: config.database.poolSize, statementTimeoutMs: config.database.statementTimeoutMs });
+    const { url, poolSize, statementTimeoutMs, pingIntervalMs, pingTimeoutMs } = config.database;
+    return openPostgres({ url, poolSize, statementTimeoutMs, pingIntervalMs, pingTimeoutMs });
   }
   return openPglite(resolve(config.dataDir, 'db'));
 }
@@ -156,12 +157,12 @@ function authenticatorFor(opts: RuntimeOptions, modules: readonly ServiceModule[
 }
 
 /** The middleware chain every service method runs through: telemetry → auth → rate limit. */
-function middlewaresFor(opts: RuntimeOptions, auth: Authenticator, db: Database & { pool?: import('pg').Pool }): Middleware[] {
+function middlewaresFor(opts: RuntimeOptions, auth: Authenticator, db: Database & { pool?: import('pg').Pool; assertReachable?: () => void }): Middleware[] {
   const { config, log } = opts;
   if (config.rateLimit.store === 'postgres' && !db.pool) {
     throw new Error('rateLimit.store=postgres needs database.url (GANTRY_DATABASE_URL): the embedded database is not shared between replicas');
   }
-  const limiter = new MethodRateLimiter(config.rateLimit, config.rateLimit.store === 'postgres' ? { kind: 'postgres', pool: db.pool! } : { kind: 'memory' });
+  const limiter = new MethodRateLimiter(config.rateLimit, config.rateLimit.store === 'postgres' ? { kind: 'postgres', pool: db.pool!, assertReachable: db.assertReachable! } : { kind: 'memory' });
   return [telemetryMiddleware(log), authMiddleware(auth), rateLimitMiddleware(limiter)];
 }
 

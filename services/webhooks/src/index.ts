@@ -152,7 +152,7 @@ export function createWebhooksService(opts: WebhooksOptions = {}): GantryModule 
       const stopRetention = startRegistryRetention(db, c, now, log);
       // The dispatcher's own connections (webhooks.dispatcherPoolSize); LISTEN stays on the service's database.
       const own = config.database.url && db.engine === 'postgres' && c.dispatcherPoolSize > 0
-        ? await openPostgres({ url: config.database.url, poolSize: c.dispatcherPoolSize, statementTimeoutMs: config.database.statementTimeoutMs })
+        ? await openPostgres({ url: config.database.url, poolSize: c.dispatcherPoolSize, statementTimeoutMs: config.database.statementTimeoutMs, pingIntervalMs: config.database.pingIntervalMs, pingTimeoutMs: config.database.pingTimeoutMs })
         : undefined;
       const deliveryStore = own ? new WebhooksStore(own) : store;
       const counted = deliveryCounter();

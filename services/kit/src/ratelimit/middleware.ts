@@ -11,7 +11,8 @@ export interface Limit {
 }
 
 /** Where the counters live: this process, or a PostgreSQL table shared by every replica. */
-export type LimiterStore = { kind: 'memory' } | { kind: 'postgres'; pool: pg.Pool };
+/** `assertReachable` refuses at once while the database does not answer (storage/reachability.ts). */
+export type LimiterStore = { kind: 'memory' } | { kind: 'postgres'; pool: pg.Pool; assertReachable(): void };
 
 /** A rate-limit decision: allowed, or refused with how long to wait. */
 export type Verdict = { allowed: true } | { allowed: false; retryAfterMs: number };
@@ -102,6 +103,7 @@ export class MethodRateLimiter {
   private async consumeAsync(methodPath: string, key: string, existing: MethodLimiter | undefined): Promise<Verdict> {
     const { limiter, now } = existing ?? (await this.create(methodPath));
     if (now) return now(key);
+    if (this.store.kind === 'postgres') this.store.assertReachable();
     try {
       await limiter.consume(key, 1);
       return ALLOWED;

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { TYPE_OIDS, parseInt8 } from './column-types.js';
 import { assertChannel, type Database, type Sql } from './database.js';
+import { destroyConnection, Reachability } from './reachability.js';
 
 export interface PostgresOptions {
   url: string;
@@ -9,7 +10,14 @@ export interface PostgresOptions {
   statementTimeoutMs: number;
   /** Reconnect delay for the LISTEN connection after it drops. */
   listenReconnectMs?: number;
+  /** How often the database's reachability is probed (reachability.ts); default 1 s. */
+  pingIntervalMs?: number;
+  /** A probe unanswered this long marks the database unreachable; default 3 s. */
+  pingTimeoutMs?: number;
 }
+
+const DEFAULT_PING_INTERVAL_MS = 1_000;
+const DEFAULT_PING_TIMEOUT_MS = 3_000;
 
 /**
  * Distinct statements kept prepared per connection. Services run a fixed set of statements (a few
@@ -42,27 +50,43 @@ function prepared(text: string, params: readonly unknown[] | undefined, rowMode?
   return { text, values: params as unknown[] | undefined, types: columnTypes, ...(name ? { name } : {}), ...(rowMode ? { rowMode } : {}) } as pg.QueryConfig;
 }
 
-/** Statements on the pool (each on any connection) or on one connection (a transaction's). */
-function sqlOn(runner: Pick<pg.Pool, 'query'>): Sql {
+/**
+ * Statements on the pool (each on any connection) or on one connection (a transaction's). `gate`
+ * runs before each statement and throws to refuse it (the database is unreachable).
+ */
+function sqlOn(runner: Pick<pg.Pool, 'query'>, gate: () => void = () => {}): Sql {
   return {
     async query(text, params) {
+      gate();
       const res = await runner.query(prepared(text, params));
       return { rows: res.rows, rowCount: res.rowCount ?? 0 };
     },
     async queryArrays(text, params) {
+      gate();
       const res = await runner.query(prepared(text, params, 'array'));
       return { rows: res.rows as unknown[][], rowCount: res.rowCount ?? 0 };
     },
     async exec(script) {
+      gate();
       // Without parameters pg uses the simple query protocol, which runs several statements.
       await runner.query(script);
     },
   };
 }
 
-/** The pool, once the server has answered. */
-async function openPool(opts: PostgresOptions): Promise<pg.Pool> {
+/** The pool, once the server has answered; `clients` holds its connections while they live (opening ones included). */
+async function openPool(opts: PostgresOptions, clients: Set<pg.Client>): Promise<pg.Pool> {
+  // Every connection the pool makes, from the moment it starts connecting (the pool's 'connect'
+  // event comes only once a connection is up, too late for one held by a partition).
+  class TrackedClient extends pg.Client {
+    constructor(config?: string | pg.ClientConfig) {
+      super(config);
+      clients.add(this);
+      this.once('end', () => clients.delete(this));
+    }
+  }
   const pool = new pg.Pool({
+    Client: TrackedClient,
     connectionString: opts.url,
     max: opts.poolSize,
     statement_timeout: opts.statementTimeoutMs,
@@ -79,6 +103,7 @@ async function openPool(opts: PostgresOptions): Promise<pg.Pool> {
   // it is no longer queryable. (Seen in the cluster test: a webhooks pod restarted while PostgreSQL
   // stopped.)
   pool.on('connect', (client) => client.on('error', () => {}));
+  pool.on('remove', (client) => clients.delete(client));
   try {
     await pool.query('SELECT 1');
   } catch (err) {
@@ -90,7 +115,8 @@ async function openPool(opts: PostgresOptions): Promise<pg.Pool> {
 }
 
 /** Runs `fn` in one transaction on a connection of its own: committed when it resolves, rolled back when it throws. */
-async function transactionOn<T>(pool: pg.Pool, fn: (tx: Sql) => Promise<T>): Promise<T> {
+async function transactionOn<T>(pool: pg.Pool, gate: () => void, fn: (tx: Sql) => Promise<T>): Promise<T> {
+  gate();
   const client = await pool.connect();
   // pg-pool takes its own 'error' listener off a client it lends out, and pg emits 'error' when
   // the server ends the connection (a restart, a fast shutdown: 57P01): unheard, that event
@@ -178,7 +204,7 @@ function notificationListener(url: string, reconnectMs: number): Pick<Database, 
  * the connection fails, the statements in flight fail with it and the next statement opens a
  * new connection.
  */
-function orderedConnection(opts: PostgresOptions): { sql: Sql; close(): Promise<void> } {
+function orderedConnection(opts: PostgresOptions, gate: () => void): { sql: Sql; drop(): void; close(): Promise<void> } {
   let current: Promise<pg.Client> | undefined;
   let closed = false;
   const open = (): Promise<pg.Client> => {
@@ -202,7 +228,12 @@ function orderedConnection(opts: PostgresOptions): { sql: Sql; close(): Promise<
     }) as pg.Pool['query'],
   };
   return {
-    sql: sqlOn(runner),
+    sql: sqlOn(runner, gate),
+    /** Cuts the connection at once (the database went silent): its statements fail, the next one reconnects. */
+    drop() {
+      void current?.then(destroyConnection).catch(() => {});
+      current = undefined;
+    },
     async close() {
       closed = true;
       const client = await current?.catch(() => undefined);
@@ -211,26 +242,47 @@ function orderedConnection(opts: PostgresOptions): { sql: Sql; close(): Promise<
   };
 }
 
-/** A PostgreSQL server through a `pg` pool, plus one dedicated connection for LISTEN. */
-export async function openPostgres(opts: PostgresOptions): Promise<Database & { pool: pg.Pool }> {
-  const pool = await openPool(opts);
+/**
+ * A PostgreSQL server through a `pg` pool, plus one dedicated connection for LISTEN, one for
+ * ordered statements and one that probes reachability. While the probe goes unanswered every
+ * statement is refused at once with DatabaseUnreachableError (UNAVAILABLE), and the connections
+ * that statements were waiting on are cut; `assertReachable` lets others that use the pool (the
+ * rate limiter) refuse the same way. LISTEN's connection is left alone: it carries no caller's
+ * wait, and it resumes, or fails and reconnects, by itself.
+ */
+export async function openPostgres(opts: PostgresOptions): Promise<Database & { pool: pg.Pool; assertReachable(): void }> {
+  const clients = new Set<pg.Client>();
+  const pool = await openPool(opts, clients);
   const notifications = notificationListener(opts.url, opts.listenReconnectMs ?? 1000);
-  const ordered = orderedConnection(opts);
+  // Called only once `reachability` exists: statements start after openPostgres returns.
+  const gate = () => reachability.assertReachable();
+  const ordered = orderedConnection(opts, gate);
+  const reachability = new Reachability({
+    url: opts.url,
+    intervalMs: opts.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
+    timeoutMs: opts.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS,
+    onUnreachable() {
+      for (const client of clients) destroyConnection(client);
+      ordered.drop();
+    },
+  });
+  reachability.start();
   return {
     engine: 'postgres',
     pool,
-    ...sqlOn(pool),
+    assertReachable: gate,
+    ...sqlOn(pool, gate),
     ordered: ordered.sql,
-    transaction: (fn) => transactionOn(pool, fn),
+    transaction: (fn) => transactionOn(pool, gate, fn),
     listen: (channel, onPayload) => notifications.listen(channel, onPayload),
     async notify(channel, payload) {
       assertChannel(channel);
+      gate();
       await pool.query('SELECT pg_notify($1, $2)', [channel, payload]);
     },
-    async ping() {
-      await pool.query('SELECT 1');
-    },
+    ping: () => reachability.probe(),
     async close() {
+      await reachability.close();
       await notifications.close();
       await ordered.close();
       await pool.end();

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../logger.js';
+import { DatabaseUnreachableError } from './reachability.js';
 
 /** Pauses between start-up attempts to reach the database: doubling from min to max, each spread ±20%. */
 export const DATABASE_STARTUP_BACKOFF = { minDelayMs: 500, maxDelayMs: 10_000 } as const;
@@ -28,6 +29,7 @@ const TRANSIENT_PG_MESSAGES = /^(Connection terminated|timeout exceeded when try
  */
 export function isTransientDatabaseError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
+  if (err instanceof DatabaseUnreachableError) return true;
   // Connecting to a name with several addresses fails with one error per address.
   if (err instanceof AggregateError && err.errors.some(isTransientDatabaseError)) return true;
   const code = (err as { code?: unknown }).code;
