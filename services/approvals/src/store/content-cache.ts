@@ -6,6 +6,13 @@
 /** Content bytes one process keeps by default. */
 export const CONTENT_CACHE_BYTES = 32 * 1024 * 1024;
 
+/**
+ * What an entry costs beyond its content: the Map entry, the id string, the Buffer object and its
+ * own backing store. Without it, a cache of short contents would be bounded by their bytes alone,
+ * that is by nothing (a million entries of 30 bytes fit in 32 MiB).
+ */
+export const ENTRY_OVERHEAD_BYTES = 256;
+
 export class ContentCache {
   /** Insertion order is recency order: a hit moves its entry to the end. */
   private readonly entries = new Map<string, Buffer>();
@@ -23,18 +30,30 @@ export class ContentCache {
   }
 
   put(id: string, content: Buffer): void {
-    if (content.length > this.maxBytes || this.entries.has(id)) return;
-    this.entries.set(id, content);
-    this.bytes += content.length;
+    const cost = content.length + ENTRY_OVERHEAD_BYTES;
+    if (cost > this.maxBytes || this.entries.has(id)) return;
+    // A copy of exactly its size, outside Node's shared pool: the Buffer handed in is usually a view
+    // into a larger one (the request's decoded HTTP/2 data, an 8 KiB pool slab, a database result),
+    // and a cached view would keep all of it alive for as long as the entry lives. (Measured in the
+    // soak: the approvals process's ArrayBuffers grew ~5 MB a minute, one slab per request.)
+    const own = Buffer.allocUnsafeSlow(content.length);
+    content.copy(own);
+    this.entries.set(id, own);
+    this.bytes += cost;
     for (const [oldest, c] of this.entries) {
       if (this.bytes <= this.maxBytes) break;
       this.entries.delete(oldest);
-      this.bytes -= c.length;
+      this.bytes -= c.length + ENTRY_OVERHEAD_BYTES;
     }
   }
 
-  /** Bytes held now (tests). */
+  /** Bytes held now, overhead included (tests). */
   get heldBytes(): number {
     return this.bytes;
+  }
+
+  /** Entries held now (tests). */
+  get size(): number {
+    return this.entries.size;
   }
 }
