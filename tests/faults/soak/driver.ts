@@ -32,6 +32,10 @@ export interface Sample {
   atMs: number;
   rssBytes: number;
   heapUsedBytes: number;
+  /** V8's heap as committed (heap_total), and memory outside it: C++ objects and buffers (external), ArrayBuffers alone. */
+  heapTotalBytes: number;
+  externalBytes: number;
+  arrayBuffersBytes: number;
   fds: number;
   sockets: number;
   eventLoopDelayP99Ms: number;
@@ -41,7 +45,7 @@ export interface ProcessReport {
   target: string;
   samples: Sample[];
   /** Per hour, over the samples after the warm-up. */
-  slopes: { rssMbPerHour: number; heapMbPerHour: number; fdsPerHour: number; socketsPerHour: number; eventLoopDelayP99MsPerHour: number };
+  slopes: { rssMbPerHour: number; heapMbPerHour: number; heapTotalMbPerHour: number; externalMbPerHour: number; arrayBuffersMbPerHour: number; fdsPerHour: number; socketsPerHour: number; eventLoopDelayP99MsPerHour: number };
   /** After the warm-up: first and last sample's fds and sockets, and the most either reached. */
   descriptors: { fdsAfterWarmup: number; fdsAtEnd: number; fdsMax: number; socketsAfterWarmup: number; socketsAtEnd: number; socketsMax: number };
 }
@@ -95,13 +99,18 @@ function procSample(pid: number): { rssBytes: number; fds: number; sockets: numb
   return { rssBytes: rssKb * 1024, fds, sockets };
 }
 
-/** Event-loop delay p99 and heap in use from a process's Prometheus text. */
-async function metricsSample(healthPort: number): Promise<{ heapUsedBytes: number; eventLoopDelayP99Ms: number }> {
+/** Event-loop delay p99 and memory by kind from a process's Prometheus text. */
+async function metricsSample(healthPort: number): Promise<Pick<Sample, 'heapUsedBytes' | 'heapTotalBytes' | 'externalBytes' | 'arrayBuffersBytes' | 'eventLoopDelayP99Ms'>> {
   const text = await (await fetch(`http://127.0.0.1:${healthPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
   const value = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? NaN);
-  let heapUsedBytes = 0;
-  for (const m of text.matchAll(/^v8js_memory_heap_used\{[^}]*\} ([0-9.e+-]+)$/gm)) heapUsedBytes += Number(m[1]);
-  return { heapUsedBytes, eventLoopDelayP99Ms: value('nodejs_eventloop_delay_p99') * 1000 };
+  const memory = (kind: string) => Number(new RegExp(`^gantry_process_memory\\{[^}]*kind="${kind}"[^}]*\\} ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? NaN);
+  return {
+    heapUsedBytes: memory('heap_used'),
+    heapTotalBytes: memory('heap_total'),
+    externalBytes: memory('external'),
+    arrayBuffersBytes: memory('array_buffers'),
+    eventLoopDelayP99Ms: value('nodejs_eventloop_delay_p99') * 1000,
+  };
 }
 
 /**
@@ -234,7 +243,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
         for (const [target, server] of servers) {
           const sample = { atMs: Date.now() - startedMs, ...procSample(server.child.pid!), ...(await metricsSample(server.healthPort)) };
           samples.get(target)!.push(sample);
-          line.push(`${target} rss ${(sample.rssBytes / MB).toFixed(0)} MB fds ${sample.fds} eld p99 ${sample.eventLoopDelayP99Ms.toFixed(1)} ms`);
+          line.push(`${target} rss ${(sample.rssBytes / MB).toFixed(0)} MB (heap ${(sample.heapUsedBytes / MB).toFixed(0)}/${(sample.heapTotalBytes / MB).toFixed(0)}, external ${(sample.externalBytes / MB).toFixed(0)}) fds ${sample.fds} eld p99 ${sample.eventLoopDelayP99Ms.toFixed(1)} ms`);
         }
         opts.progress?.(`[${Math.round((Date.now() - startedMs) / 1000)} s of ${Math.round(opts.durationMs / 1000)} s] ${Object.values(operations).reduce((a, b) => a + b, 0)} operations, ${Object.values(errors).reduce((a, b) => a + b, 0)} errors; ${line.join('; ')}`);
       }
@@ -287,6 +296,9 @@ function report(target: string, samples: Sample[], warmupMs: number): ProcessRep
     slopes: {
       rssMbPerHour: per((s) => s.rssBytes, MB),
       heapMbPerHour: per((s) => s.heapUsedBytes, MB),
+      heapTotalMbPerHour: per((s) => s.heapTotalBytes, MB),
+      externalMbPerHour: per((s) => s.externalBytes, MB),
+      arrayBuffersMbPerHour: per((s) => s.arrayBuffersBytes, MB),
       fdsPerHour: per((s) => s.fds),
       socketsPerHour: per((s) => s.sockets),
       eventLoopDelayP99MsPerHour: per((s) => s.eventLoopDelayP99Ms),
@@ -308,13 +320,13 @@ export function formatReport(r: SoakReport): string {
     `soak (${r.mode === 'one' ? 'one process, --target=all' : 'one process per service'}), ${+(r.durationMs / 60_000).toFixed(1)} min: ${Object.entries(r.operations).map(([k, v]) => `${v} × ${k}`).join(', ')}`,
     `  errors: ${Object.keys(r.errors).length === 0 ? 'none' : JSON.stringify(r.errors)}`,
     `  deliveries: ${r.deliveries.unique} unique of ${r.deliveries.expected} announced (${r.deliveries.received} received); audit entries ${r.audit.entries} of ${r.audit.expected}, chains ${r.audit.chainValid ? 'valid' : 'INVALID'}`,
-    `  process      RSS MB/h   heap MB/h   fds/h   sockets/h   ELD p99 ms/h   RSS end MB   fds warm→end (max)   ELD p99 end ms`,
+    `  process      RSS MB/h   heap MB/h   heap total MB/h   external MB/h   fds/h   sockets/h   ELD p99 ms/h   RSS end MB   fds warm→end (max)   ELD p99 end ms`,
   ];
   for (const p of r.processes) {
     const end = p.samples[p.samples.length - 1]!;
     const f = (n: number, w: number, d = 1) => n.toFixed(d).padStart(w);
     lines.push(
-      `  ${p.target.padEnd(11)}${f(p.slopes.rssMbPerHour, 10)}${f(p.slopes.heapMbPerHour, 12)}${f(p.slopes.fdsPerHour, 8)}${f(p.slopes.socketsPerHour, 12)}${f(p.slopes.eventLoopDelayP99MsPerHour, 15)}${f(end.rssBytes / MB, 13, 0)}   ${`${p.descriptors.fdsAfterWarmup}→${p.descriptors.fdsAtEnd} (${p.descriptors.fdsMax})`.padStart(18)}${f(end.eventLoopDelayP99Ms, 17)}`,
+      `  ${p.target.padEnd(11)}${f(p.slopes.rssMbPerHour, 10)}${f(p.slopes.heapMbPerHour, 12)}${f(p.slopes.heapTotalMbPerHour, 18)}${f(p.slopes.externalMbPerHour, 16)}${f(p.slopes.fdsPerHour, 8)}${f(p.slopes.socketsPerHour, 12)}${f(p.slopes.eventLoopDelayP99MsPerHour, 15)}${f(end.rssBytes / MB, 13, 0)}   ${`${p.descriptors.fdsAfterWarmup}→${p.descriptors.fdsAtEnd} (${p.descriptors.fdsMax})`.padStart(18)}${f(end.eventLoopDelayP99Ms, 17)}`,
     );
   }
   return lines.join('\n');

@@ -5,6 +5,7 @@ import type { IMetricReader } from '@opentelemetry/sdk-metrics';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { buildInfo } from '../build-info.js';
+import { observeProcessMemory } from './process-memory.js';
 
 export interface TelemetryOptions {
   serviceName: string;
@@ -67,6 +68,7 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
     instrumentations: [new RuntimeNodeInstrumentation()],
   });
   sdk.start();
+  observeProcessMemory();
   return { metrics: (req, res) => prometheus.getMetricsRequestHandler(req, res), shutdown: () => sdk.shutdown() };
 }
 
