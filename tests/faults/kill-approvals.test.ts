@@ -4,10 +4,10 @@
 // is sent again unchanged (support.ts, untilAnswered), as the API's idempotency allows.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { unary } from '@gantry/kit';
 import { approvalsv1 } from '@gantry/proto';
 import { postgresSkip, requirePostgresInCi } from '@gantry/test-support/databases';
+import { twoOfThreeRequest } from '../platform/support.js';
 import { KILLS, killCycles, killedTarget, LOAD_TIMEOUT_MS, spread, untilAnswered, WORKERS } from './support.js';
 
 requirePostgresInCi('the approvals kill -9 fault test');
@@ -39,20 +39,7 @@ describe('kill -9 of approvals under load, ten times, on PostgreSQL', { skip: po
     const worker = async (n: number, stopping: () => boolean) => {
       for (let i = 0; !stopping(); i++) {
         const pattern = patterns[(n + i) % patterns.length]!;
-        const content = Buffer.from(`kill test ${n}-${i}`);
-        const req: approvalsv1.SubmitApprovalRequestRequest = {
-          requestId: `kill-${n}-${i}`,
-          type: approvalsv1.ApprovalType.APPROVAL_TYPE_PARAMETER_CHANGE,
-          priority: approvalsv1.ApprovalPriority.APPROVAL_PRIORITY_HIGH,
-          requester: '',
-          title: 'kill test',
-          content,
-          contentHash: createHash('sha256').update(content).digest(),
-          validators: ['val-a', 'val-b', 'val-c'],
-          requiredApprovals: 2,
-          expiry: { $case: 'ttl', value: { seconds: 3600n, nanos: 0 } },
-          labels: {},
-        };
+        const req = twoOfThreeRequest({ requestId: `kill-${n}-${i}`, title: 'kill test', content: Buffer.from(`kill test ${n}-${i}`) });
         const { approval } = await send(() => unary(c.submitApprovalRequest, c, req, submitter));
         acked++;
         const record = { approvalId: approval!.approvalId, pattern, votes: 0 };

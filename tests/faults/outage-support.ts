@@ -2,7 +2,6 @@
 // postgres-partition.test.ts): `gantry serve --target=all` with a settlement and approvals load and
 // a receiver subscribed to every domain event, taken through a fault of the database and checked.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { credentials, status, type ServiceError } from '@grpc/grpc-js';
@@ -11,7 +10,7 @@ import { approvalsv1 } from '@gantry/proto';
 import { SettlementWallet } from '@gantry/settlement/client';
 import { checkHealth, eventually } from '@gantry/test-support/clients';
 import { startGantry, type GantryServer } from '../support/gantry-process.js';
-import { assertUnique, PlatformClients, Receiver, SUBSCRIBER } from '../platform/support.js';
+import { assertUnique, PlatformClients, Receiver, SUBSCRIBER, twoOfThreeRequest } from '../platform/support.js';
 import { spread } from './support.js';
 
 /** Deadline of every call of the load: a call still waiting for the database this long has hung. */
@@ -74,7 +73,7 @@ class Load {
       const submitter = c.as('ops', ['approvals.submit']);
       const APPROVE = approvalsv1.VoteDecision.VOTE_DECISION_APPROVE;
       for (let i = 0; !this.stopping; i++) {
-        const req = submitRequest(`outage-${n}-${i}-${Date.now()}`);
+        const req = twoOfThreeRequest({ requestId: `outage-${n}-${i}-${Date.now()}`, title: 'outage test' });
         const { approval } = await this.send((deadline) => unary(c.approvals.submitApprovalRequest, c.approvals, req, submitter, deadline));
         for (const v of ['val-a', 'val-b']) {
           const md = c.as(v, ['approvals.vote']);
@@ -102,23 +101,6 @@ class Load {
     this.stopping = true;
     await this.running;
   }
-}
-
-function submitRequest(requestId: string): approvalsv1.SubmitApprovalRequestRequest {
-  const content = Buffer.from(requestId);
-  return {
-    requestId,
-    type: approvalsv1.ApprovalType.APPROVAL_TYPE_PARAMETER_CHANGE,
-    priority: approvalsv1.ApprovalPriority.APPROVAL_PRIORITY_HIGH,
-    requester: '',
-    title: 'outage test',
-    content,
-    contentHash: createHash('sha256').update(content).digest(),
-    validators: ['val-a', 'val-b', 'val-c'],
-    requiredApprovals: 2,
-    expiry: { $case: 'ttl', value: { seconds: 3600n, nanos: 0 } },
-    labels: {},
-  };
 }
 
 /** The process under test, its clients, and a receiver subscribed to every domain event. */

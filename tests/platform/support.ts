@@ -68,6 +68,27 @@ export class Receiver {
   }
 }
 
+/**
+ * A parameter-change request for validators val-a, val-b and val-c, two of whom must approve,
+ * open for an hour; `requestId` makes a resend idempotent ('' for none).
+ */
+export function twoOfThreeRequest(opts: { requestId: string; title: string; content?: Buffer }): approvalsv1.SubmitApprovalRequestRequest {
+  const content = opts.content ?? Buffer.from(opts.requestId);
+  return {
+    requestId: opts.requestId,
+    type: approvalsv1.ApprovalType.APPROVAL_TYPE_PARAMETER_CHANGE,
+    priority: approvalsv1.ApprovalPriority.APPROVAL_PRIORITY_HIGH,
+    requester: '',
+    title: opts.title,
+    content,
+    contentHash: createHash('sha256').update(content).digest(),
+    validators: ['val-a', 'val-b', 'val-c'],
+    requiredApprovals: 2,
+    expiry: { $case: 'ttl', value: { seconds: 3600n, nanos: 0 } },
+    labels: {},
+  };
+}
+
 /** Clients for each service at its address, with the dev PKI's client certificate. */
 export class PlatformClients {
   readonly settlement: settlementv1.SettlementServiceClient;
@@ -144,20 +165,7 @@ export class PlatformClients {
   /** Submit a 2-of-3 request (validators val-a, val-b, val-c) that stays PENDING for an hour; returns its id. */
   async submitApproval(): Promise<string> {
     const c = this.approvals;
-    const content = Buffer.from(`raise limit ${Math.random()}`);
-    const req: approvalsv1.SubmitApprovalRequestRequest = {
-      requestId: '',
-      type: approvalsv1.ApprovalType.APPROVAL_TYPE_PARAMETER_CHANGE,
-      priority: approvalsv1.ApprovalPriority.APPROVAL_PRIORITY_HIGH,
-      requester: '',
-      title: 'raise the house limit',
-      content,
-      contentHash: createHash('sha256').update(content).digest(),
-      validators: ['val-a', 'val-b', 'val-c'],
-      requiredApprovals: 2,
-      expiry: { $case: 'ttl', value: { seconds: 3600n, nanos: 0 } },
-      labels: {},
-    };
+    const req = twoOfThreeRequest({ requestId: '', title: 'raise the house limit', content: Buffer.from(`raise limit ${Math.random()}`) });
     const { approval } = await unary(c.submitApprovalRequest, c, req, this.as('ops', ['approvals.submit', 'approvals.read']));
     return approval!.approvalId;
   }
