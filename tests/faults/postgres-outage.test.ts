@@ -27,12 +27,8 @@ describe('PostgreSQL unreachable for a while under load, behind a TCP proxy that
   test(`cut for ${OUTAGE_MS / 1000} s: NOT_SERVING but alive, calls fail fast with UNAVAILABLE, recovery without a restart, nothing lost`, async (t) => {
     const database = await freshPostgresDatabase('t_outage');
     cleanups.push(() => database.drop());
-    const upstream = new URL(database.url);
-    const proxy = await CuttableProxy.start(upstream);
+    const proxy = await CuttableProxy.start(new URL(database.url));
     cleanups.push(() => proxy.close());
-    const through = new URL(database.url);
-    through.hostname = '127.0.0.1';
-    through.port = String(proxy.port);
-    await throughFault(t, through.toString(), { begin: async () => proxy.sever(), downMs: OUTAGE_MS, end: async () => proxy.restore(), failFast: true }, cleanups);
+    await throughFault(t, proxy.through(database.url), { begin: async () => proxy.sever(), downMs: OUTAGE_MS, end: async () => proxy.restore(), failFast: true }, cleanups);
   });
 });

@@ -25,9 +25,6 @@ describe('PostgreSQL partitioned away under load, behind a TCP proxy that holds 
     cleanups.push(() => database.drop());
     const proxy = await CuttableProxy.start(new URL(database.url));
     cleanups.push(() => proxy.close());
-    const through = new URL(database.url);
-    through.hostname = '127.0.0.1';
-    through.port = String(proxy.port);
-    await throughFault(t, through.toString(), { begin: async () => proxy.hold(), downMs: PARTITION_MS, end: async () => proxy.restore(), failFast: false }, cleanups);
+    await throughFault(t, proxy.through(database.url), { begin: async () => proxy.hold(), downMs: PARTITION_MS, end: async () => proxy.restore(), failFast: false }, cleanups);
   });
 });

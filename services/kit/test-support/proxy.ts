@@ -22,6 +22,14 @@ export class CuttableProxy {
     return (this.server.address() as net.AddressInfo).port;
   }
 
+  /** `url` (the target's, with credentials and database) with its host and port replaced by the proxy's. */
+  through(url: string): string {
+    const u = new URL(url);
+    u.hostname = '127.0.0.1';
+    u.port = String(this.port);
+    return u.toString();
+  }
+
   static async start(target: URL): Promise<CuttableProxy> {
     const proxy = new CuttableProxy(target);
     await new Promise<void>((resolve) => proxy.server.listen(0, '127.0.0.1', resolve));

@@ -48,10 +48,7 @@ describe('database reachability (PostgreSQL behind a proxy that can hold every b
     cleanups.push(() => database.drop());
     const proxy = await CuttableProxy.start(new URL(database.url));
     cleanups.push(() => proxy.close());
-    const through = new URL(database.url);
-    through.hostname = '127.0.0.1';
-    through.port = String(proxy.port);
-    const db = await openPostgres({ url: through.toString(), poolSize, statementTimeoutMs: 30_000, pingIntervalMs: PING_INTERVAL_MS, pingTimeoutMs: PING_TIMEOUT_MS });
+    const db = await openPostgres({ url: proxy.through(database.url), poolSize, statementTimeoutMs: 30_000, pingIntervalMs: PING_INTERVAL_MS, pingTimeoutMs: PING_TIMEOUT_MS });
     cleanups.push(() => db.close());
     return { db, proxy };
   }

@@ -26,13 +26,6 @@ function configFor(dataDir: string, overrides: ConfigInput = {}) {
   return loadConfig({ env: { GANTRY_AUTH_DEV_ISSUER: 'true' }, overrides: { dataDir, listen: { host: '127.0.0.1', port: 0, healthPort: 0 }, telemetry: { logLevel: 'silent' }, ...overrides } });
 }
 
-/** `url` with its host and port replaced by the proxy's. */
-function throughProxy(url: string, proxy: CuttableProxy): string {
-  const u = new URL(url);
-  u.hostname = '127.0.0.1';
-  u.port = String(proxy.port);
-  return u.toString();
-}
 
 const waitingLines = (lines: LogLine[]) => lines.filter((l) => /not reachable yet/.test(l.msg));
 
@@ -101,7 +94,7 @@ describe('start-up and readiness with PostgreSQL late, then cut', { skip: postgr
     test('answers liveness only, logs each attempt with what to check, and becomes ready once the database is reachable, without exiting', async () => {
       proxy.sever();
       dataDir = freshDataDir();
-      const config = configFor(dataDir, { database: { url: throughProxy(database.url, proxy), poolSize: 2, startupTimeoutMs: 60_000 } });
+      const config = configFor(dataDir, { database: { url: proxy.through(database.url), poolSize: 2, startupTimeoutMs: 60_000 } });
       const { healthPort, started, lines } = await startRuntimeEarly({ config, modules: [echoFactory], readinessIntervalMs: 200, databaseStartupBackoff: BACKOFF });
       let settled = false;
       started.then(() => (settled = true), () => (settled = true));
@@ -146,7 +139,7 @@ describe('start-up and readiness with PostgreSQL late, then cut', { skip: postgr
   test('start-up gives up after database.startupTimeoutMs with a message saying what to check, and the health port closes', async () => {
     proxy.sever();
     try {
-      const config = configFor(freshDataDir(), { database: { url: throughProxy(database.url, proxy), poolSize: 2, startupTimeoutMs: 1500 } });
+      const config = configFor(freshDataDir(), { database: { url: proxy.through(database.url), poolSize: 2, startupTimeoutMs: 1500 } });
       const { healthPort, started, lines } = await startRuntimeEarly({ config, modules: [echoFactory], databaseStartupBackoff: BACKOFF });
       assert.equal((await probeAnswers(healthPort)).liveness, 'SERVING');
       const t0 = Date.now();
