@@ -904,7 +904,7 @@ describe('charts/gantry', () => {
       const json = JSON.parse(dashboard.data['gantry.json']) as { uid: string; panels: { type: string; targets?: { expr: string }[] }[] };
       assert.equal(json.uid, 'gantry-overview');
       // Every query reads metrics the program exports (tests/platform/metrics.test.ts scrapes most of them).
-      const exported = /^(rpc_server_duration|target_info|gantry_settlement_draws|gantry_approvals_pending|gantry_outbox_(events_sent|send_failures|relay_lag)|gantry_operator_(queue_depth|reconcile_duration|reconcile_errors)|gantry_webhooks_(deliveries|queue_depth)|gantry_log_entries_appended|nodejs_eventloop_delay_p99|v8js_memory_heap_used)/;
+      const exported = /^(rpc_server_duration|target_info|gantry_settlement_draws|gantry_approvals_pending|gantry_outbox_(events_sent|send_failures|relay_lag)|gantry_operator_(queue_depth|reconcile_duration|reconcile_errors)|gantry_webhooks_(deliveries|queue_depth)|gantry_log_entries_appended|nodejs_eventloop_delay_p99|v8js_memory_heap_used|gantry_process_memory)/;
       const exprs = json.panels.flatMap((p) => p.targets ?? []).map((q) => q.expr);
       assert.ok(exprs.length >= 10);
       for (const expr of exprs) {

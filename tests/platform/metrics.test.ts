@@ -72,6 +72,9 @@ describe('metrics: a Prometheus scrape of the probe port', () => {
     // Node's runtime, for soaks and dashboards: event-loop delay and heap.
     assert.ok(Number(sample(m.get('nodejs_eventloop_delay_p99'), {})?.value) > 0, 'event-loop delay p99 is reported');
     assert.ok(total(m.get('v8js_memory_heap_used'), {}) > 0, 'heap use is reported');
+    // And memory by kind, so a growing RSS can be told apart (JavaScript objects, buffers, native).
+    const memory = (kind: string) => Number(sample(m.get('gantry_process_memory'), { kind })?.value);
+    assert.ok(memory('rss') > memory('heap_used') && memory('heap_used') > 0 && memory('external') >= memory('array_buffers') && memory('array_buffers') > 0, 'memory by kind is reported');
     const info = sample(m.get('target_info'), {});
     assert.equal(info?.labels?.service_version, buildInfo().version);
   });
