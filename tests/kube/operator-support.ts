@@ -1,6 +1,6 @@
 // What the operator tests share: the CRDs from the chart, services the operator talks to (started
-// in this process on a port that survives a restart), an operator in this process or in a child
-// process, and reads of custom resources through kubectl.
+// in this process on a port that survives a restart), an operator in this process or replicas of it
+// in child processes on one Lease, and reads of custom resources through kubectl or the API.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -150,7 +150,6 @@ export async function operatorInProcess(kube: TestKube, s: OperatorSettings): Pr
 }
 
 export interface OperatorChild {
-  identity: string | undefined;
   child: ChildProcess;
   logs: string[];
   exited: Promise<number | null>;
@@ -160,7 +159,7 @@ export interface OperatorChild {
  * `gantry serve --target=operator` as a child process, for kill -9: under tsx, or the bundled
  * program (`gantryBundle()`) when `program` names it.
  */
-export function operatorProcess(kube: TestKube, s: OperatorSettings, program?: string): OperatorChild {
+function operatorProcess(kube: TestKube, s: OperatorSettings, program?: string): OperatorChild {
   const main = join(repoRoot, 'services/gantry/src/main.ts');
   const env = { ...process.env, ...operatorEnv(kube, s) };
   for (const name of Object.keys(env)) if (name.startsWith('GANTRY_TEST_')) delete env[name];
@@ -170,7 +169,7 @@ export function operatorProcess(kube: TestKube, s: OperatorSettings, program?: s
   child.stdout!.on('data', (d: Buffer) => logs.push(d.toString()));
   child.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { identity: s.identity, child, logs, exited };
+  return { child, logs, exited };
 }
 
 const alive = (p: OperatorChild) => p.child.exitCode === null && p.child.signalCode === null;
