@@ -277,10 +277,10 @@ describe('the operator on a real API server', () => {
     const resumedMs: number[] = [];
     const standbyReadyMs: number[] = [];
     const steadyMs: number[] = [];
+    let writes = load.writes;
     try {
       for (let kill = 1; kill <= KILLS; kill++) {
-        // Let the load run on this leader for a while, then kill it mid-reconcile.
-        const writes = load.writes;
+        // Let the load run on this leader for a while (since it took over), then kill it mid-reconcile.
         await until(`${KILL_LOAD.writesPerLeader} writes under ${leader}`, async () => load.writes >= writes + KILL_LOAD.writesPerLeader, 60_000);
         // The probe's round trip under this leader: what a reconcile takes on this machine now.
         const changedAt = performance.now();
@@ -293,6 +293,7 @@ describe('the operator on a real API server', () => {
         const generation = await toggleProbe(kill % 2 === 1);
         await until(`kill ${kill}: ${standby} to take the Lease`, async () => (await replicas.holder()) === standby, 15_000);
         const takenAt = performance.now();
+        writes = load.writes;
         await until(`kill ${kill}: the probe to be reconciled at generation ${generation}`, () => probeSynced(generation), 15_000);
         handoverMs.push(takenAt - killedAt);
         resumedMs.push(performance.now() - takenAt);
@@ -303,7 +304,6 @@ describe('the operator on a real API server', () => {
         await until(`${standby} to see ${leader} lead`, async () => replicas.observes(standby, leader), 60_000);
         standbyReadyMs.push(performance.now() - killedAt);
       }
-      const writes = load.writes;
       await until('the load to run on the last leader', async () => load.writes >= writes + KILL_LOAD.writesPerLeader, 60_000);
     } finally {
       stopping = true;
