@@ -20,7 +20,7 @@ import { eventually, grpcError, tokenFor } from '@gantry/test-support/clients';
 import { freshPostgresDatabase, postgresSkip } from '@gantry/test-support/databases';
 import { Receiver } from '../platform/support.js';
 import { ok, testKube, type TestKube } from '../support/kube.js';
-import { spread, KILLS } from '../faults/support.js';
+import { KILLS, spread } from '../faults/support.js';
 import { CustomResourceLoad, type ServiceView } from './operator-load.js';
 import { condition, customObjects, deleteCrds, getObject, installCrds, LEASE, operatorInProcess, OperatorReplicas, Services, type Conditioned, type OperatorSettings } from './operator-support.js';
 
