@@ -15,7 +15,7 @@
 #
 # Env: GANTRY_TEST_KUBE_PORT (the API server's port, default 56443; etcd takes the two ports below it),
 #      GANTRY_TEST_KUBE_CACHE_DIR (default ${XDG_CACHE_HOME:-$HOME/.cache}/gantry).
-# State: /tmp/gantry-kube-<uid>/{pki,etcd,kubeconfig,*.log,*.pid}; every start begins with empty etcd
+# State: /tmp/gantry-kube-<uid>[-<port> when not 56443]/{pki,etcd,kubeconfig,*.log,*.pid}; every start begins with empty etcd
 # data, so a stop/start clears the cluster. Only paths go to stdout; progress goes to stderr.
 set -euo pipefail
 
@@ -27,7 +27,11 @@ API_PORT="${GANTRY_TEST_KUBE_PORT:-56443}"
 ETCD_PORT=$((API_PORT - 2))
 ETCD_PEER_PORT=$((API_PORT - 1))
 
+# Per port: start/stop act on the pids recorded here, so two instances on one machine (different
+# GANTRY_TEST_KUBE_PORT) must not share the directory, or one's start stops the other's servers.
+# The default port keeps the historical path.
 BASE="/tmp/gantry-kube-$(id -u)"
+[ "$API_PORT" = 56443 ] || BASE="$BASE-$API_PORT"
 PKI="$BASE/pki"
 KUBECONFIG_PATH="$BASE/kubeconfig"
 READY_TIMEOUT_S=60     # etcd + kube-apiserver to /readyz; about 5 s here

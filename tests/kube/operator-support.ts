@@ -1,16 +1,16 @@
 // What the operator tests share: the CRDs from the chart, services the operator talks to (started
-// in this process on a port that survives a restart), an operator in this process or in a child
-// process, and reads of custom resources through kubectl.
+// in this process on a port that survives a restart), an operator in this process or replicas of it
+// in child processes on one Lease, and reads of custom resources through kubectl or the API.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
+import { CoordinationV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { configSources, loadConfig, silentLogger, startRuntime, type ConfigInput, type GantryConfig, type GantryModule, type Runtime } from '@gantry/kit';
 import { OPERATOR_SCOPES, operatorModule, startOperator, type Operator, type OperatorProcessConfig } from '@gantry/operator';
 import { freshPgliteDir } from '@gantry/test-support/databases';
-import { repoRoot } from '../support/gantry-process.js';
+import { gantryBundle, repoRoot } from '../support/gantry-process.js';
 import { deleteNamespace, ok, waitForCrds, type TestKube } from '../support/kube.js';
 
 const chart = join(repoRoot, 'charts/gantry');
@@ -103,6 +103,9 @@ export class Services {
   }
 }
 
+/** The operators' lease timings here: short, so a handover fits in a test. */
+export const LEASE = { durationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 300 } as const;
+
 export interface OperatorSettings {
   namespace: string;
   dataDir: string;
@@ -124,10 +127,9 @@ export function operatorEnv(kube: TestKube, s: OperatorSettings): Record<string,
     GANTRY_OPERATOR_NAMESPACE: s.namespace,
     GANTRY_OPERATOR_WATCH_NAMESPACES: s.namespace,
     GANTRY_OPERATOR_LEASE_NAME: s.leaseName ?? 'gantry-operator',
-    // Short lease timings so a handover fits in a test.
-    GANTRY_OPERATOR_LEASE_DURATION_MS: '3000',
-    GANTRY_OPERATOR_RENEW_DEADLINE_MS: '2000',
-    GANTRY_OPERATOR_RETRY_PERIOD_MS: '300',
+    GANTRY_OPERATOR_LEASE_DURATION_MS: String(LEASE.durationMs),
+    GANTRY_OPERATOR_RENEW_DEADLINE_MS: String(LEASE.renewDeadlineMs),
+    GANTRY_OPERATOR_RETRY_PERIOD_MS: String(LEASE.retryPeriodMs),
     GANTRY_OPERATOR_RESYNC_MS: String(s.resyncMs ?? 60_000),
   };
   if (s.identity) env.GANTRY_OPERATOR_IDENTITY = s.identity;
@@ -147,17 +149,110 @@ export async function operatorInProcess(kube: TestKube, s: OperatorSettings): Pr
   return operator;
 }
 
-/** `gantry serve --target=operator` as a child process, for kill -9. */
-export function operatorProcess(kube: TestKube, s: OperatorSettings): { child: ChildProcess; logs: string[]; exited: Promise<number | null> } {
+export interface OperatorChild {
+  child: ChildProcess;
+  logs: string[];
+  exited: Promise<number | null>;
+}
+
+/**
+ * `gantry serve --target=operator` as a child process, for kill -9: under tsx, or the bundled
+ * program (`gantryBundle()`) when `program` names it.
+ */
+function operatorProcess(kube: TestKube, s: OperatorSettings, program?: string): OperatorChild {
   const main = join(repoRoot, 'services/gantry/src/main.ts');
   const env = { ...process.env, ...operatorEnv(kube, s) };
   for (const name of Object.keys(env)) if (name.startsWith('GANTRY_TEST_')) delete env[name];
-  const child = spawn(process.execPath, ['--import', 'tsx', main, 'serve', '--target=operator'], { cwd: repoRoot, env });
+  const args = program ? [program] : ['--import', 'tsx', main];
+  const child = spawn(process.execPath, [...args, 'serve', '--target=operator'], { cwd: repoRoot, env });
   const logs: string[] = [];
   child.stdout!.on('data', (d: Buffer) => logs.push(d.toString()));
   child.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return { child, logs, exited };
+}
+
+const alive = (p: OperatorChild) => p.child.exitCode === null && p.child.signalCode === null;
+
+/**
+ * Operator processes campaigning for one Lease, each under an identity of its own, as the
+ * replicas of a Deployment do; a test kills them with SIGKILL and starts others. `close()` kills
+ * whatever still runs and removes the bundle.
+ */
+export class OperatorReplicas {
+  readonly byIdentity = new Map<string, OperatorChild>();
+  private readonly leases: CoordinationV1Api;
+
+  private constructor(
+    private readonly kube: TestKube,
+    private readonly settings: OperatorSettings & { leaseName: string },
+    private readonly bundle: { script: string; dir: string } | undefined,
+  ) {
+    const kc = new KubeConfig();
+    kc.loadFromFile(kube.kubeconfig);
+    this.leases = kc.makeApiClient(CoordinationV1Api);
+  }
+
+  /** `bundled`: run the bundled program, which starts in about half the time tsx takes (for many restarts). */
+  static async create(kube: TestKube, settings: OperatorSettings & { leaseName: string }, opts: { bundled?: boolean } = {}): Promise<OperatorReplicas> {
+    return new OperatorReplicas(kube, settings, opts.bundled ? await gantryBundle() : undefined);
+  }
+
+  start(identity: string): OperatorChild {
+    const p = operatorProcess(this.kube, { ...this.settings, identity }, this.bundle?.script);
+    this.byIdentity.set(identity, p);
+    return p;
+  }
+
+  /** The Lease's holder, or undefined when no one holds it. */
+  async holder(): Promise<string | undefined> {
+    try {
+      const lease = await this.leases.readNamespacedLease({ name: this.settings.leaseName, namespace: this.settings.namespace });
+      return lease.spec?.holderIdentity || undefined;
+    } catch (err) {
+      if ((err as { code?: unknown }).code === 404) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * True once `identity` has read the Lease held by `leader` (it logs "new leader observed"): from
+   * then on its clock for the Lease's expiry runs, so it can take over within the lease duration.
+   */
+  observes(identity: string, leader: string): boolean {
+    const p = this.byIdentity.get(identity);
+    if (!p || !alive(p)) return false;
+    return p.logs
+      .join('')
+      .split('\n')
+      .some((line) => line.includes('"new leader observed"') && line.includes(`"leader":${JSON.stringify(leader)}`));
+  }
+
+  /** SIGKILL; resolves once the process is gone. */
+  async kill(identity: string): Promise<void> {
+    const p = this.byIdentity.get(identity);
+    if (!p) throw new Error(`no operator ${identity}`);
+    if (alive(p)) p.child.kill('SIGKILL');
+    await p.exited;
+  }
+
+  /** The output of every replica, for a failure message. */
+  logs(): string {
+    return [...this.byIdentity].map(([id, p]) => `--- ${id}\n${p.logs.join('')}`).join('\n');
+  }
+
+  async close(): Promise<void> {
+    for (const p of this.byIdentity.values()) if (alive(p)) p.child.kill('SIGKILL');
+    await Promise.all([...this.byIdentity.values()].map((p) => p.exited));
+    if (this.bundle) rmSync(this.bundle.dir, { recursive: true, force: true });
+  }
+}
+
+/** The custom objects API of the test server: cheaper than a kubectl process per call, for loads and polls. */
+export function customObjects(kube: TestKube): CustomObjectsApi {
+  const kc = new KubeConfig();
+  kc.loadFromFile(kube.kubeconfig);
+  return kc.makeApiClient(CustomObjectsApi);
 }
 
 /** A custom resource (or any object) as JSON, or undefined when it does not exist. */
