@@ -50,15 +50,15 @@ export interface DrawRequest {
   amountMinor: bigint;
   reason: string;
   nowMs: number;
-  /** The caller's W3C trace context (JSON), stored with its event. */
-  trace: string;
+  /** The caller's W3C trace context (JSON), stored with its event; undefined when events are off. */
+  trace: string | undefined;
 }
 
-/** What a booked draw answers, stores for retries, and announces (the api layer maps the plan to the contract). */
+/** What a booked draw answers, stores for retries, and announces (the api layer maps the plan to the contract; no event when events are off). */
 export interface Booked<R> {
   response: R;
   stored: unknown;
-  event: OutboxEvent;
+  event?: OutboxEvent;
 }
 
 export interface DrawResponses<R> {
@@ -147,7 +147,7 @@ export class DrawCommitter<R> {
       }
       const transferId = this.responses.newId();
       const b = this.responses.booked(d, plan, transferId);
-      booked.push({ transfer: { id: transferId, ...plan.transfer }, sessionId: d.sessionId, memo: d.reason, now, request: d.request, response: b.stored, event: { event: b.event, trace: d.trace } });
+      booked.push({ transfer: { id: transferId, ...plan.transfer }, sessionId: d.sessionId, memo: d.reason, now, request: d.request, response: b.stored, event: b.event && { event: b.event, trace: d.trace ?? '{}' } });
       applyDraw(w!, d.amountMinor);
       return { ok: true, response: b.response };
     });
