@@ -30,8 +30,13 @@ import { NonceTaken, requestId, type LedgerTx, type RequestKey, type SettlementS
 export const MAX_DRAWS_PER_TX = 256;
 /** Most draws a process holds at once (queued, in flight); beyond it a draw is RESOURCE_EXHAUSTED. */
 export const MAX_QUEUED_DRAWS = 4096;
-/** Draw transactions one process runs at once: two overlap one's round trips with the other's COMMIT. */
-export const MAX_DRAW_TX_IN_FLIGHT = 2;
+/**
+ * Draw transactions one process runs at once. One, as approvals' votes: with a second slot, a draw
+ * arriving while the first transaction runs started a batch of its own at once, so batches stayed
+ * small and each paid the whole transaction (six round trips, BEGIN to COMMIT) for few draws. With
+ * one, the draws arriving meanwhile all go in the next batch (docs/benchmarks.md, settlement).
+ */
+export const MAX_DRAW_TX_IN_FLIGHT = 1;
 /**
  * How long a draw arriving while a transaction slot is free waits for others to join its batch.
  * 0: none; under load the batches form while the slots are busy, and a lone draw pays no delay.
