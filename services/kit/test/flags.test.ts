@@ -265,6 +265,30 @@ for (const engine of engines()) {
       }
     });
 
+    test('an undefined flag answers the default without the SDK; with a hook registered the SDK evaluates it, and hooks see FLAG_NOT_FOUND', async () => {
+      const flags = a.runtime.flags;
+      assert.equal(await flags.getBooleanValue('undefined.switch', true, { targetingKey: 'w' }), true);
+      assert.equal(await flags.getStringValue('undefined.switch', 'x'), 'x');
+      assert.equal(await flags.getNumberValue('undefined.switch', 7), 7);
+      assert.deepEqual(await flags.getObjectValue('undefined.switch', { a: 1 }), { a: 1 });
+      const seen: string[] = [];
+      const hook = { error: (_ctx: unknown, err: unknown) => void seen.push((err as { code?: string }).code ?? String(err)) };
+      flags.addHooks(hook);
+      try {
+        assert.equal(await flags.getBooleanValue('undefined.switch', false), false);
+        assert.deepEqual(seen, ['FLAG_NOT_FOUND'], 'the SDK evaluated the undefined flag and ran the hook');
+      } finally {
+        flags.clearHooks();
+      }
+      await a.client.put(boolFlag('defined.switch', true));
+      try {
+        assert.equal(await flags.getBooleanValue('defined.switch', false), true, 'a defined flag is evaluated');
+      } finally {
+        await a.client.delete('defined.switch');
+      }
+      assert.equal(await flags.getBooleanValue('defined.switch', false), false, 'deleted: the default again');
+    });
+
     test('a fractional rule splits targeting keys stably between variants', async () => {
       await a.client.put(flag('rollout.color', { variants: { red: 'red', blue: 'blue' }, defaultVariant: 'red', targeting: { fractional: [['red', 50], ['blue', 50]] } }));
       const counts = { red: 0, blue: 0 } as Record<string, number>;

@@ -42,7 +42,7 @@ export async function startFlags(opts: { db: Database; schema: string; log: Logg
   }
   const domain = `gantry-flags/${opts.schema}/${process.pid}.${++domains}`;
   await OpenFeature.setProviderAndWait(domain, provider);
-  const client = OpenFeature.getClient(domain);
+  const client = answeringUndefinedFlagsAtOnce(OpenFeature.getClient(domain), provider);
   const module = flagsModule({ store, feed, snapshot, limits, now: opts.now ?? (() => new Date()) });
   return {
     client,
@@ -58,4 +58,26 @@ export async function startFlags(opts: { db: Database; schema: string; log: Logg
       await feed.stop();
     },
   };
+}
+
+/**
+ * Makes the client's value lookups (get*Value) of a flag nobody has defined answer the caller's
+ * default at once. The SDK answers the same value, but only after its whole evaluation: hook
+ * contexts, spread copies, and a FLAG_NOT_FOUND error it builds, with a stack, from the provider's
+ * error code. That cost about 30 µs a call, paid by every signed draw for a kill switch that is
+ * usually not defined. Only while no hook is registered, since hooks see every evaluation (the
+ * kit registers none); details lookups (get*Details) keep the SDK's answer and its error code.
+ */
+function answeringUndefinedFlagsAtOnce(client: Client, provider: GantryFlagsProvider): Client {
+  const hooked = () => client.getHooks().length > 0 || OpenFeature.getHooks().length > 0;
+  const atOnce = <T>(evaluate: (flagKey: string, defaultValue: T, ...rest: never[]) => Promise<T>) => {
+    const sdk = evaluate.bind(client);
+    return (flagKey: string, defaultValue: T, ...rest: never[]): Promise<T> => (provider.knows(flagKey) || hooked() ? sdk(flagKey, defaultValue, ...rest) : Promise.resolve(defaultValue));
+  };
+  // Own properties of this one client object: its state (hooks, handlers, context) stays the SDK's.
+  client.getBooleanValue = atOnce(client.getBooleanValue) as Client['getBooleanValue'];
+  client.getStringValue = atOnce(client.getStringValue) as Client['getStringValue'];
+  client.getNumberValue = atOnce(client.getNumberValue) as Client['getNumberValue'];
+  client.getObjectValue = atOnce(client.getObjectValue) as Client['getObjectValue'];
+  return client;
 }

@@ -49,6 +49,11 @@ export class GantryFlagsProvider implements Provider {
     return changed;
   }
 
+  /** Whether a flag of this key is set (a key nobody has defined evaluates to the caller's default). */
+  knows(flagKey: string): boolean {
+    return this.known.has(flagKey);
+  }
+
   /**
    * An undefined flag resolves to its default with FLAG_NOT_FOUND, as flagd's core answers it, but
    * without the error flagd throws and the SDK catches: building and throwing it cost a signed draw

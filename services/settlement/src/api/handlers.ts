@@ -31,8 +31,8 @@ import { drawMetrics } from '../metrics.js';
 
 export interface SettlementDeps {
   store: SettlementStore;
-  /** Builds domain events (written through the store's transactions). */
-  events: Pick<Outbox, 'event'>;
+  /** Builds domain events (written through the store's transactions); `enabled` false: events are off and none is built. */
+  events: Pick<Outbox, 'event' | 'enabled'>;
   /** The clock (milliseconds since the epoch); tests move it. */
   now: () => number;
   /** New ids for sessions, transfers and settlements. */
@@ -183,7 +183,9 @@ async function creditDraw(deps: SettlementDeps, draws: DrawCommitter<settlementv
     throw failedPrecondition(`credit draws are switched off by the feature flag ${DRAWS_DISABLED_FLAG}; retry once an operator turns it off (gantry flags get ${DRAWS_DISABLED_FLAG})`);
   }
   const { now, request } = signedAt(deps, fields, req.signature);
-  const outcome = await draws.submit({ ...fields, request, nowMs: now.getTime(), trace: JSON.stringify(activeTraceContext()) });
+  // The trace context is stored only with the draw's event: with events off there is none to store.
+  const trace = deps.events.enabled ? JSON.stringify(activeTraceContext()) : undefined;
+  const outcome = await draws.submit({ ...fields, request, nowMs: now.getTime(), trace });
   if (!outcome.ok) throw outcome.error;
   return outcome.response;
 }
@@ -202,8 +204,11 @@ function drawResponses(deps: SettlementDeps): DrawResponses<settlementv1.CreditD
         remainingCreditMinor: plan.remainingCreditMinor,
         drawCount: plan.drawCount,
       };
+      const stored = codec.toJSON(response);
+      // With events off the store writes none, so none is built (an id, a protobuf encoding per draw).
+      if (!deps.events.enabled) return { response, stored };
       const drawn = { sessionId: d.sessionId, walletAddress: d.walletAddress, transferId, amountMinor: d.amountMinor, reason: d.reason };
-      return { response, stored: codec.toJSON(response), event: deps.events.event(d.sessionId, new Date(d.nowMs), { $case: 'creditDrawn', value: drawn }) };
+      return { response, stored, event: deps.events.event(d.sessionId, new Date(d.nowMs), { $case: 'creditDrawn', value: drawn }) };
     },
     replayed: (stored) => codec.fromJSON(stored),
     newId: deps.newId,

@@ -30,8 +30,13 @@ import { NonceTaken, requestId, type LedgerTx, type RequestKey, type SettlementS
 export const MAX_DRAWS_PER_TX = 256;
 /** Most draws a process holds at once (queued, in flight); beyond it a draw is RESOURCE_EXHAUSTED. */
 export const MAX_QUEUED_DRAWS = 4096;
-/** Draw transactions one process runs at once: two overlap one's round trips with the other's COMMIT. */
-export const MAX_DRAW_TX_IN_FLIGHT = 2;
+/**
+ * Draw transactions one process runs at once. One, as approvals' votes: with a second slot, a draw
+ * arriving while the first transaction runs started a batch of its own at once, so batches stayed
+ * small and each paid the whole transaction (six round trips, BEGIN to COMMIT) for few draws. With
+ * one, the draws arriving meanwhile all go in the next batch (docs/benchmarks.md, settlement).
+ */
+export const MAX_DRAW_TX_IN_FLIGHT = 1;
 /**
  * How long a draw arriving while a transaction slot is free waits for others to join its batch.
  * 0: none; under load the batches form while the slots are busy, and a lone draw pays no delay.
@@ -50,15 +55,15 @@ export interface DrawRequest {
   amountMinor: bigint;
   reason: string;
   nowMs: number;
-  /** The caller's W3C trace context (JSON), stored with its event. */
-  trace: string;
+  /** The caller's W3C trace context (JSON), stored with its event; undefined when events are off. */
+  trace: string | undefined;
 }
 
-/** What a booked draw answers, stores for retries, and announces (the api layer maps the plan to the contract). */
+/** What a booked draw answers, stores for retries, and announces (the api layer maps the plan to the contract; no event when events are off). */
 export interface Booked<R> {
   response: R;
   stored: unknown;
-  event: OutboxEvent;
+  event?: OutboxEvent;
 }
 
 export interface DrawResponses<R> {
@@ -147,7 +152,7 @@ export class DrawCommitter<R> {
       }
       const transferId = this.responses.newId();
       const b = this.responses.booked(d, plan, transferId);
-      booked.push({ transfer: { id: transferId, ...plan.transfer }, sessionId: d.sessionId, memo: d.reason, now, request: d.request, response: b.stored, event: { event: b.event, trace: d.trace } });
+      booked.push({ transfer: { id: transferId, ...plan.transfer }, sessionId: d.sessionId, memo: d.reason, now, request: d.request, response: b.stored, event: b.event && { event: b.event, trace: d.trace ?? '{}' } });
       applyDraw(w!, d.amountMinor);
       return { ok: true, response: b.response };
     });
