@@ -16,10 +16,20 @@ export function clientCredentials(tls: ClientTls): ChannelCredentials {
   return credentials.createSsl(readFileSync(tls.caFile), readFileSync(tls.keyFile), readFileSync(tls.certFile));
 }
 
+/**
+ * How much a server may send on a connection before the client has read it (HTTP/2 flow control,
+ * per stream and per connection). Node's default, 64 KiB, is less than one of the 1 MiB stream
+ * messages Gantry sends (log Read and Tail, watches): the server then sends a message in 64 KiB
+ * steps, each waiting for the client's WINDOW_UPDATE, and the two processes take turns instead of
+ * working at once. 4 MiB is a few messages ahead; it is also what a client may hold unread.
+ */
+const FLOW_CONTROL_WINDOW_BYTES = 4 * 1024 * 1024;
+
 /** Channel options every Gantry client uses: trace propagation, limits, and the TLS server name. */
 export function clientOptions(tls: ClientTls, extra: ChannelOptions = {}): Partial<ClientOptions> {
   return {
     'grpc.max_receive_message_length': 8 * 1024 * 1024,
+    'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW_BYTES,
     'grpc.keepalive_time_ms': 30_000,
     ...(tls.serverName ? { 'grpc.ssl_target_name_override': tls.serverName, 'grpc.default_authority': tls.serverName } : {}),
     ...extra,

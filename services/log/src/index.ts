@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { BATCH_REQUEST_BYTES, defineModule, defineService, scopesOf } from '@gantry/kit';
-import { logv1 } from '@gantry/proto';
+import { logServiceDefinition } from './api/entry-wire.js';
 import { logHandlers } from './api/handlers.js';
 import { logConfig, type LogConfig } from './config.js';
 import { logScopes } from './api/scopes.js';
@@ -29,9 +29,9 @@ export const logService = defineModule<LogConfig>({
     const keyFile = settings.signingKeyFile ?? resolve(config.dataDir, 'log', 'checkpoint-key.pem');
     const signer = new CheckpointSigner(settings.origin, await loadOrCreateSigningKey(keyFile, !settings.signingKeyFile));
     return [
-      defineService({
+      defineService<typeof logServiceDefinition>({
         name: 'gantry.log.v1.LogService',
-        definition: logv1.LogServiceService,
+        definition: logServiceDefinition,
         scopes: logScopes,
         handlers: logHandlers({ store, committer: new GroupCommitter(store), notifier, signer, maxPayloadBytes: settings.maxPayloadBytes }),
         // A payload and room for the rest, so one slightly over log.maxPayloadBytes still gets a precise INVALID_ARGUMENT.

@@ -11,6 +11,7 @@ import { Status, migrate, migrationsApplied, type Database, type HandlerContext,
 import { engines, openFreshDatabase, requirePostgresInCi } from '@gantry/test-support/databases';
 import type { logv1 } from '@gantry/proto';
 import { logHandlers } from '../src/api/handlers.js';
+import { logServiceDefinition } from '../src/api/entry-wire.js';
 import { ZERO_HASH, entryFieldsOf, entryHash, entryLeafHash, verifyCheckpoint, verifyCheckpointConsistency, verifyEntryInclusion, type Checkpoint } from '../src/client/index.js';
 import { CompactRange } from '../src/domain/merkle.js';
 import { CheckpointSigner } from '../src/signer.js';
@@ -115,7 +116,9 @@ for (const engine of engines()) {
 /** Every entry of the partition, old (no author) and new, is in the signed tree; re-attributed, none is. */
 async function assertProvable(h: ReturnType<typeof logHandlers>, partition: string, head: Checkpoint, count: number): Promise<void> {
   const entries: logv1.Entry[] = [];
-  for await (const msg of h.read({ partition, startSeq: 0n, limit: 0n }, as(token('reader')))) entries.push(...msg.entries);
+  // Through the wire encoding, as a client receives the messages.
+  const { read } = logServiceDefinition;
+  for await (const msg of h.read({ partition, startSeq: 0n, limit: 0n }, as(token('reader')))) entries.push(...read.responseDeserialize(read.responseSerialize(msg)).entries);
   assert.equal(entries.length, count);
   for (const e of entries) {
     const proof = await h.getInclusionProof({ partition, seq: e.seq, treeSize: head.size }, as(token('reader')));

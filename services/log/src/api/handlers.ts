@@ -18,6 +18,7 @@ import {
   checkPayload,
   partitionPageTokens,
 } from './validation.js';
+import { EncodedEntries, encodedChunks, type logServiceDefinition } from './entry-wire.js';
 
 export interface LogDeps {
   store: LogStore;
@@ -47,31 +48,13 @@ const toReceipt = (e: Omit<AppendReceipt, 'duplicate'> & { duplicate?: boolean }
   duplicate: e.duplicate ?? false,
 });
 
-/** Splits entries into stream messages of at most maxChunkEntries entries / ~maxChunkBytes. */
-function* chunks(entries: StoredEntry[]): Generator<StoredEntry[]> {
-  let chunk: StoredEntry[] = [];
-  let bytes = 0;
-  for (const e of entries) {
-    // An author adds up to 1 KiB to an entry: counted, so a chunk of small payloads stays near the limit.
-    const size = e.data.length + (e.author?.length ?? 0);
-    if (chunk.length > 0 && (chunk.length >= LIMITS.maxChunkEntries || bytes + size > LIMITS.maxChunkBytes)) {
-      yield chunk;
-      chunk = [];
-      bytes = 0;
-    }
-    chunk.push(e);
-    bytes += size;
-  }
-  if (chunk.length > 0) yield chunk;
-}
-
 /** An upper bound past every seq that can exist, for reads that run to the end. */
 const END_OF_LOG = LIMITS.maxSeq;
 
 /** Rows a single query reads: enough for a few full chunks, few enough to bound memory. */
 const READ_ROWS = 2 * LIMITS.maxChunkEntries;
 
-type LogHandlers = Handlers<typeof logv1.LogServiceService>;
+type LogHandlers = Handlers<typeof logServiceDefinition>;
 
 /** The service's handlers, one group per concern. */
 export function logHandlers(deps: LogDeps): LogHandlers {
@@ -114,26 +97,29 @@ async function requirePartition(store: LogStore, name: string): Promise<Partitio
 }
 
 /** Streams entries [from, to) in chunks; `to` undefined = follow forever (Tail -f). */
-async function* stream(deps: LogDeps, partition: string, from: bigint, to: bigint | undefined, ctx: CallContext): AsyncGenerator<{ entries: logv1.Entry[] }> {
+async function* stream(deps: LogDeps, partition: string, from: bigint, to: bigint | undefined, ctx: CallContext): AsyncGenerator<EncodedEntries> {
   const { store, notifier } = deps;
   // The mark is taken before the query, so an append that commits after the query looked wakes
   // the follower instead of being missed.
   const fetch = (at: bigint) => {
     const mark = notifier.mark();
-    const rows = store.readRange(partition, at, to ?? END_OF_LOG, READ_ROWS);
+    const page = store.readPage(partition, at, to ?? END_OF_LOG, READ_ROWS);
     // A prefetch may settle after the client has gone; its error is then nobody's to handle.
-    rows.catch(() => {});
-    return { mark, rows };
+    page.catch(() => {});
+    return { mark, page };
   };
   let next = from;
-  let page = fetch(next);
+  let pending = fetch(next);
   while (!ctx.signal.aborted && (to === undefined || next < to)) {
-    const rows = await page.rows;
-    if (rows.length > 0) {
-      next = rows[rows.length - 1]!.seq + 1n;
-      // The next page is read from the database while this one is encoded and sent.
-      if (to === undefined || next < to) page = fetch(next);
-      for (const chunk of chunks(rows)) yield { entries: chunk.map(toEntry) };
+    const page = await pending.page;
+    if (page) {
+      const chunks = [...encodedChunks(page, LIMITS.maxChunkEntries, LIMITS.maxChunkBytes)];
+      const last = chunks[chunks.length - 1];
+      if (!last) throw new Error(`a page of partition ${partition} encoded to no messages`);
+      next = last.lastSeq + 1n;
+      // The next page is read from the database while this one is sent.
+      if (to === undefined || next < to) pending = fetch(next);
+      yield* chunks;
       continue;
     }
     if (to !== undefined) return;
@@ -142,8 +128,8 @@ async function* stream(deps: LogDeps, partition: string, from: bigint, to: bigin
         trailers: { 'gantry-resume-seq': next.toString() },
       });
     }
-    await notifier.next(partition, page.mark, LIMITS.followPollMs, AbortSignal.any([ctx.signal, ctx.draining]));
-    page = fetch(next);
+    await notifier.next(partition, pending.mark, LIMITS.followPollMs, AbortSignal.any([ctx.signal, ctx.draining]));
+    pending = fetch(next);
   }
 }
 
