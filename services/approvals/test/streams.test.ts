@@ -4,6 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { status, type ServiceError } from '@grpc/grpc-js';
+import { FLOW_CONTROL_WINDOW_BYTES } from '@gantry/kit';
 import { approvalsv1 } from '@gantry/proto';
 import { assertStatus, eventually } from '@gantry/test-support/clients';
 import { engines, requirePostgresInCi } from '@gantry/test-support/databases';
@@ -271,11 +272,12 @@ for (const engine of engines()) {
       await rpc(p).submit(newRequest({ validators: ['x'], m: 1 }));
       const from = await p.store.headVersion();
       const w = watch(p, { fromVersion: from });
-      // The client stops reading: grpc-js stops taking data once its buffer is full, HTTP/2 flow
-      // control stops the server's writes, and the server's queue for this watcher fills.
+      // The client stops reading: grpc-js stops taking data once its flow-control window is full
+      // (FLOW_CONTROL_WINDOW_BYTES), HTTP/2 flow control stops the server's writes, and the
+      // server's queue for this watcher fills. Twice the window's worth of 64 KiB contents.
       w.call.pause();
-      const total = 60;
       const content = Buffer.alloc(64 * 1024, 1);
+      const total = Math.ceil((2 * FLOW_CONTROL_WINDOW_BYTES) / content.length);
       const created: bigint[] = [];
       for (let i = 0; i < total; i++) created.push((await rpc(p).submit(newRequest({ content, contentHash: sha256(content), validators: ['x'], m: 1 }))).version);
       await new Promise((r) => setTimeout(r, 500));

@@ -23,7 +23,7 @@ export function clientCredentials(tls: ClientTls): ChannelCredentials {
  * steps, each waiting for the client's WINDOW_UPDATE, and the two processes take turns instead of
  * working at once. 4 MiB is a few messages ahead; it is also what a client may hold unread.
  */
-const FLOW_CONTROL_WINDOW_BYTES = 4 * 1024 * 1024;
+export const FLOW_CONTROL_WINDOW_BYTES = 4 * 1024 * 1024;
 
 /** Channel options every Gantry client uses: trace propagation, limits, and the TLS server name. */
 export function clientOptions(tls: ClientTls, extra: ChannelOptions = {}): Partial<ClientOptions> {

@@ -3,6 +3,7 @@
 // resume from) and the live delivery watch (a webhook created after the watch began, filters).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { FLOW_CONTROL_WINDOW_BYTES } from '@gantry/kit';
 import { status } from '@grpc/grpc-js';
 import { webhooksv1 } from '@gantry/proto';
 import { eventually } from '@gantry/test-support/clients';
@@ -155,12 +156,13 @@ for (const engine of engines()) {
       const from = webhook!.version;
       const w = watchRegistry(p, { fromVersion: from }, 'stall');
       await live(p, 'registry', 1);
-      // The client stops reading: grpc-js stops taking data, HTTP/2 flow control stops the
-      // server's writes, and the server's queue for this watch fills. Large changes (a full
-      // description and 32 labels, about 10 KiB each) fill the transport's buffers quickly.
+      // The client stops reading: grpc-js stops taking data once its flow-control window is full
+      // (FLOW_CONTROL_WINDOW_BYTES), HTTP/2 flow control stops the server's writes, and the
+      // server's queue for this watch fills. Large changes (a full description and 32 labels,
+      // about 10 KiB each), twice the window's worth.
       w.call.pause();
       const labels = Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`label-${String(i).padStart(2, '0')}-${'k'.repeat(50)}`, 'v'.repeat(256)]));
-      const total = 300;
+      const total = Math.ceil((2 * FLOW_CONTROL_WINDOW_BYTES) / (10 * 1024));
       const made: bigint[] = [];
       for (let i = 0; i < total; i++) {
         made.push((await api.update({ webhookId: id, spec: spec('x', { description: `${i}`.padEnd(1024, '.'), labels }), updateMask: ['description', 'labels'] })).version);
