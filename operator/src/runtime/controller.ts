@@ -7,6 +7,9 @@ import { runtimeMetrics } from './metrics.js';
 import { WorkQueue } from './queue.js';
 import { TerminalError, type Reconciler } from './reconcile.js';
 
+/** The API server's 409 Conflict: a write based on a resourceVersion that is no longer current. */
+const isConflict = (err: unknown): boolean => (err as { code?: unknown } | null)?.code === 409;
+
 /** Workers per controller unless told otherwise. */
 export const DEFAULT_WORKERS = 2;
 /** A reconcile's signal aborts after this long (it is then counted as failed and retried). */
@@ -123,7 +126,7 @@ export class Controller {
         this.queue.addAfter(key, res.requeueAfterMs);
       }
     } catch (err) {
-      result = 'error';
+      result = isConflict(err) ? 'conflict' : 'error';
       this.failed(key, err);
     } finally {
       this.metrics.reconcileDuration.record(this.clock.now() - startedMs, { controller: this.name, result });
@@ -132,6 +135,14 @@ export class Controller {
 
   /** Records a failed reconcile and retries the key with backoff, unless the error says that cannot help. */
   private failed(key: string, err: unknown): void {
+    if (isConflict(err)) {
+      // The object (or one it writes) changed after it was read: optimistic concurrency doing its
+      // job, and the next reconcile reads the new version. Not an error to alert on, nor an Event
+      // for the user; while another replica hands over, the same write races many times.
+      this.log.info({ key, retries: this.queue.numRequeues(key) }, 'an object changed while it was reconciled (409 Conflict); reconciling again');
+      this.queue.addRateLimited(key);
+      return;
+    }
     this.metrics.reconcileErrors.add(1, { controller: this.name });
     if (err instanceof TerminalError) {
       // The reconciler has told the user (status, an Event); only a change to the object can help,

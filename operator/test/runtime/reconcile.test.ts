@@ -66,6 +66,22 @@ test('any other error is retried with backoff and reported as a ReconcileError E
   assert.deepEqual(events, ['Warning ReconcileError']);
 });
 
+test('a 409 Conflict is retried with backoff without a ReconcileError Event: the next reconcile reads the new version', async () => {
+  let calls = 0;
+  const { queue, pending, events } = await runOnce(
+    {
+      reconcile: async () => {
+        calls++;
+        throw Object.assign(new Error('Operation cannot be fulfilled on webhooks "a": the object has been modified'), { code: 409 });
+      },
+    },
+    () => calls === 1,
+  );
+  assert.deepEqual(pending, [100], 'retried after the base delay');
+  assert.equal(queue.numRequeues('ns/a'), 1);
+  assert.deepEqual(events, [], 'no Warning Event for a conflict');
+});
+
 test('asReconciler hands the reconciler the cached object, and does nothing for a key whose object is gone', async () => {
   const seen: string[] = [];
   const reconciler = asReconciler(stubInformer([object('present')]), {
