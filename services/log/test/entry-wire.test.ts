@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { logv1 } from '@gantry/proto';
 import { encodedChunks } from '../src/api/entry-wire.js';
+import { toEntry } from '../src/api/handlers.js';
 import { entryOffsets } from '../src/store/entry-page.js';
 import type { EntryPage, StoredEntry } from '../src/store/log-store.js';
 
@@ -26,17 +27,6 @@ const pageOf = (partition: string, entries: readonly StoredEntry[]): EntryPage =
   const bytes = packPage(entries);
   return { partition, bytes, offsets: entryOffsets(partition, bytes) };
 };
-
-/** The Entry message the object path built (handlers' toEntry before this encoder). */
-const asMessage = (e: StoredEntry): logv1.Entry => ({
-  partition: e.partition,
-  seq: e.seq,
-  timestamp: new Date(Number(e.timestampMs)),
-  data: e.data,
-  prevHash: e.prevHash,
-  hash: e.hash,
-  author: e.author ?? '',
-});
 
 const hash = fc.uint8Array({ minLength: 32, maxLength: 32 }).map((b) => Buffer.from(b));
 const entriesArb = fc
@@ -64,7 +54,7 @@ describe('Read and Tail messages encoded from a page', () => {
         let at = 0;
         for (const chunk of chunks) {
           const slice = entries.slice(at, at + chunk.count);
-          assert.deepEqual(chunk.bytes, Buffer.from(logv1.ReadResponse.encode({ entries: slice.map(asMessage) }).finish()));
+          assert.deepEqual(chunk.bytes, Buffer.from(logv1.ReadResponse.encode({ entries: slice.map(toEntry) }).finish()));
           assert.equal(chunk.lastSeq, slice[slice.length - 1]!.seq);
           assert.ok(chunk.count >= 1 && chunk.count <= maxEntries, `a message holds 1 to ${maxEntries} entries, not ${chunk.count}`);
           const payload = slice.reduce((n, e) => n + e.data.length + Buffer.byteLength(e.author ?? ''), 0);

@@ -28,7 +28,8 @@ export interface LogDeps {
   maxPayloadBytes: number;
 }
 
-const toEntry = (e: StoredEntry): logv1.Entry => ({
+/** The Entry message of a stored entry (unary answers; Read and Tail encode pages directly, entry-wire.ts, to the same bytes). */
+export const toEntry = (e: StoredEntry): logv1.Entry => ({
   partition: e.partition,
   seq: e.seq,
   timestamp: new Date(Number(e.timestampMs)),
