@@ -103,6 +103,21 @@ describe('database reachability (PostgreSQL behind a proxy that can hold every b
     assert.ok(noticedMs < 10_000 && backMs < 10_000, `noticed after ${Math.round(noticedMs)} ms, back after ${Math.round(backMs)} ms`);
   });
 
+  test('callers queued for a pool connection when the partition is noticed fail at once too, not on a new connection the partition holds', async () => {
+    const { db, proxy } = await openThroughProxy(1);
+    await db.query('SELECT 1');
+    proxy.hold();
+    // The pool's one connection carries the first statement; the others queue for it. Cutting that
+    // connection hands the queue a new one, which the partition would hold until its connect timeout.
+    const calls = [timed(db.query('SELECT 1')), timed(db.query('SELECT 2')), timed(db.transaction((tx) => tx.query('SELECT 3')))];
+    for (const [i, call] of (await Promise.all(calls)).entries()) {
+      assert.equal(toWireStatus(call.error, 'r').code, status.UNAVAILABLE, `call ${i}: ${String(call.error)}`);
+      assert.ok(call.ms < PING_INTERVAL_MS + PING_TIMEOUT_MS + 1_500, `call ${i} waited ${Math.round(call.ms)} ms`);
+    }
+    proxy.restore();
+    assert.ok(await eventually(async () => (await db.query('SELECT 1')).rowCount === 1, 10_000), 'the pool connects again once the database answers');
+  });
+
   test('a pool busy with statements longer than the probe timeout is not taken for a silent database', async () => {
     const { db } = await openThroughProxy(1);
     // The only pool connection sleeps past several probe timeouts; the probe has its own connection.

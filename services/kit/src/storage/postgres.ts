@@ -74,8 +74,13 @@ function sqlOn(runner: Pick<pg.Pool, 'query'>, gate: () => void = () => {}): Sql
   };
 }
 
-/** The pool, once the server has answered; `clients` holds its connections while they live (opening ones included). */
-async function openPool(opts: PostgresOptions, clients: Set<pg.Client>): Promise<pg.Pool> {
+/**
+ * The pool, once the server has answered; `clients` holds its connections while they live (opening
+ * ones included). `gate` throws while the database is marked unreachable: the pool then opens no
+ * connection, so a caller queued for one fails at once instead of waiting on a socket a partition
+ * holds (cutting the pool's connections hands the queued callers new ones, which would hang).
+ */
+async function openPool(opts: PostgresOptions, clients: Set<pg.Client>, gate: () => void): Promise<pg.Pool> {
   // Every connection the pool makes, from the moment it starts connecting (the pool's 'connect'
   // event comes only once a connection is up, too late for one held by a partition).
   class TrackedClient extends pg.Client {
@@ -83,6 +88,22 @@ async function openPool(opts: PostgresOptions, clients: Set<pg.Client>): Promise
       super(config);
       clients.add(this);
       this.once('end', () => clients.delete(this));
+    }
+
+    // pg-pool calls connect(callback) and, on an error, drops the client and hands the error to
+    // the caller it was opened for.
+    override connect(): Promise<pg.Client>;
+    override connect(callback: (err: Error | null) => void): void;
+    override connect(callback?: (err: Error | null) => void): Promise<pg.Client> | void {
+      try {
+        gate();
+      } catch (err) {
+        clients.delete(this);
+        if (!callback) return Promise.reject(err as Error);
+        process.nextTick(callback, err as Error);
+        return;
+      }
+      return callback ? super.connect(callback) : super.connect();
     }
   }
   const pool = new pg.Pool({
@@ -252,11 +273,7 @@ function orderedConnection(opts: PostgresOptions, gate: () => void): { sql: Sql;
  */
 export async function openPostgres(opts: PostgresOptions): Promise<Database & { pool: pg.Pool; assertReachable(): void }> {
   const clients = new Set<pg.Client>();
-  const pool = await openPool(opts, clients);
-  const notifications = notificationListener(opts.url, opts.listenReconnectMs ?? 1000);
-  // Called only once `reachability` exists: statements start after openPostgres returns.
-  const gate = () => reachability.assertReachable();
-  const ordered = orderedConnection(opts, gate);
+  // Nothing runs until start(): `ordered` is defined by the time the probe can give up.
   const reachability = new Reachability({
     url: opts.url,
     intervalMs: opts.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
@@ -266,6 +283,10 @@ export async function openPostgres(opts: PostgresOptions): Promise<Database & { 
       ordered.drop();
     },
   });
+  const gate = () => reachability.assertReachable();
+  const pool = await openPool(opts, clients, gate);
+  const notifications = notificationListener(opts.url, opts.listenReconnectMs ?? 1000);
+  const ordered = orderedConnection(opts, gate);
   reachability.start();
   return {
     engine: 'postgres',
