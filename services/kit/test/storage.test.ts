@@ -246,6 +246,21 @@ for (const engine of [pgliteEngine(), postgresEngine()]) {
       assert.equal((await db.query(`SELECT id FROM ${s}.items`)).rowCount, 2);
     });
 
+    test('a statement is prepared once per connection, unless it asks to be planned on each call', { skip: engine.shared ? false : 'PGlite plans each statement anyway' }, async () => {
+      // A transaction keeps both statements and the check on one connection, whose prepared
+      // statements pg_prepared_statements lists.
+      const marker = randomBytes(6).toString('hex');
+      const reused = `SELECT $1::int AS n /* reused ${marker} */`;
+      const replanned = `SELECT $1::int AS n /* replanned ${marker} */`;
+      const listed = await db.transaction(async (tx) => {
+        await tx.query(reused, [1]);
+        await tx.query(replanned, [1], { planEachCall: true });
+        const { rows } = await tx.query<{ statement: string }>('SELECT statement FROM pg_prepared_statements WHERE statement LIKE $1', [`%${marker}%`]);
+        return rows.map((r) => r.statement);
+      });
+      assert.deepEqual(listed, [reused]);
+    });
+
     test('a channel name that is not a plain identifier is refused', async () => {
       await assert.rejects(db.listen('bad; DROP TABLE x', () => {}), /invalid notification channel/);
       await assert.rejects(db.notify('Bad-Name', 'x'), /invalid notification channel/);

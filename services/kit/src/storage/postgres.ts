@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { TYPE_OIDS, parseInt8 } from './column-types.js';
-import { assertChannel, type Database, type Sql } from './database.js';
+import { assertChannel, type Database, type QueryOptions, type Sql } from './database.js';
 import { destroyConnection, Reachability } from './reachability.js';
 
 export interface PostgresOptions {
@@ -41,9 +41,10 @@ const columnTypes: pg.CustomTypesConfig = {
  * once per connection instead of on every call (a large share of a short transaction's server CPU).
  * The name is a hash of the text, so one name never means two statements.
  */
-function prepared(text: string, params: readonly unknown[] | undefined, rowMode?: 'array'): pg.QueryConfig {
-  let name = statementNames.get(text);
-  if (name === undefined && params !== undefined && statementNames.size < MAX_PREPARED_STATEMENTS) {
+function prepared(text: string, params: readonly unknown[] | undefined, rowMode?: 'array', options?: QueryOptions): pg.QueryConfig {
+  // Unnamed, PostgreSQL parses and plans the statement on each call (QueryOptions.planEachCall).
+  let name = options?.planEachCall ? undefined : statementNames.get(text);
+  if (name === undefined && params !== undefined && !options?.planEachCall && statementNames.size < MAX_PREPARED_STATEMENTS) {
     name = 'g_' + createHash('sha256').update(text).digest('hex').slice(0, 24);
     statementNames.set(text, name);
   }
@@ -56,9 +57,9 @@ function prepared(text: string, params: readonly unknown[] | undefined, rowMode?
  */
 function sqlOn(runner: Pick<pg.Pool, 'query'>, gate: () => void = () => {}): Sql {
   return {
-    async query(text, params) {
+    async query(text, params, options) {
       gate();
-      const res = await runner.query(prepared(text, params));
+      const res = await runner.query(prepared(text, params, undefined, options));
       return { rows: res.rows, rowCount: res.rowCount ?? 0 };
     },
     async queryArrays(text, params) {
