@@ -3,7 +3,7 @@
 // bounded too.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ContentCache, ENTRY_OVERHEAD_BYTES } from '../src/store/content-cache.js';
+import { CONTENT_IDLE_MS, ContentCache, ENTRY_OVERHEAD_BYTES } from '../src/store/content-cache.js';
 
 test('a cached content is a copy of exactly its size, not a view into the buffer it came in', () => {
   const cache = new ContentCache(1024 * 1024);
@@ -32,4 +32,22 @@ test('a content larger than the whole cache is not kept', () => {
   cache.put('big', Buffer.alloc(2048));
   assert.equal(cache.get('big'), undefined);
   assert.equal(cache.heldBytes, 0);
+});
+
+test('an entry unused for the idle time is dropped; one read meanwhile stays', () => {
+  let now = 1_000_000;
+  const cache = new ContentCache(1024 * 1024, CONTENT_IDLE_MS, () => now);
+  cache.put('read', Buffer.from('r'));
+  cache.put('unread', Buffer.from('u'));
+  now += CONTENT_IDLE_MS - 1;
+  assert.deepEqual(cache.get('read'), Buffer.from('r'), 'within the idle time');
+  now += 2;
+  // 'unread' was last used CONTENT_IDLE_MS + 1 ago; 'read' only 2 ms ago.
+  assert.equal(cache.get('unread'), undefined);
+  assert.equal(cache.size, 1);
+  assert.equal(cache.heldBytes, 1 + ENTRY_OVERHEAD_BYTES);
+  now += CONTENT_IDLE_MS + 1;
+  cache.put('new', Buffer.from('n'));
+  assert.equal(cache.size, 1, 'a put drops the idle ones too');
+  assert.deepEqual(cache.get('new'), Buffer.from('n'));
 });
