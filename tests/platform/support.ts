@@ -123,9 +123,10 @@ export class PlatformClients {
   }
 
   /** Registers an endpoint at `url` for every domain event; returns its signing secret. */
-  async subscribe(url: string): Promise<string> {
+  /** Subscribes `url` to every domain event; `rateLimitPerSecond` 0 takes the service's default (100/s). */
+  async subscribe(url: string, { rateLimitPerSecond = 0 } = {}): Promise<string> {
     const c = this.webhooks;
-    const spec = { url, eventTypes: EVENT_TYPES, headers: {}, description: 'platform test', paused: false, rateLimitPerSecond: 0, maxConcurrency: 0, labels: {} };
+    const spec = { url, eventTypes: EVENT_TYPES, headers: {}, description: 'platform test', paused: false, rateLimitPerSecond, maxConcurrency: 0, labels: {} };
     // Domain events are the platform's: their endpoints need the families' read scopes.
     const created = await unary(c.createWebhook, c, { owner: '', externalId: '', secret: '', spec }, this.as(SUBSCRIBER, ['webhooks.manage', 'events.settlement.read', 'events.approvals.read']));
     return created.secret;
