@@ -4,7 +4,6 @@ export interface QueryResult<R> {
   rowCount: number;
 }
 
-/** Anything that runs parameterised SQL: the database, or one transaction. */
 export interface QueryOptions {
   /**
    * Plan the statement on each call, for its parameters and its tables as they are then, instead
@@ -16,6 +15,7 @@ export interface QueryOptions {
   planEachCall?: boolean;
 }
 
+/** Anything that runs parameterised SQL: the database, or one transaction. */
 export interface Sql {
   /** One parameterised statement. */
   query<R = Record<string, unknown>>(text: string, params?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>>;
