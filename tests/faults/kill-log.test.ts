@@ -49,7 +49,7 @@ describe('kill -9 of log under load, ten times, on PostgreSQL', { skip: postgres
     const v = await unary(c.verify, c, { partition }, md, 60_000);
     assert.equal(v.valid, true, `Verify after ${KILLS} kills: ${v.reason} at seq ${v.firstBadSeq}`);
     const entries: logv1.Entry[] = [];
-    for await (const chunk of streamOf(c.read({ partition, startSeq: 0n, limit: 0n }, md))) entries.push(...chunk.entries);
+    for await (const chunk of streamOf(c.read({ partition, startSeq: 0n, limit: 0n }, md, { deadline: Date.now() + 60_000 }))) entries.push(...chunk.entries);
     entries.forEach((e, i) => assert.equal(e.seq, BigInt(i), 'seqs 0..n-1 without a gap'));
     // Every request was sent until answered, so every entry is an acknowledged one, each once.
     assert.equal(entries.length, acked.length, 'entries in the chain vs appends acknowledged');

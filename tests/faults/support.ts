@@ -22,6 +22,8 @@ export const LOAD_TIMEOUT_MS = 100_000;
 const OUTCOME_UNKNOWN = new Set([status.UNAVAILABLE, status.DEADLINE_EXCEEDED, status.CANCELLED]);
 /** Tries of one request before a test gives up on it (each waits for the server to be up again). */
 const MAX_TRIES = 50;
+/** Starts of a restart before a test gives up on it (only a port taken meanwhile is tried again). */
+const START_ATTEMPTS = 5;
 /** Pause between tries while the restarted server's channel reconnects. */
 const RETRY_PAUSE_MS = 100;
 
@@ -38,6 +40,8 @@ export class KilledProcess {
   readonly startMs: number[] = [];
   private upNow: Promise<void> = Promise.resolve();
   private markUp: () => void = () => {};
+  /** Fails the callers waiting on `up` when a restart fails: they would otherwise wait forever. */
+  private markFailed: (err: unknown) => void = () => {};
 
   constructor(
     readonly target: string,
@@ -53,7 +57,22 @@ export class KilledProcess {
 
   async start(): Promise<GantryServer> {
     const t0 = performance.now();
-    this.server = await startGantry(this.target, { ...this.env, GANTRY_DATA_DIR: this.dataDir, GANTRY_LISTEN_PORT: String(this.port) }, { bundle: this.bundle });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        this.server = await startGantry(this.target, { ...this.env, GANTRY_DATA_DIR: this.dataDir, GANTRY_LISTEN_PORT: String(this.port) }, { bundle: this.bundle });
+        break;
+      } catch (err) {
+        // The port is the kernel's pick from the ephemeral range: while the process was down, an
+        // outgoing connection (a client reconnecting to it, say) may have been given the same
+        // number. Rare; it frees again when that connection fails.
+        if (attempt < START_ATTEMPTS && /EADDRINUSE/.test(String(err))) {
+          await new Promise((r) => setTimeout(r, 200));
+          continue;
+        }
+        this.markFailed(err);
+        throw err;
+      }
+    }
     this.startMs.push(performance.now() - t0);
     this.port = this.server.port;
     this.markUp();
@@ -63,7 +82,12 @@ export class KilledProcess {
   /** SIGKILL, then wait for the exit; `up` stays pending until the next start(). */
   async kill(): Promise<void> {
     const child = this.server!.child;
-    this.upNow = new Promise((resolve) => (this.markUp = resolve));
+    this.upNow = new Promise((resolve, reject) => {
+      this.markUp = resolve;
+      this.markFailed = reject;
+    });
+    // Nobody may be waiting when a restart fails; the start() caller gets the error anyway.
+    this.upNow.catch(() => {});
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill('SIGKILL');
     await exited;

@@ -55,7 +55,11 @@ export async function startGantry(target = 'all', extraEnv: NodeJS.ProcessEnv = 
   child.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const ready = await new Promise<{ port: number; health_port: number }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gantry did not start within 60 s:\n${logs.join('')}`)), 60_000);
+    const timer = setTimeout(() => {
+      // Not left running: a restart on the same port would find it there.
+      child.kill('SIGKILL');
+      reject(new Error(`gantry did not start within 60 s:\n${logs.join('')}`));
+    }, 60_000);
     void exited.then((code) => reject(new Error(`gantry exited with ${code} before serving:\n${logs.join('')}`)));
     createInterface({ input: child.stdout! }).on('line', (line) => {
       logs.push(line);
