@@ -179,8 +179,15 @@ export class Collector<T> {
     this.ended = new Promise((resolve) => {
       call.on('data', (m: T) => this.messages.push(m));
       // 'status' comes after 'error'/'end'; wait a tick so the trailers are in.
-      call.on('error', (err: ServiceError) => setImmediate(() => resolve({ err, trailers: trailers ?? err.metadata })));
-      call.on('end', () => setImmediate(() => resolve({ trailers })));
+      let error: ServiceError | undefined;
+      const settle = () => setImmediate(() => resolve(error ? { err: error, trailers: trailers ?? error.metadata } : { trailers }));
+      // grpc-js emits 'error' as the status arrives, when messages it pushed before may still wait
+      // in the stream's buffer (a paused reader): those are read first, and 'end' follows them.
+      call.on('error', (err: ServiceError) => {
+        error = err;
+        if (call.readableLength === 0) settle();
+      });
+      call.on('end', settle);
     });
   }
 
