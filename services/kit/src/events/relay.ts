@@ -63,13 +63,23 @@ function relaySql(schema: string) {
   const table = `${schema}.outbox`;
   const leaseFree = SINK_NAMES.map((sink) => `(${sink}_lease_until IS NULL OR ${sink}_lease_until < $1)`).join(' AND ');
   const inSeqOrder = (where: string) => `seq IN (SELECT seq FROM ${table} WHERE seq = ANY($1::bigint[])${where} ORDER BY seq FOR UPDATE)`;
-  /** The claim for a set of active sinks: rows at least one of them has yet to receive. */
-  const claim = (active: readonly SinkName[]) => `UPDATE ${table} SET log_lease_until = $2, webhooks_lease_until = $2
-     WHERE seq IN (SELECT seq FROM ${table}
-                    WHERE (${active.map((sink) => `${sink}_done_at IS NULL`).join(' OR ')}) AND ${leaseFree}
-                    ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
-    RETURNING seq, event_id, event_type, payload, trace_context, created_at, log_done_at IS NOT NULL AS log_done, webhooks_done_at IS NOT NULL AS webhooks_done`;
-  // SKIP LOCKED: replicas claiming at the same moment take different rows instead of waiting.
+  /**
+   * The claim for a set of active sinks: the oldest rows at least one of them has yet to receive, up
+   * to the first row another claim holds. Sinks get events in outbox order across replicas, because
+   * a batch goes only once every earlier batch has been finished (or its lease has run out): while
+   * replica A sends rows 1-5, replica B claims nothing rather than rows 6-10, which could reach the
+   * log first. The head is read FOR UPDATE without SKIP LOCKED: a claim that meets a row another
+   * claim is leasing waits for that statement (milliseconds, never a send), and PostgreSQL then
+   * re-reads the row as committed, lease included; a plain snapshot read would miss that lease.
+   */
+  const claim = (active: readonly SinkName[]) => `WITH head AS MATERIALIZED (
+               SELECT seq, ${leaseFree} AS free FROM ${table}
+                WHERE ${active.map((sink) => `${sink}_done_at IS NULL`).join(' OR ')}
+                ORDER BY seq LIMIT $3 FOR UPDATE),
+             claimable AS (
+               SELECT seq FROM head w WHERE w.free AND NOT EXISTS (SELECT 1 FROM head held WHERE NOT held.free AND held.seq < w.seq))
+     UPDATE ${table} t SET log_lease_until = $2, webhooks_lease_until = $2 FROM claimable c WHERE t.seq = c.seq
+    RETURNING t.seq, t.event_id, t.event_type, t.payload, t.trace_context, t.created_at, t.log_done_at IS NOT NULL AS log_done, t.webhooks_done_at IS NOT NULL AS webhooks_done`;
   const claims = new Map<string, string>();
   for (const active of [['log'], ['webhooks'], ['log', 'webhooks']] as const) claims.set(active.join('+'), claim(active));
   return {
@@ -136,8 +146,9 @@ function describe(err: unknown): string {
 
 /**
  * Sends a service's outbox to its sinks: claim a batch once for every sink that is not backing off
- * (a lease, so replicas share the work), send it to those sinks at once, then one statement deletes
- * what every sink has and marks the rest. A sink whose call fails backs off and is left out of the
+ * (a lease: replicas take turns, one batch in flight per outbox, so that each sink gets the events
+ * in outbox order), send it to those sinks at once, then one statement deletes what every sink has
+ * and marks the rest. A sink whose call fails backs off and is left out of the
  * claims until its retry is due, so an outage of one does not hold up the other; its rows wait,
  * marked for the sink that has them. Nothing is lost and, since sinks are idempotent on event ids,
  * nothing is duplicated by a re-send. A sink whose call hangs holds its batch until the call's
