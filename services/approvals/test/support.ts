@@ -3,12 +3,13 @@
 // per caller, request builders, stream readers, and a snapshot of the tables to prove that a
 // refused call wrote nothing.
 import { createHash, randomBytes } from 'node:crypto';
-import type { ClientDuplexStream, ClientReadableStream, Metadata, ServiceError } from '@grpc/grpc-js';
+import type { Metadata } from '@grpc/grpc-js';
 import { bearerMetadata, clientCredentials, clientOptions, Outbox, unary, type Runtime } from '@gantry/kit';
 import { approvalsv1, eventsv1 } from '@gantry/proto';
 import { tokenFor } from '@gantry/test-support/clients';
 import type { EngineName } from '@gantry/test-support/databases';
 import { startServicePlatform } from '@gantry/test-support/harness';
+import { Collector } from '@gantry/test-support/streams';
 import { APPROVALS_EVENT_SOURCE, APPROVALS_EVENT_TYPES, APPROVALS_SCHEMA, createApprovalsService, ApprovalsStore, type ApprovalsOptions } from '../src/index.js';
 
 export type ApprovalsClient = InstanceType<typeof approvalsv1.ApprovalsServiceClient>;
@@ -105,48 +106,8 @@ export function rpc(p: ApprovalsPlatform, subject = 'alice', scopes?: string[]) 
   };
 }
 
-/** A server stream read into an array as messages come; `ended` resolves with its final status. */
-export class Collector<T> {
-  readonly messages: T[] = [];
-  readonly ended: Promise<{ err?: ServiceError; trailers?: Metadata }>;
-  private waiters: { n: number; resolve: () => void }[] = [];
-
-  constructor(readonly call: ClientReadableStream<T> | ClientDuplexStream<unknown, T>) {
-    let trailers: Metadata | undefined;
-    call.on('status', (s: { metadata: Metadata }) => (trailers = s.metadata));
-    this.ended = new Promise((resolve) => {
-      call.on('data', (m: T) => {
-        this.messages.push(m);
-        this.waiters = this.waiters.filter((w) => (this.messages.length >= w.n ? (w.resolve(), false) : true));
-      });
-      // 'status' comes after 'error'/'end'; wait a tick so the trailers are in.
-      let error: ServiceError | undefined;
-      const settle = () => setImmediate(() => resolve(error ? { err: error, trailers: trailers ?? error.metadata } : { trailers }));
-      // grpc-js emits 'error' as the status arrives, when messages it pushed before may still wait
-      // in the stream's buffer (a paused reader): those are read first, and 'end' follows them.
-      call.on('error', (err: ServiceError) => {
-        error = err;
-        if (call.readableLength === 0) settle();
-      });
-      call.on('end', settle);
-    });
-  }
-
-  /** Resolves once `n` messages have arrived; rejects after `timeoutMs`. */
-  async count(n: number, timeoutMs = 10_000): Promise<T[]> {
-    if (this.messages.length < n) {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`expected ${n} messages within ${timeoutMs} ms, got ${this.messages.length}`)), timeoutMs);
-        this.waiters.push({ n, resolve: () => (clearTimeout(timer), resolve()) });
-      });
-    }
-    return this.messages.slice(0, n);
-  }
-
-  cancel(): void {
-    this.call.cancel();
-  }
-}
+/** Server streams are read with the shared Collector (test-support/streams.ts). */
+export { Collector };
 
 /** Opens a watch as `subject`. */
 export function watch(p: ApprovalsPlatform, req: Partial<approvalsv1.WatchApprovalUpdatesRequest>, subject = 'watcher', deadlineMs = 60_000): Collector<approvalsv1.WatchApprovalUpdatesResponse> {

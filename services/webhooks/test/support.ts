@@ -3,12 +3,13 @@
 // that verifies what it gets, and clients with tokens per caller.
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { ClientReadableStream, Metadata, ServiceError } from '@grpc/grpc-js';
+import type { Metadata } from '@grpc/grpc-js';
 import { bearerMetadata, clientCredentials, clientOptions, FlagsClient, unary, type ConfigInput, type Runtime, type WorkloadGrant } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
 import { tokenFor, workloadCredentials } from '@gantry/test-support/clients';
 import type { EngineName } from '@gantry/test-support/databases';
 import { startServicePlatform } from '@gantry/test-support/harness';
+import { Collector } from '@gantry/test-support/streams';
 import { createWebhooksService, type WebhooksConfigInput, type WebhooksOptions, type WebhooksStreams } from '../src/index.js';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace';
 
@@ -168,33 +169,8 @@ export function watchDeliveries(p: WebhooksPlatform, req: Partial<webhooksv1.Wat
   return new Collector(p.client.watchDeliveries({ webhookId: '', eventTypes: [], ...req }, p.as(subject), { deadline: Date.now() + 60_000 }));
 }
 
-/** A server stream read into an array as messages come; `ended` resolves with its final status and trailers. */
-export class Collector<T> {
-  readonly messages: T[] = [];
-  readonly ended: Promise<{ err?: ServiceError; trailers?: Metadata }>;
-
-  constructor(readonly call: ClientReadableStream<T>) {
-    let trailers: Metadata | undefined;
-    call.on('status', (s: { metadata: Metadata }) => (trailers = s.metadata));
-    this.ended = new Promise((resolve) => {
-      call.on('data', (m: T) => this.messages.push(m));
-      // 'status' comes after 'error'/'end'; wait a tick so the trailers are in.
-      let error: ServiceError | undefined;
-      const settle = () => setImmediate(() => resolve(error ? { err: error, trailers: trailers ?? error.metadata } : { trailers }));
-      // grpc-js emits 'error' as the status arrives, when messages it pushed before may still wait
-      // in the stream's buffer (a paused reader): those are read first, and 'end' follows them.
-      call.on('error', (err: ServiceError) => {
-        error = err;
-        if (call.readableLength === 0) settle();
-      });
-      call.on('end', settle);
-    });
-  }
-
-  cancel(): void {
-    this.call.cancel();
-  }
-}
+/** Server streams are read with the shared Collector (test-support/streams.ts). */
+export { Collector };
 
 export interface Received {
   path: string;
