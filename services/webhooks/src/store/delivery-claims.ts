@@ -80,10 +80,10 @@ export async function claimDue(sql: Sql, now: Date, limits: ClaimLimits, newToke
 async function claimableEndpoints(sql: Sql, now: Date, limit: number, batch: number, answered: readonly string[]): Promise<EndpointLoad[]> {
   const { rows } = await sql.query(
     `SELECT e.webhook_id, e.max_concurrency, e.rate_limit_per_second, e.rate_window_start_ms, e.rate_window_count,
-            (SELECT count(*) FROM webhooks.deliveries x
-              WHERE x.webhook_id = e.webhook_id AND x.status = 'PENDING' AND x.lease_token IS NOT NULL AND x.lease_expires_at > clock_timestamp()
+            (SELECT count(*) FROM webhooks.leases l
+              WHERE l.webhook_id = e.webhook_id AND l.expires_at > clock_timestamp()
                 -- NOT IN a subquery: one hash of the answered tokens (<> ALL of an array compares with each, per lease).
-                AND x.lease_token NOT IN (SELECT unnest($4::text[]))) AS in_flight,
+                AND l.lease_token NOT IN (SELECT unnest($4::text[]))) AS in_flight,
             due.n AS due,
             floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint AS db_now_ms
        FROM webhooks.endpoints e
@@ -123,6 +123,13 @@ const ATTEMPT_COLUMNS = `upd.delivery_id, upd.webhook_id, upd.event_id, upd.even
   ev.payload, ev.content_type, ev.trace_context`;
 
 /**
+ * The lease rows (webhooks.leases, what the claim counts in flight) of the leases a CTE `upd` took:
+ * the delivery row's lease columns are in no index, so its update can be HOT (migration 004).
+ */
+const INSERT_LEASES = `INSERT INTO webhooks.leases (webhook_id, lease_token, delivery_id, expires_at)
+       SELECT upd.webhook_id, upd.lease_token, upd.delivery_id, upd.lease_expires_at FROM upd`;
+
+/**
  * In one statement: each endpoint's due deliveries, oldest due first, at most its allowance, locked
  * unless another claim holds them; a lease on each that had none (the lost ones, whose lease
  * expired, are returned for settleLostAttempts instead); and each endpoint's rate window charged
@@ -143,7 +150,8 @@ async function pickAndLease(sql: Sql, allowances: readonly Allowance[], now: Dat
      upd AS (UPDATE webhooks.deliveries d SET attempts = d.attempts + 1, lease_token = f.token,
                     lease_expires_at = clock_timestamp() + make_interval(secs => $7::double precision / 1000)
                FROM fresh f WHERE d.delivery_id = f.delivery_id
-             RETURNING d.delivery_id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.round_start, d.lease_token),
+             RETURNING d.delivery_id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.round_start, d.lease_token, d.lease_expires_at),
+     counted AS (${INSERT_LEASES}),
      charged AS (UPDATE webhooks.endpoints e SET rate_window_start_ms = a.window_start_ms, last_claimed_at = $5,
                         rate_window_count = a.used + (SELECT count(*) FROM upd WHERE upd.webhook_id = a.webhook_id)
                    FROM a WHERE e.webhook_id = a.webhook_id)
@@ -162,10 +170,15 @@ async function pickAndLease(sql: Sql, allowances: readonly Allowance[], now: Dat
   return { claimed: toClaimedAttempts(rows.filter((r) => r.lost !== true)), lost };
 }
 
-/** Records the lost attempts (so the history shows them) and dead-letters the deliveries whose round they ended; returns those. */
+/**
+ * Records the lost attempts (so the history shows them), drops their expired lease rows, and
+ * dead-letters the deliveries whose round they ended; returns those.
+ */
 async function settleLostAttempts(sql: Sql, picked: readonly Picked[], now: Date): Promise<string[]> {
   const lost = picked.filter((p) => p.lost);
   if (lost.length > 0) {
+    // By delivery: rare (a replica died mid-attempt), and the table holds only the leases in flight.
+    await sql.query(`DELETE FROM webhooks.leases WHERE delivery_id = ANY($1::text[])`, [lost.map((p) => p.deliveryId)]);
     await sql.query(
       `INSERT INTO webhooks.attempts (delivery_id, attempt_number, started_at, latency_ms, response_status, error, response_body_excerpt)
        SELECT id, n, at, 0, 0, 'the replica making this attempt stopped before recording its outcome (lease expired); retried', '' FROM unnest($1::text[], $2::int[], $3::timestamptz[]) AS l(id, n, at)
@@ -192,7 +205,8 @@ async function lease(sql: Sql, deliveryIds: readonly string[], newToken: () => s
      upd AS (UPDATE webhooks.deliveries d SET attempts = d.attempts + 1, lease_token = c.token,
                     lease_expires_at = clock_timestamp() + make_interval(secs => $3::double precision / 1000)
                FROM c WHERE d.delivery_id = c.id
-             RETURNING d.delivery_id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.round_start, d.lease_token)
+             RETURNING d.delivery_id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.round_start, d.lease_token, d.lease_expires_at),
+     counted AS (${INSERT_LEASES})
      SELECT ${ATTEMPT_COLUMNS}
        FROM upd JOIN webhooks.endpoints e ON e.webhook_id = upd.webhook_id JOIN webhooks.events ev ON ev.event_id = upd.event_id`,
     [deliveryIds, tokens, leaseMs],

@@ -113,17 +113,19 @@ async function foldStreak(
 /**
  * Ends each attempt under its lease, in one statement: the delivery's next state, the attempt in
  * its history, and a NOTIFY per DELIVERIES_PER_NOTICE deliveries for delivery watches (sent at
- * COMMIT, so no watch hears of an outcome that did not commit). Returns the deliveries whose lease
- * still held; nothing is written for the others.
+ * COMMIT, so no watch hears of an outcome that did not commit); every attempt's lease row goes.
+ * Returns the deliveries whose lease still held; nothing else is written for the others.
  */
 async function finishUnderLease(sql: Sql, results: readonly EndpointAttemptResult[]): Promise<Set<string>> {
   const final = (r: AttemptResult) => r.next.status !== 'PENDING';
   const { rows } = await sql.query(
-    `WITH r AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::int[], $7::timestamptz[], $8::int[], $9::int[], $10::text[], $11::text[])
-                  WITH ORDINALITY AS r(id, token, status, next_at, completed_at, n, started_at, latency_ms, response_status, error, excerpt, ord)),
+    `WITH r AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::int[], $7::timestamptz[], $8::int[], $9::int[], $10::text[], $11::text[], $12::text[])
+                  WITH ORDINALITY AS r(id, token, status, next_at, completed_at, n, started_at, latency_ms, response_status, error, excerpt, webhook_id, ord)),
      u AS (UPDATE webhooks.deliveries d SET status = r.status, next_attempt_at = r.next_at, completed_at = r.completed_at, lease_token = NULL, lease_expires_at = NULL
              FROM r WHERE d.delivery_id = r.id AND d.lease_token = r.token AND d.status = 'PENDING'
            RETURNING d.delivery_id),
+     -- The attempt is over whether or not its lease still held: its lease row (if any is left) counts no longer.
+     freed AS (DELETE FROM webhooks.leases l USING r WHERE l.webhook_id = r.webhook_id AND l.lease_token = r.token),
      a AS (INSERT INTO webhooks.attempts (delivery_id, attempt_number, started_at, latency_ms, response_status, error, response_body_excerpt)
            SELECT r.id, r.n, r.started_at, r.latency_ms, r.response_status, r.error, r.excerpt FROM r JOIN u ON u.delivery_id = r.id),
      notices AS (SELECT pg_notify('${DELIVERY_CHANNEL}', string_agg(x.id || ' ' || x.n, E'\\n' ORDER BY x.ord))
@@ -142,6 +144,7 @@ async function finishUnderLease(sql: Sql, results: readonly EndpointAttemptResul
       results.map((r) => r.attempt.responseStatus),
       results.map((r) => r.attempt.error),
       results.map((r) => r.attempt.responseBodyExcerpt),
+      results.map((r) => r.webhookId),
     ],
     // The plan must probe deliveries by key. A generic plan made while the queue was empty walked
     // the whole deliveries_leased index for each batch instead (18-37 ms per batch in benchmarks on

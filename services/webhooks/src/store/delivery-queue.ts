@@ -193,6 +193,8 @@ export class QueueTx {
         WHERE webhook_id = $1 AND status = 'PENDING' RETURNING delivery_id`,
       [webhookId, at],
     );
+    // After the deliveries, as every writer locks them: an outcome of the same delivery committing meanwhile takes them in that order too.
+    await this.sql.query(`DELETE FROM webhooks.leases WHERE webhook_id = $1`, [webhookId]);
     return rows.map((r) => r.delivery_id as string);
   }
 }
