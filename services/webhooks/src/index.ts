@@ -16,6 +16,7 @@ import { headerNamesOnly } from './domain/webhook.js';
 import { Dispatcher, headersAadFor, type DispatcherOptions } from './delivery/dispatcher.js';
 import { HttpSender, systemResolver, type Resolver } from './delivery/http.js';
 import { Pruner } from './delivery/pruner.js';
+import { QueuedNotifier } from './delivery/queued-notifier.js';
 import { deliveryCounter, observeQueueDepth } from './metrics.js';
 import { registryFeed } from './store/registry-feed.js';
 import { startRegistryRetention } from './store/registry-retention.js';
@@ -159,6 +160,8 @@ export function createWebhooksService(opts: WebhooksOptions = {}): GantryModule 
       const dispatcher = dispatcherFor({ store: deliveryStore, box, guard, resolver, now, random, settings: c, flags, log, counted });
       const depth = observeQueueDepth(store.queue);
       const unlisten = await db.listen(QUEUED_CHANNEL, () => dispatcher.wake());
+      // Publish calls send no NOTIFY in their transactions; the other replicas hear of their work through this.
+      const notifier = new QueuedNotifier(() => db.notify(QUEUED_CHANNEL, ''), log);
       // A flag change (turning the kill switch off) resumes delivery at once, not at the next poll.
       const onFlagsChanged = () => dispatcher.wake();
       flags.addHandler(ProviderEvents.ConfigurationChanged, onFlagsChanged);
@@ -172,6 +175,7 @@ export function createWebhooksService(opts: WebhooksOptions = {}): GantryModule 
       pruner.start();
       onShutdown(async () => {
         await unlisten();
+        await notifier.drain();
         depth.stop();
         flags.removeHandler(ProviderEvents.ConfigurationChanged, onFlagsChanged);
         await pruner.stop();
@@ -188,6 +192,7 @@ export function createWebhooksService(opts: WebhooksOptions = {}): GantryModule 
           handlers: webhooksHandlers({ store, box, guard, resolver, now, maxAttempts: () => c.maxAttempts, queued: (created = 0) => {
             counted('queued', created);
             dispatcher.wake();
+            notifier.signal();
           },
           streams,
         }),

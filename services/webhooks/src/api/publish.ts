@@ -61,7 +61,8 @@ export function checkBatch(events: webhooksv1.PublishEventRequest[], caller: Cal
 export async function publishEvents(store: Pick<WebhooksStore, 'transaction'>, events: readonly EventRow[], maxAttempts: number, at: Date, where: (i: number) => string): Promise<webhooksv1.PublishEventResponse[]> {
   return store.transaction(async (tx) => {
     // A reused id fails the call after the new events were fanned out: the throw rolls all of it back.
-    const { inserted, queued } = await tx.events.publish(events, maxAttempts, at);
+    // No NOTIFY in this transaction: the handler wakes the dispatchers once it committed (`queued`).
+    const { inserted, queued } = await tx.events.publish(events, maxAttempts, at, { notify: false });
     const repeated = events.filter((e) => !inserted.has(e.eventId));
     const earlier = repeated.length > 0 ? await tx.events.publishedBefore(repeated.map((e) => e.eventId)) : new Map<string, never>();
     events.forEach((e, i) => {

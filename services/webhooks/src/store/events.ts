@@ -108,15 +108,18 @@ export class EventsTx {
    * insertEvents and fanOut of the events it stored, in one statement (one round trip for a
    * publish call of any size): returns the ids stored and each one's delivery ids, oldest endpoint
    * first. Events whose ids were stored before are neither stored nor fanned out again.
+   * `notify: false` leaves the dispatchers' wake-up to the caller, after its commit
+   * (delivery/queued-notifier.ts says why publish calls do).
    */
-  async publish(events: readonly EventRow[], maxAttempts: number, at: Date): Promise<{ inserted: Set<string>; queued: Map<string, string[]> }> {
+  async publish(events: readonly EventRow[], maxAttempts: number, at: Date, opts: { notify: boolean } = { notify: true }): Promise<{ inserted: Set<string>; queued: Map<string, string[]> }> {
+    const notice = opts.notify ? `SELECT pg_notify('${QUEUED_CHANNEL}', '') FROM (SELECT 1 FROM ins LIMIT 1) queued` : `SELECT 1 WHERE false`;
     const { rows } = await this.sql.query(
       `WITH src AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $8::bytea[], $9::text[], $10::bytea[], $11::timestamptz[], $12::text[], $7::text[])
                       WITH ORDINALITY AS e(event_id, event_type, owner, payload, content_type, digest, occurred_at, trace_context, family, ord)),
        stored AS (${insertEventsFrom('$5')} FROM src e ORDER BY e.event_id ON CONFLICT (event_id) DO NOTHING RETURNING event_id),
        ev AS (SELECT src.event_id, src.event_type, src.owner, src.family, src.ord FROM src JOIN stored USING (event_id)),
        ${FAN_OUT_CTES},
-       notice AS (SELECT pg_notify('${QUEUED_CHANNEL}', '') FROM (SELECT 1 FROM ins LIMIT 1) queued),
+       notice AS (${notice}),
        queued AS (SELECT event_id, array_agg(delivery_id ORDER BY seq) AS delivery_ids FROM ins GROUP BY event_id)
        SELECT stored.event_id, queued.delivery_ids, (SELECT count(*) FROM notice) AS notices FROM stored LEFT JOIN queued USING (event_id)`,
       [
