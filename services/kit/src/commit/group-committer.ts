@@ -57,7 +57,7 @@ interface Pending<I, O> {
 type Settled<R> = { ok: true; result: R } | { ok: false; error: unknown };
 
 export class GroupCommitter<I, R, O = R> {
-  private readonly queue: Pending<I, O>[] = [];
+  private queue: Pending<I, O>[] = [];
   /** Items submitted and not yet answered. */
   private heldCount = 0;
   private inFlight = 0;
@@ -139,21 +139,24 @@ export class GroupCommitter<I, R, O = R> {
     }
   }
 
-  /** The next batch, in arrival order: up to maxBatch items whose keys are in no other batch. */
+  /**
+   * The next batch, in arrival order: up to maxBatch items whose keys are in no other batch. One
+   * pass that keeps the rest in order (a splice per taken item moved the queue's tail each time).
+   */
   private take(): Pending<I, O>[] {
     if (!this.steps.keyOf) return this.queue.splice(0, this.limits.maxBatch);
     const batch: Pending<I, O>[] = [];
+    const rest: Pending<I, O>[] = [];
     const keys = new Set<string>();
-    for (let i = 0; i < this.queue.length && batch.length < this.limits.maxBatch; ) {
-      const p = this.queue[i]!;
-      if (this.busyKeys.has(p.key!) || keys.has(p.key!)) {
-        i++;
-        continue;
+    for (const p of this.queue) {
+      if (batch.length < this.limits.maxBatch && !this.busyKeys.has(p.key!) && !keys.has(p.key!)) {
+        keys.add(p.key!);
+        batch.push(p);
+      } else {
+        rest.push(p);
       }
-      keys.add(p.key!);
-      batch.push(p);
-      this.queue.splice(i, 1);
     }
+    if (batch.length > 0) this.queue = rest;
     for (const key of keys) this.busyKeys.add(key);
     return batch;
   }
