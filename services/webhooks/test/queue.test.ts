@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { migrate, openPglite, openPostgres, type Database } from '@gantry/kit';
+import { migrate, openPglite, openPostgres, type Database, type Sql } from '@gantry/kit';
 import { engines, freshPgliteDir, freshPostgresDatabase, requirePostgresInCi } from '@gantry/test-support/databases';
 import type { Spec } from '../src/domain/webhook.js';
 import type { ClaimLimits } from '../src/store/delivery-claims.js';
@@ -97,6 +97,27 @@ for (const engine of engines()) {
       const second = (await store.queue.claim(new Date(), LIMITS, newToken)).claimed.filter((c) => c.webhookId === webhookId);
       assert.deepEqual([first.length, second.length], [2, 0]);
       assert.deepEqual(first.map((c) => [c.attemptNumber, c.attemptsInRound]), [[1, 1], [1, 1]]);
+    });
+
+    test('a claim whose endpoints read missed another replica\'s leases (its snapshot predates that claim\'s commit) still takes no more than max_concurrency leaves', async () => {
+      const { webhookId } = await endpointWithDeliveries({ maxConcurrency: 2 }, 5);
+      const newToken = tokens();
+      const first = (await store.queue.claim(new Date(), LIMITS, newToken)).claimed.filter((c) => c.webhookId === webhookId);
+      assert.equal(first.length, 2);
+      // The race itself needs a claim committing between another's snapshot and its endpoint lock;
+      // its effect is an endpoints read that counts none of those leases, which this store gets.
+      const staleCount = (tx: Sql): Sql => ({
+        query: async (text: string, params?: unknown[], options?: never) => {
+          const result = await tx.query(text, params, options);
+          if (text.includes('AS in_flight')) for (const row of result.rows as { in_flight: number }[]) row.in_flight = 0;
+          return result;
+        },
+      }) as unknown as Sql;
+      const stale = new WebhooksStore(new Proxy(db, {
+        get: (target, key) => (key === 'transaction' ? (fn: (tx: Sql) => Promise<unknown>) => target.transaction((tx) => fn(staleCount(tx))) : Reflect.get(target, key, target)),
+      }));
+      const second = (await stale.queue.claim(new Date(), LIMITS, newToken)).claimed.filter((c) => c.webhookId === webhookId);
+      assert.equal(second.length, 0, 'two live leases: no third, whatever the endpoints read counted');
     });
 
     test('an attempt named as answered no longer counts toward max_concurrency, yet its delivery is not claimed again while its lease holds; its outcome still records', async () => {

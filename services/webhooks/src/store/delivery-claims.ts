@@ -65,9 +65,11 @@ interface Picked {
  * lost attempt (rare: a replica died mid-attempt) costs statements of its own.
  */
 export async function claimDue(sql: Sql, now: Date, limits: ClaimLimits, newToken: () => string, answered: readonly string[] = []): Promise<{ claimed: ClaimedAttempt[]; deadLettered: string[] }> {
-  const allowances = allocateClaim(await claimableEndpoints(sql, now, limits.endpoints, limits.batch, answered), limits);
+  const loads = await claimableEndpoints(sql, now, limits.endpoints, limits.batch, answered);
+  const allowances = allocateClaim(loads, limits);
   if (allowances.length === 0) return { claimed: [], deadLettered: [] };
-  const { claimed, lost } = await pickAndLease(sql, allowances, now, newToken, limits.leaseMs);
+  const concurrency = new Map(loads.map((l) => [l.webhookId, l.maxConcurrency || limits.defaultMaxConcurrency]));
+  const { claimed, lost } = await pickAndLease(sql, allowances, (id) => concurrency.get(id)!, answered, now, newToken, limits.leaseMs);
   if (lost.length === 0) return { claimed, deadLettered: [] };
   const deadLettered = await settleLostAttempts(sql, lost, now);
   const dead = new Set(deadLettered);
@@ -130,15 +132,33 @@ const INSERT_LEASES = `INSERT INTO webhooks.leases (webhook_id, lease_token, del
        SELECT upd.webhook_id, upd.lease_token, upd.delivery_id, upd.lease_expires_at FROM upd`;
 
 /**
- * In one statement: each endpoint's due deliveries, oldest due first, at most its allowance, locked
- * unless another claim holds them; a lease on each that had none (the lost ones, whose lease
+ * In one statement: each endpoint's due deliveries, oldest due first, at most its allowance and at
+ * most what its concurrency leaves (counted again here: see below), locked unless another claim
+ * holds them; a lease on each that had none (the lost ones, whose lease
  * expired, are returned for settleLostAttempts instead); and each endpoint's rate window charged
  * with what it gave (windowAfterClaim) and moved to the back of the claim order.
  */
-async function pickAndLease(sql: Sql, allowances: readonly Allowance[], now: Date, newToken: () => string, leaseMs: number): Promise<{ claimed: ClaimedAttempt[]; lost: Picked[] }> {
+async function pickAndLease(
+  sql: Sql,
+  allowances: readonly Allowance[],
+  concurrencyOf: (webhookId: string) => number,
+  answered: readonly string[],
+  now: Date,
+  newToken: () => string,
+  leaseMs: number,
+): Promise<{ claimed: ClaimedAttempt[]; lost: Picked[] }> {
   const tokens = Array.from({ length: allowances.reduce((n, a) => n + a.take, 0) }, () => newToken());
+  // The endpoints' in-flight counts that sized the allowances were read in the statement that locked
+  // the endpoints, on a snapshot taken before the lock: a claim of another replica that committed
+  // in between (its lock released just before ours was taken) had leases that count missed. This
+  // statement's snapshot is newer than our locks, and no claim adds leases to an endpoint we hold,
+  // so counting here again is exact: the take is cut to what max_concurrency leaves.
   const { rows } = await sql.query(
-    `WITH a AS (SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::int[]) AS a(webhook_id, n, window_start_ms, used)),
+    `WITH a AS (SELECT a.webhook_id, a.window_start_ms, a.used,
+                       least(a.n, greatest(0, a.concurrency - (SELECT count(*) FROM webhooks.leases l
+                                                                 WHERE l.webhook_id = a.webhook_id AND l.expires_at > clock_timestamp()
+                                                                   AND l.lease_token NOT IN (SELECT unnest($9::text[]))))) AS n
+                  FROM unnest($1::text[], $2::int[], $3::bigint[], $4::int[], $8::int[]) AS a(webhook_id, n, window_start_ms, used, concurrency)),
      p AS (SELECT d.delivery_id, d.lease_token IS NOT NULL AS lost, d.attempts, d.round_start, d.max_attempts
              FROM a JOIN webhooks.endpoints e ON e.webhook_id = a.webhook_id
              CROSS JOIN LATERAL (
@@ -161,7 +181,17 @@ async function pickAndLease(sql: Sql, allowances: readonly Allowance[], now: Dat
        -- Each endpoint's columns, and each event's (the payload), come on one of its rows only: toClaimedAttempts shares them.
        LEFT JOIN webhooks.endpoints e ON e.webhook_id = upd.webhook_id AND upd.endpoint_row = 1
        LEFT JOIN webhooks.events ev ON ev.event_id = upd.event_id AND upd.event_row = 1`,
-    [allowances.map((a) => a.webhookId), allowances.map((a) => a.take), allowances.map((a) => String(a.windowStartMs)), allowances.map((a) => a.used), now, tokens, leaseMs],
+    [
+      allowances.map((a) => a.webhookId),
+      allowances.map((a) => a.take),
+      allowances.map((a) => String(a.windowStartMs)),
+      allowances.map((a) => a.used),
+      now,
+      tokens,
+      leaseMs,
+      allowances.map((a) => concurrencyOf(a.webhookId)),
+      answered,
+    ],
   );
   const lost: Picked[] = [];
   for (const r of rows) {
