@@ -9,7 +9,7 @@ import { loadMigrations, migrate, migrationsApplied, type Migration } from '../s
 import { openPglite } from '../src/storage/pglite.js';
 import { openPostgres } from '../src/storage/postgres.js';
 import { isTransientDatabaseError } from '../src/storage/startup.js';
-import { freshPgliteDir, postgresSkip, requirePostgresInCi, requireTestDatabaseUrl } from '@gantry/test-support/databases';
+import { freshPgliteDir, freshPostgresDatabase, postgresSkip, requirePostgresInCi } from '@gantry/test-support/databases';
 
 /** Plain CREATE TABLE (no IF NOT EXISTS): applying a migration twice would fail loudly. */
 const migrationsFor = (schema: string): Migration[] => [
@@ -49,13 +49,22 @@ function pgliteEngine(): Engine {
 }
 
 function postgresEngine(): Engine {
+  // A database of its own, not the server's admin database: a test here ends every connection of
+  // its database, which there would also cut the connections of the test files running beside this
+  // one (a CI run saw startup.test's CREATE DATABASE fail with 57P01).
+  let fresh: ReturnType<typeof freshPostgresDatabase> | undefined;
   return {
     name: 'PostgreSQL',
     // In CI without a server, requirePostgresInCi's test fails once, clearly, instead of every test failing in a hook.
     skip: postgresSkip(),
     shared: true,
-    open: () => openPostgres({ url: requireTestDatabaseUrl(), poolSize: 4, statementTimeoutMs: 10_000 }),
-    async cleanup() {},
+    async open() {
+      fresh ??= freshPostgresDatabase('t_storage');
+      return openPostgres({ url: (await fresh).url, poolSize: 4, statementTimeoutMs: 10_000 });
+    },
+    async cleanup() {
+      if (fresh) await (await fresh).drop();
+    },
   };
 }
 
