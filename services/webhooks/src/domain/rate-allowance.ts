@@ -48,12 +48,16 @@ export function currentWindow(load: Pick<EndpointLoad, 'dbNowMs' | 'windowStartM
   return { startMs, used: load.windowStartMs === startMs ? load.windowCount : 0 };
 }
 
+/** Attempts the endpoint may have in flight at once: its own max_concurrency, or the service default. */
+export function concurrencyLimit(load: Pick<EndpointLoad, 'maxConcurrency'>, bounds: Pick<ClaimBounds, 'defaultMaxConcurrency'>): number {
+  return load.maxConcurrency || bounds.defaultMaxConcurrency;
+}
+
 /** How many deliveries the endpoint allows now, out of `budget` (0 or less: none). */
 export function endpointAllowance(load: EndpointLoad, bounds: ClaimBounds, budget: number): { take: number; windowStartMs: number; used: number } {
   const window = currentWindow(load);
   const rate = load.rateLimitPerSecond || bounds.defaultRateLimitPerSecond;
-  const concurrency = load.maxConcurrency || bounds.defaultMaxConcurrency;
-  return { take: Math.min(budget, concurrency - load.inFlight, rate - window.used, load.due ?? Infinity), windowStartMs: window.startMs, used: window.used };
+  return { take: Math.min(budget, concurrencyLimit(load, bounds) - load.inFlight, rate - window.used, load.due ?? Infinity), windowStartMs: window.startMs, used: window.used };
 }
 
 /** The claim's batch split over `loads` in the order given (the claim's: least recently claimed first); endpoints allowing nothing are left out. */

@@ -8,7 +8,7 @@
 // leases still keep their deliveries from being claimed again. A delivery whose lease expired (its replica died mid-attempt) gets that attempt recorded
 // as lost and is claimed again, or dead-lettered when it was its round's last.
 import type { Sql } from '@gantry/kit';
-import { allocateClaim, type Allowance, type EndpointLoad } from '../domain/rate-allowance.js';
+import { allocateClaim, concurrencyLimit, type Allowance, type EndpointLoad } from '../domain/rate-allowance.js';
 import { attemptsInRound, lostAttemptEndsRound } from '../domain/retry.js';
 import type { SealedSecret } from '../domain/secret-box.js';
 import { date, json, type Row } from './sql.js';
@@ -68,7 +68,7 @@ export async function claimDue(sql: Sql, now: Date, limits: ClaimLimits, newToke
   const loads = await claimableEndpoints(sql, now, limits.endpoints, limits.batch, answered);
   const allowances = allocateClaim(loads, limits);
   if (allowances.length === 0) return { claimed: [], deadLettered: [] };
-  const concurrency = new Map(loads.map((l) => [l.webhookId, l.maxConcurrency || limits.defaultMaxConcurrency]));
+  const concurrency = new Map(loads.map((l) => [l.webhookId, concurrencyLimit(l, limits)]));
   const { claimed, lost } = await pickAndLease(sql, allowances, (id) => concurrency.get(id)!, answered, now, newToken, limits.leaseMs);
   if (lost.length === 0) return { claimed, deadLettered: [] };
   const deadLettered = await settleLostAttempts(sql, lost, now);
@@ -78,14 +78,19 @@ export async function claimDue(sql: Sql, now: Date, limits: ClaimLimits, newToke
   return { claimed: [...claimed, ...retried], deadLettered };
 }
 
+/**
+ * SQL counting the live leases of the endpoint `webhookId` (a column), less the answered tokens
+ * (`answered`, a text[] parameter): what counts toward its max_concurrency. NOT IN a subquery: one
+ * hash of the answered tokens (<> ALL of an array compares with each, per lease).
+ */
+const liveLeases = (webhookId: string, answered: string) => `(SELECT count(*) FROM webhooks.leases l
+              WHERE l.webhook_id = ${webhookId} AND l.expires_at > clock_timestamp() AND l.lease_token NOT IN (SELECT unnest(${answered}::text[])))`;
+
 /** Enabled endpoints with a due, unleased delivery, least recently claimed first, locked unless another claim holds them. */
 async function claimableEndpoints(sql: Sql, now: Date, limit: number, batch: number, answered: readonly string[]): Promise<EndpointLoad[]> {
   const { rows } = await sql.query(
     `SELECT e.webhook_id, e.max_concurrency, e.rate_limit_per_second, e.rate_window_start_ms, e.rate_window_count,
-            (SELECT count(*) FROM webhooks.leases l
-              WHERE l.webhook_id = e.webhook_id AND l.expires_at > clock_timestamp()
-                -- NOT IN a subquery: one hash of the answered tokens (<> ALL of an array compares with each, per lease).
-                AND l.lease_token NOT IN (SELECT unnest($4::text[]))) AS in_flight,
+            ${liveLeases('e.webhook_id', '$4')} AS in_flight,
             due.n AS due,
             floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint AS db_now_ms
        FROM webhooks.endpoints e
@@ -155,9 +160,7 @@ async function pickAndLease(
   // so counting here again is exact: the take is cut to what max_concurrency leaves.
   const { rows } = await sql.query(
     `WITH a AS (SELECT a.webhook_id, a.window_start_ms, a.used,
-                       least(a.n, greatest(0, a.concurrency - (SELECT count(*) FROM webhooks.leases l
-                                                                 WHERE l.webhook_id = a.webhook_id AND l.expires_at > clock_timestamp()
-                                                                   AND l.lease_token NOT IN (SELECT unnest($9::text[]))))) AS n
+                       least(a.n, greatest(0, a.concurrency - ${liveLeases('a.webhook_id', '$9')})) AS n
                   FROM unnest($1::text[], $2::int[], $3::bigint[], $4::int[], $8::int[]) AS a(webhook_id, n, window_start_ms, used, concurrency)),
      p AS (SELECT d.delivery_id, d.lease_token IS NOT NULL AS lost, d.attempts, d.round_start, d.max_attempts
              FROM a JOIN webhooks.endpoints e ON e.webhook_id = a.webhook_id
