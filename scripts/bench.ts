@@ -1,4 +1,4 @@
-// `npm run bench -- <name>|all [--quick] [--growth]`: runs services/<name>/bench/<name>.bench.ts,
+// `npm run bench -- <name>|all [--quick] [--growth] [--profile]`: runs services/<name>/bench/<name>.bench.ts,
 // or every benchmark one after the other ("all"; they must not overlap on a 2-core machine).
 // --quick is a smoke run that checks correctness (CI runs `all --quick`); full runs write the
 // committed figures in bench-results/.
@@ -13,7 +13,7 @@ const available = readdirSync(join(root, 'services'))
   .sort((a, b) => (a === 'kit' ? -1 : b === 'kit' ? 1 : a.localeCompare(b)));
 const [name, ...rest] = process.argv.slice(2);
 if (!name || (name !== 'all' && !available.includes(name))) {
-  process.stderr.write(`usage: npm run bench -- <name>|all [--quick] [--growth]\navailable benchmarks: ${available.join(', ')}\n`);
+  process.stderr.write(`usage: npm run bench -- <name>|all [--quick] [--growth] [--profile]\navailable benchmarks: ${available.join(', ')}\n`);
   process.exit(2);
 }
 

@@ -31,6 +31,7 @@ import type { Metadata } from '@grpc/grpc-js';
 import { bearerMetadata, clientCredentials, clientOptions, unary } from '@gantry/kit';
 import { approvalsv1 } from '@gantry/proto';
 import { bareEchoBaseline, ratioLine } from '../../kit/bench/baseline.js';
+import { profileReport } from '../../kit/bench/profile.js';
 import { check, median, parseBenchArgs, pinning, progress, writeResult } from '../../kit/bench/lib.js';
 import { startBenchTarget, drive, percentile, type RunResult } from '../../kit/bench/load.js';
 import { tokenFor } from '@gantry/test-support/clients';
@@ -346,6 +347,11 @@ process.stdout.write(
     `    the seed's < ${TARGET.seedEventMs} ms per streamed event (p50)  ${f.p50Ms.toFixed(2)} ms: ${verdict(targets.seedPerEventMs.met)}`,
     ...(quick ? ['  (--quick: short runs on a possibly busy machine; judge targets on a full run)'] : []),
     `  figures: ${out}`,
+    ...profileReport([
+      ['bare grpc-js Echo', 'call', bare.profile],
+      ['GetApprovalStatus', 'call', results.get('status')?.at(-1)?.profile],
+      ['SubmitValidatorResponse', 'vote', results.get('votes')?.at(-1)?.profile],
+    ]),
     '',
   ].join('\n'),
 );

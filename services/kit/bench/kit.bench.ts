@@ -14,6 +14,7 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ratioLine } from './baseline.js';
+import { profileReport } from './profile.js';
 import { check, ghz, ghzPath, median, parseBenchArgs, pinning, progress, repoRoot, startChild, writeResult, type LoadResult } from './lib.js';
 
 const args = parseBenchArgs(process.argv.slice(2));
@@ -109,6 +110,7 @@ process.stdout.write(
       ratioLine(`${label[v]}, capacity per core`, s[v].serverCapacityPerCore, s.bare.serverCapacityPerCore, 'calls/s', v === 'stackUntraced' ? { min: GOALS.capacity } : undefined),
     ]),
     `  figures: ${out}`,
+    ...profileReport(VARIANTS.map((v) => [label[v], 'call', results[v].at(-1)?.profile])),
     '',
   ].join('\n'),
 );

@@ -8,6 +8,7 @@ import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { benchBundle } from './bundle.js';
+import { enableProfiling, profileWindow, profilerNodeArgs, profiling, type ProfileSummary } from './profile.js';
 
 const exec = promisify(execFile);
 export const repoRoot = fileURLToPath(new URL('../../..', import.meta.url));
@@ -17,14 +18,18 @@ export interface BenchArgs {
   quick: boolean;
   /** The cost-as-data-grows run (figures at 10^4 and 10^6 rows), where a benchmark has one. */
   growth: boolean;
+  /** Profiles the servers per configuration and prints where each operation's CPU goes (profile.ts). */
+  profile: boolean;
 }
 
-const OPTIONS = ['--quick', '--growth'];
+const OPTIONS = ['--quick', '--growth', '--profile'];
 
 export function parseBenchArgs(argv: string[]): BenchArgs {
   const unknown = argv.filter((a) => !OPTIONS.includes(a));
-  if (unknown.length > 0) throw new Error(`unknown benchmark option ${unknown[0]}; options: --quick (a smoke run), --growth (figures as the data grows)`);
-  return { quick: argv.includes('--quick'), growth: argv.includes('--growth') };
+  if (unknown.length > 0) throw new Error(`unknown benchmark option ${unknown[0]}; options: --quick (a smoke run), --growth (figures as the data grows), --profile (where each call's server CPU goes)`);
+  const profile = argv.includes('--profile');
+  if (profile) progress(`profiling the servers (profiles in ${enableProfiling()}); sampling costs CPU, so this run's figures go to bench-results/profile/`);
+  return { quick: argv.includes('--quick'), growth: argv.includes('--growth'), profile };
 }
 
 /**
@@ -52,7 +57,7 @@ export async function startChild<T>(script: string, args: string[], opts: { cpu?
   // GANTRY_BENCH_NODE_ARGS adds Node flags to the servers, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile one.
   const extra = process.env.GANTRY_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   const program = process.env.GANTRY_BENCH_TSX === '1' ? ['--import', 'tsx', script] : [await benchBundle(repoRoot, script)];
-  const nodeArgs = ['--experimental-async-context-frame', ...extra, ...program, ...args];
+  const nodeArgs = ['--experimental-async-context-frame', ...profilerNodeArgs(), ...extra, ...program, ...args];
   const [cmd, cmdArgs] = opts.cpu !== undefined && pinning ? ['taskset', ['-c', String(opts.cpu), process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
   const child = spawn(cmd, cmdArgs as string[], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] });
   const ready = await new Promise<T>((resolve, reject) => {
@@ -124,6 +129,8 @@ export interface LoadResult {
   serverCpuUsPerCall: number;
   /** Calls per second one fully busy core of the server could answer at that cost. */
   serverCapacityPerCore: number;
+  /** Where the server's CPU went per call, when the run is profiled (--profile). */
+  profile?: ProfileSummary;
 }
 
 export interface GhzOptions {
@@ -142,6 +149,8 @@ export interface GhzOptions {
   metadata?: Record<string, string>;
   /** The server's pid: its CPU time over the run gives the CPU cost per call. */
   serverPid?: number;
+  /** Processes kept off the server's core while it is profiled (its PostgreSQL backends; profile.ts). */
+  offServerCore?: number[];
 }
 
 /** Runs ghz (a Go gRPC load generator no one here wrote) against one method. */
@@ -160,6 +169,7 @@ export async function ghz(bin: string, opts: GhzOptions): Promise<LoadResult> {
     opts.address,
   ];
   const [cmd, cmdArgs] = pinning ? ['taskset', ['-c', '1', bin, ...args]] : [bin, args];
+  const window = opts.serverPid ? await profileWindow(opts.serverPid, opts.offServerCore) : undefined;
   const cpuBefore = opts.serverPid ? cpuSeconds(opts.serverPid) : 0;
   const { stdout } = await exec(cmd, cmdArgs as string[], { maxBuffer: 64 << 20 });
   const cpuUsed = opts.serverPid ? cpuSeconds(opts.serverPid) - cpuBefore : NaN;
@@ -173,7 +183,8 @@ export async function ghz(bin: string, opts: GhzOptions): Promise<LoadResult> {
   const { OK: ok = 0, ...failures } = report.statusCodeDistribution;
   const errors = Object.values(failures).reduce((n, c) => n + c, 0);
   const serverCpuUsPerCall = (cpuUsed * 1e6) / report.count;
-  return { callsPerSec: report.rps, p50Ms: pct(50), p99Ms: pct(99), calls: ok, errors, failures, serverCpuUsPerCall, serverCapacityPerCore: 1e6 / serverCpuUsPerCall };
+  const profile = await window?.stop(report.count, serverCpuUsPerCall);
+  return { callsPerSec: report.rps, p50Ms: pct(50), p99Ms: pct(99), calls: ok, errors, failures, serverCpuUsPerCall, serverCapacityPerCore: 1e6 / serverCpuUsPerCall, ...(profile ? { profile } : {}) };
 }
 
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -197,11 +208,12 @@ export function runContext(): { date: string; commit: string; machine: { cpu: st
 /**
  * Writes the figures as JSON beside the human summary. Full runs go to bench-results/<name>.json,
  * which is committed with the tables of docs/benchmarks.md that quote it; quick runs (smoke checks)
- * to bench-results/quick/, which is not.
+ * to bench-results/quick/ and profiled runs (whose sampling slows the servers) to bench-results/profile/,
+ * which are not.
  */
 export function writeResult(name: string, result: object, opts: { quick?: boolean } = {}): string {
   const quick = opts.quick ?? (result as { quick?: boolean }).quick ?? false;
-  const dir = join(repoRoot, 'bench-results', ...(quick ? ['quick'] : []));
+  const dir = join(repoRoot, 'bench-results', ...(quick ? ['quick'] : profiling() ? ['profile'] : []));
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `${name}.json`);
   writeFileSync(path, JSON.stringify({ ...runContext(), ...result }, null, 2) + '\n');

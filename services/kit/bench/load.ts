@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { cpuSeconds, pinProcess, pinning, repoRoot, startChild } from './lib.js';
+import { profileWindow, type ProfileSummary } from './profile.js';
 
 /** The value at percentile `p` (0-100) of an ascending array. */
 export function percentile(sorted: ArrayLike<number>, p: number): number {
@@ -79,6 +80,8 @@ export interface RunResult {
   pgCpuUsPerCall: number;
   /** This process's CPU (the load generator) per call. */
   loadCpuUsPerCall: number;
+  /** Where the server's CPU went per call, when the run is profiled (--profile). */
+  profile?: ProfileSummary;
 }
 
 /** Runs one worker per element of `perClient`, each sending its own requests one at a time; `db` (if any) adds its backends' CPU. */
@@ -89,6 +92,7 @@ export async function drive<Req>(perClient: Req[][], call: (req: Req) => Promise
   let done = 0;
   let errors = 0;
   const pgPids = where.db ? await where.db.backendPids() : [];
+  const window = await profileWindow(where.serverPid, pgPids);
   const pgCpu0 = cpuOf(pgPids);
   const load0 = process.cpuUsage();
   const cpu0 = cpuSeconds(where.serverPid);
@@ -113,6 +117,7 @@ export async function drive<Req>(perClient: Req[][], call: (req: Req) => Promise
   const cpuUsed = cpuSeconds(where.serverPid) - cpu0;
   const load = process.cpuUsage(load0);
   const pgCpuUsed = cpuOf(pgPids) - pgCpu0;
+  const profile = await window.stop(total - errors, (cpuUsed * 1e6) / total);
   latencies.sort();
   return {
     calls: total - errors,
@@ -124,6 +129,7 @@ export async function drive<Req>(perClient: Req[][], call: (req: Req) => Promise
     serverCpuUsPerCall: (cpuUsed * 1e6) / total,
     pgCpuUsPerCall: (pgCpuUsed * 1e6) / total,
     loadCpuUsPerCall: (load.user + load.system) / total,
+    ...(profile ? { profile } : {}),
   };
 }
 

@@ -35,6 +35,7 @@ import { bearerMetadata, clientCredentials, clientOptions, streamOf, unary } fro
 import { logv1 } from '@gantry/proto';
 import { ratioLine } from '../../kit/bench/baseline.js';
 import { check, cpuSeconds, ghz, ghzPath, median, parseBenchArgs, pinProcess, pinning, progress, repoRoot, startChild, writeResult, type LoadResult } from '../../kit/bench/lib.js';
+import { profileReport, profileWindow, profiling, type ProfileSummary } from '../../kit/bench/profile.js';
 import { checkPartition, expect, type Expected } from './checks.js';
 
 const args = parseBenchArgs(process.argv.slice(2));
@@ -116,6 +117,8 @@ async function cleanup(): Promise<void> {
 }
 process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
 
+/** The PostgreSQL backends serving this run's database (kept off the servers' core while profiling). */
+const backendPids = async () => (await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = $1', [dbName])).rows.map((r) => r.pid);
 const key = (engine: Engine, kind: Kind, method: Method, c: number) => `${kind}-${engine}.${method}.c${c}`;
 const results = new Map<string, LoadResult[]>();
 let readFigures: ReturnType<typeof summariseRead> | undefined;
@@ -143,6 +146,7 @@ try {
     const s = server(kind, engine);
     const { dataDir, token, port } = s.ready;
     const r = await ghz(bin, {
+      ...(profiling() ? { offServerCore: await backendPids() } : {}),
       address: `127.0.0.1:${port}`,
       protoset,
       call: `gantry.log.v1.LogService/${method}`,
@@ -223,12 +227,15 @@ try {
     await checkPartition(client, md, 'read', expected.get('pg:read')!);
   }
   const serviceRead = async (limit = 0n) => {
+    const window = await profileWindow(stack.child.pid!, profiling() ? await backendPids() : []);
     const cpu0 = cpuSeconds(stack.child.pid!);
     const t0 = performance.now();
     let n = 0;
     for await (const msg of streamOf(client.read({ partition: 'read', startSeq: 0n, limit }, md))) n += msg.entries.length;
     const secs = (performance.now() - t0) / 1000;
-    return { entries: n, entriesPerSec: n / secs, serverCpuUsPerEntry: ((cpuSeconds(stack.child.pid!) - cpu0) * 1e6) / n };
+    const serverCpuUsPerEntry = ((cpuSeconds(stack.child.pid!) - cpu0) * 1e6) / n;
+    const profile = await window.stop(n, serverCpuUsPerEntry);
+    return { entries: n, entriesPerSec: n / secs, serverCpuUsPerEntry, ...(profile ? { profile } : {}) };
   };
   const pool = new pg.Pool({ connectionString: dbUrl, max: 1 });
   const rawRead = async () => {
@@ -313,7 +320,7 @@ function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 }
-function summariseRead(reads: { entriesPerSec: number; serverCpuUsPerEntry: number }[], raws: { entriesPerSec: number }[]) {
+function summariseRead(reads: { entriesPerSec: number; serverCpuUsPerEntry: number; profile?: ProfileSummary }[], raws: { entriesPerSec: number }[]) {
   const service = Math.round(median(reads.map((r) => r.entriesPerSec)));
   const raw = Math.round(median(raws.map((r) => r.entriesPerSec)));
   const cpuUs = median(reads.map((r) => r.serverCpuUsPerEntry));
@@ -415,6 +422,13 @@ lines.push(
   ...(errorsTotal > 0 ? [`  WARNING: ${errorsTotal} calls failed; see ${out}`] : []),
   ...(quick ? ['  (--quick: short runs on a possibly busy machine; judge targets on a full run)'] : []),
   `  figures: ${out}`,
+  ...profileReport([
+    ['service, unary Append, 64 clients (PostgreSQL)', 'call', results.get(key('pg', 'stack', 'Append', 64))?.at(-1)?.profile],
+    ['naive, unary Append, 64 clients', 'call', results.get(key('pg', 'naive', 'Append', 64))?.at(-1)?.profile],
+    [`service, AppendBatch x${batchSize}, 64 clients (PostgreSQL)`, `call of ${batchSize} entries`, results.get(key('pg', 'stack', 'AppendBatch', 64))?.at(-1)?.profile],
+    [`naive, AppendBatch x${batchSize}, 64 clients`, `call of ${batchSize} entries`, results.get(key('pg', 'naive', 'AppendBatch', 64))?.at(-1)?.profile],
+    ['service, Read (PostgreSQL)', 'entry', readFigures?.raw.reads.at(-1)?.profile],
+  ]),
   '',
 );
 process.stdout.write(lines.join('\n'));

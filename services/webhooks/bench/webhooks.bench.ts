@@ -39,6 +39,7 @@ import { webhooksv1 } from '@gantry/proto';
 import { ratioLine } from '../../kit/bench/baseline.js';
 import { check, cpuSeconds, median, parseBenchArgs, pinProcess, progress, writeResult } from '../../kit/bench/lib.js';
 import { benchDatabase, cpuOf, percentile, startBenchServer, type BenchDatabase, type TargetReady } from '../../kit/bench/load.js';
+import { profileReport, profileWindow, type ProfileSummary } from '../../kit/bench/profile.js';
 import { growthRun } from './growth.js';
 
 const args = parseBenchArgs(process.argv.slice(2));
@@ -108,7 +109,7 @@ function unverified(prefix: string): number {
 }
 
 // --- One server and its load ---------------------------------------------------------------------
-interface Round { deliveriesPerSec: number; p50Ms: number; p99Ms: number; publishCallP50Ms: number; deliveries: number; serverCpuUsPerDelivery: number; pgCpuUsPerDelivery: number }
+interface Round { deliveriesPerSec: number; p50Ms: number; p99Ms: number; publishCallP50Ms: number; deliveries: number; serverCpuUsPerDelivery: number; pgCpuUsPerDelivery: number; profile?: ProfileSummary }
 /** How a round publishes: one PublishEvent per event, or PUBLISH_BATCH events per PublishEvents call. */
 type Publishing = 'single' | 'batch';
 const PUBLISH_BATCH = 100;
@@ -168,6 +169,7 @@ class Load {
     const before = arrivals.size;
     const publishedAt = new Map<string, number>();
     const allArrived = new Promise<void>((resolve) => (onArrival = () => arrivals.size - before >= expected && resolve()));
+    const window = await profileWindow(this.serverPid, await this.db.backendPids());
     const cpu0 = await cpuNow(this.serverPid, this.db);
     const t0 = performance.now();
     const calls: number[] = [];
@@ -182,6 +184,7 @@ class Load {
     await Promise.race([allArrived, new Promise((r) => setTimeout(r, ROUND_TIMEOUT_MS))]);
     onArrival = undefined;
     const cpu = cpuSince(cpu0, await cpuNow(this.serverPid, this.db));
+    const profile = await window.stop(expected, (cpu.server * 1e6) / expected);
     const got = [...arrivals].filter(([key]) => key.split(' ')[1]!.startsWith(prefix));
     check(got.length === expected, `round ${this.roundNo}: ${got.length} of ${expected} deliveries arrived within ${ROUND_TIMEOUT_MS / 1000} s`);
     check(duplicates === 0, `${duplicates} deliveries arrived more than once`);
@@ -197,6 +200,7 @@ class Load {
       deliveries: expected,
       serverCpuUsPerDelivery: (cpu.server * 1e6) / expected,
       pgCpuUsPerDelivery: (cpu.pg * 1e6) / expected,
+      ...(profile ? { profile } : {}),
     };
   }
 
@@ -326,6 +330,10 @@ async function throughputRun(): Promise<void> {
       `  every delivery arrived exactly once and every signature verified (${measured.toLocaleString('en-US')} measured, ${unloadedLatency.deliveries} unloaded)`,
       ...(quick ? ['  (--quick: short runs on a possibly busy machine)'] : []),
       `  figures: ${out}`,
+      ...profileReport([
+        ['one PublishEvent per event', 'delivery', single.at(-1)?.profile],
+        [`${PUBLISH_BATCH} events per PublishEvents call`, 'delivery', batched.at(-1)?.profile],
+      ]),
       '',
     ].join('\n'),
   );
