@@ -54,6 +54,9 @@ function assetsPlugin(assets: Map<string, string>): Plugin {
   };
 }
 
+/** A native addon's prebuilt binaries for an OS other than Linux (prebuilds/<os>-<arch>/). */
+const OTHER_OS_PREBUILD = /^prebuilds\/(?!linux-)[^/]+/;
+
 /** The directory of `name` as Node would resolve it from `fromDir`. */
 function packageDir(name: string, fromDir: string): string | undefined {
   for (let dir = fromDir; ; dir = dirname(dir)) {
@@ -82,8 +85,9 @@ function copyPackages(names: readonly string[]): string[] {
   for (const name of names) visit(name, root, false);
   for (const dir of copied) {
     const dest = join(outDir, relative(root, dir));
-    // Nested node_modules are copied as packages of their own when something needs them.
-    cpSync(dir, dest, { recursive: true, dereference: true, filter: (src) => !relative(dir, src).includes('node_modules') && !src.endsWith('.map') });
+    // Nested node_modules are copied as packages of their own when something needs them; of native
+    // addons' prebuilt binaries only Linux's (the image's OS), not macOS', Windows' or Android's.
+    cpSync(dir, dest, { recursive: true, dereference: true, filter: (src) => !relative(dir, src).includes('node_modules') && !src.endsWith('.map') && !OTHER_OS_PREBUILD.test(relative(dir, src)) });
   }
   return [...copied].map((d) => relative(root, d)).sort();
 }

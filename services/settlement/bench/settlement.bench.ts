@@ -42,11 +42,13 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { bearerMetadata, clientCredentials, clientOptions, one, unary } from '@gantry/kit';
 import { settlementv1 } from '@gantry/proto';
-import { SettlementWallet, canonicalMessage, verifySignature, type SignedFields } from '../src/client/index.js';
+import { SettlementWallet, canonicalMessage, type SignedFields } from '../src/client/index.js';
+import { verifySignature } from '../src/domain/verify.js';
 import { checkSignature } from '../src/api/validation.js';
 import { bareEchoBaseline, ratioLine } from '../../kit/bench/baseline.js';
 import { check, median, parseBenchArgs, pinning, progress, writeResult } from '../../kit/bench/lib.js';
 import { cpuOf, startBenchServer, startBenchTarget, drive, type BenchServer, type RunResult } from '../../kit/bench/load.js';
+import { profileReport } from '../../kit/bench/profile.js';
 
 const args = parseBenchArgs(process.argv.slice(2));
 const t0Run = performance.now();
@@ -304,7 +306,7 @@ const lines = [
   row(`CreditDraw, a line each, events relayed (3rd)`, relay, relay.vsStatus),
   row(`CreditDraw, ${CLIENTS} clients on ONE line (contended)`, contended, contended.vsStatus),
   '',
-  `  Ed25519 verify (verifySignature, key cache warm): ${sig.verifyUs.toFixed(1)} µs; the server's whole signature check (checkSignature): ${sig.checkSignatureUs.toFixed(1)} µs; signing a draw (client side): ${sig.signUs.toFixed(1)} µs`,
+  `  Ed25519 verify (the server's verifySignature, libsodium): ${sig.verifyUs.toFixed(1)} µs; the server's whole signature check (checkSignature): ${sig.checkSignatureUs.toFixed(1)} µs; signing a draw (client side): ${sig.signUs.toFixed(1)} µs`,
   `  verify / server CPU per draw: ${pct(signature.verifyShareOfServerCpu.spread)} (spread), ${pct(signature.verifyShareOfServerCpu.contended)} (contended); whole check: ${pct(signature.checkShareOfServerCpu.spread)} / ${pct(signature.checkShareOfServerCpu.contended)}`,
   `  bare grpc-js Echo (same run, same load driver, its own server on CPU 0): ${num(echo.callsPerSec, 0)} calls/s, server CPU ${echo.serverCpuUsPerCall.toFixed(1)} µs per call`,
   ratioLine(`server CPU per draw, ${CLIENTS} wallets vs bare Echo`, spread.serverCpuUsPerCall, echo.serverCpuUsPerCall, 'µs', { max: GOAL.serverVsEcho }),
@@ -322,6 +324,14 @@ const lines = [
   ...(errorsTotal > 0 ? [`  WARNING: ${errorsTotal} calls failed; see ${out}`] : []),
   ...(quick ? ['  (--quick: short runs on a possibly busy machine; judge targets on a full run)'] : []),
   `  figures: ${out}`,
+  ...profileReport([
+    ['bare grpc-js Echo', 'call', echoRuns.at(-1)?.profile],
+    ['GetCreditStatus', 'call', results.get('status')?.at(-1)?.profile],
+    [`CreditDraw, ${CLIENTS} wallets, a line each`, 'draw', results.get('spread')?.at(-1)?.profile],
+    ['CreditDraw, events off', 'draw', results.get('norelay')?.at(-1)?.profile],
+    ['CreditDraw, events relayed', 'draw', results.get('relay')?.at(-1)?.profile],
+    ['CreditDraw, ONE line', 'draw', results.get('contended')?.at(-1)?.profile],
+  ]),
   '',
 ];
 process.stdout.write(lines.join('\n'));

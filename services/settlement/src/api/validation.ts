@@ -13,10 +13,10 @@ import {
   SIGNATURE_BYTES,
   WALLET_ADDRESS_PATTERN,
   canonicalMessage,
-  verifySignature,
   walletAddress,
   type SignedFields,
 } from '../domain/signing.js';
+import { verifySignature } from '../domain/verify.js';
 
 const SESSION_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
