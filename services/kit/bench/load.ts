@@ -16,8 +16,8 @@ export function percentile(sorted: ArrayLike<number>, p: number): number {
 export interface BenchDatabase {
   /** URL of the fresh database. */
   url: string;
-  /** The PostgreSQL backends connected to it (the server's pool). */
-  backendPids(): Promise<number[]>;
+  /** The PostgreSQL backends connected to it (the server's pool); only one service's with `applicationName` (e.g. gantry-log+webhooks). */
+  backendPids(applicationName?: string): Promise<number[]>;
   /** One statement in the benchmark database (checks after the runs). */
   query(text: string): Promise<{ rows: Record<string, unknown>[] }>;
   drop(): Promise<void>;
@@ -45,8 +45,8 @@ export async function benchDatabase(label: string): Promise<BenchDatabase> {
       }
       return own.query(text);
     },
-    async backendPids() {
-      const { rows } = await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = $1', [name]);
+    async backendPids(applicationName?: string) {
+      const { rows } = await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = $1 AND ($2::text IS NULL OR application_name = $2)', [name, applicationName ?? null]);
       return rows.map((r) => r.pid);
     },
     async drop() {

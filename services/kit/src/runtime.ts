@@ -80,10 +80,10 @@ export interface Runtime extends GrpcRuntime {
   stop(graceMs?: number): Promise<void>;
 }
 
-async function openDatabase(config: GantryConfig): Promise<Database & { pool?: import('pg').Pool }> {
+async function openDatabase(config: GantryConfig, applicationName: string): Promise<Database & { pool?: import('pg').Pool }> {
   if (config.database.url) {
     const { url, poolSize, statementTimeoutMs, pingIntervalMs, pingTimeoutMs } = config.database;
-    return openPostgres({ url, poolSize, statementTimeoutMs, pingIntervalMs, pingTimeoutMs });
+    return openPostgres({ url, applicationName, poolSize, statementTimeoutMs, pingIntervalMs, pingTimeoutMs });
   }
   return openPglite(resolve(config.dataDir, 'db'));
 }
@@ -130,7 +130,8 @@ async function openMigratedDatabase(opts: RuntimeOptions, schemas: readonly Sche
   try {
     return await retryDatabaseStartup(
       async () => {
-        db ??= await openDatabase(config);
+        // Connections carry the service's name, so pg_stat_activity and PostgreSQL's logs say whose they are.
+        db ??= await openDatabase(config, opts.serviceName ?? defaultServiceName(opts.modules));
         for (const schema of schemas) {
           const applied = await migrate(db, schema.name, schema.migrations);
           if (applied.length > 0) log.info({ schema: schema.name, versions: applied }, 'applied migrations');

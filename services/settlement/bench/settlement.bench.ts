@@ -78,6 +78,8 @@ const TARGET = { drawsPerSec: 3_000, p99Ms: 20 };
 type Config = 'status' | 'spread' | 'norelay' | 'relay' | 'contended';
 const CONFIGS: readonly Config[] = ['status', 'spread', 'norelay', 'relay', 'contended'];
 const TARGET_RELAY_RATIO = 0.9;
+/** The sinks' PostgreSQL connections: the kit names a process's connections after the modules it serves. */
+const PEERS_APP_NAME = 'gantry-log+webhooks';
 const SCOPES = ['settlement.admin', 'settlement.credit', 'settlement.read'];
 
 const bench = await startBenchTarget('settlement', SCOPES, { step, config: { events: { enabled: false } } });
@@ -103,7 +105,7 @@ const results = new Map<Config, RunResult[]>();
 const echoRuns: RunResult[] = [];
 let verifyFigures: { verifyUs: number; checkSignatureUs: number; signUs: number } | undefined;
 let ledgerCheck: { acknowledgedDraws: number; bookedDraws: number } | undefined;
-let relayCheck: { relayedDraws: number; auditEntries: number; publishedEvents: number; outboxLeft: number; drainMs: number; peerCpuUsPerDraw: number } | undefined;
+let relayCheck: { relayedDraws: number; auditEntries: number; publishedEvents: number; outboxLeft: number; drainMs: number; peerCpuUsPerDraw: number; peerPgCpuUsPerDraw: number } | undefined;
 let poolSize = 0;
 
 try {
@@ -128,6 +130,7 @@ try {
   const plainClient = new settlementv1.SettlementServiceClient(`127.0.0.1:${notRelaying.ready.port}`, clientCredentials(peerTls), clientOptions(peerTls));
   const plainMd = bearerMetadata(notRelaying.ready.token);
   const peerCpu = new Map<string, number[]>();
+  const peerPgCpu = new Map<string, number[]>();
 
   // --- Setup: 32 spread wallets and 1 contended wallet, each funded with an approved line --------
   const wallets = Array.from({ length: CLIENTS + 1 }, () => SettlementWallet.generate());
@@ -173,6 +176,9 @@ try {
   const run = async (config: Config, perClient: number) => {
     const reqs = requestsFor(config, perClient);
     const peerCpuBefore = cpuOf([peers!.pid]);
+    // The sinks' own PostgreSQL work (their connections carry their service's name), apart from settlement's.
+    const peerPg = await db.backendPids(PEERS_APP_NAME);
+    const peerPgBefore = cpuOf(peerPg);
     const r =
       config === 'status'
         ? await drive(reqs as settlementv1.GetCreditStatusRequest[][], (req) => unary(client.getCreditStatus, client, req, md), { serverPid, db })
@@ -184,6 +190,7 @@ try {
     if (config !== 'status') acknowledgedDraws += r.calls;
     if (config === 'relay') relayedDraws += r.calls;
     peerCpu.set(config, [...(peerCpu.get(config) ?? []), ((cpuOf([peers!.pid]) - peerCpuBefore) * 1e6) / Math.max(1, r.calls)]);
+    peerPgCpu.set(config, [...(peerPgCpu.get(config) ?? []), ((cpuOf(peerPg) - peerPgBefore) * 1e6) / Math.max(1, r.calls)]);
     return r;
   };
 
@@ -225,7 +232,7 @@ try {
   const left = await backlog();
   const audited = await count(`SELECT coalesce((SELECT size FROM log.partitions WHERE name = 'audit.settlement'), 0)::bigint AS n`, 'audit entries');
   const published = await count(`SELECT count(*)::int AS n FROM webhooks.events WHERE event_type = 'settlement.credit.drawn'`, 'published events');
-  relayCheck = { relayedDraws, auditEntries: audited, publishedEvents: published, outboxLeft: left, drainMs: Math.round(performance.now() - drainStart), peerCpuUsPerDraw: Math.round(median(peerCpu.get('relay') ?? [0])) };
+  relayCheck = { relayedDraws, auditEntries: audited, publishedEvents: published, outboxLeft: left, drainMs: Math.round(performance.now() - drainStart), peerCpuUsPerDraw: Math.round(median(peerCpu.get('relay') ?? [0])), peerPgCpuUsPerDraw: Math.round(median(peerPgCpu.get('relay') ?? [0])) };
   check(left === 0 && audited === relayedDraws && published === relayedDraws, `the relay lost events: ${JSON.stringify(relayCheck)}`);
   client.close();
   relayClient.close();
@@ -315,7 +322,7 @@ const lines = [
   ratioLine(`PostgreSQL CPU per draw, ONE line vs bare Echo server`, contended.pgCpuUsPerCall, echo.serverCpuUsPerCall, 'µs', { max: GOAL.pgVsEcho }),
   `  CPU busy during the runs (server + pg + load, per call x calls/s): status ${busy(status).toFixed(2)}, spread ${busy(spread).toFixed(2)}, contended ${busy(contended).toFixed(2)} of ${cpus().length} cores`,
   `  ledger: ${ledgerCheck!.bookedDraws.toLocaleString('en-US')} draws booked = ${ledgerCheck!.acknowledgedDraws.toLocaleString('en-US')} acknowledged`,
-  `  relay: ${relayCheck!.relayedDraws.toLocaleString('en-US')} draws relayed = ${relayCheck!.auditEntries.toLocaleString('en-US')} audit entries = ${relayCheck!.publishedEvents.toLocaleString('en-US')} events published; outbox drained ${relayCheck!.drainMs} ms after the last run; log+webhooks server CPU ${relayCheck!.peerCpuUsPerDraw} µs per draw`,
+  `  relay: ${relayCheck!.relayedDraws.toLocaleString('en-US')} draws relayed = ${relayCheck!.auditEntries.toLocaleString('en-US')} audit entries = ${relayCheck!.publishedEvents.toLocaleString('en-US')} events published; outbox drained ${relayCheck!.drainMs} ms after the last run; the sinks (log+webhooks) per draw: their server ${relayCheck!.peerCpuUsPerDraw} µs, their PostgreSQL backends ${relayCheck!.peerPgCpuUsPerDraw} µs (within the relayed row's pg µs)`,
   '',
   `  targets (PostgreSQL, ${CLIENTS} clients, a line each):`,
   `    signed draws/s   ${num(targets.drawsPerSec32.figure, 0)} >= ${num(TARGET.drawsPerSec, 0)}: ${verdict(targets.drawsPerSec32.met)}`,

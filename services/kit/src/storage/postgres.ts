@@ -6,6 +6,11 @@ import { destroyConnection, Reachability } from './reachability.js';
 
 export interface PostgresOptions {
   url: string;
+  /**
+   * PostgreSQL's application_name for every connection (pg_stat_activity, logs), e.g. gantry-log;
+   * an application_name in the URL wins.
+   */
+  applicationName?: string;
   poolSize: number;
   statementTimeoutMs: number;
   /** Reconnect delay for the LISTEN connection after it drops. */
@@ -15,6 +20,9 @@ export interface PostgresOptions {
   /** A probe unanswered this long marks the database unreachable; default 3 s. */
   pingTimeoutMs?: number;
 }
+
+/** pg's application_name option, when one is given (PostgreSQL keeps the first 63 bytes). */
+const named = (opts: { applicationName?: string | undefined }): { application_name?: string } => (opts.applicationName ? { application_name: opts.applicationName } : {});
 
 const DEFAULT_PING_INTERVAL_MS = 1_000;
 const DEFAULT_PING_TIMEOUT_MS = 3_000;
@@ -110,6 +118,7 @@ async function openPool(opts: PostgresOptions, clients: Set<pg.Client>, gate: ()
   const pool = new pg.Pool({
     Client: TrackedClient,
     connectionString: opts.url,
+    ...named(opts),
     max: opts.poolSize,
     statement_timeout: opts.statementTimeoutMs,
     connectionTimeoutMillis: 10_000,
@@ -164,14 +173,14 @@ async function transactionOn<T>(pool: pg.Pool, gate: () => void, fn: (tx: Sql) =
 }
 
 /** One dedicated connection for LISTEN, reconnected (and its channels listened again) after it drops. */
-function notificationListener(url: string, reconnectMs: number): Pick<Database, 'listen' | 'close'> {
+function notificationListener(url: string, applicationName: string | undefined, reconnectMs: number): Pick<Database, 'listen' | 'close'> {
   const handlers = new Map<string, Set<(payload: string) => void>>();
   let listener: pg.Client | undefined;
   let connecting: Promise<pg.Client> | undefined;
   let closed = false;
 
   const connectListener = async (): Promise<pg.Client> => {
-    const client = new pg.Client({ connectionString: url });
+    const client = new pg.Client({ connectionString: url, ...named({ applicationName }) });
     client.on('notification', (msg) => {
       for (const h of handlers.get(msg.channel) ?? []) h(msg.payload ?? '');
     });
@@ -230,7 +239,7 @@ function orderedConnection(opts: PostgresOptions, gate: () => void): { sql: Sql;
   let current: Promise<pg.Client> | undefined;
   let closed = false;
   const open = (): Promise<pg.Client> => {
-    const client = new pg.Client({ connectionString: opts.url, statement_timeout: opts.statementTimeoutMs, pipeline: true });
+    const client = new pg.Client({ connectionString: opts.url, ...named(opts), statement_timeout: opts.statementTimeoutMs, pipeline: true });
     const opened = client.connect().then(() => client);
     const forget = () => {
       if (current === opened) current = undefined;
@@ -277,6 +286,7 @@ export async function openPostgres(opts: PostgresOptions): Promise<Database & { 
   // Nothing runs until start(): `ordered` is defined by the time the probe can give up.
   const reachability = new Reachability({
     url: opts.url,
+    ...(opts.applicationName ? { applicationName: opts.applicationName } : {}),
     intervalMs: opts.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
     timeoutMs: opts.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS,
     onUnreachable() {
@@ -286,7 +296,7 @@ export async function openPostgres(opts: PostgresOptions): Promise<Database & { 
   });
   const gate = () => reachability.assertReachable();
   const pool = await openPool(opts, clients, gate);
-  const notifications = notificationListener(opts.url, opts.listenReconnectMs ?? 1000);
+  const notifications = notificationListener(opts.url, opts.applicationName, opts.listenReconnectMs ?? 1000);
   const ordered = orderedConnection(opts, gate);
   reachability.start();
   return {

@@ -13,6 +13,8 @@ export class DatabaseUnreachableError extends Error {
 
 export interface ReachabilityOptions {
   url: string;
+  /** PostgreSQL's application_name for the probe's connection (postgres.ts). */
+  applicationName?: string;
   /** How often the probe runs. */
   intervalMs: number;
   /** A probe not answered within this long (connecting included) marks the database unreachable. */
@@ -96,7 +98,7 @@ export class Reachability {
 
   private connection(): Promise<pg.Client> {
     if (this.probeClient) return this.probeClient;
-    const client = new pg.Client({ connectionString: this.opts.url, connectionTimeoutMillis: this.opts.timeoutMs, keepAlive: true });
+    const client = new pg.Client({ connectionString: this.opts.url, ...(this.opts.applicationName ? { application_name: this.opts.applicationName } : {}), connectionTimeoutMillis: this.opts.timeoutMs, keepAlive: true });
     const opened = client.connect().then(() => client);
     const forget = () => {
       if (this.probeClient === opened) this.probeClient = undefined;
