@@ -17,6 +17,11 @@
 //              PublishEvent per event (as issue #18 measured; the publish calls bound it), and the
 //              same events PUBLISH_BATCH per PublishEvents call (what the dispatcher delivers when
 //              publishing is cheap).
+//   bare queue the same events, published the same two ways, through the least a durable signed
+//              sender does on the same PostgreSQL (bare-queue.ts: a publish statement, leased claims
+//              of 100, signed POSTs, outcome and attempt rows; no gRPC, TLS, auth, limits, tracing,
+//              retry schedule or registry): what any durable design reaches on this machine, so the
+//              part of the gap to direct POSTs that is the platform's shows apart from durability's.
 //   latency    per delivery: PublishEvent sent -> the receiver has the request; p50/p99, under the
 //              throughput load and with events sent one at a time.
 //   CPU        of the server process and of its PostgreSQL backends over a delivery round, per
@@ -27,17 +32,20 @@
 //              stopped: claims of up to 100 due deliveries, each followed by one outcome batch.
 // Checks (every run, --quick too): every delivery arrived exactly once and every signature verifies
 // (with the `standardwebhooks` package, not the service's signer).
+import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { Webhook } from 'standardwebhooks';
 import { request as httpRequest } from 'undici';
 import type { Metadata } from '@grpc/grpc-js';
 import { bearerMetadata, clientCredentials, clientOptions, unary } from '@gantry/kit';
 import { webhooksv1 } from '@gantry/proto';
 import { ratioLine } from '../../kit/bench/baseline.js';
-import { check, cpuSeconds, median, parseBenchArgs, pinProcess, progress, writeResult } from '../../kit/bench/lib.js';
+import { check, cpuSeconds, median, parseBenchArgs, pinProcess, progress, startChild, writeResult } from '../../kit/bench/lib.js';
 import { benchDatabase, cpuOf, percentile, startBenchServer, type BenchDatabase, type TargetReady } from '../../kit/bench/load.js';
 import { profileReport, profileWindow, type ProfileSummary } from '../../kit/bench/profile.js';
 import { growthRun } from './growth.js';
@@ -126,6 +134,52 @@ function cpuSince(before: { server: number; pg: Map<number, number> }, after: { 
   return { server: after.server - before.server, pg };
 }
 
+/**
+ * One measured round: `events` published by CLIENTS publishers (one per call, or PUBLISH_BATCH per
+ * call), every delivery awaited at the receiver and checked (once each, signature valid); CPU of the
+ * delivering process (`workerPid`) and of the database's PostgreSQL backends per delivery.
+ */
+async function deliveryRound(r: { label: string; events: number; publishing: Publishing; workerPid: number; db: BenchDatabase; publish: (eventIds: string[]) => Promise<unknown> }): Promise<Round> {
+  const prefix = `${r.label}-${Date.now()}-`;
+  const expected = r.events * ENDPOINTS;
+  const before = arrivals.size;
+  const publishedAt = new Map<string, number>();
+  const allArrived = new Promise<void>((resolve) => (onArrival = () => arrivals.size - before >= expected && resolve()));
+  const window = await profileWindow(r.workerPid, await r.db.backendPids());
+  const cpu0 = await cpuNow(r.workerPid, r.db);
+  const t0 = performance.now();
+  const calls: number[] = [];
+  const callCount = r.publishing === 'single' ? r.events : Math.ceil(r.events / PUBLISH_BATCH);
+  await closedLoop(callCount, async (i) => {
+    const ids = r.publishing === 'single' ? [`${prefix}${i}`] : Array.from({ length: Math.min(PUBLISH_BATCH, r.events - i * PUBLISH_BATCH) }, (_, k) => `${prefix}${i * PUBLISH_BATCH + k}`);
+    const sent = performance.now();
+    for (const id of ids) publishedAt.set(id, sent);
+    await r.publish(ids);
+    calls.push(performance.now() - sent);
+  });
+  await Promise.race([allArrived, new Promise((resolve) => setTimeout(resolve, ROUND_TIMEOUT_MS))]);
+  onArrival = undefined;
+  const cpu = cpuSince(cpu0, await cpuNow(r.workerPid, r.db));
+  const profile = await window.stop(expected, (cpu.server * 1e6) / expected);
+  const got = [...arrivals].filter(([key]) => key.split(' ')[1]!.startsWith(prefix));
+  check(got.length === expected, `round ${r.label}: ${got.length} of ${expected} deliveries arrived within ${ROUND_TIMEOUT_MS / 1000} s`);
+  check(duplicates === 0, `${duplicates} deliveries arrived more than once`);
+  const bad = unverified(prefix);
+  check(bad === 0, `round ${r.label}: ${bad} of ${expected} deliveries carry a signature that does not verify`);
+  const lastArrival = Math.max(...got.map(([, a]) => a.at));
+  const latencies = got.map(([key, a]) => a.at - publishedAt.get(key.split(' ')[1]!)!).sort((a, b) => a - b);
+  return {
+    deliveriesPerSec: expected / ((lastArrival - t0) / 1000),
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+    publishCallP50Ms: percentile(calls.sort((a, b) => a - b), 50),
+    deliveries: expected,
+    serverCpuUsPerDelivery: (cpu.server * 1e6) / expected,
+    pgCpuUsPerDelivery: (cpu.pg * 1e6) / expected,
+    ...(profile ? { profile } : {}),
+  };
+}
+
 class Load {
   private roundNo = 0;
   private readonly md: Metadata;
@@ -163,45 +217,8 @@ class Load {
   }
 
   /** `events` published by CLIENTS publishers (`publishing` says how); waits for every delivery, checks each arrived once with a valid signature. */
-  async deliveryRound(events: number, publishing: Publishing = 'single'): Promise<Round> {
-    const prefix = `r${++this.roundNo}-${Date.now()}-`;
-    const expected = events * ENDPOINTS;
-    const before = arrivals.size;
-    const publishedAt = new Map<string, number>();
-    const allArrived = new Promise<void>((resolve) => (onArrival = () => arrivals.size - before >= expected && resolve()));
-    const window = await profileWindow(this.serverPid, await this.db.backendPids());
-    const cpu0 = await cpuNow(this.serverPid, this.db);
-    const t0 = performance.now();
-    const calls: number[] = [];
-    const callCount = publishing === 'single' ? events : Math.ceil(events / PUBLISH_BATCH);
-    await closedLoop(callCount, async (i) => {
-      const ids = publishing === 'single' ? [`${prefix}${i}`] : Array.from({ length: Math.min(PUBLISH_BATCH, events - i * PUBLISH_BATCH) }, (_, k) => `${prefix}${i * PUBLISH_BATCH + k}`);
-      const sent = performance.now();
-      for (const id of ids) publishedAt.set(id, sent);
-      await (publishing === 'single' ? this.publish(ids[0]!) : this.publishBatch(ids));
-      calls.push(performance.now() - sent);
-    });
-    await Promise.race([allArrived, new Promise((r) => setTimeout(r, ROUND_TIMEOUT_MS))]);
-    onArrival = undefined;
-    const cpu = cpuSince(cpu0, await cpuNow(this.serverPid, this.db));
-    const profile = await window.stop(expected, (cpu.server * 1e6) / expected);
-    const got = [...arrivals].filter(([key]) => key.split(' ')[1]!.startsWith(prefix));
-    check(got.length === expected, `round ${this.roundNo}: ${got.length} of ${expected} deliveries arrived within ${ROUND_TIMEOUT_MS / 1000} s`);
-    check(duplicates === 0, `${duplicates} deliveries arrived more than once`);
-    const bad = unverified(prefix);
-    check(bad === 0, `round ${this.roundNo}: ${bad} of ${expected} deliveries carry a signature that does not verify`);
-    const lastArrival = Math.max(...got.map(([, a]) => a.at));
-    const latencies = got.map(([key, a]) => a.at - publishedAt.get(key.split(' ')[1]!)!).sort((a, b) => a - b);
-    return {
-      deliveriesPerSec: expected / ((lastArrival - t0) / 1000),
-      p50Ms: percentile(latencies, 50),
-      p99Ms: percentile(latencies, 99),
-      publishCallP50Ms: percentile(calls.sort((a, b) => a - b), 50),
-      deliveries: expected,
-      serverCpuUsPerDelivery: (cpu.server * 1e6) / expected,
-      pgCpuUsPerDelivery: (cpu.pg * 1e6) / expected,
-      ...(profile ? { profile } : {}),
-    };
+  deliveryRound(events: number, publishing: Publishing = 'single'): Promise<Round> {
+    return deliveryRound({ label: `r${++this.roundNo}`, events, publishing, workerPid: this.serverPid, db: this.db, publish: (ids) => (publishing === 'single' ? this.publish(ids[0]!) : this.publishBatch(ids)) });
   }
 
   /** Events one at a time, each waiting for its ENDPOINTS deliveries: latency without a backlog. */
@@ -239,6 +256,33 @@ async function baselineRound(posts: number): Promise<number> {
     await res.body.dump();
   });
   return posts / ((performance.now() - t0) / 1000);
+}
+
+// --- The bare durable queue (bare-queue.ts): the least a durable signed sender does ----------------
+/** Its endpoints' signing keys, and publishing: the events and their deliveries in one statement per call. */
+const bareKeys = Array.from({ length: ENDPOINTS }, () => randomBytes(32));
+const BARE_PUBLISH_SQL = `WITH e AS (INSERT INTO bare_queue.events (id, payload) SELECT id, $2::bytea FROM unnest($1::text[]) AS id RETURNING id)
+INSERT INTO bare_queue.deliveries (event_id, endpoint_id) SELECT e.id, ep.id FROM e CROSS JOIN bare_queue.endpoints ep`;
+let bareRounds = 0;
+
+/** One round through the bare queue on `db`: its worker started for the round (CPU 0), publishers here through a pool of 10. */
+async function bareQueueRound(db: BenchDatabase, events: number, publishing: Publishing): Promise<Round> {
+  const worker = await startChild<{ ready: boolean }>(fileURLToPath(new URL('./bare-queue.ts', import.meta.url)), [db.url]);
+  pinProcess(worker.child.pid!, 0);
+  const publishers = new pg.Pool({ connectionString: db.url, max: 10, application_name: 'bare-queue-publishers' });
+  try {
+    for (let i = 0; i < ENDPOINTS; i++) {
+      secrets.set(`/bare/${i}`, `whsec_${bareKeys[i]!.toString('base64')}`);
+      await publishers.query('INSERT INTO bare_queue.endpoints (id, url, secret) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING', [i, `${receiverUrl}/bare/${i}`, bareKeys[i]]);
+    }
+    return await deliveryRound({
+      label: `bare${++bareRounds}`, events, publishing, workerPid: worker.child.pid!, db,
+      publish: (ids) => publishers.query({ name: 'publish', text: BARE_PUBLISH_SQL, values: [ids, payload] }),
+    });
+  } finally {
+    await publishers.end();
+    await worker.stop();
+  }
 }
 
 /** A fresh database and a webhooks server on it (CPU 0; this process on CPU 1), stopped and dropped by `run`'s end. */
@@ -279,16 +323,21 @@ async function throughputRun(): Promise<void> {
   const single: Round[] = [];
   const batched: Round[] = [];
   const baselines: number[] = [];
-  const unloaded = await withServer('throughput', async (load) => {
+  const bareSingle: Round[] = [];
+  const bareBatched: Round[] = [];
+  const unloaded = await withServer('throughput', async (load, db) => {
     step(`setup: ${ENDPOINTS} endpoints subscribed to bench.event at the local receiver`);
     await load.endpoints();
-    step(`warm-up: ${Math.ceil(eventsPerRound / 5)} events`);
+    step(`warm-up: ${Math.ceil(eventsPerRound / 5)} events through the service, the same through the bare durable queue`);
     await load.deliveryRound(Math.ceil(eventsPerRound / 5));
+    await bareQueueRound(db, Math.ceil(eventsPerRound / 5), 'batch');
     for (let r = 1; r <= rounds; r++) {
-      step(`round ${r}/${rounds}: baseline (${baselinePosts} direct POSTs); ${eventsPerRound} events x ${ENDPOINTS} endpoints one PublishEvent each; the same ${PUBLISH_BATCH} per PublishEvents call`);
+      step(`round ${r}/${rounds}: baseline (${baselinePosts} direct POSTs); ${eventsPerRound} events x ${ENDPOINTS} endpoints one PublishEvent each; the same ${PUBLISH_BATCH} per PublishEvents call; both through the bare durable queue`);
       baselines.push(await baselineRound(baselinePosts));
       single.push(await load.deliveryRound(eventsPerRound, 'single'));
       batched.push(await load.deliveryRound(eventsPerRound, 'batch'));
+      bareSingle.push(await bareQueueRound(db, eventsPerRound, 'single'));
+      bareBatched.push(await bareQueueRound(db, eventsPerRound, 'batch'));
     }
     step(`unloaded latency: ${singleEvents} events one at a time`);
     return load.unloaded(singleEvents);
@@ -306,26 +355,32 @@ async function throughputRun(): Promise<void> {
   };
   const delivery = summary(single);
   const batchPublished = summary(batched);
+  const bare = { single: summary(bareSingle), batched: summary(bareBatched) };
   const baseline = Math.round(median(baselines));
   const unloadedLatency = { events: singleEvents, deliveries: unloaded.length, p50Ms: percentile(unloaded, 50), p99Ms: percentile(unloaded, 99) };
-  const measured = [...single, ...batched].reduce((n, r) => n + r.deliveries, 0);
+  const measured = [...single, ...batched, ...bareSingle, ...bareBatched].reduce((n, r) => n + r.deliveries, 0);
   const out = writeResult('webhooks', {
     benchmark: 'webhooks', quick, rounds, clients: CLIENTS, endpoints: ENDPOINTS, payloadBytes: payload.length, publishBatch: PUBLISH_BATCH,
-    delivery, batchPublished, unloadedLatency, baselinePostsPerSec: baseline, ratio: delivery.deliveriesPerSec / baseline, batchPublishedRatio: batchPublished.deliveriesPerSec / baseline, duplicates, raw: { single, batched },
+    delivery, batchPublished, unloadedLatency, baselinePostsPerSec: baseline, ratio: delivery.deliveriesPerSec / baseline, batchPublishedRatio: batchPublished.deliveriesPerSec / baseline,
+    bareQueue: { ...bare, ratio: bare.single.deliveriesPerSec / baseline, batchPublishedRatio: bare.batched.deliveriesPerSec / baseline },
+    duplicates, raw: { single, batched, bareSingle, bareBatched },
   });
-  const lines = (label: string, f: ReturnType<typeof summary>) => [
+  const lines = (label: string, f: ReturnType<typeof summary>, b: ReturnType<typeof summary>) => [
     ratioLine(`${label}: delivered vs direct POSTs to the receiver`, f.deliveriesPerSec, baseline, '/s', { min: 0.5 }),
     `    publish -> receiver under that load: p50 ${f.p50Ms.toFixed(2)} ms, p99 ${f.p99Ms.toFixed(2)} ms (the publish call itself: p50 ${f.publishCallP50Ms.toFixed(2)} ms)`,
     `    CPU per delivery (its share of the publish call included): Gantry ${f.serverCpuUsPerDelivery.toLocaleString('en-US')} us, PostgreSQL ${f.pgCpuUsPerDelivery.toLocaleString('en-US')} us`,
+    ratioLine(`    the bare durable queue, the same publishing: delivered vs direct POSTs`, b.deliveriesPerSec, baseline, '/s'),
+    `      its CPU per delivery: worker ${b.serverCpuUsPerDelivery.toLocaleString('en-US')} us, PostgreSQL ${b.pgCpuUsPerDelivery.toLocaleString('en-US')} us; the service delivers ${(f.deliveriesPerSec / b.deliveriesPerSec).toFixed(2)} of its rate`,
   ];
   process.stdout.write(
     [
       '',
       `webhooks benchmark${quick ? ' (--quick)' : ''}: median of ${rounds} round(s); ${CLIENTS} publishers on one HTTP/2 connection; each event to ${ENDPOINTS} endpoints; ${payload.length}-byte payloads;`,
       'the webhooks service, full stack (mTLS + JWT + rate limit + tracing) on PostgreSQL (fsync on), delivering signed POSTs to a node:http receiver in this process.',
+      'the bare durable queue (bench/bare-queue.ts): one publish statement, claims of 100 with a lease, signed POSTs over keep-alive, outcomes with an attempt row, on the same PostgreSQL; no platform.',
       '',
-      ...lines('one PublishEvent per event', delivery),
-      ...lines(`${PUBLISH_BATCH} events per PublishEvents call`, batchPublished),
+      ...lines('one PublishEvent per event', delivery, bare.single),
+      ...lines(`${PUBLISH_BATCH} events per PublishEvents call`, batchPublished, bare.batched),
       `  publish -> receiver one event at a time (${unloadedLatency.deliveries} deliveries): p50 ${unloadedLatency.p50Ms.toFixed(2)} ms, p99 ${unloadedLatency.p99Ms.toFixed(2)} ms`,
       `  every delivery arrived exactly once and every signature verified (${measured.toLocaleString('en-US')} measured, ${unloadedLatency.deliveries} unloaded)`,
       ...(quick ? ['  (--quick: short runs on a possibly busy machine)'] : []),
@@ -333,6 +388,7 @@ async function throughputRun(): Promise<void> {
       ...profileReport([
         ['one PublishEvent per event', 'delivery', single.at(-1)?.profile],
         [`${PUBLISH_BATCH} events per PublishEvents call`, 'delivery', batched.at(-1)?.profile],
+        ['the bare durable queue\'s worker, 100 events per publish', 'delivery', bareBatched.at(-1)?.profile],
       ]),
       '',
     ].join('\n'),
