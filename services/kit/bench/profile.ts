@@ -7,7 +7,7 @@
 // Sampling costs the server CPU, so a profiled run's figures are not published (writeResult sends
 // them to bench-results/profile/); the breakdown is what such a run is for.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -35,6 +35,8 @@ export interface ProfilePart {
 
 export interface ProfileSummary {
   ops: number;
+  /** /proc's CPU per operation of the process's main thread and of its other threads (V8's GC and compiler helpers, libuv's pool, the profiler's sampler). */
+  threads?: { mainUsPerOp: number; othersUsPerOp: number };
   /** The server's CPU per operation from /proc over the same window, when the benchmark measured it. */
   procCpuUsPerOp?: number;
   /** The main thread's sampled busy time per operation (the /proc figure adds libuv's and V8's helper threads). */
@@ -42,6 +44,8 @@ export interface ProfileSummary {
   parts: ProfilePart[];
   /** The functions with the most self time, with the part each belongs to. */
   top: { fn: string; part: string; usPerOp: number }[];
+  /** Bytes allocated per operation (sampled), and the functions that allocated most. */
+  allocations?: { bytesPerOp: number; top: { fn: string; part: string; bytesPerOp: number }[] };
   file: string;
 }
 
@@ -68,6 +72,29 @@ function pin(pids: number[], cpus: string): void {
 const written = new Map<number, number>();
 
 /**
+ * CPU seconds so far of a process's main thread (its tid is its pid) and of all its other threads,
+ * from /proc/<pid>/task/<tid>/stat (Node 22 leaves its threads unnamed, so they are not told apart).
+ * A thread that exits within a window takes its time with it.
+ */
+function threadCpu(pid: number): { main: number; others: number } {
+  let main = 0;
+  let others = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const seconds = (Number(fields[11]) + Number(fields[12])) / 100; // USER_HZ
+    if (tid === String(pid)) main += seconds;
+    else others += seconds;
+  }
+  return { main, others };
+}
+
+/**
  * Opens a profile window on a server process (a no-op unless the run is profiled). V8 samples by
  * wall time: when another process takes the server's core, the wait is counted to whatever function
  * the server was in (a socket write that woke a PostgreSQL backend on the same core, most often). So
@@ -80,10 +107,13 @@ export async function profileWindow(pid: number, offServerCore: number[] = []): 
   const cores = cpus().length;
   if (cores > 1) pin(offServerCore, `1-${cores - 1}`);
   process.kill(pid, 'SIGUSR2');
+  const threads0 = threadCpu(pid);
   // The profiler starts a few milliseconds after the signal; the load must not start before it.
   await sleep(50);
   return {
     async stop(ops, procCpuUsPerOp) {
+      const threads1 = threadCpu(pid);
+      const threads = { mainUsPerOp: ((threads1.main - threads0.main) * 1e6) / Math.max(ops, 1), othersUsPerOp: ((threads1.others - threads0.others) * 1e6) / Math.max(ops, 1) };
       process.kill(pid, 'SIGUSR2');
       if (cores > 1) pin(offServerCore, `0-${cores - 1}`);
       const n = (written.get(pid) ?? 0) + 1;
@@ -96,7 +126,9 @@ export async function profileWindow(pid: number, offServerCore: number[] = []): 
       // The file may still be being written: retry until it parses.
       for (let attempt = 0; ; attempt++) {
         try {
-          const summary = summarize(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, ops, file);
+          const heapFile = file.replace(/\.cpuprofile$/, '.heapprofile');
+          const allocations = existsSync(heapFile) ? summarizeAllocations(JSON.parse(readFileSync(heapFile, 'utf8')) as HeapProfile, ops) : undefined;
+          const summary = { ...summarize(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, ops, file), threads, ...(allocations ? { allocations } : {}) };
           return procCpuUsPerOp === undefined ? summary : { ...summary, procCpuUsPerOp };
         } catch (err) {
           if (attempt > 100) throw err;
@@ -191,6 +223,40 @@ function partOf(frame: CallFrame): string | undefined {
   return 'other';
 }
 
+interface HeapNode {
+  callFrame: CallFrame;
+  selfSize: number;
+  children?: HeapNode[];
+}
+interface HeapProfile {
+  head: HeapNode;
+}
+
+const frameName = (f: CallFrame) => `${f.functionName || '(anonymous)'}${f.url ? ` ${(f.url.split('/').pop() ?? '').replace(/\.(m?js|ts)$/, '')}:${f.lineNumber + 1}` : ''}`;
+
+/** Sampled allocations (collected objects included) per operation, by allocating function. */
+export function summarizeAllocations(profile: HeapProfile, ops: number): NonNullable<ProfileSummary['allocations']> {
+  const byFn = new Map<string, { part: string; bytes: number }>();
+  let total = 0;
+  const walk = (node: HeapNode, callerPart: string) => {
+    const part = partOf(node.callFrame) ?? callerPart;
+    if (node.selfSize > 0) {
+      const fn = frameName(node.callFrame);
+      const entry = byFn.get(fn) ?? { part, bytes: 0 };
+      entry.bytes += node.selfSize;
+      byFn.set(fn, entry);
+      total += node.selfSize;
+    }
+    for (const child of node.children ?? []) walk(child, part);
+  };
+  walk(profile.head, 'V8 and native, no JavaScript caller');
+  const perOp = (bytes: number) => bytes / Math.max(ops, 1);
+  return {
+    bytesPerOp: perOp(total),
+    top: [...byFn].sort((a, b) => b[1].bytes - a[1].bytes).slice(0, 10).map(([fn, { part, bytes }]) => ({ fn, part, bytesPerOp: perOp(bytes) })),
+  };
+}
+
 /** Self time by part: a native or V8 frame (no URL) counts for the nearest caller that has one. */
 export function summarize(profile: CpuProfile, ops: number, file = ''): ProfileSummary {
   const parent = new Map<number, number>();
@@ -218,8 +284,7 @@ export function summarize(profile: CpuProfile, ops: number, file = ''): ProfileS
     const part = resolve(id);
     if (part === 'idle') continue;
     byPart.set(part, (byPart.get(part) ?? 0) + us);
-    const f = byId.get(id)!.callFrame;
-    const fn = `${f.functionName || '(anonymous)'}${f.url ? ` ${(f.url.split('/').pop() ?? '').replace(/\.(m?js|ts)$/, '')}:${f.lineNumber + 1}` : ''}`;
+    const fn = frameName(byId.get(id)!.callFrame);
     const entry = byFn.get(fn) ?? { part, us: 0 };
     entry.us += us;
     byFn.set(fn, entry);
@@ -238,11 +303,24 @@ export function summarize(profile: CpuProfile, ops: number, file = ''): ProfileS
 /** The breakdown as the benchmarks print it. */
 export function formatProfile(label: string, unit: string, s: ProfileSummary): string {
   const rows = s.parts.filter((p) => p.usPerOp >= 0.05 || p.share >= 0.005);
+  const us = (x: number) => `${x.toFixed(1)} µs`;
   const lines = [
-    `  profile: ${label}: ${s.busyUsPerOp.toFixed(1)} µs sampled on the main thread per ${unit}${s.procCpuUsPerOp === undefined ? '' : ` (the process's CPU from /proc: ${s.procCpuUsPerOp.toFixed(1)} µs)`} over ${s.ops.toLocaleString('en-US')} ${unit}s (${s.file})`,
+    `  profile: ${label}: ${s.ops.toLocaleString('en-US')} ${unit}s (${s.file})`,
+    ...(s.threads
+      ? [
+          `    CPU per ${unit} from /proc: ${s.procCpuUsPerOp === undefined ? '' : `process ${us(s.procCpuUsPerOp)} = `}main thread ${us(s.threads.mainUsPerOp)} + other threads ${us(s.threads.othersUsPerOp)} (V8's GC and compiler helpers, libuv's pool, the sampler)`,
+          `    main thread: ${us(s.busyUsPerOp)} sampled (JavaScript and what it calls, below); ${us(Math.max(0, s.threads.mainUsPerOp - s.busyUsPerOp))} not sampled: native work of the event loop's poll phase (socket reads, TLS, HTTP/2 framing), which V8 counts as idle`,
+        ]
+      : [`    ${us(s.busyUsPerOp)} sampled on the main thread per ${unit}${s.procCpuUsPerOp === undefined ? '' : ` (the process's CPU from /proc: ${us(s.procCpuUsPerOp)})`}`]),
     ...rows.map((p) => `    ${p.usPerOp.toFixed(p.usPerOp < 10 ? 2 : 1).padStart(8)} µs  ${(100 * p.share).toFixed(1).padStart(5)}%  ${p.part}`),
     `    top functions (self time per ${unit}):`,
     ...s.top.map((t) => `    ${t.usPerOp.toFixed(t.usPerOp < 10 ? 2 : 1).padStart(8)} µs  ${t.fn}  [${t.part}]`),
+    ...(s.allocations
+      ? [
+          `    allocated (sampled, collected objects included): ${Math.round(s.allocations.bytesPerOp).toLocaleString('en-US')} bytes per ${unit}; most by:`,
+          ...s.allocations.top.map((t) => `    ${Math.round(t.bytesPerOp).toLocaleString('en-US').padStart(8)} B   ${t.fn}  [${t.part}]`),
+        ]
+      : []),
   ];
   return lines.join('\n');
 }
