@@ -309,7 +309,7 @@ export function formatProfile(label: string, unit: string, s: ProfileSummary): s
     ...(s.threads
       ? [
           `    CPU per ${unit} from /proc: ${s.procCpuUsPerOp === undefined ? '' : `process ${us(s.procCpuUsPerOp)} = `}main thread ${us(s.threads.mainUsPerOp)} + other threads ${us(s.threads.othersUsPerOp)} (V8's GC and compiler helpers, libuv's pool, the sampler)`,
-          `    main thread: ${us(s.busyUsPerOp)} sampled (JavaScript and what it calls, below); ${us(Math.max(0, s.threads.mainUsPerOp - s.busyUsPerOp))} not sampled: native work of the event loop's poll phase (socket reads, TLS, HTTP/2 framing), which V8 counts as idle`,
+          `    main thread: ${us(s.busyUsPerOp)} sampled (JavaScript and what it calls, below); ${us(Math.max(0, s.threads.mainUsPerOp - s.busyUsPerOp))} not sampled: work between JavaScript callbacks, which V8 counts as idle (the event loop's native I/O: socket reads, TLS, HTTP/2 framing; V8's own tasks run from the loop: GC steps)`,
         ]
       : [`    ${us(s.busyUsPerOp)} sampled on the main thread per ${unit}${s.procCpuUsPerOp === undefined ? '' : ` (the process's CPU from /proc: ${us(s.procCpuUsPerOp)})`}`]),
     ...rows.map((p) => `    ${p.usPerOp.toFixed(p.usPerOp < 10 ? 2 : 1).padStart(8)} µs  ${(100 * p.share).toFixed(1).padStart(5)}%  ${p.part}`),
