@@ -10,6 +10,7 @@ import { Outbox, Status, migrate, type Database } from '@gantry/kit';
 import { engines, requirePostgresInCi } from '@gantry/test-support/databases';
 import { APPROVALS_EVENT_SOURCE, APPROVALS_EVENT_TYPES } from '../src/events.js';
 import { APPROVALS_SCHEMA, ApprovalsStore, IdempotencyRace, approvalsMigrations, type NewRequest } from '../src/store/approvals-store.js';
+import { RequestCache } from '../src/store/request-cache.js';
 import { openFreshDatabase } from './support.js';
 
 requirePostgresInCi('the approvals store tests');
@@ -88,6 +89,29 @@ for (const engine of engines()) {
       // Without a wait, the one statement reads them too.
       const again = await store.transaction(async (tx) => (await tx.lockAll([r.id])).get(r.id)!);
       assert.deepEqual(again.votes.map((v) => v.validator), ['bob']);
+    });
+
+    test('locking through the request cache gives what a full read gives, and reads again once another transaction changed the request', async () => {
+      const r = { ...newRequest(null), validators: ['bob', 'carol', 'dave'], requiredApprovals: 3 };
+      await store.transaction((tx) => tx.insert(r));
+      const vote = (validator: string) => ({ approvalId: r.id, type: 'VOTED' as const, state: 'PENDING' as const, vote: { validator, decision: 'APPROVE' as const, reason: '' }, at: NOW, finalizedAt: null });
+      const cache = new RequestCache();
+      const cached = () => store.transaction(async (tx) => (await tx.lockAll([r.id, 'no-such-request'], cache)));
+      const full = () => store.transaction(async (tx) => (await tx.lockAll([r.id, 'no-such-request'])));
+
+      const first = await cached();
+      assert.deepEqual([...first.keys()], [r.id], 'a request that does not exist is left out, as without the cache');
+      assert.deepEqual(first.get(r.id), (await full()).get(r.id));
+      assert.equal(cache.size, 1);
+      assert.equal((await cached()).get(r.id), first.get(r.id), 'the kept request itself, not read again');
+
+      // A change made without this cache (another replica's) takes a new version: the kept one is not used.
+      await store.transaction(async (tx) => tx.record([vote('bob')], await tx.lockAll([r.id])));
+      const afterVote = (await cached()).get(r.id)!;
+      assert.notEqual(afterVote, first.get(r.id));
+      assert.deepEqual(afterVote.votes.map((v) => v.validator), ['bob']);
+      assert.deepEqual(afterVote, (await full()).get(r.id));
+      assert.ok(Object.isFrozen(afterVote) && Object.isFrozen(afterVote.votes), 'kept requests are shared, so frozen');
     });
   });
 }

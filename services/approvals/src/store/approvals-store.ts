@@ -21,6 +21,7 @@ import type { ApprovalKind, ApprovalRecord, ChangeRecord, ChangeType, PriorityRa
 import type { ApprovalState, Decision } from '../domain/quorum.js';
 import { changeEvents, createdEvent } from './change-events.js';
 import { ContentCache } from './content-cache.js';
+import type { RequestCache } from './request-cache.js';
 
 export const APPROVALS_SCHEMA = 'approvals';
 /** The kit's outbox table first, then the service's own numbered migrations. */
@@ -403,7 +404,8 @@ export class ApprovalsTx extends EventWriter {
    * Locks requests for a change, in id order (so transactions on any replica that lock several
    * never deadlock), and reads them with their votes.
    */
-  async lockAll(ids: string[]): Promise<Map<string, RequestRecord>> {
+  async lockAll(ids: string[], cache?: RequestCache): Promise<Map<string, RequestRecord>> {
+    if (cache) return this.lockAllCached(ids, cache);
     // One statement in the common case: the votes aggregate reads the statement's snapshot, so it
     // is complete only when the locked row is still the version that snapshot saw (every vote
     // bumps its request's version in its own transaction). A row that changed while this waited
@@ -416,6 +418,37 @@ export class ApprovalsTx extends EventWriter {
     const current = rows.filter((r) => r.snapshot_version === r.version).map((r) => ({ ...toRequest(r), votes: fromJsonVotes(r.votes) }));
     const changed = await attachVotes(this.sql, rows.filter((r) => r.snapshot_version !== r.version).map(toRequest));
     return new Map([...current, ...changed].map((r) => [r.id, r]));
+  }
+
+  /**
+   * lockAll through `cache` (request-cache.ts): the lock statement reads only each row's version; a
+   * request kept at that version is used as kept, the others are read whole (votes included) by a
+   * second statement, which, run under the locks just taken, sees every change committed to them.
+   */
+  private async lockAllCached(ids: string[], cache: RequestCache): Promise<Map<string, RequestRecord>> {
+    const { rows } = await this.sql.query<{ approval_id: string; version: bigint }>(
+      `SELECT r.approval_id, r.version FROM approvals.requests r WHERE r.approval_id = ANY($1::text[]) ORDER BY r.approval_id FOR UPDATE`,
+      [ids],
+    );
+    const locked = new Map<string, RequestRecord>();
+    const missing: string[] = [];
+    for (const row of rows) {
+      const kept = cache.at(row.approval_id, row.version);
+      if (kept) locked.set(kept.id, kept);
+      else missing.push(row.approval_id);
+    }
+    if (missing.length === 0) return locked;
+    const { rows: whole } = await this.sql.query<RequestRow & { votes: JsonVote[] | null }>(
+      `SELECT ${REQUEST_COLUMNS}, ${votesJson('')} FROM approvals.requests r WHERE r.approval_id = ANY($1::text[])`,
+      [missing],
+    );
+    for (const row of whole) {
+      const r = { ...toRequest(row), votes: fromJsonVotes(row.votes) };
+      locked.set(r.id, r);
+      cache.set(r);
+    }
+    // In id order, as the lock statement returned them (callers may rely on the order of a Map's keys).
+    return new Map(rows.flatMap((row) => (locked.has(row.approval_id) ? [[row.approval_id, locked.get(row.approval_id)!] as const] : [])));
   }
 
 

@@ -21,6 +21,7 @@ import { asOf, quorumView, type ApprovalRecord, type RequestRecord, type VoteRec
 import { castVote, type ApprovalState, type Decision } from '../domain/quorum.js';
 import type { ApprovalsStore, Change } from './approvals-store.js';
 import type { CommittedChange } from './change-feed.js';
+import { RequestCache } from './request-cache.js';
 
 /** Most votes one transaction decides and writes. */
 export const MAX_VOTES_PER_TX = 256;
@@ -68,6 +69,8 @@ interface Working {
 
 export class VoteCommitter {
   private readonly group: GroupCommitter<VoteRequest, Decided, VoteOutcome>;
+  /** The requests as this replica last locked or changed them, so a batch need not read them back. */
+  private readonly requests = new RequestCache();
 
   constructor(
     private readonly store: ApprovalsStore,
@@ -102,15 +105,15 @@ export class VoteCommitter {
 
   /** Decides and records `votes` in one transaction; one result per vote, in order. */
   private async commit(votes: VoteRequest[]): Promise<Decided[]> {
-    const { decided, committed } = await this.store.transaction(async (tx) => {
-      const locked = await tx.lockAll([...new Set(votes.map((v) => v.approvalId))]);
+    const { decided, committed, after } = await this.store.transaction(async (tx) => {
+      const locked = await tx.lockAll([...new Set(votes.map((v) => v.approvalId))], this.requests);
       const work = new Map<string, Working>([...locked].map(([id, r]) => [id, { locked: r, current: { ...r, votes: [...r.votes] }, lastChange: undefined }]));
       const changes: Change[] = [];
       /** Votes of this batch, whose versions are known once the batch is written. */
       const cast: { vote: VoteRecord; change: number }[] = [];
       /** Per vote: refused, or accepted as of a change of this batch (undefined: as locked). */
       const results = votes.map((v) => decide(v, work.get(v.approvalId), changes, cast));
-      if (changes.length === 0) return { decided: results.map((r) => ('error' in r ? r : { ok: true as const, request: r.w.locked, duplicate: r.duplicate })), committed: [] };
+      if (changes.length === 0) return { decided: results.map((r) => ('error' in r ? r : { ok: true as const, request: r.w.locked, duplicate: r.duplicate })), committed: [], after: [] };
       const first = await tx.record(changes, locked);
       for (const c of cast) c.vote.version = first + BigInt(c.change);
       return {
@@ -122,8 +125,12 @@ export class VoteCommitter {
         }),
         // Each request as the batch left it: a change's view of it (asOf) drops the later votes.
         committed: changes.map((c, i): CommittedChange => ({ version: first + BigInt(i), approvalId: c.approvalId, type: c.type, state: c.state, request: work.get(c.approvalId)!.current })),
+        // Each changed request at its last change, for the cache once committed.
+        after: [...work.values()].flatMap((w) => (w.lastChange === undefined ? [] : [asOf(w.current, { ...changes[w.lastChange]!, version: first + BigInt(w.lastChange) })])),
       };
     });
+    // Only now: a batch that rolled back leaves its versions to be handed out again.
+    for (const r of after) this.requests.set(r);
     if (committed.length > 0) this.onCommitted(committed);
     return decided;
   }
