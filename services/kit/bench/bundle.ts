@@ -43,16 +43,30 @@ function sourcesOnly(root: string): Plugin {
   };
 }
 
-const built = new Map<string, string>();
+/**
+ * Bundles under way or done, by output: callers starting several servers of one script at once
+ * (the log benchmark starts four) share one build. Each used to build on its own into the same
+ * file, and a server could start from a file another build was rewriting (seen: a log server that
+ * exited with 0 before it was ready).
+ */
+const built = new Map<string, Promise<string>>();
 
 /**
  * Bundles `script` (a .ts entry point) into <outDir>/<name>.mjs (default build/bench) once per run;
  * returns its path. Processes that may bundle at the same time (test files) give dirs of their own.
  */
-export async function benchBundle(root: string, script: string, outDir = join(root, 'build/bench')): Promise<string> {
+export function benchBundle(root: string, script: string, outDir = join(root, 'build/bench')): Promise<string> {
   const key = `${outDir}\0${script}`;
-  const done = built.get(key);
-  if (done) return done;
+  let building = built.get(key);
+  if (!building) {
+    building = bundle(root, script, outDir);
+    built.set(key, building);
+    building.catch(() => built.delete(key));
+  }
+  return building;
+}
+
+async function bundle(root: string, script: string, outDir: string): Promise<string> {
   mkdirSync(outDir, { recursive: true });
   const outfile = join(outDir, basename(script).replace(/\.ts$/, '.mjs'));
   await build({
@@ -67,6 +81,5 @@ export async function benchBundle(root: string, script: string, outDir = join(ro
     logLevel: 'warning',
     plugins: [sourcesOnly(root)],
   });
-  built.set(key, outfile);
   return outfile;
 }

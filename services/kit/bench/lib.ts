@@ -131,6 +131,10 @@ export interface LoadResult {
   serverCapacityPerCore: number;
   /** Where the server's CPU went per call, when the run is profiled (--profile). */
   profile?: ProfileSummary;
+  /** ghz's own CPU per call (the load generator). */
+  loadCpuUsPerCall: number;
+  /** CPU per call of the PostgreSQL backends given as `pgPids` (NaN without them). */
+  pgCpuUsPerCall: number;
 }
 
 export interface GhzOptions {
@@ -151,6 +155,27 @@ export interface GhzOptions {
   serverPid?: number;
   /** Processes kept off the server's core while it is profiled (its PostgreSQL backends; profile.ts). */
   offServerCore?: number[];
+  /** The server's PostgreSQL backends: their CPU over the run, per call. */
+  pgPids?: number[];
+}
+
+/** CPU seconds of this process's children that have exited and been waited for (cutime + cstime). */
+function childrenCpuSeconds(): number {
+  const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS_PER_SEC;
+}
+
+/** CPU seconds of processes that may exit meanwhile (one that did counts as 0). */
+function cpuOfPids(pids: readonly number[]): number {
+  let sum = 0;
+  for (const pid of pids) {
+    try {
+      sum += cpuSeconds(pid);
+    } catch {
+      // exited
+    }
+  }
+  return sum;
 }
 
 /** Runs ghz (a Go gRPC load generator no one here wrote) against one method. */
@@ -171,8 +196,13 @@ export async function ghz(bin: string, opts: GhzOptions): Promise<LoadResult> {
   const [cmd, cmdArgs] = pinning ? ['taskset', ['-c', '1', bin, ...args]] : [bin, args];
   const window = opts.serverPid ? await profileWindow(opts.serverPid, opts.offServerCore) : undefined;
   const cpuBefore = opts.serverPid ? cpuSeconds(opts.serverPid) : 0;
+  const pgBefore = opts.pgPids ? cpuOfPids(opts.pgPids) : 0;
+  // ghz (and taskset, which execs it) is waited for by exec: its CPU lands in this process's children's times.
+  const loadBefore = childrenCpuSeconds();
   const { stdout } = await exec(cmd, cmdArgs as string[], { maxBuffer: 64 << 20 });
   const cpuUsed = opts.serverPid ? cpuSeconds(opts.serverPid) - cpuBefore : NaN;
+  const pgUsed = opts.pgPids ? cpuOfPids(opts.pgPids) - pgBefore : NaN;
+  const loadUsed = childrenCpuSeconds() - loadBefore;
   const report = JSON.parse(stdout) as {
     count: number;
     rps: number;
@@ -184,7 +214,12 @@ export async function ghz(bin: string, opts: GhzOptions): Promise<LoadResult> {
   const errors = Object.values(failures).reduce((n, c) => n + c, 0);
   const serverCpuUsPerCall = (cpuUsed * 1e6) / report.count;
   const profile = await window?.stop(report.count, serverCpuUsPerCall);
-  return { callsPerSec: report.rps, p50Ms: pct(50), p99Ms: pct(99), calls: ok, errors, failures, serverCpuUsPerCall, serverCapacityPerCore: 1e6 / serverCpuUsPerCall, ...(profile ? { profile } : {}) };
+  const perCall = (seconds: number) => (seconds * 1e6) / report.count;
+  return {
+    callsPerSec: report.rps, p50Ms: pct(50), p99Ms: pct(99), calls: ok, errors, failures, serverCpuUsPerCall, serverCapacityPerCore: 1e6 / serverCpuUsPerCall,
+    loadCpuUsPerCall: perCall(loadUsed), pgCpuUsPerCall: perCall(pgUsed),
+    ...(profile ? { profile } : {}),
+  };
 }
 
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
