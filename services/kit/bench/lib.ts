@@ -1,16 +1,19 @@
 // Shared pieces of `npm run bench -- <name>`: argument parsing, child server processes, the ghz
 // load generator, and the result file. Figures are only ever compared within one run.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, totalmem } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { benchBundle } from './bundle.js';
+import { childrenCpuSeconds, cpuOf, cpuSeconds, pinning } from './proc.js';
 import { enableProfiling, profileWindow, profilerNodeArgs, profiling, type ProfileSummary } from './profile.js';
 
 const exec = promisify(execFile);
+export { cpuSeconds, pinning, pinProcess } from './proc.js';
+
 export const repoRoot = fileURLToPath(new URL('../../..', import.meta.url));
 
 export interface BenchArgs {
@@ -90,31 +93,6 @@ export async function ghzPath(): Promise<string> {
   return join(stdout.trim(), 'ghz');
 }
 
-/**
- * On this 2-core machine the load generator and the server would fight over both cores; each gets
- * its own core instead (server on 0, load generator on 1) when taskset exists and there are >= 2.
- */
-export const pinning = availableParallelism() >= 2 && existsSync('/usr/bin/taskset');
-
-/**
- * Pins a running process, every thread of it, to one CPU (no-op without pinning). For servers whose
- * start-up is heavy (PGlite's initdb, module loading): they start on all cores and are pinned once
- * ready, before any measurement; threads created later inherit the pinning.
- */
-/** Pins every thread of `pid` to `cpu` (a CPU number or a taskset list such as "0,1"). */
-export function pinProcess(pid: number, cpu: number | string): void {
-  if (pinning) execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
-}
-
-/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
-export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name (which may hold spaces) start at ") ": utime and stime are 14 and 15.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SEC;
-}
-/** Linux's USER_HZ, the unit of /proc/<pid>/stat times; 100 on every mainstream kernel. */
-const CLOCK_TICKS_PER_SEC = 100;
 
 export interface LoadResult {
   callsPerSec: number;
@@ -159,25 +137,6 @@ export interface GhzOptions {
   pgPids?: number[];
 }
 
-/** CPU seconds of this process's children that have exited and been waited for (cutime + cstime). */
-function childrenCpuSeconds(): number {
-  const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS_PER_SEC;
-}
-
-/** CPU seconds of processes that may exit meanwhile (one that did counts as 0). */
-function cpuOfPids(pids: readonly number[]): number {
-  let sum = 0;
-  for (const pid of pids) {
-    try {
-      sum += cpuSeconds(pid);
-    } catch {
-      // exited
-    }
-  }
-  return sum;
-}
-
 /** Runs ghz (a Go gRPC load generator no one here wrote) against one method. */
 export async function ghz(bin: string, opts: GhzOptions): Promise<LoadResult> {
   if (!opts.proto === !opts.protoset) throw new Error('ghz: give exactly one of proto and protoset');
@@ -196,12 +155,12 @@ export async function ghz(bin: string, opts: GhzOptions): Promise<LoadResult> {
   const [cmd, cmdArgs] = pinning ? ['taskset', ['-c', '1', bin, ...args]] : [bin, args];
   const window = opts.serverPid ? await profileWindow(opts.serverPid, opts.offServerCore) : undefined;
   const cpuBefore = opts.serverPid ? cpuSeconds(opts.serverPid) : 0;
-  const pgBefore = opts.pgPids ? cpuOfPids(opts.pgPids) : 0;
+  const pgBefore = opts.pgPids ? cpuOf(opts.pgPids) : 0;
   // ghz (and taskset, which execs it) is waited for by exec: its CPU lands in this process's children's times.
   const loadBefore = childrenCpuSeconds();
   const { stdout } = await exec(cmd, cmdArgs as string[], { maxBuffer: 64 << 20 });
   const cpuUsed = opts.serverPid ? cpuSeconds(opts.serverPid) - cpuBefore : NaN;
-  const pgUsed = opts.pgPids ? cpuOfPids(opts.pgPids) - pgBefore : NaN;
+  const pgUsed = opts.pgPids ? cpuOf(opts.pgPids) - pgBefore : NaN;
   const loadUsed = childrenCpuSeconds() - loadBefore;
   const report = JSON.parse(stdout) as {
     count: number;

@@ -5,7 +5,8 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { cpuSeconds, pinProcess, pinning, repoRoot, startChild } from './lib.js';
+import { repoRoot, startChild } from './lib.js';
+import { cpuOf, cpuSeconds, pinProcess, pinning } from './proc.js';
 import { profileWindow, type ProfileSummary } from './profile.js';
 
 /** The value at percentile `p` (0-100) of an ascending array. */
@@ -57,15 +58,7 @@ export async function benchDatabase(label: string): Promise<BenchDatabase> {
   };
 }
 
-/** CPU seconds of processes that may exit meanwhile (a backend the pool closed counts as 0). */
-export const cpuOf = (pids: number[]) =>
-  pids.reduce((sum, pid) => {
-    try {
-      return sum + cpuSeconds(pid);
-    } catch {
-      return sum;
-    }
-  }, 0);
+export { cpuOf } from './proc.js';
 
 export interface RunResult {
   calls: number;

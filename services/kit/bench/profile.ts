@@ -6,12 +6,12 @@
 //
 // Sampling costs the server CPU, so a profiled run's figures are not published (writeResult sends
 // them to bench-results/profile/); the breakdown is what such a run is for.
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { pinProcess, threadCpu } from './proc.js';
 
 const PRELOAD = fileURLToPath(new URL('./profiler-preload.mjs', import.meta.url));
 
@@ -58,41 +58,9 @@ export interface ProfileWindow {
   stop(ops: number, procCpuUsPerOp?: number): Promise<ProfileSummary | undefined>;
 }
 
-/** Pins processes to `cpus` (taskset's list form); a process that has exited meanwhile is skipped. */
-function pin(pids: number[], cpus: string): void {
-  for (const pid of pids) {
-    try {
-      execFileSync('taskset', ['-pc', cpus, String(pid)], { stdio: 'ignore' });
-    } catch {
-      // exited, or no taskset: the figures say so by disagreeing with /proc
-    }
-  }
-}
-
 const written = new Map<number, number>();
 
-/**
- * CPU seconds so far of a process's main thread (its tid is its pid) and of all its other threads,
- * from /proc/<pid>/task/<tid>/stat (Node 22 leaves its threads unnamed, so they are not told apart).
- * A thread that exits within a window takes its time with it.
- */
-function threadCpu(pid: number): { main: number; others: number } {
-  let main = 0;
-  let others = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-    } catch {
-      continue; // exited meanwhile
-    }
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const seconds = (Number(fields[11]) + Number(fields[12])) / 100; // USER_HZ
-    if (tid === String(pid)) main += seconds;
-    else others += seconds;
-  }
-  return { main, others };
-}
+const pinAll = (pids: readonly number[], cpus: string) => pids.forEach((pid) => pinProcess(pid, cpus));
 
 /**
  * Opens a profile window on a server process (a no-op unless the run is profiled). V8 samples by
@@ -105,7 +73,7 @@ export async function profileWindow(pid: number, offServerCore: number[] = []): 
   const dir = process.env.GANTRY_BENCH_PROFILE_DIR;
   if (!dir) return { stop: async () => undefined };
   const cores = cpus().length;
-  if (cores > 1) pin(offServerCore, `1-${cores - 1}`);
+  if (cores > 1) pinAll(offServerCore, `1-${cores - 1}`);
   process.kill(pid, 'SIGUSR2');
   const threads0 = threadCpu(pid);
   // The profiler starts a few milliseconds after the signal; the load must not start before it.
@@ -115,7 +83,7 @@ export async function profileWindow(pid: number, offServerCore: number[] = []): 
       const threads1 = threadCpu(pid);
       const threads = { mainUsPerOp: ((threads1.main - threads0.main) * 1e6) / Math.max(ops, 1), othersUsPerOp: ((threads1.others - threads0.others) * 1e6) / Math.max(ops, 1) };
       process.kill(pid, 'SIGUSR2');
-      if (cores > 1) pin(offServerCore, `0-${cores - 1}`);
+      if (cores > 1) pinAll(offServerCore, `0-${cores - 1}`);
       const n = (written.get(pid) ?? 0) + 1;
       written.set(pid, n);
       const file = join(dir, `${pid}-${n}.cpuprofile`);
