@@ -15,8 +15,11 @@
 //   fan-out  100 WatchApprovalUpdates streams (10 HTTP/2 connections) follow every change; votes
 //            are cast one at a time, and for each vote the time from sending it to each watcher
 //            receiving its event is recorded: p50/p99 over votes × watchers.
-//   baseline a bare grpc-js unary Echo (kit/bench/baseline.ts) in the same run: the vote's server and
-//            PostgreSQL CPU per call are printed as multiples of its server CPU per call.
+//   baseline a bare grpc-js unary Echo (kit/bench/baseline.ts), one run after the votes of every
+//            round, as settlement's benchmark does: the vote's server and PostgreSQL CPU per call
+//            (medians over rounds) are printed as multiples of its median server CPU per call. Its
+//            figure moves with the machine (29-53 µs between runs on one day), so it is measured
+//            beside each round rather than once at the end.
 // After the runs (--quick too) `check()` asserts that every acknowledged vote is recorded and that
 // every watcher received every change of the fan-out exactly once, in version order; never a time.
 //
@@ -47,6 +50,8 @@ const WATCHERS = 100;
 const WATCH_CONNECTIONS = 10;
 const fanoutVotes = quick ? 30 : 200;
 const warmupPerClient = quick ? 5 : 20;
+/** Echo calls per client in each round's baseline run (about 6 s at this machine's Echo rate). */
+const echoPerClient = quick ? 200 : 1200;
 const TARGET = { votesPerSec: 3_000, fanoutP99Ms: 20, seedEventMs: 5 };
 const { ApprovalType, ApprovalPriority, VoteDecision } = approvalsv1;
 
@@ -55,12 +60,11 @@ const bench = await startBenchTarget('approvals', ['approvals.submit', 'approval
 const { db } = bench;
 
 const validators = Array.from({ length: CLIENTS }, (_, i) => `v${i}`);
-const results = new Map<'status' | 'votes', RunResult[]>();
+const results = new Map<'status' | 'votes' | 'echo', RunResult[]>();
 let fanout: { events: number; p50Ms: number; p99Ms: number; maxMs: number; voteAckP50Ms: number; voteAckP99Ms: number } | undefined;
 let ledger: { acknowledgedVotes: number; recordedVotes: number } | undefined;
 /** Changes each watcher received exactly once, in order (checked). */
 let fanoutChanges = 0;
-let echo: RunResult | undefined;
 /** Seeded table sizes of --growth, and rows one seeding statement inserts. */
 const GROWTH_SIZES = [10_000, 100_000, 1_000_000];
 const SEED_CHUNK = 100_000;
@@ -187,6 +191,8 @@ try {
       step(`round ${round}/${rounds}: GetApprovalStatus (${CLIENTS} x ${statusPerClient}), then votes (${CLIENTS} validators x ${votesPerClient})`);
       results.set('status', [...(results.get('status') ?? []), await statusRun(statusPerClient)]);
       results.set('votes', [...(results.get('votes') ?? []), await voteRun(votesPerClient)]);
+      step(`round ${round}/${rounds}: bare grpc-js Echo baseline (${CLIENTS} clients x ${echoPerClient} calls, its own server on CPU 0)`);
+      results.set('echo', [...(results.get('echo') ?? []), await bareEchoBaseline({ clients: CLIENTS, callsPerClient: echoPerClient, cpu: 0 })]);
     }
 
     // --- Fan-out: 100 watchers, votes one at a time ---------------------------------------------------
@@ -260,9 +266,6 @@ try {
   ledger = { acknowledgedVotes, recordedVotes };
   check(recordedVotes === acknowledgedVotes, `${recordedVotes} votes are recorded but ${acknowledgedVotes} were acknowledged`);
   client.close();
-
-  if (!args.growth) step(`baseline: a bare grpc-js unary Echo, ${CLIENTS} clients on one connection, pinned like the server`);
-  if (!args.growth) echo = await bareEchoBaseline({ clients: CLIENTS, callsPerClient: Math.max(warmupPerClient, Math.round(((quick ? 3000 : 6000) * runSeconds) / CLIENTS)), cpu: 0 });
 } finally {
   await bench.stop();
 }
@@ -285,7 +288,7 @@ if (growth) {
   process.exit(process.exitCode ?? 0);
 }
 
-const summary = (key: 'status' | 'votes') => {
+const summary = (key: 'status' | 'votes' | 'echo') => {
   const rs = results.get(key)!;
   return {
     callsPerSec: Math.round(median(rs.map((r) => r.callsPerSec))),
@@ -305,7 +308,8 @@ const targets = {
   fanoutP99Ms: { figure: f.p99Ms, target: TARGET.fanoutP99Ms, met: f.p99Ms < TARGET.fanoutP99Ms },
   seedPerEventMs: { figure: f.p50Ms, target: TARGET.seedEventMs, met: f.p50Ms < TARGET.seedEventMs },
 };
-const bare = echo!;
+const echoRuns = results.get('echo')!;
+const bare = { ...summary('echo'), serverCpuUsPerCall: median(echoRuns.map((r) => r.serverCpuUsPerCall)), profile: echoRuns.at(-1)?.profile };
 /** Issue #18's goals against the bare call of this run: CPU as multiples of its server CPU, fan-out beside the vote's own commit. */
 const GOALS = { serverCpuX: 6, pgCpuX: 4, fanoutOverCommitMs: 5 };
 const fanoutOverCommitMs = f.p99Ms - f.voteAckP99Ms;
