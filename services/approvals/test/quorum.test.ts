@@ -45,7 +45,7 @@ function play(n: number, m: number, sequence: readonly Decision[]): { state: App
     }
     const out = castVote(req, `v${i}`, d, NOW);
     assert.equal(out.kind, 'recorded');
-    if (out.kind === 'recorded') req = { ...req, state: out.state, votes: out.votes };
+    if (out.kind === 'recorded') req = { ...req, state: out.state, votes: new Map(req.votes).set(`v${i}`, d) };
   });
   return { state: req.state, refusedAfterFinal };
 }
@@ -91,9 +91,8 @@ describe('quorum rules', () => {
   });
 
   test('one vote per validator: the same vote again is idempotent, a different one is refused', () => {
-    const first = castVote(request(3, 2), 'v0', 'APPROVE', NOW);
-    assert.equal(first.kind, 'recorded');
-    const voted = request(3, 2, { votes: first.kind === 'recorded' ? first.votes : new Map() });
+    assert.deepEqual(castVote(request(3, 2), 'v0', 'APPROVE', NOW), { kind: 'recorded', state: 'PENDING' });
+    const voted = request(3, 2, { votes: new Map([['v0', 'APPROVE']]) });
     assert.deepEqual(castVote(voted, 'v0', 'APPROVE', NOW), { kind: 'duplicate', state: 'PENDING' });
     assert.equal(codeOf(() => castVote(voted, 'v0', 'REJECT', NOW)), Status.ALREADY_EXISTS);
     // The vote that finalized a request can be retried and still answers "duplicate".

@@ -18,7 +18,7 @@ export function toApproval(r: ApprovalRecord): approvalsv1.Approval {
     requiredApprovals: r.requiredApprovals,
     state: wireState(r.state),
     votes: r.votes.map((v) => ({ validator: v.validator, decision: wireDecision(v.decision), reason: v.reason, castAt: v.castAt })),
-    tally: wireTally(new Map(r.votes.map((v) => [v.validator, v.decision])), r.validators.length),
+    tally: wireTally(r.votes.map((v) => v.decision), r.validators.length),
     version: r.version,
     createdAt: r.createdAt,
     expiresAt: r.expiresAt,

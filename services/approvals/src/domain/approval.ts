@@ -69,8 +69,14 @@ export function asOf<R extends RequestRecord>(request: R, change: ChangeRecord):
   };
 }
 
-/** The request as the quorum rules see it. */
-export function quorumView(r: RequestRecord): QuorumRequest {
+/** Each validator's decision among `votes`. */
+export const decisionsOf = (votes: readonly VoteRecord[]): Map<string, Decision> => new Map(votes.map((v) => [v.validator, v.decision]));
+
+/**
+ * The request as the quorum rules see it. `votes`, when given, must be `decisionsOf(r.votes)`: a
+ * caller deciding many votes on one request keeps that map up to date instead of building it for each.
+ */
+export function quorumView(r: RequestRecord, votes: ReadonlyMap<string, Decision> = decisionsOf(r.votes)): QuorumRequest {
   return {
     id: r.id,
     requester: r.requester,
@@ -78,7 +84,7 @@ export function quorumView(r: RequestRecord): QuorumRequest {
     requiredApprovals: r.requiredApprovals,
     state: r.state,
     expiresAtMs: r.expiresAt.getTime(),
-    votes: new Map(r.votes.map((v) => [v.validator, v.decision])),
+    votes,
   };
 }
 

@@ -49,9 +49,9 @@ export const wireKind = (k: ApprovalKind): approvalsv1.ApprovalType => KIND_TO_W
 export const wirePriority = (p: PriorityRank): approvalsv1.ApprovalPriority => PRIORITY_TO_WIRE.get(p)!;
 export const wireDecision = (d: Decision): approvalsv1.VoteDecision => DECISION_TO_WIRE.get(d)!;
 
-/** The contract's Tally of `votes` among `validatorCount` validators. */
-export function wireTally(votes: ReadonlyMap<string, Decision>, validatorCount: number): approvalsv1.Tally {
-  const t = tally(votes);
-  return { approvals: t.approvals, rejections: t.rejections, abstentions: t.abstentions, outstanding: validatorCount - votes.size };
+/** The contract's Tally of the votes cast (one decision each) among `validatorCount` validators. */
+export function wireTally(decisions: Iterable<Decision>, validatorCount: number): approvalsv1.Tally {
+  const t = tally(decisions);
+  return { ...t, outstanding: validatorCount - (t.approvals + t.rejections + t.abstentions) };
 }
 export const wireEventType = (t: ChangeType): approvalsv1.ApprovalEventType => CHANGE_TO_WIRE[t];

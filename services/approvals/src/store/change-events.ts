@@ -40,11 +40,11 @@ export function changeEvents(outbox: Pick<Outbox, 'event'>, changes: readonly Ch
     if (!cast) votes.set(c.approvalId, (cast = new Map(request.votes.map((v) => [v.validator, v.decision]))));
     if (c.vote) {
       cast.set(c.vote.validator, c.vote.decision);
-      const value = { approvalId: c.approvalId, validator: c.vote.validator, decision: wireDecision(c.vote.decision), reason: c.vote.reason, tally: wireTally(cast, request.validators.length) };
+      const value = { approvalId: c.approvalId, validator: c.vote.validator, decision: wireDecision(c.vote.decision), reason: c.vote.reason, tally: wireTally(cast.values(), request.validators.length) };
       events.push(outbox.event(c.approvalId, c.at, { $case: 'approvalVoteCast', value }));
     }
     if (c.type !== 'FINALIZED') continue;
-    const tally = wireTally(cast, request.validators.length);
+    const tally = wireTally(cast.values(), request.validators.length);
     const at = c.finalizedAt ?? c.at;
     events.push(
       c.state === 'EXPIRED'
