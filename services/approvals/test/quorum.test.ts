@@ -9,7 +9,7 @@ const DECISIONS: readonly Decision[] = ['APPROVE', 'REJECT', 'ABSTAIN'];
 const NOW = 1_000_000;
 
 function request(n: number, m: number, over: Partial<QuorumRequest> = {}): QuorumRequest {
-  return { id: 'req-1', requester: 'alice', validators: Array.from({ length: n }, (_, i) => `v${i}`), requiredApprovals: m, state: 'PENDING', expiresAtMs: NOW + 60_000, votes: new Map(), ...over };
+  return { id: 'req-1', requester: 'alice', validators: Array.from({ length: n }, (_, i) => `v${i}`), requiredApprovals: m, state: 'PENDING', expiresAtMs: NOW + 60_000, votes: [], ...over };
 }
 
 const codeOf = (fn: () => unknown): number => {
@@ -45,7 +45,7 @@ function play(n: number, m: number, sequence: readonly Decision[]): { state: App
     }
     const out = castVote(req, `v${i}`, d, NOW);
     assert.equal(out.kind, 'recorded');
-    if (out.kind === 'recorded') req = { ...req, state: out.state, votes: new Map(req.votes).set(`v${i}`, d) };
+    if (out.kind === 'recorded') req = { ...req, state: out.state, votes: [...req.votes, { validator: `v${i}`, decision: d }] };
   });
   return { state: req.state, refusedAfterFinal };
 }
@@ -92,11 +92,11 @@ describe('quorum rules', () => {
 
   test('one vote per validator: the same vote again is idempotent, a different one is refused', () => {
     assert.deepEqual(castVote(request(3, 2), 'v0', 'APPROVE', NOW), { kind: 'recorded', state: 'PENDING' });
-    const voted = request(3, 2, { votes: new Map([['v0', 'APPROVE']]) });
+    const voted = request(3, 2, { votes: [{ validator: 'v0', decision: 'APPROVE' }] });
     assert.deepEqual(castVote(voted, 'v0', 'APPROVE', NOW), { kind: 'duplicate', state: 'PENDING' });
     assert.equal(codeOf(() => castVote(voted, 'v0', 'REJECT', NOW)), Status.ALREADY_EXISTS);
     // The vote that finalized a request can be retried and still answers "duplicate".
-    const approved = request(1, 1, { state: 'APPROVED', votes: new Map([['v0', 'APPROVE']]) });
+    const approved = request(1, 1, { state: 'APPROVED', votes: [{ validator: 'v0', decision: 'APPROVE' }] });
     assert.deepEqual(castVote(approved, 'v0', 'APPROVE', NOW), { kind: 'duplicate', state: 'APPROVED' });
   });
 

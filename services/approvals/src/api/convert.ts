@@ -2,6 +2,7 @@
 // decides anything; the enum tables are in ../domain/wire.ts.
 import type { approvalsv1 } from '@gantry/proto';
 import type { ApprovalRecord } from '../domain/approval.js';
+import { tally } from '../domain/quorum.js';
 import { wireDecision, wireKind, wirePriority, wireState, wireTally } from '../domain/wire.js';
 
 /** The contract's Approval for a record (state and votes as the record has them). */
@@ -18,7 +19,7 @@ export function toApproval(r: ApprovalRecord): approvalsv1.Approval {
     requiredApprovals: r.requiredApprovals,
     state: wireState(r.state),
     votes: r.votes.map((v) => ({ validator: v.validator, decision: wireDecision(v.decision), reason: v.reason, castAt: v.castAt })),
-    tally: wireTally(r.votes.map((v) => v.decision), r.validators.length),
+    tally: wireTally(tally(r.votes), r.validators.length),
     version: r.version,
     createdAt: r.createdAt,
     expiresAt: r.expiresAt,

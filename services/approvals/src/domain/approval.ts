@@ -69,14 +69,8 @@ export function asOf<R extends RequestRecord>(request: R, change: ChangeRecord):
   };
 }
 
-/** Each validator's decision among `votes`. */
-export const decisionsOf = (votes: readonly VoteRecord[]): Map<string, Decision> => new Map(votes.map((v) => [v.validator, v.decision]));
-
-/**
- * The request as the quorum rules see it. `votes`, when given, must be `decisionsOf(r.votes)`: a
- * caller deciding many votes on one request keeps that map up to date instead of building it for each.
- */
-export function quorumView(r: RequestRecord, votes: ReadonlyMap<string, Decision> = decisionsOf(r.votes)): QuorumRequest {
+/** The request as the quorum rules see it (its vote list, not a copy). */
+export function quorumView(r: RequestRecord): QuorumRequest {
   return {
     id: r.id,
     requester: r.requester,
@@ -84,7 +78,7 @@ export function quorumView(r: RequestRecord, votes: ReadonlyMap<string, Decision
     requiredApprovals: r.requiredApprovals,
     state: r.state,
     expiresAtMs: r.expiresAt.getTime(),
-    votes,
+    votes: r.votes,
   };
 }
 

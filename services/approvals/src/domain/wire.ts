@@ -3,7 +3,7 @@
 // messages. Nothing here touches the database or decides anything.
 import { approvalsv1 } from '@gantry/proto';
 import type { ApprovalKind, ChangeType, PriorityRank } from './approval.js';
-import { tally, type ApprovalState, type Decision } from './quorum.js';
+import type { ApprovalState, Decision, Tally } from './quorum.js';
 
 const { ApprovalType: T, ApprovalPriority: P, ApprovalState: S, VoteDecision: D, ApprovalEventType: E } = approvalsv1;
 
@@ -49,9 +49,8 @@ export const wireKind = (k: ApprovalKind): approvalsv1.ApprovalType => KIND_TO_W
 export const wirePriority = (p: PriorityRank): approvalsv1.ApprovalPriority => PRIORITY_TO_WIRE.get(p)!;
 export const wireDecision = (d: Decision): approvalsv1.VoteDecision => DECISION_TO_WIRE.get(d)!;
 
-/** The contract's Tally of the votes cast (one decision each) among `validatorCount` validators. */
-export function wireTally(decisions: Iterable<Decision>, validatorCount: number): approvalsv1.Tally {
-  const t = tally(decisions);
-  return { ...t, outstanding: validatorCount - (t.approvals + t.rejections + t.abstentions) };
+/** The contract's Tally: `t` among `validatorCount` validators. */
+export function wireTally(t: Tally, validatorCount: number): approvalsv1.Tally {
+  return { approvals: t.approvals, rejections: t.rejections, abstentions: t.abstentions, outstanding: validatorCount - (t.approvals + t.rejections + t.abstentions) };
 }
 export const wireEventType = (t: ChangeType): approvalsv1.ApprovalEventType => CHANGE_TO_WIRE[t];

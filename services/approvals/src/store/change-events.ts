@@ -3,7 +3,7 @@
 // written to the outbox in that same transaction.
 import type { Outbox, OutboxEvent } from '@gantry/kit';
 import type { RequestRecord } from '../domain/approval.js';
-import type { Decision } from '../domain/quorum.js';
+import { count, tally, type Tally } from '../domain/quorum.js';
 import { wireDecision, wireKind, wirePriority, wireState, wireTally } from '../domain/wire.js';
 import type { Change, NewRequest } from './approvals-store.js';
 
@@ -31,25 +31,27 @@ export function createdEvent(outbox: Pick<Outbox, 'event'>, r: NewRequest): Outb
  * (for the vote that decides, or an expiry) the final state, each with the tally after it.
  */
 export function changeEvents(outbox: Pick<Outbox, 'event'>, changes: readonly Change[], locked: ReadonlyMap<string, RequestRecord>): OutboxEvent[] {
-  const votes = new Map<string, Map<string, Decision>>();
+  // The tally of each request as the changes go: a change's vote is always a new validator's (a
+  // repeated vote changes nothing), so counting it in is the tally after it.
+  const tallies = new Map<string, Tally>();
   const events: OutboxEvent[] = [];
   for (const c of changes) {
     const request = locked.get(c.approvalId);
     if (!request) throw new Error(`change to ${c.approvalId}, which this transaction did not lock`);
-    let cast = votes.get(c.approvalId);
-    if (!cast) votes.set(c.approvalId, (cast = new Map(request.votes.map((v) => [v.validator, v.decision]))));
+    let t = tallies.get(c.approvalId);
+    if (!t) tallies.set(c.approvalId, (t = tally(request.votes)));
     if (c.vote) {
-      cast.set(c.vote.validator, c.vote.decision);
-      const value = { approvalId: c.approvalId, validator: c.vote.validator, decision: wireDecision(c.vote.decision), reason: c.vote.reason, tally: wireTally(cast.values(), request.validators.length) };
+      count(t, c.vote.decision);
+      const value = { approvalId: c.approvalId, validator: c.vote.validator, decision: wireDecision(c.vote.decision), reason: c.vote.reason, tally: wireTally(t, request.validators.length) };
       events.push(outbox.event(c.approvalId, c.at, { $case: 'approvalVoteCast', value }));
     }
     if (c.type !== 'FINALIZED') continue;
-    const tally = wireTally(cast.values(), request.validators.length);
+    const final = wireTally(t, request.validators.length);
     const at = c.finalizedAt ?? c.at;
     events.push(
       c.state === 'EXPIRED'
-        ? outbox.event(c.approvalId, c.at, { $case: 'approvalExpired', value: { approvalId: c.approvalId, tally, expiredAt: at } })
-        : outbox.event(c.approvalId, c.at, { $case: 'approvalFinalized', value: { approvalId: c.approvalId, state: wireState(c.state), tally, finalizedAt: at } }),
+        ? outbox.event(c.approvalId, c.at, { $case: 'approvalExpired', value: { approvalId: c.approvalId, tally: final, expiredAt: at } })
+        : outbox.event(c.approvalId, c.at, { $case: 'approvalFinalized', value: { approvalId: c.approvalId, state: wireState(c.state), tally: final, finalizedAt: at } }),
     );
   }
   return events;

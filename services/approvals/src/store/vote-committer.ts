@@ -17,7 +17,7 @@
 // lone vote would). If the transaction itself fails, the GroupCommitter retries its votes one per
 // transaction, so one vote the database refuses cannot fail the votes batched with it.
 import { GantryError, GroupCommitter, Status, notFound } from '@gantry/kit';
-import { asOf, decisionsOf, quorumView, type ApprovalRecord, type RequestRecord, type VoteRecord } from '../domain/approval.js';
+import { asOf, quorumView, type ApprovalRecord, type RequestRecord, type VoteRecord } from '../domain/approval.js';
 import { castVote, type ApprovalState, type Decision } from '../domain/quorum.js';
 import type { ApprovalsStore, Change } from './approvals-store.js';
 import type { CommittedChange } from './change-feed.js';
@@ -64,8 +64,6 @@ type Decided = { ok: true; request: RequestRecord; duplicate: boolean } | { ok: 
 interface Working {
   locked: RequestRecord;
   current: RequestRecord;
-  /** `current`'s votes by validator (decisionsOf), kept up to date as the batch casts votes. */
-  decisions: Map<string, Decision>;
   lastChange: number | undefined;
 }
 
@@ -109,7 +107,7 @@ export class VoteCommitter {
   private async commit(votes: VoteRequest[]): Promise<Decided[]> {
     const { decided, committed, after } = await this.store.transaction(async (tx) => {
       const locked = await tx.lockAll([...new Set(votes.map((v) => v.approvalId))], this.requests);
-      const work = new Map<string, Working>([...locked].map(([id, r]) => [id, { locked: r, current: { ...r, votes: [...r.votes] }, decisions: decisionsOf(r.votes), lastChange: undefined }]));
+      const work = new Map<string, Working>([...locked].map(([id, r]) => [id, { locked: r, current: { ...r, votes: [...r.votes] }, lastChange: undefined }]));
       const changes: Change[] = [];
       /** Votes of this batch, whose versions are known once the batch is written. */
       const cast: { vote: VoteRecord; change: number }[] = [];
@@ -184,7 +182,7 @@ function decide(v: VoteRequest, w: Working | undefined, changes: Change[], cast:
   const at = new Date(v.nowMs);
   let decided;
   try {
-    decided = castVote(quorumView(r, w.decisions), v.validator, v.decision, v.nowMs);
+    decided = castVote(quorumView(r), v.validator, v.decision, v.nowMs);
   } catch (err) {
     if (err instanceof GantryError) return { ok: false, error: err, state: r.state };
     throw err;
@@ -202,7 +200,6 @@ function decide(v: VoteRequest, w: Working | undefined, changes: Change[], cast:
   // Its version is set once the batch is written.
   const vote: VoteRecord = { validator: v.validator, decision: v.decision, reason: v.reason, castAt: at, version: 0n };
   r.votes.push(vote);
-  w.decisions.set(v.validator, v.decision);
   r.state = decided.state;
   r.finalizedAt = finalizedAt;
   cast.push({ vote, change: w.lastChange });
