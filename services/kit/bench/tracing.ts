@@ -2,6 +2,7 @@
 // exporter that only counts them, so nothing leaves the machine.
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { BatchSpanProcessor, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace';
+import { SPAN_EXPORT } from '../src/telemetry/setup.js';
 
 class CountingExporter implements SpanExporter {
   exported = 0;
@@ -12,7 +13,7 @@ class CountingExporter implements SpanExporter {
   async shutdown(): Promise<void> {}
 }
 
-/** A batch span processor over a counting exporter. */
+/** A batch span processor over a counting exporter, batching as production's OTLP export does. */
 export function benchSpanProcessor(): SpanProcessor {
-  return new BatchSpanProcessor({ exporter: new CountingExporter(), maxQueueSize: 8192, maxExportBatchSize: 1024, scheduledDelayMillis: 200 });
+  return new BatchSpanProcessor({ exporter: new CountingExporter(), ...SPAN_EXPORT });
 }
