@@ -2,7 +2,7 @@
 // exporter that only counts them, so nothing leaves the machine.
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { BatchSpanProcessor, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace';
-import { SPAN_EXPORT } from '../src/telemetry/setup.js';
+import { SPAN_EXPORT } from '../src/telemetry/span-export.js';
 
 class CountingExporter implements SpanExporter {
   exported = 0;

@@ -1,4 +1,5 @@
 import { context, propagation, type TextMapSetter } from '@opentelemetry/api';
+import { SPAN_EXPORT } from './span-export.js';
 import type { InterceptingCall, Interceptor, Metadata } from '@grpc/grpc-js';
 import { InterceptingCall as GrpcInterceptingCall } from '@grpc/grpc-js';
 import type { IMetricReader } from '@opentelemetry/sdk-metrics';
@@ -32,17 +33,6 @@ export interface Telemetry {
  * The SDK and exporters are imported here rather than at the top: they take about a second to load,
  * which every CLI command importing the kit for its client helpers would otherwise pay.
  */
-/**
- * How finished spans are batched for export (OTLP here, the benchmarks' counting exporter too). A
- * span waits in memory until its batch leaves: batches of 512 at a few thousand calls a second held
- * each span about 200 ms, long enough to survive two young-generation collections and be promoted,
- * so the old generation filled with spans awaiting export. Batches of 128 leave every ~50 ms at
- * that rate (issue #18, approvals benchmark: scavenge time -30%, heap peaks 240 -> 100 MB, fewer
- * major collections). One export is in flight at a time; 4,096 queued spans at most, then spans
- * are dropped (and counted by the SDK) rather than memory growing.
- */
-export const SPAN_EXPORT = { maxQueueSize: 4096, maxExportBatchSize: 128, scheduledDelayMillis: 1000 } as const;
-
 export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry> {
   const [{ NodeSDK }, { resourceFromAttributes }, { ParentBasedSampler, TraceIdRatioBasedSampler }, { PrometheusExporter }, { RuntimeNodeInstrumentation }] = await Promise.all([
     import('@opentelemetry/sdk-node'),
