@@ -15,13 +15,12 @@
 //   fan-out  100 WatchApprovalUpdates streams (10 HTTP/2 connections) follow every change; votes
 //            are cast one at a time, and for each vote the time from sending it to each watcher
 //            receiving its event is recorded: p50/p99 over votes × watchers.
-// The status rounds run first, then the vote rounds (a configuration's rounds back to back, so
-// each pays for its own garbage and not the other's).
-//   baseline a bare grpc-js unary Echo (kit/bench/baseline.ts), one run after each vote round, as
-//            settlement's benchmark measures it beside its rounds: the vote's server and PostgreSQL CPU per call
-//            (medians over rounds) are printed as multiples of its median server CPU per call. Its
-//            figure moves with the machine (29-53 µs between runs on one day), so it is measured
-//            beside each round rather than once at the end.
+//   baseline a bare grpc-js unary Echo (kit/bench/baseline.ts), one run after each vote round (its
+//            figure moves with the machine: 29-53 µs between runs on one day), as settlement's
+//            benchmark measures it: the vote's server and PostgreSQL CPU per call (medians over
+//            rounds) are printed as multiples of its median server CPU per call.
+// The status rounds run first, then the vote rounds: a configuration's rounds back to back, so each
+// pays for collecting its own garbage and not the other's.
 // After the runs (--quick too) `check()` asserts that every acknowledged vote is recorded and that
 // every watcher received every change of the fan-out exactly once, in version order; never a time.
 //

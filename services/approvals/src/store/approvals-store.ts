@@ -451,7 +451,6 @@ export class ApprovalsTx extends EventWriter {
     return new Map(rows.flatMap((row) => (locked.has(row.approval_id) ? [[row.approval_id, locked.get(row.approval_id)!] as const] : [])));
   }
 
-
   /**
    * Records changes to locked requests, in order, as consecutive versions: their votes, each
    * request's state after its last change, one history row each. One statement whatever the

@@ -1,5 +1,4 @@
 import { context, propagation, type TextMapSetter } from '@opentelemetry/api';
-import { SPAN_EXPORT } from './span-export.js';
 import type { InterceptingCall, Interceptor, Metadata } from '@grpc/grpc-js';
 import { InterceptingCall as GrpcInterceptingCall } from '@grpc/grpc-js';
 import type { IMetricReader } from '@opentelemetry/sdk-metrics';
@@ -7,6 +6,7 @@ import type { SpanProcessor } from '@opentelemetry/sdk-trace';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { buildInfo } from '../build-info.js';
 import { observeProcessMemory } from './process-memory.js';
+import { SPAN_EXPORT } from './span-export.js';
 
 export interface TelemetryOptions {
   serviceName: string;
