@@ -12,7 +12,7 @@ import { childrenCpuSeconds, cpuOf, cpuSeconds, pinning } from './proc.js';
 import { enableProfiling, profileWindow, profilerNodeArgs, profiling, type ProfileSummary } from './profile.js';
 
 const exec = promisify(execFile);
-export { cpuSeconds, pinning, pinProcess } from './proc.js';
+export { cpuOf, cpuSeconds, pinning, pinProcess } from './proc.js';
 
 export const repoRoot = fileURLToPath(new URL('../../..', import.meta.url));
 

@@ -270,6 +270,30 @@ for (const engine of [pgliteEngine(), postgresEngine()]) {
       assert.deepEqual(listed, [reused]);
     });
 
+    test('queryBytes returns a bytea value as its exact bytes: every byte value, several MB, NULL and no row', async () => {
+      const everyByte = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+      assert.deepEqual(await db.queryBytes("SELECT decode($1, 'hex')", [everyByte.toString('hex')]), everyByte);
+      // Larger than any one socket read: the value arrives in many chunks.
+      const large = await db.queryBytes("SELECT decode(repeat('00ff7f', $1), 'hex')", [1_500_000]);
+      assert.equal(large?.length, 4_500_000);
+      assert.deepEqual(large?.subarray(0, 6), Buffer.from('00ff7f00ff7f', 'hex'));
+      assert.equal(await db.queryBytes('SELECT NULL::bytea', []), undefined);
+      assert.equal(await db.queryBytes("SELECT decode($1, 'hex') WHERE false", ['00']), undefined);
+    });
+
+    test('queryBytes takes a parameter as a value, never as SQL, and a failing statement leaves the pool serving', async () => {
+      const hostile = "x'); SELECT pg_sleep(10); --\\ 'é";
+      assert.equal((await db.queryBytes("SELECT convert_to($1, 'UTF8')", [hostile]))?.toString('utf8'), hostile);
+      assert.equal((await db.queryBytes('SELECT int8send($1::int8 + $2::int8)', [2n ** 62n, 1]))?.readBigInt64BE(), 2n ** 62n + 1n);
+      await assert.rejects(db.queryBytes('SELECT int8send(1 / $1::int8)', [0]), /division by zero/);
+      await assert.rejects(db.queryBytes("SELECT decode($1, 'hex'), decode($1, 'hex')", ['00']), /2 columns, expected 1/);
+      await assert.rejects(db.queryBytes("SELECT decode($1, 'hex') FROM generate_series(1, 2)", ['00']), /more than one row/);
+      await assert.rejects(db.queryBytes("SELECT decode($2, 'hex')", ['00']));
+      // Every connection of the pool still answers.
+      const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => db.queryBytes('SELECT int4send($1::int4)', [i])));
+      assert.deepEqual(answers.map((b) => b?.readInt32BE()), [0, 1, 2, 3, 4, 5, 6, 7]);
+    });
+
     test('a channel name that is not a plain identifier is refused', async () => {
       await assert.rejects(db.listen('bad; DROP TABLE x', () => {}), /invalid notification channel/);
       await assert.rejects(db.notify('Bad-Name', 'x'), /invalid notification channel/);

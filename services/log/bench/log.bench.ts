@@ -34,7 +34,7 @@ import pg from 'pg';
 import { bearerMetadata, clientCredentials, clientOptions, streamOf, unary } from '@gantry/kit';
 import { logv1 } from '@gantry/proto';
 import { ratioLine } from '../../kit/bench/baseline.js';
-import { check, cpuSeconds, ghz, ghzPath, median, parseBenchArgs, pinProcess, pinning, progress, repoRoot, startChild, writeResult, type LoadResult } from '../../kit/bench/lib.js';
+import { check, cpuOf, cpuSeconds, ghz, ghzPath, median, parseBenchArgs, pinProcess, pinning, progress, repoRoot, startChild, writeResult, type LoadResult } from '../../kit/bench/lib.js';
 import { profileReport, profileWindow, profiling, type ProfileSummary } from '../../kit/bench/profile.js';
 import { checkPartition, expect, type Expected } from './checks.js';
 
@@ -229,18 +229,21 @@ try {
     await checkPartition(client, md, 'read', expected.get('pg:read')!);
   }
   const serviceRead = async (limit = 0n) => {
-    const window = await profileWindow(stack.child.pid!, profiling() ? await backendPids() : []);
+    const pgPids = await backendPids();
+    const window = await profileWindow(stack.child.pid!, profiling() ? pgPids : []);
     const cpu0 = cpuSeconds(stack.child.pid!);
+    const stages = stageCpu(pgPids);
     const t0 = performance.now();
     let n = 0;
     for await (const msg of streamOf(client.read({ partition: 'read', startSeq: 0n, limit }, md))) n += msg.entries.length;
     const secs = (performance.now() - t0) / 1000;
     const serverCpuUsPerEntry = ((cpuSeconds(stack.child.pid!) - cpu0) * 1e6) / n;
     const profile = await window.stop(n, serverCpuUsPerEntry);
-    return { entries: n, entriesPerSec: n / secs, serverCpuUsPerEntry, ...(profile ? { profile } : {}) };
+    return { entries: n, entriesPerSec: n / secs, serverCpuUsPerEntry, ...stages.perEntry(n), ...(profile ? { profile } : {}) };
   };
   const pool = new pg.Pool({ connectionString: dbUrl, max: 1 });
   const rawRead = async () => {
+    const stages = stageCpu(await backendPids());
     const t0 = performance.now();
     let n = 0;
     let from = 0;
@@ -251,7 +254,7 @@ try {
       n += rows.length;
       from = Number(rows[rows.length - 1]!.seq) + 1;
     }
-    return { entries: n, entriesPerSec: n / ((performance.now() - t0) / 1000) };
+    return { entries: n, entriesPerSec: n / ((performance.now() - t0) / 1000), ...stages.perEntry(n) };
   };
   await serviceRead(5000n);
   await rawRead();
@@ -322,11 +325,38 @@ function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 }
-function summariseRead(reads: { entriesPerSec: number; serverCpuUsPerEntry: number; profile?: ProfileSummary }[], raws: { entriesPerSec: number }[]) {
+/**
+ * CPU of the Read's other two stages from now on: this process (the Node client, pinned to CPU 1)
+ * and the run's PostgreSQL backends, per entry once `perEntry` is called.
+ */
+function stageCpu(pgPids: readonly number[]) {
+  const client0 = process.cpuUsage();
+  const pg0 = cpuOf(pgPids);
+  return {
+    perEntry(n: number) {
+      const client = process.cpuUsage(client0);
+      return { clientCpuUsPerEntry: (client.user + client.system) / n, pgCpuUsPerEntry: ((cpuOf(pgPids) - pg0) * 1e6) / n };
+    },
+  };
+}
+
+type ReadStages = { entriesPerSec: number; clientCpuUsPerEntry: number; pgCpuUsPerEntry: number };
+function summariseRead(reads: (ReadStages & { serverCpuUsPerEntry: number; profile?: ProfileSummary })[], raws: ReadStages[]) {
   const service = Math.round(median(reads.map((r) => r.entriesPerSec)));
   const raw = Math.round(median(raws.map((r) => r.entriesPerSec)));
   const cpuUs = median(reads.map((r) => r.serverCpuUsPerEntry));
-  return { entries: readEntries, serviceEntriesPerSec: service, rawPgEntriesPerSec: raw, ratio: service / raw, serverCpuUsPerEntry: cpuUs, serverCapacityPerCore: Math.round(1e6 / cpuUs), raw: { reads, raws } };
+  const stages = (rs: ReadStages[]) => ({ clientCpuUsPerEntry: median(rs.map((r) => r.clientCpuUsPerEntry)), pgCpuUsPerEntry: median(rs.map((r) => r.pgCpuUsPerEntry)) });
+  return {
+    entries: readEntries,
+    serviceEntriesPerSec: service,
+    rawPgEntriesPerSec: raw,
+    ratio: service / raw,
+    serverCpuUsPerEntry: cpuUs,
+    serverCapacityPerCore: Math.round(1e6 / cpuUs),
+    service: stages(reads),
+    rawPg: stages(raws),
+    raw: { reads, raws },
+  };
 }
 /** afterAck: follower receive time minus the appender's ack time (negative when the entry arrived first). */
 function summariseTail(e2e: number[], acks: number[], afterAck: number[]) {
@@ -424,6 +454,7 @@ if (engines.includes('pg')) {
 lines.push(
   '',
   `  Read (PostgreSQL): ${num(read.serviceEntriesPerSec, 0)} entries/s streaming ${read.entries.toLocaleString('en-US')} entries to a Node client over mTLS+JWT; raw pg baseline ${num(read.rawPgEntriesPerSec, 0)} entries/s (service/raw ${(read.ratio * 100).toFixed(0)}%); server ${read.serverCpuUsPerEntry.toFixed(2)} µs CPU/entry = ${num(read.serverCapacityPerCore, 0)} entries/s per core`,
+  `    CPU µs/entry by stage: service: PostgreSQL ${read.service.pgCpuUsPerEntry.toFixed(2)}, server ${read.serverCpuUsPerEntry.toFixed(2)}, Node client ${read.service.clientCpuUsPerEntry.toFixed(2)}; raw pg: PostgreSQL ${read.rawPg.pgCpuUsPerEntry.toFixed(2)}, Node client ${read.rawPg.clientCpuUsPerEntry.toFixed(2)}`,
   `  Tail (PostgreSQL): append -> follower receive p50 ${tail.p50Ms.toFixed(2)} ms, p99 ${tail.p99Ms.toFixed(2)} ms, max ${tail.maxMs.toFixed(2)} ms over ${tail.appends} appends; baseline append send -> ack p50 ${tail.ackP50Ms.toFixed(2)} ms, p99 ${tail.ackP99Ms.toFixed(2)} ms; follower receive - ack p50 ${tail.afterAckP50Ms.toFixed(2)} ms, p99 ${tail.afterAckP99Ms.toFixed(2)} ms`,
   '',
   '  goals (issue #18; ratios to the baselines measured in this run, PostgreSQL, 64 clients):',

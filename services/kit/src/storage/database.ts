@@ -1,3 +1,5 @@
+import type { CopyParam } from './copy-out.js';
+
 /** Rows returned by a query. */
 export interface QueryResult<R> {
   rows: R[];
@@ -43,6 +45,14 @@ export interface Database extends Sql {
    * connections may reach the server in either order.
    */
   readonly ordered: Sql;
+  /**
+   * The one bytea value `text` returns (one row, one column; undefined when there is no row or it
+   * is NULL), received as bytes: for large values, which pg would receive as text and decode again.
+   * PostgreSQL sends it in COPY's binary format, and COPY takes no bind parameters, so each `$n`
+   * is written into the statement as a literal (copy-out.ts): `$n` must only ever be a parameter
+   * reference in `text`, and PostgreSQL plans the statement on each call.
+   */
+  queryBytes(text: string, params: readonly CopyParam[]): Promise<Buffer | undefined>;
   /** Calls `onPayload` for each NOTIFY on `channel`, from this process or any other replica. */
   listen(channel: string, onPayload: (payload: string) => void): Promise<Unlisten>;
   notify(channel: string, payload: string): Promise<void>;

@@ -45,6 +45,13 @@ export async function openPglite(dataDir: string): Promise<Database> {
     ...sql,
     // One connection, whose statements run one at a time in the order they were called.
     ordered: sql,
+    // In this process, through PGlite's own decoding (column-types.ts): no socket to stream COPY from.
+    async queryBytes(text, params) {
+      const { rows, fields } = await db.query<unknown[]>(text, params as unknown[], { rowMode: 'array' });
+      if (fields.length !== 1) throw new Error(`the statement returns ${fields.length} columns, expected 1`);
+      if (rows.length > 1) throw new Error('the statement returns more than one row');
+      return (rows[0]?.[0] as Buffer | null | undefined) ?? undefined;
+    },
     // PGlite has one connection: its transaction() holds it exclusively, so other queries wait.
     transaction: (fn) =>
       db.transaction((tx) =>

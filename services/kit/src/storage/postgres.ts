@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
+import copyStreams from 'pg-copy-streams';
 import { TYPE_OIDS, parseInt8 } from './column-types.js';
+import { inlineParams, singleCopyValue, type CopyParam } from './copy-out.js';
 import { assertChannel, type Database, type QueryOptions, type Sql } from './database.js';
 import { destroyConnection, Reachability } from './reachability.js';
 
@@ -172,6 +174,31 @@ async function transactionOn<T>(pool: pg.Pool, gate: () => void, fn: (tx: Sql) =
   }
 }
 
+/** Database.queryBytes: the statement's one value through COPY (FORMAT binary), on a pool connection. */
+async function queryBytesOn(pool: pg.Pool, gate: () => void, text: string, params: readonly CopyParam[]): Promise<Buffer | undefined> {
+  gate();
+  const client = await pool.connect();
+  // As in transactionOn: the pool listens for no 'error' on a client it lends out.
+  let broken = false;
+  const onError = () => {
+    broken = true;
+  };
+  client.on('error', onError);
+  try {
+    const statement = inlineParams(text, params, (s) => client.escapeLiteral(s));
+    const chunks: Buffer[] = [];
+    for await (const chunk of client.query(copyStreams.to(`COPY (${statement}) TO STDOUT (FORMAT binary)`))) chunks.push(chunk as Buffer);
+    return singleCopyValue(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+  } catch (err) {
+    // A COPY cut short leaves the connection mid-protocol: it must not serve another statement.
+    broken = true;
+    throw err;
+  } finally {
+    client.removeListener('error', onError);
+    client.release(broken);
+  }
+}
+
 /** One dedicated connection for LISTEN, reconnected (and its channels listened again) after it drops. */
 function notificationListener(url: string, applicationName: string | undefined, reconnectMs: number): Pick<Database, 'listen' | 'close'> {
   const handlers = new Map<string, Set<(payload: string) => void>>();
@@ -306,6 +333,7 @@ export async function openPostgres(opts: PostgresOptions): Promise<Database & { 
     ...sqlOn(pool, gate),
     ordered: ordered.sql,
     transaction: (fn) => transactionOn(pool, gate, fn),
+    queryBytes: (text, params) => queryBytesOn(pool, gate, text, params),
     listen: (channel, onPayload) => notifications.listen(channel, onPayload),
     async notify(channel, payload) {
       assertChannel(channel);
