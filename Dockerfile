@@ -37,5 +37,8 @@ EXPOSE 7443 7080 8443
 # Node is PID 1 and handles SIGTERM itself: health NOT_SERVING, drain calls, exit 0
 # (services/gantry/src/commands/serve.ts); tests/containers proves it. No init process needed.
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["node", "--experimental-async-context-frame", "/app/gantry.mjs"]
+# --heap-growing-percent=100: after each full collection the old generation may grow to twice what
+# survived before the next (docs/decisions.md, "V8's heap growth"); the same flags as package.json's
+# scripts and the benchmarks' servers.
+ENTRYPOINT ["node", "--experimental-async-context-frame", "--heap-growing-percent=100", "/app/gantry.mjs"]
 CMD ["serve", "--target=all"]

@@ -88,7 +88,7 @@ describe('the gantry image: one container per target on PostgreSQL, wired by DNS
 
   test('the image names the release and the commit it was built from (gantry --version)', async () => {
     const c = byTarget.get('log')!;
-    const { output, exitCode: code } = await c.exec(['node', '--experimental-async-context-frame', '/app/gantry.mjs', '--version']);
+    const { output, exitCode: code } = await c.exec(['node', '--experimental-async-context-frame', '--heap-growing-percent=100', '/app/gantry.mjs', '--version']);
     assert.equal(code, 0, output);
     const root = new URL('../..', import.meta.url);
     const version = (JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as { version: string }).version;

@@ -129,7 +129,7 @@ describe('skaffold.yaml: render and build', () => {
     const image = inspect(builtImage);
     assert.equal(inspect(`gantry:${tag}`).Id, image.Id);
     assert.equal(`gantry:${(image.Id as string).replace(/^sha256:/, '')}`, builtImage);
-    assert.deepEqual(image.Config.Entrypoint, ['node', '--experimental-async-context-frame', '/app/gantry.mjs']);
+    assert.deepEqual(image.Config.Entrypoint, ['node', '--experimental-async-context-frame', '--heap-growing-percent=100', '/app/gantry.mjs']);
     assert.equal(image.Config.Labels['org.opencontainers.image.title'], 'gantry');
   });
 });

@@ -60,7 +60,7 @@ export async function startChild<T>(script: string, args: string[], opts: { cpu?
   // GANTRY_BENCH_NODE_ARGS adds Node flags to the servers, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile one.
   const extra = process.env.GANTRY_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   const program = process.env.GANTRY_BENCH_TSX === '1' ? ['--import', 'tsx', script] : [await benchBundle(repoRoot, script)];
-  const nodeArgs = ['--experimental-async-context-frame', ...profilerNodeArgs(), ...extra, ...program, ...args];
+  const nodeArgs = ['--experimental-async-context-frame', '--heap-growing-percent=100', ...profilerNodeArgs(), ...extra, ...program, ...args];
   const [cmd, cmdArgs] = opts.cpu !== undefined && pinning ? ['taskset', ['-c', String(opts.cpu), process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
   const child = spawn(cmd, cmdArgs as string[], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] });
   const ready = await new Promise<T>((resolve, reject) => {
