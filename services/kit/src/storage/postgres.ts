@@ -147,56 +147,58 @@ async function openPool(opts: PostgresOptions, clients: Set<pg.Client>, gate: ()
   return pool;
 }
 
-/** Runs `fn` in one transaction on a connection of its own: committed when it resolves, rolled back when it throws. */
-async function transactionOn<T>(pool: pg.Pool, gate: () => void, fn: (tx: Sql) => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` on a connection lent by the pool, returned after it. pg-pool takes its own 'error'
+ * listener off a client it lends out, and pg emits 'error' when the server ends the connection (a
+ * restart, a fast shutdown: 57P01): unheard, that event would crash the process. The statement in
+ * flight fails with the same error; a broken connection (that, or one `fn` marks broken) is
+ * destroyed on release instead of going back to the pool.
+ */
+async function onLentClient<T>(pool: pg.Pool, gate: () => void, fn: (client: pg.PoolClient, markBroken: () => void) => Promise<T>): Promise<T> {
   gate();
   const client = await pool.connect();
-  // pg-pool takes its own 'error' listener off a client it lends out, and pg emits 'error' when
-  // the server ends the connection (a restart, a fast shutdown: 57P01): unheard, that event
-  // would crash the process. The statement in flight fails with the same error; the broken
-  // connection is destroyed on release instead of going back to the pool.
   let broken = false;
-  const onError = () => {
+  const markBroken = () => {
     broken = true;
   };
-  client.on('error', onError);
+  client.on('error', markBroken);
   try {
-    await client.query('BEGIN');
-    const result = await fn(sqlOn(client));
-    await client.query('COMMIT');
-    return result;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
+    return await fn(client, markBroken);
   } finally {
-    client.removeListener('error', onError);
+    client.removeListener('error', markBroken);
     client.release(broken);
   }
 }
 
+/** Runs `fn` in one transaction on a connection of its own: committed when it resolves, rolled back when it throws. */
+function transactionOn<T>(pool: pg.Pool, gate: () => void, fn: (tx: Sql) => Promise<T>): Promise<T> {
+  return onLentClient(pool, gate, async (client) => {
+    try {
+      await client.query('BEGIN');
+      const result = await fn(sqlOn(client));
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw err;
+    }
+  });
+}
+
 /** Database.queryBytes: the statement's one value through COPY (FORMAT binary), on a pool connection. */
-async function queryBytesOn(pool: pg.Pool, gate: () => void, text: string, params: readonly CopyParam[]): Promise<Buffer | undefined> {
-  gate();
-  const client = await pool.connect();
-  // As in transactionOn: the pool listens for no 'error' on a client it lends out.
-  let broken = false;
-  const onError = () => {
-    broken = true;
-  };
-  client.on('error', onError);
-  try {
-    const statement = inlineParams(text, params, (s) => client.escapeLiteral(s));
-    const chunks: Buffer[] = [];
-    for await (const chunk of client.query(copyStreams.to(`COPY (${statement}) TO STDOUT (FORMAT binary)`))) chunks.push(chunk as Buffer);
-    return singleCopyValue(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
-  } catch (err) {
-    // A COPY cut short leaves the connection mid-protocol: it must not serve another statement.
-    broken = true;
-    throw err;
-  } finally {
-    client.removeListener('error', onError);
-    client.release(broken);
-  }
+function queryBytesOn(pool: pg.Pool, gate: () => void, text: string, params: readonly CopyParam[]): Promise<Buffer | undefined> {
+  return onLentClient(pool, gate, async (client, markBroken) => {
+    try {
+      const statement = inlineParams(text, params, (s) => client.escapeLiteral(s));
+      const chunks: Buffer[] = [];
+      for await (const chunk of client.query(copyStreams.to(`COPY (${statement}) TO STDOUT (FORMAT binary)`))) chunks.push(chunk as Buffer);
+      return singleCopyValue(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+    } catch (err) {
+      // A COPY cut short may leave the connection mid-protocol: it serves no other statement.
+      markBroken();
+      throw err;
+    }
+  });
 }
 
 /** One dedicated connection for LISTEN, reconnected (and its channels listened again) after it drops. */
