@@ -186,10 +186,11 @@ function transactionOn<T>(pool: pg.Pool, gate: () => void, fn: (tx: Sql) => Prom
 }
 
 /** Database.queryBytes: the statement's one value through COPY (FORMAT binary), on a pool connection. */
-function queryBytesOn(pool: pg.Pool, gate: () => void, text: string, params: readonly CopyParam[]): Promise<Buffer | undefined> {
+async function queryBytesOn(pool: pg.Pool, gate: () => void, text: string, params: readonly CopyParam[]): Promise<Buffer | undefined> {
+  // Checked before a connection is borrowed: a statement refused here costs none.
+  const statement = inlineParams(text, params, pg.escapeLiteral);
   return onLentClient(pool, gate, async (client, markBroken) => {
     try {
-      const statement = inlineParams(text, params, (s) => client.escapeLiteral(s));
       const chunks: Buffer[] = [];
       for await (const chunk of client.query(copyStreams.to(`COPY (${statement}) TO STDOUT (FORMAT binary)`))) chunks.push(chunk as Buffer);
       return singleCopyValue(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));

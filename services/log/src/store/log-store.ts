@@ -270,7 +270,8 @@ export class LogStore {
     // Seqs are dense, so the range alone holds at most `limit` rows, whatever plan PostgreSQL picks:
     // a partition filled since the table's last ANALYZE looks nearly empty to the planner, which then
     // sorts every row from fromSeq on, for each page (a 100,000-entry Read ran at a fifth of its rate).
-    const upTo = fromSeq + BigInt(limit) < toSeq ? fromSeq + BigInt(limit) : toSeq;
+    const pageEnd = fromSeq + BigInt(limit);
+    const upTo = pageEnd < toSeq ? pageEnd : toSeq;
     const bytes = await this.db.queryBytes(READ_PAGE_SQL, [partition, fromSeq, upTo, limit, READ_PAGE_BYTES]);
     if (!bytes || bytes.length === 0) return undefined;
     return { partition, bytes, offsets: entryOffsets(partition, bytes) };
