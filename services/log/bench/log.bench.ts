@@ -15,7 +15,8 @@
 //                connection, all clients on ONE shared partition (the harder case: every append
 //                contends for the same chain head). Acknowledged = committed.
 //   AppendBatch  the same with 100 entries per call; reported as entries/s (calls/s x 100).
-//   Read         a Node gRPC client streams a partition of N entries from seq 0 and counts them;
+//   Read         a Node gRPC client (the client library's, @gantry/log/client) streams a partition
+//                of N entries from seq 0 and counts them;
 //                baseline: the same rows read straight from PostgreSQL with pg (keyset pages of
 //                2,000, the service's query), no gRPC.
 //   Tail         a Node follower Tail(follow) and a Node appender appending one entry at a time,
@@ -36,6 +37,7 @@ import { logv1 } from '@gantry/proto';
 import { ratioLine } from '../../kit/bench/baseline.js';
 import { check, cpuOf, cpuSeconds, ghz, ghzPath, median, parseBenchArgs, pinProcess, pinning, progress, repoRoot, startChild, writeResult, type LoadResult } from '../../kit/bench/lib.js';
 import { profileReport, profileWindow, profiling, type ProfileSummary } from '../../kit/bench/profile.js';
+import { LogServiceClient } from '../src/client/index.js';
 import { checkPartition, expect, type Expected } from './checks.js';
 
 const args = parseBenchArgs(process.argv.slice(2));
@@ -200,7 +202,7 @@ try {
   const clientOf = (engine: Engine) => {
     const { dataDir, token, port } = server('stack', engine).ready;
     const tls = { caFile: join(dataDir, 'pki/ca.crt'), certFile: join(dataDir, 'pki/client.crt'), keyFile: join(dataDir, 'pki/client.key'), serverName: 'localhost' };
-    const newClient = () => new logv1.LogServiceClient(`127.0.0.1:${port}`, clientCredentials(tls), clientOptions(tls, { 'grpc.max_receive_message_length': 16 * 1024 * 1024 }));
+    const newClient = () => new LogServiceClient(`127.0.0.1:${port}`, clientCredentials(tls), clientOptions(tls, { 'grpc.max_receive_message_length': 16 * 1024 * 1024 }));
     return { newClient, md: bearerMetadata(token) };
   };
   const { newClient, md } = clientOf('pg');

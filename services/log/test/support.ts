@@ -13,6 +13,7 @@ import { startServicePlatform } from '@gantry/test-support/harness';
 export { assertStatus, grpcError } from '@gantry/test-support/clients';
 export { engines, postgresSkip, type EngineName } from '@gantry/test-support/databases';
 import { logService } from '../src/index.js';
+import { LogServiceClient } from '../src/client/index.js';
 
 export type LogClient = InstanceType<typeof logv1.LogServiceClient>;
 
@@ -23,13 +24,13 @@ export const uniquePartition = (label: string) => `${label}-${randomBytes(5).toS
 export function logClient(address: string, dataDir: string): LogClient {
   const pki = (f: string) => join(dataDir, 'pki', f);
   const tls = { caFile: pki('ca.crt'), certFile: pki('client.crt'), keyFile: pki('client.key'), serverName: 'localhost' };
-  return new logv1.LogServiceClient(address, clientCredentials(tls), clientOptions(tls));
+  return new LogServiceClient(address, clientCredentials(tls), clientOptions(tls));
 }
 
 /** A client that calls as platform workload `name` (its SPIFFE certificate; send no token). */
 export async function workloadLogClient(address: string, dataDir: string, name: string): Promise<LogClient> {
   const tls = { ...(await workloadTls(dataDir, name)), serverName: 'localhost' };
-  return new logv1.LogServiceClient(address, clientCredentials(tls), clientOptions(tls));
+  return new LogServiceClient(address, clientCredentials(tls), clientOptions(tls));
 }
 
 /** Bearer metadata with a dev token minted from the JWT key under `dataDir`. */

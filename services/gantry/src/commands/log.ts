@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { streamOf, unary } from '@gantry/kit';
 import { logv1 } from '@gantry/proto';
-import { verifyCheckpoint, verifyCheckpointConsistency, verifyEntryInclusion } from '@gantry/log/client';
+import { LogServiceClient, verifyCheckpoint, verifyCheckpointConsistency, verifyEntryInclusion } from '@gantry/log/client';
 import { connect, printJson, withConnection, type Connection, type ConnectionOptions } from '../connection.js';
 
-const client = (c: Connection) => new logv1.LogServiceClient(c.address, c.credentials, c.options);
+const client = (c: Connection) => new LogServiceClient(c.address, c.credentials, c.options);
 type LogClient = ReturnType<typeof client>;
 
 const hex = (b: Buffer) => b.toString('hex');

@@ -1,2 +1,5 @@
-// The log client library's public surface: verification of what a log server sends.
+// The log client library's public surface: the gRPC client, and verification of what a log
+// server sends.
 export * from './verify.js';
+export { LogServiceClient, logClientDefinition } from './log-service-client.js';
+export { decodeReadResponse, decodeTailResponse } from './entry-wire.js';
