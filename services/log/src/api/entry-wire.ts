@@ -9,7 +9,7 @@
 // out fields with default values (seq 0, empty data, empty author, zero seconds or nanos).
 import { logv1 } from '@gantry/proto';
 import { HASH_BYTES } from '../domain/entry.js';
-import { PAGE_ENTRY, authorLengthAt, prevHashAt } from '../store/entry-page.js';
+import { PAGE_ENTRY, authorLengthAt, prevHashAt, seqAt } from '../store/entry-page.js';
 import type { EntryPage } from '../store/log-store.js';
 
 /** A Read or Tail response already encoded: the service definition below sends its bytes as they are. */
@@ -56,7 +56,7 @@ export function* encodedChunks(page: EntryPage, maxEntries: number, maxBytes: nu
     let at = 0;
     for (let i = first; i < end; i++) at = writeEntry(out, at, page.bytes, offsets[i]!, partition);
     if (at !== messageBytes) throw new Error(`encoded ${at} bytes of a ${messageBytes}-byte message`);
-    yield new EncodedEntries(out, end - first, page.bytes.readBigInt64BE(offsets[end - 1]! + PAGE_ENTRY.seq));
+    yield new EncodedEntries(out, end - first, seqAt(page.bytes, offsets[end - 1]!));
     first = end;
   }
 }

@@ -7,6 +7,7 @@ import type { CheckpointSigner } from '../signer.js';
 import { appendMetrics } from '../metrics.js';
 import type { AppendNotifier } from '../store/append-notifier.js';
 import { appendFailure, type GroupCommitter } from '../store/group-commit.js';
+import { seqAt } from '../store/entry-page.js';
 import { nodeKey, type AppendReceipt, type KeyedAppender, type LogStore, type PartitionRow, type StoredEntry } from '../store/log-store.js';
 import {
   LIMITS,
@@ -114,13 +115,12 @@ async function* stream(deps: LogDeps, partition: string, from: bigint, to: bigin
   while (!ctx.signal.aborted && (to === undefined || next < to)) {
     const page = await pending.page;
     if (page) {
-      const chunks = [...encodedChunks(page, LIMITS.maxChunkEntries, LIMITS.maxChunkBytes)];
-      const last = chunks[chunks.length - 1];
-      if (!last) throw new Error(`a page of partition ${partition} encoded to no messages`);
-      next = last.lastSeq + 1n;
-      // The next page is read from the database while this one is sent.
+      const lastAt = page.offsets[page.offsets.length - 1];
+      if (lastAt === undefined) throw new Error(`a page of partition ${partition} holds no entries`);
+      next = seqAt(page.bytes, lastAt) + 1n;
+      // The next page is read from the database while this one is encoded and sent.
       if (to === undefined || next < to) pending = fetch(next);
-      yield* chunks;
+      yield* encodedChunks(page, LIMITS.maxChunkEntries, LIMITS.maxChunkBytes);
       continue;
     }
     if (to !== undefined) return;

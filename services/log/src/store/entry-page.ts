@@ -9,6 +9,9 @@ import { HASH_BYTES } from '../domain/entry.js';
 /** Byte offsets within one entry of a page, from its start. */
 export const PAGE_ENTRY = { seq: 0, timestampMs: 8, dataLength: 16, data: 20 } as const;
 
+/** The seq of the entry at `entryAt`. */
+export const seqAt = (page: Buffer, entryAt: number): bigint => page.readBigInt64BE(entryAt + PAGE_ENTRY.seq);
+
 /** Where the entry's prev_hash starts, given its data length. */
 export const prevHashAt = (entryAt: number, dataLength: number) => entryAt + PAGE_ENTRY.data + dataLength;
 /** Where the entry's author length starts, given its data length; the author follows it. */
