@@ -1,20 +1,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { inlineParams, singleCopyValue } from '../src/storage/copy-out.js';
+import { copyTuples, inlineParams } from '../src/storage/copy-out.js';
+import { rowsOf, tuplesOf } from './fixtures/copy-tuples.js';
 
 const quote = (s: string) => `'${s.replaceAll("'", "''")}'`;
 
-/** A one-column binary COPY output holding `values` (undefined = NULL), as PostgreSQL writes it. */
-function copyOutput(values: (Buffer | undefined)[], extension = Buffer.alloc(0)): Buffer {
+/** A binary COPY output of `rows` (undefined = NULL), as PostgreSQL writes it. */
+function copyOutput(rows: (Buffer | undefined)[][], extension = Buffer.alloc(0)): Buffer {
   const header = Buffer.alloc(8);
   header.writeUInt32BE(extension.length, 4);
-  const rows = values.map((v) => {
-    const field = Buffer.alloc(6);
-    field.writeInt16BE(1, 0);
-    field.writeInt32BE(v ? v.length : -1, 2);
-    return Buffer.concat([field, v ?? Buffer.alloc(0)]);
-  });
-  return Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), header, extension, ...rows, Buffer.from([0xff, 0xff])]);
+  return Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), header, extension, tuplesOf(rows), Buffer.from([0xff, 0xff])]);
 }
 
 test('inlineParams writes each parameter as a literal where it is referenced, as often as it is', () => {
@@ -33,21 +28,15 @@ test('inlineParams refuses a missing or unused parameter and a number that is no
   assert.throws(() => inlineParams('SELECT $1', [Number.NaN], quote), /not a safe integer/);
 });
 
-test('singleCopyValue reads the one value of a one-column COPY, past a header extension', () => {
-  const value = Buffer.from([0, 1, 2, 255]);
-  assert.deepEqual(singleCopyValue(copyOutput([value])), value);
-  assert.deepEqual(singleCopyValue(copyOutput([value], Buffer.from('ext'))), value);
-  assert.deepEqual(singleCopyValue(copyOutput([Buffer.alloc(0)])), Buffer.alloc(0));
-  assert.equal(singleCopyValue(copyOutput([undefined])), undefined);
-  assert.equal(singleCopyValue(copyOutput([])), undefined);
+test('copyTuples returns the rows between the header, past its extension, and the trailer', () => {
+  const rows = [[Buffer.from([0, 1, 2, 255]), undefined, Buffer.alloc(0)], [Buffer.from('second'), Buffer.from('row'), undefined]];
+  assert.deepEqual(copyTuples(copyOutput(rows)), tuplesOf(rows));
+  assert.deepEqual(rowsOf(copyTuples(copyOutput(rows, Buffer.from('ext')))), rows);
+  assert.equal(copyTuples(copyOutput([])).length, 0);
 });
 
-test('singleCopyValue refuses text output, two rows, two columns and a truncated stream', () => {
-  assert.throws(() => singleCopyValue(Buffer.from('\\x0001\n')), /not in the binary format/);
-  assert.throws(() => singleCopyValue(copyOutput([Buffer.from('a'), Buffer.from('b')])), /more than one row/);
-  const twoColumns = copyOutput([Buffer.from('a')]);
-  twoColumns.writeInt16BE(2, 19);
-  assert.throws(() => singleCopyValue(twoColumns), /2 columns, expected 1/);
-  const whole = copyOutput([Buffer.from('abcdef')]);
-  for (const cut of [20, 24, whole.length - 4, whole.length - 1]) assert.throws(() => singleCopyValue(whole.subarray(0, cut)), /ends early|more than one row/, `cut at ${cut}`);
+test('copyTuples refuses text output and a stream cut before its trailer', () => {
+  assert.throws(() => copyTuples(Buffer.from('\\x0001\n')), /not in the binary format/);
+  const whole = copyOutput([[Buffer.from('abcdef')]]);
+  for (const cut of [20, 24, whole.length - 4, whole.length - 1]) assert.throws(() => copyTuples(whole.subarray(0, cut)), /ends early|not in the binary format/, `cut at ${cut}`);
 });

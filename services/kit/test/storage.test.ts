@@ -9,6 +9,7 @@ import { loadMigrations, migrate, migrationsApplied, type Migration } from '../s
 import { openPglite } from '../src/storage/pglite.js';
 import { openPostgres } from '../src/storage/postgres.js';
 import { isTransientDatabaseError } from '../src/storage/startup.js';
+import { rowsOf } from './fixtures/copy-tuples.js';
 import { freshPgliteDir, freshPostgresDatabase, postgresSkip, requirePostgresInCi } from '@gantry/test-support/databases';
 
 /** Plain CREATE TABLE (no IF NOT EXISTS): applying a migration twice would fail loudly. */
@@ -270,28 +271,29 @@ for (const engine of [pgliteEngine(), postgresEngine()]) {
       assert.deepEqual(listed, [reused]);
     });
 
-    test('queryBytes returns a bytea value as its exact bytes: every byte value, several MB, NULL and no row', async () => {
+    test('copyRows returns the rows as binary COPY tuples: every byte value, several MB, NULL, many rows and none', async () => {
       const everyByte = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
-      assert.deepEqual(await db.queryBytes("SELECT decode($1, 'hex')", [everyByte.toString('hex')]), everyByte);
-      // Larger than any one socket read: the value arrives in many chunks.
-      const large = await db.queryBytes("SELECT decode(repeat('00ff7f', $1), 'hex')", [1_500_000]);
-      assert.equal(large?.length, 4_500_000);
-      assert.deepEqual(large?.subarray(0, 6), Buffer.from('00ff7f00ff7f', 'hex'));
-      assert.equal(await db.queryBytes('SELECT NULL::bytea', []), undefined);
-      assert.equal(await db.queryBytes("SELECT decode($1, 'hex') WHERE false", ['00']), undefined);
+      assert.deepEqual(rowsOf(await db.copyRows("SELECT decode($1, 'hex'), NULL::bytea, int8send(7)", [everyByte.toString('hex')])), [[everyByte, undefined, Buffer.from('0000000000000007', 'hex')]]);
+      // Larger than any one socket read: the rows arrive in many chunks.
+      const large = rowsOf(await db.copyRows("SELECT decode(repeat('00ff7f', $1), 'hex') FROM generate_series(1, 3)", [500_000]));
+      assert.deepEqual(large.map(([v]) => v?.length), [1_500_000, 1_500_000, 1_500_000]);
+      assert.deepEqual(large[2]![0]!.subarray(0, 6), Buffer.from('00ff7f00ff7f', 'hex'));
+      // Values in their binary send form: int8 big-endian, text as UTF-8.
+      const rows = rowsOf(await db.copyRows('SELECT g::int8, $1::text FROM generate_series(1, $2) g ORDER BY g', ['é', 1000]));
+      assert.deepEqual(rows.map(([n]) => n!.readBigInt64BE()), Array.from({ length: 1000 }, (_, i) => BigInt(i + 1)));
+      assert.equal(rows[999]![1]!.toString('utf8'), 'é');
+      assert.equal((await db.copyRows("SELECT decode($1, 'hex') WHERE false", ['00'])).length, 0);
     });
 
-    test('queryBytes takes a parameter as a value, never as SQL, and a failing statement leaves the pool serving', async () => {
+    test('copyRows takes a parameter as a value, never as SQL, and a failing statement leaves the pool serving', async () => {
       const hostile = "x'); SELECT pg_sleep(10); --\\ 'é";
-      assert.equal((await db.queryBytes("SELECT convert_to($1, 'UTF8')", [hostile]))?.toString('utf8'), hostile);
-      assert.equal((await db.queryBytes('SELECT int8send($1::int8 + $2::int8)', [2n ** 62n, 1]))?.readBigInt64BE(), 2n ** 62n + 1n);
-      await assert.rejects(db.queryBytes('SELECT int8send(1 / $1::int8)', [0]), /division by zero/);
-      await assert.rejects(db.queryBytes("SELECT decode($1, 'hex'), decode($1, 'hex')", ['00']), /2 columns, expected 1/);
-      await assert.rejects(db.queryBytes("SELECT decode($1, 'hex') FROM generate_series(1, 2)", ['00']), /more than one row/);
-      await assert.rejects(db.queryBytes("SELECT decode($2, 'hex')", ['00']));
+      assert.equal(rowsOf(await db.copyRows("SELECT convert_to($1, 'UTF8')", [hostile]))[0]![0]!.toString('utf8'), hostile);
+      assert.equal(rowsOf(await db.copyRows('SELECT $1::int8 + $2::int8', [2n ** 62n, 1]))[0]![0]!.readBigInt64BE(), 2n ** 62n + 1n);
+      await assert.rejects(db.copyRows('SELECT 1 / $1::int8', [0]), /division by zero/);
+      await assert.rejects(db.copyRows("SELECT decode($2, 'hex')", ['00']), /refers to \$2/);
       // Every connection of the pool still answers.
-      const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => db.queryBytes('SELECT int4send($1::int4)', [i])));
-      assert.deepEqual(answers.map((b) => b?.readInt32BE()), [0, 1, 2, 3, 4, 5, 6, 7]);
+      const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => db.copyRows('SELECT $1::int4', [i])));
+      assert.deepEqual(answers.map((b) => rowsOf(b)[0]![0]!.readInt32BE()), [0, 1, 2, 3, 4, 5, 6, 7]);
     });
 
     test('a channel name that is not a plain identifier is refused', async () => {

@@ -7,19 +7,28 @@ import { toEntry } from '../src/api/handlers.js';
 import { entryOffsets } from '../src/store/entry-page.js';
 import type { EntryPage, StoredEntry } from '../src/store/log-store.js';
 
-/** Packs entries as the store's page query does (READ_PAGE_SQL), in the order given. */
+/** The page the store's page query returns for these entries: one binary COPY tuple each, in the order given. */
 function packPage(entries: readonly StoredEntry[]): Buffer {
+  const field = (value: Buffer | undefined) => {
+    const length = Buffer.alloc(4);
+    length.writeInt32BE(value ? value.length : -1);
+    return value ? [length, value] : [length];
+  };
+  const int8 = (n: bigint) => {
+    const b = Buffer.alloc(8);
+    b.writeBigInt64BE(n);
+    return b;
+  };
   return Buffer.concat(
-    entries.flatMap((e) => {
-      const head = Buffer.alloc(20);
-      head.writeBigInt64BE(e.seq, 0);
-      head.writeBigInt64BE(e.timestampMs, 8);
-      head.writeInt32BE(e.data.length, 16);
-      const author = e.author === undefined ? undefined : Buffer.from(e.author, 'utf8');
-      const authorLength = Buffer.alloc(4);
-      authorLength.writeInt32BE(author ? author.length : -1);
-      return [head, e.data, e.prevHash, e.hash, authorLength, ...(author ? [author] : [])];
-    }),
+    entries.flatMap((e) => [
+      Buffer.from([0, 6]),
+      ...field(int8(e.seq)),
+      ...field(int8(e.timestampMs)),
+      ...field(e.data),
+      ...field(e.prevHash),
+      ...field(e.hash),
+      ...field(e.author === undefined ? undefined : Buffer.from(e.author, 'utf8')),
+    ]),
   );
 }
 
@@ -78,10 +87,20 @@ describe('Read and Tail messages encoded from a page', () => {
     );
   });
 
-  test('a page that ends inside an entry is refused', () => {
+  test('a page that ends inside an entry, or holds rows of another layout, is refused', () => {
     const [entries] = fc.sample(entriesArb, { numRuns: 1, seed: 7 });
     const bytes = packPage(entries!);
-    assert.throws(() => entryOffsets('p', bytes.subarray(0, bytes.length - 1)), /ends mid-entry/);
-    assert.throws(() => entryOffsets('p', Buffer.concat([bytes, Buffer.alloc(3)])), /ends mid-entry/);
+    for (let cut = 1; cut < bytes.length; cut += 7) assert.throws(() => entryOffsets('p', bytes.subarray(0, cut)), /cut short|columns|not an int8|bytes at byte/, `cut at ${cut}`);
+    assert.throws(() => entryOffsets('p', Buffer.concat([bytes, Buffer.alloc(3)])), /cut short/);
+    const changed = (at: number, write: (b: Buffer) => void) => {
+      const b = Buffer.from(bytes);
+      write(b.subarray(at));
+      return b;
+    };
+    assert.throws(() => entryOffsets('p', changed(0, (b) => b.writeInt16BE(7))), /a row of 7 columns, not 6/);
+    assert.throws(() => entryOffsets('p', changed(2, (b) => b.writeInt32BE(4))), /not an int8/);
+    const first = entries![0]!;
+    assert.throws(() => entryOffsets('p', changed(30 + first.data.length, (b) => b.writeInt32BE(31))), /hash that is not 32 bytes/);
+    assert.throws(() => entryOffsets('p', changed(26, (b) => b.writeInt32BE(-1))), /cut short/);
   });
 });

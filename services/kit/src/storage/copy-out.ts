@@ -1,8 +1,9 @@
-// Reading one large bytea value as bytes, through COPY ... TO STDOUT (FORMAT binary).
+// Reading rows as bytes, through COPY (...) TO STDOUT (FORMAT binary).
 //
-// pg receives every column as text: a bytea arrives as hex (2x its size) or, encoded by the
-// statement, base64 (4/3), and Node decodes it again. COPY's binary format carries the value as it
-// is. COPY takes no bind parameters, so the statement's parameters are written into it as literals.
+// pg receives every column as text: a bytea arrives as hex (2x its size) and Node decodes it
+// again, into an object per row. COPY's binary format carries each value in its binary form, and
+// a reader with a fixed layout walks the rows in place. COPY takes no bind parameters, so the
+// statement's parameters are written into it as literals.
 
 /** Values a statement run through COPY may take as parameters. */
 export type CopyParam = string | number | bigint | null;
@@ -42,27 +43,14 @@ const EXTENSION_LENGTH_AT = FLAGS_AT + 4;
 const TRAILER = -1;
 
 /**
- * The single value of a one-column binary COPY output (undefined when it has no row or the value
- * is NULL). Throws on anything else: another format, more columns or rows, or a truncated stream.
- * The result is a view into `copy`.
+ * The tuples of a binary COPY output: what lies between its header and its trailer, a view into
+ * `copy`. Throws on another format or a stream without its trailer. The tuples are not walked
+ * here: their reader knows their layout, and checks that they end where the region does.
  */
-export function singleCopyValue(copy: Buffer): Buffer | undefined {
+export function copyTuples(copy: Buffer): Buffer {
   if (copy.length < EXTENSION_LENGTH_AT + 4 || !copy.subarray(0, SIGNATURE.length).equals(SIGNATURE)) throw new Error('COPY output is not in the binary format');
-  let at = EXTENSION_LENGTH_AT + 4 + copy.readUInt32BE(EXTENSION_LENGTH_AT);
-  const need = (bytes: number) => {
-    if (at + bytes > copy.length) throw new Error(`COPY output ends early (${copy.length} bytes)`);
-  };
-  need(2);
-  const fields = copy.readInt16BE(at);
-  at += 2;
-  if (fields === TRAILER) return undefined;
-  if (fields !== 1) throw new Error(`COPY output has ${fields} columns, expected 1`);
-  need(4);
-  const length = copy.readInt32BE(at);
-  at += 4;
-  const value = length < 0 ? undefined : copy.subarray(at, at + length);
-  at += Math.max(0, length);
-  need(2);
-  if (copy.readInt16BE(at) !== TRAILER || at + 2 !== copy.length) throw new Error('COPY output has more than one row');
-  return value;
+  const start = EXTENSION_LENGTH_AT + 4 + copy.readUInt32BE(EXTENSION_LENGTH_AT);
+  const end = copy.length - 2;
+  if (end < start || copy.readInt16BE(end) !== TRAILER) throw new Error(`COPY output ends early (${copy.length} bytes, no trailer)`);
+  return copy.subarray(start, end);
 }

@@ -46,13 +46,15 @@ export interface Database extends Sql {
    */
   readonly ordered: Sql;
   /**
-   * The one bytea value `text` returns (one row, one column; undefined when there is no row or it
-   * is NULL), received as bytes: for large values, which pg would receive as text and decode again.
-   * PostgreSQL sends it in COPY's binary format, and COPY takes no bind parameters, so each `$n`
-   * is written into the statement as a literal (copy-out.ts): `$n` must only ever be a parameter
-   * reference in `text`, and PostgreSQL plans the statement on each call.
+   * The rows `select` returns, as bytes: the tuples of PostgreSQL's binary COPY format (per row a
+   * 16-bit field count, then per field a 32-bit length, -1 for NULL, and the value's binary send
+   * form, integers big-endian), without its header and trailer; empty when there are no rows. For
+   * readers of many rows with a fixed layout, which pg would receive as text and turn into an
+   * object per row. COPY takes no bind parameters, so each `$n` is written into the statement as
+   * a literal (copy-out.ts): `$n` must only ever be a parameter reference in `select`, and
+   * PostgreSQL plans the statement on each call.
    */
-  queryBytes(text: string, params: readonly CopyParam[]): Promise<Buffer | undefined>;
+  copyRows(select: string, params: readonly CopyParam[]): Promise<Buffer>;
   /** Calls `onPayload` for each NOTIFY on `channel`, from this process or any other replica. */
   listen(channel: string, onPayload: (payload: string) => void): Promise<Unlisten>;
   notify(channel: string, payload: string): Promise<void>;

@@ -1,7 +1,9 @@
 import { chmodSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
+import pg from 'pg';
 import { TYPE_OIDS, parseByteaHex, parseInt8 } from './column-types.js';
+import { copyTuples, inlineParams } from './copy-out.js';
 import { assertChannel, type Database, type QueryResult, type Sql } from './database.js';
 
 /**
@@ -45,12 +47,11 @@ export async function openPglite(dataDir: string): Promise<Database> {
     ...sql,
     // One connection, whose statements run one at a time in the order they were called.
     ordered: sql,
-    // In this process, through PGlite's own decoding (column-types.ts): no socket to stream COPY from.
-    async queryBytes(text, params) {
-      const { rows, fields } = await db.query<unknown[]>(text, params as unknown[], { rowMode: 'array' });
-      if (fields.length !== 1) throw new Error(`the statement returns ${fields.length} columns, expected 1`);
-      if (rows.length > 1) throw new Error('the statement returns more than one row');
-      return (rows[0]?.[0] as Buffer | null | undefined) ?? undefined;
+    // PGlite writes a COPY's output to a Blob it returns with the result.
+    async copyRows(select, params) {
+      const { blob } = await db.query(`COPY (${inlineParams(select, params, pg.escapeLiteral)}) TO '/dev/blob' (FORMAT binary)`);
+      if (!blob) throw new Error('PGlite returned no COPY output');
+      return copyTuples(Buffer.from(await blob.arrayBuffer()));
     },
     // PGlite has one connection: its transaction() holds it exclusively, so other queries wait.
     transaction: (fn) =>

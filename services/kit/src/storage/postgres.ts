@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import copyStreams from 'pg-copy-streams';
 import { TYPE_OIDS, parseInt8 } from './column-types.js';
-import { inlineParams, singleCopyValue, type CopyParam } from './copy-out.js';
+import { copyTuples, inlineParams, type CopyParam } from './copy-out.js';
 import { assertChannel, type Database, type QueryOptions, type Sql } from './database.js';
 import { destroyConnection, Reachability } from './reachability.js';
 
@@ -185,15 +185,15 @@ function transactionOn<T>(pool: pg.Pool, gate: () => void, fn: (tx: Sql) => Prom
   });
 }
 
-/** Database.queryBytes: the statement's one value through COPY (FORMAT binary), on a pool connection. */
-async function queryBytesOn(pool: pg.Pool, gate: () => void, text: string, params: readonly CopyParam[]): Promise<Buffer | undefined> {
+/** Database.copyRows: the statement's rows through COPY (FORMAT binary), on a pool connection. */
+async function copyRowsOn(pool: pg.Pool, gate: () => void, select: string, params: readonly CopyParam[]): Promise<Buffer> {
   // Checked before a connection is borrowed: a statement refused here costs none.
-  const statement = inlineParams(text, params, pg.escapeLiteral);
+  const statement = inlineParams(select, params, pg.escapeLiteral);
   return onLentClient(pool, gate, async (client, markBroken) => {
     try {
       const chunks: Buffer[] = [];
       for await (const chunk of client.query(copyStreams.to(`COPY (${statement}) TO STDOUT (FORMAT binary)`))) chunks.push(chunk as Buffer);
-      return singleCopyValue(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+      return copyTuples(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
     } catch (err) {
       // A COPY cut short may leave the connection mid-protocol: it serves no other statement.
       markBroken();
@@ -336,7 +336,7 @@ export async function openPostgres(opts: PostgresOptions): Promise<Database & { 
     ...sqlOn(pool, gate),
     ordered: ordered.sql,
     transaction: (fn) => transactionOn(pool, gate, fn),
-    queryBytes: (text, params) => queryBytesOn(pool, gate, text, params),
+    copyRows: (select, params) => copyRowsOn(pool, gate, select, params),
     listen: (channel, onPayload) => notifications.listen(channel, onPayload),
     async notify(channel, payload) {
       assertChannel(channel);

@@ -9,7 +9,7 @@
 // out fields with default values (seq 0, empty data, empty author, zero seconds or nanos).
 import { logv1 } from '@gantry/proto';
 import { HASH_BYTES } from '../domain/entry.js';
-import { PAGE_ENTRY, authorLengthAt, prevHashAt, seqAt } from '../store/entry-page.js';
+import { PAGE_ENTRY, authorLengthAt, hashAt, prevHashAt, seqAt } from '../store/entry-page.js';
 import type { EntryPage } from '../store/log-store.js';
 
 /** A Read or Tail response already encoded: the service definition below sends its bytes as they are. */
@@ -39,32 +39,30 @@ const TAG = { entries: 0x0a, partition: 0x0a, seq: 0x10, timestamp: 0x1a, data: 
 export function* encodedChunks(page: EntryPage, maxEntries: number, maxBytes: number): Generator<EncodedEntries> {
   const partition = Buffer.from(page.partition, 'utf8');
   const { offsets } = page;
+  // Each entry's encoded size, from the pass that sizes a message to the one that writes it.
+  const sizes: number[] = [];
   let first = 0;
   while (first < offsets.length) {
     let end = first;
     let payloadBytes = 0;
     let messageBytes = 0;
     while (end < offsets.length && end - first < maxEntries) {
-      const size = payloadSize(page.bytes, offsets[end]!);
-      if (end > first && payloadBytes + size > maxBytes) break;
-      payloadBytes += size;
       const entryBytes = entrySize(page.bytes, offsets[end]!, partition.length);
+      // What the chunk limit counts of an entry: its payload and author bytes (entrySize read them).
+      const payload = fields.dataLength + fields.authorLength;
+      if (end > first && payloadBytes + payload > maxBytes) break;
+      payloadBytes += payload;
+      sizes[end - first] = entryBytes;
       messageBytes += 1 + varintSize(entryBytes) + entryBytes;
       end++;
     }
     const out = Buffer.allocUnsafe(messageBytes);
     let at = 0;
-    for (let i = first; i < end; i++) at = writeEntry(out, at, page.bytes, offsets[i]!, partition);
+    for (let i = first; i < end; i++) at = writeEntry(out, at, page.bytes, offsets[i]!, partition, sizes[i - first]!);
     if (at !== messageBytes) throw new Error(`encoded ${at} bytes of a ${messageBytes}-byte message`);
     yield new EncodedEntries(out, end - first, seqAt(page.bytes, offsets[end - 1]!));
     first = end;
   }
-}
-
-/** What the chunk limit counts of an entry: its payload and author bytes. */
-function payloadSize(page: Buffer, entryAt: number): number {
-  const dataLength = page.readInt32BE(entryAt + PAGE_ENTRY.dataLength);
-  return dataLength + Math.max(0, page.readInt32BE(authorLengthAt(entryAt, dataLength)));
 }
 
 /** The fields of one entry as they are encoded. */
@@ -108,10 +106,9 @@ function entrySize(page: Buffer, entryAt: number, partitionBytes: number): numbe
   );
 }
 
-/** Writes one entry as a ReadResponse/TailResponse `entries` field; returns where the next starts. */
-function writeEntry(out: Buffer, at: number, page: Buffer, entryAt: number, partition: Buffer): number {
-  const size = entrySize(page, entryAt, partition.length);
-  const f = fields; // as entrySize just read them
+/** Writes one entry, of encoded `size`, as a ReadResponse/TailResponse `entries` field; returns where the next starts. */
+function writeEntry(out: Buffer, at: number, page: Buffer, entryAt: number, partition: Buffer, size: number): number {
+  const f = readFields(page, entryAt);
   out[at++] = TAG.entries;
   at = writeVarint(out, at, size);
   out[at++] = TAG.partition;
@@ -137,13 +134,14 @@ function writeEntry(out: Buffer, at: number, page: Buffer, entryAt: number, part
     at = writeVarint(out, at, f.dataLength);
     at += page.copy(out, at, dataAt, dataAt + f.dataLength);
   }
-  const hashAt = prevHashAt(entryAt, f.dataLength);
+  const prevHash = prevHashAt(entryAt, f.dataLength);
   out[at++] = TAG.prevHash;
   out[at++] = HASH_BYTES;
-  at += page.copy(out, at, hashAt, hashAt + HASH_BYTES);
+  at += page.copy(out, at, prevHash, prevHash + HASH_BYTES);
+  const hash = hashAt(entryAt, f.dataLength);
   out[at++] = TAG.hash;
   out[at++] = HASH_BYTES;
-  at += page.copy(out, at, hashAt + HASH_BYTES, hashAt + 2 * HASH_BYTES);
+  at += page.copy(out, at, hash, hash + HASH_BYTES);
   if (f.authorLength !== 0) {
     const authorAt = authorLengthAt(entryAt, f.dataLength) + 4;
     out[at++] = TAG.author;
