@@ -64,6 +64,19 @@ for (const engine of engines()) {
       }
     });
 
+    test('a page stops once it holds 16 MiB of payload: five 4 MiB entries come as pages of four and one, whole', async () => {
+      const store = new LogStore(world.db);
+      const committer = new GroupCommitter(store);
+      const big = (i: number) => Buffer.alloc(4 * 1024 * 1024, i);
+      for (let i = 0; i < 5; i++) await committer.append('large', 'author', [big(i)]);
+      const first = await store.readRange('large', 0n, 1n << 62n, 1000);
+      assert.deepEqual(first.map((e) => e.seq), [0n, 1n, 2n, 3n], 'the fifth entry would take the page past 16 MiB');
+      const rest = await store.readRange('large', 4n, 1n << 62n, 1000);
+      assert.deepEqual(rest.map((e) => e.seq), [4n]);
+      for (const e of [...first, ...rest]) assert.ok(e.data.equals(big(Number(e.seq))), `entry ${e.seq} is whole`);
+      await assertIntact(store, 'large', 5);
+    });
+
     test('appends planned on a head another replica moved miss, write nothing, and land after its entries; nothing is lost or duplicated', async () => {
       // Two stores on one database stand for two replicas: each has its own head cache and committer.
       const [a, b] = [new LogStore(world.db), new LogStore(world.db)];
