@@ -114,7 +114,11 @@ for f in services/*/test/**/*.test.ts operator/test/**/*.test.ts tests/**/*.test
 done
 echo "${#files[@]} test files, two at a time, each within 120 s" >&2
 failed=0
-node --import tsx --test --test-concurrency=2 --test-timeout=120000 "${files[@]}" || failed=1
+# --test-force-exit: a file whose tests have all finished ends even if a handle keeps its event loop
+# alive. connection-age.test.ts passed all its tests and then sat until the 120 s timeout in two CI
+# runs of many (never locally); what is under test there is the servers' behaviour, and that a
+# Gantry process exits once it has shut down is shutdown.test.ts's, which waits for a real one.
+node --import tsx --test --test-force-exit --test-concurrency=2 --test-timeout=120000 "${files[@]}" || failed=1
 
 step "fault tests (tests/faults: kill -9, PostgreSQL cut, restarted and partitioned, disk full, fuzz, a brief soak; and tests/kube/operator.test.ts, the operator killed ten times; one at a time, each within 7 min)"
 # Each kills, cuts or loads real processes and judges what they acknowledged against what is
