@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { copyTuples, inlineParams } from '../src/storage/copy-out.js';
-import { rowsOf, tuplesOf } from './fixtures/copy-tuples.js';
+import { rowsOf, tuplesOf } from '@gantry/test-support/copy-tuples';
 
 const quote = (s: string) => `'${s.replaceAll("'", "''")}'`;
 

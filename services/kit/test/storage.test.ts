@@ -9,7 +9,7 @@ import { loadMigrations, migrate, migrationsApplied, type Migration } from '../s
 import { openPglite } from '../src/storage/pglite.js';
 import { openPostgres } from '../src/storage/postgres.js';
 import { isTransientDatabaseError } from '../src/storage/startup.js';
-import { rowsOf } from './fixtures/copy-tuples.js';
+import { rowsOf } from '@gantry/test-support/copy-tuples';
 import { freshPgliteDir, freshPostgresDatabase, postgresSkip, requirePostgresInCi } from '@gantry/test-support/databases';
 
 /** Plain CREATE TABLE (no IF NOT EXISTS): applying a migration twice would fail loudly. */

@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { tuplesOf } from '@gantry/test-support/copy-tuples';
 import { logv1 } from '@gantry/proto';
 import { encodedChunks } from '../src/api/entry-wire.js';
 import { toEntry } from '../src/api/handlers.js';
@@ -9,27 +10,12 @@ import type { EntryPage, StoredEntry } from '../src/store/log-store.js';
 
 /** The page the store's page query returns for these entries: one binary COPY tuple each, in the order given. */
 function packPage(entries: readonly StoredEntry[]): Buffer {
-  const field = (value: Buffer | undefined) => {
-    const length = Buffer.alloc(4);
-    length.writeInt32BE(value ? value.length : -1);
-    return value ? [length, value] : [length];
-  };
   const int8 = (n: bigint) => {
     const b = Buffer.alloc(8);
     b.writeBigInt64BE(n);
     return b;
   };
-  return Buffer.concat(
-    entries.flatMap((e) => [
-      Buffer.from([0, 6]),
-      ...field(int8(e.seq)),
-      ...field(int8(e.timestampMs)),
-      ...field(e.data),
-      ...field(e.prevHash),
-      ...field(e.hash),
-      ...field(e.author === undefined ? undefined : Buffer.from(e.author, 'utf8')),
-    ]),
-  );
+  return tuplesOf(entries.map((e) => [int8(e.seq), int8(e.timestampMs), e.data, e.prevHash, e.hash, e.author === undefined ? undefined : Buffer.from(e.author, 'utf8')]));
 }
 
 const pageOf = (partition: string, entries: readonly StoredEntry[]): EntryPage => {

@@ -47,9 +47,10 @@ export function* encodedChunks(page: EntryPage, maxEntries: number, maxBytes: nu
     let payloadBytes = 0;
     let messageBytes = 0;
     while (end < offsets.length && end - first < maxEntries) {
-      const entryBytes = entrySize(page.bytes, offsets[end]!, partition.length);
-      // What the chunk limit counts of an entry: its payload and author bytes (entrySize read them).
-      const payload = fields.dataLength + fields.authorLength;
+      const f = readFields(page.bytes, offsets[end]!);
+      const entryBytes = entrySize(f, partition.length);
+      // What the chunk limit counts of an entry: its payload and author bytes.
+      const payload = f.dataLength + f.authorLength;
       if (end > first && payloadBytes + payload > maxBytes) break;
       payloadBytes += payload;
       sizes[end - first] = entryBytes;
@@ -94,8 +95,7 @@ function readFields(page: Buffer, entryAt: number): EntryFields {
 }
 
 /** The encoded size of one Entry message (without its tag and length in the response). */
-function entrySize(page: Buffer, entryAt: number, partitionBytes: number): number {
-  const f = readFields(page, entryAt);
+function entrySize(f: EntryFields, partitionBytes: number): number {
   return (
     1 + varintSize(partitionBytes) + partitionBytes +
     (f.seqHi !== 0 || f.seqLo !== 0 ? 1 + varint64Size(f.seqLo, f.seqHi) : 0) +

@@ -1,5 +1,4 @@
 // The log client library's public surface: the gRPC client, and verification of what a log
 // server sends.
 export * from './verify.js';
-export { LogServiceClient, logClientDefinition } from './log-service-client.js';
-export { decodeReadResponse, decodeTailResponse } from './entry-wire.js';
+export { LogServiceClient } from './log-service-client.js';

@@ -6,7 +6,7 @@ import { logv1 } from '@gantry/proto';
 import { decodeReadResponse, decodeTailResponse } from './entry-wire.js';
 
 /** LogService for clients: the generated definition with the faster Read and Tail decoders. */
-export const logClientDefinition = {
+const logClientDefinition = {
   ...logv1.LogServiceService,
   read: { ...logv1.LogServiceService.read, responseDeserialize: decodeReadResponse },
   tail: { ...logv1.LogServiceService.tail, responseDeserialize: decodeTailResponse },

@@ -5,7 +5,7 @@ import { CompactRange } from '../domain/merkle.js';
 import { HASH_BYTES, ZERO_HASH, entryHashes } from '../domain/entry.js';
 import { PARTITION_WIDE_KEY_OWNER } from '../domain/authority.js';
 import { byteaArray, int8Array, textArray } from './pg-binary.js';
-import { PAGE_ENTRY, authorLengthAt, entryOffsets, hashAt, prevHashAt } from './entry-page.js';
+import { PAGE_ENTRY, authorLengthAt, entryOffsets, hashAt, prevHashAt, seqAt } from './entry-page.js';
 
 export const LOG_SCHEMA = 'log';
 export const logMigrations = loadMigrations(fileURLToPath(new URL('./migrations', import.meta.url)));
@@ -358,7 +358,7 @@ function unpackPage({ partition, bytes: page, offsets }: EntryPage): StoredEntry
     const authorLength = page.readInt32BE(authorAt);
     return {
       partition,
-      seq: page.readBigInt64BE(at + PAGE_ENTRY.seq),
+      seq: seqAt(page, at),
       timestampMs: page.readBigInt64BE(at + PAGE_ENTRY.timestampMs),
       data: page.subarray(at + PAGE_ENTRY.data, at + PAGE_ENTRY.data + dataLength),
       prevHash: page.subarray(prevHash, prevHash + HASH_BYTES),
